@@ -1,0 +1,52 @@
+# async_naf: two commands on a fresh machine.
+#   make train   asynchronous NAF on the embedded MuJoCo simulation (door_pull, 2 workers)
+#   make test    the test suite
+# Both bootstrap .venv with pinned wheels through `make setup` (idempotent).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.setup-stamp
+RUN_DIR ?= runs/door_pull_2w
+PYTEST_ARGS ?=
+
+# DDS stays on loopback for everything this Makefile starts.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+
+.PHONY: setup train test bench lint lock clean help
+
+help:
+	@echo "make setup  - create .venv with pinned dependencies (torch==2.13.0 CPU first)"
+	@echo "make train  - asynchronous NAF, door_pull, 2 workers, embedded MuJoCo (results in $(RUN_DIR))"
+	@echo "make test   - run the tests"
+	@echo "make bench  - print the measured speed figures as JSON"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
+	# exactly this torch, first: an unpinned torch would pull gigabytes of CUDA wheels
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, rclpy, mujoco, async_naf; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(STAMP)
+
+train: setup
+	$(VENV)/bin/async-naf train --task door_pull --workers 2 --seed 0 --run-dir $(RUN_DIR)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/async-naf bench --json
+
+lock: setup
+	$(PIP) freeze --exclude-editable | grep -v -E '^(torch|ros-|rclpy==)' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build install log *.egg-info .pytest_cache

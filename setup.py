@@ -1,0 +1,48 @@
+"""ament_python package for async_naf.
+
+The ROS-free core is the package ``async_naf`` (directory ``async_naf/``); the rclpy nodes live in the
+top-level ``nodes/`` directory and are installed as the subpackage ``async_naf.nodes``. ``launch/``,
+``urdf/`` and ``config/`` go to ``share/async_naf`` so that ``ros2 launch async_naf ...`` finds them.
+Works with ``colcon build`` on a ROS 2 install and with ``pip install -e .`` without one.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "async_naf"
+
+NODES = {
+    # console script name: module in nodes/ (installed as async_naf.nodes.<module>)
+    "sim_node": "sim_node",
+    "door_angle_node": "door_angle_node",
+    "policy_node": "policy_node",
+    "collector_node": "collector_node",
+    "trainer_node": "trainer_node",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [f"{PACKAGE}.nodes"],
+    package_dir={f"{PACKAGE}.nodes": "nodes"},
+    package_data={PACKAGE: ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro") + glob("urdf/*.urdf") + glob("urdf/*.xml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="async_naf maintainers",
+    maintainer_email="maintainers@async-naf.invalid",
+    description="Asynchronous NAF for robot arms over ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{PACKAGE.replace('_', '-')} = {PACKAGE}.cli:main"]
+        + [f"{name} = {PACKAGE}.nodes.{module}:main" for name, module in NODES.items()],
+    },
+)

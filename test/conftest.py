@@ -1,0 +1,38 @@
+"""Shared test fixtures.
+
+Every test run gets its own ``ROS_DOMAIN_ID`` (derived from the pytest process id unless the caller set
+one) and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so DDS traffic stays on loopback and concurrent runs
+on one machine do not see each other. Tests that start node processes should pass ``ros_env`` to them;
+``fresh_domain_id`` gives a test a domain of its own.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+_BASE_DOMAIN = int(os.environ.get("ROS_DOMAIN_ID", str(1 + os.getpid() % 60)))
+os.environ["ROS_DOMAIN_ID"] = str(_BASE_DOMAIN)
+_domains = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_domain_id() -> int:
+    """A ROS_DOMAIN_ID (0..101) not used by any other test of this run."""
+    return 1 + (_BASE_DOMAIN + next(_domains)) % 101
+
+
+@pytest.fixture
+def ros_env(fresh_domain_id: int) -> dict[str, str]:
+    """Environment for a node subprocess: loopback-only DDS on a domain of its own."""
+    from async_naf.ros_env import ros_environment
+
+    return ros_environment(domain_id=fresh_domain_id)
