@@ -1,0 +1,133 @@
+"""safetensors containers for policy weights and training checkpoints (never pickle).
+
+Every file or byte string written here is a plain safetensors file whose header metadata (string -> string)
+holds:
+
+``format``          ``"async_naf"``
+``format_version``  ``"1"`` (:data:`FORMAT_VERSION`)
+``kind``            what the tensors are, e.g. ``"policy"`` or ``"naf_checkpoint"``
+``meta``            a JSON object: dimensions, action bounds, update count, normalisation statistics
+                    (as tensors), the agent config, optimiser settings, ...
+
+Reading validates the header before touching tensors and turns every problem (truncated data, bad JSON,
+unknown version, unexpected kind, non-finite weights, safetensors parse errors) into a ``ValueError`` with
+a message that says what is wrong. Tensors come back as numpy arrays.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+FORMAT_NAME = "async_naf"
+FORMAT_VERSION = 1
+_MAX_HEADER = 100 * 1024 * 1024  # bytes; safetensors' own limit
+
+
+def pack(tensors: Mapping[str, np.ndarray], kind: str, meta: Mapping[str, Any]) -> bytes:
+    """Serialise ``tensors`` (name -> numpy array) with ``kind`` and the JSON-able ``meta`` to bytes."""
+    from safetensors.numpy import save  # noqa: PLC0415  (keeps `import async_naf` cheap)
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"refusing to save tensor {name!r}: it contains NaN or Inf")
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "kind": kind,
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+    return save(arrays, metadata=header)
+
+
+def read_header(data: bytes, source: str = "data") -> dict[str, Any]:
+    """Parse and check the safetensors header of ``data``; return ``{'kind': str, 'meta': dict}``.
+
+    Raises:
+        ValueError: not a safetensors file, not an async_naf file, or an unsupported format version.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"{source}: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < 8:
+        raise ValueError(f"{source}: truncated: {len(data)} bytes is too short for a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise ValueError(f"{source}: truncated or corrupt: header length {n} exceeds the {len(data)} bytes")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source}: corrupt safetensors header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{source}: corrupt safetensors header (not a JSON object)")
+    md = header.get("__metadata__")
+    if not isinstance(md, dict) or md.get("format") != FORMAT_NAME:
+        raise ValueError(f"{source}: not an {FORMAT_NAME} weights/checkpoint file (no '{FORMAT_NAME}' metadata)")
+    if md.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{source}: format version {md.get('format_version')!r} is not supported (this code reads {FORMAT_VERSION})"
+        )
+    try:
+        meta = json.loads(md.get("meta", ""))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: corrupt metadata JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{source}: metadata 'meta' is not a JSON object")
+    return {"kind": md.get("kind"), "meta": meta}
+
+
+def unpack(
+    data: bytes, kinds: Iterable[str] | str, source: str = "data"
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """Inverse of :func:`pack`: return ``(tensors, meta, kind)``; ``kind`` must be one of ``kinds``.
+
+    Raises:
+        ValueError: see :func:`read_header`; also unexpected kind, safetensors parse errors and non-finite
+            floating-point tensors.
+    """
+    from safetensors import SafetensorError  # noqa: PLC0415
+    from safetensors.numpy import load  # noqa: PLC0415
+
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    head = read_header(data, source)
+    if head["kind"] not in kinds:
+        raise ValueError(f"{source}: holds {head['kind']!r}, expected {' or '.join(map(repr, kinds))}")
+    try:
+        tensors = load(bytes(data))
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise ValueError(f"{source}: corrupt safetensors data: {exc}") from exc
+    for name, arr in tensors.items():
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{source}: tensor {name!r} contains NaN or Inf")
+    return tensors, head["meta"], head["kind"]
+
+
+def require(tensors: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], source: str = "data") -> np.ndarray:
+    """``tensors[name]`` as float32 after checking it exists and has ``shape``; ValueError otherwise."""
+    if name not in tensors:
+        raise ValueError(f"{source}: missing tensor {name!r}")
+    arr = tensors[name]
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{source}: tensor {name!r} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
+    return arr
+
+
+def write_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """Read a whole file (``FileNotFoundError`` if absent)."""
+    return Path(path).read_bytes()
