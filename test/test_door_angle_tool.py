@@ -1,0 +1,141 @@
+"""``async-naf door-angle BAG --imu-topic T --out F.csv`` on real rosbag2 bags written with the rosbags writer."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags")
+
+from async_naf.cli import main as cli_main  # noqa: E402
+from async_naf.door_angle.bag import BagError, ImuBag, write_imu_bag  # noqa: E402
+from async_naf.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording  # noqa: E402
+
+TOPIC = "/robot_0/door/imu"
+
+
+@pytest.fixture(scope="module")
+def recording() -> Recording:
+    return simulate_recording(seed=7, config=SyntheticConfig(duration_s=40.0))
+
+
+def _bag(tmp_path: Path, rec: Recording, storage: str, name: str = "bag") -> Path:
+    path = tmp_path / f"{name}_{storage}"
+    write_imu_bag(path, rec.samples(), topic=TOPIC, storage=storage)
+    return path
+
+
+def _read_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    stamps = np.array([int(r[0]) for r in rows[1:]], dtype=np.int64)
+    angles = np.array([float(r[1]) for r in rows[1:]])
+    return rows[0], stamps, angles
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_tool_writes_the_angle_per_imu_sample(tmp_path: Path, recording: Recording, storage: str) -> None:
+    bag = _bag(tmp_path, recording, storage)
+    out = tmp_path / "door.csv"
+    rc = cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out), "--no-progress"])
+    assert rc == 0
+    header, stamps, angles = _read_csv(out)
+    assert header == ["stamp_ns", "angle_rad"]
+    assert np.array_equal(stamps, recording.stamps_ns)  # header stamps, every sample, in order
+    rmse_deg = math.degrees(float(np.sqrt(np.mean((angles - recording.angle) ** 2))))
+    assert rmse_deg < 0.5
+    assert not (tmp_path / "door.csv.part").exists()
+
+
+def test_tool_reads_params_and_extra_columns(tmp_path: Path, recording: Recording) -> None:
+    bag = _bag(tmp_path, recording, "mcap")
+    out = tmp_path / "door.csv"
+    params = Path(__file__).resolve().parent.parent / "config" / "door_angle.yaml"
+    rc = cli_main([
+        "door-angle", str(bag), "--out", str(out), "--no-progress", "--all-columns",  # only IMU topic: picked
+        "--params-file", str(params), "--param", "hinge_axis=" + str(recording.axis_sensor.tolist()),
+    ])
+    assert rc == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["stamp_ns", "angle_rad", "velocity_rad_s", "variance_rad2", "at_rest"]
+    assert {r[4] for r in rows[1:]} == {"0", "1"}
+    assert all(float(r[3]) > 0 for r in rows[1:])
+
+
+def test_tool_reports_a_missing_topic(tmp_path: Path, recording: Recording, capsys: pytest.CaptureFixture) -> None:
+    bag = _bag(tmp_path, recording, "sqlite3")
+    out = tmp_path / "door.csv"
+    rc = cli_main(["door-angle", str(bag), "--imu-topic", "/robot_9/door/imu", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "'/robot_9/door/imu' is not in bag" in err and TOPIC in err  # names what is there
+    assert not out.exists()
+
+
+def test_tool_reports_a_topic_of_another_type(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    String = store.types["std_msgs/msg/String"]
+    bag = tmp_path / "strings"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/door/imu", "std_msgs/msg/String", typestore=store)
+        writer.write(conn, 1, store.serialize_cdr(String(data="not an imu"), "std_msgs/msg/String"))
+    rc = cli_main(["door-angle", str(bag), "--imu-topic", "/door/imu", "--out", str(tmp_path / "x.csv")])
+    assert rc != 0
+    assert "std_msgs/msg/String, not sensor_msgs/msg/Imu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_tool_reports_a_corrupt_bag_in_a_real_process(tmp_path: Path, recording: Recording, storage: str) -> None:
+    bag = _bag(tmp_path, recording, storage)
+    (data_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    raw = bytearray(data_file.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    data_file.write_bytes(bytes(raw))
+    out = tmp_path / "door.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "async_naf.cli", "door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode != 0, proc.stderr
+    assert "error:" in proc.stderr and "corrupt" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "door.csv.part").exists()
+
+
+def test_a_truncated_mcap_chunk_is_not_silently_short(tmp_path: Path, recording: Recording) -> None:
+    """rosbags stops quietly at some damaged MCAP chunks: the reader checks the promised message count."""
+    bag = _bag(tmp_path, recording, "mcap")
+    (data_file,) = bag.glob("*.mcap")
+    raw = bytearray(data_file.read_bytes())
+    start = int(len(raw) * 0.3)
+    raw[start: start + 500] = bytes(500)
+    data_file.write_bytes(bytes(raw))
+    with pytest.raises(BagError, match="corrupt"):
+        with ImuBag(bag, TOPIC) as reader:
+            for _ in reader.samples():
+                pass
+
+
+def test_tool_reports_a_missing_bag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = cli_main(["door-angle", str(tmp_path / "nope"), "--imu-topic", TOPIC, "--out", str(tmp_path / "x.csv")])
+    assert rc != 0 and "no such bag" in capsys.readouterr().err
+
+
+def test_bag_round_trip_keeps_unknown_covariances_unknown(tmp_path: Path, recording: Recording) -> None:
+    samples = [s._replace(gyro_cov=None, accel_cov=None) for s in list(recording.samples())[:20]]
+    write_imu_bag(tmp_path / "b", samples, topic=TOPIC, storage="sqlite3")
+    with ImuBag(tmp_path / "b", TOPIC) as bag:
+        back = list(bag.samples())
+    assert [s.stamp_ns for s in back] == [s.stamp_ns for s in samples]
+    assert all(s.gyro_cov is None and s.accel_cov is None for s in back)
+    np.testing.assert_array_equal(np.array([s.gyro for s in back]), np.array([s.gyro for s in samples]))
