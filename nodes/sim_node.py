@@ -1,0 +1,211 @@
+"""sim_node: the embedded MuJoCo arm + latched door behind ros2_control-style topics (one per robot namespace).
+
+Node name ``sim``. Topics (relative: put the node in the robot's namespace, e.g. ``/robot_0``):
+
+publishes
+  joint_states                  sensor_msgs/JointState   arm joints (ARM_JOINT_NAMES order): position rad,
+                                                         velocity rad/s, effort N m; sensor QoS
+  door/imu                      sensor_msgs/Imu          door-leaf IMU, frame door_imu_link, one message per
+                                                         sample (imu.rate_hz; a burst per control step),
+                                                         covariances from the noise model, no orientation
+                                                         (orientation_covariance[0] = -1); sensor QoS
+  ground_truth/door_state       sensor_msgs/JointState   EVALUATION ONLY: ['door_hinge', 'door_handle']
+                                                         position rad, velocity rad/s; sensor QoS
+  <clock_topic> (/clock)        rosgraph_msgs/Clock      simulated time (for use_sim_time); reliable depth 1
+  /diagnostics                  diagnostic_msgs/DiagnosticArray  command counters, 1 Hz wall time
+subscribes
+  forward_velocity_controller/commands  std_msgs/Float64MultiArray  7 joint velocities, rad/s; reliable
+                                                         depth 10. Wrong length or non-finite values:
+                                                         rejected, counted, logged, never applied.
+services
+  ~/reset                       std_srvs/Trigger         arm to its (randomised) start pose, door closed
+
+Stepping: ``realtime: false`` (lockstep) steps once per accepted command and then publishes; while no command
+arrives it re-publishes the current state every 0.5 s (wall) so that a late-joining policy gets its first
+observation. ``realtime: true`` steps on a wall timer at the control period with the latest command (zero
+velocity when none arrived within ``command_timeout_s``). All header stamps are simulated time.
+
+Parameters: every field of :class:`async_naf.sim.SimConfig` (nested with dots: ``imu.rate_hz``,
+``door.width``, ``randomization.physics``, ...; see config/sim.yaml) plus ``seed`` (int).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from async_naf.nodes._msgs import COMMANDS, SENSOR
+from async_naf.nodes._params import declare_from_dataclass
+from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
+
+DOOR_JOINT_NAMES = ["door_hinge", "door_handle"]
+IMU_FRAME = "door_imu_link"
+IDLE_REPUBLISH_S = 0.5
+
+
+def _stamp(t_s: float, msg_stamp) -> None:
+    ns = int(round(t_s * 1e9))
+    msg_stamp.sec, msg_stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+
+
+class SimNode(Node):
+    """ROS wrapper of :class:`ArmDoorSim` (see module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("sim")
+        # parameters
+        self.config: SimConfig = declare_from_dataclass(self, SimConfig)
+        seed = int(self.declare_parameter("seed", 0).value)
+        # core objects
+        self.sim = ArmDoorSim(self.config, seed=seed)
+        self.sim.reset(randomize=True)
+        self.counts = {"received": 0, "applied": 0, "rejected_wrong_length": 0, "rejected_non_finite": 0,
+                       "steps": 0, "resets": 0}
+        self._latest = np.zeros(7)
+        self._latest_wall = -float("inf")
+        self._last_publish_wall = time.monotonic()
+        # publishers, subscriptions, services, timers
+        self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
+        self.imu_pub = self.create_publisher(Imu, "door/imu", SENSOR)
+        self.truth_pub = self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
+        self.clock_pub = (self.create_publisher(Clock, self.config.clock_topic,
+                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+                          if self.config.clock_topic else None)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Float64MultiArray, "forward_velocity_controller/commands", self.on_command, COMMANDS)
+        self.create_service(Trigger, "~/reset", self.on_reset)
+        if self.config.realtime:
+            self.create_timer(self.config.control_period_s, self.on_realtime_tick)
+        else:
+            self.create_timer(IDLE_REPUBLISH_S, self.on_idle)
+        self.create_timer(1.0, self.publish_diagnostics)
+        self.publish_state([])
+        self.get_logger().info(
+            f"sim ready: task={self.config.task} realtime={self.config.realtime} "
+            f"control_period={self.config.control_period_s}s imu={self.config.imu.rate_hz}Hz"
+        )
+
+    # ------------------------------------------------------------------------------------ callbacks
+    def on_command(self, msg: Float64MultiArray) -> None:
+        """Validate a velocity command; lockstep: step once with it; realtime: keep it for the timer."""
+        self.counts["received"] += 1
+        cmd = np.asarray(msg.data, dtype=float)
+        if cmd.shape != (7,):
+            self._reject("rejected_wrong_length", f"{cmd.size} values, expected 7 ({', '.join(ARM_JOINT_NAMES)})")
+            return
+        if not np.all(np.isfinite(cmd)):
+            self._reject("rejected_non_finite", "non-finite value(s)")
+            return
+        self.counts["applied"] += 1
+        if self.config.realtime:
+            self._latest, self._latest_wall = cmd, time.monotonic()
+        else:
+            self.step_and_publish(cmd)
+
+    def on_realtime_tick(self) -> None:
+        """Realtime mode: one control step with the latest command (zero if stale)."""
+        fresh = time.monotonic() - self._latest_wall <= self.config.command_timeout_s
+        self.step_and_publish(self._latest if fresh else np.zeros(7))
+
+    def on_idle(self) -> None:
+        """Lockstep mode: re-publish the state while no command arrives (first observation for late joiners)."""
+        if time.monotonic() - self._last_publish_wall >= IDLE_REPUBLISH_S:
+            self.publish_state([])
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """~/reset: arm to its start pose (randomised), door closed and latched; publishes the new state."""
+        del request
+        self.sim.reset(randomize=True)
+        self.counts["resets"] += 1
+        self._latest, self._latest_wall = np.zeros(7), -float("inf")
+        self.publish_state([])
+        response.success = True
+        response.message = f"reset at sim time {self.sim.time_s:.3f} s"
+        return response
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _reject(self, reason: str, detail: str) -> None:
+        self.counts[reason] += 1
+        rejected = self.counts["rejected_wrong_length"] + self.counts["rejected_non_finite"]
+        self.get_logger().warning(f"command rejected ({reason}): {detail}; {rejected} rejected so far",
+                                  throttle_duration_sec=1.0)
+
+    def step_and_publish(self, cmd: np.ndarray) -> None:
+        samples = self.sim.step(cmd)
+        self.counts["steps"] += 1
+        self.publish_state(samples)
+
+    def publish_state(self, imu_samples: list) -> None:
+        """Publish IMU samples, joint states, ground truth and the clock at the current sim time."""
+        t = self.sim.time_s
+        for s in imu_samples:
+            self.imu_pub.publish(self._imu_msg(s))
+        js = JointState()
+        _stamp(t, js.header.stamp)
+        js.name = list(ARM_JOINT_NAMES)
+        js.position = self.sim.joint_positions.tolist()
+        js.velocity = self.sim.joint_velocities.tolist()
+        js.effort = self.sim.data.actuator_force.tolist()
+        self.joint_pub.publish(js)
+        truth = self.sim.door_state()
+        gt = JointState()
+        gt.header.stamp = js.header.stamp
+        gt.name = list(DOOR_JOINT_NAMES)
+        gt.position = [truth.hinge_angle, truth.handle_angle]
+        gt.velocity = [truth.hinge_velocity, float(self.sim.data.qvel[self.sim.compiled.handle_dof])]
+        self.truth_pub.publish(gt)
+        if self.clock_pub is not None:
+            clock = Clock()
+            clock.clock = js.header.stamp
+            self.clock_pub.publish(clock)
+        self._last_publish_wall = time.monotonic()
+
+    def _imu_msg(self, sample) -> Imu:
+        msg = Imu()
+        msg.header.frame_id = IMU_FRAME
+        ns = int(sample.stamp_ns)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        msg.orientation_covariance[0] = -1.0  # no orientation estimate (REP 145)
+        g, a = sample.gyro, sample.accel
+        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = float(g[0]), float(g[1]), float(g[2])
+        msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
+            float(a[0]), float(a[1]), float(a[2]))
+        msg.angular_velocity_covariance = np.asarray(sample.gyro_cov, dtype=float).ravel().tolist()
+        msg.linear_acceleration_covariance = np.asarray(sample.accel_cov, dtype=float).ravel().tolist()
+        return msg
+
+    def publish_diagnostics(self) -> None:
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: commands"
+        status.hardware_id = "async_naf_embedded_sim"
+        rejected = self.counts["rejected_wrong_length"] + self.counts["rejected_non_finite"]
+        status.level = DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK
+        status.message = f"{rejected} command(s) rejected" if rejected else "ok"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in self.counts.items()]
+        status.values.append(KeyValue(key="sim_time_s", value=f"{self.sim.time_s:.3f}"))
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point (console script ``sim_node``; ``python -m async_naf.nodes.sim_node``).
+
+    SIGINT and SIGTERM stop the node cleanly (exit status 0); an invalid parameter exits with status 2.
+    """
+    from async_naf.nodes._main import run_node  # noqa: PLC0415
+
+    return run_node(SimNode, "sim_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Tasks: sizes, observation layout, reward shaping and success criteria, door geometry vs the MuJoCo model."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+from async_naf.sim import ArmDoorSim, DoorState, SimConfig
+from async_naf.tasks import (
+    DEFAULT_TASK_CONFIGS,
+    GRIP_DISTANCE,
+    HOOK_ENGAGE_OFFSET,
+    TASK_NAMES,
+    TaskConfig,
+    TaskState,
+    handle_point,
+    load_task_config,
+    make_task,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _state(ee=(0.5, 0.0, 0.4), door=0.0, door_vel=0.0) -> TaskState:
+    return TaskState(np.linspace(-0.3, 0.3, 7), np.zeros(7), np.asarray(ee, float), door, door_vel)
+
+
+def test_sizes_and_layouts() -> None:
+    assert TASK_NAMES == ("reach", "door_pull", "door_push")
+    reach, pull, push = (make_task(n) for n in TASK_NAMES)
+    assert (reach.obs_dim, reach.goal_dim, reach.act_dim, reach.episode_steps) == (23, 3, 7, 50)
+    assert (pull.obs_dim, pull.goal_dim, pull.act_dim, pull.episode_steps) == (22, 6, 7, 150)
+    assert push.obs_dim == 22
+    sensed = make_task("door_pull", dataclasses.replace(DEFAULT_TASK_CONFIGS["door_pull"], handle_sensor=True))
+    assert sensed.obs_dim == 23 and "handle_angle" in sensed.obs_layout
+    for task in (reach, pull, sensed):
+        sizes = [s.stop - s.start for s in task.obs_layout.values()]
+        assert sum(sizes) == task.obs_dim
+        assert np.all(task.action_high > 0) and np.all(task.action_low == -task.action_high)
+    with pytest.raises(ValueError):
+        make_task("fly")
+
+
+def test_reach_observation_reward_success() -> None:
+    task = make_task("reach")
+    rng = np.random.default_rng(0)
+    goals = np.array([task.sample_goal(rng) for _ in range(500)])
+    assert np.all(goals >= task.config.target_low) and np.all(goals <= task.config.target_high)
+    np.testing.assert_array_equal(task.sample_goal(np.random.default_rng(3)), task.sample_goal(np.random.default_rng(3)))
+    goal = np.array([0.55, 0.1, 0.45])
+    s = _state(ee=(0.45, 0.0, 0.40))
+    obs = task.observation(s, goal)
+    assert obs.dtype == np.float32 and obs.shape == (23,)
+    np.testing.assert_allclose(obs[task.obs_layout["target_rel"]], goal - s.ee_pos, rtol=1e-6)
+    np.testing.assert_allclose(obs[task.obs_layout["joint_pos"]], s.joint_pos, rtol=1e-6)
+    zero = np.zeros(7)
+    far = task.reward(_state(ee=(0.3, -0.2, 0.3)), zero, goal)
+    near = task.reward(s, zero, goal)
+    close = task.reward(_state(ee=goal + [0.03, 0, 0]), zero, goal)
+    assert far < near < close
+    assert not task.success(s, goal) and task.success(_state(ee=goal + [0.03, 0, 0]), goal)
+    assert not task.success(_state(ee=goal + [0.06, 0, 0]), goal)  # 5 cm criterion
+    assert close == pytest.approx(-0.03 + task.config.w_success)
+    assert task.reward(s, np.full(7, 0.6), goal) < near  # action cost
+    with pytest.raises(ValueError):
+        task.observation(s, np.zeros(2))
+
+
+@pytest.mark.parametrize("name", ["door_pull", "door_push"])
+def test_door_reward_shaping_and_success(name: str) -> None:
+    task = make_task(name)
+    goal = task.sample_goal(np.random.default_rng(0))
+    at_handle = handle_point(goal, 0.0)
+    zero = np.zeros(7)
+    far = task.reward(_state(ee=at_handle + [-0.2, 0, 0.1]), zero, goal, DoorState(0, 0, 0))
+    hooked = task.reward(_state(ee=at_handle), zero, goal, DoorState(0, 0, 0))
+    turned = task.reward(_state(ee=at_handle), zero, goal, DoorState(0, 0, 0.35))
+    opening = handle_point(goal, 0.2)
+    opened = task.reward(_state(ee=opening, door=0.2), zero, goal, DoorState(0.2, 0.1, 0.35))
+    assert far < hooked < turned < opened
+    # success: door angle >= 0.35 rad; ground truth when given, the estimate otherwise
+    s = _state(ee=handle_point(goal, 0.4), door=0.1)
+    assert task.success(s, goal, DoorState(0.4, 0, 0)) and not task.success(s, goal, DoorState(0.3, 0, 0))
+    assert not task.success(s, goal, None) and task.success(s._replace(door_angle=0.36), goal, None)
+    # without truth (real robot): estimated angle, no handle term
+    est = task.reward(_state(ee=opening, door=0.2), zero, goal, None)
+    assert est == pytest.approx(opened - task.config.w_handle * 1.0)
+    # the observation uses the estimated angle only (there is no ground truth argument)
+    obs0 = task.observation(_state(ee=opening, door=0.0), goal)
+    obs1 = task.observation(_state(ee=opening, door=0.2), goal)
+    np.testing.assert_allclose(obs1[task.obs_layout["handle_rel"]], 0.0, atol=1e-6)
+    assert np.linalg.norm(obs0[task.obs_layout["handle_rel"]]) > 0.05
+    assert obs1[task.obs_layout["door_angle"]][0] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("task_name,hinge_left", [("door_pull", False), ("door_push", True), ("door_pull", True)])
+def test_door_goal_matches_the_model(task_name: str, hinge_left: bool) -> None:
+    """The goal's geometry (hooking point, hinge, swing direction) is the compiled model's, also when open."""
+    cfg = SimConfig(task=task_name, imu={"enabled": False}, door={"hinge_side": "left" if hinge_left else "right"})
+    sim = ArmDoorSim(cfg, seed=0)
+    goal = sim.door_goal()
+    m, d = sim.model, mujoco.MjData(sim.model)
+    s = 1.0 if hinge_left else -1.0
+    for angle in (0.0, 0.3, 0.8):
+        d.qpos[sim.compiled.hinge_qpos] = angle
+        mujoco.mj_kinematics(m, d)
+        pivot = d.xpos[m.body("door_handle_link").id]
+        lever_dir = d.xmat[m.body("door_handle_link").id].reshape(3, 3) @ np.array([0.0, s, 0.0])
+        grip = pivot + GRIP_DISTANCE * lever_dir
+        # the hooking point keeps its offset from the lever's grip point in the leaf's frame
+        leaf_rot = d.xmat[m.body("door_leaf_link").id].reshape(3, 3)
+        np.testing.assert_allclose(leaf_rot.T @ (handle_point(goal, angle) - grip), HOOK_ENGAGE_OFFSET, atol=1e-9)
+    np.testing.assert_allclose(goal[3:5], d.xpos[m.body("door_leaf_link").id][:2], atol=1e-9)
+    # the nominal (simulator-free) goal of the task equals the default simulated door's
+    if task_name == "door_pull" and not hinge_left or task_name == "door_push" and hinge_left:
+        np.testing.assert_allclose(make_task(task_name).sample_goal(np.random.default_rng(0)), goal, atol=1e-12)
+
+
+def test_task_config_file_and_validation(tmp_path: Path) -> None:
+    for name in TASK_NAMES:
+        assert load_task_config(name, str(REPO / "config" / "tasks.yaml")) == DEFAULT_TASK_CONFIGS[name]
+    bad = tmp_path / "tasks.yaml"
+    bad.write_text("reach:\n  episode_stepz: 3\n")
+    with pytest.raises(ValueError, match="episode_stepz"):
+        load_task_config("reach", str(bad))
+    for kw in ({"episode_steps": 0}, {"max_joint_speed": -1.0}, {"w_dist": float("nan")},
+               {"target_low": (1.0, 0.0, 0.0), "target_high": (0.0, 0.0, 0.0)}, {"door_goal": (1.0, 2.0)}):
+        with pytest.raises(ValueError):
+            TaskConfig(**kw)
