@@ -1,0 +1,201 @@
+"""async_naf.trainer: the ROS-free trainer core (update thread, pause, checkpoints, resume, stop condition)."""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from async_naf.layouts import EpisodeStats, TransitionBatch
+from async_naf.trainer import Trainer, TrainerConfig, read_latest_checkpoint
+
+torch.set_num_threads(1)
+TASK = "reach"
+OBS, ACT = 23, 7
+
+
+def _batch(n: int, seed: int = 0) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    return TransitionBatch(rng.normal(size=(n, OBS)).astype(np.float32),
+                           rng.uniform(-0.5, 0.5, size=(n, ACT)).astype(np.float32),
+                           rng.normal(size=n).astype(np.float32), rng.normal(size=(n, OBS)).astype(np.float32),
+                           np.zeros(n, np.float32), np.zeros(n, np.int64), np.zeros(n, np.int64), np.arange(n))
+
+
+def _wait(pred, timeout: float = 20.0) -> bool:
+    """Poll ``pred`` until true or timeout (the update thread has no event per update)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def _cfg(tmp_path: Path, **kw) -> TrainerConfig:
+    base = dict(run_dir=str(tmp_path / "run"), task=TASK, min_buffer_size=64, checkpoint_every_s=0.0,
+                weights_every_updates=50, log_every_updates=10, replay_capacity=10_000)
+    base.update(kw)
+    return TrainerConfig(**base)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="algorithm"):
+        TrainerConfig(algorithm="ppo")
+    with pytest.raises(ValueError, match="updates_per_step"):
+        TrainerConfig(updates_per_step=-1)
+    with pytest.raises(ValueError, match="task"):
+        TrainerConfig(task="fly")
+    with pytest.raises(ValueError, match="action_limit"):
+        TrainerConfig(action_limit=(1.0, 2.0))
+    with pytest.raises(ValueError, match="run_dir"):
+        TrainerConfig(run_dir="")
+
+
+def test_updates_run_in_their_own_thread_at_the_configured_ratio(tmp_path: Path) -> None:
+    threads: set[str] = set()
+    weights: list[int] = []
+
+    def on_weights(data: bytes, updates: int) -> None:
+        threads.add(threading.current_thread().name)
+        weights.append(updates)
+
+    trainer = Trainer(_cfg(tmp_path, updates_per_step=2.0), on_weights=on_weights)
+    trainer.start()
+    try:
+        trainer.add_transitions(_batch(32))  # below min_buffer_size: no learning yet
+        assert _wait(lambda: weights == [0], 5)  # the starting weights are published once
+        assert trainer.updates == 0
+        trainer.add_transitions(_batch(68, seed=1))  # 100 env steps -> at most 200 updates
+        assert _wait(lambda: trainer.updates == 200)
+        time.sleep(0.2)  # the thread must now be idle: the ratio caps it
+        assert trainer.updates == 200 and trainer.env_steps == 100 and len(trainer.buffer) == 100
+        assert threads == {"trainer-updates"}
+        assert weights[:5] == [0, 50, 100, 150, 200]
+        assert np.isfinite(trainer.stats()["train_loss"])
+    finally:
+        trainer.stop(final_checkpoint=False)
+
+
+def test_pause_stops_updates_but_keeps_buffering(tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(tmp_path))
+    trainer.start()
+    try:
+        trainer.set_paused(True)
+        trainer.add_transitions(_batch(200))
+        time.sleep(0.3)
+        assert trainer.updates == 0 and len(trainer.buffer) == 200 and trainer.paused
+        trainer.set_paused(False)
+        assert _wait(lambda: trainer.updates == 200)
+    finally:
+        trainer.stop(final_checkpoint=False)
+
+
+def test_invalid_batches_are_rejected_and_counted(tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(tmp_path))
+    bad = _batch(10)
+    bad.obs[3, 4] = np.nan
+    with pytest.raises(ValueError):
+        trainer.add_transitions(bad)
+    with pytest.raises(ValueError):
+        trainer.add_transitions(_batch(10)._replace(obs=np.zeros((10, OBS + 1), np.float32)))
+    assert trainer.rejected_batches == 2 and len(trainer.buffer) == 0 and trainer.env_steps == 0
+    trainer.close()
+
+
+def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
+    from async_naf.agents import Policy, load_agent
+    from async_naf.replay import ReplayBuffer
+
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)
+    trainer.start()
+    trainer.add_transitions(_batch(150))
+    assert _wait(lambda: trainer.updates == 150)
+    trainer.record_episode(EpisodeStats(robot=1, episode=0, episode_return=-3.5, length=150, success=True,
+                                        env_steps=150))
+    info = trainer.save_checkpoint()
+    trainer.stop(final_checkpoint=False)
+
+    assert Path(info.agent).name == "step_000000150.safetensors"
+    agent = load_agent(info.agent)
+    assert agent.update_count == 150
+    obs = np.random.default_rng(3).normal(size=OBS).astype(np.float32)
+    np.testing.assert_allclose(agent.act(obs), trainer.agent.act(obs), rtol=0, atol=0)
+    buf = ReplayBuffer.load(info.buffer)
+    assert len(buf) == 150
+    np.testing.assert_array_equal(buf.obs[:150], trainer.buffer.obs[:150])
+    weights = (Path(cfg.run_dir) / "weights" / "latest.safetensors").read_bytes()
+    np.testing.assert_allclose(Policy.from_bytes(weights).act(obs), agent.act(obs), atol=1e-6)
+    latest = read_latest_checkpoint(cfg.run_dir)
+    assert latest is not None and (latest.updates, latest.env_steps, latest.episodes) == (150, 150, 1)
+
+    resumed = Trainer(_cfg(tmp_path, resume=True))
+    try:
+        assert (resumed.updates, resumed.env_steps, resumed.episodes) == (150, 150, 1)
+        assert len(resumed.buffer) == 150 and resumed.wall_s >= latest.wall_s
+        np.testing.assert_allclose(resumed.agent.act(obs), agent.act(obs), atol=0)
+        resumed.record_episode(EpisodeStats(0, 1, -1.0, 50, False, 200))
+    finally:
+        resumed.close()
+    rows = list(csv.reader(open(Path(cfg.run_dir) / "metrics.csv")))
+    assert rows[0] == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success"]
+    assert [r[3:] for r in rows[1:]] == [["1", "0", "-3.5", "1"], ["0", "1", "-1", "0"]]
+    assert list((Path(cfg.run_dir) / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_from_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no checkpoint"):
+        Trainer(_cfg(tmp_path, resume_from=str(tmp_path / "nothing")))
+
+
+def test_resume_rejects_a_corrupt_pointer(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "latest.json").write_text(json.dumps({"agent": "gone.safetensors", "updates": 1, "env_steps": 1,
+                                                  "episodes": 0, "wall_s": 1.0}))
+    with pytest.raises(ValueError, match="missing"):
+        Trainer(_cfg(tmp_path, resume=True))
+
+
+def test_stop_condition_writes_final_checkpoint(tmp_path: Path) -> None:
+    from async_naf.agents import Policy
+
+    reasons: list[str] = []
+    cfg = _cfg(tmp_path, max_env_steps=100, keep_checkpoints=1)
+    trainer = Trainer(cfg, on_finished=reasons.append)
+    trainer.start()
+    trainer.add_transitions(_batch(60))
+    assert not trainer.wait_finished(0.2)
+    trainer.add_transitions(_batch(60, seed=2))
+    assert trainer.wait_finished(20)
+    assert reasons and "max_env_steps" in reasons[0]
+    run = Path(cfg.run_dir)
+    assert (run / "checkpoints" / "final.safetensors").exists()
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["agent"] == "final.safetensors"
+    policy = Policy.from_bytes((run / "weights" / "final.safetensors").read_bytes())
+    assert policy.obs_dim == OBS and policy.act_dim == ACT
+    trainer.stop()  # idempotent after finishing
+
+
+def test_periodic_checkpoints_are_pruned(tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(tmp_path, keep_checkpoints=2))
+    for _ in range(4):
+        trainer.updates += 1  # distinct names without running updates
+        trainer.save_checkpoint()
+    names = sorted(p.name for p in (Path(trainer.config.run_dir) / "checkpoints").glob("step_*.safetensors"))
+    assert names == ["step_000000003.safetensors", "step_000000004.safetensors"]
+    trainer.close()
+
+
+def test_repeated_checkpoints_at_the_same_update_keep_their_files(tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(tmp_path, keep_checkpoints=1))
+    for _ in range(3):  # e.g. ~/save_checkpoint called three times while paused
+        info = trainer.save_checkpoint()
+    assert Path(info.agent).exists() and read_latest_checkpoint(trainer.config.run_dir).agent == info.agent
+    trainer.close()
