@@ -1,0 +1,310 @@
+"""Run results: the learning curve (``metrics.csv``), evaluations, ``summary.json``, plots, TensorBoard.
+
+``metrics.csv`` is written by the trainer node, one row per finished training episode (any robot)::
+
+    wall_s,env_steps,updates,robot,episode,episode_return,success
+
+``wall_s`` is seconds since the trainer started, ``env_steps`` the transitions received so far from all
+robots, ``updates`` the NAF gradient updates done, ``success`` 0/1 (the task's success criterion on
+simulator ground truth where available). ``eval.csv`` (written by ``async-naf train`` while it runs) holds
+greedy evaluations of checkpoints::
+
+    wall_s,env_steps,updates,episodes,success_rate,consecutive_successes,mean_return,checkpoint
+
+This module is ROS-free; matplotlib is imported lazily with the Agg backend.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+METRICS_FIELDS = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
+EVAL_FIELDS = ("wall_s", "env_steps", "updates", "episodes", "success_rate", "consecutive_successes",
+               "mean_return", "checkpoint")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeRow:
+    """One training episode from ``metrics.csv`` (units: s, steps, updates)."""
+
+    wall_s: float
+    env_steps: int
+    updates: int
+    robot: str
+    episode: int
+    episode_return: float
+    success: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Greedy evaluation: per-episode returns and successes, in order.
+
+    ``consecutive_successes`` is the longest run of consecutive successful episodes (Gu et al. 2017 report
+    "100% success over 20 consecutive trials").
+    """
+
+    successes: tuple[bool, ...]
+    returns: tuple[float, ...]
+
+    @property
+    def episodes(self) -> int:
+        return len(self.successes)
+
+    @property
+    def success_rate(self) -> float:
+        return sum(self.successes) / len(self.successes) if self.successes else 0.0
+
+    @property
+    def consecutive_successes(self) -> int:
+        return longest_streak(self.successes)
+
+    @property
+    def mean_return(self) -> float:
+        return sum(self.returns) / len(self.returns) if self.returns else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "success_rate": self.success_rate,
+                "consecutive_successes": self.consecutive_successes, "mean_return": self.mean_return,
+                "successes": [int(s) for s in self.successes], "returns": list(self.returns)}
+
+
+def longest_streak(flags: Iterable[bool]) -> int:
+    """Longest run of consecutive True values."""
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[EpisodeRow]:
+    """Read ``metrics.csv``; tolerant of a missing file and of a half-written last line (the trainer may be
+    appending while we read). Rows with non-finite or unparsable numbers are skipped.
+
+    Raises:
+        ValueError: if the header lacks one of :data:`METRICS_FIELDS`.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows: list[EpisodeRow] = []
+    with open(path, newline="") as fh:
+        text = fh.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # drop a partial last line
+    reader = csv.DictReader(text.splitlines())
+    missing = [f for f in METRICS_FIELDS if f not in (reader.fieldnames or [])]
+    if reader.fieldnames is not None and missing:
+        raise ValueError(f"{path}: missing columns {missing}; header is {reader.fieldnames}")
+    for rec in reader:
+        try:
+            row = EpisodeRow(
+                wall_s=float(rec["wall_s"]), env_steps=int(float(rec["env_steps"])),
+                updates=int(float(rec["updates"])), robot=str(rec["robot"]),
+                episode=int(float(rec["episode"])), episode_return=float(rec["episode_return"]),
+                success=str(rec["success"]).strip().lower() in ("1", "true", "1.0"),
+            )
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(row.wall_s) and math.isfinite(row.episode_return):
+            rows.append(row)
+    return rows
+
+
+def rolling_success(rows: Sequence[EpisodeRow], window: int = 20) -> list[float]:
+    """Success rate over the last ``window`` episodes, at each episode."""
+    out, acc = [], 0
+    for i, row in enumerate(rows):
+        acc += row.success
+        if i >= window:
+            acc -= rows[i - window].success
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def append_csv(path: str | os.PathLike[str], fields: Sequence[str], row: dict[str, Any]) -> None:
+    """Append one row (writing the header first if the file is new)."""
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields))
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in fields})
+
+
+def read_eval(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Read ``eval.csv`` (numbers as floats, checkpoint as str)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path, newline="") as fh:
+        for rec in csv.DictReader(fh):
+            try:
+                out.append({k: (rec[k] if k == "checkpoint" else float(rec[k])) for k in EVAL_FIELDS})
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def time_to_threshold(points: Sequence[tuple[float, float]], threshold: float) -> float | None:
+    """First x (wall time) at which y (success rate) >= threshold, or None if never."""
+    for x, y in points:
+        if y >= threshold - 1e-12:
+            return x
+    return None
+
+
+def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                        title: str = "") -> Path | None:
+    """Plot ``metrics.csv`` (rolling training success, episode return) and ``eval.csv`` (greedy success)
+    against wall time into ``learning_curve.png``. Returns the path, or None when there is nothing to plot.
+    """
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    evals = read_eval(run_dir / "eval.csv")
+    if not rows and not evals:
+        return None
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (ax_s, ax_r) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    if rows:
+        t = [r.wall_s / 60 for r in rows]
+        ax_s.plot(t, rolling_success(rows), label="training episodes (last 20, with exploration)", lw=1.2)
+        ax_r.plot(t, [r.episode_return for r in rows], ".", ms=2, alpha=0.4, label="episode return")
+        ret_avg = _moving_average([r.episode_return for r in rows], 20)
+        ax_r.plot(t, ret_avg, lw=1.5, label="return (moving average of 20)")
+    if evals:
+        ax_s.plot([e["wall_s"] / 60 for e in evals], [e["success_rate"] for e in evals], "o-",
+                  label=f"greedy evaluation ({int(evals[-1]['episodes'])} episodes)")
+    ax_s.set_ylabel("success rate")
+    ax_s.set_ylim(-0.03, 1.03)
+    ax_s.grid(alpha=0.3)
+    ax_s.legend(loc="lower right", fontsize=8)
+    ax_r.set_ylabel("episode return")
+    ax_r.set_xlabel("wall time (min)")
+    ax_r.grid(alpha=0.3)
+    ax_r.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_path = Path(out) if out is not None else run_dir / "learning_curve.png"
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def _moving_average(values: Sequence[float], n: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= n:
+            acc -= values[i - n]
+        out.append(acc / min(i + 1, n))
+    return out
+
+
+def plot_workers_comparison(curves: dict[int, Sequence[tuple[float, float]]], out: str | os.PathLike[str],
+                            threshold: float | None = None, title: str = "") -> Path:
+    """Success rate against wall time, one line per worker count (the paper's Fig. 4 style).
+
+    Args:
+        curves: workers -> [(wall_s, success_rate), ...].
+        threshold: drawn as a dashed line if given.
+    """
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for workers in sorted(curves):
+        pts = curves[workers]
+        ax.plot([p[0] / 60 for p in pts], [p[1] for p in pts], "o-", ms=3,
+                label=f"{workers} worker{'s' if workers > 1 else ''}")
+    if threshold is not None:
+        ax.axhline(threshold, ls="--", color="grey", lw=1, label=f"threshold {threshold:.0%}")
+    ax.set_xlabel("wall time (min)")
+    ax.set_ylabel("success rate (greedy evaluation)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def has_tensorboard_events(run_dir: str | os.PathLike[str]) -> bool:
+    """True if any ``events.out.tfevents.*`` file exists under ``run_dir``."""
+    return any(Path(run_dir).rglob("events.out.tfevents.*"))
+
+
+def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboard/curves") -> Path | None:
+    """Write ``metrics.csv`` and ``eval.csv`` as TensorBoard scalars (x axis: env steps; wall time kept).
+
+    Used after a run; the trainer node may also log its losses live under ``<run_dir>/tensorboard``.
+    """
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    evals = read_eval(run_dir / "eval.csv")
+    if not rows and not evals:
+        return None
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+
+    logdir = run_dir / subdir
+    writer = SummaryWriter(log_dir=str(logdir))
+    try:
+        roll = rolling_success(rows)
+        t0 = _now()
+        for row, rs in zip(rows, roll, strict=True):
+            wt = t0 + row.wall_s
+            writer.add_scalar("train/episode_return", row.episode_return, row.env_steps, walltime=wt)
+            writer.add_scalar("train/success_rate_last20", rs, row.env_steps, walltime=wt)
+            writer.add_scalar("train/updates", row.updates, row.env_steps, walltime=wt)
+        for ev in evals:
+            wt = t0 + ev["wall_s"]
+            writer.add_scalar("eval/success_rate", ev["success_rate"], int(ev["env_steps"]), walltime=wt)
+            writer.add_scalar("eval/consecutive_successes", ev["consecutive_successes"], int(ev["env_steps"]),
+                              walltime=wt)
+            writer.add_scalar("eval/mean_return", ev["mean_return"], int(ev["env_steps"]), walltime=wt)
+    finally:
+        writer.close()
+    return logdir
+
+
+def _now() -> float:
+    import time  # noqa: PLC0415
+
+    return time.time()
+
+
+def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

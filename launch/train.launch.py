@@ -1,0 +1,131 @@
+"""Asynchronous NAF training: N robots (collectors) and one trainer, on MuJoCo, Gazebo or real arms.
+
+Examples::
+
+    ros2 launch async_naf train.launch.py                                   # door_pull, 2 embedded MuJoCo arms
+    ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
+    ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 gz_world:=empty.sdf
+    ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
+        hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
+
+The nodes and their parameters come from ``async_naf.graph.build_graph`` - the same description
+``async-naf train`` starts without ROS 2 launch - so both paths run the same graph:
+
+- per robot namespace ``/robot_<i>``: ``sim`` (backend mujoco only), ``door_angle``, ``policy``, ``collector``;
+- ``/trainer`` (its exit shuts the whole launch down);
+- gazebo: Gazebo (ros_gz_sim's gz_sim.launch.py), per robot robot_state_publisher + ``ros_gz_sim create`` +
+  an IMU bridge, one ``/clock`` bridge, and the controller spawners (gz_ros2_control runs the controller
+  manager inside Gazebo with config/controllers.yaml);
+- real: per robot robot_state_publisher, ``ros2_control_node`` with the hardware plugin given as a xacro
+  argument, and the same spawners. The door IMU driver (publishing ``/robot_<i>/door/imu``) is yours to start.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
+from launch.actions import Shutdown
+from launch.event_handlers import OnProcessExit
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+# name, default, description, choices (None: free text). Every argument has a description.
+ARGUMENTS = (
+    ("backend", "mujoco",
+     "Where the arms are: mujoco (embedded MuJoCo simulation, one sim node per robot), gazebo (Gazebo via "
+     "ros_gz and gz_ros2_control) or real (ros2_control_node with hardware_plugin).",
+     ("mujoco", "gazebo", "real")),
+    ("workers", "2", "Number of robots (collectors), each in its own namespace /robot_<i>.", None),
+    ("task", "door_pull", "Task to learn: reach (random target), door_pull or door_push (latched door).",
+     ("reach", "door_pull", "door_push")),
+    ("seed", "0", "Base random seed; robot i gets its own seed derived from it.", None),
+    ("run_dir", "runs/launch",
+     "Directory for metrics.csv, checkpoints/ and TensorBoard events written by the trainer.", None),
+    ("realtime", "false",
+     "mujoco only: pace each simulated robot to wall time like a real robot (true) or step as fast as the "
+     "graph keeps up (false).", ("true", "false")),
+    ("config", "",
+     "Parameter overrides per node (ROS params-file format); empty = the package's config/train.yaml.", None),
+    ("max_env_steps", "0", "Trainer stops after this many environment steps from all robots (0 = no limit).",
+     None),
+    ("max_wall_s", "0", "Trainer stops after this many seconds of wall time (0 = no limit).", None),
+    ("use_sim_time", "auto",
+     "Nodes follow /clock: auto = true for gazebo, false otherwise.", ("auto", "true", "false")),
+    ("gz_world", "empty.sdf", "gazebo: world file given to gz sim.", None),
+    ("gz_args", "-r -s -v 2",
+     "gazebo: extra gz sim arguments (-r run immediately, -s server only/headless, -v verbosity).", None),
+    ("hardware_plugin", "mock_components/GenericSystem",
+     "real: ros2_control hardware plugin (SystemInterface) of the arm, passed to the xacro.", None),
+    ("robot_ip", "192.168.1.10", "real: address of the arm, passed to the hardware plugin.", None),
+)
+
+
+def _node(spec, on_exit=None):
+    """A launch_ros Node from an async_naf.graph.NodeSpec."""
+    params = list(spec.param_files)
+    if spec.parameters:
+        params.append(dict(spec.parameters))
+    kwargs = {"on_exit": on_exit} if on_exit is not None else {}
+    return Node(
+        package=spec.package,
+        executable=spec.executable,
+        name=spec.name,
+        namespace=spec.namespace,
+        parameters=params,
+        remappings=list(spec.remappings),
+        arguments=list(spec.arguments),
+        output="screen",
+        **kwargs,
+    )
+
+
+def _launch_setup(context, *args, **kwargs):
+    """Build every action once the launch arguments are known (OpaqueFunction)."""
+    from pathlib import Path
+
+    from async_naf.graph import GraphConfig, build_bringup, build_graph, default_config_file, load_overrides
+
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    backend = arg("backend")
+    use_sim_time = {"auto": backend == "gazebo", "true": True, "false": False}[arg("use_sim_time")]
+    config_file = arg("config") or str(default_config_file())
+    overrides = load_overrides(config_file) if Path(config_file).exists() else {}
+    config = GraphConfig(
+        task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
+        run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
+        max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
+    )
+    actions = []
+    if backend == "gazebo":
+        actions.append(IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(
+                PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
+            launch_arguments={"gz_args": f"{arg('gz_args')} {arg('gz_world')}",
+                              "on_exit_shutdown": "true"}.items(),
+        ))
+    # ros2_control: robot_state_publisher, spawn / ros2_control_node, then the spawners one after the other
+    previous_spawner = None
+    for spec in build_bringup(config, hardware_plugin=arg("hardware_plugin"), robot_ip=arg("robot_ip")):
+        node = _node(spec)
+        if spec.role == "spawner" and previous_spawner is not None and previous_spawner[0] == spec.robot:
+            # forward_velocity_controller after joint_state_broadcaster of the same robot
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=previous_spawner[1], on_exit=[node])))
+        else:
+            actions.append(node)
+        if spec.role == "spawner":
+            previous_spawner = (spec.robot, node)
+    # the learning graph itself; the trainer's exit (budget reached, or a crash) ends the launch
+    for spec in build_graph(config):
+        on_exit = Shutdown(reason=f"{spec.fqn} exited") if spec.required else None
+        actions.append(_node(spec, on_exit=on_exit))
+    return actions
+
+
+def generate_launch_description():
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description,
+                              **({"choices": list(choices)} if choices else {}))
+        for name, default, description, choices in ARGUMENTS
+    ]
+    return LaunchDescription(declared + [OpaqueFunction(function=_launch_setup)])

@@ -1,0 +1,276 @@
+"""The graph description (async_naf.graph): node sets, names, parameters through the config dataclasses,
+overrides, and the ROS 2 launch file / controllers file that use it (checked statically here; a test that
+really imports ``launch`` runs where it exists)."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from async_naf import graph
+from async_naf.graph import GraphConfig, build_bringup, build_graph, load_overrides
+from async_naf.launcher import process_specs
+from async_naf.nodes._params import build, flatten
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCH_FILE = REPO / "launch" / "train.launch.py"
+CONTROLLERS = REPO / "config" / "controllers.yaml"
+
+
+def _cfg(**kw) -> GraphConfig:
+    kw.setdefault("run_dir", "/tmp/async_naf_test_run")
+    return GraphConfig(**kw)
+
+
+@pytest.mark.parametrize(("backend", "workers"), [("mujoco", 1), ("mujoco", 3), ("gazebo", 2), ("real", 1)])
+def test_node_set_per_backend(backend: str, workers: int) -> None:
+    nodes = build_graph(_cfg(task="door_pull", workers=workers, backend=backend))
+    per_robot = ["sim", "door_angle", "policy", "collector"] if backend == "mujoco" else \
+        ["door_angle", "policy", "collector"]
+    expected = [f"/robot_{i}/{r}" for i in range(workers) for r in per_robot] + ["/trainer"]
+    assert [n.fqn for n in nodes] == expected
+    assert len({n.fqn for n in nodes}) == len(nodes)
+    assert len({n.key for n in nodes}) == len(nodes)
+    assert [n.fqn for n in nodes if n.required] == ["/trainer"]
+    for n in nodes:
+        assert n.module == f"async_naf.nodes.{n.executable}"
+        assert importlib.util.find_spec(n.module) is not None, f"{n.module} does not exist"
+
+
+def test_graph_decided_parameters() -> None:
+    nodes = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=3, seed=7, realtime=False,
+                                                   max_env_steps=1234, max_wall_s=60.0))}
+    seeds = [nodes[f"/robot_{i}/sim"].parameters["seed"] for i in range(3)]
+    assert len(set(seeds)) == 3 and all(s != 7 for s in seeds)
+    for i in range(3):
+        ns = f"/robot_{i}"
+        assert nodes[f"{ns}/policy"].parameters["seed"] == nodes[f"{ns}/sim"].parameters["seed"]
+        assert nodes[f"{ns}/collector"].parameters["robot_id"] == i
+        assert nodes[f"{ns}/sim"].parameters["clock_topic"] == "clock"  # -> /robot_i/clock, not a shared /clock
+        assert nodes[f"{ns}/policy"].parameters["lockstep"] is True
+        assert all(nodes[f"{ns}/{r}"].parameters.get("task", "reach") == "reach" for r in graph.ROLES[:-1])
+    trainer = nodes["/trainer"].parameters
+    assert trainer["max_env_steps"] == 1234 and trainer["max_wall_s"] == 60.0 and trainer["seed"] == 7
+    assert Path(trainer["run_dir"]).is_absolute()
+    # other seed -> other robot seeds; one worker publishes the usual /clock
+    other = build_graph(_cfg(task="reach", workers=1, seed=8, realtime=True))
+    assert other[0].parameters["seed"] not in seeds and other[0].parameters["clock_topic"] == "/clock"
+    assert other[2].parameters["lockstep"] is False
+
+
+def test_use_sim_time_remaps_clock_per_robot() -> None:
+    nodes = build_graph(_cfg(task="reach", workers=2, use_sim_time=True))
+    for n in nodes:
+        if n.robot is not None:
+            assert n.parameters["use_sim_time"] is True
+            assert n.remappings == (("/clock", f"/robot_{n.robot}/clock"),)
+    assert "use_sim_time" not in nodes[-1].parameters  # the trainer stays on wall time
+    assert all(not n.remappings for n in build_graph(_cfg(task="reach", workers=2)))
+
+
+def test_parameters_valid_through_dataclasses(tmp_path: Path) -> None:
+    """Every node's parameters rebuild its config dataclass unchanged, also after a trip through the params
+    file the launcher writes (what the node reads)."""
+    nodes = build_graph(_cfg(task="door_push", workers=2, overrides=load_overrides(REPO / "config" / "train.yaml")))
+    for spec, node in zip(process_specs(nodes, tmp_path), nodes, strict=True):
+        cls = graph.config_class(node.role)
+        own = {k: v for k, v in node.parameters.items() if k not in graph.EXTRA_PARAMS.get(node.role, {})}
+        assert flatten(build(cls, own)) == own
+        params_file = Path(spec.argv[spec.argv.index("--params-file") + 1])
+        doc = yaml.safe_load(params_file.read_text())
+        assert list(doc) == [node.fqn]
+        assert doc[node.fqn]["ros__parameters"] == node.parameters
+        assert spec.argv[1:3] == ("-m", node.module)
+        assert f"__ns:={node.namespace}" in spec.argv and f"__node:={node.name}" in spec.argv
+
+
+def test_overrides_precedence_and_scope() -> None:
+    overrides = {
+        "/**/policy": {"noise.scale": 0.2, "exploration_scale": 0.5},
+        "/robot_1/policy": {"noise.scale": 0.1},
+        "sim": {"start_noise": 0.01},
+        "/trainer": {"lr": 3e-4, "batch_size": 128, "task": "door_push"},
+    }
+    nodes = {n.fqn: n.parameters for n in build_graph(_cfg(task="reach", workers=2, overrides=overrides))}
+    assert nodes["/robot_0/policy"]["noise.scale"] == 0.2 and nodes["/robot_1/policy"]["noise.scale"] == 0.1
+    assert nodes["/robot_1/policy"]["exploration_scale"] == 0.5
+    assert nodes["/robot_0/sim"]["start_noise"] == 0.01
+    assert nodes["/trainer"]["lr"] == 3e-4 and nodes["/trainer"]["batch_size"] == 128
+    assert nodes["/trainer"]["task"] == "reach"  # the run's task wins over a stray override
+
+
+def test_bad_overrides_fail_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lrr"):
+        build_graph(_cfg(task="reach", overrides={"/trainer": {"lrr": 0.1}}))
+    with pytest.raises(ValueError, match="batch_size"):
+        build_graph(_cfg(task="reach", overrides={"/trainer": {"batch_size": "big"}}))
+    with pytest.raises(ValueError, match="unknown node"):
+        build_graph(_cfg(task="reach", overrides={"/**/planner": {"x": 1}}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/trainer:\n  lr: 0.1\n")  # missing ros__parameters
+    with pytest.raises(ValueError, match="ros__parameters"):
+        load_overrides(bad)
+    with pytest.raises(ValueError, match="task"):
+        _cfg(task="fly")
+    with pytest.raises(ValueError, match="workers"):
+        _cfg(task="reach", workers=0)
+    with pytest.raises(ValueError, match="backend"):
+        _cfg(task="reach", backend="isaac")
+
+
+def test_train_yaml_is_valid_for_every_task() -> None:
+    overrides = load_overrides(REPO / "config" / "train.yaml")
+    assert overrides, "config/train.yaml holds no overrides"
+    for task in ("reach", "door_pull", "door_push"):
+        build_graph(_cfg(task=task, workers=2, overrides=overrides))
+
+
+# ---------------------------------------------------------------------- launch file (static checks)
+def _launch_tree() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def _declared_arguments() -> dict[str, tuple]:
+    tree = _launch_tree()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            return {a[0]: a for a in ast.literal_eval(node.value)}
+    raise AssertionError("launch file declares no ARGUMENTS table")
+
+
+def test_launch_file_compiles_and_declares_described_arguments() -> None:
+    compile(LAUNCH_FILE.read_text(), str(LAUNCH_FILE), "exec")
+    args = _declared_arguments()
+    for name in ("backend", "workers", "task", "seed", "run_dir", "realtime"):
+        assert name in args, f"launch argument {name} missing"
+    for name, default, description, choices in args.values():
+        assert isinstance(description, str) and len(description) > 15, f"{name}: no real description"
+        if choices:
+            assert default in choices, f"{name}: default {default!r} not among its choices"
+    assert tuple(args["backend"][3]) == graph.BACKENDS
+    from async_naf.tasks import TASK_NAMES
+
+    assert tuple(args["task"][3]) == tuple(TASK_NAMES)
+    # every DeclareLaunchArgument call goes through the table (which has a description for each)
+    calls = [n for n in ast.walk(_launch_tree()) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") == "DeclareLaunchArgument"]
+    assert calls and all(any(k.arg == "description" for k in c.keywords) for c in calls)
+
+
+def test_launch_file_builds_nodes_from_the_graph_description() -> None:
+    """Same description on both paths: the launch file imports build_graph/build_bringup from async_naf.graph
+    and passes each NodeSpec's package, executable, name, namespace, parameters and remappings to Node."""
+    tree = _launch_tree()
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "async_naf.graph"
+                for a in n.names}
+    assert {"build_graph", "build_bringup", "GraphConfig"} <= imported
+    called = {getattr(n.func, "id", "") for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert {"build_graph", "build_bringup", "OpaqueFunction", "Node"} <= called
+    node_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    keywords = {k.arg for c in node_calls for k in c.keywords}
+    assert {"package", "executable", "name", "namespace", "parameters", "remappings"} <= keywords
+    # the launch file reads every GraphConfig field it needs from a declared argument
+    args = _declared_arguments()
+    performed = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", "") == "arg" and n.args and isinstance(n.args[0], ast.Constant)}
+    assert performed <= set(args), f"launch file reads undeclared arguments {performed - set(args)}"
+    assert {"backend", "workers", "task", "seed", "run_dir", "realtime"} <= performed
+
+
+def test_launch_file_references_existing_files() -> None:
+    text = LAUNCH_FILE.read_text()
+    assert "gz_sim.launch.py" in text and "ros_gz_sim" in text
+    for rel in ("config/controllers.yaml", "config/train.yaml", "urdf/arm_door.urdf.xacro"):
+        assert (REPO / rel).is_file(), rel
+    from async_naf.resources import data_path
+
+    assert graph.default_config_file() == data_path("config", "train.yaml")
+
+
+def test_launch_file_with_real_launch_package() -> None:
+    """Where launch / launch_ros are installed: the launch description loads and declares its arguments."""
+    pytest.importorskip("launch", reason="launch (ROS 2) is not installable here; checked statically above")
+    pytest.importorskip("launch_ros", reason="launch_ros (ROS 2) is not installable here")
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location("train_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    assert {"backend", "workers", "task", "seed", "run_dir", "realtime"} <= declared
+    assert all(a.description for a in description.entities if isinstance(a, DeclareLaunchArgument))
+
+
+# ---------------------------------------------------------------------- ros2_control bringup
+def _urdf_joints(backend: str, ns: str = "/robot_0"):
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(graph.robot_description(backend, ns))
+    return root
+
+
+def test_controllers_yaml_matches_urdf_joints() -> None:
+    from async_naf.sim import ARM_JOINT_NAMES
+
+    doc = yaml.safe_load(CONTROLLERS.read_text())
+    cm = doc["/**/controller_manager"]["ros__parameters"]
+    assert cm["joint_state_broadcaster"]["type"] == "joint_state_broadcaster/JointStateBroadcaster"
+    assert cm["forward_velocity_controller"]["type"] == "forward_command_controller/ForwardCommandController"
+    assert isinstance(cm["update_rate"], int) and cm["update_rate"] > 0
+    fvc = doc["/**/forward_velocity_controller"]["ros__parameters"]
+    assert fvc["interface_name"] == "velocity"
+    assert tuple(fvc["joints"]) == tuple(ARM_JOINT_NAMES)
+    root = _urdf_joints("gazebo")
+    revolute = [j.get("name") for j in root.iter("joint") if j.get("type") == "revolute" and j.get("name") in fvc["joints"]]
+    assert revolute == list(fvc["joints"])
+    rc_joints = {j.get("name"): j for j in root.find("ros2_control").iter("joint")}
+    assert set(rc_joints) == set(fvc["joints"])
+    for joint in rc_joints.values():  # each joint can take the velocity command the controller writes
+        assert [c.get("name") for c in joint.findall("command_interface")] == ["velocity"]
+        assert {s.get("name") for s in joint.findall("state_interface")} == {"position", "velocity"}
+
+
+def test_bringup_gazebo_and_real() -> None:
+    gz = build_bringup(_cfg(task="door_pull", workers=2, backend="gazebo"))
+    spawners = [n for n in gz if n.executable == "spawner"]
+    assert len(spawners) == 4
+    for n in spawners:
+        assert n.arguments[0] in graph.CONTROLLERS
+        assert n.arguments[n.arguments.index("--controller-manager") + 1] == f"/robot_{n.robot}/controller_manager"
+    creates = [n for n in gz if n.executable == "create"]
+    assert [c.arguments[c.arguments.index("-name") + 1] for c in creates] == ["robot_0", "robot_1"]
+    bridges = [n.arguments[0] for n in gz if n.executable == "parameter_bridge"]
+    assert "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock" in bridges
+    assert "/robot_1/door/imu@sensor_msgs/msg/Imu[gz.msgs.IMU" in bridges
+    rsp = [n for n in gz if n.executable == "robot_state_publisher"]
+    import xml.etree.ElementTree as ET
+
+    plugin = ET.fromstring(rsp[1].parameters["robot_description"]).find(".//plugin[@filename='gz_ros2_control-system']")
+    assert plugin.find("ros/namespace").text == "/robot_1"
+    assert plugin.find("parameters").text.endswith("controllers.yaml")
+    imu_topics = [t.text.strip() for t in ET.fromstring(rsp[1].parameters["robot_description"]).iter("sensor")
+                  if t.get("type") == "imu" for t in t.iter("topic")]
+    assert imu_topics == ["/robot_1/door/imu"]  # each robot's IMU on its own gz topic, bridged 1:1
+    real = build_bringup(_cfg(task="door_pull", workers=1, backend="real"),
+                         hardware_plugin="my_driver/MyArmSystem")
+    cm = [n for n in real if n.executable == "ros2_control_node"]
+    assert len(cm) == 1 and cm[0].param_files[0].endswith("controllers.yaml")
+    hw = ET.fromstring([n for n in real if n.executable == "robot_state_publisher"][0].parameters["robot_description"])
+    assert hw.find("ros2_control/hardware/plugin").text == "my_driver/MyArmSystem"
+    assert build_bringup(_cfg(task="reach", workers=2)) == []
+
+
+def test_estimator_configured_like_the_evaluation_env() -> None:
+    """Training (graph, door_angle node) and evaluation (ArmDoorEnv) must see the same door-angle estimator,
+    or a policy trained on one meets different door-angle readings in the other."""
+    from async_naf.door_angle.config import DoorAngleConfig
+    from async_naf.sim.env import ArmDoorEnv
+
+    node = next(n for n in build_graph(_cfg(task="door_pull", workers=1)) if n.role == "door_angle")
+    from_graph = build(DoorAngleConfig, node.parameters)
+    env = ArmDoorEnv("door_pull", seed=0)
+    assert from_graph == env.estimator_config

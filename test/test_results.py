@@ -1,0 +1,142 @@
+"""Results helpers: metrics/eval files, streaks, time to threshold, plots, the workers comparison, --set."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from async_naf.results import (
+    EVAL_FIELDS,
+    EvalResult,
+    append_csv,
+    longest_streak,
+    plot_learning_curve,
+    read_metrics,
+    rolling_success,
+    time_to_threshold,
+)
+
+HEADER = "wall_s,env_steps,updates,robot,episode,episode_return,success\n"
+
+
+def test_streak_and_rates() -> None:
+    assert longest_streak([]) == 0
+    assert longest_streak([True, True, False, True, True, True, False]) == 3
+    r = EvalResult((True, False, True, True), (1.0, -1.0, 2.0, 2.0))
+    assert r.episodes == 4 and r.success_rate == 0.75 and r.consecutive_successes == 2 and r.mean_return == 1.0
+    assert r.to_dict()["successes"] == [1, 0, 1, 1]
+
+
+def test_read_metrics_tolerates_partial_last_line_and_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text(HEADER + "1.0,50,40,0,1,-3.5,0\n2.0,100,90,1,1,nan,1\n3.0,150,140,1,2,-1.0,1\n4.0,20")
+    rows = read_metrics(path)
+    assert [r.env_steps for r in rows] == [50, 150]  # the NaN row and the half-written line are skipped
+    assert rows[1].robot == "1" and rows[1].success is True
+    assert read_metrics(tmp_path / "missing.csv") == []
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_metrics(tmp_path / "bad.csv")
+
+
+def test_rolling_success_and_threshold() -> None:
+    class Row:
+        def __init__(self, s: bool) -> None:
+            self.success = s
+
+    rows = [Row(s) for s in (False, True, True, True)]
+    assert rolling_success(rows, window=2) == [0.0, 0.5, 1.0, 1.0]
+    assert time_to_threshold([(10, 0.5), (20, 0.95), (30, 1.0)], 0.95) == 20
+    assert time_to_threshold([(10, 0.5)], 0.95) is None
+
+
+def test_learning_curve_png(tmp_path: Path) -> None:
+    assert plot_learning_curve(tmp_path) is None  # nothing to plot yet
+    (tmp_path / "metrics.csv").write_text(HEADER + "".join(f"{i},{50 * i},{40 * i},0,{i},{-5 + i * 0.1},{int(i > 20)}\n"
+                                                          for i in range(1, 40)))
+    append_csv(tmp_path / "eval.csv", EVAL_FIELDS, {"wall_s": 30, "env_steps": 1500, "updates": 1200, "episodes": 20,
+                                                     "success_rate": 0.9, "consecutive_successes": 12,
+                                                     "mean_return": 1.0, "checkpoint": "step_1.safetensors"})
+    png = plot_learning_curve(tmp_path, title="t")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_workers_comparison(tmp_path: Path) -> None:
+    from async_naf.commands.experiment import compare, train_command
+
+    for n, curve in {1: [(60, 0.2), (120, 0.5), (240, 0.95)], 2: [(60, 0.5), (120, 0.95)]}.items():
+        d = tmp_path / f"workers_{n}"
+        d.mkdir()
+        for t, sr in curve:
+            append_csv(d / "eval.csv", EVAL_FIELDS, {"wall_s": t, "env_steps": 0, "updates": 0, "episodes": 20,
+                                                      "success_rate": sr, "consecutive_successes": 0,
+                                                      "mean_return": 0, "checkpoint": "x"})
+    result = compare(tmp_path, [1, 2], 0.9, "door_pull")
+    assert result["runs"]["1"]["time_to_threshold_s"] == 240 and result["runs"]["2"]["time_to_threshold_s"] == 120
+    assert result["runs"]["2"]["speedup_vs_fewest"] == 2.0
+    assert json.loads((tmp_path / "workers.json").read_text())["threshold"] == 0.9
+    assert (tmp_path / "workers.png").read_bytes()[:4] == b"\x89PNG"
+    args = argparse.Namespace(task="door_pull", seed=0, minutes=60.0, eval_every=60.0, eval_episodes=20,
+                              threshold=0.9, realtime=True, stop_at_threshold=True, config=None, sets=["trainer.lr=1e-4"])
+    cmd = train_command(args, 4, tmp_path / "workers_4")
+    assert cmd[cmd.index("--workers") + 1] == "4" and "--realtime" in cmd and "--stop-at-success" in cmd
+    assert cmd[cmd.index("--set") + 1] == "trainer.lr=1e-4"
+
+
+def test_parse_sets() -> None:
+    from async_naf.commands.train import parse_sets
+
+    assert parse_sets(["trainer.lr=3e-4", "policy.noise.scale=0.2", "sim.realtime=true"]) == {
+        "/trainer": {"lr": 3e-4}, "/**/policy": {"noise.scale": 0.2}, "/**/sim": {"realtime": True}}
+    with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
+        parse_sets(["lr=3"])
+    with pytest.raises(ValueError):
+        parse_sets(["planner.x=1"])
+
+
+def test_scientific_notation_in_overrides_is_a_number(tmp_path: Path) -> None:
+    """PyYAML reads 1e-3 as a string; ROS reads it as a double: the overrides follow ROS."""
+    from async_naf.graph import load_overrides
+
+    f = tmp_path / "o.yaml"
+    f.write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n    hidden_sizes: [64, 64]\n    run_dir: 1e3x\n")
+    assert load_overrides(f) == {"/trainer": {"lr": 1e-3, "hidden_sizes": [64, 64], "run_dir": "1e3x"}}
+
+
+def test_evaluate_command(tmp_path: Path) -> None:
+    """`async-naf evaluate` on policy weights and on a full checkpoint; a task mismatch or a corrupt file is a
+    clear error (exit status 2), not a traceback."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from async_naf.agents import NAFConfig, make_agent
+    from async_naf.tasks import make_task
+
+    torch.set_num_threads(1)
+    task = make_task("reach")
+    agent = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=-0.5, action_high=0.5))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "final.safetensors").write_bytes(agent.policy_weights())
+    agent.save(tmp_path / "full.safetensors")
+
+    def evaluate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "async_naf.cli", "evaluate", *args], capture_output=True,
+                              text=True, timeout=120)
+
+    out = evaluate("--checkpoint", str(tmp_path), "--task", "reach", "--episodes", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["episodes"] == 3 and len(result["successes"]) == 3 and 0 <= result["success_rate"] <= 1
+    assert result["consecutive_successes"] <= 3
+    full = evaluate("--checkpoint", str(tmp_path / "full.safetensors"), "--task", "reach", "--episodes", "3", "--json")
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["returns"] == result["returns"]  # same policy, same seeds, same episodes
+    wrong = evaluate("--checkpoint", str(tmp_path), "--task", "door_pull", "--episodes", "1")
+    assert wrong.returncode == 2 and "obs_dim" in wrong.stderr and "Traceback" not in wrong.stderr
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    junk = evaluate("--checkpoint", str(tmp_path / "junk.safetensors"), "--task", "reach")
+    assert junk.returncode == 2 and "Traceback" not in junk.stderr

@@ -1,0 +1,132 @@
+"""End to end: ``async-naf train`` in a subprocess starts the real node graph, trains, stops, evaluates and
+writes its run directory; a short reach run learns beyond a random policy."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.e2e]
+
+
+def _train(run_dir: Path, env: dict[str, str], *extra: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "async_naf.cli", "train", "--run-dir", str(run_dir), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line mentions ``text`` (the run dir: node params files)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _baseline_eval(task: str, episodes: int, seed: int, random: bool):
+    """The same evaluation (same seeds, so the same start poses and targets) with uniformly random actions
+    (``random``) or with the arm standing still: the baselines 'learning' must beat."""
+    import numpy as np
+
+    from async_naf.results import EvalResult
+    from async_naf.sim.env import ArmDoorEnv
+
+    env = ArmDoorEnv(task=task, seed=seed)
+    rng = np.random.default_rng(seed)
+    successes, returns = [], []
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        total, done, info = 0.0, False, {}
+        while not done:
+            action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32) if random \
+                else np.zeros(env.action_space.shape, np.float32)
+            _, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            done = terminated or truncated
+        successes.append(bool(info["is_success"]))
+        returns.append(total)
+    return EvalResult(tuple(successes), tuple(returns))
+
+
+def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    run_dir = tmp_path / "run"
+    steps = 1500
+    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "2", "--seed", "3", "--steps", str(steps),
+                  "--minutes", "3", "--eval-every", "0", "--eval-episodes", "3", "--quiet",
+                  "--set", "trainer.min_buffer_size=200", "--set", "trainer.checkpoint_every_s=0")
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        for key in ("task", "workers", "env_steps", "updates", "wall_s", "eval_success_rate", "eval_episodes",
+                    "consecutive_successes"):
+            assert key in summary, key
+        assert summary["task"] == "reach" and summary["workers"] == 2
+        assert summary["env_steps"] >= steps and summary["updates"] > 0
+        assert summary["eval_episodes"] == 3 and 0.0 <= summary["eval_success_rate"] <= 1.0
+        assert 0 <= summary["consecutive_successes"] <= 3
+        assert summary["outcome"] == "finished", summary  # the trainer reached --steps and exited by itself
+        assert summary["dead_nodes"] == []
+
+        with open(run_dir / "metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows, "no training episodes in metrics.csv"
+        assert list(rows[0]) == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success"]
+        steps_col = [int(float(r["env_steps"])) for r in rows]
+        assert steps_col == sorted(steps_col) and steps_col[-1] <= summary["env_steps"]
+        assert {r["robot"] for r in rows} == {"0", "1"}, "both robots should have finished episodes"
+        assert all(r["success"] in ("0", "1") for r in rows)
+
+        assert (run_dir / "checkpoints" / "final.safetensors").is_file()
+        from async_naf.commands.evaluate import load_policy
+
+        policy = load_policy(run_dir / "checkpoints" / "final.safetensors")
+        assert policy.update_count == summary["updates"] or policy.update_count > 0
+        assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+        for node in ("robot_0.sim", "robot_1.policy", "robot_1.collector", "robot_0.door_angle", "trainer"):
+            assert (run_dir / "logs" / f"{node}.log").is_file(), node
+            assert (run_dir / "params" / f"{node}.yaml").is_file(), node
+        assert "results in" in proc.stderr
+    finally:
+        leftovers = _processes_mentioning(str(run_dir))
+        for pid in leftovers:
+            os.kill(pid, 9)
+    assert not leftovers, f"node processes left running: {leftovers}"
+
+
+@pytest.mark.slow
+def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """A short reach run with 2 workers (4,000 env steps): the final greedy policy's evaluation return beats
+    both uniformly random actions and standing still, on the same episodes, by a clear margin (an untrained
+    or broken learner does not: its return is about that of standing still)."""
+    run_dir = tmp_path / "learn"
+    episodes, seed = 10, 0
+    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "2", "--seed", str(seed), "--steps", "4000",
+                  "--minutes", "4", "--eval-every", "0", "--eval-episodes", str(episodes), "--quiet",
+                  timeout=330)
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    finally:
+        for pid in _processes_mentioning(str(run_dir)):
+            os.kill(pid, 9)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 4000 and summary["eval_episodes"] == episodes
+    # async-naf train's final evaluation uses seeds 20000 + seed + k: the baselines get the same episodes
+    random = _baseline_eval("reach", episodes, 20_000 + seed, random=True)
+    still = _baseline_eval("reach", episodes, 20_000 + seed, random=False)
+    best_baseline = max(random.mean_return, still.mean_return)
+    trained = summary["eval_mean_return"]
+    assert trained > best_baseline + 0.25 * abs(best_baseline), (trained, random.mean_return, still.mean_return)
+    assert summary["eval_success_rate"] >= random.success_rate
