@@ -20,6 +20,7 @@ Tasks (Gu, Holly, Lillicrap, Levine, ICRA 2017 style rewards; units m, rad, rad/
                 moved with the *estimated* door angle about the hinge (known door geometry: the goal).
                 reward = -w_dist * |handle(theta) - ee| + w_handle * min(handle_angle / threshold, 1)
                          + w_door * clip(theta, 0, door_reward_cap) - w_action * |a / a_max|^2
+                         + w_success * [success]
                 (theta and handle_angle from ground truth when given; without it the handle term is 0)
                 success: door angle >= 0.35 rad.  Episode: 150 steps (7.5 s at 20 Hz).
 
@@ -86,7 +87,7 @@ class TaskConfig:
         success_angle: doors: success when the door is open at least this much, rad.
         w_dist: weight of the distance term, 1/m.
         w_action: weight of the squared normalised action.
-        w_success: reach: bonus per step while successful.
+        w_success: bonus per step while the success criterion holds (reach and doors).
         w_handle: doors: weight of the handle-turn term (ground truth only).
         w_door: doors: weight of the door-angle term, 1/rad.
         door_reward_cap: doors: the door-angle term saturates at this angle, rad.
@@ -140,8 +141,8 @@ class TaskConfig:
 
 DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
     "reach": TaskConfig(episode_steps=50, max_joint_speed=0.6, w_success=0.1),
-    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5),
-    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5),
+    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0),
+    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0),
 }
 
 
@@ -288,6 +289,8 @@ class Task:
         if truth is not None:
             r += c.w_handle * min(max(truth.handle_angle, 0.0) / c.latch_threshold, 1.0)
         r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
+        if theta >= c.success_angle:
+            r += c.w_success
         return float(r)
 
     def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:

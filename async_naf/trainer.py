@@ -306,6 +306,7 @@ class Trainer:
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._finished = threading.Event()
+        self.idle_passes = 0  # update-loop passes that found nothing to do (tests wait on it, not on sleeps)
         self._finish_reason = ""
         self._failure = ""
         self._weights_request = True  # publish the starting weights once
@@ -497,6 +498,7 @@ class Trainer:
                 if self._update_allowed():
                     self._update_once()
                     continue
+                self.idle_passes += 1
                 with self._wake:
                     self._wake.wait(0.05)
         except Exception as exc:  # the node must learn that training died: logged, reported by `failed`

@@ -11,6 +11,10 @@ profile         streams                                      settings
 ==============  ===========================================  ==========================================
 SENSOR          joint_states, door/joint_states,             best effort, volatile, keep last 5
                 ground_truth/door_state                      (rclpy.qos.qos_profile_sensor_data)
+IMU             door/imu                                     best effort, volatile, keep last 50 (a
+                                                             simulated control step publishes its IMU
+                                                             samples as one burst: 5 at 100 Hz, 10 at
+                                                             200 Hz; keep last 5 would drop some)
 COMMANDS        forward_velocity_controller/commands         reliable, volatile, keep last 10
 LATCHED         /trainer/weights, task/goal                  reliable, transient local, keep last 1
 STREAM          policy/step, /trainer/transitions,           reliable, volatile, keep last 100
@@ -34,6 +38,8 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimensi
 from async_naf.layouts import ArrayMsg
 
 SENSOR = qos_profile_sensor_data
+IMU = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE,
+                 history=HistoryPolicy.KEEP_LAST)
 COMMANDS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                       history=HistoryPolicy.KEEP_LAST)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,

@@ -38,7 +38,7 @@ from std_srvs.srv import Trigger
 
 from async_naf.door_angle import DoorAngleConfig, DoorAngleEstimator
 from async_naf.door_angle.bag import imu_msg_to_sample
-from async_naf.nodes._msgs import SENSOR
+from async_naf.nodes._msgs import IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
 
 JOINT_NAME = "door_hinge"
@@ -63,7 +63,7 @@ class DoorAngleNode(Node):
         # pubs/subs/services/timers
         self.joint_pub = self.create_publisher(JointState, "door/joint_states", SENSOR)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        self.imu_sub = self.create_subscription(Imu, "door/imu", self.on_imu, SENSOR)
+        self.imu_sub = self.create_subscription(Imu, "door/imu", self.on_imu, IMU)
         self.zero_srv = self.create_service(Trigger, "~/zero", self.on_zero)
         self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics)
         axis = "identified online" if self.config.hinge_axis is None else f"configured {self.config.hinge_axis}"

@@ -42,7 +42,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from async_naf.nodes._msgs import COMMANDS, SENSOR
+from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
 
@@ -74,7 +74,7 @@ class SimNode(Node):
         self._last_publish_wall = time.monotonic()
         # publishers, subscriptions, services, timers
         self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
-        self.imu_pub = self.create_publisher(Imu, "door/imu", SENSOR)
+        self.imu_pub = self.create_publisher(Imu, "door/imu", IMU)
         self.truth_pub = self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
         self.clock_pub = (self.create_publisher(Clock, self.config.clock_topic,
                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))

@@ -37,6 +37,15 @@ def _wait(pred, timeout: float = 20.0) -> bool:
     return pred()
 
 
+def _wait_idle(trainer: Trainer) -> None:
+    """Wait until the update loop has made a whole pass after this call and found nothing to do.
+
+    The first pass counted may have begun before the call; the second began after it.
+    """
+    start = trainer.idle_passes
+    assert _wait(lambda: trainer.idle_passes >= start + 2), "the update loop never went idle"
+
+
 def _cfg(tmp_path: Path, **kw) -> TrainerConfig:
     base = dict(run_dir=str(tmp_path / "run"), task=TASK, min_buffer_size=64, checkpoint_every_s=0.0,
                 weights_every_updates=50, log_every_updates=10, replay_capacity=10_000)
@@ -73,7 +82,7 @@ def test_updates_run_in_their_own_thread_at_the_configured_ratio(tmp_path: Path)
         assert trainer.updates == 0
         trainer.add_transitions(_batch(68, seed=1))  # 100 env steps -> at most 200 updates
         assert _wait(lambda: trainer.updates == 200)
-        time.sleep(0.2)  # the thread must now be idle: the ratio caps it
+        _wait_idle(trainer)  # the thread must now be idle: the ratio caps it
         assert trainer.updates == 200 and trainer.env_steps == 100 and len(trainer.buffer) == 100
         assert threads == {"trainer-updates"}
         assert weights[:5] == [0, 50, 100, 150, 200]
@@ -88,7 +97,7 @@ def test_pause_stops_updates_but_keeps_buffering(tmp_path: Path) -> None:
     try:
         trainer.set_paused(True)
         trainer.add_transitions(_batch(200))
-        time.sleep(0.3)
+        _wait_idle(trainer)
         assert trainer.updates == 0 and len(trainer.buffer) == 200 and trainer.paused
         trainer.set_paused(False)
         assert _wait(lambda: trainer.updates == 200)
