@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from async_naf.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+from async_naf.checks import integers, numbers
 
 
 @dataclass
@@ -70,18 +71,9 @@ class CollectorConfig:
     wait_for_trainer: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("robot_id", "episode_steps", "max_episodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if isinstance(self.batch_transitions, bool) or int(self.batch_transitions) != self.batch_transitions \
-                or self.batch_transitions < 1:
-            raise ValueError(f"batch_transitions must be an integer >= 1, got {self.batch_transitions!r}")
-        for name in ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value <= 0.0:
-                raise ValueError(f"{name} must be a finite number > 0 (s), got {value!r}")
-            setattr(self, name, value)
+        integers(self, ("robot_id", "episode_steps", "max_episodes"), 0)
+        integers(self, ("batch_transitions",), 1)
+        numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
         try:
             from async_naf.tasks import TASK_NAMES
         except ImportError:  # tasks not importable yet: checked when the task is built

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from async_naf.checks import integers, numbers
+
 NOISE_KINDS = ("ou", "gaussian", "none")
 
 
@@ -47,19 +49,9 @@ class NoiseConfig:
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
             raise ValueError(f"NoiseConfig.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
-        for name in ("scale", "scale_final"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0.0:
-                raise ValueError(f"NoiseConfig.{name} must be a finite number >= 0, got {value!r}")
-            setattr(self, name, value)
-        if int(self.anneal_steps) != self.anneal_steps or self.anneal_steps < 0:
-            raise ValueError(f"NoiseConfig.anneal_steps must be an integer >= 0, got {self.anneal_steps!r}")
-        self.anneal_steps = int(self.anneal_steps)
-        for name in ("theta", "dt"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value <= 0.0:
-                raise ValueError(f"NoiseConfig.{name} must be a finite number > 0, got {value!r}")
-            setattr(self, name, value)
+        numbers(self, ("scale", "scale_final"), 0.0, prefix="NoiseConfig.")
+        integers(self, ("anneal_steps",), 0, prefix="NoiseConfig.")
+        numbers(self, ("theta", "dt"), 0.0, low_open=True, prefix="NoiseConfig.")
 
 
 class _AnnealedNoise:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from async_naf.checks import numbers
 from async_naf.noise import NoiseConfig
 
 TRIGGERS = ("joint_states", "timer")
@@ -71,16 +72,9 @@ class PolicyNodeConfig:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}, got {self.trigger!r}")
-        for name in ("control_period_s", "stall_resend_s", "joint_state_timeout_s", "door_stale_s"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value <= 0.0:
-                raise ValueError(f"{name} must be a finite number > 0 (s), got {value!r}")
-            setattr(self, name, value)
-        for name in ("door_wait_s", "door_stamp_tolerance_s", "exploration_scale"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0.0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            setattr(self, name, value)
+        numbers(self, ("control_period_s", "stall_resend_s", "joint_state_timeout_s", "door_stale_s"), 0.0,
+                low_open=True)
+        numbers(self, ("door_wait_s", "door_stamp_tolerance_s", "exploration_scale"), 0.0)
         limits = tuple(float(v) for v in self.velocity_limits)
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
             raise ValueError(f"velocity_limits must be empty or 7 finite values > 0 (rad/s), got {limits}")

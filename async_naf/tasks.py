@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+from async_naf.checks import integers, numbers
 
 TASK_NAMES: tuple[str, ...] = ("reach", "door_pull", "door_push")
 ACT_DIM = 7
@@ -116,19 +117,10 @@ class TaskConfig:
     door_goal: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if int(self.episode_steps) != self.episode_steps or not 1 <= self.episode_steps <= 100_000:
-            raise ValueError(f"episode_steps must be an integer in 1..100000, got {self.episode_steps!r}")
-        self.episode_steps = int(self.episode_steps)
-        for name in ("max_joint_speed", "success_distance", "success_angle", "door_reward_cap", "latch_threshold"):
-            v = float(getattr(self, name))
-            if not math.isfinite(v) or v <= 0.0:
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
-            setattr(self, name, v)
-        for name in ("w_dist", "w_action", "w_success", "w_handle", "w_door"):
-            v = float(getattr(self, name))
-            if not math.isfinite(v) or v < 0.0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-            setattr(self, name, v)
+        integers(self, ("episode_steps",), 1, 100_000)
+        numbers(self, ("max_joint_speed", "success_distance", "success_angle", "door_reward_cap", "latch_threshold"),
+                0.0, low_open=True)
+        numbers(self, ("w_dist", "w_action", "w_success", "w_handle", "w_door"), 0.0)
         self.handle_sensor = bool(self.handle_sensor)
         lo, hi = tuple(map(float, self.target_low)), tuple(map(float, self.target_high))
         if len(lo) != 3 or len(hi) != 3 or any(a > b for a, b in zip(lo, hi)):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from async_naf.policy_config import PolicyNodeConfig  # noqa: F401  (re-exported for the graph description)
+from async_naf.checks import integers, numbers
 
 ALGORITHMS = ("naf", "linear_naf", "ddpg")
 EXECUTORS = ("events", "single_threaded", "multi_threaded")
@@ -116,27 +117,13 @@ class TrainerConfig:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        for name in ("replay_capacity", "batch_size", "weights_every_updates", "log_every_updates",
-                     "keep_checkpoints", "num_threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("min_buffer_size", "max_env_steps", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("updates_per_step", "max_updates_per_s", "grad_clip_norm", "checkpoint_every_s",
-                     "max_wall_s"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0.0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            setattr(self, name, value)
-        if not 0.0 < float(self.gamma) <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if not 0.0 < float(self.tau) <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
-        if not (math.isfinite(float(self.lr)) and float(self.lr) > 0.0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        integers(self, ("replay_capacity", "batch_size", "weights_every_updates", "log_every_updates",
+                        "keep_checkpoints", "num_threads"), 1)
+        integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
+        numbers(self, ("updates_per_step", "max_updates_per_s", "grad_clip_norm", "checkpoint_every_s",
+                       "max_wall_s"), 0.0)
+        numbers(self, ("gamma", "tau"), 0.0, 1.0, low_open=True)
+        numbers(self, ("lr",), 0.0, low_open=True)
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}")

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from async_naf.checks import number
 from async_naf.noise import NoiseConfig
 from async_naf.replay import Batch
 
@@ -18,18 +19,6 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def check_float(owner: str, name: str, value: Any, lo: float, hi: float, lo_open=False, hi_open=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}.{name} must be a number, got {value!r}") from None
-    bad = not math.isfinite(v) or (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
-    if bad:
-        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise ValueError(f"{owner}.{name} must be in {lb}{lo}, {hi}{rb}, got {value!r}")
-    return v
 
 
 def bounds_array(owner: str, low: float | Sequence[float], high: float | Sequence[float], act_dim: int):
@@ -61,17 +50,18 @@ def validate_common(cfg: Any) -> None:
     cfg.hidden_sizes = tuple(check_positive_int(owner, "hidden_sizes[i]", h) for h in hs)
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"{owner}.activation must be one of {ACTIVATIONS}, got {cfg.activation!r}")
-    cfg.gamma = check_float(owner, "gamma", cfg.gamma, 0.0, 1.0)
-    cfg.tau = check_float(owner, "tau", cfg.tau, 0.0, 1.0, lo_open=True)
+    cfg.gamma = number(f"{owner}.gamma", cfg.gamma, 0.0, 1.0)
+    cfg.tau = number(f"{owner}.tau", cfg.tau, 0.0, 1.0, low_open=True)
     cfg.batch_size = check_positive_int(owner, "batch_size", cfg.batch_size)
     cfg.updates_per_step = check_positive_int(owner, "updates_per_step", cfg.updates_per_step)
     if cfg.grad_clip_norm is not None:
-        cfg.grad_clip_norm = check_float(owner, "grad_clip_norm", cfg.grad_clip_norm, 0.0, math.inf, lo_open=True, hi_open=True)
-    cfg.obs_clip = check_float(owner, "obs_clip", cfg.obs_clip, 0.0, math.inf, lo_open=True)
+        cfg.grad_clip_norm = number(f"{owner}.grad_clip_norm", cfg.grad_clip_norm, 0.0, low_open=True)
+    cfg.obs_clip = number(f"{owner}.obs_clip", cfg.obs_clip, 0.0, low_open=True)
     cfg.normalize_obs = bool(cfg.normalize_obs)
     b1, b2 = cfg.adam_betas
-    cfg.adam_betas = (check_float(owner, "adam_betas[0]", b1, 0, 1, hi_open=True), check_float(owner, "adam_betas[1]", b2, 0, 1, hi_open=True))
-    cfg.adam_eps = check_float(owner, "adam_eps", cfg.adam_eps, 0.0, 1.0, lo_open=True)
+    cfg.adam_betas = (number(f"{owner}.adam_betas[0]", b1, 0.0, 1.0, high_open=True),
+                      number(f"{owner}.adam_betas[1]", b2, 0.0, 1.0, high_open=True))
+    cfg.adam_eps = number(f"{owner}.adam_eps", cfg.adam_eps, 0.0, 1.0, low_open=True)
     if isinstance(cfg.noise, dict):
         cfg.noise = NoiseConfig(**cfg.noise)
     if not isinstance(cfg.noise, NoiseConfig):

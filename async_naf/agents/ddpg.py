@@ -6,7 +6,6 @@ layers -> scalar. Critic target ``y = r + gamma (1 - terminal) Q'(x', mu'(x'))``
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -16,10 +15,10 @@ import torch
 from torch import nn
 
 from async_naf import checkpoint
+from async_naf.checks import number, numbers
 from async_naf.agents.common import (
     batch_tensors,
     bounds_array,
-    check_float,
     config_from_dict,
     config_to_dict,
     validate_common,
@@ -64,9 +63,8 @@ class DDPGConfig:
 
     def __post_init__(self) -> None:
         validate_common(self)
-        for name in ("actor_lr", "critic_lr"):
-            setattr(self, name, check_float("DDPGConfig", name, getattr(self, name), 0.0, math.inf, lo_open=True, hi_open=True))
-        self.head_init_scale = check_float("DDPGConfig", "head_init_scale", self.head_init_scale, 0.0, math.inf, hi_open=True)
+        numbers(self, ("actor_lr", "critic_lr"), 0.0, low_open=True, prefix="DDPGConfig.")
+        self.head_init_scale = number("DDPGConfig.head_init_scale", self.head_init_scale, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

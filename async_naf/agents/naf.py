@@ -39,11 +39,11 @@ import torch
 
 from async_naf import checkpoint
 from async_naf.agents import naf_math
+from async_naf.checks import number
 from async_naf.agents.common import (
     FlatAdam,
     batch_tensors,
     bounds_array,
-    check_float,
     clip_grad_norm_,
     config_from_dict,
     config_to_dict,
@@ -107,8 +107,8 @@ class NAFConfig:
 
     def __post_init__(self) -> None:
         validate_common(self)
-        self.lr = check_float("NAFConfig", "lr", self.lr, 0.0, math.inf, lo_open=True, hi_open=True)
-        self.head_init_scale = check_float("NAFConfig", "head_init_scale", self.head_init_scale, 0.0, math.inf, hi_open=True)
+        self.lr = number("NAFConfig.lr", self.lr, 0.0, low_open=True)
+        self.head_init_scale = number("NAFConfig.head_init_scale", self.head_init_scale, 0.0)
         self.fast_update = bool(self.fast_update)
 
     def to_dict(self) -> dict[str, Any]:

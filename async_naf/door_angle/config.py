@@ -5,6 +5,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from async_naf.checks import numbers
+
 
 @dataclass
 class DoorAngleConfig:
@@ -96,17 +98,10 @@ class DoorAngleConfig:
     gap_rate_std: float = 0.5
 
     def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DoorAngleConfig.{name} must be a finite number > 0, got {value!r}")
-
-        for f in dataclasses.fields(self):
-            if f.type in ("float", float) and f.name not in ("closed_angle_rad", "stop_angle_rad"):
-                positive(f.name)
-        for name in ("closed_angle_rad", "stop_angle_rad"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"DoorAngleConfig.{name} must be finite")
+        numbers(self, [f.name for f in dataclasses.fields(self) if f.type in ("float", float)
+                       and f.name not in ("closed_angle_rad", "stop_angle_rad")],
+                0.0, low_open=True, prefix="DoorAngleConfig.")
+        numbers(self, ("closed_angle_rad", "stop_angle_rad"), prefix="DoorAngleConfig.")
         if self.stop_angle_rad <= self.closed_angle_rad + self.closed_snap_rad:
             raise ValueError(
                 f"stop_angle_rad ({self.stop_angle_rad}) must exceed closed_angle_rad + closed_snap_rad "

@@ -11,25 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from async_naf.checks import number
+
 TASK_DOOR_OPENING = {"reach": "pull", "door_pull": "pull", "door_push": "push"}
 
 _DEG = math.pi / 180.0
-
-
-def _finite(name: str, value: float, low: float | None = None, high: float | None = None,
-            low_open: bool = False) -> float:
-    """Return ``float(value)`` or raise ValueError naming the field if it is not finite / out of range."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
-    if high is not None and v > high:
-        raise ValueError(f"{name} must be <= {high}, got {v}")
-    return v
 
 
 def _range2(name: str, value: tuple[float, float], low: float | None = None) -> tuple[float, float]:
@@ -37,8 +23,8 @@ def _range2(name: str, value: tuple[float, float], low: float | None = None) -> 
     vals = tuple(value)
     if len(vals) != 2:
         raise ValueError(f"{name} must be a (min, max) pair, got {value!r}")
-    a = _finite(f"{name}[0]", vals[0], low)
-    b = _finite(f"{name}[1]", vals[1], low)
+    a = number(f"{name}[0]", vals[0], low)
+    b = number(f"{name}[1]", vals[1], low)
     if a > b:
         raise ValueError(f"{name} must have min <= max, got {value!r}")
     return (a, b)
@@ -87,12 +73,12 @@ class ImuNoiseConfig:
 
     def __post_init__(self) -> None:
         self.enabled = bool(self.enabled)
-        self.rate_hz = _finite("imu.rate_hz", self.rate_hz, 0.0, 10_000.0, low_open=True)
-        self.gyro_warmup_tau_s = _finite("imu.gyro_warmup_tau_s", self.gyro_warmup_tau_s, 0.0, low_open=True)
+        self.rate_hz = number("imu.rate_hz", self.rate_hz, 0.0, 10_000.0, low_open=True)
+        self.gyro_warmup_tau_s = number("imu.gyro_warmup_tau_s", self.gyro_warmup_tau_s, 0.0, low_open=True)
         for name in ("gyro_noise_density", "gyro_bias_std", "gyro_bias_walk", "gyro_warmup_bias",
                      "gyro_scale_error_std", "accel_noise_density", "accel_bias_std", "accel_bias_walk",
                      "accel_scale_error_std"):
-            setattr(self, name, _finite(f"imu.{name}", getattr(self, name), 0.0))
+            setattr(self, name, number(f"imu.{name}", getattr(self, name), 0.0))
         for name in ("gyro_scale_error_std", "accel_scale_error_std"):
             if getattr(self, name) > 0.2:
                 raise ValueError(f"imu.{name} must be <= 0.2 (a fraction), got {getattr(self, name)}")
@@ -158,24 +144,24 @@ class DoorConfig:
             raise ValueError(f"door.hinge_side must be 'left', 'right' or 'auto', got {self.hinge_side!r}")
         if self.opening not in ("pull", "push", "auto"):
             raise ValueError(f"door.opening must be 'pull', 'push' or 'auto', got {self.opening!r}")
-        self.front_x = _finite("door.front_x", self.front_x, 0.2, 2.0)
-        self.handle_y = _finite("door.handle_y", self.handle_y, -1.0, 1.0)
-        self.handle_height = _finite("door.handle_height", self.handle_height, 0.1, 1.5)
-        self.width = _finite("door.width", self.width, 0.3, 1.5)
-        self.height = _finite("door.height", self.height, 0.5, 2.5)
-        self.thickness = _finite("door.thickness", self.thickness, 0.01, 0.1)
+        self.front_x = number("door.front_x", self.front_x, 0.2, 2.0)
+        self.handle_y = number("door.handle_y", self.handle_y, -1.0, 1.0)
+        self.handle_height = number("door.handle_height", self.handle_height, 0.1, 1.5)
+        self.width = number("door.width", self.width, 0.3, 1.5)
+        self.height = number("door.height", self.height, 0.5, 2.5)
+        self.thickness = number("door.thickness", self.thickness, 0.01, 0.1)
         if self.handle_height > self.height - 0.1:
             raise ValueError(f"door.handle_height ({self.handle_height}) must be at least 0.1 m below "
                              f"door.height ({self.height})")
-        self.mass = _finite("door.mass", self.mass, 0.0, 100.0, low_open=True)
-        self.max_open = _finite("door.max_open", self.max_open, 0.2, math.pi)
+        self.mass = number("door.mass", self.mass, 0.0, 100.0, low_open=True)
+        self.max_open = number("door.max_open", self.max_open, 0.2, math.pi)
         for name in ("hinge_damping", "hinge_friction", "handle_damping", "handle_spring"):
-            setattr(self, name, _finite(f"door.{name}", getattr(self, name), 0.0))
-        self.handle_spring_ref = _finite("door.handle_spring_ref", self.handle_spring_ref, -1.5, 0.0)
-        self.handle_max = _finite("door.handle_max", self.handle_max, 0.1, 1.6)
-        self.latch_threshold = _finite("door.latch_threshold", self.latch_threshold, 0.0, self.handle_max,
+            setattr(self, name, number(f"door.{name}", getattr(self, name), 0.0))
+        self.handle_spring_ref = number("door.handle_spring_ref", self.handle_spring_ref, -1.5, 0.0)
+        self.handle_max = number("door.handle_max", self.handle_max, 0.1, 1.6)
+        self.latch_threshold = number("door.latch_threshold", self.latch_threshold, 0.0, self.handle_max,
                                        low_open=True)
-        self.latch_play = _finite("door.latch_play", self.latch_play, 0.0, 0.1, low_open=True)
+        self.latch_play = number("door.latch_play", self.latch_play, 0.0, 0.1, low_open=True)
 
 
 @dataclass
@@ -222,9 +208,9 @@ class RandomizationConfig:
     def __post_init__(self) -> None:
         for name in ("observation_noise", "physics", "door_geometry", "random_hinge_side"):
             setattr(self, name, bool(getattr(self, name)))
-        self.joint_position_noise_std = _finite("randomization.joint_position_noise_std",
+        self.joint_position_noise_std = number("randomization.joint_position_noise_std",
                                                 self.joint_position_noise_std, 0.0, 1.0)
-        self.joint_velocity_noise_std = _finite("randomization.joint_velocity_noise_std",
+        self.joint_velocity_noise_std = number("randomization.joint_velocity_noise_std",
                                                 self.joint_velocity_noise_std, 0.0, 10.0)
         for name in ("friction_scale", "damping_scale", "mass_scale", "hinge_friction_scale",
                      "handle_spring_scale"):
@@ -233,7 +219,7 @@ class RandomizationConfig:
             raise ValueError("randomization.action_delay_max_steps must be an integer in 0..20, "
                              f"got {self.action_delay_max_steps!r}")
         self.action_delay_max_steps = int(self.action_delay_max_steps)
-        self.backlash_max = _finite("randomization.backlash_max", self.backlash_max, 0.0, 0.1)
+        self.backlash_max = number("randomization.backlash_max", self.backlash_max, 0.0, 0.1)
         self.door_width_range = _range2("randomization.door_width_range", self.door_width_range, 0.3)
         self.door_height_range = _range2("randomization.door_height_range", self.door_height_range, 0.5)
         self.handle_height_range = _range2("randomization.handle_height_range", self.handle_height_range, 0.1)
@@ -276,10 +262,10 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.task not in TASK_DOOR_OPENING:
             raise ValueError(f"task must be one of {tuple(TASK_DOOR_OPENING)}, got {self.task!r}")
-        self.control_period_s = _finite("control_period_s", self.control_period_s, 0.001, 1.0)
-        self.physics_timestep_s = _finite("physics_timestep_s", self.physics_timestep_s, 1e-4, 0.01)
-        self.start_noise = _finite("start_noise", self.start_noise, 0.0, 0.5)
-        self.command_timeout_s = _finite("command_timeout_s", self.command_timeout_s, 0.0, low_open=True)
+        self.control_period_s = number("control_period_s", self.control_period_s, 0.001, 1.0)
+        self.physics_timestep_s = number("physics_timestep_s", self.physics_timestep_s, 1e-4, 0.01)
+        self.start_noise = number("start_noise", self.start_noise, 0.0, 0.5)
+        self.command_timeout_s = number("command_timeout_s", self.command_timeout_s, 0.0, low_open=True)
         self.realtime = bool(self.realtime)
         self.start_positions = tuple(float(v) for v in self.start_positions)
         if len(self.start_positions) not in (0, 7) or not all(math.isfinite(v) for v in self.start_positions):
