@@ -75,7 +75,13 @@ class ArmDoorEnv(gym.Env):
 
     # ------------------------------------------------------------------------------------------ api
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start an episode: sim reset (door closed), estimator zeroed, new goal. Returns (obs, info)."""
+        """Start an episode: sim reset (door closed), estimator zeroed, new goal. Returns (obs, info).
+
+        With ``seed`` everything is re-seeded (same seed, same episode), the simulated IMU is powered on
+        again as a new part and the door-angle estimator starts uncalibrated. Without it the episode
+        continues the same robot session: the estimator keeps its learnt gyro bias (what the door_angle
+        node does between the episodes of a training run).
+        """
         super().reset(seed=seed)
         if seed is not None:  # re-seed everything: same seed, same episode
             self._goal_rng = np.random.default_rng(seed)
@@ -85,7 +91,10 @@ class ArmDoorEnv(gym.Env):
             self._kin_urdf = self.sim.compiled.urdf_xml
             self.kinematics = ArmKinematics(self._kin_urdf)
         self.goal = self.sim.door_goal() if self.task.is_door else self.task.sample_goal(self._goal_rng)
-        self.estimator = DoorAngleEstimator(self.estimator_config)
+        if seed is not None:  # a new IMU part (sim.seed powered it on): its calibration starts over
+            self.estimator = DoorAngleEstimator(self.estimator_config)
+        # "the door is closed now", as the collector tells the door_angle node after each reset; the
+        # estimator keeps the gyro bias it learnt on this IMU, like the node between episodes
         self.estimator.zero()
         self._door_angle = 0.0
         self._door_velocity = 0.0
