@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "test"))
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # forced: tests never leave loopback
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 _BASE_DOMAIN = int(os.environ.get("ROS_DOMAIN_ID", str(1 + os.getpid() % 60)))
 os.environ["ROS_DOMAIN_ID"] = str(_BASE_DOMAIN)
