@@ -440,10 +440,11 @@ class Trainer:
 
     def stats(self) -> dict[str, float]:
         """Counters for diagnostics: env_steps, updates, buffer size, episodes, paused, rejected batches,
-        wall_s and the latest training metrics (loss, q_mean, ...)."""
+        skipped updates (non-finite gradients), wall_s and the latest training metrics (loss, q_mean, ...)."""
         out: dict[str, float] = {
             "env_steps": self.env_steps, "updates": self.updates, "buffer_size": len(self.buffer),
             "episodes": self.episodes, "paused": float(self.paused), "rejected_batches": self.rejected_batches,
+            "skipped_updates": self.agent.skipped_updates,
             "wall_s": round(self.wall_s, 3),
         }
         out.update({f"train_{k}": v for k, v in self._last_metrics.items()})
@@ -502,6 +503,12 @@ class Trainer:
         with self._agent_lock:
             metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
+        if metrics.get("skipped"):  # non-finite gradient: no weights changed, counted by the agent
+            skipped = self.agent.skipped_updates
+            if skipped & (skipped - 1) == 0:  # log the 1st, 2nd, 4th, 8th, ... skip
+                LOG.warning("update skipped: non-finite gradient (grad_norm=%s; %d skipped so far)",
+                            metrics.get("grad_norm"), skipped)
+            return
         if self.updates % self.config.log_every_updates == 0:
             self._last_metrics = {k: float(v) for k, v in metrics.items()}
             if self._tb is not None:
