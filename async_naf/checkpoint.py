@@ -5,7 +5,7 @@ holds:
 
 ``format``          ``"async_naf"``
 ``format_version``  ``"1"`` (:data:`FORMAT_VERSION`)
-``kind``            what the tensors are, e.g. ``"policy"`` or ``"naf_checkpoint"``
+``kind``            what the tensors are, e.g. ``"policy"`` or ``"agent_checkpoint"``
 ``meta``            a JSON object: dimensions, action bounds, update count, normalisation statistics
                     (as tensors), the agent config, optimiser settings, ...
 
@@ -108,13 +108,17 @@ def unpack(
 
 
 def require(tensors: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], source: str = "data") -> np.ndarray:
-    """``tensors[name]`` as float32 after checking it exists and has ``shape``; ValueError otherwise."""
+    """A writable C-contiguous float32 copy of ``tensors[name]`` after checking it exists and has ``shape``.
+
+    Raises:
+        ValueError: the tensor is missing or has another shape.
+    """
     if name not in tensors:
         raise ValueError(f"{source}: missing tensor {name!r}")
     arr = tensors[name]
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{source}: tensor {name!r} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
-    return arr
+    return np.array(arr, dtype=np.float32, order="C")
 
 
 def write_file(path: str | os.PathLike, data: bytes) -> None:

@@ -274,7 +274,7 @@ class DDPGAgent:
                 sd = {}
                 for k, v in mod.state_dict().items():
                     arr = checkpoint.require(tensors, f"{prefix}.{k}", tuple(v.shape), source)
-                    sd[k] = torch.from_numpy(np.asarray(arr, np.float32).copy())
+                    sd[k] = torch.from_numpy(arr)
                 mod.load_state_dict(sd)
             steps = meta.get("adam_steps", {})
             for prefix, opt in (("actor_opt", agent.actor_opt), ("critic_opt", agent.critic_opt)):
@@ -287,8 +287,8 @@ class DDPGAgent:
                         continue
                     state[idx] = {
                         "step": torch.tensor(float(steps[key])),
-                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source).copy()),
-                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source).copy()),
+                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
+                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
                     }
                 sd["state"] = state
                 opt.load_state_dict(sd)

@@ -166,7 +166,8 @@ class NAFAgent:
         self.skipped_updates = 0
         self._theta_online, self._theta_target = self.theta[0], self.theta[1]
         self._fast = bool(config.fast_update and self._supports_fast)
-        self._prepare_fast()
+        if self._fast:
+            self._prepare_fast()
 
     # ----- parameters -----------------------------------------------------------------------------------
     def _hidden_layout(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -392,7 +393,7 @@ class NAFAgent:
             torch.sub(obs, nz.mean, out=ws["X0"])
             torch.sub(nobs, nz.mean, out=ws["X1"])
             delta = nz.fold_centered(ws["X0"], ws["ones"])
-            X.sub_(delta).mul_(nz.inv_std_()).clamp_(-nz.clip, nz.clip)
+            X.sub_(delta).mul_(nz.inv_std()).clamp_(-nz.clip, nz.clip)
         else:
             ws["X0"].copy_(obs)
             ws["X1"].copy_(nobs)
@@ -527,7 +528,7 @@ class NAFAgent:
             for name, (a, b, shape) in agent._slices.items():
                 for row, prefix in ((0, "online"), (1, "target")):
                     arr = checkpoint.require(tensors, f"{prefix}.{name}", shape, source)
-                    agent.theta[row, a:b] = torch.from_numpy(np.asarray(arr, np.float32).reshape(-1))
+                    agent.theta[row, a:b] = torch.from_numpy(arr.reshape(-1))
             P = agent.num_params
             agent.optim.m.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.m", (P,), source)))
             agent.optim.v.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.v", (P,), source)))
@@ -553,10 +554,15 @@ class NAFAgent:
 
 def checkpoint_algorithm(path: str | os.PathLike) -> str:
     """The ``algorithm`` recorded in a checkpoint file (ValueError if it is not an agent checkpoint)."""
-    head = checkpoint.read_header(checkpoint.read_file(path), str(path))
+    return checkpoint_bytes_algorithm(checkpoint.read_file(path), str(path))
+
+
+def checkpoint_bytes_algorithm(data: bytes, source: str = "checkpoint") -> str:
+    """The ``algorithm`` recorded in checkpoint bytes (ValueError if they are not an agent checkpoint)."""
+    head = checkpoint.read_header(data, source)
     if head["kind"] != CHECKPOINT_KIND:
-        raise ValueError(f"{path}: holds {head['kind']!r}, not an agent checkpoint")
+        raise ValueError(f"{source}: holds {head['kind']!r}, not an agent checkpoint")
     return str(head["meta"].get("algorithm"))
 
 
-__all__ = ["NAFConfig", "NAFAgent", "CHECKPOINT_KIND", "checkpoint_algorithm"]
+__all__ = ["NAFConfig", "NAFAgent", "CHECKPOINT_KIND", "checkpoint_algorithm", "checkpoint_bytes_algorithm"]
