@@ -477,9 +477,10 @@ class Trainer:
                 if reason:
                     self._finish(reason)
                     return
-                if self._weights_request and self._last_weights_update != self.updates:
+                # take the request before publishing: one made while publishing is kept for the next pass
+                request, self._weights_request = self._weights_request, False
+                if request and self._last_weights_update != self.updates:
                     self._publish_weights()
-                self._weights_request = False
                 if self.config.checkpoint_every_s and \
                         time.monotonic() - self._last_ckpt >= self.config.checkpoint_every_s:
                     self.save_checkpoint()

@@ -208,3 +208,27 @@ def test_repeated_checkpoints_at_the_same_update_keep_their_files(tmp_path: Path
         info = trainer.save_checkpoint()
     assert Path(info.agent).exists() and read_latest_checkpoint(trainer.config.run_dir).agent == info.agent
     trainer.close()
+
+
+def test_weights_request_made_while_publishing_is_not_lost(tmp_path: Path) -> None:
+    """An episode that ends while the starting weights are being published asks for new weights; once
+    updates have changed them they must be published (not only at the next weights_every_updates)."""
+    published: list[int] = []
+    second = threading.Event()
+    trainer: Trainer
+
+    def on_weights(data: bytes, updates: int) -> None:
+        published.append(updates)
+        if len(published) == 1:  # runs in the update thread, inside the weights publication
+            trainer.record_episode(EpisodeStats(0, 0, -1.0, 64, False, 64))
+            trainer.add_transitions(_batch(64))
+        else:
+            second.set()
+
+    trainer = Trainer(_cfg(tmp_path, weights_every_updates=10_000), on_weights=on_weights)
+    trainer.start()
+    try:
+        assert second.wait(20), f"the request made during the first publication was lost: {published}"
+        assert published[0] == 0 and published[1] > 0
+    finally:
+        trainer.stop(final_checkpoint=False)
