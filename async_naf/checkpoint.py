@@ -15,11 +15,13 @@ a message that says what is wrong. Tensors come back as numpy arrays.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Mapping
 
 import numpy as np
 
@@ -121,15 +123,30 @@ def require(tensors: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...]
     return np.array(arr, dtype=np.float32, order="C")
 
 
-def write_file(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Binary file object whose content replaces ``path`` atomically when the ``with`` block ends.
+
+    Writes ``<path>.tmp`` in the same directory, flushes and fsyncs it, then renames it over ``path``. If
+    the block raises, the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_file(path: str | os.PathLike) -> bytes:

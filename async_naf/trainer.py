@@ -561,10 +561,13 @@ class Trainer:
             updates = self.updates
         buffer_name = None
         if self.config.save_buffer:
+            from async_naf.replay import write_snapshot
+
             buffer_name = f"replay_{stem.removeprefix('step_')}.npz"
-            with self._buffer_lock:
-                self.buffer.save(self.ckpt_dir / buffer_name)
+            with self._buffer_lock:  # copy only; the subscriptions' add_transitions wait for the copy, not the disk
+                snapshot = self.buffer.snapshot()
                 env_steps = self.env_steps
+            write_snapshot(self.ckpt_dir / buffer_name, snapshot)
         else:
             env_steps = self.env_steps
         info = CheckpointInfo(str(agent_path), str(self.ckpt_dir / buffer_name) if buffer_name else None,
@@ -613,6 +616,6 @@ class Trainer:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    from async_naf.checkpoint import write_file
+
+    write_file(path, json.dumps(data, indent=1).encode("utf-8"))

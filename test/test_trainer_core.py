@@ -232,3 +232,32 @@ def test_weights_request_made_while_publishing_is_not_lost(tmp_path: Path) -> No
         assert published[0] == 0 and published[1] > 0
     finally:
         trainer.stop(final_checkpoint=False)
+
+
+def test_buffer_is_written_outside_the_buffer_lock(tmp_path: Path, monkeypatch) -> None:
+    """While a checkpoint writes the replay buffer to disk, add_transitions (the subscription) goes on."""
+    trainer = Trainer(_cfg(tmp_path, min_buffer_size=10_000))
+    trainer.add_transitions(_batch(100))
+    real_savez = np.savez
+    added = threading.Event()
+    adders: list[threading.Thread] = []
+
+    def savez_while_adding(file, **arrays):
+        adders.append(threading.Thread(target=lambda: (trainer.add_transitions(_batch(5, seed=4)), added.set())))
+        adders[0].start()
+        ok = added.wait(10)
+        real_savez(file, **arrays)
+        assert ok, "add_transitions waited for the buffer file to be written"
+
+    monkeypatch.setattr(np, "savez", savez_while_adding)
+    try:
+        info = trainer.save_checkpoint()
+    finally:
+        monkeypatch.undo()
+        for adder in adders:  # after save_checkpoint: it may have held the lock the adder waits for
+            adder.join(10)
+        trainer.close()
+    assert info.env_steps == 100 and trainer.env_steps == 105
+    from async_naf.replay import ReplayBuffer
+
+    assert len(ReplayBuffer.load(info.buffer)) == 100
