@@ -6,7 +6,7 @@ from its subscriptions; everything else happens here, in the update thread, neve
     trainer = Trainer(TrainerConfig(run_dir="runs/x", task="reach"), on_weights=publish)
     trainer.start()                      # update thread
     trainer.add_transitions(batch)       # from a subscription: validated rows -> replay buffer (thread-safe)
-    trainer.record_episode(stats)        # metrics.csv, TensorBoard, weights at episode boundaries
+    trainer.record_episode(stats)        # queued: the update thread writes metrics.csv, TensorBoard, weights
     trainer.wait_finished(timeout)       # stop condition reached -> final checkpoint written
     trainer.stop()                       # (also on Ctrl-C) final checkpoint, join the thread
 
@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +308,9 @@ class Trainer:
         self._metrics_file = None
         self._metrics_writer: Any = None
         self._metrics_lock = threading.Lock()
+        # finished episodes waiting to be written: (wall_s, env_steps, updates, EpisodeStats) at receipt
+        self._episode_rows: deque[tuple[float, int, int, Any]] = deque()
+        self.unwritten_episode_rows = 0  # rows that arrived after close(): dropped (logged)
         self._open_metrics()
         self._tb: Any = None
         if config.tensorboard:
@@ -354,22 +358,40 @@ class Trainer:
         return n
 
     def record_episode(self, stats: Any) -> None:
-        """One finished episode (layouts.EpisodeStats): metrics.csv row, TensorBoard, weights request."""
+        """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback.
+
+        Counts it and queues its metrics.csv row (with wall_s, env_steps and updates as of now); the update
+        thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
+        weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
+        """
         self.episodes += 1
-        wall = self.wall_s
-        row = (f"{wall:.3f}", self.env_steps, self.updates, stats.robot, stats.episode,
-               f"{stats.episode_return:.6g}", int(bool(stats.success)))
-        with self._metrics_lock:
-            if self._metrics_writer is not None:
-                self._metrics_writer.writerow(row)
-                self._metrics_file.flush()
-            if self._tb is not None:
-                self._tb.add_scalar("episode/return", stats.episode_return, self.env_steps)
-                self._tb.add_scalar("episode/success", float(bool(stats.success)), self.env_steps)
-                self._tb.add_scalar("episode/length", stats.length, self.env_steps)
-        self._weights_request = True
+        self._episode_rows.append((self.wall_s, self.env_steps, self.updates, stats))
         with self._wake:
             self._wake.notify()
+
+    def _write_episode_rows(self) -> int:
+        """Write the queued episode rows to metrics.csv (flushed) and TensorBoard; return how many."""
+        n = dropped = 0
+        with self._metrics_lock:  # also keeps rows in order when close() drains from another thread
+            while self._episode_rows:
+                wall, env_steps, updates, stats = self._episode_rows.popleft()
+                n += 1
+                if self._metrics_writer is None:  # closed: nowhere to write
+                    dropped += 1
+                    continue
+                self._metrics_writer.writerow((f"{wall:.3f}", env_steps, updates, stats.robot, stats.episode,
+                                               f"{stats.episode_return:.6g}", int(bool(stats.success))))
+                if self._tb is not None:
+                    self._tb.add_scalar("episode/return", stats.episode_return, env_steps)
+                    self._tb.add_scalar("episode/success", float(bool(stats.success)), env_steps)
+                    self._tb.add_scalar("episode/length", stats.length, env_steps)
+            if n and self._metrics_file is not None:
+                self._metrics_file.flush()
+        if dropped:
+            self.unwritten_episode_rows += dropped
+            LOG.warning("%d episode rows arrived after the metrics were closed and were dropped (%d so far)",
+                        dropped, self.unwritten_episode_rows)
+        return n
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -429,6 +451,8 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
+        """Write queued episode rows, then close metrics.csv and TensorBoard."""
+        self._write_episode_rows()
         with self._metrics_lock:
             if self._metrics_file is not None:
                 self._metrics_file.close()
@@ -473,6 +497,8 @@ class Trainer:
         self._start_updates = self.updates
         try:
             while not self._stop.is_set():
+                if self._episode_rows and self._write_episode_rows():
+                    self._weights_request = True  # episode boundary: publish the weights if they changed
                 reason = self._stop_reason()
                 if reason:
                     self._finish(reason)

@@ -261,3 +261,54 @@ def test_buffer_is_written_outside_the_buffer_lock(tmp_path: Path, monkeypatch) 
     from async_naf.replay import ReplayBuffer
 
     assert len(ReplayBuffer.load(info.buffer)) == 100
+
+
+class _RecordingBoard:
+    """Stands in for the TensorBoard SummaryWriter: remembers which thread wrote which tag."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.calls.append((threading.current_thread().name, tag))
+
+    def close(self) -> None:
+        pass
+
+
+def _metric_rows(cfg: TrainerConfig) -> list[list[str]]:
+    with open(Path(cfg.run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
+    """record_episode (a subscription callback) only queues; the update thread writes metrics.csv and
+    TensorBoard soon after, flushed; close() writes what is still queued."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)
+    board = _RecordingBoard()
+    trainer._tb = board
+    trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+    assert trainer.episodes == 1
+    assert len(_metric_rows(cfg)) == 1 and board.calls == []  # nothing written in the caller's thread
+    trainer.start()
+    try:
+        assert _wait(lambda: len(_metric_rows(cfg)) == 2, 10), "row not written by the update thread"
+        trainer.record_episode(EpisodeStats(1, 0, 3.0, 12, True, 12))
+        assert _wait(lambda: len(_metric_rows(cfg)) == 3, 10)
+        assert {thread for thread, tag in board.calls if tag.startswith("episode/")} == {"trainer-updates"}
+    finally:
+        trainer.stop(final_checkpoint=False)
+    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"], ["1", "0", "3", "1"]]
+
+
+def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)  # never started: only close() can write the rows
+    trainer.record_episode(EpisodeStats(2, 5, 1.5, 20, True, 100))
+    assert len(_metric_rows(cfg)) == 1
+    trainer.close()
+    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["2", "5", "1.5", "1"]]
+    trainer.record_episode(EpisodeStats(2, 6, 1.0, 20, True, 120))
+    trainer.close()  # after close: dropped and counted, not written
+    assert trainer.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2
