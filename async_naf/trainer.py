@@ -440,15 +440,25 @@ class Trainer:
         return self._finished.wait(timeout)
 
     def stop(self, final_checkpoint: bool = True) -> None:
-        """Stop the update thread; write the final checkpoint (if not written yet); close the metrics."""
+        """Stop the update thread; write the final checkpoint (if not written yet); close the metrics.
+
+        After a failure of the update thread (:attr:`failure`) no final checkpoint is written: the agent
+        may be half-updated or non-finite; the last periodic checkpoint stays the newest. The metrics are
+        closed even if writing the final checkpoint raises.
+        """
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        if final_checkpoint and not self._finished.is_set():
-            self._finish("stopped")
-        self.close()
+        try:
+            if final_checkpoint and not self._finished.is_set():
+                if self._failure:
+                    LOG.error("no final checkpoint: %s", self._failure)
+                else:
+                    self._finish("stopped")
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Write queued episode rows, then close metrics.csv and TensorBoard."""

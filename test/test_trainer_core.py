@@ -312,3 +312,25 @@ def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
     trainer.record_episode(EpisodeStats(2, 6, 1.0, 20, True, 120))
     trainer.close()  # after close: dropped and counted, not written
     assert trainer.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2
+
+
+def test_stop_after_update_thread_failure_does_not_raise(tmp_path: Path) -> None:
+    """An update that leaves NaN weights kills the update thread; stop() must then neither raise (the final
+    checkpoint would refuse the NaN weights) nor leave the metrics open."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)
+
+    def broken_update(batch):
+        with torch.no_grad():
+            trainer.agent.theta[0, 0] = float("nan")
+        raise FloatingPointError("update produced NaN")
+
+    trainer.agent.update = broken_update
+    trainer.start()
+    trainer.add_transitions(_batch(100))
+    assert _wait(lambda: trainer.failure != "", 10)
+    trainer.record_episode(EpisodeStats(0, 0, -1.0, 100, False, 100))
+    trainer.stop(final_checkpoint=True)
+    assert "FloatingPointError" in trainer.failure and not trainer.finished
+    assert not (Path(cfg.run_dir) / "checkpoints" / "final.safetensors").exists()
+    assert trainer._metrics_file is None and len(_metric_rows(cfg)) == 2  # closed, queued row written
