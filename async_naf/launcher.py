@@ -13,7 +13,8 @@ Process hygiene (the launcher never leaves orphans):
   which covers the one case no handler can (the launcher itself killed with SIGKILL). The death signal is
   tied to the thread that started the child, so children are started from the launcher's main thread;
 - SIGTERM and SIGHUP sent to the launcher are turned into an orderly stop, and an ``atexit`` hook stops
-  whatever is still running when the interpreter exits.
+  whatever is still running when the interpreter exits. While it stops the children, SIGINT, SIGTERM and
+  SIGHUP are only logged, so a second signal cannot cut the clean-up short.
 
 A child that dies is logged with the tail of its log file (``<run_dir>/logs/<node>.log``). Whether that
 ends the run is the caller's policy: :class:`GraphLauncher` marks nodes as *required* (the trainer); if a
@@ -354,16 +355,23 @@ class GraphLauncher:
             if self._stopped:
                 return self.returncodes()
             self._stopped = True
-        old_int = None
+        # a second Ctrl-C, or a SIGTERM / SIGHUP (whose run-time handler raises), must not abort the clean-up
+        # half-way and leave children to the death signal: while stopping they are only logged
+        during_stop: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort cleanup
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                try:
+                    during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
+                except (ValueError, OSError):  # not supported here
+                    pass
         try:
             self._escalate()
         finally:
             for child in self._children.values():
                 child.log.close()
-            if old_int is not None:
-                signal.signal(signal.SIGINT, old_int)
+            # straight back to what was there before start() (no window with the raising handler)
+            for sig, handler in during_stop.items():
+                signal.signal(sig, self._old_handlers.pop(sig, handler))
             self._restore_signal_handlers()
         return self.returncodes()
 
@@ -430,6 +438,11 @@ class GraphLauncher:
 
 class _Done(Exception):
     """Internal: leave the watch loop."""
+
+
+def _log_signal_while_stopping(signum: int, _frame: Any) -> None:
+    """Signal handler while :meth:`GraphLauncher.stop` runs: the stop is already under way, go on with it."""
+    LOG.warning("received %s while stopping the graph: the stop goes on", signal.Signals(signum).name)
 
 
 # ---------------------------------------------------------------------- graph -> processes
