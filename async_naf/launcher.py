@@ -123,6 +123,80 @@ def _child_setup(parent_pid: int) -> None:  # pragma: no cover - runs in the for
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def start_child(
+    argv: Sequence[str],
+    stdout: Any = None,
+    stderr: Any = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start one child the way the launcher starts its nodes (call from the main thread).
+
+    The child leads a process group of its own (a terminal's Ctrl-C reaches only this process, which decides
+    how to stop it: see :func:`stop_child`), asks to be killed when this process dies (``PR_SET_PDEATHSIG``,
+    tied to the calling thread), starts with the default SIGINT / SIGTERM dispositions and reads no stdin.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+    parent = os.getpid()
+    return subprocess.Popen(  # noqa: S603 - argv built by the caller, no shell
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        process_group=0,  # own process group: the terminal's Ctrl-C reaches only the parent
+        preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
+        close_fds=True,
+    )
+
+
+def stop_child(popen: subprocess.Popen[bytes], stop_timeout_s: float, term_timeout_s: float = 5.0,
+               name: str = "child") -> int | None:
+    """Stop a child started with :func:`start_child`: SIGINT, then SIGTERM, then SIGKILL to its process group.
+
+    Each step waits for the child's exit up to its timeout (s). While this runs in the main thread, SIGINT,
+    SIGTERM and SIGHUP to this process are only logged, so a second Ctrl-C cannot cut the stop short.
+
+    Returns:
+        the child's exit status (None only if it survived SIGKILL for 5 s).
+    """
+    during_stop: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
+            except (ValueError, OSError):  # not supported here
+                pass
+    try:
+        for sig, timeout_s in ((signal.SIGINT, stop_timeout_s), (signal.SIGTERM, term_timeout_s),
+                               (signal.SIGKILL, 5.0)):
+            if popen.poll() is not None and sig != signal.SIGKILL:
+                continue
+            if sig != signal.SIGINT and popen.poll() is None:
+                LOG.warning("%s (pid %d) still running: %s", name, popen.pid, signal.Signals(sig).name)
+            _signal_group(popen.pid, sig, name)  # SIGKILL always: sweep what it left in its group
+            try:
+                popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                LOG.debug("%s still running after %s", name, signal.Signals(sig).name)
+    finally:
+        for sig, handler in during_stop.items():
+            signal.signal(sig, handler)
+    return popen.poll()
+
+
+def _signal_group(pgid: int, sig: int, name: str) -> None:
+    try:
+        os.killpg(pgid, sig)  # the child leads its own process group (pgid == pid)
+    except ProcessLookupError:
+        pass  # already gone, group and all
+    except PermissionError:
+        LOG.warning("cannot signal process group of %s (pid %d)", name, pgid)
+
+
 def tail(path: Path, lines: int = 15) -> str:
     """Last ``lines`` lines of a text file ('' if it does not exist)."""
     try:
@@ -149,12 +223,7 @@ class _Child:
         return self.popen.pid
 
     def signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)  # the child leads its own process group (pgid == pid)
-        except ProcessLookupError:
-            pass  # already gone, group and all
-        except PermissionError:
-            LOG.warning("cannot signal process group of %s (pid %d)", self.spec.key, self.popen.pid)
+        _signal_group(self.popen.pid, sig, self.spec.key)
 
 
 class GraphLauncher:
@@ -230,19 +299,8 @@ class GraphLauncher:
         log_path = self.log_dir / f"{spec.key}.log"
         log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in stop()
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} started: {' '.join(spec.argv)}\n".encode())
-        parent = os.getpid()
         try:
-            popen = subprocess.Popen(  # noqa: S603 - argv built by the graph description, no shell
-                list(spec.argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-                process_group=0,  # own process group: the terminal's Ctrl-C reaches only the launcher
-                preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
-                close_fds=True,
-            )
+            popen = start_child(spec.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         except OSError:
             log.close()
             raise

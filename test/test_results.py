@@ -85,6 +85,45 @@ def test_workers_comparison(tmp_path: Path) -> None:
     assert cmd[cmd.index("--set") + 1] == "trainer.lr=1e-4"
 
 
+@pytest.mark.parametrize("sig_name", ["SIGTERM", "SIGINT"])
+def test_experiment_forwards_a_signal_to_its_run_and_waits(tmp_path: Path, sig_name: str) -> None:
+    """The experiment's `async-naf train` child leads its own process group (it dies with the experiment);
+    SIGTERM or Ctrl-C to the experiment reaches the run as SIGINT and the experiment waits for its exit."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from async_naf.commands.experiment import _Interrupted, _run_child
+
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    child = (f"import os, signal, sys, time\n"
+             f"def stop(signum, frame):\n"
+             f"    open({str(out)!r}, 'w').write(f'{{signum}} {{os.getpgid(0)}}')\n"
+             f"    sys.exit(7)\n"
+             f"signal.signal(signal.SIGINT, stop)\n"
+             f"open({str(ready)!r}, 'w').close()\n"
+             f"time.sleep(60)\n")
+    sig = getattr(signal, sig_name)
+
+    def send() -> None:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=send, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(_Interrupted) as info:
+        _run_child([sys.executable, "-c", child])
+    assert info.value.signum == sig
+    signum, pgid = map(int, out.read_text().split())
+    assert signum == signal.SIGINT  # forwarded as SIGINT: the run stops its nodes cleanly
+    assert pgid != os.getpgid(0)  # its own process group: a terminal's Ctrl-C reaches only the experiment
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_parse_sets() -> None:
     from async_naf.commands.train import parse_sets
 
