@@ -164,13 +164,17 @@ def time_to_threshold(points: Sequence[tuple[float, float]], threshold: float) -
 
 
 def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                        title: str = "") -> Path | None:
+                        title: str = "", rows: Sequence[EpisodeRow] | None = None,
+                        evals: Sequence[dict[str, Any]] | None = None) -> Path | None:
     """Plot ``metrics.csv`` (rolling training success, episode return) and ``eval.csv`` (greedy success)
     against wall time into ``learning_curve.png``. Returns the path, or None when there is nothing to plot.
+
+    ``rows`` / ``evals``: what :func:`read_metrics` / :func:`read_eval` returned, if the caller has read them
+    already (else the files in ``run_dir`` are read).
     """
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
-    evals = read_eval(run_dir / "eval.csv")
+    rows = read_metrics(run_dir / "metrics.csv") if rows is None else rows
+    evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
     import matplotlib  # noqa: PLC0415
@@ -254,14 +258,17 @@ def has_tensorboard_events(run_dir: str | os.PathLike[str]) -> bool:
     return any(Path(run_dir).rglob("events.out.tfevents.*"))
 
 
-def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboard/curves") -> Path | None:
+def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboard/curves",
+                      rows: Sequence[EpisodeRow] | None = None,
+                      evals: Sequence[dict[str, Any]] | None = None) -> Path | None:
     """Write ``metrics.csv`` and ``eval.csv`` as TensorBoard scalars (x axis: env steps; wall time kept).
 
     Used after a run; the trainer node may also log its losses live under ``<run_dir>/tensorboard``.
+    ``rows`` / ``evals``: already read (as in :func:`plot_learning_curve`); else the files are read.
     """
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
-    evals = read_eval(run_dir / "eval.csv")
+    rows = read_metrics(run_dir / "metrics.csv") if rows is None else rows
+    evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415

@@ -52,6 +52,29 @@ def test_rolling_success_and_threshold() -> None:
     assert time_to_threshold([(10, 0.5)], 0.95) is None
 
 
+def test_quiet_progress_still_reads_the_env_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--quiet only hides the progress lines: the env-step backstop of `async-naf train` needs the counts."""
+    from async_naf.commands.train import Progress
+
+    (tmp_path / "metrics.csv").write_text(HEADER + "1.0,50,40,0,1,-3.5,0\n2.0,120,90,1,1,-1.0,1\n")
+    progress = Progress(tmp_path, period_s=0.0, quiet=True)
+    progress.tick(1.0, None)
+    assert progress.env_steps == 120
+    assert capsys.readouterr().err == ""
+
+
+def test_a_corrupt_metrics_file_at_the_end_of_a_run_is_a_warning(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """A metrics.csv that cannot be read at the end: a warning and no rows, so summary.json is still written;
+    the plots take the rows already read instead of reading (and failing on) the file again."""
+    from async_naf.commands.train import read_final_metrics
+
+    (tmp_path / "metrics.csv").write_text("garbage,header\n1,2\n")
+    assert read_final_metrics(tmp_path / "metrics.csv") == []
+    assert "WARNING" in capsys.readouterr().err
+    assert plot_learning_curve(tmp_path, rows=[], evals=[]) is None
+
+
 def test_learning_curve_png(tmp_path: Path) -> None:
     assert plot_learning_curve(tmp_path) is None  # nothing to plot yet
     (tmp_path / "metrics.csv").write_text(HEADER + "".join(f"{i},{50 * i},{40 * i},0,{i},{-5 + i * 0.1},{int(i > 20)}\n"
