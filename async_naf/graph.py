@@ -428,6 +428,22 @@ def default_config_file() -> Path:
     return data_path("config", "train.yaml")
 
 
+def config_overrides(config: str | Path | None, option: str = "--config") -> dict[str, dict[str, Any]]:
+    """Overrides from the parameter file a user named (``async-naf train --config``, ``config:=`` of the
+    launch file), or from the package's ``config/train.yaml`` when none is named (none if it is absent).
+
+    Raises:
+        ValueError: the named file does not exist (``option`` names where it was given), or is malformed.
+    """
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"{option} {config}: no such file")
+        return load_overrides(path)
+    default = default_config_file()
+    return load_overrides(default) if default.exists() else {}
+
+
 def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
     """JSON-friendly form of a graph (written to ``<run_dir>/graph.json`` for the record)."""
     return [{"fqn": n.fqn, "package": n.package, "executable": n.executable, "module": n.module,

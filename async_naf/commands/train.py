@@ -120,12 +120,9 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
-    from async_naf.graph import GraphConfig, default_config_file, load_overrides  # noqa: PLC0415
+    from async_naf.graph import GraphConfig, config_overrides  # noqa: PLC0415
 
-    config_file = Path(args.config) if args.config else default_config_file()
-    if args.config and not config_file.exists():
-        raise ValueError(f"--config {args.config}: no such file")
-    overrides = load_overrides(config_file) if config_file.exists() else {}
+    overrides = config_overrides(args.config, "--config")
     if getattr(args, "resume", False):
         overrides.setdefault("/trainer", {})["resume"] = True
     if args.eval_every > 0:  # every checkpoint is evaluated: the trainer writes one every --eval-every s
