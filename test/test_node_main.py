@@ -4,17 +4,13 @@ rclpy is initialised and shut down (no node is created, so no DDS participant st
 """
 from __future__ import annotations
 
-import importlib.util
 import signal
-from pathlib import Path
 
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-_spec = importlib.util.spec_from_file_location("_main_under_test", Path(__file__).resolve().parent.parent / "nodes" / "_main.py")
-_main = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_main)
+from async_naf.nodes import _main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
