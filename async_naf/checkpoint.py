@@ -5,7 +5,7 @@ holds:
 
 ``format``          ``"async_naf"``
 ``format_version``  ``"1"`` (:data:`FORMAT_VERSION`)
-``kind``            what the tensors are, e.g. ``"policy"`` or ``"naf_checkpoint"``
+``kind``            what the tensors are, e.g. ``"policy"`` or ``"agent_checkpoint"``
 ``meta``            a JSON object: dimensions, action bounds, update count, normalisation statistics
                     (as tensors), the agent config, optimiser settings, ...
 
@@ -15,11 +15,13 @@ a message that says what is wrong. Tensors come back as numpy arrays.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Mapping
 
 import numpy as np
 
@@ -108,24 +110,43 @@ def unpack(
 
 
 def require(tensors: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], source: str = "data") -> np.ndarray:
-    """``tensors[name]`` as float32 after checking it exists and has ``shape``; ValueError otherwise."""
+    """A writable C-contiguous float32 copy of ``tensors[name]`` after checking it exists and has ``shape``.
+
+    Raises:
+        ValueError: the tensor is missing or has another shape.
+    """
     if name not in tensors:
         raise ValueError(f"{source}: missing tensor {name!r}")
     arr = tensors[name]
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{source}: tensor {name!r} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
-    return arr
+    return np.array(arr, dtype=np.float32, order="C")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Binary file object whose content replaces ``path`` atomically when the ``with`` block ends.
+
+    Writes ``<path>.tmp`` in the same directory, flushes and fsyncs it, then renames it over ``path``. If
+    the block raises, the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_file(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_file(path: str | os.PathLike) -> bytes:

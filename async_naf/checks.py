@@ -55,6 +55,27 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     return int(value)
 
 
+def bounds_array(owner: str, low: Any, high: Any, n: int) -> tuple[Any, Any]:
+    """Per-dimension float32 numpy arrays ``(low, high)`` of shape (n,) from a number or ``n`` numbers each
+    (action units); ValueError unless both are finite (also as float32) with low < high everywhere."""
+    import numpy as np  # noqa: PLC0415  (importing this module stays cheap)
+
+    try:
+        lo = np.asarray(low, np.float64)
+        hi = np.asarray(high, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: action_low/action_high must be numbers, got {low!r}, {high!r}") from None
+    lo = np.broadcast_to(lo, (n,)) if lo.ndim == 0 else lo
+    hi = np.broadcast_to(hi, (n,)) if hi.ndim == 0 else hi
+    if lo.shape != (n,) or hi.shape != (n,):
+        raise ValueError(f"{owner}: action_low/action_high must be a number or {n} numbers")
+    with np.errstate(over="ignore"):  # beyond the float32 range becomes inf and is rejected below
+        lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    if not (np.all(np.isfinite(lo32)) and np.all(np.isfinite(hi32)) and np.all(lo32 < hi32)):
+        raise ValueError(f"{owner}: action bounds must be finite with action_low < action_high")
+    return lo32, hi32
+
+
 def numbers(obj: Any, names: Iterable[str], low: float | None = None, high: float | None = None, *,
             low_open: bool = False, high_open: bool = False, prefix: str = "") -> None:
     """Check the attributes ``names`` of ``obj`` with :func:`number` and store them back as floats."""

@@ -92,11 +92,6 @@ def config_from_params(cls: type, params: Mapping[str, Any], what: str = "") -> 
         raise ValueError(f"{what or cls.__name__}: {exc}") from exc
 
 
-def flatten_names(cls: type) -> list[str]:
-    """Every (dotted) parameter name a config class accepts."""
-    return [spec.name for spec in _params_module().param_specs(cls)]
-
-
 def config_class(role: str) -> type:
     """The config dataclass of a node role (imported on demand)."""
     module_name, _, cls_name = ROLE_NODES[role][2].partition(":")
@@ -194,8 +189,6 @@ class GraphConfig:
             raise ValueError("max_env_steps and max_wall_s must be >= 0 (0 = no limit)")
         if not str(self.run_dir):
             raise ValueError("run_dir must not be empty")
-        if self.use_sim_time and self.backend == "mujoco" and not self.realtime and self.workers > 1:
-            pass  # allowed: every robot follows its own lockstep clock
         for key in self.overrides:
             _match_key(key)  # raises on malformed keys
 
@@ -426,6 +419,22 @@ def default_config_file() -> Path:
     from async_naf.resources import data_path  # noqa: PLC0415
 
     return data_path("config", "train.yaml")
+
+
+def config_overrides(config: str | Path | None, option: str = "--config") -> dict[str, dict[str, Any]]:
+    """Overrides from the parameter file a user named (``async-naf train --config``, ``config:=`` of the
+    launch file), or from the package's ``config/train.yaml`` when none is named (none if it is absent).
+
+    Raises:
+        ValueError: the named file does not exist (``option`` names where it was given), or is malformed.
+    """
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"{option} {config}: no such file")
+        return load_overrides(path)
+    default = default_config_file()
+    return load_overrides(default) if default.exists() else {}
 
 
 def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:

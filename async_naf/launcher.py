@@ -13,7 +13,8 @@ Process hygiene (the launcher never leaves orphans):
   which covers the one case no handler can (the launcher itself killed with SIGKILL). The death signal is
   tied to the thread that started the child, so children are started from the launcher's main thread;
 - SIGTERM and SIGHUP sent to the launcher are turned into an orderly stop, and an ``atexit`` hook stops
-  whatever is still running when the interpreter exits.
+  whatever is still running when the interpreter exits. While it stops the children, SIGINT, SIGTERM and
+  SIGHUP are only logged, so a second signal cannot cut the clean-up short.
 
 A child that dies is logged with the tail of its log file (``<run_dir>/logs/<node>.log``). Whether that
 ends the run is the caller's policy: :class:`GraphLauncher` marks nodes as *required* (the trainer); if a
@@ -122,6 +123,80 @@ def _child_setup(parent_pid: int) -> None:  # pragma: no cover - runs in the for
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def start_child(
+    argv: Sequence[str],
+    stdout: Any = None,
+    stderr: Any = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start one child the way the launcher starts its nodes (call from the main thread).
+
+    The child leads a process group of its own (a terminal's Ctrl-C reaches only this process, which decides
+    how to stop it: see :func:`stop_child`), asks to be killed when this process dies (``PR_SET_PDEATHSIG``,
+    tied to the calling thread), starts with the default SIGINT / SIGTERM dispositions and reads no stdin.
+
+    Raises:
+        OSError: the program cannot be started.
+    """
+    parent = os.getpid()
+    return subprocess.Popen(  # noqa: S603 - argv built by the caller, no shell
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        process_group=0,  # own process group: the terminal's Ctrl-C reaches only the parent
+        preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
+        close_fds=True,
+    )
+
+
+def stop_child(popen: subprocess.Popen[bytes], stop_timeout_s: float, term_timeout_s: float = 5.0,
+               name: str = "child") -> int | None:
+    """Stop a child started with :func:`start_child`: SIGINT, then SIGTERM, then SIGKILL to its process group.
+
+    Each step waits for the child's exit up to its timeout (s). While this runs in the main thread, SIGINT,
+    SIGTERM and SIGHUP to this process are only logged, so a second Ctrl-C cannot cut the stop short.
+
+    Returns:
+        the child's exit status (None only if it survived SIGKILL for 5 s).
+    """
+    during_stop: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
+            except (ValueError, OSError):  # not supported here
+                pass
+    try:
+        for sig, timeout_s in ((signal.SIGINT, stop_timeout_s), (signal.SIGTERM, term_timeout_s),
+                               (signal.SIGKILL, 5.0)):
+            if popen.poll() is not None and sig != signal.SIGKILL:
+                continue
+            if sig != signal.SIGINT and popen.poll() is None:
+                LOG.warning("%s (pid %d) still running: %s", name, popen.pid, signal.Signals(sig).name)
+            _signal_group(popen.pid, sig, name)  # SIGKILL always: sweep what it left in its group
+            try:
+                popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                LOG.debug("%s still running after %s", name, signal.Signals(sig).name)
+    finally:
+        for sig, handler in during_stop.items():
+            signal.signal(sig, handler)
+    return popen.poll()
+
+
+def _signal_group(pgid: int, sig: int, name: str) -> None:
+    try:
+        os.killpg(pgid, sig)  # the child leads its own process group (pgid == pid)
+    except ProcessLookupError:
+        pass  # already gone, group and all
+    except PermissionError:
+        LOG.warning("cannot signal process group of %s (pid %d)", name, pgid)
+
+
 def tail(path: Path, lines: int = 15) -> str:
     """Last ``lines`` lines of a text file ('' if it does not exist)."""
     try:
@@ -148,12 +223,7 @@ class _Child:
         return self.popen.pid
 
     def signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)  # the child leads its own process group (pgid == pid)
-        except ProcessLookupError:
-            pass  # already gone, group and all
-        except PermissionError:
-            LOG.warning("cannot signal process group of %s (pid %d)", self.spec.key, self.popen.pid)
+        _signal_group(self.popen.pid, sig, self.spec.key)
 
 
 class GraphLauncher:
@@ -229,19 +299,8 @@ class GraphLauncher:
         log_path = self.log_dir / f"{spec.key}.log"
         log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in stop()
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} started: {' '.join(spec.argv)}\n".encode())
-        parent = os.getpid()
         try:
-            popen = subprocess.Popen(  # noqa: S603 - argv built by the graph description, no shell
-                list(spec.argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-                process_group=0,  # own process group: the terminal's Ctrl-C reaches only the launcher
-                preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
-                close_fds=True,
-            )
+            popen = start_child(spec.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         except OSError:
             log.close()
             raise
@@ -354,16 +413,23 @@ class GraphLauncher:
             if self._stopped:
                 return self.returncodes()
             self._stopped = True
-        old_int = None
+        # a second Ctrl-C, or a SIGTERM / SIGHUP (whose run-time handler raises), must not abort the clean-up
+        # half-way and leave children to the death signal: while stopping they are only logged
+        during_stop: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort cleanup
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                try:
+                    during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
+                except (ValueError, OSError):  # not supported here
+                    pass
         try:
             self._escalate()
         finally:
             for child in self._children.values():
                 child.log.close()
-            if old_int is not None:
-                signal.signal(signal.SIGINT, old_int)
+            # straight back to what was there before start() (no window with the raising handler)
+            for sig, handler in during_stop.items():
+                signal.signal(sig, self._old_handlers.pop(sig, handler))
             self._restore_signal_handlers()
         return self.returncodes()
 
@@ -430,6 +496,11 @@ class GraphLauncher:
 
 class _Done(Exception):
     """Internal: leave the watch loop."""
+
+
+def _log_signal_while_stopping(signum: int, _frame: Any) -> None:
+    """Signal handler while :meth:`GraphLauncher.stop` runs: the stop is already under way, go on with it."""
+    LOG.warning("received %s while stopping the graph: the stop goes on", signal.Signals(signum).name)
 
 
 # ---------------------------------------------------------------------- graph -> processes

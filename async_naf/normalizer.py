@@ -65,12 +65,8 @@ class RunningNormalizer:
         self.count = float(tot)
         return delta
 
-    def inv_std_(self) -> torch.Tensor:
-        """``1 / sqrt(var + eps)`` (same as :meth:`inv_std`, without a scalar operand)."""
-        return torch.rsqrt(torch.add(self.var, self._eps))
-
     def inv_std(self) -> torch.Tensor:
-        """``1 / sqrt(var + eps)`` per dimension."""
+        """``1 / sqrt(var + eps)`` per dimension, 1 / obs units (a new tensor; no scalar operand)."""
         return torch.rsqrt(torch.add(self.var, self._eps))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ class PolicyNodeConfig:
         trigger: ``joint_states``: act once per received joint_states message (embedded sim, lockstep or
             realtime); ``timer``: act every control_period_s on the newest joint state (real arm whose
             joint_state_broadcaster publishes faster than the control rate).
-        control_period_s: control period for trigger=timer, s; also the noise time step.
+        control_period_s: control period for trigger=timer, s. (Not the noise time step: see ``noise``.)
         lockstep: the sim steps once per command (sim_node realtime:=false). Enables the stall guard:
             the last command is re-sent when no new joint state arrived for stall_resend_s.
         stall_resend_s: lockstep only: re-send the last command after this long without a new joint state, s.
@@ -34,7 +34,9 @@ class PolicyNodeConfig:
             arm model's limits. Commands are clamped to +-limit.
         eval_mode: greedy mu(x), no exploration noise (changeable at runtime).
         exploration_scale: multiplies the noise (changeable at runtime; 0 = greedy), dimensionless.
-        noise: exploration noise settings (action units, rad/s); noise.dt defaults to the control period.
+        noise: exploration noise settings (action units, rad/s). Default: OU with ``dt = 1.0`` and nothing
+            sets dt from the control period, so one OU step is one control step and ``theta`` is a
+            mean-reversion rate per control step (0.15: time constant of about 6.7 steps).
         explore_before_weights: before the first weights arrive, command noise only (True) or stand still.
         door_wait_s: door tasks: after a joint state, wait at most this long for a door-angle estimate at
             least as new (stamp >= joint stamp - door_stamp_tolerance_s), then act with the newest one, s.

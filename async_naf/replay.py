@@ -21,10 +21,11 @@ import json
 import os
 import zipfile
 import zlib
-from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from async_naf.checkpoint import atomic_writer
 
 REPLAY_FORMAT = "async_naf.replay"
 REPLAY_FORMAT_VERSION = 1
@@ -178,12 +179,19 @@ class ReplayBuffer:
         return Batch(*(getattr(self, name)[order] for name in _FIELDS))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the buffer to an ``.npz`` file (no pickle; written to a temporary file, then renamed).
+        """Write the buffer to an ``.npz`` file (no pickle; atomic: temporary file, fsync, rename).
 
         The file holds the stored rows oldest-first plus a JSON header (format, version, capacity, dims,
-        counters, sampler state).
+        counters, sampler state). Same as ``write_snapshot(path, snapshot())``.
         """
-        path = Path(path)
+        write_snapshot(path, self.snapshot())
+
+    def snapshot(self) -> tuple[dict[str, Any], Batch]:
+        """Copy of everything :meth:`save` writes: ``(header, rows oldest first)``.
+
+        Cheap compared with writing the file (one copy of the stored rows, no I/O), so a caller can take
+        it under its lock and call :func:`write_snapshot` after releasing it.
+        """
         meta = {
             "format": REPLAY_FORMAT,
             "version": REPLAY_FORMAT_VERSION,
@@ -195,10 +203,7 @@ class ReplayBuffer:
             "seed": self.seed if isinstance(self.seed, int) else None,
             "rng_state": self.rng.bit_generator.state,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **dict(zip(_FIELDS, self._ordered())))
-        os.replace(tmp, path)
+        return meta, self._ordered()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ReplayBuffer":
@@ -234,3 +239,11 @@ class ReplayBuffer:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: inconsistent replay-buffer file: {exc}") from exc
         return buf
+
+
+def write_snapshot(path: str | os.PathLike, snapshot: tuple[dict[str, Any], Batch]) -> None:
+    """Write a :meth:`ReplayBuffer.snapshot` to an ``.npz`` file that :meth:`ReplayBuffer.load` reads
+    (atomic: temporary file, fsync, rename; see :func:`async_naf.checkpoint.atomic_writer`)."""
+    meta, rows = snapshot
+    with atomic_writer(path) as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **dict(zip(_FIELDS, rows)))

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[EpisodeRow]:
 
 def rolling_success(rows: Sequence[EpisodeRow], window: int = 20) -> list[float]:
     """Success rate over the last ``window`` episodes, at each episode."""
-    out, acc = [], 0
-    for i, row in enumerate(rows):
-        acc += row.success
-        if i >= window:
-            acc -= rows[i - window].success
-        out.append(acc / min(i + 1, window))
-    return out
+    return _moving_average([float(row.success) for row in rows], window)
 
 
 def append_csv(path: str | os.PathLike[str], fields: Sequence[str], row: dict[str, Any]) -> None:
@@ -164,13 +159,17 @@ def time_to_threshold(points: Sequence[tuple[float, float]], threshold: float) -
 
 
 def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                        title: str = "") -> Path | None:
+                        title: str = "", rows: Sequence[EpisodeRow] | None = None,
+                        evals: Sequence[dict[str, Any]] | None = None) -> Path | None:
     """Plot ``metrics.csv`` (rolling training success, episode return) and ``eval.csv`` (greedy success)
     against wall time into ``learning_curve.png``. Returns the path, or None when there is nothing to plot.
+
+    ``rows`` / ``evals``: what :func:`read_metrics` / :func:`read_eval` returned, if the caller has read them
+    already (else the files in ``run_dir`` are read).
     """
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
-    evals = read_eval(run_dir / "eval.csv")
+    rows = read_metrics(run_dir / "metrics.csv") if rows is None else rows
+    evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
     import matplotlib  # noqa: PLC0415
@@ -206,6 +205,7 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
 
 
 def _moving_average(values: Sequence[float], n: int) -> list[float]:
+    """Mean of the last ``n`` values (fewer at the start), at each value."""
     out, acc = [], 0.0
     for i, v in enumerate(values):
         acc += v
@@ -254,14 +254,17 @@ def has_tensorboard_events(run_dir: str | os.PathLike[str]) -> bool:
     return any(Path(run_dir).rglob("events.out.tfevents.*"))
 
 
-def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboard/curves") -> Path | None:
+def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboard/curves",
+                      rows: Sequence[EpisodeRow] | None = None,
+                      evals: Sequence[dict[str, Any]] | None = None) -> Path | None:
     """Write ``metrics.csv`` and ``eval.csv`` as TensorBoard scalars (x axis: env steps; wall time kept).
 
     Used after a run; the trainer node may also log its losses live under ``<run_dir>/tensorboard``.
+    ``rows`` / ``evals``: already read (as in :func:`plot_learning_curve`); else the files are read.
     """
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
-    evals = read_eval(run_dir / "eval.csv")
+    rows = read_metrics(run_dir / "metrics.csv") if rows is None else rows
+    evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
@@ -270,7 +273,7 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
     writer = SummaryWriter(log_dir=str(logdir))
     try:
         roll = rolling_success(rows)
-        t0 = _now()
+        t0 = time.time()
         for row, rs in zip(rows, roll, strict=True):
             wt = t0 + row.wall_s
             writer.add_scalar("train/episode_return", row.episode_return, row.env_steps, walltime=wt)
@@ -285,12 +288,6 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
     finally:
         writer.close()
     return logdir
-
-
-def _now() -> float:
-    import time  # noqa: PLC0415
-
-    return time.time()
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:

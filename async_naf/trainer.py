@@ -6,7 +6,7 @@ from its subscriptions; everything else happens here, in the update thread, neve
     trainer = Trainer(TrainerConfig(run_dir="runs/x", task="reach"), on_weights=publish)
     trainer.start()                      # update thread
     trainer.add_transitions(batch)       # from a subscription: validated rows -> replay buffer (thread-safe)
-    trainer.record_episode(stats)        # metrics.csv, TensorBoard, weights at episode boundaries
+    trainer.record_episode(stats)        # queued: the update thread writes metrics.csv, TensorBoard, weights
     trainer.wait_finished(timeout)       # stop condition reached -> final checkpoint written
     trainer.stop()                       # (also on Ctrl-C) final checkpoint, join the thread
 
@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +308,9 @@ class Trainer:
         self._metrics_file = None
         self._metrics_writer: Any = None
         self._metrics_lock = threading.Lock()
+        # finished episodes waiting to be written: (wall_s, env_steps, updates, EpisodeStats) at receipt
+        self._episode_rows: deque[tuple[float, int, int, Any]] = deque()
+        self.unwritten_episode_rows = 0  # rows that arrived after close(): dropped (logged)
         self._open_metrics()
         self._tb: Any = None
         if config.tensorboard:
@@ -354,22 +358,40 @@ class Trainer:
         return n
 
     def record_episode(self, stats: Any) -> None:
-        """One finished episode (layouts.EpisodeStats): metrics.csv row, TensorBoard, weights request."""
+        """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback.
+
+        Counts it and queues its metrics.csv row (with wall_s, env_steps and updates as of now); the update
+        thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
+        weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
+        """
         self.episodes += 1
-        wall = self.wall_s
-        row = (f"{wall:.3f}", self.env_steps, self.updates, stats.robot, stats.episode,
-               f"{stats.episode_return:.6g}", int(bool(stats.success)))
-        with self._metrics_lock:
-            if self._metrics_writer is not None:
-                self._metrics_writer.writerow(row)
-                self._metrics_file.flush()
-            if self._tb is not None:
-                self._tb.add_scalar("episode/return", stats.episode_return, self.env_steps)
-                self._tb.add_scalar("episode/success", float(bool(stats.success)), self.env_steps)
-                self._tb.add_scalar("episode/length", stats.length, self.env_steps)
-        self._weights_request = True
+        self._episode_rows.append((self.wall_s, self.env_steps, self.updates, stats))
         with self._wake:
             self._wake.notify()
+
+    def _write_episode_rows(self) -> int:
+        """Write the queued episode rows to metrics.csv (flushed) and TensorBoard; return how many."""
+        n = dropped = 0
+        with self._metrics_lock:  # also keeps rows in order when close() drains from another thread
+            while self._episode_rows:
+                wall, env_steps, updates, stats = self._episode_rows.popleft()
+                n += 1
+                if self._metrics_writer is None:  # closed: nowhere to write
+                    dropped += 1
+                    continue
+                self._metrics_writer.writerow((f"{wall:.3f}", env_steps, updates, stats.robot, stats.episode,
+                                               f"{stats.episode_return:.6g}", int(bool(stats.success))))
+                if self._tb is not None:
+                    self._tb.add_scalar("episode/return", stats.episode_return, env_steps)
+                    self._tb.add_scalar("episode/success", float(bool(stats.success)), env_steps)
+                    self._tb.add_scalar("episode/length", stats.length, env_steps)
+            if n and self._metrics_file is not None:
+                self._metrics_file.flush()
+        if dropped:
+            self.unwritten_episode_rows += dropped
+            LOG.warning("%d episode rows arrived after the metrics were closed and were dropped (%d so far)",
+                        dropped, self.unwritten_episode_rows)
+        return n
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -418,17 +440,29 @@ class Trainer:
         return self._finished.wait(timeout)
 
     def stop(self, final_checkpoint: bool = True) -> None:
-        """Stop the update thread; write the final checkpoint (if not written yet); close the metrics."""
+        """Stop the update thread; write the final checkpoint (if not written yet); close the metrics.
+
+        After a failure of the update thread (:attr:`failure`) no final checkpoint is written: the agent
+        may be half-updated or non-finite; the last periodic checkpoint stays the newest. The metrics are
+        closed even if writing the final checkpoint raises.
+        """
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        if final_checkpoint and not self._finished.is_set():
-            self._finish("stopped")
-        self.close()
+        try:
+            if final_checkpoint and not self._finished.is_set():
+                if self._failure:
+                    LOG.error("no final checkpoint: %s", self._failure)
+                else:
+                    self._finish("stopped")
+        finally:
+            self.close()
 
     def close(self) -> None:
+        """Write queued episode rows, then close metrics.csv and TensorBoard."""
+        self._write_episode_rows()
         with self._metrics_lock:
             if self._metrics_file is not None:
                 self._metrics_file.close()
@@ -440,10 +474,11 @@ class Trainer:
 
     def stats(self) -> dict[str, float]:
         """Counters for diagnostics: env_steps, updates, buffer size, episodes, paused, rejected batches,
-        wall_s and the latest training metrics (loss, q_mean, ...)."""
+        skipped updates (non-finite gradients), wall_s and the latest training metrics (loss, q_mean, ...)."""
         out: dict[str, float] = {
             "env_steps": self.env_steps, "updates": self.updates, "buffer_size": len(self.buffer),
             "episodes": self.episodes, "paused": float(self.paused), "rejected_batches": self.rejected_batches,
+            "skipped_updates": self.agent.skipped_updates,
             "wall_s": round(self.wall_s, 3),
         }
         out.update({f"train_{k}": v for k, v in self._last_metrics.items()})
@@ -472,13 +507,16 @@ class Trainer:
         self._start_updates = self.updates
         try:
             while not self._stop.is_set():
+                if self._episode_rows and self._write_episode_rows():
+                    self._weights_request = True  # episode boundary: publish the weights if they changed
                 reason = self._stop_reason()
                 if reason:
                     self._finish(reason)
                     return
-                if self._weights_request and self._last_weights_update != self.updates:
+                # take the request before publishing: one made while publishing is kept for the next pass
+                request, self._weights_request = self._weights_request, False
+                if request and self._last_weights_update != self.updates:
                     self._publish_weights()
-                self._weights_request = False
                 if self.config.checkpoint_every_s and \
                         time.monotonic() - self._last_ckpt >= self.config.checkpoint_every_s:
                     self.save_checkpoint()
@@ -502,6 +540,12 @@ class Trainer:
         with self._agent_lock:
             metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
+        if metrics.get("skipped"):  # non-finite gradient: no weights changed, counted by the agent
+            skipped = self.agent.skipped_updates
+            if skipped & (skipped - 1) == 0:  # log the 1st, 2nd, 4th, 8th, ... skip
+                LOG.warning("update skipped: non-finite gradient (grad_norm=%s; %d skipped so far)",
+                            metrics.get("grad_norm"), skipped)
+            return
         if self.updates % self.config.log_every_updates == 0:
             self._last_metrics = {k: float(v) for k, v in metrics.items()}
             if self._tb is not None:
@@ -553,10 +597,13 @@ class Trainer:
             updates = self.updates
         buffer_name = None
         if self.config.save_buffer:
+            from async_naf.replay import write_snapshot
+
             buffer_name = f"replay_{stem.removeprefix('step_')}.npz"
-            with self._buffer_lock:
-                self.buffer.save(self.ckpt_dir / buffer_name)
+            with self._buffer_lock:  # copy only; the subscriptions' add_transitions wait for the copy, not the disk
+                snapshot = self.buffer.snapshot()
                 env_steps = self.env_steps
+            write_snapshot(self.ckpt_dir / buffer_name, snapshot)
         else:
             env_steps = self.env_steps
         info = CheckpointInfo(str(agent_path), str(self.ckpt_dir / buffer_name) if buffer_name else None,
@@ -605,6 +652,6 @@ class Trainer:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    from async_naf.checkpoint import write_file
+
+    write_file(path, json.dumps(data, indent=1).encode("utf-8"))

@@ -18,15 +18,20 @@ The nodes and their parameters come from ``async_naf.graph.build_graph`` - the s
   manager inside Gazebo with config/controllers.yaml);
 - real: per robot robot_state_publisher, ``ros2_control_node`` with the hardware plugin given as a xacro
   argument, and the same spawners. The door IMU driver (publishing ``/robot_<i>/door/imu``) is yours to start.
+
+Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
+is already set; set it (e.g. ``SUBNET``) to span hosts, as with real arms on another machine.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
-from launch.actions import Shutdown
+from launch.actions import SetEnvironmentVariable, Shutdown
 from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from async_naf.ros_env import DEFAULT_DISCOVERY_RANGE
 
 # name, default, description, choices (None: free text). Every argument has a description.
 ARGUMENTS = (
@@ -80,17 +85,15 @@ def _node(spec, on_exit=None):
 
 def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
-    from pathlib import Path
-
-    from async_naf.graph import GraphConfig, build_bringup, build_graph, default_config_file, load_overrides
+    from async_naf.graph import GraphConfig, build_bringup, build_graph, config_overrides
 
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
     backend = arg("backend")
     use_sim_time = {"auto": backend == "gazebo", "true": True, "false": False}[arg("use_sim_time")]
-    config_file = arg("config") or str(default_config_file())
-    overrides = load_overrides(config_file) if Path(config_file).exists() else {}
+    # a config:= file that does not exist is an error (as for `async-naf train --config`), never ignored
+    overrides = config_overrides(arg("config"), "config:=")
     config = GraphConfig(
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
@@ -128,4 +131,13 @@ def generate_launch_description():
                               **({"choices": list(choices)} if choices else {}))
         for name, default, description, choices in ARGUMENTS
     ]
-    return LaunchDescription(declared + [OpaqueFunction(function=_launch_setup)])
+    return LaunchDescription([
+        # first: every process this launch starts (robot_state_publisher, ros2_control_node, the spawners,
+        # the gz bridges, gz sim, the learning nodes) keeps DDS discovery on loopback unless the user set a
+        # range explicitly (as async-naf train does, async_naf.ros_env)
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
+                               EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                                   default_value=DEFAULT_DISCOVERY_RANGE)),
+        *declared,
+        OpaqueFunction(function=_launch_setup),
+    ])

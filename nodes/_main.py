@@ -4,7 +4,8 @@ rclpy's default signal handler shuts the context down on SIGINT, after which a n
 (e.g. a last zero-velocity command). Here SIGINT and SIGTERM instead raise ``KeyboardInterrupt`` in the main
 thread, so ``spin`` returns with the context still valid, the node's ``shutdown_hook`` runs (stop the arm,
 write the final checkpoint), and only then is rclpy shut down. Exit status: 0 on a normal or requested
-stop, 2 on bad parameters (ValueError at construction), or what the node's ``exit_code`` says.
+stop, 2 on bad parameters (ValueError while constructing the node), or what the node's ``exit_code``
+says. An exception while spinning or in ``shutdown_hook`` propagates (after rclpy is shut down).
 """
 from __future__ import annotations
 
@@ -40,31 +41,33 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
     node = None
     code = 0
     try:
-        node = factory()
-        executor = executor_factory(node) if executor_factory else SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not getattr(node, "done", False):
-            executor.spin_once(timeout_sec=0.1)
-        code = int(getattr(node, "exit_code", 0))
+        try:
+            node = factory()
+        except ValueError as exc:  # bad parameters / configuration (only while constructing the node)
+            print(f"{name}: {exc}", file=sys.stderr)
+            code = 2
+        if node is not None:
+            executor = executor_factory(node) if executor_factory else SingleThreadedExecutor()
+            executor.add_node(node)
+            while rclpy.ok() and not getattr(node, "done", False):
+                executor.spin_once(timeout_sec=0.1)
+            code = int(getattr(node, "exit_code", 0))
     except KeyboardInterrupt:
         pass
     except ExternalShutdownException:
         pass
-    except ValueError as exc:  # bad parameters / configuration
-        print(f"{name}: {exc}", file=sys.stderr)
-        code = 2
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if node is not None:
-            hook = getattr(node, "shutdown_hook", None)
-            if hook is not None:
+        try:
+            if node is not None:
+                hook = getattr(node, "shutdown_hook", None)
                 try:
-                    hook()
+                    if hook is not None:
+                        hook()
                 finally:
                     node.destroy_node()
-            else:
-                node.destroy_node()
-            code = int(getattr(node, "exit_code", code)) if code == 0 else code
-        rclpy.try_shutdown()
+                code = int(getattr(node, "exit_code", code)) if code == 0 else code
+        finally:
+            rclpy.try_shutdown()
     return code

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -278,10 +277,6 @@ def _instantiate(cls: type[T], tree: Mapping[str, Any], defaults: Any = None) ->
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {cls.__name__} parameters: {exc}") from exc
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 # ------------------------------------------------------------------------------------------- rclpy side

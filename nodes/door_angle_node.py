@@ -11,6 +11,8 @@ publishes
                                                 message's stamp; one per accepted IMU message; sensor QoS
   /diagnostics         diagnostic_msgs/DiagnosticArray  samples, drops by reason, gaps, snaps, gyro bias,
                                                 hinge axis, angle variance; every ``diagnostics_period_s``
+                                                of wall time (steady clock, also under use_sim_time); "no IMU
+                                                data" after 2 s of wall time without a message
 services
   ~/zero               std_srvs/Trigger         "the door is closed now": angle to closed_angle_rad
 
@@ -28,9 +30,8 @@ from __future__ import annotations
 import math
 import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Imu, JointState
@@ -59,20 +60,22 @@ class DoorAngleNode(Node):
         self.estimator = DoorAngleEstimator(self.config)
         self.time_resets = 0
         self._last_stamp_ns: int | None = None
-        self._last_msg_wall_ns: int | None = None
+        self._last_msg_wall_ns: int | None = None  # steady clock: "no IMU data" means none for 2 s of wall time
+        # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         # pubs/subs/services/timers
         self.joint_pub = self.create_publisher(JointState, "door/joint_states", SENSOR)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
         self.imu_sub = self.create_subscription(Imu, "door/imu", self.on_imu, IMU)
         self.zero_srv = self.create_service(Trigger, "~/zero", self.on_zero)
-        self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics)
+        self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics, clock=self._steady)
         axis = "identified online" if self.config.hinge_axis is None else f"configured {self.config.hinge_axis}"
         self.get_logger().info(f"door angle from {self.imu_sub.topic_name}: hinge axis {axis}; door assumed closed")
 
     def on_imu(self, msg: Imu) -> None:
         sample = imu_msg_to_sample(msg)
         self._restart_on_time_jump(sample.stamp_ns)
-        self._last_msg_wall_ns = self.get_clock().now().nanoseconds
+        self._last_msg_wall_ns = self._steady.now().nanoseconds
         state = self.estimator.update(sample)
         if state is None:
             drops = ", ".join(f"{k}={v}" for k, v in self.estimator.dropped.items() if v)
@@ -107,7 +110,7 @@ class DoorAngleNode(Node):
         status = DiagnosticStatus()
         status.name = f"{self.get_fully_qualified_name()}: estimator"
         status.hardware_id = "door_imu"
-        now = self.get_clock().now().nanoseconds
+        now = self._steady.now().nanoseconds
         stale = self._last_msg_wall_ns is None or now - self._last_msg_wall_ns > 2e9
         dropped = sum(est.dropped.values())
         if stale:
@@ -144,26 +147,13 @@ class DoorAngleNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point (console script ``door_angle_node``; ``python -m async_naf.nodes.door_angle_node``)."""
-    from async_naf.ros_env import apply_defaults  # noqa: PLC0415
+    """Entry point (console script ``door_angle_node``; ``python -m async_naf.nodes.door_angle_node``).
 
-    apply_defaults()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DoorAngleNode()
-        rclpy.spin(node)
-    except ValueError as exc:  # bad configuration: a clear message, non-zero exit
-        print(f"door_angle_node: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C / SIGTERM / external shutdown: a normal stop
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    SIGINT and SIGTERM stop the node cleanly (exit status 0); an invalid parameter exits with status 2.
+    """
+    from async_naf.nodes._main import run_node  # noqa: PLC0415
+
+    return run_node(DoorAngleNode, "door_angle_node", args)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosgraph_msgs.msg import Clock
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -76,17 +77,20 @@ class SimNode(Node):
         self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
         self.imu_pub = self.create_publisher(Imu, "door/imu", IMU)
         self.truth_pub = self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
-        self.clock_pub = (self.create_publisher(Clock, self.config.clock_topic,
+        self.clock_pub = (self.create_publisher(ClockMsg, self.config.clock_topic,
                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
                           if self.config.clock_topic else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float64MultiArray, "forward_velocity_controller/commands", self.on_command, COMMANDS)
         self.create_service(Trigger, "~/reset", self.on_reset)
+        # steady clock: the node clock follows /clock under use_sim_time, and that is this node's own output
+        # (it stands still until the sim steps): the pacing, idle and diagnostics timers run on wall time
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.config.realtime:
-            self.create_timer(self.config.control_period_s, self.on_realtime_tick)
+            self.create_timer(self.config.control_period_s, self.on_realtime_tick, clock=steady)
         else:
-            self.create_timer(IDLE_REPUBLISH_S, self.on_idle)
-        self.create_timer(1.0, self.publish_diagnostics)
+            self.create_timer(IDLE_REPUBLISH_S, self.on_idle, clock=steady)
+        self.create_timer(1.0, self.publish_diagnostics, clock=steady)
         self.publish_state([])
         self.get_logger().info(
             f"sim ready: task={self.config.task} realtime={self.config.realtime} "
@@ -163,7 +167,7 @@ class SimNode(Node):
         gt.velocity = [truth.hinge_velocity, float(self.sim.data.qvel[self.sim.compiled.handle_dof])]
         self.truth_pub.publish(gt)
         if self.clock_pub is not None:
-            clock = Clock()
+            clock = ClockMsg()
             clock.clock = js.header.stamp
             self.clock_pub.publish(clock)
         self._last_publish_wall = time.monotonic()

@@ -125,8 +125,10 @@ class TrainerNode(Node):
         self.get_logger().warning(f"{text} [{reason}: {count} so far]", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
-        values: dict[str, Any] = {**self.trainer.stats(), **{f"dropped_{k}": v for k, v in self.drops.items()}}
-        status = DiagnosticStatus(level=DiagnosticStatus.WARN if self.drops else DiagnosticStatus.OK,
+        with self._drop_lock:  # subscriptions may add a reason meanwhile (multi-threaded executor)
+            drops = dict(self.drops)
+        values: dict[str, Any] = {**self.trainer.stats(), **{f"dropped_{k}": v for k, v in drops.items()}}
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if drops else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message="trainer",
                                   hardware_id="trainer",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -269,3 +269,63 @@ def test_config_yaml_matches_dataclass_defaults() -> None:
         config_from_yaml(path, "naf", OBS, ACT, tau=2.0)
     with pytest.raises(ValueError):
         config_from_yaml(path, "sac", OBS, ACT)
+
+
+@pytest.mark.parametrize("change", [
+    {"action_high": [1.0, float("inf"), 0.0]},
+    {"action_low": [float("-inf"), -2.0, -3.0]},
+    {"action_low": [float("nan"), -2.0, -3.0]},
+    {"action_high": [1.0, 1e39, 0.0]},  # finite in JSON, inf as float32
+    {"obs_clip": float("nan")},
+    {"obs_clip": float("inf")},
+    {"obs_clip": 0.0},
+    {"obs_clip": "10"},
+])
+def test_policy_rejects_non_finite_bounds_and_bad_obs_clip(change) -> None:
+    naf = _trained(AGENTS["naf"](), steps=1)
+    tensors, meta, kind = checkpoint.unpack(naf.policy_weights(), "policy")
+    with pytest.raises(ValueError):
+        Policy.from_bytes(checkpoint.pack(tensors, kind, {**meta, **change}))
+
+
+def test_policy_needs_obs_clip() -> None:
+    naf = _trained(AGENTS["naf"](), steps=1)
+    tensors, meta, kind = checkpoint.unpack(naf.policy_weights(), "policy")
+    del meta["obs_clip"]
+    with pytest.raises(ValueError, match="obs_clip"):
+        Policy.from_bytes(checkpoint.pack(tensors, kind, meta))
+
+
+def test_agent_bounds_beyond_float32_are_rejected() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        NAFConfig(OBS, ACT, action_high=1e39)
+    with pytest.raises(ValueError, match="finite"):
+        DDPGConfig(OBS, ACT, action_low=[-1.0, -1e39, -1.0])
+
+
+def test_require_returns_a_writable_float32_copy() -> None:
+    source = {"t": np.arange(6, dtype=np.float64).reshape(2, 3)[:, ::-1]}
+    arr = checkpoint.require(source, "t", (2, 3))
+    assert arr.dtype == np.float32 and arr.flags.writeable and arr.flags.c_contiguous
+    arr[0, 0] = -1.0
+    assert source["t"][0, 0] == 2.0  # a copy, not a view
+    with pytest.raises(ValueError, match="missing"):
+        checkpoint.require(source, "u", (2, 3))
+    with pytest.raises(ValueError, match="shape"):
+        checkpoint.require(source, "t", (3, 2))
+
+
+def test_load_agent_reads_the_file_once(tmp_path, monkeypatch) -> None:
+    agent = _trained(AGENTS["ddpg"](), steps=2)
+    agent.save(tmp_path / "a.safetensors")
+    reads = []
+    real = checkpoint.read_file
+    monkeypatch.setattr(checkpoint, "read_file", lambda path: reads.append(path) or real(path))
+    again = load_agent(tmp_path / "a.safetensors")
+    assert len(reads) == 1 and again.update_count == agent.update_count
+
+
+def test_fast_buffers_exist_only_for_the_fast_update() -> None:
+    assert hasattr(NAFAgent(NAFConfig(OBS, ACT)), "_si")
+    assert not hasattr(NAFAgent(NAFConfig(OBS, ACT, fast_update=False)), "_si")
+    assert not hasattr(LinearNAFAgent(NAFConfig(OBS, ACT)), "_si")

@@ -69,6 +69,54 @@ def test_tool_reads_params_and_extra_columns(tmp_path: Path, recording: Recordin
     assert all(float(r[3]) > 0 for r in rows[1:])
 
 
+def test_tool_takes_parameters_as_the_node_does(tmp_path: Path) -> None:
+    """`--param` values are read like the door_angle node's parameters: 1e-3 is a number (ROS params-file
+    rule), an empty array means "not set", an unknown or mistyped parameter is a clear error."""
+    from async_naf.commands.door_angle import load_config
+
+    cfg = load_config(None, ["closed_snap_rad=1e-3", "hinge_axis=[]", "rest_window_s=1"])
+    assert cfg.closed_snap_rad == 1e-3 and cfg.hinge_axis is None and cfg.rest_window_s == 1.0
+    with pytest.raises(ValueError, match="nope"):
+        load_config(None, ["nope=1"])
+    with pytest.raises(ValueError, match="closed_snap_rad"):
+        load_config(None, ["closed_snap_rad=abc"])
+
+
+def test_without_imu_topic_the_bag_is_opened_once(tmp_path: Path, recording: Recording,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from async_naf.door_angle import bag as bag_module
+
+    bag = _bag(tmp_path, recording, "mcap")
+    opened = []
+    real_open = bag_module._open_reader
+    monkeypatch.setattr(bag_module, "_open_reader", lambda path: opened.append(path) or real_open(path))
+    rc = cli_main(["door-angle", str(bag), "--out", str(tmp_path / "door.csv"), "--no-progress"])
+    assert rc == 0 and len(opened) == 1
+    with ImuBag(bag) as reader:
+        assert reader.topic == TOPIC and reader.info().count == len(recording.stamps_ns)
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, recording: Recording,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from async_naf.door_angle import DoorAngleEstimator
+
+    bag = _bag(tmp_path, recording, "mcap")
+    real_update = DoorAngleEstimator.update
+    calls = []
+
+    def update(self, sample):
+        calls.append(1)
+        if len(calls) == 100:
+            raise KeyboardInterrupt
+        return real_update(self, sample)
+
+    monkeypatch.setattr(DoorAngleEstimator, "update", update)
+    out = tmp_path / "door.csv"
+    rc = cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out), "--no-progress"])
+    assert rc == 130 and len(calls) == 100
+    assert not out.exists() and not (tmp_path / "door.csv.part").exists()
+
+
 def test_tool_reports_a_missing_topic(tmp_path: Path, recording: Recording, capsys: pytest.CaptureFixture) -> None:
     bag = _bag(tmp_path, recording, "sqlite3")
     out = tmp_path / "door.csv"

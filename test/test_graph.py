@@ -3,6 +3,7 @@ overrides, and the ROS 2 launch file / controllers file that use it (checked sta
 really imports ``launch`` runs where it exists)."""
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 from pathlib import Path
@@ -180,6 +181,53 @@ def test_launch_file_builds_nodes_from_the_graph_description() -> None:
     assert {"backend", "workers", "task", "seed", "run_dir", "realtime"} <= performed
 
 
+def test_launch_file_keeps_dds_on_loopback() -> None:
+    """The first action sets ROS_AUTOMATIC_DISCOVERY_RANGE (the user's value if set, else LOCALHOST), so every
+    process of the launch - ros2_control, spawners, gz bridges and gz sim included - stays on loopback."""
+    from async_naf.ros_env import DEFAULT_DISCOVERY_RANGE
+
+    tree = _launch_tree()
+    (gen,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"]
+    (described,) = [n for n in ast.walk(gen) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LaunchDescription"]
+    assert isinstance(described.args[0], ast.List), "LaunchDescription takes a literal list of actions"
+    first = described.args[0].elts[0]
+    assert isinstance(first, ast.Call) and getattr(first.func, "id", "") == "SetEnvironmentVariable", \
+        "the first action must be SetEnvironmentVariable"
+    name, value = first.args
+    assert isinstance(name, ast.Constant) and name.value == "ROS_AUTOMATIC_DISCOVERY_RANGE"
+    # value: the user's own setting if there is one, else the project default
+    assert isinstance(value, ast.Call) and getattr(value.func, "id", "") == "EnvironmentVariable"
+    assert isinstance(value.args[0], ast.Constant) and value.args[0].value == "ROS_AUTOMATIC_DISCOVERY_RANGE"
+    (default,) = [k.value for k in value.keywords if k.arg == "default_value"]
+    assert isinstance(default, ast.Name) and default.id == "DEFAULT_DISCOVERY_RANGE"
+    imported = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "async_naf.ros_env"
+                for a in n.names}
+    assert "DEFAULT_DISCOVERY_RANGE" in imported and DEFAULT_DISCOVERY_RANGE == "LOCALHOST"
+    imported_launch = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module
+                       and n.module.startswith("launch") for a in n.names}
+    assert {"SetEnvironmentVariable", "EnvironmentVariable"} <= imported_launch
+
+
+def test_a_missing_config_file_is_an_error_on_both_paths(tmp_path: Path) -> None:
+    """`config:=` / `--config` naming a file that does not exist fails clearly instead of being ignored."""
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ValueError, match=r"config:= .*nope.yaml: no such file"):
+        graph.config_overrides(str(missing), "config:=")
+    assert graph.config_overrides("", "config:=") == load_overrides(graph.default_config_file())
+    (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
+    assert graph.config_overrides(str(tmp_path / "mine.yaml")) == {"/trainer": {"lr": 1e-3}}
+    # the launch file reads its config:= argument through this one function
+    calls = [n for n in ast.walk(_launch_tree()) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") == "config_overrides"]
+    assert calls and isinstance(calls[0].args[0], ast.Call) and calls[0].args[0].args[0].value == "config"
+    from async_naf.commands.train import build_config
+
+    args = argparse.Namespace(config=str(missing), resume=False, eval_every=0.0, sets=[], minutes=1.0, steps=0,
+                              task="reach", workers=1, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
+    with pytest.raises(ValueError, match="--config .*no such file"):
+        build_config(args)
+
+
 def test_launch_file_references_existing_files() -> None:
     text = LAUNCH_FILE.read_text()
     assert "gz_sim.launch.py" in text and "ros_gz_sim" in text
@@ -203,6 +251,9 @@ def test_launch_file_with_real_launch_package() -> None:
     declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
     assert {"backend", "workers", "task", "seed", "run_dir", "realtime"} <= declared
     assert all(a.description for a in description.entities if isinstance(a, DeclareLaunchArgument))
+    from launch.actions import SetEnvironmentVariable
+
+    assert isinstance(description.entities[0], SetEnvironmentVariable)
 
 
 # ---------------------------------------------------------------------- ros2_control bringup

@@ -217,6 +217,24 @@ def test_bad_specs_rejected(tmp_path: Path) -> None:
         GraphLauncher([], log_dir=tmp_path)
 
 
+def test_signals_while_stopping_do_not_abort_the_stop(tmp_path: Path) -> None:
+    """A SIGTERM / SIGHUP / second SIGINT that arrives while stop() escalates is logged; the stop goes on."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    launcher = GraphLauncher([ProcessSpec("a", ("true",))], log_dir=tmp_path)
+    launcher._install_signal_handlers()  # as start() does: SIGTERM / SIGHUP raise LauncherInterrupted
+    finished = []
+
+    def escalate() -> None:  # stands in for the SIGINT -> SIGTERM -> SIGKILL sequence
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the handlers run in this (main) thread between bytecodes
+        finished.append(True)
+
+    launcher._escalate = escalate
+    launcher.stop()  # must not raise LauncherInterrupted / KeyboardInterrupt
+    assert finished == [True]
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers restored
+
 GRAPH_DRIVER = textwrap.dedent("""
     import json, sys
     from async_naf.graph import GraphConfig, build_graph

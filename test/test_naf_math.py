@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.agents import NAFAgent, NAFConfig
+from async_naf.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig
 from async_naf.agents import naf_math
 from async_naf.normalizer import RunningNormalizer
 from async_naf.replay import Batch
@@ -265,3 +265,43 @@ def test_update_rejects_mismatched_batch() -> None:
 def test_bad_config_raises(kwargs) -> None:
     with pytest.raises(ValueError):
         NAFConfig(**kwargs)
+
+
+def _agent_state(agent) -> list[torch.Tensor]:
+    """Every tensor an update may change: weights of all networks and the Adam moments."""
+    if isinstance(agent, NAFAgent):
+        return [agent.theta.clone(), agent.optim.m.clone(), agent.optim.v.clone()]
+    nets = (agent.actor, agent.critic, agent.actor_target, agent.critic_target)
+    out = [p.detach().clone() for net in nets for p in net.parameters()]
+    for opt in (agent.actor_opt, agent.critic_opt):
+        for st in opt.state.values():
+            out += [st["exp_avg"].clone(), st["exp_avg_sq"].clone()]
+    return out
+
+
+@pytest.mark.parametrize("make", [
+    lambda: NAFAgent(NAFConfig(OBS, ACT, fast_update=True)),
+    lambda: NAFAgent(NAFConfig(OBS, ACT, fast_update=False, grad_clip_norm=1.0)),
+    lambda: LinearNAFAgent(NAFConfig(OBS, ACT)),
+    lambda: DDPGAgent(DDPGConfig(OBS, ACT)),
+    lambda: DDPGAgent(DDPGConfig(OBS, ACT, grad_clip_norm=1.0)),
+], ids=["naf_fast", "naf_autograd_clip", "linear_naf", "ddpg", "ddpg_clip"])
+def test_non_finite_gradient_skips_the_step(make) -> None:
+    """Rewards near the float32 maximum make the loss gradient overflow to inf: no weight, no Adam moment
+    and no target may change; the skip is counted and reported, and the next finite batch trains as usual."""
+    agent = make()
+    rng = np.random.default_rng(5)
+    agent.update(_batch(rng))  # Adam moments exist (torch.optim creates them on the first step)
+    before = _agent_state(agent)
+    bad = _batch(rng)
+    bad = bad._replace(reward=np.full_like(bad.reward, 3.0e38), terminal=np.zeros_like(bad.terminal))
+    metrics = agent.update(bad)
+    assert not np.isfinite(metrics["grad_norm"])
+    assert metrics["skipped"] == 1.0 and metrics["skipped_updates"] == 1.0
+    assert agent.skipped_updates == 1 and agent.update_count == 1
+    for a, b in zip(_agent_state(agent), before, strict=True):
+        assert torch.equal(a, b)
+    metrics = agent.update(_batch(rng))
+    assert metrics["skipped"] == 0.0 and np.isfinite(metrics["grad_norm"])
+    assert agent.update_count == 2 and agent.skipped_updates == 1
+    assert all(torch.isfinite(t).all() for t in _agent_state(agent))

@@ -171,3 +171,36 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path) -> None:
         ReplayBuffer.load(wrong)
     with pytest.raises(FileNotFoundError):
         ReplayBuffer.load(tmp_path / "missing.npz")
+
+
+def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:
+    buf = ReplayBuffer(8, 3, 2)
+    buf.add_batch(_rows(0, 5))
+    path = tmp_path / "replay.npz"
+    buf.save(path)
+    buf.add_batch(_rows(5, 2))
+
+    def failing_savez(file, **arrays):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        buf.save(path)
+    monkeypatch.undo()
+    assert len(ReplayBuffer.load(path)) == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["replay.npz"]
+
+
+def test_snapshot_is_a_copy_written_later(tmp_path) -> None:
+    """snapshot() then write_snapshot() == save() at the moment of the snapshot, whatever is added between."""
+    from async_naf.replay import write_snapshot
+
+    buf = ReplayBuffer(8, 3, 2, seed=1)
+    buf.add_batch(_rows(0, 10))
+    snap = buf.snapshot()
+    buf.add_batch(_rows(10, 3))
+    write_snapshot(tmp_path / "r.npz", snap)
+    loaded = ReplayBuffer.load(tmp_path / "r.npz")
+    assert loaded.total_added == 10
+    assert loaded._ordered().reward.tolist() == [float(i) for i in range(2, 10)]

@@ -52,6 +52,29 @@ def test_rolling_success_and_threshold() -> None:
     assert time_to_threshold([(10, 0.5)], 0.95) is None
 
 
+def test_quiet_progress_still_reads_the_env_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--quiet only hides the progress lines: the env-step backstop of `async-naf train` needs the counts."""
+    from async_naf.commands.train import Progress
+
+    (tmp_path / "metrics.csv").write_text(HEADER + "1.0,50,40,0,1,-3.5,0\n2.0,120,90,1,1,-1.0,1\n")
+    progress = Progress(tmp_path, period_s=0.0, quiet=True)
+    progress.tick(1.0, None)
+    assert progress.env_steps == 120
+    assert capsys.readouterr().err == ""
+
+
+def test_a_corrupt_metrics_file_at_the_end_of_a_run_is_a_warning(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """A metrics.csv that cannot be read at the end: a warning and no rows, so summary.json is still written;
+    the plots take the rows already read instead of reading (and failing on) the file again."""
+    from async_naf.commands.train import read_final_metrics
+
+    (tmp_path / "metrics.csv").write_text("garbage,header\n1,2\n")
+    assert read_final_metrics(tmp_path / "metrics.csv") == []
+    assert "WARNING" in capsys.readouterr().err
+    assert plot_learning_curve(tmp_path, rows=[], evals=[]) is None
+
+
 def test_learning_curve_png(tmp_path: Path) -> None:
     assert plot_learning_curve(tmp_path) is None  # nothing to plot yet
     (tmp_path / "metrics.csv").write_text(HEADER + "".join(f"{i},{50 * i},{40 * i},0,{i},{-5 + i * 0.1},{int(i > 20)}\n"
@@ -83,6 +106,45 @@ def test_workers_comparison(tmp_path: Path) -> None:
     cmd = train_command(args, 4, tmp_path / "workers_4")
     assert cmd[cmd.index("--workers") + 1] == "4" and "--realtime" in cmd and "--stop-at-success" in cmd
     assert cmd[cmd.index("--set") + 1] == "trainer.lr=1e-4"
+
+
+@pytest.mark.parametrize("sig_name", ["SIGTERM", "SIGINT"])
+def test_experiment_forwards_a_signal_to_its_run_and_waits(tmp_path: Path, sig_name: str) -> None:
+    """The experiment's `async-naf train` child leads its own process group (it dies with the experiment);
+    SIGTERM or Ctrl-C to the experiment reaches the run as SIGINT and the experiment waits for its exit."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from async_naf.commands.experiment import _Interrupted, _run_child
+
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    child = (f"import os, signal, sys, time\n"
+             f"def stop(signum, frame):\n"
+             f"    open({str(out)!r}, 'w').write(f'{{signum}} {{os.getpgid(0)}}')\n"
+             f"    sys.exit(7)\n"
+             f"signal.signal(signal.SIGINT, stop)\n"
+             f"open({str(ready)!r}, 'w').close()\n"
+             f"time.sleep(60)\n")
+    sig = getattr(signal, sig_name)
+
+    def send() -> None:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=send, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(_Interrupted) as info:
+        _run_child([sys.executable, "-c", child])
+    assert info.value.signum == sig
+    signum, pgid = map(int, out.read_text().split())
+    assert signum == signal.SIGINT  # forwarded as SIGINT: the run stops its nodes cleanly
+    assert pgid != os.getpgid(0)  # its own process group: a terminal's Ctrl-C reaches only the experiment
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_parse_sets() -> None:

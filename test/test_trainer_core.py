@@ -208,3 +208,129 @@ def test_repeated_checkpoints_at_the_same_update_keep_their_files(tmp_path: Path
         info = trainer.save_checkpoint()
     assert Path(info.agent).exists() and read_latest_checkpoint(trainer.config.run_dir).agent == info.agent
     trainer.close()
+
+
+def test_weights_request_made_while_publishing_is_not_lost(tmp_path: Path) -> None:
+    """An episode that ends while the starting weights are being published asks for new weights; once
+    updates have changed them they must be published (not only at the next weights_every_updates)."""
+    published: list[int] = []
+    second = threading.Event()
+    trainer: Trainer
+
+    def on_weights(data: bytes, updates: int) -> None:
+        published.append(updates)
+        if len(published) == 1:  # runs in the update thread, inside the weights publication
+            trainer.record_episode(EpisodeStats(0, 0, -1.0, 64, False, 64))
+            trainer.add_transitions(_batch(64))
+        else:
+            second.set()
+
+    trainer = Trainer(_cfg(tmp_path, weights_every_updates=10_000), on_weights=on_weights)
+    trainer.start()
+    try:
+        assert second.wait(20), f"the request made during the first publication was lost: {published}"
+        assert published[0] == 0 and published[1] > 0
+    finally:
+        trainer.stop(final_checkpoint=False)
+
+
+def test_buffer_is_written_outside_the_buffer_lock(tmp_path: Path, monkeypatch) -> None:
+    """While a checkpoint writes the replay buffer to disk, add_transitions (the subscription) goes on."""
+    trainer = Trainer(_cfg(tmp_path, min_buffer_size=10_000))
+    trainer.add_transitions(_batch(100))
+    real_savez = np.savez
+    added = threading.Event()
+    adders: list[threading.Thread] = []
+
+    def savez_while_adding(file, **arrays):
+        adders.append(threading.Thread(target=lambda: (trainer.add_transitions(_batch(5, seed=4)), added.set())))
+        adders[0].start()
+        ok = added.wait(10)
+        real_savez(file, **arrays)
+        assert ok, "add_transitions waited for the buffer file to be written"
+
+    monkeypatch.setattr(np, "savez", savez_while_adding)
+    try:
+        info = trainer.save_checkpoint()
+    finally:
+        monkeypatch.undo()
+        for adder in adders:  # after save_checkpoint: it may have held the lock the adder waits for
+            adder.join(10)
+        trainer.close()
+    assert info.env_steps == 100 and trainer.env_steps == 105
+    from async_naf.replay import ReplayBuffer
+
+    assert len(ReplayBuffer.load(info.buffer)) == 100
+
+
+class _RecordingBoard:
+    """Stands in for the TensorBoard SummaryWriter: remembers which thread wrote which tag."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.calls.append((threading.current_thread().name, tag))
+
+    def close(self) -> None:
+        pass
+
+
+def _metric_rows(cfg: TrainerConfig) -> list[list[str]]:
+    with open(Path(cfg.run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
+    """record_episode (a subscription callback) only queues; the update thread writes metrics.csv and
+    TensorBoard soon after, flushed; close() writes what is still queued."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)
+    board = _RecordingBoard()
+    trainer._tb = board
+    trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+    assert trainer.episodes == 1
+    assert len(_metric_rows(cfg)) == 1 and board.calls == []  # nothing written in the caller's thread
+    trainer.start()
+    try:
+        assert _wait(lambda: len(_metric_rows(cfg)) == 2, 10), "row not written by the update thread"
+        trainer.record_episode(EpisodeStats(1, 0, 3.0, 12, True, 12))
+        assert _wait(lambda: len(_metric_rows(cfg)) == 3, 10)
+        assert {thread for thread, tag in board.calls if tag.startswith("episode/")} == {"trainer-updates"}
+    finally:
+        trainer.stop(final_checkpoint=False)
+    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"], ["1", "0", "3", "1"]]
+
+
+def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)  # never started: only close() can write the rows
+    trainer.record_episode(EpisodeStats(2, 5, 1.5, 20, True, 100))
+    assert len(_metric_rows(cfg)) == 1
+    trainer.close()
+    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["2", "5", "1.5", "1"]]
+    trainer.record_episode(EpisodeStats(2, 6, 1.0, 20, True, 120))
+    trainer.close()  # after close: dropped and counted, not written
+    assert trainer.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2
+
+
+def test_stop_after_update_thread_failure_does_not_raise(tmp_path: Path) -> None:
+    """An update that leaves NaN weights kills the update thread; stop() must then neither raise (the final
+    checkpoint would refuse the NaN weights) nor leave the metrics open."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)
+
+    def broken_update(batch):
+        with torch.no_grad():
+            trainer.agent.theta[0, 0] = float("nan")
+        raise FloatingPointError("update produced NaN")
+
+    trainer.agent.update = broken_update
+    trainer.start()
+    trainer.add_transitions(_batch(100))
+    assert _wait(lambda: trainer.failure != "", 10)
+    trainer.record_episode(EpisodeStats(0, 0, -1.0, 100, False, 100))
+    trainer.stop(final_checkpoint=True)
+    assert "FloatingPointError" in trainer.failure and not trainer.finished
+    assert not (Path(cfg.run_dir) / "checkpoints" / "final.safetensors").exists()
+    assert trainer._metrics_file is None and len(_metric_rows(cfg)) == 2  # closed, queued row written

@@ -15,7 +15,8 @@ from typing import Any
 
 from async_naf.agents.ddpg import DDPGAgent, DDPGConfig
 from async_naf.agents.linear_naf import LinearNAFAgent
-from async_naf.agents.naf import NAFAgent, NAFConfig, checkpoint_algorithm
+from async_naf import checkpoint
+from async_naf.agents.naf import NAFAgent, NAFConfig, checkpoint_bytes_algorithm
 from async_naf.agents.policy import Policy
 
 ALGORITHMS = ("naf", "linear_naf", "ddpg")
@@ -80,12 +81,14 @@ def config_from_yaml(
 
 
 def load_agent(path: str | os.PathLike) -> Agent:
-    """Load a full checkpoint of any algorithm (dispatches on the algorithm recorded in the file)."""
-    algo = checkpoint_algorithm(path)
+    """Load a full checkpoint of any algorithm (dispatches on the algorithm recorded in the file; the file
+    is read once)."""
+    data = checkpoint.read_file(path)
+    algo = checkpoint_bytes_algorithm(data, str(path))
     cls = {"naf": NAFAgent, "linear_naf": LinearNAFAgent, "ddpg": DDPGAgent}.get(algo)
     if cls is None:
         raise ValueError(f"{path}: unknown algorithm {algo!r} in checkpoint")
-    return cls.load(path)
+    return cls.from_checkpoint_bytes(data, source=str(path))
 
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from async_naf.checks import number
+from async_naf.checks import bounds_array, number  # noqa: F401  (bounds_array re-exported)
 from async_naf.noise import NoiseConfig
 from async_naf.replay import Batch
 
@@ -19,17 +19,6 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def bounds_array(owner: str, low: float | Sequence[float], high: float | Sequence[float], act_dim: int):
-    """Per-dimension float32 (low, high) arrays; ValueError unless finite and low < high."""
-    lo = np.broadcast_to(np.asarray(low, np.float64), (act_dim,)) if np.ndim(low) == 0 else np.asarray(low, np.float64)
-    hi = np.broadcast_to(np.asarray(high, np.float64), (act_dim,)) if np.ndim(high) == 0 else np.asarray(high, np.float64)
-    if lo.shape != (act_dim,) or hi.shape != (act_dim,):
-        raise ValueError(f"{owner}: action_low/action_high must be a number or {act_dim} numbers")
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
-        raise ValueError(f"{owner}: action bounds must be finite with action_low < action_high")
-    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 def normalize_bound(value: float | Sequence[float]) -> float | tuple[float, ...]:
@@ -92,15 +81,8 @@ def config_from_dict(cls: type, data: Any, source: str = "checkpoint") -> Any:
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"{source}: unknown {cls.__name__} fields {sorted(unknown)}")
-    kwargs = dict(data)
-    for key in ("hidden_sizes", "adam_betas", "critic_hidden_sizes"):
-        if key in kwargs and isinstance(kwargs[key], list):
-            kwargs[key] = tuple(kwargs[key])
-    for key in ("action_low", "action_high"):
-        if key in kwargs and isinstance(kwargs[key], list):
-            kwargs[key] = tuple(kwargs[key])
-    try:
-        return cls(**kwargs)
+    try:  # lists from JSON become tuples in the config's own validation (validate_common)
+        return cls(**data)
     except TypeError as exc:
         raise ValueError(f"{source}: bad {cls.__name__}: {exc}") from exc
 

@@ -6,6 +6,7 @@ layers -> scalar. Critic target ``y = r + gamma (1 - terminal) Q'(x', mu'(x'))``
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -74,6 +75,17 @@ class DDPGConfig:
         return config_from_dict(cls, data, "DDPGConfig")
 
 
+def _grad_norm(net: nn.Module, max_norm: float | None) -> float:
+    """Global 2-norm of ``net``'s gradients (before clipping); clips them to ``max_norm`` if it is set
+    and the norm is finite (a non-finite norm is returned as is and the caller skips the step)."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    total = nn.utils.get_total_norm(grads, foreach=True)
+    norm = float(total)
+    if max_norm is not None and math.isfinite(norm):
+        nn.utils.clip_grads_with_norm_(net.parameters(), max_norm, total, foreach=True)
+    return norm
+
+
 def _mlp(sizes: list[int], activation: str, head_scale: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -116,6 +128,7 @@ class DDPGAgent:
         self.normalizer = RunningNormalizer(self.obs_dim, config.obs_clip)
         self.noise = make_noise(config.noise, self.act_dim, config.seed)
         self.update_count = 0
+        self.skipped_updates = 0  # updates whose gradient was not finite (they changed no weights)
 
     def _norm(self, obs: torch.Tensor) -> torch.Tensor:
         return self.normalizer.normalize(obs) if self.config.normalize_obs else obs
@@ -135,7 +148,15 @@ class DDPGAgent:
         return np.clip(u, self.action_low, self.action_high).astype(np.float32)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One critic step and one actor step; metrics: loss (critic), actor_loss, q_mean, target_mean."""
+        """One critic step and one actor step; metrics: loss (critic), actor_loss, q_mean, target_mean,
+        grad_norm / actor_grad_norm (gradient 2-norms before clipping; actor_loss and actor_grad_norm are
+        nan when the critic step was skipped), skipped (1.0 if a step was skipped) and skipped_updates
+        (total so far).
+
+        A non-finite critic gradient skips the whole update (no Adam step, no target update); a non-finite
+        actor gradient skips the actor step and the target updates (the critic step stands). Either way
+        ``update_count`` stays and ``skipped_updates`` goes up.
+        """
         cfg = self.config
         obs, act, rew, nobs, term = batch_tensors(batch, self.obs_dim, self.act_dim)
         if cfg.normalize_obs:
@@ -148,25 +169,34 @@ class DDPGAgent:
         critic_loss = torch.mean((q - y) ** 2)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        if cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip_norm, foreach=True)
-        self.critic_opt.step()
-        for p in self.critic.parameters():
-            p.requires_grad_(False)
-        actor_loss = -self.critic(torch.cat((xn, self._mu(self.actor, xn)), 1)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
-        if cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip_norm, foreach=True)
-        self.actor_opt.step()
-        with torch.no_grad():
-            for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
-        self.update_count += 1
+        critic_norm = _grad_norm(self.critic, cfg.grad_clip_norm)
+        actor_norm = math.nan
+        actor_loss = torch.tensor(math.nan)
+        skipped = not math.isfinite(critic_norm)
+        if not skipped:
+            self.critic_opt.step()
+            for p in self.critic.parameters():
+                p.requires_grad_(False)
+            actor_loss = -self.critic(torch.cat((xn, self._mu(self.actor, xn)), 1)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            for p in self.critic.parameters():
+                p.requires_grad_(True)
+            actor_norm = _grad_norm(self.actor, cfg.grad_clip_norm)
+            skipped = not math.isfinite(actor_norm)
+        if skipped:
+            self.skipped_updates += 1
+        else:
+            self.actor_opt.step()
+            with torch.no_grad():
+                for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                    torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
+            self.update_count += 1
         vals = torch.stack((critic_loss.detach(), actor_loss.detach(), q.detach().mean(), y.mean())).tolist()
-        return dict(zip(("loss", "actor_loss", "q_mean", "target_mean"), vals))
+        metrics = dict(zip(("loss", "actor_loss", "q_mean", "target_mean"), vals))
+        metrics.update(grad_norm=critic_norm, actor_grad_norm=actor_norm, skipped=float(skipped),
+                       skipped_updates=float(self.skipped_updates))
+        return metrics
 
     def train_steps(self, buffer: ReplayBuffer, n: int | None = None) -> dict[str, float]:
         """``n`` (default ``updates_per_step``) updates on batches sampled from ``buffer``; last metrics."""
@@ -244,7 +274,7 @@ class DDPGAgent:
                 sd = {}
                 for k, v in mod.state_dict().items():
                     arr = checkpoint.require(tensors, f"{prefix}.{k}", tuple(v.shape), source)
-                    sd[k] = torch.from_numpy(np.asarray(arr, np.float32).copy())
+                    sd[k] = torch.from_numpy(arr)
                 mod.load_state_dict(sd)
             steps = meta.get("adam_steps", {})
             for prefix, opt in (("actor_opt", agent.actor_opt), ("critic_opt", agent.critic_opt)):
@@ -257,8 +287,8 @@ class DDPGAgent:
                         continue
                     state[idx] = {
                         "step": torch.tensor(float(steps[key])),
-                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source).copy()),
-                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source).copy()),
+                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
+                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
                     }
                 sd["state"] = state
                 opt.load_state_dict(sd)

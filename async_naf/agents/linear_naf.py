@@ -33,9 +33,6 @@ class LinearNAFAgent(NAFAgent):
         mu = torch.addmm(p["mu.bias"], xn, p["mu.weight"])
         return out[:, 0], mu, out[:, 1:]
 
-    def _prepare_fast(self) -> None:
-        return None
-
     def _policy_layers(self):
         p = self.params(0)
         return [(p["mu.weight"].numpy().copy(), p["mu.bias"].numpy().copy())], "clip"

@@ -125,7 +125,8 @@ class NAFAgent:
 
     Attributes:
         config: the :class:`NAFConfig`.
-        update_count: gradient steps taken.
+        update_count: gradient steps taken (skipped ones not included).
+        skipped_updates: updates whose gradient was not finite; they changed no weights.
         theta: (2, P) float32 parameters, row 0 online network, row 1 target network.
         normalizer: running observation statistics (used when ``config.normalize_obs``).
         noise: exploration noise process.
@@ -162,8 +163,11 @@ class NAFAgent:
         self.normalizer = RunningNormalizer(config.obs_dim, config.obs_clip)
         self.noise = make_noise(config.noise, A, config.seed)
         self.update_count = 0
+        self.skipped_updates = 0
+        self._theta_online, self._theta_target = self.theta[0], self.theta[1]
         self._fast = bool(config.fast_update and self._supports_fast)
-        self._prepare_fast()
+        if self._fast:
+            self._prepare_fast()
 
     # ----- parameters -----------------------------------------------------------------------------------
     def _hidden_layout(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -240,10 +244,13 @@ class NAFAgent:
     # ----- learning -------------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on ``batch``; returns metrics: ``loss`` (mean squared TD error), ``q_mean``,
-        ``target_mean`` (mean y) and, when ``grad_clip_norm`` is set, ``grad_norm`` (before clipping).
+        ``target_mean`` (mean y), ``grad_norm`` (global gradient 2-norm before clipping), ``skipped``
+        (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far).
 
         Also folds ``batch.obs`` into the running observation statistics (when ``normalize_obs``), then
-        soft-updates the target network.
+        soft-updates the target network. If the gradient is not finite (e.g. a loss that overflows float32),
+        neither the Adam step nor the target update happens, ``update_count`` stays, and the step is
+        counted in ``skipped_updates`` instead.
 
         Raises:
             ValueError: batch shapes do not match the agent's dimensions.
@@ -253,7 +260,8 @@ class NAFAgent:
             stats = self._update_fast(obs, act, rew, nobs, term)
         else:
             stats = self._update_autograd(obs, act, rew, nobs, term)
-        self.update_count += 1
+        if not stats["skipped"]:
+            self.update_count += 1
         return stats
 
     def train_steps(self, buffer: ReplayBuffer, n: int | None = None) -> dict[str, float]:
@@ -285,14 +293,27 @@ class NAFAgent:
         (g,) = torch.autograd.grad(loss, flat)
         with torch.no_grad():
             self.grad.copy_(g)
-            metrics = {}
-            if cfg.grad_clip_norm is not None:
-                metrics["grad_norm"] = float(clip_grad_norm_(self.grad, cfg.grad_clip_norm))
-            self.optim.step(self.theta[0], self.grad)
-            self.theta[1].lerp_(self.theta[0], cfg.tau)
+            metrics = self._apply_gradient()
             vals = torch.stack((loss.detach(), q.detach().mean(), y.mean())).tolist()
         metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
         return metrics
+
+    @torch.no_grad()
+    def _apply_gradient(self) -> dict[str, float]:
+        """Clip ``self.grad`` (if configured), then take the Adam step and the soft target update.
+
+        A non-finite gradient norm skips both (the weights and Adam moments stay as they were) and counts
+        the update in ``skipped_updates``. Returns ``grad_norm`` (before clipping, loss units per parameter
+        unit), ``skipped`` (1.0 if this step was skipped, else 0.0) and ``skipped_updates`` (total so far).
+        """
+        norm = float(clip_grad_norm_(self.grad, self.config.grad_clip_norm))
+        skipped = not math.isfinite(norm)
+        if skipped:
+            self.skipped_updates += 1
+        else:
+            self.optim.step(self._theta_online, self.grad)
+            self._theta_target.lerp_(self._theta_online, self.config.tau)
+        return {"grad_norm": norm, "skipped": float(skipped), "skipped_updates": float(self.skipped_updates)}
 
     # ----- fast update ----------------------------------------------------------------------------------
     def _prepare_fast(self) -> None:
@@ -312,7 +333,6 @@ class NAFAgent:
         self._offdiag_f = 1.0 - self._diag_f
         self._neg_one = torch.full((A,), -1.0)
         self._neg_half_col = torch.full((A, 1), -0.5)
-        self._theta_online, self._theta_target = self.theta[0], self.theta[1]
         # (2, in, out) / (2, 1, out) views of every layer of both networks, online views, grad views
         n_hidden = len(self.config.hidden_sizes)
         names = [f"l{i}" for i in range(n_hidden)] + ["head"]
@@ -373,7 +393,7 @@ class NAFAgent:
             torch.sub(obs, nz.mean, out=ws["X0"])
             torch.sub(nobs, nz.mean, out=ws["X1"])
             delta = nz.fold_centered(ws["X0"], ws["ones"])
-            X.sub_(delta).mul_(nz.inv_std_()).clamp_(-nz.clip, nz.clip)
+            X.sub_(delta).mul_(nz.inv_std()).clamp_(-nz.clip, nz.clip)
         else:
             ws["X0"].copy_(obs)
             ws["X1"].copy_(nobs)
@@ -419,11 +439,7 @@ class NAFAgent:
                     dcur = torch.ops.aten.threshold_backward(dcur, hin, 0.0)
                 else:
                     dcur = dcur * (1.0 - hin * hin)
-        metrics = {}
-        if cfg.grad_clip_norm is not None:
-            metrics["grad_norm"] = float(clip_grad_norm_(self.grad, cfg.grad_clip_norm))
-        self.optim.step(self._theta_online, self.grad)
-        self._theta_target.lerp_(self._theta_online, cfg.tau)
+        metrics = self._apply_gradient()
         torch.mul(err, err, out=ws["err2"])
         q_sum, err_sum, sq_sum = torch.mm(ones, ws["M"], out=ws["stats"]).tolist()[0]
         inv_b = 1.0 / B
@@ -512,7 +528,7 @@ class NAFAgent:
             for name, (a, b, shape) in agent._slices.items():
                 for row, prefix in ((0, "online"), (1, "target")):
                     arr = checkpoint.require(tensors, f"{prefix}.{name}", shape, source)
-                    agent.theta[row, a:b] = torch.from_numpy(np.asarray(arr, np.float32).reshape(-1))
+                    agent.theta[row, a:b] = torch.from_numpy(arr.reshape(-1))
             P = agent.num_params
             agent.optim.m.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.m", (P,), source)))
             agent.optim.v.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.v", (P,), source)))
@@ -538,10 +554,15 @@ class NAFAgent:
 
 def checkpoint_algorithm(path: str | os.PathLike) -> str:
     """The ``algorithm`` recorded in a checkpoint file (ValueError if it is not an agent checkpoint)."""
-    head = checkpoint.read_header(checkpoint.read_file(path), str(path))
+    return checkpoint_bytes_algorithm(checkpoint.read_file(path), str(path))
+
+
+def checkpoint_bytes_algorithm(data: bytes, source: str = "checkpoint") -> str:
+    """The ``algorithm`` recorded in checkpoint bytes (ValueError if they are not an agent checkpoint)."""
+    head = checkpoint.read_header(data, source)
     if head["kind"] != CHECKPOINT_KIND:
-        raise ValueError(f"{path}: holds {head['kind']!r}, not an agent checkpoint")
+        raise ValueError(f"{source}: holds {head['kind']!r}, not an agent checkpoint")
     return str(head["meta"].get("algorithm"))
 
 
-__all__ = ["NAFConfig", "NAFAgent", "CHECKPOINT_KIND", "checkpoint_algorithm"]
+__all__ = ["NAFConfig", "NAFAgent", "CHECKPOINT_KIND", "checkpoint_algorithm", "checkpoint_bytes_algorithm"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from async_naf import checkpoint
+from async_naf.checks import bounds_array, number
 
 POLICY_KIND = "policy"
 OUTPUTS = ("tanh", "clip")
@@ -45,17 +46,19 @@ class Policy:
             self.output = str(meta["output"])
             self.hidden_activation = str(meta.get("hidden_activation", "relu"))
             self.normalize_obs = bool(meta.get("normalize_obs", False))
-            self.obs_clip = float(meta.get("obs_clip", np.inf))
-            low = np.asarray(meta["action_low"], np.float32)
-            high = np.asarray(meta["action_high"], np.float32)
+            obs_clip = meta["obs_clip"]
+            low = np.asarray(meta["action_low"], np.float64)
+            high = np.asarray(meta["action_high"], np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: bad policy metadata: {exc!r}") from exc
+        self.obs_clip = number(f"{source}: obs_clip", obs_clip, 0.0, low_open=True)
         if self.obs_dim < 1 or self.act_dim < 1 or n_layers < 1:
             raise ValueError(f"{source}: bad dimensions obs_dim={self.obs_dim} act_dim={self.act_dim} n_layers={n_layers}")
         if self.output not in OUTPUTS or self.hidden_activation not in ("relu", "tanh"):
             raise ValueError(f"{source}: unknown output {self.output!r} or activation {self.hidden_activation!r}")
-        if low.shape != (self.act_dim,) or high.shape != (self.act_dim,) or not np.all(low < high):
+        if low.shape != (self.act_dim,) or high.shape != (self.act_dim,):
             raise ValueError(f"{source}: action bounds must be {self.act_dim} pairs with low < high")
+        low, high = bounds_array(source, low, high, self.act_dim)  # finite, low < high
         self.action_low, self.action_high = low, high
         self._center = (0.5 * (high + low)).astype(np.float32)
         self._half = (0.5 * (high - low)).astype(np.float32)
@@ -73,8 +76,7 @@ class Policy:
         if self.normalize_obs:
             mean = checkpoint.require(tensors, "obs_mean", (self.obs_dim,), source)
             inv = checkpoint.require(tensors, "obs_inv_std", (self.obs_dim,), source)
-            self._mean = np.ascontiguousarray(mean, np.float32)
-            self._inv_std = np.ascontiguousarray(inv, np.float32)
+            self._mean, self._inv_std = mean, inv
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Policy":

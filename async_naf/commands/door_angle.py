@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import math
 import os
 import sys
-import typing
 from pathlib import Path
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
@@ -58,10 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(params_file: Path | None, overrides: list[str]):
-    """DoorAngleConfig from an optional params file and NAME=VALUE overrides (raises ValueError)."""
+    """DoorAngleConfig from an optional params file and NAME=VALUE overrides (raises ValueError).
+
+    Values are read as the door_angle node reads them (:func:`async_naf.graph.config_from_params`, the rules of
+    ``nodes/_params.py``; ``1e-3`` is a number as in a ROS params file, :func:`async_naf.graph.yaml_number`);
+    an empty array means "not set", as in a ROS params file.
+    """
     import yaml  # noqa: PLC0415
 
     from async_naf.door_angle import DoorAngleConfig  # noqa: PLC0415
+    from async_naf.graph import config_from_params, yaml_number  # noqa: PLC0415
 
     values: dict[str, object] = {}
     if params_file is not None:
@@ -75,31 +79,24 @@ def load_config(params_file: Path | None, overrides: list[str]):
                 data = inner["ros__parameters"]
         if not isinstance(data, dict):
             raise ValueError(f"params file {params_file} must hold a mapping of parameters")
-        values.update({k: v for k, v in data.items() if k not in NODE_ONLY_PARAMS})
+        values.update({str(k): v for k, v in data.items() if k not in NODE_ONLY_PARAMS})
     for item in overrides:
         name, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
-        values[name.strip()] = yaml.safe_load(raw)
-    fields = {f.name: f for f in dataclasses.fields(DoorAngleConfig)}
-    hints = typing.get_type_hints(DoorAngleConfig)
-    kwargs: dict[str, object] = {}
-    for name, value in values.items():
-        if name not in fields:
-            raise ValueError(f"unknown estimator parameter {name!r}; known: {', '.join(sorted(fields))}")
-        if isinstance(value, list):
-            value = tuple(value) if value else None  # an empty array means "not set" (as in ROS params)
-        elif hints[name] is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        kwargs[name] = value
-    return DoorAngleConfig(**kwargs)
+        try:
+            values[name.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--param {item!r}: not a YAML value: {exc}") from exc
+    values = {k: (None if v == [] else yaml_number(v)) for k, v in values.items()}
+    return config_from_params(DoorAngleConfig, values, "estimator parameters")
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
     from async_naf.door_angle import DoorAngleEstimator  # noqa: PLC0415
-    from async_naf.door_angle.bag import BagError, ImuBag, imu_topic  # noqa: PLC0415
+    from async_naf.door_angle.bag import BagError, ImuBag  # noqa: PLC0415
 
     try:
         config = load_config(args.params_file, args.param)
@@ -111,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     out_path = Path(args.out)
     tmp_path = out_path.with_name(out_path.name + ".part")
     written = 0
+    done = False
     try:
-        topic = args.imu_topic or imu_topic(args.bag)
-        with ImuBag(args.bag, topic) as bag:
+        with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
             info = bag.info()
-            topic = bag.topic
+            topic = info.topic
             handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")
             try:
                 writer = csv.writer(handle)
@@ -139,18 +136,18 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 if not to_stdout:
                     handle.close()
+        if not to_stdout:
+            os.replace(tmp_path, out_path)
+        done = True
     except BagError as exc:
-        if not to_stdout and tmp_path.exists():
-            tmp_path.unlink()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        if not to_stdout and tmp_path.exists():
-            tmp_path.unlink()
         print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
         return 1
-    if not to_stdout:
-        os.replace(tmp_path, out_path)
+    finally:
+        if not done and not to_stdout:  # an error or Ctrl-C: no half-written output is left behind
+            tmp_path.unlink(missing_ok=True)
     dropped = ", ".join(f"{k}={v}" for k, v in est.dropped.items() if v) or "none"
     axis = est.axis
     axis_text = "none" if axis is None else "[" + ", ".join(f"{v:+.4f}" for v in axis) + "]"

@@ -44,9 +44,9 @@ def _newest(paths: list[Path]) -> Path | None:
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest policy of a running or finished run: weights/latest, else the newest checkpoints/step_*."""
     run_dir = Path(run_dir)
-    for candidate in (run_dir / "weights" / "latest.safetensors",):
-        if candidate.is_file():
-            return _newest([candidate, *(run_dir / "weights").glob("final.safetensors")])
+    weights = run_dir / "weights"
+    if (weights / "latest.safetensors").is_file():
+        return _newest([weights / "latest.safetensors", weights / "final.safetensors"])  # skips what is absent
     return _newest(list((run_dir / "checkpoints").glob("step_*.safetensors"))
                    + list((run_dir / "checkpoints").glob("final.safetensors")))
 

@@ -11,10 +11,14 @@ machine's cores and more workers do not mean more experience per second.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+# seconds a run gets after SIGINT to stop its nodes (the trainer's final checkpoint) before SIGTERM
+RUN_STOP_TIMEOUT_S = 120.0
 
 HELP = "compare training with different numbers of workers (success rate against wall time)"
 DESCRIPTION = """Run `async-naf train` once per worker count and compare them (Gu et al. 2017, Fig. 4).
@@ -97,6 +101,54 @@ def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[
     return result
 
 
+class _Interrupted(Exception):
+    """This process got SIGINT, SIGTERM or SIGHUP (the current run has been stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _run_child(cmd: list[str]) -> int:
+    """Run one ``async-naf train`` to its end and return its exit status.
+
+    The run is started like the launcher starts nodes (:func:`async_naf.launcher.start_child`): in its own
+    process group, and killed by the kernel if this process dies, so it never outlives the experiment.
+    SIGINT (Ctrl-C), SIGTERM or SIGHUP to this process is forwarded to the run as SIGINT (it stops its
+    nodes, the trainer writes a final checkpoint), followed by SIGTERM and SIGKILL if it takes too long
+    (:func:`async_naf.launcher.stop_child`). The handlers only record the signal, so one that arrives while
+    the run is being started cannot lose track of it.
+
+    Raises:
+        _Interrupted: a signal stopped the run.
+    """
+    from async_naf.launcher import start_child, stop_child  # noqa: PLC0415
+
+    received: list[int] = []
+
+    def record(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    old = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    child = None
+    try:
+        child = start_child(cmd)
+        while not received:
+            try:
+                return child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue  # the run goes on; look at the signals again
+        print(f"interrupted ({signal.Signals(received[0]).name}): waiting for the current run to stop its nodes",
+              file=sys.stderr, flush=True)
+        stop_child(child, stop_timeout_s=RUN_STOP_TIMEOUT_S, term_timeout_s=10.0, name="async-naf train")
+        raise _Interrupted(received[0])
+    finally:
+        if child is not None and child.poll() is None:  # any other way out: never leave the run behind
+            stop_child(child, stop_timeout_s=RUN_STOP_TIMEOUT_S, term_timeout_s=10.0, name="async-naf train")
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,18 +160,10 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / f"workers_{n}"
         cmd = train_command(args, n, run_dir)
         print(f"=== {n} worker(s): {' '.join(cmd[2:])}", file=sys.stderr, flush=True)
-        child = subprocess.Popen(cmd)  # noqa: S603 - our own CLI, same process group: Ctrl-C reaches it too
         try:
-            rc = child.wait()
-        except KeyboardInterrupt:
-            # the run got the same SIGINT and is stopping its nodes (final checkpoint): let it finish
-            print("interrupted: waiting for the current run to stop its nodes", file=sys.stderr)
-            try:
-                child.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                child.terminate()
-                child.wait()
-            return 130
+            rc = _run_child(cmd)
+        except _Interrupted as exc:
+            return 128 + exc.signum
         if rc != 0:
             print(f"warning: the run with {n} worker(s) exited with status {rc}", file=sys.stderr)
             status = 1

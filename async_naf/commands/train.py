@@ -120,12 +120,9 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
-    from async_naf.graph import GraphConfig, default_config_file, load_overrides  # noqa: PLC0415
+    from async_naf.graph import GraphConfig, config_overrides  # noqa: PLC0415
 
-    config_file = Path(args.config) if args.config else default_config_file()
-    if args.config and not config_file.exists():
-        raise ValueError(f"--config {args.config}: no such file")
-    overrides = load_overrides(config_file) if config_file.exists() else {}
+    overrides = config_overrides(args.config, "--config")
     if getattr(args, "resume", False):
         overrides.setdefault("/trainer", {})["resume"] = True
     if args.eval_every > 0:  # every checkpoint is evaluated: the trainer writes one every --eval-every s
@@ -179,12 +176,32 @@ class Progress:
         return f"[{m:3d}m{s:02d}s] {text}"
 
     def tick(self, elapsed: float, last_eval: dict | None, force: bool = False) -> None:
-        if self.quiet or (not force and elapsed - self._last < self.period_s):
+        """Every ``period_s`` (or when forced): re-read metrics.csv (always: the env-step backstop of
+        ``async-naf train`` uses :attr:`env_steps`) and show a progress line (unless quiet)."""
+        if not force and elapsed - self._last < self.period_s:
             return
         self._last = elapsed
         self.refresh()
-        end = "\r" if self.tty and not force else "\n"
+        self.show(elapsed, last_eval, final=force)
+
+    def show(self, elapsed: float, last_eval: dict | None, final: bool = False) -> None:
+        """Print the progress line of the rows read last (nothing when quiet)."""
+        if self.quiet:
+            return
+        end = "\r" if self.tty and not final else "\n"
         print(self.line(elapsed, last_eval).ljust(100), end=end, file=sys.stderr, flush=True)
+
+
+def read_final_metrics(path: Path) -> list[Any]:
+    """metrics.csv at the end of a run; an unreadable file is a warning on stderr and no rows (the summary,
+    the final evaluation and the plots still get written)."""
+    from async_naf.results import read_metrics  # noqa: PLC0415
+
+    try:
+        return read_metrics(path)
+    except (ValueError, OSError) as exc:
+        print(f"WARNING: cannot read {path}: {exc}; the summary has no training-episode counts", file=sys.stderr)
+        return []
 
 
 class PeriodicEvaluator:
@@ -268,7 +285,6 @@ def run(args: argparse.Namespace) -> int:
         has_tensorboard_events,
         plot_learning_curve,
         read_eval,
-        read_metrics,
         time_to_threshold,
         write_json,
         write_tensorboard,
@@ -348,14 +364,15 @@ def run(args: argparse.Namespace) -> int:
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
                           on_tick=on_tick)
     wall_s = time.monotonic() - t0
-    progress.tick(wall_s, evaluator.last, force=True)
+    rows = read_final_metrics(run_dir / "metrics.csv")  # read once here; the summary and plots use these
+    progress.rows = rows
+    progress.show(wall_s, evaluator.last, final=True)
     print(f"graph stopped after {wall_s:.0f} s: {result.message or result.outcome.value}", file=sys.stderr)
     failed_trainer = result.outcome == Outcome.FAILED and "trainer" in result.failed
     if failed_trainer:
         print(f"ERROR: the trainer died; see {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
     # ---- final evaluation, summary, plots
-    rows = read_metrics(run_dir / "metrics.csv")
     summary: dict[str, Any] = {
         "task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
         "backend": config.backend, "env_steps": rows[-1].env_steps if rows else 0,
@@ -406,11 +423,9 @@ def run(args: argparse.Namespace) -> int:
     summary["time_to_threshold_s"] = time_to_threshold(
         [(e["wall_s"], e["success_rate"]) for e in evals], args.threshold)
     write_json(run_dir / "summary.json", summary)
-    png = plot_learning_curve(run_dir, title=f"{config.task}, {config.workers} worker(s)")
-    if not has_tensorboard_events(run_dir / "tensorboard"):
-        write_tensorboard(run_dir, "tensorboard")
-    else:
-        write_tensorboard(run_dir, "tensorboard/curves")
+    png = plot_learning_curve(run_dir, title=f"{config.task}, {config.workers} worker(s)", rows=rows, evals=evals)
+    tb_dir = "tensorboard/curves" if has_tensorboard_events(run_dir / "tensorboard") else "tensorboard"
+    write_tensorboard(run_dir, tb_dir, rows=rows, evals=evals)
 
     sr = summary["eval_success_rate"]
     print(f"\nresults in {run_dir}:", file=sys.stderr)

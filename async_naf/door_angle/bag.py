@@ -23,11 +23,10 @@ class BagError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImuTopicInfo:
-    """The IMU topic found in a bag: its name, message count and storage format."""
+    """The IMU topic read from a bag: its name and message count."""
 
     topic: str
     count: int
-    storage: str
 
 
 def _covariance(values: object) -> np.ndarray | None:
@@ -87,7 +86,11 @@ def list_topics(path: str | Path) -> dict[str, str]:
 
 def imu_topic(path: str | Path) -> str:
     """The bag's only sensor_msgs/msg/Imu topic (raises BagError if there is none or several)."""
-    topics = sorted(t for t, m in list_topics(path).items() if m == IMU_TYPE)
+    return _only_imu_topic(path, list_topics(path))
+
+
+def _only_imu_topic(path: str | Path, topics: dict[str, str]) -> str:
+    topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
     if not topics:
         raise BagError(f"bag {path} has no {IMU_TYPE} topic")
     if len(topics) > 1:
@@ -103,9 +106,12 @@ class ImuBag:
         with ImuBag("run.mcap_dir", "/robot_0/door/imu") as bag:
             for sample in bag.samples():
                 ...
+
+    ``topic=None``: the bag's only sensor_msgs/msg/Imu topic (BagError if there is none or several), found
+    in the same opening of the bag; :attr:`topic` holds it once opened.
     """
 
-    def __init__(self, path: str | Path, topic: str) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None) -> None:
         self.path = Path(path)
         self.topic = topic
         self._reader = None
@@ -114,6 +120,12 @@ class ImuBag:
     def __enter__(self) -> ImuBag:
         reader = _open_reader(self.path)
         topics = {c.topic: c.msgtype for c in reader.connections}
+        if self.topic is None:
+            try:
+                self.topic = _only_imu_topic(self.path, topics)
+            except BagError:
+                reader.close()
+                raise
         if self.topic not in topics and "/" + self.topic in topics:
             self.topic = "/" + self.topic  # a relative name as typed by a user: bags store absolute names
         if self.topic not in topics:
@@ -134,13 +146,8 @@ class ImuBag:
             self._reader = None
 
     def info(self) -> ImuTopicInfo:
-        """Topic name, message count and storage of the opened bag."""
-        count = sum(c.msgcount for c in self._connections)
-        storage = "unknown"
-        if (self.path / "metadata.yaml").exists():
-            text = (self.path / "metadata.yaml").read_text(encoding="utf-8", errors="replace")
-            storage = "mcap" if "storage_identifier: mcap" in text else "sqlite3"
-        return ImuTopicInfo(self.topic, count, storage)
+        """Topic name and message count of the opened bag."""
+        return ImuTopicInfo(str(self.topic), sum(c.msgcount for c in self._connections))
 
     def samples(self) -> Iterator[ImuSample]:
         """IMU samples of the topic in recorded order.

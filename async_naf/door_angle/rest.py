@@ -3,9 +3,9 @@
 A door is at rest when, at the same time,
 
 - every bias-corrected gyro magnitude in the long window is small (no motion lately),
-- the gyro variance in that window is at noise level (no vibration or jerk),
-- the accelerometer variance in that window is at noise level (no one touching the leaf),
-- the mean gyro rate over a longer window, relative to the current bias estimate, is ~0.
+- the gyro variance in the short window is at noise level (no vibration or jerk),
+- the accelerometer variance in the short window is at noise level (no one touching the leaf),
+- the mean gyro rate over the long window, relative to the current bias estimate, is ~0.
 
 The last test is what separates rest from a slow, steady swing: such a swing has a noise-level variance
 and a small magnitude, but a persistent non-zero mean about the hinge axis.
@@ -28,28 +28,24 @@ class RestWindows:
 
     def clear(self) -> None:
         """Forget all samples (after a gap, a reset or a zero)."""
-        # short window entries: (t, gx, gy, gz, ax, ay, az, exceeded)
-        self._short: deque[tuple[float, float, float, float, float, float, float, bool]] = deque()
+        # short window entries: (t, gx, gy, gz, ax, ay, az); long window entries: (t, gx, gy, gz, exceeded)
+        self._short: deque[tuple[float, float, float, float, float, float, float]] = deque()
         self._long: deque[tuple[float, float, float, float, bool]] = deque()
         self._g = [0.0, 0.0, 0.0]
         self._gg = [0.0, 0.0, 0.0]
         self._a = [0.0, 0.0, 0.0]
         self._aa = [0.0, 0.0, 0.0]
         self._a0: tuple[float, float, float] | None = None  # offset for well-conditioned accel sums
-        self._exceeded = 0
         self._long_exceeded = 0
         self._lg = [0.0, 0.0, 0.0]
         self._pops = 0
-        self._t_first: float | None = None
 
     def push(self, t: float, g: tuple[float, float, float], a: tuple[float, float, float], exceeded: bool) -> None:
         """Add one sample at time ``t`` (s); ``exceeded`` marks a bias-corrected rate above the limit."""
         if self._a0 is None:
             self._a0 = a
-        if self._t_first is None:
-            self._t_first = t
         ac = (a[0] - self._a0[0], a[1] - self._a0[1], a[2] - self._a0[2])
-        self._short.append((t, g[0], g[1], g[2], ac[0], ac[1], ac[2], exceeded))
+        self._short.append((t, g[0], g[1], g[2], ac[0], ac[1], ac[2]))
         self._long.append((t, g[0], g[1], g[2], exceeded))
         for i in range(3):
             self._g[i] += g[i]
@@ -57,7 +53,6 @@ class RestWindows:
             self._a[i] += ac[i]
             self._aa[i] += ac[i] * ac[i]
             self._lg[i] += g[i]
-        self._exceeded += exceeded
         self._long_exceeded += exceeded
         while self._short and self._short[0][0] < t - self.window_s:
             old = self._short.popleft()
@@ -66,7 +61,6 @@ class RestWindows:
                 self._gg[i] -= old[1 + i] ** 2
                 self._a[i] -= old[4 + i]
                 self._aa[i] -= old[4 + i] ** 2
-            self._exceeded -= old[7]
             self._pops += 1
         while self._long and self._long[0][0] < t - self.mean_window_s:
             old_l = self._long.popleft()
@@ -83,15 +77,6 @@ class RestWindows:
         self._a = [sum(e[4 + i] for e in self._short) for i in range(3)]
         self._aa = [sum(e[4 + i] ** 2 for e in self._short) for i in range(3)]
         self._lg = [sum(e[1 + i] for e in self._long) for i in range(3)]
-
-    def full(self, t: float) -> bool:
-        """True once samples have been collected for a whole long window."""
-        return self._t_first is not None and t - self._t_first >= self.mean_window_s
-
-    @property
-    def any_exceeded(self) -> bool:
-        """True if a sample in the short window exceeded the rate limit."""
-        return self._exceeded > 0
 
     @property
     def any_exceeded_long(self) -> bool:

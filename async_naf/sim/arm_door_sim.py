@@ -160,7 +160,7 @@ class ArmDoorSim:
         d.qpos[self._arm_q] = q
         d.act[:] = q
         self._latched = True
-        m.jnt_range[self._hinge_jnt, 1] = self.config.door.latch_play
+        m.jnt_range[self._hinge_jnt, 1] = self._door.latch_play  # the door in use, as _update_latch
         mujoco.mj_forward(m, d)
         self._kin_dirty = False
         delay = int(self._rng.integers(0, rc.action_delay_max_steps + 1)) if randomize else 0

@@ -1,0 +1,86 @@
+"""nodes/_main.run_node without ROS nodes: exit codes and clean-up with fake nodes and executors.
+
+rclpy is initialised and shut down (no node is created, so no DDS participant starts).
+"""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from async_naf.nodes import _main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_signals():
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    rclpy.try_shutdown()
+
+
+class FakeNode:
+    def __init__(self, spin_error: Exception | None = None, hook_error: Exception | None = None) -> None:
+        self.spin_error, self.hook_error = spin_error, hook_error
+        self.done = False
+        self.exit_code = 0
+        self.hooked = self.destroyed = False
+
+    def shutdown_hook(self) -> None:
+        self.hooked = True
+        if self.hook_error is not None:
+            raise self.hook_error
+
+    def destroy_node(self) -> None:
+        self.destroyed = True
+
+
+class FakeExecutor:
+    def __init__(self, node: FakeNode) -> None:
+        self.node = node
+
+    def add_node(self, node: FakeNode) -> None:
+        assert node is self.node
+
+    def spin_once(self, timeout_sec: float) -> None:
+        if self.node.spin_error is not None:
+            raise self.node.spin_error
+        self.node.done = True
+
+
+def _run(node_or_error):
+    def factory():
+        if isinstance(node_or_error, Exception):
+            raise node_or_error
+        return node_or_error
+
+    return _main.run_node(factory, "fake", [], executor_factory=FakeExecutor)
+
+
+def test_normal_stop_returns_the_node_exit_code() -> None:
+    node = FakeNode()
+    node.exit_code = 1
+    assert _run(node) == 1
+    assert node.hooked and node.destroyed and not rclpy.ok()
+
+
+def test_bad_parameters_at_construction_exit_2(capsys) -> None:
+    assert _run(ValueError("lr must be > 0")) == 2
+    assert "lr must be > 0" in capsys.readouterr().err and not rclpy.ok()
+
+
+def test_value_error_while_spinning_is_not_reported_as_bad_parameters() -> None:
+    node = FakeNode(spin_error=ValueError("bug in a callback"))
+    with pytest.raises(ValueError, match="bug in a callback"):
+        _run(node)
+    assert node.hooked and node.destroyed and not rclpy.ok()
+
+
+def test_rclpy_is_shut_down_even_if_the_shutdown_hook_raises() -> None:
+    node = FakeNode(hook_error=OSError("disk full"))
+    with pytest.raises(OSError, match="disk full"):
+        _run(node)
+    assert node.destroyed and not rclpy.ok()
