@@ -298,9 +298,11 @@ class NAFAgent:
         metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
         return metrics
 
-    @torch.no_grad()
     def _apply_gradient(self) -> dict[str, float]:
         """Clip ``self.grad`` (if configured), then take the Adam step and the soft target update.
+
+        Called by both update paths inside their ``torch.no_grad`` scope (no decorator of its own: this is
+        the hot path, and a second grad-mode switch per update is measurable).
 
         A non-finite gradient norm skips both (the weights and Adam moments stay as they were) and counts
         the update in ``skipped_updates``. Returns ``grad_norm`` (before clipping, loss units per parameter
