@@ -23,6 +23,7 @@ required node exits with a non-zero status, :meth:`GraphLauncher.run` stops ever
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -163,14 +164,7 @@ def stop_child(popen: subprocess.Popen[bytes], stop_timeout_s: float, term_timeo
     Returns:
         the child's exit status (None only if it survived SIGKILL for 5 s).
     """
-    during_stop: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            try:
-                during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
-            except (ValueError, OSError):  # not supported here
-                pass
-    try:
+    with _signals_only_logged():
         for sig, timeout_s in ((signal.SIGINT, stop_timeout_s), (signal.SIGTERM, term_timeout_s),
                                (signal.SIGKILL, 5.0)):
             if popen.poll() is not None and sig != signal.SIGKILL:
@@ -182,9 +176,6 @@ def stop_child(popen: subprocess.Popen[bytes], stop_timeout_s: float, term_timeo
                 popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 LOG.debug("%s still running after %s", name, signal.Signals(sig).name)
-    finally:
-        for sig, handler in during_stop.items():
-            signal.signal(sig, handler)
     return popen.poll()
 
 
@@ -415,21 +406,13 @@ class GraphLauncher:
             self._stopped = True
         # a second Ctrl-C, or a SIGTERM / SIGHUP (whose run-time handler raises), must not abort the clean-up
         # half-way and leave children to the death signal: while stopping they are only logged
-        during_stop: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                try:
-                    during_stop[sig] = signal.signal(sig, _log_signal_while_stopping)
-                except (ValueError, OSError):  # not supported here
-                    pass
+        # straight back to what was there before start() afterwards (no window with the raising handler)
         try:
-            self._escalate()
+            with _signals_only_logged(restore_to=self._old_handlers):
+                self._escalate()
         finally:
             for child in self._children.values():
                 child.log.close()
-            # straight back to what was there before start() (no window with the raising handler)
-            for sig, handler in during_stop.items():
-                signal.signal(sig, self._old_handlers.pop(sig, handler))
             self._restore_signal_handlers()
         return self.returncodes()
 
@@ -496,6 +479,25 @@ class GraphLauncher:
 
 class _Done(Exception):
     """Internal: leave the watch loop."""
+
+
+@contextlib.contextmanager
+def _signals_only_logged(restore_to: dict[int, Any] | None = None) -> Iterator[None]:
+    """While stopping children: SIGINT, SIGTERM and SIGHUP are only logged (main thread only; elsewhere
+    Python cannot set handlers). Afterwards each gets ``restore_to.pop(sig)`` if given there, else the
+    handler it had before."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                previous[sig] = signal.signal(sig, _log_signal_while_stopping)
+            except (ValueError, OSError):  # not supported here
+                pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, (restore_to if restore_to is not None else {}).pop(sig, handler))
 
 
 def _log_signal_while_stopping(signum: int, _frame: Any) -> None:
