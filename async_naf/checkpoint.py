@@ -47,26 +47,37 @@ def pack(tensors: Mapping[str, np.ndarray], kind: str, meta: Mapping[str, Any]) 
     return save(arrays, metadata=header)
 
 
+def safetensors_header(data: bytes, source: str = "data") -> dict[str, Any]:
+    """The JSON header of safetensors bytes (framing only: 8-byte length, then a JSON object).
+
+    Raises:
+        ValueError: not bytes, truncated, a header length beyond the data, or a header that is not a JSON
+            object.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"{source}: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < 8:
+        raise ValueError(f"{source}: truncated: {len(data)} bytes cannot hold a safetensors header")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n == 0 or n > _MAX_HEADER or 8 + n > len(data):
+        raise ValueError(f"{source}: truncated or corrupt: header length {n} does not fit the {len(data)} bytes")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source}: corrupt safetensors header (not valid JSON): {exc}") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{source}: corrupt safetensors header (not a JSON object)")
+    return header
+
+
 def read_header(data: bytes, source: str = "data") -> dict[str, Any]:
     """Parse and check the safetensors header of ``data``; return ``{'kind': str, 'meta': dict}``.
 
     Raises:
         ValueError: not a safetensors file, not an async_naf file, or an unsupported format version.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"{source}: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) < 8:
-        raise ValueError(f"{source}: truncated: {len(data)} bytes is too short for a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
-        raise ValueError(f"{source}: truncated or corrupt: header length {n} exceeds the {len(data)} bytes")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{source}: corrupt safetensors header: {exc}") from exc
-    if not isinstance(header, dict):
-        raise ValueError(f"{source}: corrupt safetensors header (not a JSON object)")
+    header = safetensors_header(data, source)
     md = header.get("__metadata__")
     if not isinstance(md, dict) or md.get("format") != FORMAT_NAME:
         raise ValueError(f"{source}: not an {FORMAT_NAME} weights/checkpoint file (no '{FORMAT_NAME}' metadata)")

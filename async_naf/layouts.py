@@ -35,7 +35,6 @@ end-effector position in m (arm base frame), stamps in s (the joint state's head
 """
 from __future__ import annotations
 
-import json
 import re
 import struct
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from async_naf.checkpoint import safetensors_header
 from async_naf.replay import Batch
 
 TRANSITIONS = "async_naf.transitions.v1"
@@ -281,18 +281,13 @@ _SAFETENSORS_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "F16", "BF16", "U32", "
 
 
 def _check_safetensors(blob: bytes, what: str) -> dict:
-    """Structural check of safetensors bytes: header length, JSON header, tensor offsets within the data."""
-    if len(blob) < 8:
-        raise LayoutError(f"{what}: {len(blob)} bytes cannot hold a safetensors header")
-    (header_len,) = struct.unpack("<Q", blob[:8])
-    if header_len == 0 or 8 + header_len > len(blob):
-        raise LayoutError(f"{what}: safetensors header length {header_len} does not fit {len(blob)} bytes")
+    """Structural check of safetensors bytes: the framing (:func:`async_naf.checkpoint.safetensors_header`),
+    then every tensor's dtype and offsets within the data."""
     try:
-        header = json.loads(blob[8:8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LayoutError(f"{what}: safetensors header is not valid JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise LayoutError(f"{what}: safetensors header is not a JSON object")
+        header = safetensors_header(blob, what)
+    except ValueError as exc:
+        raise LayoutError(str(exc)) from exc
+    (header_len,) = struct.unpack("<Q", blob[:8])
     body = len(blob) - 8 - header_len
     for name, info in header.items():
         if name == "__metadata__":
