@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,6 +59,62 @@ def validate_common(cfg: Any) -> None:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, (int, np.integer)):
         raise ValueError(f"{owner}.seed must be an integer, got {cfg.seed!r}")
     cfg.seed = int(cfg.seed)
+
+
+@dataclass
+class AgentConfig:
+    """Settings every agent shares (:class:`~async_naf.agents.NAFConfig`, :class:`~async_naf.agents.DDPGConfig`).
+
+    Attributes:
+        obs_dim: observation size.
+        act_dim: action size.
+        action_low, action_high: action bounds, one number for all dimensions or ``act_dim`` numbers, in
+            action units (e.g. rad/s for joint velocities).
+        hidden_sizes: widths of the hidden layers (default two layers of 100, as in Gu et al. 2017).
+        activation: hidden activation, ``'relu'`` or ``'tanh'``.
+        gamma: discount factor per step, in [0, 1].
+        tau: soft target-update rate per gradient step, in (0, 1].
+        batch_size: transitions per gradient step.
+        grad_clip_norm: clip the global gradient 2-norm to this value; ``None`` = no clipping.
+        updates_per_step: gradient steps per environment step (used by ``train_steps`` and the trainer).
+        normalize_obs: normalise observations with running mean/variance (saved with the weights).
+        obs_clip: normalised observations are clipped to [-obs_clip, obs_clip] (standard deviations).
+        noise: exploration noise for ``act(obs, explore=True)``.
+        seed: seed for weight initialisation and noise.
+        adam_betas, adam_eps: Adam hyper-parameters.
+        head_init_scale: output layers start with weights and biases uniform in [-s, s].
+    """
+
+    obs_dim: int
+    act_dim: int
+    action_low: float | Sequence[float] = -1.0
+    action_high: float | Sequence[float] = 1.0
+    hidden_sizes: tuple[int, ...] = (100, 100)
+    activation: str = "relu"
+    gamma: float = 0.98
+    tau: float = 0.005
+    batch_size: int = 64
+    grad_clip_norm: float | None = None
+    updates_per_step: int = 1
+    normalize_obs: bool = True
+    obs_clip: float = 10.0
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    seed: int = 0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    head_init_scale: float = 3e-3
+
+    def __post_init__(self) -> None:
+        validate_common(self)
+        self.head_init_scale = number(f"{type(self).__name__}.head_init_scale", self.head_init_scale, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (inverse: ``from_dict``)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return config_from_dict(cls, data, cls.__name__)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -8,71 +8,42 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from async_naf import checkpoint
-from async_naf.checks import number, numbers
 from async_naf.agents.common import (
+    AgentConfig,
     batch_tensors,
     bounds_array,
-    config_from_dict,
-    config_to_dict,
-    validate_common,
 )
 from async_naf.agents.naf import CHECKPOINT_KIND
 from async_naf.agents.policy import policy_bytes
-from async_naf.noise import NoiseConfig, make_noise
+from async_naf.checks import numbers
+from async_naf.noise import make_noise
 from async_naf.normalizer import RunningNormalizer
 from async_naf.replay import Batch, ReplayBuffer
 
 
 @dataclass
-class DDPGConfig:
-    """DDPG settings; fields shared with :class:`~async_naf.agents.NAFConfig` mean the same.
+class DDPGConfig(AgentConfig):
+    """DDPG settings: those of :class:`~async_naf.agents.common.AgentConfig` (``hidden_sizes`` for both actor
+    and critic), plus:
 
     Attributes:
         actor_lr: Adam learning rate of the actor.
         critic_lr: Adam learning rate of the critic.
-        (others: see NAFConfig; ``hidden_sizes`` is used for both actor and critic.)
     """
 
-    obs_dim: int
-    act_dim: int
-    action_low: float | Sequence[float] = -1.0
-    action_high: float | Sequence[float] = 1.0
-    hidden_sizes: tuple[int, ...] = (100, 100)
-    activation: str = "relu"
-    gamma: float = 0.98
-    tau: float = 0.005
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
-    batch_size: int = 64
-    grad_clip_norm: float | None = None
-    updates_per_step: int = 1
-    normalize_obs: bool = True
-    obs_clip: float = 10.0
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    seed: int = 0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    head_init_scale: float = 3e-3
 
     def __post_init__(self) -> None:
-        validate_common(self)
+        super().__post_init__()
         numbers(self, ("actor_lr", "critic_lr"), 0.0, low_open=True, prefix="DDPGConfig.")
-        self.head_init_scale = number("DDPGConfig.head_init_scale", self.head_init_scale, 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DDPGConfig":
-        return config_from_dict(cls, data, "DDPGConfig")
 
 
 def _grad_norm(net: nn.Module, max_norm: float | None) -> float:

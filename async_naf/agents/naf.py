@@ -31,26 +31,24 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from async_naf import checkpoint
 from async_naf.agents import naf_math
-from async_naf.checks import number
 from async_naf.agents.common import (
+    AgentConfig,
     FlatAdam,
     batch_tensors,
     bounds_array,
     clip_grad_norm_,
-    config_from_dict,
-    config_to_dict,
-    validate_common,
 )
 from async_naf.agents.policy import policy_bytes
-from async_naf.noise import NoiseConfig, make_noise
+from async_naf.checks import number
+from async_naf.noise import make_noise
 from async_naf.normalizer import RunningNormalizer
 from async_naf.replay import Batch, ReplayBuffer
 
@@ -58,66 +56,22 @@ CHECKPOINT_KIND = "agent_checkpoint"
 
 
 @dataclass
-class NAFConfig:
+class NAFConfig(AgentConfig):
     """NAF settings (also used by :class:`~async_naf.agents.linear_naf.LinearNAFAgent`).
 
-    Attributes:
-        obs_dim: observation size.
-        act_dim: action size.
-        action_low, action_high: action bounds, one number for all dimensions or ``act_dim`` numbers, in
-            action units (e.g. rad/s for joint velocities).
-        hidden_sizes: widths of the hidden layers (default two layers of 100, as in Gu et al. 2017).
-        activation: hidden activation, ``'relu'`` or ``'tanh'``.
-        gamma: discount factor per step, in [0, 1].
-        tau: soft target-update rate per gradient step, in (0, 1].
+    Attributes (besides those of :class:`~async_naf.agents.common.AgentConfig`; there ``head_init_scale``
+    starts P near I):
         lr: Adam learning rate.
-        batch_size: transitions per gradient step.
-        grad_clip_norm: clip the global gradient 2-norm to this value; ``None`` = no clipping.
-        updates_per_step: gradient steps per environment step (used by :meth:`NAFAgent.train_steps` and
-            the trainer).
-        normalize_obs: normalise observations with running mean/variance (saved with the weights).
-        obs_clip: normalised observations are clipped to [-obs_clip, obs_clip] (standard deviations).
-        noise: exploration noise for ``act(obs, explore=True)``.
-        seed: seed for weight initialisation and noise.
-        adam_betas, adam_eps: Adam hyper-parameters.
-        head_init_scale: the output layer's weights and biases start uniform in [-s, s] (so P starts near I).
         fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
     """
 
-    obs_dim: int
-    act_dim: int
-    action_low: float | Sequence[float] = -1.0
-    action_high: float | Sequence[float] = 1.0
-    hidden_sizes: tuple[int, ...] = (100, 100)
-    activation: str = "relu"
-    gamma: float = 0.98
-    tau: float = 0.005
     lr: float = 1e-3
-    batch_size: int = 64
-    grad_clip_norm: float | None = None
-    updates_per_step: int = 1
-    normalize_obs: bool = True
-    obs_clip: float = 10.0
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    seed: int = 0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    head_init_scale: float = 3e-3
     fast_update: bool = True
 
     def __post_init__(self) -> None:
-        validate_common(self)
+        super().__post_init__()
         self.lr = number("NAFConfig.lr", self.lr, 0.0, low_open=True)
-        self.head_init_scale = number("NAFConfig.head_init_scale", self.head_init_scale, 0.0)
         self.fast_update = bool(self.fast_update)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (inverse: ``NAFConfig.from_dict``)."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NAFConfig":
-        return config_from_dict(cls, data, "NAFConfig")
 
 
 class NAFAgent:
