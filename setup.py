@@ -1,9 +1,9 @@
 """ament_python package for async_naf.
 
-The ROS-free core is the package ``async_naf`` (directory ``async_naf/``); the rclpy nodes live in the
-top-level ``nodes/`` directory and are installed as the subpackage ``async_naf.nodes``. ``launch/``,
-``urdf/`` and ``config/`` go to ``share/async_naf`` so that ``ros2 launch async_naf ...`` finds them.
-Works with ``colcon build`` on a ROS 2 install and with ``pip install -e .`` without one.
+The package ``async_naf`` (directory ``async_naf/``) holds the ROS-free core and, in ``async_naf/nodes/``,
+the thin rclpy nodes: every import path matches its folder, so ``colcon build --symlink-install`` and
+``pip install -e .`` work alike. ``launch/``, ``urdf/`` and ``config/`` go to ``share/async_naf`` so that
+``ros2 launch async_naf ...`` finds them.
 """
 from glob import glob
 
@@ -12,7 +12,7 @@ from setuptools import find_packages, setup
 PACKAGE = "async_naf"
 
 NODES = {
-    # console script name: module in nodes/ (installed as async_naf.nodes.<module>)
+    # console script name: module in async_naf/nodes/
     "sim_node": "sim_node",
     "door_angle_node": "door_angle_node",
     "policy_node": "policy_node",
@@ -23,8 +23,7 @@ NODES = {
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [f"{PACKAGE}.nodes"],
-    package_dir={f"{PACKAGE}.nodes": "nodes"},
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={PACKAGE: ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -42,7 +41,7 @@ setup(
     license="Apache-2.0",
     tests_require=["pytest"],
     entry_points={
-        "console_scripts": [f"{PACKAGE.replace('_', '-')} = {PACKAGE}.cli:main"]
+        "console_scripts": [f"{PACKAGE.replace('_', '-')} = {PACKAGE}.run.cli:main"]
         + [f"{name} = {PACKAGE}.nodes.{module}:main" for name, module in NODES.items()],
     },
 )

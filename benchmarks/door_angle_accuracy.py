@@ -1,11 +1,11 @@
 """Door-angle accuracy on simulated door recordings: this estimator vs plain gyro integration vs VQF.
 
-Each seed simulates a recording (:mod:`async_naf.door_angle.synthetic`: default 10 min of swings to
+Each seed simulates a recording (:mod:`async_naf.sensing.door_angle.synthetic`: default 10 min of swings to
 20-95 deg with holds and rests, warm-up gyro drift up to 0.5 deg/s, hinge tilted up to 1.5 deg, random
 sensor mounting, MPU-6050 noise, irregular timing) and reports the RMSE and the largest error of the hinge
 angle over the whole recording for:
 
-- ``estimator``: :class:`async_naf.door_angle.DoorAngleEstimator` with its default config (self-identifying
+- ``estimator``: :class:`async_naf.sensing.door_angle.DoorAngleEstimator` with its default config (self-identifying
   axis, no prior bias), fed sample by sample;
 - ``no_snap``: the same without its closed-door reference (``closed_snap_rad`` ~0): what bias
   re-estimation and rest detection achieve alone;
@@ -32,8 +32,8 @@ import time
 
 import numpy as np
 
-from async_naf.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording
 
 DEG = 180.0 / math.pi
 

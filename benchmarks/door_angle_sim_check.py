@@ -28,8 +28,8 @@ import sys
 
 import numpy as np
 
-from async_naf.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.door_angle.synthetic import Segment, profile_truth
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.synthetic import Segment, profile_truth
 
 DEG = math.pi / 180.0
 

@@ -92,7 +92,7 @@ def measure(buffer, n_updates: int, obs_dim: int = 20, act_dim: int = 7, batch: 
 
 
 if __name__ == "__main__":
-    from async_naf.replay import Batch, ReplayBuffer
+    from async_naf.learning.replay import Batch, ReplayBuffer
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

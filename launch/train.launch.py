@@ -8,7 +8,7 @@ Examples::
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
 
-The nodes and their parameters come from ``async_naf.graph.build_graph`` - the same description
+The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - the same description
 ``async-naf train`` starts without ROS 2 launch - so both paths run the same graph:
 
 - per robot namespace ``/robot_<i>``: ``sim`` (backend mujoco only), ``door_angle``, ``policy``, ``collector``;
@@ -31,7 +31,7 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJ
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from async_naf.ros_env import DEFAULT_DISCOVERY_RANGE
+from async_naf.common.ros_env import DEFAULT_DISCOVERY_RANGE
 
 # name, default, description, choices (None: free text). Every argument has a description.
 ARGUMENTS = (
@@ -65,7 +65,7 @@ ARGUMENTS = (
 
 
 def _node(spec, on_exit=None):
-    """A launch_ros Node from an async_naf.graph.NodeSpec."""
+    """A launch_ros Node from an async_naf.run.graph.NodeSpec."""
     params = list(spec.param_files)
     if spec.parameters:
         params.append(dict(spec.parameters))
@@ -85,7 +85,7 @@ def _node(spec, on_exit=None):
 
 def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
-    from async_naf.graph import GraphConfig, build_bringup, build_graph, config_overrides
+    from async_naf.run.graph import GraphConfig, build_bringup, build_graph, config_overrides
 
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -134,7 +134,7 @@ def generate_launch_description():
     return LaunchDescription([
         # first: every process this launch starts (robot_state_publisher, ros2_control_node, the spawners,
         # the gz bridges, gz sim, the learning nodes) keeps DDS discovery on loopback unless the user set a
-        # range explicitly (as async-naf train does, async_naf.ros_env)
+        # range explicitly (as async-naf train does, async_naf.common.ros_env)
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                                    default_value=DEFAULT_DISCOVERY_RANGE)),

@@ -33,6 +33,6 @@ def fresh_domain_id() -> int:
 @pytest.fixture
 def ros_env(fresh_domain_id: int) -> dict[str, str]:
     """Environment for a node subprocess: loopback-only DDS on a domain of its own."""
-    from async_naf.ros_env import ros_environment
+    from async_naf.common.ros_env import ros_environment
 
     return ros_environment(domain_id=fresh_domain_id)

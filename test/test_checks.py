@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from async_naf.checks import integer, integers, number, numbers
+from async_naf.common.checks import integer, integers, number, numbers
 
 
 def test_number_accepts_in_range_and_converts() -> None:

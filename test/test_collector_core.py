@@ -1,13 +1,13 @@
-"""async_naf.collector: episode assembly, rewards from the shared task code, drops, batching (ROS-free)."""
+"""async_naf.collecting.collector: episode assembly, rewards from the shared task code, drops, batching (ROS-free)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from async_naf import layouts
-from async_naf.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.layouts import PolicyStep
-from async_naf.tasks import TaskState, make_task
+from async_naf.wire import layouts
+from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
+from async_naf.wire.layouts import PolicyStep
+from async_naf.task.tasks import TaskState, make_task
 
 
 class _Robot:

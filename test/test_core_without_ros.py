@@ -7,9 +7,9 @@ import sys
 # every core module that must import without rclpy; extended as components land
 CORE_MODULES = [
     "async_naf",
-    "async_naf.cli",
-    "async_naf.resources",
-    "async_naf.ros_env",
+    "async_naf.run.cli",
+    "async_naf.common.resources",
+    "async_naf.common.ros_env",
 ]
 
 _BLOCK_RCLPY = """

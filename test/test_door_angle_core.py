@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from async_naf.door_angle import DROP_REASONS, DoorAngleConfig, DoorAngleEstimator, DoorAngleState
-from async_naf.door_angle.synthetic import Recording, Segment, SyntheticConfig, simulate_recording
-from async_naf.imu import ImuSample
+from async_naf.sensing.door_angle import DROP_REASONS, DoorAngleConfig, DoorAngleEstimator, DoorAngleState
+from async_naf.sensing.door_angle.synthetic import Recording, Segment, SyntheticConfig, simulate_recording
+from async_naf.wire.imu import ImuSample
 
 DEG = math.pi / 180.0
 BOUND_DEG = 0.5  # the accuracy target (RMSE over a recording)

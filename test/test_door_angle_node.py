@@ -11,7 +11,7 @@ pytest.importorskip("rclpy")
 
 from nodes_harness import Probe, Processes  # noqa: E402
 
-from async_naf.door_angle.synthetic import Segment, SyntheticConfig, simulate_recording  # noqa: E402
+from async_naf.sensing.door_angle.synthetic import Segment, SyntheticConfig, simulate_recording  # noqa: E402
 
 DEG = math.pi / 180.0
 NS = "/robot_3"

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from async_naf.cli import main as cli_main  # noqa: E402
-from async_naf.door_angle.bag import BagError, ImuBag, write_imu_bag  # noqa: E402
-from async_naf.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording  # noqa: E402
+from async_naf.run.cli import main as cli_main  # noqa: E402
+from async_naf.sensing.door_angle.bag import BagError, ImuBag, write_imu_bag  # noqa: E402
+from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording  # noqa: E402
 
 TOPIC = "/robot_0/door/imu"
 
@@ -72,7 +72,7 @@ def test_tool_reads_params_and_extra_columns(tmp_path: Path, recording: Recordin
 def test_tool_takes_parameters_as_the_node_does(tmp_path: Path) -> None:
     """`--param` values are read like the door_angle node's parameters: 1e-3 is a number (ROS params-file
     rule), an empty array means "not set", an unknown or mistyped parameter is a clear error."""
-    from async_naf.commands.door_angle import load_config
+    from async_naf.run.commands.door_angle import load_config
 
     cfg = load_config(None, ["closed_snap_rad=1e-3", "hinge_axis=[]", "rest_window_s=1"])
     assert cfg.closed_snap_rad == 1e-3 and cfg.hinge_axis is None and cfg.rest_window_s == 1.0
@@ -84,7 +84,7 @@ def test_tool_takes_parameters_as_the_node_does(tmp_path: Path) -> None:
 
 def test_without_imu_topic_the_bag_is_opened_once(tmp_path: Path, recording: Recording,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from async_naf.door_angle import bag as bag_module
+    from async_naf.sensing.door_angle import bag as bag_module
 
     bag = _bag(tmp_path, recording, "mcap")
     opened = []
@@ -98,7 +98,7 @@ def test_without_imu_topic_the_bag_is_opened_once(tmp_path: Path, recording: Rec
 
 def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, recording: Recording,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from async_naf.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle import DoorAngleEstimator
 
     bag = _bag(tmp_path, recording, "mcap")
     real_update = DoorAngleEstimator.update
@@ -151,7 +151,7 @@ def test_tool_reports_a_corrupt_bag_in_a_real_process(tmp_path: Path, recording:
     data_file.write_bytes(bytes(raw))
     out = tmp_path / "door.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "async_naf.cli", "door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out)],
+        [sys.executable, "-m", "async_naf.run.cli", "door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode != 0, proc.stderr

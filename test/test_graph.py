@@ -1,4 +1,4 @@
-"""The graph description (async_naf.graph): node sets, names, parameters through the config dataclasses,
+"""The graph description (async_naf.run.graph): node sets, names, parameters through the config dataclasses,
 overrides, and the ROS 2 launch file / controllers file that use it (checked statically here; a test that
 really imports ``launch`` runs where it exists)."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from async_naf import graph
-from async_naf.graph import GraphConfig, build_bringup, build_graph, load_overrides
-from async_naf.launcher import process_specs
-from async_naf.nodes._params import build, flatten
+from async_naf.run import graph
+from async_naf.run.graph import GraphConfig, build_bringup, build_graph, load_overrides
+from async_naf.run.launcher import process_specs
+from async_naf.wire.params import build, flatten
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILE = REPO / "launch" / "train.launch.py"
@@ -152,7 +152,7 @@ def test_launch_file_compiles_and_declares_described_arguments() -> None:
         if choices:
             assert default in choices, f"{name}: default {default!r} not among its choices"
     assert tuple(args["backend"][3]) == graph.BACKENDS
-    from async_naf.tasks import TASK_NAMES
+    from async_naf.task.tasks import TASK_NAMES
 
     assert tuple(args["task"][3]) == tuple(TASK_NAMES)
     # every DeclareLaunchArgument call goes through the table (which has a description for each)
@@ -162,10 +162,10 @@ def test_launch_file_compiles_and_declares_described_arguments() -> None:
 
 
 def test_launch_file_builds_nodes_from_the_graph_description() -> None:
-    """Same description on both paths: the launch file imports build_graph/build_bringup from async_naf.graph
+    """Same description on both paths: the launch file imports build_graph/build_bringup from async_naf.run.graph
     and passes each NodeSpec's package, executable, name, namespace, parameters and remappings to Node."""
     tree = _launch_tree()
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "async_naf.graph"
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "async_naf.run.graph"
                 for a in n.names}
     assert {"build_graph", "build_bringup", "GraphConfig"} <= imported
     called = {getattr(n.func, "id", "") for n in ast.walk(tree) if isinstance(n, ast.Call)}
@@ -184,7 +184,7 @@ def test_launch_file_builds_nodes_from_the_graph_description() -> None:
 def test_launch_file_keeps_dds_on_loopback() -> None:
     """The first action sets ROS_AUTOMATIC_DISCOVERY_RANGE (the user's value if set, else LOCALHOST), so every
     process of the launch - ros2_control, spawners, gz bridges and gz sim included - stays on loopback."""
-    from async_naf.ros_env import DEFAULT_DISCOVERY_RANGE
+    from async_naf.common.ros_env import DEFAULT_DISCOVERY_RANGE
 
     tree = _launch_tree()
     (gen,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"]
@@ -200,7 +200,7 @@ def test_launch_file_keeps_dds_on_loopback() -> None:
     assert isinstance(value.args[0], ast.Constant) and value.args[0].value == "ROS_AUTOMATIC_DISCOVERY_RANGE"
     (default,) = [k.value for k in value.keywords if k.arg == "default_value"]
     assert isinstance(default, ast.Name) and default.id == "DEFAULT_DISCOVERY_RANGE"
-    imported = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "async_naf.ros_env"
+    imported = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "async_naf.common.ros_env"
                 for a in n.names}
     assert "DEFAULT_DISCOVERY_RANGE" in imported and DEFAULT_DISCOVERY_RANGE == "LOCALHOST"
     imported_launch = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module
@@ -220,7 +220,7 @@ def test_a_missing_config_file_is_an_error_on_both_paths(tmp_path: Path) -> None
     calls = [n for n in ast.walk(_launch_tree()) if isinstance(n, ast.Call)
              and getattr(n.func, "id", "") == "config_overrides"]
     assert calls and isinstance(calls[0].args[0], ast.Call) and calls[0].args[0].args[0].value == "config"
-    from async_naf.commands.train import build_config
+    from async_naf.run.commands.train import build_config
 
     args = argparse.Namespace(config=str(missing), resume=False, eval_every=0.0, sets=[], minutes=1.0, steps=0,
                               task="reach", workers=1, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
@@ -233,7 +233,7 @@ def test_launch_file_references_existing_files() -> None:
     assert "gz_sim.launch.py" in text and "ros_gz_sim" in text
     for rel in ("config/controllers.yaml", "config/train.yaml", "urdf/arm_door.urdf.xacro"):
         assert (REPO / rel).is_file(), rel
-    from async_naf.resources import data_path
+    from async_naf.common.resources import data_path
 
     assert graph.default_config_file() == data_path("config", "train.yaml")
 
@@ -318,8 +318,8 @@ def test_bringup_gazebo_and_real() -> None:
 def test_estimator_configured_like_the_evaluation_env() -> None:
     """Training (graph, door_angle node) and evaluation (ArmDoorEnv) must see the same door-angle estimator,
     or a policy trained on one meets different door-angle readings in the other."""
-    from async_naf.door_angle.config import DoorAngleConfig
-    from async_naf.sim.env import ArmDoorEnv
+    from async_naf.sensing.door_angle.config import DoorAngleConfig
+    from async_naf.run.env import ArmDoorEnv
 
     node = next(n for n in build_graph(_cfg(task="door_pull", workers=1)) if n.role == "door_angle")
     from_graph = build(DoorAngleConfig, node.parameters)

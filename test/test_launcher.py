@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from async_naf.launcher import GraphLauncher, Outcome, ProcessSpec
+from async_naf.run.launcher import GraphLauncher, Outcome, ProcessSpec
 
 # A child that writes its pid (and optionally a grandchild's) to a file, then waits forever.
 CHILD = textwrap.dedent("""
@@ -48,7 +48,7 @@ CHILD = textwrap.dedent("""
 # A launcher in its own process (so the test can SIGINT / SIGKILL it like a user or the OOM killer would).
 DRIVER = textwrap.dedent("""
     import sys
-    from async_naf.launcher import GraphLauncher, ProcessSpec
+    from async_naf.run.launcher import GraphLauncher, ProcessSpec
     child, tmp, modes = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
     specs = [ProcessSpec(key=f"n{i}_{m}", argv=(sys.executable, child, f"{tmp}/pid_{i}", m),
                          stop_timeout_s=1.0, term_timeout_s=1.0) for i, m in enumerate(modes)]
@@ -237,8 +237,8 @@ def test_signals_while_stopping_do_not_abort_the_stop(tmp_path: Path) -> None:
 
 GRAPH_DRIVER = textwrap.dedent("""
     import json, sys
-    from async_naf.graph import GraphConfig, build_graph
-    from async_naf.launcher import GraphLauncher, process_specs
+    from async_naf.run.graph import GraphConfig, build_graph
+    from async_naf.run.launcher import GraphLauncher, process_specs
     run_dir, roles = sys.argv[1], sys.argv[2].split(",")
     nodes = [n for n in build_graph(GraphConfig(task="door_pull", workers=1, run_dir=run_dir)) if n.role in roles]
     launcher = GraphLauncher(process_specs(nodes, run_dir + "/params"), log_dir=run_dir + "/logs")

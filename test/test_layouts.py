@@ -1,4 +1,4 @@
-"""async_naf.layouts: round trips and every validation failure (ROS-free unit tests, fixed seeds)."""
+"""async_naf.wire.layouts: round trips and every validation failure (ROS-free unit tests, fixed seeds)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from async_naf import layouts as L
-from async_naf.layouts import ArrayMsg, LayoutError
+from async_naf.wire import layouts as L
+from async_naf.wire.layouts import ArrayMsg, LayoutError
 
 OBS, ACT = 20, 7
 

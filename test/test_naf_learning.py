@@ -12,9 +12,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from async_naf.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
-from async_naf.noise import NoiseConfig
-from async_naf.replay import Batch, ReplayBuffer
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
+from async_naf.common.noise import NoiseConfig
+from async_naf.learning.replay import Batch, ReplayBuffer
 
 torch.set_num_threads(1)
 

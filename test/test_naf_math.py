@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig
-from async_naf.agents import naf_math
-from async_naf.normalizer import RunningNormalizer
-from async_naf.replay import Batch
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig
+from async_naf.learning.agents import naf_math
+from async_naf.learning.normalizer import RunningNormalizer
+from async_naf.learning.replay import Batch
 
 torch.set_num_threads(1)
 

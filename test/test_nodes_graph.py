@@ -20,7 +20,7 @@ pytest.importorskip("rclpy")
 
 from nodes_harness import Probe, Processes  # noqa: E402
 
-from async_naf import layouts  # noqa: E402
+from async_naf.wire import layouts  # noqa: E402
 
 OBS, ACT = 23, 7  # reach
 TRAINER = "/trainer"
@@ -137,9 +137,9 @@ def test_bad_parameters_exit_with_status_2(ros_env) -> None:
 
 
 def _expected_command(weights: bytes, q: np.ndarray, qd: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    from async_naf.agents import Policy
-    from async_naf.kinematics import ArmKinematics
-    from async_naf.tasks import TaskState, make_task
+    from async_naf.learning.agents import Policy
+    from async_naf.task.kinematics import ArmKinematics
+    from async_naf.task.tasks import TaskState, make_task
 
     task, kin = make_task("reach"), ArmKinematics()
     obs = task.observation(TaskState(q, qd, kin.ee_position(q)), goal)
@@ -215,7 +215,7 @@ def test_late_policy_gets_weights_acts_with_them_and_drops_malformed_weights(pro
     truncated = layouts.encode_weights(received[0])
     truncated = _msgs.to_msg(layouts.ArrayMsg(truncated.labels, (100,), (100,), truncated.data[:100]),
                              UInt8MultiArray)
-    from async_naf.agents import NAFConfig, make_agent
+    from async_naf.learning.agents import NAFConfig, make_agent
 
     other = make_agent(NAFConfig(obs_dim=20, act_dim=7)).policy_weights()
     for k, msg in enumerate((garbage, truncated, _msgs.to_msg(layouts.encode_weights(other), UInt8MultiArray))):
@@ -317,7 +317,7 @@ def test_door_policy_waits_for_a_current_door_estimate(procs, probe) -> None:
 
     from async_naf.nodes import _msgs
     from async_naf.sim import ARM_JOINT_NAMES
-    from async_naf.tasks import make_task
+    from async_naf.task.tasks import make_task
 
     ns = "/robot_0"
     procs.start("policy", "policy_node", "-p", "task:=door_pull", "-p", "door_wait_s:=0.05",

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from async_naf.noise import GaussianNoise, NoiseConfig, OrnsteinUhlenbeckNoise, make_noise
+from async_naf.common.noise import GaussianNoise, NoiseConfig, OrnsteinUhlenbeckNoise, make_noise
 
 
 def _samples(noise, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""nodes/_params.py: ROS parameters declared from config dataclasses (real rclpy node, own context)."""
+"""async_naf.nodes._params (+ wire.params): ROS parameters declared from config dataclasses (real rclpy node, own context)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from async_naf.noise import NoiseConfig  # noqa: E402
-from async_naf.nodes._params import build, declare_from_dataclass, flatten, param_specs, watch_parameters  # noqa: E402
+from async_naf.common.noise import NoiseConfig  # noqa: E402
+from async_naf.nodes._params import declare_from_dataclass, watch_parameters  # noqa: E402
+from async_naf.wire.params import build, flatten, param_specs  # noqa: E402
 
 
 @dataclass

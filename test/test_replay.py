@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from async_naf.replay import Batch, ReplayBuffer
+from async_naf.learning.replay import Batch, ReplayBuffer
 
 
 def _rows(start: int, n: int, obs: int = 3, act: int = 2) -> Batch:
@@ -194,7 +194,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
 
 def test_snapshot_is_a_copy_written_later(tmp_path) -> None:
     """snapshot() then write_snapshot() == save() at the moment of the snapshot, whatever is added between."""
-    from async_naf.replay import write_snapshot
+    from async_naf.learning.replay import write_snapshot
 
     buf = ReplayBuffer(8, 3, 2, seed=1)
     buf.add_batch(_rows(0, 10))

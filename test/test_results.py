@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from async_naf.results import (
+from async_naf.run.results import (
     EVAL_FIELDS,
     EvalResult,
     append_csv,
@@ -54,7 +54,7 @@ def test_rolling_success_and_threshold() -> None:
 
 def test_quiet_progress_still_reads_the_env_steps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--quiet only hides the progress lines: the env-step backstop of `async-naf train` needs the counts."""
-    from async_naf.commands.train import Progress
+    from async_naf.run.commands.train import Progress
 
     (tmp_path / "metrics.csv").write_text(HEADER + "1.0,50,40,0,1,-3.5,0\n2.0,120,90,1,1,-1.0,1\n")
     progress = Progress(tmp_path, period_s=0.0, quiet=True)
@@ -67,7 +67,7 @@ def test_a_corrupt_metrics_file_at_the_end_of_a_run_is_a_warning(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     """A metrics.csv that cannot be read at the end: a warning and no rows, so summary.json is still written;
     the plots take the rows already read instead of reading (and failing on) the file again."""
-    from async_naf.commands.train import read_final_metrics
+    from async_naf.run.commands.train import read_final_metrics
 
     (tmp_path / "metrics.csv").write_text("garbage,header\n1,2\n")
     assert read_final_metrics(tmp_path / "metrics.csv") == []
@@ -87,7 +87,7 @@ def test_learning_curve_png(tmp_path: Path) -> None:
 
 
 def test_workers_comparison(tmp_path: Path) -> None:
-    from async_naf.commands.experiment import compare, train_command
+    from async_naf.run.commands.experiment import compare, train_command
 
     for n, curve in {1: [(60, 0.2), (120, 0.5), (240, 0.95)], 2: [(60, 0.5), (120, 0.95)]}.items():
         d = tmp_path / f"workers_{n}"
@@ -118,7 +118,7 @@ def test_experiment_forwards_a_signal_to_its_run_and_waits(tmp_path: Path, sig_n
     import threading
     import time
 
-    from async_naf.commands.experiment import _Interrupted, _run_child
+    from async_naf.run.commands.experiment import _Interrupted, _run_child
 
     ready, out = tmp_path / "ready", tmp_path / "out"
     child = (f"import os, signal, sys, time\n"
@@ -148,7 +148,7 @@ def test_experiment_forwards_a_signal_to_its_run_and_waits(tmp_path: Path, sig_n
 
 
 def test_parse_sets() -> None:
-    from async_naf.commands.train import parse_sets
+    from async_naf.run.commands.train import parse_sets
 
     assert parse_sets(["trainer.lr=3e-4", "policy.noise.scale=0.2", "sim.realtime=true"]) == {
         "/trainer": {"lr": 3e-4}, "/**/policy": {"noise.scale": 0.2}, "/**/sim": {"realtime": True}}
@@ -160,7 +160,7 @@ def test_parse_sets() -> None:
 
 def test_scientific_notation_in_overrides_is_a_number(tmp_path: Path) -> None:
     """PyYAML reads 1e-3 as a string; ROS reads it as a double: the overrides follow ROS."""
-    from async_naf.graph import load_overrides
+    from async_naf.run.graph import load_overrides
 
     f = tmp_path / "o.yaml"
     f.write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n    hidden_sizes: [64, 64]\n    run_dir: 1e3x\n")
@@ -175,8 +175,8 @@ def test_evaluate_command(tmp_path: Path) -> None:
 
     import torch
 
-    from async_naf.agents import NAFConfig, make_agent
-    from async_naf.tasks import make_task
+    from async_naf.learning.agents import NAFConfig, make_agent
+    from async_naf.task.tasks import make_task
 
     torch.set_num_threads(1)
     task = make_task("reach")
@@ -186,7 +186,7 @@ def test_evaluate_command(tmp_path: Path) -> None:
     agent.save(tmp_path / "full.safetensors")
 
     def evaluate(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "async_naf.cli", "evaluate", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "async_naf.run.cli", "evaluate", *args], capture_output=True,
                               text=True, timeout=120)
 
     out = evaluate("--checkpoint", str(tmp_path), "--task", "reach", "--episodes", "3", "--json")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from async_naf.sim import SimConfig
-from async_naf.sim.env import ArmDoorEnv
-from async_naf.tasks import REACH_START_POSE
+from async_naf.run.env import ArmDoorEnv
+from async_naf.task.tasks import REACH_START_POSE
 
 
 @pytest.mark.parametrize("name", ["reach", "door_pull", "door_push"])
@@ -81,7 +81,7 @@ def test_reach_succeeds_with_a_jacobian_controller() -> None:
 
 
 def test_bench_function_reports_measured_figures() -> None:
-    from async_naf.sim.bench import bench_sim_steps
+    from async_naf.bench.sim import bench_sim_steps
 
     figures = bench_sim_steps(quick=True)
     assert figures["sim_steps_per_s"] > 0 and figures["env_steps_per_s"] > 0

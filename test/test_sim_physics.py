@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, DoorConfig, SimConfig
-from async_naf.tasks import REACH_START_POSE, handle_point
+from async_naf.task.tasks import REACH_START_POSE, handle_point
 
 QUIET = {"enabled": False}  # perfect IMU: these tests are about mechanics
 

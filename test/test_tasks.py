@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from async_naf.sim import ArmDoorSim, DoorState, SimConfig
-from async_naf.tasks import (
+from async_naf.task.tasks import (
     DEFAULT_TASK_CONFIGS,
     GRIP_DISTANCE,
     HOOK_ENGAGE_OFFSET,

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.e2e]
 
 
 def _train(run_dir: Path, env: dict[str, str], *extra: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "async_naf.cli", "train", "--run-dir", str(run_dir), *extra]
+    cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--run-dir", str(run_dir), *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -40,8 +40,8 @@ def _baseline_eval(task: str, episodes: int, seed: int, random: bool):
     (``random``) or with the arm standing still: the baselines 'learning' must beat."""
     import numpy as np
 
-    from async_naf.results import EvalResult
-    from async_naf.sim.env import ArmDoorEnv
+    from async_naf.run.results import EvalResult
+    from async_naf.run.env import ArmDoorEnv
 
     env = ArmDoorEnv(task=task, seed=seed)
     rng = np.random.default_rng(seed)
@@ -89,7 +89,7 @@ def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: d
         assert all(r["success"] in ("0", "1") for r in rows)
 
         assert (run_dir / "checkpoints" / "final.safetensors").is_file()
-        from async_naf.commands.evaluate import load_policy
+        from async_naf.run.commands.evaluate import load_policy
 
         policy = load_policy(run_dir / "checkpoints" / "final.safetensors")
         assert policy.update_count == summary["updates"] or policy.update_count > 0

@@ -1,4 +1,4 @@
-"""async_naf.trainer: the ROS-free trainer core (update thread, pause, checkpoints, resume, stop condition)."""
+"""async_naf.learning.trainer: the ROS-free trainer core (update thread, pause, checkpoints, resume, stop condition)."""
 from __future__ import annotations
 
 import csv
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.layouts import EpisodeStats, TransitionBatch
-from async_naf.trainer import Trainer, TrainerConfig, read_latest_checkpoint
+from async_naf.wire.layouts import EpisodeStats, TransitionBatch
+from async_naf.learning.trainer import Trainer, TrainerConfig, read_latest_checkpoint
 
 torch.set_num_threads(1)
 TASK = "reach"
@@ -118,8 +118,8 @@ def test_invalid_batches_are_rejected_and_counted(tmp_path: Path) -> None:
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
-    from async_naf.agents import Policy, load_agent
-    from async_naf.replay import ReplayBuffer
+    from async_naf.learning.agents import Policy, load_agent
+    from async_naf.learning.replay import ReplayBuffer
 
     cfg = _cfg(tmp_path)
     trainer = Trainer(cfg)
@@ -173,7 +173,7 @@ def test_resume_rejects_a_corrupt_pointer(tmp_path: Path) -> None:
 
 
 def test_stop_condition_writes_final_checkpoint(tmp_path: Path) -> None:
-    from async_naf.agents import Policy
+    from async_naf.learning.agents import Policy
 
     reasons: list[str] = []
     cfg = _cfg(tmp_path, max_env_steps=100, keep_checkpoints=1)
@@ -258,7 +258,7 @@ def test_buffer_is_written_outside_the_buffer_lock(tmp_path: Path, monkeypatch) 
             adder.join(10)
         trainer.close()
     assert info.env_steps == 100 and trainer.env_steps == 105
-    from async_naf.replay import ReplayBuffer
+    from async_naf.learning.replay import ReplayBuffer
 
     assert len(ReplayBuffer.load(info.buffer)) == 100
 

@@ -6,7 +6,7 @@
     imu_samples = sim.step(np.zeros(7))      # joint velocities, rad/s, one control period
     sim.joint_positions, sim.ee_position(), sim.door_state()
 
-The gymnasium wrapper is :class:`async_naf.sim.env.ArmDoorEnv` (imported lazily: it needs the estimator).
+The gymnasium wrapper is :class:`async_naf.run.env.ArmDoorEnv` (imported lazily: it needs the estimator).
 """
 from async_naf.sim.arm_door_sim import ArmDoorSim, DoorState
 from async_naf.sim.config import DoorConfig, ImuNoiseConfig, RandomizationConfig, SimConfig

@@ -17,11 +17,11 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from async_naf.imu import ImuSample
+from async_naf.wire.imu import ImuSample
 from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.sim.imu_noise import ImuNoiseModel
 from async_naf.sim.model import ARM_JOINT_NAMES, CompiledModel, build_model
-from async_naf.tasks import door_goal, start_pose_target
+from async_naf.task.tasks import door_goal, start_pose_target
 
 # how far the servo's integrated position target may lead the measured joint angle, rad: a blocked joint
 # then pushes with at most kp * this (and never more than its torque limit), like a following-error limit
@@ -135,7 +135,7 @@ class ArmDoorSim:
         return DoorState(float(d.qpos[self._hq]), float(d.qvel[self._hv]), float(d.qpos[self._lq]))
 
     def door_goal(self) -> np.ndarray:
-        """The door-task goal vector of the current door (see :func:`async_naf.tasks.door_goal`)."""
+        """The door-task goal vector of the current door (see :func:`async_naf.task.tasks.door_goal`)."""
         return door_goal(self._door, self._hinge_left, self.config.door_opening)
 
     # -------------------------------------------------------------------------------------- reset
@@ -177,7 +177,7 @@ class ArmDoorSim:
             return np.array(self.config.start_positions, dtype=float)
         target = start_pose_target(self.config.task, self.door_goal())
         if target is None:  # a fixed joint-space pose
-            from async_naf.tasks import REACH_START_POSE  # noqa: PLC0415
+            from async_naf.task.tasks import REACH_START_POSE  # noqa: PLC0415
 
             return np.array(REACH_START_POSE, dtype=float)
         key = tuple(np.round(target[0], 6)) + (self.config.task,)
@@ -193,7 +193,7 @@ class ArmDoorSim:
         Raises:
             ValueError: if the pose cannot be reached within 5 mm / 0.05 rad.
         """
-        from async_naf.tasks import IK_SEED_POSE  # noqa: PLC0415
+        from async_naf.task.tasks import IK_SEED_POSE  # noqa: PLC0415
 
         m = self.model
         d = mujoco.MjData(m)

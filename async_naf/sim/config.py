@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from async_naf.checks import number
+from async_naf.common.checks import number
 
 TASK_DOOR_OPENING = {"reach": "pull", "door_pull": "pull", "door_push": "push"}
 

@@ -1,0 +1,1 @@
+"""Speed benchmarks behind `async-naf bench`."""

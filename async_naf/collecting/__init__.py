@@ -1,0 +1,1 @@
+"""Stage 3, collecting: policy steps -> transitions, rewards, episodes (node: collector)."""

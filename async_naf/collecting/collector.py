@@ -1,0 +1,246 @@
+"""Episode assembly for the collector node (ROS-free): transitions from what the policy saw and did.
+
+The policy publishes one :class:`~async_naf.wire.layouts.PolicyStep` per control step (the joint state it acted
+on, the observation, the commanded action). The collector pairs consecutive steps of an episode into
+transitions ``(x_t, u_t, r_t, x_t+1, terminal)``: ``r_t`` = ``task.reward(state_t+1, u_t, goal, truth_t+1)``
+with the simulator's ground truth door state when available (None on a real robot). An episode ends after
+``episode_steps`` transitions (a time limit: terminal = 0, the target bootstraps) or, with
+``terminate_on_success``, when the task succeeds (terminal = 1).
+
+Bad data never reaches the trainer: a step with a non-finite or wrong-sized observation/action/state, from
+another episode, out of order or after a gap is dropped and counted by reason (``dropped``), and pairing
+restarts at the next good step.
+
+    asm = EpisodeAssembler(CollectorConfig(task="reach", robot_id=0))
+    goal = asm.start_episode()                 # samples the goal; publish it to the policy
+    stats = asm.add_step(step, truth)          # EpisodeStats when the episode ended, else None
+    batch = asm.pop_batch()                    # TransitionBatch of the pending rows (or None)
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+from async_naf.common.checks import integers, numbers
+
+
+@dataclass
+class CollectorConfig:
+    """Parameters of the collector node (one per robot namespace). Units: seconds, environment steps.
+
+    Attributes:
+        task: task name (``reach``, ``door_pull``, ``door_push``): reward, success, goals, episode length.
+        seed: seed of the goal sampling.
+        robot_id: robot index written into transitions and episode statistics.
+        episode_steps: steps per episode (time limit); 0 = the task's default.
+        batch_transitions: transitions per message to the trainer (more = fewer, larger messages).
+        max_batch_delay_s: a partial batch is sent after this long (and always at the end of an episode), s.
+        use_ground_truth: compute reward/success with the simulator's ground truth door state
+            (ground_truth/door_state) when it is published; False: from the estimated door angle only.
+        terminate_on_success: end the episode as terminal (no bootstrapping) when the task succeeds.
+        reset_timeout_s: wait this long for the robot's reset service (sim/reset) per call, s.
+        step_timeout_s: an episode with no policy step for this long is cut off (partial batch sent, a new
+            episode starts), s.
+        max_episodes: stop collecting after this many episodes; 0 = no limit.
+        zero_door_on_reset: door tasks: after each reset (door closed) call door_angle/zero so the
+            estimator starts the episode at the closed reference (skipped if the service is absent).
+        truth_wait_s: with ground truth available, wait this long for the truth of a step's stamp before
+            dropping the step (counted), s.
+        wait_for_trainer: start episodes only while a trainer subscribes to /trainer/transitions
+            (False: collect anyway, e.g. when recording with rosbag).
+    """
+
+    task: str = "reach"
+    seed: int = 0
+    robot_id: int = 0
+    episode_steps: int = 0
+    batch_transitions: int = 50
+    max_batch_delay_s: float = 1.0
+    use_ground_truth: bool = True
+    terminate_on_success: bool = False
+    reset_timeout_s: float = 10.0
+    step_timeout_s: float = 5.0
+    max_episodes: int = 0
+    zero_door_on_reset: bool = True
+    truth_wait_s: float = 0.2
+    wait_for_trainer: bool = True
+
+    def __post_init__(self) -> None:
+        integers(self, ("robot_id", "episode_steps", "max_episodes"), 0)
+        integers(self, ("batch_transitions",), 1)
+        numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
+        try:
+            from async_naf.task.tasks import TASK_NAMES
+        except ImportError:  # tasks not importable yet: checked when the task is built
+            return
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+
+
+class GroundTruth(NamedTuple):
+    """Simulator ground truth of the door (what ``task.reward``/``task.success`` read as ``truth``).
+
+    Attributes:
+        hinge_angle: rad, + = opening.  hinge_velocity: rad/s.  handle_angle: rad.
+    """
+
+    hinge_angle: float
+    hinge_velocity: float
+    handle_angle: float
+
+
+class EpisodeAssembler:
+    """Pairs policy steps into transitions, runs the episode bookkeeping and batches rows (module doc).
+
+    Args:
+        config: the CollectorConfig.
+        task: the task object (default ``make_task(config.task)``).
+
+    Attributes:
+        episode: index of the current (or last) episode, -1 before the first.
+        env_steps: transitions produced so far.
+        dropped: counts of dropped steps by reason.
+    """
+
+    def __init__(self, config: CollectorConfig, task: Any = None) -> None:
+        if task is None:
+            from async_naf.task.tasks import make_task
+
+            task = make_task(config.task)
+        self.config = config
+        self.task = task
+        self.episode_steps = config.episode_steps or int(task.episode_steps)
+        self.rng = np.random.default_rng(config.seed)
+        self.episode = -1
+        self.env_steps = 0
+        self.dropped: Counter[str] = Counter()
+        self.late_steps = 0  # steps of an episode that already ended (expected: the policy runs on briefly)
+        self.in_episode = False
+        self._goal: np.ndarray = np.zeros(0)
+        self._prev: PolicyStep | None = None
+        self._rows: list[np.ndarray] = []
+        self._return = 0.0
+        self._length = 0
+        self._success = False
+
+    # ------------------------------------------------------------------------------------ episodes
+    def start_episode(self, goal: np.ndarray | None = None) -> Goal:
+        """Begin the next episode (goal sampled from the task unless given); returns the Goal to publish."""
+        g = self.task.sample_goal(self.rng) if goal is None else np.asarray(goal, dtype=np.float64)
+        if np.shape(g) != (self.task.goal_dim,) or not np.all(np.isfinite(g)):
+            raise ValueError(f"goal must be {self.task.goal_dim} finite values, got {g!r}")
+        self.episode += 1
+        self.in_episode = True
+        self._goal = np.asarray(g, dtype=np.float64)
+        self._prev = None
+        self._return, self._length, self._success = 0.0, 0, False
+        return Goal(self.episode, True, self._goal.copy())
+
+    def abort_episode(self) -> None:
+        """Give up the current episode (robot stalled / reset needed): rows already made stay pending."""
+        self.in_episode = False
+        self._prev = None
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self._goal
+
+    @property
+    def episode_length(self) -> int:
+        return self._length
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+    def _valid(self, step: PolicyStep) -> bool:
+        t = self.task
+        parts = ((step.obs, (t.obs_dim,)), (step.action, (t.act_dim,)), (step.joint_pos, (7,)),
+                 (step.joint_vel, (7,)), (step.ee_pos, (3,)))
+        for arr, shape in parts:
+            if np.shape(arr) != shape:
+                self._drop("wrong_size")
+                return False
+            if not np.all(np.isfinite(arr)):
+                self._drop("non_finite")
+                return False
+        if not (math.isfinite(step.door_angle) and math.isfinite(step.door_velocity) and math.isfinite(step.stamp_s)):
+            self._drop("non_finite")
+            return False
+        return True
+
+    def add_step(self, step: PolicyStep, truth: GroundTruth | None = None) -> EpisodeStats | None:
+        """Feed one policy step; returns the episode's statistics when this step ended it.
+
+        ``truth``: ground truth at the step's stamp (None: use the estimate, as on a real robot).
+        """
+        if not self.in_episode and step.episode == self.episode:
+            self.late_steps += 1
+            return None
+        if not self.in_episode or step.episode != self.episode:
+            self._drop("other_episode")
+            return None
+        if not self._valid(step):
+            self._prev = None
+            return None
+        prev = self._prev
+        self._prev = step
+        if prev is None:
+            return None
+        if step.step != prev.step + 1:
+            self._drop("gap")
+            return None
+        if step.stamp_s < prev.stamp_s:
+            self._drop("out_of_order")
+            self._prev = None
+            return None
+        from async_naf.task.tasks import TaskState
+
+        state = TaskState(np.asarray(step.joint_pos), np.asarray(step.joint_vel), np.asarray(step.ee_pos),
+                          float(step.door_angle), float(step.door_velocity))
+        reward = float(self.task.reward(state, prev.action, self._goal, truth))
+        if not math.isfinite(reward):
+            self._drop("non_finite_reward")
+            self._prev = None
+            return None
+        success = bool(self.task.success(state, self._goal, truth))
+        terminal = success and self.config.terminate_on_success
+        row = np.concatenate((prev.obs, prev.action, (reward,), step.obs,
+                              (float(terminal), self.config.robot_id, self.episode, prev.step))).astype(np.float32)
+        self._rows.append(row)
+        self.env_steps += 1
+        self._length += 1
+        self._return += reward
+        self._success = success
+        if terminal or self._length >= self.episode_steps:
+            self.in_episode = False
+            self._prev = None
+            return EpisodeStats(self.config.robot_id, self.episode, self._return, self._length, self._success,
+                                self.env_steps)
+        return None
+
+    # ------------------------------------------------------------------------------------ batching
+    @property
+    def pending(self) -> int:
+        """Transitions made but not yet taken by :meth:`pop_batch`."""
+        return len(self._rows)
+
+    def pop_batch(self, max_rows: int | None = None) -> TransitionBatch | None:
+        """The oldest pending rows (at most ``max_rows``, default batch_transitions) as a TransitionBatch."""
+        if not self._rows:
+            return None
+        n = min(len(self._rows), max_rows or self.config.batch_transitions)
+        table = np.stack(self._rows[:n])
+        del self._rows[:n]
+        o, a = self.task.obs_dim, self.task.act_dim
+        i = 0
+        obs = table[:, i:i + o]; i += o  # noqa: E702
+        act = table[:, i:i + a]; i += a  # noqa: E702
+        rew = table[:, i]; i += 1  # noqa: E702
+        nobs = table[:, i:i + o]; i += o  # noqa: E702
+        return TransitionBatch(obs, act, rew, nobs, table[:, i], table[:, i + 1].astype(np.int64),
+                               table[:, i + 2].astype(np.int64), table[:, i + 3].astype(np.int64))

@@ -1,1 +1,0 @@
-"""Subcommands of ``async-naf`` (see ``async_naf.cli``)."""

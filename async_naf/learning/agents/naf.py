@@ -1,0 +1,524 @@
+"""NAF agent (Normalized Advantage Functions; Gu et al. 2016, asynchronous variant Gu et al. 2017).
+
+Network: observation (normalised, optional) -> hidden layers (default 2 x 100, ReLU) -> one fused linear head
+with ``1 + A + A(A+1)/2`` outputs: V(x), the pre-squash mu(x) and the lower-triangular entries of L(x)
+(see :mod:`async_naf.learning.agents.naf_math`). mu is squashed with tanh into the action bounds.
+
+Learning: ``loss = mean((Q(x, u) - y)^2)`` with ``y = r + gamma (1 - terminal) V'(x')`` from a target network
+that follows the online one by soft updates ``theta' <- theta' + tau (theta - theta')`` after every step;
+Adam; optional gradient-norm clipping.
+
+Speed: all parameters of the online and the target network live in one tensor ``theta`` of shape (2, P)
+(row 0 online, row 1 target); each layer's weight is a view into it. The default update
+(``fast_update=True``) runs both networks' forward passes in one batched matmul per layer, computes the
+gradient of the loss with a hand-derived backward pass (no autograd graph), and does Adam and the soft
+update as a few operations on the flat vectors. ``fast_update=False`` uses torch.autograd on the plain NAF
+formulas (P = L L^T built explicitly); tests check both give the same step.
+
+Example::
+
+    from async_naf.learning.agents import NAFAgent, NAFConfig
+    from async_naf.learning.replay import ReplayBuffer
+    agent = NAFAgent(NAFConfig(obs_dim=20, act_dim=7, action_low=-1.0, action_high=1.0))
+    buf = ReplayBuffer(100_000, 20, 7)
+    ...  # buf.add(...)
+    metrics = agent.update(buf.sample(agent.config.batch_size))   # {'loss': ..., 'q_mean': ...}
+    u = agent.act(obs, explore=True)
+    weights = agent.policy_weights()        # bytes for Policy.from_bytes on a policy node
+    agent.save("naf.safetensors"); agent = NAFAgent.load("naf.safetensors")
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from async_naf.wire import checkpoint
+from async_naf.learning.agents import naf_math
+from async_naf.learning.agents.common import (
+    AgentConfig,
+    FlatAdam,
+    batch_tensors,
+    bounds_array,
+    clip_grad_norm_,
+)
+from async_naf.wire.weights import policy_bytes
+from async_naf.common.checks import number
+from async_naf.common.noise import make_noise
+from async_naf.learning.normalizer import RunningNormalizer
+from async_naf.learning.replay import Batch, ReplayBuffer
+
+CHECKPOINT_KIND = "agent_checkpoint"
+
+
+@dataclass
+class NAFConfig(AgentConfig):
+    """NAF settings (also used by :class:`~async_naf.learning.agents.linear_naf.LinearNAFAgent`).
+
+    Attributes (besides those of :class:`~async_naf.learning.agents.common.AgentConfig`; there ``head_init_scale``
+    starts P near I):
+        lr: Adam learning rate.
+        fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
+    """
+
+    lr: float = 1e-3
+    fast_update: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.lr = number("NAFConfig.lr", self.lr, 0.0, low_open=True)
+        self.fast_update = bool(self.fast_update)
+
+
+class NAFAgent:
+    """NAF agent: ``act``, ``update``, ``policy_weights``, ``save``/``load``.
+
+    Attributes:
+        config: the :class:`NAFConfig`.
+        update_count: gradient steps taken (skipped ones not included).
+        skipped_updates: updates whose gradient was not finite; they changed no weights.
+        theta: (2, P) float32 parameters, row 0 online network, row 1 target network.
+        normalizer: running observation statistics (used when ``config.normalize_obs``).
+        noise: exploration noise process.
+    """
+
+    algorithm = "naf"
+    _supports_fast = True
+
+    def __init__(self, config: NAFConfig) -> None:
+        if not isinstance(config, NAFConfig):
+            raise ValueError(f"{type(self).__name__} needs a NAFConfig, got {type(config).__name__}")
+        self.config = config
+        A = config.act_dim
+        self.act_dim, self.obs_dim = A, config.obs_dim
+        self.n_tril = A * (A + 1) // 2
+        low, high = bounds_array("NAFConfig", config.action_low, config.action_high, A)
+        self.action_low, self.action_high = low, high
+        self._center = torch.from_numpy(0.5 * (high + low))
+        self._half = torch.from_numpy(0.5 * (high - low))
+        self.layout = self._build_layout()
+        self._slices: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        pos = 0
+        for name, shape in self.layout:
+            n = int(np.prod(shape))
+            self._slices[name] = (pos, pos + n, shape)
+            pos += n
+        self.num_params = pos
+        gen = torch.Generator().manual_seed(config.seed)
+        self.theta = torch.zeros(2, pos)
+        self._init_params(gen)
+        self.theta[1].copy_(self.theta[0])
+        self.grad = torch.zeros(pos)
+        self.optim = FlatAdam(pos, config.lr, config.adam_betas, config.adam_eps)
+        self.normalizer = RunningNormalizer(config.obs_dim, config.obs_clip)
+        self.noise = make_noise(config.noise, A, config.seed)
+        self.update_count = 0
+        self.skipped_updates = 0
+        self._theta_online, self._theta_target = self.theta[0], self.theta[1]
+        self._fast = bool(config.fast_update and self._supports_fast)
+        if self._fast:
+            self._prepare_fast()
+
+    # ----- parameters -----------------------------------------------------------------------------------
+    def _hidden_layout(self) -> list[tuple[str, tuple[int, ...]]]:
+        out, width = [], self.obs_dim
+        for i, h in enumerate(self.config.hidden_sizes):
+            out += [(f"l{i}.weight", (width, h)), (f"l{i}.bias", (h,))]
+            width = h
+        return out
+
+    def _build_layout(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Names and shapes of the parameters, in flat-vector order (weights are (in, out))."""
+        h = self.config.hidden_sizes[-1] if self.config.hidden_sizes else self.obs_dim
+        n_out = 1 + self.act_dim + self.n_tril
+        return self._hidden_layout() + [("head.weight", (h, n_out)), ("head.bias", (n_out,))]
+
+    def _init_params(self, gen: torch.Generator) -> None:
+        """PyTorch's default Linear init for hidden layers; small uniform for output layers."""
+        s = self.config.head_init_scale
+        for name, (a, b, shape) in self._slices.items():
+            fan_in = shape[0] if name.endswith(".weight") else self._slices[name[:-4] + "weight"][2][0]
+            bound = s if name.startswith(("head.", "mu.")) else 1.0 / math.sqrt(fan_in)
+            self.theta[0, a:b] = (torch.rand(b - a, generator=gen) * 2.0 - 1.0) * bound
+
+    def params(self, which: int | torch.Tensor = 0) -> dict[str, torch.Tensor]:
+        """Named views of the parameters: ``which`` = 0 online, 1 target, or a flat (P,) tensor."""
+        flat = self.theta[which] if isinstance(which, int) else which
+        return {name: flat[a:b].view(shape) for name, (a, b, shape) in self._slices.items()}
+
+    # ----- forward (reference formulation, autograd-friendly) -------------------------------------------
+    def _hidden(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        act = torch.relu if self.config.activation == "relu" else torch.tanh
+        for i in range(len(self.config.hidden_sizes)):
+            x = act(torch.addmm(p[f"l{i}.bias"], x, p[f"l{i}.weight"]))
+        return x
+
+    def outputs(self, p: dict[str, torch.Tensor], xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V (B,), mu (B, A) in action units, L entries (B, A(A+1)/2)) for normalised observations (B, obs)."""
+        out = torch.addmm(p["head.bias"], self._hidden(p, xn), p["head.weight"])
+        A = self.act_dim
+        mu = naf_math.squash(out[:, 1 : 1 + A], self._center, self._half)
+        return out[:, 0], mu, out[:, 1 + A :]
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalised observations (identity when ``normalize_obs`` is off)."""
+        return self.normalizer.normalize(obs) if self.config.normalize_obs else obs
+
+    @torch.no_grad()
+    def q_values(self, obs: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+        """Online network's Q, V, A, mu and P for a batch (numpy in, numpy out; for analysis and tests)."""
+        x = self.normalize(torch.as_tensor(np.asarray(obs, np.float32)))
+        u = torch.as_tensor(np.asarray(action, np.float32))
+        v, mu, lv = self.outputs(self.params(0), x)
+        P = naf_math.precision_matrix(lv, self.act_dim)
+        adv = naf_math.advantage(u, mu, P)
+        return {"q": (v + adv).numpy(), "v": v.numpy(), "a": adv.numpy(), "mu": mu.numpy(), "p": P.numpy()}
+
+    # ----- acting ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Action (act_dim,) float32 in the bounds: mu(x), plus annealed exploration noise when ``explore``.
+
+        Raises:
+            ValueError: ``obs`` does not have shape (obs_dim,) or is not finite.
+        """
+        x = np.asarray(obs, np.float32)
+        if x.shape != (self.obs_dim,) or not np.isfinite(x).all():
+            raise ValueError(f"obs must be a finite ({self.obs_dim},) array, got shape {x.shape}")
+        _, mu, _ = self.outputs(self.params(0), self.normalize(torch.from_numpy(x)[None]))
+        u = mu[0].numpy()
+        if explore:
+            u = u + self.noise.sample()
+        return np.clip(u, self.action_low, self.action_high).astype(np.float32)
+
+    # ----- learning -------------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on ``batch``; returns metrics: ``loss`` (mean squared TD error), ``q_mean``,
+        ``target_mean`` (mean y), ``grad_norm`` (global gradient 2-norm before clipping), ``skipped``
+        (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far).
+
+        Also folds ``batch.obs`` into the running observation statistics (when ``normalize_obs``), then
+        soft-updates the target network. If the gradient is not finite (e.g. a loss that overflows float32),
+        neither the Adam step nor the target update happens, ``update_count`` stays, and the step is
+        counted in ``skipped_updates`` instead.
+
+        Raises:
+            ValueError: batch shapes do not match the agent's dimensions.
+        """
+        obs, act, rew, nobs, term = batch_tensors(batch, self.obs_dim, self.act_dim)
+        if self._fast:
+            stats = self._update_fast(obs, act, rew, nobs, term)
+        else:
+            stats = self._update_autograd(obs, act, rew, nobs, term)
+        if not stats["skipped"]:
+            self.update_count += 1
+        return stats
+
+    def train_steps(self, buffer: ReplayBuffer, n: int | None = None) -> dict[str, float]:
+        """``n`` (default ``updates_per_step``) updates on batches sampled from ``buffer``; last metrics."""
+        stats: dict[str, float] = {}
+        for _ in range(self.config.updates_per_step if n is None else n):
+            stats = self.update(buffer.sample(self.config.batch_size))
+        return stats
+
+    def _normalized_pair(self, obs: torch.Tensor, nobs: torch.Tensor) -> torch.Tensor:
+        """Update the statistics with ``obs`` and return the normalised (2, B, obs_dim) stack [obs, next_obs]."""
+        if not self.config.normalize_obs:
+            return torch.stack((obs, nobs))
+        nz = self.normalizer
+        nz.update(obs)
+        return nz.normalize(torch.stack((obs, nobs)))
+
+    def _update_autograd(self, obs, act, rew, nobs, term) -> dict[str, float]:
+        """Reference step: plain formulas (explicit P = L L^T, bmm) and torch.autograd."""
+        cfg = self.config
+        X = self._normalized_pair(obs, nobs)
+        with torch.no_grad():
+            v_next, _, _ = self.outputs(self.params(1), X[1])
+            y = naf_math.td_target(rew, term, v_next, cfg.gamma)
+        flat = self.theta[0].detach().clone().requires_grad_(True)
+        v, mu, lv = self.outputs(self.params(flat), X[0])
+        q = v + naf_math.advantage(act, mu, naf_math.precision_matrix(lv, self.act_dim))
+        loss = torch.mean((q - y) ** 2)
+        (g,) = torch.autograd.grad(loss, flat)
+        with torch.no_grad():
+            self.grad.copy_(g)
+            metrics = self._apply_gradient()
+            vals = torch.stack((loss.detach(), q.detach().mean(), y.mean())).tolist()
+        metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
+        return metrics
+
+    def _apply_gradient(self) -> dict[str, float]:
+        """Clip ``self.grad`` (if configured), then take the Adam step and the soft target update.
+
+        Called by both update paths inside their ``torch.no_grad`` scope (no decorator of its own: this is
+        the hot path, and a second grad-mode switch per update is measurable).
+
+        A non-finite gradient norm skips both (the weights and Adam moments stay as they were) and counts
+        the update in ``skipped_updates``. Returns ``grad_norm`` (before clipping, loss units per parameter
+        unit), ``skipped`` (1.0 if this step was skipped, else 0.0) and ``skipped_updates`` (total so far).
+        """
+        norm = float(clip_grad_norm_(self.grad, self.config.grad_clip_norm))
+        skipped = not math.isfinite(norm)
+        if skipped:
+            self.skipped_updates += 1
+        else:
+            self.optim.step(self._theta_online, self.grad)
+            self._theta_target.lerp_(self._theta_online, self.config.tau)
+        return {"grad_norm": norm, "skipped": float(skipped), "skipped_updates": float(self.skipped_updates)}
+
+    # ----- fast update ----------------------------------------------------------------------------------
+    def _prepare_fast(self) -> None:
+        """Constant tensors and parameter views used by the hand-derived update."""
+        A, T = self.act_dim, self.n_tril
+        rows, cols = naf_math.tril_indices(A)
+        si = torch.zeros(A, T)
+        si[rows, torch.arange(T)] = 1.0  # (d @ si)[:, k] = d[:, rows[k]]
+        sj = torch.zeros(A, T)
+        sj[cols, torch.arange(T)] = 1.0  # (w @ sj.T)[:, j] = sum of w[:, k] with cols[k] = j
+        self._si = si
+        self._sj_t = sj.t().contiguous()  # (T, A)
+        self._neg_sj = (-sj).contiguous()  # (A, T)
+        self._si_t_half = (si.t() * self._half[None, :]).contiguous()  # (T, A), columns times half-range
+        self._diag = rows == cols
+        self._diag_f = self._diag.float()
+        self._offdiag_f = 1.0 - self._diag_f
+        self._neg_one = torch.full((A,), -1.0)
+        self._neg_half_col = torch.full((A, 1), -0.5)
+        # (2, in, out) / (2, 1, out) views of every layer of both networks, online views, grad views
+        n_hidden = len(self.config.hidden_sizes)
+        names = [f"l{i}" for i in range(n_hidden)] + ["head"]
+        self._layers, self._w_online_t, self._grad_views = [], [], []
+        for name in names:
+            wa, wb, wshape = self._slices[name + ".weight"]
+            ba, bb, _ = self._slices[name + ".bias"]
+            w2 = self.theta[:, wa:wb].view(2, *wshape)
+            self._layers.append((w2, self.theta[:, ba:bb].view(2, 1, wshape[1])))
+            self._w_online_t.append(w2[0].t())
+            self._grad_views.append((self.grad[wa:wb].view(wshape), self.grad[ba:bb].view(1, wshape[1])))
+        self._workspaces: dict[int, dict[str, Any]] = {}
+
+    def _workspace(self, B: int) -> dict[str, Any]:
+        """Preallocated activations/gradients for batch size ``B`` and their (static) views."""
+        ws = self._workspaces.get(B)
+        if ws is not None:
+            return ws
+        A = self.act_dim
+        widths = list(self.config.hidden_sizes) + [1 + A + self.n_tril]
+        X = torch.empty(2, B, self.obs_dim)
+        hs = [torch.empty(2, B, w) for w in widths]
+        out0 = hs[-1][0]
+        dout = torch.empty(B, widths[-1])
+        M = torch.empty(B, 3)  # q, err, err^2 (column sums give the metrics)
+        stats = torch.empty(1, 3)
+        ones = torch.ones(1, B)
+        ws = {
+            "X": X, "X0": X[0], "X1": X[1],
+            "hs": hs,
+            "inputs_online": [X[0]] + [h[0] for h in hs[:-1]],
+            "inputs_online_t": [X[0].t()] + [h[0].t() for h in hs[:-1]],
+            "v_col": out0[:, 0:1], "m": out0[:, 1 : 1 + A], "l": out0[:, 1 + A :], "v_next": hs[-1][1, :, 0],
+            "dout": dout, "dv": dout[:, 0], "dv_col": dout[:, 0:1], "dm": dout[:, 1 : 1 + A], "dl": dout[:, 1 + A :],
+            "M": M, "q": M[:, 0], "q_col": M[:, 0:1], "err": M[:, 1], "err2": M[:, 2], "stats": stats,
+            "ones": ones, "two_over_b": torch.tensor(2.0 / B),
+        }
+        self._workspaces[B] = ws
+        return ws
+
+    @torch.no_grad()
+    def _update_fast(self, obs, act, rew, nobs, term) -> dict[str, float]:
+        """Hand-derived NAF gradient step (same maths as :meth:`_update_autograd`).
+
+        With d = u - mu, z = L^T d (so A = -|z|^2 / 2), e = Q - y and g = 2 e / B:
+        dLoss/dV = g; dLoss/dL_ij = -g z_j d_i (i >= j; times L_ii on the diagonal for the exp);
+        dLoss/dmu = g L z, then times half_range (1 - tanh^2) for the squash. L is never built as a matrix:
+        the A(A+1)/2 entries are gathered/scattered with two constant 0/1 matrices (si, sj). Both networks'
+        forward passes share one batched matmul per layer; all buffers are preallocated per batch size.
+        """
+        cfg = self.config
+        ws = self._workspace(obs.shape[0])
+        B = obs.shape[0]
+        X = ws["X"]
+        # observations: fold obs into the running statistics, normalise obs and next_obs
+        if cfg.normalize_obs:
+            nz = self.normalizer
+            torch.sub(obs, nz.mean, out=ws["X0"])
+            torch.sub(nobs, nz.mean, out=ws["X1"])
+            delta = nz.fold_centered(ws["X0"], ws["ones"])
+            X.sub_(delta).mul_(nz.inv_std()).clamp_(-nz.clip, nz.clip)
+        else:
+            ws["X0"].copy_(obs)
+            ws["X1"].copy_(nobs)
+        # forward: online (index 0) and target (index 1) networks, one batched matmul per layer
+        h = X
+        hs = ws["hs"]
+        relu = cfg.activation == "relu"
+        last = len(self._layers) - 1
+        for i, (w, b) in enumerate(self._layers):
+            h = torch.baddbmm(b, h, w, out=hs[i])
+            if i < last:
+                if relu:
+                    h.relu_()
+                else:
+                    h.tanh_()
+        t = torch.tanh(ws["m"])
+        d = act - torch.addcmul(self._center, self._half, t)
+        lraw = ws["l"]
+        el = torch.exp(lraw)
+        lv = torch.where(self._diag, el, lraw)
+        ds = torch.mm(d, self._si)  # (B, T): d[:, rows]
+        z = torch.mm(ds * lv, self._sj_t)  # (B, A) = L^T d
+        torch.addmm(ws["v_col"], z * z, self._neg_half_col, out=ws["q_col"])  # q = v - |z|^2 / 2
+        q = ws["q"]
+        v_next = ws["v_next"]
+        y = torch.add(rew, v_next, alpha=cfg.gamma).addcmul_(term, v_next, value=-cfg.gamma)
+        err = torch.sub(q, y, out=ws["err"])
+        # backward
+        torch.mul(err, ws["two_over_b"], out=ws["dv"])
+        dzs = torch.mm(z * ws["dv_col"], self._neg_sj)  # (B, T): dLoss/dz at [cols]
+        torch.mul(dzs * ds, torch.addcmul(self._offdiag_f, el, self._diag_f), out=ws["dl"])
+        torch.mul(torch.mm(dzs * lv, self._si_t_half), torch.addcmul(self._neg_one, t, t), out=ws["dm"])
+        dcur = ws["dout"]
+        ones = ws["ones"]
+        for i in range(last, -1, -1):
+            gw, gb = self._grad_views[i]
+            torch.mm(ws["inputs_online_t"][i], dcur, out=gw)
+            torch.mm(ones, dcur, out=gb)
+            if i > 0:
+                dcur = torch.mm(dcur, self._w_online_t[i])
+                hin = ws["inputs_online"][i]
+                if relu:
+                    dcur = torch.ops.aten.threshold_backward(dcur, hin, 0.0)
+                else:
+                    dcur = dcur * (1.0 - hin * hin)
+        metrics = self._apply_gradient()
+        torch.mul(err, err, out=ws["err2"])
+        q_sum, err_sum, sq_sum = torch.mm(ones, ws["M"], out=ws["stats"]).tolist()[0]
+        inv_b = 1.0 / B
+        metrics["loss"] = sq_sum * inv_b
+        metrics["q_mean"] = q_sum * inv_b
+        metrics["target_mean"] = (q_sum - err_sum) * inv_b
+        return metrics
+
+    # ----- weights for policy nodes ---------------------------------------------------------------------
+    def _policy_layers(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+        p = self.params(0)
+        layers = [
+            (p[f"l{i}.weight"].numpy().copy(), p[f"l{i}.bias"].numpy().copy())
+            for i in range(len(self.config.hidden_sizes))
+        ]
+        A = self.act_dim
+        layers.append((p["head.weight"][:, 1 : 1 + A].numpy().copy(), p["head.bias"][1 : 1 + A].numpy().copy()))
+        return layers, "tanh"
+
+    def policy_weights(self) -> bytes:
+        """safetensors bytes of everything needed to compute mu(x) (see :class:`~async_naf.learning.agents.Policy`)."""
+        layers, output = self._policy_layers()
+        norm = self.config.normalize_obs
+        return policy_bytes(
+            layers,
+            algorithm=self.algorithm,
+            obs_dim=self.obs_dim,
+            act_dim=self.act_dim,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            output=output,
+            hidden_activation=self.config.activation,
+            update_count=self.update_count,
+            obs_mean=self.normalizer.mean.numpy() if norm else None,
+            obs_inv_std=self.normalizer.inv_std().numpy() if norm else None,
+            obs_clip=self.config.obs_clip,
+        )
+
+    def policy(self):
+        """The current greedy policy as a :class:`~async_naf.learning.agents.Policy` (via :meth:`policy_weights`)."""
+        from async_naf.wire.weights import Policy  # noqa: PLC0415
+
+        return Policy.from_bytes(self.policy_weights())
+
+    # ----- checkpoints ----------------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        """Every tensor of a full checkpoint (online/target parameters, Adam moments, normaliser)."""
+        tensors: dict[str, np.ndarray] = {}
+        for name, (a, b, shape) in self._slices.items():
+            tensors[f"online.{name}"] = self.theta[0, a:b].view(shape).numpy().copy()
+            tensors[f"target.{name}"] = self.theta[1, a:b].view(shape).numpy().copy()
+        tensors["adam.m"] = self.optim.m.numpy().copy()
+        tensors["adam.v"] = self.optim.v.numpy().copy()
+        for k, v in self.normalizer.state().items():
+            tensors[f"obs_norm.{k}"] = v
+        return tensors
+
+    def checkpoint_bytes(self) -> bytes:
+        """Full checkpoint as safetensors bytes (what :meth:`save` writes)."""
+        meta = {
+            "algorithm": self.algorithm,
+            "config": self.config.to_dict(),
+            "update_count": self.update_count,
+            "adam_step": self.optim.step_count,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "layout": [[n, list(s)] for n, s in self.layout],
+            "noise": self.noise.get_state(),
+        }
+        return checkpoint.pack(self.state_tensors(), CHECKPOINT_KIND, meta)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a full checkpoint (safetensors; atomic rename) for resuming training."""
+        checkpoint.write_file(path, self.checkpoint_bytes())
+
+    @classmethod
+    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> "NAFAgent":
+        """Rebuild an agent from :meth:`checkpoint_bytes` output; ValueError on malformed/mismatched data."""
+        tensors, meta, _ = checkpoint.unpack(data, CHECKPOINT_KIND, source)
+        if meta.get("algorithm") != cls.algorithm:
+            raise ValueError(f"{source}: holds a {meta.get('algorithm')!r} agent, not {cls.algorithm!r}")
+        agent = cls(NAFConfig.from_dict(meta.get("config")))
+        if meta.get("layout") != [[n, list(s)] for n, s in agent.layout]:
+            raise ValueError(f"{source}: parameter layout does not match the config")
+        with torch.no_grad():
+            for name, (a, b, shape) in agent._slices.items():
+                for row, prefix in ((0, "online"), (1, "target")):
+                    arr = checkpoint.require(tensors, f"{prefix}.{name}", shape, source)
+                    agent.theta[row, a:b] = torch.from_numpy(arr.reshape(-1))
+            P = agent.num_params
+            agent.optim.m.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.m", (P,), source)))
+            agent.optim.v.copy_(torch.from_numpy(checkpoint.require(tensors, "adam.v", (P,), source)))
+            if torch.any(agent.optim.v < 0):
+                raise ValueError(f"{source}: negative Adam second moment")
+        try:
+            agent.normalizer.load_state(
+                tensors["obs_norm.mean"], tensors["obs_norm.var"], tensors["obs_norm.count"]
+            )
+            agent.update_count = int(meta["update_count"])
+            agent.optim.step_count = int(meta["adam_step"])
+            if "noise" in meta:
+                agent.noise.set_state(meta["noise"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: bad checkpoint state: {exc!r}") from exc
+        return agent
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "NAFAgent":
+        """Read a full checkpoint written by :meth:`save` (never unpickles; ValueError if malformed)."""
+        return cls.from_checkpoint_bytes(checkpoint.read_file(path), source=str(path))
+
+
+def checkpoint_algorithm(path: str | os.PathLike) -> str:
+    """The ``algorithm`` recorded in a checkpoint file (ValueError if it is not an agent checkpoint)."""
+    return checkpoint_bytes_algorithm(checkpoint.read_file(path), str(path))
+
+
+def checkpoint_bytes_algorithm(data: bytes, source: str = "checkpoint") -> str:
+    """The ``algorithm`` recorded in checkpoint bytes (ValueError if they are not an agent checkpoint)."""
+    head = checkpoint.read_header(data, source)
+    if head["kind"] != CHECKPOINT_KIND:
+        raise ValueError(f"{source}: holds {head['kind']!r}, not an agent checkpoint")
+    return str(head["meta"].get("algorithm"))
+
+
+__all__ = ["NAFConfig", "NAFAgent", "CHECKPOINT_KIND", "checkpoint_algorithm", "checkpoint_bytes_algorithm"]

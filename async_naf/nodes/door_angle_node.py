@@ -1,0 +1,160 @@
+"""door_angle_node: door hinge angle from the door-leaf IMU (one per robot namespace).
+
+Node name ``door_angle``. Topics (relative: put the node in the robot's namespace, e.g. ``/robot_0``):
+
+subscribes
+  door/imu             sensor_msgs/Imu          door-leaf IMU (gyro rad/s, accel m/s^2, covariances honoured;
+                                                orientation ignored); sensor QoS (best effort)
+publishes
+  door/joint_states    sensor_msgs/JointState   name ['door_hinge'], position rad (+ opening, 0 closed),
+                                                velocity rad/s, effort empty; header stamp = the IMU
+                                                message's stamp; one per accepted IMU message; sensor QoS
+  /diagnostics         diagnostic_msgs/DiagnosticArray  samples, drops by reason, gaps, snaps, gyro bias,
+                                                hinge axis, angle variance; every ``diagnostics_period_s``
+                                                of wall time (steady clock, also under use_sim_time); "no IMU
+                                                data" after 2 s of wall time without a message
+services
+  ~/zero               std_srvs/Trigger         "the door is closed now": angle to closed_angle_rad
+
+Parameters: every field of :class:`async_naf.sensing.door_angle.DoorAngleConfig` (thresholds, closed angle, door
+stop, optional known hinge axis; see config/door_angle.yaml), read-only, plus ``diagnostics_period_s``
+(s) and ``time_jump_reset_s`` (s): an IMU stamp this far behind the last one (a replayed bag looping, a
+restarted simulation) restarts the estimate (door closed, calibration kept) instead of dropping
+everything that follows as out of order.
+
+Bad input (NaN/Inf, duplicate or out-of-order stamps) is dropped, counted and logged (throttled); it
+never stops the node.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
+
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.bag import imu_msg_to_sample
+from async_naf.nodes._msgs import IMU, SENSOR
+from async_naf.nodes._params import declare_from_dataclass
+
+JOINT_NAME = "door_hinge"
+
+
+class DoorAngleNode(Node):
+    """IMU in, door hinge JointState out; see the module docstring."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("door_angle", **kwargs)
+        # parameters
+        self.config = declare_from_dataclass(self, DoorAngleConfig, dynamic=())
+        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        self.time_jump_reset_s = float(self.declare_parameter("time_jump_reset_s", 1.0).value)
+        if not (math.isfinite(diag_period) and diag_period > 0 and self.time_jump_reset_s > 0):
+            raise ValueError("diagnostics_period_s and time_jump_reset_s must be > 0")
+        # core
+        self.estimator = DoorAngleEstimator(self.config)
+        self.time_resets = 0
+        self._last_stamp_ns: int | None = None
+        self._last_msg_wall_ns: int | None = None  # steady clock: "no IMU data" means none for 2 s of wall time
+        # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        # pubs/subs/services/timers
+        self.joint_pub = self.create_publisher(JointState, "door/joint_states", SENSOR)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self.imu_sub = self.create_subscription(Imu, "door/imu", self.on_imu, IMU)
+        self.zero_srv = self.create_service(Trigger, "~/zero", self.on_zero)
+        self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics, clock=self._steady)
+        axis = "identified online" if self.config.hinge_axis is None else f"configured {self.config.hinge_axis}"
+        self.get_logger().info(f"door angle from {self.imu_sub.topic_name}: hinge axis {axis}; door assumed closed")
+
+    def on_imu(self, msg: Imu) -> None:
+        sample = imu_msg_to_sample(msg)
+        self._restart_on_time_jump(sample.stamp_ns)
+        self._last_msg_wall_ns = self._steady.now().nanoseconds
+        state = self.estimator.update(sample)
+        if state is None:
+            drops = ", ".join(f"{k}={v}" for k, v in self.estimator.dropped.items() if v)
+            self.get_logger().warning(f"IMU message dropped ({drops} so far)", throttle_duration_sec=2.0)
+            return
+        self._last_stamp_ns = sample.stamp_ns
+        out = JointState()
+        out.header.stamp = msg.header.stamp
+        out.name = [JOINT_NAME]
+        out.position = [state.angle]
+        out.velocity = [state.velocity]
+        self.joint_pub.publish(out)
+
+    def _restart_on_time_jump(self, stamp_ns: int) -> None:
+        """An IMU stamp far behind the last one (bag loop, sim restart): restart instead of dropping all."""
+        last = self._last_stamp_ns
+        if last is not None and stamp_ns < last - int(self.time_jump_reset_s * 1e9):
+            self.time_resets += 1
+            self.get_logger().warning(f"IMU time jumped back {(last - stamp_ns) * 1e-9:.2f} s: "
+                                      "estimate restarted (door assumed closed, calibration kept)")
+            self.estimator.reset(keep_calibration=True)
+
+    def on_zero(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.estimator.zero()
+        response.success = True
+        response.message = f"door angle set to closed ({self.config.closed_angle_rad:.4f} rad)"
+        self.get_logger().info(response.message)
+        return response
+
+    def publish_diagnostics(self) -> None:
+        est = self.estimator
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: estimator"
+        status.hardware_id = "door_imu"
+        now = self._steady.now().nanoseconds
+        stale = self._last_msg_wall_ns is None or now - self._last_msg_wall_ns > 2e9
+        dropped = sum(est.dropped.values())
+        if stale:
+            status.level, status.message = DiagnosticStatus.WARN, "no IMU data"
+        elif not est.sign_known:
+            status.level, status.message = DiagnosticStatus.WARN, "opening direction not known yet (no swing seen)"
+        elif dropped:
+            status.level, status.message = DiagnosticStatus.WARN, f"{dropped} IMU message(s) dropped"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        state = est.state
+        axis = est.axis
+        values = {
+            "samples": est.samples,
+            **{f"dropped_{k}": v for k, v in est.dropped.items()},
+            "gaps": est.gaps,
+            "snaps_to_closed": est.snaps,
+            "time_resets": self.time_resets,
+            "angle_rad": f"{state.angle:.5f}",
+            "angle_std_rad": f"{math.sqrt(state.variance):.5f}",
+            "variance_rad2": f"{state.variance:.3e}",
+            "at_rest": est.at_rest,
+            "gyro_bias_rad_s": "[" + ", ".join(f"{b:.6f}" for b in est.bias) + "]",
+            "gyro_bias_std_rad_s": f"{est.bias_std:.2e}",
+            "hinge_axis_sensor": "none" if axis is None else "[" + ", ".join(f"{v:.5f}" for v in axis) + "]",
+            "hinge_axis_source": est.axis_source,
+            "opening_sign_known": est.sign_known,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point (console script ``door_angle_node``; ``python -m async_naf.nodes.door_angle_node``).
+
+    SIGINT and SIGTERM stop the node cleanly (exit status 0); an invalid parameter exits with status 2.
+    """
+    from async_naf.nodes._main import run_node  # noqa: PLC0415
+
+    return run_node(DoorAngleNode, "door_angle_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

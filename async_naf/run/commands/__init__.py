@@ -1,0 +1,1 @@
+"""Subcommands of ``async-naf`` (see ``async_naf.run.cli``)."""

@@ -1,0 +1,163 @@
+"""``async-naf door-angle``: door hinge angle from a recorded IMU topic in a rosbag2 bag, as CSV."""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from pathlib import Path
+
+HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
+DESCRIPTION = """Run the IMU door-angle estimator over a recorded sensor_msgs/Imu topic and write one CSV row
+per accepted IMU sample: stamp_ns (the message header stamp) and angle_rad (hinge angle, + opening,
+0 closed). Reads MCAP and sqlite3 bags through the rosbags library; no ROS install needed. The door is
+assumed closed at the start of the recording (as the door_angle node assumes at start-up).
+
+Parameters are those of the door_angle node (config/door_angle.yaml); pass a params file and/or
+single overrides to tune them on recorded data.
+
+Examples:
+  async-naf door-angle rosbag2_2026_11_24 --imu-topic /robot_0/door/imu --out door.csv
+  async-naf door-angle run.mcap_dir --imu-topic /door/imu --out door.csv \\
+      --params-file config/door_angle.yaml --param closed_snap_rad=0.03 --all-columns
+"""
+
+
+# parameters of the door_angle node that are not estimator parameters (ignored in a params file)
+NODE_ONLY_PARAMS = frozenset({"diagnostics_period_s", "time_jump_reset_s", "use_sim_time"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3) or a single .mcap/.db3 file")
+    parser.add_argument(
+        "--imu-topic",
+        help="sensor_msgs/Imu topic, e.g. /robot_0/door/imu (default: the bag's only IMU topic)",
+    )
+    parser.add_argument("--out", required=True, help="output CSV file ('-' for stdout)")
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        help="YAML with estimator parameters (ROS params-file format as config/door_angle.yaml, or a plain mapping)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one estimator parameter (YAML value, e.g. hinge_axis=[0,0,1]); repeatable",
+    )
+    parser.add_argument(
+        "--all-columns",
+        action="store_true",
+        help="also write velocity_rad_s, variance_rad2 and at_rest",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def load_config(params_file: Path | None, overrides: list[str]):
+    """DoorAngleConfig from an optional params file and NAME=VALUE overrides (raises ValueError).
+
+    Values are read as the door_angle node reads them (:func:`async_naf.run.graph.config_from_params`, the rules of
+    :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file, :func:`async_naf.run.graph.yaml_number`);
+    an empty array means "not set", as in a ROS params file.
+    """
+    import yaml  # noqa: PLC0415
+
+    from async_naf.sensing.door_angle import DoorAngleConfig  # noqa: PLC0415
+    from async_naf.run.graph import config_from_params, yaml_number  # noqa: PLC0415
+
+    values: dict[str, object] = {}
+    if params_file is not None:
+        try:
+            data = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read params file {params_file}: {exc}") from exc
+        if isinstance(data, dict) and len(data) == 1:  # ROS params file: {node: {ros__parameters: {...}}}
+            (inner,) = data.values()
+            if isinstance(inner, dict) and "ros__parameters" in inner:
+                data = inner["ros__parameters"]
+        if not isinstance(data, dict):
+            raise ValueError(f"params file {params_file} must hold a mapping of parameters")
+        values.update({str(k): v for k, v in data.items() if k not in NODE_ONLY_PARAMS})
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
+        try:
+            values[name.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--param {item!r}: not a YAML value: {exc}") from exc
+    values = {k: (None if v == [] else yaml_number(v)) for k, v in values.items()}
+    return config_from_params(DoorAngleConfig, values, "estimator parameters")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from async_naf.sensing.door_angle import DoorAngleEstimator  # noqa: PLC0415
+    from async_naf.sensing.door_angle.bag import BagError, ImuBag  # noqa: PLC0415
+
+    try:
+        config = load_config(args.params_file, args.param)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    est = DoorAngleEstimator(config)
+    to_stdout = args.out == "-"
+    out_path = Path(args.out)
+    tmp_path = out_path.with_name(out_path.name + ".part")
+    written = 0
+    done = False
+    try:
+        with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
+            info = bag.info()
+            topic = info.topic
+            handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")
+            try:
+                writer = csv.writer(handle)
+                header = ["stamp_ns", "angle_rad"]
+                if args.all_columns:
+                    header += ["velocity_rad_s", "variance_rad2", "at_rest"]
+                writer.writerow(header)
+                progress = tqdm(
+                    bag.samples(), total=info.count, unit="msg", file=sys.stderr,
+                    disable=True if args.no_progress else None, desc=f"door-angle {topic}",
+                )
+                for sample in progress:
+                    state = est.update(sample)
+                    if state is None:
+                        continue
+                    row = [state.stamp_ns, repr(state.angle)]
+                    if args.all_columns:
+                        row += [repr(state.velocity), repr(state.variance), int(est.at_rest)]
+                    writer.writerow(row)
+                    written += 1
+            finally:
+                if not to_stdout:
+                    handle.close()
+        if not to_stdout:
+            os.replace(tmp_path, out_path)
+        done = True
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not done and not to_stdout:  # an error or Ctrl-C: no half-written output is left behind
+            tmp_path.unlink(missing_ok=True)
+    dropped = ", ".join(f"{k}={v}" for k, v in est.dropped.items() if v) or "none"
+    axis = est.axis
+    axis_text = "none" if axis is None else "[" + ", ".join(f"{v:+.4f}" for v in axis) + "]"
+    print(
+        f"{topic}: {written} rows -> {args.out}; dropped: {dropped}; gaps: {est.gaps}; "
+        f"hinge axis (sensor frame) {axis_text} from {est.axis_source}; "
+        f"gyro bias [{', '.join(f'{math.degrees(b):+.3f}' for b in est.bias)}] deg/s",
+        file=sys.stderr,
+    )
+    if written == 0:
+        print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,446 @@
+"""``async-naf train``: asynchronous NAF on N robots, as real ROS 2 node processes, without ``ros2 launch``.
+
+Starts the node graph of :func:`async_naf.run.graph.build_graph` (the one ``launch/train.launch.py`` starts on a
+ROS install) with :class:`async_naf.run.launcher.GraphLauncher`, shows progress from the trainer's
+``metrics.csv``, evaluates checkpoints greedily while it runs (``--eval-every``), and at the end evaluates
+the final checkpoint on >= 20 episodes with exploration off, in-process on the embedded environment
+(:class:`async_naf.run.env.ArmDoorEnv`, door angle from the IMU estimator, never ground truth). Results:
+``summary.json``, ``metrics.csv``, ``eval.csv``, ``learning_curve.png``, ``tensorboard/``, ``checkpoints/``,
+``logs/`` (one log per node), ``params/`` (the exact parameter file of every node) and ``graph.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "train with asynchronous NAF: N robots + one trainer as ROS 2 node processes"
+DESCRIPTION = """Train a policy with asynchronous NAF (Gu et al. 2017) on the embedded MuJoCo simulation.
+
+Starts, as separate processes talking over ROS 2 (loopback only): per robot /robot_<i>/{sim, door_angle,
+policy, collector} and one /trainer - the same graph `ros2 launch async_naf train.launch.py` starts. Ctrl-C
+stops every node cleanly (the trainer writes a final checkpoint); no process is left behind.
+
+The run ends at --steps environment steps (all robots together) or --minutes of wall time, whichever comes
+first (default: 15 min for reach, 60 min for the door tasks), or earlier with --stop-at-success. The final
+policy is then evaluated greedily (exploration off) on --eval-episodes episodes.
+
+Written to --run-dir:
+  summary.json         task, workers, env_steps, updates, wall_s, eval_success_rate, eval_episodes,
+                       consecutive_successes, time_to_threshold_s, command, ...
+  metrics.csv          learning curve, one row per training episode (written by the trainer):
+                       wall_s,env_steps,updates,robot,episode,episode_return,success
+  eval.csv             greedy evaluations of checkpoints during the run (--eval-every)
+  learning_curve.png   success rate and return against wall time
+  tensorboard/         TensorBoard events (tensorboard --logdir RUN_DIR)
+  checkpoints/         trainer checkpoints (async-naf evaluate --checkpoint ...)
+  logs/, params/       one log and one parameter file per node; graph.json: the whole graph
+
+Examples:
+  async-naf train --task reach --workers 2 --seed 0 --run-dir runs/reach_2w --minutes 15
+  async-naf train --task door_pull --workers 4 --realtime --minutes 60 --run-dir runs/door_4w
+  async-naf train --task reach --workers 1 --steps 5000 --run-dir /tmp/smoke --eval-episodes 5
+"""
+
+LOG = logging.getLogger("async_naf.train")
+# what a run writes into its directory (--overwrite removes exactly these)
+OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
+           "logs", "params", "graph.json", "train.log")
+DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=("reach", "door_pull", "door_push"), default="door_pull",
+                        help="task to learn (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="number of robots/collectors (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
+    parser.add_argument("--run-dir", default=None, help="output directory (default: runs/<task>_<N>w_s<seed>)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="pace each simulated robot to wall time like a real robot (default: as fast as the "
+                             "graph keeps up, lockstep)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="stop after this many environment steps, all robots together (0 = no limit)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this much wall time (default: 15 for reach, 60 for door tasks)")
+    parser.add_argument("--config", default=None,
+                        help="parameter overrides per node, ROS params-file format (default: config/train.yaml)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="override one parameter, e.g. --set trainer.lr=3e-4 --set policy.noise.scale=0.2 "
+                             "(YAML value; repeatable; wins over --config)")
+    parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
+                        help="the trainer writes a checkpoint every S seconds and each is evaluated greedily "
+                             "while training, into eval.csv (0 = off; default: %(default)s)")
+    parser.add_argument("--eval-episodes", type=int, default=20,
+                        help="episodes per evaluation, final one included (default: %(default)s, minimum 1)")
+    parser.add_argument("--stop-at-success", type=float, default=None, metavar="RATE",
+                        help="stop as soon as a greedy evaluation reaches this success rate (0..1)")
+    parser.add_argument("--threshold", type=float, default=0.95,
+                        help="success rate whose first time is reported as time_to_threshold_s (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its newest checkpoint (weights, optimiser, buffer)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the results of an earlier run in --run-dir and start over")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID for the nodes (default: inherited, else 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _default_run_dir(args: argparse.Namespace) -> str:
+    return f"runs/{args.task}_{args.workers}w_s{args.seed}"
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``NODE.PARAM=VALUE`` items -> overrides keyed like a params file (``/**/NODE`` or ``/trainer``).
+
+    Raises:
+        ValueError: malformed item.
+    """
+    import yaml  # noqa: PLC0415
+
+    from async_naf.run.graph import ROLES, yaml_number  # noqa: PLC0415
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.strip().partition(".")
+        if not sep or not dot or not param or node not in ROLES:
+            raise ValueError(f"--set {item!r}: expected NODE.PARAM=VALUE with NODE one of {', '.join(ROLES)}")
+        value = yaml_number(yaml.safe_load(raw)) if raw.strip() else ""
+        target = "/trainer" if node == "trainer" else f"/**/{node}"
+        out.setdefault(target, {})[param] = value
+    return out
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """GraphConfig from the command line (+ config file and --set overrides)."""
+    from async_naf.run.graph import GraphConfig, config_overrides  # noqa: PLC0415
+
+    overrides = config_overrides(args.config, "--config")
+    if getattr(args, "resume", False):
+        overrides.setdefault("/trainer", {})["resume"] = True
+    if args.eval_every > 0:  # every checkpoint is evaluated: the trainer writes one every --eval-every s
+        overrides.setdefault("/trainer", {})["checkpoint_every_s"] = float(args.eval_every)
+    for key, params in parse_sets(args.sets).items():
+        overrides.setdefault(key, {}).update(params)
+    minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
+    if minutes <= 0 and args.steps <= 0:
+        raise ValueError("give --steps or --minutes > 0 (a run needs an end)")
+    return GraphConfig(task=args.task, workers=args.workers, backend="mujoco", seed=args.seed,
+                       run_dir=args.run_dir, realtime=args.realtime, max_env_steps=max(0, args.steps),
+                       max_wall_s=max(0.0, minutes * 60.0), overrides=overrides)
+
+
+class Progress:
+    """Progress on stderr from metrics.csv and eval.csv: env steps, updates, recent success rate."""
+
+    def __init__(self, run_dir: Path, period_s: float = 10.0, quiet: bool = False) -> None:
+        self.run_dir = run_dir
+        self.tty = sys.stderr.isatty()
+        self.period_s = 2.0 if self.tty else period_s
+        self.quiet = quiet
+        self._last = -1e9
+        self.rows: list[Any] = []
+
+    def refresh(self) -> None:
+        from async_naf.run.results import read_metrics  # noqa: PLC0415
+
+        try:
+            self.rows = read_metrics(self.run_dir / "metrics.csv")
+        except ValueError as exc:
+            LOG.warning("cannot read metrics.csv: %s", exc)
+
+    @property
+    def env_steps(self) -> int:
+        return self.rows[-1].env_steps if self.rows else 0
+
+    def line(self, elapsed: float, last_eval: dict | None) -> str:
+        from async_naf.run.results import rolling_success  # noqa: PLC0415
+
+        rows = self.rows
+        if rows:
+            succ = rolling_success(rows)[-1]
+            text = (f"env steps {rows[-1].env_steps:>8,}  updates {rows[-1].updates:>8,}  "
+                    f"episodes {len(rows):>5}  train success (last 20) {succ:4.0%}")
+        else:
+            text = "waiting for the first episode ..."
+        if last_eval is not None:
+            text += f"  eval {last_eval['success_rate']:4.0%} ({int(last_eval['episodes'])} ep)"
+        m, s = divmod(int(elapsed), 60)
+        return f"[{m:3d}m{s:02d}s] {text}"
+
+    def tick(self, elapsed: float, last_eval: dict | None, force: bool = False) -> None:
+        """Every ``period_s`` (or when forced): re-read metrics.csv (always: the env-step backstop of
+        ``async-naf train`` uses :attr:`env_steps`) and show a progress line (unless quiet)."""
+        if not force and elapsed - self._last < self.period_s:
+            return
+        self._last = elapsed
+        self.refresh()
+        self.show(elapsed, last_eval, final=force)
+
+    def show(self, elapsed: float, last_eval: dict | None, final: bool = False) -> None:
+        """Print the progress line of the rows read last (nothing when quiet)."""
+        if self.quiet:
+            return
+        end = "\r" if self.tty and not final else "\n"
+        print(self.line(elapsed, last_eval).ljust(100), end=end, file=sys.stderr, flush=True)
+
+
+def read_final_metrics(path: Path) -> list[Any]:
+    """metrics.csv at the end of a run; an unreadable file is a warning on stderr and no rows (the summary,
+    the final evaluation and the plots still get written)."""
+    from async_naf.run.results import read_metrics  # noqa: PLC0415
+
+    try:
+        return read_metrics(path)
+    except (ValueError, OSError) as exc:
+        print(f"WARNING: cannot read {path}: {exc}; the summary has no training-episode counts", file=sys.stderr)
+        return []
+
+
+class PeriodicEvaluator:
+    """Greedy evaluation of each new trainer checkpoint while the graph runs (in this process).
+
+    The trainer writes a checkpoint every ``--eval-every`` seconds (its ``checkpoint_every_s``) and records it
+    in ``checkpoints/latest.json`` with its counters; each new one is evaluated once and logged to
+    ``eval.csv`` with the trainer's wall time, env steps and updates *of that checkpoint* (so a time to
+    threshold is when the trainer had the policy, not when it was evaluated).
+    """
+
+    def __init__(self, run_dir: Path, task: str, episodes: int, every_s: float, seed: int) -> None:
+        self.run_dir = run_dir
+        self.task = task
+        self.episodes = episodes
+        self.poll_s = min(5.0, every_s / 2) if every_s > 0 else 0.0
+        self.seed = seed
+        self._next = 0.0
+        self._done: set[str] = set()
+        self.last: dict | None = None
+        self.best: dict | None = None
+
+    def due(self, elapsed: float) -> bool:
+        return self.poll_s > 0 and elapsed >= self._next
+
+    def run(self, elapsed: float) -> dict | None:
+        from async_naf.run.commands.evaluate import evaluate_checkpoint  # noqa: PLC0415
+        from async_naf.run.results import EVAL_FIELDS, append_csv  # noqa: PLC0415
+
+        self._next = elapsed + self.poll_s
+        pointer = self.run_dir / "checkpoints" / "latest.json"
+        try:
+            meta = json.loads(pointer.read_text())
+            agent_file = self.run_dir / "checkpoints" / str(meta["agent"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no checkpoint yet (or being replaced right now): next poll
+        if agent_file.name in self._done or not agent_file.is_file():
+            return None
+        self._done.add(agent_file.name)
+        try:
+            result, _ = evaluate_checkpoint(agent_file, self.task, self.episodes, seed=10_000 + self.seed)
+        except (ValueError, OSError) as exc:  # pruned or half-written: skip this one
+            LOG.warning("evaluation of %s failed: %s", agent_file, exc)
+            return None
+        row = {"wall_s": round(float(meta.get("wall_s", elapsed)), 2), "env_steps": meta.get("env_steps", ""),
+               "updates": meta.get("updates", ""), "episodes": result.episodes,
+               "success_rate": result.success_rate, "consecutive_successes": result.consecutive_successes,
+               "mean_return": round(result.mean_return, 4), "checkpoint": agent_file.name}
+        append_csv(self.run_dir / "eval.csv", EVAL_FIELDS, row)
+        self.last = row
+        if self.best is None or row["success_rate"] > self.best["success_rate"]:
+            # keep the best evaluated policy (periodic checkpoints are pruned): checkpoints/best.safetensors
+            try:
+                shutil.copyfile(agent_file, self.run_dir / "checkpoints" / "best.safetensors.tmp")
+                os.replace(self.run_dir / "checkpoints" / "best.safetensors.tmp",
+                           self.run_dir / "checkpoints" / "best.safetensors")
+                self.best = row
+            except OSError as exc:
+                LOG.warning("could not keep %s as the best checkpoint: %s", agent_file, exc)
+        return row
+
+
+def _setup_logging(run_dir: Path) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger("async_naf")
+    root.setLevel(logging.INFO)
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setLevel(logging.WARNING)
+    sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(sh)
+
+
+def run(args: argparse.Namespace) -> int:
+    from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint  # noqa: PLC0415
+    from async_naf.run.graph import build_graph, graph_to_dict  # noqa: PLC0415
+    from async_naf.run.launcher import GraphLauncher, Outcome, process_specs  # noqa: PLC0415
+    from async_naf.run.results import (  # noqa: PLC0415
+        has_tensorboard_events,
+        plot_learning_curve,
+        read_eval,
+        time_to_threshold,
+        write_json,
+        write_tensorboard,
+    )
+    from async_naf.common.ros_env import ros_environment  # noqa: PLC0415
+
+    if args.eval_episodes < 1:
+        print("error: --eval-episodes must be >= 1", file=sys.stderr)
+        return 2
+    args.run_dir = args.run_dir or _default_run_dir(args)
+    try:
+        config = build_config(args)
+        nodes = build_graph(config)
+        raw_domain = os.environ.get("ROS_DOMAIN_ID") or "0"
+        if args.domain_id is None and not raw_domain.isdigit():
+            raise ValueError(f"ROS_DOMAIN_ID must be an integer in 0..101, got {raw_domain!r}")
+        domain = args.domain_id if args.domain_id is not None else int(raw_domain)
+        env = ros_environment(domain_id=domain)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(config.run_dir).resolve()
+    earlier = [p for p in ("metrics.csv", "checkpoints") if (run_dir / p).exists()]
+    if earlier and not (args.resume or args.overwrite):
+        print(f"error: {run_dir} holds an earlier run ({', '.join(earlier)}); use --resume to continue it, "
+              "--overwrite to start over, or another --run-dir", file=sys.stderr)
+        return 2
+    if args.overwrite and not args.resume:
+        for name in OUTPUTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    _setup_logging(run_dir)
+    command = shlex.join(["async-naf", *sys.argv[1:]])
+    (run_dir / "graph.json").write_text(json.dumps(graph_to_dict(nodes), indent=2, default=str) + "\n")
+    specs = process_specs(nodes, run_dir / "params")
+    env.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per node: N processes share the cores
+    budget_s = config.max_wall_s if config.max_wall_s > 0 else None
+
+    print(f"async-naf train: task {config.task}, {config.workers} worker(s), seed {config.seed}, "
+          f"{'realtime' if config.realtime else 'lockstep'}, ROS_DOMAIN_ID {domain}", file=sys.stderr)
+    print(f"  run directory: {run_dir}", file=sys.stderr)
+    print(f"  budget: {config.max_env_steps or 'no'} env-step limit, "
+          f"{(budget_s or 0) / 60:.1f} min wall-time limit; node logs in {run_dir / 'logs'}", file=sys.stderr)
+
+    progress = Progress(run_dir, quiet=args.quiet)
+    evaluator = PeriodicEvaluator(run_dir, config.task, args.eval_episodes, args.eval_every, config.seed)
+    reached = {"flag": False}
+
+    def on_tick(elapsed: float) -> None:
+        if evaluator.due(elapsed):
+            row = evaluator.run(elapsed)
+            if row is not None:
+                LOG.info("evaluation at %.0f s: %s", elapsed, row)
+                if args.stop_at_success is not None and row["success_rate"] >= args.stop_at_success:
+                    reached["flag"] = True
+        progress.tick(elapsed, evaluator.last)
+
+    def stop_when() -> bool:
+        if reached["flag"]:
+            return True
+        # backstop for the trainer's own max_env_steps (it exits by itself when it gets there)
+        return config.max_env_steps > 0 and progress.env_steps >= config.max_env_steps * 1.05 + 1000
+
+    def on_exit(key: str, rc: int, last_lines: str) -> None:
+        if rc != 0 and key != "trainer":
+            print(f"\nWARNING: node {key} died (status {rc}); training goes on without it. "
+                  f"Log: {run_dir / 'logs' / (key + '.log')}", file=sys.stderr)
+
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
+    t0 = time.monotonic()
+    # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
+    result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
+                          on_tick=on_tick)
+    wall_s = time.monotonic() - t0
+    rows = read_final_metrics(run_dir / "metrics.csv")  # read once here; the summary and plots use these
+    progress.rows = rows
+    progress.show(wall_s, evaluator.last, final=True)
+    print(f"graph stopped after {wall_s:.0f} s: {result.message or result.outcome.value}", file=sys.stderr)
+    failed_trainer = result.outcome == Outcome.FAILED and "trainer" in result.failed
+    if failed_trainer:
+        print(f"ERROR: the trainer died; see {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
+
+    # ---- final evaluation, summary, plots
+    summary: dict[str, Any] = {
+        "task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
+        "backend": config.backend, "env_steps": rows[-1].env_steps if rows else 0,
+        "updates": rows[-1].updates if rows else 0, "train_episodes": len(rows), "wall_s": round(wall_s, 1),
+        "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
+        "command": command, "run_dir": str(run_dir), "eval_success_rate": None, "eval_episodes": 0,
+        "consecutive_successes": 0, "returncodes": result.returncodes,
+    }
+    try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
+        final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
+        summary["env_steps"] = max(summary["env_steps"], int(final_meta["env_steps"]))
+        summary["updates"] = max(summary["updates"], int(final_meta["updates"]))
+        summary["trainer_wall_s"] = round(float(final_meta["wall_s"]), 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        LOG.warning("no readable checkpoints/final.json: counters from metrics.csv only")
+    ckpt = final_checkpoint(run_dir)
+    if ckpt is None:
+        print(f"ERROR: no checkpoint in {run_dir / 'checkpoints'}: nothing to evaluate", file=sys.stderr)
+    else:
+        print(f"evaluating {ckpt.name} greedily on {args.eval_episodes} episodes ...", file=sys.stderr)
+        try:
+            ev, meta = evaluate_checkpoint(ckpt, config.task, args.eval_episodes, seed=20_000 + config.seed)
+        except ValueError as exc:
+            print(f"ERROR: evaluation failed: {exc}", file=sys.stderr)
+        else:
+            summary.update(eval_success_rate=ev.success_rate, eval_episodes=ev.episodes,
+                           consecutive_successes=ev.consecutive_successes, eval_mean_return=ev.mean_return,
+                           eval_successes=[int(s) for s in ev.successes], checkpoint=str(ckpt),
+                           checkpoint_updates=meta.get("update_count"))
+            if meta.get("update_count"):
+                summary["updates"] = max(summary["updates"], int(meta["update_count"]))
+    evals = read_eval(run_dir / "eval.csv")
+    summary["evaluations"] = len(evals)
+    best_file = run_dir / "checkpoints" / "best.safetensors"
+    if evaluator.best is not None and best_file.is_file():
+        # the best periodic checkpoint was *selected* on the evaluation seeds (10000 + seed): report it on the
+        # held-out seeds of the final evaluation (20000 + seed) too, never the selection score alone
+        try:
+            held_out, _ = evaluate_checkpoint(best_file, config.task, args.eval_episodes, seed=20_000 + config.seed)
+        except ValueError as exc:
+            LOG.warning("held-out evaluation of %s failed: %s", best_file, exc)
+        else:
+            summary["best_checkpoint"] = {
+                "file": str(best_file), "selected_at": evaluator.best,
+                "held_out_success_rate": held_out.success_rate, "held_out_episodes": held_out.episodes,
+                "held_out_consecutive_successes": held_out.consecutive_successes}
+    summary["threshold"] = args.threshold
+    summary["time_to_threshold_s"] = time_to_threshold(
+        [(e["wall_s"], e["success_rate"]) for e in evals], args.threshold)
+    write_json(run_dir / "summary.json", summary)
+    png = plot_learning_curve(run_dir, title=f"{config.task}, {config.workers} worker(s)", rows=rows, evals=evals)
+    tb_dir = "tensorboard/curves" if has_tensorboard_events(run_dir / "tensorboard") else "tensorboard"
+    write_tensorboard(run_dir, tb_dir, rows=rows, evals=evals)
+
+    sr = summary["eval_success_rate"]
+    print(f"\nresults in {run_dir}:", file=sys.stderr)
+    print(f"  final evaluation: {'n/a' if sr is None else f'{sr:.0%}'} success over {summary['eval_episodes']} "
+          f"episodes (longest streak {summary['consecutive_successes']}), {summary['env_steps']:,} env steps, "
+          f"{summary['updates']:,} updates, {wall_s / 60:.1f} min", file=sys.stderr)
+    if "best_checkpoint" in summary:
+        b = summary["best_checkpoint"]
+        print(f"  best periodic checkpoint ({b['selected_at']['checkpoint']}, trainer time "
+              f"{b['selected_at']['wall_s'] / 60:.1f} min): {b['held_out_success_rate']:.0%} on the same held-out "
+              f"episodes -> checkpoints/best.safetensors", file=sys.stderr)
+    print(f"  summary.json, metrics.csv, {png.name if png else '(no learning curve)'}, tensorboard/, "
+          f"checkpoints/, logs/", file=sys.stderr)
+    if failed_trainer or ckpt is None:
+        return 1
+    if result.outcome == Outcome.INTERRUPTED:
+        return 130
+    return 0

@@ -1,0 +1,539 @@
+"""One description of the training node graph, used by ``launch/train.launch.py`` and ``async-naf train``.
+
+:func:`build_graph` turns a :class:`GraphConfig` into a list of :class:`NodeSpec` (package, executable,
+module, name, namespace, parameters, remappings). ``launch/train.launch.py`` turns each spec into a
+``launch_ros.actions.Node``; :mod:`async_naf.run.launcher` runs each as ``python -m <module> --ros-args ...``.
+Both therefore start exactly the same nodes with exactly the same parameters.
+
+The graph (relative topic names, see the README's topic table)::
+
+    /robot_<i>/sim          embedded MuJoCo arm + door (backend mujoco only; on gazebo / real,
+                            ros2_control's joint_state_broadcaster and forward_velocity_controller and an
+                            IMU driver / bridge provide joint_states, the command topic and door/imu)
+    /robot_<i>/door_angle   IMU door-angle estimator
+    /robot_<i>/policy       mu(x) + exploration noise at the control rate
+    /robot_<i>/collector    transitions, rewards, episodes -> trainer
+    /trainer                replay buffer, NAF updates, weights, checkpoints, metrics
+
+Parameters come from each component's config dataclass (``SimConfig``, ``DoorAngleConfig``,
+``PolicyNodeConfig``, ``CollectorConfig``, ``TrainerConfig``): defaults, then what the backend knows (the
+simulated IMU's mounting), then the overrides of ``config/train.yaml`` (ROS params-file format) and the
+command line, then what the graph itself decides (task, per-robot seeds, run directory, budgets, realtime),
+each validated by constructing the dataclass, so a misspelt or out-of-range parameter fails here with a
+ValueError, before any process starts.
+
+Nested dataclasses become dotted parameter names (``noise.scale``, ``door.width``), tuples become lists,
+``None`` is left out (a ROS parameter cannot be None; the dataclass default applies) - the same rule the
+nodes use to declare their parameters (:mod:`async_naf.wire.params`).
+
+This module is ROS-free: it never imports rclpy or launch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from async_naf.wire import params as wire_params
+
+PACKAGE = "async_naf"
+BACKENDS = ("mujoco", "gazebo", "real")
+ROLES = ("sim", "door_angle", "policy", "collector", "trainer")
+ROBOT_PREFIX = "robot_"
+MAX_WORKERS = 64
+
+# role -> (console script, python module, "module:ConfigClass")
+ROLE_NODES: dict[str, tuple[str, str, str]] = {
+    "sim": ("sim_node", f"{PACKAGE}.nodes.sim_node", "async_naf.sim.config:SimConfig"),
+    "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node", "async_naf.sensing.door_angle.config:DoorAngleConfig"),
+    "policy": ("policy_node", f"{PACKAGE}.nodes.policy_node", "async_naf.acting.config:PolicyNodeConfig"),
+    "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node", "async_naf.collecting.collector:CollectorConfig"),
+    "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.trainer:TrainerConfig"),
+}
+
+# node parameters declared by a node in addition to its config dataclass's fields: name -> type
+EXTRA_PARAMS: dict[str, dict[str, type]] = {
+    "sim": {"seed": int},  # ArmDoorSim(config, seed): noise and start-pose randomisation
+}
+
+# seconds a node gets after SIGINT before SIGTERM (the trainer writes a final checkpoint and the buffer)
+STOP_TIMEOUT_S = {"trainer": 60.0}
+DEFAULT_STOP_TIMEOUT_S = 10.0
+
+ParamValue = bool | int | float | str | list
+
+
+# ---------------------------------------------------------------------- dataclass <-> flat ROS parameters
+# One rule for both sides: the nodes declare their parameters with async_naf.nodes._params (the rclpy half
+# of async_naf.wire.params) and this module writes parameter values with wire.params (flatten / build).
+def flatten_config(config: Any) -> dict[str, ParamValue]:
+    """A config instance as flat ROS parameters (dotted names; ``None`` left out), as the nodes declare them."""
+    return wire_params.flatten(config)
+
+
+def config_from_params(cls: type, params: Mapping[str, Any], what: str = "") -> Any:
+    """Build and validate ``cls`` from flat ROS parameters.
+
+    Raises:
+        ValueError: unknown parameter names, wrong types, or values the dataclass rejects (the message
+            names the node).
+    """
+    try:
+        return wire_params.build(cls, params)
+    except ValueError as exc:
+        raise ValueError(f"{what or cls.__name__}: {exc}") from exc
+
+
+def config_class(role: str) -> type:
+    """The config dataclass of a node role (imported on demand)."""
+    module_name, _, cls_name = ROLE_NODES[role][2].partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+# ---------------------------------------------------------------------- graph description
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, in the terms both ``launch_ros.actions.Node`` and the launcher use.
+
+    Attributes:
+        package: ROS package of the executable (``async_naf``).
+        executable: console script (``ros2 run async_naf <executable>``).
+        module: python module with ``main()`` (``python -m <module>``).
+        name: node name (``sim``, ``door_angle``, ``policy``, ``collector``, ``trainer``).
+        namespace: ``/robot_<i>`` or ``/``.
+        parameters: flat ROS parameters (dotted names for nested ones).
+        remappings: ``(from, to)`` pairs.
+        role: which component (same as ``name`` for this graph).
+        robot: robot index, None for global nodes.
+        required: if True, the run ends when this node exits (the trainer).
+        stop_timeout_s: seconds between SIGINT and SIGTERM when stopping (s).
+        arguments: extra command-line arguments before ``--ros-args`` (bringup tools such as the spawner).
+        param_files: ROS params files passed before ``parameters`` (e.g. config/controllers.yaml).
+    """
+
+    package: str
+    executable: str
+    module: str
+    name: str
+    namespace: str
+    parameters: dict[str, ParamValue]
+    remappings: tuple[tuple[str, str], ...] = ()
+    role: str = ""
+    robot: int | None = None
+    required: bool = False
+    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+    arguments: tuple[str, ...] = ()
+    param_files: tuple[str, ...] = ()
+
+    @property
+    def fqn(self) -> str:
+        """Fully qualified node name, e.g. ``/robot_0/sim`` or ``/trainer``."""
+        return f"{self.namespace.rstrip('/')}/{self.name}"
+
+    @property
+    def key(self) -> str:
+        """File-name-safe identifier, e.g. ``robot_0.sim`` or ``trainer``."""
+        return self.fqn.strip("/").replace("/", ".")
+
+
+@dataclasses.dataclass
+class GraphConfig:
+    """What to start. Units: seconds, environment steps (one control period each).
+
+    Attributes:
+        task: ``reach``, ``door_pull`` or ``door_push``.
+        workers: number of robots (collectors), each in namespace ``/robot_<i>``.
+        backend: ``mujoco`` (embedded simulation, one sim node per robot), ``gazebo`` or ``real``
+            (ros2_control provides joint_states and the forward_velocity_controller; an IMU driver or the
+            gz bridge provides door/imu).
+        seed: base seed; robot i gets :func:`robot_seed` (seed, i).
+        run_dir: where the trainer writes metrics.csv, checkpoints/, TensorBoard events.
+        realtime: sims paced to wall time (like real robots) instead of as fast as the graph keeps up.
+        use_sim_time: nodes follow the sim's /clock (each robot its own clock when workers > 1).
+        max_env_steps: trainer stops after this many transitions (all robots; 0 = no limit).
+        max_wall_s: trainer stops after this many seconds (0 = no limit).
+        overrides: per-node parameter overrides, keyed like a params file (see :func:`load_overrides`).
+    """
+
+    task: str = "door_pull"
+    workers: int = 2
+    backend: str = "mujoco"
+    seed: int = 0
+    run_dir: str = "runs/default"
+    realtime: bool = False
+    use_sim_time: bool = False
+    max_env_steps: int = 0
+    max_wall_s: float = 0.0
+    overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from async_naf.task.tasks import TASK_NAMES  # noqa: PLC0415 - keep `import async_naf.run.graph` light
+
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if not 1 <= int(self.workers) <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}, got {self.workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.max_env_steps < 0 or self.max_wall_s < 0 or not math.isfinite(self.max_wall_s):
+            raise ValueError("max_env_steps and max_wall_s must be >= 0 (0 = no limit)")
+        if not str(self.run_dir):
+            raise ValueError("run_dir must not be empty")
+        for key in self.overrides:
+            _match_key(key)  # raises on malformed keys
+
+
+def robot_namespace(index: int) -> str:
+    """Namespace of robot ``index``: ``/robot_<index>``."""
+    return f"/{ROBOT_PREFIX}{index}"
+
+
+def robot_seed(seed: int, index: int) -> int:
+    """Seed of robot ``index`` (sim randomisation, exploration noise): distinct per robot and per base seed."""
+    return int(seed) * 1000 + 1 + int(index)
+
+
+def _match_key(key: str) -> tuple[str | None, str]:
+    """Parse an override key into (namespace or None for any, node name or '**').
+
+    Accepted: ``sim``, ``/**/sim``, ``/robot_0/sim``, ``/trainer``, ``trainer``, ``/**``.
+    """
+    k = key.strip()
+    if k in ("/**", "**"):
+        return None, "**"
+    if k.startswith("/**/"):
+        name = k[4:]
+        ns = None
+    elif k.startswith("/"):
+        ns, _, name = k.rpartition("/")
+        ns = ns or "/"
+    else:
+        ns, name = None, k
+    if name not in ROLES:
+        raise ValueError(f"override key {key!r}: unknown node {name!r}; nodes are {', '.join(ROLES)}")
+    return ns, name
+
+
+def load_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read per-node overrides from a ROS params-file style YAML (``config/train.yaml``).
+
+    Format::
+
+        /**/policy:              # every robot's policy node (also: "policy")
+          ros__parameters:
+            noise.scale: 0.3     # nested dicts are flattened with dots, as ROS does
+        /robot_1/sim:            # one robot only
+          ros__parameters: {...}
+        /trainer:
+          ros__parameters: {...}
+
+    Raises:
+        ValueError: malformed file (not a mapping, missing ``ros__parameters``, unknown node).
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping of node names to ros__parameters")
+    out: dict[str, dict[str, Any]] = {}
+    for key, body in doc.items():
+        if not isinstance(body, dict) or set(body) != {"ros__parameters"}:
+            raise ValueError(f"{path}: entry {key!r} must contain exactly 'ros__parameters'")
+        params = body["ros__parameters"] or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: {key}.ros__parameters must be a mapping")
+        _match_key(str(key))
+        out[str(key)] = _flatten_dict(params)
+    return out
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def yaml_number(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``1e-3`` as a string; ROS's params-file parser reads it as a double. Do as ROS."""
+    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml_number(v) for v in value]
+    return value
+
+
+def _flatten_dict(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = yaml_number(v)
+    return out
+
+
+def overrides_for(overrides: Mapping[str, Mapping[str, Any]], namespace: str, name: str) -> dict[str, Any]:
+    """Merged overrides for one node, generic to specific: ``/**``, ``name`` / ``/**/name``, ``/ns/name``."""
+    ranked: list[tuple[int, Mapping[str, Any]]] = []
+    for key, params in overrides.items():
+        ns, node = _match_key(key)
+        if node == "**":
+            ranked.append((0, params))
+        elif node == name and ns is None:
+            ranked.append((1, params))
+        elif node == name and ns.rstrip("/") == namespace.rstrip("/"):
+            ranked.append((2, params))
+    merged: dict[str, Any] = {}
+    for _, params in sorted(ranked, key=lambda t: t[0]):
+        merged.update(params)
+    return merged
+
+
+# ROS-standard parameters that every rclpy node accepts; not part of any config dataclass
+ROS_STANDARD_PARAMS = ("use_sim_time",)
+
+
+def _node_params(role: str, graph_vals: Mapping[str, Any], user: Mapping[str, Any], what: str,
+                 backend_defaults: Mapping[str, Any] | None = None) -> dict:
+    """Validate through the role's config dataclass and return the full flat parameter set.
+
+    Precedence: dataclass defaults < backend defaults (calibration the backend knows, e.g. the simulated IMU's
+    mounting) < user overrides (train.yaml, CLI) < what the graph decides (task, seeds, run directory,
+    budgets, realtime), so a run is always what its command line says.
+
+    Raises:
+        ValueError: unknown parameter names, wrong types, or values the dataclass rejects.
+    """
+    cls = config_class(role)
+    extra_types = EXTRA_PARAMS.get(role, {})
+    user = dict(user)
+    standard = {k: user.pop(k) for k in list(user) if k in ROS_STANDARD_PARAMS}
+    merged = {**(backend_defaults or {}), **user, **graph_vals}
+    extra = {k: merged.pop(k) for k in list(merged) if k in extra_types}
+    config = config_from_params(cls, merged, what)
+    params = flatten_config(config)
+    for name, value in extra.items():
+        if not isinstance(value, extra_types[name]) or isinstance(value, bool):
+            raise ValueError(f"{what}: parameter {name!r} must be {extra_types[name].__name__}, got {value!r}")
+        params[name] = value
+    params.update({k: bool(v) for k, v in standard.items()})
+    return params
+
+
+def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults a backend knows better than the dataclass (the user may still override them).
+
+    Embedded MuJoCo: the door-angle estimator gets the simulated IMU's mounting (hinge axis = the IMU's z axis)
+    and the door stop from the sim's door, exactly as :class:`async_naf.run.env.ArmDoorEnv` configures it,
+    so training (graph) and evaluation (env) see the same estimator. Gazebo / real: the estimator
+    identifies the hinge axis online (or the user sets ``hinge_axis`` in the config file).
+    """
+    if role == "door_angle" and config.backend == "mujoco" and sim_params is not None:
+        return {"hinge_axis": [0.0, 0.0, 1.0], "stop_angle_rad": float(sim_params["door.max_open"])}
+    return {}
+
+
+def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s: float | None = None) -> dict:
+    """Parameters the graph itself decides for one node (every name must exist on the node)."""
+    if role == "trainer":
+        return {"task": config.task, "seed": config.seed, "run_dir": str(Path(config.run_dir).resolve()),
+                "max_env_steps": int(config.max_env_steps), "max_wall_s": float(config.max_wall_s)}
+    assert robot is not None
+    seed = robot_seed(config.seed, robot)
+    if role == "sim":
+        # several sims must not all publish /clock: each its own (relative 'clock' -> /robot_<i>/clock)
+        return {"task": config.task, "seed": seed, "realtime": bool(config.realtime),
+                "clock_topic": "/clock" if config.workers == 1 else "clock"}
+    if role == "policy":
+        values: dict[str, Any] = {"task": config.task, "seed": seed}
+        if config.backend == "mujoco":
+            # the embedded sim publishes joint_states once per step: act on each; lockstep unless realtime
+            values.update(trigger="joint_states", lockstep=not config.realtime)
+        else:
+            # ros2_control's joint_state_broadcaster publishes at the controller rate: act on a timer
+            values.update(trigger="timer", lockstep=False)
+            if config.backend == "real":
+                values["autostart"] = False  # a real arm moves only once the lifecycle node is activated
+        if sim_period_s is not None:
+            values["control_period_s"] = float(sim_period_s)
+        return values
+    if role == "collector":
+        return {"task": config.task, "seed": seed, "robot_id": robot}
+    return {}  # door_angle: nothing graph-specific
+
+
+def build_graph(config: GraphConfig) -> list[NodeSpec]:
+    """The whole node graph for ``config``: per robot sim (mujoco only), door_angle, policy, collector;
+    then one trainer.
+
+    Raises:
+        ValueError: if an override names an unknown parameter or a config dataclass rejects a value.
+    """
+    nodes: list[NodeSpec] = []
+    roles = ["sim", "door_angle", "policy", "collector"] if config.backend == "mujoco" else \
+        ["door_angle", "policy", "collector"]
+    for i in range(config.workers):
+        ns = robot_namespace(i)
+        remaps: tuple[tuple[str, str], ...] = ()
+        if config.use_sim_time and config.workers > 1 and config.backend == "mujoco":
+            remaps = (("/clock", f"{ns}/clock"),)
+        sim_period_s = None
+        sim_params: dict[str, Any] | None = None
+        for role in roles:
+            user = overrides_for(config.overrides, ns, role)
+            if config.use_sim_time:
+                user.setdefault("use_sim_time", True)
+            params = _node_params(role, graph_values(config, role, i, sim_period_s), user, f"{ns}/{role}",
+                                  backend_defaults(config, role, sim_params))
+            if role == "sim":
+                sim_params = params
+                sim_period_s = float(params["control_period_s"])  # the policy acts at the sim's period
+            nodes.append(_spec(role, ns, params, remaps, robot=i))
+    user = overrides_for(config.overrides, "/", "trainer")
+    params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
+    nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
+    names = [n.fqn for n in nodes]
+    if len(set(names)) != len(names):  # cannot happen with the rules above; guards future edits
+        raise ValueError(f"duplicate node names in graph: {names}")
+    return nodes
+
+
+def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, required: bool = False) -> NodeSpec:
+    executable, module, _ = ROLE_NODES[role]
+    return NodeSpec(package=PACKAGE, executable=executable, module=module, name=role, namespace=ns,
+                    parameters=params, remappings=tuple(remaps), role=role, robot=robot, required=required,
+                    stop_timeout_s=STOP_TIMEOUT_S.get(role, DEFAULT_STOP_TIMEOUT_S))
+
+
+def default_config_file() -> Path:
+    """``config/train.yaml`` of this checkout or install."""
+    from async_naf.common.resources import data_path  # noqa: PLC0415
+
+    return data_path("config", "train.yaml")
+
+
+def config_overrides(config: str | Path | None, option: str = "--config") -> dict[str, dict[str, Any]]:
+    """Overrides from the parameter file a user named (``async-naf train --config``, ``config:=`` of the
+    launch file), or from the package's ``config/train.yaml`` when none is named (none if it is absent).
+
+    Raises:
+        ValueError: the named file does not exist (``option`` names where it was given), or is malformed.
+    """
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"{option} {config}: no such file")
+        return load_overrides(path)
+    default = default_config_file()
+    return load_overrides(default) if default.exists() else {}
+
+
+def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
+    """JSON-friendly form of a graph (written to ``<run_dir>/graph.json`` for the record)."""
+    return [{"fqn": n.fqn, "package": n.package, "executable": n.executable, "module": n.module,
+             "parameters": n.parameters, "remappings": [list(r) for r in n.remappings],
+             "required": n.required} for n in nodes]
+
+
+# ---------------------------------------------------------------------- gazebo / real bringup
+CONTROLLERS = ("joint_state_broadcaster", "forward_velocity_controller")
+GZ_ROBOT_SPACING_M = 4.0  # y distance between robots spawned in one Gazebo world (m)
+
+
+def robot_description(backend: str, namespace: str = "", hardware_plugin: str = "mock_components/GenericSystem",
+                      robot_ip: str = "192.168.1.10", controllers_file: str | None = None,
+                      description_file: str | Path | None = None) -> str:
+    """The expanded URDF (``urdf/arm_door.urdf.xacro``) for a backend, via the xacro Python API.
+
+    Args:
+        backend: ``gazebo`` (gz_ros2_control tags, IMU sensor) or ``real`` (``hardware_plugin``) or ``mujoco``.
+        namespace: ROS namespace of the robot's controller manager (gazebo), e.g. ``/robot_0``.
+        hardware_plugin: ros2_control SystemInterface plugin for a real arm.
+        robot_ip: passed to the hardware plugin.
+        controllers_file: controllers YAML for gz_ros2_control (default: this package's config/controllers.yaml).
+        description_file: xacro file (default: the package's urdf/arm_door.urdf.xacro).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    import xacro  # noqa: PLC0415 - only the gazebo / real bringup needs it
+
+    from async_naf.common.resources import data_path  # noqa: PLC0415
+
+    path = Path(description_file) if description_file else data_path("urdf", "arm_door.urdf.xacro")
+    mappings = {"mode": backend, "namespace": namespace,
+                "controllers_file": str(controllers_file or data_path("config", "controllers.yaml")),
+                "hardware_plugin": hardware_plugin, "robot_ip": robot_ip}
+    doc = xacro.process_file(str(path), mappings=mappings)
+    if backend == "gazebo" and namespace:
+        # one world, N robots: each door IMU must publish on its own gz topic (<ns>/door/imu), which the
+        # robot's bridge maps to the ROS topic of the same name
+        for sensor in doc.getElementsByTagName("sensor"):
+            if sensor.getAttribute("type") == "imu":
+                for topic in sensor.getElementsByTagName("topic"):
+                    topic.firstChild.nodeValue = f"{namespace.rstrip('/')}/door/imu"
+    return doc.toprettyxml(indent="  ")
+
+
+def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/GenericSystem",
+                  robot_ip: str = "192.168.1.10", controllers_file: str | None = None) -> list[NodeSpec]:
+    """Nodes that give each robot its ros2_control interfaces on the gazebo / real backends.
+
+    Per robot namespace: robot_state_publisher (robot_description from the xacro), then
+
+    - gazebo: ``ros_gz_sim create`` (spawns the model from the robot_description topic, robots
+      :data:`GZ_ROBOT_SPACING_M` apart), a ``ros_gz_bridge parameter_bridge`` for the door IMU
+      (gz ``<ns>/door/imu`` -> ROS ``<ns>/door/imu``); gz_ros2_control runs the controller manager inside
+      Gazebo; plus one global ``/clock`` bridge;
+    - real: ``ros2_control_node`` with the hardware plugin (a xacro argument) and config/controllers.yaml;
+      the door IMU comes from the user's IMU driver publishing ``<ns>/door/imu``;
+
+    and the spawners of joint_state_broadcaster and forward_velocity_controller. The mujoco backend needs
+    none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
+    (ros_gz_sim's gz_sim.launch.py) is included by the launch file.
+    """
+    if config.backend == "mujoco":
+        return []
+    from async_naf.common.resources import data_path  # noqa: PLC0415
+
+    controllers = str(controllers_file or data_path("config", "controllers.yaml"))
+    sim_time = config.backend == "gazebo"
+    nodes: list[NodeSpec] = []
+    if config.backend == "gazebo":
+        nodes.append(NodeSpec(package="ros_gz_bridge", executable="parameter_bridge", module="",
+                              name="clock_bridge", namespace="/", parameters={}, role="bringup",
+                              arguments=("/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",)))
+    for i in range(config.workers):
+        ns = robot_namespace(i)
+        urdf = robot_description(config.backend, ns, hardware_plugin, robot_ip, controllers)
+        nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
+                              name="robot_state_publisher", namespace=ns, role="bringup", robot=i,
+                              parameters={"robot_description": urdf, "use_sim_time": sim_time}))
+        if config.backend == "gazebo":
+            nodes.append(NodeSpec(
+                package="ros_gz_sim", executable="create", module="", name="spawn", namespace=ns,
+                parameters={}, role="bringup", robot=i,
+                arguments=("-topic", f"{ns}/robot_description", "-name", ns.strip("/"),
+                           "-x", "0.0", "-y", f"{i * GZ_ROBOT_SPACING_M:.2f}", "-z", "0.0")))
+            nodes.append(NodeSpec(
+                package="ros_gz_bridge", executable="parameter_bridge", module="", name="imu_bridge",
+                namespace=ns, parameters={}, role="bringup", robot=i,
+                arguments=(f"{ns}/door/imu@sensor_msgs/msg/Imu[gz.msgs.IMU",)))
+        else:
+            nodes.append(NodeSpec(
+                package="controller_manager", executable="ros2_control_node", module="",
+                name="controller_manager", namespace=ns, parameters={}, role="bringup", robot=i,
+                param_files=(controllers,), remappings=(("~/robot_description", f"{ns}/robot_description"),)))
+        for controller in CONTROLLERS:
+            nodes.append(NodeSpec(
+                package="controller_manager", executable="spawner", module="", name=f"spawner_{controller}",
+                namespace=ns, parameters={"use_sim_time": sim_time}, role="spawner", robot=i,
+                arguments=(controller, "--controller-manager", f"{ns}/controller_manager",
+                           "--controller-manager-timeout", "60")))
+    return nodes

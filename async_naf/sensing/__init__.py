@@ -1,0 +1,1 @@
+"""Stage 1, sensing: the door IMU -> door angle (node: door_angle)."""

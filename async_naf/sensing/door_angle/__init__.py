@@ -1,0 +1,11 @@
+"""IMU door-angle estimation (ROS-free): the hinge angle of a door from an IMU on its leaf.
+
+- :class:`DoorAngleEstimator` / :class:`DoorAngleConfig` / :class:`DoorAngleState`: the estimator
+  (see :mod:`async_naf.sensing.door_angle.estimator` for the algorithm).
+- :mod:`async_naf.sensing.door_angle.synthetic`: simulated door recordings with ground truth (benchmarks, tests).
+- :mod:`async_naf.sensing.door_angle.bag`: reading IMU messages from rosbag2 bags through ``rosbags``.
+"""
+from async_naf.sensing.door_angle.config import DoorAngleConfig
+from async_naf.sensing.door_angle.estimator import DROP_REASONS, DoorAngleEstimator, DoorAngleState
+
+__all__ = ["DROP_REASONS", "DoorAngleConfig", "DoorAngleEstimator", "DoorAngleState"]

@@ -1,0 +1,225 @@
+"""Reading door-IMU messages from rosbag2 bags (MCAP or sqlite3) without ROS, through ``rosbags``.
+
+``rosbags`` reads both storage formats and deserialises CDR with a Jazzy type store, so this works on a
+laptop without a ROS install. Errors a user can cause (no such bag, a corrupt bag, a missing topic, a
+topic of another type) raise :class:`BagError` with a message that says what to do.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from async_naf.wire.imu import ImuSample
+
+IMU_TYPE = "sensor_msgs/msg/Imu"
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be used: missing, corrupt, or without the requested IMU topic."""
+
+
+@dataclass(frozen=True)
+class ImuTopicInfo:
+    """The IMU topic read from a bag: its name and message count."""
+
+    topic: str
+    count: int
+
+
+def _covariance(values: object) -> np.ndarray | None:
+    """sensor_msgs covariance (9 values, row-major) or None when unknown (-1 first, or all zeros)."""
+    cov = np.asarray(values, dtype=float).reshape(3, 3)
+    if cov[0, 0] == -1.0 or not np.any(cov):
+        return None
+    return cov
+
+
+def imu_msg_to_sample(msg: object) -> ImuSample:
+    """A deserialised sensor_msgs/msg/Imu (rosbags or rclpy class) as an :class:`ImuSample`.
+
+    The stamp is the message header stamp (sensor time), never the bag's receive time.
+    """
+    stamp = msg.header.stamp  # type: ignore[attr-defined]
+    g = msg.angular_velocity  # type: ignore[attr-defined]
+    a = msg.linear_acceleration  # type: ignore[attr-defined]
+    return ImuSample(
+        stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+        gyro=np.array([g.x, g.y, g.z], dtype=float),
+        accel=np.array([a.x, a.y, a.z], dtype=float),
+        gyro_cov=_covariance(msg.angular_velocity_covariance),  # type: ignore[attr-defined]
+        accel_cov=_covariance(msg.linear_acceleration_covariance),  # type: ignore[attr-defined]
+    )
+
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore  # noqa: PLC0415
+
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def _open_reader(path: Path):
+    """An opened rosbags AnyReader (raises BagError for a missing or unreadable bag)."""
+    from rosbags.highlevel import AnyReader, AnyReaderError  # noqa: PLC0415
+    from rosbags.rosbag2 import ReaderError  # noqa: PLC0415
+
+    if not path.exists():
+        raise BagError(f"no such bag: {path}")
+    try:
+        reader = AnyReader([path], default_typestore=_typestore())
+        reader.open()
+    except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as exc:
+        raise BagError(f"cannot open bag {path} (corrupt or not a rosbag2 bag?): {exc}") from exc
+    return reader
+
+
+def list_topics(path: str | Path) -> dict[str, str]:
+    """Topics of a bag and their message types (raises BagError for a missing or unreadable bag)."""
+    reader = _open_reader(Path(path))
+    try:
+        return {c.topic: c.msgtype for c in reader.connections}
+    finally:
+        reader.close()
+
+
+def imu_topic(path: str | Path) -> str:
+    """The bag's only sensor_msgs/msg/Imu topic (raises BagError if there is none or several)."""
+    return _only_imu_topic(path, list_topics(path))
+
+
+def _only_imu_topic(path: str | Path, topics: dict[str, str]) -> str:
+    topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
+    if not topics:
+        raise BagError(f"bag {path} has no {IMU_TYPE} topic")
+    if len(topics) > 1:
+        raise BagError(f"bag {path} has several {IMU_TYPE} topics ({', '.join(topics)}): name one with --imu-topic")
+    return topics[0]
+
+
+class ImuBag:
+    """An open rosbag2 bag, iterating the IMU samples of one topic in recorded order.
+
+    Use as a context manager::
+
+        with ImuBag("run.mcap_dir", "/robot_0/door/imu") as bag:
+            for sample in bag.samples():
+                ...
+
+    ``topic=None``: the bag's only sensor_msgs/msg/Imu topic (BagError if there is none or several), found
+    in the same opening of the bag; :attr:`topic` holds it once opened.
+    """
+
+    def __init__(self, path: str | Path, topic: str | None = None) -> None:
+        self.path = Path(path)
+        self.topic = topic
+        self._reader = None
+        self._connections: list = []
+
+    def __enter__(self) -> ImuBag:
+        reader = _open_reader(self.path)
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        if self.topic is None:
+            try:
+                self.topic = _only_imu_topic(self.path, topics)
+            except BagError:
+                reader.close()
+                raise
+        if self.topic not in topics and "/" + self.topic in topics:
+            self.topic = "/" + self.topic  # a relative name as typed by a user: bags store absolute names
+        if self.topic not in topics:
+            reader.close()
+            imu_topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
+            hint = f"; IMU topics in it: {', '.join(imu_topics)}" if imu_topics else "; it has no IMU topic"
+            raise BagError(f"topic {self.topic!r} is not in bag {self.path}{hint}")
+        if topics[self.topic] != IMU_TYPE:
+            reader.close()
+            raise BagError(f"topic {self.topic!r} in {self.path} has type {topics[self.topic]}, not {IMU_TYPE}")
+        self._reader = reader
+        self._connections = [c for c in reader.connections if c.topic == self.topic]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def info(self) -> ImuTopicInfo:
+        """Topic name and message count of the opened bag."""
+        return ImuTopicInfo(str(self.topic), sum(c.msgcount for c in self._connections))
+
+    def samples(self) -> Iterator[ImuSample]:
+        """IMU samples of the topic in recorded order.
+
+        Raises:
+            BagError: the data turned out corrupt while reading, or the bag ended before the message
+                count its index promises (a damaged chunk that the reader skipped silently).
+        """
+        if self._reader is None:
+            raise RuntimeError("ImuBag must be opened with 'with ImuBag(...) as bag:'")
+        reader = self._reader
+        expected = sum(c.msgcount for c in self._connections)
+        count = 0
+        try:
+            for connection, _timestamp, raw in reader.messages(connections=self._connections):
+                yield imu_msg_to_sample(reader.deserialize(raw, connection.msgtype))
+                count += 1
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in any decoder; report, don't crash
+            raise BagError(
+                f"corrupt data in bag {self.path} after {count} of {expected} messages: {type(exc).__name__}: {exc}"
+            ) from exc
+        if count < expected:
+            raise BagError(f"bag {self.path} ended after {count} of {expected} messages on {self.topic} (corrupt?)")
+
+
+def write_imu_bag(
+    path: str | Path,
+    samples: Iterator[ImuSample] | list[ImuSample],
+    topic: str = "/door/imu",
+    storage: str = "mcap",
+    frame_id: str = "door_imu_link",
+) -> int:
+    """Write IMU samples to a new rosbag2 bag (``storage``: 'mcap' or 'sqlite3'); returns the count.
+
+    Receive times equal the header stamps. Used by the tests and to turn simulated recordings into bags
+    that ``async-naf door-angle`` (or ``ros2 bag play``) can read.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: PLC0415
+
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
+    if plugin is None:
+        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
+    store = _typestore()
+    Imu = store.types[IMU_TYPE]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Quaternion = store.types["geometry_msgs/msg/Quaternion"]
+    Vector3 = store.types["geometry_msgs/msg/Vector3"]
+    unknown = np.zeros(9)
+    unknown[0] = -1.0
+    count = 0
+    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection(topic, IMU_TYPE, typestore=store)
+        for s in samples:
+            sec, nsec = divmod(int(s.stamp_ns), 1_000_000_000)
+            g = np.asarray(s.gyro, dtype=float)
+            a = np.asarray(s.accel, dtype=float)
+            msg = Imu(
+                header=Header(stamp=Time(sec=sec, nanosec=nsec), frame_id=frame_id),
+                orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+                orientation_covariance=unknown.copy(),
+                angular_velocity=Vector3(x=float(g[0]), y=float(g[1]), z=float(g[2])),
+                angular_velocity_covariance=(
+                    unknown.copy() if s.gyro_cov is None else np.asarray(s.gyro_cov, dtype=float).reshape(9)
+                ),
+                linear_acceleration=Vector3(x=float(a[0]), y=float(a[1]), z=float(a[2])),
+                linear_acceleration_covariance=(
+                    unknown.copy() if s.accel_cov is None else np.asarray(s.accel_cov, dtype=float).reshape(9)
+                ),
+            )
+            writer.write(conn, int(s.stamp_ns), store.serialize_cdr(msg, IMU_TYPE))
+            count += 1
+    return count

@@ -1,0 +1,122 @@
+"""Configuration of the IMU door-angle estimator (all SI units: rad, rad/s, m/s^2, s)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from async_naf.common.checks import numbers
+
+
+@dataclass
+class DoorAngleConfig:
+    """Parameters of :class:`~async_naf.sensing.door_angle.DoorAngleEstimator`.
+
+    Frames: vectors are in the IMU's sensor frame. Angles are the door's hinge angle, positive opening,
+    ``closed_angle_rad`` when closed. Thresholds that depend on sensor noise are the floor values; when
+    the IMU message carries covariances the detector raises them to match the reported noise.
+
+    Attributes:
+        closed_angle_rad: Hinge angle of the closed door (rad); the estimator starts here and snaps to it at
+            rest.
+        stop_angle_rad: Door stop (rad): the estimate never exceeds it (a physical bound).
+        closed_snap_rad: At rest within this distance of ``closed_angle_rad`` (rad) the door is taken as
+            closed.
+        hinge_axis: Known hinge axis in the sensor frame (unit vector; a right-hand rotation about it opens
+            the door). ``None`` (default): identified from gravity at rest, the dominant rotation axis
+            during swings and the direction of the first swing away from the closed rest.
+        estimate_bias: Re-estimate the gyro bias whenever the door is at rest (disable only to study drift).
+        initial_bias: Gyro bias known at start (rad/s, sensor frame); ``None``: zero with
+            ``initial_bias_std``.
+        initial_bias_std: Standard deviation of the initial bias, per axis (rad/s).
+        bias_walk_std: Bias random walk (rad/s/sqrt(s)); sets how fast the bias estimate follows at rest.
+        bias_drift_max: Largest plausible bias drift rate (rad/s^2, warm-up); widens the rest test the
+            longer the bias has not been re-estimated, so a drifted bias cannot lock the detector out of
+            rest.
+        gyro_noise_std: Gyro white noise per sample and axis (rad/s) when the message has no covariance.
+        accel_noise_std: Accelerometer white noise per sample and axis (m/s^2) when the message has no
+            covariance.
+        rest_window_s: Short window (s) over which gyro and accelerometer variance must be low.
+        rest_mean_window_s: Long window (s) over which the mean rate relative to the bias estimate must be
+            ~0; this is what tells a slow, steady swing from rest.
+        rest_gyro_max: Every bias-corrected gyro magnitude in the long window below this (rad/s); raised to
+            3.5 x the reported noise (norm of 3 axes) when that is larger.
+        rest_gyro_var_max: Gyro variance (sum over axes) in the short window below this ((rad/s)^2).
+        rest_accel_var_max: Accelerometer variance (sum over axes) in the short window below this
+            ((m/s^2)^2).
+        rest_mean_rate_max: Mean bias-corrected rate over the long window below this (rad/s).
+        use_mean_rate_test: Apply the long-window mean-rate test (disable only to study slow swings taken
+            for rest).
+        rest_guard_s: Samples join the bias estimate only after this long (s) at rest, so the onset of a
+            motion never leaks into the bias and the mean-rate test compares the latest samples with a bias
+            estimated without them; at the end of a rest they are integrated instead. Before the first
+            bias estimate ``rest_window_s`` is used, so that a brief first rest already calibrates.
+        axis_rate_min: Bias-corrected rates above this (rad/s) feed the rotation-axis identification.
+        axis_min_energy: Integrated squared rate (rad^2/s) needed before the swing axis replaces the gravity
+            axis.
+        sign_threshold_rad: First excursion from the start (rad) that fixes the opening sign when the axis
+            is identified.
+        closed_variance: Angle variance after a snap to closed or ``zero()`` (rad^2).
+        max_gap_s: A time step longer than this (s) is a gap: counted, rest windows restarted, variance
+            inflated.
+        gap_rate_std: Assumed rate uncertainty across a gap (rad/s), for the variance inflation.
+    """
+
+    # --- geometry ---------------------------------------------------------------------------------------
+    closed_angle_rad: float = 0.0
+    stop_angle_rad: float = math.radians(110.0)
+    closed_snap_rad: float = math.radians(3.0)
+    hinge_axis: tuple[float, float, float] | None = None
+
+    # --- gyro bias ----------------------------------------------------------------------------------------
+    estimate_bias: bool = True
+    initial_bias: tuple[float, float, float] | None = None
+    initial_bias_std: float = 0.1
+    bias_walk_std: float = 1.2e-4
+    bias_drift_max: float = 2.0e-4
+    gyro_noise_std: float = 1.5e-3
+    accel_noise_std: float = 0.04
+
+    # --- rest detection -----------------------------------------------------------------------------------
+    rest_window_s: float = 0.25
+    rest_mean_window_s: float = 1.0
+    rest_gyro_max: float = 0.005
+    rest_gyro_var_max: float = 5.0e-6
+    rest_accel_var_max: float = 0.01
+    rest_mean_rate_max: float = 1.5e-3
+    use_mean_rate_test: bool = True
+    rest_guard_s: float = 1.0
+
+    # --- axis identification -------------------------------------------------------------------------------
+    axis_rate_min: float = 0.05
+    axis_min_energy: float = 0.2
+    sign_threshold_rad: float = math.radians(3.0)
+
+    # --- variance and timing --------------------------------------------------------------------------------
+    closed_variance: float = math.radians(0.2) ** 2
+    max_gap_s: float = 0.5
+    gap_rate_std: float = 0.5
+
+    def __post_init__(self) -> None:
+        numbers(self, [f.name for f in dataclasses.fields(self) if f.type in ("float", float)
+                       and f.name not in ("closed_angle_rad", "stop_angle_rad")],
+                0.0, low_open=True, prefix="DoorAngleConfig.")
+        numbers(self, ("closed_angle_rad", "stop_angle_rad"), prefix="DoorAngleConfig.")
+        if self.stop_angle_rad <= self.closed_angle_rad + self.closed_snap_rad:
+            raise ValueError(
+                f"stop_angle_rad ({self.stop_angle_rad}) must exceed closed_angle_rad + closed_snap_rad "
+                f"({self.closed_angle_rad + self.closed_snap_rad})"
+            )
+        if self.rest_mean_window_s < self.rest_window_s:
+            raise ValueError("rest_mean_window_s must be >= rest_window_s")
+        if self.hinge_axis is not None:
+            axis = tuple(float(v) for v in self.hinge_axis)
+            norm = math.sqrt(sum(v * v for v in axis))
+            if len(axis) != 3 or not math.isfinite(norm) or norm < 1e-6:
+                raise ValueError(f"hinge_axis must be a non-zero 3-vector, got {self.hinge_axis!r}")
+            self.hinge_axis = (axis[0] / norm, axis[1] / norm, axis[2] / norm)
+        if self.initial_bias is not None:
+            bias = tuple(float(v) for v in self.initial_bias)
+            if len(bias) != 3 or not all(math.isfinite(v) for v in bias):
+                raise ValueError(f"initial_bias must be a finite 3-vector, got {self.initial_bias!r}")
+            self.initial_bias = bias  # type: ignore[assignment]

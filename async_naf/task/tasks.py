@@ -1,0 +1,328 @@
+"""Tasks: observation, shaped reward, episode length and success criterion (plain code, no simulator).
+
+Shared by the embedded simulation (``async_naf.run.env``), the collector node (real or simulated robot)
+and offline training. Observations hold only what a real robot has: joint angles and velocities, the
+end-effector (hook tip) position from forward kinematics of the URDF, the door angle from the IMU estimator
+(never ground truth) and the goal. Ground truth (:class:`async_naf.sim.DoorState`) feeds rewards and
+success checks only, and is optional: on a real robot ``truth=None`` and the estimate is used instead.
+
+Tasks (Gu, Holly, Lillicrap, Levine, ICRA 2017 style rewards; units m, rad, rad/s):
+
+``reach``       move the hook tip to a random target in a box in front of the robot.
+                obs (23) = q (7) | qdot (7) | ee (3) | target (3) | target - ee (3)
+                reward = -w_dist * |target - ee| - w_action * |a / a_max|^2 + w_success * [success]
+                success: |target - ee| < 0.05 m.  Episode: 50 steps (2.5 s at 20 Hz).
+``door_pull``   latched door that opens toward the robot: hook the lever, turn it past the latch
+                threshold, pull the door open.
+``door_push``   the same door opening away from the robot: turn the lever, push the door open.
+                obs (22) = q (7) | qdot (7) | ee (3) | handle - ee (3) | door angle (1) | door velocity (1)
+                (+ handle angle (1) when ``handle_sensor``), where ``handle`` is the lever's hooking point
+                moved with the *estimated* door angle about the hinge (known door geometry: the goal).
+                reward = -w_dist * |handle(theta) - ee| + w_handle * min(handle_angle / threshold, 1)
+                         + w_door * clip(theta, 0, door_reward_cap) - w_action * |a / a_max|^2
+                         + w_success * [success]
+                (theta and handle_angle from ground truth when given; without it the handle term is 0)
+                success: door angle >= 0.35 rad.  Episode: 150 steps (7.5 s at 20 Hz).
+
+The door goal vector (6) = hook engagement point at rest (3, base frame, m) | hinge axis x, y (2, m) |
+hinge axis sign (1: +1 = opening turns the leaf counter-clockwise seen from above).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+from async_naf.common.checks import integers, numbers
+
+TASK_NAMES: tuple[str, ...] = ("reach", "door_pull", "door_push")
+ACT_DIM = 7
+
+# door handle and hook geometry (must match urdf/door.xacro and urdf/arm.xacro)
+LEVER_STANDOFF = 0.06  # lever axis in front of the leaf's robot-facing surface, m
+HANDLE_EDGE_OFFSET = 0.07  # handle pivot from the leaf's free edge, m
+GRIP_DISTANCE = 0.08  # hooking point along the lever from the pivot, m
+LEVER_RADIUS = 0.01
+HOOK_ROD_RADIUS = 0.01
+# hook tip (inner corner of the hook) when engaged: finger hanging in the gap between lever and leaf,
+# rod resting on the lever
+HOOK_ENGAGE_OFFSET = np.array([0.035, 0.0, LEVER_RADIUS + HOOK_ROD_RADIUS])
+# door tasks start with the hook tip this far above the engaged position (finger tip 1 cm above the lever)
+DOOR_START_LIFT = 0.06
+# hook orientation at the door start: rod (tool z) pointing at the door (+x), finger (tool x) pointing down
+DOOR_START_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+
+REACH_START_POSE = (0.0, 0.2, 0.0, -1.55, 0.0, 1.1, 0.0)  # rad: hook tip at about (0.55, 0, 0.45) m, pointing down
+IK_SEED_POSE = (0.0, 0.6, 0.0, -1.5, 0.0, -0.5, 0.0)  # rad: elbow up, wrist toward the door
+
+
+class TaskState(NamedTuple):
+    """What a real robot knows at one control step (inputs of observation, reward and success).
+
+    Attributes:
+        joint_pos: (7,) arm joint angles, rad.
+        joint_vel: (7,) arm joint velocities, rad/s.
+        ee_pos: (3,) hook-tip position from forward kinematics, base frame, m.
+        door_angle: estimated door angle (IMU estimator), rad, + = opening; 0 for reach.
+        door_velocity: estimated door angular velocity, rad/s.
+        handle_angle: handle angle from a handle sensor, rad, or None (no sensor: the usual case).
+    """
+
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    ee_pos: np.ndarray
+    door_angle: float = 0.0
+    door_velocity: float = 0.0
+    handle_angle: float | None = None
+
+
+@dataclass
+class TaskConfig:
+    """Task parameters (config/tasks.yaml). Distances m, angles rad, speeds rad/s.
+
+    Attributes:
+        episode_steps: control steps per episode (time limit; not a terminal state).
+        max_joint_speed: action bound: each joint velocity command is in [-this, this], rad/s.
+        success_distance: reach: success when the hook tip is within this of the target, m.
+        success_angle: doors: success when the door is open at least this much, rad.
+        w_dist: weight of the distance term, 1/m.
+        w_action: weight of the squared normalised action.
+        w_success: bonus per step while the success criterion holds (reach and doors).
+        w_handle: doors: weight of the handle-turn term (ground truth only).
+        w_door: doors: weight of the door-angle term, 1/rad.
+        door_reward_cap: doors: the door-angle term saturates at this angle, rad.
+        latch_threshold: doors: handle angle that unlatches (for the handle term), rad.
+        handle_sensor: doors: the robot has a handle-angle sensor; appends it to the observation.
+        target_low: reach: lower corner of the target box (x, y, z), m.
+        target_high: reach: upper corner of the target box, m.
+        door_goal: doors: the nominal goal vector used where no simulator provides one (a real robot's
+            calibrated door geometry; see module docstring), empty = the default simulated door.
+    """
+
+    episode_steps: int = 150
+    max_joint_speed: float = 0.5
+    success_distance: float = 0.05
+    success_angle: float = 0.35
+    w_dist: float = 1.0
+    w_action: float = 0.01
+    w_success: float = 0.0
+    w_handle: float = 0.25
+    w_door: float = 2.0
+    door_reward_cap: float = 0.6
+    latch_threshold: float = 0.35
+    handle_sensor: bool = False
+    target_low: tuple[float, float, float] = (0.40, -0.30, 0.25)
+    target_high: tuple[float, float, float] = (0.68, 0.30, 0.65)
+    door_goal: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        integers(self, ("episode_steps",), 1, 100_000)
+        numbers(self, ("max_joint_speed", "success_distance", "success_angle", "door_reward_cap", "latch_threshold"),
+                0.0, low_open=True)
+        numbers(self, ("w_dist", "w_action", "w_success", "w_handle", "w_door"), 0.0)
+        self.handle_sensor = bool(self.handle_sensor)
+        lo, hi = tuple(map(float, self.target_low)), tuple(map(float, self.target_high))
+        if len(lo) != 3 or len(hi) != 3 or any(a > b for a, b in zip(lo, hi)):
+            raise ValueError(f"target_low/target_high must be 3 values each with low <= high, got {lo}, {hi}")
+        self.target_low, self.target_high = lo, hi  # type: ignore[assignment]
+        self.door_goal = tuple(float(v) for v in self.door_goal)
+        if len(self.door_goal) not in (0, 6) or not all(math.isfinite(v) for v in self.door_goal):
+            raise ValueError(f"door_goal must be empty or 6 finite numbers, got {self.door_goal!r}")
+
+
+DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
+    "reach": TaskConfig(episode_steps=50, max_joint_speed=0.6, w_success=0.1),
+    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
+    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
+}
+
+
+# ------------------------------------------------------------------------------------- door geometry
+def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
+    """Door goal vector (6,) from a door description (an object with ``front_x, handle_y, handle_height,
+    width, thickness`` in m, e.g. :class:`async_naf.sim.config.DoorConfig`).
+
+    Layout: hook engagement point at rest (x, y, z) | hinge axis (x, y) | hinge axis sign (+1/-1).
+    """
+    if opening not in ("pull", "push"):
+        raise ValueError(f"opening must be 'pull' or 'push', got {opening!r}")
+    s = 1.0 if hinge_left else -1.0
+    lever_x = door.front_x - LEVER_STANDOFF
+    grip = np.array([lever_x, door.handle_y + s * GRIP_DISTANCE, door.handle_height])
+    engage = grip + HOOK_ENGAGE_OFFSET
+    hinge_x = door.front_x + door.thickness / 2.0
+    hinge_y = door.handle_y + s * (door.width - HANDLE_EDGE_OFFSET)
+    axis_sign = -s if opening == "pull" else s
+    return np.array([engage[0], engage[1], engage[2], hinge_x, hinge_y, axis_sign])
+
+
+class _NominalDoor(NamedTuple):
+    front_x: float = 0.88
+    handle_y: float = -0.02
+    handle_height: float = 0.55
+    width: float = 0.75
+    thickness: float = 0.04
+
+
+def handle_point(goal: np.ndarray, door_angle: float) -> np.ndarray:
+    """The hook engagement point (3,) with the door open by ``door_angle`` rad (rotated about the hinge)."""
+    engage = goal[:3]
+    hx, hy, sign = goal[3], goal[4], goal[5]
+    c, s = math.cos(sign * door_angle), math.sin(sign * door_angle)
+    rx, ry = engage[0] - hx, engage[1] - hy
+    return np.array([hx + c * rx - s * ry, hy + s * rx + c * ry, engage[2]])
+
+
+def start_pose_target(task: str, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Hook-tip start pose (position m, rotation 3x3) for a door task, or None for a joint-space start."""
+    if task == "reach":
+        return None
+    pos = np.asarray(goal[:3], dtype=float) + np.array([0.0, 0.0, DOOR_START_LIFT])
+    return pos, DOOR_START_ROTATION.copy()
+
+
+# ------------------------------------------------------------------------------------------- tasks
+class Task:
+    """One task: observation, reward, success, episode length (see module docstring).
+
+    Attributes:
+        name: task name.
+        config: its :class:`TaskConfig`.
+        obs_dim, act_dim, goal_dim, episode_steps: sizes.
+        action_low, action_high: (7,) joint-velocity command bounds, rad/s.
+        obs_layout: ``{field: slice}`` of the observation vector.
+    """
+
+    def __init__(self, name: str, config: TaskConfig | None = None) -> None:
+        if name not in TASK_NAMES:
+            raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
+        self.name = name
+        self.config = config if config is not None else replace(DEFAULT_TASK_CONFIGS[name])
+        self.is_door = name != "reach"
+        self.act_dim = ACT_DIM
+        self.episode_steps = self.config.episode_steps
+        self.action_high = np.full(ACT_DIM, self.config.max_joint_speed, dtype=np.float32)
+        self.action_low = -self.action_high
+        layout: list[tuple[str, int]] = [("joint_pos", 7), ("joint_vel", 7), ("ee_pos", 3)]
+        if self.is_door:
+            layout += [("handle_rel", 3), ("door_angle", 1), ("door_velocity", 1)]
+            if self.config.handle_sensor:
+                layout.append(("handle_angle", 1))
+            self.goal_dim = 6
+        else:
+            layout += [("target", 3), ("target_rel", 3)]
+            self.goal_dim = 3
+        self.obs_layout: dict[str, slice] = {}
+        i = 0
+        for key, n in layout:
+            self.obs_layout[key] = slice(i, i + n)
+            i += n
+        self.obs_dim = i
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, obs_dim={self.obs_dim}, episode_steps={self.episode_steps})"
+
+    # -------------------------------------------------------------------------------------- goal
+    def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
+        """reach: a target (3,) m uniformly in the target box. doors: the nominal door goal (6,) (the
+        configured ``door_goal`` or the default simulated door; a simulator passes its own instead)."""
+        if not self.is_door:
+            return rng.uniform(self.config.target_low, self.config.target_high)
+        if self.config.door_goal:
+            return np.array(self.config.door_goal, dtype=float)
+        opening = "push" if self.name == "door_push" else "pull"
+        return door_goal(_NominalDoor(), hinge_left=opening == "push", opening=opening)
+
+    def _check(self, state: TaskState, goal: np.ndarray) -> None:
+        if np.shape(goal) != (self.goal_dim,):
+            raise ValueError(f"{self.name}: goal must have shape ({self.goal_dim},), got {np.shape(goal)}")
+        if np.shape(state.joint_pos) != (7,) or np.shape(state.joint_vel) != (7,) or np.shape(state.ee_pos) != (3,):
+            raise ValueError("TaskState needs joint_pos (7,), joint_vel (7,), ee_pos (3,)")
+
+    # ------------------------------------------------------------------------------- observation
+    def observation(self, state: TaskState, goal: np.ndarray) -> np.ndarray:
+        """The policy's input (obs_dim,) float32; layout in ``obs_layout``."""
+        self._check(state, goal)
+        parts = [np.asarray(state.joint_pos, float), np.asarray(state.joint_vel, float),
+                 np.asarray(state.ee_pos, float)]
+        if self.is_door:
+            handle = handle_point(goal, state.door_angle)
+            parts += [handle - state.ee_pos, [state.door_angle, state.door_velocity]]
+            if self.config.handle_sensor:
+                parts.append([0.0 if state.handle_angle is None else state.handle_angle])
+        else:
+            parts += [goal, goal - state.ee_pos]
+        return np.concatenate(parts).astype(np.float32)
+
+    # ------------------------------------------------------------------------------------ reward
+    def _door_angle(self, state: TaskState, truth: Any) -> float:
+        return float(truth.hinge_angle) if truth is not None else float(state.door_angle)
+
+    def distance(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> float:
+        """Hook tip to target (reach) or to the (moving) hook engagement point (doors), m."""
+        if not self.is_door:
+            return float(np.linalg.norm(np.asarray(goal) - state.ee_pos))
+        return float(np.linalg.norm(handle_point(goal, self._door_angle(state, truth)) - state.ee_pos))
+
+    def reward(self, state: TaskState, action: np.ndarray, goal: np.ndarray, truth: Any = None) -> float:
+        """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state``.
+
+        ``truth``: ground-truth DoorState (simulation) or None (real robot: estimated door angle, no
+        handle term).
+        """
+        self._check(state, goal)
+        c = self.config
+        a = np.asarray(action, dtype=float) / c.max_joint_speed
+        r = -c.w_dist * self.distance(state, goal, truth) - c.w_action * float(a @ a)
+        if not self.is_door:
+            return r + (c.w_success if self.success(state, goal, truth) else 0.0)
+        theta = self._door_angle(state, truth)
+        if truth is not None:
+            r += c.w_handle * min(max(truth.handle_angle, 0.0) / c.latch_threshold, 1.0)
+        r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
+        if theta >= c.success_angle:
+            r += c.w_success
+        return float(r)
+
+    def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
+        """reach: within success_distance of the target; doors: door open >= success_angle rad."""
+        if not self.is_door:
+            return self.distance(state, goal) < self.config.success_distance
+        return self._door_angle(state, truth) >= self.config.success_angle
+
+
+def make_task(name: str, config: TaskConfig | None = None) -> Task:
+    """Build a task by name ('reach', 'door_pull', 'door_push'); ``config`` overrides the defaults."""
+    return Task(name, config)
+
+
+def load_task_config(name: str, path: str | None = None) -> TaskConfig:
+    """The TaskConfig of ``name`` from a YAML file (default: config/tasks.yaml), over the built-in defaults.
+
+    File layout: ``{task_name: {field: value, ...}, ...}``.
+
+    Raises:
+        ValueError: unknown task, unknown field or invalid value.
+    """
+    import yaml  # noqa: PLC0415
+
+    if name not in TASK_NAMES:
+        raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
+    if path is None:
+        from async_naf.common.resources import data_path  # noqa: PLC0415
+
+        path = str(data_path("config", "tasks.yaml"))
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    values = data.get(name, {}) or {}
+    base = DEFAULT_TASK_CONFIGS[name]
+    known = set(TaskConfig.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown field(s) for task {name!r} in {path}: {sorted(unknown)}")
+    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+__all__ = ["TASK_NAMES", "Task", "TaskConfig", "TaskState", "make_task", "load_task_config", "door_goal",
+           "handle_point"]

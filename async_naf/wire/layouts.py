@@ -1,0 +1,527 @@
+"""Message array layouts: the ONE place that defines how async_naf data travels in standard ROS messages.
+
+Custom .msg packages cannot be built here, so every stream uses a standard ``std_msgs/*MultiArray`` whose
+``layout.dim`` labels carry the layout's *name and version*; receivers validate everything and raise
+:class:`LayoutError` (a ``ValueError``) on anything unexpected. This module is ROS-free: it works on
+:class:`ArrayMsg`, a plain picture of a MultiArray (dimension labels, sizes, strides, data offset, data as a
+numpy array); ``nodes/_msgs.py`` converts between it and the real message classes.
+
+Layouts (``N`` rows; all counts are integers stored in the array's dtype):
+
+==========================  ===========================  ===========================================
+layout (label prefix)       message                      contents
+==========================  ===========================  ===========================================
+async_naf.transitions.v1    std_msgs/Float32MultiArray   2-D, ``N`` x cols. dim0 label
+                                                         ``async_naf.transitions.v1:rows``, dim1 label
+                                                         ``cols:obs=<obs_dim>,act=<act_dim>``. Columns:
+                                                         obs | action | reward | next_obs | terminal |
+                                                         robot_id | episode | step
+async_naf.weights.v1        std_msgs/UInt8MultiArray     1-D safetensors bytes (policy weights),
+                                                         dim0 label ``async_naf.weights.v1``
+async_naf.episode_stats.v1  std_msgs/Float64MultiArray   1-D: robot, episode, return, length, success,
+                                                         env_steps. dim0 label
+                                                         ``async_naf.episode_stats.v1:robot,episode,...``
+async_naf.policy_step.v1    std_msgs/Float64MultiArray   1-D: what the policy saw and did: stamp_s,
+                                                         episode, step, obs, action, joint_pos(7),
+                                                         joint_vel(7), ee_pos(3), door_angle,
+                                                         door_velocity. dim0 label
+                                                         ``async_naf.policy_step.v1:obs=..,act=..``
+async_naf.goal.v1           std_msgs/Float64MultiArray   1-D: episode, active (0/1), goal (goal_dim).
+                                                         dim0 label ``async_naf.goal.v1:goal=<goal_dim>``
+==========================  ===========================  ===========================================
+
+Units: actions and joint velocities in rad/s, joint positions and door angles in rad (door: + = opening),
+end-effector position in m (arm base frame), stamps in s (the joint state's header stamp).
+"""
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from async_naf.wire.checkpoint import safetensors_header
+from async_naf.wire.batch import Batch
+
+TRANSITIONS = "async_naf.transitions.v1"
+WEIGHTS = "async_naf.weights.v1"
+EPISODE_STATS = "async_naf.episode_stats.v1"
+POLICY_STEP = "async_naf.policy_step.v1"
+GOAL = "async_naf.goal.v1"
+
+N_JOINTS = 7
+EPISODE_STATS_FIELDS = ("robot", "episode", "return", "length", "success", "env_steps")
+MAX_ROWS = 100_000  # a single transitions message larger than this is refused (memory guard)
+MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
+MAX_DIM = 4096  # obs/act/goal dims above this are refused
+_F32_INT_MAX = 2**24  # integers stored exactly in float32
+
+
+class LayoutError(ValueError):
+    """A message does not follow its layout (wrong name/version, dims, sizes, non-finite values, ...)."""
+
+
+@dataclass(frozen=True)
+class ArrayMsg:
+    """ROS-free picture of a ``std_msgs/*MultiArray`` message.
+
+    Attributes:
+        labels: ``layout.dim[i].label``.
+        sizes: ``layout.dim[i].size``.
+        strides: ``layout.dim[i].stride``.
+        data: the ``data`` field as a 1-D numpy array (float32, float64 or uint8 by message type).
+        data_offset: ``layout.data_offset`` (async_naf layouts always use 0).
+    """
+
+    labels: tuple[str, ...]
+    sizes: tuple[int, ...]
+    strides: tuple[int, ...]
+    data: np.ndarray
+    data_offset: int = 0
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _check_dims(msg: ArrayMsg, ndim: int, what: str) -> None:
+    if not isinstance(msg, ArrayMsg):
+        raise LayoutError(f"{what}: expected an ArrayMsg, got {type(msg).__name__}")
+    if not (len(msg.labels) == len(msg.sizes) == len(msg.strides) == ndim):
+        raise LayoutError(f"{what}: expected {ndim} layout dimension(s), got {len(msg.labels)}")
+    if msg.data_offset != 0:
+        raise LayoutError(f"{what}: data_offset must be 0, got {msg.data_offset}")
+    if any(int(v) < 0 for v in tuple(msg.sizes) + tuple(msg.strides)):
+        raise LayoutError(f"{what}: negative size or stride")
+    data = np.asarray(msg.data)
+    if data.ndim != 1:
+        raise LayoutError(f"{what}: data must be a flat array, got shape {data.shape}")
+    expected = 1
+    for size in msg.sizes:
+        expected *= int(size)
+    if data.size != expected:
+        raise LayoutError(f"{what}: data has {data.size} values, layout sizes {tuple(msg.sizes)} say {expected}")
+    # row-major strides: stride[i] = product of sizes[i:]
+    for i in range(ndim):
+        stride = 1
+        for size in msg.sizes[i:]:
+            stride *= int(size)
+        if int(msg.strides[i]) != stride:
+            raise LayoutError(f"{what}: dim {i} stride {msg.strides[i]} != {stride} (row-major)")
+
+
+def _split_label(label: str, name: str, what: str) -> str:
+    """``'<name>:<rest>'`` -> rest; LayoutError for another layout name or version."""
+    prefix, sep, rest = label.partition(":")
+    if prefix != name:
+        base = name.rsplit(".v", 1)[0]
+        if prefix.startswith(base + ".v"):
+            raise LayoutError(f"{what}: unsupported layout version {prefix!r} (this build reads {name!r})")
+        raise LayoutError(f"{what}: layout {prefix!r} is not {name!r}")
+    return rest if sep else ""
+
+
+def _parse_kv(text: str, keys: tuple[str, ...], what: str) -> dict[str, int]:
+    items = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    out: dict[str, int] = {}
+    for key in keys:
+        raw = items.get(key)
+        if raw is None or not re.fullmatch(r"\d{1,6}", raw.strip()):
+            raise LayoutError(f"{what}: label {text!r} lacks a valid '{key}=<int>'")
+        value = int(raw)
+        if not 0 <= value <= MAX_DIM:
+            raise LayoutError(f"{what}: {key}={value} out of range 0..{MAX_DIM}")
+        out[key] = value
+    return out
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    if not np.isfinite(values).all():
+        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise LayoutError(f"{what}: {bad} non-finite value(s) (NaN/Inf)")
+
+
+def _require_int_valued(values: np.ndarray, what: str, lo: float = 0, hi: float = _F32_INT_MAX) -> None:
+    if values.size and (np.any(values != np.round(values)) or values.min() < lo or values.max() > hi):
+        raise LayoutError(f"{what}: must be integers in [{lo}, {hi}]")
+
+
+def _require_binary(values: np.ndarray, what: str) -> None:
+    if values.size and not np.all((values == 0.0) | (values == 1.0)):
+        raise LayoutError(f"{what}: must be 0 or 1")
+
+
+def _expect_dim(value: int, expected: int | None, name: str, what: str) -> None:
+    if expected is not None and value != expected:
+        raise LayoutError(f"{what}: {name}={value}, expected {expected}")
+
+
+# --------------------------------------------------------------------------------------- transitions
+
+
+class TransitionBatch(NamedTuple):
+    """A batch of transitions with their origin (N rows).
+
+    obs (N, obs_dim) float32; action (N, act_dim) float32 rad/s; reward (N,) float32; next_obs (N, obs_dim)
+    float32; terminal (N,) float32 in {0, 1} (1 = true terminal state, no bootstrap; a time-limit cut-off is 0);
+    robot_id, episode, step (N,) int64 (>= 0; step = index of the transition in its episode).
+    """
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminal: np.ndarray
+    robot_id: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+
+    def to_batch(self) -> Batch:
+        """The replay-buffer part (drops robot_id/episode/step)."""
+        return Batch(self.obs, self.action, self.reward, self.next_obs, self.terminal)
+
+    @property
+    def rows(self) -> int:
+        """Number of transitions N."""
+        return int(np.shape(self.reward)[0])
+
+
+def transition_columns(obs_dim: int, act_dim: int) -> int:
+    """Number of float32 columns per transition row."""
+    return 2 * obs_dim + act_dim + 5
+
+
+def encode_transitions(batch: TransitionBatch) -> ArrayMsg:
+    """Pack a TransitionBatch into a Float32MultiArray picture (see module doc).
+
+    Raises:
+        LayoutError: inconsistent shapes or invalid values (the same checks as the decoder).
+    """
+    what = TRANSITIONS
+    obs = np.asarray(batch.obs, dtype=np.float32)
+    if obs.ndim != 2:
+        raise LayoutError(f"{what}: obs must be (N, obs_dim), got shape {obs.shape}")
+    n, obs_dim = obs.shape
+    action = np.asarray(batch.action, dtype=np.float32)
+    if action.ndim != 2 or action.shape[0] != n:
+        raise LayoutError(f"{what}: action must be (N, act_dim) with N={n}, got shape {action.shape}")
+    act_dim = action.shape[1]
+    cols = [obs, action]
+    for name, width in (("reward", 0), ("next_obs", obs_dim), ("terminal", 0), ("robot_id", 0),
+                        ("episode", 0), ("step", 0)):
+        arr = np.asarray(getattr(batch, name), dtype=np.float32)
+        shape = (n, width) if width else (n,)
+        if arr.shape != shape:
+            raise LayoutError(f"{what}: {name} must have shape {shape}, got {arr.shape}")
+        cols.append(arr if width else arr[:, None])
+    table = np.concatenate(cols, axis=1)
+    msg = ArrayMsg(
+        labels=(f"{TRANSITIONS}:rows", f"cols:obs={obs_dim},act={act_dim}"),
+        sizes=(n, table.shape[1]),
+        strides=(table.size, table.shape[1]),
+        data=table.reshape(-1),
+    )
+    decode_transitions(msg)  # the sender refuses what a receiver would refuse
+    return msg
+
+
+def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int | None = None) -> TransitionBatch:
+    """Unpack and validate a transitions message.
+
+    Args:
+        msg: the message picture.
+        obs_dim, act_dim: expected dimensions (None: accept what the label says).
+
+    Raises:
+        LayoutError: wrong layout name/version, dims, sizes, dtype, non-finite values, terminal not in
+            {0, 1}, robot_id/episode/step not non-negative integers, or too many rows.
+    """
+    what = TRANSITIONS
+    _check_dims(msg, 2, what)
+    if _split_label(msg.labels[0], TRANSITIONS, what) != "rows":
+        raise LayoutError(f"{what}: dim0 label must be '{TRANSITIONS}:rows', got {msg.labels[0]!r}")
+    if not msg.labels[1].startswith("cols:"):
+        raise LayoutError(f"{what}: dim1 label must be 'cols:obs=..,act=..', got {msg.labels[1]!r}")
+    dims = _parse_kv(msg.labels[1][len("cols:"):], ("obs", "act"), what)
+    o, a = dims["obs"], dims["act"]
+    if o < 1 or a < 1:
+        raise LayoutError(f"{what}: obs and act dims must be >= 1, got obs={o}, act={a}")
+    _expect_dim(o, obs_dim, "obs", what)
+    _expect_dim(a, act_dim, "act", what)
+    n, cols = int(msg.sizes[0]), int(msg.sizes[1])
+    if cols != transition_columns(o, a):
+        raise LayoutError(f"{what}: {cols} columns, expected {transition_columns(o, a)} for obs={o}, act={a}")
+    if n < 1:
+        raise LayoutError(f"{what}: a transitions message must hold at least one row")
+    if n > MAX_ROWS:
+        raise LayoutError(f"{what}: {n} rows exceed the limit {MAX_ROWS}")
+    data = np.asarray(msg.data)
+    if data.dtype != np.float32:
+        raise LayoutError(f"{what}: data must be float32, got {data.dtype}")
+    _require_finite(data, what)
+    table = data.reshape(n, cols)
+    i = 0
+    obs = table[:, i:i + o]; i += o  # noqa: E702
+    action = table[:, i:i + a]; i += a  # noqa: E702
+    reward = table[:, i]; i += 1  # noqa: E702
+    next_obs = table[:, i:i + o]; i += o  # noqa: E702
+    terminal, robot_id, episode, step = (table[:, i + k] for k in range(4))
+    _require_binary(terminal, f"{what}: terminal")
+    for name, col in (("robot_id", robot_id), ("episode", episode), ("step", step)):
+        _require_int_valued(col, f"{what}: {name}")
+    return TransitionBatch(obs, action, reward, next_obs, terminal, robot_id.astype(np.int64),
+                           episode.astype(np.int64), step.astype(np.int64))
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+_SAFETENSORS_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "F16", "BF16", "U32", "I32", "F32", "U64", "I64", "F64",
+                       "F8_E4M3", "F8_E5M2"}
+
+
+def _check_safetensors(blob: bytes, what: str) -> dict:
+    """Structural check of safetensors bytes: the framing (:func:`async_naf.wire.checkpoint.safetensors_header`),
+    then every tensor's dtype and offsets within the data."""
+    try:
+        header = safetensors_header(blob, what)
+    except ValueError as exc:
+        raise LayoutError(str(exc)) from exc
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    body = len(blob) - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict):
+                raise LayoutError(f"{what}: __metadata__ must be an object")
+            continue
+        try:
+            start, end = (int(x) for x in info["data_offsets"])
+            dtype = info["dtype"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LayoutError(f"{what}: tensor {name!r} has a malformed entry") from exc
+        if dtype not in _SAFETENSORS_DTYPES or not 0 <= start <= end <= body:
+            raise LayoutError(f"{what}: tensor {name!r} has an invalid dtype or data range")
+    return header
+
+
+def encode_weights(blob: bytes) -> ArrayMsg:
+    """Pack safetensors bytes (``agent.policy_weights()``) into a UInt8MultiArray picture.
+
+    Raises:
+        LayoutError: empty, too large or not structurally valid safetensors bytes.
+    """
+    blob = bytes(blob)
+    if len(blob) > MAX_WEIGHTS_BYTES:
+        raise LayoutError(f"{WEIGHTS}: {len(blob)} bytes exceed the limit {MAX_WEIGHTS_BYTES}")
+    _check_safetensors(blob, WEIGHTS)
+    data = np.frombuffer(blob, dtype=np.uint8)
+    return ArrayMsg(labels=(WEIGHTS,), sizes=(data.size,), strides=(data.size,), data=data)
+
+
+def decode_weights(msg: ArrayMsg) -> bytes:
+    """Unpack and validate a weights message; returns the safetensors bytes.
+
+    Structural checks only (layout, sizes, safetensors framing); ``Policy.from_bytes`` checks the content.
+
+    Raises:
+        LayoutError: wrong layout name/version, sizes, dtype, or malformed safetensors framing.
+    """
+    what = WEIGHTS
+    _check_dims(msg, 1, what)
+    if _split_label(msg.labels[0], WEIGHTS, what):
+        raise LayoutError(f"{what}: label must be exactly {WEIGHTS!r}, got {msg.labels[0]!r}")
+    data = np.asarray(msg.data)
+    if data.dtype != np.uint8:
+        raise LayoutError(f"{what}: data must be uint8, got {data.dtype}")
+    if data.size > MAX_WEIGHTS_BYTES:
+        raise LayoutError(f"{what}: {data.size} bytes exceed the limit {MAX_WEIGHTS_BYTES}")
+    blob = data.tobytes()
+    _check_safetensors(blob, what)
+    return blob
+
+
+# ------------------------------------------------------------------------------------- episode stats
+
+
+@dataclass(frozen=True)
+class EpisodeStats:
+    """Statistics of one finished episode.
+
+    Attributes:
+        robot: robot index.
+        episode: episode index of that robot (0-based).
+        episode_return: sum of rewards.
+        length: number of transitions.
+        success: the task succeeded (at the end of the episode).
+        env_steps: transitions that robot has sent so far (including this episode).
+    """
+
+    robot: int
+    episode: int
+    episode_return: float
+    length: int
+    success: bool
+    env_steps: int
+
+
+def encode_episode_stats(stats: EpisodeStats) -> ArrayMsg:
+    """Pack EpisodeStats into a Float64MultiArray picture."""
+    data = np.array([stats.robot, stats.episode, stats.episode_return, stats.length, float(bool(stats.success)),
+                     stats.env_steps], dtype=np.float64)
+    msg = ArrayMsg(labels=(f"{EPISODE_STATS}:{','.join(EPISODE_STATS_FIELDS)}",), sizes=(data.size,),
+                   strides=(data.size,), data=data)
+    decode_episode_stats(msg)
+    return msg
+
+
+def decode_episode_stats(msg: ArrayMsg) -> EpisodeStats:
+    """Unpack and validate an episode-statistics message.
+
+    Raises:
+        LayoutError: wrong layout name/version or field list, sizes, dtype, non-finite values, counts that
+            are not non-negative integers, success not 0/1.
+    """
+    what = EPISODE_STATS
+    _check_dims(msg, 1, what)
+    fields = _split_label(msg.labels[0], EPISODE_STATS, what)
+    if fields != ",".join(EPISODE_STATS_FIELDS):
+        raise LayoutError(f"{what}: fields {fields!r}, expected {','.join(EPISODE_STATS_FIELDS)!r}")
+    data = np.asarray(msg.data)
+    if data.dtype != np.float64:
+        raise LayoutError(f"{what}: data must be float64, got {data.dtype}")
+    if data.size != len(EPISODE_STATS_FIELDS):
+        raise LayoutError(f"{what}: {data.size} values, expected {len(EPISODE_STATS_FIELDS)}")
+    _require_finite(data, what)
+    robot, episode, ret, length, success, env_steps = (float(x) for x in data)
+    _require_int_valued(np.array([robot, episode, length, env_steps]), f"{what}: counts", hi=2**53)
+    _require_binary(np.array([success]), f"{what}: success")
+    return EpisodeStats(int(robot), int(episode), ret, int(length), bool(success), int(env_steps))
+
+
+# --------------------------------------------------------------------------------------- policy step
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    """What the policy saw and did in one control step (policy -> collector).
+
+    Attributes:
+        stamp_s: header stamp of the joint state the action was computed from, s.
+        episode: episode index (from the goal message the policy acted under).
+        step: index of this step within the episode (0 = first action after the reset).
+        obs: observation (obs_dim,) float.
+        action: commanded joint velocities (act_dim,) rad/s, after clamping.
+        joint_pos: (7,) rad.  joint_vel: (7,) rad/s.  ee_pos: (3,) m, arm base frame.
+        door_angle: estimated door angle, rad (+ = opening; 0 for tasks without a door).
+        door_velocity: estimated door angular velocity, rad/s.
+    """
+
+    stamp_s: float
+    episode: int
+    step: int
+    obs: np.ndarray
+    action: np.ndarray
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    ee_pos: np.ndarray
+    door_angle: float = 0.0
+    door_velocity: float = 0.0
+
+
+def policy_step_size(obs_dim: int, act_dim: int) -> int:
+    """Number of float64 values in a policy-step message."""
+    return 3 + obs_dim + act_dim + 2 * N_JOINTS + 3 + 2
+
+
+def encode_policy_step(step: PolicyStep) -> ArrayMsg:
+    """Pack a PolicyStep into a Float64MultiArray picture (not validated: the sender built it from checked
+    parts; the collector's decoder validates)."""
+    obs = np.asarray(step.obs, dtype=np.float64).reshape(-1)
+    action = np.asarray(step.action, dtype=np.float64).reshape(-1)
+    data = np.concatenate((
+        (step.stamp_s, step.episode, step.step), obs, action,
+        np.asarray(step.joint_pos, dtype=np.float64).reshape(-1),
+        np.asarray(step.joint_vel, dtype=np.float64).reshape(-1),
+        np.asarray(step.ee_pos, dtype=np.float64).reshape(-1),
+        (step.door_angle, step.door_velocity),
+    ))
+    return ArrayMsg(labels=(f"{POLICY_STEP}:obs={obs.size},act={action.size}",), sizes=(data.size,),
+                    strides=(data.size,), data=data)
+
+
+def decode_policy_step(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int | None = None) -> PolicyStep:
+    """Unpack and validate a policy-step message.
+
+    Raises:
+        LayoutError: wrong layout name/version, dims, sizes, dtype, non-finite values, negative or
+            non-integer episode/step.
+    """
+    what = POLICY_STEP
+    _check_dims(msg, 1, what)
+    dims = _parse_kv(_split_label(msg.labels[0], POLICY_STEP, what), ("obs", "act"), what)
+    o, a = dims["obs"], dims["act"]
+    _expect_dim(o, obs_dim, "obs", what)
+    _expect_dim(a, act_dim, "act", what)
+    data = np.asarray(msg.data)
+    if data.dtype != np.float64:
+        raise LayoutError(f"{what}: data must be float64, got {data.dtype}")
+    if data.size != policy_step_size(o, a):
+        raise LayoutError(f"{what}: {data.size} values, expected {policy_step_size(o, a)}")
+    _require_finite(data, what)
+    _require_int_valued(data[1:3], f"{what}: episode/step", hi=2**53)
+    i = 3
+    obs = data[i:i + o]; i += o  # noqa: E702
+    action = data[i:i + a]; i += a  # noqa: E702
+    jp = data[i:i + N_JOINTS]; i += N_JOINTS  # noqa: E702
+    jv = data[i:i + N_JOINTS]; i += N_JOINTS  # noqa: E702
+    ee = data[i:i + 3]; i += 3  # noqa: E702
+    return PolicyStep(float(data[0]), int(data[1]), int(data[2]), obs, action, jp, jv, ee,
+                      float(data[i]), float(data[i + 1]))
+
+
+# ---------------------------------------------------------------------------------------------- goal
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The task goal of the current episode (collector -> policy).
+
+    Attributes:
+        episode: episode index.
+        active: the policy should act (False between episodes: the policy holds still).
+        goal: task goal vector (goal_dim,) (reach: target xyz in m, arm base frame; doors: may be empty).
+    """
+
+    episode: int
+    active: bool
+    goal: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def encode_goal(goal: Goal) -> ArrayMsg:
+    """Pack a Goal into a Float64MultiArray picture."""
+    g = np.asarray(goal.goal, dtype=np.float64).reshape(-1)
+    data = np.concatenate(((goal.episode, float(bool(goal.active))), g))
+    msg = ArrayMsg(labels=(f"{GOAL}:goal={g.size}",), sizes=(data.size,), strides=(data.size,), data=data)
+    decode_goal(msg)
+    return msg
+
+
+def decode_goal(msg: ArrayMsg, goal_dim: int | None = None) -> Goal:
+    """Unpack and validate a goal message.
+
+    Raises:
+        LayoutError: wrong layout name/version, sizes, dtype, non-finite values, bad episode/active.
+    """
+    what = GOAL
+    _check_dims(msg, 1, what)
+    g = _parse_kv(_split_label(msg.labels[0], GOAL, what), ("goal",), what)["goal"]
+    _expect_dim(g, goal_dim, "goal", what)
+    data = np.asarray(msg.data)
+    if data.dtype != np.float64:
+        raise LayoutError(f"{what}: data must be float64, got {data.dtype}")
+    if data.size != 2 + g:
+        raise LayoutError(f"{what}: {data.size} values, expected {2 + g}")
+    _require_finite(data, what)
+    _require_int_valued(data[:1], f"{what}: episode", hi=2**53)
+    _require_binary(data[1:2], f"{what}: active")
+    return Goal(int(data[0]), bool(data[1]), data[2:].copy())
