@@ -93,21 +93,21 @@ def test_overrides_precedence_and_scope() -> None:
         "/**/policy": {"noise.scale": 0.2, "exploration_scale": 0.5},
         "/robot_1/policy": {"noise.scale": 0.1},
         "sim": {"start_noise": 0.01},
-        "/trainer": {"lr": 3e-4, "batch_size": 128, "task": "door_push"},
+        "/trainer": {"naf.lr": 3e-4, "naf.batch_size": 128, "task": "door_push"},
     }
     nodes = {n.fqn: n.parameters for n in build_graph(_cfg(task="reach", workers=2, overrides=overrides))}
     assert nodes["/robot_0/policy"]["noise.scale"] == 0.2 and nodes["/robot_1/policy"]["noise.scale"] == 0.1
     assert nodes["/robot_1/policy"]["exploration_scale"] == 0.5
     assert nodes["/robot_0/sim"]["start_noise"] == 0.01
-    assert nodes["/trainer"]["lr"] == 3e-4 and nodes["/trainer"]["batch_size"] == 128
+    assert nodes["/trainer"]["naf.lr"] == 3e-4 and nodes["/trainer"]["naf.batch_size"] == 128
     assert nodes["/trainer"]["task"] == "reach"  # the run's task wins over a stray override
 
 
 def test_bad_overrides_fail_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lrr"):
-        build_graph(_cfg(task="reach", overrides={"/trainer": {"lrr": 0.1}}))
+        build_graph(_cfg(task="reach", overrides={"/trainer": {"naf.lrr": 0.1}}))
     with pytest.raises(ValueError, match="batch_size"):
-        build_graph(_cfg(task="reach", overrides={"/trainer": {"batch_size": "big"}}))
+        build_graph(_cfg(task="reach", overrides={"/trainer": {"naf.batch_size": "big"}}))
     with pytest.raises(ValueError, match="unknown node"):
         build_graph(_cfg(task="reach", overrides={"/**/planner": {"x": 1}}))
     bad = tmp_path / "bad.yaml"

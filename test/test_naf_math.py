@@ -257,7 +257,7 @@ def test_update_rejects_mismatched_batch() -> None:
         {"obs_dim": 3, "act_dim": 2, "action_low": 1.0, "action_high": -1.0},
         {"obs_dim": 3, "act_dim": 2, "action_low": [-1, -1, -1]},
         {"obs_dim": 3, "act_dim": 2, "hidden_sizes": (10, 0)},
-        {"obs_dim": 3, "act_dim": 2, "grad_clip_norm": 0.0},
+        {"obs_dim": 3, "act_dim": 2, "grad_clip_norm": -1.0},  # 0 = no clipping
         {"obs_dim": 3, "act_dim": 2, "activation": "gelu"},
         {"obs_dim": 3, "act_dim": 2, "batch_size": 0},
     ],

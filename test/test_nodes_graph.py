@@ -129,7 +129,7 @@ def test_trainer_exits_zero_at_its_stop_condition(procs, probe, tmp_path) -> Non
 
 def test_bad_parameters_exit_with_status_2(ros_env) -> None:
     for module, args in (("policy_node", ["-p", "trigger:=sometimes"]), ("collector_node", ["-p", "task:=fly"]),
-                         ("trainer_node", ["-p", "gamma:=2.0"])):
+                         ("trainer_node", ["-p", "naf.gamma:=2.0"])):
         out = subprocess.run([sys.executable, "-m", f"async_naf.nodes.{module}", "--ros-args", *args],
                              env=ros_env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, (module, out.stderr[-2000:])

@@ -287,7 +287,7 @@ def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     trainer = Trainer(cfg)
     board = _RecordingBoard()
-    trainer._tb = board
+    trainer.metrics._tb = board
     trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
     assert trainer.episodes == 1
     assert len(_metric_rows(cfg)) == 1 and board.calls == []  # nothing written in the caller's thread
@@ -311,7 +311,7 @@ def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
     assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["2", "5", "1.5", "1"]]
     trainer.record_episode(EpisodeStats(2, 6, 1.0, 20, True, 120))
     trainer.close()  # after close: dropped and counted, not written
-    assert trainer.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2
+    assert trainer.metrics.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2
 
 
 def test_stop_after_update_thread_failure_does_not_raise(tmp_path: Path) -> None:
@@ -333,4 +333,4 @@ def test_stop_after_update_thread_failure_does_not_raise(tmp_path: Path) -> None
     trainer.stop(final_checkpoint=True)
     assert "FloatingPointError" in trainer.failure and not trainer.finished
     assert not (Path(cfg.run_dir) / "checkpoints" / "final.safetensors").exists()
-    assert trainer._metrics_file is None and len(_metric_rows(cfg)) == 2  # closed, queued row written
+    assert trainer.metrics.closed and len(_metric_rows(cfg)) == 2  # closed, queued row written

@@ -10,11 +10,11 @@ from its subscriptions; everything else happens here, in the update thread, neve
     trainer.wait_finished(timeout)       # stop condition reached -> final checkpoint written
     trainer.stop()                       # (also on Ctrl-C) final checkpoint, join the thread
 
-Outputs in ``run_dir`` (see the README): ``metrics.csv`` (one row per finished episode), ``tensorboard/``,
-``checkpoints/`` (``step_<updates>.safetensors`` full agent checkpoints with ``replay_<updates>.npz`` and
-``step_<updates>.json`` counters; ``final.*`` at the end; ``latest.json`` points at the newest) and
-``weights/`` (``latest.safetensors``, rewritten with a weights publication at most once a second and at
-each checkpoint, and ``final.safetensors``: policy weights for ``Policy.from_bytes``).
+The trainer is the scheduler; its other jobs each have a module of their own: the settings and the
+hyper-parameters of the agent (:mod:`async_naf.learning.config`), the run directory's checkpoint layout
+with resume and pruning (:mod:`async_naf.learning.checkpoints`) and the learning curve, metrics.csv and
+TensorBoard (:mod:`async_naf.learning.metrics`). ``weights/latest.safetensors`` is rewritten with a weights
+publication at most once a second and at each checkpoint.
 
 Counters: ``env_steps`` = transitions received (all robots, including resumed runs); ``updates`` = gradient
 updates; ``wall_s`` in metrics = seconds since the first start (resumed runs continue the count). The stop
@@ -22,149 +22,21 @@ condition uses the total ``env_steps`` and this process's own wall time.
 """
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import math
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from async_naf.common.checks import integers, numbers
+from async_naf.learning.checkpoints import CheckpointInfo, CheckpointStore, read_latest_checkpoint
+from async_naf.learning.config import TrainerConfig
+from async_naf.learning.metrics import MetricsLog
 
-ALGORITHMS = ("naf", "linear_naf", "ddpg")
-EXECUTORS = ("events", "single_threaded", "multi_threaded")
-
-
-@dataclass
-class TrainerConfig:
-    """Parameters of the trainer node (one, global: ``/trainer``). Units: seconds, environment steps.
-
-    Attributes:
-        run_dir: output directory: metrics.csv, tensorboard/, checkpoints/, weights/.
-        task: task name; defines obs_dim, act_dim and the action bounds of the agent.
-        seed: seed of the agent's initialisation and of replay sampling.
-        algorithm: ``naf`` (default), ``linear_naf`` or ``ddpg`` (async_naf.learning.agents.make_agent).
-        resume: continue from the newest checkpoint in run_dir (or resume_from) if there is one.
-        resume_from: run directory to resume from instead of run_dir (empty: run_dir).
-        replay_capacity: replay buffer size, transitions.
-        min_buffer_size: transitions in the buffer before the first update.
-        batch_size: transitions per gradient update.
-        updates_per_step: gradient updates per received environment step (all robots together); the
-            update thread never runs ahead of updates_per_step * env_steps.
-        max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
-        hidden_sizes: hidden layer widths of the networks.
-        gamma: discount factor per step.
-        tau: target-network soft-update rate per update.
-        lr: Adam learning rate.
-        grad_clip_norm: gradient-norm clip (0 = none).
-        normalize_obs: normalise observations with running statistics inside the networks.
-        action_limit: action bounds of the agent, +-value per joint in rad/s (7 values); empty = the
-            task's default.
-        weights_every_updates: publish policy weights every this many updates (and at episode ends).
-        checkpoint_every_s: write a checkpoint this often, s (0 = only on request and at the end).
-        save_buffer: include the replay buffer in checkpoints.
-        max_env_steps: stop after this many received transitions, all robots (0 = no limit).
-        max_wall_s: stop after this many seconds since start (0 = no limit), s.
-        keep_checkpoints: periodic checkpoints kept on disk (older ones are deleted; final is always kept).
-        tensorboard: write TensorBoard events to run_dir/tensorboard.
-        log_every_updates: write training metrics (loss, q) to TensorBoard every this many updates.
-        num_threads: torch CPU threads for the updates.
-        executor: how the node spins its subscriptions and services: ``events`` (rclpy's EventsExecutor,
-            C++ event queue, about 3x the message throughput; marked experimental in Jazzy),
-            ``single_threaded`` or ``multi_threaded`` (a ~/save_checkpoint call does not pause the
-            subscriptions).
-    """
-
-    run_dir: str = "runs/default"
-    task: str = "reach"
-    seed: int = 0
-    algorithm: str = "naf"
-    resume: bool = False
-    resume_from: str = ""
-    replay_capacity: int = 1_000_000
-    min_buffer_size: int = 1_000
-    batch_size: int = 64
-    updates_per_step: float = 1.0
-    max_updates_per_s: float = 0.0
-    hidden_sizes: tuple[int, ...] = (100, 100)
-    gamma: float = 0.98
-    tau: float = 0.005
-    lr: float = 1e-3
-    grad_clip_norm: float = 0.0
-    normalize_obs: bool = True
-    action_limit: tuple[float, ...] = ()
-    weights_every_updates: int = 100
-    checkpoint_every_s: float = 300.0
-    save_buffer: bool = True
-    max_env_steps: int = 0
-    max_wall_s: float = 0.0
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
-    log_every_updates: int = 100
-    num_threads: int = 1
-    executor: str = "events"
-
-    def __post_init__(self) -> None:
-        if not str(self.run_dir):
-            raise ValueError("run_dir must not be empty")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        integers(self, ("replay_capacity", "batch_size", "weights_every_updates", "log_every_updates",
-                        "keep_checkpoints", "num_threads"), 1)
-        integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
-        numbers(self, ("updates_per_step", "max_updates_per_s", "grad_clip_norm", "checkpoint_every_s",
-                       "max_wall_s"), 0.0)
-        numbers(self, ("gamma", "tau"), 0.0, 1.0, low_open=True)
-        numbers(self, ("lr",), 0.0, low_open=True)
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}")
-        limits = tuple(float(v) for v in self.action_limit)
-        if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
-            raise ValueError(f"action_limit must be empty or 7 finite values > 0 (rad/s), got {limits}")
-        self.action_limit = limits
-        if self.batch_size > self.replay_capacity:
-            raise ValueError("batch_size must not exceed replay_capacity")
-        try:
-            from async_naf.task.tasks import TASK_NAMES
-        except ImportError:  # tasks not importable yet: checked when the trainer builds the task
-            return
-        if self.task not in TASK_NAMES:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
-
+__all__ = ["CheckpointInfo", "Trainer", "TrainerConfig", "read_latest_checkpoint"]
 
 LOG = logging.getLogger(__name__)
-METRICS_HEADER = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
-CHECKPOINTS = "checkpoints"
-WEIGHTS_DIR = "weights"
 WEIGHTS_FILE_PERIOD_S = 1.0  # weights/latest.safetensors is rewritten at most this often (with a publish), s
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """Where one checkpoint lies and the counters at that moment.
-
-    Attributes:
-        agent: full agent checkpoint (safetensors).
-        buffer: replay buffer (.npz) or None if not saved.
-        updates, env_steps, episodes: counters.
-        wall_s: seconds since the first start of the run.
-    """
-
-    agent: str
-    buffer: str | None
-    updates: int
-    env_steps: int
-    episodes: int
-    wall_s: float
 
 
 def _task_dims(task_name: str) -> tuple[int, int, Any, Any]:
@@ -172,31 +44,6 @@ def _task_dims(task_name: str) -> tuple[int, int, Any, Any]:
 
     task = make_task(task_name)
     return task.obs_dim, task.act_dim, task.action_low, task.action_high
-
-
-def read_latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointInfo | None:
-    """The newest checkpoint recorded in ``run_dir/checkpoints/latest.json``, or None if there is none.
-
-    Raises:
-        ValueError: latest.json exists but is malformed or points at missing files.
-    """
-    ckpt_dir = Path(run_dir) / CHECKPOINTS
-    pointer = ckpt_dir / "latest.json"
-    if not pointer.exists():
-        return None
-    try:
-        meta = json.loads(pointer.read_text())
-        info = CheckpointInfo(
-            agent=str(ckpt_dir / meta["agent"]),
-            buffer=str(ckpt_dir / meta["buffer"]) if meta.get("buffer") else None,
-            updates=int(meta["updates"]), env_steps=int(meta["env_steps"]), episodes=int(meta["episodes"]),
-            wall_s=float(meta["wall_s"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{pointer}: malformed checkpoint pointer: {exc}") from exc
-    if not Path(info.agent).exists() or (info.buffer and not Path(info.buffer).exists()):
-        raise ValueError(f"{pointer}: points at missing files ({info.agent}, {info.buffer})")
-    return info
 
 
 class Trainer:
@@ -227,7 +74,7 @@ class Trainer:
         import numpy as np
         import torch
 
-        from async_naf.learning.agents import DDPGConfig, load_agent, make_agent
+        from async_naf.learning.agents import load_agent, make_agent
         from async_naf.learning.replay import ReplayBuffer
 
         self.config = config
@@ -243,9 +90,8 @@ class Trainer:
         low = low if action_low is None else action_low
         high = high if action_high is None else action_high
         self.run_dir = Path(config.run_dir)
-        self.ckpt_dir = self.run_dir / CHECKPOINTS
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+        self.store = CheckpointStore(self.run_dir, config.keep_checkpoints)
+        self.ckpt_dir = self.store.ckpt_dir
         self._on_weights = on_weights
         self._on_finished = on_finished
 
@@ -273,17 +119,9 @@ class Trainer:
             LOG.info("resumed from %s: %d updates, %d env steps, buffer %d", resume_info.agent, self.updates,
                      self.env_steps, len(self.buffer))
         else:
-            common = dict(obs_dim=self.obs_dim, act_dim=self.act_dim,
-                          action_low=tuple(float(v) for v in np.broadcast_to(low, (self.act_dim,))),
-                          action_high=tuple(float(v) for v in np.broadcast_to(high, (self.act_dim,))),
-                          hidden_sizes=config.hidden_sizes, gamma=config.gamma, tau=config.tau,
-                          batch_size=config.batch_size,
-                          grad_clip_norm=config.grad_clip_norm or None, normalize_obs=config.normalize_obs,
-                          seed=config.seed)
-            if config.algorithm == "ddpg":  # actor 10x slower than the critic, as in Lillicrap et al.
-                self.agent = make_agent(DDPGConfig(**common, critic_lr=config.lr, actor_lr=config.lr * 0.1))
-            else:
-                self.agent = make_agent(config.algorithm, **common, lr=config.lr)
+            self.agent = make_agent(config.agent_config(
+                self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
+                np.broadcast_to(high, (self.act_dim,))))
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
 
         self._buffer_lock = threading.Lock()
@@ -303,22 +141,7 @@ class Trainer:
         self._t_start = time.monotonic()
         self._last_ckpt = time.monotonic()
         self._last_metrics: dict[str, float] = {}
-        self._ckpt_history: list[str] = []
-        self._metrics_file = None
-        self._metrics_writer: Any = None
-        self._metrics_lock = threading.Lock()
-        # finished episodes waiting to be written: (wall_s, env_steps, updates, EpisodeStats) at receipt
-        self._episode_rows: deque[tuple[float, int, int, Any]] = deque()
-        self.unwritten_episode_rows = 0  # rows that arrived after close(): dropped (logged)
-        self._open_metrics()
-        self._tb: Any = None
-        if config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=None)
-            except ImportError as exc:  # tensorboard missing: metrics.csv still has the curve
-                LOG.warning("TensorBoard disabled: %s", exc)
+        self.metrics = MetricsLog(self.run_dir, config.tensorboard)
 
     # ------------------------------------------------------------------------------ resume
     def _resume_source(self) -> CheckpointInfo | None:
@@ -364,33 +187,9 @@ class Trainer:
         weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
         """
         self.episodes += 1
-        self._episode_rows.append((self.wall_s, self.env_steps, self.updates, stats))
+        self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats)
         with self._wake:
             self._wake.notify()
-
-    def _write_episode_rows(self) -> int:
-        """Write the queued episode rows to metrics.csv (flushed) and TensorBoard; return how many."""
-        n = dropped = 0
-        with self._metrics_lock:  # also keeps rows in order when close() drains from another thread
-            while self._episode_rows:
-                wall, env_steps, updates, stats = self._episode_rows.popleft()
-                n += 1
-                if self._metrics_writer is None:  # closed: nowhere to write
-                    dropped += 1
-                    continue
-                self._metrics_writer.writerow((f"{wall:.3f}", env_steps, updates, stats.robot, stats.episode,
-                                               f"{stats.episode_return:.6g}", int(bool(stats.success))))
-                if self._tb is not None:
-                    self._tb.add_scalar("episode/return", stats.episode_return, env_steps)
-                    self._tb.add_scalar("episode/success", float(bool(stats.success)), env_steps)
-                    self._tb.add_scalar("episode/length", stats.length, env_steps)
-            if n and self._metrics_file is not None:
-                self._metrics_file.flush()
-        if dropped:
-            self.unwritten_episode_rows += dropped
-            LOG.warning("%d episode rows arrived after the metrics were closed and were dropped (%d so far)",
-                        dropped, self.unwritten_episode_rows)
-        return n
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -461,15 +260,7 @@ class Trainer:
 
     def close(self) -> None:
         """Write queued episode rows, then close metrics.csv and TensorBoard."""
-        self._write_episode_rows()
-        with self._metrics_lock:
-            if self._metrics_file is not None:
-                self._metrics_file.close()
-                self._metrics_file = None
-                self._metrics_writer = None
-            if self._tb is not None:
-                self._tb.close()
-                self._tb = None
+        self.metrics.close()
 
     def stats(self) -> dict[str, float]:
         """Counters for diagnostics: env_steps, updates, buffer size, episodes, paused, rejected batches,
@@ -506,7 +297,7 @@ class Trainer:
         self._start_updates = self.updates
         try:
             while not self._stop.is_set():
-                if self._episode_rows and self._write_episode_rows():
+                if self.metrics.queued and self.metrics.write_queued():
                     self._weights_request = True  # episode boundary: publish the weights if they changed
                 reason = self._stop_reason()
                 if reason:
@@ -535,7 +326,7 @@ class Trainer:
 
     def _update_once(self) -> None:
         with self._buffer_lock:
-            batch = self.buffer.sample(self.config.batch_size)
+            batch = self.buffer.sample(self.agent.config.batch_size)
         with self._agent_lock:
             metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
@@ -547,10 +338,7 @@ class Trainer:
             return
         if self.updates % self.config.log_every_updates == 0:
             self._last_metrics = {k: float(v) for k, v in metrics.items()}
-            if self._tb is not None:
-                with self._metrics_lock:
-                    for key, value in self._last_metrics.items():
-                        self._tb.add_scalar(f"train/{key}", value, self.updates)
+            self.metrics.add_training(self._last_metrics, self.updates)
         if self.updates % self.config.weights_every_updates == 0:
             self._publish_weights()
 
@@ -564,9 +352,7 @@ class Trainer:
         self._last_weights_update = self.updates
         now = time.monotonic()
         if now - self._last_weights_file >= WEIGHTS_FILE_PERIOD_S:  # for periodic greedy evaluations
-            from async_naf.wire.checkpoint import write_file
-
-            write_file(self.run_dir / WEIGHTS_DIR / "latest.safetensors", data)
+            self.store.write_weights(data)
             self._last_weights_file = now
         if self._on_weights is not None:
             self._on_weights(data, self.updates)
@@ -586,48 +372,27 @@ class Trainer:
             return self._save_checkpoint(tag)
 
     def _save_checkpoint(self, tag: str | None) -> CheckpointInfo:
-        from async_naf.wire.checkpoint import write_file
-
         with self._agent_lock:
-            stem = tag or f"step_{self.updates:09d}"
-            agent_path = self.ckpt_dir / f"{stem}.safetensors"
-            self.agent.save(agent_path)
+            stem = self.store.stem(self.updates, tag)
+            self.agent.save(self.store.agent_path(stem))
             weights = self.agent.policy_weights()
             updates = self.updates
-        buffer_name = None
         if self.config.save_buffer:
             from async_naf.learning.replay import write_snapshot
 
-            buffer_name = f"replay_{stem.removeprefix('step_')}.npz"
             with self._buffer_lock:  # copy only; the subscriptions' add_transitions wait for the copy, not the disk
                 snapshot = self.buffer.snapshot()
                 env_steps = self.env_steps
-            write_snapshot(self.ckpt_dir / buffer_name, snapshot)
+            write_snapshot(self.store.buffer_path(stem), snapshot)
         else:
             env_steps = self.env_steps
-        info = CheckpointInfo(str(agent_path), str(self.ckpt_dir / buffer_name) if buffer_name else None,
-                              updates, env_steps, self.episodes, self.wall_s)
-        meta = {"agent": agent_path.name, "buffer": buffer_name, "updates": updates, "env_steps": env_steps,
-                "episodes": info.episodes, "wall_s": info.wall_s, "task": self.config.task,
-                "algorithm": self.config.algorithm, "obs_dim": self.obs_dim, "act_dim": self.act_dim}
-        write_file(self.run_dir / WEIGHTS_DIR / "latest.safetensors", weights)
-        if stem == "final":
-            write_file(self.run_dir / WEIGHTS_DIR / "final.safetensors", weights)
-        _write_json(self.ckpt_dir / f"{stem}.json", meta)
-        _write_json(self.ckpt_dir / "latest.json", meta)
+        counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
+                    "task": self.config.task, "algorithm": self.config.algorithm, "obs_dim": self.obs_dim,
+                    "act_dim": self.act_dim}
+        info = self.store.commit(stem, weights, self.config.save_buffer, counters, periodic=tag is None)
         self._last_ckpt = time.monotonic()
-        if tag is None and stem not in self._ckpt_history:  # same update count again: same files
-            self._ckpt_history.append(stem)
-            self._prune()
-        LOG.info("checkpoint %s: %d updates, %d env steps", agent_path, updates, env_steps)
+        LOG.info("checkpoint %s: %d updates, %d env steps", info.agent, updates, env_steps)
         return info
-
-    def _prune(self) -> None:
-        while len(self._ckpt_history) > self.config.keep_checkpoints:
-            old = self._ckpt_history.pop(0)
-            for path in (self.ckpt_dir / f"{old}.safetensors", self.ckpt_dir / f"{old}.json",
-                         self.ckpt_dir / f"replay_{old.removeprefix('step_')}.npz"):
-                path.unlink(missing_ok=True)
 
     def _finish(self, reason: str) -> None:
         if self._finished.is_set():
@@ -638,19 +403,3 @@ class Trainer:
         self._finished.set()
         if self._on_finished is not None:
             self._on_finished(reason)
-
-    # ------------------------------------------------------------------------------ metrics
-    def _open_metrics(self) -> None:
-        path = self.run_dir / "metrics.csv"
-        new = not path.exists() or path.stat().st_size == 0
-        self._metrics_file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._metrics_writer = csv.writer(self._metrics_file)
-        if new:
-            self._metrics_writer.writerow(METRICS_HEADER)
-            self._metrics_file.flush()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from async_naf.wire.checkpoint import write_file
-
-    write_file(path, json.dumps(data, indent=1).encode("utf-8"))

@@ -35,7 +35,8 @@ from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
-from async_naf.learning.trainer import Trainer, TrainerConfig
+from async_naf.learning.config import TrainerConfig
+from async_naf.learning.trainer import Trainer
 
 
 class TrainerNode(Node):

@@ -54,7 +54,7 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node", "async_naf.sensing.door_angle.config:DoorAngleConfig"),
     "policy": ("policy_node", f"{PACKAGE}.nodes.policy_node", "async_naf.acting.config:PolicyNodeConfig"),
     "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node", "async_naf.collecting.collector:CollectorConfig"),
-    "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.trainer:TrainerConfig"),
+    "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
 }
 
 # node parameters declared by a node in addition to its config dataclass's fields: name -> type

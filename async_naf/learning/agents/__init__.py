@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from async_naf.learning.agents.ddpg import DDPGAgent, DDPGConfig
+from async_naf.learning.agents.ddpg import DDPGAgent
 from async_naf.learning.agents.linear_naf import LinearNAFAgent
+from async_naf.learning.agents.naf import NAFAgent, checkpoint_bytes_algorithm
+from async_naf.learning.config import ALGORITHMS, DDPGConfig, NAFConfig, config_from_dict
 from async_naf.wire import checkpoint
-from async_naf.learning.agents.naf import NAFAgent, NAFConfig, checkpoint_bytes_algorithm
 from async_naf.wire.weights import Policy
-
-ALGORITHMS = ("naf", "linear_naf", "ddpg")
 
 Agent = NAFAgent | LinearNAFAgent | DDPGAgent
 
@@ -75,8 +74,6 @@ def config_from_yaml(
     params.update(overrides)
     params.update(obs_dim=obs_dim, act_dim=act_dim)
     cls = DDPGConfig if section == "ddpg" else NAFConfig
-    from async_naf.learning.agents.common import config_from_dict  # noqa: PLC0415
-
     return config_from_dict(cls, params, str(path))
 
 

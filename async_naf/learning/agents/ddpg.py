@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,34 +15,15 @@ from torch import nn
 
 from async_naf.wire import checkpoint
 from async_naf.learning.agents.common import (
-    AgentConfig,
+    CHECKPOINT_KIND,
     batch_tensors,
     bounds_array,
 )
-from async_naf.learning.agents.naf import CHECKPOINT_KIND
+from async_naf.learning.config import DDPGConfig
 from async_naf.wire.weights import policy_bytes
-from async_naf.common.checks import numbers
 from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
-
-
-@dataclass
-class DDPGConfig(AgentConfig):
-    """DDPG settings: those of :class:`~async_naf.learning.agents.common.AgentConfig` (``hidden_sizes`` for both actor
-    and critic), plus:
-
-    Attributes:
-        actor_lr: Adam learning rate of the actor.
-        critic_lr: Adam learning rate of the critic.
-    """
-
-    actor_lr: float = 1e-4
-    critic_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        numbers(self, ("actor_lr", "critic_lr"), 0.0, low_open=True, prefix="DDPGConfig.")
 
 
 def _grad_norm(net: nn.Module, max_norm: float | None) -> float:
@@ -140,7 +120,7 @@ class DDPGAgent:
         critic_loss = torch.mean((q - y) ** 2)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        critic_norm = _grad_norm(self.critic, cfg.grad_clip_norm)
+        critic_norm = _grad_norm(self.critic, cfg.clip_norm)
         actor_norm = math.nan
         actor_loss = torch.tensor(math.nan)
         skipped = not math.isfinite(critic_norm)
@@ -153,7 +133,7 @@ class DDPGAgent:
             actor_loss.backward()
             for p in self.critic.parameters():
                 p.requires_grad_(True)
-            actor_norm = _grad_norm(self.actor, cfg.grad_clip_norm)
+            actor_norm = _grad_norm(self.actor, cfg.clip_norm)
             skipped = not math.isfinite(actor_norm)
         if skipped:
             self.skipped_updates += 1

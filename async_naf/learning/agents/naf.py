@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,39 +39,17 @@ import torch
 from async_naf.wire import checkpoint
 from async_naf.learning.agents import naf_math
 from async_naf.learning.agents.common import (
-    AgentConfig,
+    CHECKPOINT_KIND,
     FlatAdam,
     batch_tensors,
     bounds_array,
     clip_grad_norm_,
 )
+from async_naf.learning.config import NAFConfig
 from async_naf.wire.weights import policy_bytes
-from async_naf.common.checks import number
 from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
-
-CHECKPOINT_KIND = "agent_checkpoint"
-
-
-@dataclass
-class NAFConfig(AgentConfig):
-    """NAF settings (also used by :class:`~async_naf.learning.agents.linear_naf.LinearNAFAgent`).
-
-    Attributes (besides those of :class:`~async_naf.learning.agents.common.AgentConfig`; there ``head_init_scale``
-    starts P near I):
-        lr: Adam learning rate.
-        fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
-    """
-
-    lr: float = 1e-3
-    fast_update: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.lr = number("NAFConfig.lr", self.lr, 0.0, low_open=True)
-        self.fast_update = bool(self.fast_update)
-
 
 class NAFAgent:
     """NAF agent: ``act``, ``update``, ``policy_weights``, ``save``/``load``.
@@ -262,7 +239,7 @@ class NAFAgent:
         the update in ``skipped_updates``. Returns ``grad_norm`` (before clipping, loss units per parameter
         unit), ``skipped`` (1.0 if this step was skipped, else 0.0) and ``skipped_updates`` (total so far).
         """
-        norm = float(clip_grad_norm_(self.grad, self.config.grad_clip_norm))
+        norm = float(clip_grad_norm_(self.grad, self.config.clip_norm))
         skipped = not math.isfinite(norm)
         if skipped:
             self.skipped_updates += 1

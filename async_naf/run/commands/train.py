@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="parameter overrides per node, ROS params-file format (default: config/train.yaml)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                        help="override one parameter, e.g. --set trainer.lr=3e-4 --set policy.noise.scale=0.2 "
+                        help="override one parameter, e.g. --set trainer.naf.lr=3e-4 --set policy.noise.scale=0.2 "
                              "(YAML value; repeatable; wins over --config)")
     parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
                         help="the trainer writes a checkpoint every S seconds and each is evaluated greedily "

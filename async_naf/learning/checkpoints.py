@@ -1,0 +1,135 @@
+"""The run directory's checkpoint layout (ROS-free): where the trainer's checkpoints and weights files go.
+
+::
+
+    run_dir/checkpoints/step_<updates:09d>.safetensors   full agent checkpoint (periodic; keep_checkpoints kept)
+    run_dir/checkpoints/step_<updates:09d>.json          counters and what the run was (task, algorithm, dims)
+    run_dir/checkpoints/replay_<updates:09d>.npz         the replay buffer (when save_buffer)
+    run_dir/checkpoints/final.*                          the same at the end of the run (always kept)
+    run_dir/checkpoints/latest.json                      points at the newest of them
+    run_dir/weights/latest.safetensors                   policy weights (Policy.from_bytes), rewritten often
+    run_dir/weights/final.safetensors                    policy weights at the end
+
+Every file is written atomically (:func:`async_naf.wire.checkpoint.write_file`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from async_naf.wire.checkpoint import write_file
+
+CHECKPOINTS = "checkpoints"
+WEIGHTS_DIR = "weights"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where one checkpoint lies and the counters at that moment.
+
+    Attributes:
+        agent: full agent checkpoint (safetensors).
+        buffer: replay buffer (.npz) or None if not saved.
+        updates, env_steps, episodes: counters.
+        wall_s: seconds since the first start of the run.
+    """
+
+    agent: str
+    buffer: str | None
+    updates: int
+    env_steps: int
+    episodes: int
+    wall_s: float
+
+
+def read_latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointInfo | None:
+    """The newest checkpoint recorded in ``run_dir/checkpoints/latest.json``, or None if there is none.
+
+    Raises:
+        ValueError: latest.json exists but is malformed or points at missing files.
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINTS
+    pointer = ckpt_dir / "latest.json"
+    if not pointer.exists():
+        return None
+    try:
+        meta = json.loads(pointer.read_text())
+        info = CheckpointInfo(
+            agent=str(ckpt_dir / meta["agent"]),
+            buffer=str(ckpt_dir / meta["buffer"]) if meta.get("buffer") else None,
+            updates=int(meta["updates"]), env_steps=int(meta["env_steps"]), episodes=int(meta["episodes"]),
+            wall_s=float(meta["wall_s"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{pointer}: malformed checkpoint pointer: {exc}") from exc
+    if not Path(info.agent).exists() or (info.buffer and not Path(info.buffer).exists()):
+        raise ValueError(f"{pointer}: points at missing files ({info.agent}, {info.buffer})")
+    return info
+
+
+class CheckpointStore:
+    """Names, writes and prunes the files of the layout above.
+
+    Args:
+        run_dir: the run directory (created with its subdirectories).
+        keep: periodic checkpoints kept on disk; older ones are deleted (``final`` is never deleted).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / CHECKPOINTS
+        self.weights_dir = self.run_dir / WEIGHTS_DIR
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self._periodic: list[str] = []
+
+    @staticmethod
+    def stem(updates: int, tag: str | None = None) -> str:
+        """``tag`` or, for a periodic checkpoint, ``step_<updates:09d>``."""
+        return tag or f"step_{updates:09d}"
+
+    def agent_path(self, stem: str) -> Path:
+        return self.ckpt_dir / f"{stem}.safetensors"
+
+    def buffer_path(self, stem: str) -> Path:
+        return self.ckpt_dir / f"replay_{stem.removeprefix('step_')}.npz"
+
+    def write_weights(self, data: bytes, name: str = "latest") -> None:
+        """Policy weights to ``weights/<name>.safetensors``."""
+        write_file(self.weights_dir / f"{name}.safetensors", data)
+
+    def commit(self, stem: str, weights: bytes, buffer_saved: bool, counters: dict[str, Any],
+               periodic: bool) -> CheckpointInfo:
+        """Finish a checkpoint whose agent file (and buffer, when ``buffer_saved``) is written: the weights
+        files, ``<stem>.json`` and ``latest.json``; then prune the periodic ones beyond ``keep``.
+
+        ``counters`` holds ``updates``, ``env_steps``, ``episodes``, ``wall_s`` and anything else worth
+        recording (task, algorithm, dims).
+        """
+        buffer_name = self.buffer_path(stem).name if buffer_saved else None
+        meta = {"agent": self.agent_path(stem).name, "buffer": buffer_name, **counters}
+        self.write_weights(weights)
+        if stem == "final":
+            self.write_weights(weights, "final")
+        _write_json(self.ckpt_dir / f"{stem}.json", meta)
+        _write_json(self.ckpt_dir / "latest.json", meta)
+        if periodic and stem not in self._periodic:  # same update count again: same files
+            self._periodic.append(stem)
+            self._prune()
+        return CheckpointInfo(str(self.agent_path(stem)), str(self.buffer_path(stem)) if buffer_saved else None,
+                              int(counters["updates"]), int(counters["env_steps"]), int(counters["episodes"]),
+                              float(counters["wall_s"]))
+
+    def _prune(self) -> None:
+        while len(self._periodic) > self.keep:
+            old = self._periodic.pop(0)
+            for path in (self.agent_path(old), self.ckpt_dir / f"{old}.json", self.buffer_path(old)):
+                path.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    write_file(path, json.dumps(data, indent=1).encode("utf-8"))

@@ -1,0 +1,333 @@
+"""The one home of the learning stage's settings: agent hyper-parameters and the trainer (torch-free).
+
+Every hyper-parameter is declared once, here, with its default, unit and validation:
+
+- :class:`AgentParams` (every agent), :class:`NAFParams` (NAF and Linear-NAF: + ``lr``, ``fast_update``) and
+  :class:`DDPGParams` (+ ``actor_lr``, ``critic_lr``): what a user tunes. The trainer node exposes them as
+  nested parameters ``naf.*`` and ``ddpg.*`` (``--set trainer.naf.lr=3e-4``; ``config/train.yaml``).
+- :class:`NAFConfig` / :class:`DDPGConfig`: those plus what the problem decides (``obs_dim``, ``act_dim``,
+  action bounds) and what only in-process use needs (``updates_per_step`` of ``agent.train_steps``, the
+  exploration ``noise`` of ``agent.act(explore=True)``, ``seed``). Built by :meth:`TrainerConfig.agent_config`
+  in the trainer; saved in every agent checkpoint.
+- :class:`TrainerConfig`: the trainer node (buffer, schedule, budgets, checkpoints, metrics) with the two
+  parameter sets above nested in it.
+
+``config/naf.yaml`` mirrors the agent defaults for ``config_from_yaml`` and a test keeps the two equal;
+``docs/parameters.md`` is generated from these dataclasses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from async_naf.common.checks import bounds_array, integers, number, numbers
+from async_naf.common.noise import NoiseConfig
+from async_naf.task.tasks import TASK_NAMES
+
+ALGORITHMS = ("naf", "linear_naf", "ddpg")
+EXECUTORS = ("events", "single_threaded", "multi_threaded")
+ACTIVATIONS = ("relu", "tanh")
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def normalize_bound(value: float | Sequence[float]) -> float | tuple[float, ...]:
+    return float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
+
+
+# ------------------------------------------------------------------------------------ hyper-parameters
+@dataclass(kw_only=True)
+class AgentParams:
+    """Hyper-parameters every agent shares.
+
+    Attributes:
+        hidden_sizes: widths of the hidden layers (two layers of 100, as in Gu et al. 2017).
+        activation: hidden activation, ``'relu'`` or ``'tanh'``.
+        gamma: discount factor per environment step, in [0, 1].
+        tau: soft target-network update per gradient step (target += tau * (online - target)), in (0, 1].
+        batch_size: transitions per gradient step.
+        grad_clip_norm: clip the global gradient 2-norm to this value; 0 = no clipping.
+        normalize_obs: normalise observations with running mean/variance (saved with the weights).
+        obs_clip: normalised observations are clipped to [-obs_clip, obs_clip], standard deviations.
+        adam_betas: Adam moment decay rates.
+        adam_eps: Adam denominator epsilon.
+        head_init_scale: output layers start with weights and biases uniform in [-s, s] (NAF: P starts
+            near the identity).
+    """
+
+    hidden_sizes: tuple[int, ...] = (100, 100)
+    activation: str = "relu"
+    gamma: float = 0.98
+    tau: float = 0.005
+    batch_size: int = 64
+    grad_clip_norm: float = 0.0
+    normalize_obs: bool = True
+    obs_clip: float = 10.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    head_init_scale: float = 3e-3
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check and normalise the fields (ValueError); subclasses extend it cooperatively."""
+        owner = type(self).__name__
+        hs = self.hidden_sizes
+        if isinstance(hs, (int, np.integer)):
+            hs = (hs,)
+        self.hidden_sizes = tuple(check_positive_int(owner, "hidden_sizes[i]", h) for h in hs)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"{owner}.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        self.gamma = number(f"{owner}.gamma", self.gamma, 0.0, 1.0)
+        self.tau = number(f"{owner}.tau", self.tau, 0.0, 1.0, low_open=True)
+        self.batch_size = check_positive_int(owner, "batch_size", self.batch_size)
+        # None (checkpoints written before 0 meant "no clipping") reads as 0
+        self.grad_clip_norm = number(f"{owner}.grad_clip_norm", self.grad_clip_norm or 0.0, 0.0)
+        self.obs_clip = number(f"{owner}.obs_clip", self.obs_clip, 0.0, low_open=True)
+        self.normalize_obs = bool(self.normalize_obs)
+        b1, b2 = self.adam_betas
+        self.adam_betas = (number(f"{owner}.adam_betas[0]", b1, 0.0, 1.0, high_open=True),
+                           number(f"{owner}.adam_betas[1]", b2, 0.0, 1.0, high_open=True))
+        self.adam_eps = number(f"{owner}.adam_eps", self.adam_eps, 0.0, 1.0, low_open=True)
+        self.head_init_scale = number(f"{owner}.head_init_scale", self.head_init_scale, 0.0)
+
+    @property
+    def clip_norm(self) -> float | None:
+        """``grad_clip_norm`` for the clipping functions: None when clipping is off."""
+        return self.grad_clip_norm or None
+
+
+@dataclass(kw_only=True)
+class NAFParams(AgentParams):
+    """NAF (and Linear-NAF) hyper-parameters: those of :class:`AgentParams`, plus:
+
+    Attributes:
+        lr: Adam learning rate.
+        fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
+    """
+
+    lr: float = 1e-3
+    fast_update: bool = True
+
+    def _validate(self) -> None:
+        super()._validate()
+        self.lr = number(f"{type(self).__name__}.lr", self.lr, 0.0, low_open=True)
+        self.fast_update = bool(self.fast_update)
+
+
+@dataclass(kw_only=True)
+class DDPGParams(AgentParams):
+    """DDPG hyper-parameters: those of :class:`AgentParams` (``hidden_sizes`` for actor and critic), plus:
+
+    Attributes:
+        actor_lr: Adam learning rate of the actor (10x below the critic's, as in Lillicrap et al. 2016).
+        critic_lr: Adam learning rate of the critic.
+    """
+
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+
+    def _validate(self) -> None:
+        super()._validate()
+        numbers(self, ("actor_lr", "critic_lr"), 0.0, low_open=True, prefix=f"{type(self).__name__}.")
+
+
+# ------------------------------------------------------------------------------------ agent configs
+@dataclass
+class _ProblemFields:
+    """What the problem decides and what in-process use needs (positional: ``NAFConfig(obs_dim, act_dim)``).
+
+    Attributes:
+        obs_dim: observation size.
+        act_dim: action size.
+        action_low, action_high: action bounds, one number for all dimensions or ``act_dim`` numbers, in
+            action units (rad/s for joint velocities).
+        updates_per_step: gradient steps per environment step of ``agent.train_steps`` (in-process training;
+            the trainer node schedules with its own ``updates_per_step``).
+        noise: exploration noise of ``agent.act(obs, explore=True)`` (in-process; policy nodes have their own).
+        seed: seed for weight initialisation and noise.
+    """
+
+    obs_dim: int
+    act_dim: int
+    action_low: float | Sequence[float] = -1.0
+    action_high: float | Sequence[float] = 1.0
+    updates_per_step: int = 1
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    seed: int = 0
+
+
+@dataclass
+class AgentConfig(_ProblemFields, AgentParams):
+    """Base of :class:`NAFConfig` and :class:`DDPGConfig`: hyper-parameters + problem fields."""
+
+    def _validate(self) -> None:
+        super()._validate()
+        owner = type(self).__name__
+        self.obs_dim = check_positive_int(owner, "obs_dim", self.obs_dim)
+        self.act_dim = check_positive_int(owner, "act_dim", self.act_dim)
+        self.action_low = normalize_bound(self.action_low)
+        self.action_high = normalize_bound(self.action_high)
+        bounds_array(owner, self.action_low, self.action_high, self.act_dim)
+        self.updates_per_step = check_positive_int(owner, "updates_per_step", self.updates_per_step)
+        if isinstance(self.noise, dict):
+            self.noise = NoiseConfig(**self.noise)
+        if not isinstance(self.noise, NoiseConfig):
+            raise ValueError(f"{owner}.noise must be a NoiseConfig, got {type(self.noise).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"{owner}.seed must be an integer, got {self.seed!r}")
+        self.seed = int(self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (inverse: ``from_dict``)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return config_from_dict(cls, data, cls.__name__)
+
+
+@dataclass
+class NAFConfig(AgentConfig, NAFParams):
+    """Everything a NAF or Linear-NAF agent needs: :class:`NAFParams` + the problem fields of
+    :class:`_ProblemFields` (``NAFConfig(obs_dim, act_dim, lr=3e-4, ...)``)."""
+
+
+@dataclass
+class DDPGConfig(AgentConfig, DDPGParams):
+    """Everything a DDPG agent needs: :class:`DDPGParams` + the problem fields of :class:`_ProblemFields`."""
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-able dict of a config dataclass (nested NoiseConfig as a dict, tuples as lists)."""
+    return json_ready(dataclasses.asdict(cfg))
+
+
+def json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def config_from_dict(cls: type, data: Any, source: str = "checkpoint") -> Any:
+    """Rebuild a config dataclass from :func:`config_to_dict` output (ValueError if it does not fit)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: config is not a JSON object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{source}: unknown {cls.__name__} fields {sorted(unknown)}")
+    try:  # lists from JSON become tuples in the config's own validation
+        return cls(**data)
+    except TypeError as exc:
+        raise ValueError(f"{source}: bad {cls.__name__}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------ trainer
+@dataclass
+class TrainerConfig:
+    """Parameters of the trainer node (one, global: ``/trainer``). Units: seconds, environment steps.
+
+    Attributes:
+        run_dir: output directory: metrics.csv, tensorboard/, checkpoints/, weights/.
+        task: task name; defines obs_dim, act_dim and the action bounds of the agent.
+        seed: seed of the agent's initialisation and of replay sampling.
+        algorithm: ``naf`` (default), ``linear_naf`` (both take ``naf.*``) or ``ddpg`` (takes ``ddpg.*``).
+        naf: NAF / Linear-NAF hyper-parameters (:class:`NAFParams`).
+        ddpg: DDPG hyper-parameters (:class:`DDPGParams`).
+        resume: continue from the newest checkpoint in run_dir (or resume_from) if there is one.
+        resume_from: run directory to resume from instead of run_dir (empty: run_dir).
+        replay_capacity: replay buffer size, transitions.
+        min_buffer_size: transitions in the buffer before the first update.
+        updates_per_step: gradient updates per received environment step (all robots together); the
+            update thread never runs ahead of updates_per_step * env_steps.
+        max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
+        action_limit: action bounds of the agent, +-value per joint in rad/s (7 values); empty = the
+            task's default.
+        weights_every_updates: publish policy weights every this many updates (and at episode ends).
+        checkpoint_every_s: write a checkpoint this often, s (0 = only on request and at the end).
+        save_buffer: include the replay buffer in checkpoints.
+        max_env_steps: stop after this many received transitions, all robots (0 = no limit).
+        max_wall_s: stop after this many seconds since start (0 = no limit), s.
+        keep_checkpoints: periodic checkpoints kept on disk (older ones are deleted; final is always kept).
+        tensorboard: write TensorBoard events to run_dir/tensorboard.
+        log_every_updates: write training metrics (loss, q) to TensorBoard every this many updates.
+        num_threads: torch CPU threads for the updates.
+        executor: how the node spins its subscriptions and services: ``events`` (rclpy's EventsExecutor,
+            C++ event queue, about 3x the message throughput; marked experimental in Jazzy),
+            ``single_threaded`` or ``multi_threaded`` (a ~/save_checkpoint call does not pause the
+            subscriptions).
+    """
+
+    run_dir: str = "runs/default"
+    task: str = "reach"
+    seed: int = 0
+    algorithm: str = "naf"
+    naf: NAFParams = field(default_factory=NAFParams)
+    ddpg: DDPGParams = field(default_factory=DDPGParams)
+    resume: bool = False
+    resume_from: str = ""
+    replay_capacity: int = 1_000_000
+    min_buffer_size: int = 1_000
+    updates_per_step: float = 1.0
+    max_updates_per_s: float = 0.0
+    action_limit: tuple[float, ...] = ()
+    weights_every_updates: int = 100
+    checkpoint_every_s: float = 300.0
+    save_buffer: bool = True
+    max_env_steps: int = 0
+    max_wall_s: float = 0.0
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    log_every_updates: int = 100
+    num_threads: int = 1
+    executor: str = "events"
+
+    def __post_init__(self) -> None:
+        if not str(self.run_dir):
+            raise ValueError("run_dir must not be empty")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+        if isinstance(self.naf, dict):
+            self.naf = NAFParams(**self.naf)
+        if isinstance(self.ddpg, dict):
+            self.ddpg = DDPGParams(**self.ddpg)
+        integers(self, ("replay_capacity", "weights_every_updates", "log_every_updates", "keep_checkpoints",
+                        "num_threads"), 1)
+        integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
+        numbers(self, ("updates_per_step", "max_updates_per_s", "checkpoint_every_s", "max_wall_s"), 0.0)
+        limits = tuple(float(v) for v in self.action_limit)
+        if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
+            raise ValueError(f"action_limit must be empty or 7 finite values > 0 (rad/s), got {limits}")
+        self.action_limit = limits
+        if self.agent_params.batch_size > self.replay_capacity:
+            raise ValueError("batch_size must not exceed replay_capacity")
+
+    @property
+    def agent_params(self) -> NAFParams | DDPGParams:
+        """The hyper-parameters of the configured algorithm."""
+        return self.ddpg if self.algorithm == "ddpg" else self.naf
+
+    def agent_config(self, obs_dim: int, act_dim: int, action_low: Sequence[float],
+                     action_high: Sequence[float]) -> NAFConfig | DDPGConfig:
+        """The agent's config: this trainer's hyper-parameters for its algorithm, the problem's sizes and
+        bounds (action units), and this trainer's seed."""
+        cls = DDPGConfig if self.algorithm == "ddpg" else NAFConfig
+        return cls(obs_dim, act_dim, tuple(float(v) for v in action_low), tuple(float(v) for v in action_high),
+                   seed=self.seed, **dataclasses.asdict(self.agent_params))
