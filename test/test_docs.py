@@ -79,6 +79,8 @@ def test_every_node_parameter_is_documented() -> None:
             assert f"\n| `{name}` |" in section, f"{role}: {name} missing from docs/parameters.md"
     assert "diagnostics_period_s" in docs.node_only_parameters("trainer")  # the source scan finds them
     assert set(docs.node_only_parameters("door_angle")) == {"diagnostics_period_s", "time_jump_reset_s"}
+    assert {"eval_mode", "exploration_scale", "noise.scale"} <= docs.runtime_parameters("policy")
+    assert docs.runtime_parameters("door_angle") == frozenset()
 
 
 def test_config_files_set_only_parameters_of_their_node() -> None:

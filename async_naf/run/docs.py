@@ -58,21 +58,28 @@ Every node declares one ROS parameter per field of its config dataclass (nested 
 names like `noise.scale`, tuples as arrays, floats accept integers; `ros2 param describe` shows the
 description below). The dataclass validates every value: a bad one makes the node exit with status 2 and a
 message naming the parameter, and `async-naf train` / `train.launch.py` refuse it before any process
-starts. Parameters are read-only unless their description says otherwise.
+starts. Each node's section says which parameters may change at runtime (marked *runtime*).
 
-Where a node's values come from, in order (later wins): the dataclass defaults below, a default the backend
-knows (column *set by the run*, "default"), `config/train.yaml` (or `--config FILE` / `config:=`), `--set
-NODE.PARAM=VALUE`, then what the run itself decides (column *set by the run*: the command line or launch
-arguments on the backends named; a config file cannot change those). Per-robot seeds are
-`seed*1000+1+i` for robot `i`. How to run: [training.md](training.md); topics: [graph.md](graph.md).
+Where a node's values come from (later wins):
+
+1. the dataclass default (column *default*);
+2. a default the backend knows better (column *set by the run*, "mujoco default: ...");
+3. `config/train.yaml` (column *config/train.yaml*; robot 0 shown for per-robot nodes), or the file given
+   with `async-naf train --config FILE` / `train.launch.py config:=FILE`;
+4. `async-naf train --set NODE.PARAM=VALUE`;
+5. what the run decides from its command line or launch arguments (column *set by the run*: "always", or
+   the backends on which it does; a config file cannot change these). Robot `i` gets seed
+   `seed*1000+1+i`.
+
+How to start a run: [training.md](training.md); topics and QoS: [graph.md](graph.md).
 
 `config/sim.yaml` and `config/door_angle.yaml` list the sim's and the estimator's defaults in params-file
 form for `ros2 run ... --params-file` (tests keep them valid and equal to the defaults); the agents'
 Python-API defaults are in `config/naf.yaml` ([naf.md](naf.md)).
 
-Columns: *kind* is the ROS parameter type (`float[]`: double array; "unset": no default, `None` in the
-dataclass); *config/train.yaml* is the value that file sets for this node (robot 0 for per-robot nodes);
-*node only*: declared by the node in addition to its dataclass.
+Columns and marks: *kind* is the ROS parameter type (`float[]`: double array); default "unset": `None`
+in the dataclass, the parameter has no value unless given; *node only*: declared by the node in addition
+to its dataclass; *runtime*: changeable with `ros2 param set` while the node runs.
 """
 
 
@@ -88,6 +95,7 @@ class Row:
         train_yaml: the value ``config/train.yaml`` sets, or ``dataclasses.MISSING``.
         set_by_run: how the run sets it ("" if it does not).
         node_only: declared by the node, not a field of its dataclass.
+        runtime: the node lets it change at runtime.
     """
 
     name: str
@@ -97,6 +105,7 @@ class Row:
     train_yaml: Any = dataclasses.MISSING
     set_by_run: str = ""
     node_only: bool = False
+    runtime: bool = False
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -124,6 +133,24 @@ def node_only_parameters(role: str) -> dict[str, Any]:
             if node.args[0].value not in fields:
                 found[node.args[0].value] = default
     return found
+
+
+def runtime_parameters(role: str) -> frozenset[str] | None:
+    """Names a node lets change at runtime: the ``dynamic=`` argument of its ``declare_from_dataclass`` call
+    (a literal or a module-level constant), read from its source. ``None``: the call has no ``dynamic``
+    (nothing declared read-only, nothing watched)."""
+    path = node_module_path(role)
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    constants = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+                == "declare_from_dataclass"):
+            for kw in node.keywords:
+                if kw.arg == "dynamic":
+                    value = constants.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
+                    return frozenset(ast.literal_eval(value))
+    return None
 
 
 def _namespace(role: str) -> str:
@@ -171,8 +198,9 @@ def node_rows(role: str, train_yaml: Path = TRAIN_YAML) -> list[Row]:
     cls = graph.config_class(role)
     yaml_values = train_yaml_values(role, train_yaml)
     by_run = run_settings(role)
+    runtime = runtime_parameters(role) or frozenset()
     rows = [Row(s.name, s.kind, s.default, s.description, yaml_values.get(s.name, dataclasses.MISSING),
-                by_run.get(s.name, "")) for s in wire_params.param_specs(cls)]
+                by_run.get(s.name, ""), runtime=s.name in runtime) for s in wire_params.param_specs(cls)]
     for name, default in node_only_parameters(role).items():
         if name not in NODE_ONLY_HELP:
             raise ValueError(f"{node_module_path(role).name} declares parameter {name!r}, which is not in "
@@ -237,6 +265,15 @@ def render_node(role: str, train_yaml: Path = TRAIN_YAML) -> str:
     lines = [f"## `{role}`", "",
              f"Node `{where}` (`ros2 run async_naf {executable}`, `python -m {module}`); "
              f"dataclass `{target.replace(':', '.')}`.", ""]
+    runtime = runtime_parameters(role)
+    if runtime is None:
+        lines += ["Read at start: the node declares none of its dataclass's parameters read-only but does not "
+                  "watch them, so a later `ros2 param set` has no effect.", ""]
+    elif not runtime:
+        lines += ["The dataclass's parameters are all read-only.", ""]
+    else:
+        lines += ["Read-only except those marked *runtime* (`ros2 param set`, validated through the dataclass; "
+                  "a bad value is refused with its reason).", ""]
     groups = group_descriptions(cls)
     if groups:
         lines += [f"- `{g}.*`: {_text(d)}" for g, d in groups.items()] + [""]
@@ -244,7 +281,8 @@ def render_node(role: str, train_yaml: Path = TRAIN_YAML) -> str:
               "|---|---|---|---|---|---|"]
     for row in node_rows(role, train_yaml):
         yaml_cell = "" if row.train_yaml is dataclasses.MISSING else _code(row.train_yaml)
-        desc = _text(row.description) + (" *(node only)*" if row.node_only else "")
+        desc = _text(row.description) + (" *(node only)*" if row.node_only else "") + \
+            (" *(runtime)*" if row.runtime else "")
         lines.append(f"| `{row.name}` | {row.kind} | {_code(row.default)} | {yaml_cell} | {row.set_by_run} "
                      f"| {desc} |")
     return "\n".join(lines) + "\n"
