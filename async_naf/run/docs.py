@@ -212,11 +212,8 @@ def node_rows(role: str, train_yaml: Path = TRAIN_YAML) -> list[Row]:
 
 
 def _kind(value: Any) -> str:
-    """Parameter kind of a node-only default, by the dataclass rule (a one-field dataclass of its type)."""
-    tp: Any = type(value)
-    if isinstance(value, (list, tuple)) and value:
-        tp = tuple[type(value[0]), ...]
-    return wire_params.param_specs(dataclasses.make_dataclass("Value", [("value", tp)]))[0].kind
+    """Parameter kind of a node-only default (a scalar), by the dataclass rule (a one-field dataclass of its type)."""
+    return wire_params.param_specs(dataclasses.make_dataclass("Value", [("value", type(value))]))[0].kind
 
 
 def group_descriptions(cls: type) -> dict[str, str]:
@@ -263,17 +260,17 @@ def render_node(role: str, train_yaml: Path = TRAIN_YAML) -> str:
     cls = graph.config_class(role)
     where = "/trainer" if role == "trainer" else f"/robot_<i>/{role}"
     lines = [f"## `{role}`", "",
-             f"Node `{where}` (`ros2 run async_naf {executable}`, `python -m {module}`); "
-             f"dataclass `{target.replace(':', '.')}`.", ""]
+             (f"Node `{where}` (`ros2 run async_naf {executable}`, `python -m {module}`); "
+              f"dataclass `{target.replace(':', '.')}`."), ""]
     runtime = runtime_parameters(role)
     if runtime is None:
-        lines += ["Read at start: the node declares none of its dataclass's parameters read-only but does not "
-                  "watch them, so a later `ros2 param set` has no effect.", ""]
+        lines += [("Read at start: the node declares none of its dataclass's parameters read-only but does not "
+                   "watch them, so a later `ros2 param set` has no effect."), ""]
     elif not runtime:
         lines += ["The dataclass's parameters are all read-only.", ""]
     else:
-        lines += ["Read-only except those marked *runtime* (`ros2 param set`, validated through the dataclass; "
-                  "a bad value is refused with its reason).", ""]
+        lines += [("Read-only except those marked *runtime* (`ros2 param set`, validated through the dataclass; "
+                   "a bad value is refused with its reason)."), ""]
     groups = group_descriptions(cls)
     if groups:
         lines += [f"- `{g}.*`: {_text(d)}" for g, d in groups.items()] + [""]
@@ -308,7 +305,7 @@ def check(path: Path = DOCS_FILE, train_yaml: Path = TRAIN_YAML) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the file is not what the generator writes (write nothing)")
     parser.add_argument("--out", type=Path, default=DOCS_FILE, help=f"output file (default {DOCS_FILE})")
