@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup train test bench lint lock clean help
+.PHONY: setup train test bench docs lint lock clean help
 
 help:
 	@echo "make setup  - create .venv with pinned dependencies (torch==2.13.0 CPU first)"
@@ -46,6 +46,9 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/async-naf bench --json
+
+docs: setup
+	$(PY) -m async_naf.run.docs
 
 lock: setup
 	$(PIP) freeze --exclude-editable | grep -v -E '^(torch|ros-|rclpy==)' > constraints.txt

@@ -4,7 +4,7 @@ The layouts module is ROS-free and works on :class:`async_naf.wire.layouts.Array
 place that touches the message classes. Array data is moved as ``array.array`` (fast path of the generated
 message setters) and read back with ``np.frombuffer`` (no per-element Python work).
 
-QoS per stream (see the README topic table):
+QoS per stream (see the topic table in docs/graph.md):
 
 ==============  ===========================================  ==========================================
 profile         streams                                      settings

@@ -5,7 +5,7 @@ module, name, namespace, parameters, remappings). ``launch/train.launch.py`` tur
 ``launch_ros.actions.Node``; :mod:`async_naf.run.launcher` runs each as ``python -m <module> --ros-args ...``.
 Both therefore start exactly the same nodes with exactly the same parameters.
 
-The graph (relative topic names, see the README's topic table)::
+The graph (relative topic names, see the topic table in docs/graph.md)::
 
     /robot_<i>/sim          embedded MuJoCo arm + door (backend mujoco only; on gazebo / real,
                             ros2_control's joint_state_broadcaster and forward_velocity_controller and an

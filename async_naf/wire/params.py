@@ -70,27 +70,38 @@ class ParamSpec:
 # --------------------------------------------------------------------------------------------- ROS-free
 
 
-def field_descriptions(cls: type) -> dict[str, str]:
-    """Field descriptions of a dataclass: ``metadata['help'|'description']`` or its docstring's Attributes."""
+def _doc_attributes(doc: str) -> dict[str, str]:
+    """The ``Attributes:`` section of a Google-style docstring: name -> text (``a, b: text`` gives both)."""
     from_doc: dict[str, str] = {}
-    doc = cls.__doc__ or ""
-    match = re.search(r"^(\s*)Attributes:\s*$", doc, flags=re.MULTILINE)
-    if match:
-        current: str | None = None
-        base_indent: int | None = None
-        for line in doc[match.end():].splitlines():
-            if not line.strip():
-                continue
-            indent = len(line) - len(line.lstrip())
-            if indent <= len(match.group(1)):
-                break  # next section
-            item = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\([^)]*\))?\s*:\s*(.*)$", line)
-            if item and (base_indent is None or indent <= base_indent):
-                base_indent = indent
-                current = item.group(1)
-                from_doc[current] = item.group(3).strip()
-            elif current is not None:
-                from_doc[current] = (from_doc[current] + " " + line.strip()).strip()
+    match = re.search(r"^(\s*)Attributes\b[^\n]*:\s*$", doc, flags=re.MULTILINE)
+    if not match:
+        return from_doc
+    current: list[str] = []
+    base_indent: int | None = None
+    for line in doc[match.end():].splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= len(match.group(1)):
+            break  # next section
+        item = re.match(r"\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(\([^)]*\))?\s*:\s*(.*)$", line)
+        if item and (base_indent is None or indent <= base_indent):
+            base_indent = indent
+            current = [name.strip() for name in item.group(1).split(",")]
+            for name in current:
+                from_doc[name] = item.group(3).strip()
+        else:
+            for name in current:
+                from_doc[name] = (from_doc[name] + " " + line.strip()).strip()
+    return from_doc
+
+
+def field_descriptions(cls: type) -> dict[str, str]:
+    """Field descriptions of a dataclass: ``metadata['help'|'description']``, else the ``Attributes:`` section
+    of its docstring or of the nearest base class that documents the field."""
+    from_doc: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # subclasses' texts replace their bases'
+        from_doc.update(_doc_attributes(klass.__dict__.get("__doc__") or ""))
     out: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         text = f.metadata.get("help") or f.metadata.get("description") or from_doc.get(f.name, "")
