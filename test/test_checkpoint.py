@@ -326,6 +326,8 @@ def test_load_agent_reads_the_file_once(tmp_path, monkeypatch) -> None:
 
 
 def test_fast_buffers_exist_only_for_the_fast_update() -> None:
-    assert hasattr(NAFAgent(NAFConfig(OBS, ACT)), "_si")
-    assert not hasattr(NAFAgent(NAFConfig(OBS, ACT, fast_update=False)), "_si")
-    assert not hasattr(LinearNAFAgent(NAFConfig(OBS, ACT)), "_si")
+    from async_naf.learning.agents.naf_update import HandDerivedStep
+
+    assert isinstance(NAFAgent(NAFConfig(OBS, ACT))._fast_step, HandDerivedStep)
+    assert NAFAgent(NAFConfig(OBS, ACT, fast_update=False))._fast_step is None
+    assert LinearNAFAgent(NAFConfig(OBS, ACT))._fast_step is None

@@ -1,4 +1,4 @@
-"""NAF maths: P, A, Q, the TD target, soft updates, and the fast update against autograd/torch.optim.Adam."""
+"""NAF maths: P, A, Q, the TD target, soft updates, bad configs, skipped steps (the two update paths: test_naf_update.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,34 +9,10 @@ from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAF
 from async_naf.learning.agents import naf_math
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch
+from naf_testing import ACT, OBS, _batch, _perturbed_agent
 
 torch.set_num_threads(1)
 
-OBS, ACT = 6, 3
-
-
-def _batch(rng: np.random.Generator, n: int = 32, obs: int = OBS, act: int = ACT, scale: float = 1.0) -> Batch:
-    return Batch(
-        (scale * rng.standard_normal((n, obs)) + 0.5).astype(np.float32),
-        rng.uniform(-1, 1, (n, act)).astype(np.float32),
-        rng.standard_normal(n).astype(np.float32),
-        (scale * rng.standard_normal((n, obs)) + 0.5).astype(np.float32),
-        (rng.random(n) < 0.3).astype(np.float32),
-    )
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm().clamp_min(1e-12))
-
-
-def _perturbed_agent(cfg: NAFConfig, seed: int = 1) -> NAFAgent:
-    """An agent whose head is not near zero (so P, mu, V all vary with x)."""
-    agent = NAFAgent(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        agent.theta[0] += 0.3 * torch.randn(agent.num_params, generator=gen)
-        agent.theta[1] = agent.theta[0] + 0.05 * torch.randn(agent.num_params, generator=gen)
-    return agent
 
 
 def test_p_symmetric_positive_definite_and_l_lower_triangular() -> None:
@@ -121,107 +97,6 @@ def test_soft_update_moves_target_by_exactly_tau(fast: bool) -> None:
     assert torch.allclose(agent.theta[1], expected, atol=1e-6, rtol=0)  # float32 rounding
     moved = (agent.theta[1] - before).abs().sum() / (online - before).abs().sum()
     assert moved.item() == pytest.approx(tau, rel=1e-4)
-
-
-def _reference_loss(agent: NAFAgent, flat: torch.Tensor, X: torch.Tensor, act, rew, term, gamma):
-    """NAF loss written independently of the agent's code paths (explicit L matrix via a Python loop)."""
-    p = agent.params(flat)
-    tp = agent.params(1)
-
-    def net(params, x):
-        h = x
-        for i in range(len(agent.config.hidden_sizes)):
-            h = h @ params[f"l{i}.weight"] + params[f"l{i}.bias"]
-            h = torch.relu(h) if agent.config.activation == "relu" else torch.tanh(h)
-        return h @ params["head.weight"] + params["head.bias"]
-
-    A = agent.act_dim
-    out = net(p, X[0])
-    with torch.no_grad():
-        v_next = net(tp, X[1])[:, 0]
-    y = rew + gamma * (1 - term) * v_next
-    mu = agent._center + agent._half * torch.tanh(out[:, 1 : 1 + A])
-    L = torch.zeros(out.shape[0], A, A, dtype=out.dtype)
-    k = 0
-    for i in range(A):
-        for j in range(i + 1):
-            L[:, i, j] = torch.exp(out[:, 1 + A + k]) if i == j else out[:, 1 + A + k]
-            k += 1
-    P = L @ L.transpose(1, 2)
-    d = act - mu
-    q = out[:, 0] - 0.5 * torch.einsum("bi,bij,bj->b", d, P, d)
-    return ((q - y) ** 2).mean()
-
-
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_fast_gradient_matches_autograd(activation: str) -> None:
-    cfg = NAFConfig(OBS, ACT, activation=activation, hidden_sizes=(16, 12), action_low=-2.0, action_high=1.0,
-                    normalize_obs=False)
-    agent = _perturbed_agent(cfg)
-    rng = np.random.default_rng(4)
-    batch = _batch(rng, 40)
-    obs, act, rew, nobs, term = (torch.from_numpy(x) for x in batch)
-    flat = agent.theta[0].detach().clone().requires_grad_(True)
-    loss = _reference_loss(agent, flat, torch.stack((obs, nobs)), act, rew, term, cfg.gamma)
-    (g_ref,) = torch.autograd.grad(loss, flat)
-    m = agent.update(batch)  # fast path: leaves the raw gradient in agent.grad (no clipping configured)
-    assert _rel(agent.grad, g_ref) < 1e-5
-    assert m["loss"] == pytest.approx(loss.item(), rel=1e-5)
-    # every parameter group got a gradient (no block silently left at zero)
-    for name, (a, b, _) in agent._slices.items():
-        assert g_ref[a:b].abs().max() > 0, name
-        assert _rel(agent.grad[a:b], g_ref[a:b]) < 1e-4, name
-
-
-@pytest.mark.parametrize("clip", [None, 0.05])
-@pytest.mark.parametrize("normalize", [False, True])
-def test_fast_steps_equal_reference_steps(clip, normalize) -> None:
-    """Three fast steps == three steps of autograd + torch.optim.Adam + clip_grad_norm_ + lerp (float64 ref)."""
-    cfg = NAFConfig(OBS, ACT, hidden_sizes=(16, 12), lr=1e-2, tau=0.2, grad_clip_norm=clip, normalize_obs=normalize)
-    agent = _perturbed_agent(cfg)
-    ref_online = agent.theta[0].detach().clone().double().requires_grad_(True)
-    ref_target = agent.theta[1].detach().clone().double()
-    opt = torch.optim.Adam([ref_online], lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
-    ref_norm = RunningNormalizer(OBS, cfg.obs_clip)
-    rng = np.random.default_rng(5)
-    for _ in range(3):
-        batch = _batch(rng, 24, scale=3.0)
-        metrics = agent.update(batch)
-        obs, act, rew, nobs, term = (torch.from_numpy(x).double() for x in batch)
-        X = torch.stack((obs, nobs))
-        if normalize:  # reference statistics straight from numpy over all rows seen
-            ref_norm.update(obs.float())
-            X = ((X - ref_norm.mean.double()) / torch.sqrt(ref_norm.var.double() + 1e-8)).clamp(-10, 10)
-        shadow = NAFAgent(cfg)  # only for parameter views / bounds in double
-        shadow.theta = torch.stack((ref_online.detach(), ref_target)).double()
-        shadow._center, shadow._half = shadow._center.double(), shadow._half.double()
-        loss = _reference_loss(shadow, ref_online, X, act, rew, term, cfg.gamma)
-        opt.zero_grad()
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_([ref_online], clip)
-        opt.step()
-        with torch.no_grad():
-            ref_target.lerp_(ref_online, cfg.tau)
-        assert metrics["loss"] == pytest.approx(loss.item(), rel=1e-4)
-    assert _rel(agent.theta[0].double(), ref_online.detach()) < 1e-5
-    assert _rel(agent.theta[1].double(), ref_target) < 1e-5
-    assert _rel(agent.optim.m.double(), opt.state[ref_online]["exp_avg"]) < 1e-4
-    assert agent.update_count == 3 and agent.optim.step_count == 3
-
-
-def test_fast_and_autograd_paths_agree_over_many_steps() -> None:
-    rng = np.random.default_rng(6)
-    a = NAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(32, 32), grad_clip_norm=1.0))
-    b = NAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(32, 32), grad_clip_norm=1.0, fast_update=False))
-    for _ in range(30):
-        batch = _batch(rng, 32)
-        ma, mb = a.update(batch), b.update(batch)
-        assert ma.keys() == mb.keys()
-        for k in ma:
-            assert ma[k] == pytest.approx(mb[k], rel=1e-4, abs=1e-6), k
-    assert _rel(a.theta, b.theta) < 1e-5
-    assert torch.allclose(a.normalizer.mean, b.normalizer.mean, atol=1e-6)
 
 
 def test_running_normalizer_matches_numpy() -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from async_naf.wire import checkpoint
-from async_naf.learning.agents import naf_math
+from async_naf.learning.agents import naf_math, naf_update
 from async_naf.learning.agents.common import (
     CHECKPOINT_KIND,
     FlatAdam,
@@ -96,9 +96,8 @@ class NAFAgent:
         self.update_count = 0
         self.skipped_updates = 0
         self._theta_online, self._theta_target = self.theta[0], self.theta[1]
-        self._fast = bool(config.fast_update and self._supports_fast)
-        if self._fast:
-            self._prepare_fast()
+        fast = config.fast_update and self._supports_fast
+        self._fast_step = naf_update.HandDerivedStep(self) if fast else None
 
     # ----- parameters -----------------------------------------------------------------------------------
     def _hidden_layout(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -187,10 +186,10 @@ class NAFAgent:
             ValueError: batch shapes do not match the agent's dimensions.
         """
         obs, act, rew, nobs, term = batch_tensors(batch, self.obs_dim, self.act_dim)
-        if self._fast:
-            stats = self._update_fast(obs, act, rew, nobs, term)
+        if self._fast_step is not None:
+            stats = self._fast_step(obs, act, rew, nobs, term)
         else:
-            stats = self._update_autograd(obs, act, rew, nobs, term)
+            stats = naf_update.autograd_step(self, obs, act, rew, nobs, term)
         if not stats["skipped"]:
             self.update_count += 1
         return stats
@@ -210,25 +209,6 @@ class NAFAgent:
         nz.update(obs)
         return nz.normalize(torch.stack((obs, nobs)))
 
-    def _update_autograd(self, obs, act, rew, nobs, term) -> dict[str, float]:
-        """Reference step: plain formulas (explicit P = L L^T, bmm) and torch.autograd."""
-        cfg = self.config
-        X = self._normalized_pair(obs, nobs)
-        with torch.no_grad():
-            v_next, _, _ = self.outputs(self.params(1), X[1])
-            y = naf_math.td_target(rew, term, v_next, cfg.gamma)
-        flat = self.theta[0].detach().clone().requires_grad_(True)
-        v, mu, lv = self.outputs(self.params(flat), X[0])
-        q = v + naf_math.advantage(act, mu, naf_math.precision_matrix(lv, self.act_dim))
-        loss = torch.mean((q - y) ** 2)
-        (g,) = torch.autograd.grad(loss, flat)
-        with torch.no_grad():
-            self.grad.copy_(g)
-            metrics = self._apply_gradient()
-            vals = torch.stack((loss.detach(), q.detach().mean(), y.mean())).tolist()
-        metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
-        return metrics
-
     def _apply_gradient(self) -> dict[str, float]:
         """Clip ``self.grad`` (if configured), then take the Adam step and the soft target update.
 
@@ -247,139 +227,6 @@ class NAFAgent:
             self.optim.step(self._theta_online, self.grad)
             self._theta_target.lerp_(self._theta_online, self.config.tau)
         return {"grad_norm": norm, "skipped": float(skipped), "skipped_updates": float(self.skipped_updates)}
-
-    # ----- fast update ----------------------------------------------------------------------------------
-    def _prepare_fast(self) -> None:
-        """Constant tensors and parameter views used by the hand-derived update."""
-        A, T = self.act_dim, self.n_tril
-        rows, cols = naf_math.tril_indices(A)
-        si = torch.zeros(A, T)
-        si[rows, torch.arange(T)] = 1.0  # (d @ si)[:, k] = d[:, rows[k]]
-        sj = torch.zeros(A, T)
-        sj[cols, torch.arange(T)] = 1.0  # (w @ sj.T)[:, j] = sum of w[:, k] with cols[k] = j
-        self._si = si
-        self._sj_t = sj.t().contiguous()  # (T, A)
-        self._neg_sj = (-sj).contiguous()  # (A, T)
-        self._si_t_half = (si.t() * self._half[None, :]).contiguous()  # (T, A), columns times half-range
-        self._diag = rows == cols
-        self._diag_f = self._diag.float()
-        self._offdiag_f = 1.0 - self._diag_f
-        self._neg_one = torch.full((A,), -1.0)
-        self._neg_half_col = torch.full((A, 1), -0.5)
-        # (2, in, out) / (2, 1, out) views of every layer of both networks, online views, grad views
-        n_hidden = len(self.config.hidden_sizes)
-        names = [f"l{i}" for i in range(n_hidden)] + ["head"]
-        self._layers, self._w_online_t, self._grad_views = [], [], []
-        for name in names:
-            wa, wb, wshape = self._slices[name + ".weight"]
-            ba, bb, _ = self._slices[name + ".bias"]
-            w2 = self.theta[:, wa:wb].view(2, *wshape)
-            self._layers.append((w2, self.theta[:, ba:bb].view(2, 1, wshape[1])))
-            self._w_online_t.append(w2[0].t())
-            self._grad_views.append((self.grad[wa:wb].view(wshape), self.grad[ba:bb].view(1, wshape[1])))
-        self._workspaces: dict[int, dict[str, Any]] = {}
-
-    def _workspace(self, B: int) -> dict[str, Any]:
-        """Preallocated activations/gradients for batch size ``B`` and their (static) views."""
-        ws = self._workspaces.get(B)
-        if ws is not None:
-            return ws
-        A = self.act_dim
-        widths = list(self.config.hidden_sizes) + [1 + A + self.n_tril]
-        X = torch.empty(2, B, self.obs_dim)
-        hs = [torch.empty(2, B, w) for w in widths]
-        out0 = hs[-1][0]
-        dout = torch.empty(B, widths[-1])
-        M = torch.empty(B, 3)  # q, err, err^2 (column sums give the metrics)
-        stats = torch.empty(1, 3)
-        ones = torch.ones(1, B)
-        ws = {
-            "X": X, "X0": X[0], "X1": X[1],
-            "hs": hs,
-            "inputs_online": [X[0]] + [h[0] for h in hs[:-1]],
-            "inputs_online_t": [X[0].t()] + [h[0].t() for h in hs[:-1]],
-            "v_col": out0[:, 0:1], "m": out0[:, 1 : 1 + A], "l": out0[:, 1 + A :], "v_next": hs[-1][1, :, 0],
-            "dout": dout, "dv": dout[:, 0], "dv_col": dout[:, 0:1], "dm": dout[:, 1 : 1 + A], "dl": dout[:, 1 + A :],
-            "M": M, "q": M[:, 0], "q_col": M[:, 0:1], "err": M[:, 1], "err2": M[:, 2], "stats": stats,
-            "ones": ones, "two_over_b": torch.tensor(2.0 / B),
-        }
-        self._workspaces[B] = ws
-        return ws
-
-    @torch.no_grad()
-    def _update_fast(self, obs, act, rew, nobs, term) -> dict[str, float]:
-        """Hand-derived NAF gradient step (same maths as :meth:`_update_autograd`).
-
-        With d = u - mu, z = L^T d (so A = -|z|^2 / 2), e = Q - y and g = 2 e / B:
-        dLoss/dV = g; dLoss/dL_ij = -g z_j d_i (i >= j; times L_ii on the diagonal for the exp);
-        dLoss/dmu = g L z, then times half_range (1 - tanh^2) for the squash. L is never built as a matrix:
-        the A(A+1)/2 entries are gathered/scattered with two constant 0/1 matrices (si, sj). Both networks'
-        forward passes share one batched matmul per layer; all buffers are preallocated per batch size.
-        """
-        cfg = self.config
-        ws = self._workspace(obs.shape[0])
-        B = obs.shape[0]
-        X = ws["X"]
-        # observations: fold obs into the running statistics, normalise obs and next_obs
-        if cfg.normalize_obs:
-            nz = self.normalizer
-            torch.sub(obs, nz.mean, out=ws["X0"])
-            torch.sub(nobs, nz.mean, out=ws["X1"])
-            delta = nz.fold_centered(ws["X0"], ws["ones"])
-            X.sub_(delta).mul_(nz.inv_std()).clamp_(-nz.clip, nz.clip)
-        else:
-            ws["X0"].copy_(obs)
-            ws["X1"].copy_(nobs)
-        # forward: online (index 0) and target (index 1) networks, one batched matmul per layer
-        h = X
-        hs = ws["hs"]
-        relu = cfg.activation == "relu"
-        last = len(self._layers) - 1
-        for i, (w, b) in enumerate(self._layers):
-            h = torch.baddbmm(b, h, w, out=hs[i])
-            if i < last:
-                if relu:
-                    h.relu_()
-                else:
-                    h.tanh_()
-        t = torch.tanh(ws["m"])
-        d = act - torch.addcmul(self._center, self._half, t)
-        lraw = ws["l"]
-        el = torch.exp(lraw)
-        lv = torch.where(self._diag, el, lraw)
-        ds = torch.mm(d, self._si)  # (B, T): d[:, rows]
-        z = torch.mm(ds * lv, self._sj_t)  # (B, A) = L^T d
-        torch.addmm(ws["v_col"], z * z, self._neg_half_col, out=ws["q_col"])  # q = v - |z|^2 / 2
-        q = ws["q"]
-        v_next = ws["v_next"]
-        y = torch.add(rew, v_next, alpha=cfg.gamma).addcmul_(term, v_next, value=-cfg.gamma)
-        err = torch.sub(q, y, out=ws["err"])
-        # backward
-        torch.mul(err, ws["two_over_b"], out=ws["dv"])
-        dzs = torch.mm(z * ws["dv_col"], self._neg_sj)  # (B, T): dLoss/dz at [cols]
-        torch.mul(dzs * ds, torch.addcmul(self._offdiag_f, el, self._diag_f), out=ws["dl"])
-        torch.mul(torch.mm(dzs * lv, self._si_t_half), torch.addcmul(self._neg_one, t, t), out=ws["dm"])
-        dcur = ws["dout"]
-        ones = ws["ones"]
-        for i in range(last, -1, -1):
-            gw, gb = self._grad_views[i]
-            torch.mm(ws["inputs_online_t"][i], dcur, out=gw)
-            torch.mm(ones, dcur, out=gb)
-            if i > 0:
-                dcur = torch.mm(dcur, self._w_online_t[i])
-                hin = ws["inputs_online"][i]
-                if relu:
-                    dcur = torch.ops.aten.threshold_backward(dcur, hin, 0.0)
-                else:
-                    dcur = dcur * (1.0 - hin * hin)
-        metrics = self._apply_gradient()
-        torch.mul(err, err, out=ws["err2"])
-        q_sum, err_sum, sq_sum = torch.mm(ones, ws["M"], out=ws["stats"]).tolist()[0]
-        inv_b = 1.0 / B
-        metrics["loss"] = sq_sum * inv_b
-        metrics["q_mean"] = q_sum * inv_b
-        metrics["target_mean"] = (q_sum - err_sum) * inv_b
-        return metrics
 
     # ----- weights for policy nodes ---------------------------------------------------------------------
     def _policy_layers(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
