@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from async_naf.task.tasks import TASK_NAMES
 from async_naf.common.checks import numbers
 from async_naf.common.noise import NoiseConfig
 
@@ -83,9 +84,5 @@ class PolicyNodeConfig:
         self.velocity_limits = limits
         if isinstance(self.noise, dict):
             self.noise = NoiseConfig(**self.noise)
-        try:
-            from async_naf.task.tasks import TASK_NAMES
-        except ImportError:  # tasks not importable: checked again when the node builds the task
-            return
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+from async_naf.task.tasks import TASK_NAMES
 from async_naf.common.checks import integers, numbers
 
 
@@ -74,10 +75,6 @@ class CollectorConfig:
         integers(self, ("robot_id", "episode_steps", "max_episodes"), 0)
         integers(self, ("batch_transitions",), 1)
         numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
-        try:
-            from async_naf.task.tasks import TASK_NAMES
-        except ImportError:  # tasks not importable yet: checked when the task is built
-            return
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
 

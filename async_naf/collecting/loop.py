@@ -1,0 +1,269 @@
+"""The collector node's episode state machine and batching (ROS-free): when to reset, start, end and send.
+
+:class:`CollectorLoop` owns an :class:`~async_naf.collecting.collector.EpisodeAssembler` and runs the
+episodes of one robot: ``idle -> resetting -> zeroing -> running -> idle`` (``finished`` after
+``max_episodes``). The node feeds it decoded messages and the answers of its service calls, each with the
+steady-clock time ``now`` (s), ticks it every ``TICK_S``, and carries out what it answers (:class:`Actions`)::
+
+    loop = CollectorLoop(config)
+    acts = loop.tick(now, trainer_listening=..., reset_ready=...)
+    acts = loop.on_step(step, now)                     # a decoded policy/step
+    acts = loop.on_truth(stamp_s, truth, now)          # ground truth (simulation only)
+    acts = loop.on_service_reply(success, message, now) / loop.on_service_error(text, now)
+    # the node then publishes acts.goals, acts.batches, acts.stats, calls acts.call ('reset' | 'zero')
+    # or cancels the call in flight (acts.cancel), and logs acts.log
+
+Rules (units: s):
+
+- A reset is requested when idle, a trainer listens (``wait_for_trainer``) and the reset service is ready;
+  otherwise it is retried 0.2 s later. No answer within ``reset_timeout_s`` (zeroing: at most 2 s), a failed
+  call or a refusal counts a ``reset_failures`` and retries after ``RETRY_S``.
+- After the reset (and the door estimator's zeroing, door tasks), a new goal starts the episode.
+- Steps whose ground truth is wanted wait up to ``truth_wait_s`` for it (matched by stamp), else are dropped
+  (``truth_missing``).
+- Full batches are sent at once; a partial one after ``max_batch_delay_s``.
+- The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
+  goal), pending rows are sent, then the episode's statistics. No step for ``step_timeout_s`` aborts it.
+"""
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
+from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+
+TICK_S = 0.02  # the node ticks the loop at 50 Hz, s
+TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
+RETRY_S = 1.0  # after a failed reset, s
+WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
+ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
+
+
+def _stamp_key(stamp_s: float) -> int:
+    return int(round(stamp_s * 1e9))
+
+
+@dataclass
+class Actions:
+    """What the node does after an event, in this order: publish ``goals`` (task/goal), send ``batches``
+    (/trainer/transitions), publish ``stats`` (/trainer/episode_stats), cancel the service call in flight
+    (``cancel``), start the service call ``call`` (``'reset'`` or ``'zero'``), log ``log`` entries
+    (``(level, key, text)``: level ``'info'`` or ``'warning'``; the node throttles repeats per key)."""
+
+    goals: list[Goal] = field(default_factory=list)
+    batches: list[TransitionBatch] = field(default_factory=list)
+    stats: list[EpisodeStats] = field(default_factory=list)
+    call: str | None = None
+    cancel: bool = False
+    log: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.goals or self.batches or self.stats or self.call or self.cancel or self.log)
+
+
+class CollectorLoop:
+    """See the module docstring.
+
+    Args:
+        config: the collector's configuration.
+        assembler: the episode assembler (default: one built from ``config``).
+
+    Attributes:
+        asm: the EpisodeAssembler (task, episode counter, transitions).
+        phase: ``idle``, ``resetting``, ``zeroing``, ``running`` or ``finished``.
+        counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures.
+        drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
+    """
+
+    def __init__(self, config: CollectorConfig, assembler: EpisodeAssembler | None = None) -> None:
+        self.config = config
+        self.asm = assembler or EpisodeAssembler(config)
+        self.is_door = bool(self.asm.task.is_door)
+        self.phase = "idle"
+        self.counts: Counter[str] = Counter({"episodes": 0, "batches_sent": 0, "transitions_sent": 0,
+                                             "aborted_episodes": 0, "reset_failures": 0})
+        self.drops: Counter[str] = Counter()
+        self._phase_t = 0.0
+        self._last_step_t = 0.0
+        self._first_pending_t: float | None = None
+        self._retry_after = 0.0
+        self._truth: OrderedDict[int, GroundTruth] = OrderedDict()
+        self._truth_seen = False
+        self._waiting: deque[tuple[PolicyStep, float]] = deque()
+
+    @property
+    def done(self) -> bool:
+        """All requested episodes collected (max_episodes) and sent."""
+        return self.phase == "finished" and self.asm.pending == 0
+
+    def initial_goal(self) -> Goal:
+        """The inactive goal published at start (the policy holds still until the first episode)."""
+        return Goal(max(self.asm.episode, 0), False, self.asm.task.sample_goal(self.asm.rng))
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def on_step(self, step: PolicyStep, now: float) -> Actions:
+        """A decoded policy step."""
+        acts = Actions()
+        self._last_step_t = now
+        if self.is_door and self.config.use_ground_truth and self._truth_seen:
+            self._waiting.append((step, now))
+            self._drain_waiting(acts, now, expire=False)
+        else:
+            self._feed(acts, step, None, now)
+        return acts
+
+    def on_truth(self, stamp_s: float, truth: GroundTruth, now: float) -> Actions:
+        """Ground truth of the door at a joint-state stamp (s)."""
+        acts = Actions()
+        self._truth[_stamp_key(stamp_s)] = truth
+        while len(self._truth) > TRUTH_KEEP:
+            self._truth.popitem(last=False)
+        self._truth_seen = True
+        self._drain_waiting(acts, now, expire=False)
+        return acts
+
+    def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True) -> Actions:
+        """The periodic tick: late truth, partial batches, the episode's phase (start a reset, time out a
+        call, abort a stalled episode). ``reset_ready``: the reset service answers; ``trainer_listening``:
+        something subscribes to /trainer/transitions."""
+        acts = Actions()
+        if self._waiting:
+            self._drain_waiting(acts, now, expire=True)
+        if self._first_pending_t is not None and now - self._first_pending_t >= self.config.max_batch_delay_s:
+            self._send_batch(acts, now)
+        if self.phase == "idle" and now >= self._retry_after:
+            self._begin_reset(acts, now, trainer_listening, reset_ready)
+        elif self.phase in ("resetting", "zeroing"):
+            timeout = self._call_timeout()
+            if now - self._phase_t > timeout:
+                acts.cancel = True
+                self._service_failed(acts, f"{self.phase}: no answer within {timeout:g} s", now)
+        elif self.phase == "running" and now - self._last_step_t > self.config.step_timeout_s:
+            acts.log.append(("warning", "aborted", f"no policy step for {self.config.step_timeout_s:g} s: episode "
+                                        f"{self.asm.episode} aborted after {self.asm.episode_length} transitions"))
+            self.counts["aborted_episodes"] += 1
+            self.asm.abort_episode()
+            acts.goals.append(self._hold_goal())
+            self._flush(acts, now)
+            self.phase = "idle"
+        return acts
+
+    def on_service_reply(self, success: bool, message: str, now: float, zero_ready: bool = True) -> Actions:
+        """The answer of the call in flight (``resetting``: sim/reset; ``zeroing``: door_angle/zero).
+        ``zero_ready``: the door estimator's zero service answers (else the episode starts without it)."""
+        acts = Actions()
+        if self.phase == "resetting":
+            if not success:
+                self._service_failed(acts, f"reset refused: {message}", now)
+                return acts
+            if self.is_door and self.config.zero_door_on_reset and zero_ready:
+                acts.call = "zero"
+                self.phase, self._phase_t = "zeroing", now
+                return acts
+        elif self.phase == "zeroing" and not success:
+            acts.log.append(("warning", "zero_refused", f"door_angle/zero refused: {message}"))
+        elif self.phase != "zeroing":
+            return acts  # a late answer to a call already given up
+        self._start_episode(acts, now)
+        return acts
+
+    def on_service_error(self, text: str, now: float) -> Actions:
+        """The call in flight failed (an exception instead of an answer)."""
+        acts = Actions()
+        if self.phase in ("resetting", "zeroing"):
+            self._service_failed(acts, f"{self.phase}: call failed: {text}", now)
+        return acts
+
+    def shutdown(self, now: float) -> Actions:
+        """Process exit: hold the policy and send what is pending."""
+        acts = Actions(goals=[self._hold_goal()])
+        self._flush(acts, now)
+        return acts
+
+    # ------------------------------------------------------------------------------------------ episodes
+    def _call_timeout(self) -> float:
+        if self.phase == "resetting":
+            return self.config.reset_timeout_s
+        return min(self.config.reset_timeout_s, ZERO_TIMEOUT_S)
+
+    def _begin_reset(self, acts: Actions, now: float, trainer_listening: bool, reset_ready: bool) -> None:
+        if self.config.max_episodes and self.counts["episodes"] >= self.config.max_episodes:
+            self._flush(acts, now)
+            self.phase = "finished"
+            return
+        if self.config.wait_for_trainer and not trainer_listening:
+            acts.log.append(("info", "wait_trainer", "waiting for a trainer (/trainer/transitions)"))
+            self._retry_after = now + WAIT_RETRY_S
+            return
+        if not reset_ready:
+            acts.log.append(("info", "wait_reset", "waiting for the reset service (sim/reset)"))
+            self._retry_after = now + WAIT_RETRY_S
+            return
+        acts.call = "reset"
+        self.phase, self._phase_t = "resetting", now
+
+    def _service_failed(self, acts: Actions, text: str, now: float) -> None:
+        self.counts["reset_failures"] += 1
+        acts.log.append(("warning", "reset_failed", text))
+        self.phase, self._retry_after = "idle", now + RETRY_S
+
+    def _start_episode(self, acts: Actions, now: float) -> None:
+        acts.goals.append(self.asm.start_episode())
+        self._waiting.clear()
+        self.phase, self._last_step_t = "running", now
+
+    def _end_episode(self, acts: Actions, stats: EpisodeStats, now: float) -> None:
+        acts.goals.append(self._hold_goal())
+        self._flush(acts, now)
+        acts.stats.append(stats)
+        self.counts["episodes"] += 1
+        self.phase = "idle"
+
+    def _hold_goal(self) -> Goal:
+        """An inactive goal: the policy stops acting (between episodes)."""
+        asm = self.asm
+        return Goal(max(asm.episode, 0), False, asm.goal if asm.goal.size else asm.task.sample_goal(asm.rng))
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _drain_waiting(self, acts: Actions, now: float, expire: bool) -> None:
+        """Feed waiting steps whose truth has arrived; with ``expire``, drop those that waited too long."""
+        while self._waiting:
+            step, t = self._waiting[0]
+            truth = self._truth.get(_stamp_key(step.stamp_s))
+            if truth is None:
+                if not expire or now - t < self.config.truth_wait_s:
+                    return
+                self._waiting.popleft()
+                self.drops["truth_missing"] += 1
+                acts.log.append(("warning", "truth_missing", "no ground truth for a step's stamp: step dropped"))
+                continue
+            self._waiting.popleft()
+            self._feed(acts, step, truth, now)
+
+    def _feed(self, acts: Actions, step: PolicyStep, truth: GroundTruth | None, now: float) -> None:
+        before = sum(self.asm.dropped.values())
+        stats = self.asm.add_step(step, truth)
+        if sum(self.asm.dropped.values()) != before:
+            acts.log.append(("warning", "step_dropped", f"policy step dropped: {dict(self.asm.dropped)}"))
+        if self.asm.pending and self._first_pending_t is None:
+            self._first_pending_t = now
+        while self.asm.pending >= self.config.batch_transitions:
+            self._send_batch(acts, now)
+        if stats is not None:
+            self._end_episode(acts, stats, now)
+
+    def _send_batch(self, acts: Actions, now: float) -> None:
+        batch = self.asm.pop_batch()
+        if batch is None:
+            self._first_pending_t = None
+            return
+        acts.batches.append(batch)
+        self.counts["batches_sent"] += 1
+        self.counts["transitions_sent"] += batch.rows
+        self._first_pending_t = now if self.asm.pending else None
+
+    def _flush(self, acts: Actions, now: float) -> None:
+        while self.asm.pending:
+            self._send_batch(acts, now)
+        self._first_pending_t = None
