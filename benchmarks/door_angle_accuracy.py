@@ -72,7 +72,7 @@ def run_plain(rec: Recording) -> np.ndarray:
 
 def run_vqf(rec: Recording) -> np.ndarray:
     """VQF 6D heading change about the vertical, as a door angle (rad) at every sample."""
-    from vqf import VQF  # noqa: PLC0415 - benchmark-only dependency
+    from vqf import VQF  # benchmark-only dependency
 
     ts = float(np.median(np.diff(rec.t)))
     grid = np.arange(rec.t[0], rec.t[-1], ts)

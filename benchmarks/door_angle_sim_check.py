@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from async_naf.sim import ArmDoorSim, SimConfig  # noqa: PLC0415
+    from async_naf.sim import ArmDoorSim, SimConfig
 
     # the reach task's start pose keeps the hook clear of the door (door_pull's holds the handle)
     sim_config = SimConfig(task="reach")

@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator  # noqa: E402
-from async_naf.sensing.door_angle.synthetic import Segment, profile_truth  # noqa: E402
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.synthetic import Segment, profile_truth
 
 DEG = math.pi / 180.0
 

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from async_naf.run.cli import main as cli_main  # noqa: E402
-from async_naf.sensing.door_angle.bag import BagError, ImuBag, write_imu_bag  # noqa: E402
-from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording  # noqa: E402
+from async_naf.run.cli import main as cli_main
+from async_naf.sensing.door_angle.bag import BagError, ImuBag, write_imu_bag
+from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording
 
 TOPIC = "/robot_0/door/imu"
 

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from async_naf.common.noise import NoiseConfig  # noqa: E402
-from async_naf.nodes._params import declare_from_dataclass, watch_parameters  # noqa: E402
-from async_naf.wire.params import build, flatten, param_specs  # noqa: E402
+from async_naf.common.noise import NoiseConfig
+from async_naf.nodes._params import declare_from_dataclass, watch_parameters
+from async_naf.wire.params import build, flatten, param_specs
 
 
 @dataclass

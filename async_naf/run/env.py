@@ -54,7 +54,7 @@ class ArmDoorEnv(gym.Env):
         self.task = task if isinstance(task, Task) else make_task(task, task_config)
         base = sim_config or SimConfig()
         if base.task != self.task.name:
-            import dataclasses  # noqa: PLC0415
+            import dataclasses
 
             base = dataclasses.replace(base, task=self.task.name)
         self.sim = ArmDoorSim(base, seed=seed)

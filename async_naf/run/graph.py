@@ -173,7 +173,7 @@ class GraphConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from async_naf.task.tasks import TASK_NAMES  # noqa: PLC0415 - keep `import async_naf.run.graph` light
+        from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
 
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
@@ -414,7 +414,7 @@ def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, re
 
 def default_config_file() -> Path:
     """``config/train.yaml`` of this checkout or install."""
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     return data_path("config", "train.yaml")
 
@@ -462,9 +462,9 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
-    import xacro  # noqa: PLC0415 - only the gazebo / real bringup needs it
+    import xacro  # only the gazebo / real bringup needs it
 
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     path = Path(description_file) if description_file else data_path("urdf", "arm_door.urdf.xacro")
     mappings = {"mode": backend, "namespace": namespace,
@@ -500,7 +500,7 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     """
     if config.backend == "mujoco":
         return []
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     controllers = str(controllers_file or data_path("config", "controllers.yaml"))
     sim_time = config.backend == "gazebo"

@@ -141,7 +141,7 @@ def start_child(
         OSError: the program cannot be started.
     """
     parent = os.getpid()
-    return subprocess.Popen(  # noqa: S603 - argv built by the caller, no shell
+    return subprocess.Popen(  # argv built by the caller, no shell
         list(argv),
         stdin=subprocess.DEVNULL,
         stdout=stdout,
@@ -149,7 +149,7 @@ def start_child(
         env=None if env is None else dict(env),
         cwd=cwd,
         process_group=0,  # own process group: the terminal's Ctrl-C reaches only the parent
-        preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
+        preexec_fn=lambda: _child_setup(parent),
         close_fds=True,
     )
 

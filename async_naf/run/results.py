@@ -172,10 +172,10 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
     evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, (ax_s, ax_r) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
     if rows:
@@ -223,10 +223,10 @@ def plot_workers_comparison(curves: dict[int, Sequence[tuple[float, float]]], ou
         curves: workers -> [(wall_s, success_rate), ...].
         threshold: drawn as a dashed line if given.
     """
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for workers in sorted(curves):
@@ -267,7 +267,7 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
     evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+    from torch.utils.tensorboard import SummaryWriter
 
     logdir = run_dir / subdir
     writer = SummaryWriter(log_dir=str(logdir))

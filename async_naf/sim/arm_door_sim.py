@@ -177,7 +177,7 @@ class ArmDoorSim:
             return np.array(self.config.start_positions, dtype=float)
         target = start_pose_target(self.config.task, self.door_goal())
         if target is None:  # a fixed joint-space pose
-            from async_naf.task.tasks import REACH_START_POSE  # noqa: PLC0415
+            from async_naf.task.tasks import REACH_START_POSE
 
             return np.array(REACH_START_POSE, dtype=float)
         key = tuple(np.round(target[0], 6)) + (self.config.task,)
@@ -193,7 +193,7 @@ class ArmDoorSim:
         Raises:
             ValueError: if the pose cannot be reached within 5 mm / 0.05 rad.
         """
-        from async_naf.task.tasks import IK_SEED_POSE  # noqa: PLC0415
+        from async_naf.task.tasks import IK_SEED_POSE
 
         m = self.model
         d = mujoco.MjData(m)

@@ -179,6 +179,6 @@ def build_model(config: SimConfig, door: DoorConfig | None = None, hinge_left: b
 
 
 def _replace_door(config: SimConfig, door: DoorConfig) -> SimConfig:
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
     return dataclasses.replace(config, door=door)

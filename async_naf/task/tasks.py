@@ -305,12 +305,12 @@ def load_task_config(name: str, path: str | None = None) -> TaskConfig:
     Raises:
         ValueError: unknown task, unknown field or invalid value.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
     if name not in TASK_NAMES:
         raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
     if path is None:
-        from async_naf.common.resources import data_path  # noqa: PLC0415
+        from async_naf.common.resources import data_path
 
         path = str(data_path("config", "tasks.yaml"))
     with open(path, encoding="utf-8") as fh:

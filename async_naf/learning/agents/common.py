@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from async_naf.common.checks import bounds_array, number  # noqa: F401  (bounds_array re-exported)
+from async_naf.common.checks import bounds_array, number
 from async_naf.common.noise import NoiseConfig
 from async_naf.wire.batch import Batch
 

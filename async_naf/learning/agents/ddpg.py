@@ -197,7 +197,7 @@ class DDPGAgent:
         )
 
     def policy(self):
-        from async_naf.wire.weights import Policy  # noqa: PLC0415
+        from async_naf.wire.weights import Policy
 
         return Policy.from_bytes(self.policy_weights())
 

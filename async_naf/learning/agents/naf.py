@@ -436,7 +436,7 @@ class NAFAgent:
 
     def policy(self):
         """The current greedy policy as a :class:`~async_naf.learning.agents.Policy` (via :meth:`policy_weights`)."""
-        from async_naf.wire.weights import Policy  # noqa: PLC0415
+        from async_naf.wire.weights import Policy
 
         return Policy.from_bytes(self.policy_weights())
 

@@ -62,10 +62,10 @@ def load_config(params_file: Path | None, overrides: list[str]):
     :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file, :func:`async_naf.run.graph.yaml_number`);
     an empty array means "not set", as in a ROS params file.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from async_naf.sensing.door_angle import DoorAngleConfig  # noqa: PLC0415
-    from async_naf.run.graph import config_from_params, yaml_number  # noqa: PLC0415
+    from async_naf.sensing.door_angle import DoorAngleConfig
+    from async_naf.run.graph import config_from_params, yaml_number
 
     values: dict[str, object] = {}
     if params_file is not None:
@@ -93,10 +93,10 @@ def load_config(params_file: Path | None, overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from async_naf.sensing.door_angle import DoorAngleEstimator  # noqa: PLC0415
-    from async_naf.sensing.door_angle.bag import BagError, ImuBag  # noqa: PLC0415
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle.bag import BagError, ImuBag
 
     try:
         config = load_config(args.params_file, args.param)
