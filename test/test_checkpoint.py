@@ -10,7 +10,7 @@ import torch
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from async_naf.wire import checkpoint
+from async_naf.common.noise import NoiseConfig
 from async_naf.learning.agents import (
     DDPGAgent,
     DDPGConfig,
@@ -21,8 +21,8 @@ from async_naf.learning.agents import (
     load_agent,
     make_agent,
 )
-from async_naf.common.noise import NoiseConfig
 from async_naf.learning.replay import Batch
+from async_naf.wire import checkpoint
 
 torch.set_num_threads(1)
 
@@ -258,8 +258,8 @@ def test_config_dict_round_trip() -> None:
 
 
 def test_config_yaml_matches_dataclass_defaults() -> None:
-    from async_naf.learning.agents import config_from_yaml
     from async_naf.common.resources import data_path
+    from async_naf.learning.agents import config_from_yaml
 
     path = data_path("config", "naf.yaml")
     assert config_from_yaml(path, "naf", OBS, ACT) == NAFConfig(OBS, ACT)

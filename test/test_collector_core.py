@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from async_naf.wire import layouts
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.wire.layouts import PolicyStep
 from async_naf.task.tasks import TaskState, make_task
+from async_naf.wire import layouts
+from async_naf.wire.layouts import PolicyStep
 
 
 class _Robot:

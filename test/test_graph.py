@@ -318,8 +318,8 @@ def test_bringup_gazebo_and_real() -> None:
 def test_estimator_configured_like_the_evaluation_env() -> None:
     """Training (graph, door_angle node) and evaluation (ArmDoorEnv) must see the same door-angle estimator,
     or a policy trained on one meets different door-angle readings in the other."""
-    from async_naf.sensing.door_angle.config import DoorAngleConfig
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.sensing.door_angle.config import DoorAngleConfig
 
     node = next(n for n in build_graph(_cfg(task="door_pull", workers=1)) if n.role == "door_angle")
     from_graph = build(DoorAngleConfig, node.parameters)

@@ -12,8 +12,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
 from async_naf.common.noise import NoiseConfig
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
 from async_naf.learning.replay import Batch, ReplayBuffer
 
 torch.set_num_threads(1)

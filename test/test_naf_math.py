@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig
-from async_naf.learning.agents import naf_math
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, naf_math
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pytest
 
@@ -30,7 +29,7 @@ class _Cfg:
     period_s: float = 0.5
     names: tuple[str, ...] = ("a", "b")
     gains: tuple[float, ...] = ()
-    limit: Optional[float] = None
+    limit: float | None = None
     verbose: bool = field(default=False, metadata={"help": "print more"})
     noise: NoiseConfig = field(default_factory=NoiseConfig)
 

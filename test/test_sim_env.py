@@ -5,8 +5,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from async_naf.sim import SimConfig
 from async_naf.run.env import ArmDoorEnv
+from async_naf.sim import SimConfig
 from async_naf.task.tasks import REACH_START_POSE
 
 

@@ -115,7 +115,7 @@ def test_door_goal_matches_the_model(task_name: str, hinge_left: bool) -> None:
         np.testing.assert_allclose(leaf_rot.T @ (handle_point(goal, angle) - grip), HOOK_ENGAGE_OFFSET, atol=1e-9)
     np.testing.assert_allclose(goal[3:5], d.xpos[m.body("door_leaf_link").id][:2], atol=1e-9)
     # the nominal (simulator-free) goal of the task equals the default simulated door's
-    if task_name == "door_pull" and not hinge_left or task_name == "door_push" and hinge_left:
+    if (task_name == "door_pull" and not hinge_left) or (task_name == "door_push" and hinge_left):
         np.testing.assert_allclose(make_task(task_name).sample_goal(np.random.default_rng(0)), goal, atol=1e-12)
 
 

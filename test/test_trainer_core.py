@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.wire.layouts import EpisodeStats, TransitionBatch
 from async_naf.learning.trainer import Trainer, TrainerConfig, read_latest_checkpoint
+from async_naf.wire.layouts import EpisodeStats, TransitionBatch
 
 torch.set_num_threads(1)
 TASK = "reach"

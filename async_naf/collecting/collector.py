@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
 from async_naf.common.checks import integers, numbers
+from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
 
 
 @dataclass

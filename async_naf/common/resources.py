@@ -7,13 +7,13 @@ install, looked up lazily so the core never needs ROS).
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "async_naf"
 
 
-@lru_cache(maxsize=None)
+@cache
 def share_dir() -> Path:
     """Return the directory that holds ``urdf/``, ``config/`` and ``launch/``.
 

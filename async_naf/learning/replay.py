@@ -164,7 +164,7 @@ class ReplayBuffer:
         return meta, self._ordered()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ReplayBuffer":
+    def load(cls, path: str | os.PathLike) -> ReplayBuffer:
         """Read a buffer written by :meth:`save` (never unpickles).
 
         Raises:

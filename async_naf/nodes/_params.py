@@ -23,10 +23,10 @@ from async_naf.wire.params import (
     KIND_STR,
     KIND_STR_ARRAY,
     ParamSpec,
-    to_ros_value,
     build,
     flatten,
     param_specs,
+    to_ros_value,
 )
 
 T = TypeVar("T")

@@ -33,11 +33,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from async_naf.wire import layouts
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.wire.layouts import LayoutError
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.wire import layouts
+from async_naf.wire.layouts import LayoutError
 
 TICK_S = 0.02
 TRUTH_KEEP = 256

@@ -20,9 +20,9 @@ import gymnasium as gym
 import numpy as np
 
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.task.kinematics import ArmKinematics
 from async_naf.sim.arm_door_sim import ArmDoorSim
 from async_naf.sim.config import SimConfig
+from async_naf.task.kinematics import ArmKinematics
 from async_naf.task.tasks import Task, TaskConfig, TaskState, make_task
 
 

@@ -17,11 +17,11 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from async_naf.wire.imu import ImuSample
 from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.sim.imu_noise import ImuNoiseModel
 from async_naf.sim.model import ARM_JOINT_NAMES, CompiledModel, build_model
 from async_naf.task.tasks import door_goal, start_pose_target
+from async_naf.wire.imu import ImuSample
 
 # how far the servo's integrated position target may lead the measured joint angle, rad: a blocked joint
 # then pushes with at most kp * this (and never more than its torque limit), like a following-error limit

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.task.description import (
     ARM_JOINT_NAMES,
     UrdfJoint,
     expand_urdf,
     urdf_joints,
 )
-from async_naf.sim.config import DoorConfig, SimConfig
 
 DOOR_HINGE = "door_hinge"
 DOOR_HANDLE = "door_handle"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from async_naf.common.checks import integers, numbers
 
 TASK_NAMES: tuple[str, ...] = ("reach", "door_pull", "door_push")

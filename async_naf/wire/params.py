@@ -31,7 +31,7 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")

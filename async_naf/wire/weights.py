@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from async_naf.wire import checkpoint
 from async_naf.common.checks import bounds_array, number
+from async_naf.wire import checkpoint
 
 POLICY_KIND = "policy"
 OUTPUTS = ("tanh", "clip")
@@ -79,13 +79,13 @@ class Policy:
             self._mean, self._inv_std = mean, inv
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Policy":
+    def from_bytes(cls, data: bytes) -> Policy:
         """Build a policy from ``agent.policy_weights()`` bytes; ValueError on malformed/mismatched data."""
         tensors, meta, _ = checkpoint.unpack(data, POLICY_KIND, source="policy weights")
         return cls(tensors, meta)
 
     @classmethod
-    def load(cls, path) -> "Policy":
+    def load(cls, path) -> Policy:
         """Read policy weights from a file written with ``open(path, 'wb').write(agent.policy_weights())``."""
         tensors, meta, _ = checkpoint.unpack(checkpoint.read_file(path), POLICY_KIND, source=str(path))
         return cls(tensors, meta, source=str(path))

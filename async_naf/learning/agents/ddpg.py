@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from async_naf.wire import checkpoint
+from async_naf.common.checks import numbers
+from async_naf.common.noise import make_noise
 from async_naf.learning.agents.common import (
     AgentConfig,
     batch_tensors,
     bounds_array,
 )
 from async_naf.learning.agents.naf import CHECKPOINT_KIND
-from async_naf.wire.weights import policy_bytes
-from async_naf.common.checks import numbers
-from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
+from async_naf.wire import checkpoint
+from async_naf.wire.weights import policy_bytes
 
 
 @dataclass
@@ -235,7 +235,7 @@ class DDPGAgent:
         checkpoint.write_file(path, self.checkpoint_bytes())
 
     @classmethod
-    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> "DDPGAgent":
+    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> DDPGAgent:
         tensors, meta, _ = checkpoint.unpack(data, CHECKPOINT_KIND, source)
         if meta.get("algorithm") != cls.algorithm:
             raise ValueError(f"{source}: holds a {meta.get('algorithm')!r} agent, not {cls.algorithm!r}")
@@ -272,6 +272,6 @@ class DDPGAgent:
         return agent
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "DDPGAgent":
+    def load(cls, path: str | os.PathLike) -> DDPGAgent:
         """Read a full checkpoint written by :meth:`save` (never unpickles; ValueError if malformed)."""
         return cls.from_checkpoint_bytes(checkpoint.read_file(path), source=str(path))

@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from async_naf.wire import checkpoint
+from async_naf.common.checks import number
+from async_naf.common.noise import make_noise
 from async_naf.learning.agents import naf_math
 from async_naf.learning.agents.common import (
     AgentConfig,
@@ -46,11 +47,10 @@ from async_naf.learning.agents.common import (
     bounds_array,
     clip_grad_norm_,
 )
-from async_naf.wire.weights import policy_bytes
-from async_naf.common.checks import number
-from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
+from async_naf.wire import checkpoint
+from async_naf.wire.weights import policy_bytes
 
 CHECKPOINT_KIND = "agent_checkpoint"
 
@@ -472,7 +472,7 @@ class NAFAgent:
         checkpoint.write_file(path, self.checkpoint_bytes())
 
     @classmethod
-    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> "NAFAgent":
+    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> NAFAgent:
         """Rebuild an agent from :meth:`checkpoint_bytes` output; ValueError on malformed/mismatched data."""
         tensors, meta, _ = checkpoint.unpack(data, CHECKPOINT_KIND, source)
         if meta.get("algorithm") != cls.algorithm:
@@ -503,7 +503,7 @@ class NAFAgent:
         return agent
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "NAFAgent":
+    def load(cls, path: str | os.PathLike) -> NAFAgent:
         """Read a full checkpoint written by :meth:`save` (never unpickles; ValueError if malformed)."""
         return cls.from_checkpoint_bytes(checkpoint.read_file(path), source=str(path))
 

@@ -64,8 +64,8 @@ def load_config(params_file: Path | None, overrides: list[str]):
     """
     import yaml
 
-    from async_naf.sensing.door_angle import DoorAngleConfig
     from async_naf.run.graph import config_from_params, yaml_number
+    from async_naf.sensing.door_angle import DoorAngleConfig
 
     values: dict[str, object] = {}
     if params_file is not None:

@@ -102,8 +102,8 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any
     """
     import numpy as np
 
-    from async_naf.run.results import EvalResult
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.results import EvalResult
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

@@ -278,6 +278,7 @@ def _setup_logging(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
     from async_naf.run.graph import build_graph, graph_to_dict
     from async_naf.run.launcher import GraphLauncher, Outcome, process_specs
@@ -289,7 +290,6 @@ def run(args: argparse.Namespace) -> int:
         write_json,
         write_tensorboard,
     )
-    from async_naf.common.ros_env import ros_environment
 
     if args.eval_episodes < 1:
         print("error: --eval-episodes must be >= 1", file=sys.stderr)
