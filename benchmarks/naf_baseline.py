@@ -61,7 +61,8 @@ class BaselineNAF:
         self.gamma, self.tau = gamma, tau
 
     def update(self, obs, action, reward, next_obs, terminal) -> float:
-        obs, action, reward, next_obs, terminal = (torch.as_tensor(x) for x in (obs, action, reward, next_obs, terminal))
+        obs, action, reward, next_obs, terminal = (
+            torch.as_tensor(x) for x in (obs, action, reward, next_obs, terminal))
         with torch.no_grad():
             self.target.eval()
             v_next, _, _ = self.target(next_obs)

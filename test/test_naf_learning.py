@@ -51,7 +51,7 @@ def test_lqr_solution_is_a_fixed_point() -> None:
 
 
 def test_naf_recovers_lqr_gain() -> None:
-    S, K, P_star = lqr_solution()
+    _, K, P_star = lqr_solution()
     rng = np.random.default_rng(0)
     n = 20_000
     x = rng.uniform(-1, 1, (n, 3)).astype(np.float32)

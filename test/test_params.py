@@ -1,4 +1,5 @@
-"""async_naf.nodes._params (+ wire.params): ROS parameters declared from config dataclasses (real rclpy node, own context)."""
+"""async_naf.nodes._params (+ wire.params): ROS parameters declared from config dataclasses (real rclpy node, own
+context)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

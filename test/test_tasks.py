@@ -49,7 +49,8 @@ def test_reach_observation_reward_success() -> None:
     rng = np.random.default_rng(0)
     goals = np.array([task.sample_goal(rng) for _ in range(500)])
     assert np.all(goals >= task.config.target_low) and np.all(goals <= task.config.target_high)
-    np.testing.assert_array_equal(task.sample_goal(np.random.default_rng(3)), task.sample_goal(np.random.default_rng(3)))
+    np.testing.assert_array_equal(task.sample_goal(np.random.default_rng(3)),
+                                  task.sample_goal(np.random.default_rng(3)))
     goal = np.array([0.55, 0.1, 0.45])
     s = _state(ee=(0.45, 0.0, 0.40))
     obs = task.observation(s, goal)

@@ -126,7 +126,8 @@ class ReplayBuffer:
         idx = self.rng.integers(0, self._size, size=_positive_int("n", n))
         rows = self._data[idx]
         c = self._cols
-        return Batch(rows[:, c["obs"]], rows[:, c["action"]], rows[:, c["reward"]], rows[:, c["next_obs"]], rows[:, c["terminal"]])
+        return Batch(rows[:, c["obs"]], rows[:, c["action"]], rows[:, c["reward"]], rows[:, c["next_obs"]],
+                     rows[:, c["terminal"]])
 
     def _ordered(self) -> Batch:
         """Stored rows, oldest first."""

@@ -39,7 +39,7 @@ class ArmDoorEnv(gym.Env):
         randomize: ``reset()`` randomises the start pose and the enabled domain-randomisation hooks.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium.Env declares it a plain class attribute
 
     def __init__(
         self,

@@ -51,9 +51,11 @@ MAX_WORKERS = 64
 # role -> (console script, python module, "module:ConfigClass")
 ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "sim": ("sim_node", f"{PACKAGE}.nodes.sim_node", "async_naf.sim.config:SimConfig"),
-    "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node", "async_naf.sensing.door_angle.config:DoorAngleConfig"),
+    "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node",
+                   "async_naf.sensing.door_angle.config:DoorAngleConfig"),
     "policy": ("policy_node", f"{PACKAGE}.nodes.policy_node", "async_naf.acting.config:PolicyNodeConfig"),
-    "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node", "async_naf.collecting.collector:CollectorConfig"),
+    "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node",
+                  "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.trainer:TrainerConfig"),
 }
 

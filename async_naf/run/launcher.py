@@ -84,7 +84,7 @@ class ProcessSpec:
             raise ValueError(f"process {self.key}: timeouts must be >= 0")
 
 
-class Outcome(str, enum.Enum):
+class Outcome(str, enum.Enum):  # noqa: UP042 - not StrEnum: str(Outcome.X) stays "Outcome.X"
     """Why :meth:`GraphLauncher.run` returned."""
 
     FINISHED = "finished"          # a required process exited with status 0 (e.g. trainer reached its budget)

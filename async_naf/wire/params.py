@@ -105,7 +105,7 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
         optional = len(args) != len(typing.get_args(tp))
         if len(args) == 1:
             return args[0], optional
-        return typing.Union[tuple(args)], optional  # type: ignore[return-value]
+        return typing.Union[tuple(args)], optional  # type: ignore[return-value]  # noqa: UP007 - a runtime tuple
     return tp, False
 
 

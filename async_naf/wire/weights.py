@@ -53,7 +53,8 @@ class Policy:
             raise ValueError(f"{source}: bad policy metadata: {exc!r}") from exc
         self.obs_clip = number(f"{source}: obs_clip", obs_clip, 0.0, low_open=True)
         if self.obs_dim < 1 or self.act_dim < 1 or n_layers < 1:
-            raise ValueError(f"{source}: bad dimensions obs_dim={self.obs_dim} act_dim={self.act_dim} n_layers={n_layers}")
+            raise ValueError(
+                f"{source}: bad dimensions obs_dim={self.obs_dim} act_dim={self.act_dim} n_layers={n_layers}")
         if self.output not in OUTPUTS or self.hidden_activation not in ("relu", "tanh"):
             raise ValueError(f"{source}: unknown output {self.output!r} or activation {self.hidden_activation!r}")
         if low.shape != (self.act_dim,) or high.shape != (self.act_dim,):

@@ -64,7 +64,8 @@ def validate_common(cfg: Any) -> None:
 
 @dataclass
 class AgentConfig:
-    """Settings every agent shares (:class:`~async_naf.learning.agents.NAFConfig`, :class:`~async_naf.learning.agents.DDPGConfig`).
+    """Settings every agent shares (:class:`~async_naf.learning.agents.NAFConfig`,
+    :class:`~async_naf.learning.agents.DDPGConfig`).
 
     Attributes:
         obs_dim: observation size.

@@ -94,8 +94,10 @@ class DDPGAgent:
         self.critic_target.load_state_dict(self.critic.state_dict())
         for p in list(self.actor_target.parameters()) + list(self.critic_target.parameters()):
             p.requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, betas=config.adam_betas, eps=config.adam_eps, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=config.adam_betas, eps=config.adam_eps, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, betas=config.adam_betas,
+                                          eps=config.adam_eps, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=config.adam_betas,
+                                           eps=config.adam_eps, foreach=True)
         self.normalizer = RunningNormalizer(self.obs_dim, config.obs_clip)
         self.noise = make_noise(config.noise, self.act_dim, config.seed)
         self.update_count = 0
@@ -203,7 +205,8 @@ class DDPGAgent:
 
     # ----- checkpoints ----------------------------------------------------------------------------------
     def _modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target, "critic_target": self.critic_target}
+        return {"actor": self.actor, "critic": self.critic,
+                "actor_target": self.actor_target, "critic_target": self.critic_target}
 
     def checkpoint_bytes(self) -> bytes:
         tensors: dict[str, np.ndarray] = {}
@@ -258,8 +261,10 @@ class DDPGAgent:
                         continue
                     state[idx] = {
                         "step": torch.tensor(float(steps[key])),
-                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
-                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
+                        "exp_avg": torch.from_numpy(
+                            checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
+                        "exp_avg_sq": torch.from_numpy(
+                            checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
                     }
                 sd["state"] = state
                 opt.load_state_dict(sd)

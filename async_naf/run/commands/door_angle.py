@@ -59,7 +59,8 @@ def load_config(params_file: Path | None, overrides: list[str]):
     """DoorAngleConfig from an optional params file and NAME=VALUE overrides (raises ValueError).
 
     Values are read as the door_angle node reads them (:func:`async_naf.run.graph.config_from_params`, the rules of
-    :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file, :func:`async_naf.run.graph.yaml_number`);
+    :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file,
+    :func:`async_naf.run.graph.yaml_number`);
     an empty array means "not set", as in a ROS params file.
     """
     import yaml
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
             info = bag.info()
             topic = info.topic
-            handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")
+            handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
             try:
                 writer = csv.writer(handle)
                 header = ["stamp_ns", "angle_rad"]
