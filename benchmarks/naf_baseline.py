@@ -19,6 +19,9 @@ from torch import nn
 
 
 class BaselineNAFNet(nn.Module):
+    tril_mask: torch.Tensor  # buffers, registered in __init__
+    diag_mask: torch.Tensor
+
     """BatchNorm(input) -> 2 x (Linear, ReLU) -> heads V (1), mu (A, tanh), L (A*A, masked)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (100, 100)) -> None:

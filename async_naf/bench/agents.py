@@ -41,6 +41,8 @@ def _load_baseline():
     if not path.is_file():
         return None
     spec = importlib.util.spec_from_file_location("async_naf_bench_naf_baseline", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -113,8 +113,8 @@ def bench_policy_latency(quick: bool = False) -> dict[str, float]:
     torch.set_num_threads(1)
     n_samples, warmup = (300, 50) if quick else (3000, 200)
     task = make_task("reach")
-    weights = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=task.action_low,
-                                   action_high=task.action_high)).policy_weights()
+    weights = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=tuple(task.action_low),
+                                   action_high=tuple(task.action_high))).policy_weights()
     tmp = tempfile.mkdtemp(prefix="async_naf_bench_")
     ns = "/bench_robot"
     proc = _start("policy_node", "-r", f"__ns:={ns}", "-p", "task:=reach", "-p", "eval_mode:=true",

@@ -61,7 +61,7 @@ class ReplayBuffer:
         # fancy-indexing operation; the per-field arrays below are views into it
         o, a = self.obs_dim, self.act_dim
         self._data = np.zeros((self.capacity, 2 * o + a + 2), np.float32)
-        self._cols = {
+        self._cols: dict[str, slice | int] = {
             "obs": slice(0, o),
             "action": slice(o, o + a),
             "reward": o + a,
@@ -205,4 +205,5 @@ def write_snapshot(path: str | os.PathLike, snapshot: tuple[dict[str, Any], Batc
     (atomic: temporary file, fsync, rename; see :func:`async_naf.wire.checkpoint.atomic_writer`)."""
     meta, rows = snapshot
     with atomic_writer(path) as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **dict(zip(_FIELDS, rows)))
+        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **dict(zip(_FIELDS, rows))}
+        np.savez(f, **arrays)

@@ -65,8 +65,9 @@ class ArmDoorEnv(gym.Env):
         )
         self.estimator = DoorAngleEstimator(self.estimator_config)
         self.randomize = randomize
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float32)
-        self.action_space = gym.spaces.Box(self.task.action_low, self.task.action_high, dtype=np.float32)
+        self.observation_space: gym.spaces.Box = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float32)
+        self.action_space: gym.spaces.Box = gym.spaces.Box(self.task.action_low, self.task.action_high,
+                                                           dtype=np.float32)
         self._goal_rng = np.random.default_rng(seed)
         self.goal = np.zeros(self.task.goal_dim)
         self._steps = 0

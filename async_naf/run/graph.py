@@ -290,7 +290,7 @@ def overrides_for(overrides: Mapping[str, Mapping[str, Any]], namespace: str, na
             ranked.append((0, params))
         elif node == name and ns is None:
             ranked.append((1, params))
-        elif node == name and ns.rstrip("/") == namespace.rstrip("/"):
+        elif node == name and ns is not None and ns.rstrip("/") == namespace.rstrip("/"):
             ranked.append((2, params))
     merged: dict[str, Any] = {}
     for _, params in sorted(ranked, key=lambda t: t[0]):
@@ -320,7 +320,7 @@ def _node_params(role: str, graph_vals: Mapping[str, Any], user: Mapping[str, An
     merged = {**(backend_defaults or {}), **user, **graph_vals}
     extra = {k: merged.pop(k) for k in list(merged) if k in extra_types}
     config = config_from_params(cls, merged, what)
-    params = flatten_config(config)
+    params: dict[str, Any] = flatten_config(config)
     for name, value in extra.items():
         if not isinstance(value, extra_types[name]) or isinstance(value, bool):
             raise ValueError(f"{what}: parameter {name!r} must be {extra_types[name].__name__}, got {value!r}")

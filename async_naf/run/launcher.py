@@ -496,8 +496,8 @@ def _signals_only_logged(restore_to: dict[int, Any] | None = None) -> Iterator[N
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, (restore_to if restore_to is not None else {}).pop(sig, handler))
+        for signum, handler in previous.items():
+            signal.signal(signum, (restore_to if restore_to is not None else {}).pop(signum, handler))
 
 
 def _log_signal_while_stopping(signum: int, _frame: Any) -> None:

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def append_csv(path: str | os.PathLike[str], fields: Sequence[str], row: dict[st
         writer.writerow({k: row.get(k, "") for k in fields})
 
 
-def read_eval(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+def read_eval(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read ``eval.csv`` (numbers as floats, checkpoint as str)."""
     path = Path(path)
     if not path.exists():
@@ -215,7 +215,7 @@ def _moving_average(values: Sequence[float], n: int) -> list[float]:
     return out
 
 
-def plot_workers_comparison(curves: dict[int, Sequence[tuple[float, float]]], out: str | os.PathLike[str],
+def plot_workers_comparison(curves: Mapping[int, Sequence[tuple[float, float]]], out: str | os.PathLike[str],
                             threshold: float | None = None, title: str = "") -> Path:
     """Success rate against wall time, one line per worker count (the paper's Fig. 4 style).
 

@@ -62,6 +62,7 @@ class ArmDoorSim:
         self._door = self.config.door
         self._hinge_left = self.config.hinge_left
         self._start_cache: dict[tuple, np.ndarray] = {}
+        self._kin_dirty = True  # until reset() runs mj_forward
         self._load(build_model(self.config))
         self.reset(randomize=False)
 
@@ -293,6 +294,7 @@ class ArmDoorSim:
 
     def _apply_backlash(self, cmd: np.ndarray) -> np.ndarray:
         """Gear backlash: motion is lost while the commanded travel crosses the dead band on a reversal."""
+        assert self._backlash is not None  # called only when reset() drew a backlash
         half = 0.5 * self._backlash
         travel = cmd * self.control_period_s
         new_slack = np.clip(self._slack + travel, -half, half)

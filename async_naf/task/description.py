@@ -50,6 +50,8 @@ def urdf_joints(urdf_xml: str) -> list[UrdfJoint]:
         if j.get("type") not in ("revolute", "prismatic"):
             continue
         lim = j.find("limit")
+        if lim is None:
+            raise ValueError(f"{j.get('type')} joint {j.get('name')!r} has no <limit>")
         dyn = j.find("dynamics")
         out.append(UrdfJoint(
             name=j.get("name", ""),

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
 
 
 def normalize_bound(value: float | Sequence[float]) -> float | tuple[float, ...]:
-    return float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
+    if np.ndim(value) == 0:
+        return float(cast(float, value))
+    return tuple(float(v) for v in cast(Sequence[float], value))
 
 
 def validate_common(cfg: Any) -> None:
@@ -115,7 +117,7 @@ class AgentConfig:
         return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
+    def from_dict(cls, data: Any) -> Any:  # config_from_dict rejects what is not a dict
         return config_from_dict(cls, data, cls.__name__)
 
 

@@ -64,6 +64,7 @@ def _mlp(sizes: list[int], activation: str, head_scale: float) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU() if activation == "relu" else nn.Tanh())
     last = layers[-1]
+    assert isinstance(last, nn.Linear)
     nn.init.uniform_(last.weight, -head_scale, head_scale)
     nn.init.uniform_(last.bias, -head_scale, head_scale)
     return nn.Sequential(*layers)
@@ -252,7 +253,7 @@ class DDPGAgent:
                 mod.load_state_dict(sd)
             steps = meta.get("adam_steps", {})
             for prefix, opt in (("actor_opt", agent.actor_opt), ("critic_opt", agent.critic_opt)):
-                sd = opt.state_dict()
+                opt_sd = opt.state_dict()
                 params = [p for g in opt.param_groups for p in g["params"]]
                 state = {}
                 for idx, p in enumerate(params):
@@ -266,8 +267,8 @@ class DDPGAgent:
                         "exp_avg_sq": torch.from_numpy(
                             checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
                     }
-                sd["state"] = state
-                opt.load_state_dict(sd)
+                opt_sd["state"] = state
+                opt.load_state_dict(opt_sd)
             agent.normalizer.load_state(tensors["obs_norm.mean"], tensors["obs_norm.var"], tensors["obs_norm.count"])
             agent.update_count = int(meta["update_count"])
             if "noise" in meta:

@@ -90,12 +90,12 @@ def imu_topic(path: str | Path) -> str:
 
 
 def _only_imu_topic(path: str | Path, topics: dict[str, str]) -> str:
-    topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
-    if not topics:
+    imu = sorted(t for t, m in topics.items() if m == IMU_TYPE)
+    if not imu:
         raise BagError(f"bag {path} has no {IMU_TYPE} topic")
-    if len(topics) > 1:
-        raise BagError(f"bag {path} has several {IMU_TYPE} topics ({', '.join(topics)}): name one with --imu-topic")
-    return topics[0]
+    if len(imu) > 1:
+        raise BagError(f"bag {path} has several {IMU_TYPE} topics ({', '.join(imu)}): name one with --imu-topic")
+    return imu[0]
 
 
 class ImuBag:
