@@ -1,6 +1,6 @@
 # async_naf: two commands on a fresh machine.
 #   make train   asynchronous NAF on the embedded MuJoCo simulation (door_pull, 2 workers)
-#   make test    the test suite
+#   make test    the linters (make lint), then the test suite
 # Both bootstrap .venv with pinned wheels through `make setup` (idempotent).
 
 SHELL := /bin/bash
@@ -23,7 +23,8 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 help:
 	@echo "make setup  - create .venv with pinned dependencies (torch==2.13.0 CPU first)"
 	@echo "make train  - asynchronous NAF, door_pull, 2 workers, embedded MuJoCo (results in $(RUN_DIR); TRAIN_ARGS=...)"
-	@echo "make test   - run the tests"
+	@echo "make lint   - ruff check and mypy (config: ruff.toml, mypy.ini)"
+	@echo "make test   - make lint, then run the tests"
 	@echo "make bench  - print the measured speed figures as JSON"
 
 setup: $(STAMP)
@@ -41,7 +42,12 @@ $(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
 train: setup
 	$(VENV)/bin/async-naf train $(TRAIN_ARGS) --run-dir $(RUN_DIR) --overwrite
 
-test: setup
+# ruff (ruff.toml) over the whole tree, mypy (mypy.ini) over async_naf/ and benchmarks/
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -54,4 +60,4 @@ lock: setup
 	$(PIP) freeze --exclude-editable | grep -v -E '^(torch|ros-|rclpy==)' > constraints.txt
 
 clean:
-	rm -rf $(VENV) build install log *.egg-info .pytest_cache
+	rm -rf $(VENV) build install log *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -32,7 +32,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro") + glob("urdf/*.urdf") + glob("urdf/*.xml")),
     ],
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # subprocess.Popen(process_group=...) in run/launcher.py
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="async_naf maintainers",

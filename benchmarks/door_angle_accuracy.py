@@ -13,7 +13,8 @@ angle over the whole recording for:
   closed rest (what one gets without re-estimating the bias);
 - ``vqf``: VQF (Laidig & Seel 2023, the ``vqf`` package, 6D mode: gyro + accelerometer, its rest and motion
   bias estimation on, default parameters), given the gyro offset calibrated over the initial closed rest
-  (the MPU-6050 zero-rate offset exceeds VQF's default 2 deg/s bias clip). The door angle is VQF's heading change about the vertical relative to its mean
+  (the MPU-6050 zero-rate offset exceeds VQF's default 2 deg/s bias clip). The door angle is VQF's heading change
+  about the vertical relative to its mean
   heading over the initial closed rest, signed so that the first swing is an opening (the same information
   the estimator uses). VQF needs a fixed sampling time, so its input is resampled to the nominal rate and
   its heading interpolated back to the sample stamps.
@@ -72,7 +73,7 @@ def run_plain(rec: Recording) -> np.ndarray:
 
 def run_vqf(rec: Recording) -> np.ndarray:
     """VQF 6D heading change about the vertical, as a door angle (rad) at every sample."""
-    from vqf import VQF  # noqa: PLC0415 - benchmark-only dependency
+    from vqf import VQF  # benchmark-only dependency
 
     ts = float(np.median(np.diff(rec.t)))
     grid = np.arange(rec.t[0], rec.t[-1], ts)

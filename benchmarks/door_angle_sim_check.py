@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from async_naf.sim import ArmDoorSim, SimConfig  # noqa: PLC0415
+    from async_naf.sim import ArmDoorSim, SimConfig
 
     # the reach task's start pose keeps the hook clear of the door (door_pull's holds the handle)
     sim_config = SimConfig(task="reach")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     kept = {"kept_self_id": DoorAngleEstimator(cfg_self), "kept_cfg_axis": DoorAngleEstimator(cfg_axis)}
     names = ["fresh_cfg_axis", "fresh_self_id", "kept_self_id", "kept_cfg_axis"]
     results: dict[str, list[float]] = {n: [] for n in names}
-    m, d = sim.model, sim.data
+    d = sim.data
     hv, lq, hq = sim.compiled.hinge_dof, sim.compiled.handle_qpos, sim.compiled.hinge_qpos
     kp, kd = 40.0, 10.0
     print(f"{'ep':>3} {'max deg':>7} " + " ".join(f"{n:>15}" for n in names))

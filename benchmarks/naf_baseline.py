@@ -19,6 +19,9 @@ from torch import nn
 
 
 class BaselineNAFNet(nn.Module):
+    tril_mask: torch.Tensor  # buffers, registered in __init__
+    diag_mask: torch.Tensor
+
     """BatchNorm(input) -> 2 x (Linear, ReLU) -> heads V (1), mu (A, tanh), L (A*A, masked)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (100, 100)) -> None:
@@ -61,7 +64,8 @@ class BaselineNAF:
         self.gamma, self.tau = gamma, tau
 
     def update(self, obs, action, reward, next_obs, terminal) -> float:
-        obs, action, reward, next_obs, terminal = (torch.as_tensor(x) for x in (obs, action, reward, next_obs, terminal))
+        obs, action, reward, next_obs, terminal = (
+            torch.as_tensor(x) for x in (obs, action, reward, next_obs, terminal))
         with torch.no_grad():
             self.target.eval()
             v_next, _, _ = self.target(next_obs)

@@ -10,7 +10,7 @@ import torch
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from async_naf.wire import checkpoint
+from async_naf.common.noise import NoiseConfig
 from async_naf.learning.agents import (
     DDPGAgent,
     DDPGConfig,
@@ -21,8 +21,8 @@ from async_naf.learning.agents import (
     load_agent,
     make_agent,
 )
-from async_naf.common.noise import NoiseConfig
 from async_naf.learning.replay import Batch
+from async_naf.wire import checkpoint
 
 torch.set_num_threads(1)
 
@@ -48,7 +48,8 @@ def _trained(agent, steps=5, seed=0):
 
 AGENTS = {
     "naf": lambda: NAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(16, 8), action_low=[-1, -2, -3], action_high=[1, 2, 0],
-                                      noise=NoiseConfig(kind="gaussian", scale=0.2, scale_final=0.0, anneal_steps=100))),
+                                      noise=NoiseConfig(kind="gaussian", scale=0.2, scale_final=0.0,
+                                                        anneal_steps=100))),
     "linear_naf": lambda: LinearNAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(16,), grad_clip_norm=1.0)),
     "ddpg": lambda: DDPGAgent(DDPGConfig(OBS, ACT, hidden_sizes=(16, 8), normalize_obs=True)),
 }
@@ -169,7 +170,7 @@ def test_corrupt_files_give_clear_value_errors(name, tmp_path) -> None:
             load_agent(path)
         with pytest.raises(ValueError):
             type(agent).load(path)
-    for label, bad in _corruptions(agent.policy_weights()).items():
+    for bad in _corruptions(agent.policy_weights()).values():
         with pytest.raises(ValueError):
             Policy.from_bytes(bad)
 
@@ -199,7 +200,7 @@ def test_mismatched_files_give_clear_value_errors(tmp_path) -> None:
         NAFAgent.from_checkpoint_bytes(checkpoint.pack(tensors, kind, meta))
     tensors, meta, kind = checkpoint.unpack(naf.checkpoint_bytes(), "agent_checkpoint")
     del tensors["adam.v"]
-    with pytest.raises(ValueError, match="adam.v"):
+    with pytest.raises(ValueError, match=r"adam\.v"):
         NAFAgent.from_checkpoint_bytes(checkpoint.pack(tensors, kind, meta))
     tensors, meta, kind = checkpoint.unpack(naf.checkpoint_bytes(), "agent_checkpoint")
     meta["config"]["hidden_sizes"] = [16, 9]
@@ -258,8 +259,8 @@ def test_config_dict_round_trip() -> None:
 
 
 def test_config_yaml_matches_dataclass_defaults() -> None:
-    from async_naf.learning.agents import config_from_yaml
     from async_naf.common.resources import data_path
+    from async_naf.learning.agents import config_from_yaml
 
     path = data_path("config", "naf.yaml")
     assert config_from_yaml(path, "naf", OBS, ACT) == NAFConfig(OBS, ACT)

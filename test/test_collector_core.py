@@ -1,13 +1,15 @@
 """async_naf.collecting.collector: episode assembly, rewards from the shared task code, drops, batching (ROS-free)."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
-from async_naf.wire import layouts
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.wire.layouts import PolicyStep
 from async_naf.task.tasks import TaskState, make_task
+from async_naf.wire import layouts
+from async_naf.wire.layouts import PolicyStep
 
 
 class _Robot:
@@ -56,7 +58,7 @@ def test_transitions_pair_consecutive_steps_with_task_rewards() -> None:
                                np.stack([s.obs for s in steps[1:]]), rtol=1e-6)
     np.testing.assert_allclose(first.action, np.stack([s.action for s in steps[:4]]), rtol=1e-6)
     expected = [task.reward(TaskState(s.joint_pos, s.joint_vel, s.ee_pos), p.action, goal.goal)
-                for p, s in zip(steps[:5], steps[1:])]
+                for p, s in pairwise(steps[:6])]
     rewards = np.concatenate([first.reward, second.reward])
     np.testing.assert_allclose(rewards, expected, rtol=1e-5)
     assert stats.episode_return == pytest.approx(sum(expected), rel=1e-6)

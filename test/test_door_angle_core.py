@@ -258,7 +258,8 @@ def test_shipped_yaml_matches_the_config_defaults() -> None:
             continue
         assert f.name in params, f"{f.name} missing from {path.name}"
         assert params[f.name] == pytest.approx(getattr(defaults, f.name), rel=1e-3), f.name
-    assert DoorAngleConfig(**{k: v for k, v in params.items() if k in {f.name for f in dataclasses.fields(DoorAngleConfig)}})
+    names = {f.name for f in dataclasses.fields(DoorAngleConfig)}
+    assert DoorAngleConfig(**{k: v for k, v in params.items() if k in names})
 
 
 def test_simulated_recording_is_physically_consistent() -> None:

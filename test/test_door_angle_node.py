@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from nodes_harness import Probe, Processes  # noqa: E402
+from nodes_harness import Probe, Processes
 
-from async_naf.sensing.door_angle.synthetic import Segment, SyntheticConfig, simulate_recording  # noqa: E402
+from async_naf.sensing.door_angle.synthetic import Segment, SyntheticConfig, simulate_recording
 
 DEG = math.pi / 180.0
 NS = "/robot_3"

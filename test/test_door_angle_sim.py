@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator  # noqa: E402
-from async_naf.sensing.door_angle.synthetic import Segment, profile_truth  # noqa: E402
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.synthetic import Segment, profile_truth
 
 DEG = math.pi / 180.0
 
@@ -30,7 +30,8 @@ def _episode(sim, estimators: list[DoorAngleEstimator], segs: list[Segment], ste
         ref, ref_rate, ref_acc = (float(x[0]) for x in profile_truth(segs, np.array([sim.time_s - t0])))
         if ref > 0.0:
             d.qpos[handle_q] = max(d.qpos[handle_q], sim.config.door.latch_threshold + 0.05)
-        d.qfrc_applied[hinge_dof] = 40.0 * (ref - d.qpos[hinge_q]) + 10.0 * (ref_rate - d.qvel[hinge_dof]) + 2.0 * ref_acc
+        d.qfrc_applied[hinge_dof] = (40.0 * (ref - d.qpos[hinge_q]) + 10.0 * (ref_rate - d.qvel[hinge_dof])
+                                     + 2.0 * ref_acc)
         samples = sim.step(np.zeros(7))
         truth = sim.door_state().hinge_angle
         for est, err in zip(estimators, errors):
@@ -53,7 +54,8 @@ def test_tracks_the_sim_door_over_short_episodes() -> None:
     kept = DoorAngleEstimator(DoorAngleConfig(stop_angle_rad=stop))
     profiles = [
         [Segment(0.6, 0.0), Segment(1.2, 50 * DEG), Segment(5.8, 50 * DEG)],
-        [Segment(1.0, 0.0), Segment(1.0, 70 * DEG), Segment(1.0, 70 * DEG), Segment(1.2, 30 * DEG), Segment(3.3, 30 * DEG)],
+        [Segment(1.0, 0.0), Segment(1.0, 70 * DEG), Segment(1.0, 70 * DEG), Segment(1.2, 30 * DEG),
+         Segment(3.3, 30 * DEG)],
     ]
     for segs in profiles:
         sim.reset(randomize=True)

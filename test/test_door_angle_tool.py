@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from async_naf.run.cli import main as cli_main  # noqa: E402
-from async_naf.sensing.door_angle.bag import BagError, ImuBag, write_imu_bag  # noqa: E402
-from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording  # noqa: E402
+from async_naf.run.cli import main as cli_main
+from async_naf.sensing.door_angle.bag import BagError, ImuBag, write_imu_bag
+from async_naf.sensing.door_angle.synthetic import Recording, SyntheticConfig, simulate_recording
 
 TOPIC = "/robot_0/door/imu"
 
@@ -168,10 +168,9 @@ def test_a_truncated_mcap_chunk_is_not_silently_short(tmp_path: Path, recording:
     start = int(len(raw) * 0.3)
     raw[start: start + 500] = bytes(500)
     data_file.write_bytes(bytes(raw))
-    with pytest.raises(BagError, match="corrupt"):
-        with ImuBag(bag, TOPIC) as reader:
-            for _ in reader.samples():
-                pass
+    with pytest.raises(BagError, match="corrupt"), ImuBag(bag, TOPIC) as reader:
+        for _ in reader.samples():
+            pass
 
 
 def test_tool_reports_a_missing_bag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

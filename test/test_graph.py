@@ -188,7 +188,8 @@ def test_launch_file_keeps_dds_on_loopback() -> None:
 
     tree = _launch_tree()
     (gen,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"]
-    (described,) = [n for n in ast.walk(gen) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LaunchDescription"]
+    (described,) = [n for n in ast.walk(gen)
+                    if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LaunchDescription"]
     assert isinstance(described.args[0], ast.List), "LaunchDescription takes a literal list of actions"
     first = described.args[0].elts[0]
     assert isinstance(first, ast.Call) and getattr(first.func, "id", "") == "SetEnvironmentVariable", \
@@ -224,7 +225,7 @@ def test_a_missing_config_file_is_an_error_on_both_paths(tmp_path: Path) -> None
 
     args = argparse.Namespace(config=str(missing), resume=False, eval_every=0.0, sets=[], minutes=1.0, steps=0,
                               task="reach", workers=1, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
-    with pytest.raises(ValueError, match="--config .*no such file"):
+    with pytest.raises(ValueError, match=r"--config .*no such file"):
         build_config(args)
 
 
@@ -276,7 +277,8 @@ def test_controllers_yaml_matches_urdf_joints() -> None:
     assert fvc["interface_name"] == "velocity"
     assert tuple(fvc["joints"]) == tuple(ARM_JOINT_NAMES)
     root = _urdf_joints("gazebo")
-    revolute = [j.get("name") for j in root.iter("joint") if j.get("type") == "revolute" and j.get("name") in fvc["joints"]]
+    revolute = [j.get("name") for j in root.iter("joint")
+                if j.get("type") == "revolute" and j.get("name") in fvc["joints"]]
     assert revolute == list(fvc["joints"])
     rc_joints = {j.get("name"): j for j in root.find("ros2_control").iter("joint")}
     assert set(rc_joints) == set(fvc["joints"])
@@ -310,7 +312,7 @@ def test_bringup_gazebo_and_real() -> None:
                          hardware_plugin="my_driver/MyArmSystem")
     cm = [n for n in real if n.executable == "ros2_control_node"]
     assert len(cm) == 1 and cm[0].param_files[0].endswith("controllers.yaml")
-    hw = ET.fromstring([n for n in real if n.executable == "robot_state_publisher"][0].parameters["robot_description"])
+    hw = ET.fromstring(next(n for n in real if n.executable == "robot_state_publisher").parameters["robot_description"])
     assert hw.find("ros2_control/hardware/plugin").text == "my_driver/MyArmSystem"
     assert build_bringup(_cfg(task="reach", workers=2)) == []
 
@@ -318,8 +320,8 @@ def test_bringup_gazebo_and_real() -> None:
 def test_estimator_configured_like_the_evaluation_env() -> None:
     """Training (graph, door_angle node) and evaluation (ArmDoorEnv) must see the same door-angle estimator,
     or a policy trained on one meets different door-angle readings in the other."""
-    from async_naf.sensing.door_angle.config import DoorAngleConfig
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.sensing.door_angle.config import DoorAngleConfig
 
     node = next(n for n in build_graph(_cfg(task="door_pull", workers=1)) if n.role == "door_angle")
     from_graph = build(DoorAngleConfig, node.parameters)

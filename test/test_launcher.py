@@ -143,7 +143,7 @@ def test_children_have_their_own_process_group(tmp_path: Path, child_script: Pat
     """A terminal's Ctrl-C goes to the foreground process group: children must not be in the launcher's,
     so the launcher alone decides the shutdown order."""
     spec = ProcessSpec(key="a", argv=(sys.executable, str(child_script), str(tmp_path / "pid_0"), "plain"))
-    with GraphLauncher([spec], log_dir=tmp_path / "logs") as launcher:
+    with GraphLauncher([spec], log_dir=tmp_path / "logs"):
         (pid,) = _read_pids(tmp_path, 1)
         assert os.getpgid(pid) == pid != os.getpgid(0)
     assert not _alive(pid)

@@ -48,7 +48,8 @@ def test_transitions_round_trip_exact() -> None:
     assert msg.sizes == (5, L.transition_columns(OBS, ACT)) and msg.data.dtype == np.float32
     out = L.decode_transitions(msg, obs_dim=OBS, act_dim=ACT)
     for name in L.TransitionBatch._fields:
-        np.testing.assert_array_equal(getattr(out, name), np.asarray(getattr(batch, name), dtype=getattr(out, name).dtype))
+        np.testing.assert_array_equal(getattr(out, name),
+                                      np.asarray(getattr(batch, name), dtype=getattr(out, name).dtype))
     assert out.rows == 5
     rb = out.to_batch()
     assert rb.obs.shape == (5, OBS) and rb.terminal.shape == (5,)
@@ -143,7 +144,8 @@ def test_weights_round_trip() -> None:
         (struct.pack("<Q", 10_000) + b"{}", "does not fit"),
         (struct.pack("<Q", 4) + b"notj", "JSON"),
         (struct.pack("<Q", 2) + b"[]", "object"),
-        (struct.pack("<Q", 40) + json.dumps({"w": {"dtype": "F32", "shape": [9], "data_offsets": [0, 36]}}).encode()[:40],
+        (struct.pack("<Q", 40)
+         + json.dumps({"w": {"dtype": "F32", "shape": [9], "data_offsets": [0, 36]}}).encode()[:40],
          "JSON|range|malformed"),
     ],
 )

@@ -12,8 +12,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
 from async_naf.common.noise import NoiseConfig
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, Policy
 from async_naf.learning.replay import Batch, ReplayBuffer
 
 torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def test_lqr_solution_is_a_fixed_point() -> None:
 
 
 def test_naf_recovers_lqr_gain() -> None:
-    S, K, P_star = lqr_solution()
+    _, K, P_star = lqr_solution()
     rng = np.random.default_rng(0)
     n = 20_000
     x = rng.uniform(-1, 1, (n, 3)).astype(np.float32)

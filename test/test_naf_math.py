@@ -1,15 +1,16 @@
-"""NAF maths: P, A, Q, the TD target, soft updates, bad configs, skipped steps (the two update paths: test_naf_update.py)."""
+"""NAF maths: P, A, Q, the TD target, soft updates, bad configs, skipped steps.
+
+The two update paths (hand-derived and autograd) are compared in test_naf_update.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from naf_testing import ACT, OBS, _batch, _perturbed_agent
 
-from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig
-from async_naf.learning.agents import naf_math
+from async_naf.learning.agents import DDPGAgent, DDPGConfig, LinearNAFAgent, NAFAgent, NAFConfig, naf_math
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch
-from naf_testing import ACT, OBS, _batch, _perturbed_agent
 
 torch.set_num_threads(1)
 

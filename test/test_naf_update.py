@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from naf_testing import ACT, OBS, _batch, _perturbed_agent, _rel
 
 from async_naf.learning.agents import NAFAgent, NAFConfig
 from async_naf.learning.normalizer import RunningNormalizer
-from naf_testing import ACT, OBS, _batch, _perturbed_agent, _rel
 
 torch.set_num_threads(1)
 

@@ -18,9 +18,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from nodes_harness import Probe, Processes  # noqa: E402
+from nodes_harness import Probe, Processes
 
-from async_naf.wire import layouts  # noqa: E402
+from async_naf.wire import layouts
 
 OBS, ACT = 23, 7  # reach
 TRAINER = "/trainer"

@@ -1,16 +1,16 @@
-"""async_naf.nodes._params (+ wire.params): ROS parameters declared from config dataclasses (real rclpy node, own context)."""
+"""async_naf.nodes._params (+ wire.params): ROS parameters declared from config dataclasses (real rclpy node, own
+context)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pytest
 
 pytest.importorskip("rclpy")
 
-from async_naf.common.noise import NoiseConfig  # noqa: E402
-from async_naf.nodes._params import declare_from_dataclass, watch_parameters  # noqa: E402
-from async_naf.wire.params import build, flatten, param_specs  # noqa: E402
+from async_naf.common.noise import NoiseConfig
+from async_naf.nodes._params import declare_from_dataclass, watch_parameters
+from async_naf.wire.params import build, flatten, param_specs
 
 
 @dataclass
@@ -30,7 +30,7 @@ class _Cfg:
     period_s: float = 0.5
     names: tuple[str, ...] = ("a", "b")
     gains: tuple[float, ...] = ()
-    limit: Optional[float] = None
+    limit: float | None = None
     verbose: bool = field(default=False, metadata={"help": "print more"})
     noise: NoiseConfig = field(default_factory=NoiseConfig)
 

@@ -102,7 +102,8 @@ def test_workers_comparison(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "workers.json").read_text())["threshold"] == 0.9
     assert (tmp_path / "workers.png").read_bytes()[:4] == b"\x89PNG"
     args = argparse.Namespace(task="door_pull", seed=0, minutes=60.0, eval_every=60.0, eval_episodes=20,
-                              threshold=0.9, realtime=True, stop_at_threshold=True, config=None, sets=["trainer.naf.lr=1e-4"])
+                              threshold=0.9, realtime=True, stop_at_threshold=True, config=None,
+                              sets=["trainer.naf.lr=1e-4"])
     cmd = train_command(args, 4, tmp_path / "workers_4")
     assert cmd[cmd.index("--workers") + 1] == "4" and "--realtime" in cmd and "--stop-at-success" in cmd
     assert cmd[cmd.index("--set") + 1] == "trainer.naf.lr=1e-4"
@@ -152,7 +153,7 @@ def test_parse_sets() -> None:
 
     assert parse_sets(["trainer.naf.lr=3e-4", "policy.noise.scale=0.2", "sim.realtime=true"]) == {
         "/trainer": {"naf.lr": 3e-4}, "/**/policy": {"noise.scale": 0.2}, "/**/sim": {"realtime": True}}
-    with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
+    with pytest.raises(ValueError, match=r"NODE\.PARAM=VALUE"):
         parse_sets(["lr=3"])
     with pytest.raises(ValueError):
         parse_sets(["planner.x=1"])

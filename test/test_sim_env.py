@@ -5,8 +5,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from async_naf.sim import SimConfig
 from async_naf.run.env import ArmDoorEnv
+from async_naf.sim import SimConfig
 from async_naf.task.tasks import REACH_START_POSE
 
 
@@ -52,7 +52,7 @@ def test_door_angle_in_observation_is_the_imu_estimate() -> None:
     for k in range(60):
         sim.data.qfrc_applied[sim.compiled.handle_dof] = 2.0 if k < 20 else 0.0
         sim.data.qfrc_applied[sim.compiled.hinge_dof] = 8.0 if 5 <= k < 25 else 0.0
-        obs, reward, _, _, info = env.step(np.zeros(7))
+        obs, _, _, _, info = env.step(np.zeros(7))
         assert obs[sl][0] == pytest.approx(info["door_angle_estimate"], abs=1e-6)
         errors.append(obs[sl][0] - info["door_state"].hinge_angle)
     truth = info["door_state"].hinge_angle

@@ -49,7 +49,8 @@ def test_reach_observation_reward_success() -> None:
     rng = np.random.default_rng(0)
     goals = np.array([task.sample_goal(rng) for _ in range(500)])
     assert np.all(goals >= task.config.target_low) and np.all(goals <= task.config.target_high)
-    np.testing.assert_array_equal(task.sample_goal(np.random.default_rng(3)), task.sample_goal(np.random.default_rng(3)))
+    np.testing.assert_array_equal(task.sample_goal(np.random.default_rng(3)),
+                                  task.sample_goal(np.random.default_rng(3)))
     goal = np.array([0.55, 0.1, 0.45])
     s = _state(ee=(0.45, 0.0, 0.40))
     obs = task.observation(s, goal)
@@ -115,7 +116,7 @@ def test_door_goal_matches_the_model(task_name: str, hinge_left: bool) -> None:
         np.testing.assert_allclose(leaf_rot.T @ (handle_point(goal, angle) - grip), HOOK_ENGAGE_OFFSET, atol=1e-9)
     np.testing.assert_allclose(goal[3:5], d.xpos[m.body("door_leaf_link").id][:2], atol=1e-9)
     # the nominal (simulator-free) goal of the task equals the default simulated door's
-    if task_name == "door_pull" and not hinge_left or task_name == "door_push" and hinge_left:
+    if (task_name == "door_pull" and not hinge_left) or (task_name == "door_push" and hinge_left):
         np.testing.assert_allclose(make_task(task_name).sample_goal(np.random.default_rng(0)), goal, atol=1e-12)
 
 

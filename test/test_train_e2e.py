@@ -40,8 +40,8 @@ def _baseline_eval(task: str, episodes: int, seed: int, random: bool):
     (``random``) or with the arm standing still: the baselines 'learning' must beat."""
     import numpy as np
 
-    from async_naf.run.results import EvalResult
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.results import EvalResult
 
     env = ArmDoorEnv(task=task, seed=seed)
     rng = np.random.default_rng(seed)

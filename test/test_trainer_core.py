@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from async_naf.wire.layouts import EpisodeStats, TransitionBatch
 from async_naf.learning.trainer import Trainer, TrainerConfig, read_latest_checkpoint
+from async_naf.wire.layouts import EpisodeStats, TransitionBatch
 
 torch.set_num_threads(1)
 TASK = "reach"
@@ -152,7 +152,8 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
         resumed.record_episode(EpisodeStats(0, 1, -1.0, 50, False, 200))
     finally:
         resumed.close()
-    rows = list(csv.reader(open(Path(cfg.run_dir) / "metrics.csv")))
+    with open(Path(cfg.run_dir) / "metrics.csv") as f:
+        rows = list(csv.reader(f))
     assert rows[0] == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success"]
     assert [r[3:] for r in rows[1:]] == [["1", "0", "-3.5", "1"], ["0", "1", "-1", "0"]]
     assert list((Path(cfg.run_dir) / "tensorboard").glob("events.out.tfevents.*"))

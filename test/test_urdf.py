@@ -12,9 +12,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from async_naf.task.kinematics import ArmKinematics
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
 from async_naf.sim.model import build_model, expand_urdf, urdf_joints, xacro_mappings
+from async_naf.task.kinematics import ArmKinematics
 
 REPO = Path(__file__).resolve().parent.parent
 XACRO = REPO / "urdf" / "arm_door.urdf.xacro"

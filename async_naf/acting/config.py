@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from async_naf.task.tasks import TASK_NAMES
 from async_naf.common.checks import numbers
 from async_naf.common.noise import NoiseConfig
+from async_naf.task.tasks import TASK_NAMES
 
 TRIGGERS = ("joint_states", "timer")
 EXECUTORS = ("events", "single_threaded")

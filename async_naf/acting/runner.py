@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from async_naf.common.noise import make_noise
 from async_naf.acting.config import PolicyNodeConfig
+from async_naf.common.noise import make_noise
 
 
 class PolicyRunner:

@@ -20,7 +20,7 @@ OBS_DIM, ACT_DIM, HIDDEN, BATCH = 20, 7, (100, 100), 64
 
 
 def _filled_buffer(n: int = 20_000, seed: int = 0):
-    from async_naf.learning.replay import Batch, ReplayBuffer  # noqa: PLC0415
+    from async_naf.learning.replay import Batch, ReplayBuffer
 
     rng = np.random.default_rng(seed)
     buf = ReplayBuffer(n, OBS_DIM, ACT_DIM, seed=seed)
@@ -41,6 +41,8 @@ def _load_baseline():
     if not path.is_file():
         return None
     spec = importlib.util.spec_from_file_location("async_naf_bench_naf_baseline", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -60,7 +62,7 @@ def bench_naf_updates(quick: bool = False) -> dict[str, float]:
         ``naf_updates_per_s`` (median over rounds), ``naf_baseline_updates_per_s``, ``naf_speedup_vs_baseline``
         (ratio of the medians), ``naf_bench_rounds``.
     """
-    from async_naf.learning.agents.naf import NAFAgent, NAFConfig  # noqa: PLC0415
+    from async_naf.learning.agents.naf import NAFAgent, NAFConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -104,17 +104,17 @@ def bench_policy_latency(quick: bool = False) -> dict[str, float]:
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 
-    from async_naf.wire import layouts
     from async_naf.learning.agents import NAFConfig, make_agent
     from async_naf.nodes import _msgs
     from async_naf.sim import ARM_JOINT_NAMES
     from async_naf.task.tasks import make_task
+    from async_naf.wire import layouts
 
     torch.set_num_threads(1)
     n_samples, warmup = (300, 50) if quick else (3000, 200)
     task = make_task("reach")
-    weights = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=task.action_low,
-                                   action_high=task.action_high)).policy_weights()
+    weights = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=tuple(task.action_low),
+                                   action_high=tuple(task.action_high))).policy_weights()
     tmp = tempfile.mkdtemp(prefix="async_naf_bench_")
     ns = "/bench_robot"
     proc = _start("policy_node", "-r", f"__ns:={ns}", "-p", "task:=reach", "-p", "eval_mode:=true",
@@ -178,10 +178,10 @@ def bench_transitions(quick: bool = False, batch_rows: int | None = None) -> dic
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float32MultiArray
 
-    from async_naf.wire import layouts
     from async_naf.collecting.collector import CollectorConfig
     from async_naf.nodes import _msgs
     from async_naf.task.tasks import make_task
+    from async_naf.wire import layouts
 
     rows = int(batch_rows or CollectorConfig().batch_transitions)
     duration = 4.0 if quick else 12.0

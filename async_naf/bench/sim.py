@@ -28,8 +28,8 @@ def _rate(step, n: int, repeats: int) -> float:
 def bench_sim_steps(quick: bool = False) -> dict[str, float]:
     """Measure ``sim_steps_per_s`` and ``env_steps_per_s`` (see module docstring)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from async_naf.sim import ArmDoorSim, SimConfig  # noqa: PLC0415
-    from async_naf.run.env import ArmDoorEnv  # noqa: PLC0415
+    from async_naf.run.env import ArmDoorEnv
+    from async_naf.sim import ArmDoorSim, SimConfig
 
     n = 1000 if quick else 5000
     repeats = 2 if quick else 3

@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
-from async_naf.task.tasks import TASK_NAMES
 from async_naf.common.checks import integers, numbers
+from async_naf.task.tasks import TASK_NAMES
+from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
 
 
 @dataclass

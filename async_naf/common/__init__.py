@@ -1,1 +1,2 @@
-"""Utilities every layer may use: config validators (checks), package resources, ROS environment defaults, exploration noise."""
+"""Utilities every layer may use: config validators (checks), package resources, ROS environment defaults,
+exploration noise."""

@@ -58,7 +58,7 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
 def bounds_array(owner: str, low: Any, high: Any, n: int) -> tuple[Any, Any]:
     """Per-dimension float32 numpy arrays ``(low, high)`` of shape (n,) from a number or ``n`` numbers each
     (action units); ValueError unless both are finite (also as float32) with low < high everywhere."""
-    import numpy as np  # noqa: PLC0415  (importing this module stays cheap)
+    import numpy as np  # importing this module stays cheap
 
     try:
         lo = np.asarray(low, np.float64)

@@ -7,13 +7,13 @@ install, looked up lazily so the core never needs ROS).
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "async_naf"
 
 
-@lru_cache(maxsize=None)
+@cache
 def share_dir() -> Path:
     """Return the directory that holds ``urdf/``, ``config/`` and ``launch/``.
 
@@ -25,7 +25,7 @@ def share_dir() -> Path:
         if (candidate / "urdf").is_dir() and (candidate / "config").is_dir():
             return candidate
     try:  # a ROS install: the ament index knows where colcon put share/async_naf
-        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+        from ament_index_python.packages import get_package_share_directory
 
         installed = Path(get_package_share_directory(PACKAGE))
     except (ImportError, LookupError, OSError, ValueError):

@@ -21,9 +21,10 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from async_naf.common.checks import bounds_array, integers, number, numbers
 from async_naf.common.noise import NoiseConfig
@@ -41,7 +42,9 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
 
 
 def normalize_bound(value: float | Sequence[float]) -> float | tuple[float, ...]:
-    return float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
+    if np.ndim(value) == 0:
+        return float(cast(float, value))
+    return tuple(float(v) for v in cast(Sequence[float], value))
 
 
 # ------------------------------------------------------------------------------------ hyper-parameters
@@ -193,7 +196,7 @@ class AgentConfig(_ProblemFields, AgentParams):
         return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
+    def from_dict(cls, data: Any) -> Any:  # config_from_dict rejects what is not a dict
         return config_from_dict(cls, data, cls.__name__)
 
 
@@ -324,10 +327,11 @@ class TrainerConfig:
         """The hyper-parameters of the configured algorithm."""
         return self.ddpg if self.algorithm == "ddpg" else self.naf
 
-    def agent_config(self, obs_dim: int, act_dim: int, action_low: Sequence[float],
-                     action_high: Sequence[float]) -> NAFConfig | DDPGConfig:
+    def agent_config(self, obs_dim: int, act_dim: int, action_low: npt.ArrayLike,
+                     action_high: npt.ArrayLike) -> NAFConfig | DDPGConfig:
         """The agent's config: this trainer's hyper-parameters for its algorithm, the problem's sizes and
         bounds (action units), and this trainer's seed."""
         cls = DDPGConfig if self.algorithm == "ddpg" else NAFConfig
-        return cls(obs_dim, act_dim, tuple(float(v) for v in action_low), tuple(float(v) for v in action_high),
-                   seed=self.seed, **dataclasses.asdict(self.agent_params))
+        low = tuple(float(v) for v in np.ravel(action_low))
+        high = tuple(float(v) for v in np.ravel(action_high))
+        return cls(obs_dim, act_dim, low, high, seed=self.seed, **dataclasses.asdict(self.agent_params))

@@ -61,7 +61,7 @@ class ReplayBuffer:
         # fancy-indexing operation; the per-field arrays below are views into it
         o, a = self.obs_dim, self.act_dim
         self._data = np.zeros((self.capacity, 2 * o + a + 2), np.float32)
-        self._cols = {
+        self._cols: dict[str, slice | int] = {
             "obs": slice(0, o),
             "action": slice(o, o + a),
             "reward": o + a,
@@ -126,7 +126,8 @@ class ReplayBuffer:
         idx = self.rng.integers(0, self._size, size=_positive_int("n", n))
         rows = self._data[idx]
         c = self._cols
-        return Batch(rows[:, c["obs"]], rows[:, c["action"]], rows[:, c["reward"]], rows[:, c["next_obs"]], rows[:, c["terminal"]])
+        return Batch(rows[:, c["obs"]], rows[:, c["action"]], rows[:, c["reward"]], rows[:, c["next_obs"]],
+                     rows[:, c["terminal"]])
 
     def _ordered(self) -> Batch:
         """Stored rows, oldest first."""
@@ -164,7 +165,7 @@ class ReplayBuffer:
         return meta, self._ordered()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ReplayBuffer":
+    def load(cls, path: str | os.PathLike) -> ReplayBuffer:
         """Read a buffer written by :meth:`save` (never unpickles).
 
         Raises:
@@ -204,4 +205,5 @@ def write_snapshot(path: str | os.PathLike, snapshot: tuple[dict[str, Any], Batc
     (atomic: temporary file, fsync, rename; see :func:`async_naf.wire.checkpoint.atomic_writer`)."""
     meta, rows = snapshot
     with atomic_writer(path) as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **dict(zip(_FIELDS, rows)))
+        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **dict(zip(_FIELDS, rows))}
+        np.savez(f, **arrays)

@@ -59,8 +59,8 @@ def to_msg(arr: ArrayMsg, msg_type: type) -> object:
     code, dtype = _TYPES[msg_type]
     msg = msg_type()
     msg.layout = MultiArrayLayout(
-        dim=[MultiArrayDimension(label=l, size=int(s), stride=int(st))
-             for l, s, st in zip(arr.labels, arr.sizes, arr.strides)],
+        dim=[MultiArrayDimension(label=label, size=int(s), stride=int(st))
+             for label, s, st in zip(arr.labels, arr.sizes, arr.strides)],
         data_offset=int(arr.data_offset),
     )
     buf = array.array(code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from async_naf.wire.params import (
     KIND_ANY,
@@ -23,13 +23,16 @@ from async_naf.wire.params import (
     KIND_STR,
     KIND_STR_ARRAY,
     ParamSpec,
-    to_ros_value,
     build,
     flatten,
     param_specs,
+    to_ros_value,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config dataclass
 
 
 

@@ -37,10 +37,10 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
-from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.sensing.door_angle.bag import imu_msg_to_sample
 from async_naf.nodes._msgs import IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle.bag import imu_msg_to_sample
 
 JOINT_NAME = "door_hinge"
 
@@ -151,7 +151,7 @@ def main(args: list[str] | None = None) -> int:
 
     SIGINT and SIGTERM stop the node cleanly (exit status 0); an invalid parameter exits with status 2.
     """
-    from async_naf.nodes._main import run_node  # noqa: PLC0415
+    from async_naf.nodes._main import run_node
 
     return run_node(DoorAngleNode, "door_angle_node", args)
 

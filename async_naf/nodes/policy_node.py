@@ -8,7 +8,8 @@ Topics (relative to the robot namespace):
   sub joint_states                          sensor_msgs/JointState      sensor QoS (arm joints, by name)
   sub door/joint_states                     sensor_msgs/JointState      sensor QoS ('door_hinge', door tasks)
   sub task/goal                             std_msgs/Float64MultiArray  reliable + transient local (async_naf.goal.v1)
-  sub /trainer/weights                      std_msgs/UInt8MultiArray    reliable + transient local (async_naf.weights.v1)
+  sub /trainer/weights                      std_msgs/UInt8MultiArray    reliable + transient local
+                                                                        (async_naf.weights.v1)
   pub forward_velocity_controller/commands  std_msgs/Float64MultiArray  reliable, depth 10 (7 rad/s)
   pub policy/step                           std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.policy_step.v1)
   pub /diagnostics                          diagnostic_msgs/DiagnosticArray (counters)
@@ -71,6 +72,12 @@ class PolicyNode(LifecycleNode):
         if self.cfg.autostart:
             self.trigger_configure()
             self.trigger_activate()
+
+    @property
+    def _core(self) -> PolicyLoop:
+        """The loop, for callbacks: subscriptions and timers exist only once configured, so there is one."""
+        assert self.loop is not None, "callback before configure"
+        return self.loop
 
     @property
     def runner(self) -> Any:
@@ -168,35 +175,35 @@ class PolicyNode(LifecycleNode):
         try:
             policy = self.runner.load_weights(layouts.decode_weights(_msgs.from_msg(msg)))
         except (LayoutError, ValueError) as exc:
-            self.loop.drop("weights", f"malformed weights dropped (keeping the last good ones): {exc}")
+            self._core.drop("weights", f"malformed weights dropped (keeping the last good ones): {exc}")
             return
         self._weights_version = policy.update_count
-        self.loop.counts["weights_loaded"] += 1
+        self._core.counts["weights_loaded"] += 1
 
     def _on_goal(self, msg: Float64MultiArray) -> None:
         try:
             goal = layouts.decode_goal(_msgs.from_msg(msg), goal_dim=self.runner.task.goal_dim)
         except LayoutError as exc:
-            self.loop.drop("goal", f"malformed goal dropped: {exc}")
+            self._core.drop("goal", f"malformed goal dropped: {exc}")
             return
-        self._publish(self.loop.on_goal(goal, time.monotonic()))
+        self._publish(self._core.on_goal(goal, time.monotonic()))
 
     def _on_joint_states(self, msg: JointState) -> None:
         js = self._parse_joint_state(msg)
         if js is not None:
-            self._publish(self.loop.on_joint_state(js, js.received))
+            self._publish(self._core.on_joint_state(js, js.received))
 
     def _on_door(self, msg: JointState) -> None:
         try:
             i = list(msg.name).index(DOOR_JOINT)
             angle, vel = float(msg.position[i]), float(msg.velocity[i]) if len(msg.velocity) > i else 0.0
         except (ValueError, IndexError):
-            self.loop.drop("door_state", f"door/joint_states without '{DOOR_JOINT}' position dropped")
+            self._core.drop("door_state", f"door/joint_states without '{DOOR_JOINT}' position dropped")
             return
         if not (np.isfinite(angle) and np.isfinite(vel)):
-            self.loop.drop("door_state", "non-finite door estimate dropped")
+            self._core.drop("door_state", "non-finite door estimate dropped")
             return
-        self._publish(self.loop.on_door(_msgs.stamp_to_s(msg.header.stamp), angle, vel, time.monotonic()))
+        self._publish(self._core.on_door(_msgs.stamp_to_s(msg.header.stamp), angle, vel, time.monotonic()))
 
     # ---------------------------------------------------------------------------------- loop -> message
     def _publish(self, out: Output | None) -> None:
@@ -218,24 +225,24 @@ class PolicyNode(LifecycleNode):
                 index = None
             self._joint_index[names] = index
         if index is None:
-            self.loop.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}")
+            self._core.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}")
             return None
         pos, vel = _as_array(msg.position), _as_array(msg.velocity)
         if pos.size != len(names) or vel.size != len(names):
-            self.loop.drop("joint_state", "joint_states position/velocity sizes do not match the names")
+            self._core.drop("joint_state", "joint_states position/velocity sizes do not match the names")
             return None
         q, qd = pos[index], vel[index]
         if not math.isfinite(float(q.sum() + qd.sum())):  # any NaN/Inf makes the sum non-finite
-            self.loop.drop("joint_state", "non-finite joint state dropped")
+            self._core.drop("joint_state", "non-finite joint state dropped")
             return None
         return JointSample(_msgs.stamp_to_s(msg.header.stamp), q, qd, time.monotonic())
 
     def _log_drop(self, reason: str, text: str) -> None:
-        count = self.loop.drops[reason] if self.loop is not None else 0
+        count = self._core.drops[reason]
         self.get_logger().warning(f"{text} [{reason}: {count} so far]", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
-        loop = self.loop
+        loop = self._core
         values = {"weights_version": self._weights_version, "active": int(loop.active),
                   "episode": loop.goal.episode if loop.goal else -1, **loop.counts,
                   **{f"dropped_{k}": v for k, v in loop.drops.items()}}

@@ -206,7 +206,7 @@ def main(args: list[str] | None = None) -> int:
 
     SIGINT and SIGTERM stop the node cleanly (exit status 0); an invalid parameter exits with status 2.
     """
-    from async_naf.nodes._main import run_node  # noqa: PLC0415
+    from async_naf.nodes._main import run_node
 
     return run_node(SimNode, "sim_node", args)
 

@@ -25,18 +25,18 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from async_naf.wire import layouts
-from async_naf.wire.layouts import LayoutError
-from async_naf.nodes import _msgs
-from async_naf.nodes._params import declare_from_dataclass
 from async_naf.learning.config import TrainerConfig
 from async_naf.learning.trainer import Trainer
+from async_naf.nodes import _msgs
+from async_naf.nodes._params import declare_from_dataclass
+from async_naf.wire import layouts
+from async_naf.wire.layouts import LayoutError
 
 
 class TrainerNode(Node):

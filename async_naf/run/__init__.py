@@ -1,1 +1,2 @@
-"""Orchestration: the graph description, the process launcher, the CLI and its commands, the in-process gymnasium env, results. Nothing else imports it."""
+"""Orchestration: the graph description, the process launcher, the CLI and its commands, the in-process gymnasium
+env, results. Nothing else imports it."""

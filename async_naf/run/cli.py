@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="async-naf",
         description="Asynchronous NAF for robot arms over ROS 2: train, evaluate, estimate door angles, bench.",
     )
-    from async_naf import __version__  # noqa: PLC0415
+    from async_naf import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -20,9 +20,9 @@ import gymnasium as gym
 import numpy as np
 
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.task.kinematics import ArmKinematics
 from async_naf.sim.arm_door_sim import ArmDoorSim
 from async_naf.sim.config import SimConfig
+from async_naf.task.kinematics import ArmKinematics
 from async_naf.task.tasks import Task, TaskConfig, TaskState, make_task
 
 
@@ -39,7 +39,7 @@ class ArmDoorEnv(gym.Env):
         randomize: ``reset()`` randomises the start pose and the enabled domain-randomisation hooks.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium.Env declares it a plain class attribute
 
     def __init__(
         self,
@@ -54,7 +54,7 @@ class ArmDoorEnv(gym.Env):
         self.task = task if isinstance(task, Task) else make_task(task, task_config)
         base = sim_config or SimConfig()
         if base.task != self.task.name:
-            import dataclasses  # noqa: PLC0415
+            import dataclasses
 
             base = dataclasses.replace(base, task=self.task.name)
         self.sim = ArmDoorSim(base, seed=seed)
@@ -65,8 +65,9 @@ class ArmDoorEnv(gym.Env):
         )
         self.estimator = DoorAngleEstimator(self.estimator_config)
         self.randomize = randomize
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float32)
-        self.action_space = gym.spaces.Box(self.task.action_low, self.task.action_high, dtype=np.float32)
+        self.observation_space: gym.spaces.Box = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float32)
+        self.action_space: gym.spaces.Box = gym.spaces.Box(self.task.action_low, self.task.action_high,
+                                                           dtype=np.float32)
         self._goal_rng = np.random.default_rng(seed)
         self.goal = np.zeros(self.task.goal_dim)
         self._steps = 0

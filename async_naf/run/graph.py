@@ -51,9 +51,11 @@ MAX_WORKERS = 64
 # role -> (console script, python module, "module:ConfigClass")
 ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "sim": ("sim_node", f"{PACKAGE}.nodes.sim_node", "async_naf.sim.config:SimConfig"),
-    "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node", "async_naf.sensing.door_angle.config:DoorAngleConfig"),
+    "door_angle": ("door_angle_node", f"{PACKAGE}.nodes.door_angle_node",
+                   "async_naf.sensing.door_angle.config:DoorAngleConfig"),
     "policy": ("policy_node", f"{PACKAGE}.nodes.policy_node", "async_naf.acting.config:PolicyNodeConfig"),
-    "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node", "async_naf.collecting.collector:CollectorConfig"),
+    "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node",
+                  "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
 }
 
@@ -173,7 +175,7 @@ class GraphConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from async_naf.task.tasks import TASK_NAMES  # noqa: PLC0415 - keep `import async_naf.run.graph` light
+        from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
 
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
@@ -288,7 +290,7 @@ def overrides_for(overrides: Mapping[str, Mapping[str, Any]], namespace: str, na
             ranked.append((0, params))
         elif node == name and ns is None:
             ranked.append((1, params))
-        elif node == name and ns.rstrip("/") == namespace.rstrip("/"):
+        elif node == name and ns is not None and ns.rstrip("/") == namespace.rstrip("/"):
             ranked.append((2, params))
     merged: dict[str, Any] = {}
     for _, params in sorted(ranked, key=lambda t: t[0]):
@@ -318,7 +320,7 @@ def _node_params(role: str, graph_vals: Mapping[str, Any], user: Mapping[str, An
     merged = {**(backend_defaults or {}), **user, **graph_vals}
     extra = {k: merged.pop(k) for k in list(merged) if k in extra_types}
     config = config_from_params(cls, merged, what)
-    params = flatten_config(config)
+    params: dict[str, Any] = flatten_config(config)
     for name, value in extra.items():
         if not isinstance(value, extra_types[name]) or isinstance(value, bool):
             raise ValueError(f"{what}: parameter {name!r} must be {extra_types[name].__name__}, got {value!r}")
@@ -414,7 +416,7 @@ def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, re
 
 def default_config_file() -> Path:
     """``config/train.yaml`` of this checkout or install."""
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     return data_path("config", "train.yaml")
 
@@ -462,9 +464,9 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
-    import xacro  # noqa: PLC0415 - only the gazebo / real bringup needs it
+    import xacro  # only the gazebo / real bringup needs it
 
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     path = Path(description_file) if description_file else data_path("urdf", "arm_door.urdf.xacro")
     mappings = {"mode": backend, "namespace": namespace,
@@ -500,7 +502,7 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     """
     if config.backend == "mujoco":
         return []
-    from async_naf.common.resources import data_path  # noqa: PLC0415
+    from async_naf.common.resources import data_path
 
     controllers = str(controllers_file or data_path("config", "controllers.yaml"))
     sim_time = config.backend == "gazebo"

@@ -84,7 +84,7 @@ class ProcessSpec:
             raise ValueError(f"process {self.key}: timeouts must be >= 0")
 
 
-class Outcome(str, enum.Enum):
+class Outcome(str, enum.Enum):  # noqa: UP042 - not StrEnum: str(Outcome.X) stays "Outcome.X"
     """Why :meth:`GraphLauncher.run` returned."""
 
     FINISHED = "finished"          # a required process exited with status 0 (e.g. trainer reached its budget)
@@ -141,7 +141,7 @@ def start_child(
         OSError: the program cannot be started.
     """
     parent = os.getpid()
-    return subprocess.Popen(  # noqa: S603 - argv built by the caller, no shell
+    return subprocess.Popen(  # argv built by the caller, no shell
         list(argv),
         stdin=subprocess.DEVNULL,
         stdout=stdout,
@@ -149,7 +149,7 @@ def start_child(
         env=None if env is None else dict(env),
         cwd=cwd,
         process_group=0,  # own process group: the terminal's Ctrl-C reaches only the parent
-        preexec_fn=lambda: _child_setup(parent),  # noqa: PLW0108
+        preexec_fn=lambda: _child_setup(parent),
         close_fds=True,
     )
 
@@ -496,8 +496,8 @@ def _signals_only_logged(restore_to: dict[int, Any] | None = None) -> Iterator[N
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, (restore_to if restore_to is not None else {}).pop(sig, handler))
+        for signum, handler in previous.items():
+            signal.signal(signum, (restore_to if restore_to is not None else {}).pop(signum, handler))
 
 
 def _log_signal_while_stopping(signum: int, _frame: Any) -> None:

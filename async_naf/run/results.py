@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def append_csv(path: str | os.PathLike[str], fields: Sequence[str], row: dict[st
         writer.writerow({k: row.get(k, "") for k in fields})
 
 
-def read_eval(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+def read_eval(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read ``eval.csv`` (numbers as floats, checkpoint as str)."""
     path = Path(path)
     if not path.exists():
@@ -172,10 +172,10 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
     evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, (ax_s, ax_r) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
     if rows:
@@ -215,7 +215,7 @@ def _moving_average(values: Sequence[float], n: int) -> list[float]:
     return out
 
 
-def plot_workers_comparison(curves: dict[int, Sequence[tuple[float, float]]], out: str | os.PathLike[str],
+def plot_workers_comparison(curves: Mapping[int, Sequence[tuple[float, float]]], out: str | os.PathLike[str],
                             threshold: float | None = None, title: str = "") -> Path:
     """Success rate against wall time, one line per worker count (the paper's Fig. 4 style).
 
@@ -223,10 +223,10 @@ def plot_workers_comparison(curves: dict[int, Sequence[tuple[float, float]]], ou
         curves: workers -> [(wall_s, success_rate), ...].
         threshold: drawn as a dashed line if given.
     """
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for workers in sorted(curves):
@@ -267,7 +267,7 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
     evals = read_eval(run_dir / "eval.csv") if evals is None else evals
     if not rows and not evals:
         return None
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+    from torch.utils.tensorboard import SummaryWriter
 
     logdir = run_dir / subdir
     writer = SummaryWriter(log_dir=str(logdir))

@@ -17,11 +17,11 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from async_naf.wire.imu import ImuSample
 from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.sim.imu_noise import ImuNoiseModel
 from async_naf.sim.model import ARM_JOINT_NAMES, CompiledModel, build_model
 from async_naf.task.tasks import door_goal, start_pose_target
+from async_naf.wire.imu import ImuSample
 
 # how far the servo's integrated position target may lead the measured joint angle, rad: a blocked joint
 # then pushes with at most kp * this (and never more than its torque limit), like a following-error limit
@@ -62,6 +62,7 @@ class ArmDoorSim:
         self._door = self.config.door
         self._hinge_left = self.config.hinge_left
         self._start_cache: dict[tuple, np.ndarray] = {}
+        self._kin_dirty = True  # until reset() runs mj_forward
         self._load(build_model(self.config))
         self.reset(randomize=False)
 
@@ -177,7 +178,7 @@ class ArmDoorSim:
             return np.array(self.config.start_positions, dtype=float)
         target = start_pose_target(self.config.task, self.door_goal())
         if target is None:  # a fixed joint-space pose
-            from async_naf.task.tasks import REACH_START_POSE  # noqa: PLC0415
+            from async_naf.task.tasks import REACH_START_POSE
 
             return np.array(REACH_START_POSE, dtype=float)
         key = tuple(np.round(target[0], 6)) + (self.config.task,)
@@ -193,7 +194,7 @@ class ArmDoorSim:
         Raises:
             ValueError: if the pose cannot be reached within 5 mm / 0.05 rad.
         """
-        from async_naf.task.tasks import IK_SEED_POSE  # noqa: PLC0415
+        from async_naf.task.tasks import IK_SEED_POSE
 
         m = self.model
         d = mujoco.MjData(m)
@@ -293,6 +294,7 @@ class ArmDoorSim:
 
     def _apply_backlash(self, cmd: np.ndarray) -> np.ndarray:
         """Gear backlash: motion is lost while the commanded travel crosses the dead band on a reversal."""
+        assert self._backlash is not None  # called only when reset() drew a backlash
         half = 0.5 * self._backlash
         travel = cmd * self.control_period_s
         new_slack = np.clip(self._slack + travel, -half, half)

@@ -215,7 +215,8 @@ class RandomizationConfig:
         for name in ("friction_scale", "damping_scale", "mass_scale", "hinge_friction_scale",
                      "handle_spring_scale"):
             setattr(self, name, _range2(f"randomization.{name}", getattr(self, name), 0.0))
-        if int(self.action_delay_max_steps) != self.action_delay_max_steps or not 0 <= self.action_delay_max_steps <= 20:
+        delay = self.action_delay_max_steps
+        if int(delay) != delay or not 0 <= delay <= 20:
             raise ValueError("randomization.action_delay_max_steps must be an integer in 0..20, "
                              f"got {self.action_delay_max_steps!r}")
         self.action_delay_max_steps = int(self.action_delay_max_steps)

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.task.description import (
     ARM_JOINT_NAMES,
     UrdfJoint,
     expand_urdf,
     urdf_joints,
 )
-from async_naf.sim.config import DoorConfig, SimConfig
 
 DOOR_HINGE = "door_hinge"
 DOOR_HANDLE = "door_handle"
@@ -179,6 +179,6 @@ def build_model(config: SimConfig, door: DoorConfig | None = None, hinge_left: b
 
 
 def _replace_door(config: SimConfig, door: DoorConfig) -> SimConfig:
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
     return dataclasses.replace(config, door=door)

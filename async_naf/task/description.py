@@ -18,7 +18,7 @@ URDF_XACRO = ("urdf", "arm_door.urdf.xacro")
 
 @lru_cache(maxsize=32)
 def _expand_cached(items: tuple[tuple[str, str], ...]) -> str:
-    import xacro  # noqa: PLC0415 - only needed when a model is built
+    import xacro  # only needed when a model is built
 
     doc = xacro.process_file(str(data_path(*URDF_XACRO)), mappings=dict(items))
     return doc.toprettyxml(indent="  ")
@@ -50,6 +50,8 @@ def urdf_joints(urdf_xml: str) -> list[UrdfJoint]:
         if j.get("type") not in ("revolute", "prismatic"):
             continue
         lim = j.find("limit")
+        if lim is None:
+            raise ValueError(f"{j.get('type')} joint {j.get('name')!r} has no <limit>")
         dyn = j.find("dynamics")
         out.append(UrdfJoint(
             name=j.get("name", ""),

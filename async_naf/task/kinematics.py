@@ -30,7 +30,7 @@ class ArmKinematics:
     """
 
     def __init__(self, urdf_xml: str | None = None, ee_frame: str = EE_FRAME) -> None:
-        import pinocchio as pin  # noqa: PLC0415 - heavy import, only when kinematics are used
+        import pinocchio as pin  # heavy import, only when kinematics are used
 
         if urdf_xml is None:
             urdf_xml = expand_urdf({"mode": "mujoco"})

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from async_naf.common.checks import integers, numbers
 
 TASK_NAMES: tuple[str, ...] = ("reach", "door_pull", "door_push")
@@ -125,7 +126,7 @@ class TaskConfig:
         lo, hi = tuple(map(float, self.target_low)), tuple(map(float, self.target_high))
         if len(lo) != 3 or len(hi) != 3 or any(a > b for a, b in zip(lo, hi)):
             raise ValueError(f"target_low/target_high must be 3 values each with low <= high, got {lo}, {hi}")
-        self.target_low, self.target_high = lo, hi  # type: ignore[assignment]
+        self.target_low, self.target_high = lo, hi
         self.door_goal = tuple(float(v) for v in self.door_goal)
         if len(self.door_goal) not in (0, 6) or not all(math.isfinite(v) for v in self.door_goal):
             raise ValueError(f"door_goal must be empty or 6 finite numbers, got {self.door_goal!r}")
@@ -244,7 +245,7 @@ class Task:
     def observation(self, state: TaskState, goal: np.ndarray) -> np.ndarray:
         """The policy's input (obs_dim,) float32; layout in ``obs_layout``."""
         self._check(state, goal)
-        parts = [np.asarray(state.joint_pos, float), np.asarray(state.joint_vel, float),
+        parts: list[np.ndarray | list[float]] = [np.asarray(state.joint_pos, float), np.asarray(state.joint_vel, float),
                  np.asarray(state.ee_pos, float)]
         if self.is_door:
             handle = handle_point(goal, state.door_angle)
@@ -305,12 +306,12 @@ def load_task_config(name: str, path: str | None = None) -> TaskConfig:
     Raises:
         ValueError: unknown task, unknown field or invalid value.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
     if name not in TASK_NAMES:
         raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
     if path is None:
-        from async_naf.common.resources import data_path  # noqa: PLC0415
+        from async_naf.common.resources import data_path
 
         path = str(data_path("config", "tasks.yaml"))
     with open(path, encoding="utf-8") as fh:
@@ -321,7 +322,8 @@ def load_task_config(name: str, path: str | None = None) -> TaskConfig:
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown field(s) for task {name!r} in {path}: {sorted(unknown)}")
-    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return replace(base, **fields)
 
 
 __all__ = ["TASK_NAMES", "Task", "TaskConfig", "TaskState", "make_task", "load_task_config", "door_goal",

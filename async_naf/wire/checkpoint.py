@@ -19,9 +19,9 @@ import contextlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -32,7 +32,7 @@ _MAX_HEADER = 100 * 1024 * 1024  # bytes; safetensors' own limit
 
 def pack(tensors: Mapping[str, np.ndarray], kind: str, meta: Mapping[str, Any]) -> bytes:
     """Serialise ``tensors`` (name -> numpy array) with ``kind`` and the JSON-able ``meta`` to bytes."""
-    from safetensors.numpy import save  # noqa: PLC0415  (keeps `import async_naf` cheap)
+    from safetensors.numpy import save  # keeps `import async_naf` cheap
 
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     for name, arr in arrays.items():
@@ -103,8 +103,8 @@ def unpack(
         ValueError: see :func:`read_header`; also unexpected kind, safetensors parse errors and non-finite
             floating-point tensors.
     """
-    from safetensors import SafetensorError  # noqa: PLC0415
-    from safetensors.numpy import load  # noqa: PLC0415
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
 
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     head = read_header(data, source)

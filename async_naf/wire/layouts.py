@@ -42,8 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from async_naf.wire.checkpoint import safetensors_header
 from async_naf.wire.batch import Batch
+from async_naf.wire.checkpoint import safetensors_header
 
 TRANSITIONS = "async_naf.transitions.v1"
 WEIGHTS = "async_naf.weights.v1"

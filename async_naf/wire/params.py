@@ -31,10 +31,13 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config dataclass
 
 # kinds of parameter values
 KIND_BOOL, KIND_INT, KIND_FLOAT, KIND_STR = "bool", "int", "float", "str"
@@ -116,7 +119,7 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
         optional = len(args) != len(typing.get_args(tp))
         if len(args) == 1:
             return args[0], optional
-        return typing.Union[tuple(args)], optional  # type: ignore[return-value]
+        return typing.Union[tuple(args)], optional  # noqa: UP007 - a runtime tuple
     return tp, False
 
 
@@ -137,8 +140,8 @@ def _kind_of(tp: Any) -> tuple[str, type | None]:
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return dataclasses.MISSING
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from async_naf.wire import checkpoint
 from async_naf.common.checks import bounds_array, number
+from async_naf.wire import checkpoint
 
 POLICY_KIND = "policy"
 OUTPUTS = ("tanh", "clip")
@@ -53,7 +53,8 @@ class Policy:
             raise ValueError(f"{source}: bad policy metadata: {exc!r}") from exc
         self.obs_clip = number(f"{source}: obs_clip", obs_clip, 0.0, low_open=True)
         if self.obs_dim < 1 or self.act_dim < 1 or n_layers < 1:
-            raise ValueError(f"{source}: bad dimensions obs_dim={self.obs_dim} act_dim={self.act_dim} n_layers={n_layers}")
+            raise ValueError(
+                f"{source}: bad dimensions obs_dim={self.obs_dim} act_dim={self.act_dim} n_layers={n_layers}")
         if self.output not in OUTPUTS or self.hidden_activation not in ("relu", "tanh"):
             raise ValueError(f"{source}: unknown output {self.output!r} or activation {self.hidden_activation!r}")
         if low.shape != (self.act_dim,) or high.shape != (self.act_dim,):
@@ -79,13 +80,13 @@ class Policy:
             self._mean, self._inv_std = mean, inv
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Policy":
+    def from_bytes(cls, data: bytes) -> Policy:
         """Build a policy from ``agent.policy_weights()`` bytes; ValueError on malformed/mismatched data."""
         tensors, meta, _ = checkpoint.unpack(data, POLICY_KIND, source="policy weights")
         return cls(tensors, meta)
 
     @classmethod
-    def load(cls, path) -> "Policy":
+    def load(cls, path) -> Policy:
         """Read policy weights from a file written with ``open(path, 'wb').write(agent.policy_weights())``."""
         tensors, meta, _ = checkpoint.unpack(checkpoint.read_file(path), POLICY_KIND, source=str(path))
         return cls(tensors, meta, source=str(path))

@@ -60,7 +60,7 @@ def config_from_yaml(
     Raises:
         ValueError: unknown algorithm, missing section, unknown fields or invalid values.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {ALGORITHMS}")
@@ -82,7 +82,8 @@ def load_agent(path: str | os.PathLike) -> Agent:
     is read once)."""
     data = checkpoint.read_file(path)
     algo = checkpoint_bytes_algorithm(data, str(path))
-    cls = {"naf": NAFAgent, "linear_naf": LinearNAFAgent, "ddpg": DDPGAgent}.get(algo)
+    classes: dict[str, type[Agent]] = {"naf": NAFAgent, "linear_naf": LinearNAFAgent, "ddpg": DDPGAgent}
+    cls = classes.get(algo)
     if cls is None:
         raise ValueError(f"{path}: unknown algorithm {algo!r} in checkpoint")
     return cls.from_checkpoint_bytes(data, source=str(path))

@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from async_naf.wire import checkpoint
+from async_naf.common.noise import make_noise
 from async_naf.learning.agents.common import (
     CHECKPOINT_KIND,
     batch_tensors,
     bounds_array,
 )
 from async_naf.learning.config import DDPGConfig
-from async_naf.wire.weights import policy_bytes
-from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
+from async_naf.wire import checkpoint
+from async_naf.wire.weights import policy_bytes
 
 
 def _grad_norm(net: nn.Module, max_norm: float | None) -> float:
@@ -44,6 +44,7 @@ def _mlp(sizes: list[int], activation: str, head_scale: float) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU() if activation == "relu" else nn.Tanh())
     last = layers[-1]
+    assert isinstance(last, nn.Linear)
     nn.init.uniform_(last.weight, -head_scale, head_scale)
     nn.init.uniform_(last.bias, -head_scale, head_scale)
     return nn.Sequential(*layers)
@@ -74,8 +75,10 @@ class DDPGAgent:
         self.critic_target.load_state_dict(self.critic.state_dict())
         for p in list(self.actor_target.parameters()) + list(self.critic_target.parameters()):
             p.requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, betas=config.adam_betas, eps=config.adam_eps, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=config.adam_betas, eps=config.adam_eps, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, betas=config.adam_betas,
+                                          eps=config.adam_eps, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=config.adam_betas,
+                                           eps=config.adam_eps, foreach=True)
         self.normalizer = RunningNormalizer(self.obs_dim, config.obs_clip)
         self.noise = make_noise(config.noise, self.act_dim, config.seed)
         self.update_count = 0
@@ -177,13 +180,14 @@ class DDPGAgent:
         )
 
     def policy(self):
-        from async_naf.wire.weights import Policy  # noqa: PLC0415
+        from async_naf.wire.weights import Policy
 
         return Policy.from_bytes(self.policy_weights())
 
     # ----- checkpoints ----------------------------------------------------------------------------------
     def _modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "critic": self.critic, "actor_target": self.actor_target, "critic_target": self.critic_target}
+        return {"actor": self.actor, "critic": self.critic,
+                "actor_target": self.actor_target, "critic_target": self.critic_target}
 
     def checkpoint_bytes(self) -> bytes:
         tensors: dict[str, np.ndarray] = {}
@@ -215,7 +219,7 @@ class DDPGAgent:
         checkpoint.write_file(path, self.checkpoint_bytes())
 
     @classmethod
-    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> "DDPGAgent":
+    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> DDPGAgent:
         tensors, meta, _ = checkpoint.unpack(data, CHECKPOINT_KIND, source)
         if meta.get("algorithm") != cls.algorithm:
             raise ValueError(f"{source}: holds a {meta.get('algorithm')!r} agent, not {cls.algorithm!r}")
@@ -229,7 +233,7 @@ class DDPGAgent:
                 mod.load_state_dict(sd)
             steps = meta.get("adam_steps", {})
             for prefix, opt in (("actor_opt", agent.actor_opt), ("critic_opt", agent.critic_opt)):
-                sd = opt.state_dict()
+                opt_sd = opt.state_dict()
                 params = [p for g in opt.param_groups for p in g["params"]]
                 state = {}
                 for idx, p in enumerate(params):
@@ -238,11 +242,13 @@ class DDPGAgent:
                         continue
                     state[idx] = {
                         "step": torch.tensor(float(steps[key])),
-                        "exp_avg": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
-                        "exp_avg_sq": torch.from_numpy(checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
+                        "exp_avg": torch.from_numpy(
+                            checkpoint.require(tensors, key + ".exp_avg", tuple(p.shape), source)),
+                        "exp_avg_sq": torch.from_numpy(
+                            checkpoint.require(tensors, key + ".exp_avg_sq", tuple(p.shape), source)),
                     }
-                sd["state"] = state
-                opt.load_state_dict(sd)
+                opt_sd["state"] = state
+                opt.load_state_dict(opt_sd)
             agent.normalizer.load_state(tensors["obs_norm.mean"], tensors["obs_norm.var"], tensors["obs_norm.count"])
             agent.update_count = int(meta["update_count"])
             if "noise" in meta:
@@ -252,6 +258,6 @@ class DDPGAgent:
         return agent
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "DDPGAgent":
+    def load(cls, path: str | os.PathLike) -> DDPGAgent:
         """Read a full checkpoint written by :meth:`save` (never unpickles; ValueError if malformed)."""
         return cls.from_checkpoint_bytes(checkpoint.read_file(path), source=str(path))

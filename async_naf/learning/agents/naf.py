@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import numpy as np
 import torch
 
-from async_naf.wire import checkpoint
+from async_naf.common.noise import make_noise
 from async_naf.learning.agents import naf_math, naf_update
 from async_naf.learning.agents.common import (
     CHECKPOINT_KIND,
@@ -46,10 +45,11 @@ from async_naf.learning.agents.common import (
     clip_grad_norm_,
 )
 from async_naf.learning.config import NAFConfig
-from async_naf.wire.weights import policy_bytes
-from async_naf.common.noise import make_noise
 from async_naf.learning.normalizer import RunningNormalizer
 from async_naf.learning.replay import Batch, ReplayBuffer
+from async_naf.wire import checkpoint
+from async_naf.wire.weights import policy_bytes
+
 
 class NAFAgent:
     """NAF agent: ``act``, ``update``, ``policy_weights``, ``save``/``load``.
@@ -260,7 +260,7 @@ class NAFAgent:
 
     def policy(self):
         """The current greedy policy as a :class:`~async_naf.learning.agents.Policy` (via :meth:`policy_weights`)."""
-        from async_naf.wire.weights import Policy  # noqa: PLC0415
+        from async_naf.wire.weights import Policy
 
         return Policy.from_bytes(self.policy_weights())
 
@@ -296,7 +296,7 @@ class NAFAgent:
         checkpoint.write_file(path, self.checkpoint_bytes())
 
     @classmethod
-    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> "NAFAgent":
+    def from_checkpoint_bytes(cls, data: bytes, source: str = "checkpoint") -> NAFAgent:
         """Rebuild an agent from :meth:`checkpoint_bytes` output; ValueError on malformed/mismatched data."""
         tensors, meta, _ = checkpoint.unpack(data, CHECKPOINT_KIND, source)
         if meta.get("algorithm") != cls.algorithm:
@@ -327,7 +327,7 @@ class NAFAgent:
         return agent
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "NAFAgent":
+    def load(cls, path: str | os.PathLike) -> NAFAgent:
         """Read a full checkpoint written by :meth:`save` (never unpickles; ValueError if malformed)."""
         return cls.from_checkpoint_bytes(checkpoint.read_file(path), source=str(path))
 

@@ -59,13 +59,14 @@ def load_config(params_file: Path | None, overrides: list[str]):
     """DoorAngleConfig from an optional params file and NAME=VALUE overrides (raises ValueError).
 
     Values are read as the door_angle node reads them (:func:`async_naf.run.graph.config_from_params`, the rules of
-    :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file, :func:`async_naf.run.graph.yaml_number`);
+    :mod:`async_naf.wire.params`; ``1e-3`` is a number as in a ROS params file,
+    :func:`async_naf.run.graph.yaml_number`);
     an empty array means "not set", as in a ROS params file.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from async_naf.sensing.door_angle import DoorAngleConfig  # noqa: PLC0415
-    from async_naf.run.graph import config_from_params, yaml_number  # noqa: PLC0415
+    from async_naf.run.graph import config_from_params, yaml_number
+    from async_naf.sensing.door_angle import DoorAngleConfig
 
     values: dict[str, object] = {}
     if params_file is not None:
@@ -93,10 +94,10 @@ def load_config(params_file: Path | None, overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from async_naf.sensing.door_angle import DoorAngleEstimator  # noqa: PLC0415
-    from async_naf.sensing.door_angle.bag import BagError, ImuBag  # noqa: PLC0415
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle.bag import BagError, ImuBag
 
     try:
         config = load_config(args.params_file, args.param)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
             info = bag.info()
             topic = info.topic
-            handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")
+            handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
             try:
                 writer = csv.writer(handle)
                 header = ["stamp_ns", "angle_rad"]

@@ -66,8 +66,8 @@ def load_policy(path: str | Path) -> Any:
     Raises:
         ValueError: missing, malformed or unsupported file.
     """
-    from async_naf.learning.agents import Policy, load_agent  # noqa: PLC0415
-    from async_naf.wire.checkpoint import read_header  # noqa: PLC0415
+    from async_naf.learning.agents import Policy, load_agent
+    from async_naf.wire.checkpoint import read_header
 
     path = Path(path)
     if path.is_dir():
@@ -100,10 +100,10 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any
     Raises:
         ValueError: if the policy's dimensions do not fit the task's.
     """
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from async_naf.run.results import EvalResult  # noqa: PLC0415
-    from async_naf.run.env import ArmDoorEnv  # noqa: PLC0415
+    from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.results import EvalResult
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

@@ -76,9 +76,9 @@ def train_command(args: argparse.Namespace, workers: int, run_dir: Path) -> list
 
 def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[str, Any]:
     """Read each run's eval.csv and summary.json; write workers.png and workers.json."""
-    import json  # noqa: PLC0415
+    import json
 
-    from async_naf.run.results import plot_workers_comparison, read_eval, time_to_threshold, write_json  # noqa: PLC0415
+    from async_naf.run.results import plot_workers_comparison, read_eval, time_to_threshold, write_json
 
     curves: dict[int, list[tuple[float, float]]] = {}
     runs: dict[str, Any] = {}
@@ -122,7 +122,7 @@ def _run_child(cmd: list[str]) -> int:
     Raises:
         _Interrupted: a signal stopped the run.
     """
-    from async_naf.run.launcher import start_child, stop_child  # noqa: PLC0415
+    from async_naf.run.launcher import start_child, stop_child
 
     received: list[int] = []
 

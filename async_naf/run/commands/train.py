@@ -102,9 +102,9 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     Raises:
         ValueError: malformed item.
     """
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from async_naf.run.graph import ROLES, yaml_number  # noqa: PLC0415
+    from async_naf.run.graph import ROLES, yaml_number
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -120,7 +120,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
-    from async_naf.run.graph import GraphConfig, config_overrides  # noqa: PLC0415
+    from async_naf.run.graph import GraphConfig, config_overrides
 
     overrides = config_overrides(args.config, "--config")
     if getattr(args, "resume", False):
@@ -149,7 +149,7 @@ class Progress:
         self.rows: list[Any] = []
 
     def refresh(self) -> None:
-        from async_naf.run.results import read_metrics  # noqa: PLC0415
+        from async_naf.run.results import read_metrics
 
         try:
             self.rows = read_metrics(self.run_dir / "metrics.csv")
@@ -161,7 +161,7 @@ class Progress:
         return self.rows[-1].env_steps if self.rows else 0
 
     def line(self, elapsed: float, last_eval: dict | None) -> str:
-        from async_naf.run.results import rolling_success  # noqa: PLC0415
+        from async_naf.run.results import rolling_success
 
         rows = self.rows
         if rows:
@@ -195,7 +195,7 @@ class Progress:
 def read_final_metrics(path: Path) -> list[Any]:
     """metrics.csv at the end of a run; an unreadable file is a warning on stderr and no rows (the summary,
     the final evaluation and the plots still get written)."""
-    from async_naf.run.results import read_metrics  # noqa: PLC0415
+    from async_naf.run.results import read_metrics
 
     try:
         return read_metrics(path)
@@ -228,8 +228,8 @@ class PeriodicEvaluator:
         return self.poll_s > 0 and elapsed >= self._next
 
     def run(self, elapsed: float) -> dict | None:
-        from async_naf.run.commands.evaluate import evaluate_checkpoint  # noqa: PLC0415
-        from async_naf.run.results import EVAL_FIELDS, append_csv  # noqa: PLC0415
+        from async_naf.run.commands.evaluate import evaluate_checkpoint
+        from async_naf.run.results import EVAL_FIELDS, append_csv
 
         self._next = elapsed + self.poll_s
         pointer = self.run_dir / "checkpoints" / "latest.json"
@@ -278,10 +278,11 @@ def _setup_logging(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint  # noqa: PLC0415
-    from async_naf.run.graph import build_graph, graph_to_dict  # noqa: PLC0415
-    from async_naf.run.launcher import GraphLauncher, Outcome, process_specs  # noqa: PLC0415
-    from async_naf.run.results import (  # noqa: PLC0415
+    from async_naf.common.ros_env import ros_environment
+    from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
+    from async_naf.run.graph import build_graph, graph_to_dict
+    from async_naf.run.launcher import GraphLauncher, Outcome, process_specs
+    from async_naf.run.results import (
         has_tensorboard_events,
         plot_learning_curve,
         read_eval,
@@ -289,7 +290,6 @@ def run(args: argparse.Namespace) -> int:
         write_json,
         write_tensorboard,
     )
-    from async_naf.common.ros_env import ros_environment  # noqa: PLC0415
 
     if args.eval_episodes < 1:
         print("error: --eval-episodes must be >= 1", file=sys.stderr)

@@ -55,15 +55,15 @@ def imu_msg_to_sample(msg: object) -> ImuSample:
 
 
 def _typestore():
-    from rosbags.typesys import Stores, get_typestore  # noqa: PLC0415
+    from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_JAZZY)
 
 
 def _open_reader(path: Path):
     """An opened rosbags AnyReader (raises BagError for a missing or unreadable bag)."""
-    from rosbags.highlevel import AnyReader, AnyReaderError  # noqa: PLC0415
-    from rosbags.rosbag2 import ReaderError  # noqa: PLC0415
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
 
     if not path.exists():
         raise BagError(f"no such bag: {path}")
@@ -90,12 +90,12 @@ def imu_topic(path: str | Path) -> str:
 
 
 def _only_imu_topic(path: str | Path, topics: dict[str, str]) -> str:
-    topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
-    if not topics:
+    imu = sorted(t for t, m in topics.items() if m == IMU_TYPE)
+    if not imu:
         raise BagError(f"bag {path} has no {IMU_TYPE} topic")
-    if len(topics) > 1:
-        raise BagError(f"bag {path} has several {IMU_TYPE} topics ({', '.join(topics)}): name one with --imu-topic")
-    return topics[0]
+    if len(imu) > 1:
+        raise BagError(f"bag {path} has several {IMU_TYPE} topics ({', '.join(imu)}): name one with --imu-topic")
+    return imu[0]
 
 
 class ImuBag:
@@ -167,7 +167,7 @@ class ImuBag:
                 count += 1
         except GeneratorExit:
             raise
-        except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in any decoder; report, don't crash
+        except Exception as exc:  # a corrupt file can fail in any decoder; report, don't crash
             raise BagError(
                 f"corrupt data in bag {self.path} after {count} of {expected} messages: {type(exc).__name__}: {exc}"
             ) from exc
@@ -187,7 +187,7 @@ def write_imu_bag(
     Receive times equal the header stamps. Used by the tests and to turn simulated recordings into bags
     that ``async-naf door-angle`` (or ``ros2 bag play``) can read.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: PLC0415
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
     if plugin is None:

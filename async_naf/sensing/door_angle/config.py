@@ -119,4 +119,4 @@ class DoorAngleConfig:
             bias = tuple(float(v) for v in self.initial_bias)
             if len(bias) != 3 or not all(math.isfinite(v) for v in bias):
                 raise ValueError(f"initial_bias must be a finite 3-vector, got {self.initial_bias!r}")
-            self.initial_bias = bias  # type: ignore[assignment]
+            self.initial_bias = bias

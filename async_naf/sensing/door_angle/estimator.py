@@ -348,7 +348,9 @@ class DoorAngleEstimator:
         closed = cfg.closed_angle_rad
         if not self._sign_known and abs(self._angle - closed) > cfg.sign_threshold_rad:
             if self._angle < closed:  # a closed door only opens: we integrated about -axis
-                self._axis = [-self._axis[0], -self._axis[1], -self._axis[2]]
+                u = self._axis
+                assert u is not None  # update() sets an axis before any motion
+                self._axis = [-u[0], -u[1], -u[2]]
                 self._angle = 2.0 * closed - self._angle
                 self._velocity = -self._velocity
             self._sign_known = True

@@ -173,7 +173,8 @@ def profile_truth(segs: Sequence[Segment], t: np.ndarray) -> tuple[np.ndarray, n
                 w = 2 * math.pi * seg.wobble_hz
                 tau = t[m] - bounds[k]
                 S, C = np.sin(w * tau), np.cos(w * tau)
-                W, W1, W2 = np.sin(math.pi * s) ** 2, math.pi / T * np.sin(2 * math.pi * s), 2 * math.pi**2 / T**2 * np.cos(2 * math.pi * s)
+                W, W1, W2 = (np.sin(math.pi * s) ** 2, math.pi / T * np.sin(2 * math.pi * s),
+                             2 * math.pi**2 / T**2 * np.cos(2 * math.pi * s))
                 A = seg.wobble_rad
                 theta[m] += A * S * W
                 rate[m] += A * (w * C * W + S * W1)
