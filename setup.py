@@ -18,6 +18,7 @@ NODES = {
     "policy_node": "policy_node",
     "collector_node": "collector_node",
     "trainer_node": "trainer_node",
+    "recorder_node": "recorder_node",
 }
 
 setup(

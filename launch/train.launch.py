@@ -25,6 +25,7 @@ is already set; set it (e.g. ``SUBNET``) to span hosts, as with real arms on ano
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
+    ExecuteProcess,
     IncludeLaunchDescription,
     OpaqueFunction,
     RegisterEventHandler,
@@ -67,6 +68,9 @@ ARGUMENTS = (
     ("hardware_plugin", "mock_components/GenericSystem",
      "real: ros2_control hardware plugin (SystemInterface) of the arm, passed to the xacro.", None),
     ("robot_ip", "192.168.1.10", "real: address of the arm, passed to the hardware plugin.", None),
+    ("record", "false",
+     "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
+     "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
 )
 
 
@@ -91,7 +95,7 @@ def _node(spec, on_exit=None):
 
 def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
-    from async_naf.run.graph import GraphConfig, build_bringup, build_graph, config_overrides
+    from async_naf.run.graph import GraphConfig, bag_path, build_bringup, build_graph, config_overrides, record_topics
 
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -105,7 +109,16 @@ def _launch_setup(context, *args, **kwargs):
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
     )
-    actions = []
+    if arg("record") == "true":
+        # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
+        # metadata.yaml); `async-naf train --record` starts async_naf's recorder node with the same list
+        actions_first = [ExecuteProcess(
+            cmd=["ros2", "bag", "record", "--storage", "mcap", "--output", str(bag_path(config)),
+                 "--topics", *[topic for topic, _, _ in record_topics(config)]],
+            output="screen", sigterm_timeout="30")]
+    else:
+        actions_first = []
+    actions = list(actions_first)
     if backend == "gazebo":
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(

@@ -52,7 +52,8 @@ def test_graph_decided_parameters() -> None:
         assert nodes[f"{ns}/collector"].parameters["robot_id"] == i
         assert nodes[f"{ns}/sim"].parameters["clock_topic"] == "clock"  # -> /robot_i/clock, not a shared /clock
         assert nodes[f"{ns}/policy"].parameters["lockstep"] is True
-        assert all(nodes[f"{ns}/{r}"].parameters.get("task", "reach") == "reach" for r in graph.ROLES[:-1])
+        assert all(nodes[f"{ns}/{r}"].parameters.get("task", "reach") == "reach"
+                   for r in ("sim", "door_angle", "policy", "collector"))
     trainer = nodes["/trainer"].parameters
     assert trainer["max_env_steps"] == 1234 and trainer["max_wall_s"] == 60.0 and trainer["seed"] == 7
     assert Path(trainer["run_dir"]).is_absolute()

@@ -25,7 +25,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "async_naf"
 SHARED = ("common", "wire", "task")
-STAGES = ("sensing", "acting", "collecting", "learning", "sim")
+STAGES = ("sensing", "acting", "collecting", "learning", "sim", "recording")
 # node module -> the one stage it serves
 NODE_STAGE = {
     "door_angle_node": "sensing",
@@ -33,6 +33,7 @@ NODE_STAGE = {
     "collector_node": "collecting",
     "trainer_node": "learning",
     "sim_node": "sim",
+    "recorder_node": "recording",
 }
 NODE_HELPERS = ("_main", "_msgs", "_params", "__init__")
 # modules that run in a policy process: never torch

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "experiment": "experiment",
     "door-angle": "door_angle",
+    "bag": "bag",
     "bench": "bench",
 }
 

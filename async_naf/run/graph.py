@@ -44,7 +44,7 @@ from async_naf.wire import params as wire_params
 
 PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real")
-ROLES = ("sim", "door_angle", "policy", "collector", "trainer")
+ROLES = ("sim", "door_angle", "policy", "collector", "trainer", "recorder")
 ROBOT_PREFIX = "robot_"
 MAX_WORKERS = 64
 
@@ -57,6 +57,7 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node",
                   "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
+    "recorder": ("recorder_node", f"{PACKAGE}.nodes.recorder_node", "async_naf.recording.config:RecorderConfig"),
 }
 
 # node parameters declared by a node in addition to its config dataclass's fields: name -> type
@@ -65,7 +66,7 @@ EXTRA_PARAMS: dict[str, dict[str, type]] = {
 }
 
 # seconds a node gets after SIGINT before SIGTERM (the trainer writes a final checkpoint and the buffer)
-STOP_TIMEOUT_S = {"trainer": 60.0}
+STOP_TIMEOUT_S = {"trainer": 60.0, "recorder": 60.0}  # the recorder drains its queue and closes the bag
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
 ParamValue = bool | int | float | str | list
@@ -161,6 +162,9 @@ class GraphConfig:
         max_env_steps: trainer stops after this many transitions (all robots; 0 = no limit).
         max_wall_s: trainer stops after this many seconds (0 = no limit).
         overrides: per-node parameter overrides, keyed like a params file (see :func:`load_overrides`).
+        record: also start a ``/recorder`` that writes every topic of :func:`record_topics` into
+            ``run_dir/bag`` (rosbag2, MCAP); the launch file starts ``ros2 bag record`` instead.
+        bag_dir: where the recorded bag goes instead of ``run_dir/bag`` (must not exist when recording starts).
     """
 
     task: str = "door_pull"
@@ -173,6 +177,8 @@ class GraphConfig:
     max_env_steps: int = 0
     max_wall_s: float = 0.0
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    record: bool = False
+    bag_dir: str = ""
 
     def __post_init__(self) -> None:
         from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
@@ -401,10 +407,57 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     user = overrides_for(config.overrides, "/", "trainer")
     params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
     nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
+    if config.record:
+        topics = record_topics(config)
+        values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],
+                  "types": [t[1] for t in topics], "qos": [t[2] for t in topics]}
+        user = overrides_for(config.overrides, "/", "recorder")
+        nodes.insert(0, _spec("recorder", "/", _node_params("recorder", values, user, "/recorder"), (), robot=None))
     names = [n.fqn for n in nodes]
     if len(set(names)) != len(names):  # cannot happen with the rules above; guards future edits
         raise ValueError(f"duplicate node names in graph: {names}")
     return nodes
+
+
+def bag_path(config: GraphConfig) -> Path:
+    """Where a recorded run's bag goes: ``bag_dir``, else ``run_dir/bag``."""
+    return Path(config.bag_dir).resolve() if config.bag_dir else Path(config.run_dir).resolve() / "bag"
+
+
+def free_bag_dir(run_dir: str | Path) -> Path:
+    """``run_dir/bag``, or ``bag_2``, ``bag_3``, ... if a resumed run already has one (bags are never
+    written over)."""
+    run_dir = Path(run_dir).resolve()
+    path, n = run_dir / "bag", 1
+    while path.exists():
+        n += 1
+        path = run_dir / f"bag_{n}"
+    return path
+
+
+def record_topics(config: GraphConfig) -> list[tuple[str, str, str]]:
+    """(absolute topic, ROS type, QoS profile name of async_naf.nodes._msgs) of everything a recorded run
+    keeps: per robot the sensors, the commands, the goal, the policy's steps and (embedded sim) the ground
+    truth and clock; the trainer's weights; /diagnostics."""
+    js, f64 = "sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray"
+    door = config.task != "reach"
+    out: list[tuple[str, str, str]] = []
+    for i in range(config.workers):
+        ns = robot_namespace(i)
+        out += [(f"{ns}/joint_states", js, "sensor")]
+        if door:
+            out += [(f"{ns}/door/imu", "sensor_msgs/msg/Imu", "imu"), (f"{ns}/door/joint_states", js, "sensor")]
+        out += [(f"{ns}/forward_velocity_controller/commands", f64, "commands"), (f"{ns}/task/goal", f64, "latched"),
+                (f"{ns}/policy/step", f64, "stream")]
+        if config.backend == "mujoco":
+            out += [(f"{ns}/ground_truth/door_state", js, "sensor")] if door else []
+            if config.workers > 1:
+                out += [(f"{ns}/clock", "rosgraph_msgs/msg/Clock", "clock")]
+    if config.workers == 1 or config.backend != "mujoco":
+        out += [("/clock", "rosgraph_msgs/msg/Clock", "clock")]
+    out += [("/trainer/weights", "std_msgs/msg/UInt8MultiArray", "latched"),
+            ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "diagnostics")]
+    return out
 
 
 def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, required: bool = False) -> NodeSpec:

@@ -52,7 +52,7 @@ Examples:
 LOG = logging.getLogger("async_naf.train")
 # what a run writes into its directory (--overwrite removes exactly these)
 OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
-           "logs", "params", "graph.json", "train.log")
+           "logs", "params", "graph.json", "train.log", "bag")
 DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
 
 
@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="pace each simulated robot to wall time like a real robot (default: as fast as the "
                              "graph keeps up, lockstep)")
+    parser.add_argument("--record", action="store_true",
+                        help="record every robot's sensors, commands, goals and policy steps, the weights and "
+                             "/diagnostics into RUN_DIR/bag (rosbag2, MCAP; async-naf bag info reads it)")
     parser.add_argument("--steps", type=int, default=0,
                         help="stop after this many environment steps, all robots together (0 = no limit)")
     parser.add_argument("--minutes", type=float, default=None,
@@ -120,7 +123,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
-    from async_naf.run.graph import GraphConfig, config_overrides
+    from async_naf.run.graph import GraphConfig, config_overrides, free_bag_dir
 
     overrides = config_overrides(args.config, "--config")
     if getattr(args, "resume", False):
@@ -134,7 +137,9 @@ def build_config(args: argparse.Namespace) -> Any:
         raise ValueError("give --steps or --minutes > 0 (a run needs an end)")
     return GraphConfig(task=args.task, workers=args.workers, backend="mujoco", seed=args.seed,
                        run_dir=args.run_dir, realtime=args.realtime, max_env_steps=max(0, args.steps),
-                       max_wall_s=max(0.0, minutes * 60.0), overrides=overrides)
+                       max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
+                       record=bool(getattr(args, "record", False)),
+                       bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "")
 
 
 class Progress:
@@ -313,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
               "--overwrite to start over, or another --run-dir", file=sys.stderr)
         return 2
     if args.overwrite and not args.resume:
-        for name in OUTPUTS:
+        for name in (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))):
             target = run_dir / name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -1,0 +1,97 @@
+"""Recorder node (``recorder``, one per run): the run's topics, raw, into one rosbag2 bag.
+
+What ``ros2 bag record`` does, for a machine without a ROS install: one raw subscription per topic the graph
+description names (serialised CDR bytes; nothing is deserialised), each with a QoS compatible with what the
+graph's publishers offer and a deep queue; the bytes and their wall-clock receive time go to
+:class:`async_naf.recording.writer.BagWriter`, which writes MCAP (metadata version 9, offered QoS profiles,
+type hashes) from a thread of its own. The bag is closed (metadata.yaml written) when the node stops.
+
+Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
+  pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from functools import partial
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from async_naf.nodes._params import declare_from_dataclass
+from async_naf.recording.config import RecorderConfig
+from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+
+
+def _message_class(typename: str) -> type:
+    """``sensor_msgs/msg/JointState`` -> the generated class (ValueError if the package is not installed)."""
+    package, kind, name = typename.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot record {typename}: {exc}") from exc
+
+
+def _subscription_qos(settings: dict, depth: int) -> QoSProfile:
+    """Compatible with the offered profile (same reliability and durability), with a deep queue."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=(ReliabilityPolicy.RELIABLE if settings["reliability"] == "reliable"
+                                   else ReliabilityPolicy.BEST_EFFORT),
+                      durability=(DurabilityPolicy.TRANSIENT_LOCAL if settings["durability"] == "transient_local"
+                                  else DurabilityPolicy.VOLATILE))
+
+
+class RecorderNode(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("recorder")
+        self.cfg: RecorderConfig = declare_from_dataclass(self, RecorderConfig)
+        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        if not self.cfg.bag_path:
+            raise ValueError("bag_path must be set")
+        classes = [_message_class(t) for t in self.cfg.types]
+        specs = [TopicSpec(topic, typename, qos_dict(q))
+                 for topic, typename, q in zip(self.cfg.topics, self.cfg.types, self.cfg.qos)]
+        self.writer = BagWriter(self.cfg.bag_path, specs, self.cfg.storage, self.cfg.max_pending)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        for index, (spec, cls) in enumerate(zip(specs, classes)):
+            self.create_subscription(cls, spec.name, partial(self._on_message, index),
+                                     _subscription_qos(spec.qos, self.cfg.queue_depth), raw=True)
+        self.create_timer(diag_period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(f"recording {len(specs)} topics into {self.cfg.bag_path} ({self.cfg.storage})")
+
+    def _on_message(self, index: int, data: bytes) -> None:
+        self.writer.put(index, time.time_ns(), data)
+
+    def _publish_diagnostics(self) -> None:
+        w = self.writer
+        values = dict(w.stats())
+        values.update({f"dropped {spec.name}": n for spec, n in zip(w.topics, w.dropped) if n})
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if w.error or values["dropped"] else DiagnosticStatus.OK,
+                                  name=self.get_fully_qualified_name(), message=w.error or "recording",
+                                  hardware_id=self.cfg.bag_path,
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    def shutdown_hook(self) -> None:
+        """Process exit: write what is queued and close the bag."""
+        self.writer.close()
+        stats = self.writer.stats()
+        self.get_logger().info(f"bag closed: {stats['written']} messages written, {stats['dropped']} dropped")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point (``recorder_node`` console script / ``python -m async_naf.nodes.recorder_node``)."""
+    from async_naf.nodes._main import run_node
+
+    return run_node(RecorderNode, "recorder", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Configuration of the recorder node (``recorder``): which topics, with which types and QoS, into which bag."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from async_naf.common.checks import integers
+
+STORAGES = ("mcap", "sqlite3")
+# QoS profile names of async_naf.nodes._msgs (the wire's QoS per stream) the recorder subscribes with
+QOS_PROFILES = ("sensor", "imu", "commands", "latched", "stream", "diagnostics", "clock")
+
+
+@dataclass
+class RecorderConfig:
+    """Parameters of the recorder node.
+
+    Attributes:
+        bag_path: directory of the new bag (must not exist yet; its parent is created).
+        storage: ``mcap`` (default; what ``ros2 bag record`` writes on Jazzy) or ``sqlite3``.
+        topics: absolute topic names to record (``/robot_0/joint_states``, ...).
+        types: one ROS type per topic (``sensor_msgs/msg/JointState``), in the same order.
+        qos: one QoS profile name per topic (``sensor``, ``imu``, ``commands``, ``latched``, ``stream``,
+            ``diagnostics``, ``clock``): the profile the graph's publishers offer; the recorder subscribes
+            compatibly with a deep queue and writes the profile into the bag's metadata.
+        queue_depth: subscription queue depth per topic, messages (deep, so bursts are not lost).
+        max_pending: messages waiting for the writer thread before new ones are dropped (counted), messages.
+    """
+
+    bag_path: str = ""
+    storage: str = "mcap"
+    topics: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    qos: tuple[str, ...] = ()
+    queue_depth: int = 1000
+    max_pending: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {self.storage!r}")
+        self.topics, self.types, self.qos = tuple(self.topics), tuple(self.types), tuple(self.qos)
+        if not (len(self.topics) == len(self.types) == len(self.qos)):
+            raise ValueError(f"topics, types and qos must have the same length, got {len(self.topics)}, "
+                             f"{len(self.types)}, {len(self.qos)}")
+        if len(set(self.topics)) != len(self.topics):
+            raise ValueError("topics must not repeat")
+        for topic, typename, qos in zip(self.topics, self.types, self.qos):
+            if not topic.startswith("/"):
+                raise ValueError(f"topic names must be absolute, got {topic!r}")
+            if typename.count("/") != 2:
+                raise ValueError(f"{topic}: type must look like pkg/msg/Name, got {typename!r}")
+            if qos not in QOS_PROFILES:
+                raise ValueError(f"{topic}: unknown QoS profile {qos!r}; choose one of {QOS_PROFILES}")
+        integers(self, ("queue_depth", "max_pending"), 1)

@@ -1,0 +1,185 @@
+"""What a rosbag2 bag holds, for training (ROS-free; reads with ``rosbags``).
+
+:func:`bag_info` reports per topic the message count, rate, largest gap between receive times and, for
+stamped messages, the lag of the header stamp behind the receive time; the episodes found in
+``task/goal`` per robot; and which tasks the bag can feed, the two ways ``async-naf bag convert`` builds
+transitions (``exact``: the policy's own ``policy/step`` records; ``raw``: joint states, commands, the
+door IMU and the goal, what ``ros2 bag record`` gives on any ros2_control arm), with what is missing.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from async_naf.task.tasks import TASK_NAMES, make_task
+from async_naf.wire import layouts
+
+# topics (relative to a robot namespace) each way of building transitions needs
+EXACT_TOPICS = ("policy/step", "task/goal")
+RAW_TOPICS = ("joint_states", "forward_velocity_controller/commands", "task/goal")
+RAW_DOOR_TOPICS = ("door/imu",)
+_STAMPED = {"sensor_msgs/msg/JointState", "sensor_msgs/msg/Imu", "diagnostic_msgs/msg/DiagnosticArray"}
+_ROBOT_RE = re.compile(r"^(/[^/]+)/(.+)$")
+
+
+class BagError(ValueError):
+    """The path is not a readable rosbag2 bag (missing, truncated, corrupt)."""
+
+
+@dataclass
+class TopicInfo:
+    """One topic of a bag. Times in s (receive times), rate in Hz, lag in s."""
+
+    name: str
+    type: str
+    count: int = 0
+    first_s: float = math.nan
+    last_s: float = math.nan
+    max_gap_s: float = 0.0
+    lag_mean_s: float = math.nan
+    lag_max_s: float = math.nan
+
+    @property
+    def rate_hz(self) -> float:
+        span = self.last_s - self.first_s
+        return (self.count - 1) / span if self.count > 1 and span > 0 else 0.0
+
+
+@dataclass
+class BagInfo:
+    """What :func:`bag_info` found.
+
+    Attributes:
+        path: the bag.
+        duration_s: last minus first receive time, s.
+        topics: per topic.
+        episodes: per robot namespace, the episode numbers started (active goals) in ``task/goal``.
+        feeds: per task, per way (``exact``/``raw``), per robot namespace: the missing topics (empty: it can).
+        undecodable: messages that could not be decoded (counted, skipped).
+    """
+
+    path: str
+    duration_s: float = 0.0
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    episodes: dict[str, list[int]] = field(default_factory=dict)
+    feeds: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    undecodable: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able (NaN: None)."""
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {
+            "path": self.path, "duration_s": self.duration_s, "undecodable": self.undecodable,
+            "topics": {n: {"type": t.type, "count": t.count, "rate_hz": t.rate_hz, "max_gap_s": t.max_gap_s,
+                           "lag_mean_s": num(t.lag_mean_s), "lag_max_s": num(t.lag_max_s)}
+                       for n, t in self.topics.items()},
+            "episodes": {ns: len(eps) for ns, eps in self.episodes.items()},
+            "feeds": self.feeds,
+        }
+
+
+def _array_msg(msg: Any) -> layouts.ArrayMsg:
+    import numpy as np
+
+    dims = msg.layout.dim
+    return layouts.ArrayMsg(tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
+                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset))
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    """Read the whole bag once and report (see the module docstring).
+
+    Raises:
+        BagError: not a readable bag.
+    """
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.typesys import Stores, get_typestore
+
+    path = Path(path)
+    info = BagInfo(str(path))
+    store = get_typestore(Stores.ROS2_JAZZY)
+    prev: dict[str, float] = {}
+    lags: dict[str, list[float]] = {}
+    try:
+        with AnyReader([path], default_typestore=store) as reader:
+            for conn in reader.connections:
+                info.topics.setdefault(conn.topic, TopicInfo(conn.topic, conn.msgtype))
+            for conn, t_ns, raw in reader.messages():
+                topic = info.topics[conn.topic]
+                t = t_ns * 1e-9
+                topic.count += 1
+                if topic.count == 1:
+                    topic.first_s = t
+                else:
+                    topic.max_gap_s = max(topic.max_gap_s, t - prev[conn.topic])
+                topic.last_s = prev[conn.topic] = t
+                wants_goal = conn.topic.endswith("/task/goal")
+                if conn.msgtype not in _STAMPED and not wants_goal:
+                    continue
+                try:
+                    msg: Any = reader.deserialize(raw, conn.msgtype)
+                    if wants_goal:
+                        goal = layouts.decode_goal(_array_msg(msg))
+                        m = _ROBOT_RE.match(conn.topic)
+                        eps = info.episodes.setdefault(m.group(1) if m else "/", [])
+                        if goal.active and goal.episode not in eps:
+                            eps.append(goal.episode)
+                    else:
+                        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+                        lags.setdefault(conn.topic, []).append(t - stamp)
+                except (layouts.LayoutError, ValueError, AssertionError, IndexError, KeyError, AttributeError):
+                    info.undecodable += 1
+    except (AnyReaderError, ReaderError, OSError) as exc:
+        raise BagError(f"{path}: not a readable rosbag2 bag: {exc}") from exc
+    firsts = [t.first_s for t in info.topics.values() if t.count]
+    lasts = [t.last_s for t in info.topics.values() if t.count]
+    info.duration_s = max(lasts) - min(firsts) if firsts else 0.0
+    for name, values in lags.items():
+        info.topics[name].lag_mean_s = sum(values) / len(values)
+        info.topics[name].lag_max_s = max(values)
+    info.feeds = _feeds(info)
+    return info
+
+
+def _feeds(info: BagInfo) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """Per task and way, per robot namespace found in the bag: the topics it lacks (messages, not just names)."""
+    present = {n for n, t in info.topics.items() if t.count}
+    robots = sorted({m.group(1) for n in present if (m := _ROBOT_RE.match(n)) and m.group(1) != "/trainer"})
+    out: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for task_name in TASK_NAMES:
+        door = make_task(task_name).is_door
+        ways = {"exact": EXACT_TOPICS, "raw": RAW_TOPICS + (RAW_DOOR_TOPICS if door else ())}
+        out[task_name] = {way: {ns: [t for t in needed if f"{ns}/{t}" not in present] for ns in robots}
+                          for way, needed in ways.items()}
+    return out
+
+
+def format_info(info: BagInfo) -> str:
+    """A human-readable report (what ``async-naf bag info`` prints)."""
+    lines = [f"bag: {info.path}", f"duration: {info.duration_s:.1f} s, "
+             f"{sum(t.count for t in info.topics.values())} messages, {len(info.topics)} topics"]
+    lines.append(f"{'topic':48s} {'type':36s} {'count':>8s} {'rate Hz':>8s} {'max gap s':>9s} {'lag ms':>8s}")
+    for name in sorted(info.topics):
+        t = info.topics[name]
+        lag = f"{1e3 * t.lag_mean_s:8.2f}" if not math.isnan(t.lag_mean_s) else f"{'-':>8s}"
+        lines.append(f"{name:48s} {t.type:36s} {t.count:8d} {t.rate_hz:8.1f} {t.max_gap_s:9.3f} {lag}")
+    for ns, eps in sorted(info.episodes.items()):
+        lines.append(f"episodes {ns}: {len(eps)}" + (f" ({eps[0]}..{eps[-1]})" if eps else ""))
+    for task_name, ways in info.feeds.items():
+        for way, robots in ways.items():
+            if not robots:
+                lines.append(f"{task_name} {way}: no robot topics in the bag")
+                continue
+            missing = {ns: m for ns, m in robots.items() if m}
+            verdict = "yes" if not missing else "missing " + "; ".join(f"{ns}: {', '.join(m)}"
+                                                                      for ns, m in missing.items())
+            lines.append(f"{task_name} {way}: {verdict}")
+    if info.undecodable:
+        lines.append(f"undecodable messages skipped: {info.undecodable}")
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""Recording: BagWriter and bag_info round trips without ROS, and the recorder node with real rclpy.
+
+Bags are written with ``rosbags`` (the same library ``async-naf`` writes with) and read back with its
+reader; metadata.yaml is checked for what ``ros2 bag info`` / ``ros2 bag play`` on Jazzy read.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from async_naf.recording.config import RecorderConfig
+from async_naf.recording.info import BagError, bag_info, format_info
+from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+from async_naf.wire import layouts
+
+JS, F64 = "sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray"
+
+
+def _store():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def _joint_state(store, stamp_ns: int) -> bytes:
+    t = store.types
+    sec, nsec = divmod(stamp_ns, 1_000_000_000)
+    msg = t[JS](header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
+                                                 frame_id=""),
+                name=[f"arm_joint_{i}" for i in range(1, 8)], position=np.zeros(7), velocity=np.zeros(7),
+                effort=np.zeros(0))
+    return store.serialize_cdr(msg, JS)
+
+
+def _goal(store, episode: int, active: bool) -> bytes:
+    t = store.types
+    arr = layouts.encode_goal(layouts.Goal(episode, active, np.array([0.4, 0.0, 0.3])))
+    dims = [t["std_msgs/msg/MultiArrayDimension"](label=lab, size=s, stride=st)
+            for lab, s, st in zip(arr.labels, arr.sizes, arr.strides)]
+    msg = t[F64](layout=t["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0),
+                 data=np.asarray(arr.data, np.float64))
+    return store.serialize_cdr(msg, F64)
+
+
+def _write_reach_bag(path: Path) -> None:
+    """One robot: joint states at 20 Hz for 2 s (received 3 ms after their stamps), 2 episodes of goals."""
+    store = _store()
+    writer = BagWriter(path, [TopicSpec("/robot_0/joint_states", JS, qos_dict("sensor")),
+                              TopicSpec("/robot_0/task/goal", F64, qos_dict("latched"))])
+    t0 = 1_700_000_000_000_000_000
+    for i in range(40):
+        stamp = t0 + i * 50_000_000
+        assert writer.put(0, stamp + 3_000_000, _joint_state(store, stamp))
+    for k, (episode, active) in enumerate([(0, True), (0, False), (1, True), (1, False)]):
+        writer.put(1, t0 + k * 500_000_000, _goal(store, episode, active))
+    writer.close()
+    assert writer.stats() == {"received": 44, "written": 44, "dropped": 0, "pending": 0}
+
+
+def test_a_written_bag_reads_back_with_counts_rates_lag_and_episodes(tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    _write_reach_bag(bag)
+    info = bag_info(bag)
+    js = info.topics["/robot_0/joint_states"]
+    assert js.count == 40 and js.type == JS
+    assert js.rate_hz == pytest.approx(20.0, rel=1e-6)
+    assert js.max_gap_s == pytest.approx(0.05, abs=1e-6)
+    assert js.lag_mean_s == pytest.approx(0.003, abs=1e-6)
+    assert info.episodes == {"/robot_0": [0, 1]}
+    assert info.undecodable == 0
+    # reach from raw topics lacks the commands; nothing can feed the exact way (no policy/step)
+    assert info.feeds["reach"]["raw"]["/robot_0"] == ["forward_velocity_controller/commands"]
+    assert "policy/step" in info.feeds["reach"]["exact"]["/robot_0"]
+    assert "door/imu" in info.feeds["door_pull"]["raw"]["/robot_0"]
+    report = format_info(info)
+    assert "/robot_0/joint_states" in report and "episodes /robot_0: 2" in report
+
+
+def test_metadata_is_version_9_with_offered_qos_and_type_hashes(tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    _write_reach_bag(bag)
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 9 and meta["storage_identifier"] == "mcap"
+    topics = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
+    goal = topics["/robot_0/task/goal"]["topic_metadata"]
+    assert goal["serialization_format"] == "cdr"
+    assert goal["type_description_hash"].startswith("RIHS01_")
+    qos = goal["offered_qos_profiles"][0]
+    assert qos["durability"] == "transient_local" and qos["reliability"] == "reliable"
+    assert topics["/robot_0/joint_states"]["topic_metadata"]["offered_qos_profiles"][0]["reliability"] == "best_effort"
+    assert topics["/robot_0/joint_states"]["message_count"] == 40
+
+
+def test_the_writer_never_overwrites_refuses_unknown_types_and_counts_late_messages(tmp_path: Path) -> None:
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(ValueError, match="exists"):
+        BagWriter(tmp_path / "exists", [TopicSpec("/a", JS)])
+    with pytest.raises(ValueError, match="unknown"):
+        BagWriter(tmp_path / "b1", [TopicSpec("/a", "my_msgs/msg/Nope")])
+    writer = BagWriter(tmp_path / "b2", [TopicSpec("/a", JS, qos_dict("sensor"))])
+    writer.close()
+    assert writer.put(0, 1, b"late") is False
+    assert writer.dropped == [1] and writer.received == [1]
+    with pytest.raises(ValueError, match="QoS profile"):
+        qos_dict("fast")
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_unreadable_bags_are_a_clear_error(tmp_path: Path, damage: str) -> None:
+    bag = tmp_path / "bag"
+    if damage != "missing":
+        _write_reach_bag(bag)
+        mcap = next(bag.glob("*.mcap"))
+        data = mcap.read_bytes()
+        mcap.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"\x00garbage" * 100)
+    with pytest.raises(BagError, match="not a readable"):
+        bag_info(bag)
+    out = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "bag", "info", str(bag)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a readable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_recorder_config_validation() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        RecorderConfig(bag_path="b", topics=("/a",), types=(), qos=())
+    with pytest.raises(ValueError, match="absolute"):
+        RecorderConfig(bag_path="b", topics=("a",), types=(JS,), qos=("sensor",))
+    with pytest.raises(ValueError, match="QoS"):
+        RecorderConfig(bag_path="b", topics=("/a",), types=(JS,), qos=("fast",))
+    with pytest.raises(ValueError, match="storage"):
+        RecorderConfig(storage="rosbag1")
+
+
+@pytest.mark.ros
+def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """A real recorder process; a probe publishes joint states (best effort) and latched goals."""
+    pytest.importorskip("rclpy")
+    from nodes_harness import Probe, Processes
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from async_naf.nodes import _msgs
+
+    bag = tmp_path / "bag"
+    procs = Processes(ros_env, tmp_path)
+    probe = Probe(ros_env)
+    try:
+        goal_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/task/goal", _msgs.LATCHED)
+        goal_pub.publish(_msgs.to_msg(layouts.encode_goal(layouts.Goal(0, True, np.zeros(3))), Float64MultiArray))
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
+        procs.start("recorder", "recorder_node", "-p", f"bag_path:={bag}",
+                    "-p", "topics:=[/robot_0/joint_states, /robot_0/task/goal]",
+                    "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[sensor, latched]")
+        probe.spin_until(lambda: js_pub.get_subscription_count() > 0, 30, "the recorder's subscription")
+        for i in range(50):
+            msg = JointState(name=[f"arm_joint_{j}" for j in range(1, 8)], position=[0.0] * 7, velocity=[0.0] * 7)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 100, i * 1_000_000
+            js_pub.publish(msg)
+            probe.executor.spin_once(timeout_sec=0.01)
+        probe.watch_diagnostics()
+        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 51, 30, "51 messages written")
+        assert procs.interrupt("recorder") == 0, procs.log("recorder")
+    finally:
+        probe.close()
+        procs.stop_all()
+    info = bag_info(bag)
+    assert info.topics["/robot_0/joint_states"].count == 50
+    assert info.topics["/robot_0/task/goal"].count == 1  # the latched goal, published before the recorder
+    assert info.episodes == {"/robot_0": [0]}
+
+
+def test_the_graph_records_the_topics_the_issue_names() -> None:
+    from async_naf.run.graph import GraphConfig, build_graph, record_topics
+
+    config = GraphConfig(task="door_pull", workers=2, run_dir="/tmp/x", record=True)
+    topics = {t: (ty, q) for t, ty, q in record_topics(config)}
+    for ns in ("/robot_0", "/robot_1"):
+        for rel in ("joint_states", "door/imu", "door/joint_states", "forward_velocity_controller/commands",
+                    "task/goal", "policy/step", "ground_truth/door_state", "clock"):
+            assert f"{ns}/{rel}" in topics, rel
+    assert topics["/robot_0/task/goal"] == ("std_msgs/msg/Float64MultiArray", "latched")
+    assert topics["/robot_1/door/imu"][1] == "imu"
+    assert {"/trainer/weights", "/diagnostics"} <= set(topics)
+    nodes = build_graph(config)
+    recorder = next(n for n in nodes if n.role == "recorder")
+    assert recorder.parameters["topics"] == list(topics) and recorder.parameters["bag_path"] == "/tmp/x/bag"
+    assert not any(n.role == "recorder" for n in build_graph(GraphConfig(task="reach", workers=1)))
+    reach = {t for t, _, _ in record_topics(GraphConfig(task="reach", workers=1))}
+    assert "/clock" in reach and not any("door" in t for t in reach)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """async-naf train --record: the bag holds the policy's steps and goals of every episode, nothing dropped,
+    and can feed the exact conversion for the run's task."""
+    import json
+
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "train", "--task", "reach", "--workers", "1",
+                          "--steps", "400", "--minutes", "3", "--eval-every", "0", "--eval-episodes", "1",
+                          "--record", "--run-dir", str(run), "--quiet"],
+                         env=ros_env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    info = bag_info(run / "bag")
+    steps = info.topics["/robot_0/policy/step"].count
+    episodes = len(info.episodes["/robot_0"])
+    # every transition the trainer received pairs two recorded steps of one episode
+    assert steps >= summary["env_steps"] + episodes - 1 > 0
+    assert info.topics["/robot_0/joint_states"].count >= steps
+    assert info.topics["/robot_0/forward_velocity_controller/commands"].count >= steps
+    assert info.topics["/trainer/weights"].count >= 1
+    assert info.feeds["reach"]["exact"] == {"/robot_0": []} and info.feeds["reach"]["raw"] == {"/robot_0": []}
+    log = (run / "logs" / "recorder.log").read_text()
+    assert ", 0 dropped" in log, log[-2000:]
