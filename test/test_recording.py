@@ -5,6 +5,7 @@ reader; metadata.yaml is checked for what ``ros2 bag info`` / ``ros2 bag play`` 
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,112 @@ def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env
     assert info.feeds["reach"]["exact"] == {"/robot_0": []} and info.feeds["reach"]["raw"] == {"/robot_0": []}
     log = (run / "logs" / "recorder.log").read_text()
     assert ", 0 dropped" in log, log[-2000:]
+    # the exact conversion reproduces what the trainer received (its final buffer), row for row
+    from async_naf.run.convert import compare_with_buffer, convert_exact
+
+    converted = convert_exact(run / "bag", "reach")
+    match = compare_with_buffer(converted.batch, run / "checkpoints" / "replay_final.npz")
+    assert match["buffer_rows"] == summary["env_steps"] > 0
+    assert match["unmatched"] == 0 and match["max_abs_diff"] == 0.0, match
+
+
+# ------------------------------------------------------------------------------------------- conversion
+def _array_bytes(store, arr: layouts.ArrayMsg) -> bytes:
+    t = store.types
+    dims = [t["std_msgs/msg/MultiArrayDimension"](label=lab, size=s, stride=st)
+            for lab, s, st in zip(arr.labels, arr.sizes, arr.strides)]
+    msg = t[F64](layout=t["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0),
+                 data=np.asarray(arr.data, np.float64))
+    return store.serialize_cdr(msg, F64)
+
+
+def _synthetic_steps(task_name: str, episode: int, n: int, goal: np.ndarray, seed: int):
+    from async_naf.task.tasks import TaskState, make_task
+
+    task = make_task(task_name)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        q, qd, ee = rng.normal(size=7), rng.normal(size=7), rng.uniform(0.2, 0.6, size=3)
+        obs = task.observation(TaskState(q, qd, ee, 0.0, 0.0), goal)
+        out.append(layouts.PolicyStep(10.0 + episode + 0.05 * i, episode, i, obs.astype(np.float64),
+                                      rng.uniform(-0.5, 0.5, size=7), q, qd, ee, 0.0, 0.0))
+    return out
+
+
+def _write_policy_bag(path: Path, extra: list[tuple[str, bytes]] = ()) -> list:
+    """Robot 0, reach: two episodes of 6 policy steps each, goals before their steps."""
+    store = _store()
+    writer = BagWriter(path, [TopicSpec("/robot_0/task/goal", F64, qos_dict("latched")),
+                              TopicSpec("/robot_0/policy/step", F64, qos_dict("stream"))])
+    t, episodes = 1_000_000_000, []
+    for episode in range(2):
+        goal = np.array([0.4, 0.1 * episode, 0.3])
+        writer.put(0, t, _goal_bytes(store, episode, True, goal))
+        t += 1000
+        steps = _synthetic_steps("reach", episode, 6, goal, seed=episode)
+        for step in steps:
+            writer.put(1, t, _array_bytes(store, layouts.encode_policy_step(step)))
+            t += 1000
+        for topic_index, data in extra:
+            writer.put(1 if topic_index == "step" else 0, t, data)
+            t += 1000
+        writer.put(0, t, _goal_bytes(store, episode, False, goal))
+        t += 1000
+        episodes.append((goal, steps))
+    writer.close()
+    return episodes
+
+
+def _goal_bytes(store, episode: int, active: bool, goal: np.ndarray) -> bytes:
+    return _array_bytes(store, layouts.encode_goal(layouts.Goal(episode, active, goal)))
+
+
+def test_exact_conversion_equals_the_collector_on_the_same_steps(tmp_path: Path) -> None:
+    from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler
+    from async_naf.run.convert import convert_exact, write_dataset
+
+    bag = tmp_path / "bag"
+    episodes = _write_policy_bag(bag)
+    converted = convert_exact(bag, "reach", {"episode_steps": 4})
+    # the same steps through a collector's assembler, live-style
+    asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=4, batch_transitions=1000))
+    for goal, steps in episodes:
+        asm.start_episode(goal)
+        for step in steps:
+            asm.add_step(step)
+    expected = asm.pop_batch()
+    assert converted.counts["transitions"] == 8 and converted.episodes == 2  # 4 per episode (time limit)
+    for got, want in zip(converted.batch, (expected.obs, expected.action, expected.reward, expected.next_obs,
+                                           expected.terminal)):
+        np.testing.assert_array_equal(got, want)
+    assert converted.drops["step:other_episode"] == 0
+    out = write_dataset(converted, bag, "reach", tmp_path / "data")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["transitions"] == 8 and manifest["robots"] == ["/robot_0"] and len(manifest["bag_sha256"]) == 64
+    from async_naf.learning.replay import ReplayBuffer
+
+    assert len(ReplayBuffer.load(out / "replay.npz")) == 8
+    with pytest.raises(ValueError, match="exists"):
+        write_dataset(converted, bag, "reach", out)
+
+
+def test_bad_messages_are_counted_and_other_tasks_refused(tmp_path: Path) -> None:
+    from async_naf.run.convert import convert_exact, write_dataset
+
+    store = _store()
+    bad_step = _array_bytes(store, layouts.ArrayMsg(("async_naf.policy_step.v1:obs=23,act=7",), (3,), (3,),
+                                                    np.array([1.0, np.nan, 2.0])))
+    bag = tmp_path / "bag"
+    _write_policy_bag(bag, extra=[("step", bad_step), ("step", b"\x00\x01garbage")])
+    converted = convert_exact(bag, "reach", {"episode_steps": 4})
+    assert converted.counts["transitions"] == 8
+    assert sum(v for k, v in converted.drops.items() if k.startswith("policy/step")) == 4  # 2 per episode
+    # a bag of reach (obs 23) cannot feed door_pull (obs 22): every step is refused, nothing is written
+    with pytest.raises(BagError, match="no robot"):
+        convert_exact(bag, "door_pull")
+    empty = convert_exact(bag, "reach", {"episode_steps": 4})
+    empty.batch = type(empty.batch)(*(x[:0] for x in empty.batch))
+    with pytest.raises(ValueError, match="no transitions"):
+        write_dataset(empty, bag, "reach", tmp_path / "none")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "none.part").exists()

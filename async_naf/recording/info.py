@@ -99,6 +99,7 @@ def bag_info(path: str | Path) -> BagInfo:
     """
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.rosbag2 import ReaderError
+    from rosbags.serde import SerdeError
     from rosbags.typesys import Stores, get_typestore
 
     path = Path(path)
@@ -133,7 +134,8 @@ def bag_info(path: str | Path) -> BagInfo:
                     else:
                         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
                         lags.setdefault(conn.topic, []).append(t - stamp)
-                except (layouts.LayoutError, ValueError, AssertionError, IndexError, KeyError, AttributeError):
+                except (AnyReaderError, SerdeError, layouts.LayoutError, ValueError, AssertionError, IndexError,
+                        KeyError, AttributeError):
                     info.undecodable += 1
     except (AnyReaderError, ReaderError, OSError) as exc:
         raise BagError(f"{path}: not a readable rosbag2 bag: {exc}") from exc

@@ -15,27 +15,74 @@ DESCRIPTION = """Inspect a rosbag2 bag (MCAP or sqlite3; no ROS install needed).
          (joint_states, forward_velocity_controller/commands, task/goal, and door/imu for door tasks),
          naming what is missing per robot.
 
+  convert   transitions from the bag into a dataset directory (replay.npz + manifest.json), the exact
+         way: the policy's own policy/step records with the collector's pairing, reward, success and
+         time-limit code (on a bag recorded with --record: what the trainer received). The raw way (from
+         sensor topics) is not built yet.
+
 Examples:
   async-naf bag info runs/door_pull_2w/bag
   async-naf bag info rosbag2_2026_12_01 --json
+  async-naf bag convert runs/door_pull_2w/bag --task door_pull --out data/door_pull_exact
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bag_command", metavar="{info}")
+    sub = parser.add_subparsers(dest="bag_command", metavar="{info,convert}")
     sub.required = True
     info = sub.add_parser("info", help="counts, rates, gaps, stamp lag, episodes, tasks the bag can feed")
     info.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3)")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    conv = sub.add_parser("convert", help="transitions from the bag into a dataset (replay.npz + manifest.json)")
+    conv.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3)")
+    conv.add_argument("--task", required=True, choices=("reach", "door_pull", "door_push"), help="the bag's task")
+    conv.add_argument("--out", type=Path, required=True, help="dataset directory to create (must not exist)")
+    conv.add_argument("--method", choices=("exact",), default="exact",
+                      help="exact: from the policy's policy/step records (default; the only one built yet)")
+    conv.add_argument("--episode-steps", type=int, default=None,
+                      help="episode length in steps instead of the recorded run's (collector.episode_steps)")
+    conv.add_argument("--compare-with", type=Path, default=None, metavar="REPLAY_NPZ",
+                      help="also match the transitions against a trainer's replay buffer (checkpoints/"
+                           "replay_final.npz of the recorded run) and report the largest difference")
+    conv.add_argument("--no-ground-truth", action="store_true",
+                      help="rewards from the recorded door-angle estimate even where the bag has ground truth")
 
 
 def run(args: argparse.Namespace) -> int:
     from async_naf.recording.info import BagError, bag_info, format_info
 
+    if args.bag_command == "convert":
+        return _convert(args)
     try:
         info = bag_info(args.bag)
     except BagError as exc:
         print(f"async-naf bag info: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(info.as_dict(), indent=1, allow_nan=False, default=str) if args.json else format_info(info))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from async_naf.run.convert import compare_with_buffer, convert_exact, write_dataset
+
+    overrides: dict[str, object] = {}
+    if args.episode_steps is not None:
+        overrides["episode_steps"] = args.episode_steps
+    if args.no_ground_truth:
+        overrides["use_ground_truth"] = False
+    try:
+        converted = convert_exact(args.bag, args.task, overrides)
+        out = write_dataset(converted, args.bag, args.task, args.out)
+    except ValueError as exc:  # BagError is a ValueError
+        print(f"async-naf bag convert: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: {converted.counts['transitions']} transitions from {converted.episodes} episodes of "
+          f"{len(converted.robots)} robot(s); dropped: {dict(converted.drops) or 'none'}")
+    if args.compare_with is not None:
+        try:
+            match = compare_with_buffer(converted.batch, args.compare_with)
+        except (ValueError, OSError) as exc:
+            print(f"async-naf bag convert: --compare-with: {exc}", file=sys.stderr)
+            return 2
+        print("against the trainer's buffer: " + ", ".join(f"{k} {v:g}" for k, v in match.items()))
     return 0

@@ -1,0 +1,251 @@
+"""Transitions from a recorded bag, the exact way: the policy's own ``policy/step`` records (``async-naf bag convert``).
+
+For every robot namespace in the bag, each active goal on ``task/goal`` starts an episode with the recorded
+goal vector, and the policy steps of that episode (``policy/step``, receive order) go through the same
+:class:`~async_naf.collecting.collector.EpisodeAssembler` the collector node runs live: the same pairing,
+reward, success, terminal and time-limit code, with the simulator's ground truth (``ground_truth/door_state``
+at the step's stamp) where the bag has it and the collector used it. On a bag recorded with ``--record`` the
+result is the transitions the trainer received in that run.
+
+Output (written to ``OUT.part`` and renamed, so a failure never leaves a partial dataset)::
+
+    OUT/replay.npz        the project's replay-buffer file (ReplayBuffer.load)
+    OUT/manifest.json     bag sha256, task, collector configs, layout versions, counts, drops by reason
+
+Bad input is counted, never fatal per message: undecodable or invalid messages (wrong layout, dimensions of
+another task, NaN/Inf, steps out of order) are dropped by reason in the manifest. A bag with no usable robot
+(no ``task/goal`` or no ``policy/step``) is an error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
+from async_naf.learning.replay import Batch, ReplayBuffer
+from async_naf.recording.info import BagError
+from async_naf.wire import layouts
+
+_ROBOT_RE = re.compile(r"^(/[^/]+)/(task/goal|policy/step|ground_truth/door_state)$")
+
+
+@dataclass
+class Converted:
+    """What a conversion produced: transitions per robot, and everything counted on the way."""
+
+    batch: Batch
+    robots: list[str]
+    episodes: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _array_msg(msg: Any) -> layouts.ArrayMsg:
+    dims = msg.layout.dim
+    return layouts.ArrayMsg(tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
+                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset))
+
+
+def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: dict[str, Any]) -> CollectorConfig:
+    """The collector's configuration for robot ``ns``: what the recorded run used (``../params`` of a bag
+    recorded with --record) if it is there, else the defaults; then ``overrides``."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    params = bag.parent / "params" / f"{ns.strip('/')}.collector.yaml"
+    if params.is_file():
+        doc: dict[str, Any] = yaml.safe_load(params.read_text()) or {}
+        node: dict[str, Any] = next(iter(doc.values()), {})
+        values = dict(node.get("ros__parameters", {}))
+    values.update(task=task, robot_id=values.get("robot_id", robot_id), **overrides)
+    names = {f.name for f in dataclasses.fields(CollectorConfig)}
+    return CollectorConfig(**{k: v for k, v in values.items() if k in names})
+
+
+def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None = None) -> Converted:
+    """Rebuild the transitions of every robot in ``bag`` (see the module docstring).
+
+    Raises:
+        BagError: unreadable bag, or no robot with both ``task/goal`` and ``policy/step``.
+        ValueError: unknown task or bad ``overrides`` (CollectorConfig fields).
+    """
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.serde import SerdeError
+    from rosbags.typesys import Stores, get_typestore
+
+    from async_naf.task.tasks import make_task
+
+    bag = Path(bag)
+    task_obj = make_task(task)
+    goals: dict[str, list[layouts.Goal]] = {}
+    steps: dict[str, dict[int, list[layouts.PolicyStep]]] = {}
+    truth: dict[str, dict[int, GroundTruth]] = {}
+    counts: Counter[str] = Counter()
+    drops: Counter[str] = Counter()
+    try:
+        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            conns = [c for c in reader.connections if _ROBOT_RE.match(c.topic)]
+            for conn, _, raw in reader.messages(connections=conns):
+                m = _ROBOT_RE.match(conn.topic)
+                assert m is not None
+                ns, kind = m.group(1), m.group(2)
+                counts[kind] += 1
+                try:
+                    msg: Any = reader.deserialize(raw, conn.msgtype)
+                    if kind == "task/goal":
+                        goal = layouts.decode_goal(_array_msg(msg), goal_dim=task_obj.goal_dim)
+                        if goal.active:
+                            goals.setdefault(ns, []).append(goal)
+                    elif kind == "policy/step":
+                        step = layouts.decode_policy_step(_array_msg(msg), task_obj.obs_dim, task_obj.act_dim)
+                        steps.setdefault(ns, {}).setdefault(step.episode, []).append(step)
+                    else:
+                        names = list(msg.name)
+                        i, j = names.index("door_hinge"), names.index("door_handle")
+                        # the collector's key: the header stamp in s (float), rounded to ns
+                        key = int(round((msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec) * 1e9))
+                        vel = float(msg.velocity[i]) if len(msg.velocity) > i else 0.0
+                        truth.setdefault(ns, {})[key] = GroundTruth(float(msg.position[i]), vel,
+                                                                    float(msg.position[j]))
+                except layouts.LayoutError as exc:
+                    drops[f"{kind}:layout"] += 1
+                    if "dim" in str(exc) or "size" in str(exc):
+                        drops[f"{kind}:other_task_dims"] += 1
+                except (AnyReaderError, SerdeError, ValueError, IndexError, KeyError, AttributeError, AssertionError):
+                    drops[f"{kind}:undecodable"] += 1
+    except (AnyReaderError, ReaderError, OSError) as exc:
+        raise BagError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+    robots = sorted(ns for ns in goals if ns in steps)
+    if not robots:
+        raise BagError(f"{bag}: no robot with both task/goal (active goals) and policy/step for task {task!r} "
+                       f"(messages: {dict(counts)}, dropped: {dict(drops)})")
+    out = Converted(Batch(*(np.zeros((0,) + s, np.float32) for s in
+                            ((task_obj.obs_dim,), (task_obj.act_dim,), (), (task_obj.obs_dim,), ()))), robots,
+                    counts=counts, drops=drops)
+    parts: list[layouts.TransitionBatch] = []
+    for index, ns in enumerate(robots):
+        digits = re.search(r"(\d+)$", ns)
+        cfg = _collector_config(bag, ns, task, int(digits.group(1)) if digits else index, overrides or {})
+        out.configs[ns] = dataclasses.asdict(cfg)
+        asm = EpisodeAssembler(cfg, task_obj)
+        robot_truth = truth.get(ns, {}) if cfg.use_ground_truth else {}
+        seen: set[int] = set()
+        for goal in goals[ns]:
+            if goal.episode in seen:  # the same goal again (re-published): one episode
+                continue
+            seen.add(goal.episode)
+            asm.episode = goal.episode - 1
+            asm.start_episode(goal.goal)
+            out.episodes += 1
+            for step in steps[ns].get(goal.episode, []):
+                t = robot_truth.get(int(round(step.stamp_s * 1e9))) if robot_truth else None
+                if robot_truth and t is None:
+                    drops["truth_missing"] += 1  # the live collector drops a step without its truth too
+                    continue
+                asm.add_step(step, t)
+        drops.update({f"step:{k}": v for k, v in asm.dropped.items()})
+        orphans = sum(len(v) for e, v in steps[ns].items() if e not in seen)
+        if orphans:
+            drops["step:no_goal"] += orphans
+        while asm.pending:
+            batch = asm.pop_batch(max_rows=100_000)
+            if batch is not None:
+                parts.append(batch)
+    if parts:
+        out.batch = Batch(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                            ("obs", "action", "reward", "next_obs", "terminal")))
+    out.counts["transitions"] = int(out.batch.obs.shape[0])
+    return out
+
+
+def _bag_sha256(bag: Path) -> str:
+    """sha256 over the bag's storage files (sorted by name) and metadata.yaml."""
+    h = hashlib.sha256()
+    files = sorted(p for p in bag.iterdir() if p.is_file()) if bag.is_dir() else [bag]
+    for path in files:
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def write_dataset(converted: Converted, bag: str | Path, task: str, out_dir: str | Path) -> Path:
+    """``out_dir/replay.npz`` + ``manifest.json``, written to ``out_dir.part`` first and renamed.
+
+    Raises:
+        ValueError: ``out_dir`` exists, or the transitions are invalid (nothing is left behind).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise ValueError(f"{out_dir} exists: a dataset is never written over")
+    part = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    try:
+        b = converted.batch
+        n = int(b.obs.shape[0])
+        if n == 0:
+            raise ValueError(f"no transitions: nothing to write (dropped: {dict(converted.drops)})")
+        buf = ReplayBuffer(max(n, 1), int(b.obs.shape[1]), int(b.action.shape[1]))
+        buf.add_batch(b)
+        buf.save(part / "replay.npz")
+        manifest = {
+            "format": "async_naf.dataset", "version": 1, "task": task, "method": "exact",
+            "bag": str(Path(bag).resolve()), "bag_sha256": _bag_sha256(Path(bag)),
+            "layouts": [layouts.POLICY_STEP, layouts.GOAL], "replay_format": "async_naf.replay",
+            "robots": converted.robots, "episodes": converted.episodes, "transitions": n,
+            "counts": dict(converted.counts), "drops": dict(converted.drops), "collector_configs": converted.configs,
+            "obs_dim": int(b.obs.shape[1]), "act_dim": int(b.action.shape[1]),
+            "reward_range": [float(b.reward.min()), float(b.reward.max())],
+        }
+        (part / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        part.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def compare_with_buffer(batch: Batch, buffer_path: str | Path) -> dict[str, float]:
+    """How a converted dataset matches a trainer's replay buffer (``checkpoints/replay_final.npz``).
+
+    Rows are matched exactly (float32 bytes of obs | action | reward | next_obs | terminal, as a multiset).
+    Returns ``buffer_rows``, ``converted_rows``, ``matched`` (buffer rows found among the converted ones),
+    ``unmatched`` and ``max_abs_diff``: for each unmatched buffer row, its distance (largest absolute
+    difference of any column) to the nearest converted row; the largest of those (0 when all match).
+    Converted rows beyond the buffer's are transitions that reached the trainer after its last checkpoint.
+    """
+    from collections import Counter as Multiset
+
+    buf = ReplayBuffer.load(buffer_path)
+    ours = np.ascontiguousarray(np.column_stack([np.asarray(x, np.float32).reshape(len(batch.obs), -1)
+                                                 for x in batch]))
+    _, theirs_b = buf.snapshot()
+    theirs = np.ascontiguousarray(np.column_stack([np.asarray(x, np.float32).reshape(len(theirs_b.obs), -1)
+                                                   for x in theirs_b]))
+    pool = Multiset(row.tobytes() for row in ours)
+    unmatched = []
+    for row in theirs:
+        key = row.tobytes()
+        if pool[key] > 0:
+            pool[key] -= 1
+        else:
+            unmatched.append(row)
+    max_diff = 0.0
+    for row in unmatched:
+        max_diff = max(max_diff, float(np.abs(ours - row).max(axis=1).min()) if len(ours) else float("inf"))
+    return {"buffer_rows": float(len(theirs)), "converted_rows": float(len(ours)),
+            "matched": float(len(theirs) - len(unmatched)), "unmatched": float(len(unmatched)),
+            "max_abs_diff": max_diff}
