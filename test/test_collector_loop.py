@@ -103,7 +103,9 @@ def test_a_stalled_episode_is_aborted() -> None:
     start(loop)
     loop.on_step(step(loop, 0, 1.0), 1.0)
     loop.on_step(step(loop, 1, 1.05), 1.05)
-    assert not loop.tick(2.0).goals
+    assert not loop.tick(1.5).goals
+    resend = loop.tick(2.0).goals  # no step for goal_resend_s: the running goal is re-sent (resynchronisation)
+    assert [g.active for g in resend] == [True] and loop.counts["goal_resends"] == 1
     acts = loop.tick(2.1)
     assert [g.active for g in acts.goals] == [False] and [b.rows for b in acts.batches] == [1]
     assert loop.phase == "idle" and loop.counts["aborted_episodes"] == 1 and acts.log[0][1] == "aborted"
