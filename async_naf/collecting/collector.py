@@ -57,7 +57,11 @@ class CollectorConfig:
         truth_wait_s: with ground truth available, wait this long for the truth of a step's stamp before
             dropping the step (counted), s.
         wait_for_trainer: start episodes only while a trainer subscribes to /trainer/transitions
-            (False: collect anyway, e.g. when recording with rosbag).
+            (False: collect anyway, e.g. when recording with rosbag). Once a trainer was seen, episodes go on
+            without it while backlog_transitions > 0.
+        backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
+            restarting): sent when one is back; beyond this the oldest are dropped and counted
+            (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
     """
 
     task: str = "reach"
@@ -75,9 +79,10 @@ class CollectorConfig:
     zero_door_on_reset: bool = True
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
+    backlog_transitions: int = 20000
 
     def __post_init__(self) -> None:
-        integers(self, ("robot_id", "episode_steps", "max_episodes"), 0)
+        integers(self, ("robot_id", "episode_steps", "max_episodes", "backlog_transitions"), 0)
         integers(self, ("batch_transitions",), 1)
         numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
         numbers(self, ("goal_resend_s",), 0.0)

@@ -22,6 +22,12 @@ Rules (units: s):
 - Steps whose ground truth is wanted wait up to ``truth_wait_s`` for it (matched by stamp), else are dropped
   (``truth_missing``).
 - Full batches are sent at once; a partial one after ``max_batch_delay_s``.
+- Trainer gone (``wait_for_trainer`` and no subscriber to /trainer/transitions after one was seen: a trainer
+  restarting): episodes go on (the policy acts with the last weights); batches and episode statistics are
+  kept in a backlog of at most ``backlog_transitions`` transitions (the oldest dropped beyond it, counted as
+  ``lost_transitions`` / ``lost_episode_stats``) and sent, oldest first, ``BACKLOG_PER_TICK`` per tick once a
+  trainer listens again. With ``backlog_transitions`` 0 episodes pause and what is made meanwhile is counted
+  as lost.
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
   goal), pending rows are sent, then the episode's statistics. No step of the episode for ``step_timeout_s``
   aborts it (steps of another episode count as none).
@@ -48,6 +54,7 @@ TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
 RETRY_S = 1.0  # after a failed reset, s
 WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
+BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
 GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
 
 
@@ -83,7 +90,8 @@ class CollectorLoop:
     Attributes:
         asm: the EpisodeAssembler (task, episode counter, transitions).
         phase: ``idle``, ``resetting``, ``zeroing``, ``running`` or ``finished``.
-        counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures, goal_resends.
+        counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures, goal_resends,
+            backlog_transitions (kept now), lost_transitions, lost_episode_stats.
         drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
         goal: the goal last published (None before :meth:`initial_goal`).
     """
@@ -95,7 +103,11 @@ class CollectorLoop:
         self.phase = "idle"
         self.counts: Counter[str] = Counter({"episodes": 0, "batches_sent": 0, "transitions_sent": 0,
                                              "aborted_episodes": 0, "reset_failures": 0,
-                                             "goal_resends": 0})
+                                             "goal_resends": 0, "backlog_transitions": 0,
+                                             "lost_transitions": 0, "lost_episode_stats": 0})
+        self._listening = True
+        self._trainer_seen = False
+        self._backlog: deque[TransitionBatch | EpisodeStats] = deque()
         self.goal: Goal | None = None
         self._goal_t = -math.inf
         self.drops: Counter[str] = Counter()
@@ -153,6 +165,10 @@ class CollectorLoop:
         call, abort a stalled episode). ``reset_ready``: the reset service answers; ``trainer_listening``:
         something subscribes to /trainer/transitions."""
         acts = Actions()
+        self._listening = trainer_listening or not self.config.wait_for_trainer
+        self._trainer_seen |= trainer_listening
+        if self._listening and self._backlog:
+            self._drain_backlog(acts)
         if self._waiting:
             self._drain_waiting(acts, now, expire=True)
         if self._first_pending_t is not None and now - self._first_pending_t >= self.config.max_batch_delay_s:
@@ -207,6 +223,14 @@ class CollectorLoop:
         acts = Actions()
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
+        while self._backlog:  # all of it now while a trainer listens, else lost with the process
+            item = self._backlog.popleft()
+            if isinstance(item, TransitionBatch):
+                self.counts["backlog_transitions"] -= item.rows
+            if self._listening:
+                self._send(acts, item)
+            else:
+                self._lose(item)
         return acts
 
     # ------------------------------------------------------------------------------------------ episodes
@@ -220,8 +244,12 @@ class CollectorLoop:
             self._flush(acts, now)
             self.phase = "finished"
             return
-        if self.config.wait_for_trainer and not trainer_listening:
+        if self.config.wait_for_trainer and not trainer_listening and not self._trainer_seen:
             acts.log.append(("info", "wait_trainer", "waiting for a trainer (/trainer/transitions)"))
+            self._retry_after = now + WAIT_RETRY_S
+            return
+        if self.config.wait_for_trainer and not trainer_listening and self.config.backlog_transitions == 0:
+            acts.log.append(("warning", "wait_trainer", "no trainer (/trainer/transitions): episodes paused"))
             self._retry_after = now + WAIT_RETRY_S
             return
         if not reset_ready:
@@ -244,7 +272,7 @@ class CollectorLoop:
     def _end_episode(self, acts: Actions, stats: EpisodeStats, now: float) -> None:
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
-        acts.stats.append(stats)
+        self._emit(acts, stats)
         self.counts["episodes"] += 1
         self.phase = "idle"
 
@@ -322,10 +350,47 @@ class CollectorLoop:
         if batch is None:
             self._first_pending_t = None
             return
-        acts.batches.append(batch)
-        self.counts["batches_sent"] += 1
-        self.counts["transitions_sent"] += batch.rows
+        self._emit(acts, batch)
         self._first_pending_t = now if self.asm.pending else None
+
+    # ------------------------------------------------------------------------------------------ backlog
+    def _emit(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+        """Send a batch or episode statistics now, or keep it while no trainer listens."""
+        if self._listening and not self._backlog:
+            self._send(acts, item)
+            return
+        if self.config.backlog_transitions == 0:
+            self._lose(item)
+            return
+        self._backlog.append(item)
+        if isinstance(item, TransitionBatch):
+            self.counts["backlog_transitions"] += item.rows
+        while self.counts["backlog_transitions"] > self.config.backlog_transitions:
+            old = self._backlog.popleft()
+            self._lose(old)
+            if isinstance(old, TransitionBatch):
+                self.counts["backlog_transitions"] -= old.rows
+
+    def _lose(self, item: TransitionBatch | EpisodeStats) -> None:
+        if isinstance(item, TransitionBatch):
+            self.counts["lost_transitions"] += item.rows
+        else:
+            self.counts["lost_episode_stats"] += 1
+
+    def _send(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+        if isinstance(item, TransitionBatch):
+            acts.batches.append(item)
+            self.counts["batches_sent"] += 1
+            self.counts["transitions_sent"] += item.rows
+        else:
+            acts.stats.append(item)
+
+    def _drain_backlog(self, acts: Actions) -> None:
+        for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
+            item = self._backlog.popleft()
+            if isinstance(item, TransitionBatch):
+                self.counts["backlog_transitions"] -= item.rows
+            self._send(acts, item)
 
     def _flush(self, acts: Actions, now: float) -> None:
         while self.asm.pending:
