@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from async_naf.collecting.collector import CollectorConfig, GroundTruth
-from async_naf.collecting.loop import RETRY_S, WAIT_RETRY_S, CollectorLoop
+from async_naf.collecting.loop import BACKLOG_PER_TICK, RETRY_S, TICK_S, WAIT_RETRY_S, CollectorLoop
 from async_naf.task.tasks import TaskState, make_task
 from async_naf.wire.layouts import PolicyStep
 
@@ -103,7 +103,9 @@ def test_a_stalled_episode_is_aborted() -> None:
     start(loop)
     loop.on_step(step(loop, 0, 1.0), 1.0)
     loop.on_step(step(loop, 1, 1.05), 1.05)
-    assert not loop.tick(2.0).goals
+    assert not loop.tick(1.5).goals
+    resend = loop.tick(2.0).goals  # no step for goal_resend_s: the running goal is re-sent (resynchronisation)
+    assert [g.active for g in resend] == [True] and loop.counts["goal_resends"] == 1
     acts = loop.tick(2.1)
     assert [g.active for g in acts.goals] == [False] and [b.rows for b in acts.batches] == [1]
     assert loop.phase == "idle" and loop.counts["aborted_episodes"] == 1 and acts.log[0][1] == "aborted"
@@ -155,3 +157,74 @@ def test_the_initial_goal_is_inactive() -> None:
     loop = make_loop()
     goal = loop.initial_goal()
     assert not goal.active and goal.goal.shape == (make_task("reach").goal_dim,)
+
+
+def _run_episode(loop: CollectorLoop, t: float, n: int, listening: bool) -> float:
+    """Reset, start and finish one n-step episode from time t; returns the time after it."""
+    assert loop.tick(t, trainer_listening=listening).call == "reset"
+    loop.on_service_reply(True, "", t + 0.01)
+    for i in range(n + 1):
+        t += 0.05
+        loop.on_step(step(loop, i, t), t)
+    return t + 0.05
+
+
+def test_a_trainer_gone_keeps_episodes_going_into_a_bounded_backlog() -> None:
+    loop = make_loop(episode_steps=10, batch_transitions=1, backlog_transitions=25)
+    t = _run_episode(loop, 0.0, 10, listening=True)
+    assert loop.counts["transitions_sent"] == 10
+    # the trainer dies: no subscriber; episodes go on (the policy acts with the last weights), rows are kept
+    for _ in range(2):
+        t = _run_episode(loop, t, 10, listening=False)
+    assert loop.counts["episodes"] == 3 and loop.counts["transitions_sent"] == 10
+    assert loop.counts["backlog_transitions"] == 20 and loop.counts["lost_transitions"] == 0
+    t = _run_episode(loop, t, 10, listening=False)  # 30 > 25: the 5 oldest batches are dropped, counted
+    assert loop.counts["backlog_transitions"] == 25 and loop.counts["lost_transitions"] == 5
+    # a trainer again: the backlog goes out oldest first, BACKLOG_PER_TICK messages per tick
+    acts = loop.tick(t, trainer_listening=True)
+    assert len(acts.batches) + len(acts.stats) == BACKLOG_PER_TICK
+    assert (acts.batches[0].episode[0], acts.batches[0].step[0]) == (1, 5)  # episode 1's steps 0-4 were lost
+    while loop.counts["backlog_transitions"]:
+        t += TICK_S
+        more = loop.tick(t, trainer_listening=True)
+        acts.batches += more.batches
+        acts.stats += more.stats
+    assert sum(b.rows for b in acts.batches) == 25 and [s.episode for s in acts.stats] == [1, 2, 3]
+    assert loop.counts["transitions_sent"] == 35
+    # sent directly again (the drain's ticks already asked for the next reset)
+    assert loop.phase == "resetting"
+    loop.on_service_reply(True, "", t)
+    for i in range(11):
+        t += 0.05
+        loop.on_step(step(loop, i, t), t)
+    assert loop.counts["transitions_sent"] == 45 and loop.counts["backlog_transitions"] == 0
+
+
+def test_without_a_backlog_episodes_pause_and_what_is_made_is_counted_lost() -> None:
+    loop = make_loop(episode_steps=10, batch_transitions=5, backlog_transitions=0)
+    t = _run_episode(loop, 0.0, 10, listening=True)
+    assert loop.tick(t, trainer_listening=True).call == "reset"
+    loop.on_service_reply(True, "", t)
+    for i in range(4):  # the trainer dies mid-episode
+        t += 0.05
+        loop.on_step(step(loop, i, t), t)
+    loop.tick(t, trainer_listening=False)
+    for i in range(4, 11):
+        t += 0.05
+        loop.on_step(step(loop, i, t), t)
+    assert loop.counts["lost_transitions"] == 10 and loop.counts["lost_episode_stats"] == 1
+    acts = loop.tick(t + 1.0, trainer_listening=False)
+    assert acts.call is None and acts.log[0][1] == "wait_trainer"  # paused until a trainer is back
+
+
+def test_before_the_first_trainer_nothing_is_collected() -> None:
+    loop = make_loop(backlog_transitions=100)
+    assert loop.tick(0.0, trainer_listening=False).call is None and loop.phase == "idle"
+
+
+def test_shutdown_counts_the_backlog_it_cannot_send() -> None:
+    loop = make_loop(episode_steps=10, batch_transitions=5)
+    t = _run_episode(loop, 0.0, 10, listening=True)
+    t = _run_episode(loop, t, 10, listening=False)
+    acts = loop.shutdown(t)
+    assert not acts.batches and loop.counts["lost_transitions"] == 10 and loop.counts["lost_episode_stats"] == 1

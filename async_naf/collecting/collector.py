@@ -45,15 +45,23 @@ class CollectorConfig:
             (ground_truth/door_state) when it is published; False: from the estimated door angle only.
         terminate_on_success: end the episode as terminal (no bootstrapping) when the task succeeds.
         reset_timeout_s: wait this long for the robot's reset service (sim/reset) per call, s.
-        step_timeout_s: an episode with no policy step for this long is cut off (partial batch sent, a new
-            episode starts), s.
+        step_timeout_s: an episode with no policy step of its own for this long is cut off (partial batch
+            sent, a new episode starts; steps of another episode count as none), s.
+        goal_resend_s: re-publish the current goal (the running episode's, else the inactive hold goal) when
+            a policy step of another episode (or made for another goal) arrives, or while running no step of
+            the episode arrived for this long; at most once per this interval (a lost or overwritten goal
+            message resynchronises the policy); 0 = never, s.
         max_episodes: stop collecting after this many episodes; 0 = no limit.
         zero_door_on_reset: door tasks: after each reset (door closed) call door_angle/zero so the
             estimator starts the episode at the closed reference (skipped if the service is absent).
         truth_wait_s: with ground truth available, wait this long for the truth of a step's stamp before
             dropping the step (counted), s.
         wait_for_trainer: start episodes only while a trainer subscribes to /trainer/transitions
-            (False: collect anyway, e.g. when recording with rosbag).
+            (False: collect anyway, e.g. when recording with rosbag). Once a trainer was seen, episodes go on
+            without it while backlog_transitions > 0.
+        backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
+            restarting): sent when one is back; beyond this the oldest are dropped and counted
+            (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
     """
 
     task: str = "reach"
@@ -66,15 +74,18 @@ class CollectorConfig:
     terminate_on_success: bool = False
     reset_timeout_s: float = 10.0
     step_timeout_s: float = 5.0
+    goal_resend_s: float = 0.5
     max_episodes: int = 0
     zero_door_on_reset: bool = True
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
+    backlog_transitions: int = 20000
 
     def __post_init__(self) -> None:
-        integers(self, ("robot_id", "episode_steps", "max_episodes"), 0)
+        integers(self, ("robot_id", "episode_steps", "max_episodes", "backlog_transitions"), 0)
         integers(self, ("batch_transitions",), 1)
         numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
+        numbers(self, ("goal_resend_s",), 0.0)
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
 

@@ -22,13 +22,29 @@ Rules (units: s):
 - Steps whose ground truth is wanted wait up to ``truth_wait_s`` for it (matched by stamp), else are dropped
   (``truth_missing``).
 - Full batches are sent at once; a partial one after ``max_batch_delay_s``.
+- Trainer gone (``wait_for_trainer`` and no subscriber to /trainer/transitions after one was seen: a trainer
+  restarting): episodes go on (the policy acts with the last weights); batches and episode statistics are
+  kept in a backlog of at most ``backlog_transitions`` transitions (the oldest dropped beyond it, counted as
+  ``lost_transitions`` / ``lost_episode_stats``) and sent, oldest first, ``BACKLOG_PER_TICK`` per tick once a
+  trainer listens again. With ``backlog_transitions`` 0 episodes pause and what is made meanwhile is counted
+  as lost.
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
-  goal), pending rows are sent, then the episode's statistics. No step for ``step_timeout_s`` aborts it.
+  goal), pending rows are sent, then the episode's statistics. No step of the episode for ``step_timeout_s``
+  aborts it (steps of another episode count as none).
+- Resynchronisation (a goal message lost, or overwritten in the policy's keep-last-1 queue by another
+  publisher): a step of another episode, or one whose observation was made for another goal
+  (``goal_mismatch``), or while running no step of the episode for ``goal_resend_s``, re-publishes the
+  current goal (``goal_resends``; at most once per ``goal_resend_s``). Re-sending is idempotent for a policy
+  that already has the goal. So a disagreement resolves after one ``goal_resend_s`` once the goal gets
+  through, and at the latest by the abort after ``step_timeout_s`` and the next episode's goal.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
 from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
@@ -38,6 +54,8 @@ TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
 RETRY_S = 1.0  # after a failed reset, s
 WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
+BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
+GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
 
 
 def _stamp_key(stamp_s: float) -> int:
@@ -72,8 +90,10 @@ class CollectorLoop:
     Attributes:
         asm: the EpisodeAssembler (task, episode counter, transitions).
         phase: ``idle``, ``resetting``, ``zeroing``, ``running`` or ``finished``.
-        counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures.
+        counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures, goal_resends,
+            backlog_transitions (kept now), lost_transitions, lost_episode_stats.
         drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
+        goal: the goal last published (None before :meth:`initial_goal`).
     """
 
     def __init__(self, config: CollectorConfig, assembler: EpisodeAssembler | None = None) -> None:
@@ -82,7 +102,14 @@ class CollectorLoop:
         self.is_door = bool(self.asm.task.is_door)
         self.phase = "idle"
         self.counts: Counter[str] = Counter({"episodes": 0, "batches_sent": 0, "transitions_sent": 0,
-                                             "aborted_episodes": 0, "reset_failures": 0})
+                                             "aborted_episodes": 0, "reset_failures": 0,
+                                             "goal_resends": 0, "backlog_transitions": 0,
+                                             "lost_transitions": 0, "lost_episode_stats": 0})
+        self._listening = True
+        self._trainer_seen = False
+        self._backlog: deque[TransitionBatch | EpisodeStats] = deque()
+        self.goal: Goal | None = None
+        self._goal_t = -math.inf
         self.drops: Counter[str] = Counter()
         self._phase_t = 0.0
         self._last_step_t = 0.0
@@ -99,13 +126,23 @@ class CollectorLoop:
 
     def initial_goal(self) -> Goal:
         """The inactive goal published at start (the policy holds still until the first episode)."""
-        return Goal(max(self.asm.episode, 0), False, self.asm.task.sample_goal(self.asm.rng))
+        self.goal = Goal(max(self.asm.episode, 0), False, self.asm.task.sample_goal(self.asm.rng))
+        return self.goal
 
     # ------------------------------------------------------------------------------------------ inputs
     def on_step(self, step: PolicyStep, now: float) -> Actions:
         """A decoded policy step."""
         acts = Actions()
-        self._last_step_t = now
+        if self._of_this_episode(step):
+            if self._goal_matches(step):
+                self._last_step_t = now
+            else:
+                self.drops["goal_mismatch"] += 1
+                acts.log.append(("warning", "goal_mismatch", "a policy step made for another goal: dropped"))
+                self._resend_goal(acts, now, "a policy step made for another goal")
+                return acts
+        else:
+            self._resend_goal(acts, now, f"a policy step of episode {step.episode}")
         if self.is_door and self.config.use_ground_truth and self._truth_seen:
             self._waiting.append((step, now))
             self._drain_waiting(acts, now, expire=False)
@@ -128,6 +165,10 @@ class CollectorLoop:
         call, abort a stalled episode). ``reset_ready``: the reset service answers; ``trainer_listening``:
         something subscribes to /trainer/transitions."""
         acts = Actions()
+        self._listening = trainer_listening or not self.config.wait_for_trainer
+        self._trainer_seen |= trainer_listening
+        if self._listening and self._backlog:
+            self._drain_backlog(acts)
         if self._waiting:
             self._drain_waiting(acts, now, expire=True)
         if self._first_pending_t is not None and now - self._first_pending_t >= self.config.max_batch_delay_s:
@@ -144,9 +185,11 @@ class CollectorLoop:
                                         f"{self.asm.episode} aborted after {self.asm.episode_length} transitions"))
             self.counts["aborted_episodes"] += 1
             self.asm.abort_episode()
-            acts.goals.append(self._hold_goal())
+            self._publish(acts, self._hold_goal(), now)
             self._flush(acts, now)
             self.phase = "idle"
+        elif self.phase == "running" and now - self._last_step_t >= self.config.goal_resend_s > 0.0:
+            self._resend_goal(acts, now, f"no policy step for {now - self._last_step_t:.2f} s")
         return acts
 
     def on_service_reply(self, success: bool, message: str, now: float, zero_ready: bool = True) -> Actions:
@@ -177,8 +220,17 @@ class CollectorLoop:
 
     def shutdown(self, now: float) -> Actions:
         """Process exit: hold the policy and send what is pending."""
-        acts = Actions(goals=[self._hold_goal()])
+        acts = Actions()
+        self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
+        while self._backlog:  # all of it now while a trainer listens, else lost with the process
+            item = self._backlog.popleft()
+            if isinstance(item, TransitionBatch):
+                self.counts["backlog_transitions"] -= item.rows
+            if self._listening:
+                self._send(acts, item)
+            else:
+                self._lose(item)
         return acts
 
     # ------------------------------------------------------------------------------------------ episodes
@@ -192,8 +244,12 @@ class CollectorLoop:
             self._flush(acts, now)
             self.phase = "finished"
             return
-        if self.config.wait_for_trainer and not trainer_listening:
+        if self.config.wait_for_trainer and not trainer_listening and not self._trainer_seen:
             acts.log.append(("info", "wait_trainer", "waiting for a trainer (/trainer/transitions)"))
+            self._retry_after = now + WAIT_RETRY_S
+            return
+        if self.config.wait_for_trainer and not trainer_listening and self.config.backlog_transitions == 0:
+            acts.log.append(("warning", "wait_trainer", "no trainer (/trainer/transitions): episodes paused"))
             self._retry_after = now + WAIT_RETRY_S
             return
         if not reset_ready:
@@ -209,16 +265,52 @@ class CollectorLoop:
         self.phase, self._retry_after = "idle", now + RETRY_S
 
     def _start_episode(self, acts: Actions, now: float) -> None:
-        acts.goals.append(self.asm.start_episode())
+        self._publish(acts, self.asm.start_episode(), now)
         self._waiting.clear()
         self.phase, self._last_step_t = "running", now
 
     def _end_episode(self, acts: Actions, stats: EpisodeStats, now: float) -> None:
-        acts.goals.append(self._hold_goal())
+        self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
-        acts.stats.append(stats)
+        self._emit(acts, stats)
         self.counts["episodes"] += 1
         self.phase = "idle"
+
+    def _publish(self, acts: Actions, goal: Goal, now: float) -> None:
+        acts.goals.append(goal)
+        self.goal, self._goal_t = goal, now
+
+    def _resend_goal(self, acts: Actions, now: float, why: str) -> None:
+        """Re-publish the current goal (resynchronisation), at most once per goal_resend_s."""
+        resend_s = self.config.goal_resend_s
+        if self.goal is None or resend_s <= 0.0 or now - self._goal_t < resend_s:
+            return
+        self.counts["goal_resends"] += 1
+        acts.log.append(("info", "goal_resend", f"{why}: goal of episode {self.goal.episode} "
+                                                f"({'active' if self.goal.active else 'hold'}) re-sent"))
+        self._publish(acts, self.goal, now)
+
+    def _of_this_episode(self, step: PolicyStep) -> bool:
+        """The step belongs to the running episode (a late step of the episode just ended does not)."""
+        return self.phase == "running" and self.asm.in_episode and step.episode == self.asm.episode
+
+    def _goal_matches(self, step: PolicyStep) -> bool:
+        """The step's observation is the one the task makes from its state with this episode's goal (else
+        the policy acted on a goal from another publisher with this episode's number). Steps the assembler
+        will drop as malformed pass here."""
+        task, asm = self.asm.task, self.asm
+        try:
+            from async_naf.task.tasks import TaskState
+
+            state = TaskState(np.asarray(step.joint_pos), np.asarray(step.joint_vel), np.asarray(step.ee_pos),
+                              float(step.door_angle), float(step.door_velocity))
+            expected = np.asarray(task.observation(state, asm.goal), dtype=np.float32)
+        except (ValueError, TypeError, IndexError):
+            return True
+        obs = np.asarray(step.obs, dtype=np.float32)
+        if obs.shape != expected.shape or not (np.all(np.isfinite(obs)) and np.all(np.isfinite(expected))):
+            return True
+        return bool(np.allclose(obs, expected, rtol=GOAL_OBS_TOL, atol=GOAL_OBS_TOL))
 
     def _hold_goal(self) -> Goal:
         """An inactive goal: the policy stops acting (between episodes)."""
@@ -258,10 +350,47 @@ class CollectorLoop:
         if batch is None:
             self._first_pending_t = None
             return
-        acts.batches.append(batch)
-        self.counts["batches_sent"] += 1
-        self.counts["transitions_sent"] += batch.rows
+        self._emit(acts, batch)
         self._first_pending_t = now if self.asm.pending else None
+
+    # ------------------------------------------------------------------------------------------ backlog
+    def _emit(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+        """Send a batch or episode statistics now, or keep it while no trainer listens."""
+        if self._listening and not self._backlog:
+            self._send(acts, item)
+            return
+        if self.config.backlog_transitions == 0:
+            self._lose(item)
+            return
+        self._backlog.append(item)
+        if isinstance(item, TransitionBatch):
+            self.counts["backlog_transitions"] += item.rows
+        while self.counts["backlog_transitions"] > self.config.backlog_transitions:
+            old = self._backlog.popleft()
+            self._lose(old)
+            if isinstance(old, TransitionBatch):
+                self.counts["backlog_transitions"] -= old.rows
+
+    def _lose(self, item: TransitionBatch | EpisodeStats) -> None:
+        if isinstance(item, TransitionBatch):
+            self.counts["lost_transitions"] += item.rows
+        else:
+            self.counts["lost_episode_stats"] += 1
+
+    def _send(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+        if isinstance(item, TransitionBatch):
+            acts.batches.append(item)
+            self.counts["batches_sent"] += 1
+            self.counts["transitions_sent"] += item.rows
+        else:
+            acts.stats.append(item)
+
+    def _drain_backlog(self, acts: Actions) -> None:
+        for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
+            item = self._backlog.popleft()
+            if isinstance(item, TransitionBatch):
+                self.counts["backlog_transitions"] -= item.rows
+            self._send(acts, item)
 
     def _flush(self, acts: Actions, now: float) -> None:
         while self.asm.pending:
