@@ -197,14 +197,15 @@ class PolicyNode(LifecycleNode):
         js = self._parse_joint_state(msg)
         if js is not None:
             self._publish(self._core.on_joint_state(js, js.received))
-            self._arm_door_timer()
 
     def _arm_door_timer(self) -> None:
-        """Door-wait timer ticking exactly while the loop waits for a door estimate."""
+        """Door-wait timer ticking exactly while the loop waits for a door estimate (called after every
+        loop event, from :meth:`_publish`: a goal, a joint state, a door estimate or a tick may start or end
+        the wait)."""
         timer = self._door_timer
-        if timer is None:
+        if timer is None or self.loop is None:
             return
-        if self._core.awaiting_door:
+        if self.loop.awaiting_door:
             if timer.is_canceled():
                 timer.reset()
         elif not timer.is_canceled():
@@ -212,7 +213,6 @@ class PolicyNode(LifecycleNode):
 
     def _on_door_tick(self) -> None:
         self._publish(self._core.on_door_deadline(time.monotonic()))
-        self._arm_door_timer()
 
     def _on_door(self, msg: JointState) -> None:
         try:
@@ -225,10 +225,10 @@ class PolicyNode(LifecycleNode):
             self._core.drop("door_state", "non-finite door estimate dropped")
             return
         self._publish(self._core.on_door(_msgs.stamp_to_s(msg.header.stamp), angle, vel, time.monotonic()))
-        self._arm_door_timer()
 
     # ---------------------------------------------------------------------------------- loop -> message
     def _publish(self, out: Output | None) -> None:
+        self._arm_door_timer()
         if out is None or self._cmd_pub is None:
             return
         cmd = Float64MultiArray()
