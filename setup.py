@@ -43,6 +43,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"{PACKAGE.replace('_', '-')} = {PACKAGE}.run.cli:main"]
-        + [f"{name} = {PACKAGE}.nodes.{module}:main" for name, module in NODES.items()],
+        + [f"{name} = {PACKAGE}.nodes.{module}:main" for name, module in NODES.items()]
+        + [f"robot_container = {PACKAGE}.run.container:main"],  # composition:=robot (launch/train.launch.py)
     },
 )

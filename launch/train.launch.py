@@ -71,6 +71,10 @@ ARGUMENTS = (
     ("record", "false",
      "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
      "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
+    ("composition", "none",
+     "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
+     "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
+     "its own process.", ("none", "robot")),
 )
 
 
@@ -93,9 +97,37 @@ def _node(spec, on_exit=None):
     )
 
 
+def _container(spec, params_dir):
+    """A launch_ros Node running async_naf.run.container for an async_naf.run.graph.ContainerSpec: one
+    params file per node, keyed by its fully qualified name (so each reaches only its node), no node-name
+    remapping (it would rename every node of the process)."""
+    from async_naf.run.launcher import write_params_file
+
+    files = [str(write_params_file(f"{params_dir}/{n.key}.yaml", n.fqn, n.parameters)) for n in spec.nodes]
+    return Node(
+        package=spec.package,
+        executable=spec.executable,
+        namespace=spec.namespace,
+        parameters=files,
+        remappings=list(spec.remappings),
+        arguments=list(spec.roles),
+        output="screen",
+    )
+
+
 def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
-    from async_naf.run.graph import GraphConfig, bag_path, build_bringup, build_graph, config_overrides, record_topics
+    import tempfile
+
+    from async_naf.run.graph import (
+        GraphConfig,
+        bag_path,
+        build_bringup,
+        build_graph,
+        compose,
+        config_overrides,
+        record_topics,
+    )
 
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -108,6 +140,7 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
+        composition=arg("composition"),
     )
     if arg("record") == "true":
         # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
@@ -138,7 +171,11 @@ def _launch_setup(context, *args, **kwargs):
         if spec.role == "spawner":
             previous_spawner = (spec.robot, node)
     # the learning graph itself; the trainer's exit (budget reached, or a crash) ends the launch
-    for spec in build_graph(config):
+    params_dir = tempfile.mkdtemp(prefix="async_naf_launch_params_")
+    for spec in compose(build_graph(config), config.composition):
+        if hasattr(spec, "nodes"):  # a composed robot (composition:=robot)
+            actions.append(_container(spec, params_dir))
+            continue
         on_exit = Shutdown(reason=f"{spec.fqn} exited") if spec.required else None
         actions.append(_node(spec, on_exit=on_exit))
     return actions

@@ -80,6 +80,24 @@ def test_door_wait_is_bounded(kinematics) -> None:
     assert out.step.door_angle == pytest.approx(0.25)  # the newest estimate
 
 
+def test_awaiting_door_is_true_exactly_while_a_joint_state_waits(kinematics) -> None:
+    """The node arms its door-wait timer only while ``awaiting_door`` (no timer wake-ups otherwise)."""
+    loop = make_loop(kinematics, door_wait_s=0.02, door_stamp_tolerance_s=0.011)
+    assert not loop.awaiting_door
+    loop.on_goal(goal(loop), 0.0)
+    loop.on_joint_state(js(1.0, 1.0), 1.0)
+    assert loop.awaiting_door
+    assert loop.on_door(1.0, 0.1, 0.0, 1.001) is not None
+    assert not loop.awaiting_door  # answered by the estimate
+    loop.on_joint_state(js(1.05, 1.05), 1.05)
+    assert loop.awaiting_door
+    assert loop.on_door_deadline(1.06) is None and loop.awaiting_door  # still within door_wait_s
+    assert loop.on_door_deadline(1.071) is not None and not loop.awaiting_door  # the deadline acted
+    reach = make_loop(kinematics, task="reach")
+    reach.on_goal(goal(reach), 0.0)
+    assert reach.on_joint_state(js(1.0, 1.0), 1.0) is not None and not reach.awaiting_door
+
+
 def test_estimates_from_before_the_reset_are_ignored(kinematics) -> None:
     loop = make_loop(kinematics, door_wait_s=0.0)
     loop.on_goal(goal(loop, episode=0), 0.0)

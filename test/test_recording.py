@@ -139,7 +139,7 @@ def test_recorder_config_validation() -> None:
 
 @pytest.mark.ros
 def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: dict[str, str]) -> None:
-    """A real recorder process; a probe publishes joint states (best effort) and latched goals."""
+    """A real recorder process; a probe publishes joint states (reliable) and a latched goal."""
     pytest.importorskip("rclpy")
     from nodes_harness import Probe, Processes
     from sensor_msgs.msg import JointState
@@ -153,24 +153,30 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
     try:
         goal_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/task/goal", _msgs.LATCHED)
         goal_pub.publish(_msgs.to_msg(layouts.encode_goal(layouts.Goal(0, True, np.zeros(3))), Float64MultiArray))
-        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.STREAM)
         procs.start("recorder", "recorder_node", "-p", f"bag_path:={bag}",
                     "-p", "topics:=[/robot_0/joint_states, /robot_0/task/goal]",
-                    "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[sensor, latched]")
+                    "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[stream, latched]")
         probe.spin_until(lambda: js_pub.get_subscription_count() > 0, 30, "the recorder's subscription")
-        for i in range(50):
+        probe.watch_diagnostics()
+        for i in range(50):  # reliable: every message published after the match reaches the recorder
             msg = JointState(name=[f"arm_joint_{j}" for j in range(1, 8)], position=[0.0] * 7, velocity=[0.0] * 7)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = 100, i * 1_000_000
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 200, i * 1_000_000
             js_pub.publish(msg)
             probe.executor.spin_once(timeout_sec=0.01)
-        probe.watch_diagnostics()
         probe.spin_until(lambda: probe.diag("/recorder", "written") >= 51, 30, "51 messages written")
         assert procs.interrupt("recorder") == 0, procs.log("recorder")
     finally:
         probe.close()
         procs.stop_all()
+    from rosbags.highlevel import AnyReader
+
+    stamps = []
+    with AnyReader([bag], default_typestore=_store()) as reader:
+        conns = [c for c in reader.connections if c.topic == "/robot_0/joint_states"]
+        stamps = [reader.deserialize(raw, JS).header.stamp.sec for _, _, raw in reader.messages(connections=conns)]
+    assert stamps.count(200) == 50  # every message published after the match, none lost
     info = bag_info(bag)
-    assert info.topics["/robot_0/joint_states"].count == 50
     assert info.topics["/robot_0/task/goal"].count == 1  # the latched goal, published before the recorder
     assert info.episodes == {"/robot_0": [0]}
 

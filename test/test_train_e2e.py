@@ -60,12 +60,16 @@ def _baseline_eval(task: str, episodes: int, seed: int, random: bool):
     return EvalResult(tuple(successes), tuple(returns))
 
 
-def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("composition", ["none", "robot"])
+def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: dict[str, str],
+                                                      composition: str) -> None:
+    """The same run with one process per node and with each robot's nodes composed into one process."""
     run_dir = tmp_path / "run"
     steps = 1500
     proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "2", "--seed", "3", "--steps", str(steps),
                   "--minutes", "3", "--eval-every", "0", "--eval-episodes", "3", "--quiet",
-                  "--set", "trainer.min_buffer_size=200", "--set", "trainer.checkpoint_every_s=0")
+                  "--set", "trainer.min_buffer_size=200", "--set", "trainer.checkpoint_every_s=0",
+                  "--composition", composition)
     try:
         assert proc.returncode == 0, proc.stderr[-4000:]
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -96,8 +100,15 @@ def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: d
         assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
         for node in ("robot_0.sim", "robot_1.policy", "robot_1.collector", "robot_0.door_angle", "trainer"):
-            assert (run_dir / "logs" / f"{node}.log").is_file(), node
+            process = node.split(".")[0] if composition == "robot" and node != "trainer" else node
+            assert (run_dir / "logs" / f"{process}.log").is_file(), process
             assert (run_dir / "params" / f"{node}.yaml").is_file(), node
+        if composition == "robot":  # one process per robot, every node of the robot in it
+            log = (run_dir / "logs" / "robot_1.log").read_text()
+            assert "async_naf.run.container sim door_angle policy collector" in log
+            for name in ("robot_1.sim", "robot_1.policy", "robot_1.collector"):
+                assert f"[{name}]" in log, name
+            assert not (run_dir / "logs" / "robot_1.sim.log").exists()
         assert "results in" in proc.stderr
     finally:
         leftovers = _processes_mentioning(str(run_dir))
@@ -107,15 +118,16 @@ def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: d
 
 
 @pytest.mark.slow
-def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("composition", ["none", "robot"])
+def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str, str], composition: str) -> None:
     """A short reach run with 2 workers (4,000 env steps): the final greedy policy's evaluation return beats
     both uniformly random actions and standing still, on the same episodes, by a clear margin (an untrained
-    or broken learner does not: its return is about that of standing still)."""
+    or broken learner does not: its return is about that of standing still). Per-process and composed."""
     run_dir = tmp_path / "learn"
     episodes, seed = 10, 0
     proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "2", "--seed", str(seed), "--steps", "4000",
                   "--minutes", "4", "--eval-every", "0", "--eval-episodes", str(episodes), "--quiet",
-                  timeout=330)
+                  "--composition", composition, timeout=330)
     try:
         assert proc.returncode == 0, proc.stderr[-4000:]
     finally:

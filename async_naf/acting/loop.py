@@ -109,6 +109,11 @@ class PolicyLoop:
         return self._active
 
     @property
+    def awaiting_door(self) -> bool:
+        """A joint state waits for a current door estimate (door tasks): the door-wait timer must tick."""
+        return self._pending is not None
+
+    @property
     def can_act(self) -> bool:
         return self._active and self._episode_active and self.goal is not None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -28,6 +28,21 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
     ``shutdown_hook()`` (called before rclpy shuts down), ``done`` (bool attribute/
     property polled between spins) and ``exit_code`` (int).
     """
+    wrap = None if executor_factory is None else (lambda nodes: executor_factory(nodes[0]))
+    return run_nodes([factory], name, args, wrap)
+
+
+def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str] | None = None,
+              executor_factory: Callable[[list[Any]], Any] | None = None) -> int:
+    """Several nodes in one process and one executor (a composed robot, see ``async_naf.run.container``).
+
+    Nodes are created in order (all read the same ``--ros-args``: parameters files keyed by each node's
+    fully qualified name reach only that node). Spins until interrupted or every node that defines ``done``
+    is done. On the way out every ``shutdown_hook`` runs (in creation order), then every node is destroyed.
+    Exit status: 2 if a factory raises ValueError (the nodes already created are destroyed), else the first
+    non-zero ``exit_code``, else 0. ``executor_factory(nodes)`` builds the executor (default:
+    SingleThreadedExecutor).
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -38,20 +53,30 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    node = None
+    nodes: list[Any] = []
     code = 0
+
+    def finished() -> bool:
+        flags = [bool(n.done) for n in nodes if hasattr(n, "done")]
+        return bool(flags) and all(flags)
+
+    def exit_code() -> int:
+        return next((c for c in (int(getattr(n, "exit_code", 0)) for n in nodes) if c != 0), 0)
+
     try:
         try:
-            node = factory()
-        except ValueError as exc:  # bad parameters / configuration (only while constructing the node)
+            for factory in factories:
+                nodes.append(factory())
+        except ValueError as exc:  # bad parameters / configuration (only while constructing a node)
             print(f"{name}: {exc}", file=sys.stderr)
             code = 2
-        if node is not None:
-            executor = executor_factory(node) if executor_factory else SingleThreadedExecutor()
-            executor.add_node(node)
-            while rclpy.ok() and not getattr(node, "done", False):
+        if code == 0 and nodes:
+            executor = executor_factory(nodes) if executor_factory else SingleThreadedExecutor()
+            for node in nodes:
+                executor.add_node(node)
+            while rclpy.ok() and not finished():
                 executor.spin_once(timeout_sec=0.1)
-            code = int(getattr(node, "exit_code", 0))
+            code = exit_code()
     except KeyboardInterrupt:
         pass
     except ExternalShutdownException:
@@ -60,14 +85,24 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            if node is not None:
-                hook = getattr(node, "shutdown_hook", None)
-                try:
-                    if hook is not None:
-                        hook()
-                finally:
-                    node.destroy_node()
-                code = int(getattr(node, "exit_code", code)) if code == 0 else code
+            _close(nodes)
+            code = exit_code() if code == 0 else code
         finally:
             rclpy.try_shutdown()
     return code
+
+
+def _close(nodes: list[Any]) -> None:
+    """Every node's ``shutdown_hook``, then ``destroy_node``; the first exception propagates after all ran."""
+    error: BaseException | None = None
+    for node in nodes:
+        hook = getattr(node, "shutdown_hook", None)
+        try:
+            if hook is not None:
+                hook()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below once every node is closed
+            error = error or exc
+    for node in nodes:
+        node.destroy_node()
+    if error is not None:
+        raise error

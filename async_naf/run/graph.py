@@ -46,6 +46,11 @@ PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real")
 ROLES = ("sim", "door_angle", "policy", "collector", "trainer", "recorder")
 ROBOT_PREFIX = "robot_"
+# how the nodes share processes: none = one process per node; robot = one process per robot (sim, door_angle,
+# policy, collector in one executor: async_naf.run.container), the trainer in its own
+COMPOSITIONS = ("none", "robot")
+CONTAINER_MODULE = f"{PACKAGE}.run.container"
+CONTAINER_EXECUTABLE = "robot_container"
 MAX_WORKERS = 64
 
 # role -> (console script, python module, "module:ConfigClass")
@@ -165,6 +170,9 @@ class GraphConfig:
         record: also start a ``/recorder`` that writes every topic of :func:`record_topics` into
             ``run_dir/bag`` (rosbag2, MCAP); the launch file starts ``ros2 bag record`` instead.
         bag_dir: where the recorded bag goes instead of ``run_dir/bag`` (must not exist when recording starts).
+        composition: ``none`` (one process per node) or ``robot`` (each robot's nodes in one process with one
+            executor, :mod:`async_naf.run.container`; the trainer keeps its own process). The nodes, topics,
+            message types, QoS and parameters are the same either way (:func:`compose`).
     """
 
     task: str = "door_pull"
@@ -179,6 +187,7 @@ class GraphConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     record: bool = False
     bag_dir: str = ""
+    composition: str = "none"
 
     def __post_init__(self) -> None:
         from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
@@ -197,6 +206,8 @@ class GraphConfig:
             raise ValueError("run_dir must not be empty")
         for key in self.overrides:
             _match_key(key)  # raises on malformed keys
+        if self.composition not in COMPOSITIONS:
+            raise ValueError(f"unknown composition {self.composition!r}; choose one of {', '.join(COMPOSITIONS)}")
 
 
 def robot_namespace(index: int) -> str:
@@ -465,6 +476,73 @@ def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, re
     return NodeSpec(package=PACKAGE, executable=executable, module=module, name=role, namespace=ns,
                     parameters=params, remappings=tuple(remaps), role=role, robot=robot, required=required,
                     stop_timeout_s=STOP_TIMEOUT_S.get(role, DEFAULT_STOP_TIMEOUT_S))
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSpec:
+    """Several nodes of one robot in one process (:mod:`async_naf.run.container`).
+
+    Attributes:
+        namespace: the robot's namespace (every node of the container has it).
+        nodes: the nodes, in the order they are created (the graph's order).
+        remappings: ``(from, to)`` pairs, the same for every node of the robot.
+        stop_timeout_s: seconds between SIGINT and SIGTERM (the longest of its nodes').
+    """
+
+    namespace: str
+    nodes: tuple[NodeSpec, ...]
+    remappings: tuple[tuple[str, str], ...] = ()
+    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+    package: str = PACKAGE
+    executable: str = CONTAINER_EXECUTABLE
+    module: str = CONTAINER_MODULE
+    required: bool = False
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(n.role for n in self.nodes)
+
+    @property
+    def key(self) -> str:
+        """File-name-safe identifier, e.g. ``robot_0``."""
+        return self.namespace.strip("/").replace("/", ".")
+
+
+def compose(nodes: Sequence[NodeSpec], composition: str) -> list[NodeSpec | ContainerSpec]:
+    """The processes of a graph: ``none`` keeps one per node; ``robot`` puts each robot's composable nodes
+    (sim, door_angle, policy, collector) into one :class:`ContainerSpec` (where the robot's first node was);
+    global nodes (the trainer) and anything else stay processes of their own.
+
+    Raises:
+        ValueError: unknown composition, or one robot's nodes disagree on remappings.
+    """
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"unknown composition {composition!r}; choose one of {', '.join(COMPOSITIONS)}")
+    if composition == "none":
+        return list(nodes)
+    from async_naf.run.container import COMPOSABLE  # ROS-free module (rclpy only in its main)
+
+    members: dict[int, list[NodeSpec]] = {}
+    for node in nodes:
+        if node.robot is not None and node.role in COMPOSABLE and node.package == PACKAGE:
+            members.setdefault(node.robot, []).append(node)
+    out: list[NodeSpec | ContainerSpec] = []
+    placed: set[int] = set()
+    for node in nodes:
+        robot = node.robot
+        group = members.get(robot) if robot is not None else None
+        if robot is None or group is None or node not in group:
+            out.append(node)
+            continue
+        if robot in placed:
+            continue
+        placed.add(robot)
+        remaps = {n.remappings for n in group}
+        if len(remaps) != 1:
+            raise ValueError(f"{group[0].namespace}: its nodes have different remappings, cannot compose them")
+        out.append(ContainerSpec(namespace=group[0].namespace, nodes=tuple(group), remappings=group[0].remappings,
+                                 stop_timeout_s=max(n.stop_timeout_s for n in group)))
+    return out
 
 
 def default_config_file() -> Path:

@@ -545,3 +545,31 @@ def process_specs(
         specs.append(ProcessSpec(key=node.key, argv=tuple(argv), required=node.required,
                                  stop_timeout_s=node.stop_timeout_s))
     return specs
+
+
+def composed_process_specs(
+    processes: Sequence[Any],
+    params_dir: str | os.PathLike[str],
+    python: str = sys.executable,
+    extra_ros_args: Sequence[str] = (),
+) -> list[ProcessSpec]:
+    """Like :func:`process_specs` for the output of :func:`async_naf.run.graph.compose`: a
+    :class:`~async_naf.run.graph.ContainerSpec` becomes ``python -m async_naf.run.container <roles>
+    --ros-args -r __ns:=<ns> --params-file <one per node> [-r from:=to ...]`` (each params file keyed by its
+    node's fully qualified name, so it reaches only that node); a plain node is started as before.
+    """
+    specs: list[ProcessSpec] = []
+    for proc in processes:
+        if not hasattr(proc, "nodes"):
+            specs += process_specs([proc], params_dir, python, extra_ros_args)
+            continue
+        argv = [python, "-m", proc.module, *proc.roles, "--ros-args", "-r", f"__ns:={proc.namespace}"]
+        for node in proc.nodes:
+            argv += ["--params-file",
+                     str(write_params_file(Path(params_dir) / f"{node.key}.yaml", node.fqn, node.parameters))]
+        for src, dst in proc.remappings:
+            argv += ["-r", f"{src}:={dst}"]
+        argv += list(extra_ros_args)
+        specs.append(ProcessSpec(key=proc.key, argv=tuple(argv), required=proc.required,
+                                 stop_timeout_s=proc.stop_timeout_s))
+    return specs

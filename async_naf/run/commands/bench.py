@@ -20,6 +20,10 @@ Figures (each measured, never hard-coded):
   sim_steps_per_s       embedded MuJoCo environment control steps per second without ROS, one core
   policy_step_ms_p99    observation published -> command received across processes (ms, p99)
   transitions_per_s     collector -> trainer over DDS, validated into the replay buffer
+  graph_env_steps_per_s the whole training graph (door_pull, 2 workers, lockstep, 1 update per step): env
+                        steps/s, CPU ms per env step (per process), graph_efficiency = its ratio to
+                        env_steps_per_s, graph_cpu_ratio = CPU per step / (env step + NAF update) in-process
+                        (ASYNC_NAF_BENCH_COMPOSITION=robot: one process per robot)
 
 Example:
   async-naf bench --json
@@ -32,6 +36,7 @@ FIGURES: dict[str, str] = {
     "sim_steps_per_s": "async_naf.bench.sim:bench_sim_steps",
     "policy_step_ms_p99": "async_naf.bench.graph:bench_policy_latency",
     "transitions_per_s": "async_naf.bench.graph:bench_transitions",
+    "graph_env_steps_per_s": "async_naf.bench.graph_steps:bench_graph_steps",
 }
 
 

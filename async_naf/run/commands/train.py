@@ -93,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the nodes (default: inherited, else 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--composition", choices=("none", "robot"), default="none",
+                        help="none: one process per node; robot: each robot's nodes in one process with one "
+                             "executor (same topics, messages, QoS; the trainer keeps its own process) "
+                             "(default: %(default)s)")
 
 
 def _default_run_dir(args: argparse.Namespace) -> str:
@@ -139,7 +143,8 @@ def build_config(args: argparse.Namespace) -> Any:
                        run_dir=args.run_dir, realtime=args.realtime, max_env_steps=max(0, args.steps),
                        max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
                        record=bool(getattr(args, "record", False)),
-                       bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "")
+                       bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
+                       composition=getattr(args, "composition", "none"))
 
 
 class Progress:
@@ -285,8 +290,8 @@ def _setup_logging(run_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
-    from async_naf.run.graph import build_graph, graph_to_dict
-    from async_naf.run.launcher import GraphLauncher, Outcome, process_specs
+    from async_naf.run.graph import build_graph, compose, graph_to_dict
+    from async_naf.run.launcher import GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
         has_tensorboard_events,
         plot_learning_curve,
@@ -329,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(run_dir)
     command = shlex.join(["async-naf", *sys.argv[1:]])
     (run_dir / "graph.json").write_text(json.dumps(graph_to_dict(nodes), indent=2, default=str) + "\n")
-    specs = process_specs(nodes, run_dir / "params")
+    specs = composed_process_specs(compose(nodes, config.composition), run_dir / "params")
     env.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per node: N processes share the cores
     budget_s = config.max_wall_s if config.max_wall_s > 0 else None
 

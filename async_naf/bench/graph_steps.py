@@ -1,0 +1,191 @@
+"""What the training graph costs per environment step (``async-naf bench --only graph_env_steps_per_s``).
+
+Starts the real training graph (door_pull, 2 workers, lockstep, the trainer at ``updates_per_step`` 1, i.e.
+one NAF update per environment step once its buffer holds ``min_buffer_size`` transitions) with the launcher
+``async-naf train`` uses, on a private ``ROS_DOMAIN_ID``, loopback-only. A probe node reads the trainer's
+``/diagnostics`` (``env_steps``, ``updates``). After a warm-up (updates running, every node started) it
+measures over a fixed number of environment steps:
+
+- ``graph_env_steps_per_s``: environment steps (all robots) per second of wall time;
+- ``graph_cpu_ms_per_step``: CPU time (user + system, every thread, from ``/proc/<pid>/stat``) of every
+  graph process over the window, per environment step; ``graph_cpu_ms_per_step_<process>`` per process
+  (``robot_0.sim``, ..., or ``robot_0`` for a composed robot, ``trainer``): where the CPU goes;
+- ``graph_updates_per_step``: NAF updates per environment step over the window (about 1);
+
+and then, in the same bench run and process, without ROS:
+
+- ``env_steps_per_s``: ``ArmDoorEnv`` (door_pull) steps per second (one core);
+- ``naf_update_ms``: one NAF update (batch 64, 2x100, one thread; the ``naf_updates_per_s`` network);
+- ``graph_efficiency`` = graph_env_steps_per_s / env_steps_per_s (goal >= 0.5);
+- ``graph_cpu_ratio`` = graph_cpu_ms_per_step / (1000 / env_steps_per_s + naf_update_ms) (goal <= 2).
+
+``composition`` selects ``GraphConfig.composition`` (``none``: one process per node; ``robot``: one per
+robot). The machine's load average is reported beside the figures (``load_avg_1min``): compare ratios
+measured in one run, not absolute figures across runs on a shared machine.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) from ``/proc/<pid>/stat``; 0 if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of proc(5))
+
+
+def _in_process_costs(quick: bool) -> dict[str, float]:
+    """ArmDoorEnv steps/s and one NAF update (ms), measured here without ROS."""
+    import numpy as np
+    import torch
+
+    from async_naf.bench.agents import ACT_DIM, BATCH, HIDDEN, OBS_DIM, _filled_buffer
+    from async_naf.bench.sim import _rate
+    from async_naf.learning.agents.naf import NAFAgent, NAFConfig
+    from async_naf.run.env import ArmDoorEnv
+
+    env = ArmDoorEnv("door_pull", seed=0)
+    env.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(env.task.action_low, env.task.action_high, (256, env.task.act_dim))
+    counter = {"i": 0}
+
+    def env_step() -> None:
+        i = counter["i"] = counter["i"] + 1
+        _, _, _, truncated, _ = env.step(actions[i % 256])
+        if truncated:
+            env.reset()
+
+    env_rate = _rate(env_step, 500 if quick else 2000, 2 if quick else 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        buf = _filled_buffer()
+        agent = NAFAgent(NAFConfig(OBS_DIM, ACT_DIM, hidden_sizes=HIDDEN, batch_size=BATCH))
+        n = 300 if quick else 1500
+        for _ in range(50):
+            agent.update(buf.sample(BATCH))
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                agent.update(buf.sample(BATCH))
+            best = min(best, (time.perf_counter() - t0) / n)
+    finally:
+        torch.set_num_threads(threads)
+    return {"env_steps_per_s": round(env_rate, 1), "naf_update_ms": round(best * 1e3, 3)}
+
+
+def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000, warmup_steps: int = 1500,
+                  task: str = "door_pull", timeout_s: float = 600.0, keep_dir: str | None = None) -> dict[str, Any]:
+    """Run the graph and measure one window of ``steps`` environment steps after ``warmup_steps``.
+
+    Returns:
+        ``graph_env_steps_per_s``, ``graph_cpu_ms_per_step``, ``graph_cpu_ms_per_step_<process>``,
+        ``graph_updates_per_step``, ``graph_workers``, ``graph_composition``, ``graph_window_steps``.
+
+    Raises:
+        RuntimeError: the graph did not reach the warm-up or the window within ``timeout_s``, or a process died.
+    """
+    from async_naf.bench.graph import _BENCH_DOMAIN, _Probe
+    from async_naf.common.ros_env import ros_environment
+    from async_naf.run.graph import GraphConfig, build_graph, compose, config_overrides
+    from async_naf.run.launcher import GraphLauncher, composed_process_specs, tail
+
+    tmp = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="async_naf_graphbench_"))
+    overrides = config_overrides(None)
+    overrides.setdefault("/trainer", {}).update(
+        {"updates_per_step": 1.0, "tensorboard": False, "checkpoint_every_s": 0.0, "save_buffer": False,
+         "weights_every_updates": 100})
+    config = GraphConfig(task=task, workers=workers, run_dir=str(tmp / "run"), overrides=overrides,
+                         composition=composition)
+    specs = composed_process_specs(compose(build_graph(config), composition), tmp / "params")
+    env = ros_environment(domain_id=_BENCH_DOMAIN)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    launcher = GraphLauncher(specs, log_dir=tmp / "logs", env=env)
+    probe = None
+    try:
+        launcher.start()
+        probe = _Probe()
+        latest: dict[str, float] = {}
+
+        def on_diag(msg: Any) -> None:
+            for status in msg.status:
+                if status.name == "/trainer":
+                    values = {kv.key: kv.value for kv in status.values}
+                    latest.update(env_steps=float(values["env_steps"]), updates=float(values["updates"]),
+                                  t=time.perf_counter())
+
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        probe.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
+        deadline = time.monotonic() + timeout_s
+
+        def wait_steps(n: float, what: str) -> None:
+            while latest.get("env_steps", -1.0) < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"graph bench: timed out waiting for {what} ({latest})")
+                dead = {k: rc for k, rc in launcher.returncodes().items() if rc is not None}
+                if dead:
+                    raise RuntimeError(f"graph bench: processes exited: {dead}")
+                probe.executor.spin_once(timeout_sec=0.05)
+
+        wait_steps(warmup_steps, "the warm-up")
+        pids = launcher.pids
+        s0, u0 = latest["env_steps"], latest["updates"]
+        t0, c0 = time.perf_counter(), {k: proc_cpu_s(p) for k, p in pids.items()}
+        wait_steps(s0 + steps, "the measured window")
+        s1, u1 = latest["env_steps"], latest["updates"]
+        t1, c1 = time.perf_counter(), {k: proc_cpu_s(p) for k, p in pids.items()}
+        n = s1 - s0
+        per = {k: (c1[k] - c0[k]) * 1e3 / n for k in pids}
+        out: dict[str, Any] = {
+            "graph_env_steps_per_s": round(n / (t1 - t0), 1),
+            "graph_cpu_ms_per_step": round(sum(per.values()), 3),
+            "graph_updates_per_step": round((u1 - u0) / n, 3),
+            "graph_workers": workers, "graph_composition": composition, "graph_window_steps": int(n),
+        }
+        out.update({f"graph_cpu_ms_per_step_{k}": round(v, 3) for k, v in sorted(per.items())})
+        return out
+    except RuntimeError as exc:
+        logs = "\n".join(f"--- {s.key}\n{tail(launcher.log_path(s.key), 8)}" for s in specs)
+        raise RuntimeError(f"{exc}\n{logs}") from exc
+    finally:
+        if probe is not None:
+            probe.close()
+        launcher.stop()
+        if not keep_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None) -> dict[str, Any]:
+    """``graph_env_steps_per_s`` and the figures beside it (module docstring). ``composition``: the graph's
+    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``none``)."""
+    composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "none")
+    steps, warmup = (1000, 1200) if quick else (3000, 1500)
+    out = measure_graph(workers=workers, composition=composition, steps=steps, warmup_steps=warmup)
+    out.update(_in_process_costs(quick))
+    out["graph_efficiency"] = round(out["graph_env_steps_per_s"] / out["env_steps_per_s"], 3)
+    budget_ms = 1e3 / out["env_steps_per_s"] + out["naf_update_ms"]
+    out["graph_cpu_ratio"] = round(out["graph_cpu_ms_per_step"] / budget_ms, 2)
+    out["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    print(json.dumps(bench_graph_steps(quick="--quick" in sys.argv,
+                                       composition="robot" if "--robot" in sys.argv else None)))
