@@ -18,6 +18,7 @@ NODES = {
     "policy_node": "policy_node",
     "collector_node": "collector_node",
     "trainer_node": "trainer_node",
+    "guard_node": "guard_node",
 }
 
 setup(

@@ -30,7 +30,7 @@ def _cfg(**kw) -> GraphConfig:
 def test_node_set_per_backend(backend: str, workers: int) -> None:
     nodes = build_graph(_cfg(task="door_pull", workers=workers, backend=backend))
     per_robot = ["sim", "door_angle", "policy", "collector"] if backend == "mujoco" else \
-        ["door_angle", "policy", "collector"]
+        ["guard", "door_angle", "policy", "collector"]
     expected = [f"/robot_{i}/{r}" for i in range(workers) for r in per_robot] + ["/trainer"]
     assert [n.fqn for n in nodes] == expected
     assert len({n.fqn for n in nodes}) == len(nodes)
@@ -52,7 +52,8 @@ def test_graph_decided_parameters() -> None:
         assert nodes[f"{ns}/collector"].parameters["robot_id"] == i
         assert nodes[f"{ns}/sim"].parameters["clock_topic"] == "clock"  # -> /robot_i/clock, not a shared /clock
         assert nodes[f"{ns}/policy"].parameters["lockstep"] is True
-        assert all(nodes[f"{ns}/{r}"].parameters.get("task", "reach") == "reach" for r in graph.ROLES[:-1])
+        assert all(nodes[f"{ns}/{r}"].parameters.get("task", "reach") == "reach" for r in graph.ROLES[:-1]
+                   if f"{ns}/{r}" in nodes)
     trainer = nodes["/trainer"].parameters
     assert trainer["max_env_steps"] == 1234 and trainer["max_wall_s"] == 60.0 and trainer["seed"] == 7
     assert Path(trainer["run_dir"]).is_absolute()
@@ -60,6 +61,20 @@ def test_graph_decided_parameters() -> None:
     other = build_graph(_cfg(task="reach", workers=1, seed=8, realtime=True))
     assert other[0].parameters["seed"] not in seeds and other[0].parameters["clock_topic"] == "/clock"
     assert other[2].parameters["lockstep"] is False
+
+
+@pytest.mark.parametrize("backend", ["gazebo", "real"])
+def test_every_command_of_a_ros2_control_arm_passes_the_guard(backend: str) -> None:
+    overrides = {"/**/policy": {"control_period_s": 0.02}}
+    nodes = {n.fqn: n for n in build_graph(_cfg(task="door_pull", workers=2, backend=backend, overrides=overrides))}
+    for i in range(2):
+        ns = f"/robot_{i}"
+        assert nodes[f"{ns}/policy"].remappings == (("forward_velocity_controller/commands", "guard/commands_in"),)
+        assert nodes[f"{ns}/guard"].remappings == ()  # the guard alone publishes on the controller's topic
+        assert nodes[f"{ns}/guard"].parameters["control_period_s"] == 0.02  # the policy's period
+        assert nodes[f"{ns}/policy"].parameters["control_period_s"] == 0.02
+    mujoco = build_graph(_cfg(task="door_pull", workers=1))
+    assert all(n.role != "guard" and not n.remappings for n in mujoco)
 
 
 def test_use_sim_time_remaps_clock_per_robot() -> None:

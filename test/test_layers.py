@@ -30,6 +30,7 @@ STAGES = ("sensing", "acting", "collecting", "learning", "sim")
 NODE_STAGE = {
     "door_angle_node": "sensing",
     "policy_node": "acting",
+    "guard_node": "acting",  # the safety layer (acting/safety.py) between the policy and the arm
     "collector_node": "collecting",
     "trainer_node": "learning",
     "sim_node": "sim",

@@ -10,6 +10,8 @@ The graph (relative topic names, see the topic table in docs/graph.md)::
     /robot_<i>/sim          embedded MuJoCo arm + door (backend mujoco only; on gazebo / real,
                             ros2_control's joint_state_broadcaster and forward_velocity_controller and an
                             IMU driver / bridge provide joint_states, the command topic and door/imu)
+    /robot_<i>/guard        safety layer between policy and arm (gazebo / real only: the policy's
+                            forward_velocity_controller/commands are remapped to guard/commands_in)
     /robot_<i>/door_angle   IMU door-angle estimator
     /robot_<i>/policy       mu(x) + exploration noise at the control rate
     /robot_<i>/collector    transitions, rewards, episodes -> trainer
@@ -44,7 +46,12 @@ from async_naf.wire import params as wire_params
 
 PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real")
-ROLES = ("sim", "door_angle", "policy", "collector", "trainer")
+ROLES = ("sim", "door_angle", "policy", "collector", "guard", "trainer")
+# every command of a ros2_control arm (gazebo, real) passes the guard (acting/safety.py); the embedded MuJoCo
+# sim in lockstep has no controller that could keep a stale velocity, and a watchdog zero would step it
+GUARDED_BACKENDS = ("gazebo", "real")
+COMMAND_TOPIC = "forward_velocity_controller/commands"
+GUARD_INPUT = "guard/commands_in"
 ROBOT_PREFIX = "robot_"
 MAX_WORKERS = 64
 
@@ -57,6 +64,7 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node",
                   "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
+    "guard": ("guard_node", f"{PACKAGE}.nodes.guard_node", "async_naf.acting.safety:SafetyConfig"),
 }
 
 # node parameters declared by a node in addition to its config dataclass's fields: name -> type
@@ -368,7 +376,22 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         return values
     if role == "collector":
         return {"task": config.task, "seed": seed, "robot_id": robot}
-    return {}  # door_angle: nothing graph-specific
+    return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
+
+
+def guarded_roles(config: GraphConfig) -> list[str]:
+    """Per-robot roles, in start order: the guard starts before the policy, so no command bypasses it."""
+    if config.backend == "mujoco":
+        return ["sim", "door_angle", "policy", "collector"]
+    roles = ["door_angle", "policy", "collector"]
+    return ["guard", *roles] if config.backend in GUARDED_BACKENDS else roles
+
+
+def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
+    """The policy's commands go to the guard, which alone publishes on the controller's topic."""
+    if role == "policy" and config.backend in GUARDED_BACKENDS:
+        return ((COMMAND_TOPIC, GUARD_INPUT),)
+    return ()
 
 
 def build_graph(config: GraphConfig) -> list[NodeSpec]:
@@ -379,8 +402,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
         ValueError: if an override names an unknown parameter or a config dataclass rejects a value.
     """
     nodes: list[NodeSpec] = []
-    roles = ["sim", "door_angle", "policy", "collector"] if config.backend == "mujoco" else \
-        ["door_angle", "policy", "collector"]
+    roles = guarded_roles(config)
     for i in range(config.workers):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
@@ -397,7 +419,12 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
             if role == "sim":
                 sim_params = params
                 sim_period_s = float(params["control_period_s"])  # the policy acts at the sim's period
-            nodes.append(_spec(role, ns, params, remaps, robot=i))
+            if role == "guard":  # the guard assumes commands held one policy period
+                policy_user = overrides_for(config.overrides, ns, "policy")
+                if "control_period_s" in policy_user and "control_period_s" not in user:
+                    params = _node_params(role, {"control_period_s": float(policy_user["control_period_s"])},
+                                          user, f"{ns}/{role}")
+            nodes.append(_spec(role, ns, params, remaps + guard_remaps(config, role), robot=i))
     user = overrides_for(config.overrides, "/", "trainer")
     params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
     nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
