@@ -8,6 +8,7 @@ import ast
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,7 +31,7 @@ def _cfg(**kw) -> GraphConfig:
 def test_node_set_per_backend(backend: str, workers: int) -> None:
     nodes = build_graph(_cfg(task="door_pull", workers=workers, backend=backend))
     per_robot = ["sim", "door_angle", "policy", "collector"] if backend == "mujoco" else \
-        ["guard", "door_angle", "policy", "collector"]
+        ["guard", "reset", "door_angle", "policy", "collector"]
     expected = [f"/robot_{i}/{r}" for i in range(workers) for r in per_robot] + ["/trainer"]
     assert [n.fqn for n in nodes] == expected
     assert len({n.fqn for n in nodes}) == len(nodes)
@@ -70,11 +71,31 @@ def test_every_command_of_a_ros2_control_arm_passes_the_guard(backend: str) -> N
     for i in range(2):
         ns = f"/robot_{i}"
         assert nodes[f"{ns}/policy"].remappings == (("forward_velocity_controller/commands", "guard/commands_in"),)
+        assert nodes[f"{ns}/reset"].remappings == (("forward_velocity_controller/commands", "guard/commands_in"),)
         assert nodes[f"{ns}/guard"].remappings == ()  # the guard alone publishes on the controller's topic
         assert nodes[f"{ns}/guard"].parameters["control_period_s"] == 0.02  # the policy's period
         assert nodes[f"{ns}/policy"].parameters["control_period_s"] == 0.02
     mujoco = build_graph(_cfg(task="door_pull", workers=1))
-    assert all(n.role != "guard" and not n.remappings for n in mujoco)
+    assert all(n.role not in ("guard", "reset") and not n.remappings for n in mujoco)
+
+
+def test_arm_backends_reset_to_the_sims_start_pose() -> None:
+    """gazebo / real: a reset node per robot offers sim/reset; door tasks drive to the embedded sim's start pose
+    (the inverse kinematics of the task's start pose), and the collector waits long enough for it."""
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+
+    nodes = {n.fqn: n for n in build_graph(_cfg(task="door_pull", workers=2, backend="real"))}
+    expected = ArmDoorSim(SimConfig(task="door_pull")).start_pose()
+    for i in range(2):
+        reset = nodes[f"/robot_{i}/reset"].parameters
+        assert reset["task"] == "door_pull"
+        np.testing.assert_allclose(reset["start_pose"], expected)
+        assert nodes[f"/robot_{i}/collector"].parameters["reset_timeout_s"] == graph.ARM_RESET_TIMEOUT_S
+    reach = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=1, backend="gazebo",
+                                                 overrides={"collector": {"reset_timeout_s": 30.0}}))}
+    assert reach["/robot_0/reset"].parameters.get("start_pose", []) == []  # reach: its fixed joint-space pose
+    assert reach["/robot_0/collector"].parameters["reset_timeout_s"] == 30.0  # the user's value wins
 
 
 def test_use_sim_time_remaps_clock_per_robot() -> None:

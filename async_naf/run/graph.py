@@ -46,7 +46,7 @@ from async_naf.wire import params as wire_params
 
 PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real")
-ROLES = ("sim", "door_angle", "policy", "collector", "guard", "trainer")
+ROLES = ("sim", "door_angle", "policy", "collector", "guard", "reset", "trainer")
 # every command of a ros2_control arm (gazebo, real) passes the guard (acting/safety.py); the embedded MuJoCo
 # sim in lockstep has no controller that could keep a stale velocity, and a watchdog zero would step it
 GUARDED_BACKENDS = ("gazebo", "real")
@@ -65,7 +65,10 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
                   "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
     "guard": ("guard_node", f"{PACKAGE}.nodes.guard_node", "async_naf.acting.safety:SafetyConfig"),
+    "reset": ("reset_node", f"{PACKAGE}.nodes.reset_node", "async_naf.acting.reset:ResetConfig"),
 }
+# a ros2_control arm's reset drives it home and waits for the door: the collector waits longer for it
+ARM_RESET_TIMEOUT_S = 120.0
 
 # node parameters declared by a node in addition to its config dataclass's fields: name -> type
 EXTRA_PARAMS: dict[str, dict[str, type]] = {
@@ -383,15 +386,47 @@ def guarded_roles(config: GraphConfig) -> list[str]:
     """Per-robot roles, in start order: the guard starts before the policy, so no command bypasses it."""
     if config.backend == "mujoco":
         return ["sim", "door_angle", "policy", "collector"]
-    roles = ["door_angle", "policy", "collector"]
+    roles = ["reset", "door_angle", "policy", "collector"]  # reset: the collector's sim/reset on any arm
     return ["guard", *roles] if config.backend in GUARDED_BACKENDS else roles
 
 
 def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
-    """The policy's commands go to the guard, which alone publishes on the controller's topic."""
-    if role == "policy" and config.backend in GUARDED_BACKENDS:
+    """The policy's and the reset's commands go to the guard, which alone publishes on the controller's topic."""
+    if role in ("policy", "reset") and config.backend in GUARDED_BACKENDS:
         return ((COMMAND_TOPIC, GUARD_INPUT),)
     return ()
+
+
+def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> list[float]:
+    """The joint-space start pose (7 rad) a ros2_control arm's reset node drives to: the embedded sim's
+    (inverse kinematics of the task's start pose for the door geometry of ``sim_overrides``, e.g. the
+    ``sim`` section of config/train.yaml), so every backend starts its episodes in the same pose."""
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+
+    params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
+    sim = ArmDoorSim(config_from_params(SimConfig, {**params, "task": task}, "sim (start pose)"))
+    return [float(v) for v in sim.start_pose()]
+
+
+def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str, Any],
+                     cache: dict[tuple, list[float]]) -> dict[str, Any]:
+    """Graph-decided parameters of the reset node (task, start pose) and of the collector on an arm
+    backend (a reset timeout that covers the motion home and the door wait)."""
+    if config.backend == "mujoco":
+        return {}
+    if role == "reset":
+        values: dict[str, Any] = {"task": config.task}
+        if config.task != "reach" and not user.get("start_pose"):
+            sim_user = overrides_for(config.overrides, ns, "sim")
+            key = (config.task, tuple(sorted((k, str(v)) for k, v in sim_user.items())))
+            if key not in cache:
+                cache[key] = arm_start_pose(config.task, sim_user)
+            values["start_pose"] = cache[key]
+        return values
+    if role == "collector" and "reset_timeout_s" not in user:
+        return {"reset_timeout_s": ARM_RESET_TIMEOUT_S}
+    return {}
 
 
 def build_graph(config: GraphConfig) -> list[NodeSpec]:
@@ -403,6 +438,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     """
     nodes: list[NodeSpec] = []
     roles = guarded_roles(config)
+    start_poses: dict[tuple, list[float]] = {}
     for i in range(config.workers):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
@@ -414,8 +450,9 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
             user = overrides_for(config.overrides, ns, role)
             if config.use_sim_time:
                 user.setdefault("use_sim_time", True)
-            params = _node_params(role, graph_values(config, role, i, sim_period_s), user, f"{ns}/{role}",
-                                  backend_defaults(config, role, sim_params))
+            decided = {**graph_values(config, role, i, sim_period_s),
+                       **arm_reset_values(config, role, ns, user, start_poses)}
+            params = _node_params(role, decided, user, f"{ns}/{role}", backend_defaults(config, role, sim_params))
             if role == "sim":
                 sim_params = params
                 sim_period_s = float(params["control_period_s"])  # the policy acts at the sim's period

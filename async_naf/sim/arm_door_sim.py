@@ -173,6 +173,11 @@ class ArmDoorSim:
         self._refresh_observation_noise()
         self.steps_since_reset = 0
 
+    def start_pose(self) -> np.ndarray:
+        """The episode's start pose (7,) rad without noise: ``start_positions`` or the inverse kinematics of
+        the task's start pose (what a ros2_control arm's reset node drives to)."""
+        return self._start_pose()
+
     def _start_pose(self) -> np.ndarray:
         if self.config.start_positions:
             return np.array(self.config.start_positions, dtype=float)
