@@ -86,11 +86,17 @@ def test_arm_backends_reset_to_the_sims_start_pose() -> None:
     from async_naf.sim.config import SimConfig
 
     nodes = {n.fqn: n for n in build_graph(_cfg(task="door_pull", workers=2, backend="real"))}
+    from async_naf.task.kinematics import ArmKinematics
+
     expected = ArmDoorSim(SimConfig(task="door_pull")).start_pose()
+    kin = ArmKinematics()
     for i in range(2):
         reset = nodes[f"/robot_{i}/reset"].parameters
         assert reset["task"] == "door_pull"
         np.testing.assert_allclose(reset["start_pose"], expected)
+        # the retreat: the hook 15 cm back and 10 cm up from its start position, clear of the lever
+        np.testing.assert_allclose(kin.ee_position(np.array(reset["retreat_pose"])) - kin.ee_position(expected),
+                                   graph.RETREAT_OFFSET_M, atol=0.005)
         assert nodes[f"/robot_{i}/collector"].parameters["reset_timeout_s"] == graph.ARM_RESET_TIMEOUT_S
     reach = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=1, backend="gazebo",
                                                  overrides={"collector": {"reset_timeout_s": 30.0}}))}

@@ -103,3 +103,25 @@ def test_door_task_needs_a_start_pose() -> None:
 def test_bad_config_is_refused(kw: dict) -> None:
     with pytest.raises(ValueError):
         ResetConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_door_task_retreats_waits_for_the_door_there_then_drives_to_the_start() -> None:
+    start = np.array(REACH_START_POSE)
+    retreat = start + np.array([0.0, -0.3, 0.0, 0.2, 0.0, 0.0, 0.0])
+    cfg = ResetConfig(task="door_pull", start_pose=tuple(start), retreat_pose=tuple(retreat), control_period_s=T,
+                      door_closed_hold_s=0.2)
+    motion = ResetMotion(cfg)
+    motion.start(0.0)
+    q, door, t = start + 0.2, 0.5, 0.0
+    seen = []
+    while motion.phase not in ("done", "failed") and t < 60.0:
+        cmd, phase = motion.step(t, q, np.zeros(7), door, 0.0)
+        if phase == "door":
+            np.testing.assert_allclose(q, retreat, atol=cfg.position_tolerance)  # waits at the retreat
+            door = 0.0  # closes while the arm is clear
+        seen.append(phase)
+        q = q + cmd * T
+        t += T
+    assert motion.phase == "done", motion.error
+    assert "door" in seen and seen.index("door") < len(seen) - 1 - seen[::-1].index("moving")  # moves after it
+    np.testing.assert_allclose(q, start, atol=cfg.position_tolerance)

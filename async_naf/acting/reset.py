@@ -15,6 +15,8 @@ slowed so that every joint can still brake to zero at ``max_accel`` before it re
 overshoot). The arm is home when every joint is within ``position_tolerance`` and slower than
 ``velocity_tolerance``; after ``move_timeout_s`` the reset fails with the joints still off, by how much.
 
+Door tasks with a ``retreat_pose`` first drive there (hook clear of the door: straight to the start pose
+the hook could drag the lever or catch under it), wait there for the door, then drive to the start pose.
 Door tasks then wait (zero command) until the door-angle estimate says closed, ``|angle| <=
 door_closed_angle`` for ``door_closed_hold_s`` (a door closer, the robot or a person closes it: :attr:`waiting_for`
 says what is awaited, for the node to log); after ``door_timeout_s`` (0 = wait forever) the reset fails.
@@ -40,6 +42,9 @@ class ResetConfig:
         task: task name; door tasks wait for the door to be closed after the motion.
         start_pose: joint-space start pose, rad (7 values, ARM_JOINT_NAMES order); empty = reach's start pose
             (door tasks: the graph fills in the inverse kinematics of the task's start pose).
+        retreat_pose: door tasks: first drive here (hook clear of the door), wait there for the door to
+            close, then drive to start_pose, rad (7 values); empty = straight to start_pose (the graph fills
+            in the inverse kinematics of the start pose moved back and up).
         control_period_s: command period, s.
         gain: proportional gain toward the start pose, 1/s.
         max_velocity: joint speed limit while resetting, rad/s (all joints).
@@ -57,6 +62,7 @@ class ResetConfig:
 
     task: str = "reach"
     start_pose: tuple[float, ...] = ()
+    retreat_pose: tuple[float, ...] = ()
     control_period_s: float = 0.05
     gain: float = 2.0
     max_velocity: float = 0.5
@@ -82,6 +88,10 @@ class ResetConfig:
         if pose and (len(pose) != 7 or not all(math.isfinite(v) for v in pose)):
             raise ValueError(f"start_pose must be empty or 7 finite joint angles (rad), got {pose}")
         self.start_pose = pose
+        retreat = tuple(float(v) for v in self.retreat_pose)
+        if retreat and (len(retreat) != 7 or not all(math.isfinite(v) for v in retreat)):
+            raise ValueError(f"retreat_pose must be empty or 7 finite joint angles (rad), got {retreat}")
+        self.retreat_pose = retreat
 
     @property
     def is_door(self) -> bool:
@@ -108,9 +118,15 @@ class ResetMotion:
 
     def __init__(self, config: ResetConfig, start_pose: np.ndarray | None = None) -> None:
         self.config = config
-        self.target = np.array(start_pose if start_pose is not None else config.resolved_start_pose(), dtype=float)
-        if self.target.shape != (7,) or not np.all(np.isfinite(self.target)):
+        self.start_target = np.array(start_pose if start_pose is not None else config.resolved_start_pose(),
+                                     dtype=float)
+        if self.start_target.shape != (7,) or not np.all(np.isfinite(self.start_target)):
             raise ValueError("start pose must be 7 finite joint angles (rad)")
+        legs = [np.array(config.retreat_pose)] if config.retreat_pose and config.is_door else []
+        self.legs = [*legs, self.start_target]  # the door wait follows the first leg
+        self.target = self.legs[0]
+        self._leg = 0
+        self._door_done = False
         self.phase = "idle"
         self.error = ""
         self.waiting_for = ""
@@ -122,9 +138,20 @@ class ResetMotion:
     def start(self, now: float) -> None:
         """Begin a reset (the service was called) at steady time ``now``."""
         self.phase, self.error, self._t0 = "moving", "", now
+        self._leg, self.target, self._door_done = 0, self.legs[0], not self.config.is_door
         self._last_cmd = np.zeros(7)
         self._closed_since = None
         self.waiting_for = "the arm to reach the start pose"
+
+    def _next_leg(self, now: float) -> tuple[np.ndarray, str]:
+        """At a leg's target (and past the door wait): on to the next leg (its own timeout), or done."""
+        if self._leg + 1 < len(self.legs):
+            self._leg += 1
+            self.target, self._t0, self.phase = self.legs[self._leg], now, "moving"
+            self.waiting_for = "the arm to reach the start pose"
+        else:
+            self.phase, self.waiting_for = "done", ""
+        return np.zeros(7), self.phase
 
     def _fail(self, text: str) -> tuple[np.ndarray, str]:
         self.phase, self.error = "failed", text
@@ -166,11 +193,11 @@ class ResetMotion:
             if np.all(np.abs(self.target - q) <= cfg.position_tolerance) and \
                     np.all(np.abs(qd) <= cfg.velocity_tolerance):
                 self._last_cmd = np.zeros(7)
-                if not cfg.is_door:
-                    self.phase, self.waiting_for = "done", ""
-                    return np.zeros(7), self.phase
-                self.phase, self._door_t0 = "door", now
+                if self._door_done:
+                    return self._next_leg(now)
+                self.phase, self._door_t0 = "door", now  # and on to the door check below
             else:
+                self.waiting_for = "the arm to reach the start pose"
                 return self.command(q), self.phase
         # door: hold still until the door is closed
         if cfg.door_timeout_s > 0 and now - self._door_t0 > cfg.door_timeout_s:
@@ -187,7 +214,8 @@ class ResetMotion:
             if self._closed_since is None:
                 self._closed_since = now
             if now - self._closed_since >= cfg.door_closed_hold_s:
-                self.phase, self.waiting_for = "done", ""
+                self._door_done = True
+                return self._next_leg(now)
             else:
                 self.waiting_for = f"the door to stay closed for {cfg.door_closed_hold_s:g} s"
         return np.zeros(7), self.phase

@@ -78,8 +78,8 @@ class SafetyConfig:
     lower_limits: tuple[float, ...] = ()
     upper_limits: tuple[float, ...] = ()
     position_margin: float = 0.02
-    workspace_min: tuple[float, ...] = (0.1, -0.6, 0.05)
-    workspace_max: tuple[float, ...] = (1.0, 0.6, 1.2)
+    workspace_min: tuple[float, ...] = (0.1, -0.8, 0.05)  # the door cell: hook start at (0.85, -0.1, 0.63)
+    workspace_max: tuple[float, ...] = (1.4, 0.8, 1.5)  # a pushed door's handle moves beyond x = 1.1
     workspace_check: bool = True
     estop_at_start: bool = False
 

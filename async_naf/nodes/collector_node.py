@@ -156,7 +156,12 @@ class CollectorNode(Node):
         if key != "aborted" and now - self._logged.get(key, float("-inf")) < LOG_THROTTLE_S:
             return
         self._logged[key] = now
-        (self.get_logger().warning if level == "warning" else self.get_logger().info)(text)
+        # one call site per severity: rclpy refuses a call site whose severity changes between calls
+        # ("Logger severity cannot be changed between calls": a failed reset after an info killed the node)
+        if level == "warning":
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
 
     def _drop(self, reason: str, text: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1

@@ -97,7 +97,7 @@ class ResetNode(Node):
         # the service blocks until the reset ends: its own group, so the data group keeps running
         self.create_service(Trigger, "sim/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"reset service ready: task={self.cfg.task} start pose "
-                               f"{np.round(self.motion.target, 3).tolist()} rad")
+                               f"{np.round(self.motion.start_target, 3).tolist()} rad")
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_states(self, msg: JointState) -> None:
@@ -149,7 +149,7 @@ class ResetNode(Node):
         self.counts["resets"] += 1
         if self.cfg.use_moveit:
             try:
-                if not plan_home_with_moveit(f"{self.get_name()}_moveit", "arm", self.motion.target):
+                if not plan_home_with_moveit(f"{self.get_name()}_moveit", "arm", self.motion.start_target):
                     self.get_logger().warning("moveit_py found no plan home: joint-space motion only")
             except ImportError as exc:
                 self.get_logger().error(f"use_moveit: moveit_py is not installed ({exc}): joint-space motion only")
@@ -178,9 +178,12 @@ class ResetNode(Node):
         self._cmd_pub.publish(msg)
 
     def shutdown_hook(self) -> None:
-        """Process exit while resetting: a last zero command."""
+        """Process exit while resetting: a last zero command, and a pending service call answers (failed)."""
         if self.motion.phase in ("moving", "door"):
             self._send(np.zeros(len(self._arm_names)))
+            with self._lock:
+                self.motion.phase, self.motion.error = "failed", "the reset node is shutting down"
+        self._finished.set()
 
     def _publish_diagnostics(self) -> None:
         values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for,

@@ -45,11 +45,13 @@ import yaml
 from async_naf.wire import params as wire_params
 
 PACKAGE = "async_naf"
-BACKENDS = ("mujoco", "gazebo", "real")
+BACKENDS = ("mujoco", "gazebo", "real", "hardware")
+# hardware: the graph backend "real" starts, with the embedded sim in hardware mode standing in for the arm
+# (async-naf train --backend hardware; not a launch-file backend)
 ROLES = ("sim", "door_angle", "policy", "collector", "guard", "reset", "trainer")
 # every command of a ros2_control arm (gazebo, real) passes the guard (acting/safety.py); the embedded MuJoCo
 # sim in lockstep has no controller that could keep a stale velocity, and a watchdog zero would step it
-GUARDED_BACKENDS = ("gazebo", "real")
+GUARDED_BACKENDS = ("gazebo", "real", "hardware")
 COMMAND_TOPIC = "forward_velocity_controller/commands"
 GUARD_INPUT = "guard/commands_in"
 ROBOT_PREFIX = "robot_"
@@ -67,6 +69,8 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "guard": ("guard_node", f"{PACKAGE}.nodes.guard_node", "async_naf.acting.safety:SafetyConfig"),
     "reset": ("reset_node", f"{PACKAGE}.nodes.reset_node", "async_naf.acting.reset:ResetConfig"),
 }
+HARDWARE_WATCHDOG_S = 0.3  # backend hardware: the guard's watchdog timeouts (s)
+HARDWARE_DOOR_CLOSER_NM = 2.0  # backend hardware: the sim's door closer (hinge friction 0.3 N m by default)
 # a ros2_control arm's reset drives it home and waits for the door: the collector waits longer for it
 ARM_RESET_TIMEOUT_S = 120.0
 
@@ -348,7 +352,13 @@ def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, An
     so training (graph) and evaluation (env) see the same estimator. Gazebo / real: the estimator
     identifies the hinge axis online (or the user sets ``hinge_axis`` in the config file).
     """
-    if role == "door_angle" and config.backend == "mujoco" and sim_params is not None:
+    if role == "sim" and config.backend == "hardware":
+        return {"door_closer_torque": HARDWARE_DOOR_CLOSER_NM}  # nobody else closes the door here
+    if role == "guard" and config.backend == "hardware":
+        # the simulated arm shares the CPUs with every node and the trainer: a watchdog at 2 control periods
+        # trips on scheduling delays alone there; a real arm's own computer keeps the defaults
+        return {"command_timeout_s": HARDWARE_WATCHDOG_S, "state_timeout_s": HARDWARE_WATCHDOG_S}
+    if role == "door_angle" and config.backend in ("mujoco", "hardware") and sim_params is not None:
         return {"hinge_axis": [0.0, 0.0, 1.0], "stop_angle_rad": float(sim_params["door.max_open"])}
     return {}
 
@@ -361,6 +371,8 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
     assert robot is not None
     seed = robot_seed(config.seed, robot)
     if role == "sim":
+        if config.backend == "hardware":  # plain ros2_control-like hardware, paced to wall time, no clock
+            return {"task": config.task, "seed": seed, "realtime": True, "hardware": True, "clock_topic": ""}
         # several sims must not all publish /clock: each its own (relative 'clock' -> /robot_<i>/clock)
         return {"task": config.task, "seed": seed, "realtime": bool(config.realtime),
                 "clock_topic": "/clock" if config.workers == 1 else "clock"}
@@ -387,7 +399,8 @@ def guarded_roles(config: GraphConfig) -> list[str]:
     if config.backend == "mujoco":
         return ["sim", "door_angle", "policy", "collector"]
     roles = ["reset", "door_angle", "policy", "collector"]  # reset: the collector's sim/reset on any arm
-    return ["guard", *roles] if config.backend in GUARDED_BACKENDS else roles
+    roles = ["guard", *roles] if config.backend in GUARDED_BACKENDS else roles
+    return ["sim", *roles] if config.backend == "hardware" else roles
 
 
 def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
@@ -397,20 +410,33 @@ def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> list[float]:
-    """The joint-space start pose (7 rad) a ros2_control arm's reset node drives to: the embedded sim's
-    (inverse kinematics of the task's start pose for the door geometry of ``sim_overrides``, e.g. the
-    ``sim`` section of config/train.yaml), so every backend starts its episodes in the same pose."""
+RETREAT_OFFSET_M = (-0.15, 0.0, 0.10)  # door tasks: the reset's retreat, from the hook's start position (m)
+
+
+def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The joint-space start pose (7 rad) a ros2_control arm's reset node drives to, and for door tasks its
+    retreat pose (else empty): the embedded sim's start pose (inverse kinematics of the task's start pose for
+    the door geometry of ``sim_overrides``, e.g. the ``sim`` section of config/train.yaml), so every backend
+    starts its episodes in the same pose; the retreat is the same hook orientation
+    :data:`RETREAT_OFFSET_M` back and up, clear of the lever while the door closes."""
+    import numpy as np
+
     from async_naf.sim.arm_door_sim import ArmDoorSim
     from async_naf.sim.config import SimConfig
+    from async_naf.task.tasks import start_pose_target
 
     params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
     sim = ArmDoorSim(config_from_params(SimConfig, {**params, "task": task}, "sim (start pose)"))
-    return [float(v) for v in sim.start_pose()]
+    start = sim.start_pose()
+    target = start_pose_target(task, sim.door_goal())
+    if target is None:
+        return [float(v) for v in start], []
+    retreat = sim.solve_ik(target[0] + np.array(RETREAT_OFFSET_M), target[1], q0=start)
+    return [float(v) for v in start], [float(v) for v in retreat]
 
 
 def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str, Any],
-                     cache: dict[tuple, list[float]]) -> dict[str, Any]:
+                     cache: dict[tuple, tuple[list[float], list[float]]]) -> dict[str, Any]:
     """Graph-decided parameters of the reset node (task, start pose) and of the collector on an arm
     backend (a reset timeout that covers the motion home and the door wait)."""
     if config.backend == "mujoco":
@@ -422,7 +448,9 @@ def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str,
             key = (config.task, tuple(sorted((k, str(v)) for k, v in sim_user.items())))
             if key not in cache:
                 cache[key] = arm_start_pose(config.task, sim_user)
-            values["start_pose"] = cache[key]
+            values["start_pose"], retreat = cache[key]
+            if retreat and not user.get("retreat_pose"):
+                values["retreat_pose"] = retreat
         return values
     if role == "collector" and "reset_timeout_s" not in user:
         return {"reset_timeout_s": ARM_RESET_TIMEOUT_S}
@@ -438,7 +466,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     """
     nodes: list[NodeSpec] = []
     roles = guarded_roles(config)
-    start_poses: dict[tuple, list[float]] = {}
+    start_poses: dict[tuple, tuple[list[float], list[float]]] = {}
     for i in range(config.workers):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
@@ -564,7 +592,7 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
     (ros_gz_sim's gz_sim.launch.py) is included by the launch file.
     """
-    if config.backend == "mujoco":
+    if config.backend in ("mujoco", "hardware"):
         return []
     from async_naf.common.resources import data_path
 

@@ -263,6 +263,7 @@ class ArmDoorSim:
         arm_q = self._arm_q
         for k in range(n):
             self._update_latch()
+            self._apply_door_closer()
             mujoco.mj_step(m, d, nstep=sub)
             # sensordata holds the state at the start of the last physics step
             gyro[k] = d.sensordata[self._g]
@@ -276,6 +277,16 @@ class ArmDoorSim:
         g, a = self.imu_noise.apply(stamps - self._imu_power_on_s, gyro, accel)
         gcov, acov = self.imu_noise.gyro_cov, self.imu_noise.accel_cov
         return [ImuSample(int(round(stamps[k] * 1e9)), g[k], a[k], gcov, acov) for k in range(n)]
+
+    door_closing = False  # set by the sim node's hardware mode: the door closer acts while True
+
+    def _apply_door_closer(self) -> None:
+        """Hardware mode's door closer: a constant closing torque (``config.door_closer_torque``, N m) on the
+        hinge while ``door_closing`` and the door is open beyond half the latch play; the door swings shut
+        physically, so the door IMU sees it close (a teleported door would leave the estimator open)."""
+        torque = self.config.door_closer_torque
+        open_ = self.door_closing and torque > 0.0 and self.data.qpos[self._hq] > 0.5 * self._door.latch_play
+        self.data.qfrc_applied[self._hv] = -torque if open_ else 0.0
 
     def _update_latch(self) -> None:
         """The latch: a bolt on the leaf that engages the strike plate in the frame.
