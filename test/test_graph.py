@@ -357,6 +357,19 @@ def test_bringup_gazebo_and_real() -> None:
     hw = ET.fromstring(next(n for n in real if n.executable == "robot_state_publisher").parameters["robot_description"])
     assert hw.find("ros2_control/hardware/plugin").text == "my_driver/MyArmSystem"
     assert build_bringup(_cfg(task="reach", workers=2)) == []
+    assert build_bringup(_cfg(task="door_pull", workers=2, backend="hardware")) == []  # the sim is the arm
+
+
+@pytest.mark.parametrize("backend", ["gazebo", "real"])
+def test_bringup_keeps_each_robots_tf_frames_apart(backend: str) -> None:
+    """Defect 9: every robot's robot_state_publisher prefixes its frames (robot_<i>/...); defect 12: no
+    ~/robot_description remap on the controller manager (Jazzy's CM reads the relative robot_description)."""
+    nodes = build_bringup(_cfg(task="door_pull", workers=3, backend=backend))
+    rsp = [n for n in nodes if n.executable == "robot_state_publisher"]
+    assert [n.parameters["frame_prefix"] for n in rsp] == ["robot_0/", "robot_1/", "robot_2/"]
+    assert [n.namespace for n in rsp] == ["/robot_0", "/robot_1", "/robot_2"]
+    assert all(not n.remappings for n in nodes if n.executable == "ros2_control_node")
+    assert graph.frame_prefix("/") == ""
 
 
 def test_estimator_configured_like_the_evaluation_env() -> None:

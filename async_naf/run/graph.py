@@ -575,6 +575,13 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     return doc.toprettyxml(indent="  ")
 
 
+def frame_prefix(namespace: str) -> str:
+    """TF frame prefix of a robot's frames: ``/robot_0`` -> ``robot_0/`` (no leading slash: tf2 frame ids
+    carry none)."""
+    ns = namespace.strip("/")
+    return f"{ns}/" if ns else ""
+
+
 def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/GenericSystem",
                   robot_ip: str = "192.168.1.10", controllers_file: str | None = None) -> list[NodeSpec]:
     """Nodes that give each robot its ros2_control interfaces on the gazebo / real backends.
@@ -608,7 +615,10 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
         urdf = robot_description(config.backend, ns, hardware_plugin, robot_ip, controllers)
         nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
                               name="robot_state_publisher", namespace=ns, role="bringup", robot=i,
-                              parameters={"robot_description": urdf, "use_sim_time": sim_time}))
+                              # frame_prefix (robot_state_publisher's parameter, prepended to every
+                              # frame id it publishes): N robots' TF trees stay apart (robot_0/arm_base_link)
+                              parameters={"robot_description": urdf, "use_sim_time": sim_time,
+                                          "frame_prefix": frame_prefix(ns)}))
         if config.backend == "gazebo":
             nodes.append(NodeSpec(
                 package="ros_gz_sim", executable="create", module="", name="spawn", namespace=ns,
@@ -623,7 +633,11 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
             nodes.append(NodeSpec(
                 package="controller_manager", executable="ros2_control_node", module="",
                 name="controller_manager", namespace=ns, parameters={}, role="bringup", robot=i,
-                param_files=(controllers,), remappings=(("~/robot_description", f"{ns}/robot_description"),)))
+                # no remapping: since Jazzy the controller manager subscribes to the relative topic
+                # robot_description (ros2_control doc/migration/Jazzy.rst, PR #1410), i.e.
+                # <ns>/robot_description, which this namespace's robot_state_publisher publishes; the old
+                # ~/robot_description remap matched nothing
+                param_files=(controllers,)))
         for controller in CONTROLLERS:
             nodes.append(NodeSpec(
                 package="controller_manager", executable="spawner", module="", name=f"spawner_{controller}",
