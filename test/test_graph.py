@@ -372,6 +372,21 @@ def test_bringup_keeps_each_robots_tf_frames_apart(backend: str) -> None:
     assert graph.frame_prefix("/") == ""
 
 
+def test_mock_hardware_integrates_velocity_commands() -> None:
+    """Defect 6: the default real-arm plugin, mock_components/GenericSystem, moves only with
+    calculate_dynamics; a vendor plugin does not get the mock's parameter."""
+    import xml.etree.ElementTree as ET
+
+    pytest.importorskip("xacro")
+
+    def hardware_params(plugin: str) -> dict[str, str]:
+        doc = ET.fromstring(graph.robot_description("real", "/robot_0", hardware_plugin=plugin))
+        return {p.get("name"): (p.text or "").strip() for p in doc.find("ros2_control/hardware").iter("param")}
+
+    assert hardware_params("mock_components/GenericSystem")["calculate_dynamics"] == "true"
+    assert "calculate_dynamics" not in hardware_params("my_driver/MyArmSystem")
+
+
 def test_estimator_configured_like_the_evaluation_env() -> None:
     """Training (graph, door_angle node) and evaluation (ArmDoorEnv) must see the same door-angle estimator,
     or a policy trained on one meets different door-angle readings in the other."""
