@@ -19,6 +19,8 @@ NODES = {
     "collector_node": "collector_node",
     "trainer_node": "trainer_node",
     "recorder_node": "recorder_node",
+    "guard_node": "guard_node",
+    "reset_node": "reset_node",
 }
 
 setup(

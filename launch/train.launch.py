@@ -44,8 +44,9 @@ from async_naf.common.ros_env import DEFAULT_DISCOVERY_RANGE
 ARGUMENTS = (
     ("backend", "mujoco",
      "Where the arms are: mujoco (embedded MuJoCo simulation, one sim node per robot), gazebo (Gazebo via "
-     "ros_gz and gz_ros2_control) or real (ros2_control_node with hardware_plugin).",
-     ("mujoco", "gazebo", "real")),
+     "ros_gz and gz_ros2_control), real (ros2_control_node with hardware_plugin) or hardware (the graph of real, "
+     "with the embedded simulation in hardware mode standing in for each arm: a rehearsal without a robot).",
+     ("mujoco", "gazebo", "real", "hardware")),
     ("workers", "2", "Number of robots (collectors), each in its own namespace /robot_<i>.", None),
     ("task", "door_pull", "Task to learn: reach (random target), door_pull or door_push (latched door).",
      ("reach", "door_pull", "door_push")),

@@ -8,6 +8,7 @@ import ast
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,7 +31,7 @@ def _cfg(**kw) -> GraphConfig:
 def test_node_set_per_backend(backend: str, workers: int) -> None:
     nodes = build_graph(_cfg(task="door_pull", workers=workers, backend=backend))
     per_robot = ["sim", "door_angle", "policy", "collector"] if backend == "mujoco" else \
-        ["door_angle", "policy", "collector"]
+        ["guard", "reset", "door_angle", "policy", "collector"]
     expected = [f"/robot_{i}/{r}" for i in range(workers) for r in per_robot] + ["/trainer"]
     assert [n.fqn for n in nodes] == expected
     assert len({n.fqn for n in nodes}) == len(nodes)
@@ -61,6 +62,46 @@ def test_graph_decided_parameters() -> None:
     other = build_graph(_cfg(task="reach", workers=1, seed=8, realtime=True))
     assert other[0].parameters["seed"] not in seeds and other[0].parameters["clock_topic"] == "/clock"
     assert other[2].parameters["lockstep"] is False
+
+
+@pytest.mark.parametrize("backend", ["gazebo", "real"])
+def test_every_command_of_a_ros2_control_arm_passes_the_guard(backend: str) -> None:
+    overrides = {"/**/policy": {"control_period_s": 0.02}}
+    nodes = {n.fqn: n for n in build_graph(_cfg(task="door_pull", workers=2, backend=backend, overrides=overrides))}
+    for i in range(2):
+        ns = f"/robot_{i}"
+        assert nodes[f"{ns}/policy"].remappings == (("forward_velocity_controller/commands", "guard/commands_in"),)
+        assert nodes[f"{ns}/reset"].remappings == (("forward_velocity_controller/commands", "guard/commands_in"),)
+        assert nodes[f"{ns}/guard"].remappings == ()  # the guard alone publishes on the controller's topic
+        assert nodes[f"{ns}/guard"].parameters["control_period_s"] == 0.02  # the policy's period
+        assert nodes[f"{ns}/policy"].parameters["control_period_s"] == 0.02
+    mujoco = build_graph(_cfg(task="door_pull", workers=1))
+    assert all(n.role not in ("guard", "reset") and not n.remappings for n in mujoco)
+
+
+def test_arm_backends_reset_to_the_sims_start_pose() -> None:
+    """gazebo / real: a reset node per robot offers sim/reset; door tasks drive to the embedded sim's start pose
+    (the inverse kinematics of the task's start pose), and the collector waits long enough for it."""
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+
+    nodes = {n.fqn: n for n in build_graph(_cfg(task="door_pull", workers=2, backend="real"))}
+    from async_naf.task.kinematics import ArmKinematics
+
+    expected = ArmDoorSim(SimConfig(task="door_pull")).start_pose()
+    kin = ArmKinematics()
+    for i in range(2):
+        reset = nodes[f"/robot_{i}/reset"].parameters
+        assert reset["task"] == "door_pull"
+        np.testing.assert_allclose(reset["start_pose"], expected)
+        # the retreat: the hook 15 cm back and 10 cm up from its start position, clear of the lever
+        np.testing.assert_allclose(kin.ee_position(np.array(reset["retreat_pose"])) - kin.ee_position(expected),
+                                   graph.RETREAT_OFFSET_M, atol=0.005)
+        assert nodes[f"/robot_{i}/collector"].parameters["reset_timeout_s"] == graph.ARM_RESET_TIMEOUT_S
+    reach = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=1, backend="gazebo",
+                                                 overrides={"collector": {"reset_timeout_s": 30.0}}))}
+    assert reach["/robot_0/reset"].parameters.get("start_pose", []) == []  # reach: its fixed joint-space pose
+    assert reach["/robot_0/collector"].parameters["reset_timeout_s"] == 30.0  # the user's value wins
 
 
 def test_use_sim_time_remaps_clock_per_robot() -> None:
@@ -316,6 +357,34 @@ def test_bringup_gazebo_and_real() -> None:
     hw = ET.fromstring(next(n for n in real if n.executable == "robot_state_publisher").parameters["robot_description"])
     assert hw.find("ros2_control/hardware/plugin").text == "my_driver/MyArmSystem"
     assert build_bringup(_cfg(task="reach", workers=2)) == []
+    assert build_bringup(_cfg(task="door_pull", workers=2, backend="hardware")) == []  # the sim is the arm
+
+
+@pytest.mark.parametrize("backend", ["gazebo", "real"])
+def test_bringup_keeps_each_robots_tf_frames_apart(backend: str) -> None:
+    """Defect 9: every robot's robot_state_publisher prefixes its frames (robot_<i>/...); defect 12: no
+    ~/robot_description remap on the controller manager (Jazzy's CM reads the relative robot_description)."""
+    nodes = build_bringup(_cfg(task="door_pull", workers=3, backend=backend))
+    rsp = [n for n in nodes if n.executable == "robot_state_publisher"]
+    assert [n.parameters["frame_prefix"] for n in rsp] == ["robot_0/", "robot_1/", "robot_2/"]
+    assert [n.namespace for n in rsp] == ["/robot_0", "/robot_1", "/robot_2"]
+    assert all(not n.remappings for n in nodes if n.executable == "ros2_control_node")
+    assert graph.frame_prefix("/") == ""
+
+
+def test_mock_hardware_integrates_velocity_commands() -> None:
+    """Defect 6: the default real-arm plugin, mock_components/GenericSystem, moves only with
+    calculate_dynamics; a vendor plugin does not get the mock's parameter."""
+    import xml.etree.ElementTree as ET
+
+    pytest.importorskip("xacro")
+
+    def hardware_params(plugin: str) -> dict[str, str]:
+        doc = ET.fromstring(graph.robot_description("real", "/robot_0", hardware_plugin=plugin))
+        return {p.get("name"): (p.text or "").strip() for p in doc.find("ros2_control/hardware").iter("param")}
+
+    assert hardware_params("mock_components/GenericSystem")["calculate_dynamics"] == "true"
+    assert "calculate_dynamics" not in hardware_params("my_driver/MyArmSystem")
 
 
 def test_estimator_configured_like_the_evaluation_env() -> None:

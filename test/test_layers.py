@@ -30,6 +30,8 @@ STAGES = ("sensing", "acting", "collecting", "learning", "sim", "recording")
 NODE_STAGE = {
     "door_angle_node": "sensing",
     "policy_node": "acting",
+    "guard_node": "acting",  # the safety layer (acting/safety.py) between the policy and the arm
+    "reset_node": "acting",  # episode reset of a ros2_control arm (acting/reset.py)
     "collector_node": "collecting",
     "trainer_node": "learning",
     "sim_node": "sim",

@@ -258,3 +258,32 @@ def test_action_delay_and_backlash() -> None:
     backward = sum(sim._apply_backlash(np.full(7, -0.2)) * dt for _ in range(10))
     np.testing.assert_allclose(backward, -(0.1 - b), atol=1e-12)
     assert len(ARM_JOINT_NAMES) == 7
+
+
+def test_hardware_mode_door_closer_swings_the_door_shut_and_leaves_other_forces_alone() -> None:
+    """The door closer (hardware mode) closes an open door physically and re-latches it; without a closer
+    configured, a force applied to the hinge by someone else is never overwritten."""
+    import numpy as np
+
+    from async_naf.sim import ArmDoorSim, SimConfig
+
+    sim = ArmDoorSim(SimConfig(task="reach", hardware=True, door_closer_torque=2.0), seed=0)
+    sim.reset(randomize=False)
+    d = sim.data
+    hq, lq = sim.compiled.hinge_qpos, sim.compiled.handle_qpos
+    sim._latched = False  # as _update_latch does when the handle is turned: the door free up to its stop
+    sim.model.jnt_range[sim.compiled.hinge_joint, 1] = sim._max_open
+    d.qpos[hq] = 0.6  # the door open 0.6 rad, handle at rest
+    d.qpos[lq] = 0.0
+    sim.step(np.zeros(7))
+    assert sim.door_state().hinge_angle > 0.5 and not sim.latched  # no closing while door_closing is False
+    sim.door_closing = True
+    for _ in range(100):  # 5 s
+        sim.step(np.zeros(7))
+    assert abs(sim.door_state().hinge_angle) <= sim.config.door.latch_play and sim.latched
+    # no closer: an external hinge force stays
+    other = ArmDoorSim(SimConfig(task="reach"), seed=0)
+    other.reset(randomize=False)
+    other.data.qfrc_applied[other.compiled.hinge_dof] = 1.5
+    other.step(np.zeros(7))
+    assert other.data.qfrc_applied[other.compiled.hinge_dof] == 1.5

@@ -142,3 +142,35 @@ def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str,
     trained = summary["eval_mean_return"]
     assert trained > best_baseline + 0.25 * abs(best_baseline), (trained, random.mean_return, still.mean_return)
     assert summary["eval_success_rate"] >= random.success_rate
+
+
+def test_train_door_pull_on_the_hardware_backend(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """``--backend hardware``: the graph of ``backend:=real`` (guard, reset, door_angle, policy, collector,
+    trainer) with the sim in hardware mode standing in for the arm (no sim/reset of its own, no ground truth):
+    the reset node brings the arm home and waits for the door closer, episodes start, transitions reach the
+    trainer, and the trainer updates."""
+    run_dir = tmp_path / "hw"
+    steps = 450  # three door episodes (150 steps each), in real time
+    proc = _train(run_dir, ros_env, "--task", "door_pull", "--backend", "hardware", "--workers", "1", "--seed", "1",
+                  "--steps", str(steps), "--minutes", "3", "--eval-every", "0", "--eval-episodes", "1", "--quiet",
+                  "--set", "trainer.min_buffer_size=100", "--set", "trainer.checkpoint_every_s=0", timeout=300)
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["backend"] == "hardware" and summary["outcome"] == "finished", summary
+        assert summary["env_steps"] >= steps and summary["updates"] > 0 and summary["dead_nodes"] == []
+        graph = json.loads((run_dir / "graph.json").read_text())
+        roles = ("sim", "guard", "reset", "door_angle", "policy", "collector")
+        assert [n["fqn"] for n in graph] == [f"/robot_0/{r}" for r in roles] + ["/trainer"]
+        sim_params = next(n for n in graph if n["fqn"] == "/robot_0/sim")["parameters"]
+        assert sim_params["hardware"] is True and sim_params["clock_topic"] == ""
+        with open(run_dir / "metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) >= 3
+        reset_log = (run_dir / "logs" / "robot_0.reset.log").read_text()
+        assert "reset service ready" in reset_log
+    finally:
+        leftovers = _processes_mentioning(str(run_dir))
+        for pid in leftovers:
+            os.kill(pid, 9)
+    assert not leftovers, f"node processes left running: {leftovers}"

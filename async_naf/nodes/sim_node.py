@@ -20,6 +20,11 @@ subscribes
 services
   ~/reset                       std_srvs/Trigger         arm to its (randomised) start pose, door closed
 
+Hardware mode (``hardware: true``, ``async-naf train --backend hardware``): only what a ros2_control arm
+gives - joint_states, door/imu and the command topic; no ~/reset, no ground_truth/door_state, no clock -
+paced to wall time; with ``door_closer_torque`` > 0 a door closer shuts the door once the arm has held still
+(zero command) for ``door_closer_delay_s``. Episodes are then reset by the reset node, as on a real arm.
+
 Stepping: ``realtime: false`` (lockstep) steps once per accepted command and then publishes; while no command
 arrives it re-publishes the current state every 0.5 s (wall) so that a late-joining policy gets its first
 observation. ``realtime: true`` steps on a wall timer at the control period with the latest command (zero
@@ -76,13 +81,16 @@ class SimNode(Node):
         # publishers, subscriptions, services, timers
         self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
         self.imu_pub = self.create_publisher(Imu, "door/imu", IMU)
-        self.truth_pub = self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
+        hardware = self.config.hardware  # plain hardware: no ground truth, no clock, no reset service
+        self.truth_pub = None if hardware else self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
         self.clock_pub = (self.create_publisher(ClockMsg, self.config.clock_topic,
                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-                          if self.config.clock_topic else None)
+                          if self.config.clock_topic and not hardware else None)
+        self._still_since: float | None = time.monotonic()
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float64MultiArray, "forward_velocity_controller/commands", self.on_command, COMMANDS)
-        self.create_service(Trigger, "~/reset", self.on_reset)
+        if not hardware:
+            self.create_service(Trigger, "~/reset", self.on_reset)
         # steady clock: the node clock follows /clock under use_sim_time, and that is this node's own output
         # (it stands still until the sim steps): the pacing, idle and diagnostics timers run on wall time
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -116,8 +124,19 @@ class SimNode(Node):
 
     def on_realtime_tick(self) -> None:
         """Realtime mode: one control step with the latest command (zero if stale)."""
-        fresh = time.monotonic() - self._latest_wall <= self.config.command_timeout_s
-        self.step_and_publish(self._latest if fresh else np.zeros(7))
+        now = time.monotonic()
+        fresh = now - self._latest_wall <= self.config.command_timeout_s
+        cmd = self._latest if fresh else np.zeros(7)
+        if self.config.hardware and self.config.door_closer_torque > 0.0:
+            if np.any(cmd != 0.0):
+                self._still_since = None
+            elif self._still_since is None:
+                self._still_since = now
+            closing = self._still_since is not None and now - self._still_since >= self.config.door_closer_delay_s
+            if closing and not self.sim.door_closing:
+                self.counts["door_closer"] = self.counts.get("door_closer", 0) + 1
+            self.sim.door_closing = closing
+        self.step_and_publish(cmd)
 
     def on_idle(self) -> None:
         """Lockstep mode: re-publish the state while no command arrives (first observation for late joiners)."""
@@ -159,13 +178,14 @@ class SimNode(Node):
         js.velocity = self.sim.joint_velocities.tolist()
         js.effort = self.sim.data.actuator_force.tolist()
         self.joint_pub.publish(js)
-        truth = self.sim.door_state()
-        gt = JointState()
-        gt.header.stamp = js.header.stamp
-        gt.name = list(DOOR_JOINT_NAMES)
-        gt.position = [truth.hinge_angle, truth.handle_angle]
-        gt.velocity = [truth.hinge_velocity, float(self.sim.data.qvel[self.sim.compiled.handle_dof])]
-        self.truth_pub.publish(gt)
+        if self.truth_pub is not None:
+            truth = self.sim.door_state()
+            gt = JointState()
+            gt.header.stamp = js.header.stamp
+            gt.name = list(DOOR_JOINT_NAMES)
+            gt.position = [truth.hinge_angle, truth.handle_angle]
+            gt.velocity = [truth.hinge_velocity, float(self.sim.data.qvel[self.sim.compiled.handle_dof])]
+            self.truth_pub.publish(gt)
         if self.clock_pub is not None:
             clock = ClockMsg()
             clock.clock = js.header.stamp

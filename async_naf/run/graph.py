@@ -10,6 +10,8 @@ The graph (relative topic names, see the topic table in docs/graph.md)::
     /robot_<i>/sim          embedded MuJoCo arm + door (backend mujoco only; on gazebo / real,
                             ros2_control's joint_state_broadcaster and forward_velocity_controller and an
                             IMU driver / bridge provide joint_states, the command topic and door/imu)
+    /robot_<i>/guard        safety layer between policy and arm (gazebo / real only: the policy's
+                            forward_velocity_controller/commands are remapped to guard/commands_in)
     /robot_<i>/door_angle   IMU door-angle estimator
     /robot_<i>/policy       mu(x) + exploration noise at the control rate
     /robot_<i>/collector    transitions, rewards, episodes -> trainer
@@ -43,8 +45,15 @@ import yaml
 from async_naf.wire import params as wire_params
 
 PACKAGE = "async_naf"
-BACKENDS = ("mujoco", "gazebo", "real")
-ROLES = ("sim", "door_angle", "policy", "collector", "trainer", "recorder")
+BACKENDS = ("mujoco", "gazebo", "real", "hardware")
+# hardware: the graph backend "real" starts, with the embedded sim in hardware mode standing in for the arm
+# (async-naf train --backend hardware; not a launch-file backend)
+ROLES = ("sim", "door_angle", "policy", "collector", "guard", "reset", "trainer", "recorder")
+# every command of a ros2_control arm (gazebo, real) passes the guard (acting/safety.py); the embedded MuJoCo
+# sim in lockstep has no controller that could keep a stale velocity, and a watchdog zero would step it
+GUARDED_BACKENDS = ("gazebo", "real", "hardware")
+COMMAND_TOPIC = "forward_velocity_controller/commands"
+GUARD_INPUT = "guard/commands_in"
 ROBOT_PREFIX = "robot_"
 # how the nodes share processes: none = one process per node; robot = one process per robot (sim, door_angle,
 # policy, collector in one executor: async_naf.run.container), the trainer in its own
@@ -62,8 +71,14 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "collector": ("collector_node", f"{PACKAGE}.nodes.collector_node",
                   "async_naf.collecting.collector:CollectorConfig"),
     "trainer": ("trainer_node", f"{PACKAGE}.nodes.trainer_node", "async_naf.learning.config:TrainerConfig"),
+    "guard": ("guard_node", f"{PACKAGE}.nodes.guard_node", "async_naf.acting.safety:SafetyConfig"),
+    "reset": ("reset_node", f"{PACKAGE}.nodes.reset_node", "async_naf.acting.reset:ResetConfig"),
     "recorder": ("recorder_node", f"{PACKAGE}.nodes.recorder_node", "async_naf.recording.config:RecorderConfig"),
 }
+HARDWARE_WATCHDOG_S = 0.3  # backend hardware: the guard's watchdog timeouts (s)
+HARDWARE_DOOR_CLOSER_NM = 2.0  # backend hardware: the sim's door closer (hinge friction 0.3 N m by default)
+# a ros2_control arm's reset drives it home and waits for the door: the collector waits longer for it
+ARM_RESET_TIMEOUT_S = 120.0
 
 # node parameters declared by a node in addition to its config dataclass's fields: name -> type
 EXTRA_PARAMS: dict[str, dict[str, type]] = {
@@ -354,7 +369,13 @@ def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, An
     so training (graph) and evaluation (env) see the same estimator. Gazebo / real: the estimator
     identifies the hinge axis online (or the user sets ``hinge_axis`` in the config file).
     """
-    if role == "door_angle" and config.backend == "mujoco" and sim_params is not None:
+    if role == "sim" and config.backend == "hardware":
+        return {"door_closer_torque": HARDWARE_DOOR_CLOSER_NM}  # nobody else closes the door here
+    if role == "guard" and config.backend == "hardware":
+        # the simulated arm shares the CPUs with every node and the trainer: a watchdog at 2 control periods
+        # trips on scheduling delays alone there; a real arm's own computer keeps the defaults
+        return {"command_timeout_s": HARDWARE_WATCHDOG_S, "state_timeout_s": HARDWARE_WATCHDOG_S}
+    if role == "door_angle" and config.backend in ("mujoco", "hardware") and sim_params is not None:
         return {"hinge_axis": [0.0, 0.0, 1.0], "stop_angle_rad": float(sim_params["door.max_open"])}
     return {}
 
@@ -367,6 +388,8 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
     assert robot is not None
     seed = robot_seed(config.seed, robot)
     if role == "sim":
+        if config.backend == "hardware":  # plain ros2_control-like hardware, paced to wall time, no clock
+            return {"task": config.task, "seed": seed, "realtime": True, "hardware": True, "clock_topic": ""}
         # several sims must not all publish /clock: each its own (relative 'clock' -> /robot_<i>/clock)
         return {"task": config.task, "seed": seed, "realtime": bool(config.realtime),
                 "clock_topic": "/clock" if config.workers == 1 else "clock"}
@@ -385,7 +408,70 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         return values
     if role == "collector":
         return {"task": config.task, "seed": seed, "robot_id": robot}
-    return {}  # door_angle: nothing graph-specific
+    return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
+
+
+def guarded_roles(config: GraphConfig) -> list[str]:
+    """Per-robot roles, in start order: the guard starts before the policy, so no command bypasses it."""
+    if config.backend == "mujoco":
+        return ["sim", "door_angle", "policy", "collector"]
+    roles = ["reset", "door_angle", "policy", "collector"]  # reset: the collector's sim/reset on any arm
+    roles = ["guard", *roles] if config.backend in GUARDED_BACKENDS else roles
+    return ["sim", *roles] if config.backend == "hardware" else roles
+
+
+def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
+    """The policy's and the reset's commands go to the guard, which alone publishes on the controller's topic."""
+    if role in ("policy", "reset") and config.backend in GUARDED_BACKENDS:
+        return ((COMMAND_TOPIC, GUARD_INPUT),)
+    return ()
+
+
+RETREAT_OFFSET_M = (-0.15, 0.0, 0.10)  # door tasks: the reset's retreat, from the hook's start position (m)
+
+
+def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The joint-space start pose (7 rad) a ros2_control arm's reset node drives to, and for door tasks its
+    retreat pose (else empty): the embedded sim's start pose (inverse kinematics of the task's start pose for
+    the door geometry of ``sim_overrides``, e.g. the ``sim`` section of config/train.yaml), so every backend
+    starts its episodes in the same pose; the retreat is the same hook orientation
+    :data:`RETREAT_OFFSET_M` back and up, clear of the lever while the door closes."""
+    import numpy as np
+
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+    from async_naf.task.tasks import start_pose_target
+
+    params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
+    sim = ArmDoorSim(config_from_params(SimConfig, {**params, "task": task}, "sim (start pose)"))
+    start = sim.start_pose()
+    target = start_pose_target(task, sim.door_goal())
+    if target is None:
+        return [float(v) for v in start], []
+    retreat = sim.solve_ik(target[0] + np.array(RETREAT_OFFSET_M), target[1], q0=start)
+    return [float(v) for v in start], [float(v) for v in retreat]
+
+
+def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str, Any],
+                     cache: dict[tuple, tuple[list[float], list[float]]]) -> dict[str, Any]:
+    """Graph-decided parameters of the reset node (task, start pose) and of the collector on an arm
+    backend (a reset timeout that covers the motion home and the door wait)."""
+    if config.backend == "mujoco":
+        return {}
+    if role == "reset":
+        values: dict[str, Any] = {"task": config.task}
+        if config.task != "reach" and not user.get("start_pose"):
+            sim_user = overrides_for(config.overrides, ns, "sim")
+            key = (config.task, tuple(sorted((k, str(v)) for k, v in sim_user.items())))
+            if key not in cache:
+                cache[key] = arm_start_pose(config.task, sim_user)
+            values["start_pose"], retreat = cache[key]
+            if retreat and not user.get("retreat_pose"):
+                values["retreat_pose"] = retreat
+        return values
+    if role == "collector" and "reset_timeout_s" not in user:
+        return {"reset_timeout_s": ARM_RESET_TIMEOUT_S}
+    return {}
 
 
 def build_graph(config: GraphConfig) -> list[NodeSpec]:
@@ -396,8 +482,8 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
         ValueError: if an override names an unknown parameter or a config dataclass rejects a value.
     """
     nodes: list[NodeSpec] = []
-    roles = ["sim", "door_angle", "policy", "collector"] if config.backend == "mujoco" else \
-        ["door_angle", "policy", "collector"]
+    roles = guarded_roles(config)
+    start_poses: dict[tuple, tuple[list[float], list[float]]] = {}
     for i in range(config.workers):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
@@ -409,12 +495,18 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
             user = overrides_for(config.overrides, ns, role)
             if config.use_sim_time:
                 user.setdefault("use_sim_time", True)
-            params = _node_params(role, graph_values(config, role, i, sim_period_s), user, f"{ns}/{role}",
-                                  backend_defaults(config, role, sim_params))
+            decided = {**graph_values(config, role, i, sim_period_s),
+                       **arm_reset_values(config, role, ns, user, start_poses)}
+            params = _node_params(role, decided, user, f"{ns}/{role}", backend_defaults(config, role, sim_params))
             if role == "sim":
                 sim_params = params
                 sim_period_s = float(params["control_period_s"])  # the policy acts at the sim's period
-            nodes.append(_spec(role, ns, params, remaps, robot=i))
+            if role == "guard":  # the guard assumes commands held one policy period
+                policy_user = overrides_for(config.overrides, ns, "policy")
+                if "control_period_s" in policy_user and "control_period_s" not in user:
+                    params = _node_params(role, {"control_period_s": float(policy_user["control_period_s"])},
+                                          user, f"{ns}/{role}")
+            nodes.append(_spec(role, ns, params, remaps + guard_remaps(config, role), robot=i))
     user = overrides_for(config.overrides, "/", "trainer")
     params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
     nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
@@ -614,6 +706,13 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     return doc.toprettyxml(indent="  ")
 
 
+def frame_prefix(namespace: str) -> str:
+    """TF frame prefix of a robot's frames: ``/robot_0`` -> ``robot_0/`` (no leading slash: tf2 frame ids
+    carry none)."""
+    ns = namespace.strip("/")
+    return f"{ns}/" if ns else ""
+
+
 def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/GenericSystem",
                   robot_ip: str = "192.168.1.10", controllers_file: str | None = None) -> list[NodeSpec]:
     """Nodes that give each robot its ros2_control interfaces on the gazebo / real backends.
@@ -631,7 +730,7 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
     (ros_gz_sim's gz_sim.launch.py) is included by the launch file.
     """
-    if config.backend == "mujoco":
+    if config.backend in ("mujoco", "hardware"):
         return []
     from async_naf.common.resources import data_path
 
@@ -647,7 +746,10 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
         urdf = robot_description(config.backend, ns, hardware_plugin, robot_ip, controllers)
         nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
                               name="robot_state_publisher", namespace=ns, role="bringup", robot=i,
-                              parameters={"robot_description": urdf, "use_sim_time": sim_time}))
+                              # frame_prefix (robot_state_publisher's parameter, prepended to every
+                              # frame id it publishes): N robots' TF trees stay apart (robot_0/arm_base_link)
+                              parameters={"robot_description": urdf, "use_sim_time": sim_time,
+                                          "frame_prefix": frame_prefix(ns)}))
         if config.backend == "gazebo":
             nodes.append(NodeSpec(
                 package="ros_gz_sim", executable="create", module="", name="spawn", namespace=ns,
@@ -662,7 +764,11 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
             nodes.append(NodeSpec(
                 package="controller_manager", executable="ros2_control_node", module="",
                 name="controller_manager", namespace=ns, parameters={}, role="bringup", robot=i,
-                param_files=(controllers,), remappings=(("~/robot_description", f"{ns}/robot_description"),)))
+                # no remapping: since Jazzy the controller manager subscribes to the relative topic
+                # robot_description (ros2_control doc/migration/Jazzy.rst, PR #1410), i.e.
+                # <ns>/robot_description, which this namespace's robot_state_publisher publishes; the old
+                # ~/robot_description remap matched nothing
+                param_files=(controllers,)))
         for controller in CONTROLLERS:
             nodes.append(NodeSpec(
                 package="controller_manager", executable="spawner", module="", name=f"spawner_{controller}",

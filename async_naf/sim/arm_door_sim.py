@@ -152,7 +152,8 @@ class ArmDoorSim:
             self._randomize_physics()
         m, d = self.model, self.data
         t = d.time
-        mujoco.mj_resetData(m, d)
+        mujoco.mj_resetData(m, d)  # also zeroes qfrc_applied: the closer's share with it
+        self._closer_force = 0.0
         d.time = t
         q = self._start_pose()
         if randomize and self.config.start_noise > 0.0:
@@ -172,6 +173,11 @@ class ArmDoorSim:
         self._v_noise = np.zeros(7)
         self._refresh_observation_noise()
         self.steps_since_reset = 0
+
+    def start_pose(self) -> np.ndarray:
+        """The episode's start pose (7,) rad without noise: ``start_positions`` or the inverse kinematics of
+        the task's start pose (what a ros2_control arm's reset node drives to)."""
+        return self._start_pose()
 
     def _start_pose(self) -> np.ndarray:
         if self.config.start_positions:
@@ -258,6 +264,7 @@ class ArmDoorSim:
         arm_q = self._arm_q
         for k in range(n):
             self._update_latch()
+            self._apply_door_closer()
             mujoco.mj_step(m, d, nstep=sub)
             # sensordata holds the state at the start of the last physics step
             gyro[k] = d.sensordata[self._g]
@@ -271,6 +278,22 @@ class ArmDoorSim:
         g, a = self.imu_noise.apply(stamps - self._imu_power_on_s, gyro, accel)
         gcov, acov = self.imu_noise.gyro_cov, self.imu_noise.accel_cov
         return [ImuSample(int(round(stamps[k] * 1e9)), g[k], a[k], gcov, acov) for k in range(n)]
+
+    door_closing = False  # set by the sim node's hardware mode: the door closer acts while True
+    _closer_force = 0.0  # the closer's share of qfrc_applied on the hinge, N m
+
+    def _apply_door_closer(self) -> None:
+        """Hardware mode's door closer: a constant closing torque (``config.door_closer_torque``, N m) on the
+        hinge while ``door_closing`` and the door is open beyond half the latch play; the door swings shut
+        physically, so the door IMU sees it close (a teleported door would leave the estimator open)."""
+        torque = self.config.door_closer_torque
+        if torque <= 0.0:
+            return  # no closer: qfrc_applied stays the caller's (tests push the door through it)
+        open_ = self.door_closing and self.data.qpos[self._hq] > 0.5 * self._door.latch_play
+        force = -torque if open_ else 0.0
+        # add only the closer's own change: a force someone else applies to the hinge is kept
+        self.data.qfrc_applied[self._hv] += force - self._closer_force
+        self._closer_force = force
 
     def _update_latch(self) -> None:
         """The latch: a bolt on the leaf that engages the strike plate in the frame.

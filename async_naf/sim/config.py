@@ -243,6 +243,13 @@ class SimConfig:
         start_noise: uniform noise added to each start joint angle by ``reset(randomize=True)``, rad.
         command_timeout_s: sim_node realtime mode: a command older than this is stale (zero velocity), s.
         clock_topic: sim_node: topic for rosgraph_msgs/Clock ('' = do not publish).
+        hardware: sim_node only: act as plain ros2_control hardware (``async-naf train --backend hardware``):
+            joint_states, door/imu and the command topic only - no ~/reset service, no ground truth, no
+            clock - paced to wall time (implies realtime).
+        door_closer_torque: hardware mode: a door closer that pushes the door shut with this torque, N m,
+            once the arm has held still for door_closer_delay_s (0 = no closer: somebody closes the door).
+        door_closer_delay_s: hardware mode: the arm must hold still (zero command) this long before the
+            door closer acts, s.
         door: door geometry and dynamics.
         imu: door-leaf IMU sampling and noise.
         randomization: domain-randomisation hooks (off by default).
@@ -256,6 +263,9 @@ class SimConfig:
     start_noise: float = 0.03
     command_timeout_s: float = 0.5
     clock_topic: str = "/clock"
+    hardware: bool = False
+    door_closer_torque: float = 0.0
+    door_closer_delay_s: float = 1.0
     door: DoorConfig = field(default_factory=DoorConfig)
     imu: ImuNoiseConfig = field(default_factory=ImuNoiseConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
@@ -267,7 +277,9 @@ class SimConfig:
         self.physics_timestep_s = number("physics_timestep_s", self.physics_timestep_s, 1e-4, 0.01)
         self.start_noise = number("start_noise", self.start_noise, 0.0, 0.5)
         self.command_timeout_s = number("command_timeout_s", self.command_timeout_s, 0.0, low_open=True)
-        self.realtime = bool(self.realtime)
+        self.realtime = bool(self.realtime) or bool(self.hardware)
+        self.door_closer_torque = number("door_closer_torque", self.door_closer_torque, 0.0, 20.0)
+        self.door_closer_delay_s = number("door_closer_delay_s", self.door_closer_delay_s, 0.0)
         self.start_positions = tuple(float(v) for v in self.start_positions)
         if len(self.start_positions) not in (0, 7) or not all(math.isfinite(v) for v in self.start_positions):
             raise ValueError(f"start_positions must be empty or 7 finite angles (rad), got {self.start_positions!r}")

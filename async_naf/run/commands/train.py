@@ -47,6 +47,7 @@ Examples:
   async-naf train --task reach --workers 2 --seed 0 --run-dir runs/reach_2w --minutes 15
   async-naf train --task door_pull --workers 4 --realtime --minutes 60 --run-dir runs/door_4w
   async-naf train --task reach --workers 1 --steps 5000 --run-dir /tmp/smoke --eval-episodes 5
+  async-naf train --task door_pull --backend hardware --workers 2 --minutes 30 --run-dir runs/door_hw
 """
 
 LOG = logging.getLogger("async_naf.train")
@@ -68,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", action="store_true",
                         help="record every robot's sensors, commands, goals and policy steps, the weights and "
                              "/diagnostics into RUN_DIR/bag (rosbag2, MCAP; async-naf bag info reads it)")
+    parser.add_argument("--backend", choices=("mujoco", "hardware"), default="mujoco",
+                        help="mujoco: the embedded sim with its reset service and ground truth; hardware: the graph "
+                             "`ros2 launch ... backend:=real` starts (reset node, guard, door_angle, policy, "
+                             "collector, trainer) with the sim in hardware mode standing in for a ros2_control "
+                             "arm (joint states, velocity commands, door IMU only; real time; a door closer) "
+                             "(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=0,
                         help="stop after this many environment steps, all robots together (0 = no limit)")
     parser.add_argument("--minutes", type=float, default=None,
@@ -139,9 +146,10 @@ def build_config(args: argparse.Namespace) -> Any:
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
     if minutes <= 0 and args.steps <= 0:
         raise ValueError("give --steps or --minutes > 0 (a run needs an end)")
-    return GraphConfig(task=args.task, workers=args.workers, backend="mujoco", seed=args.seed,
-                       run_dir=args.run_dir, realtime=args.realtime, max_env_steps=max(0, args.steps),
-                       max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
+    backend = getattr(args, "backend", "mujoco")
+    return GraphConfig(task=args.task, workers=args.workers, backend=backend, seed=args.seed,
+                       run_dir=args.run_dir, realtime=args.realtime or backend == "hardware",
+                       max_env_steps=max(0, args.steps), max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
                        record=bool(getattr(args, "record", False)),
                        bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
                        composition=getattr(args, "composition", "none"))

@@ -1,0 +1,221 @@
+"""Episode reset of a ros2_control arm (ROS-free; the ``reset`` node wraps it): drive the arm to the episode's
+start pose in joint space, then wait until the door is closed.
+
+:class:`ResetMotion` is a state machine driven by the reset node's timer with the newest joint state, door
+estimate and the steady-clock time (s). Units: s, rad, rad/s, rad/s^2::
+
+    motion = ResetMotion(config, start_pose)
+    motion.start(now)                                     # the collector called sim/reset
+    cmd, phase = motion.step(now, q, qd, door_angle)      # every control period
+    # phase: "moving" (send cmd), "door" (cmd zero: waiting for the door), "done", "failed" (motion.error)
+
+Moving: a proportional velocity toward the start pose, ``gain * (q_start - q)``, clamped to
+``max_velocity`` and changed by at most ``max_accel * T`` per period (``T`` = ``control_period_s``), and
+slowed so that every joint can still brake to zero at ``max_accel`` before it reaches its target (no
+overshoot). The arm is home when every joint is within ``position_tolerance`` and slower than
+``velocity_tolerance``; after ``move_timeout_s`` the reset fails with the joints still off, by how much.
+
+Door tasks with a ``retreat_pose`` first drive there (hook clear of the door: straight to the start pose
+the hook could drag the lever or catch under it), wait there for the door, then drive to the start pose.
+Door tasks then wait (zero command) until the door-angle estimate says closed, ``|angle| <=
+door_closed_angle`` for ``door_closed_hold_s`` (a door closer, the robot or a person closes it: :attr:`waiting_for`
+says what is awaited, for the node to log); after ``door_timeout_s`` (0 = wait forever) the reset fails.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from async_naf.common.checks import numbers
+from async_naf.task.tasks import REACH_START_POSE, TASK_NAMES
+
+PHASES = ("idle", "moving", "door", "done", "failed")
+
+
+@dataclass
+class ResetConfig:
+    """Parameters of the reset node (one per robot namespace).
+
+    Attributes:
+        task: task name; door tasks wait for the door to be closed after the motion.
+        start_pose: joint-space start pose, rad (7 values, ARM_JOINT_NAMES order); empty = reach's start pose
+            (door tasks: the graph fills in the inverse kinematics of the task's start pose).
+        retreat_pose: door tasks: first drive here (hook clear of the door), wait there for the door to
+            close, then drive to start_pose, rad (7 values); empty = straight to start_pose (the graph fills
+            in the inverse kinematics of the start pose moved back and up).
+        control_period_s: command period, s.
+        gain: proportional gain toward the start pose, 1/s.
+        max_velocity: joint speed limit while resetting, rad/s (all joints).
+        max_accel: joint acceleration limit while resetting, rad/s^2 (all joints).
+        position_tolerance: home when every joint is this close to the start pose, rad.
+        velocity_tolerance: ... and slower than this, rad/s.
+        move_timeout_s: the motion fails after this long, s.
+        door_closed_angle: the door counts as closed when the estimate is within this of 0, rad.
+        door_closed_hold_s: ... for this long without interruption, s.
+        door_timeout_s: wait at most this long for the door to close, s (0 = forever, logging what it waits for).
+        door_stale_s: a door estimate older than this does not count, s.
+        wait_log_period_s: how often the node logs what it waits for, s.
+        use_moveit: plan the way home with moveit_py (where installed) instead of the joint-space motion.
+    """
+
+    task: str = "reach"
+    start_pose: tuple[float, ...] = ()
+    retreat_pose: tuple[float, ...] = ()
+    control_period_s: float = 0.05
+    gain: float = 2.0
+    max_velocity: float = 0.5
+    max_accel: float = 2.0
+    position_tolerance: float = 0.01
+    velocity_tolerance: float = 0.05
+    move_timeout_s: float = 20.0
+    door_closed_angle: float = 0.02
+    door_closed_hold_s: float = 0.5
+    door_timeout_s: float = 0.0
+    door_stale_s: float = 0.5
+    wait_log_period_s: float = 5.0
+    use_moveit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+        numbers(self, ("control_period_s", "gain", "max_velocity", "max_accel", "position_tolerance",
+                       "velocity_tolerance", "move_timeout_s", "door_closed_angle", "door_stale_s",
+                       "wait_log_period_s"), 0.0, low_open=True)
+        numbers(self, ("door_closed_hold_s", "door_timeout_s"), 0.0)
+        pose = tuple(float(v) for v in self.start_pose)
+        if pose and (len(pose) != 7 or not all(math.isfinite(v) for v in pose)):
+            raise ValueError(f"start_pose must be empty or 7 finite joint angles (rad), got {pose}")
+        self.start_pose = pose
+        retreat = tuple(float(v) for v in self.retreat_pose)
+        if retreat and (len(retreat) != 7 or not all(math.isfinite(v) for v in retreat)):
+            raise ValueError(f"retreat_pose must be empty or 7 finite joint angles (rad), got {retreat}")
+        self.retreat_pose = retreat
+
+    @property
+    def is_door(self) -> bool:
+        return self.task != "reach"
+
+    def resolved_start_pose(self) -> np.ndarray:
+        """The start pose (7,) rad. Raises ValueError for a door task without one."""
+        if self.start_pose:
+            return np.array(self.start_pose)
+        if self.is_door:
+            raise ValueError(f"task {self.task}: start_pose must be set (7 joint angles, rad; the training graph "
+                             "fills in the inverse kinematics of the task's start pose)")
+        return np.array(REACH_START_POSE)
+
+
+class ResetMotion:
+    """See the module docstring.
+
+    Attributes:
+        phase: one of :data:`PHASES`.
+        error: why the reset failed (phase ``failed``), else "".
+        waiting_for: what the reset waits for now, for the node to log.
+    """
+
+    def __init__(self, config: ResetConfig, start_pose: np.ndarray | None = None) -> None:
+        self.config = config
+        self.start_target = np.array(start_pose if start_pose is not None else config.resolved_start_pose(),
+                                     dtype=float)
+        if self.start_target.shape != (7,) or not np.all(np.isfinite(self.start_target)):
+            raise ValueError("start pose must be 7 finite joint angles (rad)")
+        legs = [np.array(config.retreat_pose)] if config.retreat_pose and config.is_door else []
+        self.legs = [*legs, self.start_target]  # the door wait follows the first leg
+        self.target = self.legs[0]
+        self._leg = 0
+        self._door_done = False
+        self.phase = "idle"
+        self.error = ""
+        self.waiting_for = ""
+        self._t0 = 0.0
+        self._door_t0 = 0.0
+        self._closed_since: float | None = None
+        self._last_cmd = np.zeros(7)
+
+    def start(self, now: float) -> None:
+        """Begin a reset (the service was called) at steady time ``now``."""
+        self.phase, self.error, self._t0 = "moving", "", now
+        self._leg, self.target, self._door_done = 0, self.legs[0], not self.config.is_door
+        self._last_cmd = np.zeros(7)
+        self._closed_since = None
+        self.waiting_for = "the arm to reach the start pose"
+
+    def _next_leg(self, now: float) -> tuple[np.ndarray, str]:
+        """At a leg's target (and past the door wait): on to the next leg (its own timeout), or done."""
+        if self._leg + 1 < len(self.legs):
+            self._leg += 1
+            self.target, self._t0, self.phase = self.legs[self._leg], now, "moving"
+            self.waiting_for = "the arm to reach the start pose"
+        else:
+            self.phase, self.waiting_for = "done", ""
+        return np.zeros(7), self.phase
+
+    def _fail(self, text: str) -> tuple[np.ndarray, str]:
+        self.phase, self.error = "failed", text
+        self._last_cmd = np.zeros(7)
+        return np.zeros(7), self.phase
+
+    def command(self, q: np.ndarray) -> np.ndarray:
+        """The next joint velocity toward the start pose (velocity, acceleration and braking limited)."""
+        cfg = self.config
+        T, a = cfg.control_period_s, cfg.max_accel
+        err = self.target - q
+        v = np.clip(cfg.gain * err, -cfg.max_velocity, cfg.max_velocity)
+        # brake in time: the speed toward the target may not exceed what stops within the remaining distance
+        brake = a * (np.sqrt(T * T + 2.0 * np.abs(err) / a) - T)
+        v = np.clip(v, -brake, brake)
+        v = np.clip(v, self._last_cmd - a * T, self._last_cmd + a * T)
+        self._last_cmd = v
+        return v.copy()
+
+    def step(self, now: float, q: np.ndarray | None, qd: np.ndarray | None,
+             door_angle: float | None = None, door_age_s: float = 0.0) -> tuple[np.ndarray, str]:
+        """One control period: (command (7,) rad/s, phase). ``q``/``qd`` None = no joint state yet;
+        ``door_angle`` None = no estimate yet; ``door_age_s`` = age of the estimate, s."""
+        cfg = self.config
+        if self.phase in ("idle", "done", "failed"):
+            return np.zeros(7), self.phase
+        if self.phase == "moving":
+            if now - self._t0 > cfg.move_timeout_s:
+                if q is None:
+                    return self._fail(f"no joint states within move_timeout_s = {cfg.move_timeout_s:g} s")
+                off = np.abs(self.target - q)
+                joints = ", ".join(f"joint {i + 1}: {off[i]:.3f} rad" for i in np.flatnonzero(
+                    off > cfg.position_tolerance))
+                return self._fail(f"the arm did not reach the start pose within move_timeout_s = "
+                                  f"{cfg.move_timeout_s:g} s ({joints or 'still moving'})")
+            if q is None or qd is None:
+                self.waiting_for = "joint states"
+                return np.zeros(7), self.phase
+            if np.all(np.abs(self.target - q) <= cfg.position_tolerance) and \
+                    np.all(np.abs(qd) <= cfg.velocity_tolerance):
+                self._last_cmd = np.zeros(7)
+                if self._door_done:
+                    return self._next_leg(now)
+                self.phase, self._door_t0 = "door", now  # and on to the door check below
+            else:
+                self.waiting_for = "the arm to reach the start pose"
+                return self.command(q), self.phase
+        # door: hold still until the door is closed
+        if cfg.door_timeout_s > 0 and now - self._door_t0 > cfg.door_timeout_s:
+            return self._fail(f"the door was not closed within door_timeout_s = {cfg.door_timeout_s:g} s "
+                              f"(last estimate: {'none' if door_angle is None else f'{door_angle:.3f} rad'})")
+        if door_angle is None or door_age_s > cfg.door_stale_s:
+            self._closed_since = None
+            self.waiting_for = "a current door-angle estimate (door_angle node, door/joint_states)"
+        elif abs(door_angle) > cfg.door_closed_angle:
+            self._closed_since = None
+            self.waiting_for = (f"the door to be closed (estimate {door_angle:.3f} rad, closed within "
+                                f"{cfg.door_closed_angle:g} rad): a door closer, the robot or a person")
+        else:
+            if self._closed_since is None:
+                self._closed_since = now
+            if now - self._closed_since >= cfg.door_closed_hold_s:
+                self._door_done = True
+                return self._next_leg(now)
+            else:
+                self.waiting_for = f"the door to stay closed for {cfg.door_closed_hold_s:g} s"
+        return np.zeros(7), self.phase

@@ -1,0 +1,213 @@
+"""Reset node (``reset``, one per robot namespace): the ``sim/reset`` service the collector calls, for any
+ros2_control arm (gazebo, real, and the embedded sim in hardware mode).
+
+A call drives the arm to the episode's start pose through ``forward_velocity_controller/commands`` (the
+graph remaps it to ``guard/commands_in``, so the reset's commands pass the safety layer too), velocity and
+acceleration limited, with a timeout; door tasks then hold still until the door-angle estimate says the door
+is closed, logging what they wait for (:class:`async_naf.acting.reset.ResetMotion`). The collector then zeroes
+the estimator itself (``door_angle/zero``, its ``zero_door_on_reset``), as on the embedded sim. The answer
+is ``success: false`` with the reason when the arm does not get home or the door stays open.
+
+With ``use_moveit:=true`` the way home is planned collision-free by ``moveit_py`` (imported only then; it
+needs a MoveIt config of this arm with a trajectory controller), then the joint-space motion corrects the rest.
+
+Topics and services (relative to the robot namespace):
+  srv sim/reset                             std_srvs/Trigger            (blocks until home and door closed)
+  sub joint_states                          sensor_msgs/JointState      sensor QoS (arm joints, by name)
+  sub door/joint_states                     sensor_msgs/JointState      sensor QoS ('door_hinge', door tasks)
+  pub forward_velocity_controller/commands  std_msgs/Float64MultiArray  reliable, depth 10 (7 rad/s)
+  pub /diagnostics                          diagnostic_msgs/DiagnosticArray (resets, failures, phase)
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from async_naf.acting.reset import ResetConfig, ResetMotion
+from async_naf.nodes import _msgs
+from async_naf.nodes._params import declare_from_dataclass
+
+DOOR_JOINT = "door_hinge"
+
+
+def plan_home_with_moveit(node_name: str, group: str, start_pose: np.ndarray) -> bool:
+    """Plan and execute a collision-free way to ``start_pose`` with moveit_py (Jazzy API: MoveItPy,
+    PlanningComponent.set_goal_state(robot_state=...), plan(), MoveItPy.execute(trajectory, controllers=[])).
+    Returns whether a plan was found and executed. ImportError where moveit_py is not installed."""
+    from moveit.core.robot_state import RobotState  # type: ignore[import-not-found]  # lazy: use_moveit only
+    from moveit.planning import MoveItPy  # type: ignore[import-not-found]
+
+    robot = MoveItPy(node_name=node_name)
+    arm = robot.get_planning_component(group)
+    arm.set_start_state_to_current_state()
+    goal = RobotState(robot.get_robot_model())
+    goal.set_joint_group_positions(group, np.asarray(start_pose, dtype=float))
+    arm.set_goal_state(robot_state=goal)
+    result = arm.plan()
+    if not result:
+        return False
+    robot.execute(result.trajectory, controllers=[])
+    return True
+
+
+class ResetNode(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("reset")
+        self.cfg: ResetConfig = declare_from_dataclass(self, ResetConfig, dynamic=())
+        self.declare_parameter("diagnostics_period_s", 1.0)
+        from async_naf.task.kinematics import ARM_JOINTS
+
+        self.motion = ResetMotion(self.cfg)  # ValueError (exit 2) for a door task without start_pose
+        self._arm_names = tuple(ARM_JOINTS)
+        self._index: dict[tuple[str, ...], np.ndarray | None] = {}
+        self._q: np.ndarray | None = None
+        self._qd: np.ndarray | None = None
+        self._door: tuple[float, float] | None = None  # (angle rad, receive time s)
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self.counts: Counter[str] = Counter()
+        self._last_wait_log = 0.0
+        data_group = MutuallyExclusiveCallbackGroup()  # subscriptions and the control timer
+        self._cmd_pub = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands",
+                                              _msgs.COMMANDS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, _msgs.SENSOR,
+                                 callback_group=data_group)
+        if self.cfg.is_door:
+            self.create_subscription(JointState, "door/joint_states", self._on_door, _msgs.SENSOR,
+                                     callback_group=data_group)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.cfg.control_period_s, self._on_tick, clock=steady, callback_group=data_group)
+        self.create_timer(float(self.get_parameter("diagnostics_period_s").value), self._publish_diagnostics,
+                          clock=steady, callback_group=data_group)
+        # the service blocks until the reset ends: its own group, so the data group keeps running
+        self.create_service(Trigger, "sim/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"reset service ready: task={self.cfg.task} start pose "
+                               f"{np.round(self.motion.start_target, 3).tolist()} rad")
+
+    # ------------------------------------------------------------------ inputs
+    def _on_joint_states(self, msg: JointState) -> None:
+        names = tuple(msg.name)
+        if names not in self._index:
+            try:
+                self._index[names] = np.array([names.index(n) for n in self._arm_names])
+            except ValueError:
+                self._index[names] = None
+        index = self._index[names]
+        pos, vel = np.asarray(msg.position, dtype=float), np.asarray(msg.velocity, dtype=float)
+        if index is None or pos.size != len(names) or vel.size != len(names):
+            self.counts["dropped_joint_state"] += 1
+            return
+        q, qd = pos[index], vel[index]
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            self.counts["dropped_joint_state"] += 1
+            return
+        self._q, self._qd = q, qd
+
+    def _on_door(self, msg: JointState) -> None:
+        try:
+            angle = float(msg.position[list(msg.name).index(DOOR_JOINT)])
+        except (ValueError, IndexError):
+            self.counts["dropped_door_state"] += 1
+            return
+        if np.isfinite(angle):
+            self._door = (angle, time.monotonic())
+        else:
+            self.counts["dropped_door_state"] += 1
+
+    # ------------------------------------------------------------------ the reset
+    def _on_tick(self) -> None:
+        with self._lock:
+            if self.motion.phase not in ("moving", "door"):
+                return
+            now = time.monotonic()
+            angle, age = (self._door[0], now - self._door[1]) if self._door else (None, 0.0)
+            cmd, phase = self.motion.step(now, self._q, self._qd, angle, age)
+        self._send(cmd)  # zero while waiting for the door and once at the end
+        if phase in ("done", "failed"):
+            self._finished.set()
+        elif now - self._last_wait_log >= self.cfg.wait_log_period_s and self.motion.waiting_for:
+            self._last_wait_log = now
+            self.get_logger().info(f"reset: waiting for {self.motion.waiting_for}")
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        del request
+        self.counts["resets"] += 1
+        if self.cfg.use_moveit:
+            try:
+                if not plan_home_with_moveit(f"{self.get_name()}_moveit", "arm", self.motion.start_target):
+                    self.get_logger().warning("moveit_py found no plan home: joint-space motion only")
+            except ImportError as exc:
+                self.get_logger().error(f"use_moveit: moveit_py is not installed ({exc}): joint-space motion only")
+        with self._lock:
+            self._finished.clear()
+            self._last_wait_log = time.monotonic()
+            self.motion.start(time.monotonic())
+        budget = self.cfg.move_timeout_s + (self.cfg.door_timeout_s if self.cfg.door_timeout_s > 0 else 1e9) + 5.0
+        self._finished.wait(budget)
+        with self._lock:
+            ok = self.motion.phase == "done"
+            response.success = ok
+            response.message = "at the start pose" + (", door closed" if self.cfg.is_door else "") if ok else \
+                f"reset failed: {self.motion.error or 'no answer in time'}"
+            if not ok:
+                self.counts["failures"] += 1
+                self.motion.phase = "failed"
+        if not ok:
+            self.get_logger().error(response.message)
+        return response
+
+    # ------------------------------------------------------------------ outputs
+    def _send(self, command: np.ndarray) -> None:
+        msg = Float64MultiArray()
+        msg.data = command.tolist()
+        self._cmd_pub.publish(msg)
+
+    def shutdown_hook(self) -> None:
+        """Process exit while resetting: a last zero command, and a pending service call answers (failed)."""
+        if self.motion.phase in ("moving", "door"):
+            self._send(np.zeros(len(self._arm_names)))
+            with self._lock:
+                self.motion.phase, self.motion.error = "failed", "the reset node is shutting down"
+        self._finished.set()
+
+    def _publish_diagnostics(self) -> None:
+        values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for,
+                  **{k: self.counts[k] for k in sorted(self.counts)}}
+        level = DiagnosticStatus.WARN if self.counts["failures"] else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message="reset",
+                                  hardware_id=self.get_namespace(),
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point (``reset_node`` console script / ``python -m async_naf.nodes.reset_node``)."""
+    from async_naf.nodes._main import run_node
+
+    def executor(node: ResetNode) -> Any:
+        from rclpy.executors import MultiThreadedExecutor
+
+        return MultiThreadedExecutor(num_threads=2)
+
+    return run_node(ResetNode, "reset", args, executor_factory=executor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
