@@ -46,7 +46,11 @@ def test_graph_config_rejects_an_unknown_composition() -> None:
 def test_robot_composition_on_ros2_control_backends_composes_what_is_ours() -> None:
     """gazebo / real: no sim node; door_angle, policy and collector still share the robot's process."""
     procs = compose(build_graph(GraphConfig(workers=1, backend="real")), "robot")
-    assert isinstance(procs[0], ContainerSpec) and procs[0].roles == ("door_angle", "policy", "collector")
+    container = next(p for p in procs if isinstance(p, ContainerSpec))
+    assert container.roles == ("door_angle", "policy", "collector")
+    # the policy's commands go through the guard: a rule for the policy node only, not the whole process
+    assert ("policy:forward_velocity_controller/commands", "guard/commands_in") in container.remappings
+    assert ("forward_velocity_controller/commands", "guard/commands_in") not in container.remappings
 
 
 def test_composed_robot_keeps_per_robot_clock_remapping() -> None:

@@ -606,7 +606,7 @@ def compose(nodes: Sequence[NodeSpec], composition: str) -> list[NodeSpec | Cont
     global nodes (the trainer) and anything else stay processes of their own.
 
     Raises:
-        ValueError: unknown composition, or one robot's nodes disagree on remappings.
+        ValueError: unknown composition.
     """
     if composition not in COMPOSITIONS:
         raise ValueError(f"unknown composition {composition!r}; choose one of {', '.join(COMPOSITIONS)}")
@@ -629,10 +629,12 @@ def compose(nodes: Sequence[NodeSpec], composition: str) -> list[NodeSpec | Cont
         if robot in placed:
             continue
         placed.add(robot)
-        remaps = {n.remappings for n in group}
-        if len(remaps) != 1:
-            raise ValueError(f"{group[0].namespace}: its nodes have different remappings, cannot compose them")
-        out.append(ContainerSpec(namespace=group[0].namespace, nodes=tuple(group), remappings=group[0].remappings,
+        # remappings all of the robot's nodes share apply to the process; one node's own (the policy's
+        # command topic through the guard) become node-targeted rules ``<node>:<from>:=<to>`` (ROS 2 CLI)
+        common = set.intersection(*(set(n.remappings) for n in group))
+        remaps = tuple(r for r in group[0].remappings if r in common) + tuple(
+            (f"{n.name}:{src}", dst) for n in group for src, dst in n.remappings if (src, dst) not in common)
+        out.append(ContainerSpec(namespace=group[0].namespace, nodes=tuple(group), remappings=remaps,
                                  stop_timeout_s=max(n.stop_timeout_s for n in group)))
     return out
 
