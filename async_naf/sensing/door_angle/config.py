@@ -66,8 +66,8 @@ class DoorAngleConfig:
         tilt_tau_s: Time constant (s) of the accelerometer low-pass through which VQF keeps the vertical
             (its ``tauAcc``). Long on purpose: the gyro carries the vertical through swings, and on a door
             leaf the accelerometer also measures centripetal acceleration and its own bias, which turns with
-            the leaf; tracking those tilts the estimated vertical with the door angle (VQF's default 3 s
-            costs 0.01-0.02 deg RMSE on the simulated recordings, and gains nothing on the real ones).
+            the leaf. In development runs, VQF's default of 3 s moved single simulated recordings by up to
+            +-0.05 deg RMSE (slightly worse on average) and the real (BROAD) stretches by up to 0.25 deg.
         imu_delay_s: How long (s) the IMU's samples lag their header stamps (the sensor's low-pass group
             delay, transport): the reported angle is extrapolated over it with the current rate. 0: none.
         closed_variance: Angle variance after a snap to closed or ``zero()`` (rad^2).
