@@ -7,8 +7,8 @@ angle over the whole recording for:
 
 - ``estimator``: :class:`async_naf.sensing.door_angle.DoorAngleEstimator` with its default config (self-identifying
   axis, no prior bias), fed sample by sample;
-- ``no_snap``: the same without its closed-door reference (``closed_snap_rad`` ~0): what bias
-  re-estimation and rest detection achieve alone;
+- ``no_snap``: the same without its closed-door reference (``closed_snap_rad`` ~0: no snap to closed at
+  rest, and no reading of closed just past closed): what bias re-estimation and rest detection achieve alone;
 - ``plain``: gyro integration about the TRUE hinge axis with the bias calibrated once from the initial
   closed rest (what one gets without re-estimating the bias);
 - ``vqf``: VQF (Laidig & Seel 2023, the ``vqf`` package, 6D mode: gyro + accelerometer, its rest and motion

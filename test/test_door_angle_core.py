@@ -206,17 +206,23 @@ def test_zero_reset_and_calibration_semantics(recording: Recording) -> None:
     assert est.reset(angle=0.3) is None and est.state.angle == 0.3
 
 
-def test_estimate_is_bounded_by_closed_and_stop() -> None:
+def test_readings_beyond_the_stop_and_past_closed_are_counted_not_clipped() -> None:
+    """Rotation past the door stop reads what it is and is counted; so is rotation far past closed, while
+    within ``closed_snap_rad`` past closed the estimate reads closed (a door stops at its frame)."""
     cfg = DoorAngleConfig(hinge_axis=(0.0, 0.0, 1.0), initial_bias=(0.0, 0.0, 0.0), stop_angle_rad=1.0)
     est = DoorAngleEstimator(cfg)
     accel = np.array([0.0, 0.0, 9.81])
     t = 0
-    for rate in (2.0, -4.0):  # rad/s: past the stop, then past closed
-        for _ in range(400):
+    angles = []
+    for rate, n in ((1.0, 300), (-2.0, 225)):  # rad/s x 5 ms: to 1.5 rad (past the 1.0 stop), then to -0.75 rad
+        for _ in range(n):
             t += 5_000_000
-            st = est.update(ImuSample(t, np.array([0.0, 0.0, rate]), accel))
-            assert cfg.closed_angle_rad <= st.angle <= cfg.stop_angle_rad
-        assert st.angle == (cfg.stop_angle_rad if rate > 0 else cfg.closed_angle_rad)
+            angles.append(est.update(ImuSample(t, np.array([0.0, 0.0, rate]), accel)).angle)
+    angles = np.array(angles)
+    assert angles.max() == pytest.approx(1.5, abs=0.01) and est.max_angle == pytest.approx(1.5, abs=0.01)
+    assert est.beyond_stop == 1
+    assert angles[-1] == pytest.approx(-0.75, abs=0.01) and est.past_closed == 1
+    assert np.any(angles[300:] == cfg.closed_angle_rad)  # read closed while within the band past closed
 
 
 @pytest.mark.parametrize(
@@ -229,6 +235,9 @@ def test_estimate_is_bounded_by_closed_and_stop() -> None:
         {"hinge_axis": (0.0, 0.0, 0.0)},
         {"hinge_axis": (1.0, 0.0)},
         {"initial_bias": (0.0, float("inf"), 0.0)},
+        {"sign_threshold_rad": 0.6, "sign_confirm_rad": 0.5},
+        {"imu_delay_s": -0.001},
+        {"tilt_tau_s": 0.0},
         {"rest_mean_window_s": 0.1, "rest_window_s": 0.2},
     ],
 )

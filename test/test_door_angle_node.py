@@ -92,6 +92,10 @@ def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, st
         probe.spin_until(lambda: probe.diag(f"{NODE}: estimator", "dropped_non_finite") >= 1, 10.0, "drop count")
         assert probe.diag(f"{NODE}: estimator", "samples") >= len(received)
         assert probe.diagnostics[f"{NODE}: estimator"]["hinge_axis_source"] == "swing"
+        # the swings stayed within the stop and the opening direction was confirmed, never revised
+        diag = probe.diagnostics[f"{NODE}: estimator"]
+        assert (diag["beyond_stop"], diag["opening_sign_confirmed"],
+                diag["opening_sign_revisions"]) == ("0", "True", "0")
 
         # ~/zero: the door is closed now
         client = probe.node.create_client(Trigger, f"{NODE}/zero")

@@ -69,6 +69,24 @@ def test_tool_reads_params_and_extra_columns(tmp_path: Path, recording: Recordin
     assert all(float(r[3]) > 0 for r in rows[1:])
 
 
+def test_tool_reports_readings_beyond_the_door_stop(tmp_path: Path, recording: Recording,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """With a stop below the recorded swings the angles are written as they are (not clipped) and the
+    summary says how many excursions went beyond the stop and how far."""
+    bag = _bag(tmp_path, recording, "mcap")
+    out = tmp_path / "door.csv"
+    stop = 0.6  # rad; the recording swings to 20-95 deg (up to 1.66 rad)
+    assert recording.angle.max() > stop + 0.2
+    rc = cli_main(["door-angle", str(bag), "--out", str(out), "--no-progress", "--param", f"stop_angle_rad={stop}"])
+    assert rc == 0
+    _, _, angles = _read_csv(out)
+    assert angles.max() == pytest.approx(recording.angle.max(), abs=math.radians(1.0))
+    excursions = int(np.sum(np.diff((recording.angle > stop).astype(int)) == 1))
+    err = capsys.readouterr().err
+    assert f"beyond the door stop ({math.degrees(stop):.1f} deg): {excursions} excursion(s)" in err, err
+    assert f", {math.degrees(angles.max()):.1f}] deg" in err and "not clipped" in err  # the angle range
+
+
 def test_tool_takes_parameters_as_the_node_does(tmp_path: Path) -> None:
     """`--param` values are read like the door_angle node's parameters: 1e-3 is a number (ROS params-file
     rule), an empty array means "not set", an unknown or mistyped parameter is a clear error."""

@@ -10,7 +10,10 @@ publishes
                                                 velocity rad/s, effort empty; header stamp = the IMU
                                                 message's stamp; one per accepted IMU message; sensor QoS
   /diagnostics         diagnostic_msgs/DiagnosticArray  samples, drops by reason, gaps, snaps, gyro bias,
-                                                hinge axis, angle variance; every ``diagnostics_period_s``
+                                                hinge axis, angle variance, opening direction (known,
+                                                confirmed, revisions), excursions beyond the door stop
+                                                and past closed (WARN beyond the stop: never clipped),
+                                                extreme angles; every ``diagnostics_period_s``
                                                 of wall time (steady clock, also under use_sim_time); "no IMU
                                                 data" after 2 s of wall time without a message
 services
@@ -59,6 +62,7 @@ class DoorAngleNode(Node):
         # core
         self.estimator = DoorAngleEstimator(self.config)
         self.time_resets = 0
+        self._beyond_stop_logged = 0
         self._last_stamp_ns: int | None = None
         self._last_msg_wall_ns: int | None = None  # steady clock: "no IMU data" means none for 2 s of wall time
         # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
@@ -82,6 +86,11 @@ class DoorAngleNode(Node):
             self.get_logger().warning(f"IMU message dropped ({drops} so far)", throttle_duration_sec=2.0)
             return
         self._last_stamp_ns = sample.stamp_ns
+        if self.estimator.beyond_stop != self._beyond_stop_logged:
+            self._beyond_stop_logged = self.estimator.beyond_stop
+            self.get_logger().warning(
+                f"door angle {state.angle:.3f} rad beyond the door stop {self.config.stop_angle_rad:.3f} rad "
+                f"({self.estimator.beyond_stop} excursion(s)): kept, not clipped", throttle_duration_sec=5.0)
         out = JointState()
         out.header.stamp = msg.header.stamp
         out.name = [JOINT_NAME]
@@ -119,6 +128,10 @@ class DoorAngleNode(Node):
             status.level, status.message = DiagnosticStatus.WARN, "opening direction not known yet (no swing seen)"
         elif dropped:
             status.level, status.message = DiagnosticStatus.WARN, f"{dropped} IMU message(s) dropped"
+        elif est.beyond_stop:
+            status.level, status.message = DiagnosticStatus.WARN, (
+                f"{est.beyond_stop} excursion(s) beyond the door stop (largest {est.max_angle:.3f} rad > "
+                f"stop_angle_rad {self.config.stop_angle_rad:.3f}); not clipped")
         else:
             status.level, status.message = DiagnosticStatus.OK, "ok"
         state = est.state
@@ -138,6 +151,12 @@ class DoorAngleNode(Node):
             "hinge_axis_sensor": "none" if axis is None else "[" + ", ".join(f"{v:.5f}" for v in axis) + "]",
             "hinge_axis_source": est.axis_source,
             "opening_sign_known": est.sign_known,
+            "opening_sign_confirmed": est.sign_confirmed,
+            "opening_sign_revisions": est.sign_revisions,
+            "beyond_stop": est.beyond_stop,
+            "past_closed": est.past_closed,
+            "max_angle_rad": f"{est.max_angle:.5f}",
+            "min_angle_rad": f"{est.min_angle:.5f}",
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr = DiagnosticArray()

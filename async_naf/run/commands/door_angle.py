@@ -7,12 +7,18 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily at run time (the --help path stays light)
+    from async_naf.sensing.door_angle import DoorAngleEstimator
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
 DESCRIPTION = """Run the IMU door-angle estimator over a recorded sensor_msgs/Imu topic and write one CSV row
 per accepted IMU sample: stamp_ns (the message header stamp) and angle_rad (hinge angle, + opening,
 0 closed). Reads MCAP and sqlite3 bags through the rosbags library; no ROS install needed. The door is
-assumed closed at the start of the recording (as the door_angle node assumes at start-up).
+assumed closed at the start of the recording (as the door_angle node assumes at start-up). A summary on
+stderr reports drops, gaps, the hinge axis, the gyro bias, readings beyond the door stop or past closed
+(counted, never clipped) and the opening direction.
 
 Parameters are those of the door_angle node (config/door_angle.yaml); pass a params file and/or
 single overrides to tune them on recorded data.
@@ -158,7 +164,28 @@ def run(args: argparse.Namespace) -> int:
         f"gyro bias [{', '.join(f'{math.degrees(b):+.3f}' for b in est.bias)}] deg/s",
         file=sys.stderr,
     )
+    print(f"{topic}: {bounds_summary(est)}", file=sys.stderr)
     if written == 0:
         print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
         return 1
     return 0
+
+
+def bounds_summary(est: DoorAngleEstimator) -> str:
+    """One line on the door-specific evidence: readings beyond the stop or past closed, opening direction."""
+    cfg = est.config
+    deg = math.degrees
+    if est.sign_confirmed:
+        direction = "configured" if cfg.hinge_axis is not None else "confirmed"
+    else:
+        direction = "decided, not yet confirmed" if est.sign_known else "not decided (no swing seen)"
+    text = (
+        f"angle range [{deg(est.min_angle):.1f}, {deg(est.max_angle):.1f}] deg; "
+        f"beyond the door stop ({deg(cfg.stop_angle_rad):.1f} deg): {est.beyond_stop} excursion(s); "
+        f"past closed by more than {deg(cfg.closed_snap_rad):.1f} deg: {est.past_closed}; "
+        f"opening direction {direction}, {est.sign_revisions} revision(s)"
+    )
+    if est.beyond_stop:
+        text += (" -- readings beyond the stop were kept, not clipped: check stop_angle_rad, the opening "
+                 "direction and the sensor's mounting")
+    return text

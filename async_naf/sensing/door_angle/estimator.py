@@ -8,18 +8,35 @@ Algorithm (per sample, O(1)):
 
 1. Validate: non-finite samples and duplicate or out-of-order stamps are dropped and counted; steps
    longer than ``max_gap_s`` are counted as gaps (rest windows restart, variance inflated).
-2. Hinge axis in the sensor frame: configured, or identified: first the gravity direction at rest (a
-   hinge is near vertical), then the principal axis of the bias-corrected rates during swings (exact for
-   any mounting and hinge tilt). The opening sign is fixed by the first swing away from the closed start.
-3. Rest detection (see :mod:`.rest`): short-window gyro magnitude and variance, accelerometer variance,
+2. Orientation: VQF (Laidig & Seel 2023, the ``vqf`` package, 6D, its own bias estimation off: the bias is
+   ours, step 7) integrates the bias-corrected rates (trapezoid: the mean of two samples, scaled to the
+   sample's own time step, so irregular stamps are fine) and keeps the vertical with the accelerometer
+   (a long ``tilt_tau_s``: on a swinging leaf the accelerometer also measures centripetal acceleration).
+3. Angle increment: the change of heading of a sensor-fixed direction across the hinge (the sensor's x
+   axis, else y, else z: the first at least 45 deg from the hinge axis, made perpendicular to it) about the
+   hinge's direction in the earth frame. Both are re-anchored at every confirmed rest, from the current
+   hinge-axis estimate, and held through motion. For a rigid door this is the hinge rotation exactly, for
+   any mounting and hinge tilt. When the door or the sensor's mounting wobbles it remains a function of the
+   orientation, so it does not drift with the wobble the way integrating the rate about an axis fixed in
+   the sensor (or about the tracked gravity direction) does (coning).
+4. Hinge axis (reported; the anchor of step 3): configured, or identified from gravity at rest and then
+   the principal axis of the bias-corrected rates during swings.
+5. Opening direction: given by a configured axis, or decided by the first excursion from closed beyond
+   ``sign_threshold_rad`` (until then the angle reported is the excursion's magnitude: a closed door can
+   only open, and smaller excursions may be latch play or a push into the frame); confirmed once the door
+   has opened ``sign_confirm_rad``; before that, a rotation the other way past closed farther than the
+   largest opening so far revises the decision, and the angle is recovered (nothing was clipped).
+6. Rest detection (see :mod:`.rest`): short-window gyro magnitude and variance, accelerometer variance,
    and the long-window mean rate relative to the bias estimate, so a slow steady swing is not rest. The
    limits widen with the bias uncertainty and with the time since the bias was last re-estimated.
-4. At rest: zero-velocity update (the angle holds), the gyro bias is re-estimated (scalar-variance Kalman
+7. At rest: zero-velocity update (the angle holds), the gyro bias is re-estimated (scalar-variance Kalman
    filter per axis, random-walk model) from samples older than ``rest_guard_s``; near the closed angle the
    estimate snaps to closed and its variance drops to ``closed_variance``.
-5. In motion: trapezoidal integration of the bias-corrected rate about the axis; the variance grows with
-   the gyro noise (from the message covariance when given) and the bias uncertainty; the angle is bounded
-   by the closed position and the door stop.
+8. In motion: the increments add up; the variance grows with the gyro noise (from the message covariance
+   when given) and the bias uncertainty. Readings beyond the door stop, or more than ``closed_snap_rad``
+   past closed, are reported as they are and counted (:attr:`DoorAngleEstimator.beyond_stop`,
+   :attr:`~DoorAngleEstimator.past_closed`), never clipped; within ``closed_snap_rad`` past closed the
+   estimate reads closed. ``imu_delay_s`` extrapolates the reported angle over a known sensor latency.
 
 Frames/units: sensor frame, rad, rad/s, m/s^2, stamps in ns. Angle positive opening, 0 (``closed_angle_rad``)
 closed.
@@ -28,9 +45,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from vqf import VQF
 
 from async_naf.sensing.door_angle.axis import SwingAxis
 from async_naf.sensing.door_angle.config import DoorAngleConfig
@@ -38,6 +56,7 @@ from async_naf.sensing.door_angle.rest import RestWindows
 from async_naf.wire.imu import ImuSample
 
 DROP_REASONS = ("non_finite", "duplicate", "out_of_order", "invalid")
+_RIGID_RAD = math.radians(2.0)  # see DoorAngleEstimator._reanchor
 
 
 class DoorAngleState(NamedTuple):
@@ -65,12 +84,37 @@ def _noise_var(cov: object, default: float) -> float:
     return (d0 + d1 + d2) / 3.0
 
 
+def _rotate(q: list[float], v: tuple[float, float, float] | list[float]) -> tuple[float, float, float]:
+    """The sensor vector ``v`` in the earth frame, for the unit quaternion ``q`` (w, x, y, z; sensor -> earth)."""
+    w, x, y, z = q
+    return (
+        (1.0 - 2.0 * (y * y + z * z)) * v[0] + 2.0 * (x * y - w * z) * v[1] + 2.0 * (x * z + w * y) * v[2],
+        2.0 * (x * y + w * z) * v[0] + (1.0 - 2.0 * (x * x + z * z)) * v[1] + 2.0 * (y * z - w * x) * v[2],
+        2.0 * (x * z - w * y) * v[0] + 2.0 * (y * z + w * x) * v[1] + (1.0 - 2.0 * (x * x + y * y)) * v[2],
+    )
+
+
+def _across(axis: tuple[float, float, float] | list[float]) -> tuple[float, float, float]:
+    """The first of the unit vectors x, y, z at least 45 deg from ``axis`` (unit), made perpendicular to it."""
+    e = next((e for e, c in zip(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)), axis[:2]) if abs(c) < math.sqrt(0.5)),
+             (0.0, 0.0, 1.0))
+    d = e[0] * axis[0] + e[1] * axis[1] + e[2] * axis[2]
+    r = (e[0] - d * axis[0], e[1] - d * axis[1], e[2] - d * axis[2])
+    n = math.sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2])
+    return (r[0] / n, r[1] / n, r[2] / n)
+
+
 class DoorAngleEstimator:
     """Door hinge angle from door-leaf IMU samples; see the module docstring for the algorithm.
 
     Construction is cheap (no allocation beyond a few small arrays). The door is assumed closed at
     construction and after :meth:`reset`; :meth:`zero` declares "closed now" without forgetting the
-    learnt sensor calibration (bias, axis, opening sign).
+    learnt sensor calibration (bias, axis, opening sign, orientation).
+
+    Counters (since construction): ``dropped`` (by reason), ``gaps``, ``snaps`` (to closed), ``samples``,
+    ``beyond_stop`` (excursions beyond ``stop_angle_rad``), ``past_closed`` (excursions more than
+    ``closed_snap_rad`` past closed once the opening direction is known), ``sign_revisions``;
+    ``max_angle`` / ``min_angle``: the largest / smallest angle reported (rad).
     """
 
     def __init__(self, config: DoorAngleConfig | None = None) -> None:
@@ -79,9 +123,14 @@ class DoorAngleEstimator:
         self.gaps = 0  # time steps longer than max_gap_s
         self.snaps = 0  # snaps to the closed reference
         self.samples = 0  # accepted samples
+        self.beyond_stop = 0  # excursions beyond the door stop
+        self.past_closed = 0  # excursions past closed (by more than closed_snap_rad), opening direction known
+        self.sign_revisions = 0  # opening-direction decisions revised
+        self.max_angle = self.config.closed_angle_rad  # largest angle reported (rad)
+        self.min_angle = self.config.closed_angle_rad  # smallest angle reported (rad)
         self._swing = SwingAxis(self.config.axis_rate_min, self.config.axis_min_energy)
         self._windows = RestWindows(self.config.rest_window_s, self.config.rest_mean_window_s)
-        self._pending: deque[tuple[float, ...]] = deque()
+        self._pending: deque[tuple[Any, ...]] = deque()  # (t, gyro, accel, dtheta, dvar, gvar, q)
         self._calibrated = False
         self._cov_cache: list[tuple[object, float] | None] = [None, None]
         self.reset(keep_calibration=False)
@@ -91,8 +140,8 @@ class DoorAngleEstimator:
         """Start a new estimate: the door is at ``angle`` (default: closed) now.
 
         Args:
-            keep_calibration: keep the learnt gyro bias, hinge axis and opening sign (they belong to the
-                sensor and its mounting, not to the episode); ``False`` forgets them too.
+            keep_calibration: keep the learnt gyro bias, hinge axis, opening direction and orientation
+                (they belong to the sensor and its mounting, not to the episode); ``False`` forgets them.
             angle: hinge angle (rad) at the reset; ``None`` = ``closed_angle_rad``.
         Stamps restart: the next sample is accepted whatever its stamp.
         """
@@ -102,19 +151,32 @@ class DoorAngleEstimator:
             self._bias_var = cfg.initial_bias_std**2
             self._bias_var_fix = self._bias_var  # variance right after the last re-estimate
             self._t_bias: float | None = None
-            if cfg.hinge_axis is not None:
-                self._axis: list[float] | None = list(cfg.hinge_axis)
-                self._axis_source = "config"
-                self._sign_known = True
-            else:
-                self._axis = None
-                self._axis_source = "none"
-                self._sign_known = False
+            # hinge axis, kept pointing up (along the specific force at rest); the opening sign is separate
+            self._axis: list[float] | None = None
+            self._axis_source = "none"
+            self._sign = 0  # +1: opening is counter-clockwise about up, -1: clockwise, 0: not decided
+            self._sign_confirmed = False
             self._swing.reset()
             self._grav_sum = [0.0, 0.0, 0.0]
             self._grav_n = 0
+            self._gravity: list[float] = [0.0, 0.0, 1.0]  # up in the sensor frame: specific force at rest
+            self._vqf: VQF | None = None
+            self._gbuf, self._abuf = np.zeros(3), np.zeros(3)  # VQF input (reused: no allocation per sample)
+            self._ts = 0.0  # VQF's nominal sampling time (s)
+            self._ref: tuple[float, float, float] | None = None  # sensor direction whose heading is tracked
+            self._basis = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))  # earth-frame axes across the hinge (heading 0, 90 deg)
+            self._psi = 0.0  # heading of the tracked direction at the latest orientation (rad)
+            self._anchor_q: list[float] | None = None  # the orientation at the last anchor (see _reanchor)
+            self._anchor_h: list[float] | None = None  # the axis estimate it was made with
+            self._since_anchor = 0.0  # angle integrated since then (rad, counter-clockwise)
+            self._q: list[float] | None = None  # the last orientation (VQF 6D quaternion w, x, y, z, sensor -> earth)
             self._calibrated = True
-        self._angle = cfg.closed_angle_rad if angle is None else float(angle)
+        # rotation about up since closed (rad, counter-clockwise): the angle is closed + sign * theta
+        theta = 0.0 if angle is None else float(angle) - cfg.closed_angle_rad
+        self._theta = theta * (self._sign or 1)
+        self._max_open = max(0.0, theta)  # largest opening since the decision (rad)
+        self._beyond = False
+        self._past = False
         self._var = cfg.closed_variance
         self._velocity = 0.0
         self._at_rest = False
@@ -125,14 +187,15 @@ class DoorAngleEstimator:
         self._last_ns: int | None = None
         self._last_t = 0.0
         self._g_prev: tuple[float, float, float] | None = None
-        self._state = DoorAngleState(0, self._angle, 0.0, self._var)
+        self._state = DoorAngleState(0, self._output(), 0.0, self._var)
 
     def zero(self) -> None:
         """Declare "the door is closed now": angle to ``closed_angle_rad``, variance to ``closed_variance``."""
-        self._angle = self.config.closed_angle_rad
+        self._theta = 0.0
+        self._max_open = 0.0
         self._var = self.config.closed_variance
         self._pending.clear()
-        self._state = self._state._replace(angle=self._angle, variance=self._var)
+        self._state = self._state._replace(angle=self._output(), variance=self._var)
 
     # ------------------------------------------------------------------------------------------ queries
     @property
@@ -156,8 +219,11 @@ class DoorAngleEstimator:
 
     @property
     def axis(self) -> np.ndarray | None:
-        """Current hinge axis estimate (unit, sensor frame; + rotation opens), None before any sample."""
-        return None if self._axis is None else np.array(self._axis)
+        """Current hinge axis estimate (unit, sensor frame; + rotation opens once the direction is known,
+        else pointing up), None before any sample."""
+        if self._axis is None:
+            return None
+        return np.array(self._axis) * (-1.0 if self._sign < 0 else 1.0)
 
     @property
     def axis_source(self) -> str:
@@ -167,7 +233,17 @@ class DoorAngleEstimator:
     @property
     def sign_known(self) -> bool:
         """True once the opening direction is known (configured axis, or first swing seen)."""
-        return self._sign_known
+        return self._sign != 0
+
+    @property
+    def sign_confirmed(self) -> bool:
+        """True once the opening direction can no longer be revised (configured, or a large opening seen)."""
+        return self._sign_confirmed
+
+    @property
+    def reference_axis(self) -> np.ndarray | None:
+        """The sensor direction whose heading about the vertical is the angle (unit, sensor frame)."""
+        return None if self._ref is None else np.array(self._ref)
 
     # ------------------------------------------------------------------------------------------ update
     def update(self, sample: ImuSample) -> DoorAngleState | None:
@@ -201,9 +277,16 @@ class DoorAngleEstimator:
         avar = self._cached_var(1, sample.accel_cov, cfg.accel_noise_std**2)
 
         if self._axis is None:  # provisional: along the specific force (a hinge is near vertical)
-            n = math.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2) or 1.0
+            n = math.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2)
             self._axis = [a[0] / n, a[1] / n, a[2] / n] if n > 1e-3 else [0.0, 0.0, 1.0]
+            self._gravity = self._axis
             self._axis_source = "accel"
+            if cfg.hinge_axis is not None:  # configured: the opening direction is known from the start
+                h = cfg.hinge_axis
+                self._sign = -1 if h[0] * self._axis[0] + h[1] * self._axis[1] + h[2] * self._axis[2] < 0.0 else 1
+                self._sign_confirmed = True
+                self._axis = [self._sign * h[0], self._sign * h[1], self._sign * h[2]]
+                self._axis_source = "config"
         if dt > cfg.max_gap_s:
             self.gaps += 1
             self._windows.clear()
@@ -211,27 +294,112 @@ class DoorAngleEstimator:
         if cfg.estimate_bias and dt > 0.0:
             self._bias_var += cfg.bias_walk_std**2 * dt
 
-        b, u = self._bias, self._axis
+        b = self._bias
         w = (g[0] - b[0], g[1] - b[1], g[2] - b[2])
-        wa = w[0] * u[0] + w[1] * u[1] + w[2] * u[2]
-        if self._g_prev is None:
-            wa_prev = wa
-        else:
-            gp = self._g_prev
-            wa_prev = (gp[0] - b[0]) * u[0] + (gp[1] - b[1]) * u[1] + (gp[2] - b[2]) * u[2]
+        gp = self._g_prev if self._g_prev is not None else g
         self._g_prev = g
-        dtheta = 0.5 * (wa + wa_prev) * dt
+        dtheta = self._track(w, (gp[0] - b[0], gp[1] - b[1], gp[2] - b[2]), a, dt)
+        rate = dtheta / dt if dt > 0.0 else 0.0  # of the measured angle, counter-clockwise (rad/s)
         dvar = gvar * dt * dt
 
         rest = self._rest_test(t, g, a, w, gvar, avar)
         if rest:
             self._on_rest(t, g, a, dtheta, dvar, gvar)
         else:
-            self._on_motion(t, w, wa, dtheta, dvar, dt)
-        self._state = DoorAngleState(stamp, self._angle, self._velocity, self._var)
+            self._on_motion(w, rate, dtheta, dvar, dt)
+        self._watch_bounds()
+        angle = self._output()
+        velocity = self._velocity
+        if cfg.imu_delay_s > 0.0:
+            angle += velocity * cfg.imu_delay_s
+        self._state = DoorAngleState(stamp, angle, velocity, self._var)
         return self._state
 
     # ------------------------------------------------------------------------------------------ internals
+    def _output(self) -> float:
+        """The reported angle: closed + the opening (its magnitude while the direction is not decided).
+
+        Within ``closed_snap_rad`` past closed it reads closed (a door stops at its frame; this is where a
+        closing swing's drift shows before the snap at rest); farther past closed it reads what it is.
+        """
+        cfg = self.config
+        if not self._sign:
+            return cfg.closed_angle_rad + abs(self._theta)
+        opening = self._sign * self._theta
+        if opening < 0.0 and not self._past:
+            return cfg.closed_angle_rad
+        return cfg.closed_angle_rad + opening
+
+    def _track(self, w: tuple, w_prev: tuple, a: tuple, dt: float) -> float:
+        """Advance the orientation (VQF) by one sample; returns the heading increment (rad, counter-clockwise)."""
+        if self._vqf is None:
+            if dt <= 0.0:
+                return 0.0
+            # VQF runs at a fixed sampling time: the first step's; rates are scaled to each actual step
+            self._ts = min(max(dt, 1e-4), 0.1)
+            self._vqf = VQF(self._ts, tauAcc=self.config.tilt_tau_s, motionBiasEstEnabled=False,
+                            restBiasEstEnabled=False)
+        scale = 0.5 * dt / self._ts
+        gb, ab = self._gbuf, self._abuf
+        gb[0], gb[1], gb[2] = (w[0] + w_prev[0]) * scale, (w[1] + w_prev[1]) * scale, (w[2] + w_prev[2]) * scale
+        ab[0], ab[1], ab[2] = a
+        self._vqf.update(gb, ab)
+        q = self._vqf.getQuat6D().tolist()
+        first = self._q is None
+        self._q = q
+        if first:
+            self._reanchor(q)
+            return 0.0
+        psi_prev, self._psi = self._psi, self._heading(q)
+        return math.remainder(self._psi - psi_prev, math.tau)
+
+    def _reanchor(self, q: list[float]) -> None:
+        """Re-anchor the angle measurement at orientation ``q`` (at rest) to the current hinge axis estimate
+        ``h`` (sensor frame): the tracked direction becomes the first sensor axis at least 45 deg from ``h``,
+        made perpendicular to it, and its heading is measured about ``h``'s direction in the earth frame at
+        ``q``. Done at confirmed rest only, so a swing is measured about one earth-fixed axis: for a rigid
+        door that is the hinge, and the angle is exact for any mounting and hinge tilt; when the door or the
+        mounting wobbles the angle stays a function of the orientation (no coning drift, unlike integrating
+        the rate about an axis fixed in the sensor or about the gravity direction).
+
+        The first swing is measured about the gravity axis (the hinge axis is identified during it). At
+        the rest after a swing, if ``h`` points the same way in the earth frame as at the previous anchor
+        (within ``_RIGID_RAD``: the motion between was a rotation about it, as a rigid door's), the angle
+        integrated since then is re-measured about ``h``; a wobbling sensor's motion is left as measured.
+        """
+        h = self._axis
+        assert h is not None  # anchored only once an axis is known
+        k = _rotate(q, h)
+        n = math.sqrt(k[0] * k[0] + k[1] * k[1] + k[2] * k[2])
+        k = (k[0] / n, k[1] / n, k[2] / n)
+        q_a, moved = self._anchor_q, self._since_anchor
+        if q_a is not None and moved != 0.0 and h is not self._anchor_h:
+            k_a = _rotate(q_a, h)
+            norm_a = math.sqrt(k_a[0] ** 2 + k_a[1] ** 2 + k_a[2] ** 2)
+            cos_dev = (k[0] * k_a[0] + k[1] * k_a[1] + k[2] * k_a[2]) / norm_a
+            if cos_dev >= math.cos(_RIGID_RAD):
+                self._set_reference(h, k)
+                corr = math.remainder(self._heading(q) - self._heading(q_a) - moved, math.tau)
+                if abs(corr) <= _RIGID_RAD:
+                    self._theta += corr
+        self._set_reference(h, k)
+        self._anchor_q, self._anchor_h, self._since_anchor = q, h, 0.0
+        if self._q is not None:
+            self._psi = self._heading(self._q)  # the next increment is measured from the latest orientation
+
+    def _set_reference(self, h: list[float], k: tuple[float, float, float]) -> None:
+        """Tracked sensor direction across ``h`` (sensor frame) and the earth-frame basis across ``k``."""
+        self._ref = _across(h)
+        u = _across(k)
+        self._basis = (u, (k[1] * u[2] - k[2] * u[1], k[2] * u[0] - k[0] * u[2], k[0] * u[1] - k[1] * u[0]))
+
+    def _heading(self, q: list[float]) -> float:
+        """Angle (rad) of the tracked sensor direction about the earth-frame hinge axis, for orientation ``q``."""
+        assert self._ref is not None and self._basis is not None  # set by _set_reference before any heading
+        e = _rotate(q, self._ref)
+        u, v = self._basis
+        return math.atan2(e[0] * v[0] + e[1] * v[1] + e[2] * v[2], e[0] * u[0] + e[1] * u[1] + e[2] * u[2])
+
     def _cached_var(self, slot: int, cov: object, default: float) -> float:
         """_noise_var, cached while the same covariance object keeps coming (sim, recordings).
 
@@ -286,16 +454,16 @@ class DoorAngleEstimator:
             self._at_rest = True
             self._rest_since = t
         self._velocity = 0.0
-        self._pending.append((t, g[0], g[1], g[2], a[0], a[1], a[2], dtheta, dvar, gvar))
+        self._pending.append((t, g[0], g[1], g[2], a[0], a[1], a[2], dtheta, dvar, gvar, self._q))
         # before the first bias estimate there is no bias for the mean-rate test to keep independent of
         # the window: confirm as soon as the short window has vouched for a sample (a brief first rest counts)
         guard = cfg.rest_guard_s if self._t_bias is not None else min(cfg.rest_guard_s, cfg.rest_window_s)
         while self._pending and self._pending[0][0] <= t - guard:
             self._confirm(self._pending.popleft())
-        if t - self._rest_since >= cfg.rest_guard_s and abs(self._angle - cfg.closed_angle_rad) < cfg.closed_snap_rad:
-            if self._angle != cfg.closed_angle_rad or self._var > cfg.closed_variance:
+        if t - self._rest_since >= cfg.rest_guard_s and abs(self._theta) < cfg.closed_snap_rad:
+            if self._theta != 0.0 or self._var > cfg.closed_variance:
                 self.snaps += 1
-            self._angle = cfg.closed_angle_rad
+            self._theta = 0.0
             self._var = min(self._var, cfg.closed_variance)
 
     def _confirm(self, entry: tuple) -> None:
@@ -312,55 +480,77 @@ class DoorAngleEstimator:
             self._bias_var *= 1.0 - k
             self._bias_var_fix = self._bias_var
             self._t_bias = t
-        if self._axis_source in ("accel", "gravity"):
-            s = self._grav_sum
-            s[0] += ax
-            s[1] += ay
-            s[2] += az
-            self._grav_n += 1
-            n = math.sqrt(s[0] ** 2 + s[1] ** 2 + s[2] ** 2)
-            if self._grav_n >= 20 and n > 0.0:
-                axis = [s[0] / n, s[1] / n, s[2] / n]
-                u = self._axis or axis
-                if axis[0] * u[0] + axis[1] * u[1] + axis[2] * u[2] < 0.0:  # keep a decided sign
-                    axis = [-axis[0], -axis[1], -axis[2]]
-                self._axis = axis
+        if entry[10] is not None:
+            self._reanchor(entry[10])
+        s = self._grav_sum
+        s[0] += ax
+        s[1] += ay
+        s[2] += az
+        self._grav_n += 1
+        n = math.sqrt(s[0] ** 2 + s[1] ** 2 + s[2] ** 2)
+        if self._grav_n >= 20 and n > 0.0 and self._grav_n % 20 == 0:
+            self._gravity = [s[0] / n, s[1] / n, s[2] / n]  # specific force at rest: up
+            if self._axis_source in ("accel", "gravity"):
+                self._axis = self._gravity
                 self._axis_source = "gravity"
 
-    def _on_motion(
-        self, t: float, w: tuple[float, float, float], wa: float, dtheta: float, dvar: float, dt: float
-    ) -> None:
-        cfg = self.config
+    def _on_motion(self, w: tuple[float, float, float], rate: float, dtheta: float, dvar: float, dt: float) -> None:
         if self._at_rest:  # unconfirmed rest samples were motion after all: integrate them now
             for entry in self._pending:
-                self._angle += entry[7]
+                self._theta += entry[7]
+                self._since_anchor += entry[7]
                 self._grow_var(entry[8], dt=0.0)
             self._pending.clear()
             self._at_rest = False
-        self._angle += dtheta
-        self._velocity = wa
+        self._theta += dtheta
+        self._since_anchor += dtheta
         self._grow_var(dvar, dt)
-        if self._axis_source != "config" and self._swing.add(w, dt) and self._swing.due():
-            axis, quality = self._swing.solve(np.asarray(self._axis))
+        if self._axis_source not in ("config", "none") and self._swing.add(w, dt) and self._swing.due():
+            axis, quality = self._swing.solve(np.asarray(self._gravity))
             if quality > 0.9:
                 self._axis = [float(axis[0]), float(axis[1]), float(axis[2])]
                 self._axis_source = "swing"
-        closed = cfg.closed_angle_rad
-        if not self._sign_known and abs(self._angle - closed) > cfg.sign_threshold_rad:
-            if self._angle < closed:  # a closed door only opens: we integrated about -axis
-                u = self._axis
-                assert u is not None  # update() sets an axis before any motion
-                self._axis = [-u[0], -u[1], -u[2]]
-                self._angle = 2.0 * closed - self._angle
-                self._velocity = -self._velocity
-            self._sign_known = True
-        if self._sign_known:
-            if self._angle < closed:
-                self._angle = closed
-                self._velocity = max(self._velocity, 0.0)
-            elif self._angle > cfg.stop_angle_rad:
-                self._angle = cfg.stop_angle_rad
-                self._velocity = min(self._velocity, 0.0)
+        self._decide_sign()
+        self._velocity = self._sign * rate if self._sign else (rate if self._theta >= 0.0 else -rate)
+
+    def _decide_sign(self) -> None:
+        """Opening direction: decided by the first excursion beyond the threshold, revisable until confirmed."""
+        cfg = self.config
+        theta = self._theta
+        if self._sign == 0:
+            if abs(theta) > cfg.sign_threshold_rad:
+                self._sign = 1 if theta > 0.0 else -1
+                self._max_open = abs(theta)
+            return
+        opening = self._sign * theta
+        if opening > self._max_open:
+            self._max_open = opening
+        if self._sign_confirmed:
+            return
+        if self._max_open >= cfg.sign_confirm_rad:
+            self._sign_confirmed = True
+        elif -opening > max(self._max_open, cfg.sign_threshold_rad):
+            # far past closed the other way: the decision was wrong (a push into the frame, latch play)
+            self._sign = -self._sign
+            self._max_open = -opening
+            self.sign_revisions += 1
+
+    def _watch_bounds(self) -> None:
+        """Count excursions beyond the door stop and farther than ``closed_snap_rad`` past closed (evidence:
+        never clipped), and the extreme readings."""
+        cfg = self.config
+        opening = self._sign * self._theta if self._sign else abs(self._theta)
+        angle = cfg.closed_angle_rad + opening
+        self.max_angle = max(self.max_angle, angle)
+        self.min_angle = min(self.min_angle, angle)
+        beyond = angle > cfg.stop_angle_rad
+        if beyond and not self._beyond:
+            self.beyond_stop += 1
+        self._beyond = beyond or (self._beyond and angle > cfg.stop_angle_rad - cfg.closed_snap_rad)
+        past = opening <= -cfg.closed_snap_rad
+        if past and not self._past:
+            self.past_closed += 1
+        self._past = past or (self._past and opening < 0.0)
 
     def _grow_var(self, dvar: float, dt: float) -> None:
         """Angle variance: white gyro noise plus a fully correlated bias error integrated over dt."""
