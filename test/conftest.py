@@ -36,3 +36,24 @@ def ros_env(fresh_domain_id: int) -> dict[str, str]:
     from async_naf.common.ros_env import ros_environment
 
     return ros_environment(domain_id=fresh_domain_id)
+
+
+@pytest.fixture
+def procs(ros_env: dict[str, str], tmp_path: Path):
+    """Node processes of one test (test/nodes_harness.Processes), all stopped at its end."""
+    from nodes_harness import Processes
+
+    p = Processes(ros_env, tmp_path)
+    yield p
+    p.stop_all()
+
+
+@pytest.fixture
+def probe(ros_env: dict[str, str]):
+    """An rclpy node in the test process watching /diagnostics (test/nodes_harness.Probe), closed at the end."""
+    from nodes_harness import Probe
+
+    pr = Probe(ros_env)
+    pr.watch_diagnostics()
+    yield pr
+    pr.close()

@@ -18,28 +18,12 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from nodes_harness import Probe, Processes
 
 from async_naf.wire import layouts
 
 OBS, ACT = 23, 7  # reach
 TRAINER = "/trainer"
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def procs(ros_env, tmp_path):
-    p = Processes(ros_env, tmp_path)
-    yield p
-    p.stop_all()
-
-
-@pytest.fixture
-def probe(ros_env):
-    pr = Probe(ros_env)
-    pr.watch_diagnostics()
-    yield pr
-    pr.close()
 
 
 def _transitions(n: int, seed: int, obs_dim: int = OBS) -> layouts.ArrayMsg:

@@ -24,21 +24,6 @@ FOREIGN_EPISODE = 987654
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-def procs(ros_env, tmp_path):
-    p = Processes(ros_env, tmp_path)
-    yield p
-    p.stop_all()
-
-
-@pytest.fixture
-def probe(ros_env):
-    pr = Probe(ros_env)
-    pr.watch_diagnostics()
-    yield pr
-    pr.close()
-
-
 def _start_graph(procs: Processes, probe: Probe, run: Path, robots: int) -> None:
     procs.start("trainer", "trainer_node", "-p", "task:=reach", "-p", f"run_dir:={run}",
                 "-p", "diagnostics_period_s:=0.2", "-p", "checkpoint_every_s:=0.0",

@@ -14,26 +14,11 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from nodes_harness import Probe, Processes
+from nodes_harness import Processes
 
 TRAINER = "/trainer"
 COLL = "/robot_0/collector"
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def procs(ros_env, tmp_path):
-    p = Processes(ros_env, tmp_path)
-    yield p
-    p.stop_all()
-
-
-@pytest.fixture
-def probe(ros_env):
-    pr = Probe(ros_env)
-    pr.watch_diagnostics()
-    yield pr
-    pr.close()
 
 
 def _trainer(procs: Processes, key: str, run: Path, *extra: str) -> None:
