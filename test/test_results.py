@@ -27,6 +27,14 @@ def test_streak_and_rates() -> None:
     r = EvalResult((True, False, True, True), (1.0, -1.0, 2.0, 2.0))
     assert r.episodes == 4 and r.success_rate == 0.75 and r.consecutive_successes == 2 and r.mean_return == 1.0
     assert r.to_dict()["successes"] == [1, 0, 1, 1]
+    doors = EvalResult((True, True, True, False), (0.0,) * 4, strict=(True, False, True, False),
+                       door_angles=(1.1, 0.44, 1.2, 0.1))
+    assert doors.strict_success_rate == 0.5 and doors.strict_consecutive == 1
+    q = doors.door_angle_quantiles()
+    assert q["min"] == 0.1 and q["max"] == 1.2 and q["median"] == pytest.approx(0.77)
+    row = doors.eval_row()
+    assert row["strict_success_rate"] == 0.5 and row["door_angle_median"] == pytest.approx(0.77)
+    assert r.door_angle_quantiles() == {} and r.strict_success_rate == 0.0  # reach has no door angles
 
 
 def test_read_metrics_tolerates_partial_last_line_and_bad_rows(tmp_path: Path) -> None:
@@ -96,16 +104,20 @@ def test_workers_comparison(tmp_path: Path) -> None:
             append_csv(d / "eval.csv", EVAL_FIELDS, {"wall_s": t, "env_steps": 0, "updates": 0, "episodes": 20,
                                                       "success_rate": sr, "consecutive_successes": 0,
                                                       "mean_return": 0, "checkpoint": "x"})
-    result = compare(tmp_path, [1, 2], 0.9, "door_pull")
+    result = compare(tmp_path, [1, 2], 0.9, "door_pull", criterion="success")
     assert result["runs"]["1"]["time_to_threshold_s"] == 240 and result["runs"]["2"]["time_to_threshold_s"] == 120
     assert result["runs"]["2"]["speedup_vs_fewest"] == 2.0
     assert json.loads((tmp_path / "workers.json").read_text())["threshold"] == 0.9
     assert (tmp_path / "workers.png").read_bytes()[:4] == b"\x89PNG"
+    # these eval.csv files predate the strict criterion: its columns read as NaN, never as reached
+    strict = compare(tmp_path, [1, 2], 0.9, "door_pull")
+    assert strict["criterion"] == "strict" and strict["runs"]["1"]["time_to_threshold_s"] is None
     args = argparse.Namespace(task="door_pull", seed=0, minutes=60.0, eval_every=60.0, eval_episodes=20,
                               threshold=0.9, realtime=True, stop_at_threshold=True, config=None,
-                              sets=["trainer.naf.lr=1e-4"])
+                              sets=["trainer.naf.lr=1e-4"], criterion="strict")
     cmd = train_command(args, 4, tmp_path / "workers_4")
     assert cmd[cmd.index("--workers") + 1] == "4" and "--realtime" in cmd and "--stop-at-success" in cmd
+    assert cmd[cmd.index("--criterion") + 1] == "strict"
     assert cmd[cmd.index("--set") + 1] == "trainer.naf.lr=1e-4"
 
 

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--threshold", type=float, default=0.9,
                         help="success rate for the time-to-threshold comparison (default: %(default)s)")
+    parser.add_argument("--criterion", choices=("strict", "success"), default="strict",
+                        help="the evaluation figure compared and plotted: strict (door open >= 1.0 rad and held) "
+                             "or success (door past 0.35 rad at the end) (default: %(default)s)")
     parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
                         help="greedy evaluation every S seconds in each run (default: %(default)s)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation (default: 20)")
@@ -60,7 +63,7 @@ def train_command(args: argparse.Namespace, workers: int, run_dir: Path) -> list
     cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--task", args.task, "--workers", str(workers),
            "--seed", str(args.seed), "--run-dir", str(run_dir), "--minutes", str(args.minutes),
            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
-           "--threshold", str(args.threshold)]
+           "--threshold", str(args.threshold), "--criterion", args.criterion]
     if args.realtime:
         cmd.append("--realtime")
     if args.stop_at_threshold:
@@ -74,18 +77,21 @@ def train_command(args: argparse.Namespace, workers: int, run_dir: Path) -> list
     return cmd
 
 
-def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[str, Any]:
-    """Read each run's eval.csv and summary.json; write workers.png and workers.json."""
+def compare(out: Path, workers: list[int], threshold: float, task: str, criterion: str = "strict") -> dict[str, Any]:
+    """Read each run's eval.csv and summary.json; write workers.png and workers.json (``criterion``: the
+    evaluation figure compared, see ``async-naf train --criterion``)."""
     import json
 
+    from async_naf.run.commands.train import CRITERIA
     from async_naf.run.results import plot_workers_comparison, read_eval, time_to_threshold, write_json
 
+    key = CRITERIA[criterion]
     curves: dict[int, list[tuple[float, float]]] = {}
     runs: dict[str, Any] = {}
     for n in workers:
         run_dir = out / f"workers_{n}"
         evals = read_eval(run_dir / "eval.csv")
-        curves[n] = [(e["wall_s"], e["success_rate"]) for e in evals]
+        curves[n] = [(e["wall_s"], e[key]) for e in evals]
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
         runs[str(n)] = {"time_to_threshold_s": time_to_threshold(curves[n], threshold),
@@ -94,10 +100,10 @@ def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[
     for n in workers:
         t = runs[str(n)]["time_to_threshold_s"]
         runs[str(n)]["speedup_vs_fewest"] = (base / t) if (base and t) else None
-    result = {"task": task, "threshold": threshold, "workers": workers, "runs": runs}
+    result = {"task": task, "threshold": threshold, "criterion": criterion, "workers": workers, "runs": runs}
     write_json(out / "workers.json", result)
     plot_workers_comparison(curves, out / "workers.png", threshold=threshold,
-                            title=f"{task}: greedy success rate vs wall time")
+                            title=f"{task}: greedy {criterion} success rate vs wall time")
     return result
 
 
@@ -167,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0:
             print(f"warning: the run with {n} worker(s) exited with status {rc}", file=sys.stderr)
             status = 1
-    result = compare(out, args.workers, args.threshold, args.task)
+    result = compare(out, args.workers, args.threshold, args.task, args.criterion)
     for n in args.workers:
         r = result["runs"][str(n)]
         t = r["time_to_threshold_s"]
