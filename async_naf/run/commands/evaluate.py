@@ -88,8 +88,9 @@ def load_policy(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any:
-    """Run ``episodes`` greedy episodes of ``task``; returns :class:`async_naf.run.results.EvalResult`.
+def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_config: Any = None) -> Any:
+    """Run ``episodes`` greedy episodes of ``task`` (``task_config``: its TaskConfig, default the task's
+    defaults); returns :class:`async_naf.run.results.EvalResult`.
 
     The episodes are consecutive trials of one robot session, as on a real robot: ``env.reset(seed=seed)``
     before the first (a freshly powered IMU), ``env.reset()`` before the others (new start pose and goal;
@@ -109,7 +110,7 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = ArmDoorEnv(task=task, seed=seed)
+    env = ArmDoorEnv(task=task, seed=seed, task_config=task_config)
     try:
         obs_dim = int(np.prod(env.observation_space.shape))
         act_dim = int(np.prod(env.action_space.shape))
