@@ -296,6 +296,50 @@ def plot_workers_comparison(curves: Mapping[int, Sequence[tuple[float, float]]],
     return out
 
 
+def plot_algorithms(curves: Mapping[str, Sequence[Sequence[tuple[float, float, float]]]], out: str | os.PathLike[str],
+                    threshold: float | None = None, title: str = "") -> Path:
+    """Greedy success against environment steps (left) and wall time (right), one colour per algorithm: each
+    seed thin, the mean over seeds (on the union of evaluation points, each seed held at its last value) bold.
+
+    Args:
+        curves: algorithm -> one list per seed of (env_steps, wall_s, success_rate) points.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for i, (name, seeds) in enumerate(curves.items()):
+        color = f"C{i}"
+        for axis, col, scale in ((axes[0], 0, 1.0), (axes[1], 1, 1 / 60)):
+            runs = [[(p[col] * scale, p[2]) for p in pts if math.isfinite(p[2])] for pts in seeds]
+            runs = [r for r in runs if r]
+            for r in runs:
+                axis.plot([p[0] for p in r], [p[1] for p in r], color=color, lw=0.7, alpha=0.35)
+            if runs:
+                grid = np.unique(np.concatenate([[p[0] for p in r] for r in runs]))
+                mean = np.mean([np.interp(grid, [p[0] for p in r], [p[1] for p in r], left=0.0) for r in runs],
+                               axis=0)
+                axis.plot(grid, mean, "o-", ms=3, color=color, lw=1.8, label=f"{name} ({len(runs)} seeds)")
+    for axis, label in ((axes[0], "environment steps (all robots)"), (axes[1], "wall time (min)")):
+        if threshold is not None:
+            axis.axhline(threshold, ls="--", color="grey", lw=1)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("greedy success rate")
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[0].legend(fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def has_tensorboard_events(run_dir: str | os.PathLike[str]) -> bool:
     """True if any ``events.out.tfevents.*`` file exists under ``run_dir``."""
     return any(Path(run_dir).rglob("events.out.tfevents.*"))

@@ -62,6 +62,8 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
             OU with scale 0.3 rad/s).
         task_config: :class:`async_naf.task.tasks.TaskConfig` (default: the task's defaults).
     """
+    import torch
+
     from async_naf.common.noise import NoiseConfig, make_noise
     from async_naf.learning.agents import make_agent
     from async_naf.learning.config import NAFParams, TrainerConfig
@@ -69,8 +71,6 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     from async_naf.run.commands.evaluate import evaluate_policy
     from async_naf.run.env import ArmDoorEnv
     from async_naf.wire.weights import Policy
-
-    import torch
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     trainer = trainer or TrainerConfig(task=config.task, seed=config.seed,
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     from async_naf.learning.config import NAFParams, TrainerConfig
     from async_naf.task.tasks import DEFAULT_TASK_CONFIGS
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for item in args.task_set:
         key, _, raw = item.partition("=")
         value = yaml.safe_load(raw)

@@ -20,7 +20,7 @@ Tasks (Gu, Holly, Lillicrap, Levine, ICRA 2017 style rewards; units m, rad, rad/
                 moved with the *estimated* door angle about the hinge (known door geometry: the goal).
                 reward = -w_dist * |handle(theta) - ee| + w_handle * min(handle_angle / threshold, 1)
                          + w_door * clip(theta, 0, door_reward_cap) - w_action * |a / a_max|^2
-                         + w_success * [success]
+                         + w_success * [theta >= success_angle] + w_open * [theta >= open_angle]
                 (theta and handle_angle from ground truth when given; without it the handle term is 0)
                 success: door angle >= 0.35 rad at the last step.  Episode: 150 steps (7.5 s at 20 Hz).
 
@@ -98,6 +98,8 @@ class TaskConfig:
         w_dist: weight of the distance term, 1/m.
         w_action: weight of the squared normalised action.
         w_success: bonus per step while the success criterion holds (reach and doors).
+        w_open: doors: bonus per step while the door is open at least open_angle (the strict criterion's
+            angle): pays for opening wide and holding it there.
         w_handle: doors: weight of the handle-turn term (ground truth only).
         w_door: doors: weight of the door-angle term, 1/rad.
         door_reward_cap: doors: the door-angle term saturates at this angle, rad.
@@ -118,6 +120,7 @@ class TaskConfig:
     w_dist: float = 1.0
     w_action: float = 0.01
     w_success: float = 0.0
+    w_open: float = 0.0
     w_handle: float = 0.25
     w_door: float = 2.0
     door_reward_cap: float = 0.6
@@ -132,7 +135,7 @@ class TaskConfig:
         integers(self, ("open_hold_steps",), 1, 100_000)
         numbers(self, ("max_joint_speed", "success_distance", "success_angle", "open_angle", "door_reward_cap",
                        "latch_threshold"), 0.0, low_open=True)
-        numbers(self, ("w_dist", "w_action", "w_success", "w_handle", "w_door"), 0.0)
+        numbers(self, ("w_dist", "w_action", "w_success", "w_open", "w_handle", "w_door"), 0.0)
         self.handle_sensor = bool(self.handle_sensor)
         lo, hi = tuple(map(float, self.target_low)), tuple(map(float, self.target_high))
         if len(lo) != 3 or len(hi) != 3 or any(a > b for a, b in zip(lo, hi)):
@@ -296,6 +299,8 @@ class Task:
         r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
         if theta >= c.success_angle:
             r += c.w_success
+        if theta >= c.open_angle:
+            r += c.w_open
         return float(r)
 
     def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
