@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", default="naf", choices=("naf", "linear_naf", "ddpg"))
     parser.add_argument("--task-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TaskConfig field (YAML value), e.g. w_door=3")
+    parser.add_argument("--naf-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a NAFParams field (YAML value), e.g. lr=3e-4 (default: grad_clip_norm=10 "
+                             "as config/train.yaml)")
     parser.add_argument("--json", default=None, help="write the evaluation records here")
     args = parser.parse_args(argv)
     import yaml
@@ -162,21 +165,24 @@ def main(argv: list[str] | None = None) -> int:
     from async_naf.learning.config import NAFParams, TrainerConfig
     from async_naf.task.tasks import DEFAULT_TASK_CONFIGS
 
-    overrides: dict[str, Any] = {}
-    for item in args.task_set:
-        key, _, raw = item.partition("=")
-        value = yaml.safe_load(raw)
-        overrides[key.strip()] = tuple(value) if isinstance(value, list) else value
-    task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **overrides)
+    def fields(items: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            key, _, raw = item.partition("=")
+            value = yaml.safe_load(raw)
+            out[key.strip()] = tuple(value) if isinstance(value, list) else value
+        return out
+
+    task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **fields(args.task_set))
+    naf = NAFParams(**{"grad_clip_norm": 10.0, **fields(args.naf_set)})
     config = SerialConfig(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes)
-    trainer = TrainerConfig(task=args.task, seed=args.seed, algorithm=args.algorithm,
-                            naf=NAFParams(grad_clip_norm=10.0))
+    trainer = TrainerConfig(task=args.task, seed=args.seed, algorithm=args.algorithm, naf=naf)
     records = train_serial(config, trainer, task_config=task_config)
     if args.json:
         from async_naf.run.results import write_json
 
         write_json(args.json, {"config": dataclasses.asdict(config), "task_config": dataclasses.asdict(task_config),
-                               "algorithm": args.algorithm, "records": records})
+                               "algorithm": args.algorithm, "naf": dataclasses.asdict(naf), "records": records})
     print(json.dumps(records[-1]))
     return 0
 
