@@ -163,13 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from async_naf.learning.config import NAFParams, TrainerConfig
+    from async_naf.run.graph import yaml_number
     from async_naf.task.tasks import DEFAULT_TASK_CONFIGS
 
     def fields(items: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for item in items:
             key, _, raw = item.partition("=")
-            value = yaml.safe_load(raw)
+            value = yaml_number(yaml.safe_load(raw))  # YAML 1.1 reads 3e-4 as a string
             out[key.strip()] = tuple(value) if isinstance(value, list) else value
         return out
 
