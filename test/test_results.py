@@ -228,10 +228,10 @@ def test_algorithms_comparison_table_and_plot(tmp_path: Path) -> None:
         d = tmp_path / "door_pull" / f"{name}_s{seed}"
         d.mkdir(parents=True)
         for steps, strict in pts:
-            append_csv(d / "eval.csv", EVAL_FIELDS, {"wall_s": steps / 10, "env_steps": steps, "updates": steps,
-                                                      "episodes": 20, "success_rate": 1.0, "consecutive_successes": 20,
-                                                      "mean_return": 0, "checkpoint": "x", "strict_success_rate": strict,
-                                                      "strict_consecutive": 0, "door_angle_median": 1.1})
+            row = {"wall_s": steps / 10, "env_steps": steps, "updates": steps, "episodes": 20, "success_rate": 1.0,
+                   "consecutive_successes": 20, "mean_return": 0, "checkpoint": "x", "strict_success_rate": strict,
+                   "strict_consecutive": 0, "door_angle_median": 1.1}
+            append_csv(d / "eval.csv", EVAL_FIELDS, row)
         (d / "summary.json").write_text(json.dumps({"eval_success_rate": 1.0, "eval_strict_success_rate": pts[-1][1],
                                                     "door_angle_final": {"median": 1.0 + seed / 10}, "wall_s": 120}))
     result = compare_algorithms(tmp_path, ["door_pull"], ["naf", "ddpg"], [0, 1], 0.9)
