@@ -22,7 +22,8 @@ def test_serial_run_records_both_criteria_and_the_agent_state(tmp_path: Path) ->
 def test_serial_command_line_overrides_and_json(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     assert main(["--task", "reach", "--steps", "600", "--eval-every", "600", "--eval-episodes", "1",
-                 "--naf-set", "lr=3e-4", "--task-set", "w_success=0.2", "--json", str(out)]) == 0
+                 "--set", "naf.lr=3e-4", "--task-set", "w_success=0.2", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["naf"]["lr"] == 3e-4 and data["task_config"]["w_success"] == 0.2
+    assert data["trainer"]["naf"]["lr"] == 3e-4 and data["task_config"]["w_success"] == 0.2
+    assert data["trainer"]["naf"]["tau"] == 0.001  # config/train.yaml's, as a graph run gets it
     assert data["records"][-1]["updates"] == 0  # 600 steps < min_buffer_size: no update yet

@@ -56,31 +56,30 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
 
     Args:
         trainer: :class:`async_naf.learning.config.TrainerConfig` (algorithm, ``naf.*``/``ddpg.*``,
-            ``min_buffer_size``, ``updates_per_step``); default: its defaults with ``config/train.yaml``'s
-            gradient clipping (10).
-        noise: :class:`async_naf.common.noise.NoiseConfig` of the exploration (default: the policy node's,
-            OU with scale 0.3 rad/s).
+            ``min_buffer_size``, ``updates_per_step``); default: the graph's (:func:`graph_settings`).
+        noise: :class:`async_naf.common.noise.NoiseConfig` of the exploration (default: the graph's policy
+            node's, :func:`graph_settings`).
         task_config: :class:`async_naf.task.tasks.TaskConfig` (default: the task's defaults).
     """
     import torch
 
-    from async_naf.common.noise import NoiseConfig, make_noise
+    from async_naf.common.noise import make_noise
     from async_naf.learning.agents import make_agent
-    from async_naf.learning.config import NAFParams, TrainerConfig
     from async_naf.learning.replay import ReplayBuffer
     from async_naf.run.commands.evaluate import evaluate_policy
     from async_naf.run.env import ArmDoorEnv
     from async_naf.wire.weights import Policy
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
-    trainer = trainer or TrainerConfig(task=config.task, seed=config.seed,
-                                       naf=NAFParams(grad_clip_norm=10.0))
+    if trainer is None or noise is None:
+        graph_trainer, graph_noise = graph_settings(config.task, config.seed)
+        trainer, noise = trainer or graph_trainer, noise or graph_noise
     torch.set_num_threads(trainer.num_threads)  # as the trainer node: small matrices, one thread
     env = ArmDoorEnv(config.task, seed=config.seed, task_config=task_config)
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
     agent = make_agent(trainer.agent_config(obs_dim, act_dim, env.task.action_low, env.task.action_high))
     buffer = ReplayBuffer(min(trainer.replay_capacity, config.steps), obs_dim, act_dim, config.seed)
-    explore = make_noise(noise or NoiseConfig(), act_dim, seed=config.seed)
+    explore = make_noise(noise, act_dim, seed=config.seed)
     records: list[dict[str, Any]] = []
     stats: list[dict[str, float]] = []
     owed = 0.0
@@ -125,6 +124,23 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     return records
 
 
+def graph_settings(task: str, seed: int, config_file: str | None = None,
+                   trainer_sets: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """The trainer's config and the policy's exploration noise as a graph run gets them: the dataclass
+    defaults, then ``config/train.yaml`` (or ``config_file``), then ``trainer_sets`` (``{"naf.lr": 3e-4}``)."""
+    from async_naf.common.noise import NoiseConfig
+    from async_naf.learning.config import TrainerConfig
+    from async_naf.run.graph import config_overrides
+    from async_naf.wire.params import build
+
+    overrides = config_overrides(config_file)
+    policy = overrides.get("/**/policy", {})
+    noise = build(NoiseConfig, {k[len("noise."):]: v for k, v in policy.items() if k.startswith("noise.")})
+    values = {**overrides.get("/trainer", {}), **(trainer_sets or {}), "task": task, "seed": seed}
+    allowed = {k for k in values if k.split(".")[0] in TrainerConfig.__dataclass_fields__}
+    return build(TrainerConfig, {k: values[k] for k in allowed}), noise
+
+
 def _summarise(stats: list[dict[str, float]]) -> dict[str, float]:
     """Means of the agent's update metrics since the last evaluation."""
     if not stats:
@@ -155,14 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", default="naf", choices=("naf", "linear_naf", "ddpg"))
     parser.add_argument("--task-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TaskConfig field (YAML value), e.g. w_door=3")
-    parser.add_argument("--naf-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a NAFParams field (YAML value), e.g. lr=3e-4 (default: grad_clip_norm=10 "
-                             "as config/train.yaml)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="PARAM=VALUE",
+                        help="override a trainer parameter over config/train.yaml's, e.g. naf.lr=3e-4 "
+                             "(as async-naf train --set trainer.PARAM=VALUE)")
     parser.add_argument("--json", default=None, help="write the evaluation records here")
     args = parser.parse_args(argv)
     import yaml
 
-    from async_naf.learning.config import NAFParams, TrainerConfig
     from async_naf.run.graph import yaml_number
     from async_naf.task.tasks import DEFAULT_TASK_CONFIGS
 
@@ -175,15 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **fields(args.task_set))
-    naf = NAFParams(**{"grad_clip_norm": 10.0, **fields(args.naf_set)})
+    trainer, noise = graph_settings(args.task, args.seed, trainer_sets={"algorithm": args.algorithm,
+                                                                         **fields(args.sets)})
     config = SerialConfig(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes)
-    trainer = TrainerConfig(task=args.task, seed=args.seed, algorithm=args.algorithm, naf=naf)
-    records = train_serial(config, trainer, task_config=task_config)
+    records = train_serial(config, trainer, noise, task_config=task_config)
     if args.json:
         from async_naf.run.results import write_json
 
         write_json(args.json, {"config": dataclasses.asdict(config), "task_config": dataclasses.asdict(task_config),
-                               "algorithm": args.algorithm, "naf": dataclasses.asdict(naf), "records": records})
+                               "trainer": dataclasses.asdict(trainer), "noise": dataclasses.asdict(noise),
+                               "records": records})
     print(json.dumps(records[-1]))
     return 0
 
