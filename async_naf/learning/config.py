@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from async_naf.common.checks import bounds_array, integers, number, numbers
 from async_naf.common.noise import NoiseConfig
+from async_naf.common.publishers import PublisherWatchConfig
 from async_naf.task.tasks import TASK_NAMES
 
 ALGORITHMS = ("naf", "linear_naf", "ddpg")
@@ -274,6 +275,9 @@ class TrainerConfig:
             subscriptions).
         ack_period_s: publish the acknowledgement (~/acks: rows held per collector session) this often when
             it changed, and at least every second; collectors keep unacknowledged batches to send again, s.
+        publisher_watch: the unknown-publisher alarm on the transitions and episode statistics
+            (``/trainer/transitions``, ``/trainer/episode_stats``): ``/diagnostics`` ``<node>/publishers``
+            (:mod:`async_naf.common.publishers`).
     """
 
     run_dir: str = "runs/default"
@@ -300,6 +304,7 @@ class TrainerConfig:
     num_threads: int = 1
     executor: str = "events"
     ack_period_s: float = 0.25
+    publisher_watch: PublisherWatchConfig = field(default_factory=PublisherWatchConfig)
 
     def __post_init__(self) -> None:
         if not str(self.run_dir):

@@ -38,6 +38,7 @@ from async_naf.learning.config import TrainerConfig
 from async_naf.learning.trainer import Trainer
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
 
@@ -71,6 +72,7 @@ class TrainerNode(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(self.cfg.ack_period_s, self._publish_ack, callback_group=services,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.publisher_alarm = PublisherAlarm(self, "trainer", self.cfg.publisher_watch, callback_group=services)
         self.trainer.start()
         self.get_logger().info(f"trainer ready: task={self.cfg.task} obs_dim={self.obs_dim} act_dim={self.act_dim} "
                                f"run_dir={self.cfg.run_dir} env_steps={self.trainer.env_steps} "
