@@ -222,10 +222,17 @@ def test_a_dying_required_node_is_restarted_with_its_restart_args_up_to_its_limi
     worker = ProcessSpec(key="worker", argv=(sys.executable, str(child_script), str(tmp_path / "pid_0"), "plain"))
     trainer = ProcessSpec(key="trainer", argv=(sys.executable, crash, str(calls), "first"), required=True,
                           max_restarts=2, restart_delay_s=0.1, restart_args=("-p", "resume:=true"))
-    launcher = GraphLauncher([worker, trainer], log_dir=tmp_path / "logs")
+    asked: list[tuple[str, float]] = []
+
+    def more(key: str, elapsed_s: float) -> list[str]:
+        asked.append((key, elapsed_s))
+        return ["-p", f"n:={len(asked)}"]
+
+    launcher = GraphLauncher([worker, trainer], log_dir=tmp_path / "logs", restart_args=more)
     result = launcher.run(max_wall_s=60, period_s=0.05)
     assert result.outcome == Outcome.FAILED and "status 5" in result.message
-    assert calls.read_text().splitlines() == ["first", "first -p resume:=true", "first -p resume:=true"]
+    assert calls.read_text().splitlines() == ["first", "first -p resume:=true -p n:=1", "first -p resume:=true -p n:=2"]
+    assert [k for k, _ in asked] == ["trainer", "trainer"] and 0 < asked[0][1] <= asked[1][1]
     assert [r["key"] for r in result.restarts] == ["trainer", "trainer"]
     assert all(r["returncode"] == 5 and r["restart_s"] >= r["exit_s"] + 0.1 for r in result.restarts)
     (pid,) = [int(p) for p in (tmp_path / "pid_0").read_text().split()]

@@ -57,12 +57,14 @@ def test_robots_go_on_while_the_trainer_restarts(procs, probe, tmp_path) -> None
                      and probe.diag(TRAINER, "env_steps") > ckpt_steps, 60, "the backlog sent")
     updates = probe.diag(TRAINER, "updates")
     probe.spin_until(lambda: probe.diag(TRAINER, "updates") > updates, 60, "updates after the restart")
-    # the collector's own snapshot closes: numbered = held by the new trainer + lost with the old one (+ kept)
+    # the collector's own snapshot closes: numbered = below the new trainer's mark + in flight + kept; below the
+    # mark, the rows that died with the old trainer are the new one's gap (never delivered to it)
     def closed() -> bool:
         c = {k: probe.diag(COLL, k) for k in ("sequenced_transitions", "acked_transitions", "lost_with_trainer",
                                                "inflight_transitions", "backlog_transitions", "trainers_seen")}
         return c["trainers_seen"] >= 2 and c["sequenced_transitions"] == (
-            c["acked_transitions"] + c["lost_with_trainer"] + c["inflight_transitions"] + c["backlog_transitions"])
+            c["acked_transitions"] + c["inflight_transitions"] + c["backlog_transitions"]) \
+            and probe.diag(TRAINER, "gap_transitions") == c["lost_with_trainer"]
     probe.spin_until(closed, 60, "the collector's accounting to close")
     lost_with = probe.diag(COLL, "lost_with_trainer")
     print(f"trainer restart: checkpoint at {ckpt_steps} env steps; sent to the first trainer {sent_at_kill:.0f} "

@@ -248,6 +248,7 @@ class GraphLauncher:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         on_exit: Callable[[str, int, str], None] | None = None,
+        restart_args: Callable[[str, float], Sequence[str]] | None = None,
     ) -> None:
         """
         Args:
@@ -257,6 +258,9 @@ class GraphLauncher:
                 loopback-only DDS).
             cwd: working directory of the children.
             on_exit: called as ``on_exit(key, returncode, log_tail)`` when a child exits on its own.
+            restart_args: called as ``restart_args(key, elapsed_s)`` at a restart (``elapsed_s``: seconds since
+                :meth:`run` began); its arguments go after the spec's ``restart_args`` (e.g. the trainer's
+                remaining wall-time budget).
 
         Raises:
             ValueError: on duplicate keys or an empty graph.
@@ -271,6 +275,7 @@ class GraphLauncher:
         self.env = dict(env) if env is not None else ros_environment()
         self.cwd = cwd
         self.on_exit = on_exit
+        self.restart_args = restart_args
         self._children: dict[str, _Child] = {}
         self._stopped = False
         self._lock = threading.Lock()
@@ -443,7 +448,8 @@ class GraphLauncher:
             old = self._children[key]
             old.log.close()
             spec = old.spec
-            self._start_one(spec, (*spec.argv, *spec.restart_args))
+            extra = tuple(self.restart_args(key, now - t0)) if self.restart_args is not None else ()
+            self._start_one(spec, (*spec.argv, *spec.restart_args, *extra))
             record = next(r for r in reversed(self.restarts) if r["key"] == key)
             record["restart_s"] = round(time.monotonic() - t0, 3)
 

@@ -385,7 +385,13 @@ def run(args: argparse.Namespace) -> int:
                   f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
                   f"with the last weights. Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
-    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
+    def restart_args(key: str, elapsed_s: float) -> list[str]:
+        # a restarted trainer counts max_wall_s from its own start: give it what is left of the run's budget
+        if key != "trainer" or budget_s is None:
+            return []
+        return ["-p", f"max_wall_s:={max(1.0, budget_s - elapsed_s):.1f}"]
+
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit, restart_args=restart_args)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
