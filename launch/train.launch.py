@@ -12,7 +12,10 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
 ``async-naf train`` starts without ROS 2 launch - so both paths run the same graph:
 
 - per robot namespace ``/robot_<i>``: ``sim`` (backend mujoco only), ``door_angle``, ``policy``, ``collector``;
-- ``/trainer`` (its exit shuts the whole launch down);
+- ``/trainer``: its clean exit (budget reached) shuts the whole launch down; after a crash it is respawned
+  (``trainer_restarts`` times at most, ``respawn_delay`` 2 s) and resumes from run_dir's newest checkpoint
+  (the trainer runs with ``resume: true``: a run_dir that holds an earlier run is continued), while the
+  robots go on with the last weights;
 - gazebo: Gazebo (ros_gz_sim's gz_sim.launch.py), per robot robot_state_publisher + ``ros_gz_sim create`` +
   an IMU bridge, one ``/clock`` bridge, and the controller spawners (gz_ros2_control runs the controller
   manager inside Gazebo with config/controllers.yaml);
@@ -76,6 +79,10 @@ ARGUMENTS = (
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
      "its own process.", ("none", "robot")),
+    ("trainer_restarts", "3",
+     "Respawn a trainer that died at most this many times (2 s later), resuming from run_dir's newest "
+     "checkpoint; the robots go on with the last weights meanwhile. 0 = the trainer's exit ends the launch.",
+     None),
 )
 
 
@@ -83,8 +90,13 @@ def _node(spec, on_exit=None):
     """A launch_ros Node from an async_naf.run.graph.NodeSpec."""
     params = list(spec.param_files)
     if spec.parameters:
-        params.append(dict(spec.parameters))
+        # a respawned process gets the same command line: its restart parameters (the trainer: resume from its
+        # newest checkpoint, starting fresh when there is none) hold from the first start on
+        params.append({**spec.parameters, **spec.restart_parameters} if spec.max_restarts else dict(spec.parameters))
     kwargs = {"on_exit": on_exit} if on_exit is not None else {}
+    if spec.max_restarts:
+        kwargs.update(respawn=True, respawn_delay=float(spec.restart_delay_s),
+                      respawn_max_retries=int(spec.max_restarts))
     return Node(
         package=spec.package,
         executable=spec.executable,
@@ -96,6 +108,23 @@ def _node(spec, on_exit=None):
         output="screen",
         **kwargs,
     )
+
+
+def _end_on_clean_exit(spec):
+    """on_exit callable (launch's ``Callable[[ProcessExited, LaunchContext], entities]``) for a respawned
+    required node: a clean exit shuts the launch down; a crash is left to respawn, up to its limit."""
+    crashes = {"n": 0}
+
+    def on_exit(event, context):
+        del context
+        if event.returncode == 0:
+            return [Shutdown(reason=f"{spec.fqn} finished")]
+        crashes["n"] += 1
+        if crashes["n"] > spec.max_restarts:
+            return [Shutdown(reason=f"{spec.fqn} died {crashes['n']} times (respawn_max_retries {spec.max_restarts})")]
+        return None
+
+    return on_exit
 
 
 def _container(spec, params_dir):
@@ -141,7 +170,7 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
-        composition=arg("composition"),
+        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")),
     )
     if arg("record") == "true":
         # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
@@ -177,7 +206,13 @@ def _launch_setup(context, *args, **kwargs):
         if hasattr(spec, "nodes"):  # a composed robot (composition:=robot)
             actions.append(_container(spec, params_dir))
             continue
-        on_exit = Shutdown(reason=f"{spec.fqn} exited") if spec.required else None
+        on_exit = None
+        if spec.required and spec.max_restarts:
+            # respawned after a crash (ExecuteProcess respawns on any exit): only a clean exit (its budget
+            # reached) ends the launch; so do the crashes once respawn_max_retries are used (no new process)
+            on_exit = _end_on_clean_exit(spec)
+        elif spec.required:
+            on_exit = Shutdown(reason=f"{spec.fqn} exited")
         actions.append(_node(spec, on_exit=on_exit))
     return actions
 

@@ -138,6 +138,9 @@ class NodeSpec:
         stop_timeout_s: seconds between SIGINT and SIGTERM when stopping (s).
         arguments: extra command-line arguments before ``--ros-args`` (bringup tools such as the spawner).
         param_files: ROS params files passed before ``parameters`` (e.g. config/controllers.yaml).
+        max_restarts: restarts after a non-zero exit (``async-naf train``; ``respawn`` in the launch file).
+        restart_delay_s: seconds before such a restart (s).
+        restart_parameters: parameters that replace ``parameters`` on a restart (the trainer: ``resume``).
     """
 
     package: str
@@ -153,6 +156,9 @@ class NodeSpec:
     stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     arguments: tuple[str, ...] = ()
     param_files: tuple[str, ...] = ()
+    max_restarts: int = 0
+    restart_delay_s: float = 0.0
+    restart_parameters: dict[str, ParamValue] = dataclasses.field(default_factory=dict)
 
     @property
     def fqn(self) -> str:
@@ -203,6 +209,8 @@ class GraphConfig:
     record: bool = False
     bag_dir: str = ""
     composition: str = "none"
+    trainer_restarts: int = 3
+    trainer_restart_delay_s: float = 2.0
 
     def __post_init__(self) -> None:
         from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
@@ -221,6 +229,8 @@ class GraphConfig:
             raise ValueError("run_dir must not be empty")
         for key in self.overrides:
             _match_key(key)  # raises on malformed keys
+        if self.trainer_restarts < 0 or not 0.0 <= self.trainer_restart_delay_s < math.inf:
+            raise ValueError("trainer_restarts and trainer_restart_delay_s must be >= 0")
         if self.composition not in COMPOSITIONS:
             raise ValueError(f"unknown composition {self.composition!r}; choose one of {', '.join(COMPOSITIONS)}")
 
@@ -509,7 +519,9 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
             nodes.append(_spec(role, ns, params, remaps + guard_remaps(config, role), robot=i))
     user = overrides_for(config.overrides, "/", "trainer")
     params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
-    nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
+    nodes.append(dataclasses.replace(
+        _spec("trainer", "/", params, (), robot=None, required=True), max_restarts=int(config.trainer_restarts),
+        restart_delay_s=float(config.trainer_restart_delay_s), restart_parameters={"resume": True}))
     if config.record:
         topics = record_topics(config)
         values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],

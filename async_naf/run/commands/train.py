@@ -95,6 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="success rate whose first time is reported as time_to_threshold_s (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its newest checkpoint (weights, optimiser, buffer)")
+    parser.add_argument("--trainer-restarts", type=int, default=3, metavar="N",
+                        help="restart a trainer that dies at most N times, from its newest checkpoint (the robots "
+                             "go on with the last weights meanwhile); 0 = a dead trainer ends the run "
+                             "(default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the results of an earlier run in --run-dir and start over")
     parser.add_argument("--domain-id", type=int, default=None,
@@ -152,7 +156,8 @@ def build_config(args: argparse.Namespace) -> Any:
                        max_env_steps=max(0, args.steps), max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
                        record=bool(getattr(args, "record", False)),
                        bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
-                       composition=getattr(args, "composition", "none"))
+                       composition=getattr(args, "composition", "none"),
+                       trainer_restarts=int(getattr(args, "trainer_restarts", 3)))
 
 
 class Progress:
@@ -375,8 +380,18 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0 and key != "trainer":
             print(f"\nWARNING: node {key} died (status {rc}); training goes on without it. "
                   f"Log: {run_dir / 'logs' / (key + '.log')}", file=sys.stderr)
+        elif rc != 0 and launcher.restart_count(key) < config.trainer_restarts:
+            print(f"\nWARNING: the trainer died (status {rc}); restarting it from its newest checkpoint "
+                  f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
+                  f"with the last weights. Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
-    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
+    def restart_args(key: str, elapsed_s: float) -> list[str]:
+        # a restarted trainer counts max_wall_s from its own start: give it what is left of the run's budget
+        if key != "trainer" or budget_s is None:
+            return []
+        return ["-p", f"max_wall_s:={max(1.0, budget_s - elapsed_s):.1f}"]
+
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit, restart_args=restart_args)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
@@ -398,6 +413,8 @@ def run(args: argparse.Namespace) -> int:
         "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
         "command": command, "run_dir": str(run_dir), "eval_success_rate": None, "eval_episodes": 0,
         "consecutive_successes": 0, "returncodes": result.returncodes,
+        "trainer_restarts": len([r for r in result.restarts if r["key"] == "trainer"]),
+        "restarts": result.restarts,
     }
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
