@@ -399,15 +399,17 @@ def evaluate_file(path: str | Path, via_bag: bool = False, params: list[str] | N
 
 
 def fit_delay(trials: list[BroadTrial], params: list[str] | None = None,
-              grid_s: np.ndarray | None = None) -> tuple[float, list[tuple[float, float]]]:
+              grid_s: np.ndarray | None = None, align: bool = False) -> tuple[float, list[tuple[float, float]]]:
     """The ``imu_delay_s`` (s) that minimises the mean estimator RMSE over the stretches of ``trials``:
     the IMU's latency against the optical truth, measured like a sensor calibration (fit on some trials,
-    used on the others). Returns it and the (delay, mean RMSE deg) grid."""
+    used on the others). ``align``: against the truth aligned by :func:`trial_lag` (then it fits what is
+    left of the lag). Returns it and the (delay, mean RMSE deg) grid."""
     grid = np.arange(0.0, 0.0081, 0.0002) if grid_s is None else grid_s
+    lags = {tr.name: trial_lag(tr) if align else 0.0 for tr in trials}
     curve = []
     for d in grid:
-        rmse = [evaluate_stretch(tr, st, False,
-                                 list(params or []) + [f"imu_delay_s={float(d)!r}"])["estimator_rmse_deg"]
+        rmse = [evaluate_stretch(tr, st, False, list(params or []) + [f"imu_delay_s={float(d)!r}"],
+                                 lags[tr.name])["estimator_rmse_deg"]
                 for tr in trials for st in find_stretches(tr)]
         curve.append((float(d), float(np.mean(rmse))))
     return min(curve, key=lambda c: c[1])[0], curve
