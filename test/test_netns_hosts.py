@@ -87,3 +87,69 @@ def test_training_across_hosts_survives_a_robot_partition(tmp_path: Path, fresh_
     # the trainer heard the robot again soon after the link came up
     assert res["heard_again_after_link_up_s"] < 30.0
     assert robot1["episodes_recorded_by_trainer"] > timeline["episodes_at_up"]["1"]
+
+
+_TALK = """
+import sys, time, rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node(sys.argv[1])
+got = []
+if sys.argv[1] == "talker":
+    pub = node.create_publisher(String, "/lab_chat", 10)
+else:
+    node.create_subscription(String, "/lab_chat", lambda m: got.append(m.data), 10)
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline and len(got) < 3:
+    if sys.argv[1] == "talker":
+        pub.publish(String(data="hello"))
+    rclpy.spin_once(node, timeout_sec=0.1)
+print(len(got))
+"""
+
+
+def _chat(lab: netns.NetnsLab, env: dict[str, str], wait_s: float) -> int:
+    """Messages a listener on host b got from a talker on host a (at most 3; waits up to ``wait_s``)."""
+    import sys
+
+    talker = subprocess.Popen(lab.wrap("a", [sys.executable, "-c", _TALK, "talker", str(wait_s + 5)]), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = subprocess.run(lab.wrap("b", [sys.executable, "-c", _TALK, "listener", str(wait_s)]), env=env,
+                             capture_output=True, text=True, timeout=wait_s + 60)
+    finally:
+        talker.kill()
+        talker.wait(10)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.ros
+def test_discovery_range_and_discovery_server_across_hosts(fresh_domain_id: int) -> None:
+    """SUBNET (multicast) discovery finds the other hosts where LOCALHOST does not; with multicast dropped,
+    the Fast DDS discovery server of the wheels (fast-discovery-server) connects them alone."""
+    import os
+    import shutil
+    import sys
+
+    from async_naf.common.ros_env import ros_environment
+
+    server_bin = shutil.which("fast-discovery-server", path=str(Path(sys.executable).parent))
+    base = {**os.environ, "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "ROS_DOMAIN_ID": str(fresh_domain_id)}
+    with netns.NetnsLab(["server", "a", "b"]) as lab:
+        assert _chat(lab, ros_environment(base, discovery="subnet"), 15.0) == 3
+        assert _chat(lab, ros_environment(base, discovery="localhost"), 6.0) == 0  # loopback only: alone
+        lab.block_multicast()  # no multicast any more: SIMPLE discovery cannot work
+        assert _chat(lab, ros_environment(base, discovery="subnet"), 6.0) == 0
+        if server_bin is None:
+            pytest.skip("fast-discovery-server is not in this environment's bin/")
+        address = f"{lab.address('server')}:11811"
+        server = subprocess.Popen(lab.wrap("server", [server_bin, "-i", "0", "-l", lab.address("server"),
+                                                      "-p", "11811"]), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            env = ros_environment(base, discovery_server=address)
+            assert env["ROS_DISCOVERY_SERVER"] == address
+            assert _chat(lab, env, 15.0) == 3
+        finally:
+            server.terminate()
+            server.wait(10)

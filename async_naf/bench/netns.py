@@ -139,6 +139,16 @@ class NetnsLab:
         """Take ``host``'s bridge port down (its link goes down too: no carrier) or up again."""
         _ip("-n", self.bridge_ns, "link", "set", self.port(host), "up" if up else "down")
 
+    def block_multicast(self) -> None:
+        """The bridge stops forwarding multicast (snooping off, no flooding to any port): multicast (DDS
+        SIMPLE) discovery then finds no other host, as on networks that do not carry multicast."""
+        _ip("-n", self.bridge_ns, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        for host in self.hosts:
+            proc = subprocess.run(["bridge", "-n", self.bridge_ns, "link", "set", "dev", self.port(host),
+                                   "mcast_flood", "off"], capture_output=True, text=True, timeout=30)
+            if proc.returncode != 0:
+                raise NetnsError(f"bridge link set dev {self.port(host)} mcast_flood off: {proc.stderr.strip()}")
+
     def link_is_up(self, host: str) -> bool:
         """Whether ``host``'s bridge port is administratively up."""
         out = _ip("-n", self.bridge_ns, "-o", "link", "show", self.port(host)).stdout
