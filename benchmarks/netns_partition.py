@@ -13,7 +13,7 @@ during the partition and the weights it acted with, its backlog, episodes and tr
 
 Needs root (network namespaces); prints why not otherwise. Usage:
     python benchmarks/netns_partition.py --out /tmp/netns_partition [--task reach] [--robots 2]
-        [--before 90] [--partition 30] [--after 120] [--eval-every 30] [--domain-id 70]
+        [--before 90] [--partition 30] [--after 120] [--eval-every 30] [--domain-id 70] [--discovery-server]
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=float, default=120.0, help="s of training after the robot is heard again")
     parser.add_argument("--eval-every", type=float, default=30.0, help="greedy evaluations on the trainer host, s")
     parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--discovery-server", action="store_true",
+                        help="multicast dropped; every host uses a Fast DDS discovery server on the trainer host")
     args = parser.parse_args(argv)
 
     from async_naf.bench import netns
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PartitionConfig(out_dir=args.out, task=args.task, robots=args.robots, partitioned=args.partitioned,
                           seed=args.seed, domain_id=args.domain_id, before_s=args.before,
                           partition_s=args.partition, after_s=args.after, eval_every_s=args.eval_every,
-                          eval_episodes=args.eval_episodes)
+                          eval_episodes=args.eval_episodes, discovery_server=args.discovery_server)
     run_partition(cfg, log=lambda text: print(text, file=sys.stderr, flush=True))
     result = analyse(args.out)
     png = plot(args.out)

@@ -54,6 +54,9 @@ class PartitionConfig:
         eval_every_s, eval_episodes: the trainer host's greedy evaluations (``--eval-every``, 0 = off).
         composition: ``robot``: each robot's nodes in one process (lighter on a small machine).
         trainer_sets: ``--set`` items of the trainer host (e.g. ``trainer.min_buffer_size=200``).
+        discovery_server: instead of multicast discovery (``--discovery subnet``), the bridge drops multicast
+            and every host uses a Fast DDS discovery server (``fast-discovery-server`` of the wheels) on the
+            trainer host (``--discovery-server``).
     """
 
     out_dir: Path
@@ -71,6 +74,7 @@ class PartitionConfig:
     eval_episodes: int = 5
     composition: str = "robot"
     trainer_sets: tuple[str, ...] = ()
+    discovery_server: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -84,8 +88,20 @@ class PartitionError(RuntimeError):
     """The split graph did not do what it must (a host's run died, an event did not come in time)."""
 
 
-def _host_argv(cfg: PartitionConfig, host: str) -> list[str]:
-    common = ["--task", cfg.task, "--workers", str(cfg.robots), "--seed", str(cfg.seed), "--discovery", "subnet",
+SERVER_PORT = 11811  # the discovery server's UDP port on the trainer host (Fast DDS's default)
+
+
+def server_binary() -> str | None:
+    """``fast-discovery-server`` of this Python environment (the rclpy wheels ship it), or on PATH."""
+    import shutil
+
+    return shutil.which("fast-discovery-server", path=str(Path(sys.executable).parent)) or shutil.which(
+        "fast-discovery-server")
+
+
+def _host_argv(cfg: PartitionConfig, host: str, server: str = "") -> list[str]:
+    discovery = ["--discovery-server", server] if server else ["--discovery", "subnet"]
+    common = ["--task", cfg.task, "--workers", str(cfg.robots), "--seed", str(cfg.seed), *discovery,
               "--domain-id", str(cfg.domain_id), "--record", "--quiet", "--overwrite",
               "--run-dir", str(cfg.out_dir / host)]
     if host == "trainer":
@@ -106,6 +122,7 @@ class _Hosts:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.outs: dict[str, Path] = {}
         self.returncodes: dict[str, int | None] = {}
+        self.server = ""
 
     def start(self, host: str) -> None:
         env = {**os.environ, **LAB_ENV, "ROS_DOMAIN_ID": str(self.cfg.domain_id)}
@@ -113,7 +130,7 @@ class _Hosts:
         self.outs[host] = out
         with open(out, "wb") as fh:
             argv = self.lab.wrap(host, [sys.executable, "-m", "async_naf.run.cli", "train",
-                                        *_host_argv(self.cfg, host)])
+                                        *_host_argv(self.cfg, host, self.server)])
             self.procs[host] = start_child(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
 
     def check_alive(self) -> None:
@@ -201,7 +218,19 @@ def run_partition(cfg: PartitionConfig, log: Callable[[str], None] = print) -> d
     with NetnsLab(["trainer", *robots]) as lab:
         timeline["lab"] = {h: {"namespace": lab.namespace(h), "address": lab.address(h)} for h in lab.hosts}
         hosts = _Hosts(lab, cfg)
+        server: subprocess.Popen[bytes] | None = None
         try:
+            if cfg.discovery_server:
+                binary = server_binary()
+                if binary is None:
+                    raise PartitionError("fast-discovery-server not found (it ships in the rclpy wheels' bin/)")
+                lab.block_multicast()  # only the server can connect the hosts now
+                hosts.server = f"{lab.address('trainer')}:{SERVER_PORT}"
+                with open(cfg.out_dir / "discovery_server.out", "wb") as fh:
+                    server = start_child(lab.wrap("trainer", [binary, "-i", "0", "-l", lab.address("trainer"),
+                                                              "-p", str(SERVER_PORT)]),
+                                         stdout=fh, stderr=subprocess.STDOUT)
+                timeline["discovery_server"] = hosts.server
             timeline["t_start"] = time.time()
             for host in ["trainer", *robots]:
                 hosts.start(host)
@@ -232,6 +261,8 @@ def run_partition(cfg: PartitionConfig, log: Callable[[str], None] = print) -> d
             if not lab.link_is_up(victim):
                 lab.set_link(victim, up=True)
             hosts.stop_all()
+            if server is not None:
+                stop_child(server, 5.0, name="discovery server")
             timeline["returncodes"] = dict(hosts.returncodes)
             timeline["trainer_offset_s"] = metrics.offset if metrics.rows else None
             write_json(cfg.out_dir / "timeline.json", timeline)
@@ -295,12 +326,13 @@ def analyse(out_dir: Path) -> dict[str, Any]:
         "partition_s": round(up - down, 1),
         "partition_trainer_wall_s": [round(down - offset, 1), round(up - offset, 1)],
         "heard_again_after_link_up_s": round(tl["t_heard_again"] - up, 1),
-        "returncodes": tl["returncodes"],
+        "returncodes": tl["returncodes"], "discovery_server": tl.get("discovery_server", ""),
         "trainer": {k: trainer_summary.get(k) for k in ("env_steps", "updates", "train_episodes", "episodes_by_robot",
                                                          "eval_success_rate", "eval_episodes", "outcome", "part",
-                                                         "discovery")},
+                                                         "discovery", "discovery_server")},
         "robots_summaries": {f"robot_{i}": {k: _json(out_dir / f"robot_{i}" / "summary.json").get(k)
-                                            for k in ("outcome", "dead_nodes", "part", "robots", "discovery")}
+                                            for k in ("outcome", "dead_nodes", "part", "robots", "discovery",
+                                                      "discovery_server")}
                              for i in range(n)},
     }
     per_robot: dict[str, Any] = {}
