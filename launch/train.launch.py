@@ -21,7 +21,7 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
 is already set or ``discovery:=subnet`` / ``discovery_server:=HOST:PORT`` is given, as with real arms on another
-machine. Several hosts (docs/graph.md#several-hosts)::
+machine. Several hosts (docs/graph.md, "Several hosts")::
 
     ros2 launch async_naf train.launch.py part:=trainer workers:=3 task:=reach discovery:=subnet   # GPU server
     ros2 launch async_naf train.launch.py part:=robots robots:=0,2 workers:=3 task:=reach discovery:=subnet
@@ -79,7 +79,7 @@ ARGUMENTS = (
     ("part", "all",
      "Which part of the graph this host starts: all (trainer and robots), trainer (the trainer only; the robots "
      "run on other hosts) or robots (robots only; they wait for the trainer of another host and act with its "
-     "weights). Several hosts: docs/graph.md#several-hosts.", ("all", "trainer", "robots")),
+     "weights); it runs until Ctrl-C. Several hosts: docs/graph.md, 'Several hosts'.", ("all", "trainer", "robots")),
     ("robots", "",
      "Comma-separated global indices of the robots to start, e.g. 0,2 (empty = all of 0..workers-1); workers "
      "is the number of robots of the whole graph, so /robot_2 keeps its namespace and seed on any host.", None),

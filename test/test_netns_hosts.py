@@ -4,7 +4,7 @@
 
 Skipped where network namespaces cannot be made (not root, no iproute2, not permitted). The partition here is
 25 s, longer than Fast DDS's default participant lease (20 s), so the collector sees the trainer leave; the
-30 s of the issue and the learning curve: benchmarks/netns_partition.py (docs/graph.md#several-hosts).
+30 s of the issue and the learning curve: benchmarks/netns_partition.py (docs/graph.md, "Several hosts").
 """
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ ROBOT_PREFIX = "robot_"
 # how the nodes share processes: none = one process per node; robot = one process per robot (sim, door_angle,
 # policy, collector in one executor: async_naf.run.container), the trainer in its own
 COMPOSITIONS = ("none", "robot")
-# which part of the graph this host starts (several hosts: docs/graph.md#several-hosts): all = the trainer and
+# which part of the graph this host starts (several hosts: docs/graph.md, "Several hosts"): all = the trainer and
 # the robots; trainer = the trainer only (robots elsewhere); robots = robots only (the trainer elsewhere)
 PARTS = ("all", "trainer", "robots")
 CONTAINER_MODULE = f"{PACKAGE}.run.container"

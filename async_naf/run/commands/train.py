@@ -28,7 +28,7 @@ Starts, as separate processes talking over ROS 2 (loopback only): per robot /rob
 policy, collector} and one /trainer - the same graph `ros2 launch async_naf train.launch.py` starts. Ctrl-C
 stops every node cleanly (the trainer writes a final checkpoint); no process is left behind.
 
-Several hosts (docs/graph.md#several-hosts): --part trainer on one host, --part robots --robots I,J on the
+Several hosts (docs/graph.md, "Several hosts"): --part trainer on one host, --part robots --robots I,J on the
 others, each with the same --task, --seed, --workers (all robots together), ROS_DOMAIN_ID and
 --discovery subnet (or --discovery-server HOST:PORT). A trainer part writes everything below (summary.json
 adds part, robots [] and episodes_by_robot); a robots part writes only summary.json (part, robots,
@@ -113,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "trainer only: it trains from the collectors of other hosts, writes checkpoints, "
                              "metrics and evaluations), robots (robots only: they wait for a trainer on another "
                              "host and act with its weights; no evaluation; the run ends at --minutes or Ctrl-C) "
-                             "(default: %(default)s; several hosts: docs/graph.md#several-hosts)")
+                             "(default: %(default)s; several hosts: docs/graph.md, 'Several hosts')")
     parser.add_argument("--robots", default="", metavar="I,J,...",
                         help="start only these robots, by global index (robot 2 is /robot_2 with its own seed on "
                              "any host; --workers is the number of robots of the whole graph) (default: all)")
@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost)")
     parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
                         help="use a Fast DDS discovery server instead of multicast (start it on one host with "
-                             "`fast-discovery-server -i 0 -l 0.0.0.0 -p PORT`); implies --discovery subnet")
+                             "`fast-discovery-server -i 0 -l ITS_ADDRESS -p PORT`); implies --discovery subnet")
     parser.add_argument("--composition", choices=("none", "robot"), default="none",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
