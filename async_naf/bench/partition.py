@@ -88,6 +88,7 @@ class PartitionError(RuntimeError):
     """The split graph did not do what it must (a host's run died, an event did not come in time)."""
 
 
+DIAG_LAG_S = 2.5  # a node's /diagnostics (every 1 s) show a state this long after it was reached, at most
 SERVER_PORT = 11811  # the discovery server's UDP port on the trainer host (Fast DDS's default)
 
 
@@ -357,7 +358,9 @@ def analyse(out_dir: Path) -> dict[str, Any]:
             e_down, e_up = _at(eps, down), _at(eps, up)
             entry.update({
                 "episodes_made_during_partition": None if e_down is None or e_up is None else int(e_up - e_down),
-                "weights_version_at_link_down": _at(weights, down),
+                # the policy's diagnostics come once a second: what it had when the link went down shows in the
+                # first ones after (a weights message received just before the link went down included)
+                "weights_version_after_link_down": _at(weights, down + DIAG_LAG_S),
                 "weights_version_before_link_up": _at(weights, up - 0.5),
                 "backlog_transitions_max": int(max((v for t, v in backlog if down <= t <= up + 60), default=0)),
                 "lost_transitions_during_partition": None if not lost else int((_at(lost, up + 60) or 0)
