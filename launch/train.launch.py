@@ -23,7 +23,11 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
   argument, and the same spawners. The door IMU driver (publishing ``/robot_<i>/door/imu``) is yours to start.
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
-is already set; set it (e.g. ``SUBNET``) to span hosts, as with real arms on another machine.
+is already set or ``discovery:=subnet`` / ``discovery_server:=HOST:PORT`` is given, as with real arms on another
+machine. Several hosts (docs/graph.md, "Several hosts")::
+
+    ros2 launch async_naf train.launch.py part:=trainer workers:=3 task:=reach discovery:=subnet   # GPU server
+    ros2 launch async_naf train.launch.py part:=robots robots:=0,2 workers:=3 task:=reach discovery:=subnet
 """
 from launch import LaunchDescription
 from launch.actions import (
@@ -75,6 +79,20 @@ ARGUMENTS = (
     ("record", "false",
      "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
      "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
+    ("part", "all",
+     "Which part of the graph this host starts: all (trainer and robots), trainer (the trainer only; the robots "
+     "run on other hosts) or robots (robots only; they wait for the trainer of another host and act with its "
+     "weights); it runs until Ctrl-C. Several hosts: docs/graph.md, 'Several hosts'.", ("all", "trainer", "robots")),
+    ("robots", "",
+     "Comma-separated global indices of the robots to start, e.g. 0,2 (empty = all of 0..workers-1); workers "
+     "is the number of robots of the whole graph, so /robot_2 keeps its namespace and seed on any host.", None),
+    ("discovery", "",
+     "DDS discovery range of every process: localhost (loopback only), subnet (the hosts of the local "
+     "subnets, for a graph split across machines); empty = ROS_AUTOMATIC_DISCOVERY_RANGE if set, else "
+     "localhost.", ("", "localhost", "subnet")),
+    ("discovery_server", "",
+     "HOST:PORT of a Fast DDS discovery server (fast-discovery-server) to use instead of multicast discovery; "
+     "implies discovery subnet. Empty = none.", None),
     ("composition", "none",
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
@@ -149,6 +167,7 @@ def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
     import tempfile
 
+    from async_naf.common.ros_env import discovery_variables
     from async_naf.run.graph import (
         GraphConfig,
         bag_path,
@@ -156,7 +175,9 @@ def _launch_setup(context, *args, **kwargs):
         build_graph,
         compose,
         config_overrides,
+        parse_robots,
         record_topics,
+        robot_indices,
     )
 
     def arg(name):
@@ -170,8 +191,12 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
-        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")),
+        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")), part=arg("part"),
+        robots=parse_robots(arg("robots")),
     )
+    # spanning hosts is explicit: discovery:= / discovery_server:= override the range set at the top
+    actions_env = [SetEnvironmentVariable(name, value)
+                   for name, value in discovery_variables(arg("discovery"), arg("discovery_server")).items()]
     if arg("record") == "true":
         # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
         # metadata.yaml); `async-naf train --record` starts async_naf's recorder node with the same list
@@ -181,8 +206,8 @@ def _launch_setup(context, *args, **kwargs):
             output="screen", sigterm_timeout="30")]
     else:
         actions_first = []
-    actions = list(actions_first)
-    if backend == "gazebo":
+    actions = [*actions_env, *actions_first]
+    if backend == "gazebo" and robot_indices(config):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
