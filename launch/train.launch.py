@@ -191,8 +191,8 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
-        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")), part=arg("part"),
-        robots=parse_robots(arg("robots")),
+        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")),
+        part=arg("part"), robots=parse_robots(arg("robots")),
     )
     # spanning hosts is explicit: discovery:= / discovery_server:= override the range set at the top
     actions_env = [SetEnvironmentVariable(name, value)
