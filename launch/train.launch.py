@@ -12,7 +12,10 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
 ``async-naf train`` starts without ROS 2 launch - so both paths run the same graph:
 
 - per robot namespace ``/robot_<i>``: ``sim`` (backend mujoco only), ``door_angle``, ``policy``, ``collector``;
-- ``/trainer`` (its exit shuts the whole launch down);
+- ``/trainer``: its clean exit (budget reached) shuts the whole launch down; after a crash it is respawned
+  (``trainer_restarts`` times at most, ``respawn_delay`` 2 s) and resumes from run_dir's newest checkpoint
+  (the trainer runs with ``resume: true``: a run_dir that holds an earlier run is continued), while the
+  robots go on with the last weights;
 - gazebo: Gazebo (ros_gz_sim's gz_sim.launch.py), per robot robot_state_publisher + ``ros_gz_sim create`` +
   an IMU bridge, one ``/clock`` bridge, and the controller spawners (gz_ros2_control runs the controller
   manager inside Gazebo with config/controllers.yaml);
@@ -20,7 +23,11 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
   argument, and the same spawners. The door IMU driver (publishing ``/robot_<i>/door/imu``) is yours to start.
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
-is already set; set it (e.g. ``SUBNET``) to span hosts, as with real arms on another machine.
+is already set or ``discovery:=subnet`` / ``discovery_server:=HOST:PORT`` is given, as with real arms on another
+machine. Several hosts (docs/graph.md, "Several hosts")::
+
+    ros2 launch async_naf train.launch.py part:=trainer workers:=3 task:=reach discovery:=subnet   # GPU server
+    ros2 launch async_naf train.launch.py part:=robots robots:=0,2 workers:=3 task:=reach discovery:=subnet
 """
 from launch import LaunchDescription
 from launch.actions import (
@@ -72,10 +79,28 @@ ARGUMENTS = (
     ("record", "false",
      "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
      "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
+    ("part", "all",
+     "Which part of the graph this host starts: all (trainer and robots), trainer (the trainer only; the robots "
+     "run on other hosts) or robots (robots only; they wait for the trainer of another host and act with its "
+     "weights); it runs until Ctrl-C. Several hosts: docs/graph.md, 'Several hosts'.", ("all", "trainer", "robots")),
+    ("robots", "",
+     "Comma-separated global indices of the robots to start, e.g. 0,2 (empty = all of 0..workers-1); workers "
+     "is the number of robots of the whole graph, so /robot_2 keeps its namespace and seed on any host.", None),
+    ("discovery", "",
+     "DDS discovery range of every process: localhost (loopback only), subnet (the hosts of the local "
+     "subnets, for a graph split across machines); empty = ROS_AUTOMATIC_DISCOVERY_RANGE if set, else "
+     "localhost.", ("", "localhost", "subnet")),
+    ("discovery_server", "",
+     "HOST:PORT of a Fast DDS discovery server (fast-discovery-server) to use instead of multicast discovery; "
+     "implies discovery subnet. Empty = none.", None),
     ("composition", "none",
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
      "its own process.", ("none", "robot")),
+    ("trainer_restarts", "3",
+     "Respawn a trainer that died at most this many times (2 s later), resuming from run_dir's newest "
+     "checkpoint; the robots go on with the last weights meanwhile. 0 = the trainer's exit ends the launch.",
+     None),
 )
 
 
@@ -83,8 +108,13 @@ def _node(spec, on_exit=None):
     """A launch_ros Node from an async_naf.run.graph.NodeSpec."""
     params = list(spec.param_files)
     if spec.parameters:
-        params.append(dict(spec.parameters))
+        # a respawned process gets the same command line: its restart parameters (the trainer: resume from its
+        # newest checkpoint, starting fresh when there is none) hold from the first start on
+        params.append({**spec.parameters, **spec.restart_parameters} if spec.max_restarts else dict(spec.parameters))
     kwargs = {"on_exit": on_exit} if on_exit is not None else {}
+    if spec.max_restarts:
+        kwargs.update(respawn=True, respawn_delay=float(spec.restart_delay_s),
+                      respawn_max_retries=int(spec.max_restarts))
     return Node(
         package=spec.package,
         executable=spec.executable,
@@ -96,6 +126,23 @@ def _node(spec, on_exit=None):
         output="screen",
         **kwargs,
     )
+
+
+def _end_on_clean_exit(spec):
+    """on_exit callable (launch's ``Callable[[ProcessExited, LaunchContext], entities]``) for a respawned
+    required node: a clean exit shuts the launch down; a crash is left to respawn, up to its limit."""
+    crashes = {"n": 0}
+
+    def on_exit(event, context):
+        del context
+        if event.returncode == 0:
+            return [Shutdown(reason=f"{spec.fqn} finished")]
+        crashes["n"] += 1
+        if crashes["n"] > spec.max_restarts:
+            return [Shutdown(reason=f"{spec.fqn} died {crashes['n']} times (respawn_max_retries {spec.max_restarts})")]
+        return None
+
+    return on_exit
 
 
 def _container(spec, params_dir):
@@ -120,6 +167,7 @@ def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
     import tempfile
 
+    from async_naf.common.ros_env import discovery_variables
     from async_naf.run.graph import (
         GraphConfig,
         bag_path,
@@ -127,7 +175,9 @@ def _launch_setup(context, *args, **kwargs):
         build_graph,
         compose,
         config_overrides,
+        parse_robots,
         record_topics,
+        robot_indices,
     )
 
     def arg(name):
@@ -141,8 +191,12 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
-        composition=arg("composition"),
+        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")),
+        part=arg("part"), robots=parse_robots(arg("robots")),
     )
+    # spanning hosts is explicit: discovery:= / discovery_server:= override the range set at the top
+    actions_env = [SetEnvironmentVariable(name, value)
+                   for name, value in discovery_variables(arg("discovery"), arg("discovery_server")).items()]
     if arg("record") == "true":
         # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
         # metadata.yaml); `async-naf train --record` starts async_naf's recorder node with the same list
@@ -152,8 +206,8 @@ def _launch_setup(context, *args, **kwargs):
             output="screen", sigterm_timeout="30")]
     else:
         actions_first = []
-    actions = list(actions_first)
-    if backend == "gazebo":
+    actions = [*actions_env, *actions_first]
+    if backend == "gazebo" and robot_indices(config):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
@@ -177,7 +231,13 @@ def _launch_setup(context, *args, **kwargs):
         if hasattr(spec, "nodes"):  # a composed robot (composition:=robot)
             actions.append(_container(spec, params_dir))
             continue
-        on_exit = Shutdown(reason=f"{spec.fqn} exited") if spec.required else None
+        on_exit = None
+        if spec.required and spec.max_restarts:
+            # respawned after a crash (ExecuteProcess respawns on any exit): only a clean exit (its budget
+            # reached) ends the launch; so do the crashes once respawn_max_retries are used (no new process)
+            on_exit = _end_on_clean_exit(spec)
+        elif spec.required:
+            on_exit = Shutdown(reason=f"{spec.fqn} exited")
         actions.append(_node(spec, on_exit=on_exit))
     return actions
 

@@ -208,6 +208,45 @@ def test_dead_worker_is_logged_and_trainer_goes_on(tmp_path: Path, child_script:
     assert result.returncodes["policy"] is not None
 
 
+def test_a_dying_required_node_is_restarted_with_its_restart_args_up_to_its_limit(
+        tmp_path: Path, child_script: Path) -> None:
+    """A trainer that crashes is started again (restart_args appended) while the others go on; after
+    max_restarts crashes the run fails as before."""
+    crash = _script(tmp_path, "crash_n.py", """
+        import os, sys
+        with open(sys.argv[1], "a") as fh:
+            fh.write(" ".join(sys.argv[2:]) + "\\n")
+        sys.exit(5)
+    """)
+    calls = tmp_path / "calls"
+    worker = ProcessSpec(key="worker", argv=(sys.executable, str(child_script), str(tmp_path / "pid_0"), "plain"))
+    trainer = ProcessSpec(key="trainer", argv=(sys.executable, crash, str(calls), "first"), required=True,
+                          max_restarts=2, restart_delay_s=0.1, restart_args=("-p", "resume:=true"))
+    asked: list[tuple[str, float]] = []
+
+    def more(key: str, elapsed_s: float) -> list[str]:
+        asked.append((key, elapsed_s))
+        return ["-p", f"n:={len(asked)}"]
+
+    launcher = GraphLauncher([worker, trainer], log_dir=tmp_path / "logs", restart_args=more)
+    result = launcher.run(max_wall_s=60, period_s=0.05)
+    assert result.outcome == Outcome.FAILED and "status 5" in result.message
+    assert calls.read_text().splitlines() == ["first", "first -p resume:=true -p n:=1", "first -p resume:=true -p n:=2"]
+    assert [k for k, _ in asked] == ["trainer", "trainer"] and 0 < asked[0][1] <= asked[1][1]
+    assert [r["key"] for r in result.restarts] == ["trainer", "trainer"]
+    assert all(r["returncode"] == 5 and r["restart_s"] >= r["exit_s"] + 0.1 for r in result.restarts)
+    (pid,) = [int(p) for p in (tmp_path / "pid_0").read_text().split()]
+    assert not _alive(pid)  # the worker ran on through the restarts and was stopped at the end
+    assert result.returncodes["worker"] is not None
+
+
+def test_a_clean_exit_is_never_restarted(tmp_path: Path, child_script: Path) -> None:
+    worker = ProcessSpec(key="worker", argv=(sys.executable, str(child_script), str(tmp_path / "pid_0"), "plain"))
+    trainer = ProcessSpec(key="trainer", argv=(sys.executable, "-c", "pass"), required=True, max_restarts=3)
+    result = GraphLauncher([worker, trainer], log_dir=tmp_path / "logs").run(max_wall_s=60, period_s=0.05)
+    assert result.outcome == Outcome.FINISHED and result.restarts == []
+
+
 def test_bad_specs_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="duplicate"):
         GraphLauncher([ProcessSpec("a", ("true",)), ProcessSpec("a", ("true",))], log_dir=tmp_path)
@@ -215,6 +254,8 @@ def test_bad_specs_rejected(tmp_path: Path) -> None:
         ProcessSpec("robot_0/sim", ("true",))
     with pytest.raises(ValueError):
         GraphLauncher([], log_dir=tmp_path)
+    with pytest.raises(ValueError):
+        ProcessSpec("a", ("true",), max_restarts=-1)
 
 
 def test_signals_while_stopping_do_not_abort_the_stop(tmp_path: Path) -> None:

@@ -47,12 +47,58 @@ def test_transitions_round_trip_exact() -> None:
     assert msg.labels == ("async_naf.transitions.v1:rows", f"cols:obs={OBS},act={ACT}")
     assert msg.sizes == (5, L.transition_columns(OBS, ACT)) and msg.data.dtype == np.float32
     out = L.decode_transitions(msg, obs_dim=OBS, act_dim=ACT)
-    for name in L.TransitionBatch._fields:
+    assert (out.session, out.first) == (0, -1) and not out.sequenced
+    for name in L.TransitionBatch._fields[:8]:
         np.testing.assert_array_equal(getattr(out, name),
                                       np.asarray(getattr(batch, name), dtype=getattr(out, name).dtype))
     assert out.rows == 5
     rb = out.to_batch()
     assert rb.obs.shape == (5, OBS) and rb.terminal.shape == (5,)
+
+
+def test_sequenced_transitions_round_trip_and_tail() -> None:
+    batch = _batch()._replace(robot_id=np.zeros(5, np.int64), session=2**31 - 1, first=2**40)
+    msg = L.encode_transitions(batch)
+    assert msg.labels[0] == f"async_naf.transitions.v1:rows,session={2**31 - 1},first={2**40}"
+    out = L.decode_transitions(msg, obs_dim=OBS, act_dim=ACT)
+    assert out.sequenced and (out.session, out.first) == (2**31 - 1, 2**40)
+    tail = out.tail(3)
+    assert tail.rows == 2 and tail.first == 2**40 + 3
+    np.testing.assert_array_equal(tail.obs, out.obs[3:])
+
+
+@pytest.mark.parametrize("label", ["rows,session=0,first=0", "rows,session=1,first=-1", "rows,first=3,session=1",
+                                   f"rows,session={2**31},first=0", "rows,session=1", "rows;session=1,first=0"])
+def test_transitions_bad_sequence_refused(label: str) -> None:
+    msg = L.encode_transitions(_batch())
+    with pytest.raises(L.LayoutError):
+        L.decode_transitions(_with(msg, labels=(f"async_naf.transitions.v1:{label}", msg.labels[1])))
+
+
+def test_sequenced_batch_of_several_robots_refused() -> None:
+    batch = _batch()._replace(robot_id=np.arange(5), session=3, first=0)
+    with pytest.raises(L.LayoutError, match="one robot"):
+        L.encode_transitions(batch)
+
+
+def test_transition_ack_round_trip_and_validation() -> None:
+    ack = L.TransitionAck(7, {(0, 11): (100, 250), (1, 2**31 - 1): (0, 2**50)})
+    msg = L.encode_transition_ack(ack)
+    assert msg.data.dtype == np.float64 and msg.sizes == (9,)
+    assert L.decode_transition_ack(msg) == ack
+    assert L.decode_transition_ack(L.encode_transition_ack(L.TransitionAck(5))).entries == {}
+    data = msg.data.copy()
+    for index, value in ((0, 0.0), (2, 0.0), (3, 300.0), (4, 0.5), (4, np.nan), (1, -1.0)):
+        bad = data.copy()
+        bad[index] = value
+        with pytest.raises(L.LayoutError):
+            L.decode_transition_ack(_with(msg, data=bad))
+    with pytest.raises(L.LayoutError):  # not 1 + 4 per entry
+        L.decode_transition_ack(_with(msg, data=data[:-1], sizes=(8,), strides=(8,)))
+    with pytest.raises(L.LayoutError):  # duplicate entry
+        L.decode_transition_ack(_with(msg, data=np.concatenate((data, data[1:5])), sizes=(13,), strides=(13,)))
+    with pytest.raises(L.LayoutError, match="version"):
+        L.decode_transition_ack(_with(msg, labels=(msg.labels[0].replace(".v1", ".v2"),)))
 
 
 @pytest.mark.parametrize(

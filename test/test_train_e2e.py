@@ -174,3 +174,51 @@ def test_train_door_pull_on_the_hardware_backend(tmp_path: Path, ros_env: dict[s
         for pid in leftovers:
             os.kill(pid, 9)
     assert not leftovers, f"node processes left running: {leftovers}"
+
+
+def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(tmp_path: Path,
+                                                                              ros_env: dict[str, str]) -> None:
+    """Issue 13: SIGKILL of the trainer of a running ``async-naf train``: the launcher starts it again with
+    ``resume`` (its newest checkpoint), the robot goes on meanwhile, the run reaches its env-step budget,
+    and summary.json counts the restart."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    steps = 2500
+    cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--run-dir", str(run_dir), "--task", "reach",
+           "--workers", "1", "--seed", "2", "--steps", str(steps), "--minutes", "4", "--eval-every", "0",
+           "--eval-episodes", "2", "--quiet", "--set", "trainer.min_buffer_size=200",
+           "--set", "trainer.checkpoint_every_s=2"]
+    proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        latest = run_dir / "checkpoints" / "latest.json"
+        deadline = time.monotonic() + 150
+        while not latest.exists():  # polling a file the trainer writes (no event to wait on across processes)
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the deadline"
+            time.sleep(0.2)
+        params = str(run_dir / "params" / "trainer.yaml")
+        (pid,) = [p for p in _processes_mentioning(params)
+                  if b"trainer_node" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        os.kill(pid, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-4000:]
+    assert "the trainer died (status -9); restarting it from its newest checkpoint" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["trainer_restarts"] == 1 and summary["outcome"] == "finished", summary
+    (restart,) = summary["restarts"]
+    assert restart["key"] == "trainer" and restart["returncode"] == -9 and restart["restart_s"] > restart["exit_s"]
+    assert summary["env_steps"] >= steps
+    log = (run_dir / "logs" / "trainer.log").read_text()
+    assert log.count("started:") == 2
+    second = log.split("started:")[2]
+    assert "resume:=true" in second.splitlines()[0]
+    import re
+
+    ready = re.search(r"trainer ready: .* env_steps=(\d+)", second)
+    assert ready is not None and int(ready.group(1)) > 0  # the env steps of the checkpoint it resumed
+    assert not _processes_mentioning(str(run_dir))

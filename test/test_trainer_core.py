@@ -335,3 +335,45 @@ def test_stop_after_update_thread_failure_does_not_raise(tmp_path: Path) -> None
     assert "FloatingPointError" in trainer.failure and not trainer.finished
     assert not (Path(cfg.run_dir) / "checkpoints" / "final.safetensors").exists()
     assert trainer.metrics.closed and len(_metric_rows(cfg)) == 2  # closed, queued row written
+
+
+def test_checkpoints_record_the_rows_held_per_collector_session_and_a_resumed_trainer_acknowledges_them(
+        tmp_path: Path) -> None:
+    """Issue 13: the ledger (de-duplication by session and row) is saved with the buffer; a trainer resumed from
+    the checkpoint starts from it, so copies re-sent by a collector are dropped and its acknowledgement says
+    what it restored."""
+    trainer = Trainer(_cfg(tmp_path), instance_id=11)
+    assert trainer.add_transitions(_batch(40)._replace(session=5, first=0)) == 40
+    assert trainer.add_transitions(_batch(40)._replace(session=5, first=20)) == 20  # 20 copies dropped
+    trainer.save_checkpoint()
+    assert trainer.add_transitions(_batch(10, seed=3)._replace(session=5, first=60)) == 10
+    assert trainer.ack().entries == {(0, 5): (0, 70)} and trainer.stats()["duplicate_transitions"] == 20
+    trainer.close()  # killed: no final checkpoint
+    resumed = Trainer(_cfg(tmp_path, resume=True), instance_id=12)
+    try:
+        assert resumed.env_steps == 60 and len(resumed.buffer) == 60
+        assert resumed.ack().trainer == 12 and resumed.ack().entries == {(0, 5): (60, 60)}
+        assert resumed.add_transitions(_batch(10, seed=3)._replace(session=5, first=50)) == 0
+        assert resumed.add_transitions(_batch(10, seed=3)._replace(session=5, first=60)) == 10
+        assert resumed.ack().entries == {(0, 5): (60, 70)}
+    finally:
+        resumed.close()
+
+
+def test_resume_falls_back_to_an_older_checkpoint_record(tmp_path: Path) -> None:
+    """latest.json damaged (not by the trainer: every file is replaced atomically): the newest usable
+    step_*.json is taken; no usable record at all stays an error."""
+    trainer = Trainer(_cfg(tmp_path, keep_checkpoints=3))
+    trainer.add_transitions(_batch(30))
+    first = trainer.save_checkpoint()
+    trainer.close()
+    latest = tmp_path / "run" / "checkpoints" / "latest.json"
+    latest.write_text("{ half written")
+    resumed = Trainer(_cfg(tmp_path, resume=True))
+    try:
+        assert resumed.env_steps == first.env_steps == 30 and len(resumed.buffer) == 30
+    finally:
+        resumed.close()
+    Path(first.agent).unlink()
+    with pytest.raises(ValueError, match="no usable checkpoint"):
+        Trainer(_cfg(tmp_path, resume=True))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from async_naf.common.checks import numbers
 from async_naf.common.noise import NoiseConfig
+from async_naf.common.publishers import PublisherWatchConfig
 from async_naf.task.tasks import TASK_NAMES
 
 TRIGGERS = ("joint_states", "timer")
@@ -49,6 +50,8 @@ class PolicyNodeConfig:
         publish_steps: publish what the policy saw and did on policy/step (for the collector).
         executor: ``events``: rclpy's EventsExecutor (C++ event queue: lower, steadier latency; marked
             experimental in Jazzy) or ``single_threaded``: rclpy's SingleThreadedExecutor.
+        publisher_watch: the unknown-publisher alarm on the goals (``task/goal``) and weights
+            (``/trainer/weights``): ``/diagnostics`` ``<node>/publishers`` (:mod:`async_naf.common.publishers`).
     """
 
     task: str = "reach"
@@ -69,6 +72,7 @@ class PolicyNodeConfig:
     autostart: bool = True
     publish_steps: bool = True
     executor: str = "events"
+    publisher_watch: PublisherWatchConfig = field(default_factory=PublisherWatchConfig)
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:

@@ -34,11 +34,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from async_naf.common.checks import numbers
+from async_naf.common.publishers import PublisherWatchConfig
 
 N_JOINTS = 7
 
@@ -68,6 +69,8 @@ class SafetyConfig:
         workspace_max: hook-tip workspace box, upper corner (x, y, z), m.
         workspace_check: predict the hook tip with forward kinematics and keep it in the box.
         estop_at_start: start e-stopped (a real arm: moves only after an explicit release).
+        publisher_watch: the unknown-publisher alarm on the commands (``guard/commands_in``) (``/diagnostics``
+            ``<node>/publishers``; :mod:`async_naf.common.publishers`).
     """
 
     control_period_s: float = 0.05
@@ -82,6 +85,7 @@ class SafetyConfig:
     workspace_max: tuple[float, ...] = (1.4, 0.8, 1.5)  # a pushed door's handle moves beyond x = 1.1
     workspace_check: bool = True
     estop_at_start: bool = False
+    publisher_watch: PublisherWatchConfig = field(default_factory=PublisherWatchConfig)
 
     def __post_init__(self) -> None:
         numbers(self, ("control_period_s", "command_timeout_s", "state_timeout_s"), 0.0, low_open=True)

@@ -4,6 +4,13 @@ Truth (the BROAD README's door-like truth): the heading of the sensor's x axis a
 from the optical ``opt_quat`` (x axis projected on the horizontal plane, unwrapped), as a change since the
 start of the scored part of a stretch. Samples where ``opt_quat`` is NaN are not scored.
 
+Time alignment (by default; ``lag_s`` of :func:`evaluate_stretch`): the IMU samples of a trial lag its
+optical samples by a constant ~4-5 ms (the IMU's filter delay and the two systems' synchronisation), a
+property of the recording, not of any method. :func:`trial_lag` measures it once per trial, on the raw data
+(the gyro magnitude against the optical rate magnitude, least squares over the shift) and only on samples
+outside the trial's scored stretches, and the truth is then taken that much earlier for every method alike.
+With ``lag_s`` = 0 the truth is scored as recorded.
+
 Door-like stretches (automatic, :func:`find_stretches`; nothing chosen by hand):
 
 1. Rests: samples where every gyro magnitude (relative to the median rate of the trial's first
@@ -43,6 +50,11 @@ Methods, all given the same samples (rest, then the scored part):
 
 ``spread`` (not a method): RMSE between the truth and the heading of the sensor's y axis instead of x: how
 far two reasonable door-angle definitions disagree on the stretch because of the wobble.
+
+``convention_floor`` (not a method): RMSE of the truth itself as a causal door-angle estimator that knew it
+exactly would have to report it (:func:`opening_view`: its magnitude until the opening side can be decided,
+then the side decided so far). A stretch that starts turning the "wrong" way costs every door-angle
+estimator at least this; ``plain`` and ``vqf`` do not pay it, because they decide nothing.
 """
 from __future__ import annotations
 
@@ -72,6 +84,7 @@ RANGE_MIN_DEG = 45.0  # deg
 START_TILT_MAX_DEG = 5.0  # deg
 START_RATE_MAX = math.radians(40.0)  # rad/s
 SPLICE_REST_S = 10.0  # s
+LAG_MAX_S = 0.010  # s, the IMU-to-optical lag searched (+-)
 METHODS = ("estimator", "estimator_axis", "plain", "vqf")
 
 
@@ -121,23 +134,35 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
 
 
-def opening_side(dh: np.ndarray) -> int:
-    """+1 or -1: the opening side of a heading change ``dh`` (rad, from closed) under the estimator's
-    convention with its default parameters (first swing beyond ``sign_threshold_rad``, revised by a larger
-    turn the other way past closed until the door has opened ``sign_confirm_rad``); +1 if it never swings."""
+def opening_view(dh: np.ndarray) -> tuple[np.ndarray, int]:
+    """A heading change ``dh`` (rad, from closed) as a causal door-angle estimator that knew it exactly
+    would report it under the estimator's convention with its default parameters: its magnitude until the
+    first swing beyond ``sign_threshold_rad`` decides the opening side, then the opening on the side decided
+    so far (revised by a larger turn the other way past closed until the door has opened
+    ``sign_confirm_rad``). Returns that series (rad; NaN where ``dh`` is) and the final side (+1 or -1; +1
+    if it never swings)."""
     cfg = DoorAngleConfig()
-    sign, largest = 0, 0.0
-    for x in dh:
+    sign, largest, confirmed = 0, 0.0, False
+    out = np.full(len(dh), np.nan)
+    for i, x in enumerate(dh):
+        if not math.isfinite(x):
+            continue
         if sign == 0:
             if abs(x) > cfg.sign_threshold_rad:
                 sign, largest = (1 if x > 0.0 else -1), abs(x)
-            continue
-        largest = max(largest, sign * x)
-        if largest >= cfg.sign_confirm_rad:
-            break
-        if -sign * x > max(largest, cfg.sign_threshold_rad):
-            sign, largest = -sign, -sign * x
-    return sign or 1
+        elif not confirmed:
+            largest = max(largest, sign * x)
+            if largest >= cfg.sign_confirm_rad:
+                confirmed = True
+            elif -sign * x > max(largest, cfg.sign_threshold_rad):
+                sign, largest = -sign, -sign * x
+        out[i] = abs(x) if sign == 0 else sign * x
+    return out, sign or 1
+
+
+def opening_side(dh: np.ndarray) -> int:
+    """+1 or -1: the final opening side of :func:`opening_view`."""
+    return opening_view(dh)[1]
 
 
 def find_rests(trial: BroadTrial) -> list[tuple[int, int]]:
@@ -183,6 +208,61 @@ def find_stretches(trial: BroadTrial) -> list[Stretch]:
         sign = opening_side(dh)
         out.append(Stretch(trial.name, (int(rest[0]), int(rest[1])), (int(s0), int(r1)), spliced, sign))
     return out
+
+
+# ------------------------------------------------------------------------------------------- time alignment
+def optical_rate(trial: BroadTrial) -> np.ndarray:
+    """Angular-rate magnitude (rad/s) from ``opt_quat`` by central differences (the rotation from sample
+    k-1 to k+1 over two periods, so it belongs to sample k's instant); NaN where a marker was lost."""
+    q = trial.opt_quat
+    dot = np.abs(np.sum(q[:-2] * q[2:], axis=1))
+    out = np.full(len(q), np.nan)
+    out[1:-1] = 2.0 * np.arccos(np.clip(dot, -1.0, 1.0)) * trial.rate_hz / 2.0
+    return out
+
+
+def imu_lag(trial: BroadTrial, exclude: list[tuple[int, int]] | None = None) -> float:
+    """How long (s) the IMU samples lag the optical truth in a trial: the shift of the optical rate
+    magnitude (:func:`optical_rate`) that best matches the gyro magnitude (bias: median of the first
+    ``REST_BIAS_S``), least squares on a 0.1 ms grid over +-``LAG_MAX_S``.
+
+    A property of the recording (the IMU's filter delay and the two systems' clocks), not of any method:
+    it is measured on the raw rates, never on a method's output, and on the samples outside ``exclude``
+    (the scored stretches), so no scored sample takes part in it.
+    """
+    fs = trial.rate_hz
+    b0 = np.median(trial.gyro[: max(1, int(REST_BIAS_S * fs))], axis=0)
+    w_imu = np.linalg.norm(trial.gyro - b0, axis=1)
+    w_opt = optical_rate(trial)
+    k = np.arange(len(trial), dtype=float)
+    use = np.isfinite(w_opt)
+    margin = int(math.ceil(LAG_MAX_S * fs)) + 2
+    use[:margin] = use[-margin:] = False
+    for i0, i1 in exclude or []:
+        use[max(0, i0 - margin):i1 + margin] = False
+    best = (math.inf, 0.0)
+    for lag in np.arange(-LAG_MAX_S, LAG_MAX_S + 1e-9, 1e-4):
+        shifted = np.interp(k - lag * fs, k, w_opt)  # the optical rate ``lag`` earlier
+        ok = use & np.isfinite(shifted)
+        best = min(best, (float(np.mean((w_imu[ok] - shifted[ok]) ** 2)), float(lag)))
+    return round(best[1], 4)
+
+
+def trial_lag(trial: BroadTrial) -> float:
+    """:func:`imu_lag` of a trial with all of its door-like stretches left out."""
+    return imu_lag(trial, [st.scored for st in find_stretches(trial)])
+
+
+def _shifted_heading(trial: BroadTrial, i0: int, i1: int, axis: int, lag_s: float) -> np.ndarray:
+    """:func:`heading` of a sensor axis at samples ``[i0, i1)``, taken ``lag_s`` earlier (linear
+    interpolation between optical samples; NaN next to a lost marker)."""
+    if lag_s == 0.0:
+        return heading(_quat_matrices(trial.opt_quat[i0:i1]), axis)
+    m = int(math.ceil(abs(lag_s) * trial.rate_hz)) + 2
+    j0, j1 = max(0, i0 - m), min(len(trial), i1 + m)
+    h = heading(_quat_matrices(trial.opt_quat[j0:j1]), axis)
+    k = np.arange(j0, j1, dtype=float)
+    return np.interp(np.arange(i0, i1) - lag_s * trial.rate_hz, k, h, left=np.nan, right=np.nan)
 
 
 # ------------------------------------------------------------------------------------------------ methods
@@ -258,29 +338,34 @@ def run_vqf(trial: BroadTrial, st: Stretch) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, params: list[str] | None = None) -> dict:
+def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, params: list[str] | None = None,
+                     lag_s: float = 0.0) -> dict:
     """RMSE and largest error (deg) of each method over the scored part of a stretch, and facts about it.
 
     ``via_bag``: also run the estimator through a bag and ``async-naf door-angle`` and check that it gives
     the same angles as fed directly (``bag_max_diff_deg``). ``params``: estimator overrides (``NAME=VALUE``),
     for both ``estimator`` and ``estimator_axis`` (the same with the hinge axis configured: the rest's up
-    direction, signed to open as the truth does, so no opening direction is to be decided).
+    direction, signed to open as the truth does, so no opening direction is to be decided). ``lag_s``: the
+    truth is taken this much earlier (the trial's IMU lag, :func:`trial_lag`; 0: the samples as recorded),
+    the same for every method.
     """
     fs = trial.rate_hz
     s0, s1 = st.scored
-    rot = _quat_matrices(trial.opt_quat[s0:s1])
-    hx, hy = heading(rot, 0), heading(rot, 1)
+    hx, hy = _shifted_heading(trial, s0, s1, 0, lag_s), _shifted_heading(trial, s0, s1, 1, lag_s)
     ok = np.isfinite(hx)
     truth = hx - hx[ok][0]
     _, _, k0 = _fed(trial, st)
     row: dict = {
         "stretch": st.label(fs), "trial": st.trial, "scored_s": [round(s0 / fs, 2), round(s1 / fs, 2)],
         "duration_s": round((s1 - s0) / fs, 2), "rest_s": round((st.rest[1] - st.rest[0]) / fs, 2),
-        "spliced": st.spliced, "sign": st.sign, "scored_samples": int(ok.sum()),
+        "spliced": st.spliced, "sign": st.sign, "lag_ms": round(lag_s * 1e3, 2), "scored_samples": int(ok.sum()),
         "truth_min_deg": round(float(np.nanmin(truth)) * DEG, 1),
         "truth_max_deg": round(float(np.nanmax(truth)) * DEG, 1),
         "spread_deg": round(float(np.sqrt(np.mean(((hy - hy[ok][0]) - truth)[ok] ** 2))) * DEG, 3),
     }
+    # what the convention costs a causal estimator that knew the heading exactly (see opening_view)
+    ideal = st.sign * opening_view(truth)[0]
+    row["convention_floor_deg"] = round(float(np.sqrt(np.mean((ideal - truth)[ok] ** 2))) * DEG, 3)
     est, info = run_estimator(trial, st, params)
     row.update(info)
     up = trial.accel[st.rest[0]:st.rest[1]].mean(axis=0)
@@ -304,22 +389,27 @@ def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, para
     return row
 
 
-def evaluate_file(path: str | Path, via_bag: bool = False, params: list[str] | None = None) -> list[dict]:
-    """:func:`evaluate_stretch` for every door-like stretch of a BROAD trial file."""
+def evaluate_file(path: str | Path, via_bag: bool = False, params: list[str] | None = None,
+                  align: bool = True) -> list[dict]:
+    """:func:`evaluate_stretch` for every door-like stretch of a BROAD trial file (truth aligned to the IMU
+    by :func:`trial_lag` unless ``align`` is False)."""
     trial = load_broad(path)
-    return [evaluate_stretch(trial, st, via_bag, params) for st in find_stretches(trial)]
+    lag = trial_lag(trial) if align else 0.0
+    return [evaluate_stretch(trial, st, via_bag, params, lag) for st in find_stretches(trial)]
 
 
 def fit_delay(trials: list[BroadTrial], params: list[str] | None = None,
-              grid_s: np.ndarray | None = None) -> tuple[float, list[tuple[float, float]]]:
+              grid_s: np.ndarray | None = None, align: bool = False) -> tuple[float, list[tuple[float, float]]]:
     """The ``imu_delay_s`` (s) that minimises the mean estimator RMSE over the stretches of ``trials``:
     the IMU's latency against the optical truth, measured like a sensor calibration (fit on some trials,
-    used on the others). Returns it and the (delay, mean RMSE deg) grid."""
+    used on the others). ``align``: against the truth aligned by :func:`trial_lag` (then it fits what is
+    left of the lag). Returns it and the (delay, mean RMSE deg) grid."""
     grid = np.arange(0.0, 0.0081, 0.0002) if grid_s is None else grid_s
+    lags = {tr.name: trial_lag(tr) if align else 0.0 for tr in trials}
     curve = []
     for d in grid:
-        rmse = [evaluate_stretch(tr, st, False,
-                                 list(params or []) + [f"imu_delay_s={float(d)!r}"])["estimator_rmse_deg"]
+        rmse = [evaluate_stretch(tr, st, False, list(params or []) + [f"imu_delay_s={float(d)!r}"],
+                                 lags[tr.name])["estimator_rmse_deg"]
                 for tr in trials for st in find_stretches(tr)]
         curve.append((float(d), float(np.mean(rmse))))
     return min(curve, key=lambda c: c[1])[0], curve

@@ -28,6 +28,14 @@ Rules (units: s):
   ``lost_transitions`` / ``lost_episode_stats``) and sent, oldest first, ``BACKLOG_PER_TICK`` per tick once a
   trainer listens again. With ``backlog_transitions`` 0 episodes pause and what is made meanwhile is counted
   as lost.
+- Acknowledgements (:meth:`CollectorLoop.on_ack`, the trainer's ``/trainer/acks``): batches carry this
+  collector's ``session`` and row index (``first``). Once a trainer has acknowledged anything, sent batches
+  stay *in flight* until acknowledged (in flight + backlog <= ``backlog_transitions``; beyond it the oldest in
+  flight are forgotten, counted ``unconfirmed_transitions``). When the trainer is gone, what is in flight
+  goes back to the front of the backlog and is sent again (the trainer drops copies by session and row). A
+  new trainer (another id in the acknowledgement) says which of this session's rows it started with
+  (``restored``, from its checkpoint): the rows the previous one had acknowledged beyond that died with it,
+  counted ``lost_with_trainer``; what it had not acknowledged is re-sent.
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
   goal), pending rows are sent, then the episode's statistics. No step of the episode for ``step_timeout_s``
   aborts it (steps of another episode count as none).
@@ -41,13 +49,14 @@ Rules (units: s):
 from __future__ import annotations
 
 import math
+import secrets
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+from async_naf.wire.layouts import MAX_SESSION, EpisodeStats, Goal, PolicyStep, TransitionAck, TransitionBatch
 
 TICK_S = 0.02  # the node ticks the loop at 50 Hz, s
 TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
@@ -96,15 +105,29 @@ class CollectorLoop:
         goal: the goal last published (None before :meth:`initial_goal`).
     """
 
-    def __init__(self, config: CollectorConfig, assembler: EpisodeAssembler | None = None) -> None:
+    def __init__(self, config: CollectorConfig, assembler: EpisodeAssembler | None = None,
+                 session: int | None = None) -> None:
         self.config = config
+        self.session = int(session) if session is not None else secrets.randbelow(MAX_SESSION - 1) + 1
+        if not 1 <= self.session <= MAX_SESSION:
+            raise ValueError(f"session must be in 1 .. {MAX_SESSION}, got {self.session}")
         self.asm = assembler or EpisodeAssembler(config)
         self.is_door = bool(self.asm.task.is_door)
         self.phase = "idle"
         self.counts: Counter[str] = Counter({"episodes": 0, "batches_sent": 0, "transitions_sent": 0,
                                              "aborted_episodes": 0, "reset_failures": 0,
                                              "goal_resends": 0, "backlog_transitions": 0,
-                                             "lost_transitions": 0, "lost_episode_stats": 0})
+                                             "lost_transitions": 0, "lost_episode_stats": 0,
+                                             "acked_transitions": 0, "inflight_transitions": 0,
+                                             "resent_transitions": 0, "lost_with_trainer": 0,
+                                             "unconfirmed_transitions": 0, "trainers_seen": 0,
+                                             "sequenced_transitions": 0})
+        self._next_row = 0  # index of the next row of this session
+        self._sent_rows = 0  # rows sent at least once (a batch ending at or below it is a re-send)
+        self._inflight: deque[TransitionBatch] = deque()
+        self._trainer_id: int | None = None  # the trainer of the last acknowledgement
+        self._acked = 0  # rows of this session that trainer holds
+        self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
         self._backlog: deque[TransitionBatch | EpisodeStats] = deque()
@@ -160,12 +183,46 @@ class CollectorLoop:
         self._drain_waiting(acts, now, expire=False)
         return acts
 
+    def on_ack(self, ack: TransitionAck) -> Actions:
+        """A decoded acknowledgement of the trainer (what it holds of this session's rows)."""
+        acts = Actions()
+        restored, received = ack.entries.get((self.config.robot_id, self.session), (0, 0))
+        if ack.trainer != self._trainer_id:
+            if self._trainer_id is not None:
+                lost = max(0, self._acked - restored)
+                self.counts["lost_with_trainer"] += lost
+                acts.log.append(("warning", "new_trainer",
+                                 f"a new trainer (id {ack.trainer}) holds {restored} of this collector's rows from "
+                                 f"its checkpoint: {lost} acknowledged by the previous one died with it"))
+                if not self._gone_since_ack:  # never seen gone (a quick restart): send again what it lacks
+                    self._requeue_inflight(received)
+            self.counts["trainers_seen"] += 1
+            self._trainer_id, self._acked = ack.trainer, received
+        self._gone_since_ack = False
+        self._acked = max(self._acked, received)
+        self.counts["acked_transitions"] = self._acked
+        while self._inflight and self._inflight[0].first + self._inflight[0].rows <= self._acked:
+            self.counts["inflight_transitions"] -= self._inflight.popleft().rows
+        while self._backlog:  # the oldest of the backlog held already (re-queued in flight): no need to re-send
+            head = self._backlog[0]
+            if not isinstance(head, TransitionBatch) or not head.sequenced or head.first + head.rows > self._acked:
+                break
+            self._backlog.popleft()
+            self.counts["backlog_transitions"] -= head.rows
+        return acts
+
     def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True) -> Actions:
         """The periodic tick: late truth, partial batches, the episode's phase (start a reset, time out a
         call, abort a stalled episode). ``reset_ready``: the reset service answers; ``trainer_listening``:
         something subscribes to /trainer/transitions."""
         acts = Actions()
-        self._listening = trainer_listening or not self.config.wait_for_trainer
+        listening = trainer_listening or not self.config.wait_for_trainer
+        if self._listening and not listening and self._inflight:
+            acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
+                                                        "unacknowledged transitions kept to send again"))
+            self._requeue_inflight(0)
+            self._gone_since_ack = True
+        self._listening = listening
         self._trainer_seen |= trainer_listening
         if self._listening and self._backlog:
             self._drain_backlog(acts)
@@ -350,6 +407,9 @@ class CollectorLoop:
         if batch is None:
             self._first_pending_t = None
             return
+        batch = batch._replace(session=self.session, first=self._next_row)
+        self._next_row += batch.rows
+        self.counts["sequenced_transitions"] = self._next_row
         self._emit(acts, batch)
         self._first_pending_t = now if self.asm.pending else None
 
@@ -365,11 +425,31 @@ class CollectorLoop:
         self._backlog.append(item)
         if isinstance(item, TransitionBatch):
             self.counts["backlog_transitions"] += item.rows
-        while self.counts["backlog_transitions"] > self.config.backlog_transitions:
+        self._bound()
+
+    def _bound(self) -> None:
+        """In flight + backlog <= backlog_transitions: forget the oldest in flight first (sent, never
+        acknowledged: ``unconfirmed_transitions``), then drop the oldest of the backlog (``lost_transitions``)."""
+        limit = self.config.backlog_transitions
+        while self._inflight and self.counts["inflight_transitions"] + self.counts["backlog_transitions"] > limit:
+            rows = self._inflight.popleft().rows
+            self.counts["inflight_transitions"] -= rows
+            self.counts["unconfirmed_transitions"] += rows
+        while self._backlog and self.counts["backlog_transitions"] > limit:
             old = self._backlog.popleft()
             self._lose(old)
             if isinstance(old, TransitionBatch):
                 self.counts["backlog_transitions"] -= old.rows
+
+    def _requeue_inflight(self, held: int) -> None:
+        """Unacknowledged batches (ending beyond ``held`` rows) back to the front of the backlog, in order."""
+        while self._inflight:
+            batch = self._inflight.pop()
+            self.counts["inflight_transitions"] -= batch.rows
+            if batch.first + batch.rows > held:
+                self._backlog.appendleft(batch)
+                self.counts["backlog_transitions"] += batch.rows
+        self._bound()
 
     def _lose(self, item: TransitionBatch | EpisodeStats) -> None:
         if isinstance(item, TransitionBatch):
@@ -380,8 +460,17 @@ class CollectorLoop:
     def _send(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
         if isinstance(item, TransitionBatch):
             acts.batches.append(item)
-            self.counts["batches_sent"] += 1
-            self.counts["transitions_sent"] += item.rows
+            end = item.first + item.rows
+            if item.sequenced and end <= self._sent_rows:
+                self.counts["resent_transitions"] += item.rows
+            else:
+                self.counts["batches_sent"] += 1
+                self.counts["transitions_sent"] += item.rows
+                self._sent_rows = max(self._sent_rows, end)
+            if self._trainer_id is not None and item.sequenced:  # acknowledgements come: keep until one does
+                self._inflight.append(item)
+                self.counts["inflight_transitions"] += item.rows
+                self._bound()
         else:
             acts.stats.append(item)
 

@@ -15,6 +15,7 @@ Every file is written atomically (:func:`async_naf.wire.checkpoint.write_file`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from async_naf.wire.checkpoint import write_file
 
+LOG = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 WEIGHTS_DIR = "weights"
 
@@ -68,6 +70,58 @@ def read_latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointInfo | None:
     if not Path(info.agent).exists() or (info.buffer and not Path(info.buffer).exists()):
         raise ValueError(f"{pointer}: points at missing files ({info.agent}, {info.buffer})")
     return info
+
+
+def _info_from(meta_path: Path) -> CheckpointInfo:
+    meta = json.loads(meta_path.read_text())
+    ckpt_dir = meta_path.parent
+    info = CheckpointInfo(agent=str(ckpt_dir / meta["agent"]),
+                          buffer=str(ckpt_dir / meta["buffer"]) if meta.get("buffer") else None,
+                          updates=int(meta["updates"]), env_steps=int(meta["env_steps"]),
+                          episodes=int(meta["episodes"]), wall_s=float(meta["wall_s"]))
+    if not Path(info.agent).exists() or (info.buffer and not Path(info.buffer).exists()):
+        raise ValueError(f"{meta_path}: points at missing files")
+    return info
+
+
+def newest_checkpoint(run_dir: str | os.PathLike) -> tuple[CheckpointInfo, dict[str, Any]] | None:
+    """The checkpoint a restarted trainer resumes from: ``latest.json``'s, else (unreadable, or pointing at
+    files that are gone) the newest readable ``step_*.json`` / ``final.json`` with its files present.
+
+    Every file is replaced atomically, so a trainer killed while writing a checkpoint leaves the previous
+    one complete; this fallback covers a pointer damaged otherwise (disk full, a file removed by hand).
+
+    Returns:
+        ``(info, meta)`` (meta: the whole json record), or None when there is no checkpoint record.
+
+    Raises:
+        ValueError: there are records, but none is usable (never silently a fresh start over a run).
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINTS
+    candidates = [ckpt_dir / "latest.json"]
+    others = [p for p in ckpt_dir.glob("*.json") if p.name != "latest.json"] if ckpt_dir.is_dir() else []
+    candidates += sorted(others, key=_updates_of, reverse=True)
+    errors = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            return _info_from(path), json.loads(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning("checkpoint record %s unusable (%s): trying an older one", path, exc)
+            errors.append(f"{path.name}: {exc}")
+    if errors:
+        raise ValueError(f"{ckpt_dir}: no usable checkpoint (points at missing files or malformed): "
+                         + "; ".join(errors))
+    return None
+
+
+def _updates_of(path: Path) -> tuple[int, float]:
+    try:
+        meta = json.loads(path.read_text())
+        return int(meta["updates"]), path.stat().st_mtime
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1, 0.0
 
 
 class CheckpointStore:

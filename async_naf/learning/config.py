@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from async_naf.common.checks import bounds_array, integers, number, numbers
 from async_naf.common.noise import NoiseConfig
+from async_naf.common.publishers import PublisherWatchConfig
 from async_naf.task.tasks import TASK_NAMES
 
 ALGORITHMS = ("naf", "linear_naf", "ddpg")
@@ -277,6 +278,11 @@ class TrainerConfig:
             C++ event queue, about 3x the message throughput; marked experimental in Jazzy),
             ``single_threaded`` or ``multi_threaded`` (a ~/save_checkpoint call does not pause the
             subscriptions).
+        ack_period_s: publish the acknowledgement (~/acks: rows held per collector session) this often when
+            it changed, and at least every second; collectors keep unacknowledged batches to send again, s.
+        publisher_watch: the unknown-publisher alarm on the transitions and episode statistics
+            (``/trainer/transitions``, ``/trainer/episode_stats``): ``/diagnostics`` ``<node>/publishers``
+            (:mod:`async_naf.common.publishers`).
     """
 
     run_dir: str = "runs/default"
@@ -302,6 +308,8 @@ class TrainerConfig:
     log_every_updates: int = 100
     num_threads: int = 1
     executor: str = "events"
+    ack_period_s: float = 0.25
+    publisher_watch: PublisherWatchConfig = field(default_factory=PublisherWatchConfig)
 
     def __post_init__(self) -> None:
         if not str(self.run_dir):
@@ -320,6 +328,7 @@ class TrainerConfig:
                         "num_threads"), 1)
         integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
         numbers(self, ("updates_per_step", "max_updates_per_s", "checkpoint_every_s", "max_wall_s"), 0.0)
+        numbers(self, ("ack_period_s",), 0.0, low_open=True)
         limits = tuple(float(v) for v in self.action_limit)
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
             raise ValueError(f"action_limit must be empty or 7 finite values > 0 (rad/s), got {limits}")

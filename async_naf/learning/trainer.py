@@ -23,15 +23,17 @@ condition uses the total ``env_steps`` and this process's own wall time.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from async_naf.learning.checkpoints import CheckpointInfo, CheckpointStore, read_latest_checkpoint
+from async_naf.learning.checkpoints import CheckpointInfo, CheckpointStore, newest_checkpoint, read_latest_checkpoint
 from async_naf.learning.config import TrainerConfig
 from async_naf.learning.metrics import MetricsLog
+from async_naf.learning.receipts import ReceiptLedger
 
 __all__ = ["CheckpointInfo", "Trainer", "TrainerConfig", "read_latest_checkpoint"]
 
@@ -70,6 +72,7 @@ class Trainer:
         act_dim: int | None = None,
         action_low: Any = None,
         action_high: Any = None,
+        instance_id: int | None = None,
     ) -> None:
         import numpy as np
         import torch
@@ -123,6 +126,9 @@ class Trainer:
                 self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
                 np.broadcast_to(high, (self.act_dim,))))
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
+        # what the buffer holds of each collector session: the checkpoint's table when resumed
+        self.instance_id = int(instance_id) if instance_id is not None else secrets.randbelow(2**31 - 2) + 1
+        self.ledger = ReceiptLedger.from_table(self.instance_id, self.resume_meta.get("received"))
 
         self._buffer_lock = threading.Lock()
         self._agent_lock = threading.RLock()
@@ -145,15 +151,23 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ resume
     def _resume_source(self) -> CheckpointInfo | None:
+        """With ``resume``: run_dir's own newest usable checkpoint first (a restarted trainer continues its
+        run, even one that began from ``resume_from``), else ``resume_from``'s; none there: fresh."""
+        self.resume_meta: dict[str, Any] = {}
         if not self.config.resume and not self.config.resume_from:
             return None
-        src = Path(self.config.resume_from or self.config.run_dir)
-        info = read_latest_checkpoint(src)
-        if info is None:
-            if self.config.resume_from:
-                raise ValueError(f"resume_from={src}: no checkpoint (checkpoints/latest.json) there")
-            LOG.info("resume: no checkpoint in %s yet; starting fresh", src)
-        return info
+        sources = [Path(self.config.run_dir)] if self.config.resume else []
+        if self.config.resume_from:
+            sources.append(Path(self.config.resume_from))
+        for src in sources:
+            found = newest_checkpoint(src)
+            if found is not None:
+                info, self.resume_meta = found
+                return info
+        if self.config.resume_from:
+            raise ValueError(f"resume_from={self.config.resume_from}: no checkpoint (checkpoints/latest.json) there")
+        LOG.info("resume: no checkpoint in %s yet; starting fresh", self.config.run_dir)
+        return None
 
     # ------------------------------------------------------------------------------ inputs
     def add_transitions(self, batch: Any) -> int:
@@ -165,19 +179,28 @@ class Trainer:
         Raises:
             ValueError: wrong dims or invalid values (nothing is added; counted in ``rejected_batches``).
         """
-        if hasattr(batch, "to_batch"):
-            batch = batch.to_batch()
         with self._buffer_lock:
+            part = self.ledger.admit(batch) if hasattr(batch, "sequenced") else batch
+            if part is None:  # every row a copy of rows already held (a collector re-sending)
+                return 0
+            rows: Any = part.to_batch() if hasattr(part, "to_batch") else part
             try:
-                n = self.buffer.add_batch(batch)
+                n = self.buffer.add_batch(rows)
             except ValueError:
                 self.rejected_batches += 1
                 raise
+            if hasattr(part, "sequenced"):
+                self.ledger.commit(part)
             self.env_steps += n
         if n:
             with self._wake:
                 self._wake.notify()
         return n
+
+    def ack(self) -> Any:
+        """The acknowledgement to publish (layouts.TransitionAck): what the buffer holds per collector session."""
+        with self._buffer_lock:
+            return self.ledger.ack()
 
     def record_episode(self, stats: Any) -> None:
         """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback.
@@ -269,7 +292,7 @@ class Trainer:
             "env_steps": self.env_steps, "updates": self.updates, "buffer_size": len(self.buffer),
             "episodes": self.episodes, "paused": float(self.paused), "rejected_batches": self.rejected_batches,
             "skipped_updates": self.agent.skipped_updates,
-            "wall_s": round(self.wall_s, 3),
+            "wall_s": round(self.wall_s, 3), "instance_id": self.instance_id, **self.ledger.counts,
         }
         out.update({f"train_{k}": v for k, v in self._last_metrics.items()})
         return out
@@ -383,12 +406,14 @@ class Trainer:
             with self._buffer_lock:  # copy only; the subscriptions' add_transitions wait for the copy, not the disk
                 snapshot = self.buffer.snapshot()
                 env_steps = self.env_steps
+                received = self.ledger.table()  # the same moment as the buffer: what a resumed trainer holds
             write_snapshot(self.store.buffer_path(stem), snapshot)
         else:
             env_steps = self.env_steps
+            received = []  # no buffer in the checkpoint: a trainer resuming from it holds none of the rows
         counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
-                    "task": self.config.task, "algorithm": self.config.algorithm, "obs_dim": self.obs_dim,
-                    "act_dim": self.act_dim}
+                    "received": received, "task": self.config.task, "algorithm": self.config.algorithm,
+                    "obs_dim": self.obs_dim, "act_dim": self.act_dim}
         info = self.store.commit(stem, weights, self.config.save_buffer, counters, periodic=tag is None)
         self._last_ckpt = time.monotonic()
         LOG.info("checkpoint %s: %d updates, %d env steps", info.agent, updates, env_steps)

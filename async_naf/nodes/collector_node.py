@@ -12,6 +12,7 @@ Topics (relative to the robot namespace unless absolute):
   pub task/goal                  std_msgs/Float64MultiArray  reliable + transient local (async_naf.goal.v1)
   pub /trainer/transitions       std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
   pub /trainer/episode_stats     std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v1)
+  sub /trainer/acks              std_msgs/Float64MultiArray  reliable + transient local (async_naf.transition_ack.v1)
   pub /diagnostics               diagnostic_msgs/DiagnosticArray
   client sim/reset               std_srvs/Trigger
   client door_angle/zero         std_srvs/Trigger            (door tasks, zero_door_on_reset)
@@ -61,6 +62,7 @@ class CollectorNode(Node):
         self._stats_pub = self.create_publisher(Float64MultiArray, "/trainer/episode_stats", _msgs.STREAM)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float64MultiArray, "policy/step", self._on_step, _msgs.STREAM)
+        self.create_subscription(Float64MultiArray, "/trainer/acks", self._on_ack, _msgs.LATCHED)
         is_door = self.loop.is_door
         if is_door and self.cfg.use_ground_truth:
             self.create_subscription(JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR)
@@ -92,6 +94,14 @@ class CollectorNode(Node):
             self._drop("step_layout", f"malformed policy step dropped: {exc}")
             return
         self._do(self.loop.on_step(step, time.monotonic()))
+
+    def _on_ack(self, msg: Float64MultiArray) -> None:
+        try:
+            ack = layouts.decode_transition_ack(_msgs.from_msg(msg))
+        except LayoutError as exc:
+            self._drop("ack_layout", f"malformed acknowledgement dropped: {exc}")
+            return
+        self._do(self.loop.on_ack(ack))
 
     def _on_truth(self, msg: JointState) -> None:
         try:
@@ -169,8 +179,9 @@ class CollectorNode(Node):
     def _publish_diagnostics(self) -> None:
         loop = self.loop
         drops = {**self.drops, **loop.drops, **self.asm.dropped}
-        values = {"phase": loop.phase, "episode": self.asm.episode, "env_steps": self.asm.env_steps,
-                  "late_steps": self.asm.late_steps, **loop.counts, **{f"dropped_{k}": v for k, v in drops.items()}}
+        values = {"phase": loop.phase, "session": loop.session, "episode": self.asm.episode,
+                  "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts,
+                  **{f"dropped_{k}": v for k, v in drops.items()}}
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if drops else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message="collector",
                                   hardware_id=self.get_namespace(),

@@ -155,6 +155,7 @@ class DoorAngleNode(Node):
             "opening_sign_revisions": est.sign_revisions,
             "beyond_stop": est.beyond_stop,
             "past_closed": est.past_closed,
+            "frameless": est.frameless,
             "max_angle_rad": f"{est.max_angle:.5f}",
             "min_angle_rad": f"{est.min_angle:.5f}",
         }

@@ -38,6 +38,7 @@ from std_srvs.srv import SetBool
 from async_naf.acting.safety import SafetyConfig, SafetyFilter
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._watch import PublisherAlarm
 
 
 class GuardNode(Node):
@@ -61,6 +62,7 @@ class GuardNode(Node):
         self.create_subscription(Float64MultiArray, "guard/commands_in", self._on_command, _msgs.COMMANDS)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, _msgs.SENSOR)
         self.create_subscription(Bool, "guard/estop", self._on_estop_topic, _msgs.LATCHED)
+        self.publisher_alarm = PublisherAlarm(self, "guard", cfg.publisher_watch)
         self.create_service(SetBool, "guard/estop", self._on_estop_service)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.cfg.control_period_s / 4.0, self._on_tick, clock=steady)

@@ -40,6 +40,7 @@ from async_naf.acting.config import PolicyNodeConfig
 from async_naf.acting.loop import JointSample, Output, PolicyLoop
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass, watch_parameters
+from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
 
@@ -126,6 +127,7 @@ class PolicyNode(LifecycleNode):
         period = float(self.get_parameter("diagnostics_period_s").value)
         timers.append(self.create_timer(period, self._publish_diagnostics, clock=steady))
         self._entities = (subs, timers, [self._cmd_pub, self._step_pub, self._diag_pub])
+        self.publisher_alarm = PublisherAlarm(self, "policy", self.cfg.publisher_watch)
         self.get_logger().info(f"configured: task={self.cfg.task} obs_dim={runner.task.obs_dim} "
                                f"trigger={self.cfg.trigger} lockstep={self.cfg.lockstep}")
         return TransitionCallbackReturn.SUCCESS

@@ -7,6 +7,8 @@ Topics and services:
   sub ~/transitions        std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
   sub ~/episode_stats      std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v1)
   pub ~/weights            std_msgs/UInt8MultiArray    reliable + transient local, depth 1 (async_naf.weights.v1)
+  pub ~/acks               std_msgs/Float64MultiArray  reliable + transient local, depth 1
+                           (async_naf.transition_ack.v1: rows held per collector session, every ack_period_s)
   pub /diagnostics         diagnostic_msgs/DiagnosticArray (env steps, updates, buffer, dropped by reason)
   srv ~/save_checkpoint    std_srvs/Trigger            write a checkpoint now (message: its path)
   srv ~/pause              std_srvs/SetBool            true = pause updates (transitions are still buffered)
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -35,8 +38,11 @@ from async_naf.learning.config import TrainerConfig
 from async_naf.learning.trainer import Trainer
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
+
+ACK_REFRESH_S = 1.0  # the acknowledgement is re-published at least this often, s
 
 
 class TrainerNode(Node):
@@ -51,6 +57,8 @@ class TrainerNode(Node):
         self.exit_code = 0
         self._weights_pub = self.create_publisher(UInt8MultiArray, "~/weights", _msgs.LATCHED)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._ack_pub = self.create_publisher(Float64MultiArray, "~/acks", _msgs.LATCHED)
+        self._last_ack: tuple[Any, float] = (None, -1.0)
         self.trainer = Trainer(self.cfg, on_weights=self._publish_weights, on_finished=self._on_finished)
         self.obs_dim, self.act_dim = self.trainer.obs_dim, self.trainer.act_dim
         self.create_subscription(Float32MultiArray, "~/transitions", self._on_transitions, _msgs.STREAM)
@@ -62,6 +70,9 @@ class TrainerNode(Node):
         self.create_service(SetBool, "~/pause", self._on_pause, callback_group=services)
         self.create_timer(diag_period, self._publish_diagnostics, callback_group=services,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(self.cfg.ack_period_s, self._publish_ack, callback_group=services,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.publisher_alarm = PublisherAlarm(self, "trainer", self.cfg.publisher_watch, callback_group=services)
         self.trainer.start()
         self.get_logger().info(f"trainer ready: task={self.cfg.task} obs_dim={self.obs_dim} act_dim={self.act_dim} "
                                f"run_dir={self.cfg.run_dir} env_steps={self.trainer.env_steps} "
@@ -115,6 +126,16 @@ class TrainerNode(Node):
     def _publish_weights(self, data: bytes, updates: int) -> None:
         """Called from the update thread (rclpy publishers are thread-safe)."""
         self._weights_pub.publish(_msgs.to_msg(layouts.encode_weights(data), UInt8MultiArray))
+
+    def _publish_ack(self) -> None:
+        """What the buffer holds per collector session, when it changed (and at least every second)."""
+        ack = self.trainer.ack()
+        now = time.monotonic()
+        last, last_t = self._last_ack
+        if ack == last and now - last_t < ACK_REFRESH_S:
+            return
+        self._last_ack = (ack, now)
+        self._ack_pub.publish(_msgs.to_msg(layouts.encode_transition_ack(ack), Float64MultiArray))
 
     def _on_finished(self, reason: str) -> None:
         self.get_logger().info(f"training finished ({reason}); final checkpoint in {self.trainer.ckpt_dir}")

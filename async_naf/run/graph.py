@@ -58,6 +58,9 @@ ROBOT_PREFIX = "robot_"
 # how the nodes share processes: none = one process per node; robot = one process per robot (sim, door_angle,
 # policy, collector in one executor: async_naf.run.container), the trainer in its own
 COMPOSITIONS = ("none", "robot")
+# which part of the graph this host starts (several hosts: docs/graph.md, "Several hosts"): all = the trainer and
+# the robots; trainer = the trainer only (robots elsewhere); robots = robots only (the trainer elsewhere)
+PARTS = ("all", "trainer", "robots")
 CONTAINER_MODULE = f"{PACKAGE}.run.container"
 CONTAINER_EXECUTABLE = "robot_container"
 MAX_WORKERS = 64
@@ -138,6 +141,9 @@ class NodeSpec:
         stop_timeout_s: seconds between SIGINT and SIGTERM when stopping (s).
         arguments: extra command-line arguments before ``--ros-args`` (bringup tools such as the spawner).
         param_files: ROS params files passed before ``parameters`` (e.g. config/controllers.yaml).
+        max_restarts: restarts after a non-zero exit (``async-naf train``; ``respawn`` in the launch file).
+        restart_delay_s: seconds before such a restart (s).
+        restart_parameters: parameters that replace ``parameters`` on a restart (the trainer: ``resume``).
     """
 
     package: str
@@ -153,6 +159,9 @@ class NodeSpec:
     stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     arguments: tuple[str, ...] = ()
     param_files: tuple[str, ...] = ()
+    max_restarts: int = 0
+    restart_delay_s: float = 0.0
+    restart_parameters: dict[str, ParamValue] = dataclasses.field(default_factory=dict)
 
     @property
     def fqn(self) -> str:
@@ -188,6 +197,12 @@ class GraphConfig:
         composition: ``none`` (one process per node) or ``robot`` (each robot's nodes in one process with one
             executor, :mod:`async_naf.run.container`; the trainer keeps its own process). The nodes, topics,
             message types, QoS and parameters are the same either way (:func:`compose`).
+        part: which part of the graph to start on this host: ``all`` (trainer and robots), ``trainer``
+            (the trainer only; its robots run on other hosts) or ``robots`` (robots only; the trainer runs on
+            another host).
+        robots: the robot indices to start (empty = all of ``0 .. workers-1``). Indices are global: robot 2
+            is ``/robot_2`` with robot 2's seed on whichever host starts it, so hosts that each start some
+            robots (same ``workers``, ``seed`` and ``task``) make up one graph. Not with ``part`` trainer.
     """
 
     task: str = "door_pull"
@@ -203,6 +218,10 @@ class GraphConfig:
     record: bool = False
     bag_dir: str = ""
     composition: str = "none"
+    trainer_restarts: int = 3
+    trainer_restart_delay_s: float = 2.0
+    part: str = "all"
+    robots: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         from async_naf.task.tasks import TASK_NAMES  # keep `import async_naf.run.graph` light
@@ -221,8 +240,45 @@ class GraphConfig:
             raise ValueError("run_dir must not be empty")
         for key in self.overrides:
             _match_key(key)  # raises on malformed keys
+        if self.trainer_restarts < 0 or not 0.0 <= self.trainer_restart_delay_s < math.inf:
+            raise ValueError("trainer_restarts and trainer_restart_delay_s must be >= 0")
         if self.composition not in COMPOSITIONS:
             raise ValueError(f"unknown composition {self.composition!r}; choose one of {', '.join(COMPOSITIONS)}")
+        if self.part not in PARTS:
+            raise ValueError(f"unknown part {self.part!r}; choose one of {', '.join(PARTS)}")
+        self.robots = tuple(int(r) for r in self.robots)
+        if len(set(self.robots)) != len(self.robots):
+            raise ValueError(f"robots: an index given twice in {list(self.robots)}")
+        outside = [r for r in self.robots if not 0 <= r < int(self.workers)]
+        if outside:
+            raise ValueError(f"robots {outside} outside 0..{int(self.workers) - 1}: indices are global, set workers to "
+                             "the number of robots of the whole graph (all hosts together)")
+        if self.part == "trainer" and self.robots:
+            raise ValueError("robots: a trainer-only part starts no robots (part all or robots)")
+
+
+def robot_indices(config: GraphConfig) -> list[int]:
+    """The robots this host starts: none for part ``trainer``, else ``robots`` (all if empty), in order."""
+    if config.part == "trainer":
+        return []
+    return sorted(config.robots) if config.robots else list(range(config.workers))
+
+
+def starts_trainer(config: GraphConfig) -> bool:
+    """Whether this host starts the trainer (part ``all`` or ``trainer``)."""
+    return config.part in ("all", "trainer")
+
+
+def parse_robots(text: str) -> tuple[int, ...]:
+    """``"0,2"`` -> ``(0, 2)``; ``""`` -> ``()`` (all robots). Used by ``--robots`` and ``robots:=``.
+
+    Raises:
+        ValueError: anything but comma-separated non-negative integers.
+    """
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not all(t.isdigit() for t in items):
+        raise ValueError(f"robots {text!r}: expected comma-separated robot indices such as 0,2")
+    return tuple(int(t) for t in items)
 
 
 def robot_namespace(index: int) -> str:
@@ -475,8 +531,9 @@ def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str,
 
 
 def build_graph(config: GraphConfig) -> list[NodeSpec]:
-    """The whole node graph for ``config``: per robot sim (mujoco only), door_angle, policy, collector;
-    then one trainer.
+    """The node graph for ``config``: per robot sim (mujoco only), door_angle, policy, collector; then one
+    trainer. Part ``robots`` leaves the trainer out, part ``trainer`` the robots; ``robots`` picks robots
+    by their global index (:func:`robot_indices`).
 
     Raises:
         ValueError: if an override names an unknown parameter or a config dataclass rejects a value.
@@ -484,7 +541,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     nodes: list[NodeSpec] = []
     roles = guarded_roles(config)
     start_poses: dict[tuple, tuple[list[float], list[float]]] = {}
-    for i in range(config.workers):
+    for i in robot_indices(config):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
         if config.use_sim_time and config.workers > 1 and config.backend == "mujoco":
@@ -507,9 +564,12 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
                     params = _node_params(role, {"control_period_s": float(policy_user["control_period_s"])},
                                           user, f"{ns}/{role}")
             nodes.append(_spec(role, ns, params, remaps + guard_remaps(config, role), robot=i))
-    user = overrides_for(config.overrides, "/", "trainer")
-    params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
-    nodes.append(_spec("trainer", "/", params, (), robot=None, required=True))
+    if starts_trainer(config):
+        user = overrides_for(config.overrides, "/", "trainer")
+        params = _node_params("trainer", graph_values(config, "trainer", None), user, "/trainer")
+        nodes.append(dataclasses.replace(
+            _spec("trainer", "/", params, (), robot=None, required=True), max_restarts=int(config.trainer_restarts),
+            restart_delay_s=float(config.trainer_restart_delay_s), restart_parameters={"resume": True}))
     if config.record:
         topics = record_topics(config)
         values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],
@@ -545,7 +605,7 @@ def record_topics(config: GraphConfig) -> list[tuple[str, str, str]]:
     js, f64 = "sensor_msgs/msg/JointState", "std_msgs/msg/Float64MultiArray"
     door = config.task != "reach"
     out: list[tuple[str, str, str]] = []
-    for i in range(config.workers):
+    for i in robot_indices(config):
         ns = robot_namespace(i)
         out += [(f"{ns}/joint_states", js, "sensor")]
         if door:
@@ -556,7 +616,7 @@ def record_topics(config: GraphConfig) -> list[tuple[str, str, str]]:
             out += [(f"{ns}/ground_truth/door_state", js, "sensor")] if door else []
             if config.workers > 1:
                 out += [(f"{ns}/clock", "rosgraph_msgs/msg/Clock", "clock")]
-    if config.workers == 1 or config.backend != "mujoco":
+    if (config.workers == 1 or config.backend != "mujoco") and robot_indices(config):
         out += [("/clock", "rosgraph_msgs/msg/Clock", "clock")]
     out += [("/trainer/weights", "std_msgs/msg/UInt8MultiArray", "latched"),
             ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "diagnostics")]
@@ -739,11 +799,11 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     controllers = str(controllers_file or data_path("config", "controllers.yaml"))
     sim_time = config.backend == "gazebo"
     nodes: list[NodeSpec] = []
-    if config.backend == "gazebo":
+    if config.backend == "gazebo" and robot_indices(config):
         nodes.append(NodeSpec(package="ros_gz_bridge", executable="parameter_bridge", module="",
                               name="clock_bridge", namespace="/", parameters={}, role="bringup",
                               arguments=("/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",)))
-    for i in range(config.workers):
+    for i in robot_indices(config):
         ns = robot_namespace(i)
         urdf = robot_description(config.backend, ns, hardware_plugin, robot_ip, controllers)
         nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",

@@ -18,7 +18,10 @@ Process hygiene (the launcher never leaves orphans):
 
 A child that dies is logged with the tail of its log file (``<run_dir>/logs/<node>.log``). Whether that
 ends the run is the caller's policy: :class:`GraphLauncher` marks nodes as *required* (the trainer); if a
-required node exits with a non-zero status, :meth:`GraphLauncher.run` stops everything and reports it.
+required node exits with a non-zero status, :meth:`GraphLauncher.run` stops everything and reports it,
+unless the process may be restarted (``max_restarts``): then it is started again after ``restart_delay_s``
+with ``restart_args`` appended (the trainer: ``-p resume:=true``, so it continues from its newest
+checkpoint), each restart logged and recorded in :attr:`RunResult.restarts`; the other processes go on.
 """
 from __future__ import annotations
 
@@ -67,6 +70,10 @@ class ProcessSpec:
         stop_timeout_s: seconds to wait after SIGINT before SIGTERM (a trainer saving a checkpoint needs
             longer than a sim); SIGTERM -> SIGKILL waits ``term_timeout_s``.
         term_timeout_s: seconds to wait after SIGTERM before SIGKILL.
+        max_restarts: a non-zero exit is followed by a restart this many times at most (0 = never); an exit
+            with status 0 is never restarted.
+        restart_delay_s: seconds between noticing the exit and the restart.
+        restart_args: appended to ``argv`` on a restart (e.g. ``-p resume:=true``).
     """
 
     key: str
@@ -74,14 +81,19 @@ class ProcessSpec:
     required: bool = False
     stop_timeout_s: float = 10.0
     term_timeout_s: float = 5.0
+    max_restarts: int = 0
+    restart_delay_s: float = 2.0
+    restart_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.key or any(c in self.key for c in "/ \\\0"):
             raise ValueError(f"process key must be non-empty without '/', spaces: {self.key!r}")
         if not self.argv:
             raise ValueError(f"process {self.key}: empty command line")
-        if self.stop_timeout_s < 0 or self.term_timeout_s < 0:
-            raise ValueError(f"process {self.key}: timeouts must be >= 0")
+        if self.stop_timeout_s < 0 or self.term_timeout_s < 0 or self.restart_delay_s < 0:
+            raise ValueError(f"process {self.key}: timeouts and delays must be >= 0")
+        if self.max_restarts < 0:
+            raise ValueError(f"process {self.key}: max_restarts must be >= 0")
 
 
 class Outcome(str, enum.Enum):  # noqa: UP042 - not StrEnum: str(Outcome.X) stays "Outcome.X"
@@ -96,13 +108,16 @@ class Outcome(str, enum.Enum):  # noqa: UP042 - not StrEnum: str(Outcome.X) stay
 
 @dataclasses.dataclass
 class RunResult:
-    """What happened: outcome, wall time (s), exit statuses by key (negative = killed by that signal)."""
+    """What happened: outcome, wall time (s), exit statuses by key (negative = killed by that signal), and
+    the restarts (``key``, ``returncode`` of the exit, ``exit_s`` / ``restart_s``: seconds since the start of
+    :meth:`GraphLauncher.run` when the exit was noticed and the new process started)."""
 
     outcome: Outcome
     wall_s: float
     returncodes: dict[str, int | None]
     message: str = ""
     failed: list[str] = dataclasses.field(default_factory=list)
+    restarts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 class LauncherInterrupted(Exception):
@@ -233,6 +248,7 @@ class GraphLauncher:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         on_exit: Callable[[str, int, str], None] | None = None,
+        restart_args: Callable[[str, float], Sequence[str]] | None = None,
     ) -> None:
         """
         Args:
@@ -242,6 +258,9 @@ class GraphLauncher:
                 loopback-only DDS).
             cwd: working directory of the children.
             on_exit: called as ``on_exit(key, returncode, log_tail)`` when a child exits on its own.
+            restart_args: called as ``restart_args(key, elapsed_s)`` at a restart (``elapsed_s``: seconds since
+                :meth:`run` began); its arguments go after the spec's ``restart_args`` (e.g. the trainer's
+                remaining wall-time budget).
 
         Raises:
             ValueError: on duplicate keys or an empty graph.
@@ -256,11 +275,14 @@ class GraphLauncher:
         self.env = dict(env) if env is not None else ros_environment()
         self.cwd = cwd
         self.on_exit = on_exit
+        self.restart_args = restart_args
         self._children: dict[str, _Child] = {}
         self._stopped = False
         self._lock = threading.Lock()
         self._old_handlers: dict[int, Any] = {}
         self._atexit_registered = False
+        self.restarts: list[dict[str, Any]] = []  # see RunResult.restarts
+        self._restart_due: dict[str, float] = {}  # key -> monotonic time of the pending restart
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -286,12 +308,13 @@ class GraphLauncher:
             self.stop()
             raise
 
-    def _start_one(self, spec: ProcessSpec) -> None:
+    def _start_one(self, spec: ProcessSpec, argv: Sequence[str] | None = None) -> None:
+        argv = tuple(argv or spec.argv)
         log_path = self.log_dir / f"{spec.key}.log"
         log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed in stop()
-        log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} started: {' '.join(spec.argv)}\n".encode())
+        log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} started: {' '.join(argv)}\n".encode())
         try:
-            popen = start_child(spec.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+            popen = start_child(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         except OSError:
             log.close()
             raise
@@ -358,6 +381,8 @@ class GraphLauncher:
             while True:
                 for key, rc in self.poll():
                     spec = self._children[key].spec
+                    if rc != 0 and self._schedule_restart(key, rc, t0):
+                        continue
                     if not spec.required and rc != 0:
                         failed.append(key)
                     if spec.required:
@@ -369,8 +394,10 @@ class GraphLauncher:
                                        f"See {self._children[key].log_path}")
                             failed.append(key)
                         raise _Done
+                self._due_restarts(t0)
                 others = [c for c in self._children.values() if not c.spec.required]
-                if others and all(c.popen.poll() is not None for c in others):
+                if others and all(c.popen.poll() is not None and c.spec.key not in self._restart_due
+                                  for c in others):
                     outcome, message = Outcome.FAILED, "every non-required node has exited"
                     raise _Done
                 elapsed = time.monotonic() - t0
@@ -391,7 +418,40 @@ class GraphLauncher:
             outcome, message = Outcome.INTERRUPTED, f"interrupted ({exc})"
         finally:
             codes = self.stop()
-        return RunResult(outcome, time.monotonic() - t0, codes, message, failed)
+        return RunResult(outcome, time.monotonic() - t0, codes, message, failed, list(self.restarts))
+
+    def restart_count(self, key: str) -> int:
+        """Restarts of one child so far (started or pending)."""
+        return sum(1 for r in self.restarts if r["key"] == key)
+
+    def _schedule_restart(self, key: str, rc: int, t0: float) -> bool:
+        """A child exited with status ``rc`` != 0: schedule its restart if it has restarts left."""
+        spec = self._children[key].spec
+        if self._stopped or self.restart_count(key) >= spec.max_restarts:
+            if spec.max_restarts:
+                LOG.error("%s exited with status %s and has used its %d restart(s)", key, rc, spec.max_restarts)
+            return False
+        now = time.monotonic()
+        self.restarts.append({"key": key, "returncode": rc, "exit_s": round(now - t0, 3), "restart_s": None})
+        self._restart_due[key] = now + spec.restart_delay_s
+        LOG.warning("%s exited with status %s: restart %d of %d in %.1f s", key, rc, self.restart_count(key),
+                    spec.max_restarts, spec.restart_delay_s)
+        return True
+
+    def _due_restarts(self, t0: float) -> None:
+        """Start the children whose restart is due (main thread: the death signal is tied to it)."""
+        now = time.monotonic()
+        for key, due in list(self._restart_due.items()):
+            if now < due or self._stopped:
+                continue
+            del self._restart_due[key]
+            old = self._children[key]
+            old.log.close()
+            spec = old.spec
+            extra = tuple(self.restart_args(key, now - t0)) if self.restart_args is not None else ()
+            self._start_one(spec, (*spec.argv, *spec.restart_args, *extra))
+            record = next(r for r in reversed(self.restarts) if r["key"] == key)
+            record["restart_s"] = round(time.monotonic() - t0, 3)
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> dict[str, int | None]:
@@ -404,6 +464,7 @@ class GraphLauncher:
             if self._stopped:
                 return self.returncodes()
             self._stopped = True
+            self._restart_due.clear()
         # a second Ctrl-C, or a SIGTERM / SIGHUP (whose run-time handler raises), must not abort the clean-up
         # half-way and leave children to the death signal: while stopping they are only logged
         # straight back to what was there before start() afterwards (no window with the raising handler)
@@ -542,9 +603,22 @@ def process_specs(
         for src, dst in node.remappings:
             argv += ["-r", f"{src}:={dst}"]
         argv += list(extra_ros_args)
+        restart_args: list[str] = []
+        for name, value in sorted(getattr(node, "restart_parameters", {}).items()):
+            restart_args += ["-p", f"{name}:={_ros_value(value)}"]
         specs.append(ProcessSpec(key=node.key, argv=tuple(argv), required=node.required,
-                                 stop_timeout_s=node.stop_timeout_s))
+                                 stop_timeout_s=node.stop_timeout_s,
+                                 max_restarts=int(getattr(node, "max_restarts", 0)),
+                                 restart_delay_s=float(getattr(node, "restart_delay_s", 2.0)),
+                                 restart_args=tuple(restart_args)))
     return specs
+
+
+def _ros_value(value: Any) -> str:
+    """A parameter value as ``-p name:=value`` wants it (YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def composed_process_specs(

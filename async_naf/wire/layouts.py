@@ -15,7 +15,9 @@ async_naf.transitions.v1    std_msgs/Float32MultiArray   2-D, ``N`` x cols. dim0
                                                          ``async_naf.transitions.v1:rows``, dim1 label
                                                          ``cols:obs=<obs_dim>,act=<act_dim>``. Columns:
                                                          obs | action | reward | next_obs | terminal |
-                                                         robot_id | episode | step
+                                                         robot_id | episode | step. A collector's
+                                                         batch labels dim0 ``rows,session=<s>,first=<f>``
+                                                         (its sequence: de-duplication, acknowledgements)
 async_naf.weights.v1        std_msgs/UInt8MultiArray     1-D safetensors bytes (policy weights),
                                                          dim0 label ``async_naf.weights.v1``
 async_naf.episode_stats.v1  std_msgs/Float64MultiArray   1-D: robot, episode, return, length, success,
@@ -28,6 +30,10 @@ async_naf.policy_step.v1    std_msgs/Float64MultiArray   1-D: what the policy sa
                                                          ``async_naf.policy_step.v1:obs=..,act=..``
 async_naf.goal.v1           std_msgs/Float64MultiArray   1-D: episode, active (0/1), goal (goal_dim).
                                                          dim0 label ``async_naf.goal.v1:goal=<goal_dim>``
+async_naf.transition_ack.v1 std_msgs/Float64MultiArray   1-D: trainer id, then per collector session:
+                                                         robot, session, restored, received (rows).
+                                                         dim0 label ``async_naf.transition_ack.v1:trainer,
+                                                         (robot,session,restored,received)*``
 ==========================  ===========================  ===========================================
 
 Units: actions and joint velocities in rad/s, joint positions and door angles in rad (door: + = opening),
@@ -50,6 +56,7 @@ WEIGHTS = "async_naf.weights.v1"
 EPISODE_STATS = "async_naf.episode_stats.v1"
 POLICY_STEP = "async_naf.policy_step.v1"
 GOAL = "async_naf.goal.v1"
+TRANSITION_ACK = "async_naf.transition_ack.v1"
 
 N_JOINTS = 7
 EPISODE_STATS_FIELDS = ("robot", "episode", "return", "length", "success", "env_steps")
@@ -166,6 +173,9 @@ class TransitionBatch(NamedTuple):
     obs (N, obs_dim) float32; action (N, act_dim) float32 rad/s; reward (N,) float32; next_obs (N, obs_dim)
     float32; terminal (N,) float32 in {0, 1} (1 = true terminal state, no bootstrap; a time-limit cut-off is 0);
     robot_id, episode, step (N,) int64 (>= 0; step = index of the transition in its episode).
+    session, first: the sender's sequence (:data:`TRANSITIONS` label ``rows,session=<s>,first=<f>``): the
+    collector's session id (random per collector process, >= 1) and the index of the first row among all the
+    rows that session has sent (so rows ``first .. first+N-1``); ``session`` 0 / ``first`` -1: unsequenced.
     """
 
     obs: np.ndarray
@@ -176,6 +186,8 @@ class TransitionBatch(NamedTuple):
     robot_id: np.ndarray
     episode: np.ndarray
     step: np.ndarray
+    session: int = 0
+    first: int = -1
 
     def to_batch(self) -> Batch:
         """The replay-buffer part (drops robot_id/episode/step)."""
@@ -185,6 +197,40 @@ class TransitionBatch(NamedTuple):
     def rows(self) -> int:
         """Number of transitions N."""
         return int(np.shape(self.reward)[0])
+
+    @property
+    def sequenced(self) -> bool:
+        """The batch carries its sender's session and row index."""
+        return self.session > 0 and self.first >= 0
+
+    def tail(self, start: int) -> TransitionBatch:
+        """Rows ``start ..`` of this batch (``first`` moved along)."""
+        return TransitionBatch(self.obs[start:], self.action[start:], self.reward[start:], self.next_obs[start:],
+                               self.terminal[start:], self.robot_id[start:], self.episode[start:],
+                               self.step[start:], self.session, self.first + start if self.first >= 0 else -1)
+
+
+MAX_SESSION = 2**31 - 1
+MAX_SEQUENCE = 2**53  # row indices stay exact in float64 (the acknowledgements)
+
+
+def _sequence_label(batch: TransitionBatch) -> str:
+    if not batch.sequenced:
+        return f"{TRANSITIONS}:rows"
+    return f"{TRANSITIONS}:rows,session={int(batch.session)},first={int(batch.first)}"
+
+
+def _parse_sequence(rest: str, what: str) -> tuple[int, int]:
+    """``rows`` -> (0, -1); ``rows,session=<s>,first=<f>`` -> (s, f)."""
+    if rest == "rows":
+        return 0, -1
+    match = re.fullmatch(r"rows,session=(\d{1,10}),first=(\d{1,16})", rest)
+    if match is None:
+        raise LayoutError(f"{what}: dim0 label must be '{TRANSITIONS}:rows[,session=<s>,first=<f>]', got {rest!r}")
+    session, first = int(match.group(1)), int(match.group(2))
+    if not 1 <= session <= MAX_SESSION or first >= MAX_SEQUENCE:
+        raise LayoutError(f"{what}: session {session} / first {first} out of range")
+    return session, first
 
 
 def transition_columns(obs_dim: int, act_dim: int) -> int:
@@ -217,7 +263,7 @@ def encode_transitions(batch: TransitionBatch) -> ArrayMsg:
         cols.append(arr if width else arr[:, None])
     table = np.concatenate(cols, axis=1)
     msg = ArrayMsg(
-        labels=(f"{TRANSITIONS}:rows", f"cols:obs={obs_dim},act={act_dim}"),
+        labels=(_sequence_label(batch), f"cols:obs={obs_dim},act={act_dim}"),
         sizes=(n, table.shape[1]),
         strides=(table.size, table.shape[1]),
         data=table.reshape(-1),
@@ -239,8 +285,7 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
     """
     what = TRANSITIONS
     _check_dims(msg, 2, what)
-    if _split_label(msg.labels[0], TRANSITIONS, what) != "rows":
-        raise LayoutError(f"{what}: dim0 label must be '{TRANSITIONS}:rows', got {msg.labels[0]!r}")
+    session, first = _parse_sequence(_split_label(msg.labels[0], TRANSITIONS, what), what)
     if not msg.labels[1].startswith("cols:"):
         raise LayoutError(f"{what}: dim1 label must be 'cols:obs=..,act=..', got {msg.labels[1]!r}")
     dims = _parse_kv(msg.labels[1][len("cols:"):], ("obs", "act"), what)
@@ -270,8 +315,75 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
     _require_binary(terminal, f"{what}: terminal")
     for name, col in (("robot_id", robot_id), ("episode", episode), ("step", step)):
         _require_int_valued(col, f"{what}: {name}")
+    if session and np.any(robot_id != robot_id[0]):
+        raise LayoutError(f"{what}: a sequenced batch holds the rows of one robot")
     return TransitionBatch(obs, action, reward, next_obs, terminal, robot_id.astype(np.int64),
-                           episode.astype(np.int64), step.astype(np.int64))
+                           episode.astype(np.int64), step.astype(np.int64), session, first)
+
+
+# ------------------------------------------------------------------------------- acknowledgements
+
+
+@dataclass(frozen=True)
+class TransitionAck:
+    """What the trainer holds of each collector session (:data:`TRANSITION_ACK`).
+
+    Attributes:
+        trainer: the trainer process's id (random per start: a new id = a restarted trainer).
+        entries: per ``(robot, session)``: ``(restored, received)``: the rows of that session the trainer
+            started with (from the checkpoint it resumed, 0 otherwise) and the end of the rows received
+            (rows ``0 .. received-1``, less any the collector never delivered).
+    """
+
+    trainer: int
+    entries: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+
+MAX_ACK_ENTRIES = 4096
+
+
+def encode_transition_ack(ack: TransitionAck) -> ArrayMsg:
+    """Pack a TransitionAck into a Float64MultiArray picture: trainer, then robot, session, restored,
+    received per entry."""
+    rows = [float(ack.trainer)]
+    for (robot, session), (restored, received) in sorted(ack.entries.items()):
+        rows += [float(robot), float(session), float(restored), float(received)]
+    data = np.asarray(rows, dtype=np.float64)
+    msg = ArrayMsg(labels=(f"{TRANSITION_ACK}:trainer,(robot,session,restored,received)*",), sizes=(data.size,),
+                   strides=(data.size,), data=data)
+    decode_transition_ack(msg)
+    return msg
+
+
+def decode_transition_ack(msg: ArrayMsg) -> TransitionAck:
+    """Unpack and validate an acknowledgement message.
+
+    Raises:
+        LayoutError: wrong layout name/version, sizes, dtype, non-finite or non-integer values, ids out of
+            range, restored > received, duplicate entries or too many of them.
+    """
+    what = TRANSITION_ACK
+    _check_dims(msg, 1, what)
+    if _split_label(msg.labels[0], TRANSITION_ACK, what) != "trainer,(robot,session,restored,received)*":
+        raise LayoutError(f"{what}: unexpected field list in {msg.labels[0]!r}")
+    data = np.asarray(msg.data)
+    if data.dtype != np.float64:
+        raise LayoutError(f"{what}: data must be float64, got {data.dtype}")
+    if data.size < 1 or (data.size - 1) % 4:
+        raise LayoutError(f"{what}: {data.size} values: expected 1 + 4 per entry")
+    if (data.size - 1) // 4 > MAX_ACK_ENTRIES:
+        raise LayoutError(f"{what}: more than {MAX_ACK_ENTRIES} entries")
+    _require_finite(data, what)
+    _require_int_valued(data, what, hi=MAX_SEQUENCE)
+    trainer = int(data[0])
+    if not 1 <= trainer <= MAX_SESSION:
+        raise LayoutError(f"{what}: trainer id {trainer} out of range")
+    entries: dict[tuple[int, int], tuple[int, int]] = {}
+    for robot, session, restored, received in data[1:].reshape(-1, 4).astype(np.int64).tolist():
+        if not 1 <= session <= MAX_SESSION or restored > received or (robot, session) in entries:
+            raise LayoutError(f"{what}: bad entry robot={robot} session={session} {restored}/{received}")
+        entries[(robot, session)] = (restored, received)
+    return TransitionAck(trainer, entries)
 
 
 # ------------------------------------------------------------------------------------------ weights

@@ -182,7 +182,8 @@ def bounds_summary(est: DoorAngleEstimator) -> str:
     text = (
         f"angle range [{deg(est.min_angle):.1f}, {deg(est.max_angle):.1f}] deg; "
         f"beyond the door stop ({deg(cfg.stop_angle_rad):.1f} deg): {est.beyond_stop} excursion(s); "
-        f"past closed by more than {deg(cfg.closed_snap_rad):.1f} deg: {est.past_closed}; "
+        f"past closed by more than {deg(cfg.closed_snap_rad):.1f} deg: {est.past_closed}"
+        f"{' (no frame at closed: readings past closed kept)' if est.frameless else ''}; "
         f"opening direction {direction}, {est.sign_revisions} revision(s)"
     )
     if est.beyond_stop:

@@ -32,6 +32,12 @@ Two criteria are reported for every evaluation: the task's success (doors: open 
 end) and the strict one (doors: open at least 1.0 rad over the last second; reach: at the target over the
 last second). --criterion picks the one --stop-at-success, --threshold and the best checkpoint use.
 
+Several hosts (docs/graph.md, "Several hosts"): --part trainer on one host, --part robots --robots I,J on the
+others, each with the same --task, --seed, --workers (all robots together), ROS_DOMAIN_ID and
+--discovery subnet (or --discovery-server HOST:PORT). A trainer part writes everything below (summary.json
+adds part, robots [] and episodes_by_robot); a robots part writes only summary.json (part, robots,
+discovery, outcome, wall_s, dead_nodes, returncodes), logs/, params/ and graph.json.
+
 The run ends at --steps environment steps (all robots together) or --minutes of wall time, whichever comes
 first (default: 15 min for reach, 60 min for the door tasks), or earlier with --stop-at-success. The final
 policy is then evaluated greedily (exploration off) on --eval-episodes episodes.
@@ -53,6 +59,8 @@ Examples:
   async-naf train --task door_pull --workers 4 --realtime --minutes 60 --run-dir runs/door_4w
   async-naf train --task reach --workers 1 --steps 5000 --run-dir /tmp/smoke --eval-episodes 5
   async-naf train --task door_pull --backend hardware --workers 2 --minutes 30 --run-dir runs/door_hw
+  async-naf train --task reach --workers 3 --part trainer --discovery subnet --run-dir runs/reach_split  # GPU host
+  async-naf train --task reach --workers 3 --part robots --robots 0,2 --discovery subnet --minutes 0     # arm host
 """
 
 LOG = logging.getLogger("async_naf.train")
@@ -107,11 +115,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0.35 rad) (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its newest checkpoint (weights, optimiser, buffer)")
+    parser.add_argument("--trainer-restarts", type=int, default=3, metavar="N",
+                        help="restart a trainer that dies at most N times, from its newest checkpoint (the robots "
+                             "go on with the last weights meanwhile); 0 = a dead trainer ends the run "
+                             "(default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the results of an earlier run in --run-dir and start over")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the nodes (default: inherited, else 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--part", choices=("all", "trainer", "robots"), default="all",
+                        help="which part of the graph this host starts: all (trainer and robots), trainer (the "
+                             "trainer only: it trains from the collectors of other hosts, writes checkpoints, "
+                             "metrics and evaluations), robots (robots only: they wait for a trainer on another "
+                             "host and act with its weights; no evaluation; the run ends at --minutes or Ctrl-C) "
+                             "(default: %(default)s; several hosts: docs/graph.md, 'Several hosts')")
+    parser.add_argument("--robots", default="", metavar="I,J,...",
+                        help="start only these robots, by global index (robot 2 is /robot_2 with its own seed on "
+                             "any host; --workers is the number of robots of the whole graph) (default: all)")
+    parser.add_argument("--discovery", choices=("localhost", "subnet"), default=None,
+                        help="DDS discovery range of the nodes: localhost (loopback only) or subnet (every host "
+                             "of the local subnets, for a graph split across machines) (default: the inherited "
+                             "ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost)")
+    parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
+                        help="use a Fast DDS discovery server instead of multicast (start it on one host with "
+                             "`fast-discovery-server -i 0 -l ITS_ADDRESS -p PORT`); implies --discovery subnet")
     parser.add_argument("--composition", choices=("none", "robot"), default="none",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
@@ -119,7 +147,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_run_dir(args: argparse.Namespace) -> str:
-    return f"runs/{args.task}_{args.workers}w_s{args.seed}"
+    part = getattr(args, "part", "all")
+    suffix = "" if part == "all" and not getattr(args, "robots", "") else f"_{part}"
+    if getattr(args, "robots", "") and part != "trainer":
+        suffix += "_r" + "-".join(str(r) for r in _robots(args))
+    return f"runs/{args.task}_{args.workers}w_s{args.seed}{suffix}"
+
+
+def _robots(args: argparse.Namespace) -> tuple[int, ...]:
+    from async_naf.run.graph import parse_robots
+
+    return parse_robots(getattr(args, "robots", "") or "")
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -156,7 +194,10 @@ def build_config(args: argparse.Namespace) -> Any:
     for key, params in parse_sets(args.sets).items():
         overrides.setdefault(key, {}).update(params)
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
-    if minutes <= 0 and args.steps <= 0:
+    part = getattr(args, "part", "all")
+    if part == "robots" and args.steps > 0:
+        raise ValueError("--steps counts the trainer's transitions: a robots-only part ends at --minutes or Ctrl-C")
+    if minutes <= 0 and args.steps <= 0 and part != "robots":
         raise ValueError("give --steps or --minutes > 0 (a run needs an end)")
     backend = getattr(args, "backend", "mujoco")
     return GraphConfig(task=args.task, workers=args.workers, backend=backend, seed=args.seed,
@@ -164,7 +205,8 @@ def build_config(args: argparse.Namespace) -> Any:
                        max_env_steps=max(0, args.steps), max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
                        record=bool(getattr(args, "record", False)),
                        bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
-                       composition=getattr(args, "composition", "none"))
+                       composition=getattr(args, "composition", "none"),
+                       trainer_restarts=int(getattr(args, "trainer_restarts", 3)), part=part, robots=_robots(args))
 
 
 class Progress:
@@ -333,7 +375,8 @@ def run(args: argparse.Namespace) -> int:
         if args.domain_id is None and not raw_domain.isdigit():
             raise ValueError(f"ROS_DOMAIN_ID must be an integer in 0..101, got {raw_domain!r}")
         domain = args.domain_id if args.domain_id is not None else int(raw_domain)
-        env = ros_environment(domain_id=domain)
+        env = ros_environment(domain_id=domain, discovery=getattr(args, "discovery", None) or "",
+                              discovery_server=getattr(args, "discovery_server", "") or "")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -360,7 +403,13 @@ def run(args: argparse.Namespace) -> int:
     budget_s = config.max_wall_s if config.max_wall_s > 0 else None
 
     print(f"async-naf train: task {config.task}, {config.workers} worker(s), seed {config.seed}, "
-          f"{'realtime' if config.realtime else 'lockstep'}, ROS_DOMAIN_ID {domain}", file=sys.stderr)
+          f"{'realtime' if config.realtime else 'lockstep'}, ROS_DOMAIN_ID {domain}, discovery "
+          f"{env['ROS_AUTOMATIC_DISCOVERY_RANGE']}"
+          f"{' via ' + env['ROS_DISCOVERY_SERVER'] if env.get('ROS_DISCOVERY_SERVER') else ''}", file=sys.stderr)
+    if config.part != "all" or config.robots:
+        print(f"  part {config.part}: {_part_text(config)}", file=sys.stderr)
+    if config.part == "robots":
+        return _run_robots(args, config, specs, env, run_dir, command)
     print(f"  run directory: {run_dir}", file=sys.stderr)
     print(f"  budget: {config.max_env_steps or 'no'} env-step limit, "
           f"{(budget_s or 0) / 60:.1f} min wall-time limit; node logs in {run_dir / 'logs'}", file=sys.stderr)
@@ -390,8 +439,18 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0 and key != "trainer":
             print(f"\nWARNING: node {key} died (status {rc}); training goes on without it. "
                   f"Log: {run_dir / 'logs' / (key + '.log')}", file=sys.stderr)
+        elif rc != 0 and launcher.restart_count(key) < config.trainer_restarts:
+            print(f"\nWARNING: the trainer died (status {rc}); restarting it from its newest checkpoint "
+                  f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
+                  f"with the last weights. Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
-    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
+    def restart_args(key: str, elapsed_s: float) -> list[str]:
+        # a restarted trainer counts max_wall_s from its own start: give it what is left of the run's budget
+        if key != "trainer" or budget_s is None:
+            return []
+        return ["-p", f"max_wall_s:={max(1.0, budget_s - elapsed_s):.1f}"]
+
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit, restart_args=restart_args)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
@@ -408,11 +467,14 @@ def run(args: argparse.Namespace) -> int:
     # ---- final evaluation, summary, plots
     summary: dict[str, Any] = {
         "task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
+        **_part_fields(config, env), "episodes_by_robot": _episodes_by_robot(rows),
         "backend": config.backend, "env_steps": rows[-1].env_steps if rows else 0,
         "updates": rows[-1].updates if rows else 0, "train_episodes": len(rows), "wall_s": round(wall_s, 1),
         "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
         "command": command, "run_dir": str(run_dir), "eval_success_rate": None, "eval_episodes": 0,
         "consecutive_successes": 0, "returncodes": result.returncodes,
+        "trainer_restarts": len([r for r in result.restarts if r["key"] == "trainer"]),
+        "restarts": result.restarts,
     }
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
@@ -491,3 +553,60 @@ def run(args: argparse.Namespace) -> int:
     if result.outcome == Outcome.INTERRUPTED:
         return 130
     return 0
+
+
+# ---------------------------------------------------------------------- parts of a graph (several hosts)
+def _part_text(config: Any) -> str:
+    from async_naf.run.graph import robot_indices, starts_trainer
+
+    robots = ", ".join(f"/robot_{i}" for i in robot_indices(config)) or "none"
+    return f"trainer {'here' if starts_trainer(config) else 'on another host'}, robots here: {robots}"
+
+
+def _part_fields(config: Any, env: dict[str, str]) -> dict[str, Any]:
+    """What every summary.json says about the part of the graph this host ran and how it found the others."""
+    from async_naf.run.graph import robot_indices
+
+    return {"part": config.part, "robots": robot_indices(config),
+            "discovery": env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", ""),
+            "discovery_server": env.get("ROS_DISCOVERY_SERVER", "")}
+
+
+def _episodes_by_robot(rows: list[Any]) -> dict[str, int]:
+    """Training episodes the trainer recorded per robot (metrics.csv): which hosts' robots it heard from."""
+    out: dict[str, int] = {}
+    for row in rows:
+        out[str(row.robot)] = out.get(str(row.robot), 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
+def _run_robots(args: argparse.Namespace, config: Any, specs: list[Any], env: dict[str, str], run_dir: Path,
+                command: str) -> int:
+    """A robots-only part: start the robots' nodes, which wait for the trainer of another host (the collectors
+    start episodes once a trainer subscribes to /trainer/transitions; the policies take its weights, reliable
+    and transient local, whenever it publishes) and keep acting with the last weights while it is away. No
+    evaluation and no stop condition of its own: it ends at --minutes (0: never), on Ctrl-C, or when every
+    node has died. summary.json: the part, its robots, how it ended, each node's exit status."""
+    from async_naf.run.launcher import GraphLauncher, Outcome
+    from async_naf.run.results import write_json
+
+    budget_s = config.max_wall_s if config.max_wall_s > 0 else None
+
+    def on_exit(key: str, rc: int, last_lines: str) -> None:
+        if rc != 0:
+            print(f"\nWARNING: node {key} died (status {rc}); the other robots go on. "
+                  f"Log: {run_dir / 'logs' / (key + '.log')}", file=sys.stderr)
+
+    print(f"  robots only: they wait for a trainer on /trainer/transitions (ROS_DOMAIN_ID {env.get('ROS_DOMAIN_ID')}); "
+          f"until {'Ctrl-C' if budget_s is None else f'{budget_s / 60:.1f} min or Ctrl-C'}", file=sys.stderr)
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
+    result = launcher.run(max_wall_s=budget_s)
+    print(f"robots stopped after {result.wall_s:.0f} s: {result.message or result.outcome.value}", file=sys.stderr)
+    summary = {"task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
+               "backend": config.backend, **_part_fields(config, env), "wall_s": round(result.wall_s, 1),
+               "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
+               "returncodes": result.returncodes, "command": command, "run_dir": str(run_dir)}
+    write_json(run_dir / "summary.json", summary)
+    if result.outcome == Outcome.FAILED:
+        return 1
+    return 130 if result.outcome == Outcome.INTERRUPTED else 0

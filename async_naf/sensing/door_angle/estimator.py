@@ -36,7 +36,10 @@ Algorithm (per sample, O(1)):
    when given) and the bias uncertainty. Readings beyond the door stop, or more than ``closed_snap_rad``
    past closed, are reported as they are and counted (:attr:`DoorAngleEstimator.beyond_stop`,
    :attr:`~DoorAngleEstimator.past_closed`), never clipped; within ``closed_snap_rad`` past closed the
-   estimate reads closed. ``imu_delay_s`` extrapolates the reported angle over a known sensor latency.
+   estimate reads closed (a door stops at its frame), until the door has been seen farther past closed
+   with its opening direction confirmed: then nothing stops it there (a double-acting door, or no door),
+   and from then on it reads what it is (:attr:`~DoorAngleEstimator.frameless`). ``imu_delay_s``
+   extrapolates the reported angle over a known sensor latency.
 
 Frames/units: sensor frame, rad, rad/s, m/s^2, stamps in ns. Angle positive opening, 0 (``closed_angle_rad``)
 closed.
@@ -156,6 +159,7 @@ class DoorAngleEstimator:
             self._axis_source = "none"
             self._sign = 0  # +1: opening is counter-clockwise about up, -1: clockwise, 0: not decided
             self._sign_confirmed = False
+            self._frameless = False  # seen far past closed with the direction confirmed: no frame there
             self._swing.reset()
             self._grav_sum = [0.0, 0.0, 0.0]
             self._grav_n = 0
@@ -241,6 +245,13 @@ class DoorAngleEstimator:
         return self._sign_confirmed
 
     @property
+    def frameless(self) -> bool:
+        """True once the door was seen more than ``closed_snap_rad`` past closed with its opening direction
+        confirmed: no frame stops it at closed, so readings just past closed are no longer read as closed.
+        Kept by ``reset(keep_calibration=True)`` (a property of the door)."""
+        return self._frameless
+
+    @property
     def reference_axis(self) -> np.ndarray | None:
         """The sensor direction whose heading about the vertical is the angle (unit, sensor frame)."""
         return None if self._ref is None else np.array(self._ref)
@@ -320,13 +331,15 @@ class DoorAngleEstimator:
         """The reported angle: closed + the opening (its magnitude while the direction is not decided).
 
         Within ``closed_snap_rad`` past closed it reads closed (a door stops at its frame; this is where a
-        closing swing's drift shows before the snap at rest); farther past closed it reads what it is.
+        closing swing's drift shows before the snap at rest); farther past closed it reads what it is. Once
+        the door was seen farther past closed with its direction confirmed (:attr:`frameless`), there is no
+        frame to stop it and it always reads what it is.
         """
         cfg = self.config
         if not self._sign:
             return cfg.closed_angle_rad + abs(self._theta)
         opening = self._sign * self._theta
-        if opening < 0.0 and not self._past:
+        if opening < 0.0 and not self._past and not self._frameless:
             return cfg.closed_angle_rad
         return cfg.closed_angle_rad + opening
 
@@ -550,6 +563,7 @@ class DoorAngleEstimator:
         past = opening <= -cfg.closed_snap_rad
         if past and not self._past:
             self.past_closed += 1
+            self._frameless = self._frameless or self._sign_confirmed
         self._past = past or (self._past and opening < 0.0)
 
     def _grow_var(self, dvar: float, dt: float) -> None:

@@ -1,0 +1,105 @@
+"""What the trainer holds of each collector's transitions (ROS-free): de-duplication and acknowledgements.
+
+Every collector process numbers the rows it sends (``session``: random per process; ``first``: index of a
+batch's first row among all the rows of that session; :class:`~async_naf.wire.layouts.TransitionBatch`).
+The trainer keeps, per ``(robot, session)``, ``received``: the end of the rows it has taken. A batch (or the
+part of it) below that mark is a copy it already holds (a collector re-sending what it could not know
+arrived) and is dropped, counted as ``duplicate_transitions``; a batch beyond it leaves a gap (rows the
+collector never delivered: it counts those as lost itself), counted as ``gap_transitions``. The ledger is
+written into every checkpoint together with the replay buffer (the same moment), and a trainer resuming
+from that checkpoint starts from it (``restored``), so the collectors learn from the acknowledgement which of
+their rows died with the previous trainer::
+
+    ledger = ReceiptLedger(trainer_id, restored={(0, 123): 5000})
+    part = ledger.admit(batch)       # None (all copies) or the rows to add
+    ledger.commit(part)              # once they are in the buffer
+    ack = ledger.ack()               # TransitionAck to publish
+    table = ledger.table()           # [[robot, session, received], ...] for the checkpoint
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from async_naf.wire.layouts import MAX_ACK_ENTRIES, TransitionAck, TransitionBatch
+
+
+class ReceiptLedger:
+    """See the module docstring.
+
+    Args:
+        trainer: this trainer process's id (1 .. 2**31-1, random per start).
+        restored: ``(robot, session) -> received`` from the checkpoint it resumed (empty when fresh).
+        max_entries: sessions remembered (the least recently active beyond it are forgotten).
+
+    Attributes:
+        counts: ``duplicate_transitions``, ``gap_transitions``, ``unsequenced_transitions``.
+    """
+
+    def __init__(self, trainer: int, restored: dict[tuple[int, int], int] | None = None,
+                 max_entries: int = MAX_ACK_ENTRIES) -> None:
+        if not 1 <= int(trainer) <= 2**31 - 1:
+            raise ValueError(f"trainer id must be in 1 .. 2**31-1, got {trainer}")
+        self.trainer = int(trainer)
+        self.max_entries = int(max_entries)
+        self._restored = {k: int(v) for k, v in (restored or {}).items()}
+        self._received: OrderedDict[tuple[int, int], int] = OrderedDict(
+            (k, int(v)) for k, v in (restored or {}).items())
+        self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "unsequenced_transitions": 0}
+
+    @staticmethod
+    def from_table(trainer: int, table: object) -> ReceiptLedger:
+        """A ledger restored from a checkpoint's ``received`` table (``[[robot, session, received], ...]``).
+
+        Raises:
+            ValueError: a malformed table.
+        """
+        restored: dict[tuple[int, int], int] = {}
+        if table is not None:
+            if not isinstance(table, list):
+                raise ValueError(f"received table must be a list, got {type(table).__name__}")
+            for row in table:
+                robot, session, received = (int(x) for x in row)
+                if robot < 0 or session < 1 or received < 0:
+                    raise ValueError(f"bad received entry {row!r}")
+                restored[(robot, session)] = received
+        return ReceiptLedger(trainer, restored)
+
+    def admit(self, batch: TransitionBatch) -> TransitionBatch | None:
+        """The part of ``batch`` not held yet (None when it is all a copy); counts copies and gaps. Call
+        :meth:`commit` with the result once it is in the buffer (a refused batch changes nothing)."""
+        if not batch.sequenced:
+            return batch
+        key = (int(batch.robot_id[0]), int(batch.session))
+        received = self._received.get(key, 0)
+        end = batch.first + batch.rows
+        if end <= received:
+            self.counts["duplicate_transitions"] += batch.rows
+            return None
+        if batch.first < received:
+            self.counts["duplicate_transitions"] += received - batch.first
+            return batch.tail(received - batch.first)
+        return batch
+
+    def commit(self, batch: TransitionBatch) -> None:
+        """``batch`` (as :meth:`admit` returned it) is in the buffer: move the session's mark past it."""
+        if not batch.sequenced:
+            self.counts["unsequenced_transitions"] += batch.rows
+            return
+        key = (int(batch.robot_id[0]), int(batch.session))
+        received = self._received.get(key, 0)
+        if batch.first > received:
+            self.counts["gap_transitions"] += batch.first - received
+        self._received[key] = max(received, batch.first + batch.rows)
+        self._received.move_to_end(key)
+        while len(self._received) > self.max_entries:
+            old, _ = self._received.popitem(last=False)
+            self._restored.pop(old, None)
+
+    def ack(self) -> TransitionAck:
+        """The acknowledgement: per session, what this trainer started with and what it holds now."""
+        return TransitionAck(self.trainer, {k: (min(self._restored.get(k, 0), v), v)
+                                            for k, v in self._received.items()})
+
+    def table(self) -> list[list[int]]:
+        """``[[robot, session, received], ...]`` for a checkpoint (JSON)."""
+        return [[robot, session, received] for (robot, session), received in self._received.items()]

@@ -1,0 +1,243 @@
+"""Accounting of the transitions between collectors and a trainer that may die (issue 13), without rclpy.
+
+The collector's loop (async_naf.collecting.loop: sequence numbers, in-flight batches, re-sending) and the
+trainer's ledger (async_naf.learning.receipts: de-duplication, acknowledgements, checkpoint table) are
+wired together here through the real message layouts; a trainer "dies" by losing its ledger and what was
+sent to it in flight, and "restarts" from the ledger table of its last checkpoint.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from async_naf.collecting.collector import CollectorConfig
+from async_naf.collecting.loop import TICK_S, CollectorLoop
+from async_naf.learning.receipts import ReceiptLedger
+from async_naf.task.tasks import TaskState
+from async_naf.wire import layouts
+from async_naf.wire.layouts import PolicyStep, TransitionAck, TransitionBatch
+
+SESSION = 77
+
+
+def _rows(robot: int, session: int, first: int, n: int) -> TransitionBatch:
+    z = np.zeros((n, 2), np.float32)
+    return TransitionBatch(z, z, np.zeros(n, np.float32), z, np.zeros(n, np.float32), np.full(n, robot),
+                           np.zeros(n, np.int64), np.arange(n), session, first)
+
+
+# ---------------------------------------------------------------------------------------------- ledger
+def test_ledger_drops_copies_cuts_overlaps_and_counts_gaps() -> None:
+    ledger = ReceiptLedger(5)
+    for first, n, expect in ((0, 10, 10), (0, 10, None), (5, 10, 5), (15, 5, 5), (30, 5, 5)):
+        part = ledger.admit(_rows(1, SESSION, first, n))
+        if expect is None:
+            assert part is None
+            continue
+        assert part is not None and part.rows == expect
+        ledger.commit(part)
+    assert part is not None and part.first == 30
+    assert ledger.counts == {"duplicate_transitions": 15, "gap_transitions": 10, "unsequenced_transitions": 0}
+    assert ledger.ack() == TransitionAck(5, {(1, SESSION): (0, 35)})
+    unsequenced = _rows(1, 0, -1, 4)
+    assert ledger.admit(unsequenced) is unsequenced
+    ledger.commit(unsequenced)
+    assert ledger.counts["unsequenced_transitions"] == 4 and ledger.table() == [[1, SESSION, 35]]
+
+
+def test_ledger_restored_from_a_checkpoint_table() -> None:
+    ledger = ReceiptLedger.from_table(9, [[0, SESSION, 40], [1, 3, 7]])
+    assert ledger.ack() == TransitionAck(9, {(0, SESSION): (40, 40), (1, 3): (7, 7)})
+    assert ledger.admit(_rows(0, SESSION, 30, 10)) is None  # in the checkpoint already
+    part = ledger.admit(_rows(0, SESSION, 35, 10))
+    assert part is not None
+    ledger.commit(part)
+    assert ledger.ack().entries[(0, SESSION)] == (40, 45)
+    for bad in ("x", [[0, 0, 1]], [[0, 1, -1]], [[1, 2]]):
+        with pytest.raises(ValueError):
+            ReceiptLedger.from_table(9, bad)
+    with pytest.raises(ValueError):
+        ReceiptLedger(0)
+
+
+def test_ledger_forgets_the_least_recently_active_sessions_beyond_its_bound() -> None:
+    ledger = ReceiptLedger(1, max_entries=2)
+    for session in (1, 2, 1, 3):
+        part = ledger.admit(_rows(0, session, 0 if session != 1 or not ledger.table() else 1, 1))
+        if part is not None:
+            ledger.commit(part)
+    assert sorted(k for k in ledger.ack().entries) == [(0, 1), (0, 3)]
+
+
+# ---------------------------------------------------------------------------------------------- loop + ledger
+def _step(loop: CollectorLoop, index: int, stamp: float) -> PolicyStep:
+    task = loop.asm.task
+    rng = np.random.default_rng(index)
+    q, qd, ee = rng.normal(size=7), rng.normal(size=7), rng.uniform(0.2, 0.6, size=3)
+    obs = task.observation(TaskState(q, qd, ee, 0.0, 0.0), loop.asm.goal)
+    return PolicyStep(stamp, loop.asm.episode, index, obs.astype(np.float64), rng.uniform(-0.5, 0.5, size=7),
+                      q, qd, ee, 0.0, 0.0)
+
+
+class World:
+    """One collector loop and a trainer (ledger + buffer of (session, row) ids) joined by the real layouts.
+
+    ``wire`` holds batches published and not yet delivered (DDS in flight); a dead trainer's wire is lost.
+    """
+
+    def __init__(self, backlog: int = 20_000) -> None:
+        self.loop = CollectorLoop(CollectorConfig(task="reach", seed=0, robot_id=2, episode_steps=10,
+                                                  batch_transitions=5, backlog_transitions=backlog),
+                                  session=SESSION)
+        self.t = 0.0
+        self.trainer_id = 1
+        self.ledger: ReceiptLedger | None = ReceiptLedger(self.trainer_id)
+        self.buffer: list[tuple[int, int]] = []
+        self.wire: list[TransitionBatch] = []
+        self.checkpoint: tuple[list[list[int]], int] = ([], 0)  # (ledger table, buffer rows)
+
+    @property
+    def listening(self) -> bool:
+        return self.ledger is not None
+
+    def _handle(self, acts) -> None:
+        for batch in acts.batches:
+            msg = layouts.encode_transitions(batch)
+            if self.listening:
+                self.wire.append(layouts.decode_transitions(msg))
+
+    def deliver(self) -> None:
+        assert self.ledger is not None
+        for batch in self.wire:
+            part = self.ledger.admit(batch)
+            if part is not None:
+                self.buffer += [(part.session, part.first + i) for i in range(part.rows)]
+                self.ledger.commit(part)
+        self.wire.clear()
+
+    def ack(self) -> None:
+        assert self.ledger is not None
+        msg = layouts.encode_transition_ack(self.ledger.ack())
+        self._handle(self.loop.on_ack(layouts.decode_transition_ack(msg)))
+
+    def episode(self, deliver: bool = True, ack: bool = True) -> None:
+        loop = self.loop
+        for _ in range(100):
+            self.t += TICK_S
+            acts = loop.tick(self.t, trainer_listening=self.listening)
+            self._handle(acts)
+            if acts.call == "reset":
+                break
+        else:
+            raise AssertionError("no reset requested")
+        self._handle(loop.on_service_reply(True, "", self.t))
+        for i in range(11):
+            self.t += 0.05
+            self._handle(loop.on_step(_step(loop, i, self.t), self.t))
+        if self.listening and deliver:
+            self.deliver()
+            if ack:
+                self.ack()
+
+    def save_checkpoint(self) -> None:
+        assert self.ledger is not None
+        self.checkpoint = (self.ledger.table(), len(self.buffer))
+
+    def kill_trainer(self) -> None:
+        self.ledger = None
+        self.wire.clear()  # published to the dead trainer (DDS had not noticed yet): gone
+        _table, rows = self.checkpoint
+        self.buffer = self.buffer[:rows]
+
+    def restart_trainer(self) -> None:
+        self.trainer_id += 1
+        self.ledger = ReceiptLedger.from_table(self.trainer_id, self.checkpoint[0])
+
+    def drain(self) -> None:
+        for _ in range(200):
+            self.t += TICK_S
+            self._handle(self.loop.tick(self.t, trainer_listening=self.listening))
+            self.deliver()
+            self.ack()
+            if not self.loop.counts["backlog_transitions"] and not self.loop.counts["inflight_transitions"]:
+                return
+        raise AssertionError("backlog not drained")
+
+
+def test_acknowledged_batches_leave_the_in_flight_set() -> None:
+    world = World()
+    world.episode(deliver=False)  # before any acknowledgement nothing is kept in flight
+    assert world.loop.counts["inflight_transitions"] == 0
+    world.deliver()
+    world.ack()
+    world.episode(deliver=False)
+    counts = world.loop.counts
+    assert counts["inflight_transitions"] == 10 and counts["acked_transitions"] == 10
+    world.deliver()
+    world.ack()
+    assert counts["inflight_transitions"] == 0 and counts["acked_transitions"] == 20
+    assert world.buffer == [(SESSION, i) for i in range(20)]
+
+
+def test_a_killed_trainer_loses_only_what_it_acknowledged_after_its_checkpoint() -> None:
+    world = World()
+    for _ in range(3):
+        world.episode()
+    world.save_checkpoint()  # 30 rows in the checkpoint
+    world.episode()  # 10 more received and acknowledged
+    world.episode(ack=False)  # 10 more received, never acknowledged
+    world.episode(deliver=False)  # 10 more published, the trainer dies before they arrive
+    world.kill_trainer()
+    counts = world.loop.counts
+    assert counts["inflight_transitions"] == 20
+    world.episode()  # the collector sees no subscriber: in flight back into the backlog, the episode kept
+    assert counts["inflight_transitions"] == 0 and counts["backlog_transitions"] == 30
+    world.restart_trainer()
+    world.drain()
+    # the 10 acknowledged after the checkpoint died with the trainer, counted; everything else arrived once
+    assert counts["lost_with_trainer"] == 10 and counts["trainers_seen"] == 2
+    assert counts["lost_transitions"] == 0 and counts["unconfirmed_transitions"] == 0
+    made = world.loop._next_row
+    assert made == 70 and len(world.buffer) == len(set(world.buffer)) == made - counts["lost_with_trainer"]
+    assert sorted(r for _, r in world.buffer) == [*range(30), *range(40, 70)]
+    assert counts["resent_transitions"] == 20 and counts["acked_transitions"] == 70
+
+
+def test_a_quick_restart_never_seen_gone_re_sends_what_the_new_trainer_lacks() -> None:
+    world = World()
+    world.episode()
+    world.save_checkpoint()
+    world.episode(deliver=False)
+    world.kill_trainer()
+    world.restart_trainer()  # the collector never saw the subscriber count drop
+    world.ack()
+    counts = world.loop.counts
+    assert counts["lost_with_trainer"] == 0 and counts["backlog_transitions"] == 10
+    world.drain()
+    assert sorted(r for _, r in world.buffer) == list(range(20))
+
+
+def test_duplicates_are_dropped_when_the_same_trainer_comes_back() -> None:
+    world = World()
+    world.episode()
+    world.episode(ack=False)  # received, not acknowledged
+    ledger = world.ledger
+    world.ledger = None  # a partition: the subscriber is gone for the collector
+    world.episode()
+    world.ledger = ledger  # the same trainer again
+    world.drain()
+    assert ledger is not None and ledger.counts["duplicate_transitions"] == 10
+    assert world.loop.counts["lost_with_trainer"] == 0
+    assert sorted(r for _, r in world.buffer) == list(range(30))
+
+
+def test_in_flight_and_backlog_share_the_bound() -> None:
+    world = World(backlog=25)
+    world.episode()
+    for _ in range(3):
+        world.episode(deliver=False)  # the trainer receives nothing more and acknowledges nothing
+    counts = world.loop.counts
+    assert counts["inflight_transitions"] == 25 and counts["unconfirmed_transitions"] == 5
+    world.ledger = None
+    world.episode()
+    assert counts["backlog_transitions"] == 25 and counts["lost_transitions"] == 10
