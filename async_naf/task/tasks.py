@@ -148,8 +148,8 @@ class TaskConfig:
 
 DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
     "reach": TaskConfig(episode_steps=50, max_joint_speed=0.6, w_success=0.1),
-    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
-    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
+    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, w_open=2.0, door_reward_cap=1.4),
+    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, w_open=2.0, door_reward_cap=1.4),
 }
 
 
