@@ -25,5 +25,5 @@ def test_serial_command_line_overrides_and_json(tmp_path: Path) -> None:
                  "--set", "naf.lr=3e-4", "--task-set", "w_success=0.2", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["trainer"]["naf"]["lr"] == 3e-4 and data["task_config"]["w_success"] == 0.2
-    assert data["trainer"]["naf"]["tau"] == 0.001  # config/train.yaml's, as a graph run gets it
+    assert data["trainer"]["naf"]["tau"] == 0.005 and data["trainer"]["naf"]["grad_clip_norm"] == 10.0  # train.yaml
     assert data["records"][-1]["updates"] == 0  # 600 steps < min_buffer_size: no update yet

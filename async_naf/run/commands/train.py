@@ -299,6 +299,9 @@ class PeriodicEvaluator:
         self.last: dict | None = None
         self.best: dict | None = None
 
+    def _rank(self, row: dict) -> tuple[float, ...]:
+        return (row[self.key], *(row[k] for k in CRITERIA.values() if k != self.key))
+
     def due(self, elapsed: float) -> bool:
         return self.poll_s > 0 and elapsed >= self._next
 
@@ -325,7 +328,8 @@ class PeriodicEvaluator:
                "updates": meta.get("updates", ""), **result.eval_row(), "checkpoint": agent_file.name}
         append_csv(self.run_dir / "eval.csv", EVAL_FIELDS, row)
         self.last = row
-        if self.best is None or row[self.key] > self.best[self.key]:
+        # the criterion's figure first, ties broken by the other one (strict 0 % everywhere: the best plain success)
+        if self.best is None or self._rank(row) > self._rank(self.best):
             # keep the best evaluated policy (periodic checkpoints are pruned): checkpoints/best.safetensors
             try:
                 shutil.copyfile(agent_file, self.run_dir / "checkpoints" / "best.safetensors.tmp")
