@@ -63,6 +63,35 @@ def test_fast_gradient_matches_autograd(activation: str) -> None:
         assert _rel(agent.grad[a:b], g_ref[a:b]) < 1e-4, name
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_huber_td_loss_matches_torch_huber(fast: bool) -> None:
+    """td_clip = c: the gradient is that of 2 * huber_loss(q, y, delta=c) (the squared error below c, each
+    larger error's pull clipped to c), on both paths; the reported loss stays the mean squared TD error."""
+    c = 1.0
+    cfg = NAFConfig(OBS, ACT, hidden_sizes=(16, 12), action_low=-2.0, action_high=1.0, normalize_obs=False,
+                    td_clip=c, fast_update=fast)
+    agent = _perturbed_agent(cfg)
+    batch = _batch(np.random.default_rng(7), 40)
+    obs, act, rew, nobs, term = (torch.from_numpy(x) for x in batch)
+    flat = agent.theta[0].detach().clone().requires_grad_(True)
+    mse = _reference_loss(agent, flat, torch.stack((obs, nobs)), act, rew, term, cfg.gamma)
+    # the same q and y, through torch's own Huber loss
+    x = torch.stack((obs, nobs))
+    with torch.no_grad():
+        v_next, _, _ = agent.outputs(agent.params(1), x[1])
+        y = rew + cfg.gamma * (1 - term) * v_next
+    v, mu, lv = agent.outputs(agent.params(flat), x[0])
+    from async_naf.learning.agents import naf_math
+
+    q = v + naf_math.advantage(act, mu, naf_math.precision_matrix(lv, ACT))
+    err = (q - y).detach()
+    assert (err.abs() > c).sum() > 5 and (err.abs() <= c).sum() > 5  # both regimes are exercised
+    (g_ref,) = torch.autograd.grad(2 * torch.nn.functional.huber_loss(q, y, delta=c), flat)
+    m = agent.update(batch)
+    assert _rel(agent.grad, g_ref) < 1e-5
+    assert m["loss"] == pytest.approx(mse.item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("clip", [None, 0.05])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_fast_steps_equal_reference_steps(clip, normalize) -> None:

@@ -27,6 +27,14 @@ def test_streak_and_rates() -> None:
     r = EvalResult((True, False, True, True), (1.0, -1.0, 2.0, 2.0))
     assert r.episodes == 4 and r.success_rate == 0.75 and r.consecutive_successes == 2 and r.mean_return == 1.0
     assert r.to_dict()["successes"] == [1, 0, 1, 1]
+    doors = EvalResult((True, True, True, False), (0.0,) * 4, strict=(True, False, True, False),
+                       door_angles=(1.1, 0.44, 1.2, 0.1))
+    assert doors.strict_success_rate == 0.5 and doors.strict_consecutive == 1
+    q = doors.door_angle_quantiles()
+    assert q["min"] == 0.1 and q["max"] == 1.2 and q["median"] == pytest.approx(0.77)
+    row = doors.eval_row()
+    assert row["strict_success_rate"] == 0.5 and row["door_angle_median"] == pytest.approx(0.77)
+    assert r.door_angle_quantiles() == {} and r.strict_success_rate == 0.0  # reach has no door angles
 
 
 def test_read_metrics_tolerates_partial_last_line_and_bad_rows(tmp_path: Path) -> None:
@@ -96,16 +104,20 @@ def test_workers_comparison(tmp_path: Path) -> None:
             append_csv(d / "eval.csv", EVAL_FIELDS, {"wall_s": t, "env_steps": 0, "updates": 0, "episodes": 20,
                                                       "success_rate": sr, "consecutive_successes": 0,
                                                       "mean_return": 0, "checkpoint": "x"})
-    result = compare(tmp_path, [1, 2], 0.9, "door_pull")
+    result = compare(tmp_path, [1, 2], 0.9, "door_pull", criterion="success")
     assert result["runs"]["1"]["time_to_threshold_s"] == 240 and result["runs"]["2"]["time_to_threshold_s"] == 120
     assert result["runs"]["2"]["speedup_vs_fewest"] == 2.0
     assert json.loads((tmp_path / "workers.json").read_text())["threshold"] == 0.9
     assert (tmp_path / "workers.png").read_bytes()[:4] == b"\x89PNG"
+    # these eval.csv files predate the strict criterion: its columns read as NaN, never as reached
+    strict = compare(tmp_path, [1, 2], 0.9, "door_pull")
+    assert strict["criterion"] == "strict" and strict["runs"]["1"]["time_to_threshold_s"] is None
     args = argparse.Namespace(task="door_pull", seed=0, minutes=60.0, eval_every=60.0, eval_episodes=20,
                               threshold=0.9, realtime=True, stop_at_threshold=True, config=None,
-                              sets=["trainer.naf.lr=1e-4"])
+                              sets=["trainer.naf.lr=1e-4"], criterion="strict")
     cmd = train_command(args, 4, tmp_path / "workers_4")
     assert cmd[cmd.index("--workers") + 1] == "4" and "--realtime" in cmd and "--stop-at-success" in cmd
+    assert cmd[cmd.index("--criterion") + 1] == "strict"
     assert cmd[cmd.index("--set") + 1] == "trainer.naf.lr=1e-4"
 
 
@@ -203,3 +215,56 @@ def test_evaluate_command(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
     junk = evaluate("--checkpoint", str(tmp_path / "junk.safetensors"), "--task", "reach")
     assert junk.returncode == 2 and "Traceback" not in junk.stderr
+
+
+def test_algorithms_comparison_table_and_plot(tmp_path: Path) -> None:
+    """Per task and algorithm: final figures averaged over seeds, steps to the threshold per seed (on the
+    chosen criterion), one PNG per task, JSON and a markdown table."""
+    from async_naf.run.commands.experiment import algorithm_runs, compare_algorithms, train_command
+
+    curves = {("naf", 0): [(1000, 0.2), (2000, 0.9)], ("naf", 1): [(1000, 0.5), (2000, 1.0)],
+              ("ddpg", 0): [(1000, 0.0), (2000, 0.1)], ("ddpg", 1): [(1000, 0.0), (2000, 0.95)]}
+    for (name, seed), pts in curves.items():
+        d = tmp_path / "door_pull" / f"{name}_s{seed}"
+        d.mkdir(parents=True)
+        for steps, strict in pts:
+            row = {"wall_s": steps / 10, "env_steps": steps, "updates": steps, "episodes": 20, "success_rate": 1.0,
+                   "consecutive_successes": 20, "mean_return": 0, "checkpoint": "x", "strict_success_rate": strict,
+                   "strict_consecutive": 0, "door_angle_median": 1.1}
+            append_csv(d / "eval.csv", EVAL_FIELDS, row)
+        (d / "summary.json").write_text(json.dumps({"eval_success_rate": 1.0, "eval_strict_success_rate": pts[-1][1],
+                                                    "door_angle_final": {"median": 1.0 + seed / 10}, "wall_s": 120}))
+    result = compare_algorithms(tmp_path, ["door_pull"], ["naf", "ddpg"], [0, 1], 0.9)
+    naf, ddpg = result["table"]["door_pull"]["naf"], result["table"]["door_pull"]["ddpg"]
+    assert naf["strict"] == pytest.approx(0.95) and naf["reached"] == 2
+    assert [r["steps_to_threshold"] for r in naf["seeds"]] == [2000, 2000]
+    assert ddpg["reached"] == 1 and ddpg["seeds"][0]["steps_to_threshold"] is None
+    assert naf["door_angle_median"] == pytest.approx(1.05)
+    assert (tmp_path / "door_pull.png").read_bytes()[:4] == b"\x89PNG"
+    table = (tmp_path / "algorithms.md").read_text()
+    assert "| door_pull | naf | 100% | 95% | 1.05 | 2/2 | 2,000, 2,000 |" in table
+    args = argparse.Namespace(task="door_pull", tasks=["reach", "door_pull"], algorithms=["naf", "ddpg"],
+                              peers=["sac"], seeds=[0, 1], seed=0, minutes=30.0, eval_every=60.0, eval_episodes=20,
+                              threshold=0.9, realtime=False, stop_at_threshold=False, config=None, sets=[],
+                              criterion="strict", steps=30_000)
+    runs = algorithm_runs(args, tmp_path)
+    assert len(runs) == 2 * 3 * 2 and runs[0] == ("reach", "naf", 0, tmp_path / "reach" / "naf_s0")
+    assert ("door_pull", "sb3_sac", 1, tmp_path / "door_pull" / "sb3_sac_s1") in runs
+    cmd = train_command(args, 2, runs[2][3], task="reach", seed=0, algorithm="ddpg")
+    assert cmd[cmd.index("--steps") + 1] == "30000" and "trainer.algorithm=ddpg" in cmd
+
+
+def test_peer_trains_and_is_evaluated_like_a_run(tmp_path: Path) -> None:
+    """A Stable-Baselines3 peer on the same environment writes eval.csv and summary.json with the fields the
+    comparison reads (a short SAC run on reach: the plumbing, not the learning)."""
+    pytest.importorskip("stable_baselines3", reason="the peers' optional dependency (requirements.txt pins it)")
+    from async_naf.run.peers import train_peer
+    from async_naf.run.results import read_eval
+
+    summary = train_peer("sac", "reach", 0, 1_100, tmp_path / "sac", eval_every=550, eval_episodes=2,
+                         final_episodes=3)
+    evals = read_eval(tmp_path / "sac" / "eval.csv")
+    assert [e["env_steps"] for e in evals] == [550, 1100] and evals[-1]["updates"] > 0
+    assert summary["env_steps"] == 1_100 and summary["eval_episodes"] == 3
+    assert 0.0 <= summary["eval_strict_success_rate"] <= summary["eval_success_rate"] + 1e-9 <= 1.0 + 1e-9
+    assert json.loads((tmp_path / "sac" / "summary.json").read_text())["algorithm"] == "sb3_sac"

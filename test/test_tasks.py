@@ -14,6 +14,7 @@ from async_naf.task.tasks import (
     GRIP_DISTANCE,
     HOOK_ENGAGE_OFFSET,
     TASK_NAMES,
+    EpisodeOutcome,
     TaskConfig,
     TaskState,
     handle_point,
@@ -95,6 +96,46 @@ def test_door_reward_shaping_and_success(name: str) -> None:
     np.testing.assert_allclose(obs1[task.obs_layout["handle_rel"]], 0.0, atol=1e-6)
     assert np.linalg.norm(obs0[task.obs_layout["handle_rel"]]) > 0.05
     assert obs1[task.obs_layout["door_angle"]][0] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("name", ["door_pull", "door_push"])
+def test_strict_criterion_needs_the_door_open_wide_and_held(name: str) -> None:
+    """Strict: door >= open_angle (1.0 rad) at each of the last open_hold_steps (20) steps; success (0.35 rad
+    at the last step) is followed beside it, and the final angle is ground truth where given."""
+    task = make_task(name)
+    goal = task.sample_goal(np.random.default_rng(0))
+    hold = task.config.open_hold_steps
+    assert (task.config.open_angle, hold) == (1.0, 20)
+
+    def run(angles: list[float], truth: bool = True) -> EpisodeOutcome:
+        outcome = EpisodeOutcome(task)
+        for a in angles:
+            s = _state(ee=handle_point(goal, a), door=a if not truth else 0.0)
+            outcome.step(s, goal, DoorState(a, 0.0, 0.0) if truth else None)
+        return outcome
+
+    wide = run([0.5] * 30 + [1.05] * hold)
+    assert wide.strict and wide.success and wide.door_angle == pytest.approx(1.05)
+    short = run([0.5] * 31 + [1.05] * (hold - 1))  # held one step too few
+    assert not short.strict and short.success
+    slipped = run([1.2] * 40 + [0.99])  # wide open, then slipped just below at the last step
+    assert not slipped.strict and slipped.success
+    ajar = run([0.44] * 60)  # the old "success": 0.44 rad
+    assert ajar.success and not ajar.strict and ajar.door_angle == pytest.approx(0.44)
+    estimated = run([1.1] * hold, truth=False)  # a real robot: the estimate decides
+    assert estimated.strict and estimated.door_angle == pytest.approx(1.1)
+
+
+def test_strict_criterion_for_reach_is_the_target_held() -> None:
+    task = make_task("reach")
+    goal = np.array([0.55, 0.1, 0.45])
+    outcome = EpisodeOutcome(task)
+    for k in range(40):
+        outcome.step(_state(ee=goal + [0.1 if k < 25 else 0.01, 0, 0]), goal)
+    assert outcome.success and not outcome.strict  # 15 steps at the target < 20
+    for _ in range(5):
+        outcome.step(_state(ee=goal), goal)
+    assert outcome.strict and outcome.door_angle == 0.0
 
 
 @pytest.mark.parametrize("task_name,hinge_left", [("door_pull", False), ("door_push", True), ("door_pull", True)])

@@ -118,15 +118,20 @@ class NAFParams(AgentParams):
     Attributes:
         lr: Adam learning rate.
         fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
+        td_clip: Huber TD loss: each transition's TD error enters the gradient clipped to +-td_clip (in
+            return units), so a few large errors cannot swamp a step; errors below it count as in the squared
+            loss. 0 = the squared loss.
     """
 
     lr: float = 1e-3
     fast_update: bool = True
+    td_clip: float = 0.0
 
     def _validate(self) -> None:
         super()._validate()
         self.lr = number(f"{type(self).__name__}.lr", self.lr, 0.0, low_open=True)
         self.fast_update = bool(self.fast_update)
+        self.td_clip = number(f"{type(self).__name__}.td_clip", self.td_clip, 0.0)
 
 
 @dataclass(kw_only=True)

@@ -23,7 +23,7 @@ from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
 from async_naf.sim.arm_door_sim import ArmDoorSim
 from async_naf.sim.config import SimConfig
 from async_naf.task.kinematics import ArmKinematics
-from async_naf.task.tasks import Task, TaskConfig, TaskState, make_task
+from async_naf.task.tasks import EpisodeOutcome, Task, TaskConfig, TaskState, make_task
 
 
 class ArmDoorEnv(gym.Env):
@@ -73,6 +73,7 @@ class ArmDoorEnv(gym.Env):
         self._steps = 0
         self._door_angle = 0.0
         self._door_velocity = 0.0
+        self.outcome = EpisodeOutcome(self.task)
 
     # ------------------------------------------------------------------------------------------ api
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -100,6 +101,7 @@ class ArmDoorEnv(gym.Env):
         self._door_angle = 0.0
         self._door_velocity = 0.0
         self._steps = 0
+        self.outcome = EpisodeOutcome(self.task)
         state = self.task_state()
         return self.task.observation(state, self.goal), self._info(state)
 
@@ -115,6 +117,7 @@ class ArmDoorEnv(gym.Env):
         state = self.task_state()
         truth = self.sim.door_state()
         reward = self.task.reward(state, action, self.goal, truth)
+        self.outcome.step(state, self.goal, truth)
         info = self._info(state)
         truncated = self._steps >= self.task.episode_steps
         return self.task.observation(state, self.goal), float(reward), False, truncated, info
@@ -130,6 +133,8 @@ class ArmDoorEnv(gym.Env):
         truth = self.sim.door_state()
         return {
             "is_success": bool(self.task.success(state, self.goal, truth)),
+            # the strict criterion over the episode so far (door >= open_angle over the last open_hold_steps)
+            "is_strict_success": self.outcome.strict,
             "door_state": truth,
             "door_angle_estimate": self._door_angle,
             "distance": self.task.distance(state, self.goal, truth),

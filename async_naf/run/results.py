@@ -9,7 +9,11 @@ robots, ``updates`` the NAF gradient updates done, ``success`` 0/1 (the task's s
 simulator ground truth where available). ``eval.csv`` (written by ``async-naf train`` while it runs) holds
 greedy evaluations of checkpoints::
 
-    wall_s,env_steps,updates,episodes,success_rate,consecutive_successes,mean_return,checkpoint
+    wall_s,env_steps,updates,episodes,success_rate,consecutive_successes,mean_return,checkpoint,
+    strict_success_rate,strict_consecutive,door_angle_median
+
+(``strict_*``: the strict criterion of :mod:`async_naf.task.tasks`, door open wide and held at the end;
+``door_angle_median``: the median door angle at the episodes' ends, rad.)
 
 This module is ROS-free; matplotlib is imported lazily with the Agg backend.
 """
@@ -27,7 +31,9 @@ from typing import Any
 
 METRICS_FIELDS = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
 EVAL_FIELDS = ("wall_s", "env_steps", "updates", "episodes", "success_rate", "consecutive_successes",
-               "mean_return", "checkpoint")
+               "mean_return", "checkpoint", "strict_success_rate", "strict_consecutive", "door_angle_median")
+# columns an eval.csv written before the strict criterion lacks: read as NaN
+_EVAL_LATER_FIELDS = ("strict_success_rate", "strict_consecutive", "door_angle_median")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +51,18 @@ class EpisodeRow:
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """Greedy evaluation: per-episode returns and successes, in order.
+    """Greedy evaluation: per-episode returns, successes, strict successes and final door angles, in order.
 
     ``consecutive_successes`` is the longest run of consecutive successful episodes (Gu et al. 2017 report
-    "100% success over 20 consecutive trials").
+    "100% success over 20 consecutive trials"); ``strict_*`` the same on the strict criterion (door open at
+    least ``open_angle`` and held over the episode's last steps; see :mod:`async_naf.task.tasks`).
+    ``door_angles``: the door angle (ground truth) at each episode's end, rad; empty for reach.
     """
 
     successes: tuple[bool, ...]
     returns: tuple[float, ...]
+    strict: tuple[bool, ...] = ()
+    door_angles: tuple[float, ...] = ()
 
     @property
     def episodes(self) -> int:
@@ -70,10 +80,40 @@ class EvalResult:
     def mean_return(self) -> float:
         return sum(self.returns) / len(self.returns) if self.returns else float("nan")
 
+    @property
+    def strict_success_rate(self) -> float:
+        return sum(self.strict) / len(self.strict) if self.strict else 0.0
+
+    @property
+    def strict_consecutive(self) -> int:
+        return longest_streak(self.strict)
+
+    def door_angle_quantiles(self) -> dict[str, float]:
+        """Distribution of the final door angles, rad: min, 10/50/90 % quantiles, max (empty for reach)."""
+        if not self.door_angles:
+            return {}
+        import numpy as np
+
+        a = np.asarray(self.door_angles, dtype=float)
+        q10, q50, q90 = np.quantile(a, (0.1, 0.5, 0.9))
+        return {"min": float(a.min()), "q10": float(q10), "median": float(q50), "q90": float(q90),
+                "max": float(a.max())}
+
     def to_dict(self) -> dict[str, Any]:
         return {"episodes": self.episodes, "success_rate": self.success_rate,
                 "consecutive_successes": self.consecutive_successes, "mean_return": self.mean_return,
-                "successes": [int(s) for s in self.successes], "returns": list(self.returns)}
+                "strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
+                "door_angle_final": self.door_angle_quantiles(),
+                "successes": [int(s) for s in self.successes], "strict": [int(s) for s in self.strict],
+                "door_angles": [round(a, 4) for a in self.door_angles], "returns": list(self.returns)}
+
+    def eval_row(self) -> dict[str, Any]:
+        """The figures of one ``eval.csv`` row (the caller adds time, steps, updates and checkpoint)."""
+        median = self.door_angle_quantiles().get("median", float("nan"))
+        return {"episodes": self.episodes, "success_rate": self.success_rate,
+                "consecutive_successes": self.consecutive_successes, "mean_return": round(self.mean_return, 4),
+                "strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
+                "door_angle_median": round(median, 4)}
 
 
 def longest_streak(flags: Iterable[bool]) -> int:
@@ -143,6 +183,9 @@ def read_eval(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     out = []
     with open(path, newline="") as fh:
         for rec in csv.DictReader(fh):
+            for k in _EVAL_LATER_FIELDS:
+                if rec.get(k) in (None, ""):
+                    rec[k] = "nan"
             try:
                 out.append({k: (rec[k] if k == "checkpoint" else float(rec[k])) for k in EVAL_FIELDS})
             except (KeyError, TypeError, ValueError):
@@ -185,8 +228,12 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
         ret_avg = _moving_average([r.episode_return for r in rows], 20)
         ax_r.plot(t, ret_avg, lw=1.5, label="return (moving average of 20)")
     if evals:
-        ax_s.plot([e["wall_s"] / 60 for e in evals], [e["success_rate"] for e in evals], "o-",
+        t_eval = [e["wall_s"] / 60 for e in evals]
+        ax_s.plot(t_eval, [e["success_rate"] for e in evals], "o-",
                   label=f"greedy evaluation ({int(evals[-1]['episodes'])} episodes)")
+        strict = [e["strict_success_rate"] for e in evals]
+        if any(math.isfinite(v) for v in strict):
+            ax_s.plot(t_eval, strict, "s--", ms=4, label="greedy, strict (door open wide and held)")
     ax_s.set_ylabel("success rate")
     ax_s.set_ylim(-0.03, 1.03)
     ax_s.grid(alpha=0.3)
@@ -249,6 +296,50 @@ def plot_workers_comparison(curves: Mapping[int, Sequence[tuple[float, float]]],
     return out
 
 
+def plot_algorithms(curves: Mapping[str, Sequence[Sequence[tuple[float, float, float]]]], out: str | os.PathLike[str],
+                    threshold: float | None = None, title: str = "") -> Path:
+    """Greedy success against environment steps (left) and wall time (right), one colour per algorithm: each
+    seed thin, the mean over seeds (on the union of evaluation points, each seed held at its last value) bold.
+
+    Args:
+        curves: algorithm -> one list per seed of (env_steps, wall_s, success_rate) points.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for i, (name, seeds) in enumerate(curves.items()):
+        color = f"C{i}"
+        for axis, col, scale in ((axes[0], 0, 1.0), (axes[1], 1, 1 / 60)):
+            runs = [[(p[col] * scale, p[2]) for p in pts if math.isfinite(p[2])] for pts in seeds]
+            runs = [r for r in runs if r]
+            for r in runs:
+                axis.plot([p[0] for p in r], [p[1] for p in r], color=color, lw=0.7, alpha=0.35)
+            if runs:
+                grid = np.unique(np.concatenate([[p[0] for p in r] for r in runs]))
+                mean = np.mean([np.interp(grid, [p[0] for p in r], [p[1] for p in r], left=0.0) for r in runs],
+                               axis=0)
+                axis.plot(grid, mean, "o-", ms=3, color=color, lw=1.8, label=f"{name} ({len(runs)} seeds)")
+    for axis, label in ((axes[0], "environment steps (all robots)"), (axes[1], "wall time (min)")):
+        if threshold is not None:
+            axis.axhline(threshold, ls="--", color="grey", lw=1)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("greedy success rate")
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[0].legend(fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def has_tensorboard_events(run_dir: str | os.PathLike[str]) -> bool:
     """True if any ``events.out.tfevents.*`` file exists under ``run_dir``."""
     return any(Path(run_dir).rglob("events.out.tfevents.*"))
@@ -285,6 +376,9 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
             writer.add_scalar("eval/consecutive_successes", ev["consecutive_successes"], int(ev["env_steps"]),
                               walltime=wt)
             writer.add_scalar("eval/mean_return", ev["mean_return"], int(ev["env_steps"]), walltime=wt)
+            for key in _EVAL_LATER_FIELDS:
+                if math.isfinite(ev[key]):
+                    writer.add_scalar(f"eval/{key}", ev[key], int(ev["env_steps"]), walltime=wt)
     finally:
         writer.close()
     return logdir

@@ -20,9 +20,14 @@ Tasks (Gu, Holly, Lillicrap, Levine, ICRA 2017 style rewards; units m, rad, rad/
                 moved with the *estimated* door angle about the hinge (known door geometry: the goal).
                 reward = -w_dist * |handle(theta) - ee| + w_handle * min(handle_angle / threshold, 1)
                          + w_door * clip(theta, 0, door_reward_cap) - w_action * |a / a_max|^2
-                         + w_success * [success]
+                         + w_success * [theta >= success_angle] + w_open * [theta >= open_angle]
                 (theta and handle_angle from ground truth when given; without it the handle term is 0)
-                success: door angle >= 0.35 rad.  Episode: 150 steps (7.5 s at 20 Hz).
+                success: door angle >= 0.35 rad at the last step.  Episode: 150 steps (7.5 s at 20 Hz).
+
+Two criteria are reported for every episode. ``success`` is the task's criterion at the last step (above).
+``strict`` asks for more: doors - the door open at least ``open_angle`` (1.0 rad, 57 deg: wide enough to
+walk through) at each of the last ``open_hold_steps`` steps (20: 1 s), i.e. opened wide and held there;
+reach - the hook tip within ``success_distance`` of the target over the last ``open_hold_steps`` steps.
 
 The door goal vector (6) = hook engagement point at rest (3, base frame, m) | hinge axis x, y (2, m) |
 hinge axis sign (1: +1 = opening turns the leaf counter-clockwise seen from above).
@@ -87,9 +92,14 @@ class TaskConfig:
         max_joint_speed: action bound: each joint velocity command is in [-this, this], rad/s.
         success_distance: reach: success when the hook tip is within this of the target, m.
         success_angle: doors: success when the door is open at least this much, rad.
+        open_angle: doors: the strict criterion's angle: the door open at least this much, rad.
+        open_hold_steps: steps at the end of an episode over which the strict criterion must hold
+            (doors: door >= open_angle; reach: at the target).
         w_dist: weight of the distance term, 1/m.
         w_action: weight of the squared normalised action.
         w_success: bonus per step while the success criterion holds (reach and doors).
+        w_open: doors: bonus per step while the door is open at least open_angle (the strict criterion's
+            angle): pays for opening wide and holding it there.
         w_handle: doors: weight of the handle-turn term (ground truth only).
         w_door: doors: weight of the door-angle term, 1/rad.
         door_reward_cap: doors: the door-angle term saturates at this angle, rad.
@@ -105,9 +115,12 @@ class TaskConfig:
     max_joint_speed: float = 0.5
     success_distance: float = 0.05
     success_angle: float = 0.35
+    open_angle: float = 1.0
+    open_hold_steps: int = 20
     w_dist: float = 1.0
     w_action: float = 0.01
     w_success: float = 0.0
+    w_open: float = 0.0
     w_handle: float = 0.25
     w_door: float = 2.0
     door_reward_cap: float = 0.6
@@ -119,9 +132,10 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         integers(self, ("episode_steps",), 1, 100_000)
-        numbers(self, ("max_joint_speed", "success_distance", "success_angle", "door_reward_cap", "latch_threshold"),
-                0.0, low_open=True)
-        numbers(self, ("w_dist", "w_action", "w_success", "w_handle", "w_door"), 0.0)
+        integers(self, ("open_hold_steps",), 1, 100_000)
+        numbers(self, ("max_joint_speed", "success_distance", "success_angle", "open_angle", "door_reward_cap",
+                       "latch_threshold"), 0.0, low_open=True)
+        numbers(self, ("w_dist", "w_action", "w_success", "w_open", "w_handle", "w_door"), 0.0)
         self.handle_sensor = bool(self.handle_sensor)
         lo, hi = tuple(map(float, self.target_low)), tuple(map(float, self.target_high))
         if len(lo) != 3 or len(hi) != 3 or any(a > b for a, b in zip(lo, hi)):
@@ -134,8 +148,8 @@ class TaskConfig:
 
 DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
     "reach": TaskConfig(episode_steps=50, max_joint_speed=0.6, w_success=0.1),
-    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
-    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, door_reward_cap=1.2),
+    "door_pull": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, w_open=2.0, door_reward_cap=1.4),
+    "door_push": TaskConfig(episode_steps=150, max_joint_speed=0.5, w_success=1.0, w_open=2.0, door_reward_cap=1.4),
 }
 
 
@@ -257,14 +271,15 @@ class Task:
         return np.concatenate(parts).astype(np.float32)
 
     # ------------------------------------------------------------------------------------ reward
-    def _door_angle(self, state: TaskState, truth: Any) -> float:
+    def door_angle(self, state: TaskState, truth: Any = None) -> float:
+        """The door angle, rad: ground truth where given (simulation), else the estimate in ``state``."""
         return float(truth.hinge_angle) if truth is not None else float(state.door_angle)
 
     def distance(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> float:
         """Hook tip to target (reach) or to the (moving) hook engagement point (doors), m."""
         if not self.is_door:
             return float(np.linalg.norm(np.asarray(goal) - state.ee_pos))
-        return float(np.linalg.norm(handle_point(goal, self._door_angle(state, truth)) - state.ee_pos))
+        return float(np.linalg.norm(handle_point(goal, self.door_angle(state, truth)) - state.ee_pos))
 
     def reward(self, state: TaskState, action: np.ndarray, goal: np.ndarray, truth: Any = None) -> float:
         """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state``.
@@ -278,19 +293,58 @@ class Task:
         r = -c.w_dist * self.distance(state, goal, truth) - c.w_action * float(a @ a)
         if not self.is_door:
             return r + (c.w_success if self.success(state, goal, truth) else 0.0)
-        theta = self._door_angle(state, truth)
+        theta = self.door_angle(state, truth)
         if truth is not None:
             r += c.w_handle * min(max(truth.handle_angle, 0.0) / c.latch_threshold, 1.0)
         r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
         if theta >= c.success_angle:
             r += c.w_success
+        if theta >= c.open_angle:
+            r += c.w_open
         return float(r)
 
     def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
         """reach: within success_distance of the target; doors: door open >= success_angle rad."""
         if not self.is_door:
             return self.distance(state, goal) < self.config.success_distance
-        return self._door_angle(state, truth) >= self.config.success_angle
+        return self.door_angle(state, truth) >= self.config.success_angle
+
+    def strict_step(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
+        """One step of the strict criterion: doors - the door open >= open_angle rad; reach - at the target.
+        An episode meets the strict criterion when this holds at each of its last ``open_hold_steps`` steps
+        (:class:`EpisodeOutcome`)."""
+        if not self.is_door:
+            return self.distance(state, goal) < self.config.success_distance
+        return self.door_angle(state, truth) >= self.config.open_angle
+
+
+class EpisodeOutcome:
+    """Both criteria of one episode, followed step by step (see the module docstring).
+
+    Call :meth:`step` after every control step; the properties describe the episode so far, i.e. the
+    outcome once its last step has been passed in.
+
+    Attributes:
+        success: the task's criterion at the last step.
+        strict: the strict criterion held over the last ``open_hold_steps`` steps.
+        door_angle: the door angle at the last step (ground truth where given), rad; 0 for reach.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.success = False
+        self.door_angle = 0.0
+        self._held = 0
+
+    @property
+    def strict(self) -> bool:
+        return self._held >= self.task.config.open_hold_steps
+
+    def step(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> None:
+        """Account for one step: ``state`` reached, ``truth`` the simulator's DoorState or None."""
+        self.success = self.task.success(state, goal, truth)
+        self._held = self._held + 1 if self.task.strict_step(state, goal, truth) else 0
+        self.door_angle = self.task.door_angle(state, truth) if self.task.is_door else 0.0
 
 
 def make_task(name: str, config: TaskConfig | None = None) -> Task:
@@ -326,5 +380,5 @@ def load_task_config(name: str, path: str | None = None) -> TaskConfig:
     return replace(base, **fields)
 
 
-__all__ = ["TASK_NAMES", "Task", "TaskConfig", "TaskState", "make_task", "load_task_config", "door_goal",
-           "handle_point"]
+__all__ = ["TASK_NAMES", "EpisodeOutcome", "Task", "TaskConfig", "TaskState", "make_task", "load_task_config",
+           "door_goal", "handle_point"]

@@ -1,6 +1,7 @@
 """The NAF gradient step, twice: the autograd reference and the hand-derived fast path (the speed).
 
-Both compute one step of ``loss = mean((Q(x, u) - y)^2)``, ``Q = V + A``, ``A = -1/2 (u - mu)^T L L^T (u - mu)``,
+Both compute one step of ``loss = mean((Q(x, u) - y)^2)`` (with ``td_clip`` > 0 the Huber form: each error's
+gradient clipped to +-td_clip), ``Q = V + A``, ``A = -1/2 (u - mu)^T L L^T (u - mu)``,
 ``y = r + gamma (1 - terminal) V'(x')`` on :class:`async_naf.learning.agents.naf.NAFAgent`'s flat parameters,
 then hand the gradient to the agent's Adam step and soft target update (``_apply_gradient``):
 
@@ -35,12 +36,16 @@ def autograd_step(agent: NAFAgent, obs: torch.Tensor, act: torch.Tensor, rew: to
     flat = agent.theta[0].detach().clone().requires_grad_(True)
     v, mu, lv = agent.outputs(agent.params(flat), X[0])
     q = v + naf_math.advantage(act, mu, naf_math.precision_matrix(lv, agent.act_dim))
-    loss = torch.mean((q - y) ** 2)
+    err = q - y
+    c = cfg.td_clip
+    sq = err**2
+    # Huber, scaled to equal the squared error below c: gradient 2 * clamp(err, -c, c) / B
+    loss = torch.mean(torch.where(err.abs() <= c, sq, 2 * c * err.abs() - c * c) if c > 0 else sq)
     (g,) = torch.autograd.grad(loss, flat)
     with torch.no_grad():
         agent.grad.copy_(g)
         metrics = agent._apply_gradient()
-        vals = torch.stack((loss.detach(), q.detach().mean(), y.mean())).tolist()
+        vals = torch.stack((sq.detach().mean(), q.detach().mean(), y.mean())).tolist()
     metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
     return metrics
 
@@ -156,7 +161,10 @@ class HandDerivedStep:
         y = torch.add(rew, v_next, alpha=cfg.gamma).addcmul_(term, v_next, value=-cfg.gamma)
         err = torch.sub(q, y, out=ws["err"])
         # backward
-        torch.mul(err, ws["two_over_b"], out=ws["dv"])
+        if cfg.td_clip > 0:  # Huber: each error's gradient clipped (the squared-error figures below stay)
+            torch.mul(err.clamp(-cfg.td_clip, cfg.td_clip), ws["two_over_b"], out=ws["dv"])
+        else:
+            torch.mul(err, ws["two_over_b"], out=ws["dv"])
         dzs = torch.mm(z * ws["dv_col"], self._neg_sj)  # (B, T): dLoss/dz at [cols]
         torch.mul(dzs * ds, torch.addcmul(self._offdiag_f, el, self._diag_f), out=ws["dl"])
         torch.mul(torch.mm(dzs * lv, self._si_t_half), torch.addcmul(self._neg_one, t, t), out=ws["dm"])

@@ -3,7 +3,8 @@
 The policy runs with exploration off (mu(x)) on :class:`async_naf.run.env.ArmDoorEnv`, whose observation
 carries the door angle from the IMU estimator (never simulator ground truth); success is the task's
 criterion on ground truth. Reports the success rate and the longest run of consecutive successes, the
-measure of Gu et al. 2017 ("100% success over 20 consecutive trials").
+measure of Gu et al. 2017 ("100% success over 20 consecutive trials"), on the task's criterion and on the
+strict one (door open wide and held at the end), and the distribution of the final door angles.
 """
 from __future__ import annotations
 
@@ -87,15 +88,17 @@ def load_policy(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any:
-    """Run ``episodes`` greedy episodes of ``task``; returns :class:`async_naf.run.results.EvalResult`.
+def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_config: Any = None) -> Any:
+    """Run ``episodes`` greedy episodes of ``task`` (``task_config``: its TaskConfig, default the task's
+    defaults); returns :class:`async_naf.run.results.EvalResult`.
 
     The episodes are consecutive trials of one robot session, as on a real robot: ``env.reset(seed=seed)``
     before the first (a freshly powered IMU), ``env.reset()`` before the others (new start pose and goal;
     the door-angle estimator keeps its gyro calibration). Each runs ``policy.act(obs)`` until it ends (time
     limit or terminal); an episode is a success if the task's criterion (``info["is_success"]``, on ground truth)
     holds at its last step: reach - the hook tip is at the target at the end; doors - the door is still
-    open past the success angle at the end.
+    open past the success angle at the end. The strict criterion (``info["is_strict_success"]`` at the last
+    step) and the final door angle (ground truth) are recorded beside it.
 
     Raises:
         ValueError: if the policy's dimensions do not fit the task's.
@@ -107,14 +110,14 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = ArmDoorEnv(task=task, seed=seed)
+    env = ArmDoorEnv(task=task, seed=seed, task_config=task_config)
     try:
         obs_dim = int(np.prod(env.observation_space.shape))
         act_dim = int(np.prod(env.action_space.shape))
         if policy.obs_dim != obs_dim or policy.act_dim != act_dim:
             raise ValueError(f"policy is for obs_dim={policy.obs_dim}, act_dim={policy.act_dim}; task {task} "
                              f"has obs_dim={obs_dim}, act_dim={act_dim}")
-        successes, returns = [], []
+        successes, returns, strict, angles = [], [], [], []
         for k in range(episodes):
             obs, info = env.reset(seed=seed if k == 0 else None)
             total, done = 0.0, False
@@ -123,12 +126,14 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0) -> Any
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 done = bool(terminated or truncated)
-            success = bool(info["is_success"])
-            successes.append(success)
+            successes.append(bool(info["is_success"]))
+            strict.append(bool(info["is_strict_success"]))
+            if env.task.is_door:
+                angles.append(float(info["door_state"].hinge_angle))
             returns.append(total)
     finally:
         env.close()
-    return EvalResult(tuple(successes), tuple(returns))
+    return EvalResult(tuple(successes), tuple(returns), tuple(strict), tuple(angles))
 
 
 def evaluate_checkpoint(path: str | Path, task: str, episodes: int, seed: int = 0) -> tuple[Any, dict]:
@@ -155,5 +160,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.task}: {result.success_rate:.0%} success over {result.episodes} episodes "
               f"({sum(result.successes)}/{result.episodes}); longest run of consecutive successes: "
               f"{result.consecutive_successes}; mean return {result.mean_return:.3f}")
-        print("episodes: " + "".join("S" if s else "." for s in result.successes))
+        print(f"  strict (door >= open_angle, held): {result.strict_success_rate:.0%} "
+              f"({sum(result.strict)}/{result.episodes}); longest run: {result.strict_consecutive}")
+        print("episodes: " + "".join("S" if st else ("s" if s else ".")
+                                     for s, st in zip(result.successes, result.strict, strict=True))
+              + "   (S strict, s success only)")
+        q = result.door_angle_quantiles()
+        if q:
+            print("final door angle, rad: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items()))
     return 0

@@ -1,4 +1,12 @@
-"""``async-naf experiment workers``: the same task trained with 1, 2, 4 ... workers, compared in one plot.
+"""``async-naf experiment workers|algorithms``: the same task with 1, 2, 4 ... workers, or with several
+algorithms, compared in plots.
+
+``algorithms`` (Gu et al. 2017 compare NAF with other network types and algorithms on the door tasks):
+NAF, DDPG and Linear-NAF trained through the ROS graph (``async-naf train --set trainer.algorithm=...``)
+and, with ``--peers``, Stable-Baselines3 SAC and TD3 on the same gymnasium environment in one process
+(:mod:`async_naf.run.peers`), each for the same environment-step budget and seeds, per task; then
+``OUT/<task>.png`` (greedy success against environment steps and against wall time, mean over seeds with
+each seed thin), ``OUT/algorithms.json`` and ``OUT/algorithms.md`` (the table).
 
 Gu et al. 2017 (Fig. 4) show that more robots collecting in parallel reach the door-opening success
 threshold sooner in wall time. This command runs ``async-naf train`` once per worker count (sequentially,
@@ -17,32 +25,53 @@ import sys
 from pathlib import Path
 from typing import Any
 
+TASKS = ("reach", "door_pull", "door_push")
+ALGORITHMS = ("naf", "ddpg", "linear_naf")
 # seconds a run gets after SIGINT to stop its nodes (the trainer's final checkpoint) before SIGTERM
 RUN_STOP_TIMEOUT_S = 120.0
 
-HELP = "compare training with different numbers of workers (success rate against wall time)"
+HELP = "compare worker counts (workers) or algorithms and peers (algorithms): success against steps and time"
 DESCRIPTION = """Run `async-naf train` once per worker count and compare them (Gu et al. 2017, Fig. 4).
 
 Writes OUT/workers_<N>/ (a full run directory each), OUT/workers.png (greedy evaluation success rate
 against wall time, one line per worker count) and OUT/workers.json (time to --threshold per worker count,
 speed-up relative to the fewest workers, and each run's summary).
 
+algorithms: one run per task x algorithm x seed, OUT/<task>/<algorithm>_s<seed>/ (a run directory each;
+the peers' hold eval.csv and summary.json), OUT/<task>.png, OUT/algorithms.json, OUT/algorithms.md.
+
 Example:
+  async-naf experiment algorithms --tasks reach door_pull door_push --algorithms naf ddpg linear_naf \
+      --peers sac td3 --seeds 0 1 2 --steps 30000 --minutes 30 --out runs/algorithms
   async-naf experiment workers --task door_pull --workers 1 2 4 --realtime --minutes 60 --out runs/workers
   async-naf experiment workers --task reach --workers 1 2 --realtime --minutes 10 --out runs/workers_reach
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", choices=("workers",), help="which experiment (workers: 1 vs 2 vs 4 robots)")
-    parser.add_argument("--task", choices=("reach", "door_pull", "door_push"), default="door_pull", help="task")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts (default: 1 2 4)")
+    parser.add_argument("experiment", choices=("workers", "algorithms"),
+                        help="workers: 1 vs 2 vs 4 robots; algorithms: NAF vs DDPG vs Linear-NAF (and --peers)")
+    parser.add_argument("--task", choices=TASKS, default="door_pull", help="task (workers)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker counts (workers; default: 1 2 4) or the one worker count of every run "
+                             "(algorithms; default: 2)")
+    parser.add_argument("--tasks", choices=TASKS, nargs="+", default=list(TASKS), help="tasks (algorithms)")
+    parser.add_argument("--algorithms", choices=ALGORITHMS, nargs="+", default=list(ALGORITHMS),
+                        help="algorithms trained through the graph (algorithms; default: all)")
+    parser.add_argument("--peers", choices=("sac", "td3"), nargs="*", default=[],
+                        help="Stable-Baselines3 peers trained in one process on the same environment (algorithms)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (algorithms; default: 0 1 2)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="environment-step budget of every run (algorithms: required; workers: 0 = none)")
     parser.add_argument("--minutes", type=float, required=True, help="wall-time budget per run, minutes")
     parser.add_argument("--realtime", action="store_true", help="pace each simulated robot like a real one")
     parser.add_argument("--seed", type=int, default=0, help="base seed, the same for every run (default: 0)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--threshold", type=float, default=0.9,
                         help="success rate for the time-to-threshold comparison (default: %(default)s)")
+    parser.add_argument("--criterion", choices=("strict", "success"), default="strict",
+                        help="the evaluation figure compared and plotted: strict (door open >= 1.0 rad and held) "
+                             "or success (door past 0.35 rad at the end) (default: %(default)s)")
     parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
                         help="greedy evaluation every S seconds in each run (default: %(default)s)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation (default: 20)")
@@ -55,37 +84,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parameter override passed to every run (repeatable)")
 
 
-def train_command(args: argparse.Namespace, workers: int, run_dir: Path) -> list[str]:
-    """The ``async-naf train`` command line of one run."""
-    cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--task", args.task, "--workers", str(workers),
-           "--seed", str(args.seed), "--run-dir", str(run_dir), "--minutes", str(args.minutes),
+def train_command(args: argparse.Namespace, workers: int, run_dir: Path, task: str | None = None,
+                  seed: int | None = None, algorithm: str | None = None) -> list[str]:
+    """The ``async-naf train`` command line of one run (``task``/``seed`` default to ``args``'; ``algorithm``
+    sets the trainer's)."""
+    cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--task", task or args.task, "--workers", str(workers),
+           "--seed", str(args.seed if seed is None else seed), "--run-dir", str(run_dir),
+           "--minutes", str(args.minutes),
            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
-           "--threshold", str(args.threshold)]
+           "--threshold", str(args.threshold), "--criterion", args.criterion]
     if args.realtime:
         cmd.append("--realtime")
     if args.stop_at_threshold:
         cmd += ["--stop-at-success", str(args.threshold)]
     if getattr(args, "overwrite", False):
         cmd.append("--overwrite")
+    if getattr(args, "steps", 0):
+        cmd += ["--steps", str(args.steps)]
     if args.config:
         cmd += ["--config", args.config]
     for item in args.sets:
         cmd += ["--set", item]
+    if algorithm is not None:
+        cmd += ["--set", f"trainer.algorithm={algorithm}"]
     return cmd
 
 
-def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[str, Any]:
-    """Read each run's eval.csv and summary.json; write workers.png and workers.json."""
+def compare(out: Path, workers: list[int], threshold: float, task: str, criterion: str = "strict") -> dict[str, Any]:
+    """Read each run's eval.csv and summary.json; write workers.png and workers.json (``criterion``: the
+    evaluation figure compared, see ``async-naf train --criterion``)."""
     import json
 
+    from async_naf.run.commands.train import CRITERIA
     from async_naf.run.results import plot_workers_comparison, read_eval, time_to_threshold, write_json
 
+    key = CRITERIA[criterion]
     curves: dict[int, list[tuple[float, float]]] = {}
     runs: dict[str, Any] = {}
     for n in workers:
         run_dir = out / f"workers_{n}"
         evals = read_eval(run_dir / "eval.csv")
-        curves[n] = [(e["wall_s"], e["success_rate"]) for e in evals]
+        curves[n] = [(e["wall_s"], e[key]) for e in evals]
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
         runs[str(n)] = {"time_to_threshold_s": time_to_threshold(curves[n], threshold),
@@ -94,10 +133,10 @@ def compare(out: Path, workers: list[int], threshold: float, task: str) -> dict[
     for n in workers:
         t = runs[str(n)]["time_to_threshold_s"]
         runs[str(n)]["speedup_vs_fewest"] = (base / t) if (base and t) else None
-    result = {"task": task, "threshold": threshold, "workers": workers, "runs": runs}
+    result = {"task": task, "threshold": threshold, "criterion": criterion, "workers": workers, "runs": runs}
     write_json(out / "workers.json", result)
     plot_workers_comparison(curves, out / "workers.png", threshold=threshold,
-                            title=f"{task}: greedy success rate vs wall time")
+                            title=f"{task}: greedy {criterion} success rate vs wall time")
     return result
 
 
@@ -152,6 +191,9 @@ def _run_child(cmd: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.experiment == "algorithms":
+        return run_algorithms(args, out)
+    args.workers = args.workers or [1, 2, 4]
     if any(n < 1 for n in args.workers) or len(set(args.workers)) != len(args.workers):
         print("error: --workers must be distinct counts >= 1", file=sys.stderr)
         return 2
@@ -167,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0:
             print(f"warning: the run with {n} worker(s) exited with status {rc}", file=sys.stderr)
             status = 1
-    result = compare(out, args.workers, args.threshold, args.task)
+    result = compare(out, args.workers, args.threshold, args.task, args.criterion)
     for n in args.workers:
         r = result["runs"][str(n)]
         t = r["time_to_threshold_s"]
@@ -175,3 +217,119 @@ def run(args: argparse.Namespace) -> int:
               + (f" (speed-up {r['speedup_vs_fewest']:.2f}x)" if r["speedup_vs_fewest"] else ""), file=sys.stderr)
     print(f"plot: {out / 'workers.png'}; numbers: {out / 'workers.json'}", file=sys.stderr)
     return status
+
+
+# ------------------------------------------------------------------------------------------ algorithms
+def algorithm_runs(args: argparse.Namespace, out: Path) -> list[tuple[str, str, int, Path]]:
+    """(task, name, seed, run directory) of every run of the algorithms experiment, in the order they run;
+    peers are named ``sb3_<peer>``."""
+    names = [*args.algorithms, *(f"sb3_{p}" for p in args.peers)]
+    return [(task, name, seed, out / task / f"{name}_s{seed}")
+            for task in args.tasks for name in names for seed in args.seeds]
+
+
+def run_algorithms(args: argparse.Namespace, out: Path) -> int:
+    from async_naf.run.peers import train_peer
+
+    workers = args.workers or [2]
+    if len(workers) != 1 or workers[0] < 1:
+        print("error: algorithms takes one --workers count (the robots of every graph run)", file=sys.stderr)
+        return 2
+    if args.steps < 1:
+        print("error: algorithms needs --steps (the same environment-step budget for every run)", file=sys.stderr)
+        return 2
+    status = 0
+    for task, name, seed, run_dir in algorithm_runs(args, out):
+        print(f"=== {task} {name} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
+        if name.startswith("sb3_"):
+            try:
+                train_peer(name[4:], task, seed, args.steps, run_dir, max(1, int(args.steps // 10)),
+                           args.eval_episodes)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            continue
+        try:
+            rc = _run_child(train_command(args, workers[0], run_dir, task=task, seed=seed, algorithm=name))
+        except _Interrupted as exc:
+            return 128 + exc.signum
+        if rc != 0:
+            print(f"warning: {task} {name} seed {seed} exited with status {rc}", file=sys.stderr)
+            status = 1
+    result = compare_algorithms(out, args.tasks, [*args.algorithms, *(f"sb3_{p}" for p in args.peers)],
+                                args.seeds, args.threshold, args.criterion)
+    print((out / "algorithms.md").read_text(), file=sys.stderr)
+    print(f"plots: {', '.join(str(out / f'{t}.png') for t in result['tasks'])}; numbers: {out / 'algorithms.json'}",
+          file=sys.stderr)
+    return status
+
+
+def compare_algorithms(out: Path, tasks: list[str], names: list[str], seeds: list[int], threshold: float,
+                       criterion: str = "strict") -> dict[str, Any]:
+    """Read every run's eval.csv and summary.json; write ``<task>.png``, ``algorithms.json``, ``algorithms.md``.
+
+    Per task and algorithm: the final held-out figures on both criteria (mean and per seed), the median final
+    door angle, the environment steps and wall time to the first evaluation >= ``threshold`` on ``criterion``
+    (per seed; None where never), and the wall time of the runs.
+    """
+    import json
+    import math
+
+    from async_naf.run.commands.train import CRITERIA
+    from async_naf.run.results import plot_algorithms, read_eval, time_to_threshold, write_json
+
+    key = CRITERIA[criterion]
+    table: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        curves: dict[str, list[list[tuple[float, float, float]]]] = {}
+        table[task] = {}
+        for name in names:
+            per_seed = []
+            curves[name] = []
+            for seed in seeds:
+                run_dir = out / task / f"{name}_s{seed}"
+                evals = read_eval(run_dir / "eval.csv")
+                curves[name].append([(e["env_steps"], e["wall_s"], e[key]) for e in evals])
+                path = run_dir / "summary.json"
+                summary = json.loads(path.read_text()) if path.exists() else {}
+                angles = summary.get("door_angle_final") or {}
+                per_seed.append({
+                    "seed": seed, "success": summary.get("eval_success_rate"),
+                    "strict": summary.get("eval_strict_success_rate"), "door_angle_median": angles.get("median"),
+                    "steps_to_threshold": time_to_threshold([(e["env_steps"], e[key]) for e in evals], threshold),
+                    "wall_s_to_threshold": time_to_threshold([(e["wall_s"], e[key]) for e in evals], threshold),
+                    "wall_s": summary.get("wall_s"), "env_steps": summary.get("env_steps")})
+
+            def mean(field: str, rows: list[dict[str, Any]] = per_seed) -> float | None:
+                vals = [r[field] for r in rows if isinstance(r[field], (int, float)) and math.isfinite(r[field])]
+                return sum(vals) / len(vals) if vals else None
+
+            table[task][name] = {"seeds": per_seed, "success": mean("success"), "strict": mean("strict"),
+                                 "door_angle_median": mean("door_angle_median"), "wall_s": mean("wall_s"),
+                                 "reached": sum(r["steps_to_threshold"] is not None for r in per_seed)}
+        plot_algorithms(curves, out / f"{task}.png", threshold=threshold,
+                        title=f"{task}: greedy {criterion} success ({len(seeds)} seeds)")
+    result = {"tasks": tasks, "algorithms": names, "seeds": seeds, "threshold": threshold, "criterion": criterion,
+              "table": table}
+    write_json(out / "algorithms.json", result)
+    (out / "algorithms.md").write_text(_algorithms_table(result))
+    return result
+
+
+def _algorithms_table(result: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0%}"
+
+    n = len(result["seeds"])
+    lines = [f"| task | algorithm | success (final, mean of {n}) | strict | door angle, median (rad) | "
+             f"reached {result['threshold']:.0%} {result['criterion']} | steps to it (per seed) | wall min per run |",
+             "|---|---|---:|---:|---:|---:|---|---:|"]
+    for task, rows in result["table"].items():
+        for name, row in rows.items():
+            steps = ", ".join("-" if r["steps_to_threshold"] is None else f"{r['steps_to_threshold']:,.0f}"
+                              for r in row["seeds"])
+            angle = "n/a" if row["door_angle_median"] is None else f"{row['door_angle_median']:.2f}"
+            wall = "n/a" if row["wall_s"] is None else f"{row['wall_s'] / 60:.1f}"
+            lines.append(f"| {task} | {name} | {pct(row['success'])} | {pct(row['strict'])} | {angle} | "
+                         f"{row['reached']}/{n} | {steps} | {wall} |")
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,10 @@ Starts, as separate processes talking over ROS 2 (loopback only): per robot /rob
 policy, collector} and one /trainer - the same graph `ros2 launch async_naf train.launch.py` starts. Ctrl-C
 stops every node cleanly (the trainer writes a final checkpoint); no process is left behind.
 
+Two criteria are reported for every evaluation: the task's success (doors: open past 0.35 rad at the
+end) and the strict one (doors: open at least 1.0 rad over the last second; reach: at the target over the
+last second). --criterion picks the one --stop-at-success, --threshold and the best checkpoint use.
+
 Several hosts (docs/graph.md, "Several hosts"): --part trainer on one host, --part robots --robots I,J on the
 others, each with the same --task, --seed, --workers (all robots together), ROS_DOMAIN_ID and
 --discovery subnet (or --discovery-server HOST:PORT). A trainer part writes everything below (summary.json
@@ -40,7 +44,8 @@ policy is then evaluated greedily (exploration off) on --eval-episodes episodes.
 
 Written to --run-dir:
   summary.json         task, workers, env_steps, updates, wall_s, eval_success_rate, eval_episodes,
-                       consecutive_successes, time_to_threshold_s, command, ...
+                       consecutive_successes, eval_strict_success_rate, strict_consecutive,
+                       door_angle_final, criterion, time_to_threshold_s, command, ...
   metrics.csv          learning curve, one row per training episode (written by the trainer):
                        wall_s,env_steps,updates,robot,episode,episode_return,success
   eval.csv             greedy evaluations of checkpoints during the run (--eval-every)
@@ -62,6 +67,8 @@ LOG = logging.getLogger("async_naf.train")
 # what a run writes into its directory (--overwrite removes exactly these)
 OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
            "logs", "params", "graph.json", "train.log", "bag")
+# --criterion -> the eval.csv / EvalResult figure it reads
+CRITERIA = {"strict": "strict_success_rate", "success": "success_rate"}
 DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
 
 
@@ -101,6 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop as soon as a greedy evaluation reaches this success rate (0..1)")
     parser.add_argument("--threshold", type=float, default=0.95,
                         help="success rate whose first time is reported as time_to_threshold_s (default: %(default)s)")
+    parser.add_argument("--criterion", choices=CRITERIA, default="strict",
+                        help="the evaluation figure --stop-at-success, --threshold and the best checkpoint use: "
+                             "strict (door open >= open_angle, 1.0 rad, held over the episode's last "
+                             "open_hold_steps) or success (the task's criterion at the last step: door past "
+                             "0.35 rad) (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its newest checkpoint (weights, optimiser, buffer)")
     parser.add_argument("--trainer-restarts", type=int, default=3, metavar="N",
@@ -231,7 +243,8 @@ class Progress:
         else:
             text = "waiting for the first episode ..."
         if last_eval is not None:
-            text += f"  eval {last_eval['success_rate']:4.0%} ({int(last_eval['episodes'])} ep)"
+            text += (f"  eval {last_eval['success_rate']:4.0%} strict {last_eval['strict_success_rate']:4.0%} "
+                     f"({int(last_eval['episodes'])} ep)")
         m, s = divmod(int(elapsed), 60)
         return f"[{m:3d}m{s:02d}s] {text}"
 
@@ -273,8 +286,10 @@ class PeriodicEvaluator:
     threshold is when the trainer had the policy, not when it was evaluated).
     """
 
-    def __init__(self, run_dir: Path, task: str, episodes: int, every_s: float, seed: int) -> None:
+    def __init__(self, run_dir: Path, task: str, episodes: int, every_s: float, seed: int,
+                 criterion: str = "strict") -> None:
         self.run_dir = run_dir
+        self.key = CRITERIA[criterion]  # the figure that picks the best checkpoint
         self.task = task
         self.episodes = episodes
         self.poll_s = min(5.0, every_s / 2) if every_s > 0 else 0.0
@@ -283,6 +298,9 @@ class PeriodicEvaluator:
         self._done: set[str] = set()
         self.last: dict | None = None
         self.best: dict | None = None
+
+    def _rank(self, row: dict) -> tuple[float, ...]:
+        return (row[self.key], *(row[k] for k in CRITERIA.values() if k != self.key))
 
     def due(self, elapsed: float) -> bool:
         return self.poll_s > 0 and elapsed >= self._next
@@ -307,12 +325,11 @@ class PeriodicEvaluator:
             LOG.warning("evaluation of %s failed: %s", agent_file, exc)
             return None
         row = {"wall_s": round(float(meta.get("wall_s", elapsed)), 2), "env_steps": meta.get("env_steps", ""),
-               "updates": meta.get("updates", ""), "episodes": result.episodes,
-               "success_rate": result.success_rate, "consecutive_successes": result.consecutive_successes,
-               "mean_return": round(result.mean_return, 4), "checkpoint": agent_file.name}
+               "updates": meta.get("updates", ""), **result.eval_row(), "checkpoint": agent_file.name}
         append_csv(self.run_dir / "eval.csv", EVAL_FIELDS, row)
         self.last = row
-        if self.best is None or row["success_rate"] > self.best["success_rate"]:
+        # the criterion's figure first, ties broken by the other one (strict 0 % everywhere: the best plain success)
+        if self.best is None or self._rank(row) > self._rank(self.best):
             # keep the best evaluated policy (periodic checkpoints are pruned): checkpoints/best.safetensors
             try:
                 shutil.copyfile(agent_file, self.run_dir / "checkpoints" / "best.safetensors.tmp")
@@ -402,7 +419,9 @@ def run(args: argparse.Namespace) -> int:
           f"{(budget_s or 0) / 60:.1f} min wall-time limit; node logs in {run_dir / 'logs'}", file=sys.stderr)
 
     progress = Progress(run_dir, quiet=args.quiet)
-    evaluator = PeriodicEvaluator(run_dir, config.task, args.eval_episodes, args.eval_every, config.seed)
+    evaluator = PeriodicEvaluator(run_dir, config.task, args.eval_episodes, args.eval_every, config.seed,
+                                  args.criterion)
+    key = CRITERIA[args.criterion]
     reached = {"flag": False}
 
     def on_tick(elapsed: float) -> None:
@@ -410,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
             row = evaluator.run(elapsed)
             if row is not None:
                 LOG.info("evaluation at %.0f s: %s", elapsed, row)
-                if args.stop_at_success is not None and row["success_rate"] >= args.stop_at_success:
+                if args.stop_at_success is not None and row[key] >= args.stop_at_success:
                     reached["flag"] = True
         progress.tick(elapsed, evaluator.last)
 
@@ -480,8 +499,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             summary.update(eval_success_rate=ev.success_rate, eval_episodes=ev.episodes,
                            consecutive_successes=ev.consecutive_successes, eval_mean_return=ev.mean_return,
-                           eval_successes=[int(s) for s in ev.successes], checkpoint=str(ckpt),
-                           checkpoint_updates=meta.get("update_count"))
+                           eval_successes=[int(s) for s in ev.successes],
+                           eval_strict_success_rate=ev.strict_success_rate, strict_consecutive=ev.strict_consecutive,
+                           eval_strict=[int(s) for s in ev.strict], door_angle_final=ev.door_angle_quantiles(),
+                           checkpoint=str(ckpt), checkpoint_updates=meta.get("update_count"))
             if meta.get("update_count"):
                 summary["updates"] = max(summary["updates"], int(meta["update_count"]))
     evals = read_eval(run_dir / "eval.csv")
@@ -498,10 +519,15 @@ def run(args: argparse.Namespace) -> int:
             summary["best_checkpoint"] = {
                 "file": str(best_file), "selected_at": evaluator.best,
                 "held_out_success_rate": held_out.success_rate, "held_out_episodes": held_out.episodes,
-                "held_out_consecutive_successes": held_out.consecutive_successes}
+                "held_out_consecutive_successes": held_out.consecutive_successes,
+                "held_out_strict_success_rate": held_out.strict_success_rate,
+                "held_out_strict_consecutive": held_out.strict_consecutive}
     summary["threshold"] = args.threshold
-    summary["time_to_threshold_s"] = time_to_threshold(
-        [(e["wall_s"], e["success_rate"]) for e in evals], args.threshold)
+    summary["criterion"] = args.criterion
+    summary["time_to_threshold_s"] = time_to_threshold([(e["wall_s"], e[key]) for e in evals], args.threshold)
+    summary["time_to_threshold_s_by_criterion"] = {
+        name: time_to_threshold([(e["wall_s"], e[field]) for e in evals], args.threshold)
+        for name, field in CRITERIA.items()}
     write_json(run_dir / "summary.json", summary)
     png = plot_learning_curve(run_dir, title=f"{config.task}, {config.workers} worker(s)", rows=rows, evals=evals)
     tb_dir = "tensorboard/curves" if has_tensorboard_events(run_dir / "tensorboard") else "tensorboard"
@@ -512,11 +538,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"  final evaluation: {'n/a' if sr is None else f'{sr:.0%}'} success over {summary['eval_episodes']} "
           f"episodes (longest streak {summary['consecutive_successes']}), {summary['env_steps']:,} env steps, "
           f"{summary['updates']:,} updates, {wall_s / 60:.1f} min", file=sys.stderr)
+    if "eval_strict_success_rate" in summary:
+        angles = summary["door_angle_final"]
+        print(f"  strict criterion: {summary['eval_strict_success_rate']:.0%} (longest streak "
+              f"{summary['strict_consecutive']})"
+              + (f"; final door angle median {angles['median']:.2f} rad (min {angles['min']:.2f}, "
+                 f"max {angles['max']:.2f})" if angles else ""), file=sys.stderr)
     if "best_checkpoint" in summary:
         b = summary["best_checkpoint"]
         print(f"  best periodic checkpoint ({b['selected_at']['checkpoint']}, trainer time "
-              f"{b['selected_at']['wall_s'] / 60:.1f} min): {b['held_out_success_rate']:.0%} on the same held-out "
-              f"episodes -> checkpoints/best.safetensors", file=sys.stderr)
+              f"{b['selected_at']['wall_s'] / 60:.1f} min): {b['held_out_success_rate']:.0%} "
+              f"(strict {b['held_out_strict_success_rate']:.0%}) on the same held-out episodes "
+              f"-> checkpoints/best.safetensors", file=sys.stderr)
     print(f"  summary.json, metrics.csv, {png.name if png else '(no learning curve)'}, tensorboard/, "
           f"checkpoints/, logs/", file=sys.stderr)
     if failed_trainer or ckpt is None:
