@@ -372,6 +372,7 @@ def analyse(out_dir: Path) -> dict[str, Any]:
     if received is not None and sent_total:
         res["transitions_sent_by_collectors"] = int(sent_total)
         res["transitions_received_by_trainer"] = int(received)
+        # sent is the collectors' last diagnostics (up to a second old); with acknowledgements negative = none lost
         res["transitions_lost_in_flight"] = int(sent_total - received)
     evals = read_eval(out_dir / "trainer" / "eval.csv")
     res["evaluations"] = [{"wall_s": e["wall_s"], "success_rate": e["success_rate"]} for e in evals]
