@@ -176,6 +176,15 @@ def test_train_door_pull_on_the_hardware_backend(tmp_path: Path, ros_env: dict[s
     assert not leftovers, f"node processes left running: {leftovers}"
 
 
+def _checkpoint_env_steps(pointer: Path) -> int:
+    """The env steps of the checkpoint ``checkpoints/latest.json`` points at; 0 while there is none (or it is
+    being replaced)."""
+    try:
+        return int(json.loads(pointer.read_text())["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(tmp_path: Path,
                                                                               ros_env: dict[str, str]) -> None:
     """Issue 13: SIGKILL of the trainer of a running ``async-naf train``: the launcher starts it again with
@@ -194,7 +203,9 @@ def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(t
     try:
         latest = run_dir / "checkpoints" / "latest.json"
         deadline = time.monotonic() + 150
-        while not latest.exists():  # polling a file the trainer writes (no event to wait on across processes)
+        # polling a file the trainer writes (no event to wait on across processes), until a checkpoint holds env
+        # steps (the first one, 2 s after the start, may be written before the robot's first batch arrived)
+        while _checkpoint_env_steps(latest) <= 0:
             assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the deadline"
             time.sleep(0.2)
         params = str(run_dir / "params" / "trainer.yaml")
