@@ -92,10 +92,6 @@ def train_peer(algo: str, task: str, seed: int, steps: int, run_dir: str | Path,
         env.close()
     summary = {"task": task, "algorithm": f"sb3_{algo}", "seed": seed, "env_steps": int(model.num_timesteps),
                "updates": int(getattr(model, "_n_updates", 0)), "wall_s": round(wall_s, 1),
-               "eval_success_rate": final.success_rate, "eval_episodes": final.episodes,
-               "consecutive_successes": final.consecutive_successes,
-               "eval_strict_success_rate": final.strict_success_rate, "strict_consecutive": final.strict_consecutive,
-               "door_angle_final": final.door_angle_quantiles(), "eval_mean_return": final.mean_return,
-               "stable_baselines3": sb3.__version__}
+               **final.summary_fields(), "stable_baselines3": sb3.__version__}
     write_json(out / "summary.json", summary)
     return summary

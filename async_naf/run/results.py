@@ -107,6 +107,14 @@ class EvalResult:
                 "successes": [int(s) for s in self.successes], "strict": [int(s) for s in self.strict],
                 "door_angles": [round(a, 4) for a in self.door_angles], "returns": list(self.returns)}
 
+    def summary_fields(self) -> dict[str, Any]:
+        """The final evaluation's fields of a run's ``summary.json`` (``async-naf train``, the peers)."""
+        return {"eval_success_rate": self.success_rate, "eval_episodes": self.episodes,
+                "consecutive_successes": self.consecutive_successes, "eval_mean_return": self.mean_return,
+                "eval_successes": [int(s) for s in self.successes],
+                "eval_strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
+                "eval_strict": [int(s) for s in self.strict], "door_angle_final": self.door_angle_quantiles()}
+
     def eval_row(self) -> dict[str, Any]:
         """The figures of one ``eval.csv`` row (the caller adds time, steps, updates and checkpoint)."""
         median = self.door_angle_quantiles().get("median", float("nan"))

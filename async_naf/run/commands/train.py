@@ -497,12 +497,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"ERROR: evaluation failed: {exc}", file=sys.stderr)
         else:
-            summary.update(eval_success_rate=ev.success_rate, eval_episodes=ev.episodes,
-                           consecutive_successes=ev.consecutive_successes, eval_mean_return=ev.mean_return,
-                           eval_successes=[int(s) for s in ev.successes],
-                           eval_strict_success_rate=ev.strict_success_rate, strict_consecutive=ev.strict_consecutive,
-                           eval_strict=[int(s) for s in ev.strict], door_angle_final=ev.door_angle_quantiles(),
-                           checkpoint=str(ckpt), checkpoint_updates=meta.get("update_count"))
+            summary.update(ev.summary_fields(), checkpoint=str(ckpt), checkpoint_updates=meta.get("update_count"))
             if meta.get("update_count"):
                 summary["updates"] = max(summary["updates"], int(meta["update_count"]))
     evals = read_eval(run_dir / "eval.csv")
