@@ -97,6 +97,10 @@ ARGUMENTS = (
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
      "its own process.", ("none", "robot")),
+    ("intra_process", "true",
+     "With composition robot: true hands messages between a robot's nodes over inside the process (published "
+     "to DDS only for subscribers in other processes, and always on latched topics); false sends them through "
+     "DDS as between processes.", ("true", "false")),
     ("trainer_restarts", "3",
      "Respawn a trainer that died at most this many times (2 s later), resuming from run_dir's newest "
      "checkpoint; the robots go on with the last weights meanwhile. 0 = the trainer's exit ends the launch.",
@@ -158,7 +162,7 @@ def _container(spec, params_dir):
         namespace=spec.namespace,
         parameters=files,
         remappings=list(spec.remappings),
-        arguments=list(spec.roles),
+        arguments=list(spec.roles) + ([] if spec.intra_process else ["--intra-process", "off"]),
         output="screen",
     )
 
@@ -191,7 +195,8 @@ def _launch_setup(context, *args, **kwargs):
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,
         max_env_steps=int(arg("max_env_steps")), max_wall_s=float(arg("max_wall_s")), overrides=overrides,
-        composition=arg("composition"), trainer_restarts=int(arg("trainer_restarts")),
+        composition=arg("composition"), intra_process=arg("intra_process").lower() == "true",
+        trainer_restarts=int(arg("trainer_restarts")),
         part=arg("part"), robots=parse_robots(arg("robots")),
     )
     # spanning hosts is explicit: discovery:= / discovery_server:= override the range set at the top
@@ -227,7 +232,7 @@ def _launch_setup(context, *args, **kwargs):
             previous_spawner = (spec.robot, node)
     # the learning graph itself; the trainer's exit (budget reached, or a crash) ends the launch
     params_dir = tempfile.mkdtemp(prefix="async_naf_launch_params_")
-    for spec in compose(build_graph(config), config.composition):
+    for spec in compose(build_graph(config), config.composition, config.intra_process):
         if hasattr(spec, "nodes"):  # a composed robot (composition:=robot)
             actions.append(_container(spec, params_dir))
             continue

@@ -77,10 +77,13 @@ def test_container_command_line_has_one_params_file_per_node(tmp_path: Path) -> 
 
 
 def test_container_arguments() -> None:
-    roles, executor, ros = parse_args(["sim", "policy", "--ros-args", "-r", "__ns:=/robot_0"])
-    assert roles == ["sim", "policy"] and executor == "events" and ros == ["--ros-args", "-r", "__ns:=/robot_0"]
+    roles, executor, intra, ros = parse_args(["sim", "policy", "--ros-args", "-r", "__ns:=/robot_0"])
+    assert roles == ["sim", "policy"] and executor == "events" and intra
+    assert ros == ["--ros-args", "-r", "__ns:=/robot_0"]
     assert parse_args(["--executor", "single_threaded", "collector"])[:2] == (["collector"], "single_threaded")
-    for bad in (["trainer"], [], ["sim", "sim"], ["--executor", "multi", "sim"], ["--ros-args"]):
+    assert parse_args(["--intra-process", "off", "sim"])[:3] == (["sim"], "events", False)
+    for bad in (["trainer"], [], ["sim", "sim"], ["--executor", "multi", "sim"], ["--ros-args"],
+                ["--intra-process", "maybe", "sim"]):
         with pytest.raises(ValueError):
             parse_args(bad)
     assert "trainer" not in COMPOSABLE  # learning keeps its own process

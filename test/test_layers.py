@@ -37,7 +37,7 @@ NODE_STAGE = {
     "sim_node": "sim",
     "recorder_node": "recording",
 }
-NODE_HELPERS = ("_main", "_msgs", "_params", "_watch", "__init__")
+NODE_HELPERS = ("_main", "_msgs", "_params", "_watch", "_local", "__init__")
 # modules that run in a policy process: never torch
 TORCH_FREE = ("common", "wire", "task", "acting")
 

@@ -33,7 +33,8 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
 
 
 def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str] | None = None,
-              executor_factory: Callable[[list[Any]], Any] | None = None) -> int:
+              executor_factory: Callable[[list[Any]], Any] | None = None,
+              after_spin: Callable[[], None] | None = None) -> int:
     """Several nodes in one process and one executor (a composed robot, see ``async_naf.run.container``).
 
     Nodes are created in order (all read the same ``--ros-args``: parameters files keyed by each node's
@@ -41,7 +42,8 @@ def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str]
     is done. On the way out every ``shutdown_hook`` runs (in creation order), then every node is destroyed.
     Exit status: 2 if a factory raises ValueError (the nodes already created are destroyed), else the first
     non-zero ``exit_code``, else 0. ``executor_factory(nodes)`` builds the executor (default:
-    SingleThreadedExecutor).
+    SingleThreadedExecutor). ``after_spin()`` runs after every ``spin_once`` (the container's bus re-raises
+    a delivered callback's exception there).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -76,6 +78,8 @@ def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str]
                 executor.add_node(node)
             while rclpy.ok() and not finished():
                 executor.spin_once(timeout_sec=0.1)
+                if after_spin is not None:
+                    after_spin()
             code = exit_code()
     except KeyboardInterrupt:
         pass

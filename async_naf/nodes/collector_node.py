@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 
 from async_naf.collecting.collector import CollectorConfig, GroundTruth
 from async_naf.collecting.loop import TICK_S, Actions, CollectorLoop
-from async_naf.nodes import _msgs
+from async_naf.nodes import _local, _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
@@ -57,15 +57,15 @@ class CollectorNode(Node):
         self.drops: dict[str, int] = {}
         self._future: Any = None
         self._logged: dict[str, float] = {}
-        self._goal_pub = self.create_publisher(Float64MultiArray, "task/goal", _msgs.LATCHED)
+        self._goal_pub = _local.create_publisher(self, Float64MultiArray, "task/goal", _msgs.LATCHED)
         self._tr_pub = self.create_publisher(Float32MultiArray, "/trainer/transitions", _msgs.STREAM)
         self._stats_pub = self.create_publisher(Float64MultiArray, "/trainer/episode_stats", _msgs.STREAM)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Float64MultiArray, "policy/step", self._on_step, _msgs.STREAM)
+        _local.create_subscription(self, Float64MultiArray, "policy/step", self._on_step, _msgs.STREAM)
         self.create_subscription(Float64MultiArray, "/trainer/acks", self._on_ack, _msgs.LATCHED)
         is_door = self.loop.is_door
         if is_door and self.cfg.use_ground_truth:
-            self.create_subscription(JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR)
+            _local.create_subscription(self, JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR)
         self._trigger_clients = {"reset": self.create_client(Trigger, "sim/reset")}
         if is_door and self.cfg.zero_door_on_reset:
             self._trigger_clients["zero"] = self.create_client(Trigger, "door_angle/zero")

@@ -40,6 +40,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
+from async_naf.nodes import _local
 from async_naf.nodes._msgs import IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
@@ -68,9 +69,9 @@ class DoorAngleNode(Node):
         # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         # pubs/subs/services/timers
-        self.joint_pub = self.create_publisher(JointState, "door/joint_states", SENSOR)
+        self.joint_pub = _local.create_publisher(self, JointState, "door/joint_states", SENSOR)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        self.imu_sub = self.create_subscription(Imu, "door/imu", self.on_imu, IMU)
+        self.imu_sub = _local.create_subscription(self, Imu, "door/imu", self.on_imu, IMU)
         self.zero_srv = self.create_service(Trigger, "~/zero", self.on_zero)
         self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics, clock=self._steady)
         axis = "identified online" if self.config.hinge_axis is None else f"configured {self.config.hinge_axis}"

@@ -38,7 +38,7 @@ from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 
 from async_naf.acting.config import PolicyNodeConfig
 from async_naf.acting.loop import JointSample, Output, PolicyLoop
-from async_naf.nodes import _msgs
+from async_naf.nodes import _local, _msgs
 from async_naf.nodes._params import declare_from_dataclass, watch_parameters
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
@@ -98,15 +98,15 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._arm_names = tuple(ARM_JOINTS)
         self.loop = PolicyLoop(self.cfg, runner, on_drop=self._log_drop, n_joints=len(self._arm_names))
-        self._cmd_pub = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands",
-                                              _msgs.COMMANDS)
-        self._step_pub = self.create_publisher(Float64MultiArray, "policy/step", _msgs.STREAM)
+        self._cmd_pub = _local.create_publisher(self, Float64MultiArray, "forward_velocity_controller/commands",
+                                                _msgs.COMMANDS)
+        self._step_pub = _local.create_publisher(self, Float64MultiArray, "policy/step", _msgs.STREAM)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        subs = [self.create_subscription(JointState, "joint_states", self._on_joint_states, _msgs.SENSOR),
-                self.create_subscription(Float64MultiArray, "task/goal", self._on_goal, _msgs.LATCHED),
+        subs = [_local.create_subscription(self, JointState, "joint_states", self._on_joint_states, _msgs.SENSOR),
+                _local.create_subscription(self, Float64MultiArray, "task/goal", self._on_goal, _msgs.LATCHED),
                 self.create_subscription(UInt8MultiArray, "/trainer/weights", self._on_weights, _msgs.LATCHED)]
         if runner.task.is_door:
-            subs.append(self.create_subscription(JointState, "door/joint_states", self._on_door, _msgs.SENSOR))
+            subs.append(_local.create_subscription(self, JointState, "door/joint_states", self._on_door, _msgs.SENSOR))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         loop = self.loop
         timers = []
@@ -148,11 +148,11 @@ class PolicyNode(LifecycleNode):
             self.loop.deactivate()
         subs, timers, pubs = self._entities
         for sub in subs:
-            self.destroy_subscription(sub)
+            _local.destroy_subscription(self, sub)
         for timer in timers:
             self.destroy_timer(timer)
         for pub in pubs:
-            self.destroy_publisher(pub)
+            _local.destroy_publisher(self, pub)
         self._cmd_pub = None
         self._door_timer = None
         self._entities = ([], [], [])

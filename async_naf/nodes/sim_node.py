@@ -48,6 +48,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
+from async_naf.nodes import _local
 from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
@@ -79,16 +80,18 @@ class SimNode(Node):
         self._latest_wall = -float("inf")
         self._last_publish_wall = time.monotonic()
         # publishers, subscriptions, services, timers
-        self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
-        self.imu_pub = self.create_publisher(Imu, "door/imu", IMU)
+        self.joint_pub = _local.create_publisher(self, JointState, "joint_states", SENSOR)
+        self.imu_pub = _local.create_publisher(self, Imu, "door/imu", IMU)
         hardware = self.config.hardware  # plain hardware: no ground truth, no clock, no reset service
-        self.truth_pub = None if hardware else self.create_publisher(JointState, "ground_truth/door_state", SENSOR)
+        self.truth_pub = None if hardware else _local.create_publisher(self, JointState, "ground_truth/door_state",
+                                                                          SENSOR)
         self.clock_pub = (self.create_publisher(ClockMsg, self.config.clock_topic,
                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
                           if self.config.clock_topic and not hardware else None)
         self._still_since: float | None = time.monotonic()
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Float64MultiArray, "forward_velocity_controller/commands", self.on_command, COMMANDS)
+        _local.create_subscription(self, Float64MultiArray, "forward_velocity_controller/commands", self.on_command,
+                                   COMMANDS)
         if not hardware:
             self.create_service(Trigger, "~/reset", self.on_reset)
         # steady clock: the node clock follows /clock under use_sim_time, and that is this node's own output

@@ -197,6 +197,8 @@ class GraphConfig:
         composition: ``none`` (one process per node) or ``robot`` (each robot's nodes in one process with one
             executor, :mod:`async_naf.run.container`; the trainer keeps its own process). The nodes, topics,
             message types, QoS and parameters are the same either way (:func:`compose`).
+        intra_process: with ``composition`` robot, messages between a robot's nodes skip DDS (handed over in
+            the process, :mod:`async_naf.nodes._local`; still published to DDS for any subscriber elsewhere).
         part: which part of the graph to start on this host: ``all`` (trainer and robots), ``trainer``
             (the trainer only; its robots run on other hosts) or ``robots`` (robots only; the trainer runs on
             another host).
@@ -218,6 +220,7 @@ class GraphConfig:
     record: bool = False
     bag_dir: str = ""
     composition: str = "none"
+    intra_process: bool = True
     trainer_restarts: int = 3
     trainer_restart_delay_s: float = 2.0
     part: str = "all"
@@ -639,12 +642,15 @@ class ContainerSpec:
         nodes: the nodes, in the order they are created (the graph's order).
         remappings: ``(from, to)`` pairs, the same for every node of the robot.
         stop_timeout_s: seconds between SIGINT and SIGTERM (the longest of its nodes').
+        intra_process: messages between the container's nodes go through the process's bus
+            (:mod:`async_naf.nodes._local`) instead of DDS; False: through DDS, as between processes.
     """
 
     namespace: str
     nodes: tuple[NodeSpec, ...]
     remappings: tuple[tuple[str, str], ...] = ()
     stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+    intra_process: bool = True
     package: str = PACKAGE
     executable: str = CONTAINER_EXECUTABLE
     module: str = CONTAINER_MODULE
@@ -660,10 +666,11 @@ class ContainerSpec:
         return self.namespace.strip("/").replace("/", ".")
 
 
-def compose(nodes: Sequence[NodeSpec], composition: str) -> list[NodeSpec | ContainerSpec]:
+def compose(nodes: Sequence[NodeSpec], composition: str, intra_process: bool = True) -> list[NodeSpec | ContainerSpec]:
     """The processes of a graph: ``none`` keeps one per node; ``robot`` puts each robot's composable nodes
     (sim, door_angle, policy, collector) into one :class:`ContainerSpec` (where the robot's first node was);
-    global nodes (the trainer) and anything else stay processes of their own.
+    global nodes (the trainer) and anything else stay processes of their own. ``intra_process``: see
+    :class:`ContainerSpec`.
 
     Raises:
         ValueError: unknown composition.
@@ -695,7 +702,8 @@ def compose(nodes: Sequence[NodeSpec], composition: str) -> list[NodeSpec | Cont
         remaps = tuple(r for r in group[0].remappings if r in common) + tuple(
             (f"{n.name}:{src}", dst) for n in group for src, dst in n.remappings if (src, dst) not in common)
         out.append(ContainerSpec(namespace=group[0].namespace, nodes=tuple(group), remappings=remaps,
-                                 stop_timeout_s=max(n.stop_timeout_s for n in group)))
+                                 stop_timeout_s=max(n.stop_timeout_s for n in group),
+                                 intra_process=intra_process))
     return out
 
 

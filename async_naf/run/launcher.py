@@ -637,7 +637,8 @@ def composed_process_specs(
         if not hasattr(proc, "nodes"):
             specs += process_specs([proc], params_dir, python, extra_ros_args)
             continue
-        argv = [python, "-m", proc.module, *proc.roles, "--ros-args", "-r", f"__ns:={proc.namespace}"]
+        own = [] if proc.intra_process else ["--intra-process", "off"]
+        argv = [python, "-m", proc.module, *proc.roles, *own, "--ros-args", "-r", f"__ns:={proc.namespace}"]
         for node in proc.nodes:
             argv += ["--params-file",
                      str(write_params_file(Path(params_dir) / f"{node.key}.yaml", node.fqn, node.parameters))]

@@ -144,6 +144,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
                              "(default: %(default)s)")
+    parser.add_argument("--no-intra-process", dest="intra_process", action="store_false",
+                        help="with --composition robot: messages between a robot's nodes go through DDS as "
+                             "between processes (default: handed over inside the process, and published to DDS "
+                             "only for subscribers elsewhere)")
 
 
 def _default_run_dir(args: argparse.Namespace) -> str:
@@ -206,6 +210,7 @@ def build_config(args: argparse.Namespace) -> Any:
                        record=bool(getattr(args, "record", False)),
                        bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
                        composition=getattr(args, "composition", "none"),
+                       intra_process=bool(getattr(args, "intra_process", True)),
                        trainer_restarts=int(getattr(args, "trainer_restarts", 3)), part=part, robots=_robots(args))
 
 
@@ -402,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(run_dir)
     command = shlex.join(["async-naf", *sys.argv[1:]])
     (run_dir / "graph.json").write_text(json.dumps(graph_to_dict(nodes), indent=2, default=str) + "\n")
-    specs = composed_process_specs(compose(nodes, config.composition), run_dir / "params")
+    specs = composed_process_specs(compose(nodes, config.composition, config.intra_process), run_dir / "params")
     env.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread per node: N processes share the cores
     budget_s = config.max_wall_s if config.max_wall_s > 0 else None
 

@@ -1,0 +1,202 @@
+"""The intra-process bus of a composed robot (async_naf.nodes._local), with real rclpy.
+
+Two nodes of one context (one process's participant) exchange messages through the bus; a probe in a
+context of its own plays "another process": it receives what is published only once it subscribes.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import rclpy
+from nodes_harness import Probe
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+
+from async_naf.nodes import _local
+
+DEPTH2 = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def msg(value: float) -> Float64MultiArray:
+    out = Float64MultiArray()
+    out.data = [value]
+    return out
+
+
+class Process:
+    """Two nodes in one context with the bus installed, one executor (as in the container)."""
+
+    def __init__(self, domain: int, executor: str = "single_threaded") -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.bus = _local.LocalBus()
+        _local.install(self.bus)
+        self.a = Node("a", namespace="/robot_9", context=self.context)
+        self.b = Node("b", namespace="/robot_9", context=self.context)
+        if executor == "events":
+            from rclpy.experimental import EventsExecutor
+
+            self.executor: Any = EventsExecutor(context=self.context)
+        else:
+            self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.a)
+        self.executor.add_node(self.b)
+        self.bus.attach(self.executor)
+
+    def spin_until(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < end, "timed out"
+            self.executor.spin_once(timeout_sec=0.05)
+            self.bus.raise_pending()
+
+    def close(self) -> None:
+        _local.install(None)
+        self.executor.shutdown()
+        self.a.destroy_node()
+        self.b.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def proc(ros_env: dict[str, str]) -> Iterator[Process]:
+    p = Process(int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_messages_between_nodes_of_one_process_skip_dds_in_order(proc: Process) -> None:
+    got: list[Float64MultiArray] = []
+    sub = _local.create_subscription(proc.b, Float64MultiArray, "chatter", got.append, DEPTH2)
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    assert sub.topic_name == pub.topic_name == "/robot_9/chatter"
+    assert sub.ros is None  # a publisher in the process: no DDS reader, so no message arrives twice
+    sent = [msg(1.0), msg(2.0)]
+    for m in sent:
+        pub.publish(m)
+    assert got == []  # never delivered inside publish
+    proc.spin_until(lambda: len(got) == 2)
+    assert got[0] is sent[0] and got[1] is sent[1]  # the very objects, in publication order
+    assert pub.published_local == 2 and pub.published_dds == 0  # nobody outside the process listens
+    assert pub.get_subscription_count() == 1
+
+
+def test_keep_last_depth_and_callbacks_that_publish(proc: Process) -> None:
+    got: list[float] = []
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    echo = _local.create_publisher(proc.b, Float64MultiArray, "echo", DEPTH2)
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter",
+                               lambda m: echo.publish(msg(10 * m.data[0])), DEPTH2)
+    echoed: list[float] = []
+    _local.create_subscription(proc.a, Float64MultiArray, "echo", lambda m: echoed.append(m.data[0]), DEPTH2)
+    sub = _local.create_subscription(proc.a, Float64MultiArray, "chatter", lambda m: got.append(m.data[0]), DEPTH2)
+    for v in range(5):
+        pub.publish(msg(float(v)))
+    proc.spin_until(lambda: len(echoed) == 2)
+    assert got == [3.0, 4.0] and sub.overwritten == 3  # KEEP_LAST 2: the three oldest were overwritten
+    assert echoed == [30.0, 40.0]
+
+
+def test_a_subscriber_in_another_process_gets_the_messages(proc: Process, ros_env: dict[str, str]) -> None:
+    got: list[float] = []
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter", lambda m: got.append(m.data[0]), DEPTH2)
+    probe = Probe(ros_env)
+    outside: list[float] = []
+    try:
+        probe.node.create_subscription(Float64MultiArray, "/robot_9/chatter", lambda m: outside.append(m.data[0]),
+                                       DEPTH2)
+        proc.spin_until(lambda: pub.ros.get_subscription_count() == 1)  # matched over DDS: only the probe
+        pub.publish(msg(7.0))
+        proc.spin_until(lambda: got == [7.0])
+        probe.spin_until(lambda: outside == [7.0], 10.0, "the message over DDS")
+        assert pub.published_dds == 1 and pub.get_subscription_count() == 2
+    finally:
+        probe.close()
+
+
+def test_latched_topics_always_reach_dds_and_late_joiners(proc: Process, ros_env: dict[str, str]) -> None:
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "goal", LATCHED)
+    pub.publish(msg(3.0))
+    assert pub.published_dds == 1 and pub.published_local == 0
+    probe = Probe(ros_env)
+    late: list[float] = []
+    try:
+        probe.node.create_subscription(Float64MultiArray, "/robot_9/goal", lambda m: late.append(m.data[0]), LATCHED)
+        probe.spin_until(lambda: late == [3.0], 10.0, "the latched goal")
+    finally:
+        probe.close()
+
+
+def test_a_topic_without_a_local_publisher_reads_dds_until_one_appears(proc: Process) -> None:
+    got: list[float] = []
+    sub = _local.create_subscription(proc.b, Float64MultiArray, "chatter", lambda m: got.append(m.data[0]), DEPTH2)
+    assert sub.ros is not None  # nobody here publishes it (a real arm's joint_states): DDS
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    assert sub.ros is None  # moved onto the bus
+    pub.publish(msg(1.0))
+    proc.spin_until(lambda: got == [1.0])
+    _local.destroy_publisher(proc.a, pub)
+    assert sub.ros is not None  # back to DDS
+    _local.destroy_subscription(proc.b, sub)
+    assert proc.bus.local_subscriptions(sub.key) == 0
+
+
+def test_an_exception_in_a_delivered_callback_is_raised_in_the_spin_loop(proc: Process) -> None:
+    def boom(m: Float64MultiArray) -> None:
+        raise RuntimeError(f"bad {m.data[0]}")
+
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter", boom, DEPTH2)
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    pub.publish(msg(5.0))
+    with pytest.raises(RuntimeError, match=r"bad 5\.0"):
+        proc.spin_until(lambda: False, 5.0)
+
+
+def test_the_events_executor_delivers_too(ros_env: dict[str, str]) -> None:
+    """The container's default executor (rclpy's EventsExecutor), which has no guard conditions and would
+    crash on an exception escaping a task: the bus uses tasks and keeps exceptions for the spin loop."""
+    p = Process(int(ros_env["ROS_DOMAIN_ID"]), executor="events")
+    try:
+        got: list[float] = []
+        _local.create_subscription(p.b, Float64MultiArray, "chatter", lambda m: got.append(m.data[0]), DEPTH2)
+        pub = _local.create_publisher(p.a, Float64MultiArray, "chatter", DEPTH2)
+        pub.publish(msg(1.0))
+        pub.publish(msg(2.0))
+        p.spin_until(lambda: got == [1.0, 2.0])
+
+        def boom(m: Float64MultiArray) -> None:
+            raise RuntimeError("bad")
+
+        _local.create_subscription(p.b, Float64MultiArray, "other", boom, DEPTH2)
+        _local.create_publisher(p.a, Float64MultiArray, "other", DEPTH2).publish(msg(0.0))
+        with pytest.raises(RuntimeError, match="bad"):
+            p.spin_until(lambda: False, 5.0)
+    finally:
+        p.close()
+
+
+def test_without_a_bus_the_helpers_are_plain_rclpy(ros_env: dict[str, str]) -> None:
+    context = Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        node = Node("plain", context=context)
+        pub = _local.create_publisher(node, Float64MultiArray, "chatter", DEPTH2)
+        sub = _local.create_subscription(node, Float64MultiArray, "chatter", lambda m: None, DEPTH2)
+        assert type(pub).__name__ == "Publisher" and type(sub).__name__ == "Subscription"
+        _local.destroy_subscription(node, sub)
+        _local.destroy_publisher(node, pub)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
