@@ -1,10 +1,11 @@
 """How the training graph's cost grows with the number of simulated workers, per process layout.
 
-For each worker count and composition (``none``: one process per node; ``robot``: one per robot), runs the
+For each worker count and layout (``none``: one process per node; ``robot``: one per robot, messages between
+its nodes handed over in the process; ``robot_dds``: one per robot, messages through DDS), runs the
 door_pull graph in lockstep with the trainer at 1 update per step (:func:`async_naf.bench.graph_steps.
 measure_graph`) and prints env steps/s and CPU ms per env step (every graph process) as a markdown table,
 plus one JSON line per run. The two layouts are measured one after the other for each worker count, so
-each pair sees about the same machine load (printed beside it).
+each group sees about the same machine load (printed beside it).
 
     PYTHONPATH=. python benchmarks/graph_scaling.py --workers 1 2 4 8 --steps 1500
 """
@@ -19,7 +20,8 @@ import sys
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--compositions", nargs="+", default=["none", "robot"])
+    parser.add_argument("--compositions", nargs="+", default=["none", "robot_dds", "robot"],
+                        help="process layouts: none, robot_dds, robot")
     parser.add_argument("--steps", type=int, default=1500, help="environment steps in each measured window")
     parser.add_argument("--warmup", type=int, default=1200, help="environment steps before the window")
     args = parser.parse_args()

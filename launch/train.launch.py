@@ -93,7 +93,7 @@ ARGUMENTS = (
     ("discovery_server", "",
      "HOST:PORT of a Fast DDS discovery server (fast-discovery-server) to use instead of multicast discovery; "
      "implies discovery subnet. Empty = none.", None),
-    ("composition", "none",
+    ("composition", "robot",
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "
      "its own process.", ("none", "robot")),

@@ -108,5 +108,9 @@ def test_launch_file_and_setup_offer_the_composition() -> None:
     table = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
                  and any(getattr(t, "id", "") == "ARGUMENTS" for t in n.targets))
     arg = {a[0]: a for a in table}["composition"]
-    assert arg[1] == "none" and tuple(arg[3]) == COMPOSITIONS
+    from async_naf.run.graph import GraphConfig
+
+    assert arg[1] == GraphConfig().composition == "robot" and tuple(arg[3]) == COMPOSITIONS
+    intra = {a[0]: a for a in table}["intra_process"]
+    assert intra[1] == "true" and GraphConfig().intra_process
     assert f"{CONTAINER_EXECUTABLE} = {{PACKAGE}}.run.container:main" in (repo / "setup.py").read_text()

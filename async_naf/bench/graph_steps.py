@@ -19,9 +19,11 @@ and then, in the same bench run and process, without ROS:
 - ``graph_efficiency`` = graph_env_steps_per_s / env_steps_per_s (goal >= 0.5);
 - ``graph_cpu_ratio`` = graph_cpu_ms_per_step / (1000 / env_steps_per_s + naf_update_ms) (goal <= 2).
 
-``composition`` selects ``GraphConfig.composition`` (``none``: one process per node; ``robot``: one per
-robot). The machine's load average is reported beside the figures (``load_avg_1min``): compare ratios
-measured in one run, not absolute figures across runs on a shared machine.
+``composition`` selects the process layout (:data:`LAYOUTS`, env ``ASYNC_NAF_BENCH_COMPOSITION``): ``none``
+(one process per node), ``robot`` (one per robot, messages between its nodes handed over in the process),
+``robot_dds`` (one per robot, messages through DDS). The machine's load average is reported beside the
+figures (``load_avg_1min``): compare ratios measured in one run, not absolute figures across runs on a
+shared machine.
 """
 from __future__ import annotations
 
@@ -87,9 +89,16 @@ def _in_process_costs(quick: bool) -> dict[str, float]:
     return {"env_steps_per_s": round(env_rate, 1), "naf_update_ms": round(best * 1e3, 3)}
 
 
+LAYOUTS = {"none": ("none", True), "robot": ("robot", True), "robot_dds": ("robot", False)}
+
+
 def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000, warmup_steps: int = 1500,
                   task: str = "door_pull", timeout_s: float = 600.0, keep_dir: str | None = None) -> dict[str, Any]:
     """Run the graph and measure one window of ``steps`` environment steps after ``warmup_steps``.
+
+    ``composition``: a process layout of :data:`LAYOUTS`: ``none`` (a process per node), ``robot`` (a process
+    per robot, messages between its nodes handed over in the process) or ``robot_dds`` (a process per robot,
+    messages between its nodes through DDS).
 
     Returns:
         ``graph_env_steps_per_s``, ``graph_cpu_ms_per_step``, ``graph_cpu_ms_per_step_<process>``,
@@ -103,14 +112,17 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
     from async_naf.run.graph import GraphConfig, build_graph, compose, config_overrides
     from async_naf.run.launcher import GraphLauncher, composed_process_specs, tail
 
+    if composition not in LAYOUTS:
+        raise ValueError(f"unknown layout {composition!r}; choose one of {', '.join(LAYOUTS)}")
+    layout, intra_process = LAYOUTS[composition]
     tmp = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="async_naf_graphbench_"))
     overrides = config_overrides(None)
     overrides.setdefault("/trainer", {}).update(
         {"updates_per_step": 1.0, "tensorboard": False, "checkpoint_every_s": 0.0, "save_buffer": False,
          "weights_every_updates": 100})
     config = GraphConfig(task=task, workers=workers, run_dir=str(tmp / "run"), overrides=overrides,
-                         composition=composition)
-    specs = composed_process_specs(compose(build_graph(config), composition), tmp / "params")
+                         composition=layout, intra_process=intra_process)
+    specs = composed_process_specs(compose(build_graph(config), layout, intra_process), tmp / "params")
     env = ros_environment(domain_id=_BENCH_DOMAIN)
     env.setdefault("OMP_NUM_THREADS", "1")
     launcher = GraphLauncher(specs, log_dir=tmp / "logs", env=env)
@@ -171,8 +183,8 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
 
 def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None) -> dict[str, Any]:
     """``graph_env_steps_per_s`` and the figures beside it (module docstring). ``composition``: the graph's
-    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``none``)."""
-    composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "none")
+    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``robot``, the graph's default)."""
+    composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "robot")
     steps, warmup = (1000, 1200) if quick else (3000, 1500)
     out = measure_graph(workers=workers, composition=composition, steps=steps, warmup_steps=warmup)
     out.update(_in_process_costs(quick))

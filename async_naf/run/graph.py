@@ -219,7 +219,7 @@ class GraphConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     record: bool = False
     bag_dir: str = ""
-    composition: str = "none"
+    composition: str = "robot"
     intra_process: bool = True
     trainer_restarts: int = 3
     trainer_restart_delay_s: float = 2.0

@@ -140,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
                         help="use a Fast DDS discovery server instead of multicast (start it on one host with "
                              "`fast-discovery-server -i 0 -l ITS_ADDRESS -p PORT`); implies --discovery subnet")
-    parser.add_argument("--composition", choices=("none", "robot"), default="none",
+    parser.add_argument("--composition", choices=("none", "robot"), default="robot",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
                              "(default: %(default)s)")
@@ -209,7 +209,7 @@ def build_config(args: argparse.Namespace) -> Any:
                        max_env_steps=max(0, args.steps), max_wall_s=max(0.0, minutes * 60.0), overrides=overrides,
                        record=bool(getattr(args, "record", False)),
                        bag_dir=str(free_bag_dir(args.run_dir)) if getattr(args, "resume", False) else "",
-                       composition=getattr(args, "composition", "none"),
+                       composition=getattr(args, "composition", "robot"),
                        intra_process=bool(getattr(args, "intra_process", True)),
                        trainer_restarts=int(getattr(args, "trainer_restarts", 3)), part=part, robots=_robots(args))
 
