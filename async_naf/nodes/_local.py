@@ -74,6 +74,10 @@ class LocalPublisher:
             self.ros.publish(msg)
             self.published_dds += 1
 
+    def wait_for_all_acked(self, timeout: Any) -> bool:
+        """What was written to DDS acknowledged (``Publisher.wait_for_all_acked``); the bus needs none."""
+        return bool(self.ros.wait_for_all_acked(timeout))
+
     def destroy(self, node: Any) -> None:
         self._bus.remove_publisher(self)
         node.destroy_publisher(self.ros)

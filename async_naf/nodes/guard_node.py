@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
@@ -126,8 +127,11 @@ class GuardNode(Node):
         self._cmd_pub.publish(msg)
 
     def shutdown_hook(self) -> None:
-        """Process exit: the last command the controller keeps is zero."""
+        """Process exit: the last command the controller keeps is zero, acknowledged by the subscribers
+        (reliable QoS) before the process goes, within 1 s: a writer destroyed right after ``publish`` can
+        take an undelivered sample with it."""
         self._send(np.zeros(len(self._arm_names)))
+        self._cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
 
     def _publish_diagnostics(self) -> None:
         counts = self.safety.counts

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
@@ -159,9 +160,12 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def shutdown_hook(self) -> None:
-        """Process exit: stop the arm (zero velocity) if the node was commanding it."""
+        """Process exit: stop the arm (zero velocity) if the node was commanding it, acknowledged by the
+        command's subscribers (reliable QoS) within 1 s before the process goes."""
         if self.loop is not None and self.loop.active:
             self._publish(self.loop.stop())
+            if self._cmd_pub is not None:
+                self._cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.loop is not None and self.loop.active:

@@ -85,8 +85,9 @@ class SimNode(Node):
         hardware = self.config.hardware  # plain hardware: no ground truth, no clock, no reset service
         self.truth_pub = None if hardware else _local.create_publisher(self, JointState, "ground_truth/door_state",
                                                                           SENSOR)
-        self.clock_pub = (self.create_publisher(ClockMsg, self.config.clock_topic,
-                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        # through the bus: in a composed robot the clock reaches DDS only while someone listens (use_sim_time)
+        self.clock_pub = (_local.create_publisher(self, ClockMsg, self.config.clock_topic,
+                                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
                           if self.config.clock_topic and not hardware else None)
         self._still_since: float | None = time.monotonic()
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)

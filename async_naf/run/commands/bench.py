@@ -23,7 +23,8 @@ Figures (each measured, never hard-coded):
   graph_env_steps_per_s the whole training graph (door_pull, 2 workers, lockstep, 1 update per step): env
                         steps/s, CPU ms per env step (per process), graph_efficiency = its ratio to
                         env_steps_per_s, graph_cpu_ratio = CPU per step / (env step + NAF update) in-process
-                        (ASYNC_NAF_BENCH_COMPOSITION=robot: one process per robot)
+                        (ASYNC_NAF_BENCH_COMPOSITION: robot = a process per robot, intra-process,
+                        the default; robot_dds = a process per robot via DDS; none = a process per node)
 
 Example:
   async-naf bench --json
