@@ -159,6 +159,29 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
     assert list((Path(cfg.run_dir) / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_a_restarted_trainer_counts_its_predecessors_episodes_and_drops_re_sent_copies(tmp_path: Path) -> None:
+    """Episodes recorded in metrics.csv after the last checkpoint count for the restarted trainer; statistics a
+    collector re-sends because their rows were never acknowledged are recognised as copies (and a torn last
+    line of a trainer killed while writing is skipped)."""
+    trainer = Trainer(_cfg(tmp_path))
+    trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+    trainer.save_checkpoint()
+    assert trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))
+    assert not trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))  # the same trainer: a copy
+    trainer.close()  # (killed: no final checkpoint)
+    with open(Path(tmp_path) / "metrics.csv", "a") as fh:
+        fh.write("12.5,20,0,1,")  # torn
+    resumed = Trainer(_cfg(tmp_path, resume=True))
+    try:
+        assert resumed.episodes == 2 and resumed.stats()["episodes_after_checkpoint"] == 1
+        assert not resumed.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))
+        assert resumed.record_episode(EpisodeStats(0, 1, -1.5, 10, False, 20))  # another collector's episode 1
+        assert resumed.record_episode(EpisodeStats(1, 1, -1.25, 10, False, 20))  # another robot's
+        assert resumed.episodes == 4 and resumed.stats()["duplicate_episode_stats"] == 1
+    finally:
+        resumed.close()
+
+
 def test_resume_from_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no checkpoint"):
         Trainer(_cfg(tmp_path, resume_from=str(tmp_path / "nothing")))
