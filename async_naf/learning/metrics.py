@@ -56,6 +56,8 @@ class MetricsLog:
         self.rows_at_open = 0 if new else self._read_recent(path)
         self._file: Any = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer: Any = csv.writer(self._file)
+        if not new and not path.read_bytes().endswith(b"\n"):  # a torn last row (a trainer killed mid-write)
+            self._file.write("\n")
         if new:
             self._writer.writerow(METRICS_HEADER)
             self._file.flush()

@@ -18,7 +18,8 @@ publication at most once a second and at each checkpoint.
 
 Counters: ``env_steps`` = transitions received (all robots, including resumed runs); ``updates`` = gradient
 updates; ``wall_s`` in metrics = seconds since the first start (resumed runs continue the count). The stop
-condition uses the total ``env_steps`` and this process's own wall time.
+condition uses the total ``env_steps``, this process's own wall time (``max_wall_s``) and the run's wall-clock
+end (``deadline_unix``, the same for a restarted trainer).
 """
 from __future__ import annotations
 
@@ -314,6 +315,8 @@ class Trainer:
             return f"max_env_steps={cfg.max_env_steps} reached"
         if cfg.max_wall_s and time.monotonic() - self._t_start >= cfg.max_wall_s:
             return f"max_wall_s={cfg.max_wall_s:g} reached"
+        if cfg.deadline_unix and time.time() >= cfg.deadline_unix:
+            return f"deadline_unix={cfg.deadline_unix:.1f} reached (the run's end)"
         return ""
 
     def _update_allowed(self) -> bool:

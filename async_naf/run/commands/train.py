@@ -357,7 +357,7 @@ def _setup_logging(run_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
-    from async_naf.run.graph import build_graph, compose, graph_to_dict
+    from async_naf.run.graph import build_graph, compose, graph_to_dict, with_deadline
     from async_naf.run.launcher import GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
         has_tensorboard_events,
@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     args.run_dir = args.run_dir or _default_run_dir(args)
     try:
-        config = build_config(args)
+        config = with_deadline(build_config(args), time.time())  # the run's end, kept by a restarted trainer
         nodes = build_graph(config)
         raw_domain = os.environ.get("ROS_DOMAIN_ID") or "0"
         if args.domain_id is None and not raw_domain.isdigit():
@@ -448,13 +448,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
                   f"with the last weights. Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
-    def restart_args(key: str, elapsed_s: float) -> list[str]:
-        # a restarted trainer counts max_wall_s from its own start: give it what is left of the run's budget
-        if key != "trainer" or budget_s is None:
-            return []
-        return ["-p", f"max_wall_s:={max(1.0, budget_s - elapsed_s):.1f}"]
-
-    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit, restart_args=restart_args)
+    # a restarted trainer gets the same parameters file, so the same deadline_unix: the run's end
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
