@@ -120,7 +120,8 @@ class CollectorLoop:
         counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures, goal_resends,
             backlog_transitions (kept now), lost_transitions, lost_episode_stats, the acknowledgement's
             counters (acked/inflight/resent/unconfirmed transitions, lost_with_trainer, trainers_seen) and
-            inflight/resent/unconfirmed_episode_stats.
+            inflight/resent/unconfirmed_episode_stats, unsent_at_exit_transitions/_episode_stats (the backlog
+            at process exit with no trainer listening, e.g. after the trainer ended the run).
         drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
         goal: the goal last published (None before :meth:`initial_goal`).
     """
@@ -142,7 +143,8 @@ class CollectorLoop:
                                              "resent_transitions": 0, "lost_with_trainer": 0,
                                              "unconfirmed_transitions": 0, "trainers_seen": 0,
                                              "sequenced_transitions": 0, "inflight_episode_stats": 0,
-                                             "resent_episode_stats": 0, "unconfirmed_episode_stats": 0})
+                                             "resent_episode_stats": 0, "unconfirmed_episode_stats": 0,
+                                             "unsent_at_exit_transitions": 0, "unsent_at_exit_episode_stats": 0})
         self._next_row = 0  # index of the next row of this session
         self._sent_rows = 0  # rows sent at least once (a batch ending at or below it is a re-send)
         self._inflight: deque[TransitionBatch | _Marked] = deque()  # in publication order
@@ -312,7 +314,7 @@ class CollectorLoop:
             if self._listening:
                 self._send(acts, item)
             else:
-                self._lose(item)
+                self._lose(item, "unsent_at_exit")
         return acts
 
     # ------------------------------------------------------------------------------------------ episodes
@@ -488,11 +490,11 @@ class CollectorLoop:
         else:
             self.counts["inflight_episode_stats"] -= 1
 
-    def _lose(self, item: TransitionBatch | _Marked) -> None:
+    def _lose(self, item: TransitionBatch | _Marked, reason: str = "lost") -> None:
         if isinstance(item, TransitionBatch):
-            self.counts["lost_transitions"] += item.rows
+            self.counts[f"{reason}_transitions"] += item.rows
         else:
-            self.counts["lost_episode_stats"] += 1
+            self.counts[f"{reason}_episode_stats"] += 1
 
     def _send(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         if isinstance(item, TransitionBatch):

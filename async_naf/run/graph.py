@@ -479,8 +479,9 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         if sim_period_s is not None:
             values["control_period_s"] = float(sim_period_s)
         return values
-    if role == "collector":
-        return {"task": config.task, "seed": seed, "robot_id": robot}
+    if role == "collector":  # its final counters go into summary.json (async_naf.run.results.collector_counts)
+        return {"task": config.task, "seed": seed, "robot_id": robot,
+                "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json")}
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 
