@@ -67,7 +67,8 @@ ARGUMENTS = (
      "Parameter overrides per node (ROS params-file format); empty = the package's config/train.yaml.", None),
     ("max_env_steps", "0", "Trainer stops after this many environment steps from all robots (0 = no limit).",
      None),
-    ("max_wall_s", "0", "Trainer stops after this many seconds of wall time (0 = no limit).", None),
+    ("max_wall_s", "0", "Trainer stops this many seconds of wall time after the launch started (0 = no limit); "
+     "a respawned trainer keeps that end (deadline_unix, fixed once at launch).", None),
     ("use_sim_time", "auto",
      "Nodes follow /clock: auto = true for gazebo, false otherwise.", ("auto", "true", "false")),
     ("gz_world", "empty.sdf", "gazebo: world file given to gz sim.", None),
@@ -170,6 +171,7 @@ def _container(spec, params_dir):
 def _launch_setup(context, *args, **kwargs):
     """Build every action once the launch arguments are known (OpaqueFunction)."""
     import tempfile
+    import time
 
     from async_naf.common.ros_env import discovery_variables
     from async_naf.run.graph import (
@@ -182,6 +184,7 @@ def _launch_setup(context, *args, **kwargs):
         parse_robots,
         record_topics,
         robot_indices,
+        with_deadline,
     )
 
     def arg(name):
@@ -199,6 +202,9 @@ def _launch_setup(context, *args, **kwargs):
         trainer_restarts=int(arg("trainer_restarts")),
         part=arg("part"), robots=parse_robots(arg("robots")),
     )
+    # the run's end, fixed once here: a respawned trainer reads the same parameters file, so it stops at the
+    # run's end instead of counting max_wall_s from its own start
+    config = with_deadline(config, time.time())
     # spanning hosts is explicit: discovery:= / discovery_server:= override the range set at the top
     actions_env = [SetEnvironmentVariable(name, value)
                    for name, value in discovery_variables(arg("discovery"), arg("discovery_server")).items()]

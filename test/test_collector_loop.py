@@ -227,4 +227,5 @@ def test_shutdown_counts_the_backlog_it_cannot_send() -> None:
     t = _run_episode(loop, 0.0, 10, listening=True)
     t = _run_episode(loop, t, 10, listening=False)
     acts = loop.shutdown(t)
-    assert not acts.batches and loop.counts["lost_transitions"] == 10 and loop.counts["lost_episode_stats"] == 1
+    assert not acts.batches and loop.counts["unsent_at_exit_transitions"] == 10
+    assert loop.counts["unsent_at_exit_episode_stats"] == 1 and loop.counts["lost_transitions"] == 0

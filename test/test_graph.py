@@ -42,6 +42,22 @@ def test_node_set_per_backend(backend: str, workers: int) -> None:
         assert importlib.util.find_spec(n.module) is not None, f"{n.module} does not exist"
 
 
+def test_the_runs_deadline_is_fixed_once_and_reaches_the_trainer() -> None:
+    """with_deadline (async-naf train, the launch file): the run's end = start + max_wall_s, written into the
+    trainer's parameters, so a restarted or respawned trainer (same parameters file) keeps it."""
+    from async_naf.run.graph import with_deadline
+
+    cfg = with_deadline(_cfg(task="reach", workers=1, max_wall_s=600.0), 1_000_000.0)
+    assert cfg.deadline_unix == 1_000_600.0
+    assert with_deadline(cfg, 2_000_000.0).deadline_unix == 1_000_600.0  # fixed once: a later call keeps it
+    assert with_deadline(_cfg(task="reach", workers=1), 1_000_000.0).deadline_unix == 0.0  # no budget: none
+    trainer = {n.fqn: n for n in build_graph(cfg)}["/trainer"].parameters
+    assert trainer["deadline_unix"] == 1_000_600.0 and trainer["max_wall_s"] == 600.0
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            _cfg(task="reach", workers=1, deadline_unix=bad)
+
+
 def test_graph_decided_parameters() -> None:
     nodes = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=3, seed=7, realtime=False,
                                                    max_env_steps=1234, max_wall_s=60.0))}
@@ -211,7 +227,7 @@ def test_launch_file_builds_nodes_from_the_graph_description() -> None:
                 for a in n.names}
     assert {"build_graph", "build_bringup", "GraphConfig"} <= imported
     called = {getattr(n.func, "id", "") for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    assert {"build_graph", "build_bringup", "OpaqueFunction", "Node"} <= called
+    assert {"build_graph", "build_bringup", "OpaqueFunction", "Node", "with_deadline"} <= called
     node_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
     keywords = {k.arg for c in node_calls for k in c.keywords}
     assert {"package", "executable", "name", "namespace", "parameters", "remappings"} <= keywords

@@ -5,7 +5,9 @@ last weights); its collector keeps the transitions in its bounded backlog and se
 trainer, which resumes from its newest checkpoint; none are lost at the collector. The accounting closes:
 every row the collector numbered is held by the restarted trainer (acknowledged) or counted as lost with
 the dead one (acknowledged by it after its last checkpoint); what was published to the dead trainer unacknowledged
-(before DDS reported it gone) was sent again. Figures printed with ``-s``.
+(before DDS reported it gone) was sent again. The episode statistics close the same way: every episode the
+collector finished is in metrics.csv once (the dead trainer's rows after its checkpoint included) or
+counted as lost. Figures printed with ``-s``.
 """
 from __future__ import annotations
 
@@ -77,4 +79,17 @@ def test_robots_go_on_while_the_trainer_restarts(procs, probe, tmp_path) -> None
     assert probe.diag(COLL, "resent_transitions") > 0  # published to the dead trainer, unacknowledged: sent again
     assert probe.diag(COLL, "lost_transitions") == 0 and probe.diag(COLL, "unconfirmed_transitions") == 0
     assert probe.diag(TRAINER, "gap_transitions") == 0
+
+    def episodes_closed() -> bool:  # each finished episode recorded once, or counted lost by the collector
+        uncounted = probe.diag(COLL, "lost_episode_stats") + probe.diag(COLL, "unconfirmed_episode_stats")
+        return probe.diag(TRAINER, "episodes") == probe.diag(COLL, "episodes") - uncounted
+    probe.spin_until(episodes_closed, 30, "every episode recorded or counted")
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    keys = [tuple(r.split(",")[3:5]) for r in rows]
+    print(f"episode statistics: {len(rows)} rows in metrics.csv, "
+          f"{probe.diag(TRAINER, 'episodes_after_checkpoint'):.0f} written by the dead trainer after its checkpoint, "
+          f"re-sent "
+          f"{probe.diag(COLL, 'resent_episode_stats'):.0f}, copies dropped "
+          f"{probe.diag(TRAINER, 'duplicate_episode_stats'):.0f}")
+    assert len(keys) == len(set(keys)) and len(rows) >= probe.diag(TRAINER, "episodes") - 1
     assert all(p.poll() is None for p in procs.procs.values())

@@ -268,3 +268,24 @@ def test_peer_trains_and_is_evaluated_like_a_run(tmp_path: Path) -> None:
     assert summary["env_steps"] == 1_100 and summary["eval_episodes"] == 3
     assert 0.0 <= summary["eval_strict_success_rate"] <= summary["eval_success_rate"] + 1e-9 <= 1.0 + 1e-9
     assert json.loads((tmp_path / "sac" / "summary.json").read_text())["algorithm"] == "sb3_sac"
+
+
+def test_collector_counts_sum_the_collectors_final_counters(tmp_path: Path) -> None:
+    from async_naf.run.results import collector_counts
+
+    assert collector_counts(tmp_path) == {"collectors": {}, "transitions_lost": {}, "episode_stats_lost": {},
+                                          "resent": {}}
+    folder = tmp_path / "collectors"
+    folder.mkdir()
+    (folder / "robot_0.json").write_text(json.dumps({"lost_with_trainer": 514, "lost_transitions": 0,
+                                                     "resent_transitions": 417, "resent_episode_stats": 8}))
+    (folder / "robot_1.json").write_text(json.dumps({"lost_with_trainer": 530, "lost_episode_stats": 2,
+                                                     "resent_transitions": 386}))
+    (folder / "robot_2.json").write_text("{not json")  # a collector killed while writing: skipped
+    out = collector_counts(tmp_path)
+    assert sorted(out["collectors"]) == ["robot_0", "robot_1"]
+    assert out["transitions_lost"] == {"lost_transitions": 0, "unconfirmed_transitions": 0, "lost_with_trainer": 1044,
+                                       "unsent_at_exit_transitions": 0}
+    assert out["episode_stats_lost"] == {"lost_episode_stats": 2, "unconfirmed_episode_stats": 0,
+                                         "unsent_at_exit_episode_stats": 0}
+    assert out["resent"] == {"resent_transitions": 803, "resent_episode_stats": 8}

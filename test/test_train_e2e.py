@@ -224,6 +224,14 @@ def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(t
     (restart,) = summary["restarts"]
     assert restart["key"] == "trainer" and restart["returncode"] == -9 and restart["restart_s"] > restart["exit_s"]
     assert summary["env_steps"] >= steps
+    # the collector's final counters (its counts_file) in summary.json: what the restart cost, by reason
+    collector = summary["collectors"]["robot_0"]
+    assert collector["node"] == "/robot_0/collector" and collector["trainers_seen"] in (1, 2)
+    assert collector["sequenced_transitions"] >= summary["env_steps"]  # one robot: the trainer holds only its rows
+    lost = summary["transitions_lost"]
+    # the backlog's bound never reached (what was made after the trainer ended the run: unsent_at_exit)
+    assert lost["lost_transitions"] == lost["unconfirmed_transitions"] == 0
+    assert lost["lost_with_trainer"] == collector["lost_with_trainer"] >= 0
     log = (run_dir / "logs" / "trainer.log").read_text()
     assert log.count("started:") == 2
     second = log.split("started:")[2]

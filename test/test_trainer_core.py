@@ -159,6 +159,50 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
     assert list((Path(cfg.run_dir) / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_a_restarted_trainer_counts_its_predecessors_episodes_and_drops_re_sent_copies(tmp_path: Path) -> None:
+    """Episodes recorded in metrics.csv after the last checkpoint count for the restarted trainer; statistics a
+    collector re-sends because their rows were never acknowledged are recognised as copies (and a torn last
+    line of a trainer killed while writing is skipped)."""
+    trainer = Trainer(_cfg(tmp_path))
+    trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+    trainer.save_checkpoint()
+    assert trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))
+    assert not trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))  # the same trainer: a copy
+    trainer.close()  # (killed: no final checkpoint)
+    with open(Path(tmp_path) / "run" / "metrics.csv", "a") as fh:
+        fh.write("12.5,20,0,1,")  # torn
+    resumed = Trainer(_cfg(tmp_path, resume=True))
+    try:
+        assert resumed.episodes == 2 and resumed.stats()["episodes_after_checkpoint"] == 1
+        assert not resumed.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))
+        assert resumed.record_episode(EpisodeStats(0, 1, -1.5, 10, False, 20))  # another collector's episode 1
+        assert resumed.record_episode(EpisodeStats(1, 1, -1.25, 10, False, 20))  # another robot's
+        assert resumed.episodes == 4 and resumed.stats()["duplicate_episode_stats"] == 1
+    finally:
+        resumed.close()
+    lines = (Path(tmp_path) / "run" / "metrics.csv").read_text().splitlines()
+    assert lines[3] == "12.5,20,0,1," and [line.split(",")[3:5] for line in lines[4:]] == [["0", "1"], ["1", "1"]]
+
+
+def test_the_runs_deadline_stops_a_restarted_trainer(tmp_path: Path) -> None:
+    """deadline_unix is wall-clock time, not this process's: a trainer started after it (a restart late in
+    the run) finishes at once with its final checkpoint; one before it keeps going (max_wall_s would not
+    have stopped either: it counts from each start)."""
+    late = Trainer(_cfg(tmp_path, max_wall_s=3600.0, deadline_unix=time.time() - 1.0))
+    late.start()
+    assert late.wait_finished(20.0) and "deadline_unix" in late.finish_reason
+    late.stop()
+    assert (Path(tmp_path) / "run" / "checkpoints" / "final.json").exists()
+    early = Trainer(_cfg(tmp_path / "b", max_wall_s=3600.0, deadline_unix=time.time() + 3600.0))
+    early.start()
+    try:
+        assert _wait(lambda: early.idle_passes > 2) and not early.finished
+    finally:
+        early.stop(final_checkpoint=False)
+    with pytest.raises(ValueError):
+        TrainerConfig(run_dir=str(tmp_path), deadline_unix=-5.0)
+
+
 def test_resume_from_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no checkpoint"):
         Trainer(_cfg(tmp_path, resume_from=str(tmp_path / "nothing")))

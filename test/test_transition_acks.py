@@ -3,15 +3,19 @@
 The collector's loop (async_naf.collecting.loop: sequence numbers, in-flight batches, re-sending) and the
 trainer's ledger (async_naf.learning.receipts: de-duplication, acknowledgements, checkpoint table) are
 wired together here through the real message layouts; a trainer "dies" by losing its ledger and what was
-sent to it in flight, and "restarts" from the ledger table of its last checkpoint.
+sent to it in flight, and "restarts" from the ledger table of its last checkpoint. Episode statistics go the
+same way into the trainer's real metrics.csv (async_naf.learning.metrics), which outlives a trainer.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from async_naf.collecting.collector import CollectorConfig
 from async_naf.collecting.loop import TICK_S, CollectorLoop
+from async_naf.learning.metrics import MetricsLog
 from async_naf.learning.receipts import ReceiptLedger
 from async_naf.task.tasks import TaskState
 from async_naf.wire import layouts
@@ -82,10 +86,11 @@ def _step(loop: CollectorLoop, index: int, stamp: float) -> PolicyStep:
 class World:
     """One collector loop and a trainer (ledger + buffer of (session, row) ids) joined by the real layouts.
 
-    ``wire`` holds batches published and not yet delivered (DDS in flight); a dead trainer's wire is lost.
+    ``wire`` holds batches (and episode statistics) published and not yet delivered (DDS in flight); a dead
+    trainer's wire is lost. With ``run_dir`` the trainer records the statistics in a real metrics.csv there.
     """
 
-    def __init__(self, backlog: int = 20_000) -> None:
+    def __init__(self, backlog: int = 20_000, run_dir: Path | None = None) -> None:
         self.loop = CollectorLoop(CollectorConfig(task="reach", seed=0, robot_id=2, episode_steps=10,
                                                   batch_transitions=5, backlog_transitions=backlog),
                                   session=SESSION)
@@ -94,6 +99,9 @@ class World:
         self.ledger: ReceiptLedger | None = ReceiptLedger(self.trainer_id)
         self.buffer: list[tuple[int, int]] = []
         self.wire: list[TransitionBatch] = []
+        self.stats_wire: list[layouts.EpisodeStats] = []
+        self.run_dir = run_dir
+        self.metrics = MetricsLog(run_dir, tensorboard=False) if run_dir is not None else None
         self.checkpoint: tuple[list[list[int]], int] = ([], 0)  # (ledger table, buffer rows)
 
     @property
@@ -105,6 +113,9 @@ class World:
             msg = layouts.encode_transitions(batch)
             if self.listening:
                 self.wire.append(layouts.decode_transitions(msg))
+        for stats in acts.stats:
+            if self.listening:
+                self.stats_wire.append(layouts.decode_episode_stats(layouts.encode_episode_stats(stats)))
 
     def deliver(self) -> None:
         assert self.ledger is not None
@@ -114,6 +125,11 @@ class World:
                 self.buffer += [(part.session, part.first + i) for i in range(part.rows)]
                 self.ledger.commit(part)
         self.wire.clear()
+        if self.metrics is not None:
+            for stats in self.stats_wire:
+                self.metrics.queue_episode(self.t, len(self.buffer), 0, stats)
+            self.metrics.write_queued()
+        self.stats_wire.clear()
 
     def ack(self) -> None:
         assert self.ledger is not None
@@ -146,12 +162,23 @@ class World:
     def kill_trainer(self) -> None:
         self.ledger = None
         self.wire.clear()  # published to the dead trainer (DDS had not noticed yet): gone
+        self.stats_wire.clear()
+        if self.metrics is not None:  # what it wrote to metrics.csv stays there
+            self.metrics.close()
         _table, rows = self.checkpoint
         self.buffer = self.buffer[:rows]
 
     def restart_trainer(self) -> None:
         self.trainer_id += 1
         self.ledger = ReceiptLedger.from_table(self.trainer_id, self.checkpoint[0])
+        if self.run_dir is not None:
+            self.metrics = MetricsLog(self.run_dir, tensorboard=False)
+
+    def recorded(self) -> list[int]:
+        """Episode numbers in metrics.csv, in order."""
+        assert self.run_dir is not None
+        lines = (self.run_dir / "metrics.csv").read_text().splitlines()[1:]
+        return [int(line.split(",")[4]) for line in lines]
 
     def drain(self) -> None:
         for _ in range(200):
@@ -241,3 +268,63 @@ def test_in_flight_and_backlog_share_the_bound() -> None:
     world.ledger = None
     world.episode()
     assert counts["backlog_transitions"] == 25 and counts["lost_transitions"] == 10
+
+
+# ---------------------------------------------------------------------------------------------- episode statistics
+def test_statistics_sent_to_a_killed_trainer_are_re_sent_and_recorded_once(tmp_path: Path) -> None:
+    world = World(run_dir=tmp_path)
+    for _ in range(3):
+        world.episode()
+    world.save_checkpoint()
+    world.episode()  # rows and statistics received, rows acknowledged
+    world.episode(ack=False)  # received (metrics.csv has it), never acknowledged: re-sent, a copy for the next
+    world.episode(deliver=False)  # published, the trainer dies before it arrives: re-sent, recorded by the next
+    counts = world.loop.counts
+    assert counts["inflight_episode_stats"] == 2
+    world.kill_trainer()
+    world.episode()  # no trainer: into the backlog
+    assert counts["inflight_episode_stats"] == 0
+    world.restart_trainer()
+    assert world.metrics is not None and world.metrics.rows_at_open == 5
+    world.drain()
+    assert world.recorded() == list(range(7))  # every episode once, in order
+    assert counts["resent_episode_stats"] == 2 and world.metrics.duplicate_episodes == 1
+    assert counts["lost_episode_stats"] == 0 and counts["unconfirmed_episode_stats"] == 0
+    assert counts["inflight_episode_stats"] == 0
+
+
+def test_statistics_lost_in_a_partition_reach_the_same_trainer_again(tmp_path: Path) -> None:
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(deliver=False)
+    world.wire.clear()  # the link goes down with this episode's messages on it
+    world.stats_wire.clear()
+    ledger = world.ledger
+    world.ledger = None
+    world.episode()  # kept while the link is down, after the re-queued one
+    world.ledger = ledger
+    world.drain()
+    assert world.recorded() == [0, 1, 2]
+    counts = world.loop.counts
+    assert counts["resent_episode_stats"] == 1 and world.metrics is not None and world.metrics.duplicate_episodes == 0
+
+
+def test_statistics_beyond_the_bound_are_counted(tmp_path: Path) -> None:
+    world = World(backlog=25, run_dir=tmp_path)
+    world.episode()
+    for _ in range(3):
+        world.episode(deliver=False)  # nothing more is acknowledged
+    counts = world.loop.counts
+    assert counts["unconfirmed_transitions"] == 5 and counts["inflight_episode_stats"] == 3
+    world.wire.clear()  # and none of it arrives: the link goes down
+    world.stats_wire.clear()
+    world.ledger = None
+    world.episode()
+    world.episode()
+    assert counts["lost_episode_stats"] == 2 and counts["lost_transitions"] == 20
+    world.ledger = ReceiptLedger(world.trainer_id)
+    world.drain()
+    # each episode made is recorded once or counted as lost: none vanishes uncounted
+    recorded = world.recorded()
+    assert len(recorded) == len(set(recorded)) == 4 and recorded[0] == 0
+    assert len(recorded) + counts["lost_episode_stats"] + counts["unconfirmed_episode_stats"] == counts["episodes"] == 6

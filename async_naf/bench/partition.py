@@ -298,6 +298,34 @@ def _series(diags: list[tuple[float, str, dict[str, str]]], node: str, key: str)
     return out
 
 
+ACCOUNTING = ("sequenced_transitions", "acked_transitions", "lost_transitions", "unconfirmed_transitions",
+              "resent_transitions", "lost_with_trainer", "lost_episode_stats", "unconfirmed_episode_stats",
+              "resent_episode_stats", "duplicate_transitions", "gap_transitions", "unsequenced_transitions",
+              "duplicate_episode_stats", "unsent_at_exit_transitions", "unsent_at_exit_episode_stats",
+              "goal_resends", "aborted_episodes", "reset_failures")
+
+
+def last_status(diags: list[tuple[float, str, dict[str, str]]], node: str) -> dict[str, str]:
+    """The last /diagnostics values of ``node`` (empty if it never reported)."""
+    out: dict[str, str] = {}
+    for _t, name, values in diags:
+        if name == node:
+            out = values
+    return out
+
+
+def drops_and_accounting(values: dict[str, str]) -> dict[str, dict[str, float]]:
+    """A node's last diagnostics -> ``{"dropped": {reason: n}, "accounting": {counter: n}}`` (non-zero only)."""
+    def num(v: str) -> float | None:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    dropped = {k.removeprefix("dropped_"): num(v) for k, v in values.items() if k.startswith("dropped_")}
+    acc = {k: num(values[k]) for k in ACCOUNTING if k in values}
+    return {"dropped": {k: v for k, v in dropped.items() if v}, "accounting": {k: v for k, v in acc.items() if v}}
+
+
 def _at(series: list[tuple[float, float]], t: float) -> float | None:
     """The last value at or before ``t`` (None before the first)."""
     value = None
@@ -354,6 +382,9 @@ def analyse(out_dir: Path) -> dict[str, Any]:
             sent_total += sent[-1][1]
         entry["lost_transitions_counted_by_collector"] = int(lost[-1][1]) if lost else None
         entry["weights_version_at_end"] = weights[-1][1] if weights else None
+        entry["diagnostics_at_end"] = {node: drops_and_accounting(last_status(diags, node))
+                                       for node in sorted({name for _t, name, _v in diags
+                                                           if name.startswith(f"/robot_{i}/")})}
         if i == p and eps:
             e_down, e_up = _at(eps, down), _at(eps, up)
             entry.update({
@@ -368,6 +399,12 @@ def analyse(out_dir: Path) -> dict[str, Any]:
             })
         per_robot[f"robot_{i}"] = entry
     res["per_robot"] = per_robot
+    trainer_bag = out_dir / "trainer" / "bag"
+    if trainer_bag.exists():
+        trainer_diags = read_diagnostics(trainer_bag)
+        res["trainer_diagnostics_at_end"] = {node: drops_and_accounting(last_status(trainer_diags, node))
+                                             for node in sorted({name for _t, name, _v in trainer_diags
+                                                                 if name.split(":")[0].split("/")[1] == "trainer"})}
     received = trainer_summary.get("env_steps")
     if received is not None and sent_total:
         res["transitions_sent_by_collectors"] = int(sent_total)

@@ -62,6 +62,10 @@ class CollectorConfig:
         backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
             restarting): sent when one is back; beyond this the oldest are dropped and counted
             (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
+        counts_file: at exit, write this collector's final counters (what its /diagnostics show: episodes,
+            transitions sent, acknowledged, re-sent, lost by reason, drops by reason) as JSON to this file;
+            empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json`` and adds them to
+            summary.json.
     """
 
     task: str = "reach"
@@ -80,6 +84,7 @@ class CollectorConfig:
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
     backlog_transitions: int = 20000
+    counts_file: str = ""
 
     def __post_init__(self) -> None:
         integers(self, ("robot_id", "episode_steps", "max_episodes", "backlog_transitions"), 0)

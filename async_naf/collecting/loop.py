@@ -36,6 +36,14 @@ Rules (units: s):
   new trainer (another id in the acknowledgement) says which of this session's rows it started with
   (``restored``, from its checkpoint): the rows the previous one had acknowledged beyond that died with it,
   counted ``lost_with_trainer``; what it had not acknowledged is re-sent.
+- Episode statistics ride on the same acknowledgements: each carries the session's row mark at its
+  episode's end (its rows are sent just before it) and stays in flight, in order with the batches, until
+  the trainer acknowledges that many rows. Statistics still in flight when the trainer goes (or another
+  trainer answers) go back into the backlog with the batches and are sent again (``resent_episode_stats``;
+  the trainer drops copies by robot, episode and return); forgotten in flight by the bound they are counted
+  ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (A trainer that took an
+  episode's rows but died before the statistics published just after them arrived: the one window not
+  covered.)
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
   goal), pending rows are sent, then the episode's statistics. No step of the episode for ``step_timeout_s``
   aborts it (steps of another episode count as none).
@@ -89,6 +97,16 @@ class Actions:
         return bool(self.goals or self.batches or self.stats or self.call or self.cancel or self.log)
 
 
+@dataclass
+class _Marked:
+    """Episode statistics with the session's row mark at the episode's end (rows ``< mark`` sent before
+    them) and whether they were sent before (a re-send is counted)."""
+
+    mark: int
+    stats: EpisodeStats
+    sent: bool = False
+
+
 class CollectorLoop:
     """See the module docstring.
 
@@ -100,7 +118,10 @@ class CollectorLoop:
         asm: the EpisodeAssembler (task, episode counter, transitions).
         phase: ``idle``, ``resetting``, ``zeroing``, ``running`` or ``finished``.
         counts: episodes, batches_sent, transitions_sent, aborted_episodes, reset_failures, goal_resends,
-            backlog_transitions (kept now), lost_transitions, lost_episode_stats.
+            backlog_transitions (kept now), lost_transitions, lost_episode_stats, the acknowledgement's
+            counters (acked/inflight/resent/unconfirmed transitions, lost_with_trainer, trainers_seen) and
+            inflight/resent/unconfirmed_episode_stats, unsent_at_exit_transitions/_episode_stats (the backlog
+            at process exit with no trainer listening, e.g. after the trainer ended the run).
         drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
         goal: the goal last published (None before :meth:`initial_goal`).
     """
@@ -121,16 +142,18 @@ class CollectorLoop:
                                              "acked_transitions": 0, "inflight_transitions": 0,
                                              "resent_transitions": 0, "lost_with_trainer": 0,
                                              "unconfirmed_transitions": 0, "trainers_seen": 0,
-                                             "sequenced_transitions": 0})
+                                             "sequenced_transitions": 0, "inflight_episode_stats": 0,
+                                             "resent_episode_stats": 0, "unconfirmed_episode_stats": 0,
+                                             "unsent_at_exit_transitions": 0, "unsent_at_exit_episode_stats": 0})
         self._next_row = 0  # index of the next row of this session
         self._sent_rows = 0  # rows sent at least once (a batch ending at or below it is a re-send)
-        self._inflight: deque[TransitionBatch] = deque()
+        self._inflight: deque[TransitionBatch | _Marked] = deque()  # in publication order
         self._trainer_id: int | None = None  # the trainer of the last acknowledgement
         self._acked = 0  # rows of this session that trainer holds
         self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
-        self._backlog: deque[TransitionBatch | EpisodeStats] = deque()
+        self._backlog: deque[TransitionBatch | _Marked] = deque()
         self.goal: Goal | None = None
         self._goal_t = -math.inf
         self.drops: Counter[str] = Counter()
@@ -201,14 +224,16 @@ class CollectorLoop:
         self._gone_since_ack = False
         self._acked = max(self._acked, received)
         self.counts["acked_transitions"] = self._acked
-        while self._inflight and self._inflight[0].first + self._inflight[0].rows <= self._acked:
-            self.counts["inflight_transitions"] -= self._inflight.popleft().rows
+        while self._inflight and _end(self._inflight[0]) <= self._acked:
+            self._uncount_inflight(self._inflight.popleft())
         while self._backlog:  # the oldest of the backlog held already (re-queued in flight): no need to re-send
             head = self._backlog[0]
-            if not isinstance(head, TransitionBatch) or not head.sequenced or head.first + head.rows > self._acked:
+            sent = head.sent if isinstance(head, _Marked) else head.sequenced  # statistics never sent: send them
+            if not sent or _end(head) > self._acked:
                 break
             self._backlog.popleft()
-            self.counts["backlog_transitions"] -= head.rows
+            if isinstance(head, TransitionBatch):
+                self.counts["backlog_transitions"] -= head.rows
         return acts
 
     def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True) -> Actions:
@@ -219,7 +244,9 @@ class CollectorLoop:
         listening = trainer_listening or not self.config.wait_for_trainer
         if self._listening and not listening and self._inflight:
             acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
-                                                        "unacknowledged transitions kept to send again"))
+                                                        "unacknowledged transitions and "
+                                                        f"{self.counts['inflight_episode_stats']} episode "
+                                                        "statistics kept to send again"))
             self._requeue_inflight(0)
             self._gone_since_ack = True
         self._listening = listening
@@ -287,7 +314,7 @@ class CollectorLoop:
             if self._listening:
                 self._send(acts, item)
             else:
-                self._lose(item)
+                self._lose(item, "unsent_at_exit")
         return acts
 
     # ------------------------------------------------------------------------------------------ episodes
@@ -329,7 +356,7 @@ class CollectorLoop:
     def _end_episode(self, acts: Actions, stats: EpisodeStats, now: float) -> None:
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
-        self._emit(acts, stats)
+        self._emit(acts, _Marked(self._next_row, stats))
         self.counts["episodes"] += 1
         self.phase = "idle"
 
@@ -414,7 +441,7 @@ class CollectorLoop:
         self._first_pending_t = now if self.asm.pending else None
 
     # ------------------------------------------------------------------------------------------ backlog
-    def _emit(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+    def _emit(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         """Send a batch or episode statistics now, or keep it while no trainer listens."""
         if self._listening and not self._backlog:
             self._send(acts, item)
@@ -429,12 +456,16 @@ class CollectorLoop:
 
     def _bound(self) -> None:
         """In flight + backlog <= backlog_transitions: forget the oldest in flight first (sent, never
-        acknowledged: ``unconfirmed_transitions``), then drop the oldest of the backlog (``lost_transitions``)."""
+        acknowledged: ``unconfirmed_transitions`` / ``unconfirmed_episode_stats``), then drop the oldest of the
+        backlog (``lost_transitions`` / ``lost_episode_stats``)."""
         limit = self.config.backlog_transitions
         while self._inflight and self.counts["inflight_transitions"] + self.counts["backlog_transitions"] > limit:
-            rows = self._inflight.popleft().rows
-            self.counts["inflight_transitions"] -= rows
-            self.counts["unconfirmed_transitions"] += rows
+            old = self._inflight.popleft()
+            self._uncount_inflight(old)
+            if isinstance(old, TransitionBatch):
+                self.counts["unconfirmed_transitions"] += old.rows
+            else:
+                self.counts["unconfirmed_episode_stats"] += 1
         while self._backlog and self.counts["backlog_transitions"] > limit:
             old = self._backlog.popleft()
             self._lose(old)
@@ -442,22 +473,30 @@ class CollectorLoop:
                 self.counts["backlog_transitions"] -= old.rows
 
     def _requeue_inflight(self, held: int) -> None:
-        """Unacknowledged batches (ending beyond ``held`` rows) back to the front of the backlog, in order."""
+        """Unacknowledged batches and statistics (ending beyond ``held`` rows) back to the front of the
+        backlog, in order."""
         while self._inflight:
-            batch = self._inflight.pop()
-            self.counts["inflight_transitions"] -= batch.rows
-            if batch.first + batch.rows > held:
-                self._backlog.appendleft(batch)
-                self.counts["backlog_transitions"] += batch.rows
+            item = self._inflight.pop()
+            self._uncount_inflight(item)
+            if _end(item) > held:
+                self._backlog.appendleft(item)
+                if isinstance(item, TransitionBatch):
+                    self.counts["backlog_transitions"] += item.rows
         self._bound()
 
-    def _lose(self, item: TransitionBatch | EpisodeStats) -> None:
+    def _uncount_inflight(self, item: TransitionBatch | _Marked) -> None:
         if isinstance(item, TransitionBatch):
-            self.counts["lost_transitions"] += item.rows
+            self.counts["inflight_transitions"] -= item.rows
         else:
-            self.counts["lost_episode_stats"] += 1
+            self.counts["inflight_episode_stats"] -= 1
 
-    def _send(self, acts: Actions, item: TransitionBatch | EpisodeStats) -> None:
+    def _lose(self, item: TransitionBatch | _Marked, reason: str = "lost") -> None:
+        if isinstance(item, TransitionBatch):
+            self.counts[f"{reason}_transitions"] += item.rows
+        else:
+            self.counts[f"{reason}_episode_stats"] += 1
+
+    def _send(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         if isinstance(item, TransitionBatch):
             acts.batches.append(item)
             end = item.first + item.rows
@@ -471,8 +510,14 @@ class CollectorLoop:
                 self._inflight.append(item)
                 self.counts["inflight_transitions"] += item.rows
                 self._bound()
-        else:
-            acts.stats.append(item)
+            return
+        acts.stats.append(item.stats)
+        if item.sent:
+            self.counts["resent_episode_stats"] += 1
+        item.sent = True
+        if self._trainer_id is not None:  # kept until the trainer acknowledges the episode's rows
+            self._inflight.append(item)
+            self.counts["inflight_episode_stats"] += 1
 
     def _drain_backlog(self, acts: Actions) -> None:
         for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
@@ -485,3 +530,8 @@ class CollectorLoop:
         while self.asm.pending:
             self._send_batch(acts, now)
         self._first_pending_t = None
+
+
+def _end(item: TransitionBatch | _Marked) -> int:
+    """Rows of the session an acknowledgement must hold for the item to be confirmed."""
+    return item.mark if isinstance(item, _Marked) else item.first + item.rows

@@ -269,7 +269,10 @@ class TrainerConfig:
         checkpoint_every_s: write a checkpoint this often, s (0 = only on request and at the end).
         save_buffer: include the replay buffer in checkpoints.
         max_env_steps: stop after this many received transitions, all robots (0 = no limit).
-        max_wall_s: stop after this many seconds since start (0 = no limit), s.
+        max_wall_s: stop after this many seconds since this process started (0 = no limit), s.
+        deadline_unix: stop at this wall-clock time, s since the Unix epoch (0 = none): the run's end, fixed
+            once when the graph is started (``async-naf train``, the launch file: start + max_wall_s), so a
+            restarted or respawned trainer keeps the run's end instead of counting max_wall_s anew.
         keep_checkpoints: periodic checkpoints kept on disk (older ones are deleted; final is always kept).
         tensorboard: write TensorBoard events to run_dir/tensorboard.
         log_every_updates: write training metrics (loss, q) to TensorBoard every this many updates.
@@ -303,6 +306,7 @@ class TrainerConfig:
     save_buffer: bool = True
     max_env_steps: int = 0
     max_wall_s: float = 0.0
+    deadline_unix: float = 0.0
     keep_checkpoints: int = 2
     tensorboard: bool = True
     log_every_updates: int = 100
@@ -327,7 +331,8 @@ class TrainerConfig:
         integers(self, ("replay_capacity", "weights_every_updates", "log_every_updates", "keep_checkpoints",
                         "num_threads"), 1)
         integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
-        numbers(self, ("updates_per_step", "max_updates_per_s", "checkpoint_every_s", "max_wall_s"), 0.0)
+        numbers(self, ("updates_per_step", "max_updates_per_s", "checkpoint_every_s", "max_wall_s",
+                       "deadline_unix"), 0.0)
         numbers(self, ("ack_period_s",), 0.0, low_open=True)
         limits = tuple(float(v) for v in self.action_limit)
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):

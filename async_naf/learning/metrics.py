@@ -4,18 +4,30 @@ Rows are queued from any thread (a subscription callback: cheap) and written, fl
 (:meth:`MetricsLog.write_queued`); :meth:`MetricsLog.close` writes what is still queued. Columns of
 metrics.csv: ``wall_s`` (s since the run's first start), ``env_steps``, ``updates`` (as of the episode's
 receipt), ``robot``, ``episode``, ``episode_return``, ``success`` (0/1).
+
+Copies: a collector re-sends the statistics of episodes whose rows the trainer had not acknowledged when it
+went away (``async_naf.collecting.loop``), so a trainer may get the same episode twice (it had them, the
+acknowledgement had not come yet), or a restarted trainer one its predecessor wrote already. An episode
+whose ``(robot, episode, return)`` is among the last :data:`RECENT_EPISODES` rows (those of the file at
+open included) is a copy: not written, counted in ``duplicate_episodes``.
 """
 from __future__ import annotations
 
 import csv
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger(__name__)
 METRICS_HEADER = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
+RECENT_EPISODES = 4096  # rows remembered to recognise a re-sent episode
+
+
+def _episode_key(robot: Any, episode: Any, episode_return: float | str) -> tuple[str, str, str]:
+    ret = episode_return if isinstance(episode_return, str) else f"{episode_return:.6g}"
+    return str(int(robot)), str(int(episode)), ret
 
 
 class MetricsLog:
@@ -28,6 +40,8 @@ class MetricsLog:
 
     Attributes:
         unwritten_episode_rows: rows that arrived after :meth:`close` (dropped, logged).
+        rows_at_open: episode rows metrics.csv held when opened (a resumed run's earlier rows).
+        duplicate_episodes: episodes refused as copies (module docstring).
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
@@ -36,8 +50,14 @@ class MetricsLog:
         self._lock = threading.Lock()  # keeps rows in order when close() drains from another thread
         self._rows: deque[tuple[float, int, int, Any]] = deque()
         self.unwritten_episode_rows = 0
+        self.duplicate_episodes = 0
+        self._recent: deque[tuple[str, str, str]] = deque()
+        self._recent_count: Counter[tuple[str, str, str]] = Counter()
+        self.rows_at_open = 0 if new else self._read_recent(path)
         self._file: Any = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer: Any = csv.writer(self._file)
+        if not new and not path.read_bytes().endswith(b"\n"):  # a torn last row (a trainer killed mid-write)
+            self._file.write("\n")
         if new:
             self._writer.writerow(METRICS_HEADER)
             self._file.flush()
@@ -59,9 +79,38 @@ class MetricsLog:
         """Episode rows waiting to be written."""
         return len(self._rows)
 
-    def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any) -> None:
-        """One finished episode (layouts.EpisodeStats) with the counters at its receipt; cheap, any thread."""
-        self._rows.append((wall_s, env_steps, updates, stats))
+    def _read_recent(self, path: Path) -> int:
+        """Remember the last rows of an existing metrics.csv; return how many rows it has."""
+        n = 0
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    self._remember(_episode_key(row["robot"], row["episode"], row["episode_return"]))
+                except (KeyError, TypeError, ValueError):
+                    continue  # a torn last line (a trainer killed while writing) or a foreign header
+                n += 1
+        return n
+
+    def _remember(self, key: tuple[str, str, str]) -> None:
+        self._recent.append(key)
+        self._recent_count[key] += 1
+        while len(self._recent) > RECENT_EPISODES:
+            old = self._recent.popleft()
+            self._recent_count[old] -= 1
+            if self._recent_count[old] <= 0:
+                del self._recent_count[old]
+
+    def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any) -> bool:
+        """One finished episode (layouts.EpisodeStats) with the counters at its receipt; cheap, any thread.
+        False (nothing queued, counted in ``duplicate_episodes``): a copy of an episode recorded already."""
+        key = _episode_key(stats.robot, stats.episode, float(stats.episode_return))
+        with self._lock:
+            if key in self._recent_count:
+                self.duplicate_episodes += 1
+                return False
+            self._remember(key)
+            self._rows.append((wall_s, env_steps, updates, stats))
+        return True
 
     def write_queued(self) -> int:
         """Write the queued episode rows to metrics.csv (flushed) and TensorBoard; return how many."""

@@ -18,7 +18,8 @@ publication at most once a second and at each checkpoint.
 
 Counters: ``env_steps`` = transitions received (all robots, including resumed runs); ``updates`` = gradient
 updates; ``wall_s`` in metrics = seconds since the first start (resumed runs continue the count). The stop
-condition uses the total ``env_steps`` and this process's own wall time.
+condition uses the total ``env_steps``, this process's own wall time (``max_wall_s``) and the run's wall-clock
+end (``deadline_unix``, the same for a restarted trainer).
 """
 from __future__ import annotations
 
@@ -148,6 +149,11 @@ class Trainer:
         self._last_ckpt = time.monotonic()
         self._last_metrics: dict[str, float] = {}
         self.metrics = MetricsLog(self.run_dir, config.tensorboard)
+        # a restarted trainer: episodes its predecessor recorded in metrics.csv after the checkpoint count too
+        self.episodes_after_checkpoint = 0
+        if resume_info is not None and self.metrics.rows_at_open > self.episodes:
+            self.episodes_after_checkpoint = self.metrics.rows_at_open - self.episodes
+            self.episodes = self.metrics.rows_at_open
 
     # ------------------------------------------------------------------------------ resume
     def _resume_source(self) -> CheckpointInfo | None:
@@ -202,17 +208,20 @@ class Trainer:
         with self._buffer_lock:
             return self.ledger.ack()
 
-    def record_episode(self, stats: Any) -> None:
-        """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback.
+    def record_episode(self, stats: Any) -> bool:
+        """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback. False: a copy of
+        an episode already recorded (``duplicate_episode_stats``; :mod:`async_naf.learning.metrics`).
 
         Counts it and queues its metrics.csv row (with wall_s, env_steps and updates as of now); the update
         thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
         weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
         """
+        if not self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats):
+            return False  # a copy (a collector re-sending what it could not know arrived): counted, not recorded
         self.episodes += 1
-        self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats)
         with self._wake:
             self._wake.notify()
+        return True
 
     # ------------------------------------------------------------------------------ control
     @property
@@ -293,6 +302,8 @@ class Trainer:
             "episodes": self.episodes, "paused": float(self.paused), "rejected_batches": self.rejected_batches,
             "skipped_updates": self.agent.skipped_updates,
             "wall_s": round(self.wall_s, 3), "instance_id": self.instance_id, **self.ledger.counts,
+            "duplicate_episode_stats": self.metrics.duplicate_episodes,
+            "episodes_after_checkpoint": self.episodes_after_checkpoint,
         }
         out.update({f"train_{k}": v for k, v in self._last_metrics.items()})
         return out
@@ -304,6 +315,8 @@ class Trainer:
             return f"max_env_steps={cfg.max_env_steps} reached"
         if cfg.max_wall_s and time.monotonic() - self._t_start >= cfg.max_wall_s:
             return f"max_wall_s={cfg.max_wall_s:g} reached"
+        if cfg.deadline_unix and time.time() >= cfg.deadline_unix:
+            return f"deadline_unix={cfg.deadline_unix:.1f} reached (the run's end)"
         return ""
 
     def _update_allowed(self) -> bool:

@@ -24,8 +24,10 @@ service answers for it and carries out the actions it answers.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -176,12 +178,16 @@ class CollectorNode(Node):
         self.drops[reason] = self.drops.get(reason, 0) + 1
         self.get_logger().warning(f"{text} [{reason}: {self.drops[reason]} so far]", throttle_duration_sec=5.0)
 
-    def _publish_diagnostics(self) -> None:
+    def _values(self) -> dict[str, Any]:
         loop = self.loop
         drops = {**self.drops, **loop.drops, **self.asm.dropped}
-        values = {"phase": loop.phase, "session": loop.session, "episode": self.asm.episode,
-                  "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts,
-                  **{f"dropped_{k}": v for k, v in drops.items()}}
+        return {"phase": loop.phase, "session": loop.session, "episode": self.asm.episode,
+                "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts,
+                **{f"dropped_{k}": v for k, v in drops.items()}}
+
+    def _publish_diagnostics(self) -> None:
+        values = self._values()
+        drops = any(k.startswith("dropped_") for k in values)
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if drops else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message="collector",
                                   hardware_id=self.get_namespace(),
@@ -191,8 +197,17 @@ class CollectorNode(Node):
         self._diag_pub.publish(msg)
 
     def shutdown_hook(self) -> None:
-        """Process exit: hold the policy and send what is pending."""
+        """Process exit: hold the policy, send what is pending, write the counters (counts_file)."""
         self._do(self.loop.shutdown(time.monotonic()))
+        if self.cfg.counts_file:
+            path = Path(self.cfg.counts_file)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(json.dumps({"node": self.get_fully_qualified_name(), **self._values()}, indent=1))
+                tmp.replace(path)
+            except OSError as exc:
+                self.get_logger().error(f"counters not written to {path}: {exc}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -190,6 +190,9 @@ class GraphConfig:
         use_sim_time: nodes follow the sim's /clock (each robot its own clock when workers > 1).
         max_env_steps: trainer stops after this many transitions (all robots; 0 = no limit).
         max_wall_s: trainer stops after this many seconds (0 = no limit).
+        deadline_unix: the trainer stops at this wall-clock time (s since the Unix epoch; 0 = none). Set once
+            per run by :func:`with_deadline` (``async-naf train``, the launch file) so that a restarted trainer
+            keeps the run's end; the trainer's own ``max_wall_s`` still bounds each of its processes.
         overrides: per-node parameter overrides, keyed like a params file (see :func:`load_overrides`).
         record: also start a ``/recorder`` that writes every topic of :func:`record_topics` into
             ``run_dir/bag`` (rosbag2, MCAP); the launch file starts ``ros2 bag record`` instead.
@@ -216,6 +219,7 @@ class GraphConfig:
     use_sim_time: bool = False
     max_env_steps: int = 0
     max_wall_s: float = 0.0
+    deadline_unix: float = 0.0
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     record: bool = False
     bag_dir: str = ""
@@ -239,6 +243,8 @@ class GraphConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_env_steps < 0 or self.max_wall_s < 0 or not math.isfinite(self.max_wall_s):
             raise ValueError("max_env_steps and max_wall_s must be >= 0 (0 = no limit)")
+        if not 0.0 <= self.deadline_unix < math.inf:
+            raise ValueError(f"deadline_unix must be >= 0 (0 = none), got {self.deadline_unix}")
         if not str(self.run_dir):
             raise ValueError("run_dir must not be empty")
         for key in self.overrides:
@@ -439,11 +445,22 @@ def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, An
     return {}
 
 
+def with_deadline(config: GraphConfig, now_unix: float) -> GraphConfig:
+    """``config`` with the run's wall-clock end fixed: ``deadline_unix = now_unix + max_wall_s`` (unchanged
+    without a budget, or when a deadline was given). Called once per run, where the run starts (``async-naf
+    train``; the launch file's OpaqueFunction): every trainer process of the run, respawned ones included,
+    gets the same deadline through its parameters."""
+    if config.max_wall_s <= 0 or config.deadline_unix > 0:
+        return config
+    return dataclasses.replace(config, deadline_unix=float(now_unix) + float(config.max_wall_s))
+
+
 def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s: float | None = None) -> dict:
     """Parameters the graph itself decides for one node (every name must exist on the node)."""
     if role == "trainer":
         return {"task": config.task, "seed": config.seed, "run_dir": str(Path(config.run_dir).resolve()),
-                "max_env_steps": int(config.max_env_steps), "max_wall_s": float(config.max_wall_s)}
+                "max_env_steps": int(config.max_env_steps), "max_wall_s": float(config.max_wall_s),
+                "deadline_unix": float(config.deadline_unix)}
     assert robot is not None
     seed = robot_seed(config.seed, robot)
     if role == "sim":
@@ -465,8 +482,9 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         if sim_period_s is not None:
             values["control_period_s"] = float(sim_period_s)
         return values
-    if role == "collector":
-        return {"task": config.task, "seed": seed, "robot_id": robot}
+    if role == "collector":  # its final counters go into summary.json (async_naf.run.results.collector_counts)
+        return {"task": config.task, "seed": seed, "robot_id": robot,
+                "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json")}
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 

@@ -392,6 +392,33 @@ def write_tensorboard(run_dir: str | os.PathLike[str], subdir: str = "tensorboar
     return logdir
 
 
+LOST_COUNTERS = ("lost_transitions", "unconfirmed_transitions", "lost_with_trainer", "unsent_at_exit_transitions",
+                 "lost_episode_stats", "unconfirmed_episode_stats", "unsent_at_exit_episode_stats")
+RESENT_COUNTERS = ("resent_transitions", "resent_episode_stats")
+
+
+def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The collectors' final counters (``<run_dir>/collectors/robot_<i>.json``, written by each collector at
+    exit, its ``counts_file``) for summary.json: ``{"collectors": {robot_<i>: {counter: value}},
+    "transitions_lost": {reason: total}, "episode_stats_lost": {reason: total}, "resent": {counter: total}}``
+    (empty dicts when no collector wrote any, e.g. one killed with SIGKILL). Unreadable files are skipped."""
+    per: dict[str, Any] = {}
+    for path in sorted(Path(run_dir, "collectors").glob("robot_*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            per[path.stem] = data
+
+    def total(key: str) -> int:
+        return int(sum(float(c.get(key, 0) or 0) for c in per.values()))
+    return {"collectors": per,
+            "transitions_lost": {k: total(k) for k in LOST_COUNTERS if "episode" not in k} if per else {},
+            "episode_stats_lost": {k: total(k) for k in LOST_COUNTERS if "episode" in k} if per else {},
+            "resent": {k: total(k) for k in RESENT_COUNTERS} if per else {}}
+
+
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
     path = Path(path)

@@ -66,7 +66,7 @@ Examples:
 LOG = logging.getLogger("async_naf.train")
 # what a run writes into its directory (--overwrite removes exactly these)
 OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
-           "logs", "params", "graph.json", "train.log", "bag")
+           "logs", "params", "graph.json", "train.log", "bag", "collectors")
 # --criterion -> the eval.csv / EvalResult figure it reads
 CRITERIA = {"strict": "strict_success_rate", "success": "success_rate"}
 DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
@@ -362,9 +362,10 @@ def _setup_logging(run_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
-    from async_naf.run.graph import build_graph, compose, graph_to_dict
+    from async_naf.run.graph import build_graph, compose, graph_to_dict, with_deadline
     from async_naf.run.launcher import GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
+        collector_counts,
         has_tensorboard_events,
         plot_learning_curve,
         read_eval,
@@ -378,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     args.run_dir = args.run_dir or _default_run_dir(args)
     try:
-        config = build_config(args)
+        config = with_deadline(build_config(args), time.time())  # the run's end, kept by a restarted trainer
         nodes = build_graph(config)
         raw_domain = os.environ.get("ROS_DOMAIN_ID") or "0"
         if args.domain_id is None and not raw_domain.isdigit():
@@ -404,6 +405,7 @@ def run(args: argparse.Namespace) -> int:
                 target.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "collectors", ignore_errors=True)  # a resumed run's earlier collectors' counters
     _setup_logging(run_dir)
     command = shlex.join(["async-naf", *sys.argv[1:]])
     (run_dir / "graph.json").write_text(json.dumps(graph_to_dict(nodes), indent=2, default=str) + "\n")
@@ -453,13 +455,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
                   f"with the last weights. Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
 
-    def restart_args(key: str, elapsed_s: float) -> list[str]:
-        # a restarted trainer counts max_wall_s from its own start: give it what is left of the run's budget
-        if key != "trainer" or budget_s is None:
-            return []
-        return ["-p", f"max_wall_s:={max(1.0, budget_s - elapsed_s):.1f}"]
-
-    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit, restart_args=restart_args)
+    # a restarted trainer gets the same parameters file, so the same deadline_unix: the run's end
+    launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
     result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
@@ -483,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
         "command": command, "run_dir": str(run_dir), "eval_success_rate": None, "eval_episodes": 0,
         "consecutive_successes": 0, "returncodes": result.returncodes,
         "trainer_restarts": len([r for r in result.restarts if r["key"] == "trainer"]),
-        "restarts": result.restarts,
+        "restarts": result.restarts, **collector_counts(run_dir),
     }
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
@@ -592,7 +589,7 @@ def _run_robots(args: argparse.Namespace, config: Any, specs: list[Any], env: di
     evaluation and no stop condition of its own: it ends at --minutes (0: never), on Ctrl-C, or when every
     node has died. summary.json: the part, its robots, how it ended, each node's exit status."""
     from async_naf.run.launcher import GraphLauncher, Outcome
-    from async_naf.run.results import write_json
+    from async_naf.run.results import collector_counts, write_json
 
     budget_s = config.max_wall_s if config.max_wall_s > 0 else None
 
@@ -609,7 +606,8 @@ def _run_robots(args: argparse.Namespace, config: Any, specs: list[Any], env: di
     summary = {"task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
                "backend": config.backend, **_part_fields(config, env), "wall_s": round(result.wall_s, 1),
                "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
-               "returncodes": result.returncodes, "command": command, "run_dir": str(run_dir)}
+               "returncodes": result.returncodes, "command": command, "run_dir": str(run_dir),
+               **collector_counts(run_dir)}
     write_json(run_dir / "summary.json", summary)
     if result.outcome == Outcome.FAILED:
         return 1
