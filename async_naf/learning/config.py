@@ -260,6 +260,13 @@ class TrainerConfig:
         resume_from: run directory to resume from instead of run_dir (empty: run_dir).
         replay_capacity: replay buffer size, transitions.
         min_buffer_size: transitions in the buffer before the first update.
+        demos: demonstration datasets (directories ``async-naf bag convert`` writes; ``async-naf train
+            --demos`` converts bags into ``run_dir/demos/``), kept in a buffer of their own
+            (:mod:`async_naf.learning.demos`); empty = none. A resumed run re-loads the ones its checkpoint
+            records (path and sha256 of replay.npz) when this is empty.
+        demo_ratio: share of demonstration rows in every update batch, 0..1 (``round(demo_ratio *
+            batch_size)`` rows); before the replay buffer holds min_buffer_size rows the batches are all
+            demonstrations. Ignored without demos.
         updates_per_step: gradient updates per received environment step (all robots together); the
             update thread never runs ahead of updates_per_step * env_steps.
         max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
@@ -295,6 +302,8 @@ class TrainerConfig:
     resume_from: str = ""
     replay_capacity: int = 1_000_000
     min_buffer_size: int = 1_000
+    demos: tuple[str, ...] = ()
+    demo_ratio: float = 0.5
     updates_per_step: float = 1.0
     max_updates_per_s: float = 0.0
     action_limit: tuple[float, ...] = ()
@@ -333,6 +342,10 @@ class TrainerConfig:
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
             raise ValueError(f"action_limit must be empty or 7 finite values > 0 (rad/s), got {limits}")
         self.action_limit = limits
+        self.demos = tuple(str(p) for p in self.demos)
+        if any(not p.strip() for p in self.demos):
+            raise ValueError(f"demos must be dataset paths, got an empty one in {list(self.demos)}")
+        numbers(self, ("demo_ratio",), 0.0, 1.0)
         if self.agent_params.batch_size > self.replay_capacity:
             raise ValueError("batch_size must not exceed replay_capacity")
 
