@@ -276,3 +276,45 @@ def test_metrics_csv_has_the_demo_columns_and_an_older_file_keeps_its_own(tmp_pa
     with open(old / "metrics.csv") as f:
         rows = list(csv.reader(f))
     assert [len(r) for r in rows] == [7, 7, 7] and rows[2][3:] == ["1", "3", "2.5", "1"]
+
+
+# ------------------------------------------------------------------------------------------- end to end
+@pytest.mark.ros
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_short_run_trains_on_the_demos_of_a_recorded_run(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """Record a short reach run (--record), give its bag as --demos to a second short run: the bag is converted
+    into RUN_DIR/demos, the trainer's update batches hold demo rows (all of them before the online buffer
+    holds min_buffer_size rows, half of them after), metrics.csv and summary.json say so, and the final
+    policy is evaluated greedily."""
+    import csv
+    import math
+    import subprocess
+    import sys
+
+    def train(run: Path, *extra: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "train", "--task", "reach", "--workers",
+                              "1", "--minutes", "3", "--eval-every", "0", "--run-dir", str(run), "--quiet", *extra],
+                             env=ros_env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    train(tmp_path / "rec", "--steps", "100", "--eval-episodes", "1", "--record")
+    run = tmp_path / "demos_run"
+    min_online = 100
+    train(run, "--steps", "300", "--eval-episodes", "2", "--demos", str(tmp_path / "rec" / "bag"),
+          "--demo-ratio", "0.5", "--set", f"trainer.min_buffer_size={min_online}")
+    summary = json.loads((run / "summary.json").read_text())
+    demos = summary["demos"]
+    manifest = json.loads((run / "demos" / "bag" / "manifest.json").read_text())
+    assert demos["datasets"] == [str(run / "demos" / "bag")] and demos["rows"] == manifest["transitions"] > 0
+    assert summary["env_steps"] >= 300 and summary["updates"] > 0
+    # every update drew a batch of 64: all demos while the online buffer held < 100 rows, then 32 of 64
+    assert demos["rows_sampled"] == 64 * summary["updates"]
+    assert 32 * summary["updates"] < demos["demo_rows_sampled"] < demos["rows_sampled"]
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(int(r["demo_buffer_size"]) == demos["rows"] for r in rows)
+    assert max(float(r["demo_share"]) for r in rows) > 0.0
+    # the greedy evaluation of the final policy was measured
+    assert summary["eval_episodes"] == 2 and math.isfinite(summary["eval_mean_return"])
+    assert summary["eval_success_rate"] is not None
