@@ -47,7 +47,8 @@ Written to --run-dir:
                        consecutive_successes, eval_strict_success_rate, strict_consecutive,
                        door_angle_final, criterion, time_to_threshold_s, command, ...
   metrics.csv          learning curve, one row per training episode (written by the trainer):
-                       wall_s,env_steps,updates,robot,episode,episode_return,success
+                       wall_s,env_steps,updates,robot,episode,episode_return,success,
+                       demo_share,demo_buffer_size (--demos: share of demo rows in the updates)
   eval.csv             greedy evaluations of checkpoints during the run (--eval-every)
   learning_curve.png   success rate and return against wall time
   tensorboard/         TensorBoard events (tensorboard --logdir RUN_DIR)
