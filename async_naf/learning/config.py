@@ -121,17 +121,24 @@ class NAFParams(AgentParams):
         td_clip: Huber TD loss: each transition's TD error enters the gradient clipped to +-td_clip (in
             return units), so a few large errors cannot swamp a step; errors below it count as in the squared
             loss. 0 = the squared loss.
+        bc_weight: behaviour-cloning term against the overestimation of actions the data never tried
+            (offline training, ``async-naf train-offline --bc-weight``; TD3+BC-style, Fujimoto and Gu 2021):
+            the loss adds ``bc_weight * mean(((mu(x) - u) / half_range)^2)`` over the batch and the joints (u:
+            the batch's action; half_range: half the action bounds' width). 0 = off; > 0 takes the autograd
+            update (fast_update does not apply).
     """
 
     lr: float = 1e-3
     fast_update: bool = True
     td_clip: float = 0.0
+    bc_weight: float = 0.0
 
     def _validate(self) -> None:
         super()._validate()
         self.lr = number(f"{type(self).__name__}.lr", self.lr, 0.0, low_open=True)
         self.fast_update = bool(self.fast_update)
         self.td_clip = number(f"{type(self).__name__}.td_clip", self.td_clip, 0.0)
+        self.bc_weight = number(f"{type(self).__name__}.bc_weight", self.bc_weight, 0.0)
 
 
 @dataclass(kw_only=True)
