@@ -3,6 +3,7 @@ batches that mix demonstration and online rows at the ratio, the trainer's demo 
 and a resume, and bags converted for ``--demos``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -318,3 +319,39 @@ def test_a_short_run_trains_on_the_demos_of_a_recorded_run(tmp_path: Path, ros_e
     # the greedy evaluation of the final policy was measured
     assert summary["eval_episodes"] == 2 and math.isfinite(summary["eval_mean_return"])
     assert summary["eval_success_rate"] is not None
+
+
+def test_bag_convert_keeps_only_successful_episodes_when_asked(tmp_path: Path) -> None:
+    """Three reach episodes of 4 transitions; only episode 1 ends at its target: --successful-only keeps its 4
+    rows, --max-episodes cuts in order, and the manifest records the selection."""
+    from test_recording import F64, _array_bytes, _goal_bytes, _store, _synthetic_steps
+
+    from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+    from async_naf.run.convert import convert_exact, write_dataset
+
+    store, bag = _store(), tmp_path / "bag"
+    writer = BagWriter(bag, [TopicSpec("/robot_0/task/goal", F64, qos_dict("latched")),
+                             TopicSpec("/robot_0/policy/step", F64, qos_dict("stream"))])
+    t = 1_000_000_000
+    for episode in range(3):
+        goal = np.array([0.4, 0.1 * episode, 0.3])
+        writer.put(0, t, _goal_bytes(store, episode, True, goal))
+        steps = _synthetic_steps("reach", episode, 5, goal, seed=episode)
+        if episode == 1:  # the last step at the target: success
+            steps[4] = dataclasses.replace(steps[4], ee_pos=goal.copy())
+        for step in steps:
+            t += 1000
+            writer.put(1, t, _array_bytes(store, layouts.encode_policy_step(step)))
+        t += 1000
+    writer.close()
+    everything = convert_exact(bag, "reach", {"episode_steps": 4})
+    assert everything.counts["transitions"] == 12 and everything.selection == {}
+    best = convert_exact(bag, "reach", {"episode_steps": 4}, successful_only=True)
+    assert best.counts["transitions"] == 4 and best.episodes == 1
+    assert best.selection["episodes_ended"] == 3 and best.selection["episodes_successful"] == 1
+    np.testing.assert_array_equal(best.batch.obs, everything.batch.obs[4:8])
+    first_two = convert_exact(bag, "reach", {"episode_steps": 4}, max_episodes=2)
+    assert first_two.counts["transitions"] == 8 and first_two.episodes == 2
+    out = write_dataset(best, bag, "reach", tmp_path / "demos")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["selection"]["successful_only"] is True and manifest["transitions"] == 4
