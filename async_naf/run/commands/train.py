@@ -516,8 +516,10 @@ def run(args: argparse.Namespace) -> int:
         summary["env_steps"] = max(summary["env_steps"], int(final_meta["env_steps"]))
         summary["updates"] = max(summary["updates"], int(final_meta["updates"]))
         summary["trainer_wall_s"] = round(float(final_meta["wall_s"]), 1)
-        if demos and final_meta.get("demos"):  # what the trainer loaded and drew from them
-            summary["demos"].update(
+        if final_meta.get("demos"):  # what the trainer loaded (also a resumed run's) and drew from them
+            summary.setdefault("demos", {}).update(
+                datasets=[str(d["path"]) for d in final_meta["demos"]],
+                ratio=float(final_meta.get("demo_ratio", args.demo_ratio)),
                 rows=sum(int(d["rows"]) for d in final_meta["demos"]),
                 dropped=sum(int(d["dropped"]) for d in final_meta["demos"]),
                 demo_rows_sampled=int(final_meta.get("demo_rows_sampled", 0)),
