@@ -5,6 +5,7 @@ Examples::
     ros2 launch async_naf train.launch.py                                   # door_pull, 2 embedded MuJoCo arms
     ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
     ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 gz_world:=empty.sdf
+    ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.5
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
 
@@ -80,6 +81,13 @@ ARGUMENTS = (
     ("record", "false",
      "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
      "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
+    ("demos", "",
+     "Demonstrations for the trainer: comma-separated dataset directories (async-naf bag convert) or rosbag2 bags "
+     "(converted the exact way into run_dir/demos/ before any node starts), kept in a replay buffer of their own "
+     "and checked against the task; empty = none.", None),
+    ("demo_ratio", "0.5",
+     "Share of demonstration rows in every update batch, 0..1 (round(demo_ratio * batch_size) rows; all "
+     "demonstrations until the replay buffer holds min_buffer_size rows). Ignored without demos.", None),
     ("part", "all",
      "Which part of the graph this host starts: all (trainer and robots), trainer (the trainer only; the robots "
      "run on other hosts) or robots (robots only; they wait for the trainer of another host and act with its "
@@ -174,6 +182,7 @@ def _launch_setup(context, *args, **kwargs):
     import time
 
     from async_naf.common.ros_env import discovery_variables
+    from async_naf.run.demos import prepare_demos
     from async_naf.run.graph import (
         GraphConfig,
         bag_path,
@@ -194,6 +203,11 @@ def _launch_setup(context, *args, **kwargs):
     use_sim_time = {"auto": backend == "gazebo", "true": True, "false": False}[arg("use_sim_time")]
     # a config:= file that does not exist is an error (as for `async-naf train --config`), never ignored
     overrides = config_overrides(arg("config"), "config:=")
+    demo_sources = [p.strip() for p in arg("demos").split(",") if p.strip()]
+    if demo_sources and arg("part") != "robots":
+        # bags converted, every dataset checked against the task (a mismatch raises here: nothing starts)
+        overrides.setdefault("/trainer", {}).update(
+            demos=prepare_demos(demo_sources, arg("task"), arg("run_dir")), demo_ratio=float(arg("demo_ratio")))
     config = GraphConfig(
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,

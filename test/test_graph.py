@@ -203,7 +203,7 @@ def _declared_arguments() -> dict[str, tuple]:
 def test_launch_file_compiles_and_declares_described_arguments() -> None:
     compile(LAUNCH_FILE.read_text(), str(LAUNCH_FILE), "exec")
     args = _declared_arguments()
-    for name in ("backend", "workers", "task", "seed", "run_dir", "realtime"):
+    for name in ("backend", "workers", "task", "seed", "run_dir", "realtime", "demos", "demo_ratio"):
         assert name in args, f"launch argument {name} missing"
     for name, default, description, choices in args.values():
         assert isinstance(description, str) and len(description) > 15, f"{name}: no real description"

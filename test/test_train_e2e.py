@@ -86,7 +86,8 @@ def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: d
         with open(run_dir / "metrics.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert rows, "no training episodes in metrics.csv"
-        assert list(rows[0]) == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success"]
+        assert list(rows[0]) == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success",
+                                 "demo_share", "demo_buffer_size"]
         steps_col = [int(float(r["env_steps"])) for r in rows]
         assert steps_col == sorted(steps_col) and steps_col[-1] <= summary["env_steps"]
         assert {r["robot"] for r in rows} == {"0", "1"}, "both robots should have finished episodes"

@@ -154,8 +154,9 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
         resumed.close()
     with open(Path(cfg.run_dir) / "metrics.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success"]
-    assert [r[3:] for r in rows[1:]] == [["1", "0", "-3.5", "1"], ["0", "1", "-1", "0"]]
+    assert rows[0] == ["wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success",
+                       "demo_share", "demo_buffer_size"]
+    assert [r[3:] for r in rows[1:]] == [["1", "0", "-3.5", "1", "0", "0"], ["0", "1", "-1", "0", "0", "0"]]
     assert list((Path(cfg.run_dir) / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -344,7 +345,7 @@ def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
         assert {thread for thread, tag in board.calls if tag.startswith("episode/")} == {"trainer-updates"}
     finally:
         trainer.stop(final_checkpoint=False)
-    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"], ["1", "0", "3", "1"]]
+    assert [r[3:7] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"], ["1", "0", "3", "1"]]
 
 
 def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
@@ -353,7 +354,7 @@ def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:
     trainer.record_episode(EpisodeStats(2, 5, 1.5, 20, True, 100))
     assert len(_metric_rows(cfg)) == 1
     trainer.close()
-    assert [r[3:] for r in _metric_rows(cfg)[1:]] == [["2", "5", "1.5", "1"]]
+    assert [r[3:7] for r in _metric_rows(cfg)[1:]] == [["2", "5", "1.5", "1"]]
     trainer.record_episode(EpisodeStats(2, 6, 1.0, 20, True, 120))
     trainer.close()  # after close: dropped and counted, not written
     assert trainer.metrics.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 2

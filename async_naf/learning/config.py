@@ -121,17 +121,24 @@ class NAFParams(AgentParams):
         td_clip: Huber TD loss: each transition's TD error enters the gradient clipped to +-td_clip (in
             return units), so a few large errors cannot swamp a step; errors below it count as in the squared
             loss. 0 = the squared loss.
+        bc_weight: behaviour-cloning term against the overestimation of actions the data never tried
+            (offline training, ``async-naf train-offline --bc-weight``; TD3+BC-style, Fujimoto and Gu 2021):
+            the loss adds ``bc_weight * mean(((mu(x) - u) / half_range)^2)`` over the batch and the joints (u:
+            the batch's action; half_range: half the action bounds' width). 0 = off; > 0 takes the autograd
+            update (fast_update does not apply).
     """
 
     lr: float = 1e-3
     fast_update: bool = True
     td_clip: float = 0.0
+    bc_weight: float = 0.0
 
     def _validate(self) -> None:
         super()._validate()
         self.lr = number(f"{type(self).__name__}.lr", self.lr, 0.0, low_open=True)
         self.fast_update = bool(self.fast_update)
         self.td_clip = number(f"{type(self).__name__}.td_clip", self.td_clip, 0.0)
+        self.bc_weight = number(f"{type(self).__name__}.bc_weight", self.bc_weight, 0.0)
 
 
 @dataclass(kw_only=True)
@@ -260,6 +267,13 @@ class TrainerConfig:
         resume_from: run directory to resume from instead of run_dir (empty: run_dir).
         replay_capacity: replay buffer size, transitions.
         min_buffer_size: transitions in the buffer before the first update.
+        demos: demonstration datasets (directories ``async-naf bag convert`` writes; ``async-naf train
+            --demos`` converts bags into ``run_dir/demos/``), kept in a buffer of their own
+            (:mod:`async_naf.learning.demos`); empty = none. A resumed run re-loads the ones its checkpoint
+            records (path and sha256 of replay.npz) when this is empty.
+        demo_ratio: share of demonstration rows in every update batch, 0..1 (``round(demo_ratio *
+            batch_size)`` rows); before the replay buffer holds min_buffer_size rows the batches are all
+            demonstrations. Ignored without demos.
         updates_per_step: gradient updates per received environment step (all robots together); the
             update thread never runs ahead of updates_per_step * env_steps.
         max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
@@ -298,6 +312,8 @@ class TrainerConfig:
     resume_from: str = ""
     replay_capacity: int = 1_000_000
     min_buffer_size: int = 1_000
+    demos: tuple[str, ...] = ()
+    demo_ratio: float = 0.5
     updates_per_step: float = 1.0
     max_updates_per_s: float = 0.0
     action_limit: tuple[float, ...] = ()
@@ -338,6 +354,10 @@ class TrainerConfig:
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):
             raise ValueError(f"action_limit must be empty or 7 finite values > 0 (rad/s), got {limits}")
         self.action_limit = limits
+        self.demos = tuple(str(p) for p in self.demos)
+        if any(not p.strip() for p in self.demos):
+            raise ValueError(f"demos must be dataset paths, got an empty one in {list(self.demos)}")
+        numbers(self, ("demo_ratio",), 0.0, 1.0)
         if self.agent_params.batch_size > self.replay_capacity:
             raise ValueError("batch_size must not exceed replay_capacity")
 

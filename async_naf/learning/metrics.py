@@ -3,7 +3,10 @@
 Rows are queued from any thread (a subscription callback: cheap) and written, flushed, by the update thread
 (:meth:`MetricsLog.write_queued`); :meth:`MetricsLog.close` writes what is still queued. Columns of
 metrics.csv: ``wall_s`` (s since the run's first start), ``env_steps``, ``updates`` (as of the episode's
-receipt), ``robot``, ``episode``, ``episode_return``, ``success`` (0/1).
+receipt), ``robot``, ``episode``, ``episode_return``, ``success`` (0/1), ``demo_share`` (share of
+demonstration rows in the update batches since the previous row; 0 without demonstrations) and
+``demo_buffer_size`` (rows in the demonstration buffer). A run resumed into a metrics.csv of an older
+version (without the demo columns) keeps that file's columns.
 
 Copies: a collector re-sends the statistics of episodes whose rows the trainer had not acknowledged when it
 went away (``async_naf.collecting.loop``), so a trainer may get the same episode twice (it had them, the
@@ -21,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger(__name__)
-METRICS_HEADER = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
+METRICS_HEADER = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success",
+                  "demo_share", "demo_buffer_size")
+BASE_COLUMNS = 7  # the columns of metrics.csv before the demo columns
 RECENT_EPISODES = 4096  # rows remembered to recognise a re-sent episode
 
 
@@ -47,8 +52,13 @@ class MetricsLog:
     def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
         path = Path(run_dir) / "metrics.csv"
         new = not path.exists() or path.stat().st_size == 0
+        self._columns = len(METRICS_HEADER)
+        if not new:  # appending (a resumed run): keep the file's own columns
+            with open(path, encoding="utf-8") as f:
+                header = f.readline().strip().split(",")
+            self._columns = len(METRICS_HEADER) if header == list(METRICS_HEADER) else BASE_COLUMNS
         self._lock = threading.Lock()  # keeps rows in order when close() drains from another thread
-        self._rows: deque[tuple[float, int, int, Any]] = deque()
+        self._rows: deque[tuple[float, int, int, Any, tuple[float, int]]] = deque()
         self.unwritten_episode_rows = 0
         self.duplicate_episodes = 0
         self._recent: deque[tuple[str, str, str]] = deque()
@@ -100,16 +110,18 @@ class MetricsLog:
             if self._recent_count[old] <= 0:
                 del self._recent_count[old]
 
-    def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any) -> bool:
-        """One finished episode (layouts.EpisodeStats) with the counters at its receipt; cheap, any thread.
-        False (nothing queued, counted in ``duplicate_episodes``): a copy of an episode recorded already."""
+    def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any,
+                      demo: tuple[float, int] = (0.0, 0)) -> bool:
+        """One finished episode (layouts.EpisodeStats) with the counters at its receipt and ``demo`` =
+        (demo_share, demo_buffer_size); cheap, any thread. False (nothing queued, counted in
+        ``duplicate_episodes``): a copy of an episode recorded already."""
         key = _episode_key(stats.robot, stats.episode, float(stats.episode_return))
         with self._lock:
             if key in self._recent_count:
                 self.duplicate_episodes += 1
                 return False
             self._remember(key)
-            self._rows.append((wall_s, env_steps, updates, stats))
+            self._rows.append((wall_s, env_steps, updates, stats, demo))
         return True
 
     def write_queued(self) -> int:
@@ -117,17 +129,20 @@ class MetricsLog:
         n = dropped = 0
         with self._lock:
             while self._rows:
-                wall, env_steps, updates, stats = self._rows.popleft()
+                wall, env_steps, updates, stats, demo = self._rows.popleft()
                 n += 1
                 if self._writer is None:  # closed: nowhere to write
                     dropped += 1
                     continue
-                self._writer.writerow((f"{wall:.3f}", env_steps, updates, stats.robot, stats.episode,
-                                       f"{stats.episode_return:.6g}", int(bool(stats.success))))
+                row = (f"{wall:.3f}", env_steps, updates, stats.robot, stats.episode,
+                       f"{stats.episode_return:.6g}", int(bool(stats.success)), f"{demo[0]:.4g}", demo[1])
+                self._writer.writerow(row[: self._columns])
                 if self._tb is not None:
                     self._tb.add_scalar("episode/return", stats.episode_return, env_steps)
                     self._tb.add_scalar("episode/success", float(bool(stats.success)), env_steps)
                     self._tb.add_scalar("episode/length", stats.length, env_steps)
+                    if demo[1]:
+                        self._tb.add_scalar("demos/share", demo[0], env_steps)
             if n and self._file is not None:
                 self._file.flush()
         if dropped:

@@ -29,7 +29,7 @@ from async_naf.wire.batch import BATCH_FIELDS as _FIELDS
 from async_naf.wire.batch import Batch, validate_batch
 from async_naf.wire.checkpoint import atomic_writer
 
-__all__ = ["Batch", "ReplayBuffer", "validate_batch", "write_snapshot"]
+__all__ = ["Batch", "ReplayBuffer", "read_rows", "validate_batch", "write_snapshot"]
 
 REPLAY_FORMAT = "async_naf.replay"
 REPLAY_FORMAT_VERSION = 1
@@ -172,18 +172,7 @@ class ReplayBuffer:
             ValueError: the file is not a replay buffer of a known version, or is truncated/inconsistent.
             FileNotFoundError: no such file.
         """
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"][()]))
-                arrays = {name: np.asarray(data[name]) for name in _FIELDS}
-        except FileNotFoundError:
-            raise
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise ValueError(f"{path}: not a readable replay-buffer file: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != REPLAY_FORMAT:
-            raise ValueError(f"{path}: not an async_naf replay-buffer file")
-        if meta.get("version") != REPLAY_FORMAT_VERSION:
-            raise ValueError(f"{path}: replay-buffer format version {meta.get('version')!r} is not supported")
+        meta, arrays = read_rows(path)
         try:
             buf = cls(meta["capacity"], meta["obs_dim"], meta["act_dim"], seed=meta.get("seed") or 0)
             size = int(meta["size"])
@@ -198,6 +187,29 @@ class ReplayBuffer:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: inconsistent replay-buffer file: {exc}") from exc
         return buf
+
+
+def read_rows(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the raw field arrays of a file :meth:`ReplayBuffer.save` wrote, rows not validated
+    (:meth:`ReplayBuffer.load` validates them all at once; a demonstration dataset drops the bad ones).
+
+    Raises:
+        ValueError: not a replay-buffer file of a known version, or unreadable.
+        FileNotFoundError: no such file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"][()]))
+            arrays = {name: np.asarray(data[name]) for name in _FIELDS}
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: not a readable replay-buffer file: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != REPLAY_FORMAT:
+        raise ValueError(f"{path}: not an async_naf replay-buffer file")
+    if meta.get("version") != REPLAY_FORMAT_VERSION:
+        raise ValueError(f"{path}: replay-buffer format version {meta.get('version')!r} is not supported")
+    return meta, arrays
 
 
 def write_snapshot(path: str | os.PathLike, snapshot: tuple[dict[str, Any], Batch]) -> None:

@@ -127,6 +127,7 @@ class Trainer:
                 self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
                 np.broadcast_to(high, (self.act_dim,))))
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
+        self._setup_demos()
         # what the buffer holds of each collector session: the checkpoint's table when resumed
         self.instance_id = int(instance_id) if instance_id is not None else secrets.randbelow(2**31 - 2) + 1
         self.ledger = ReceiptLedger.from_table(self.instance_id, self.resume_meta.get("received"))
@@ -175,6 +176,42 @@ class Trainer:
         LOG.info("resume: no checkpoint in %s yet; starting fresh", self.config.run_dir)
         return None
 
+    def _setup_demos(self) -> None:
+        """The demonstration buffer and the batch mixer (:mod:`async_naf.learning.demos`).
+
+        A resumed run re-loads its datasets from the paths its checkpoint records (when ``demos`` is empty)
+        or from ``demos``; a recorded dataset whose replay.npz changed since is refused (ValueError). The
+        demonstrations are not copied into checkpoints: they never change during a run.
+        """
+        from async_naf.learning.demos import DemoMixer, load_demos
+
+        recorded = self.resume_meta.get("demos") or []
+        expected = {str(d["path"]): str(d["sha256"]) for d in recorded if isinstance(d, dict) and "path" in d}
+        paths = list(self.config.demos) or list(expected)
+        self.demo_buffer = None
+        self.demo_sources: list[Any] = []
+        if paths:
+            self.demo_buffer, self.demo_sources = load_demos(paths, self.config.task, self.obs_dim, self.act_dim,
+                                                             seed=self.config.seed + 1, expected=expected)
+            state = self.resume_meta.get("demo_rng_state")
+            if state:
+                self.demo_buffer.rng.bit_generator.state = state
+            LOG.info("demonstrations: %d rows from %s, ratio %g", len(self.demo_buffer),
+                     ", ".join(s.path for s in self.demo_sources), self.config.demo_ratio)
+        self.mixer = DemoMixer(self.demo_buffer, self.config.demo_ratio, self.agent.config.batch_size,
+                               self.config.min_buffer_size)
+        self.mixer.demo_rows_sampled = int(self.resume_meta.get("demo_rows_sampled", 0))
+        self.mixer.rows_sampled = int(self.resume_meta.get("rows_sampled", 0))
+        self._rows_at_last_episode = (self.mixer.demo_rows_sampled, self.mixer.rows_sampled)
+        self._last_demo_share = 0.0
+
+    def demo_share_since_last_episode(self) -> float:
+        """Share of demonstration rows in the update batches since the previous call (0 without updates)."""
+        demo, total = self.mixer.demo_rows_sampled, self.mixer.rows_sampled
+        last_demo, last_total = self._rows_at_last_episode
+        self._rows_at_last_episode = (demo, total)
+        return (demo - last_demo) / (total - last_total) if total > last_total else 0.0
+
     # ------------------------------------------------------------------------------ inputs
     def add_transitions(self, batch: Any) -> int:
         """Add a validated batch (replay.Batch or layouts.TransitionBatch) to the buffer; thread-safe.
@@ -216,7 +253,8 @@ class Trainer:
         thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
         weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
         """
-        if not self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats):
+        demo = (self.demo_share_since_last_episode(), len(self.demo_buffer) if self.demo_buffer is not None else 0)
+        if not self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats, demo):
             return False  # a copy (a collector re-sending what it could not know arrived): counted, not recorded
         self.episodes += 1
         with self._wake:
@@ -296,7 +334,9 @@ class Trainer:
 
     def stats(self) -> dict[str, float]:
         """Counters for diagnostics: env_steps, updates, buffer size, episodes, paused, rejected batches,
-        skipped updates (non-finite gradients), wall_s and the latest training metrics (loss, q_mean, ...)."""
+        skipped updates (non-finite gradients), wall_s, the demonstrations (demo_buffer_size, demo_share of
+        the last update batch, demo_rows_sampled of rows_sampled) and the latest training metrics (loss,
+        q_mean, ...)."""
         out: dict[str, float] = {
             "env_steps": self.env_steps, "updates": self.updates, "buffer_size": len(self.buffer),
             "episodes": self.episodes, "paused": float(self.paused), "rejected_batches": self.rejected_batches,
@@ -304,6 +344,9 @@ class Trainer:
             "wall_s": round(self.wall_s, 3), "instance_id": self.instance_id, **self.ledger.counts,
             "duplicate_episode_stats": self.metrics.duplicate_episodes,
             "episodes_after_checkpoint": self.episodes_after_checkpoint,
+            "demo_buffer_size": len(self.demo_buffer) if self.demo_buffer is not None else 0,
+            "demo_share": round(self._last_demo_share, 4), "demo_rows_sampled": self.mixer.demo_rows_sampled,
+            "rows_sampled": self.mixer.rows_sampled,
         }
         out.update({f"train_{k}": v for k, v in self._last_metrics.items()})
         return out
@@ -321,7 +364,7 @@ class Trainer:
 
     def _update_allowed(self) -> bool:
         cfg = self.config
-        if self._paused.is_set() or len(self.buffer) < max(cfg.min_buffer_size, 1):
+        if self._paused.is_set() or not self.mixer.ready(len(self.buffer)):
             return False
         if self.updates >= cfg.updates_per_step * self.env_steps:
             return False
@@ -362,7 +405,8 @@ class Trainer:
 
     def _update_once(self) -> None:
         with self._buffer_lock:
-            batch = self.buffer.sample(self.agent.config.batch_size)
+            batch, n_demo = self.mixer.sample(self.buffer)
+        self._last_demo_share = n_demo / self.agent.config.batch_size
         with self._agent_lock:
             metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
@@ -426,11 +470,20 @@ class Trainer:
             received = []  # no buffer in the checkpoint: a trainer resuming from it holds none of the rows
         counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
                     "received": received, "task": self.config.task, "algorithm": self.config.algorithm,
-                    "obs_dim": self.obs_dim, "act_dim": self.act_dim}
+                    "obs_dim": self.obs_dim, "act_dim": self.act_dim, **self._demo_counters()}
         info = self.store.commit(stem, weights, self.config.save_buffer, counters, periodic=tag is None)
         self._last_ckpt = time.monotonic()
         LOG.info("checkpoint %s: %d updates, %d env steps", info.agent, updates, env_steps)
         return info
+
+    def _demo_counters(self) -> dict[str, Any]:
+        """What a checkpoint records of the demonstrations: the datasets (path, sha256, rows; re-loaded on
+        resume), the sampler's state and the rows drawn so far."""
+        if self.demo_buffer is None:
+            return {}
+        return {"demos": [s.as_dict() for s in self.demo_sources], "demo_ratio": self.config.demo_ratio,
+                "demo_rng_state": self.demo_buffer.rng.bit_generator.state,
+                "demo_rows_sampled": self.mixer.demo_rows_sampled, "rows_sampled": self.mixer.rows_sampled}
 
     def _finish(self, reason: str) -> None:
         if self._finished.is_set():

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "experiment": "experiment",
     "door-angle": "door_angle",
     "bag": "bag",
+    "train-offline": "train_offline",
     "bench": "bench",
 }
 

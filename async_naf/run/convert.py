@@ -48,6 +48,7 @@ class Converted:
     counts: Counter[str] = field(default_factory=Counter)
     drops: Counter[str] = field(default_factory=Counter)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def _array_msg(msg: Any) -> layouts.ArrayMsg:
@@ -72,8 +73,16 @@ def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: d
     return CollectorConfig(**{k: v for k, v in values.items() if k in names})
 
 
-def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None = None) -> Converted:
+def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None = None,
+                  successful_only: bool = False, max_episodes: int = 0) -> Converted:
     """Rebuild the transitions of every robot in ``bag`` (see the module docstring).
+
+    Args:
+        successful_only: keep only the episodes that ended (time limit or terminal) with the task's success
+            at their last step (demonstrations from a trained policy's bag); an episode the bag cuts short
+            never counts as successful.
+        max_episodes: keep at most this many of the (selected) episodes, by robot id, each robot's episodes
+            in order (0 = all). ``Converted.episodes`` then counts the episodes kept.
 
     Raises:
         BagError: unreadable bag, or no robot with both ``task/goal`` and ``policy/step``.
@@ -134,6 +143,7 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
                             ((task_obj.obs_dim,), (task_obj.act_dim,), (), (task_obj.obs_dim,), ()))), robots,
                     counts=counts, drops=drops)
     parts: list[layouts.TransitionBatch] = []
+    ends: dict[int, dict[int, bool]] = {}  # robot id -> episode -> success at its end
     for index, ns in enumerate(robots):
         digits = re.search(r"(\d+)$", ns)
         cfg = _collector_config(bag, ns, task, int(digits.group(1)) if digits else index, overrides or {})
@@ -141,6 +151,7 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
         asm = EpisodeAssembler(cfg, task_obj)
         robot_truth = truth.get(ns, {}) if cfg.use_ground_truth else {}
         seen: set[int] = set()
+        ended: dict[int, bool] = {}  # episode -> success at its end
         for goal in goals[ns]:
             if goal.episode in seen:  # the same goal again (re-published): one episode
                 continue
@@ -153,7 +164,9 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
                 if robot_truth and t is None:
                     drops["truth_missing"] += 1  # the live collector drops a step without its truth too
                     continue
-                asm.add_step(step, t)
+                stats = asm.add_step(step, t)
+                if stats is not None:
+                    ended[goal.episode] = bool(stats.success)
         drops.update({f"step:{k}": v for k, v in asm.dropped.items()})
         orphans = sum(len(v) for e, v in steps[ns].items() if e not in seen)
         if orphans:
@@ -162,11 +175,38 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
             batch = asm.pop_batch(max_rows=100_000)
             if batch is not None:
                 parts.append(batch)
+        ends[cfg.robot_id] = ended
     if parts:
-        out.batch = Batch(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                            ("obs", "action", "reward", "next_obs", "terminal")))
+        merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in layouts.TransitionBatch._fields[:8]}
+        if successful_only or max_episodes:
+            merged = _select_episodes(merged, ends, out, successful_only, max_episodes)
+        out.batch = Batch(*(merged[f] for f in ("obs", "action", "reward", "next_obs", "terminal")))
     out.counts["transitions"] = int(out.batch.obs.shape[0])
     return out
+
+
+def _select_episodes(rows: dict[str, np.ndarray], ends: dict[int, dict[int, bool]], out: Converted,
+                     successful_only: bool, max_episodes: int) -> dict[str, np.ndarray]:
+    """The rows of the selected episodes (see :func:`convert_exact`); the selection goes into ``out``."""
+    chosen: list[tuple[int, int]] = []
+    for robot in sorted(ends):
+        for episode, success in sorted(ends[robot].items()):
+            if success or not successful_only:
+                chosen.append((robot, episode))
+    if not successful_only:  # episodes the bag cut short count too (in order, after those that ended)
+        present = {(int(r), int(e)) for r, e in zip(rows["robot_id"], rows["episode"])}
+        chosen = sorted(present)
+    if max_episodes:
+        chosen = chosen[:max_episodes]
+    keys = rows["robot_id"].astype(np.int64) * (1 << 32) + rows["episode"].astype(np.int64)
+    wanted = np.array([r * (1 << 32) + e for r, e in chosen], np.int64)
+    keep = np.isin(keys, wanted)
+    out.selection = {"successful_only": successful_only, "max_episodes": max_episodes,
+                     "episodes_ended": sum(len(v) for v in ends.values()),
+                     "episodes_successful": sum(sum(v.values()) for v in ends.values()),
+                     "episodes_kept": len(chosen), "rows_dropped": int((~keep).sum())}
+    out.episodes = len(chosen)
+    return {k: v[keep] for k, v in rows.items()}
 
 
 def _bag_sha256(bag: Path) -> str:
@@ -207,6 +247,7 @@ def write_dataset(converted: Converted, bag: str | Path, task: str, out_dir: str
             "layouts": [layouts.POLICY_STEP, layouts.GOAL], "replay_format": "async_naf.replay",
             "robots": converted.robots, "episodes": converted.episodes, "transitions": n,
             "counts": dict(converted.counts), "drops": dict(converted.drops), "collector_configs": converted.configs,
+            "selection": converted.selection or {"successful_only": False, "max_episodes": 0},
             "obs_dim": int(b.obs.shape[1]), "act_dim": int(b.action.shape[1]),
             "reward_range": [float(b.reward.min()), float(b.reward.max())],
         }

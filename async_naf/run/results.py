@@ -2,9 +2,11 @@
 
 ``metrics.csv`` is written by the trainer node, one row per finished training episode (any robot)::
 
-    wall_s,env_steps,updates,robot,episode,episode_return,success
+    wall_s,env_steps,updates,robot,episode,episode_return,success,demo_share,demo_buffer_size
 
-``wall_s`` is seconds since the trainer started, ``env_steps`` the transitions received so far from all
+(the two demo columns: share of demonstration rows in the updates since the previous row and the demo
+buffer's rows, :mod:`async_naf.learning.metrics`; files written before them lack them, and reading does not
+need them). ``wall_s`` is seconds since the trainer started, ``env_steps`` the transitions received so far from all
 robots, ``updates`` the NAF gradient updates done, ``success`` 0/1 (the task's success criterion on
 simulator ground truth where available). ``eval.csv`` (written by ``async-naf train`` while it runs) holds
 greedy evaluations of checkpoints::

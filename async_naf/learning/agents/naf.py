@@ -96,7 +96,7 @@ class NAFAgent:
         self.update_count = 0
         self.skipped_updates = 0
         self._theta_online, self._theta_target = self.theta[0], self.theta[1]
-        fast = config.fast_update and self._supports_fast
+        fast = config.fast_update and self._supports_fast and not config.bc_weight  # BC: the autograd step
         self._fast_step = naf_update.HandDerivedStep(self) if fast else None
 
     # ----- parameters -----------------------------------------------------------------------------------

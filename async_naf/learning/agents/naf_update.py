@@ -41,12 +41,18 @@ def autograd_step(agent: NAFAgent, obs: torch.Tensor, act: torch.Tensor, rew: to
     sq = err**2
     # Huber, scaled to equal the squared error below c: gradient 2 * clamp(err, -c, c) / B
     loss = torch.mean(torch.where(err.abs() <= c, sq, 2 * c * err.abs() - c * c) if c > 0 else sq)
+    bc = None
+    if cfg.bc_weight:  # behaviour cloning (offline): mu(x) towards the batch's action, in half-ranges
+        bc = torch.mean(((mu - act) / agent._half) ** 2)
+        loss = loss + cfg.bc_weight * bc
     (g,) = torch.autograd.grad(loss, flat)
     with torch.no_grad():
         agent.grad.copy_(g)
         metrics = agent._apply_gradient()
         vals = torch.stack((sq.detach().mean(), q.detach().mean(), y.mean())).tolist()
     metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
+    if bc is not None:
+        metrics["bc_loss"] = float(bc.detach())
     return metrics
 
 

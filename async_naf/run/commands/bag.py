@@ -24,6 +24,7 @@ Examples:
   async-naf bag info runs/door_pull_2w/bag
   async-naf bag info rosbag2_2026_12_01 --json
   async-naf bag convert runs/door_pull_2w/bag --task door_pull --out data/door_pull_exact
+  async-naf bag convert runs/door_expert/bag --task door_pull --out data/door_demos --successful-only --max-episodes 20
 """
 
 
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv.add_argument("--compare-with", type=Path, default=None, metavar="REPLAY_NPZ",
                       help="also match the transitions against a trainer's replay buffer (checkpoints/"
                            "replay_final.npz of the recorded run) and report the largest difference")
+    conv.add_argument("--successful-only", action="store_true",
+                      help="keep only the episodes that ended with the task's success (demonstrations from a "
+                           "trained policy's bag; an episode the bag cuts short is not kept)")
+    conv.add_argument("--max-episodes", type=int, default=0, metavar="N",
+                      help="keep at most N of the (selected) episodes, by robot, each robot's in order (0 = all)")
     conv.add_argument("--no-ground-truth", action="store_true",
                       help="rewards from the recorded door-angle estimate even where the bag has ground truth")
 
@@ -71,13 +77,17 @@ def _convert(args: argparse.Namespace) -> int:
     if args.no_ground_truth:
         overrides["use_ground_truth"] = False
     try:
-        converted = convert_exact(args.bag, args.task, overrides)
+        if args.max_episodes < 0:
+            raise ValueError(f"--max-episodes must be >= 0, got {args.max_episodes}")
+        converted = convert_exact(args.bag, args.task, overrides, successful_only=args.successful_only,
+                                  max_episodes=args.max_episodes)
         out = write_dataset(converted, args.bag, args.task, args.out)
     except ValueError as exc:  # BagError is a ValueError
         print(f"async-naf bag convert: {exc}", file=sys.stderr)
         return 2
     print(f"{out}: {converted.counts['transitions']} transitions from {converted.episodes} episodes of "
-          f"{len(converted.robots)} robot(s); dropped: {dict(converted.drops) or 'none'}")
+          f"{len(converted.robots)} robot(s); dropped: {dict(converted.drops) or 'none'}"
+          + (f"; selection: {converted.selection}" if converted.selection else ""))
     if args.compare_with is not None:
         try:
             match = compare_with_buffer(converted.batch, args.compare_with)

@@ -47,7 +47,8 @@ Written to --run-dir:
                        consecutive_successes, eval_strict_success_rate, strict_consecutive,
                        door_angle_final, criterion, time_to_threshold_s, command, ...
   metrics.csv          learning curve, one row per training episode (written by the trainer):
-                       wall_s,env_steps,updates,robot,episode,episode_return,success
+                       wall_s,env_steps,updates,robot,episode,episode_return,success,
+                       demo_share,demo_buffer_size (--demos: share of demo rows in the updates)
   eval.csv             greedy evaluations of checkpoints during the run (--eval-every)
   learning_curve.png   success rate and return against wall time
   tensorboard/         TensorBoard events (tensorboard --logdir RUN_DIR)
@@ -58,6 +59,7 @@ Examples:
   async-naf train --task reach --workers 2 --seed 0 --run-dir runs/reach_2w --minutes 15
   async-naf train --task door_pull --workers 4 --realtime --minutes 60 --run-dir runs/door_4w
   async-naf train --task reach --workers 1 --steps 5000 --run-dir /tmp/smoke --eval-episodes 5
+  async-naf train --task door_pull --workers 2 --demos runs/door_expert/bag --demo-ratio 0.5 --run-dir runs/door_demos
   async-naf train --task door_pull --backend hardware --workers 2 --minutes 30 --run-dir runs/door_hw
   async-naf train --task reach --workers 3 --part trainer --discovery subnet --run-dir runs/reach_split  # GPU host
   async-naf train --task reach --workers 3 --part robots --robots 0,2 --discovery subnet --minutes 0     # arm host
@@ -66,7 +68,7 @@ Examples:
 LOG = logging.getLogger("async_naf.train")
 # what a run writes into its directory (--overwrite removes exactly these)
 OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
-           "logs", "params", "graph.json", "train.log", "bag", "collectors")
+           "logs", "params", "graph.json", "train.log", "bag", "collectors", "demos")
 # --criterion -> the eval.csv / EvalResult figure it reads
 CRITERIA = {"strict": "strict_success_rate", "success": "success_rate"}
 DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
@@ -84,6 +86,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", action="store_true",
                         help="record every robot's sensors, commands, goals and policy steps, the weights and "
                              "/diagnostics into RUN_DIR/bag (rosbag2, MCAP; async-naf bag info reads it)")
+    parser.add_argument("--demos", nargs="+", default=[], metavar="DATASET|BAG",
+                        help="demonstrations: dataset directories (async-naf bag convert) or rosbag2 bags (converted "
+                             "the exact way into RUN_DIR/demos/ first), kept in a replay buffer of their own; every "
+                             "update batch mixes them with the robots' data at --demo-ratio (checked against the "
+                             "task before any node starts)")
+    parser.add_argument("--demo-ratio", type=float, default=0.5, metavar="R",
+                        help="share of demonstration rows in every update batch, 0..1 (round(R * batch_size) rows; "
+                             "all demonstrations until the replay buffer holds min_buffer_size rows) "
+                             "(default: %(default)s)")
     parser.add_argument("--backend", choices=("mujoco", "hardware"), default="mujoco",
                         help="mujoco: the embedded sim with its reset service and ground truth; hardware: the graph "
                              "`ros2 launch ... backend:=real` starts (reset node, guard, door_angle, policy, "
@@ -197,6 +208,13 @@ def build_config(args: argparse.Namespace) -> Any:
         overrides.setdefault("/trainer", {})["checkpoint_every_s"] = float(args.eval_every)
     for key, params in parse_sets(args.sets).items():
         overrides.setdefault(key, {}).update(params)
+    if getattr(args, "demos", None):
+        if getattr(args, "part", "all") == "robots":
+            raise ValueError("--demos goes to the trainer: give it to the host that runs --part trainer (or all)")
+        ratio = float(args.demo_ratio)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"--demo-ratio must be in [0, 1], got {args.demo_ratio}")
+        overrides.setdefault("/trainer", {})["demo_ratio"] = ratio  # demos: once prepared (prepare_demos)
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
     part = getattr(args, "part", "all")
     if part == "robots" and args.steps > 0:
@@ -406,6 +424,17 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "collectors", ignore_errors=True)  # a resumed run's earlier collectors' counters
+    demos: list[str] = []
+    if getattr(args, "demos", None):
+        from async_naf.run.demos import prepare_demos
+
+        try:  # bags converted into RUN_DIR/demos, every dataset checked against the task: before any node starts
+            demos = prepare_demos(args.demos, config.task, run_dir)
+        except ValueError as exc:
+            print(f"error: --demos: {exc}", file=sys.stderr)
+            return 2
+        config.overrides.setdefault("/trainer", {})["demos"] = demos
+        nodes = build_graph(config)
     _setup_logging(run_dir)
     command = shlex.join(["async-naf", *sys.argv[1:]])
     (run_dir / "graph.json").write_text(json.dumps(graph_to_dict(nodes), indent=2, default=str) + "\n")
@@ -482,11 +511,21 @@ def run(args: argparse.Namespace) -> int:
         "trainer_restarts": len([r for r in result.restarts if r["key"] == "trainer"]),
         "restarts": result.restarts, **collector_counts(run_dir),
     }
+    if demos:
+        summary["demos"] = {"datasets": demos, "ratio": float(args.demo_ratio)}
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
         summary["env_steps"] = max(summary["env_steps"], int(final_meta["env_steps"]))
         summary["updates"] = max(summary["updates"], int(final_meta["updates"]))
         summary["trainer_wall_s"] = round(float(final_meta["wall_s"]), 1)
+        if final_meta.get("demos"):  # what the trainer loaded (also a resumed run's) and drew from them
+            summary.setdefault("demos", {}).update(
+                datasets=[str(d["path"]) for d in final_meta["demos"]],
+                ratio=float(final_meta.get("demo_ratio", args.demo_ratio)),
+                rows=sum(int(d["rows"]) for d in final_meta["demos"]),
+                dropped=sum(int(d["dropped"]) for d in final_meta["demos"]),
+                demo_rows_sampled=int(final_meta.get("demo_rows_sampled", 0)),
+                rows_sampled=int(final_meta.get("rows_sampled", 0)))
     except (OSError, ValueError, KeyError, TypeError):
         LOG.warning("no readable checkpoints/final.json: counters from metrics.csv only")
     ckpt = final_checkpoint(run_dir)

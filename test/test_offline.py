@@ -1,0 +1,71 @@
+"""Offline training: the behaviour-cloning term of the NAF loss (naf.bc_weight) and ``async-naf train-offline``
+(datasets or bags -> checkpoints, eval.csv, summary.json with a greedy evaluation in the embedded simulation)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from async_naf.learning.agents import make_agent
+from async_naf.learning.config import NAFConfig
+from async_naf.learning.replay import Batch
+
+torch.set_num_threads(1)
+
+
+def _mu_error(bc_weight: float) -> tuple[float, object]:
+    """|mu(x) - u| after 300 updates on data whose action is always u (rewards 0: Q gives mu no direction)."""
+    rng = np.random.default_rng(0)
+    agent = make_agent(NAFConfig(6, 2, -1.0, 1.0, lr=3e-3, bc_weight=bc_weight, seed=0))
+    u = np.array([0.6, -0.4], np.float32)
+    obs = rng.normal(size=(256, 6)).astype(np.float32)
+    for _ in range(300):
+        idx = rng.integers(0, 256, 32)
+        agent.update(Batch(obs[idx], np.tile(u, (32, 1)), np.zeros(32, np.float32), obs[(idx + 1) % 256],
+                           np.zeros(32, np.float32)))
+    mu = agent.q_values(obs[:64], np.tile(u, (64, 1)))["mu"]
+    return float(np.abs(mu - u).mean()), agent
+
+
+def test_the_bc_term_pulls_mu_towards_the_data_actions() -> None:
+    plain, plain_agent = _mu_error(0.0)
+    cloned, bc_agent = _mu_error(1.0)
+    assert plain_agent._fast_step is not None and bc_agent._fast_step is None  # BC takes the autograd step
+    assert cloned < 0.05 < plain, (cloned, plain)
+    stats = bc_agent.update(Batch(*(np.zeros((4, 6), np.float32), np.zeros((4, 2), np.float32),
+                                    np.zeros(4, np.float32), np.zeros((4, 6), np.float32), np.zeros(4, np.float32))))
+    assert "bc_loss" in stats and "bc_loss" not in plain_agent.update(
+        Batch(np.zeros((4, 6), np.float32), np.zeros((4, 2), np.float32), np.zeros(4, np.float32),
+              np.zeros((4, 6), np.float32), np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match="bc_weight"):
+        NAFConfig(6, 2, bc_weight=-1.0)
+
+
+def test_train_offline_writes_a_run_directory_with_greedy_evaluations(tmp_path: Path, capsys) -> None:
+    from test_demos import _dataset, _rows
+
+    from async_naf.run.cli import main
+    from async_naf.run.commands.evaluate import evaluate_checkpoint
+
+    ds = _dataset(tmp_path / "ds", _rows(300, reward=-1.0, seed=3))
+    run = tmp_path / "off"
+    rc = main(["train-offline", str(ds), "--task", "reach", "--run-dir", str(run), "--updates", "60",
+               "--eval-every", "30", "--eval-episodes", "1", "--bc-weight", "0.5", "--set", "trainer.naf.lr=3e-4",
+               "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["updates"] == 60 and summary["rows"] == 300 and summary["bc_weight"] == 0.5
+    assert summary["trainer_config"]["naf"]["lr"] == 3e-4 and summary["final_bc_loss"] is not None
+    assert summary["eval_episodes"] == 1 and np.isfinite(summary["eval_mean_return"])
+    evals = (run / "eval.csv").read_text().splitlines()
+    assert len(evals) == 2 and evals[1].split(",")[2] == "30"  # one periodic evaluation (the final one: summary)
+    result, meta = evaluate_checkpoint(run, "reach", 1, seed=0)  # the usual layout: async-naf evaluate reads it
+    assert meta["update_count"] == 60 and result.episodes == 1
+    # an earlier run is kept unless --overwrite; a dataset of another task is refused before training
+    assert main(["train-offline", str(ds), "--task", "reach", "--run-dir", str(run), "--updates", "1"]) == 2
+    assert main(["train-offline", str(ds), "--task", "door_pull", "--run-dir", str(tmp_path / "x"),
+                 "--updates", "1"]) == 2
+    assert "task 'reach'" in capsys.readouterr().err and not (tmp_path / "x" / "checkpoints").exists()
