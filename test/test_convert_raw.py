@@ -7,6 +7,7 @@ collector's own EpisodeAssembler from the same states. Fixed seeds, small bags (
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -403,3 +404,39 @@ def test_the_cli_defaults_follow_raw_config() -> None:
         RawConfig(max_state_age_s=0.0)
     with pytest.raises(ValueError):
         RawConfig(goal=(float("nan"), 0.0, 0.0))
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "abc", "door_imu_link"])
+def test_the_fast_decoders_equal_the_generic_deserialiser(frame_id: str) -> None:
+    """The hot-path CDR decoders (JointState, Imu, a command's data) give what rosbags' deserialiser gives,
+    whatever the string lengths (alignment), and refuse what is not little-endian CDR."""
+    from async_naf.run.convert_raw import _joint_state, fast_f64_data, fast_imu, fast_joint_state
+    from async_naf.sensing.door_angle.bag import imu_msg_to_sample
+
+    store = _store()
+    t = store.types
+    rng = np.random.default_rng(len(frame_id))
+    h = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=5, nanosec=7), frame_id=frame_id)
+    js = t[JS](header=h, name=["a", "bb", frame_id or "c"], position=rng.normal(size=3), velocity=rng.normal(size=3),
+               effort=np.zeros(0))
+    js_raw = store.serialize_cdr(js, JS)
+    got, want = fast_joint_state(js_raw), _joint_state(store.deserialize_cdr(js_raw, JS))
+    assert got[:2] == want[:2] and np.array_equal(got[2], want[2]) and np.array_equal(got[3], want[3])
+    v3 = t["geometry_msgs/msg/Vector3"]
+    cov = rng.normal(size=9)
+    imu = t[IMU](header=h, orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+                 orientation_covariance=cov, angular_velocity=v3(x=1.0, y=2.0, z=3.0),
+                 angular_velocity_covariance=cov, linear_acceleration=v3(x=4.0, y=5.0, z=6.0),
+                 linear_acceleration_covariance=np.zeros(9))
+    raw = store.serialize_cdr(imu, IMU)
+    a, b = fast_imu(raw), imu_msg_to_sample(store.deserialize_cdr(raw, IMU))
+    assert a.stamp_ns == b.stamp_ns and np.array_equal(a.gyro, b.gyro) and np.array_equal(a.accel, b.accel)
+    assert np.array_equal(a.gyro_cov, b.gyro_cov) and a.accel_cov is None and b.accel_cov is None
+    dims = [t["std_msgs/msg/MultiArrayDimension"](label=lab, size=3, stride=3) for lab in ("x", frame_id)]
+    data = rng.normal(size=7)
+    f = t[F64](layout=t["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0), data=data)
+    assert np.array_equal(fast_f64_data(store.serialize_cdr(f, F64)), data)
+    with pytest.raises(ValueError):
+        fast_f64_data(b"\x00\x00\x00\x00" + bytes(8))  # big-endian CDR: left to the generic deserialiser
+    with pytest.raises((ValueError, struct.error)):
+        fast_joint_state(js_raw[:40])  # truncated

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,6 +327,89 @@ def parse_remaps(items: list[str]) -> dict[str, str]:
     return out
 
 
+_U32 = struct.Struct("<I")
+_STAMP = struct.Struct("<iI")
+
+
+def _cdr_le(raw: bytes | memoryview) -> memoryview:
+    """The CDR body after the 4-byte encapsulation header; ValueError unless little-endian plain CDR."""
+    view = memoryview(raw)
+    if len(view) < 4 or view[0] != 0 or view[1] != 1:
+        raise ValueError("not little-endian CDR")
+    return view[4:]
+
+
+def _string(body: memoryview, pos: int) -> tuple[str, int]:
+    pos = (pos + 3) & ~3
+    (n,) = _U32.unpack_from(body, pos)
+    pos += 4
+    if n == 0 or pos + n > len(body):
+        raise ValueError("bad string")
+    return bytes(body[pos:pos + n - 1]).decode(), pos + n
+
+
+def _doubles(body: memoryview, pos: int) -> tuple[np.ndarray, int]:
+    pos = (pos + 3) & ~3
+    (n,) = _U32.unpack_from(body, pos)
+    pos += 4
+    if n:
+        pos = (pos + 7) & ~7
+    end = pos + 8 * n
+    if end > len(body):
+        raise ValueError("sequence beyond the message")
+    return np.frombuffer(body, np.float64, n, pos) if n else np.zeros(0), end
+
+
+def fast_joint_state(raw: bytes | memoryview) -> tuple[tuple[str, ...], int, np.ndarray, np.ndarray]:
+    """sensor_msgs/JointState CDR (little endian) -> (names, stamp ns, position, velocity), without the
+    generic deserialiser (the raw conversion's hot path; :func:`_joint_state` is the reference)."""
+    body = _cdr_le(raw)
+    sec, nsec = _STAMP.unpack_from(body, 0)
+    _, pos = _string(body, 8)
+    pos = (pos + 3) & ~3
+    (count,) = _U32.unpack_from(body, pos)
+    pos += 4
+    names = []
+    for _ in range(count):
+        name, pos = _string(body, pos)
+        names.append(name)
+    position, pos = _doubles(body, pos)
+    velocity, pos = _doubles(body, pos)
+    return tuple(names), sec * 1_000_000_000 + nsec, position, velocity
+
+
+def _cov(values: np.ndarray) -> np.ndarray | None:
+    return None if values[0] == -1.0 or not values.any() else values.reshape(3, 3)
+
+
+def fast_imu(raw: bytes | memoryview) -> Any:
+    """sensor_msgs/Imu CDR (little endian) -> ImuSample, as :func:`~async_naf.sensing.door_angle.bag.
+    imu_msg_to_sample` makes it from a deserialised message (the raw conversion's hot path)."""
+    from async_naf.wire.imu import ImuSample
+
+    body = _cdr_le(raw)
+    sec, nsec = _STAMP.unpack_from(body, 0)
+    _, pos = _string(body, 8)
+    pos = (pos + 7) & ~7
+    if pos + 37 * 8 > len(body):
+        raise ValueError("Imu message too short")
+    v = np.frombuffer(body, np.float64, 37, pos)  # orientation 4, cov 9, gyro 3, cov 9, accel 3, cov 9
+    return ImuSample(sec * 1_000_000_000 + nsec, v[13:16].copy(), v[25:28].copy(), _cov(v[16:25]), _cov(v[28:37]))
+
+
+def fast_f64_data(raw: bytes | memoryview) -> np.ndarray:
+    """std_msgs/Float64MultiArray CDR (little endian) -> its data (layout skipped: a command's)."""
+    body = _cdr_le(raw)
+    (dims,) = _U32.unpack_from(body, 0)
+    pos = 4
+    for _ in range(dims):
+        _, pos = _string(body, pos)
+        pos = ((pos + 3) & ~3) + 8  # size, stride
+    pos = ((pos + 3) & ~3) + 4  # data_offset
+    data, _ = _doubles(body, pos)
+    return data
+
+
 def _joint_state(msg: Any) -> tuple[tuple[str, ...], int, np.ndarray, np.ndarray]:
     st = msg.header.stamp
     return (tuple(msg.name), int(st.sec) * 1_000_000_000 + int(st.nanosec),
@@ -350,6 +434,9 @@ def _door_config(bag: Path, ns: str, door_values: dict[str, Any] | None) -> Any:
                   for k, v in dict(node.get("ros__parameters", {})).items() if k in names}
     values.update(door_values or {})
     return config_from_params(DoorAngleConfig, values, "door_angle")
+
+
+FAST = {"joint_states": fast_joint_state, "imu": fast_imu, "commands": fast_f64_data}
 
 
 def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
@@ -436,6 +523,13 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
                 ns, kind = by_topic[conn.topic]
                 counts[kind] += 1
                 try:
+                    fast = FAST.get(kind)
+                    if fast is not None:
+                        try:
+                            events[ns].append(Event(t_ns, kind, fast(raw)))
+                            continue
+                        except (ValueError, struct.error, UnicodeDecodeError):
+                            pass  # not plain little-endian CDR, or damaged: the generic deserialiser decides
                     msg: Any = reader.deserialize(raw, conn.msgtype)
                     if kind == "joint_states":
                         events[ns].append(Event(t_ns, kind, _joint_state(msg)))
