@@ -108,10 +108,11 @@ class Arm:
               policy_steps: bool = False) -> None:
         store = _store()
         names = {"joint_states": "joint_states", "commands": "forward_velocity_controller/commands",
-                 "imu": "door/imu", "goal": "task/goal", "step": "policy/step", **(topics or {})}
-        kinds = [k for k in ("joint_states", "commands", "imu", "goal")
+                 "imu": "door/imu", "goal": "task/goal", "step": "policy/step", "truth": "ground_truth/door_state",
+                 **(topics or {})}
+        kinds = [k for k in ("joint_states", "commands", "imu", "goal", "truth")
                  if any(r[0] == k for r in self.records) and names.get(k)]
-        types = {"joint_states": JS, "commands": F64, "imu": IMU, "goal": F64, "step": F64}
+        types = {"joint_states": JS, "commands": F64, "imu": IMU, "goal": F64, "step": F64, "truth": JS}
         if policy_steps:
             kinds.append("step")
         specs = [TopicSpec(names[k] if names[k].startswith("/") else f"{ns}/{names[k]}", types[k],
@@ -134,6 +135,9 @@ class Arm:
                 data = _cmd(store, payload)
             elif key == "goal":
                 data = _array(store, layouts.encode_goal(payload))  # type: ignore[arg-type]
+            elif key == "truth":
+                stamp, hinge, handle = payload  # type: ignore[misc]
+                data = _js(store, stamp, [hinge, handle], [0.0, 0.0], names=("door_hinge", "door_handle"))
             else:
                 data = _array(store, layouts.encode_policy_step(self.policy_step(payload)))  # type: ignore[arg-type]
             assert writer.put(index[key], t, data)
@@ -440,3 +444,37 @@ def test_the_fast_decoders_equal_the_generic_deserialiser(frame_id: str) -> None
         fast_f64_data(b"\x00\x00\x00\x00" + bytes(8))  # big-endian CDR: left to the generic deserialiser
     with pytest.raises((ValueError, struct.error)):
         fast_joint_state(js_raw[:40])  # truncated
+
+
+def test_ground_truth_only_when_asked_and_where_the_bag_has_it(tmp_path: Path) -> None:
+    """--ground-truth: rewards from ground_truth/door_state at the joint state's stamp (the collector's
+    GroundTruth); a step without its truth is dropped (truth_missing); without the topic, a clear error."""
+    from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
+    from async_naf.run.convert_raw import RawConfig, convert_raw
+
+    arm = Arm("door_pull", seed=5)
+    goal = np.array([0.6, 0.0, 0.9, 0.0, 1.0, 0.0])
+    arm.episode(0, goal, 6)
+    bag_plain = tmp_path / "plain"
+    arm.write(bag_plain)
+    with pytest.raises(BagError, match="ground_truth/door_state"):
+        convert_raw(bag_plain, "door_pull", RawConfig(use_ground_truth=True), door_values={"hinge_axis": (0, 0, 1)})
+    truth = {s["stamp"]: GroundTruth(0.1 * i, 0.0, 0.02 * i) for i, s in enumerate(arm.steps) if i != 4}
+    arm.records += [("truth", s["t"] - 1_500_000, (s["stamp"], truth[s["stamp"]].hinge_angle,
+                                                     truth[s["stamp"]].handle_angle))
+                    for s in arm.steps if s["stamp"] in truth]
+    bag = tmp_path / "bag"
+    arm.write(bag)
+    axis = {"hinge_axis": (0.0, 0.0, 1.0)}
+    estimate = convert_raw(bag, "door_pull", RawConfig(episode_steps=5), door_values=axis)
+    with_truth = convert_raw(bag, "door_pull", RawConfig(episode_steps=5, use_ground_truth=True), door_values=axis)
+    assert with_truth.drops["truth_missing"] == 1 and "truth_missing" not in estimate.drops
+    # the same steps through the collector's assembler with the truth (step 4 dropped: no transition 3->4, 4->5)
+    asm = EpisodeAssembler(CollectorConfig(task="door_pull", episode_steps=5, batch_transitions=100))
+    asm.start_episode(goal)
+    for i, s in enumerate(arm.steps):
+        if i != 4:
+            asm.add_step(arm.policy_step(s), truth[s["stamp"]])
+    want = asm.pop_batch()
+    np.testing.assert_array_equal(with_truth.batch.reward, want.reward)
+    assert not np.array_equal(with_truth.batch.reward, estimate.batch.reward[:len(want.reward)])
