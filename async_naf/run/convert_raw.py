@@ -146,10 +146,15 @@ class RawRobot:
         self._high = np.asarray(task.action_high, np.float64) + config.action_tolerance
         self._closed = float(estimator.config.closed_angle_rad) if estimator is not None else 0.0
         self._fixed_goal = None if config.goal is None else np.asarray(config.goal, np.float64)
+        from async_naf.task.tasks import TaskState
+        from async_naf.wire.layouts import PolicyStep
+
+        self._types = (TaskState, PolicyStep)
+        self._handlers = {kind: getattr(self, "_on_" + kind) for kind in TOPICS}
 
     # ------------------------------------------------------------------------------------------ events
     def feed(self, ev: Event) -> None:
-        getattr(self, "_on_" + ev.kind)(ev.t_ns, ev.data)
+        self._handlers[ev.kind](ev.t_ns, ev.data)
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -219,9 +224,7 @@ class RawRobot:
         return  # looked up by stamp (self.truth), gathered while reading
 
     def _on_commands(self, t: int, action: np.ndarray) -> None:
-        from async_naf.task.tasks import TaskState
-        from async_naf.wire.layouts import PolicyStep
-
+        TaskState, PolicyStep = self._types
         self.counts["commands"] += 1
         if not self._episode_on:
             if self._fixed_goal is None:
@@ -234,12 +237,8 @@ class RawRobot:
             self._drop("command:wrong_size")
             self._step += 1
             return
-        if not np.all(np.isfinite(action)):
-            self._drop("command:non_finite")
-            self._step += 1
-            return
-        if np.any(action < self._low) or np.any(action > self._high):
-            self._drop("command:out_of_bounds")
+        if not ((action >= self._low).all() and (action <= self._high).all()):  # NaN fails both
+            self._drop("command:non_finite" if not np.isfinite(action).all() else "command:out_of_bounds")
             self._step += 1
             return
         js = self._js
