@@ -478,3 +478,26 @@ def test_ground_truth_only_when_asked_and_where_the_bag_has_it(tmp_path: Path) -
     want = asm.pop_batch()
     np.testing.assert_array_equal(with_truth.batch.reward, want.reward)
     assert not np.array_equal(with_truth.batch.reward, estimate.batch.reward[:len(want.reward)])
+
+
+def test_an_imu_time_jump_restarts_the_estimate_as_the_node_does() -> None:
+    """IMU stamps far behind the newest (a restarted simulation in the bag): the estimate restarts instead
+    of every later message being dropped as out of order; a small step back is an out-of-order drop."""
+    from async_naf.run.convert_raw import Event
+    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+    from async_naf.wire.imu import ImuSample
+
+    r = _robot("door_pull")
+    r.estimator = DoorAngleEstimator(DoorAngleConfig(hinge_axis=(0.0, 0.0, 1.0)))
+
+    def imu(t_ms: int, stamp_ms: int) -> Event:
+        return Event(t_ms * 1_000_000, "imu", ImuSample(stamp_ms * 1_000_000, np.array([0.0, 0.0, 0.2]),
+                                                        np.array([9.81, 0.0, 0.0])))
+
+    for k in range(10):
+        r.feed(imu(k, 10_000 + 10 * k))
+    r.feed(imu(10, 10_050))  # 40 ms back: out of order, dropped by the estimator
+    for k in range(5):
+        r.feed(imu(11 + k, 100 + 10 * k))  # 9.9 s back: a restart
+    assert r.counts["imu_time_resets"] == 1 and r.counts["imu"] == 15
+    assert r.all_drops()["imu:out_of_order"] == 1

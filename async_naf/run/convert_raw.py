@@ -76,6 +76,9 @@ class RawConfig:
             Required for a bag without ``task/goal``.
         goal: the goal vector for a bag without ``task/goal`` (task goal size).
         action_tolerance: a command beyond the task's action bounds by more than this is dropped, rad/s.
+        time_jump_reset_s: an IMU stamp this far behind the newest accepted one (a simulation restarted
+            within the bag, bags joined) restarts the estimate (door closed, calibration kept), as the
+            door_angle node does, instead of dropping everything after it as out of order, s.
     """
 
     max_state_age_s: float = 0.1
@@ -85,9 +88,10 @@ class RawConfig:
     episode_steps: int = 0
     goal: tuple[float, ...] | None = None
     action_tolerance: float = 1e-6
+    time_jump_reset_s: float = 1.0
 
     def __post_init__(self) -> None:
-        numbers(self, ("max_state_age_s", "max_door_age_s"), 0.0, low_open=True)
+        numbers(self, ("max_state_age_s", "max_door_age_s", "time_jump_reset_s"), 0.0, low_open=True)
         numbers(self, ("action_tolerance",), 0.0)
         if not isinstance(self.episode_steps, int) or self.episode_steps < 0:
             raise ValueError(f"episode_steps must be an integer >= 0, got {self.episode_steps!r}")
@@ -138,6 +142,7 @@ class RawRobot:
         self._js: tuple[int, int, np.ndarray, np.ndarray] | None = None  # t_ns, stamp_ns, q, qd
         self._door: tuple[int, float, float] | None = None  # t_ns, angle, velocity
         self._door_prior_t: int | None = None
+        self._imu_stamp: int | None = None  # header stamp of the newest accepted IMU message, ns
         self._episode_on = False
         self._goal_episode: int | None = None
         self._step = 0
@@ -212,10 +217,15 @@ class RawRobot:
     def _on_imu(self, t: int, sample: Any) -> None:
         if self.estimator is None:
             return
+        last = self._imu_stamp
+        if last is not None and sample.stamp_ns < last - self.config.time_jump_reset_s * 1e9:
+            self.counts["imu_time_resets"] += 1
+            self.estimator.reset(keep_calibration=True)
         state = self.estimator.update(sample)
         if state is None:
             return  # counted by the estimator (its drops are reported as imu:<reason>)
         self.counts["imu"] += 1
+        self._imu_stamp = sample.stamp_ns
         if self._door_prior_t is not None and t > self._door_prior_t:
             self._door_prior_t = None
         self._door = (t, float(state.angle), float(state.velocity))
