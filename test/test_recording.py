@@ -233,6 +233,18 @@ def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env
     match = compare_with_buffer(converted.batch, run / "checkpoints" / "replay_final.npz")
     assert match["buffer_rows"] == summary["env_steps"] > 0
     assert match["unmatched"] == 0 and match["max_abs_diff"] == 0.0, match
+    # the raw conversion (sensor topics only) agrees with the exact one: reach has no door estimate, so a
+    # matched row's observations are the same joint state's, bit for bit; a few steps may pair differently
+    # (a command received after the joint state it caused, two commands on one state)
+    from async_naf.run.convert import compare_conversions
+    from async_naf.run.convert_raw import convert_raw
+    from async_naf.task.tasks import make_task
+
+    raw = convert_raw(run / "bag", "reach")
+    cmp = compare_conversions(raw, converted, make_task("reach").obs_layout)
+    assert cmp["matched"] >= 0.9 * converted.counts["transitions"], cmp
+    assert cmp["obs"]["max_abs"] == 0.0 and cmp["done"]["max_abs"] == 0.0, cmp
+    assert cmp["action"]["rows_over_tol"] <= 0.05 * cmp["matched"], cmp
 
 
 # ------------------------------------------------------------------------------------------- conversion

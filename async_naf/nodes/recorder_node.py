@@ -2,9 +2,16 @@
 
 What ``ros2 bag record`` does, for a machine without a ROS install: one raw subscription per topic the graph
 description names (serialised CDR bytes; nothing is deserialised), each with a QoS compatible with what the
-graph's publishers offer and a deep queue; the bytes and their wall-clock receive time go to
+graph's publishers offer and a deep queue; the bytes and their receive time go to
 :class:`async_naf.recording.writer.BagWriter`, which writes MCAP (metadata version 9, offered QoS profiles,
 type hashes) from a thread of its own. The bag is closed (metadata.yaml written) when the node stops.
+
+The receive time is the middleware's reception time of the sample (message info ``received_timestamp``,
+system clock, as ``ros2 bag record`` stores it), not the time the callback ran: callbacks of different
+topics run in the executor's order, so callback times could put a command after the joint state it caused
+(a lockstep simulation steps within a millisecond of the command), which the raw conversion
+(``async-naf bag convert --method raw``) pairs by receive time. Without a reception time (0, or more than
+``RECEIVED_SANITY_S`` away from the wall clock) the callback's wall-clock time is used.
 
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
   pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
@@ -24,6 +31,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.recording.config import RecorderConfig
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+
+RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
 
 
 def _message_class(typename: str) -> type:
@@ -64,8 +73,12 @@ class RecorderNode(Node):
         self.create_timer(diag_period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(specs)} topics into {self.cfg.bag_path} ({self.cfg.storage})")
 
-    def _on_message(self, index: int, data: bytes) -> None:
-        self.writer.put(index, time.time_ns(), data)
+    def _on_message(self, index: int, data: bytes, info: dict) -> None:
+        now = time.time_ns()
+        received = int(info.get("received_timestamp", 0) or 0) if isinstance(info, dict) else 0
+        if not received or abs(received - now) > RECEIVED_SANITY_S * 1e9:
+            received = now
+        self.writer.put(index, received, data)
 
     def _publish_diagnostics(self) -> None:
         w = self.writer

@@ -49,6 +49,24 @@ class Converted:
     drops: Counter[str] = field(default_factory=Counter)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
+    method: str = "exact"
+    door_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    # (n, 3) int64: robot_id, episode, step of each row's first step (rows of two conversions are matched by it)
+    keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+
+    def set_parts(self, parts: list[layouts.TransitionBatch]) -> None:
+        """The transitions (and their keys) from the assemblers' batches; counts ``transitions``."""
+        if parts:
+            self.set_rows({f: np.concatenate([getattr(p, f) for p in parts])
+                           for f in layouts.TransitionBatch._fields[:8]})
+        self.counts["transitions"] = int(self.batch.obs.shape[0])
+
+    def set_rows(self, rows: dict[str, np.ndarray]) -> None:
+        """The transitions (and their keys) from merged rows (the first eight TransitionBatch fields)."""
+        self.batch = Batch(*(rows[f] for f in ("obs", "action", "reward", "next_obs", "terminal")))
+        self.keys = np.column_stack([rows[f].astype(np.int64) for f in ("robot_id", "episode", "step")])
+        self.counts["transitions"] = int(self.batch.obs.shape[0])
 
 
 def _array_msg(msg: Any) -> layouts.ArrayMsg:
@@ -176,12 +194,11 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
             if batch is not None:
                 parts.append(batch)
         ends[cfg.robot_id] = ended
-    if parts:
+    if parts and (successful_only or max_episodes):
         merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in layouts.TransitionBatch._fields[:8]}
-        if successful_only or max_episodes:
-            merged = _select_episodes(merged, ends, out, successful_only, max_episodes)
-        out.batch = Batch(*(merged[f] for f in ("obs", "action", "reward", "next_obs", "terminal")))
-    out.counts["transitions"] = int(out.batch.obs.shape[0])
+        out.set_rows(_select_episodes(merged, ends, out, successful_only, max_episodes))
+    else:
+        out.set_parts(parts)
     return out
 
 
@@ -242,15 +259,19 @@ def write_dataset(converted: Converted, bag: str | Path, task: str, out_dir: str
         buf.add_batch(b)
         buf.save(part / "replay.npz")
         manifest = {
-            "format": "async_naf.dataset", "version": 1, "task": task, "method": "exact",
+            "format": "async_naf.dataset", "version": 1, "task": task, "method": converted.method,
             "bag": str(Path(bag).resolve()), "bag_sha256": _bag_sha256(Path(bag)),
-            "layouts": [layouts.POLICY_STEP, layouts.GOAL], "replay_format": "async_naf.replay",
+            "layouts": [layouts.POLICY_STEP, layouts.GOAL] if converted.method == "exact" else [layouts.GOAL],
+            "replay_format": "async_naf.replay",
             "robots": converted.robots, "episodes": converted.episodes, "transitions": n,
             "counts": dict(converted.counts), "drops": dict(converted.drops), "collector_configs": converted.configs,
             "selection": converted.selection or {"successful_only": False, "max_episodes": 0},
             "obs_dim": int(b.obs.shape[1]), "act_dim": int(b.action.shape[1]),
             "reward_range": [float(b.reward.min()), float(b.reward.max())],
         }
+        if converted.door_configs:
+            manifest["door_angle_configs"] = converted.door_configs
+        manifest.update(converted.extra)
         (part / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
         part.rename(out_dir)
     except BaseException:
@@ -290,3 +311,58 @@ def compare_with_buffer(batch: Batch, buffer_path: str | Path) -> dict[str, floa
     return {"buffer_rows": float(len(theirs)), "converted_rows": float(len(ours)),
             "matched": float(len(theirs) - len(unmatched)), "unmatched": float(len(unmatched)),
             "max_abs_diff": max_diff}
+
+
+def compare_conversions(raw: Converted, exact: Converted, obs_layout: dict[str, slice] | None = None,
+                        tol: float = 1e-6) -> dict[str, Any]:
+    """Deviation per column between two conversions of one bag (raw against exact).
+
+    Rows are matched by robot, episode and the joint state the transition starts from: with ``obs_layout``
+    the observation's ``joint_pos`` and ``joint_vel`` (float32, bit for bit: the same joint-state message
+    gives the same values in both ways), else the step index. Step indices alone would shift for the rest of
+    an episode after one step that only one way counted.
+
+    Returns ``matched``, ``only_raw``, ``only_exact`` (row counts) and per column (``obs``, ``action``,
+    ``reward``, ``next_obs``, ``done``) ``max_abs``, ``mean_abs`` (over the elements of matched rows) and
+    ``rows_over_tol`` (matched rows with any element differing by more than ``tol``); with ``obs_layout``
+    also ``obs_parts``: the largest difference per observation part (joint_pos, door_angle, ...).
+    """
+    def index(conv: Converted) -> dict[tuple[int, int, bytes], int]:
+        obs = np.asarray(conv.batch.obs, np.float32)
+        if obs_layout and "joint_pos" in obs_layout and "joint_vel" in obs_layout:
+            state = np.ascontiguousarray(np.concatenate([obs[:, obs_layout["joint_pos"]],
+                                                         obs[:, obs_layout["joint_vel"]]], axis=1))
+            ids = [row.tobytes() for row in state]
+        else:
+            ids = [int(s).to_bytes(8, "little", signed=True) for s in conv.keys[:, 2]]
+        return {(int(k[0]), int(k[1]), ident): i for i, (k, ident) in enumerate(zip(conv.keys, ids))}
+
+    ia, ib = index(raw), index(exact)
+    common = sorted(set(ia) & set(ib), key=lambda k: ia[k])
+    ra = np.array([ia[k] for k in common], np.int64)
+    rb = np.array([ib[k] for k in common], np.int64)
+    out: dict[str, Any] = {"matched": len(common), "only_raw": len(ia) - len(common),
+                           "only_exact": len(ib) - len(common), "tolerance": tol}
+    columns = dict(zip(("obs", "action", "reward", "next_obs", "done"), range(5)))
+    for name, col in columns.items():
+        a = np.asarray(raw.batch[col], np.float64)[ra].reshape(len(common), -1)
+        b = np.asarray(exact.batch[col], np.float64)[rb].reshape(len(common), -1)
+        d = np.abs(a - b)
+        out[name] = {"max_abs": float(d.max()) if d.size else 0.0, "mean_abs": float(d.mean()) if d.size else 0.0,
+                     "rows_over_tol": int((d > tol).any(axis=1).sum()) if d.size else 0}
+        if name == "obs" and obs_layout:
+            out["obs_parts"] = {part: float(d[:, sl].max()) if d.size else 0.0 for part, sl in obs_layout.items()}
+    return out
+
+
+def format_comparison(cmp: dict[str, Any]) -> str:
+    """The comparison as a few lines of text."""
+    lines = [f"raw vs exact: {cmp['matched']} rows matched by robot, episode and joint state, {cmp['only_raw']} only "
+             f"raw, {cmp['only_exact']} only exact"]
+    for name in ("obs", "action", "reward", "next_obs", "done"):
+        c = cmp[name]
+        lines.append(f"  {name:9s} max |diff| {c['max_abs']:.3g}  mean {c['mean_abs']:.3g}  "
+                     f"rows > {cmp['tolerance']:g}: {c['rows_over_tol']}")
+    if "obs_parts" in cmp:
+        lines.append("  obs parts max |diff|: " + ", ".join(f"{k} {v:.3g}" for k, v in cmp["obs_parts"].items()))
+    return "\n".join(lines)

@@ -25,6 +25,9 @@ Figures (each measured, never hard-coded):
                         env_steps_per_s, graph_cpu_ratio = CPU per step / (env step + NAF update) in-process
                         (ASYNC_NAF_BENCH_COMPOSITION: robot = a process per robot, intra-process,
                         the default; robot_dds = a process per robot via DDS; none = a process per node)
+  raw_convert_steps_per_s  async-naf bag convert --method raw on a door_pull bag, one core: steps/s with
+                        the bag read, the door-angle estimator, FK, observation, reward and pairing; beside
+                        it exact_convert_transitions_per_s (--method exact on the same bag)
 
 Example:
   async-naf bench --json
@@ -38,6 +41,7 @@ FIGURES: dict[str, str] = {
     "policy_step_ms_p99": "async_naf.bench.graph:bench_policy_latency",
     "transitions_per_s": "async_naf.bench.graph:bench_transitions",
     "graph_env_steps_per_s": "async_naf.bench.graph_steps:bench_graph_steps",
+    "raw_convert_steps_per_s": "async_naf.bench.convert:bench_convert",
 }
 
 

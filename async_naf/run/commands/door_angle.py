@@ -69,10 +69,18 @@ def load_config(params_file: Path | None, overrides: list[str]):
     :func:`async_naf.run.graph.yaml_number`);
     an empty array means "not set", as in a ROS params file.
     """
+    from async_naf.run.graph import config_from_params
+    from async_naf.sensing.door_angle import DoorAngleConfig
+
+    return config_from_params(DoorAngleConfig, load_values(params_file, overrides), "estimator parameters")
+
+
+def load_values(params_file: Path | None, overrides: list[str]) -> dict[str, object]:
+    """The estimator parameters of an optional params file and NAME=VALUE overrides, as the door_angle node
+    reads them (:func:`load_config`), not validated yet (raises ValueError for unreadable input)."""
     import yaml
 
-    from async_naf.run.graph import config_from_params, yaml_number
-    from async_naf.sensing.door_angle import DoorAngleConfig
+    from async_naf.run.graph import yaml_number
 
     values: dict[str, object] = {}
     if params_file is not None:
@@ -95,8 +103,7 @@ def load_config(params_file: Path | None, overrides: list[str]):
             values[name.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ValueError(f"--param {item!r}: not a YAML value: {exc}") from exc
-    values = {k: (None if v == [] else yaml_number(v)) for k, v in values.items()}
-    return config_from_params(DoorAngleConfig, values, "estimator parameters")
+    return {k: (None if v == [] else yaml_number(v)) for k, v in values.items()}
 
 
 def run(args: argparse.Namespace) -> int:
