@@ -431,6 +431,8 @@ def test_hardware_file_gives_each_real_robot_its_own_parameters(tmp_path: Path) 
     assert params[0] == ("vendor/ArmSystem", {"robot_ip": "10.0.0.2", "port": "30002"})
     assert params[1] == ("mock_components/GenericSystem",
                          {"robot_ip": "10.0.0.3", "calculate_dynamics": "true", "use_fake": "true"})
+    example = graph.load_hardware_file(REPO / "config" / "hardware.example.yaml", config)
+    assert [dict(example[i].parameters)["robot_ip"] for i in (0, 1)] == ["192.168.1.10", "192.168.1.11"]
     # a host that starts robot_1 only needs only its entry
     assert set(graph.load_hardware_file(path, _cfg(task="door_pull", workers=2, backend="real", part="robots",
                                                     robots=(1,)))) == {0, 1}

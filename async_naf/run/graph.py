@@ -187,7 +187,8 @@ class GraphConfig:
         seed: base seed; robot i gets :func:`robot_seed` (seed, i).
         run_dir: where the trainer writes metrics.csv, checkpoints/, TensorBoard events.
         realtime: sims paced to wall time (like real robots) instead of as fast as the graph keeps up.
-        use_sim_time: nodes follow the sim's /clock (each robot its own clock when workers > 1).
+        use_sim_time: nodes follow simulated time: mujoco, each robot its own sim's clock when workers > 1
+            (/clock remapped to /robot_<i>/clock); gazebo, the world's one /clock for every robot.
         max_env_steps: trainer stops after this many transitions (all robots; 0 = no limit).
         max_wall_s: trainer stops after this many seconds (0 = no limit).
         overrides: per-node parameter overrides, keyed like a params file (see :func:`load_overrides`).
