@@ -453,8 +453,9 @@ def test_hardware_file_gives_each_real_robot_its_own_parameters(tmp_path: Path) 
             graph.load_hardware_file(path, config)
     with pytest.raises(ValueError, match="no such file"):
         graph.load_hardware_file(tmp_path / "missing.yaml", config)
-    with pytest.raises(ValueError, match="backend real only"):
-        build_bringup(_cfg(task="door_pull", workers=2, backend="gazebo"), hardware=hardware)
+    for backend in ("gazebo", "hardware", "mujoco"):
+        with pytest.raises(ValueError, match="backend real only"):
+            build_bringup(_cfg(task="door_pull", workers=2, backend=backend), hardware=hardware)
 
 
 def test_gazebo_world_loads_the_imu_system_once() -> None:

@@ -956,13 +956,13 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     backend needs none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
     (ros_gz_sim's gz_sim.launch.py with :func:`gazebo_world`) is included by the launch file.
     """
+    if hardware and config.backend != "real":  # never ignored silently (hardware: the sim is the arm)
+        raise ValueError("hardware_file:= applies to backend real only")
     if config.backend in ("mujoco", "hardware"):
         return []
     if not controller_manager_timeout_s > 0 or not math.isfinite(controller_manager_timeout_s):
         raise ValueError(f"controller_manager_timeout must be a positive number of seconds, "
                          f"got {controller_manager_timeout_s!r}")
-    if hardware and config.backend != "real":
-        raise ValueError("hardware_file:= applies to backend real only")
     from async_naf.common.resources import data_path
 
     controllers = str(controllers_file or data_path("config", "controllers.yaml"))
