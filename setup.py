@@ -2,8 +2,10 @@
 
 The package ``async_naf`` (directory ``async_naf/``) holds the ROS-free core and, in ``async_naf/nodes/``,
 the thin rclpy nodes: every import path matches its folder, so ``colcon build --symlink-install`` and
-``pip install -e .`` work alike. ``launch/``, ``urdf/`` and ``config/`` go to ``share/async_naf`` so that
-``ros2 launch async_naf ...`` finds them.
+``pip install -e .`` work alike (no ``package_dir`` mapping, which ``setup.py develop`` would ignore).
+``launch/``, ``urdf/``, ``worlds/`` and ``config/`` go to ``share/async_naf`` so that ``ros2 launch async_naf ...``
+finds them; ``urdf/`` and ``config/`` stay siblings there as in the source tree (the xacro's default controllers
+file is ``urdf/../config/controllers.yaml``).
 """
 from glob import glob
 
@@ -33,7 +35,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro") + glob("urdf/*.urdf") + glob("urdf/*.xml")),
+        (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro")),
+        (f"share/{PACKAGE}/worlds", glob("worlds/*.sdf")),
     ],
     python_requires=">=3.11",  # subprocess.Popen(process_group=...) in run/launcher.py
     install_requires=["setuptools"],

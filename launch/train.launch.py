@@ -4,10 +4,11 @@ Examples::
 
     ros2 launch async_naf train.launch.py                                   # door_pull, 2 embedded MuJoCo arms
     ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
-    ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 gz_world:=empty.sdf
+    ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 task:=door_push
     ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.5
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
+    ros2 launch async_naf train.launch.py backend:=real workers:=2 hardware_file:=/path/to/hardware.yaml
 
 The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - the same description
 ``async-naf train`` starts without ROS 2 launch - so both paths run the same graph:
@@ -17,11 +18,14 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
   (``trainer_restarts`` times at most, ``respawn_delay`` 2 s) and resumes from run_dir's newest checkpoint
   (the trainer runs with ``resume: true``: a run_dir that holds an earlier run is continued), while the
   robots go on with the last weights;
-- gazebo: Gazebo (ros_gz_sim's gz_sim.launch.py), per robot robot_state_publisher + ``ros_gz_sim create`` +
-  an IMU bridge, one ``/clock`` bridge, and the controller spawners (gz_ros2_control runs the controller
-  manager inside Gazebo with config/controllers.yaml);
+- gazebo: Gazebo (ros_gz_sim's gz_sim.launch.py with worlds/async_naf.sdf: physics and the IMU system once per
+  world), per robot robot_state_publisher (the door of the task, the arm at the episode's start pose) +
+  ``ros_gz_sim create`` + an IMU bridge, one ``/clock`` bridge, and the controller spawner (gz_ros2_control
+  runs the controller manager inside Gazebo with config/controllers.yaml);
 - real: per robot robot_state_publisher, ``ros2_control_node`` with the hardware plugin given as a xacro
-  argument, and the same spawners. The door IMU driver (publishing ``/robot_<i>/door/imu``) is yours to start.
+  argument (per robot from ``hardware_file:=``), and the same spawner. The door IMU driver (publishing
+  ``/robot_<i>/door/imu``) is yours to start.
+- a spawner or ``create`` that exits with a non-zero code ends the launch (the arm would never move).
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
 is already set or ``discovery:=subnet`` / ``discovery_server:=HOST:PORT`` is given, as with real arms on another
@@ -36,11 +40,9 @@ from launch.actions import (
     ExecuteProcess,
     IncludeLaunchDescription,
     OpaqueFunction,
-    RegisterEventHandler,
     SetEnvironmentVariable,
     Shutdown,
 )
-from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -72,12 +74,25 @@ ARGUMENTS = (
      "a respawned trainer keeps that end (deadline_unix, fixed once at launch).", None),
     ("use_sim_time", "auto",
      "Nodes follow /clock: auto = true for gazebo, false otherwise.", ("auto", "true", "false")),
-    ("gz_world", "empty.sdf", "gazebo: world file given to gz sim.", None),
+    ("gz_world", "",
+     "gazebo: world file (or gz world name) given to gz sim; empty = the package's worlds/async_naf.sdf (physics, "
+     "the IMU system once for all robots, ground plane). A world of your own must load the Physics, "
+     "UserCommands, SceneBroadcaster and Imu systems itself.", None),
     ("gz_args", "-r -s -v 2",
      "gazebo: extra gz sim arguments (-r run immediately, -s server only/headless, -v verbosity).", None),
     ("hardware_plugin", "mock_components/GenericSystem",
      "real: ros2_control hardware plugin (SystemInterface) of the arm, passed to the xacro.", None),
-    ("robot_ip", "192.168.1.10", "real: address of the arm, passed to the hardware plugin.", None),
+    ("robot_ip", "192.168.1.10",
+     "real: address of the arm, passed to the hardware plugin of every robot that hardware_file does not "
+     "configure otherwise (one robot; for several, give each its own in hardware_file).", None),
+    ("hardware_file", "",
+     "real: YAML file with one entry per robot, robot_<i>: {plugin: <SystemInterface>, parameters: {robot_ip: "
+     "..., ...}}, setting each robot's hardware plugin (default hardware_plugin) and the <param> tags of its "
+     "<hardware> (docs/graph.md); every robot this host starts needs an entry. Empty = hardware_plugin and "
+     "robot_ip for every robot.", None),
+    ("controller_manager_timeout", "60",
+     "gazebo / real: seconds the controller spawner waits for the robot's controller manager before it fails "
+     "(and a failed spawner ends the launch).", None),
     ("record", "false",
      "Record every robot's sensors, commands, goals and policy steps, the weights and /diagnostics with "
      "`ros2 bag record` (MCAP) into run_dir/bag; the topic list is the graph description's.", ("true", "false")),
@@ -158,6 +173,19 @@ def _end_on_clean_exit(spec):
     return on_exit
 
 
+def _fail_on_error(spec):
+    """on_exit callable for a bringup tool that exits when done (ros_gz_sim create, the spawner): exit code 0 is
+    success; any other ends the launch with the tool named."""
+
+    def on_exit(event, context):
+        del context
+        if event.returncode != 0:
+            return [Shutdown(reason=f"{spec.fqn} failed (exit code {event.returncode})")]
+        return None
+
+    return on_exit
+
+
 def _container(spec, params_dir):
     """A launch_ros Node running async_naf.run.container for an async_naf.run.graph.ContainerSpec: one
     params file per node, keyed by its fully qualified name (so each reaches only its node), no node-name
@@ -184,12 +212,15 @@ def _launch_setup(context, *args, **kwargs):
     from async_naf.common.ros_env import discovery_variables
     from async_naf.run.demos import prepare_demos
     from async_naf.run.graph import (
+        ONE_SHOT_BRINGUP,
         GraphConfig,
         bag_path,
         build_bringup,
         build_graph,
         compose,
         config_overrides,
+        gazebo_world,
+        load_hardware_file,
         parse_robots,
         record_topics,
         robot_indices,
@@ -236,20 +267,18 @@ def _launch_setup(context, *args, **kwargs):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
-            launch_arguments={"gz_args": f"{arg('gz_args')} {arg('gz_world')}",
+            launch_arguments={"gz_args": f"{arg('gz_args')} {gazebo_world(arg('gz_world'))}",
                               "on_exit_shutdown": "true"}.items(),
         ))
-    # ros2_control: robot_state_publisher, spawn / ros2_control_node, then the spawners one after the other
-    previous_spawner = None
-    for spec in build_bringup(config, hardware_plugin=arg("hardware_plugin"), robot_ip=arg("robot_ip")):
-        node = _node(spec)
-        if spec.role == "spawner" and previous_spawner is not None and previous_spawner[0] == spec.robot:
-            # forward_velocity_controller after joint_state_broadcaster of the same robot
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=previous_spawner[1], on_exit=[node])))
-        else:
-            actions.append(node)
-        if spec.role == "spawner":
-            previous_spawner = (spec.robot, node)
+    # ros2_control: robot_state_publisher, spawn / ros2_control_node, one spawner per robot for both controllers
+    hardware = (load_hardware_file(arg("hardware_file"), config, arg("hardware_plugin"))
+                if arg("hardware_file") else None)
+    for spec in build_bringup(config, hardware_plugin=arg("hardware_plugin"), robot_ip=arg("robot_ip"),
+                              hardware=hardware,
+                              controller_manager_timeout_s=float(arg("controller_manager_timeout"))):
+        # create and the spawner exit when done: a non-zero exit (no controller manager within the timeout, a
+        # controller that failed to load or activate, a model that could not be spawned) ends the launch
+        actions.append(_node(spec, on_exit=_fail_on_error(spec) if spec.name in ONE_SHOT_BRINGUP else None))
     # the learning graph itself; the trainer's exit (budget reached, or a crash) ends the launch
     params_dir = tempfile.mkdtemp(prefix="async_naf_launch_params_")
     for spec in compose(build_graph(config), config.composition, config.intra_process):

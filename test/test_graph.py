@@ -348,12 +348,15 @@ def test_controllers_yaml_matches_urdf_joints() -> None:
 def test_bringup_gazebo_and_real() -> None:
     gz = build_bringup(_cfg(task="door_pull", workers=2, backend="gazebo"))
     spawners = [n for n in gz if n.executable == "spawner"]
-    assert len(spawners) == 4
+    assert [n.robot for n in spawners] == [0, 1]  # one per robot, both controllers in order
     for n in spawners:
-        assert n.arguments[0] in graph.CONTROLLERS
+        assert n.arguments[:2] == graph.CONTROLLERS
         assert n.arguments[n.arguments.index("--controller-manager") + 1] == f"/robot_{n.robot}/controller_manager"
+        assert n.arguments[n.arguments.index("--controller-manager-timeout") + 1] == "60"
+        assert n.name in graph.ONE_SHOT_BRINGUP
     creates = [n for n in gz if n.executable == "create"]
     assert [c.arguments[c.arguments.index("-name") + 1] for c in creates] == ["robot_0", "robot_1"]
+    assert all(c.name in graph.ONE_SHOT_BRINGUP for c in creates)
     bridges = [n.arguments[0] for n in gz if n.executable == "parameter_bridge"]
     assert "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock" in bridges
     assert "/robot_1/door/imu@sensor_msgs/msg/Imu[gz.msgs.IMU" in bridges
@@ -367,13 +370,159 @@ def test_bringup_gazebo_and_real() -> None:
                   if t.get("type") == "imu" for t in t.iter("topic")]
     assert imu_topics == ["/robot_1/door/imu"]  # each robot's IMU on its own gz topic, bridged 1:1
     real = build_bringup(_cfg(task="door_pull", workers=1, backend="real"),
-                         hardware_plugin="my_driver/MyArmSystem")
+                         hardware_plugin="my_driver/MyArmSystem", controller_manager_timeout_s=12.5)
     cm = [n for n in real if n.executable == "ros2_control_node"]
     assert len(cm) == 1 and cm[0].param_files[0].endswith("controllers.yaml")
+    (spawner,) = [n for n in real if n.executable == "spawner"]
+    assert spawner.arguments[spawner.arguments.index("--controller-manager-timeout") + 1] == "12.5"
     hw = ET.fromstring(next(n for n in real if n.executable == "robot_state_publisher").parameters["robot_description"])
     assert hw.find("ros2_control/hardware/plugin").text == "my_driver/MyArmSystem"
     assert build_bringup(_cfg(task="reach", workers=2)) == []
     assert build_bringup(_cfg(task="door_pull", workers=2, backend="hardware")) == []  # the sim is the arm
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="controller_manager_timeout"):
+            build_bringup(_cfg(task="door_pull", workers=1, backend="real"), controller_manager_timeout_s=bad)
+
+
+def _door_and_start(urdf: str) -> tuple[list[float], list[float]]:
+    """(door_frame_joint origin xyz, the 7 arm joints' ros2_control initial positions) of an expanded URDF."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(urdf)
+    frame = next(j for j in root.findall("joint") if j.get("name") == "door_frame_joint")
+    initial = [float(j.find("state_interface[@name='position']/param[@name='initial_value']").text)
+               for j in root.find("ros2_control").findall("joint")]
+    return [float(v) for v in frame.find("origin").get("xyz").split()], initial
+
+
+def test_bringup_description_follows_task_and_sim_config() -> None:
+    """Defect 3: the spawned / controlled description has the task's door (door_push: the push door, hinge on
+    the left) and the sim section's door geometry, and the arm starts at the episode's start pose (the pose
+    the reset node drives to)."""
+    from async_naf.sim.config import SimConfig
+    from async_naf.sim.model import xacro_mappings
+    from async_naf.task.description import expand_urdf
+
+    def rsp_urdfs(task: str, workers: int = 1, overrides: dict | None = None, backend: str = "gazebo") -> list:
+        nodes = build_bringup(_cfg(task=task, workers=workers, backend=backend, overrides=overrides or {}))
+        return [_door_and_start(n.parameters["robot_description"]) for n in nodes
+                if n.executable == "robot_state_publisher"]
+
+    doors = {}
+    for task in ("door_pull", "door_push"):
+        sim = SimConfig(task=task)
+        expected = expand_urdf(dict(xacro_mappings(sim.door, sim.hinge_left, sim.door_opening, mode="gazebo"),
+                                    controllers_file="/x.yaml"))
+        ((door, start),) = rsp_urdfs(task)
+        assert door == _door_and_start(expected)[0]
+        assert start == pytest.approx(graph.arm_start_pose(task, {})[0], abs=1e-12)
+        assert start != pytest.approx(_door_and_start(expected)[1], abs=1e-3)  # not the xacro default pose
+        doors[task] = door
+    assert rsp_urdfs("door_push", backend="real") == [(doors["door_push"], start)]  # a real arm's alike
+    assert doors["door_push"][1] > doors["door_pull"][1]  # push: hinge on the robot's left (+y), pull: right
+    # a robot's sim overrides reach its description: a wider door moves the hinge, and the start pose follows
+    (d0, s0), (d1, s1) = rsp_urdfs("door_pull", 2, {"/robot_1/sim": {"door.width": 0.9}})
+    assert d0 == doors["door_pull"] and d1[1] == pytest.approx(doors["door_pull"][1] - 0.15)
+    assert s0 == pytest.approx(graph.arm_start_pose("door_pull", {})[0], abs=1e-12)
+    assert s1 == pytest.approx(graph.arm_start_pose("door_pull", {"door.width": 0.9})[0], abs=1e-12)
+
+
+def test_hardware_file_gives_each_real_robot_its_own_parameters(tmp_path: Path) -> None:
+    """Defect 5: hardware_file:= has one entry per robot (plugin, <hardware> params); bad files fail clearly."""
+    import xml.etree.ElementTree as ET
+
+    path = tmp_path / "hardware.yaml"
+    path.write_text("robot_0:\n  plugin: vendor/ArmSystem\n  parameters: {robot_ip: 10.0.0.2, port: 30002}\n"
+                    "robot_1:\n  parameters:\n    robot_ip: 10.0.0.3\n    use_fake: true\n")
+    config = _cfg(task="door_pull", workers=2, backend="real")
+    hardware = graph.load_hardware_file(path, config)
+    assert hardware[0] == graph.RobotHardware("vendor/ArmSystem", (("robot_ip", "10.0.0.2"), ("port", "30002")))
+    assert hardware[1].plugin == "mock_components/GenericSystem"  # the default hardware_plugin
+    nodes = build_bringup(config, hardware=hardware)
+    params = {}
+    for n in nodes:
+        if n.executable == "robot_state_publisher":
+            hw = ET.fromstring(n.parameters["robot_description"]).find("ros2_control/hardware")
+            params[n.robot] = (hw.find("plugin").text, {p.get("name"): p.text for p in hw.findall("param")})
+    assert params[0] == ("vendor/ArmSystem", {"robot_ip": "10.0.0.2", "port": "30002"})
+    assert params[1] == ("mock_components/GenericSystem",
+                         {"robot_ip": "10.0.0.3", "calculate_dynamics": "true", "use_fake": "true"})
+    example = graph.load_hardware_file(REPO / "config" / "hardware.example.yaml", config)
+    assert [dict(example[i].parameters)["robot_ip"] for i in (0, 1)] == ["192.168.1.10", "192.168.1.11"]
+    # a host that starts robot_1 only needs only its entry
+    assert set(graph.load_hardware_file(path, _cfg(task="door_pull", workers=2, backend="real", part="robots",
+                                                    robots=(1,)))) == {0, 1}
+    bad = {
+        "robot_0: {plugin: a/B}\n": "no entry for robot_1",
+        "robot_0: {}\nrobot_1: {}\nrobot_2: {}\n": "robot_2 is not a robot of this graph",
+        "robot_0: {}\nrobot_1: {ip: 1}\n": r"unknown keys \['ip'\]",
+        "robot_0: {}\nrobot_1: {plugin: 'a b'}\n": "plugin must be a plugin class name",
+        "robot_0: {}\nrobot_1: {parameters: {robot_ip: [1, 2]}}\n": "must be a string, number or boolean",
+        "robot_0: {}\nrobot_1: {parameters: {'bad name': 1}}\n": "is not a parameter name",
+        "arm_0: {}\n": "is not a robot namespace",
+        "[robot_0, robot_1]\n": "expected a mapping",
+        "robot_0: {\n": "not valid YAML",
+    }
+    for text, message in bad.items():
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            graph.load_hardware_file(path, config)
+    with pytest.raises(ValueError, match="no such file"):
+        graph.load_hardware_file(tmp_path / "missing.yaml", config)
+    for backend in ("gazebo", "hardware", "mujoco"):
+        with pytest.raises(ValueError, match="backend real only"):
+            build_bringup(_cfg(task="door_pull", workers=2, backend=backend), hardware=hardware)
+
+
+def test_gazebo_world_loads_the_imu_system_once() -> None:
+    """Defect 4: the IMU system (which updates every IMU sensor of the world) is in the world file, once; no
+    robot description loads it (N robots would simulate and publish every IMU N times); the launch file gives
+    gz sim that world by default."""
+    import xml.etree.ElementTree as ET
+
+    world_file = Path(graph.gazebo_world(""))
+    assert world_file == REPO / "worlds" / "async_naf.sdf"
+    assert graph.gazebo_world("my.sdf") == "my.sdf"
+    sdf = ET.parse(world_file).getroot()
+    assert sdf.tag == "sdf" and sdf.get("version") == "1.10"
+    (world,) = sdf.findall("world")
+    plugins = [(p.get("filename"), p.get("name")) for p in world.findall("plugin")]
+    assert sorted(plugins) == sorted([
+        ("gz-sim-physics-system", "gz::sim::systems::Physics"),
+        ("gz-sim-user-commands-system", "gz::sim::systems::UserCommands"),  # ros_gz_sim create's service
+        ("gz-sim-scene-broadcaster-system", "gz::sim::systems::SceneBroadcaster"),
+        ("gz-sim-imu-system", "gz::sim::systems::Imu"),
+    ])
+    assert float(world.find("physics/max_step_size").text) == pytest.approx(0.001)
+    assert world.find("physics").get("type") == "dart"
+    ground = [m for m in world.findall("model") if m.find("static") is not None and m.find("static").text == "true"]
+    assert ground and ground[0].find("link/collision/geometry/plane/normal").text.split() == ["0", "0", "1"]
+    for n in build_bringup(_cfg(task="door_pull", workers=2, backend="gazebo")):
+        if n.executable == "robot_state_publisher":
+            urdf = ET.fromstring(n.parameters["robot_description"])
+            assert "gz-sim-imu-system" not in {p.get("filename") for p in urdf.iter("plugin")}
+            assert len([s for s in urdf.iter("sensor") if s.get("type") == "imu"]) == 1
+    args = _declared_arguments()
+    assert args["gz_world"][1] == ""  # empty = the package's world
+    launch = LAUNCH_FILE.read_text()
+    assert "gazebo_world(arg('gz_world'))" in launch
+
+
+def test_launch_file_ends_the_launch_when_a_bringup_tool_fails() -> None:
+    """Defect 12: no spawner chained on another's exit whatever its code: one spawner per robot, and a
+    non-zero exit of the spawner or of create shuts the launch down."""
+    tree = _launch_tree()
+    names = {getattr(n, "id", getattr(n, "attr", "")) for n in ast.walk(tree)}
+    assert "OnProcessExit" not in names and "RegisterEventHandler" not in names
+    (fail,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_fail_on_error"]
+    compares = [n for n in ast.walk(fail) if isinstance(n, ast.Compare)]
+    assert any(isinstance(c.ops[0], ast.NotEq) and isinstance(c.comparators[0], ast.Constant)
+               and c.comparators[0].value == 0 for c in compares)
+    assert "Shutdown" in {getattr(n.func, "id", "") for n in ast.walk(fail) if isinstance(n, ast.Call)}
+    text = LAUNCH_FILE.read_text()
+    assert "_fail_on_error(spec) if spec.name in ONE_SHOT_BRINGUP" in text
+    assert "controller_manager_timeout_s=float(arg(\"controller_manager_timeout\"))" in text
+    assert "load_hardware_file(arg(\"hardware_file\")" in text
 
 
 @pytest.mark.parametrize("backend", ["gazebo", "real"])

@@ -101,7 +101,7 @@ def test_ros2_control_tags_gazebo_and_real() -> None:
     assert ctrl.get("name") == "gz_ros2_control::GazeboSimROS2ControlPlugin"
     assert ctrl.find("parameters").text == "/tmp/controllers.yaml"
     assert ctrl.find("ros/namespace").text == "/robot_0"
-    assert "gz-sim-imu-system" in plugins
+    assert "gz-sim-imu-system" not in plugins  # once per world: worlds/async_naf.sdf (test_graph.py)
     imu = [g for g in gz.findall("gazebo") if g.get("reference") == "door_imu_link"]
     assert imu and imu[0].find("sensor").get("type") == "imu"
     assert imu[0].find("sensor/gz_frame_id").text == "door_imu_link"
@@ -187,3 +187,78 @@ def test_imu_frame_z_is_the_opening_axis() -> None:
         handle_x = d.xpos[sim.model.body("door_handle_link").id][0]
         assert (handle_x < cfg.door.front_x - 0.1) == (cfg.door_opening == "pull"), (task, side)
     assert xacro_mappings(SimConfig().door, False, "pull")["door_opening"] == "pull"
+
+
+# ---------------------------------------------------------------------- Gazebo specifics (issue 11, section 4)
+def test_gazebo_model_collides_with_itself() -> None:
+    """Defect 2: arm and door are one Gazebo model; gz-physics' dartsim checks contacts between a model's own
+    links only with the model's <self_collide> (setSelfCollisionCheck(model.SelfCollide())), which a <gazebo>
+    block without reference puts into <model>. Only the gazebo description has it."""
+    gz = ET.fromstring(_expand(mode="gazebo", namespace="/robot_0"))
+    model_level = [g for g in gz.findall("gazebo") if g.get("reference") is None and g.find("self_collide") is not None]
+    assert len(model_level) == 1 and model_level[0].find("self_collide").text.strip() == "true"
+    for mode in ("mujoco", "real"):
+        assert ET.fromstring(_expand(mode=mode)).find("gazebo/self_collide") is None
+
+
+def _contacts(urdf: str, q: list[float]) -> set[tuple[str, str]]:
+    """Body pairs in contact when every geom may touch every other (as DART with self collision: only links
+    joined by a joint are skipped; MuJoCo skips parent-child bodies), the arm at q, the door closed."""
+    from async_naf.sim.model import _with_mujoco_compiler
+
+    model = mujoco.MjSpec.from_string(_with_mujoco_compiler(urdf)).compile()
+    model.geom_contype[:] = 1
+    model.geom_conaffinity[:] = 1
+    data = mujoco.MjData(model)
+    for name, value in zip(ARM_JOINT_NAMES, q, strict=True):
+        data.qpos[model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)]] = value
+    mujoco.mj_forward(model, data)
+    body = lambda g: mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, model.geom_bodyid[g])  # noqa: E731
+    return {tuple(sorted((body(c.geom1), body(c.geom2)))) for c in data.contact[:data.ncon]}
+
+
+@pytest.mark.parametrize("task", ["door_pull", "door_push"])
+def test_self_collision_leaves_the_start_pose_free(task: str) -> None:
+    """With self collision on (defect 2), the spawned model must not start in contact with itself: at the
+    episode's start pose (the initial_positions the bringup gives Gazebo) no two links touch; the same check
+    finds the contacts of an arm reaching through a door placed too close (it can fail)."""
+    from async_naf.run.graph import description_mappings
+
+    mappings = description_mappings(task, {})
+    start = [float(v) for v in mappings["initial_positions"].split()]
+    assert _contacts(_expand(mode="mujoco", **mappings), start) == set()
+    too_close = _contacts(_expand(mode="mujoco", **{**mappings, "door_front_x": "0.3"}), start)
+    assert any(a.startswith("arm_") and b.startswith("door_") for a, b in too_close), too_close
+
+
+def test_door_leaf_collision_clears_the_floor() -> None:
+    """Defect 11: the leaf's collision box starts above z = 0 (the ground plane of worlds/async_naf.sdf), its
+    top edge and its visual unchanged."""
+    for variant in ({}, {"door_hinge_left": "true", "door_opening": "push"}):
+        root = ET.fromstring(_expand(mode="gazebo", **variant))
+        leaf = next(link for link in root.findall("link") if link.get("name") == "door_leaf_link")
+        height = 1.0  # door_height default (m); the leaf frame's z = 0 is the leaf's lower edge = the floor
+        frame = next(j for j in root.findall("joint") if j.get("name") == "door_frame_joint")
+        assert float(frame.find("origin").get("xyz").split()[2]) == 0.0
+        for kind, bottom_min, bottom_max in (("collision", 0.002, 0.02), ("visual", 0.0, 0.0)):
+            element = leaf.find(kind)
+            z = float(element.find("origin").get("xyz").split()[2])
+            size_z = float(element.find("geometry/box").get("size").split()[2])
+            assert bottom_min <= z - size_z / 2 <= bottom_max, (kind, z, size_z)
+            assert z + size_z / 2 == pytest.approx(height)
+
+
+def test_xacro_command_line_gazebo_needs_no_ament_index(tmp_path: Path) -> None:
+    """Defect 10: the documented `xacro urdf/arm_door.urdf.xacro mode:=gazebo namespace:=/robot_0` works
+    without controllers_file:= and without ROS: the default is the config/controllers.yaml beside urdf/, as an
+    absolute path whatever the working directory."""
+    xacro_bin = Path(sys.executable).parent / "xacro"
+    if not xacro_bin.exists():
+        pytest.skip("the xacro command-line tool is not installed")
+    for cwd, path in ((REPO, "urdf/arm_door.urdf.xacro"), (tmp_path, str(XACRO))):
+        out = subprocess.run([str(xacro_bin), path, "mode:=gazebo", "namespace:=/robot_0"], cwd=cwd,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        parameters = ET.fromstring(out.stdout).find(".//plugin[@filename='gz_ros2_control-system']/parameters")
+        default = Path(parameters.text.strip())
+        assert default.is_absolute() and default.resolve() == (REPO / "config" / "controllers.yaml").resolve()

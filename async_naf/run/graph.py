@@ -187,7 +187,8 @@ class GraphConfig:
         seed: base seed; robot i gets :func:`robot_seed` (seed, i).
         run_dir: where the trainer writes metrics.csv, checkpoints/, TensorBoard events.
         realtime: sims paced to wall time (like real robots) instead of as fast as the graph keeps up.
-        use_sim_time: nodes follow the sim's /clock (each robot its own clock when workers > 1).
+        use_sim_time: nodes follow simulated time: mujoco, each robot its own sim's clock when workers > 1
+            (/clock remapped to /robot_<i>/clock); gazebo, the world's one /clock for every robot.
         max_env_steps: trainer stops after this many transitions (all robots; 0 = no limit).
         max_wall_s: trainer stops after this many seconds (0 = no limit).
         deadline_unix: the trainer stops at this wall-clock time (s since the Unix epoch; 0 = none). Set once
@@ -756,13 +757,143 @@ def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- gazebo / real bringup
-CONTROLLERS = ("joint_state_broadcaster", "forward_velocity_controller")
+CONTROLLERS = ("joint_state_broadcaster", "forward_velocity_controller")  # spawned in this order
 GZ_ROBOT_SPACING_M = 4.0  # y distance between robots spawned in one Gazebo world (m)
+GAZEBO_WORLD = ("worlds", "async_naf.sdf")  # the package's world: physics, the IMU system once, ground
+CONTROLLER_MANAGER_TIMEOUT_S = 60.0  # default of launch's controller_manager_timeout (the spawner's wait)
+# bringup processes that exit once their work is done (ros_gz_sim create, the controller spawner): exit code 0
+# is success, any other ends the launch (launch/train.launch.py)
+ONE_SHOT_BRINGUP = ("spawn", "spawner")
+_HW_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def gazebo_world(world: str = "") -> str:
+    """The world given to ``gz sim``: ``world`` as given (a file, or a world name gz finds on its resource
+    path), or for ``''`` the package's ``worlds/async_naf.sdf``."""
+    if world:
+        return world
+    from async_naf.common.resources import data_path
+
+    return str(data_path(*GAZEBO_WORLD))
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotHardware:
+    """One robot's entry of a hardware file: its ros2_control hardware plugin and the ``<param>`` values
+    of its ``<hardware>`` tag (strings, as in the URDF)."""
+
+    plugin: str
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+def _hw_scalar(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str) and not (isinstance(value, float) and not math.isfinite(value)):
+        return str(value)
+    raise ValueError(f"{where}: must be a string, number or boolean, got {value!r}")
+
+
+def parse_hardware(doc: Any, workers: int, robots: Sequence[int], source: str = "hardware file",
+                   default_plugin: str = "") -> dict[int, RobotHardware]:
+    """Validate per-robot hardware parameters (the content of ``hardware_file:=``)::
+
+        robot_0:
+          plugin: my_driver/MyArmSystem      # optional: default the hardware_plugin argument
+          parameters: {robot_ip: 10.0.0.2}   # <param> of the robot's <hardware> tag
+        robot_1:
+          parameters: {robot_ip: 10.0.0.3}
+
+    Args:
+        doc: the loaded YAML.
+        workers: robots of the whole graph (entries must name one of them).
+        robots: the robots this host starts: each needs an entry.
+        source: names the file in error messages.
+        default_plugin: plugin of the entries that give none.
+
+    Raises:
+        ValueError: naming the file, the entry and what is wrong.
+    """
+    if not isinstance(doc, Mapping) or not doc:
+        raise ValueError(f"{source}: expected a mapping robot_<i> -> {{plugin, parameters}}, got {doc!r}")
+    out: dict[int, RobotHardware] = {}
+    for key, entry in doc.items():
+        m = re.fullmatch(rf"/?{ROBOT_PREFIX}(\d+)", str(key))
+        if m is None:
+            raise ValueError(f"{source}: entry {key!r} is not a robot namespace (robot_<i>)")
+        index = int(m.group(1))
+        if index >= workers:
+            raise ValueError(f"{source}: {key} is not a robot of this graph (workers {workers}: "
+                             f"robot_0 .. robot_{workers - 1})")
+        if index in out:
+            raise ValueError(f"{source}: {ROBOT_PREFIX}{index} is given twice")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{source}: {key} must be a mapping with plugin and/or parameters, got {entry!r}")
+        unknown = set(entry) - {"plugin", "parameters"}
+        if unknown:
+            raise ValueError(f"{source}: {key} has unknown keys {sorted(unknown)} (allowed: plugin, parameters)")
+        plugin = entry.get("plugin", default_plugin)
+        if not isinstance(plugin, str) or not plugin.strip() or any(c.isspace() for c in plugin):
+            raise ValueError(f"{source}: {key}.plugin must be a plugin class name such as "
+                             f"my_driver/MyArmSystem, got {plugin!r}")
+        params = entry.get("parameters") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{source}: {key}.parameters must be a mapping name -> value, got {params!r}")
+        values = []
+        for name, value in params.items():
+            if not isinstance(name, str) or not _HW_PARAM_NAME.match(name):
+                raise ValueError(f"{source}: {key}.parameters: {name!r} is not a parameter name")
+            values.append((name, _hw_scalar(value, f"{source}: {key}.parameters.{name}")))
+        out[index] = RobotHardware(plugin=plugin, parameters=tuple(values))
+    missing = [i for i in robots if i not in out]
+    if missing:
+        raise ValueError(f"{source}: no entry for " + ", ".join(f"{ROBOT_PREFIX}{i}" for i in missing)
+                         + " (every robot this host starts needs one)")
+    return out
+
+
+def load_hardware_file(path: str | Path, config: GraphConfig,
+                       default_plugin: str = "mock_components/GenericSystem") -> dict[int, RobotHardware]:
+    """Read and validate ``hardware_file:=`` (see :func:`parse_hardware`) for the robots ``config`` starts."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"hardware_file:= {p}: no such file")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"hardware_file:= {p}: not valid YAML: {err}") from err
+    return parse_hardware(doc, config.workers, robot_indices(config), f"hardware_file:= {p}", default_plugin)
+
+
+_DESCRIPTION_CACHE: dict[tuple, dict[str, str]] = {}
+
+
+def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The xacro arguments that make a robot's Gazebo / real description match its task and the embedded
+    sim's configuration (``sim_overrides``: the ``sim`` section for that robot, e.g. of config/train.yaml): the
+    door geometry and dynamics, hinge side and opening direction (``door_push`` gets the push door) and
+    ``initial_positions`` = the episode's start pose (:func:`arm_start_pose`, the pose the reset node drives to),
+    so a spawned arm starts where its episodes start."""
+    key = (task, tuple(sorted((k, str(v)) for k, v in sim_overrides.items())))
+    if key not in _DESCRIPTION_CACHE:
+        from async_naf.sim.config import SimConfig
+        from async_naf.sim.model import xacro_mappings
+
+        params = {k: v for k, v in sim_overrides.items()
+                  if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
+        sim = config_from_params(SimConfig, {**params, "task": task}, "sim (robot description)")
+        mappings = xacro_mappings(sim.door, sim.hinge_left, sim.door_opening)
+        del mappings["mode"]
+        start, _ = arm_start_pose(task, sim_overrides)
+        mappings["initial_positions"] = " ".join(repr(float(v)) for v in start)
+        _DESCRIPTION_CACHE[key] = mappings
+    return dict(_DESCRIPTION_CACHE[key])
 
 
 def robot_description(backend: str, namespace: str = "", hardware_plugin: str = "mock_components/GenericSystem",
                       robot_ip: str = "192.168.1.10", controllers_file: str | None = None,
-                      description_file: str | Path | None = None) -> str:
+                      description_file: str | Path | None = None, *, mappings: Mapping[str, str] | None = None,
+                      hardware_params: Sequence[tuple[str, str]] = ()) -> str:
     """The expanded URDF (``urdf/arm_door.urdf.xacro``) for a backend, via the xacro Python API.
 
     Args:
@@ -772,6 +903,9 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
         robot_ip: passed to the hardware plugin.
         controllers_file: controllers YAML for gz_ros2_control (default: this package's config/controllers.yaml).
         description_file: xacro file (default: the package's urdf/arm_door.urdf.xacro).
+        mappings: further xacro arguments (door geometry, ``initial_positions``: :func:`description_mappings`).
+        hardware_params: ``(name, value)`` of ``<param>`` tags set in the real arm's ``<hardware>`` (replacing one
+            of the same name, e.g. ``robot_ip``): a robot's entry of the hardware file.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
@@ -780,10 +914,11 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     from async_naf.common.resources import data_path
 
     path = Path(description_file) if description_file else data_path("urdf", "arm_door.urdf.xacro")
-    mappings = {"mode": backend, "namespace": namespace,
-                "controllers_file": str(controllers_file or data_path("config", "controllers.yaml")),
-                "hardware_plugin": hardware_plugin, "robot_ip": robot_ip}
-    doc = xacro.process_file(str(path), mappings=mappings)
+    args = {**dict(mappings or {}),
+            "mode": backend, "namespace": namespace,
+            "controllers_file": str(controllers_file or data_path("config", "controllers.yaml")),
+            "hardware_plugin": hardware_plugin, "robot_ip": robot_ip}
+    doc = xacro.process_file(str(path), mappings=args)
     if backend == "gazebo" and namespace:
         # one world, N robots: each door IMU must publish on its own gz topic (<ns>/door/imu), which the
         # robot's bridge maps to the ROS topic of the same name
@@ -791,6 +926,20 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
             if sensor.getAttribute("type") == "imu":
                 for topic in sensor.getElementsByTagName("topic"):
                     topic.firstChild.nodeValue = f"{namespace.rstrip('/')}/door/imu"
+    if hardware_params:
+        hardware = doc.getElementsByTagName("hardware")
+        if backend != "real" or not hardware:
+            raise ValueError("hardware parameters apply to the real backend's <hardware> tag only")
+        existing = {p.getAttribute("name"): p for p in hardware[0].getElementsByTagName("param")}
+        for name, value in hardware_params:
+            if name not in existing:
+                existing[name] = doc.createElement("param")
+                existing[name].setAttribute("name", name)
+                hardware[0].appendChild(existing[name])
+            node = existing[name]
+            while node.firstChild is not None:
+                node.removeChild(node.firstChild)
+            node.appendChild(doc.createTextNode(value))
     return doc.toprettyxml(indent="  ")
 
 
@@ -802,24 +951,36 @@ def frame_prefix(namespace: str) -> str:
 
 
 def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/GenericSystem",
-                  robot_ip: str = "192.168.1.10", controllers_file: str | None = None) -> list[NodeSpec]:
+                  robot_ip: str = "192.168.1.10", controllers_file: str | None = None,
+                  hardware: Mapping[int, RobotHardware] | None = None,
+                  controller_manager_timeout_s: float = CONTROLLER_MANAGER_TIMEOUT_S) -> list[NodeSpec]:
     """Nodes that give each robot its ros2_control interfaces on the gazebo / real backends.
 
-    Per robot namespace: robot_state_publisher (robot_description from the xacro), then
+    Per robot namespace: robot_state_publisher (robot_description from the xacro, with the door of the robot's
+    task and sim configuration and the arm at the episode's start pose: :func:`description_mappings`), then
 
     - gazebo: ``ros_gz_sim create`` (spawns the model from the robot_description topic, robots
       :data:`GZ_ROBOT_SPACING_M` apart), a ``ros_gz_bridge parameter_bridge`` for the door IMU
       (gz ``<ns>/door/imu`` -> ROS ``<ns>/door/imu``); gz_ros2_control runs the controller manager inside
       Gazebo; plus one global ``/clock`` bridge;
     - real: ``ros2_control_node`` with the hardware plugin (a xacro argument) and config/controllers.yaml;
+      ``hardware`` (a hardware file, :func:`load_hardware_file`) gives each robot its own plugin and
+      ``<hardware>`` parameters (its ``robot_ip``...), else every robot gets ``hardware_plugin`` and ``robot_ip``;
       the door IMU comes from the user's IMU driver publishing ``<ns>/door/imu``;
 
-    and the spawners of joint_state_broadcaster and forward_velocity_controller. The mujoco backend needs
-    none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
-    (ros_gz_sim's gz_sim.launch.py) is included by the launch file.
+    and one controller spawner per robot for :data:`CONTROLLERS` (loaded, configured and activated in that
+    order; it waits ``controller_manager_timeout_s`` for the controller manager). The spawner and ``create``
+    exit when done (:data:`ONE_SHOT_BRINGUP`: the launch file ends the launch on a non-zero exit). The mujoco
+    backend needs none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
+    (ros_gz_sim's gz_sim.launch.py with :func:`gazebo_world`) is included by the launch file.
     """
+    if hardware and config.backend != "real":  # never ignored silently (hardware: the sim is the arm)
+        raise ValueError("hardware_file:= applies to backend real only")
     if config.backend in ("mujoco", "hardware"):
         return []
+    if not controller_manager_timeout_s > 0 or not math.isfinite(controller_manager_timeout_s):
+        raise ValueError(f"controller_manager_timeout must be a positive number of seconds, "
+                         f"got {controller_manager_timeout_s!r}")
     from async_naf.common.resources import data_path
 
     controllers = str(controllers_file or data_path("config", "controllers.yaml"))
@@ -831,7 +992,13 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
                               arguments=("/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",)))
     for i in robot_indices(config):
         ns = robot_namespace(i)
-        urdf = robot_description(config.backend, ns, hardware_plugin, robot_ip, controllers)
+        entry = (hardware or {}).get(i)
+        if hardware and entry is None:
+            raise ValueError(f"hardware file: no entry for {ROBOT_PREFIX}{i}")
+        urdf = robot_description(
+            config.backend, ns, entry.plugin if entry else hardware_plugin, robot_ip, controllers,
+            mappings=description_mappings(config.task, overrides_for(config.overrides, ns, "sim")),
+            hardware_params=entry.parameters if entry else ())
         nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
                               name="robot_state_publisher", namespace=ns, role="bringup", robot=i,
                               # frame_prefix (robot_state_publisher's parameter, prepended to every
@@ -854,13 +1021,13 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
                 name="controller_manager", namespace=ns, parameters={}, role="bringup", robot=i,
                 # no remapping: since Jazzy the controller manager subscribes to the relative topic
                 # robot_description (ros2_control doc/migration/Jazzy.rst, PR #1410), i.e.
-                # <ns>/robot_description, which this namespace's robot_state_publisher publishes; the old
-                # ~/robot_description remap matched nothing
+                # <ns>/robot_description, which this namespace's robot_state_publisher publishes
                 param_files=(controllers,)))
-        for controller in CONTROLLERS:
-            nodes.append(NodeSpec(
-                package="controller_manager", executable="spawner", module="", name=f"spawner_{controller}",
-                namespace=ns, parameters={"use_sim_time": sim_time}, role="spawner", robot=i,
-                arguments=(controller, "--controller-manager", f"{ns}/controller_manager",
-                           "--controller-manager-timeout", "60")))
+        # one spawner for both controllers (Jazzy's spawner takes a list and loads, configures and activates
+        # them in order, exiting 1 on the first failure): no chaining on the exit of another process
+        nodes.append(NodeSpec(
+            package="controller_manager", executable="spawner", module="", name="spawner", namespace=ns,
+            parameters={"use_sim_time": sim_time}, role="spawner", robot=i,
+            arguments=(*CONTROLLERS, "--controller-manager", f"{ns}/controller_manager",
+                       "--controller-manager-timeout", f"{controller_manager_timeout_s:g}")))
     return nodes
