@@ -200,3 +200,26 @@ def test_without_a_bus_the_helpers_are_plain_rclpy(ros_env: dict[str, str]) -> N
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_a_foreign_publisher_does_not_reach_a_subscription_fed_by_the_bus(proc: Process,
+                                                                         ros_env: dict[str, str]) -> None:
+    """A topic published in the process (the collector's goals, the policy's commands) is read from the bus
+    only: another participant's messages on it never reach the node."""
+    got: list[float] = []
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter", lambda m: got.append(m.data[0]), DEPTH2)
+    probe = Probe(ros_env)
+    try:
+        foreign = probe.node.create_publisher(Float64MultiArray, "/robot_9/chatter", DEPTH2)
+        listener: list[float] = []  # a DDS reader in this process, to know when the foreign message is out
+        proc.a.create_subscription(Float64MultiArray, "/robot_9/chatter", lambda m: listener.append(m.data[0]),
+                                   DEPTH2)
+        probe.spin_until(lambda: foreign.get_subscription_count() >= 1, 10.0, "a reader for the foreign publisher")
+        foreign.publish(msg(99.0))
+        proc.spin_until(lambda: 99.0 in listener)
+        pub.publish(msg(1.0))
+        proc.spin_until(lambda: 1.0 in got)
+        assert got == [1.0]
+    finally:
+        probe.close()
