@@ -229,3 +229,20 @@ def test_shutdown_counts_the_backlog_it_cannot_send() -> None:
     acts = loop.shutdown(t)
     assert not acts.batches and loop.counts["unsent_at_exit_transitions"] == 10
     assert loop.counts["unsent_at_exit_episode_stats"] == 1 and loop.counts["lost_transitions"] == 0
+
+
+def test_a_recorded_run_starts_its_first_episode_once_the_recorder_listens() -> None:
+    """wait_for_recorder: no reset before the recorder subscribes to policy/step (a composed robot finishes
+    episodes before a late recorder's subscriptions match); only the first episode waits."""
+    loop = make_loop(wait_for_recorder="/recorder", episode_steps=3)
+    acts = loop.tick(0.0, recorder_ready=False)
+    assert acts.call is None and acts.log[0][1] == "wait_recorder" and loop.phase == "idle"
+    assert loop.tick(WAIT_RETRY_S, recorder_ready=True).call == "reset"
+    loop.on_service_reply(True, "", WAIT_RETRY_S + 0.01)
+    t = WAIT_RETRY_S + 0.01
+    for i in range(4):
+        t += 0.05
+        loop.on_step(step(loop, i, t), t)
+    assert loop.counts["episodes"] == 1 and loop.phase == "idle"
+    assert loop.tick(t + 1.0, recorder_ready=False).call == "reset"  # a recorder gone later stops nothing
+    assert make_loop().tick(0.0, recorder_ready=False).call == "reset"  # not configured: never waits

@@ -62,6 +62,11 @@ class CollectorConfig:
         backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
             restarting): sent when one is back; beyond this the oldest are dropped and counted
             (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
+        wait_for_recorder: fully qualified node name of a recorder (``/recorder``) that must subscribe to
+            this robot's ``policy/step`` before the first episode starts, so a recorded run's bag holds
+            every episode from the first (a composed robot steps fast enough to finish episodes before a
+            recorder's subscriptions are matched); empty = start without waiting. ``async-naf train
+            --record`` sets it.
         counts_file: at exit, write this collector's final counters (what its /diagnostics show: episodes,
             transitions sent, acknowledged, re-sent, lost by reason, drops by reason) as JSON to this file;
             empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json`` and adds them to
@@ -84,6 +89,7 @@ class CollectorConfig:
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
     backlog_transitions: int = 20000
+    wait_for_recorder: str = ""
     counts_file: str = ""
 
     def __post_init__(self) -> None:

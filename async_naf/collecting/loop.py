@@ -236,10 +236,12 @@ class CollectorLoop:
                 self.counts["backlog_transitions"] -= head.rows
         return acts
 
-    def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True) -> Actions:
+    def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True,
+             recorder_ready: bool = True) -> Actions:
         """The periodic tick: late truth, partial batches, the episode's phase (start a reset, time out a
         call, abort a stalled episode). ``reset_ready``: the reset service answers; ``trainer_listening``:
-        something subscribes to /trainer/transitions."""
+        something subscribes to /trainer/transitions; ``recorder_ready``: the recorder named by
+        ``wait_for_recorder`` subscribes to the policy's steps (only the first episode waits for it)."""
         acts = Actions()
         listening = trainer_listening or not self.config.wait_for_trainer
         if self._listening and not listening and self._inflight:
@@ -258,7 +260,7 @@ class CollectorLoop:
         if self._first_pending_t is not None and now - self._first_pending_t >= self.config.max_batch_delay_s:
             self._send_batch(acts, now)
         if self.phase == "idle" and now >= self._retry_after:
-            self._begin_reset(acts, now, trainer_listening, reset_ready)
+            self._begin_reset(acts, now, trainer_listening, reset_ready, recorder_ready)
         elif self.phase in ("resetting", "zeroing"):
             timeout = self._call_timeout()
             if now - self._phase_t > timeout:
@@ -323,10 +325,16 @@ class CollectorLoop:
             return self.config.reset_timeout_s
         return min(self.config.reset_timeout_s, ZERO_TIMEOUT_S)
 
-    def _begin_reset(self, acts: Actions, now: float, trainer_listening: bool, reset_ready: bool) -> None:
+    def _begin_reset(self, acts: Actions, now: float, trainer_listening: bool, reset_ready: bool,
+                     recorder_ready: bool = True) -> None:
         if self.config.max_episodes and self.counts["episodes"] >= self.config.max_episodes:
             self._flush(acts, now)
             self.phase = "finished"
+            return
+        if self.config.wait_for_recorder and not recorder_ready and self.counts["episodes"] == 0:
+            acts.log.append(("info", "wait_recorder", f"waiting for the recorder {self.config.wait_for_recorder} "
+                                                      "to subscribe to policy/step"))
+            self._retry_after = now + WAIT_RETRY_S
             return
         if self.config.wait_for_trainer and not trainer_listening and not self._trainer_seen:
             acts.log.append(("info", "wait_trainer", "waiting for a trainer (/trainer/transitions)"))

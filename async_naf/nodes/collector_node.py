@@ -58,6 +58,7 @@ class CollectorNode(Node):
         self.asm = self.loop.asm
         self.drops: dict[str, int] = {}
         self._future: Any = None
+        self._recorder_seen = False
         self._logged: dict[str, float] = {}
         self._goal_pub = _local.create_publisher(self, Float64MultiArray, "task/goal", _msgs.LATCHED)
         self._tr_pub = self.create_publisher(Float32MultiArray, "/trainer/transitions", _msgs.STREAM)
@@ -130,7 +131,20 @@ class CollectorNode(Node):
                 self._do(self.loop.on_service_reply(response.success, response.message, now,
                                                     zero_ready=zero is not None and zero.service_is_ready()))
         self._do(self.loop.tick(now, trainer_listening=self._tr_pub.get_subscription_count() > 0,
-                                reset_ready=self._trigger_clients["reset"].service_is_ready()))
+                                reset_ready=self._trigger_clients["reset"].service_is_ready(),
+                                recorder_ready=self._recorder_ready()))
+
+    def _recorder_ready(self) -> bool:
+        """``wait_for_recorder`` (a node's fully qualified name) subscribes to this robot's policy/step (the
+        graph's view; once seen, it stays ready)."""
+        name = self.cfg.wait_for_recorder
+        if not name or self._recorder_seen:
+            return True
+        topic = self.resolve_topic_name("policy/step")
+        subscribers = {f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+                       for i in self.get_subscriptions_info_by_topic(topic)}
+        self._recorder_seen = name in subscribers
+        return self._recorder_seen
 
     # ------------------------------------------------------------------------------ loop -> messages
     def _do(self, acts: Actions) -> None:

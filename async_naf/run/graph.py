@@ -484,8 +484,10 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
             values["control_period_s"] = float(sim_period_s)
         return values
     if role == "collector":  # its final counters go into summary.json (async_naf.run.results.collector_counts)
+        # a recorded run (the graph's own /recorder): the first episode waits until the bag gets its steps
         return {"task": config.task, "seed": seed, "robot_id": robot,
-                "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json")}
+                "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
+                "wait_for_recorder": "/recorder" if config.record else ""}
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 
