@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_msgs import array_bytes
 
 from async_naf.recording.info import BagError
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
@@ -39,15 +40,6 @@ def _js(store, stamp_ns: int, q, qd, names=ARM) -> bytes:
     msg = store.types[JS](header=_header(store, stamp_ns), name=list(names), position=np.asarray(q, float),
                           velocity=np.asarray(qd, float), effort=np.zeros(0))
     return store.serialize_cdr(msg, JS)
-
-
-def _array(store, arr: layouts.ArrayMsg) -> bytes:
-    t = store.types
-    dims = [t["std_msgs/msg/MultiArrayDimension"](label=lab, size=s, stride=st)
-            for lab, s, st in zip(arr.labels, arr.sizes, arr.strides)]
-    msg = t[F64](layout=t["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0),
-                 data=np.asarray(arr.data, np.float64))
-    return store.serialize_cdr(msg, F64)
 
 
 def _cmd(store, action) -> bytes:
@@ -134,12 +126,12 @@ class Arm:
             elif key == "commands":
                 data = _cmd(store, payload)
             elif key == "goal":
-                data = _array(store, layouts.encode_goal(payload))  # type: ignore[arg-type]
+                data = array_bytes(store, layouts.encode_goal(payload))  # type: ignore[arg-type]
             elif key == "truth":
                 stamp, hinge, handle = payload  # type: ignore[misc]
                 data = _js(store, stamp, [hinge, handle], [0.0, 0.0], names=("door_hinge", "door_handle"))
             else:
-                data = _array(store, layouts.encode_policy_step(self.policy_step(payload)))  # type: ignore[arg-type]
+                data = array_bytes(store, layouts.encode_policy_step(self.policy_step(payload)))  # type: ignore[arg-type]
             assert writer.put(index[key], t, data)
         writer.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from bag_msgs import array_bytes
 
 from async_naf.recording.config import RecorderConfig
 from async_naf.recording.info import BagError, bag_info, format_info
@@ -248,15 +249,6 @@ def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env
 
 
 # ------------------------------------------------------------------------------------------- conversion
-def _array_bytes(store, arr: layouts.ArrayMsg) -> bytes:
-    t = store.types
-    dims = [t["std_msgs/msg/MultiArrayDimension"](label=lab, size=s, stride=st)
-            for lab, s, st in zip(arr.labels, arr.sizes, arr.strides)]
-    msg = t[F64](layout=t["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=0),
-                 data=np.asarray(arr.data, np.float64))
-    return store.serialize_cdr(msg, F64)
-
-
 def _synthetic_steps(task_name: str, episode: int, n: int, goal: np.ndarray, seed: int):
     from async_naf.task.tasks import TaskState, make_task
 
@@ -283,7 +275,7 @@ def _write_policy_bag(path: Path, extra: list[tuple[str, bytes]] = ()) -> list:
         t += 1000
         steps = _synthetic_steps("reach", episode, 6, goal, seed=episode)
         for step in steps:
-            writer.put(1, t, _array_bytes(store, layouts.encode_policy_step(step)))
+            writer.put(1, t, array_bytes(store, layouts.encode_policy_step(step)))
             t += 1000
         for topic_index, data in extra:
             writer.put(1 if topic_index == "step" else 0, t, data)
@@ -296,7 +288,7 @@ def _write_policy_bag(path: Path, extra: list[tuple[str, bytes]] = ()) -> list:
 
 
 def _goal_bytes(store, episode: int, active: bool, goal: np.ndarray) -> bytes:
-    return _array_bytes(store, layouts.encode_goal(layouts.Goal(episode, active, goal)))
+    return array_bytes(store, layouts.encode_goal(layouts.Goal(episode, active, goal)))
 
 
 def test_exact_conversion_equals_the_collector_on_the_same_steps(tmp_path: Path) -> None:
@@ -332,7 +324,7 @@ def test_bad_messages_are_counted_and_other_tasks_refused(tmp_path: Path) -> Non
     from async_naf.run.convert import convert_exact, write_dataset
 
     store = _store()
-    bad_step = _array_bytes(store, layouts.ArrayMsg(("async_naf.policy_step.v1:obs=23,act=7",), (3,), (3,),
+    bad_step = array_bytes(store, layouts.ArrayMsg(("async_naf.policy_step.v1:obs=23,act=7",), (3,), (3,),
                                                     np.array([1.0, np.nan, 2.0])))
     bag = tmp_path / "bag"
     _write_policy_bag(bag, extra=[("step", bad_step), ("step", b"\x00\x01garbage")])

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --composition robot: messages between a robot's nodes go through DDS as "
                              "between processes (default: handed over inside the process, and published to DDS "
                              "only for subscribers elsewhere)")
+
+
+def remove_outputs(run_dir: Path, names: Iterable[str]) -> None:
+    """Remove what a run wrote into ``run_dir`` under these names (files or directories; missing ones are
+    fine): ``--overwrite``."""
+    for name in names:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def _default_run_dir(args: argparse.Namespace) -> str:
@@ -415,12 +427,7 @@ def run(args: argparse.Namespace) -> int:
               "--overwrite to start over, or another --run-dir", file=sys.stderr)
         return 2
     if args.overwrite and not args.resume:
-        for name in (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+        remove_outputs(run_dir, (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "collectors", ignore_errors=True)  # a resumed run's earlier collectors' counters

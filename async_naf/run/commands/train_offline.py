@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 import warnings
@@ -109,12 +108,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.overwrite:
-        for name in OUTPUTS:
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+        from async_naf.run.commands.train import remove_outputs
+
+        remove_outputs(run_dir, OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
     from async_naf.run.demos import prepare_demos
 
