@@ -324,7 +324,8 @@ def test_a_short_run_trains_on_the_demos_of_a_recorded_run(tmp_path: Path, ros_e
 def test_bag_convert_keeps_only_successful_episodes_when_asked(tmp_path: Path) -> None:
     """Three reach episodes of 4 transitions; only episode 1 ends at its target: --successful-only keeps its 4
     rows, --max-episodes cuts in order, and the manifest records the selection."""
-    from test_recording import F64, _array_bytes, _goal_bytes, _store, _synthetic_steps
+    from bag_msgs import array_bytes
+    from test_recording import F64, _goal_bytes, _store, _synthetic_steps
 
     from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
     from async_naf.run.convert import convert_exact, write_dataset
@@ -341,7 +342,7 @@ def test_bag_convert_keeps_only_successful_episodes_when_asked(tmp_path: Path) -
             steps[4] = dataclasses.replace(steps[4], ee_pos=goal.copy())
         for step in steps:
             t += 1000
-            writer.put(1, t, _array_bytes(store, layouts.encode_policy_step(step)))
+            writer.put(1, t, array_bytes(store, layouts.encode_policy_step(step)))
         t += 1000
     writer.close()
     everything = convert_exact(bag, "reach", {"episode_steps": 4})
