@@ -95,7 +95,6 @@ class LocalSubscription:
         depth = int(qos.depth) if qos.history == HistoryPolicy.KEEP_LAST else 0
         self.queue: deque[Any] = deque(maxlen=depth if depth > 0 else None)
         self.ros: Any = None  # the DDS reader while the topic has no publisher here
-        self.delivered = 0
         self.overwritten = 0  # messages dropped by the KEEP_LAST depth before delivery
         self._bus = bus
 
@@ -200,7 +199,6 @@ class LocalBus:
                 sub = self._order.popleft()
                 if sub.queue:  # empty: its oldest message was overwritten (KEEP_LAST) or it was destroyed
                     msg = sub.queue.popleft()
-                    sub.delivered += 1
                     sub.callback(msg)
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending in the spin loop
             self._error = exc
