@@ -90,6 +90,7 @@ class PartitionError(RuntimeError):
 
 DIAG_LAG_S = 2.5  # a node's /diagnostics (every 1 s) show a state this long after it was reached, at most
 SERVER_PORT = 11811  # the discovery server's UDP port on the trainer host (Fast DDS's default)
+CUT_SETTLE_S = 2.0  # statistics received just before a cut may be written by a loaded trainer this long after it
 
 
 def server_binary() -> str | None:
@@ -368,9 +369,14 @@ def analyse(out_dir: Path) -> dict[str, Any]:
     sent_total = 0.0
     for i in range(n):
         mine = sorted(r.episode for r in rows if str(r.robot) == str(i))
-        in_window = [r for r in rows if str(r.robot) == str(i) and down - offset <= r.wall_s <= up - offset]
+        # rows written within CUT_SETTLE_S of the cut are statistics received before it and handled after
+        # (the trainer's executor behind under load), counted apart
+        cut, settled = down - offset, down - offset + CUT_SETTLE_S
+        at_cut = [r for r in rows if str(r.robot) == str(i) and cut <= r.wall_s < settled]
+        in_window = [r for r in rows if str(r.robot) == str(i) and settled <= r.wall_s <= up - offset]
         entry: dict[str, Any] = {"episodes_recorded_by_trainer": len(mine),
                                  "episodes_recorded_during_partition": len(in_window),
+                                 "episodes_recorded_at_cut": len(at_cut),
                                  "episode_numbers_missing": _missing(mine)}
         diags = _robot_diags(out_dir, i)
         coll, pol = f"/robot_{i}/collector", f"/robot_{i}/policy"
