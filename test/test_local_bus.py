@@ -223,3 +223,52 @@ def test_a_foreign_publisher_does_not_reach_a_subscription_fed_by_the_bus(proc: 
         assert got == [1.0]
     finally:
         probe.close()
+
+
+def _imu(stamp_ns: int) -> Any:
+    from sensor_msgs.msg import Imu
+
+    m = Imu()
+    m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    m.angular_velocity.z = 0.01
+    m.linear_acceleration.z = 9.81
+    return m
+
+
+def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outside_listens(
+        proc: Process, ros_env: dict[str, str]) -> None:
+    """The sim hands one control step's IMU samples over together: every sample is integrated, the estimate
+    of the burst's last one is sent (the others are counted as ``coalesced``); with a subscriber in another
+    process (a recorder), every estimate is sent, as over DDS."""
+    from sensor_msgs.msg import Imu, JointState
+
+    from async_naf.nodes._msgs import IMU, SENSOR
+    from async_naf.nodes.door_angle_node import DoorAngleNode
+
+    node = DoorAngleNode(context=proc.context, namespace="/robot_9")
+    proc.executor.add_node(node)
+    got: list[JointState] = []
+    _local.create_subscription(proc.b, JointState, "door/joint_states", got.append, SENSOR)
+    imu = _local.create_publisher(proc.a, Imu, "door/imu", IMU)
+    stamps = [1_000_000_000 + 10_000_000 * k for k in range(10)]
+    try:
+        for s in stamps[:5]:
+            imu.publish(_imu(s))
+        proc.spin_until(lambda: node.estimator.samples == 5 and len(got) == 1)
+        assert node.coalesced == 4
+        assert got[0].header.stamp.nanosec == stamps[4] % 1_000_000_000  # the burst's last sample
+        probe = Probe(ros_env)
+        outside: list[JointState] = []
+        try:
+            probe.node.create_subscription(JointState, "/robot_9/door/joint_states", outside.append, SENSOR)
+            proc.spin_until(lambda: node.joint_pub.ros.get_subscription_count() == 1)
+            for s in stamps[5:]:
+                imu.publish(_imu(s))
+            proc.spin_until(lambda: node.estimator.samples == 10 and len(got) == 6)
+            assert node.coalesced == 4  # a listener elsewhere: nothing coalesced
+            assert [m.header.stamp.nanosec for m in got[1:]] == [s % 1_000_000_000 for s in stamps[5:]]
+        finally:
+            probe.close()
+    finally:
+        proc.executor.remove_node(node)
+        node.destroy_node()

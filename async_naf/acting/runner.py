@@ -97,7 +97,7 @@ class PolicyRunner:
             ValueError: the observation is not finite (e.g. NaN joint states): nothing is commanded.
         """
         obs = self.task.observation(state, goal)
-        if not np.all(np.isfinite(obs)):
+        if not np.isfinite(obs).all():
             raise ValueError("observation holds NaN/Inf")
         if self.policy is not None:
             action = np.asarray(self.policy.act(obs), dtype=np.float64)

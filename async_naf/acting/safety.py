@@ -182,7 +182,7 @@ class SafetyFilter:
         """A new joint state (7,) rad at steady time ``now``; non-finite ones are ignored (the watchdog
         then trips when states stay missing)."""
         q = np.asarray(q, dtype=float)
-        if q.shape == (N_JOINTS,) and np.all(np.isfinite(q)):
+        if q.shape == (N_JOINTS,) and np.isfinite(q).all():
             self.q = q.copy()
             self.state_time = now
         else:
@@ -213,7 +213,7 @@ class SafetyFilter:
         trip = self._watchdog(now)
         if trip is None:
             return None
-        if np.any(self.last_output != 0.0):
+        if (self.last_output != 0.0).any():
             self.counts[trip] += 1
         return self._zero()
 
@@ -228,7 +228,7 @@ class SafetyFilter:
             self.counts[trip] += 1
             return self._zero()
         v = np.asarray(command, dtype=float)
-        if v.shape != (N_JOINTS,) or not np.all(np.isfinite(v)):
+        if v.shape != (N_JOINTS,) or not np.isfinite(v).all():
             self.counts["bad_command"] += 1
             return self._zero()
         assert self.q is not None
@@ -248,11 +248,11 @@ class SafetyFilter:
         """Apply rules 4-7 to command ``v`` at joint angles ``q`` after previous output ``v_prev``."""
         T = self.config.control_period_s
         clamped = np.clip(v, -self.vmax, self.vmax)
-        if np.any(clamped != v):
+        if (clamped != v).any():
             self.counts["velocity_clamped"] += 1
         lo, hi = self.position_bounds(q)
         out = np.clip(clamped, lo, hi)
-        if np.any(out != clamped):
+        if (out != clamped).any():
             self.counts["position_limited"] += 1
         a_lo, a_hi = v_prev - self.amax * T, v_prev + self.amax * T
         feasible_lo, feasible_hi = np.maximum(lo, a_lo), np.minimum(hi, a_hi)
@@ -262,7 +262,7 @@ class SafetyFilter:
             # the position rule wins: the safe value nearest to the acceleration interval
             limited = np.where(empty, np.clip(np.where(a_lo > hi, hi, lo), lo, hi), limited)
             self.counts["accel_override"] += 1
-        if np.any(limited[~empty] != out[~empty]):
+        if (limited[~empty] != out[~empty]).any():
             self.counts["accel_limited"] += 1
         out = limited
         if self.fk is not None:

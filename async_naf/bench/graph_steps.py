@@ -10,7 +10,9 @@ measures over a fixed number of environment steps:
 - ``graph_cpu_ms_per_step``: CPU time (user + system, every thread, from ``/proc/<pid>/stat``) of every
   graph process over the window, per environment step; ``graph_cpu_ms_per_step_<process>`` per process
   (``robot_0.sim``, ..., or ``robot_0`` for a composed robot, ``trainer``): where the CPU goes;
-- ``graph_updates_per_step``: NAF updates per environment step over the window (about 1);
+- ``graph_updates_per_step``: NAF updates per environment step over the window (about 1: the window opens
+  once the trainer has caught up with the steps made before it reached ``min_buffer_size``, or after a
+  second warm-up if it cannot);
 
 and then, in the same bench run and process, without ROS:
 
@@ -154,6 +156,13 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
                 probe.executor.spin_once(timeout_sec=0.05)
 
         wait_steps(warmup_steps, "the warm-up")
+        # the trainer starts updating at min_buffer_size and then catches up (updates_per_step 1 counts from
+        # the run's start): a window opened while it catches up charges those extra updates to its steps.
+        # Wait until it has caught up, or until another warm-up's worth of steps (a trainer that cannot keep
+        # up, e.g. with many workers: graph_updates_per_step then says so)
+        caught_up_by = latest["env_steps"] + warmup_steps
+        while latest["updates"] < 0.99 * latest["env_steps"] and latest["env_steps"] < caught_up_by:
+            wait_steps(latest["env_steps"] + 1, "the trainer catching up")
         pids = launcher.pids
         s0, u0 = latest["env_steps"], latest["updates"]
         t0, c0 = time.perf_counter(), {k: proc_cpu_s(p) for k, p in pids.items()}

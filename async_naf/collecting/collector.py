@@ -151,7 +151,7 @@ class EpisodeAssembler:
     def start_episode(self, goal: np.ndarray | None = None) -> Goal:
         """Begin the next episode (goal sampled from the task unless given); returns the Goal to publish."""
         g = self.task.sample_goal(self.rng) if goal is None else np.asarray(goal, dtype=np.float64)
-        if np.shape(g) != (self.task.goal_dim,) or not np.all(np.isfinite(g)):
+        if np.shape(g) != (self.task.goal_dim,) or not np.isfinite(g).all():
             raise ValueError(f"goal must be {self.task.goal_dim} finite values, got {g!r}")
         self.episode += 1
         self.in_episode = True
@@ -184,7 +184,7 @@ class EpisodeAssembler:
             if np.shape(arr) != shape:
                 self._drop("wrong_size")
                 return False
-            if not np.all(np.isfinite(arr)):
+            if not np.isfinite(arr).all():
                 self._drop("non_finite")
                 return False
         if not (math.isfinite(step.door_angle) and math.isfinite(step.door_velocity) and math.isfinite(step.stamp_s)):

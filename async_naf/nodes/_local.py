@@ -229,6 +229,18 @@ def create_subscription(node: Any, msg_type: type, topic: str, callback: Callabl
     return bus.add_subscription(node, msg_type, topic, callback, qos)
 
 
+def more_queued(sub: Any) -> bool:
+    """True if ``sub`` is fed by the bus and more messages wait in its queue (a burst: the sim publishes one
+    control step's IMU samples together); always False for a DDS-fed subscription, which cannot know."""
+    return isinstance(sub, LocalSubscription) and sub.ros is None and bool(sub.queue)
+
+
+def heard_only_here(pub: Any) -> bool:
+    """True if what ``pub`` publishes reaches this process's subscriptions only: a bus publisher, not latched,
+    with no DDS subscriber matched (no recorder, no ``ros2 topic echo``, no node elsewhere)."""
+    return isinstance(pub, LocalPublisher) and not pub._latched and pub.ros.get_subscription_count() == 0
+
+
 def destroy_publisher(node: Any, pub: Any) -> None:
     """``node.destroy_publisher`` for what :func:`create_publisher` returned."""
     if isinstance(pub, LocalPublisher):

@@ -78,6 +78,7 @@ class SimNode(Node):
                        "steps": 0, "resets": 0}
         self._latest = np.zeros(7)
         self._latest_wall = -float("inf")
+        self._cov_flat: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]  # see _flat_cov
         self._last_publish_wall = time.monotonic()
         # publishers, subscriptions, services, timers
         self.joint_pub = _local.create_publisher(self, JointState, "joint_states", SENSOR)
@@ -117,7 +118,7 @@ class SimNode(Node):
         if cmd.shape != (7,):
             self._reject("rejected_wrong_length", f"{cmd.size} values, expected 7 ({', '.join(ARM_JOINT_NAMES)})")
             return
-        if not np.all(np.isfinite(cmd)):
+        if not np.isfinite(cmd).all():
             self._reject("rejected_non_finite", "non-finite value(s)")
             return
         self.counts["applied"] += 1
@@ -132,7 +133,7 @@ class SimNode(Node):
         fresh = now - self._latest_wall <= self.config.command_timeout_s
         cmd = self._latest if fresh else np.zeros(7)
         if self.config.hardware and self.config.door_closer_torque > 0.0:
-            if np.any(cmd != 0.0):
+            if (cmd != 0.0).any():
                 self._still_since = None
             elif self._still_since is None:
                 self._still_since = now
@@ -206,9 +207,20 @@ class SimNode(Node):
         msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = float(g[0]), float(g[1]), float(g[2])
         msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
             float(a[0]), float(a[1]), float(a[2]))
-        msg.angular_velocity_covariance = np.asarray(sample.gyro_cov, dtype=float).ravel().tolist()
-        msg.linear_acceleration_covariance = np.asarray(sample.accel_cov, dtype=float).ravel().tolist()
+        msg.angular_velocity_covariance = self._flat_cov(0, sample.gyro_cov)
+        msg.linear_acceleration_covariance = self._flat_cov(1, sample.accel_cov)
         return msg
+
+    def _flat_cov(self, slot: int, cov: np.ndarray) -> np.ndarray:
+        """A 3x3 covariance as the message's 9 float64 values, one read-only array per noise model's matrix
+        (shared by its messages: rclpy takes a float64 array of the right size as it is, without a check per
+        element)."""
+        cached = self._cov_flat[slot]
+        if cached is None or cached[0] is not cov:
+            flat = np.array(cov, dtype=np.float64).ravel()
+            flat.flags.writeable = False
+            cached = self._cov_flat[slot] = (cov, flat)
+        return cached[1]
 
     def publish_diagnostics(self) -> None:
         status = DiagnosticStatus()

@@ -245,7 +245,7 @@ class ArmDoorSim:
             ValueError: if ``cmd`` is not 7 finite numbers (nothing is applied).
         """
         cmd = np.asarray(cmd, dtype=float)
-        if cmd.shape != (7,) or not np.all(np.isfinite(cmd)):
+        if cmd.shape != (7,) or not np.isfinite(cmd).all():
             raise ValueError(f"command must be 7 finite joint velocities (rad/s), got shape {cmd.shape}")
         cmd = np.clip(cmd, -self.velocity_limits, self.velocity_limits)
         if self._delay is not None:

