@@ -4,6 +4,7 @@ rclpy is initialised and shut down (no node is created, so no DDS participant st
 """
 from __future__ import annotations
 
+import gc
 import signal
 
 import pytest
@@ -16,10 +17,13 @@ from async_naf.nodes import _main  # noqa: E402
 @pytest.fixture(autouse=True)
 def _restore_signals():
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threshold = gc.get_threshold()
     yield
     for s, h in handlers.items():
         signal.signal(s, h)
     rclpy.try_shutdown()
+    gc.unfreeze()  # run_node settles the heap of the process it runs in: this one's is given back
+    gc.set_threshold(*threshold)
 
 
 class FakeNode:
@@ -46,6 +50,7 @@ class FakeExecutor:
         assert node is self.node
 
     def spin_once(self, timeout_sec: float) -> None:
+        self.node.gc_while_spinning = (gc.get_freeze_count(), gc.get_threshold()[0])
         if self.node.spin_error is not None:
             raise self.node.spin_error
         self.node.done = True
@@ -84,3 +89,11 @@ def test_rclpy_is_shut_down_even_if_the_shutdown_hook_raises() -> None:
     with pytest.raises(OSError, match="disk full"):
         _run(node)
     assert node.destroyed and not rclpy.ok()
+
+
+def test_the_start_up_heap_is_frozen_and_young_collections_are_rarer_while_spinning() -> None:
+    gc.unfreeze()
+    node = FakeNode()
+    assert _run(node) == 0
+    frozen, gen0 = node.gc_while_spinning
+    assert frozen > 1000 and gen0 == _main.GC_GEN0_THRESHOLD  # the modules and nodes built before the spin
