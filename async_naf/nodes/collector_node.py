@@ -130,9 +130,10 @@ class CollectorNode(Node):
                 zero = self._trigger_clients.get("zero")
                 self._do(self.loop.on_service_reply(response.success, response.message, now,
                                                     zero_ready=zero is not None and zero.service_is_ready()))
+        idle = self.loop.phase == "idle"  # the reset service and the recorder matter only to start a reset
         self._do(self.loop.tick(now, trainer_listening=self._tr_pub.get_subscription_count() > 0,
-                                reset_ready=self._trigger_clients["reset"].service_is_ready(),
-                                recorder_ready=self._recorder_ready()))
+                                reset_ready=not idle or self._trigger_clients["reset"].service_is_ready(),
+                                recorder_ready=not idle or self._recorder_ready()))
 
     def _recorder_ready(self) -> bool:
         """``wait_for_recorder`` (a node's fully qualified name) subscribes to this robot's policy/step (the
