@@ -138,6 +138,10 @@ def graph_settings(task: str, seed: int, config_file: str | None = None,
     noise = build(NoiseConfig, {k[len("noise."):]: v for k, v in policy.items() if k.startswith("noise.")})
     values = {**overrides.get("/trainer", {}), **(trainer_sets or {}), "task": task, "seed": seed}
     allowed = {k for k in values if k.split(".")[0] in TrainerConfig.__dataclass_fields__}
+    unknown = sorted(set(trainer_sets or {}) - allowed)
+    if unknown:  # config/train.yaml's node-only parameters are left out above; a --set never silently is
+        raise ValueError(f"unknown trainer parameter(s) {', '.join(unknown)}: TrainerConfig has "
+                         f"{', '.join(sorted(TrainerConfig.__dataclass_fields__))} (nested: naf.lr, ddpg.tau, ...)")
     return build(TrainerConfig, {k: values[k] for k in allowed}), noise
 
 
@@ -189,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             out[key.strip()] = tuple(value) if isinstance(value, list) else value
         return out
 
-    task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **fields(args.task_set))
-    trainer, noise = graph_settings(args.task, args.seed, trainer_sets={"algorithm": args.algorithm,
-                                                                         **fields(args.sets)})
+    try:
+        task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **fields(args.task_set))
+        trainer, noise = graph_settings(args.task, args.seed, trainer_sets={"algorithm": args.algorithm,
+                                                                             **fields(args.sets)})
+    except (TypeError, ValueError) as exc:  # an unknown field or a bad value: said, never ignored
+        parser.error(str(exc))
     config = SerialConfig(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes)
     records = train_serial(config, trainer, noise, task_config=task_config)
     if args.json:
