@@ -78,8 +78,24 @@ ARGUMENTS = (
      "gazebo: world file (or gz world name) given to gz sim; empty = the package's worlds/async_naf.sdf (physics, "
      "the IMU system once for all robots, ground plane). A world of your own must load the Physics, "
      "UserCommands, SceneBroadcaster and Imu systems itself.", None),
-    ("gz_args", "-r -s -v 2",
-     "gazebo: extra gz sim arguments (-r run immediately, -s server only/headless, -v verbosity).", None),
+    ("gz_args", "-r -v 2",
+     "gazebo: extra gz sim arguments (-r run immediately, -v verbosity); server only or with GUI: gui:=.", None),
+    ("gui", "false",
+     "gazebo: true starts gz sim with its GUI; false runs the server only (gz sim -s, headless).",
+     ("true", "false")),
+    ("rviz", "false",
+     "gazebo / real: start rviz2 with the package's rviz/async_naf.rviz (RobotModel and TF of robot_0, fixed "
+     "frame world).", ("true", "false")),
+    ("spawn_poses", "",
+     "gazebo / real: 'x y z yaw' (m, m, m, rad) of each robot's base frame robot_<i>/world in the frame world, "
+     "one per robot of the graph separated by ';' (e.g. '0 0 0 0; 0 3 0 1.57'): where ros_gz_sim create spawns "
+     "it, and the static transform world -> robot_<i>/world. Empty = robots on the y axis, 4 m apart.", None),
+    ("description_file", "",
+     "gazebo / real: xacro of the robot (arm, door, ros2_control tags) given the arguments of "
+     "urdf/arm_door.urdf.xacro; empty = the package's urdf/arm_door.urdf.xacro.", None),
+    ("controllers_file", "",
+     "gazebo / real: ros2_control controllers YAML (joint_state_broadcaster, forward_velocity_controller); "
+     "empty = the package's config/controllers.yaml.", None),
     ("hardware_plugin", "mock_components/GenericSystem",
      "real: ros2_control hardware plugin (SystemInterface) of the arm, passed to the xacro.", None),
     ("robot_ip", "192.168.1.10",
@@ -219,9 +235,10 @@ def _launch_setup(context, *args, **kwargs):
         build_graph,
         compose,
         config_overrides,
-        gazebo_world,
+        gz_sim_args,
         load_hardware_file,
         parse_robots,
+        parse_spawn_poses,
         record_topics,
         robot_indices,
         with_deadline,
@@ -267,15 +284,19 @@ def _launch_setup(context, *args, **kwargs):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
-            launch_arguments={"gz_args": f"{arg('gz_args')} {gazebo_world(arg('gz_world'))}",
+            # gz sim -s: the server without the GUI (ros_gz_sim's gz_sim.launch.py passes gz_args to gz sim)
+            launch_arguments={"gz_args": gz_sim_args(arg("gz_args"), arg("gui") == "true", arg("gz_world")),
                               "on_exit_shutdown": "true"}.items(),
         ))
     # ros2_control: robot_state_publisher, spawn / ros2_control_node, one spawner per robot for both controllers
     hardware = (load_hardware_file(arg("hardware_file"), config, arg("hardware_plugin"))
                 if arg("hardware_file") else None)
     for spec in build_bringup(config, hardware_plugin=arg("hardware_plugin"), robot_ip=arg("robot_ip"),
-                              hardware=hardware,
-                              controller_manager_timeout_s=float(arg("controller_manager_timeout"))):
+                              controllers_file=arg("controllers_file") or None, hardware=hardware,
+                              controller_manager_timeout_s=float(arg("controller_manager_timeout")),
+                              description_file=arg("description_file") or None,
+                              spawn_poses=parse_spawn_poses(arg("spawn_poses"), config.workers),
+                              rviz=arg("rviz") == "true"):
         # create and the spawner exit when done: a non-zero exit (no controller manager within the timeout, a
         # controller that failed to load or activate, a model that could not be spawned) ends the launch
         actions.append(_node(spec, on_exit=_fail_on_error(spec) if spec.name in ONE_SHOT_BRINGUP else None))
