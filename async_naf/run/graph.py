@@ -890,18 +890,20 @@ _DESCRIPTION_CACHE: dict[tuple, dict[str, str]] = {}
 def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[str, str]:
     """The xacro arguments that make a robot's Gazebo / real description match its task and the embedded
     sim's configuration (``sim_overrides``: the ``sim`` section for that robot, e.g. of config/train.yaml): the
-    door geometry and dynamics, hinge side and opening direction (``door_push`` gets the push door) and
+    door geometry and dynamics, the latch (Gazebo's latch system), the door IMU's rate and noise (Gazebo's IMU
+    sensor), hinge side and opening direction (``door_push`` gets the push door) and
     ``initial_positions`` = the episode's start pose (:func:`arm_start_pose`, the pose the reset node drives to),
     so a spawned arm starts where its episodes start."""
     key = (task, tuple(sorted((k, str(v)) for k, v in sim_overrides.items())))
     if key not in _DESCRIPTION_CACHE:
         from async_naf.sim.config import SimConfig
-        from async_naf.sim.model import xacro_mappings
+        from async_naf.sim.model import imu_xacro_mappings, xacro_mappings
 
         params = {k: v for k, v in sim_overrides.items()
                   if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
         sim = config_from_params(SimConfig, {**params, "task": task}, "sim (robot description)")
-        mappings = xacro_mappings(sim.door, sim.hinge_left, sim.door_opening)
+        # door geometry and latch, and the Gazebo IMU's rate and noise: the embedded model's configuration
+        mappings = {**xacro_mappings(sim.door, sim.hinge_left, sim.door_opening), **imu_xacro_mappings(sim.imu)}
         del mappings["mode"]
         start, _ = arm_start_pose(task, sim_overrides)
         mappings["initial_positions"] = " ".join(repr(float(v)) for v in start)
