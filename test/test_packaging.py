@@ -41,7 +41,8 @@ JAZZY_RELEASED: dict[str, tuple[str, ...]] = {
                          "imu_sensor_broadcaster", "ros2_controllers"),
     "ros_gz": ("ros_gz", "ros_gz_bridge", "ros_gz_image", "ros_gz_interfaces", "ros_gz_sim", "ros_gz_sim_demos"),
     "xacro": ("xacro",),
-    # added for the TF / RViz bringup from the same file's geometry2 and rviz entries (only the packages used)
+    # added for the TF / RViz bringup (only the packages used): released for ROS 2 from the geometry2 and rviz
+    # repositories (ros2-gbp/geometry2-release, ros2-gbp/rviz-release); not re-copied from the pinned file above
     "geometry2": ("tf2", "tf2_ros", "tf2_ros_py"),
     "rviz": ("rviz2", "rviz_common", "rviz_default_plugins"),
 }
