@@ -295,7 +295,8 @@ def _launch_setup(context, *args, **kwargs):
                               controllers_file=arg("controllers_file") or None, hardware=hardware,
                               controller_manager_timeout_s=float(arg("controller_manager_timeout")),
                               description_file=arg("description_file") or None,
-                              spawn_poses=parse_spawn_poses(arg("spawn_poses"), config.workers),
+                              spawn_poses=(parse_spawn_poses(arg("spawn_poses"), config.workers)
+                                           if arg("spawn_poses") else None),
                               rviz=arg("rviz") == "true"):
         # create and the spawner exit when done: a non-zero exit (no controller manager within the timeout, a
         # controller that failed to load or activate, a model that could not be spawned) ends the launch

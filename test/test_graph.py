@@ -631,6 +631,17 @@ def test_spawn_poses_default_and_validation() -> None:
     assert ys == [0.0, graph.GZ_ROBOT_SPACING_M]
 
 
+@pytest.mark.parametrize("backend", ["mujoco", "hardware"])
+def test_bringup_options_of_arm_backends_are_never_ignored(backend: str) -> None:
+    """spawn_poses / rviz / description_file / controllers_file on a backend without bringup: an error."""
+    cfg = _cfg(task="door_pull", workers=1, backend=backend)
+    assert build_bringup(cfg) == []
+    for kwargs in ({"spawn_poses": graph.parse_spawn_poses("", 1)}, {"rviz": True},
+                   {"description_file": "x.xacro"}, {"controllers_file": "c.yaml"}):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))}:= apply to backends gazebo and real only"):
+            build_bringup(cfg, **kwargs)
+
+
 def test_gui_switches_gz_sim_between_server_only_and_gui() -> None:
     world = graph.gazebo_world("")
     assert graph.gz_sim_args("-r -v 2", gui=False) == f"-r -v 2 -s {world}"

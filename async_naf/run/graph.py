@@ -1072,6 +1072,11 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
     if hardware and config.backend != "real":  # never ignored silently (hardware: the sim is the arm)
         raise ValueError("hardware_file:= applies to backend real only")
     if config.backend in ("mujoco", "hardware"):
+        given = [name for name, value in (("spawn_poses", spawn_poses), ("rviz", rviz),
+                                          ("description_file", description_file),
+                                          ("controllers_file", controllers_file)) if value]
+        if given:  # never ignored silently: the embedded sim has its own description and no ros2_control
+            raise ValueError(f"{', '.join(f'{n}:=' for n in given)} apply to backends gazebo and real only")
         return []
     if not controller_manager_timeout_s > 0 or not math.isfinite(controller_manager_timeout_s):
         raise ValueError(f"controller_manager_timeout must be a positive number of seconds, "
