@@ -168,9 +168,15 @@ def test_latch_holds_the_door_in_gazebo_until_the_handle_is_turned(tmp_path: Pat
     threshold the same torque opens it."""
     sim8 = pytest.importorskip("gz.sim8", reason="gz-sim 8 Python bindings (Gazebo Harmonic) not installed here")
     pytest.importorskip("gz.common5", reason="gz-common Python bindings not installed here")
-    urdf = graph.robot_description("gazebo", "", mappings=graph.description_mappings("door_pull", {}))
-    model = tmp_path / "arm_door.urdf"
-    model.write_text(urdf)
+    urdf = ET.fromstring(graph.robot_description("gazebo", "", mappings=graph.description_mappings("door_pull", {})))
+    # the door alone (the latch acts on it only): no arm links and joints, no ros2_control / gz_ros2_control
+    for element in list(urdf):
+        name = element.get("name") or ""
+        control = element.find("plugin[@filename='gz_ros2_control-system']") is not None
+        if (element.tag in ("link", "joint") and name.startswith("arm_")) or element.tag == "ros2_control" or control:
+            urdf.remove(element)
+    model = tmp_path / "door.urdf"
+    model.write_text(ET.tostring(urdf, encoding="unicode"))
     world = tmp_path / "world.sdf"
     text = (REPO / "worlds" / "async_naf.sdf").read_text()
     world.write_text(text.replace("</world>", f"<include><uri>file://{model}</uri><name>robot</name></include>"
