@@ -5,6 +5,7 @@ Examples::
     ros2 launch async_naf train.launch.py                                   # door_pull, 2 embedded MuJoCo arms
     ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
     ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 task:=door_push
+    ros2 launch async_naf train.launch.py backend:=gazebo gui:=true rviz:=true spawn_poses:="0 0 0 0; 0 3 0 0"
     ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.5
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
@@ -25,6 +26,10 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
 - real: per robot robot_state_publisher, ``ros2_control_node`` with the hardware plugin given as a xacro
   argument (per robot from ``hardware_file:=``), and the same spawner. The door IMU driver (publishing
   ``/robot_<i>/door/imu``) is yours to start.
+- gazebo / real, TF: per robot a second robot_state_publisher (``door_state_publisher``) publishes the door leaf
+  from the door_angle node's ``door/joint_states``, static transforms hold the handle at rest and place
+  ``robot_<i>/world`` in ``world`` at the robot's ``spawn_poses`` entry; ``rviz:=true`` opens rviz/async_naf.rviz;
+  ``gui:=true`` runs gz sim with its GUI (default: server only);
 - a spawner or ``create`` that exits with a non-zero code ends the launch (the arm would never move).
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
