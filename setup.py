@@ -37,6 +37,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro")),
         (f"share/{PACKAGE}/worlds", glob("worlds/*.sdf")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],
     python_requires=">=3.11",  # subprocess.Popen(process_group=...) in run/launcher.py
     install_requires=["setuptools"],

@@ -5,6 +5,7 @@ Examples::
     ros2 launch async_naf train.launch.py                                   # door_pull, 2 embedded MuJoCo arms
     ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
     ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 task:=door_push
+    ros2 launch async_naf train.launch.py backend:=gazebo gui:=true rviz:=true spawn_poses:="0 0 0 0; 0 3 0 0"
     ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.5
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
@@ -25,6 +26,10 @@ The nodes and their parameters come from ``async_naf.run.graph.build_graph`` - t
 - real: per robot robot_state_publisher, ``ros2_control_node`` with the hardware plugin given as a xacro
   argument (per robot from ``hardware_file:=``), and the same spawner. The door IMU driver (publishing
   ``/robot_<i>/door/imu``) is yours to start.
+- gazebo / real, TF: per robot a second robot_state_publisher (``door_state_publisher``) publishes the door leaf
+  from the door_angle node's ``door/joint_states``, static transforms hold the handle at rest and place
+  ``robot_<i>/world`` in ``world`` at the robot's ``spawn_poses`` entry; ``rviz:=true`` opens rviz/async_naf.rviz;
+  ``gui:=true`` runs gz sim with its GUI (default: server only);
 - a spawner or ``create`` that exits with a non-zero code ends the launch (the arm would never move).
 
 Every process it starts gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (DDS on loopback) unless the variable
@@ -78,8 +83,24 @@ ARGUMENTS = (
      "gazebo: world file (or gz world name) given to gz sim; empty = the package's worlds/async_naf.sdf (physics, "
      "the IMU system once for all robots, ground plane). A world of your own must load the Physics, "
      "UserCommands, SceneBroadcaster and Imu systems itself.", None),
-    ("gz_args", "-r -s -v 2",
-     "gazebo: extra gz sim arguments (-r run immediately, -s server only/headless, -v verbosity).", None),
+    ("gz_args", "-r -v 2",
+     "gazebo: extra gz sim arguments (-r run immediately, -v verbosity); server only or with GUI: gui:=.", None),
+    ("gui", "false",
+     "gazebo: true starts gz sim with its GUI; false runs the server only (gz sim -s, headless).",
+     ("true", "false")),
+    ("rviz", "false",
+     "gazebo / real: start rviz2 with the package's rviz/async_naf.rviz (RobotModel and TF of robot_0, fixed "
+     "frame world).", ("true", "false")),
+    ("spawn_poses", "",
+     "gazebo / real: 'x y z yaw' (m, m, m, rad) of each robot's base frame robot_<i>/world in the frame world, "
+     "one per robot of the graph separated by ';' (e.g. '0 0 0 0; 0 3 0 1.57'): where ros_gz_sim create spawns "
+     "it, and the static transform world -> robot_<i>/world. Empty = robots on the y axis, 4 m apart.", None),
+    ("description_file", "",
+     "gazebo / real: xacro of the robot (arm, door, ros2_control tags) given the arguments of "
+     "urdf/arm_door.urdf.xacro; empty = the package's urdf/arm_door.urdf.xacro.", None),
+    ("controllers_file", "",
+     "gazebo / real: ros2_control controllers YAML (joint_state_broadcaster, forward_velocity_controller); "
+     "empty = the package's config/controllers.yaml.", None),
     ("hardware_plugin", "mock_components/GenericSystem",
      "real: ros2_control hardware plugin (SystemInterface) of the arm, passed to the xacro.", None),
     ("robot_ip", "192.168.1.10",
@@ -219,9 +240,10 @@ def _launch_setup(context, *args, **kwargs):
         build_graph,
         compose,
         config_overrides,
-        gazebo_world,
+        gz_sim_args,
         load_hardware_file,
         parse_robots,
+        parse_spawn_poses,
         record_topics,
         robot_indices,
         with_deadline,
@@ -267,15 +289,20 @@ def _launch_setup(context, *args, **kwargs):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
-            launch_arguments={"gz_args": f"{arg('gz_args')} {gazebo_world(arg('gz_world'))}",
+            # gz sim -s: the server without the GUI (ros_gz_sim's gz_sim.launch.py passes gz_args to gz sim)
+            launch_arguments={"gz_args": gz_sim_args(arg("gz_args"), arg("gui") == "true", arg("gz_world")),
                               "on_exit_shutdown": "true"}.items(),
         ))
     # ros2_control: robot_state_publisher, spawn / ros2_control_node, one spawner per robot for both controllers
     hardware = (load_hardware_file(arg("hardware_file"), config, arg("hardware_plugin"))
                 if arg("hardware_file") else None)
     for spec in build_bringup(config, hardware_plugin=arg("hardware_plugin"), robot_ip=arg("robot_ip"),
-                              hardware=hardware,
-                              controller_manager_timeout_s=float(arg("controller_manager_timeout"))):
+                              controllers_file=arg("controllers_file") or None, hardware=hardware,
+                              controller_manager_timeout_s=float(arg("controller_manager_timeout")),
+                              description_file=arg("description_file") or None,
+                              spawn_poses=(parse_spawn_poses(arg("spawn_poses"), config.workers)
+                                           if arg("spawn_poses") else None),
+                              rviz=arg("rviz") == "true"):
         # create and the spawner exit when done: a non-zero exit (no controller manager within the timeout, a
         # controller that failed to load or activate, a model that could not be spawned) ends the launch
         actions.append(_node(spec, on_exit=_fail_on_error(spec) if spec.name in ONE_SHOT_BRINGUP else None))

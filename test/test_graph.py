@@ -360,7 +360,7 @@ def test_bringup_gazebo_and_real() -> None:
     bridges = [n.arguments[0] for n in gz if n.executable == "parameter_bridge"]
     assert "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock" in bridges
     assert "/robot_1/door/imu@sensor_msgs/msg/Imu[gz.msgs.IMU" in bridges
-    rsp = [n for n in gz if n.executable == "robot_state_publisher"]
+    rsp = [n for n in gz if n.name == "robot_state_publisher"]
     import xml.etree.ElementTree as ET
 
     plugin = ET.fromstring(rsp[1].parameters["robot_description"]).find(".//plugin[@filename='gz_ros2_control-system']")
@@ -406,7 +406,7 @@ def test_bringup_description_follows_task_and_sim_config() -> None:
     def rsp_urdfs(task: str, workers: int = 1, overrides: dict | None = None, backend: str = "gazebo") -> list:
         nodes = build_bringup(_cfg(task=task, workers=workers, backend=backend, overrides=overrides or {}))
         return [_door_and_start(n.parameters["robot_description"]) for n in nodes
-                if n.executable == "robot_state_publisher"]
+                if n.name == "robot_state_publisher"]
 
     doors = {}
     for task in ("door_pull", "door_push"):
@@ -441,7 +441,7 @@ def test_hardware_file_gives_each_real_robot_its_own_parameters(tmp_path: Path) 
     nodes = build_bringup(config, hardware=hardware)
     params = {}
     for n in nodes:
-        if n.executable == "robot_state_publisher":
+        if n.name == "robot_state_publisher":
             hw = ET.fromstring(n.parameters["robot_description"]).find("ros2_control/hardware")
             params[n.robot] = (hw.find("plugin").text, {p.get("name"): p.text for p in hw.findall("param")})
     assert params[0] == ("vendor/ArmSystem", {"robot_ip": "10.0.0.2", "port": "30002"})
@@ -505,7 +505,7 @@ def test_gazebo_world_loads_the_imu_system_once() -> None:
     args = _declared_arguments()
     assert args["gz_world"][1] == ""  # empty = the package's world
     launch = LAUNCH_FILE.read_text()
-    assert "gazebo_world(arg('gz_world'))" in launch
+    assert "gz_sim_args(arg(\"gz_args\"), arg(\"gui\") == \"true\", arg(\"gz_world\"))" in launch
 
 
 def test_launch_file_ends_the_launch_when_a_bringup_tool_fails() -> None:
@@ -530,7 +530,7 @@ def test_bringup_keeps_each_robots_tf_frames_apart(backend: str) -> None:
     """Defect 9: every robot's robot_state_publisher prefixes its frames (robot_<i>/...); defect 12: no
     ~/robot_description remap on the controller manager (Jazzy's CM reads the relative robot_description)."""
     nodes = build_bringup(_cfg(task="door_pull", workers=3, backend=backend))
-    rsp = [n for n in nodes if n.executable == "robot_state_publisher"]
+    rsp = [n for n in nodes if n.name == "robot_state_publisher"]
     assert [n.parameters["frame_prefix"] for n in rsp] == ["robot_0/", "robot_1/", "robot_2/"]
     assert [n.namespace for n in rsp] == ["/robot_0", "/robot_1", "/robot_2"]
     assert all(not n.remappings for n in nodes if n.executable == "ros2_control_node")
@@ -562,3 +562,140 @@ def test_estimator_configured_like_the_evaluation_env() -> None:
     from_graph = build(DoorAngleConfig, node.parameters)
     env = ArmDoorEnv("door_pull", seed=0)
     assert from_graph == env.estimator_config
+
+
+# ---------------------------------------------------------------------- TF of the door, spawn poses, GUI, RViz
+@pytest.mark.parametrize("backend", ["gazebo", "real"])
+def test_every_moving_joint_of_the_description_has_a_tf_source(backend: str) -> None:
+    """Defect 9, second half: every non-fixed joint of each robot's URDF gets its transform from exactly one
+    source: the arm's from joint_states (the joint_state_broadcaster's joints = controllers.yaml's), the hinge from
+    the door_angle node's door/joint_states (a second robot_state_publisher, same prefix), the handle from a
+    static transform at rest; and robot_<i>/world sits in world at the robot's spawn pose."""
+    import xml.etree.ElementTree as ET
+
+    from async_naf.nodes import door_angle_node
+
+    poses = graph.parse_spawn_poses("0 0 0 0; 1.5 -3 0.1 1.25", 2)
+    nodes = build_bringup(_cfg(task="door_pull", workers=2, backend=backend), spawn_poses=poses)
+    controllers = yaml.safe_load(CONTROLLERS.read_text())
+    arm_joints = set(controllers["/**/forward_velocity_controller"]["ros__parameters"]["joints"])
+    assert door_angle_node.JOINT_NAME == graph.DOOR_ANGLE_JOINT
+    for i in (0, 1):
+        ns, prefix = f"/robot_{i}", f"robot_{i}/"
+        mine = [n for n in nodes if n.namespace == ns]
+        (arm_rsp,) = [n for n in mine if n.name == "robot_state_publisher"]
+        (door_rsp,) = [n for n in mine if n.name == "door_state_publisher"]
+        assert door_rsp.executable == "robot_state_publisher" and door_rsp.package == "robot_state_publisher"
+        assert arm_rsp.remappings == ()  # joint_states: the broadcaster's
+        remaps = dict(door_rsp.remappings)
+        assert remaps["joint_states"] == "door/joint_states"  # relative: <ns>/door/joint_states, door_angle's topic
+        assert remaps["robot_description"] != "robot_description"  # one publisher of <ns>/robot_description
+        assert door_rsp.parameters == arm_rsp.parameters
+        assert door_rsp.parameters["frame_prefix"] == prefix
+        urdf = ET.fromstring(arm_rsp.parameters["robot_description"])
+        moving = {j.get("name") for j in urdf.findall("joint") if j.get("type") != "fixed"}
+        static = {n.name: n for n in mine if n.executable == "static_transform_publisher"}
+        assert set(static) == {"door_handle_tf", "world_tf"}
+        handle = static["door_handle_tf"].arguments
+        handle_joint = next(j for j in urdf.findall("joint") if j.get("name") == graph.DOOR_HANDLE_JOINT)
+        assert handle[handle.index("--frame-id") + 1] == prefix + handle_joint.find("parent").get("link")
+        assert handle[handle.index("--child-frame-id") + 1] == prefix + handle_joint.find("child").get("link")
+        xyz = [float(handle[handle.index(f) + 1]) for f in ("--x", "--y", "--z")]
+        assert xyz == pytest.approx([float(v) for v in handle_joint.find("origin").get("xyz").split()])
+        # each moving joint covered once: arm (joint_states), hinge (door/joint_states), handle (static at rest)
+        sources = [*sorted(arm_joints), graph.DOOR_ANGLE_JOINT, graph.DOOR_HANDLE_JOINT]
+        assert sorted(sources) == sorted(moving) and len(set(sources)) == len(sources)
+        world = static["world_tf"].arguments
+        assert world[world.index("--frame-id") + 1] == graph.WORLD_FRAME
+        assert world[world.index("--child-frame-id") + 1] == prefix + "world"  # the URDF's root, prefixed
+        assert urdf.find("link").get("name") == "world"
+        got = [float(world[world.index(f) + 1]) for f in ("--x", "--y", "--z", "--yaw")]
+        assert got == pytest.approx(list(poses[i]))
+        if backend == "gazebo":
+            (create,) = [n for n in mine if n.executable == "create"]
+            spawned = [float(create.arguments[create.arguments.index(f) + 1]) for f in ("-x", "-y", "-z", "-Y")]
+            assert spawned == pytest.approx(list(poses[i]))  # the model stands where TF says it does
+        else:
+            assert not [n for n in mine if n.executable == "create"]
+
+
+def test_spawn_poses_default_and_validation() -> None:
+    assert graph.parse_spawn_poses("", 3) == {i: (0.0, i * graph.GZ_ROBOT_SPACING_M, 0.0, 0.0) for i in range(3)}
+    assert graph.parse_spawn_poses(" 1 2 3 0.5 ;-1,0,0,0", 2) == {0: (1.0, 2.0, 3.0, 0.5), 1: (-1.0, 0.0, 0.0, 0.0)}
+    for bad, match in (("0 0 0 0", "1 entries for 2 robots"), ("0 0 0; 0 0 0 0", "entry 0"),
+                       ("0 0 0 0; 0 0 x 0", "entry 1"), ("0 0 0 0; 0 0 nan 0", "entry 1")):
+        with pytest.raises(ValueError, match=match):
+            graph.parse_spawn_poses(bad, 2)
+    nodes = build_bringup(_cfg(task="door_pull", workers=2, backend="gazebo"))  # no spawn_poses: the default
+    ys = [float(n.arguments[n.arguments.index("-y") + 1]) for n in nodes if n.executable == "create"]
+    assert ys == [0.0, graph.GZ_ROBOT_SPACING_M]
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "hardware"])
+def test_bringup_options_of_arm_backends_are_never_ignored(backend: str) -> None:
+    """spawn_poses / rviz / description_file / controllers_file on a backend without bringup: an error."""
+    cfg = _cfg(task="door_pull", workers=1, backend=backend)
+    assert build_bringup(cfg) == []
+    for kwargs in ({"spawn_poses": graph.parse_spawn_poses("", 1)}, {"rviz": True},
+                   {"description_file": "x.xacro"}, {"controllers_file": "c.yaml"}):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))}:= apply to backends gazebo and real only"):
+            build_bringup(cfg, **kwargs)
+
+
+def test_gui_switches_gz_sim_between_server_only_and_gui() -> None:
+    world = graph.gazebo_world("")
+    assert graph.gz_sim_args("-r -v 2", gui=False) == f"-r -v 2 -s {world}"
+    assert graph.gz_sim_args("-r -v 2", gui=True) == f"-r -v 2 {world}"
+    assert graph.gz_sim_args("-r -s", gui=False, world="my.sdf") == "-r -s my.sdf"
+    with pytest.raises(ValueError, match="gui"):
+        graph.gz_sim_args("-r -s", gui=True)
+    args = _declared_arguments()
+    assert args["gui"][1] == "false" and "-s" not in args["gz_args"][1].split()
+
+
+def test_rviz_config_shows_robot_0_in_the_world_frame() -> None:
+    """rviz/async_naf.rviz (rviz2's YAML format): fixed frame world, RobotModel of robot_0 from its transient-local
+    robot_description topic with TF prefix robot_0 (robot_state_publisher's frame_prefix without the slash), a TF
+    display; rviz:=true adds rviz2 with it, default off."""
+    path = REPO / "rviz" / "async_naf.rviz"
+    doc = yaml.safe_load(path.read_text())
+    vm = doc["Visualization Manager"]
+    assert vm["Global Options"]["Fixed Frame"] == graph.WORLD_FRAME
+    displays = {d["Class"]: d for d in vm["Displays"]}
+    model = displays["rviz_default_plugins/RobotModel"]
+    assert model["Description Source"] == "Topic"
+    assert model["Description Topic"]["Value"] == "/robot_0/robot_description"
+    assert model["Description Topic"]["Durability Policy"] == "Transient Local"
+    assert model["TF Prefix"] + "/" == graph.frame_prefix("/robot_0")
+    assert displays["rviz_default_plugins/TF"]["Enabled"] is True
+    nodes = build_bringup(_cfg(task="door_pull", workers=1, backend="real"), rviz=True)
+    (rviz,) = [n for n in nodes if n.executable == "rviz2"]
+    from async_naf.common.resources import data_path
+
+    assert rviz.arguments == ("-d", str(data_path("rviz", "async_naf.rviz")))
+    assert Path(rviz.arguments[1]) == path
+    assert not [n for n in build_bringup(_cfg(task="door_pull", workers=1, backend="real")) if n.executable == "rviz2"]
+    args = _declared_arguments()
+    assert args["rviz"][1] == "false" and args["rviz"][3] == ("true", "false")
+
+
+def test_description_and_controllers_files_reach_the_bringup(tmp_path: Path) -> None:
+    """description_file:= / controllers_file:= replace the package's xacro / controllers YAML."""
+    controllers = tmp_path / "my_controllers.yaml"
+    controllers.write_text(CONTROLLERS.read_text())
+    xacro_file = tmp_path / "my_arm_door.urdf.xacro"
+    src = REPO / "urdf" / "arm_door.urdf.xacro"
+    for f in (REPO / "urdf").glob("*.xacro"):
+        (tmp_path / f.name).write_text(f.read_text())
+    xacro_file.write_text(src.read_text().replace('<robot name="arm_door"', '<robot name="my_arm_door"'))
+    nodes = build_bringup(_cfg(task="door_pull", workers=1, backend="gazebo"), controllers_file=str(controllers),
+                          description_file=xacro_file)
+    import xml.etree.ElementTree as ET
+
+    (rsp,) = [n for n in nodes if n.name == "robot_state_publisher"]
+    urdf = ET.fromstring(rsp.parameters["robot_description"])
+    assert urdf.get("name") == "my_arm_door"
+    assert urdf.find(".//plugin[@filename='gz_ros2_control-system']/parameters").text == str(controllers)
+    text = LAUNCH_FILE.read_text()
+    assert 'description_file=arg("description_file") or None' in text
+    assert 'controllers_file=arg("controllers_file") or None' in text

@@ -41,6 +41,10 @@ JAZZY_RELEASED: dict[str, tuple[str, ...]] = {
                          "imu_sensor_broadcaster", "ros2_controllers"),
     "ros_gz": ("ros_gz", "ros_gz_bridge", "ros_gz_image", "ros_gz_interfaces", "ros_gz_sim", "ros_gz_sim_demos"),
     "xacro": ("xacro",),
+    # added for the TF / RViz bringup (only the packages used): released for ROS 2 from the geometry2 and rviz
+    # repositories (ros2-gbp/geometry2-release, ros2-gbp/rviz-release); not re-copied from the pinned file above
+    "geometry2": ("tf2", "tf2_ros", "tf2_ros_py"),
+    "rviz": ("rviz2", "rviz_common", "rviz_default_plugins"),
 }
 # Copied from ros/rosdistro, rosdep/python.yaml at commit 000730dc5f916eb05b15d3f183bd1c17bf1b4722
 # (https://github.com/ros/rosdistro/blob/000730dc5f916eb05b15d3f183bd1c17bf1b4722/rosdep/python.yaml): keys with
@@ -139,7 +143,9 @@ def test_data_files_cover_what_the_launch_path_reads() -> None:
                 "launch/train.launch.py", "resource/async_naf", "package.xml"):
         assert rel in tracked, rel
     source = (REPO / "setup.py").read_text()
-    for pattern in ('glob("launch/*.py")', 'glob("config/*.yaml")', 'glob("urdf/*.xacro")', 'glob("worlds/*.sdf")'):
+    assert "rviz/async_naf.rviz" in tracked
+    for pattern in ('glob("launch/*.py")', 'glob("config/*.yaml")', 'glob("urdf/*.xacro")', 'glob("worlds/*.sdf")',
+                    'glob("rviz/*.rviz")'):
         assert pattern in source, pattern
     assert "urdf/*.xml" not in source  # there is no urdf/mujoco_extras.xml (nor any urdf/*.xml)
 

@@ -763,6 +763,12 @@ CONTROLLERS = ("joint_state_broadcaster", "forward_velocity_controller")  # spaw
 GZ_ROBOT_SPACING_M = 4.0  # y distance between robots spawned in one Gazebo world (m)
 GAZEBO_WORLD = ("worlds", "async_naf.sdf")  # the package's world: physics, the IMU system once, ground
 CONTROLLER_MANAGER_TIMEOUT_S = 60.0  # default of launch's controller_manager_timeout (the spawner's wait)
+RVIZ_CONFIG = ("rviz", "async_naf.rviz")  # rviz:=true: RobotModel + TF of robot_0, fixed frame world
+WORLD_FRAME = "world"  # the frame all robots share (RViz's fixed frame); robot_<i>/world sits at its spawn pose
+# TF sources of the door (defect 9): the hinge from the door_angle node's estimate, the handle at rest (nothing
+# measures it on a real arm)
+DOOR_ANGLE_JOINT = "door_hinge"  # the joint door_angle_node publishes on door/joint_states
+DOOR_HANDLE_JOINT = "door_handle"
 # bringup processes that exit once their work is done (ros_gz_sim create, the controller spawner): exit code 0
 # is success, any other ends the launch (launch/train.launch.py)
 ONE_SHOT_BRINGUP = ("spawn", "spawner")
@@ -777,6 +783,17 @@ def gazebo_world(world: str = "") -> str:
     from async_naf.common.resources import data_path
 
     return str(data_path(*GAZEBO_WORLD))
+
+
+def gz_sim_args(gz_args: str, gui: bool, world: str = "") -> str:
+    """The ``gz_args`` given to ros_gz_sim's gz_sim.launch.py (the ``gz sim`` command line): the user's
+    arguments, ``-s`` (server only, no GUI) unless ``gui`` or already given, then :func:`gazebo_world`."""
+    words = gz_args.split()
+    if not gui and "-s" not in words:
+        words.append("-s")
+    if gui and "-s" in words:
+        raise ValueError("gui:=true with -s in gz_args (server only): drop one of them")
+    return " ".join([*words, gazebo_world(world)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -873,18 +890,20 @@ _DESCRIPTION_CACHE: dict[tuple, dict[str, str]] = {}
 def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[str, str]:
     """The xacro arguments that make a robot's Gazebo / real description match its task and the embedded
     sim's configuration (``sim_overrides``: the ``sim`` section for that robot, e.g. of config/train.yaml): the
-    door geometry and dynamics, hinge side and opening direction (``door_push`` gets the push door) and
+    door geometry and dynamics, the latch (Gazebo's latch system), the door IMU's rate and noise (Gazebo's IMU
+    sensor), hinge side and opening direction (``door_push`` gets the push door) and
     ``initial_positions`` = the episode's start pose (:func:`arm_start_pose`, the pose the reset node drives to),
     so a spawned arm starts where its episodes start."""
     key = (task, tuple(sorted((k, str(v)) for k, v in sim_overrides.items())))
     if key not in _DESCRIPTION_CACHE:
         from async_naf.sim.config import SimConfig
-        from async_naf.sim.model import xacro_mappings
+        from async_naf.sim.model import imu_xacro_mappings, xacro_mappings
 
         params = {k: v for k, v in sim_overrides.items()
                   if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
         sim = config_from_params(SimConfig, {**params, "task": task}, "sim (robot description)")
-        mappings = xacro_mappings(sim.door, sim.hinge_left, sim.door_opening)
+        # door geometry and latch, and the Gazebo IMU's rate and noise: the embedded model's configuration
+        mappings = {**xacro_mappings(sim.door, sim.hinge_left, sim.door_opening), **imu_xacro_mappings(sim.imu)}
         del mappings["mode"]
         start, _ = arm_start_pose(task, sim_overrides)
         mappings["initial_positions"] = " ".join(repr(float(v)) for v in start)
@@ -952,10 +971,75 @@ def frame_prefix(namespace: str) -> str:
     return f"{ns}/" if ns else ""
 
 
+SpawnPose = tuple[float, float, float, float]  # x, y, z (m), yaw (rad) of a robot's world frame
+
+
+def default_spawn_pose(index: int) -> SpawnPose:
+    """Where robot ``index`` stands without ``spawn_poses:=``: on the world's y axis, robots
+    :data:`GZ_ROBOT_SPACING_M` apart."""
+    return (0.0, index * GZ_ROBOT_SPACING_M, 0.0, 0.0)
+
+
+def parse_spawn_poses(text: str, workers: int) -> dict[int, SpawnPose]:
+    """``spawn_poses:=`` of the launch file: one ``x y z yaw`` (m, m, m, rad) per robot of the whole graph,
+    separated by ``;`` (robot 0 first), e.g. ``"0 0 0 0; 0 3 0 1.57"``; empty = :func:`default_spawn_pose`.
+
+    Raises:
+        ValueError: not exactly ``workers`` entries, or an entry that is not 4 finite numbers.
+    """
+    if not text.strip():
+        return {i: default_spawn_pose(i) for i in range(workers)}
+    entries = [e.strip() for e in text.split(";")]
+    if len(entries) != workers:
+        raise ValueError(f"spawn_poses:= has {len(entries)} entries for {workers} robots (one 'x y z yaw' "
+                         f"per robot, separated by ';')")
+    out: dict[int, SpawnPose] = {}
+    for i, entry in enumerate(entries):
+        try:
+            values = [float(v) for v in entry.replace(",", " ").split()]
+        except ValueError:
+            values = []
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"spawn_poses:= entry {i} ({entry!r}): expected 4 finite numbers 'x y z yaw' "
+                             f"(m, m, m, rad)")
+        out[i] = (values[0], values[1], values[2], values[3])
+    return out
+
+
+def _urdf_joint_origin(urdf: str, joint: str) -> tuple[str, str, list[float], list[float]]:
+    """(parent link, child link, origin xyz, origin rpy) of a joint of an expanded URDF."""
+    import xml.etree.ElementTree as ET
+
+    for j in ET.fromstring(urdf).findall("joint"):
+        if j.get("name") == joint:
+            origin = j.find("origin")
+            xyz = [float(v) for v in (origin.get("xyz", "0 0 0") if origin is not None else "0 0 0").split()]
+            rpy = [float(v) for v in (origin.get("rpy", "0 0 0") if origin is not None else "0 0 0").split()]
+            parent, child = j.find("parent"), j.find("child")
+            if parent is None or child is None:
+                raise ValueError(f"robot description: joint {joint!r} has no parent or child")
+            return str(parent.get("link")), str(child.get("link")), xyz, rpy
+    raise ValueError(f"robot description has no joint {joint!r}")
+
+
+def _static_tf(name: str, ns: str, robot: int, parent: str, child: str, xyz: Sequence[float],
+               rpy: Sequence[float], sim_time: bool) -> NodeSpec:
+    """tf2_ros static_transform_publisher (Jazzy's named arguments) for one fixed transform."""
+    args: list[str] = []
+    for flag, value in zip(("--x", "--y", "--z", "--roll", "--pitch", "--yaw"), (*xyz, *rpy), strict=True):
+        args += [flag, repr(float(value))]
+    return NodeSpec(package="tf2_ros", executable="static_transform_publisher", module="", name=name,
+                    namespace=ns, parameters={"use_sim_time": sim_time}, role="bringup", robot=robot,
+                    arguments=(*args, "--frame-id", parent, "--child-frame-id", child))
+
+
 def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/GenericSystem",
                   robot_ip: str = "192.168.1.10", controllers_file: str | None = None,
                   hardware: Mapping[int, RobotHardware] | None = None,
-                  controller_manager_timeout_s: float = CONTROLLER_MANAGER_TIMEOUT_S) -> list[NodeSpec]:
+                  controller_manager_timeout_s: float = CONTROLLER_MANAGER_TIMEOUT_S,
+                  description_file: str | Path | None = None,
+                  spawn_poses: Mapping[int, SpawnPose] | None = None,
+                  rviz: bool = False) -> list[NodeSpec]:
     """Nodes that give each robot its ros2_control interfaces on the gazebo / real backends.
 
     Per robot namespace: robot_state_publisher (robot_description from the xacro, with the door of the robot's
@@ -971,14 +1055,28 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
       the door IMU comes from the user's IMU driver publishing ``<ns>/door/imu``;
 
     and one controller spawner per robot for :data:`CONTROLLERS` (loaded, configured and activated in that
-    order; it waits ``controller_manager_timeout_s`` for the controller manager). The spawner and ``create``
-    exit when done (:data:`ONE_SHOT_BRINGUP`: the launch file ends the launch on a non-zero exit). The mujoco
-    backend needs none of this (the sim node serves the same topics) and gets an empty list. Gazebo itself
-    (ros_gz_sim's gz_sim.launch.py with :func:`gazebo_world`) is included by the launch file.
+    order; it waits ``controller_manager_timeout_s`` for the controller manager).
+
+    TF (frames ``robot_<i>/...``, :func:`frame_prefix`): robot_state_publisher publishes the arm from
+    ``joint_states`` (joint_state_broadcaster); a second robot_state_publisher, ``door_state_publisher``, fed
+    from ``door/joint_states`` (the door_angle node's :data:`DOOR_ANGLE_JOINT` estimate), publishes the door
+    leaf; a static transform holds the handle at rest (:data:`DOOR_HANDLE_JOINT`: nothing measures it on a real
+    arm); a static transform places ``robot_<i>/world`` in :data:`WORLD_FRAME` at the robot's spawn pose
+    (``spawn_poses``, default :func:`default_spawn_pose`; on gazebo also where ``create`` spawns the model).
+    ``description_file`` replaces the package's xacro; ``rviz`` adds rviz2 with :data:`RVIZ_CONFIG`.
+    The spawner and ``create`` exit when done (:data:`ONE_SHOT_BRINGUP`: the launch file ends the launch on a
+    non-zero exit). The mujoco backend needs none of this (the sim node serves the same topics) and gets an
+    empty list. Gazebo itself (ros_gz_sim's gz_sim.launch.py with :func:`gz_sim_args`) is included by the
+    launch file.
     """
     if hardware and config.backend != "real":  # never ignored silently (hardware: the sim is the arm)
         raise ValueError("hardware_file:= applies to backend real only")
     if config.backend in ("mujoco", "hardware"):
+        given = [name for name, value in (("spawn_poses", spawn_poses), ("rviz", rviz),
+                                          ("description_file", description_file),
+                                          ("controllers_file", controllers_file)) if value]
+        if given:  # never ignored silently: the embedded sim has its own description and no ros2_control
+            raise ValueError(f"{', '.join(f'{n}:=' for n in given)} apply to backends gazebo and real only")
         return []
     if not controller_manager_timeout_s > 0 or not math.isfinite(controller_manager_timeout_s):
         raise ValueError(f"controller_manager_timeout must be a positive number of seconds, "
@@ -999,20 +1097,37 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
             raise ValueError(f"hardware file: no entry for {ROBOT_PREFIX}{i}")
         urdf = robot_description(
             config.backend, ns, entry.plugin if entry else hardware_plugin, robot_ip, controllers,
+            description_file,
             mappings=description_mappings(config.task, overrides_for(config.overrides, ns, "sim")),
             hardware_params=entry.parameters if entry else ())
+        prefix = frame_prefix(ns)
+        rsp_params: dict[str, ParamValue] = {"robot_description": urdf, "use_sim_time": sim_time,
+                                             "frame_prefix": prefix}
         nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
                               name="robot_state_publisher", namespace=ns, role="bringup", robot=i,
                               # frame_prefix (robot_state_publisher's parameter, prepended to every
                               # frame id it publishes): N robots' TF trees stay apart (robot_0/arm_base_link)
-                              parameters={"robot_description": urdf, "use_sim_time": sim_time,
-                                          "frame_prefix": frame_prefix(ns)}))
+                              parameters=dict(rsp_params)))
+        # the door's TF: robot_state_publisher publishes a transform for every moving joint named in the
+        # JointState messages it gets on its (relative) joint_states topic, with SensorDataQoS (matches the
+        # door_angle node's best-effort publisher); its description topic goes elsewhere (one publisher of
+        # <ns>/robot_description, which create and the controller manager read)
+        nodes.append(NodeSpec(package="robot_state_publisher", executable="robot_state_publisher", module="",
+                              name="door_state_publisher", namespace=ns, role="bringup", robot=i,
+                              parameters=dict(rsp_params),
+                              remappings=(("joint_states", "door/joint_states"),
+                                          ("robot_description", "door_state_publisher/robot_description"))))
+        parent, child, xyz, rpy = _urdf_joint_origin(urdf, DOOR_HANDLE_JOINT)  # the lever at rest (angle 0)
+        nodes.append(_static_tf("door_handle_tf", ns, i, prefix + parent, prefix + child, xyz, rpy, sim_time))
+        x, y, z, yaw = (spawn_poses or {}).get(i, default_spawn_pose(i))
+        nodes.append(_static_tf("world_tf", ns, i, WORLD_FRAME, prefix + "world", (x, y, z), (0.0, 0.0, yaw),
+                                sim_time))
         if config.backend == "gazebo":
             nodes.append(NodeSpec(
                 package="ros_gz_sim", executable="create", module="", name="spawn", namespace=ns,
                 parameters={}, role="bringup", robot=i,
                 arguments=("-topic", f"{ns}/robot_description", "-name", ns.strip("/"),
-                           "-x", "0.0", "-y", f"{i * GZ_ROBOT_SPACING_M:.2f}", "-z", "0.0")))
+                           "-x", repr(x), "-y", repr(y), "-z", repr(z), "-Y", repr(yaw))))
             nodes.append(NodeSpec(
                 package="ros_gz_bridge", executable="parameter_bridge", module="", name="imu_bridge",
                 namespace=ns, parameters={}, role="bringup", robot=i,
@@ -1032,4 +1147,8 @@ def build_bringup(config: GraphConfig, hardware_plugin: str = "mock_components/G
             parameters={"use_sim_time": sim_time}, role="spawner", robot=i,
             arguments=(*CONTROLLERS, "--controller-manager", f"{ns}/controller_manager",
                        "--controller-manager-timeout", f"{controller_manager_timeout_s:g}")))
+    if rviz:
+        nodes.append(NodeSpec(package="rviz2", executable="rviz2", module="", name="rviz", namespace="/",
+                              parameters={"use_sim_time": sim_time}, role="bringup",
+                              arguments=("-d", str(data_path(*RVIZ_CONFIG)))))
     return nodes

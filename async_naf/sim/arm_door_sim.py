@@ -20,6 +20,7 @@ import numpy as np
 from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.sim.imu_noise import ImuNoiseModel
 from async_naf.sim.model import ARM_JOINT_NAMES, CompiledModel, build_model
+from async_naf.task.latch import hinge_upper_limit, latch_next
 from async_naf.task.tasks import door_goal, start_pose_target
 from async_naf.wire.imu import ImuSample
 
@@ -305,15 +306,12 @@ class ArmDoorSim:
         (i.e. closed); an open door never snaps shut. Called before every IMU sample period of physics.
         """
         d = self.data
-        handle = d.qpos[self._lq]
-        threshold = self._door.latch_threshold
-        if self._latched:
-            if handle >= threshold:
-                self._latched = False
-                self.model.jnt_range[self._hinge_jnt, 1] = self._max_open
-        elif handle < threshold and d.qpos[self._hq] <= self._door.latch_play:
-            self._latched = True
-            self.model.jnt_range[self._hinge_jnt, 1] = self._door.latch_play
+        latched = latch_next(self._latched, float(d.qpos[self._lq]), float(d.qpos[self._hq]),
+                             self._door.latch_threshold, self._door.latch_play)
+        if latched != self._latched:  # the rule Gazebo's latch system applies too (async_naf.task.latch)
+            self._latched = latched
+            self.model.jnt_range[self._hinge_jnt, 1] = hinge_upper_limit(latched, self._door.latch_play,
+                                                                         self._max_open)
 
     def _apply_backlash(self, cmd: np.ndarray) -> np.ndarray:
         """Gear backlash: motion is lost while the commanded travel crosses the dead band on a reversal."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from async_naf.sim.config import DoorConfig, SimConfig
+from async_naf.sim.config import DoorConfig, ImuNoiseConfig, SimConfig
 from async_naf.task.description import (
     ARM_JOINT_NAMES,
     UrdfJoint,
@@ -64,6 +64,36 @@ def xacro_mappings(door: DoorConfig, hinge_left: bool, opening: str, mode: str =
         "handle_spring": repr(door.handle_spring),
         "handle_spring_ref": repr(door.handle_spring_ref),
         "handle_max": repr(door.handle_max),
+        # Gazebo's latch system (async_naf.task.gz_latch; mode gazebo only)
+        "latch_threshold": repr(door.latch_threshold),
+        "latch_play": repr(door.latch_play),
+    }
+
+
+# correlation time of the Gazebo IMU's dynamic bias, s: gz-sensors drives it as a Gauss-Markov process whose
+# increments have variance dynamic_bias_stddev^2 * dt while dt << tau, i.e. a random walk of density
+# dynamic_bias_stddev for runs much shorter than tau (the embedded model's walk is unbounded)
+IMU_BIAS_CORRELATION_TIME_S = 3600.0
+
+
+def imu_xacro_mappings(imu: ImuNoiseConfig) -> dict[str, str]:
+    """xacro arguments of the Gazebo door IMU sensor (``mode:=gazebo``) from the embedded model's
+    :class:`ImuNoiseConfig`, so both simulators sample and corrupt the IMU alike: sample rate; per axis
+    gaussian white noise (per-sample std = density * sqrt(rate)), a constant bias drawn at start (std =
+    ``*_bias_std``; gz-sensors draws it from N(bias_mean = 0, bias_stddev) with a random sign) and a bias
+    random walk (``dynamic_bias_stddev`` = ``*_bias_walk``, correlation time
+    :data:`IMU_BIAS_CORRELATION_TIME_S`). gz-sensors has no scale-factor error or warm-up drift: those two
+    terms of the embedded model are absent in Gazebo. ``imu.enabled: false`` gives zeros (perfect samples)."""
+    on = 1.0 if imu.enabled else 0.0
+    return {
+        "imu_rate_hz": repr(float(imu.rate_hz)),
+        "imu_gyro_noise_stddev": repr(imu.gyro_white_std),
+        "imu_gyro_bias_stddev": repr(on * imu.gyro_bias_std),
+        "imu_gyro_bias_walk": repr(on * imu.gyro_bias_walk),
+        "imu_accel_noise_stddev": repr(imu.accel_white_std),
+        "imu_accel_bias_stddev": repr(on * imu.accel_bias_std),
+        "imu_accel_bias_walk": repr(on * imu.accel_bias_walk),
+        "imu_bias_correlation_time": repr(IMU_BIAS_CORRELATION_TIME_S),
     }
 
 
