@@ -522,8 +522,12 @@ def run(args: argparse.Namespace) -> int:
         summary["demos"] = {"datasets": demos, "ratio": float(args.demo_ratio)}
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
-        summary["env_steps"] = max(summary["env_steps"], int(final_meta["env_steps"]))
-        summary["updates"] = max(summary["updates"], int(final_meta["updates"]))
+        # what the final checkpoint (its buffer, its networks) holds; metrics.csv rows of episodes whose
+        # statistics came after it (a trainer still receiving while it shuts down) can count further
+        after = summary["env_steps"] - int(final_meta["env_steps"])
+        summary["env_steps"], summary["updates"] = int(final_meta["env_steps"]), int(final_meta["updates"])
+        if after > 0:
+            summary["env_steps_after_final_checkpoint"] = after
         summary["trainer_wall_s"] = round(float(final_meta["wall_s"]), 1)
         if final_meta.get("demos"):  # what the trainer loaded (also a resumed run's) and drew from them
             summary.setdefault("demos", {}).update(
