@@ -234,6 +234,7 @@ def _launch_setup(context, *args, **kwargs):
     from async_naf.run.demos import prepare_demos
     from async_naf.run.graph import (
         ONE_SHOT_BRINGUP,
+        ROSBAG2_RECORDER,
         GraphConfig,
         bag_path,
         build_bringup,
@@ -268,6 +269,8 @@ def _launch_setup(context, *args, **kwargs):
         composition=arg("composition"), intra_process=arg("intra_process").lower() == "true",
         trainer_restarts=int(arg("trainer_restarts")),
         part=arg("part"), robots=parse_robots(arg("robots")),
+        # the first episode of each robot waits until `ros2 bag record` (below) takes its policy steps
+        external_recorder=ROSBAG2_RECORDER if arg("record") == "true" else "",
     )
     # the run's end, fixed once here: a respawned trainer reads the same parameters file, so it stops at the
     # run's end instead of counting max_wall_s from its own start

@@ -202,6 +202,23 @@ def test_the_graph_records_the_topics_the_issue_names() -> None:
     assert "/clock" in reach and not any("door" in t for t in reach)
 
 
+def test_collectors_wait_for_the_recorder_that_takes_the_run() -> None:
+    """The graph's own /recorder (async-naf train --record) or rosbag2's (train.launch.py record:=true): the
+    first episode of each robot waits until that node subscribes to its policy steps; no recorder, no wait."""
+    from async_naf.run.graph import ROSBAG2_RECORDER, GraphConfig, build_graph
+
+    def waits(config: GraphConfig) -> set[str]:
+        return {n.parameters["wait_for_recorder"] for n in build_graph(config) if n.role == "collector"}
+
+    assert waits(GraphConfig(task="reach", workers=2, record=True)) == {"/recorder"}
+    assert waits(GraphConfig(task="reach", workers=2, external_recorder=ROSBAG2_RECORDER)) == {"/rosbag2_recorder"}
+    assert waits(GraphConfig(task="reach", workers=2)) == {""}
+    with pytest.raises(ValueError, match="fully qualified"):
+        GraphConfig(task="reach", external_recorder="rosbag2_recorder")
+    launch = (Path(__file__).resolve().parents[1] / "launch" / "train.launch.py").read_text()
+    assert 'external_recorder=ROSBAG2_RECORDER if arg("record") == "true"' in launch
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env: dict[str, str]) -> None:

@@ -89,6 +89,8 @@ EXTRA_PARAMS: dict[str, dict[str, type]] = {
 }
 
 # seconds a node gets after SIGINT before SIGTERM (the trainer writes a final checkpoint and the buffer)
+# `ros2 bag record`'s node: rosbag2_transport's Recorder default (rosbag2_py Recorder node_name="rosbag2_recorder")
+ROSBAG2_RECORDER = "/rosbag2_recorder"
 STOP_TIMEOUT_S = {"trainer": 60.0, "recorder": 60.0}  # the recorder drains its queue and closes the bag
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
@@ -198,6 +200,9 @@ class GraphConfig:
         record: also start a ``/recorder`` that writes every topic of :func:`record_topics` into
             ``run_dir/bag`` (rosbag2, MCAP); the launch file starts ``ros2 bag record`` instead.
         bag_dir: where the recorded bag goes instead of ``run_dir/bag`` (must not exist when recording starts).
+        external_recorder: fully qualified name of a recorder started beside the graph (the launch file's
+            ``record:=true`` starts ``ros2 bag record``, whose node is :data:`ROSBAG2_RECORDER`): each
+            collector's first episode waits until it subscribes to the robot's policy steps, as for ``record``.
         composition: ``none`` (one process per node) or ``robot`` (each robot's nodes in one process with one
             executor, :mod:`async_naf.run.container`; the trainer keeps its own process). The nodes, topics,
             message types, QoS and parameters are the same either way (:func:`compose`).
@@ -224,6 +229,7 @@ class GraphConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     record: bool = False
     bag_dir: str = ""
+    external_recorder: str = ""
     composition: str = "robot"
     intra_process: bool = True
     trainer_restarts: int = 3
@@ -238,6 +244,9 @@ class GraphConfig:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.external_recorder and not self.external_recorder.startswith("/"):
+            raise ValueError(f"external_recorder must be a fully qualified node name (/name), "
+                             f"got {self.external_recorder!r}")
         if not 1 <= int(self.workers) <= MAX_WORKERS:
             raise ValueError(f"workers must be in 1..{MAX_WORKERS}, got {self.workers}")
         if self.seed < 0:
@@ -487,7 +496,7 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         # a recorded run (the graph's own /recorder): the first episode waits until the bag gets its steps
         return {"task": config.task, "seed": seed, "robot_id": robot,
                 "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
-                "wait_for_recorder": "/recorder" if config.record else ""}
+                "wait_for_recorder": "/recorder" if config.record else config.external_recorder}
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 
