@@ -125,3 +125,86 @@ def test_door_task_retreats_waits_for_the_door_there_then_drives_to_the_start() 
     assert motion.phase == "done", motion.error
     assert "door" in seen and seen.index("door") < len(seen) - 1 - seen[::-1].index("moving")  # moves after it
     np.testing.assert_allclose(q, start, atol=cfg.position_tolerance)
+
+
+def test_a_blocked_arm_eases_off_holds_still_and_tries_again() -> None:
+    """A joint pressed against an obstacle that goes away only while the arm holds still (a door closer
+    acts on a still arm): after stall_s without progress the motion eases off, holds still, and tries again;
+    without the hold it keeps pushing until move_timeout_s."""
+    target = np.array(REACH_START_POSE)
+    wall = target[3] - 0.3  # joint 4 cannot pass this while the obstacle is there
+
+    def run(hold: float) -> tuple[ResetMotion, list[np.ndarray], list[str]]:
+        cfg = ResetConfig(task="reach", control_period_s=T, move_timeout_s=20.0, blocked_hold_s=hold)
+        motion = ResetMotion(cfg)
+        q = target.copy()
+        q[3] -= 0.6
+        motion.start(0.0)
+        cmds, waits, still_since, there = [], [], None, True
+        for k in range(int(30.0 / T)):
+            now = k * T
+            cmd, phase = motion.step(now, q, np.zeros(7), None, 0.0)
+            if phase in ("done", "failed"):
+                break
+            cmds.append(cmd)
+            waits.append(motion.waiting_for)
+            still_since = (still_since if still_since is not None else now) if not cmd.any() else None
+            there = there and not (still_since is not None and now - still_since >= 1.0)
+            q = q + cmd * T
+            if there:
+                q[3] = min(q[3], wall)
+        return motion, cmds, waits
+
+    motion, cmds, waits = run(hold=4.0)
+    assert motion.phase == "done", motion.error
+    assert motion.blocked == 1
+    i = next(k for k, w in enumerate(waits) if "blocked (joint 4" in w)
+    assert cmds[i][3] < 0.0 and np.all(np.abs(cmds[i]) <= 0.2 + 1e-12)  # eases off: back, slowly
+    assert not np.any(cmds[i + int(0.5 / T) + 1])  # then holds still
+    # the wall is reached within about 1.1 s (0.25 s to 0.5 rad/s, 0.6 s for 0.3 rad), then stall_s passes
+    assert motion.config.stall_s + 0.5 < i * T < motion.config.stall_s + 1.5
+    motion, _, _ = run(hold=0.0)
+    assert motion.phase == "failed" and motion.blocked == 0 and "joint 4" in motion.error
+
+
+def test_the_retreat_blocked_by_the_open_door_leaf_recovers_in_the_embedded_sim() -> None:
+    """The deadlock of a hardware-mode run (issue 11): the hook retreated into a pull door left open 0.32 rad
+    and the joint servo kept pressing it against the leaf, so neither the arm nor the door closer (it acts on
+    a still arm) could move; every reset failed. With the ease-off and hold the door closes and the reset
+    completes."""
+    pytest.importorskip("mujoco")
+    import dataclasses
+
+    import mujoco
+
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+    from async_naf.task.latch import hinge_upper_limit
+
+    stuck = np.array([-0.901, 0.169, 0.783, -1.561, -0.915, -0.822, 0.789])  # the run's arm, rad
+    start = (-0.3516, 0.5335, 0.2876, -1.2891, -0.4371, -0.2408, 0.2805)  # the graph's door_pull start pose
+    retreat = (-0.9010, 0.1694, 0.7830, -1.5613, -0.9152, -0.1571, 0.7890)  # ... and its retreat
+    outcomes = {}
+    for hold in (0.0, 4.0):
+        sim = ArmDoorSim(dataclasses.replace(SimConfig(), task="door_pull", door_closer_torque=2.0), seed=0)
+        sim.reset(randomize=False)
+        m, d = sim.model, sim.data
+        sim._latched = False  # the handle was turned: the bolt is out, the door swings
+        m.jnt_range[sim._hinge_jnt, 1] = hinge_upper_limit(False, sim._door.latch_play, sim._max_open)
+        d.qpos[sim._arm_q], d.qpos[sim._hq] = stuck, 0.319
+        d.act[:] = stuck
+        mujoco.mj_forward(m, d)
+        motion = ResetMotion(ResetConfig(task="door_pull", start_pose=start, retreat_pose=retreat,
+                                         blocked_hold_s=hold))
+        t, still, phase = 0.0, None, "moving"
+        motion.start(t)
+        while t < 40.0 and phase not in ("done", "failed"):
+            cmd, phase = motion.step(t, d.qpos[sim._arm_q].copy(), np.array(sim.joint_velocities),
+                                     float(d.qpos[sim._hq]), 0.0)
+            still = (still if still is not None else t) if not cmd.any() else None
+            sim.door_closing = still is not None and t - still >= 1.0  # the sim node's closer, 1 s delay
+            sim.step(cmd)
+            t += 0.05
+        outcomes[hold] = (phase, float(d.qpos[sim._hq]))
+    assert outcomes[0.0][0] == "failed" and outcomes[0.0][1] > 0.25  # the run's deadlock
+    assert outcomes[4.0][0] == "done" and abs(outcomes[4.0][1]) < 0.02  # door closed, arm at the start

@@ -14,6 +14,11 @@ Moving: a proportional velocity toward the start pose, ``gain * (q_start - q)``,
 slowed so that every joint can still brake to zero at ``max_accel`` before it reaches its target (no
 overshoot). The arm is home when every joint is within ``position_tolerance`` and slower than
 ``velocity_tolerance``; after ``move_timeout_s`` the reset fails with the joints still off, by how much.
+A leg that makes no progress for ``stall_s`` (the largest joint error shrinks by less than half of
+``position_tolerance``) is blocked: the arm ran into something, typically the open door leaf swung into the
+hook's way home. It then holds still for ``blocked_hold_s`` (zero command: a door closer, which acts on a
+still arm, or a person can clear the way; :attr:`waiting_for` says so) and tries again, within the same
+``move_timeout_s``.
 
 Door tasks with a ``retreat_pose`` first drive there (hook clear of the door: straight to the start pose
 the hook could drag the lever or catch under it), wait there for the door, then drive to the start pose.
@@ -32,6 +37,8 @@ from async_naf.common.checks import numbers
 from async_naf.task.tasks import REACH_START_POSE, TASK_NAMES
 
 PHASES = ("idle", "moving", "door", "done", "failed")
+BACKOFF_SPEED = 0.2  # a blocked arm first eases off at this joint speed, rad/s ...
+BACKOFF_S = 0.5  # ... for this long (at most half of blocked_hold_s), s
 
 
 @dataclass
@@ -52,6 +59,10 @@ class ResetConfig:
         position_tolerance: home when every joint is this close to the start pose, rad.
         velocity_tolerance: ... and slower than this, rad/s.
         move_timeout_s: the motion fails after this long, s.
+        stall_s: a leg whose largest joint error shrinks by less than half of position_tolerance for this
+            long is blocked, s.
+        blocked_hold_s: a blocked arm holds still this long (a door closer or a person may clear the way),
+            then tries again, s (0 = no hold: it keeps pushing until move_timeout_s).
         door_closed_angle: the door counts as closed when the estimate is within this of 0, rad.
         door_closed_hold_s: ... for this long without interruption, s.
         door_timeout_s: wait at most this long for the door to close, s (0 = forever, logging what it waits for).
@@ -70,6 +81,8 @@ class ResetConfig:
     position_tolerance: float = 0.01
     velocity_tolerance: float = 0.05
     move_timeout_s: float = 20.0
+    stall_s: float = 1.5
+    blocked_hold_s: float = 4.0
     door_closed_angle: float = 0.02
     door_closed_hold_s: float = 0.5
     door_timeout_s: float = 0.0
@@ -82,8 +95,8 @@ class ResetConfig:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
         numbers(self, ("control_period_s", "gain", "max_velocity", "max_accel", "position_tolerance",
                        "velocity_tolerance", "move_timeout_s", "door_closed_angle", "door_stale_s",
-                       "wait_log_period_s"), 0.0, low_open=True)
-        numbers(self, ("door_closed_hold_s", "door_timeout_s"), 0.0)
+                       "wait_log_period_s", "stall_s"), 0.0, low_open=True)
+        numbers(self, ("door_closed_hold_s", "door_timeout_s", "blocked_hold_s"), 0.0)
         pose = tuple(float(v) for v in self.start_pose)
         if pose and (len(pose) != 7 or not all(math.isfinite(v) for v in pose)):
             raise ValueError(f"start_pose must be empty or 7 finite joint angles (rad), got {pose}")
@@ -134,6 +147,12 @@ class ResetMotion:
         self._door_t0 = 0.0
         self._closed_since: float | None = None
         self._last_cmd = np.zeros(7)
+        self._best_err = math.inf  # the leg's smallest largest-joint error so far, rad
+        self._progress_t = 0.0  # when it last shrank by position_tolerance, s
+        self._hold_until: float | None = None  # blocked: holding still until then, s
+        self.blocked = 0  # legs found blocked (counted across resets)
+        self._backoff = np.zeros(7)  # blocked: the ease-off velocity, rad/s, until _backoff_until, s
+        self._backoff_until = 0.0
 
     def start(self, now: float) -> None:
         """Begin a reset (the service was called) at steady time ``now``."""
@@ -141,13 +160,48 @@ class ResetMotion:
         self._leg, self.target, self._door_done = 0, self.legs[0], not self.config.is_door
         self._last_cmd = np.zeros(7)
         self._closed_since = None
+        self._watch_progress(now)
         self.waiting_for = "the arm to reach the start pose"
+
+    def _watch_progress(self, now: float) -> None:
+        """A new leg, or a new try after holding still: progress is measured from here."""
+        self._best_err, self._progress_t, self._hold_until = math.inf, now, None
+
+    def hold_command(self, now: float) -> np.ndarray:
+        """The command while blocked: the ease-off, then zero."""
+        return self._backoff.copy() if now < self._backoff_until else np.zeros(7)
+
+    def _blocked(self, now: float, err: np.ndarray) -> bool:
+        """Whether the arm holds still now because the leg is blocked (see the module docstring)."""
+        cfg = self.config
+        if self._hold_until is not None:
+            if now < self._hold_until:
+                return True
+            self._watch_progress(now)  # held long enough: try again, accelerating from rest
+            self._last_cmd = np.zeros(7)
+        worst = float(np.max(np.abs(err)))
+        if worst < self._best_err - 0.5 * cfg.position_tolerance:
+            self._best_err, self._progress_t = worst, now
+        elif now - self._progress_t > cfg.stall_s and cfg.blocked_hold_s > 0.0:
+            self.blocked += 1
+            self._hold_until = now + cfg.blocked_hold_s
+            # first ease off what pressed into the obstacle (a joint servo keeps pushing at zero velocity
+            # while its target is ahead of the joint), then hold still
+            self._backoff = -np.sign(self._last_cmd) * min(BACKOFF_SPEED, cfg.max_velocity)
+            self._backoff_until = now + min(BACKOFF_S, 0.5 * cfg.blocked_hold_s)
+            self._last_cmd = np.zeros(7)
+            joint = int(np.argmax(np.abs(err))) + 1
+            self.waiting_for = (f"the way to be clear: the arm is blocked (joint {joint} {worst:.3f} rad off), "
+                                f"holding still {cfg.blocked_hold_s:g} s (a door closer or a person may clear it)")
+            return True
+        return False
 
     def _next_leg(self, now: float) -> tuple[np.ndarray, str]:
         """At a leg's target (and past the door wait): on to the next leg (its own timeout), or done."""
         if self._leg + 1 < len(self.legs):
             self._leg += 1
             self.target, self._t0, self.phase = self.legs[self._leg], now, "moving"
+            self._watch_progress(now)
             self.waiting_for = "the arm to reach the start pose"
         else:
             self.phase, self.waiting_for = "done", ""
@@ -197,6 +251,8 @@ class ResetMotion:
                     return self._next_leg(now)
                 self.phase, self._door_t0 = "door", now  # and on to the door check below
             else:
+                if self._blocked(now, self.target - q):
+                    return self.hold_command(now), self.phase
                 self.waiting_for = "the arm to reach the start pose"
                 return self.command(q), self.phase
         # door: hold still until the door is closed

@@ -16,7 +16,7 @@ Topics and services (relative to the robot namespace):
   sub joint_states                          sensor_msgs/JointState      sensor QoS (arm joints, by name)
   sub door/joint_states                     sensor_msgs/JointState      sensor QoS ('door_hinge', door tasks)
   pub forward_velocity_controller/commands  std_msgs/Float64MultiArray  reliable, depth 10 (7 rad/s)
-  pub /diagnostics                          diagnostic_msgs/DiagnosticArray (resets, failures, phase)
+  pub /diagnostics                          diagnostic_msgs/DiagnosticArray (resets, failures, blocked, phase)
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ class ResetNode(Node):
         self._finished.set()
 
     def _publish_diagnostics(self) -> None:
-        values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for,
+        values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for, "blocked": self.motion.blocked,
                   **{k: self.counts[k] for k in sorted(self.counts)}}
         level = DiagnosticStatus.WARN if self.counts["failures"] else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message="reset",
