@@ -20,7 +20,9 @@ process of its own, on a private ``ROS_DOMAIN_ID``, loopback-only:
 - :func:`bench_record_overhead` (``record_env_steps_ratio``): the real 2-worker door_pull graph
   (:func:`async_naf.bench.graph_steps.measure_graph`: lockstep, one NAF update per env step, same seed and
   window of env steps) with and without the recorder, alternating, ``pairs`` times each; env steps/s of each
-  and the ratio of the medians. Each recorded run's bag is checked: per robot, the ``policy/step`` records in
+  and the ratio of the medians (``record_env_steps_ratio``; per pair too); CPU ms of all graph processes per env
+  step with and without (``record_cpu_ratio``, less sensitive to other load on a shared machine) and the
+  recorder's own CPU ms per env step. Each recorded run's bag is checked: per robot, the ``policy/step`` records in
   the bag are contiguous (every episode from step 0 with no step missing, the policy numbers its steps) and
   at least as many as the policy's own ``steps`` counter in its last ``/diagnostics`` in the bag; the
   recorder's own count of dropped messages (its log line ``bag closed: ...``); the messages/s the recorder
@@ -294,12 +296,15 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
     """``record_env_steps_ratio`` and the figures beside it (module docstring)."""
     from async_naf.bench.graph_steps import measure_graph
 
-    pairs = pairs or (1 if quick else 2)
+    pairs = pairs or (1 if quick else 3)
     steps = steps or (1000 if quick else 3000)
     warmup_steps = warmup_steps or (1200 if quick else 1500)
     plain: list[float] = []
     recorded: list[float] = []
     checks: list[dict[str, Any]] = []
+    cpu_plain: list[float] = []
+    cpu_rec: list[float] = []
+    cpu_recorder: list[float] = []
     for _ in range(pairs):
         for record in (False, True):
             keep = Path(tempfile.mkdtemp(prefix="async_naf_recoverhead_"))
@@ -307,10 +312,11 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
                 t0_ns = time.time_ns()
                 out = measure_graph(workers=2, composition="robot", steps=steps, warmup_steps=warmup_steps,
                                     keep_dir=str(keep), record=record)
+                (recorded if record else plain).append(out["graph_env_steps_per_s"])
+                (cpu_rec if record else cpu_plain).append(out["graph_cpu_ms_per_step"])
                 if not record:
-                    plain.append(out["graph_env_steps_per_s"])
                     continue
-                recorded.append(out["graph_env_steps_per_s"])
+                cpu_recorder.append(out.get("graph_cpu_ms_per_step_recorder", float("nan")))
                 bag = keep / "run" / "bag"
                 log = (keep / "logs" / "recorder.log").read_text(errors="replace")
                 m = re.search(r"bag closed: (\d+) messages written, (\d+) dropped", log)
@@ -326,7 +332,12 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
     complete = all(rob["complete"] for c in checks for rob in c["robots"].values()) and all(
         c["recorder_dropped"] == 0 for c in checks)
     return {"graph_env_steps_per_s_plain": plain, "graph_env_steps_per_s_recorded": recorded,
-            "record_env_steps_ratio": round(r / p, 3), "record_bag_complete": complete,
+            "record_env_steps_ratio": round(r / p, 3),
+            "record_env_steps_ratio_per_pair": [round(b / a, 3) for a, b in zip(plain, recorded)],
+            "graph_cpu_ms_per_step_plain": cpu_plain, "graph_cpu_ms_per_step_recorded": cpu_rec,
+            "recorder_cpu_ms_per_step": cpu_recorder,
+            "record_cpu_ratio": round(statistics.median(cpu_rec) / statistics.median(cpu_plain), 3),
+            "record_bag_complete": complete,
             "record_checks": [{k: v for k, v in c.items() if k != "run_started_ns"} for c in checks],
             "record_window_steps": steps, "load_avg_1min": round(os.getloadavg()[0], 2)}
 
