@@ -136,7 +136,7 @@ def _count_bag(path: Path, own_diag_prefix: str = "/recorder") -> dict[str, int]
 
 
 def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict[str, bytes], workers: int,
-                    rate: float, seconds: float, timeout_s: float) -> dict[str, Any]:
+                    rate: float, seconds: float, timeout_s: float, drain_queue: bool = True) -> dict[str, Any]:
     """One rate level: a fresh recorder, ``rate * seconds`` env steps of the mix, the bag read back."""
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -148,8 +148,9 @@ def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict
     from async_naf.run.graph import GraphConfig, build_graph, compose
     from async_naf.run.launcher import GraphLauncher, composed_process_specs, tail
 
-    level_dir = tmp / f"rate_{int(rate)}"
-    config = GraphConfig(task="door_pull", workers=workers, run_dir=str(level_dir / "run"), record=True)
+    level_dir = tmp / f"rate_{int(rate)}_{'drain' if drain_queue else 'nodrain'}"
+    config = GraphConfig(task="door_pull", workers=workers, run_dir=str(level_dir / "run"), record=True,
+                         overrides={"/recorder": {"drain_queue": drain_queue}})
     specs = [s for s in composed_process_specs(compose(build_graph(config), "robot", True), level_dir / "params")
              if s.key == "recorder"]
     if len(specs) != 1:
@@ -224,8 +225,12 @@ def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict
 
 
 def bench_recorder_rate(quick: bool = False, workers: int = 2, rates: tuple[float, ...] | None = None,
-                        seconds: float | None = None, timeout_s: float = 120.0) -> dict[str, Any]:
-    """``recorder_msgs_per_s`` and the figures per level (module docstring)."""
+                        seconds: float | None = None, timeout_s: float = 120.0,
+                        drain_queue: bool | None = None) -> dict[str, Any]:
+    """``recorder_msgs_per_s`` and the figures per level (module docstring). ``drain_queue``: the recorder's
+    parameter (default: env ``ASYNC_NAF_BENCH_RECORDER_DRAIN``, ``1`` or ``0``, else the recorder's default)."""
+    if drain_queue is None:
+        drain_queue = os.environ.get("ASYNC_NAF_BENCH_RECORDER_DRAIN", "1") != "0"
     from async_naf.run.graph import GraphConfig, record_topics
 
     rates = rates or (RATES_STEPS_PER_S[::2] if quick else RATES_STEPS_PER_S)
@@ -236,12 +241,13 @@ def bench_recorder_rate(quick: bool = False, workers: int = 2, rates: tuple[floa
         payload = _messages(topics)
         levels = []
         for rate in rates:
-            level = _recorder_level(tmp, topics, payload, workers, rate, seconds, timeout_s)
+            level = _recorder_level(tmp, topics, payload, workers, rate, seconds, timeout_s, drain_queue)
             level["env_steps_per_s"] = rate
             levels.append(level)
         zero = [lv["published_msgs_per_s"] for lv in levels if lv["lost_total"] == 0]
         return {"recorder_msgs_per_s": max(zero) if zero else 0, "recorder_levels": levels,
                 "recorder_msgs_per_env_step": round(levels[-1]["published"] / max(1, int(rates[-1] * seconds)), 2),
+                "recorder_drain_queue": drain_queue,
                 "load_avg_1min": round(os.getloadavg()[0], 2)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
