@@ -41,6 +41,8 @@ setup(
     ],
     python_requires=">=3.11",  # subprocess.Popen(process_group=...) in run/launcher.py
     install_requires=["setuptools"],
+    # optional: async-naf bag convert --format minari (Minari offline-RL datasets); the core never imports it
+    extras_require={"minari": ["minari==0.5.4"]},
     zip_safe=True,
     maintainer="async_naf maintainers",
     maintainer_email="maintainers@async-naf.invalid",

@@ -154,7 +154,11 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
     try:
         goal_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/task/goal", _msgs.LATCHED)
         goal_pub.publish(_msgs.to_msg(layouts.encode_goal(layouts.Goal(0, True, np.zeros(3))), Float64MultiArray))
-        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.STREAM)
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        # reliable and as deep as the recorder's queue, so that a burst is not overwritten on the publisher's side
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states",
+                                             QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         procs.start("recorder", "recorder_node", "-p", f"bag_path:={bag}",
                     "-p", "topics:=[/robot_0/joint_states, /robot_0/task/goal]",
                     "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[stream, latched]")
@@ -165,7 +169,11 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
             msg.header.stamp.sec, msg.header.stamp.nanosec = 200, i * 1_000_000
             js_pub.publish(msg)
             probe.executor.spin_once(timeout_sec=0.01)
-        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 51, 30, "51 messages written")
+        for i in range(500):  # a burst: the recorder takes what waits on a subscription in one callback
+            msg = JointState(name=[f"arm_joint_{j}" for j in range(1, 8)], position=[0.0] * 7, velocity=[0.0] * 7)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 201, i * 1_000_000
+            js_pub.publish(msg)
+        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 551, 60, "551 messages written")
         assert procs.interrupt("recorder") == 0, procs.log("recorder")
     finally:
         probe.close()
@@ -175,8 +183,10 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
     stamps = []
     with AnyReader([bag], default_typestore=_store()) as reader:
         conns = [c for c in reader.connections if c.topic == "/robot_0/joint_states"]
-        stamps = [reader.deserialize(raw, JS).header.stamp.sec for _, _, raw in reader.messages(connections=conns)]
-    assert stamps.count(200) == 50  # every message published after the match, none lost
+        stamps = [reader.deserialize(raw, JS).header.stamp for _, _, raw in reader.messages(connections=conns)]
+    assert [s.sec for s in stamps].count(200) == 50  # every message published after the match, none lost
+    burst = [s.nanosec for s in stamps if s.sec == 201]
+    assert burst == [i * 1_000_000 for i in range(500)]  # the whole burst, once each, in order
     info = bag_info(bag)
     assert info.topics["/robot_0/task/goal"].count == 1  # the latched goal, published before the recorder
     assert info.episodes == {"/robot_0": [0]}

@@ -95,16 +95,19 @@ LAYOUTS = {"none": ("none", True), "robot": ("robot", True), "robot_dds": ("robo
 
 
 def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000, warmup_steps: int = 1500,
-                  task: str = "door_pull", timeout_s: float = 600.0, keep_dir: str | None = None) -> dict[str, Any]:
+                  task: str = "door_pull", timeout_s: float = 600.0, keep_dir: str | None = None,
+                  record: bool = False) -> dict[str, Any]:
     """Run the graph and measure one window of ``steps`` environment steps after ``warmup_steps``.
 
     ``composition``: a process layout of :data:`LAYOUTS`: ``none`` (a process per node), ``robot`` (a process
     per robot, messages between its nodes handed over in the process) or ``robot_dds`` (a process per robot,
-    messages between its nodes through DDS).
+    messages between its nodes through DDS). ``record``: the graph with its ``/recorder`` (``async-naf train
+    --record``), the bag in ``keep_dir/run/bag`` (read it before ``keep_dir`` goes).
 
     Returns:
         ``graph_env_steps_per_s``, ``graph_cpu_ms_per_step``, ``graph_cpu_ms_per_step_<process>``,
-        ``graph_updates_per_step``, ``graph_workers``, ``graph_composition``, ``graph_window_steps``.
+        ``graph_updates_per_step``, ``graph_workers``, ``graph_composition``, ``graph_window_steps``,
+        ``graph_window_ns`` (the window's start and end, wall clock, ns).
 
     Raises:
         RuntimeError: the graph did not reach the warm-up or the window within ``timeout_s``, or a process died.
@@ -123,7 +126,7 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
         {"updates_per_step": 1.0, "tensorboard": False, "checkpoint_every_s": 0.0, "save_buffer": False,
          "weights_every_updates": 100})
     config = GraphConfig(task=task, workers=workers, run_dir=str(tmp / "run"), overrides=overrides,
-                         composition=layout, intra_process=intra_process)
+                         composition=layout, intra_process=intra_process, record=record)
     specs = composed_process_specs(compose(build_graph(config), layout, intra_process), tmp / "params")
     env = ros_environment(domain_id=_BENCH_DOMAIN)
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -166,9 +169,11 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
         pids = launcher.pids
         s0, u0 = latest["env_steps"], latest["updates"]
         t0, c0 = time.perf_counter(), {k: proc_cpu_s(p) for k, p in pids.items()}
+        w0 = time.time_ns()
         wait_steps(s0 + steps, "the measured window")
         s1, u1 = latest["env_steps"], latest["updates"]
         t1, c1 = time.perf_counter(), {k: proc_cpu_s(p) for k, p in pids.items()}
+        w1 = time.time_ns()
         n = s1 - s0
         per = {k: (c1[k] - c0[k]) * 1e3 / n for k in pids}
         out: dict[str, Any] = {
@@ -176,6 +181,7 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
             "graph_cpu_ms_per_step": round(sum(per.values()), 3),
             "graph_updates_per_step": round((u1 - u0) / n, 3),
             "graph_workers": workers, "graph_composition": composition, "graph_window_steps": int(n),
+            "graph_window_ns": (w0, w1),
         }
         out.update({f"graph_cpu_ms_per_step_{k}": round(v, 3) for k, v in sorted(per.items())})
         return out
@@ -196,6 +202,7 @@ def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | 
     composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "robot")
     steps, warmup = (1000, 1200) if quick else (3000, 1500)
     out = measure_graph(workers=workers, composition=composition, steps=steps, warmup_steps=warmup)
+    out.pop("graph_window_ns")
     out.update(_in_process_costs(quick))
     out["graph_efficiency"] = round(out["graph_env_steps_per_s"] / out["env_steps_per_s"], 3)
     budget_ms = 1e3 / out["env_steps_per_s"] + out["naf_update_ms"]

@@ -24,6 +24,9 @@ class RecorderConfig:
             compatibly with a deep queue and writes the profile into the bag's metadata.
         queue_depth: subscription queue depth per topic, messages (deep, so bursts are not lost).
         max_pending: messages waiting for the writer thread before new ones are dropped (counted), messages.
+        drain_queue: each callback also takes every further message already waiting on that subscription
+            (much cheaper per message than one executor callback each: keeps up with bursts on a busy machine);
+            false: one executor callback per message, as rclpy does by default.
     """
 
     bag_path: str = ""
@@ -33,6 +36,7 @@ class RecorderConfig:
     qos: tuple[str, ...] = ()
     queue_depth: int = 1000
     max_pending: int = 200_000
+    drain_queue: bool = True
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:

@@ -238,6 +238,26 @@ def _bag_sha256(bag: Path) -> str:
     return h.hexdigest()
 
 
+def dataset_manifest(converted: Converted, bag: str | Path, task: str) -> dict[str, Any]:
+    """What ``manifest.json`` holds: bag sha256, task, configs, layout versions, counts, drops by reason."""
+    b = converted.batch
+    manifest = {
+        "format": "async_naf.dataset", "version": 1, "task": task, "method": converted.method,
+        "bag": str(Path(bag).resolve()), "bag_sha256": _bag_sha256(Path(bag)),
+        "layouts": [layouts.POLICY_STEP, layouts.GOAL] if converted.method == "exact" else [layouts.GOAL],
+        "replay_format": "async_naf.replay",
+        "robots": converted.robots, "episodes": converted.episodes, "transitions": int(b.obs.shape[0]),
+        "counts": dict(converted.counts), "drops": dict(converted.drops), "collector_configs": converted.configs,
+        "selection": converted.selection or {"successful_only": False, "max_episodes": 0},
+        "obs_dim": int(b.obs.shape[1]), "act_dim": int(b.action.shape[1]),
+        "reward_range": [float(b.reward.min()), float(b.reward.max())] if len(b.reward) else [],
+    }
+    if converted.door_configs:
+        manifest["door_angle_configs"] = converted.door_configs
+    manifest.update(converted.extra)
+    return manifest
+
+
 def write_dataset(converted: Converted, bag: str | Path, task: str, out_dir: str | Path) -> Path:
     """``out_dir/replay.npz`` + ``manifest.json``, written to ``out_dir.part`` first and renamed.
 
@@ -258,20 +278,7 @@ def write_dataset(converted: Converted, bag: str | Path, task: str, out_dir: str
         buf = ReplayBuffer(max(n, 1), int(b.obs.shape[1]), int(b.action.shape[1]))
         buf.add_batch(b)
         buf.save(part / "replay.npz")
-        manifest = {
-            "format": "async_naf.dataset", "version": 1, "task": task, "method": converted.method,
-            "bag": str(Path(bag).resolve()), "bag_sha256": _bag_sha256(Path(bag)),
-            "layouts": [layouts.POLICY_STEP, layouts.GOAL] if converted.method == "exact" else [layouts.GOAL],
-            "replay_format": "async_naf.replay",
-            "robots": converted.robots, "episodes": converted.episodes, "transitions": n,
-            "counts": dict(converted.counts), "drops": dict(converted.drops), "collector_configs": converted.configs,
-            "selection": converted.selection or {"successful_only": False, "max_episodes": 0},
-            "obs_dim": int(b.obs.shape[1]), "act_dim": int(b.action.shape[1]),
-            "reward_range": [float(b.reward.min()), float(b.reward.max())],
-        }
-        if converted.door_configs:
-            manifest["door_angle_configs"] = converted.door_configs
-        manifest.update(converted.extra)
+        manifest = dataset_manifest(converted, bag, task)
         (part / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
         part.rename(out_dir)
     except BaseException:

@@ -27,6 +27,8 @@ DESCRIPTION = """Inspect a rosbag2 bag (MCAP or sqlite3; no ROS install needed).
          from the task code, paired by the collector's own code. A bag without task/goal:
          --episode-steps N --goal V,V,... Topic names: --topic joint_states:=/my_arm/joint_states.
          --compare-exact also converts the exact way and reports the deviation per column.
+         --format minari writes a Minari dataset instead (optional dependency: pip install minari==0.5.4):
+         ROOT/DATASET_ID, ROOT = --out or MINARI_DATASETS_PATH or ~/.minari/datasets.
 
 Examples:
   async-naf bag info runs/door_pull_2w/bag
@@ -35,6 +37,8 @@ Examples:
   async-naf bag convert runs/door_expert/bag --task door_pull --out data/door_demos --successful-only --max-episodes 20
   async-naf bag convert runs/door_pull_2w/bag --task door_pull --out data/door_pull_raw --method raw \
       --ground-truth --compare-exact
+  async-naf bag convert runs/door_pull_2w/bag --task door_pull --format minari --out data/minari \
+      --dataset-id async_naf/door_pull-exact-v0
   async-naf bag convert rosbag2_arm --task reach --out data/reach_raw --method raw --episode-steps 50 \
       --goal 0.4,0.1,0.3 --topic joint_states:=/my_arm/joint_states --topic commands:=/my_arm/cmd
 """
@@ -49,7 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv = sub.add_parser("convert", help="transitions from the bag into a dataset (replay.npz + manifest.json)")
     conv.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3)")
     conv.add_argument("--task", required=True, choices=("reach", "door_pull", "door_push"), help="the bag's task")
-    conv.add_argument("--out", type=Path, required=True, help="dataset directory to create (must not exist)")
+    conv.add_argument("--out", type=Path, default=None,
+                      help="replay format: the dataset directory to create (must not exist; required); minari: the "
+                           "datasets root the dataset goes under (default: MINARI_DATASETS_PATH, else "
+                           "~/.minari/datasets)")
+    conv.add_argument("--format", choices=("replay", "minari"), default="replay",
+                      help="replay: replay.npz + manifest.json (default); minari: a Minari dataset ROOT/DATASET_ID "
+                           "(optional dependency: pip install minari==0.5.4) for d3rlpy and other offline-RL "
+                           "libraries")
+    conv.add_argument("--dataset-id", default=None, metavar="ID",
+                      help="minari: the dataset id, [namespace/]name-v<version> (default async_naf/<task>-<method>-v0)")
     conv.add_argument("--method", choices=("exact", "raw"), default="exact",
                       help="exact: from the policy's policy/step records (default); raw: from sensor topics")
     conv.add_argument("--episode-steps", type=int, default=None,
@@ -117,6 +130,15 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         if args.max_episodes < 0:
             raise ValueError(f"--max-episodes must be >= 0, got {args.max_episodes}")
+        if args.format == "replay" and args.out is None:
+            raise ValueError("--out DIR is required (the dataset directory to create)")
+        if args.format == "replay" and args.dataset_id is not None:
+            raise ValueError("--dataset-id names a Minari dataset: use it with --format minari")
+        if args.format == "minari":
+            from async_naf.run.convert_minari import minari_target
+
+            args.dataset_id = args.dataset_id or f"async_naf/{args.task}-{args.method}-v0"
+            minari_target(args.dataset_id, args.out)  # minari importable, a valid and new id: before converting
         if args.method == "raw":
             if args.successful_only or args.max_episodes:
                 raise ValueError("--successful-only / --max-episodes select episodes of --method exact only")
@@ -124,7 +146,14 @@ def _convert(args: argparse.Namespace) -> int:
         else:
             converted = convert_exact(args.bag, args.task, overrides, successful_only=args.successful_only,
                                       max_episodes=args.max_episodes)
-        out = write_dataset(converted, args.bag, args.task, args.out)
+        if args.format == "minari":
+            from async_naf.run.convert import dataset_manifest
+            from async_naf.run.convert_minari import write_minari
+
+            out = write_minari(converted, args.bag, args.task, args.dataset_id, args.out,
+                               manifest=dataset_manifest(converted, args.bag, args.task))
+        else:
+            out = write_dataset(converted, args.bag, args.task, args.out)
     except ValueError as exc:  # BagError is a ValueError
         print(f"async-naf bag convert: {exc}", file=sys.stderr)
         return 2

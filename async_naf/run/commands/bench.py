@@ -28,6 +28,11 @@ Figures (each measured, never hard-coded):
   raw_convert_steps_per_s  async-naf bag convert --method raw on a door_pull bag, one core: steps/s with
                         the bag read, the door-angle estimator, FK, observation, reward and pairing; beside
                         it exact_convert_transitions_per_s (--method exact on the same bag)
+  recorder_msgs_per_s   the /recorder node in its own process fed the topic mix of a recorded 2-worker
+                        door_pull run at increasing rates: the highest messages/s written with zero loss
+                        (published = in the bag, per topic), per level the loss and CPU per message
+  record_env_steps_ratio  env steps/s of the 2-worker door_pull graph with --record / without (same
+                        window, alternating runs); whether each bag holds every policy/step of its run
 
 Example:
   async-naf bench --json
@@ -42,6 +47,8 @@ FIGURES: dict[str, str] = {
     "transitions_per_s": "async_naf.bench.graph:bench_transitions",
     "graph_env_steps_per_s": "async_naf.bench.graph_steps:bench_graph_steps",
     "raw_convert_steps_per_s": "async_naf.bench.convert:bench_convert",
+    "recorder_msgs_per_s": "async_naf.bench.recorder:bench_recorder_rate",
+    "record_env_steps_ratio": "async_naf.bench.recorder:bench_record_overhead",
 }
 
 
