@@ -16,9 +16,9 @@ overshoot). The arm is home when every joint is within ``position_tolerance`` an
 ``velocity_tolerance``; after ``move_timeout_s`` the reset fails with the joints still off, by how much.
 A leg that makes no progress for ``stall_s`` (the largest joint error shrinks by less than half of
 ``position_tolerance``) is blocked: the arm ran into something, typically the open door leaf swung into the
-hook's way home. It then holds still for ``blocked_hold_s`` (zero command: a door closer, which acts on a
-still arm, or a person can clear the way; :attr:`waiting_for` says so) and tries again, within the same
-``move_timeout_s``.
+hook's way home. It then eases off (``BACKOFF_SPEED`` against its last command for ``BACKOFF_S``), holds
+still for the rest of ``blocked_hold_s`` (a door closer, which acts on a still arm, or a person can clear the
+way; :attr:`waiting_for` says so) and tries again, within the same ``move_timeout_s``.
 
 Door tasks with a ``retreat_pose`` first drive there (hook clear of the door: straight to the start pose
 the hook could drag the lever or catch under it), wait there for the door, then drive to the start pose.
@@ -148,7 +148,7 @@ class ResetMotion:
         self._closed_since: float | None = None
         self._last_cmd = np.zeros(7)
         self._best_err = math.inf  # the leg's smallest largest-joint error so far, rad
-        self._progress_t = 0.0  # when it last shrank by position_tolerance, s
+        self._progress_t = 0.0  # when it last shrank by half of position_tolerance, s
         self._hold_until: float | None = None  # blocked: holding still until then, s
         self.blocked = 0  # legs found blocked (counted across resets)
         self._backoff = np.zeros(7)  # blocked: the ease-off velocity, rad/s, until _backoff_until, s
@@ -167,7 +167,7 @@ class ResetMotion:
         """A new leg, or a new try after holding still: progress is measured from here."""
         self._best_err, self._progress_t, self._hold_until = math.inf, now, None
 
-    def hold_command(self, now: float) -> np.ndarray:
+    def _hold_command(self, now: float) -> np.ndarray:
         """The command while blocked: the ease-off, then zero."""
         return self._backoff.copy() if now < self._backoff_until else np.zeros(7)
 
@@ -252,7 +252,7 @@ class ResetMotion:
                 self.phase, self._door_t0 = "door", now  # and on to the door check below
             else:
                 if self._blocked(now, self.target - q):
-                    return self.hold_command(now), self.phase
+                    return self._hold_command(now), self.phase
                 self.waiting_for = "the arm to reach the start pose"
                 return self.command(q), self.phase
         # door: hold still until the door is closed
