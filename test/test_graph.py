@@ -113,6 +113,13 @@ def test_arm_backends_reset_to_the_sims_start_pose() -> None:
         # the retreat: the hook 15 cm back and 10 cm up from its start position, clear of the lever
         np.testing.assert_allclose(kin.ee_position(np.array(reset["retreat_pose"])) - kin.ee_position(expected),
                                    graph.RETREAT_OFFSET_M, atol=0.005)
+        # the clear pose: the retreat turned about joint 1, the hook beyond the leaf's sweep about the hinge
+        clear, retreat = np.array(reset["clear_pose"]), np.array(reset["retreat_pose"])
+        np.testing.assert_allclose(clear[1:], retreat[1:])
+        assert clear[0] > retreat[0]  # away from the pull door's hinge (-y), toward +y
+        goal = ArmDoorSim(SimConfig(task="door_pull")).door_goal()
+        reach_m = float(np.hypot(*(kin.ee_position(clear)[:2] - goal[3:5])))
+        assert SimConfig().door.width + graph.CLEAR_MARGIN_M <= reach_m < SimConfig().door.width + 0.3
         assert nodes[f"/robot_{i}/collector"].parameters["reset_timeout_s"] == graph.ARM_RESET_TIMEOUT_S
     reach = {n.fqn: n for n in build_graph(_cfg(task="reach", workers=1, backend="gazebo",
                                                  overrides={"collector": {"reset_timeout_s": 30.0}}))}

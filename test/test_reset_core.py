@@ -208,3 +208,110 @@ def test_the_retreat_blocked_by_the_open_door_leaf_recovers_in_the_embedded_sim(
         outcomes[hold] = (phase, float(d.qpos[sim._hq]))
     assert outcomes[0.0][0] == "failed" and outcomes[0.0][1] > 0.25  # the run's deadlock
     assert outcomes[4.0][0] == "done" and abs(outcomes[4.0][1]) < 0.02  # door closed, arm at the start
+
+
+def test_a_blocked_way_home_is_left_back_along_the_way_the_arm_came() -> None:
+    """Retrace (``when_blocked``): an obstacle between the arm and home that the episode went around. The
+    straight leg stalls; the reset drives back along the recorded way and arrives; with ``retrace: off`` it
+    holds and retries into the obstacle until the timeout."""
+    home = np.zeros(7)
+
+    def blocked(q: np.ndarray) -> bool:  # a box in joints 1-2, on the straight line from (1, 0) to (0, 0)
+        return abs(q[0] - 0.5) < 0.2 and abs(q[1]) < 0.2
+
+    episode = [np.array([0.0, y, 0, 0, 0, 0, 0]) for y in np.linspace(0.0, 0.5, 11)]
+    episode += [np.array([x, 0.5, 0, 0, 0, 0, 0]) for x in np.linspace(0.0, 1.0, 21)]
+    episode += [np.array([1.0, y, 0, 0, 0, 0, 0]) for y in np.linspace(0.5, 0.0, 11)]
+
+    def run(mode: str) -> ResetMotion:
+        motion = ResetMotion(ResetConfig(task="reach", start_pose=tuple(home), control_period_s=T, retrace=mode))
+        for q in episode:
+            motion.observe(q)
+        q, t = episode[-1].copy(), 0.0
+        motion.start(t)
+        while motion.phase not in ("done", "failed") and t < 60.0:
+            cmd, _ = motion.step(t, q, np.zeros(7))
+            nxt = q + cmd * T
+            q = q if blocked(nxt) else nxt
+            t += T
+        return motion
+
+    ok = run("when_blocked")
+    assert ok.phase == "done", ok.error
+    assert ok.blocked == 1 and ok.retraced >= 20 and not ok.path  # back along (1,0.5) and (0,0.5), then home
+    off = run("off")
+    assert off.phase == "failed" and off.blocked >= 2 and "joint 1" in off.error
+
+
+def test_retrace_keeps_a_way_without_loops_and_only_between_resets() -> None:
+    cfg = ResetConfig(task="reach", start_pose=(0.0,) * 7, control_period_s=T, retrace_spacing=0.1)
+    motion = ResetMotion(cfg)
+    for x in (0.0, 0.05, 0.1, 0.2, 0.3, 0.2, 0.15, 0.4):  # out to 0.3, back to 0.15 (a loop), on to 0.4
+        motion.observe(np.array([x, 0, 0, 0, 0, 0, 0]))
+    assert [round(float(p[0]), 2) for p in motion.path] == [0.0, 0.1, 0.2, 0.4]
+    motion.observe(np.array([np.nan] * 7))  # not a state
+    assert len(motion.path) == 4
+    motion.start(0.0)
+    motion.observe(np.array([2.0, 0, 0, 0, 0, 0, 0]))  # the reset's own motion is not an episode's way
+    assert len(motion.path) == 4
+    with pytest.raises(ValueError):
+        ResetConfig(retrace="sometimes")
+
+
+def test_a_door_resting_on_the_arm_at_the_retreat_closes_once_the_arm_moves_clear() -> None:
+    """The second stuck state of the hardware-mode runs (issue 11), found again by ``async_naf.bench.reset_soak``
+    with a trained policy: a pull door that swung wider than the hook pulled it rests on the forearm at the
+    retreat pose (0.76 rad); the closer presses it there and the reset waits for ever. With ``clear_pose`` the
+    arm moves out of the leaf's sweep, the door closes and the reset completes."""
+    pytest.importorskip("mujoco")
+    import dataclasses
+
+    import mujoco
+
+    from async_naf.run.graph import arm_reset_poses
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+    from async_naf.task.latch import hinge_upper_limit
+
+    start, retreat, clear = arm_reset_poses("door_pull", {})
+    assert clear
+    outcomes = {}
+    for clear_pose in ((), tuple(clear)):
+        sim = ArmDoorSim(dataclasses.replace(SimConfig(), task="door_pull", door_closer_torque=2.0), seed=0)
+        sim.reset(randomize=False)
+        m, d = sim.model, sim.data
+        sim._latched = False  # the handle was turned: the bolt is out, the door swings
+        m.jnt_range[sim._hinge_jnt, 1] = hinge_upper_limit(False, sim._door.latch_play, sim._max_open)
+        d.qpos[sim._arm_q], d.qpos[sim._hq] = retreat, 0.76  # the soak's stuck state: the arm at the retreat
+        d.act[:] = retreat
+        mujoco.mj_forward(m, d)
+        motion = ResetMotion(ResetConfig(task="door_pull", start_pose=tuple(start), retreat_pose=tuple(retreat),
+                                         clear_pose=clear_pose, door_timeout_s=30.0))
+        t, still, phase = 0.0, None, "moving"
+        motion.start(t)
+        while t < 90.0 and phase not in ("done", "failed"):
+            cmd, phase = motion.step(t, d.qpos[sim._arm_q].copy(), np.array(sim.joint_velocities),
+                                     float(d.qpos[sim._hq]), 0.0)
+            still = (still if still is not None else t) if not cmd.any() else None
+            sim.door_closing = still is not None and t - still >= 1.0  # the sim node's closer, 1 s delay
+            sim.step(cmd)
+            t += 0.05
+        outcomes[bool(clear_pose)] = (phase, float(d.qpos[sim._hq]), motion.cleared)
+    assert outcomes[False][0] == "failed" and outcomes[False][1] > 0.5  # the leaf still rests on the arm
+    assert outcomes[True][0] == "done" and abs(outcomes[True][1]) < 0.03 and outcomes[True][2] == 1
+
+
+def test_the_reset_soak_keeps_episodes_coming() -> None:
+    """``async_naf.bench.reset_soak`` (the hardware backend's loop without ROS): seed 1's exploring policy left
+    the arm, after one episode, where the straight way home takes the hook tip out of the guard's workspace
+    box; the guard scaled every command toward zero and every reset failed. The guard now slides commands
+    along the box's faces (checked alone, with ``retrace: off``), and a blocked leg retraces the way the arm
+    came (the default). Ten episodes each, every reset succeeds."""
+    pytest.importorskip("mujoco")
+    from async_naf.bench.reset_soak import soak
+
+    for overrides in ({"retrace": "off"}, {}):
+        result = soak("door_pull", episodes=10, seed=1, reset_overrides=overrides)
+        assert not result.stuck and result.episodes == 10, (overrides, result.errors)
+        assert result.reset_failures == 0 and result.resets == 11
+        assert max(abs(a) for a in result.door_at_reset_end) < 0.05  # closed at every episode's start

@@ -225,3 +225,25 @@ def test_with_the_urdf_arm_the_tip_stays_in_the_box() -> None:
         prev = out
         assert box_excess(kin.ee_position(q), lo, hi) <= 1e-9
     assert flt.counts["workspace_scaled"] > 0
+
+
+def test_a_command_grazing_the_box_face_slides_along_it_instead_of_stopping() -> None:
+    """Rule 7 removes only the outward part: scaling the whole command stalled any motion along a face (the
+    reset's way home among them); here the tip, 0.5 mm inside the x face, keeps almost all of its z motion."""
+    cfg = _config(workspace_check=True, workspace_min=(0.0, -0.5, 0.3), workspace_max=(0.8, 0.5, 0.9),
+                  accel_limits=(100.0,) * 7)
+    flt = SafetyFilter(cfg, fk=_fk)
+    lo_q, hi_q = 0.0, 0.7  # bend of joint 2: tip x = 0.9 straight, 0.782 at 0.7
+    for _ in range(60):
+        mid = 0.5 * (lo_q + hi_q)
+        lo_q, hi_q = (mid, hi_q) if _fk(np.array([0, mid, 0, 0, 0, 0, 0.0]))[0] > 0.7995 else (lo_q, mid)
+    q = np.array([0.0, hi_q, 0.0, 0.0, 0.0, 0.0, 0.0])
+    v = np.zeros(7)
+    v[1], v[4] = -1.5, 1.0  # straighten (tip out through x = 0.8) and raise the tip (z += 0.1 * q5)
+    out = flt.limit(q, v, v)
+    lo, hi = np.array(cfg.workspace_min), np.array(cfg.workspace_max)
+    assert box_excess(_fk(q + out * T), lo, hi) <= 1e-9
+    assert flt.counts["workspace_scaled"] == 1
+    rise = _fk(q + out * T)[2] - _fk(q)[2]
+    assert rise >= 0.5 * 0.1 * v[4] * T  # 3.2 mm of 5; scaling the whole command: -0.3 mm
+    _check_position(flt, q, out)

@@ -20,11 +20,29 @@ hook's way home. It then eases off (``BACKOFF_SPEED`` against its last command f
 still for the rest of ``blocked_hold_s`` (a door closer, which acts on a still arm, or a person can clear the
 way; :attr:`waiting_for` says so) and tries again, within the same ``move_timeout_s``.
 
+**Retrace** (``retrace``: ``always``, ``when_blocked`` (default) or ``off``). Between resets the node
+feeds every joint state to :meth:`ResetMotion.observe`, which keeps the way the arm went since the last
+completed reset as a stack of joint-space waypoints ``retrace_spacing`` apart (a loop is cut where the arm
+comes back within ``retrace_spacing`` of an earlier waypoint). A reset (``always``), or a leg found blocked
+(``when_blocked``, instead of the ease-off and hold above), drives back along it, newest waypoint first,
+at ``max_velocity`` on the largest joint (acceleration limited), popping each waypoint once within
+``retrace_tolerance``; ``move_timeout_s`` counts from the last waypoint reached. Every waypoint is a state
+the arm was in under the guard (joint limits, the hook-tip workspace box) and clear of what it did not run
+into, so the way back stays inside what the guard allows and clear of fixed obstacles; the door may have
+moved since. ``when_blocked`` keeps resets short (a straight leg where it is free:
+``async_naf.bench.reset_soak`` measured median resets of 8 s this way and 15 s retracing every time). A
+reset that fails keeps the waypoints not yet reached: the next call goes on from there.
+
 Door tasks with a ``retreat_pose`` first drive there (hook clear of the door: straight to the start pose
 the hook could drag the lever or catch under it), wait there for the door, then drive to the start pose.
 Door tasks then wait (zero command) until the door-angle estimate says closed, ``|angle| <=
 door_closed_angle`` for ``door_closed_hold_s`` (a door closer, the robot or a person closes it: :attr:`waiting_for`
 says what is awaited, for the node to log); after ``door_timeout_s`` (0 = wait forever) the reset fails.
+If the door is still open ``door_clear_after_s`` into the wait at the retreat, the arm may be what holds it
+open: a pull door that swung wider than the hook pulled it comes to rest on the forearm, and the closer
+presses it there for ever (found with ``async_naf.bench.reset_soak`` and a trained policy: 3 of 3 seeds
+stuck within 20 episodes). The arm then drives to ``clear_pose``, out of the leaf's sweep, waits there for
+the door, and comes back through the retreat pose to the start pose.
 """
 from __future__ import annotations
 
@@ -33,10 +51,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from async_naf.common.checks import numbers
+from async_naf.common.checks import integers, numbers
 from async_naf.task.tasks import REACH_START_POSE, TASK_NAMES
 
 PHASES = ("idle", "moving", "door", "done", "failed")
+RETRACE_MODES = ("always", "when_blocked", "off")
 BACKOFF_SPEED = 0.2  # a blocked arm first eases off at this joint speed, rad/s ...
 BACKOFF_S = 0.5  # ... for this long (at most half of blocked_hold_s), s
 
@@ -69,6 +88,16 @@ class ResetConfig:
         door_stale_s: a door estimate older than this does not count, s.
         wait_log_period_s: how often the node logs what it waits for, s.
         use_moveit: plan the way home with moveit_py (where installed) instead of the joint-space motion.
+        clear_pose: door tasks: where the arm waits for the door when it does not close at the first leg's
+            pose within door_clear_after_s (out of the door leaf's sweep: an arm in it can hold the door open),
+            rad (7 values); empty = no such move (the graph fills in the retreat pose turned about joint 1
+            away from the hinge until the hook is clear of the leaf's sweep).
+        door_clear_after_s: see clear_pose, s (0 = never move there).
+        retrace: drive back along the way the arm went since the last completed reset: ``always`` (first),
+            ``when_blocked`` (once a leg is found blocked) or ``off``.
+        retrace_spacing: waypoints of that way are this far apart (largest joint), rad.
+        retrace_tolerance: a waypoint counts as reached this close (largest joint), rad.
+        retrace_max_points: at most this many waypoints are kept (the oldest dropped first).
     """
 
     task: str = "reach"
@@ -89,14 +118,24 @@ class ResetConfig:
     door_stale_s: float = 0.5
     wait_log_period_s: float = 5.0
     use_moveit: bool = False
+    clear_pose: tuple[float, ...] = ()
+    door_clear_after_s: float = 5.0
+    retrace: str = "when_blocked"
+    retrace_spacing: float = 0.05
+    retrace_tolerance: float = 0.05
+    retrace_max_points: int = 2000
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
         numbers(self, ("control_period_s", "gain", "max_velocity", "max_accel", "position_tolerance",
                        "velocity_tolerance", "move_timeout_s", "door_closed_angle", "door_stale_s",
-                       "wait_log_period_s", "stall_s"), 0.0, low_open=True)
-        numbers(self, ("door_closed_hold_s", "door_timeout_s", "blocked_hold_s"), 0.0)
+                       "wait_log_period_s", "stall_s", "retrace_spacing", "retrace_tolerance"), 0.0,
+                low_open=True)
+        integers(self, ("retrace_max_points",), 1, 1_000_000)
+        if self.retrace not in RETRACE_MODES:
+            raise ValueError(f"retrace must be one of {', '.join(RETRACE_MODES)}, got {self.retrace!r}")
+        numbers(self, ("door_closed_hold_s", "door_timeout_s", "blocked_hold_s", "door_clear_after_s"), 0.0)
         pose = tuple(float(v) for v in self.start_pose)
         if pose and (len(pose) != 7 or not all(math.isfinite(v) for v in pose)):
             raise ValueError(f"start_pose must be empty or 7 finite joint angles (rad), got {pose}")
@@ -105,6 +144,10 @@ class ResetConfig:
         if retreat and (len(retreat) != 7 or not all(math.isfinite(v) for v in retreat)):
             raise ValueError(f"retreat_pose must be empty or 7 finite joint angles (rad), got {retreat}")
         self.retreat_pose = retreat
+        clear = tuple(float(v) for v in self.clear_pose)
+        if clear and (len(clear) != 7 or not all(math.isfinite(v) for v in clear)):
+            raise ValueError(f"clear_pose must be empty or 7 finite joint angles (rad), got {clear}")
+        self.clear_pose = clear
 
     @property
     def is_door(self) -> bool:
@@ -136,7 +179,10 @@ class ResetMotion:
         if self.start_target.shape != (7,) or not np.all(np.isfinite(self.start_target)):
             raise ValueError("start pose must be 7 finite joint angles (rad)")
         legs = [np.array(config.retreat_pose)] if config.retreat_pose and config.is_door else []
-        self.legs = [*legs, self.start_target]  # the door wait follows the first leg
+        self._base_legs = [*legs, self.start_target]  # the door wait follows the first leg
+        self.legs = list(self._base_legs)
+        self._clear = np.array(config.clear_pose) if config.clear_pose and config.is_door else None
+        self.cleared = 0  # door waits moved to the clear pose (counted across resets)
         self.target = self.legs[0]
         self._leg = 0
         self._door_done = False
@@ -153,15 +199,40 @@ class ResetMotion:
         self.blocked = 0  # legs found blocked (counted across resets)
         self._backoff = np.zeros(7)  # blocked: the ease-off velocity, rad/s, until _backoff_until, s
         self._backoff_until = 0.0
+        self.path: list[np.ndarray] = []  # the way back: waypoints since the last completed reset, rad
+        self._retracing = False
+        self.retraced = 0  # waypoints reached while retracing (counted across resets)
+
+    def observe(self, q: np.ndarray) -> None:
+        """A joint state (7,) rad between resets: extend the way back (see the module docstring)."""
+        if self.config.retrace == "off" or self.phase in ("moving", "door"):
+            return
+        q = np.asarray(q, dtype=float)
+        if q.shape != (7,) or not np.all(np.isfinite(q)):
+            return
+        spacing, path = self.config.retrace_spacing, self.path
+        if path and float(np.max(np.abs(q - path[-1]))) < spacing:
+            return
+        for k, p in enumerate(path):  # back near an earlier waypoint: the loop since then is not needed
+            if float(np.max(np.abs(q - p))) < spacing:
+                del path[k + 1:]
+                return
+        path.append(q.copy())
+        if len(path) > self.config.retrace_max_points:
+            del path[0]
 
     def start(self, now: float) -> None:
         """Begin a reset (the service was called) at steady time ``now``."""
         self.phase, self.error, self._t0 = "moving", "", now
+        self.legs = list(self._base_legs)
         self._leg, self.target, self._door_done = 0, self.legs[0], not self.config.is_door
+        self._retracing = bool(self.path) and self.config.retrace == "always"
+        if self._retracing:
+            self.target = self.path[-1]
         self._last_cmd = np.zeros(7)
         self._closed_since = None
         self._watch_progress(now)
-        self.waiting_for = "the arm to reach the start pose"
+        self.waiting_for = "the arm to retrace its way back" if self._retracing else "the arm to reach the start pose"
 
     def _watch_progress(self, now: float) -> None:
         """A new leg, or a new try after holding still: progress is measured from here."""
@@ -182,6 +253,14 @@ class ResetMotion:
         worst = float(np.max(np.abs(err)))
         if worst < self._best_err - 0.5 * cfg.position_tolerance:
             self._best_err, self._progress_t = worst, now
+        elif now - self._progress_t > cfg.stall_s and not self._retracing and self.path and \
+                cfg.retrace == "when_blocked":
+            self.blocked += 1  # back the way it came instead (see the module docstring)
+            self._retracing, self.target, self._t0 = True, self.path[-1], now
+            self._watch_progress(now)
+            self._last_cmd = np.zeros(7)
+            self.waiting_for = "the arm to retrace its way back (the straight way was blocked)"
+            return False
         elif now - self._progress_t > cfg.stall_s and cfg.blocked_hold_s > 0.0:
             self.blocked += 1
             self._hold_until = now + cfg.blocked_hold_s
@@ -205,7 +284,34 @@ class ResetMotion:
             self.waiting_for = "the arm to reach the start pose"
         else:
             self.phase, self.waiting_for = "done", ""
+            self.path.clear()  # the way back starts here again
         return np.zeros(7), self.phase
+
+    def _retrace_step(self, now: float, q: np.ndarray) -> None:
+        """Retracing: pop the waypoints reached; after the last one, on to the first leg."""
+        cfg = self.config
+        reach = max(cfg.retrace_tolerance, cfg.max_velocity * cfg.control_period_s)
+        while self.path and float(np.max(np.abs(self.path[-1] - q))) <= reach:
+            self.path.pop()
+            self.retraced += 1
+            self._t0 = now  # move_timeout_s counts from the last waypoint reached
+            self._watch_progress(now)
+        if self.path:
+            self.target = self.path[-1]
+        else:
+            self._retracing, self.target = False, self.legs[self._leg]
+            self.waiting_for = "the arm to reach the start pose"
+
+    def _retrace_command(self, q: np.ndarray) -> np.ndarray:
+        """Toward the next waypoint along a straight joint-space line, the largest joint at ``max_velocity``,
+        acceleration limited."""
+        cfg = self.config
+        err = self.target - q
+        v = err * (cfg.max_velocity / max(float(np.max(np.abs(err))), 1e-9))
+        v = np.clip(v, self._last_cmd - cfg.max_accel * cfg.control_period_s,
+                    self._last_cmd + cfg.max_accel * cfg.control_period_s)
+        self._last_cmd = v
+        return v.copy()
 
     def _fail(self, text: str) -> tuple[np.ndarray, str]:
         self.phase, self.error = "failed", text
@@ -239,11 +345,19 @@ class ResetMotion:
                 off = np.abs(self.target - q)
                 joints = ", ".join(f"joint {i + 1}: {off[i]:.3f} rad" for i in np.flatnonzero(
                     off > cfg.position_tolerance))
-                return self._fail(f"the arm did not reach the start pose within move_timeout_s = "
+                where = "its next waypoint back" if self._retracing else "the start pose"
+                return self._fail(f"the arm did not reach {where} within move_timeout_s = "
                                   f"{cfg.move_timeout_s:g} s ({joints or 'still moving'})")
             if q is None or qd is None:
                 self.waiting_for = "joint states"
                 return np.zeros(7), self.phase
+            if self._retracing:
+                self._retrace_step(now, q)
+            if self._retracing:
+                if self._blocked(now, self.target - q):
+                    return self._hold_command(now), self.phase
+                self.waiting_for = "the arm to retrace its way back"
+                return self._retrace_command(q), self.phase
             if np.all(np.abs(self.target - q) <= cfg.position_tolerance) and \
                     np.all(np.abs(qd) <= cfg.velocity_tolerance):
                 self._last_cmd = np.zeros(7)
@@ -253,12 +367,25 @@ class ResetMotion:
             else:
                 if self._blocked(now, self.target - q):
                     return self._hold_command(now), self.phase
+                if self._retracing:  # blocked: back the way it came
+                    return self._retrace_command(q), self.phase
                 self.waiting_for = "the arm to reach the start pose"
                 return self.command(q), self.phase
         # door: hold still until the door is closed
         if cfg.door_timeout_s > 0 and now - self._door_t0 > cfg.door_timeout_s:
             return self._fail(f"the door was not closed within door_timeout_s = {cfg.door_timeout_s:g} s "
                               f"(last estimate: {'none' if door_angle is None else f'{door_angle:.3f} rad'})")
+        if self._clear is not None and cfg.door_clear_after_s > 0 and self._leg == 0 and \
+                now - self._door_t0 > cfg.door_clear_after_s and \
+                (door_angle is None or abs(door_angle) > cfg.door_closed_angle):
+            # the door does not close here: the arm may hold it open (a leaf swung around the arm rests on
+            # it). Wait out of the door's way, then come back through the first leg's pose.
+            self.cleared += 1
+            self.legs = [self.legs[0], self._clear, *self.legs]
+            self._leg, self.target, self._t0, self.phase = 1, self._clear, now, "moving"
+            self._watch_progress(now)
+            self.waiting_for = "the arm to reach the clear pose (the door did not close at the retreat)"
+            return np.zeros(7), self.phase
         if door_angle is None or door_age_s > cfg.door_stale_s:
             self._closed_since = None
             self.waiting_for = "a current door-angle estimate (door_angle node, door/joint_states)"

@@ -21,10 +21,14 @@ Rules, in order (each intervention is counted in :attr:`SafetyFilter.counts`):
    the position rule leaves no acceleration-feasible value (a state the arm could only reach by not tracking
    its commands, e.g. after a collision), the position rule wins (``accel_override``).
 7. **Workspace box** of the hook tip (forward kinematics ``fk``): the tip predicted one control period ahead,
-   ``fk(q + v*T)``, must stay in the box; otherwise the command is scaled down (bisection on ``s`` in
-   [0, 1], zero included) until it does; outside the box only commands that do not move the tip further out
-   are passed (``workspace_scaled``). Scaling toward zero can exceed the acceleration limit: counted as
-   ``accel_override`` too (safety of position first).
+   ``fk(q + v*T)``, must stay in the box; outside the box only commands that do not move the tip further out
+   are passed (``workspace_scaled``). A command that would leave it is first changed as little as possible
+   so that the tip slides along the box's face instead (the outward part of the tip's motion removed
+   through the damped pseudo-inverse of the tip Jacobian, by finite differences of ``fk``; a linearised
+   control-barrier safety filter), then held to rules 4-6 again; whatever still leaves the box is scaled
+   down (bisection on ``s`` in [0, 1], zero included). Scaling alone stalls any motion that grazes a face,
+   an arm driven back home along the way it came among them. Scaling toward zero can exceed the
+   acceleration limit: counted as ``accel_override`` too (safety of position first).
 
 E-stop and watchdog stops are immediate (a category-0 style stop at the command level): they ignore the
 acceleration limit on purpose, as the issue asks for zero velocity within one control period.
@@ -42,6 +46,10 @@ from async_naf.common.checks import numbers
 from async_naf.common.publishers import PublisherWatchConfig
 
 N_JOINTS = 7
+JACOBIAN_STEP_RAD = 1e-5  # finite-difference step of the tip Jacobian, rad
+SLIDE_ITERS = 3  # Gauss-Newton steps that slide a command along the workspace box's face
+SLIDE_DAMPING = 1e-6  # damping of the pseudo-inverse, m^2
+SLIDE_MARGIN_M = 1e-4  # slide to this far inside the face, m
 
 
 def _seven(name: str, values: tuple[float, ...], positive: bool) -> tuple[float, ...]:
@@ -266,12 +274,44 @@ class SafetyFilter:
             self.counts["accel_limited"] += 1
         out = limited
         if self.fk is not None:
-            out = self._workspace(q, out, v_prev)
+            out = self._workspace(q, out, v_prev, lo, hi)
         return out
 
-    def _workspace(self, q: np.ndarray, v: np.ndarray, v_prev: np.ndarray) -> np.ndarray:
+    def _keep_limits(self, v: np.ndarray, v_prev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``v`` held to the velocity and position rules, and to the acceleration window where it fits."""
         T = self.config.control_period_s
-        allowed = box_excess(self.fk(q), self.box_lo, self.box_hi) if self.fk else 0.0
+        v = np.clip(v, lo, hi)
+        a_lo, a_hi = np.maximum(lo, v_prev - self.amax * T), np.minimum(hi, v_prev + self.amax * T)
+        return np.where(a_lo <= a_hi, np.clip(v, a_lo, a_hi), v)
+
+    def _slide(self, q: np.ndarray, p: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``v`` with the part removed that carries the tip out of the box (see rule 7), rad/s."""
+        assert self.fk is not None
+        T = self.config.control_period_s
+        # where each coordinate may go: the face, or where it is now if it is already outside
+        lo_b, hi_b = np.minimum(self.box_lo, p) + SLIDE_MARGIN_M, np.maximum(self.box_hi, p) - SLIDE_MARGIN_M
+        J = np.empty((3, N_JOINTS))
+        for j in range(N_JOINTS):
+            dq = np.zeros(N_JOINTS)
+            dq[j] = JACOBIAN_STEP_RAD
+            J[:, j] = (self.fk(q + dq) - p) / JACOBIAN_STEP_RAD
+        w = v.copy()
+        for _ in range(SLIDE_ITERS):
+            p1 = self.fk(q + w * T)
+            over = np.where(p1 < lo_b, p1 - lo_b, np.where(p1 > hi_b, p1 - hi_b, 0.0))
+            rows = np.flatnonzero(over)
+            if rows.size == 0:
+                break
+            Jr = J[rows]
+            w = w - Jr.T @ np.linalg.solve(Jr @ Jr.T + SLIDE_DAMPING * np.eye(rows.size), over[rows]) / T
+        return w
+
+    def _workspace(self, q: np.ndarray, v: np.ndarray, v_prev: np.ndarray,
+                   lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        assert self.fk is not None
+        T = self.config.control_period_s
+        p = self.fk(q)
+        allowed = box_excess(p, self.box_lo, self.box_hi)
 
         def ok(s: float) -> bool:
             assert self.fk is not None
@@ -279,6 +319,12 @@ class SafetyFilter:
 
         if not np.any(v) or ok(1.0):
             return v
+        slid = self._keep_limits(self._slide(q, p, v), v_prev, lo, hi)
+        if np.all(np.isfinite(slid)):
+            v = slid  # the bisection below scales this one if it still leaves the box
+            if ok(1.0):
+                self.counts["workspace_scaled"] += 1
+                return v
         good, bad = 0.0, 1.0
         for _ in range(self.WORKSPACE_ITERS):
             mid = 0.5 * (good + bad)

@@ -117,6 +117,8 @@ class ResetNode(Node):
             self.counts["dropped_joint_state"] += 1
             return
         self._q, self._qd = q, qd
+        with self._lock:
+            self.motion.observe(q)  # the way back (retrace), between resets
 
     def _on_door(self, msg: JointState) -> None:
         try:
@@ -187,6 +189,7 @@ class ResetNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for, "blocked": self.motion.blocked,
+                  "retraced": self.motion.retraced, "cleared": self.motion.cleared, "way_back": len(self.motion.path),
                   **{k: self.counts[k] for k in sorted(self.counts)}}
         level = DiagnosticStatus.WARN if self.counts["failures"] else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=self.get_fully_qualified_name(), message="reset",

@@ -519,30 +519,59 @@ def guard_remaps(config: GraphConfig, role: str) -> tuple[tuple[str, str], ...]:
 RETREAT_OFFSET_M = (-0.15, 0.0, 0.10)  # door tasks: the reset's retreat, from the hook's start position (m)
 
 
-def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[float], list[float]]:
-    """The joint-space start pose (7 rad) a ros2_control arm's reset node drives to, and for door tasks its
-    retreat pose (else empty): the embedded sim's start pose (inverse kinematics of the task's start pose for
-    the door geometry of ``sim_overrides``, e.g. the ``sim`` section of config/train.yaml), so every backend
-    starts its episodes in the same pose; the retreat is the same hook orientation
-    :data:`RETREAT_OFFSET_M` back and up, clear of the lever while the door closes."""
+CLEAR_MARGIN_M = 0.2  # door tasks: the clear pose's hook is this far beyond the leaf's sweep (m)
+CLEAR_STEP_RAD = 0.05  # ... found by turning joint 1 in these steps (rad)
+
+
+def arm_reset_poses(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[float], list[float], list[float]]:
+    """The joint-space poses (7 rad each) a ros2_control arm's reset node uses: the start pose, and for door
+    tasks (else empty) the retreat and clear poses.
+
+    The start pose is the embedded sim's (inverse kinematics of the task's start pose for the door geometry of
+    ``sim_overrides``, e.g. the ``sim`` section of config/train.yaml), so every backend starts its episodes in
+    the same pose; the retreat is the same hook orientation :data:`RETREAT_OFFSET_M` back and up, clear of the
+    lever while the door closes; the clear pose is the retreat turned about joint 1 away from the hinge until
+    the hook is :data:`CLEAR_MARGIN_M` beyond the leaf's sweep (a circle of the leaf's width about the hinge),
+    where the arm cannot hold an open door open (empty if joint 1's range does not reach that far)."""
     import numpy as np
 
     from async_naf.sim.arm_door_sim import ArmDoorSim
     from async_naf.sim.config import SimConfig
+    from async_naf.task.kinematics import ArmKinematics
     from async_naf.task.tasks import start_pose_target
 
     params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
     sim = ArmDoorSim(config_from_params(SimConfig, {**params, "task": task}, "sim (start pose)"))
     start = sim.start_pose()
-    target = start_pose_target(task, sim.door_goal())
+    goal = sim.door_goal()
+    target = start_pose_target(task, goal)
     if target is None:
-        return [float(v) for v in start], []
+        return [float(v) for v in start], [], []
     retreat = sim.solve_ik(target[0] + np.array(RETREAT_OFFSET_M), target[1], q0=start)
-    return [float(v) for v in start], [float(v) for v in retreat]
+    kin = ArmKinematics()
+    hinge = goal[3:5]
+    away = 1.0 if goal[1] > hinge[1] else -1.0  # the hook's side of the hinge (y)
+    reach = sim.door_config.width + CLEAR_MARGIN_M
+    clear: list[float] = []
+    for k in range(1, int(math.pi / CLEAR_STEP_RAD)):
+        q = retreat.copy()
+        q[0] += away * k * CLEAR_STEP_RAD
+        if not kin.lower[0] <= q[0] <= kin.upper[0]:
+            break
+        if float(np.hypot(*(kin.ee_position(q)[:2] - hinge))) >= reach:
+            clear = [float(v) for v in q]
+            break
+    return [float(v) for v in start], [float(v) for v in retreat], clear
+
+
+def arm_start_pose(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The start pose and, for door tasks (else empty), the retreat pose of :func:`arm_reset_poses`."""
+    start, retreat, _ = arm_reset_poses(task, sim_overrides)
+    return start, retreat
 
 
 def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str, Any],
-                     cache: dict[tuple, tuple[list[float], list[float]]]) -> dict[str, Any]:
+                     cache: dict[tuple, tuple[list[float], list[float], list[float]]]) -> dict[str, Any]:
     """Graph-decided parameters of the reset node (task, start pose) and of the collector on an arm
     backend (a reset timeout that covers the motion home and the door wait)."""
     if config.backend == "mujoco":
@@ -553,10 +582,12 @@ def arm_reset_values(config: GraphConfig, role: str, ns: str, user: Mapping[str,
             sim_user = overrides_for(config.overrides, ns, "sim")
             key = (config.task, tuple(sorted((k, str(v)) for k, v in sim_user.items())))
             if key not in cache:
-                cache[key] = arm_start_pose(config.task, sim_user)
-            values["start_pose"], retreat = cache[key]
+                cache[key] = arm_reset_poses(config.task, sim_user)
+            values["start_pose"], retreat, clear = cache[key]
             if retreat and not user.get("retreat_pose"):
                 values["retreat_pose"] = retreat
+            if clear and not user.get("clear_pose"):
+                values["clear_pose"] = clear
         return values
     if role == "collector" and "reset_timeout_s" not in user:
         return {"reset_timeout_s": ARM_RESET_TIMEOUT_S}
@@ -573,7 +604,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     """
     nodes: list[NodeSpec] = []
     roles = guarded_roles(config)
-    start_poses: dict[tuple, tuple[list[float], list[float]]] = {}
+    start_poses: dict[tuple, tuple[list[float], list[float], list[float]]] = {}
     for i in robot_indices(config):
         ns = robot_namespace(i)
         remaps: tuple[tuple[str, str], ...] = ()
