@@ -1,6 +1,6 @@
 """Offline RL side by side: d3rlpy's CQL and TD3+BC beside ``async-naf train-offline`` on one converted dataset.
 
-    python benchmarks/offline_d3rlpy.py DATASET --task door_pull --steps 50000 --out runs/offline_cmp
+    python benchmarks/offline_d3rlpy.py DATASET [DATASET ...] --task door_pull --steps 50000 --out runs/offline_cmp
     python benchmarks/offline_d3rlpy.py data/door_exact --task door_pull --steps 300 --eval-episodes 3  # smoke
 
 DATASET: a dataset directory of ``async-naf bag convert`` (replay.npz + manifest.json), the input
@@ -49,14 +49,16 @@ import numpy as np
 ALGORITHMS = ("naf", "naf_bc", "cql", "td3_plus_bc")
 
 
-def load_rows(dataset: Path) -> Any:
-    """The dataset's transitions (a Batch), in the order they were converted."""
+def load_rows(datasets: list[Path]) -> Any:
+    """The datasets' transitions (a Batch), each in the order it was converted, one after the other."""
     from async_naf.learning.replay import Batch, ReplayBuffer
 
-    buf = ReplayBuffer.load(dataset / "replay.npz")
-    n = len(buf)
-    return Batch(buf.obs[:n].copy(), buf.action[:n].copy(), buf.reward[:n].copy(), buf.next_obs[:n].copy(),
-                 buf.terminal[:n].copy())
+    parts = []
+    for dataset in datasets:
+        buf = ReplayBuffer.load(dataset / "replay.npz")
+        n = len(buf)
+        parts.append(Batch(buf.obs[:n], buf.action[:n], buf.reward[:n], buf.next_obs[:n], buf.terminal[:n]))
+    return Batch(*(np.concatenate(column) for column in zip(*parts)))
 
 
 def episode_keys(batch: Any) -> np.ndarray:
@@ -150,11 +152,11 @@ def run_d3rlpy(name: str, batch: Any, task: str, steps: int, seed: int, gamma: f
             int(arrays["episodes"]), "final_losses": last, **result.summary_fields()}
 
 
-def run_naf(dataset: Path, out: Path, name: str, task: str, steps: int, seed: int, bc_weight: float,
+def run_naf(dataset: list[Path], out: Path, name: str, task: str, steps: int, seed: int, bc_weight: float,
             eval_episodes: int) -> dict[str, Any]:
     """``async-naf train-offline`` in a subprocess; its summary."""
     run_dir = out / name
-    cmd = [sys.executable, "-m", "async_naf.run.cli", "train-offline", str(dataset), "--task", task,
+    cmd = [sys.executable, "-m", "async_naf.run.cli", "train-offline", *map(str, dataset), "--task", task,
            "--run-dir", str(run_dir), "--updates", str(steps), "--eval-every", "0", "--eval-episodes",
            str(eval_episodes), "--seed", str(seed), "--bc-weight", str(bc_weight), "--quiet", "--overwrite"]
     t0 = time.monotonic()
@@ -168,7 +170,8 @@ def run_naf(dataset: Path, out: Path, name: str, task: str, steps: int, seed: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", type=Path, help="dataset directory of async-naf bag convert (replay.npz)")
+    parser.add_argument("dataset", type=Path, nargs="+",
+                        help="dataset directories of async-naf bag convert (replay.npz), used together")
     parser.add_argument("--task", required=True, choices=("reach", "door_pull", "door_push"))
     parser.add_argument("--steps", type=int, default=50_000, help="gradient steps per algorithm")
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -177,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=ALGORITHMS, help="run only these (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/offline_d3rlpy"), help="output directory")
     args = parser.parse_args(argv)
-    if not (args.dataset / "replay.npz").is_file():
-        print(f"error: {args.dataset} is not a dataset directory (no replay.npz)", file=sys.stderr)
+    missing = [str(d) for d in args.dataset if not (d / "replay.npz").is_file()]
+    if missing:
+        print(f"error: not a dataset directory (no replay.npz): {', '.join(missing)}", file=sys.stderr)
         return 2
     names = args.only or [a for a in ALGORITHMS if a != "naf_bc" or args.naf_bc_weight > 0]
     if {"cql", "td3_plus_bc"} & set(names):
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.out / "config")
     args.out.mkdir(parents=True, exist_ok=True)
     batch = load_rows(args.dataset)
-    print(f"{args.dataset}: {len(batch.obs)} transitions; {args.steps} gradient steps each; torch "
+    print(f"{' '.join(map(str, args.dataset))}: {len(batch.obs)} transitions; {args.steps} gradient steps each; torch "
           f"{torch.__version__}; evaluation: {args.eval_episodes} greedy episodes, seed {20_000 + args.seed}",
           flush=True)
     results = []

@@ -315,3 +315,13 @@ def test_the_reset_soak_keeps_episodes_coming() -> None:
         assert not result.stuck and result.episodes == 10, (overrides, result.errors)
         assert result.reset_failures == 0 and result.resets == 11
         assert max(abs(a) for a in result.door_at_reset_end) < 0.05  # closed at every episode's start
+
+
+def test_an_estimate_past_closed_counts_as_closed() -> None:
+    """A door slammed shut by the closer left the estimate at -0.079 rad with the door closed (the reset soak
+    with a greedy hardware-trained policy): the reset waited for ever. A door stops at its frame, so an
+    estimate past closed is the estimator's error (the collector zeroes it after the reset)."""
+    pose = REACH_START_POSE
+    motion = ResetMotion(ResetConfig(task="door_pull", start_pose=pose, control_period_s=T, door_closed_hold_s=0.5))
+    _, phases, _ = _drive(motion, np.array(pose), 200, door=lambda t: -0.079)
+    assert phases[-1] == "done" and phases.count("door") == int(round(0.5 / T))  # closed from the first period

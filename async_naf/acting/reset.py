@@ -38,6 +38,10 @@ the hook could drag the lever or catch under it), wait there for the door, then 
 Door tasks then wait (zero command) until the door-angle estimate says closed, ``|angle| <=
 door_closed_angle`` for ``door_closed_hold_s`` (a door closer, the robot or a person closes it: :attr:`waiting_for`
 says what is awaited, for the node to log); after ``door_timeout_s`` (0 = wait forever) the reset fails.
+An estimate past closed (below ``-door_closed_angle``) counts as closed too: a door stops at its frame, so
+such a reading is the estimator's error, which the zeroing after the reset removes (a door slammed shut by
+the closer left an estimate of -0.079 rad with the door at 0.000, and the reset waited for ever: found with
+``async_naf.bench.reset_soak`` and a greedy hardware-trained policy).
 If the door is still open ``door_clear_after_s`` into the wait at the retreat, the arm may be what holds it
 open: a pull door that swung wider than the hook pulled it comes to rest on the forearm, and the closer
 presses it there for ever (found with ``async_naf.bench.reset_soak`` and a trained policy: 3 of 3 seeds
@@ -82,7 +86,8 @@ class ResetConfig:
             long is blocked, s.
         blocked_hold_s: a blocked arm holds still this long (a door closer or a person may clear the way),
             then tries again, s (0 = no hold: it keeps pushing until move_timeout_s).
-        door_closed_angle: the door counts as closed when the estimate is within this of 0, rad.
+        door_closed_angle: the door counts as closed when the estimate is at most this, rad (an estimate past
+            closed, below 0, is the estimator's error: a door stops at its frame).
         door_closed_hold_s: ... for this long without interruption, s.
         door_timeout_s: wait at most this long for the door to close, s (0 = forever, logging what it waits for).
         door_stale_s: a door estimate older than this does not count, s.
@@ -377,7 +382,7 @@ class ResetMotion:
                               f"(last estimate: {'none' if door_angle is None else f'{door_angle:.3f} rad'})")
         if self._clear is not None and cfg.door_clear_after_s > 0 and self._leg == 0 and \
                 now - self._door_t0 > cfg.door_clear_after_s and \
-                (door_angle is None or abs(door_angle) > cfg.door_closed_angle):
+                (door_angle is None or door_angle > cfg.door_closed_angle):
             # the door does not close here: the arm may hold it open (a leaf swung around the arm rests on
             # it). Wait out of the door's way, then come back through the first leg's pose.
             self.cleared += 1
@@ -389,7 +394,7 @@ class ResetMotion:
         if door_angle is None or door_age_s > cfg.door_stale_s:
             self._closed_since = None
             self.waiting_for = "a current door-angle estimate (door_angle node, door/joint_states)"
-        elif abs(door_angle) > cfg.door_closed_angle:
+        elif door_angle > cfg.door_closed_angle:  # past closed counts as closed (the module docstring)
             self._closed_since = None
             self.waiting_for = (f"the door to be closed (estimate {door_angle:.3f} rad, closed within "
                                 f"{cfg.door_closed_angle:g} rad): a door closer, the robot or a person")

@@ -1,0 +1,120 @@
+"""Demonstrations against none (issue 10): door_pull, 2 workers, time to a greedy success rate.
+
+1. ``async-naf bag convert EXPERT_BAG --successful-only --max-episodes 20`` (the exact way): 20 successful
+   episodes of a trained policy (a run recorded with ``--record``, e.g. a trained run resumed with it).
+2. Per seed, ``async-naf train --task door_pull --workers 2`` without and with ``--demos DATASET
+   --demo-ratio R``, each stopping at the first greedy evaluation at or above ``--threshold`` on
+   ``--criterion`` (or after ``--minutes``), evaluations every ``--eval-every`` s.
+3. ``OUT/demos.json`` (time to threshold per run, medians, the ratio), ``OUT/demos.png`` (greedy success
+   against wall time, one line per run).
+
+    python benchmarks/demos_door_pull.py --expert-bag runs/door_expert/bag --seeds 0 1 2 --out runs/demos
+
+Runs one after the other (each uses the whole machine). Wall times are the trainer's own (``wall_s`` of
+``eval.csv``: when it had a policy that good), so they do not include process start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _curve(run_dir: Path, column: str) -> list[tuple[float, float]]:
+    path = run_dir / "eval.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [(float(r["wall_s"]), float(r[column])) for r in csv.DictReader(f)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--expert-bag", required=True, help="rosbag2 bag of a trained policy (--record)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=20, help="successful demonstration episodes")
+    parser.add_argument("--demo-ratio", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--criterion", choices=("success", "strict"), default="success")
+    parser.add_argument("--eval-every", type=float, default=15.0, help="s")
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=15.0, help="budget of each run, min")
+    parser.add_argument("--out", default="runs/demos")
+    parser.add_argument("--cli", default="async-naf", help="the async-naf command")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = out / "expert_demos"
+    if not dataset.exists():
+        _run([args.cli, "bag", "convert", args.expert_bag, "--task", "door_pull", "--out", str(dataset),
+              "--successful-only", "--max-episodes", str(args.episodes)])
+    column = {"success": "success_rate", "strict": "strict_success_rate"}[args.criterion]
+    runs: dict[str, dict[int, dict[str, Any]]] = {"none": {}, "demos": {}}
+    for seed in args.seeds:
+        for cond in ("none", "demos"):
+            run_dir = out / f"{cond}_s{seed}"
+            if not (run_dir / "summary.json").exists():
+                cmd = [args.cli, "train", "--task", "door_pull", "--workers", "2", "--seed", str(seed),
+                       "--minutes", str(args.minutes), "--eval-every", str(args.eval_every),
+                       "--eval-episodes", str(args.eval_episodes), "--threshold", str(args.threshold),
+                       "--criterion", args.criterion, "--stop-at-success", str(args.threshold),
+                       "--run-dir", str(run_dir), "--overwrite", "--quiet"]
+                if cond == "demos":
+                    cmd += ["--demos", str(dataset), "--demo-ratio", str(args.demo_ratio)]
+                _run(cmd)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            curve = _curve(run_dir, column)
+            reached = next((t for t, rate in curve if rate >= args.threshold), None)
+            runs[cond][seed] = {"time_to_threshold_s": reached, "env_steps": summary.get("env_steps"),
+                                "wall_s": summary.get("wall_s"), "curve": curve}
+            print(f"{cond} seed {seed}: time to {args.threshold:.0%} = {reached} s", flush=True)
+
+    def median(cond: str) -> float | None:
+        times = [r["time_to_threshold_s"] for r in runs[cond].values()]
+        if any(t is None for t in times):
+            return None  # a run that never got there: no median to report
+        return statistics.median(times)
+
+    result = {"threshold": args.threshold, "criterion": args.criterion, "demo_ratio": args.demo_ratio,
+              "episodes": args.episodes, "seeds": args.seeds, "median_s": {c: median(c) for c in runs},
+              "runs": {c: {str(s): {k: v for k, v in r.items() if k != "curve"} for s, r in rs.items()}
+                       for c, rs in runs.items()}}
+    none_m, demos_m = result["median_s"]["none"], result["median_s"]["demos"]
+    result["ratio"] = demos_m / none_m if none_m and demos_m is not None else None
+    (out / "demos.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("median_s", "ratio")}))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for cond, color in (("none", "tab:gray"), ("demos", "tab:blue")):
+        for seed, r in runs[cond].items():
+            xs = [t / 60.0 for t, _ in r["curve"]]
+            ys = [100.0 * rate for _, rate in r["curve"]]
+            ax.plot(xs, ys, color=color, alpha=0.8, marker=".",
+                    label=f"{'with' if cond == 'demos' else 'without'} demos" if seed == args.seeds[0] else None)
+    ax.axhline(100.0 * args.threshold, color="k", lw=0.5, ls="--")
+    ax.set_xlabel("trainer wall time (min)")
+    ax.set_ylabel(f"greedy {args.criterion} rate (%)")
+    ax.set_title(f"door_pull, 2 workers: {args.episodes} demonstrations (ratio {args.demo_ratio}) vs none")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "demos.png", dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
