@@ -25,12 +25,16 @@ transition's start), so every row is one d3rlpy transition.
 d3rlpy is an optional dependency and must not pull another torch: d3rlpy 2.8.1 pins gymnasium 1.0.0 (the
 project pins 1.4.0), so install it beside the project's packages without its dependencies::
 
-    python -m venv /tmp/d3_venv && echo "$(python -c 'import site; print(site.getsitepackages()[0])')" \\
-        > /tmp/d3_venv/lib/python3.11/site-packages/project.pth
+    SITE=$(python -c 'import site; print(site.getsitepackages()[0])')   # the project's .venv python
+    python -m venv /tmp/d3_venv
+    echo "import site; site.addsitedir('$SITE')" > /tmp/d3_venv/lib/python3.11/site-packages/project.pth
     /tmp/d3_venv/bin/pip install gym==0.26.2 click==8.5.1 structlog==26.1.0 colorama==0.4.6 \\
         dataclasses-json==0.6.7 scikit-learn==1.9.1 -c constraints.txt
     /tmp/d3_venv/bin/pip install --no-deps d3rlpy==2.8.1
     PYTHONPATH=. /tmp/d3_venv/bin/python benchmarks/offline_d3rlpy.py DATASET --task door_pull
+
+(``site.addsitedir``, not a plain path line: the project's packages include ``.pth`` files of their own,
+pinocchio's among them, which only a site directory processes.)
 
 Output: one line per algorithm (success rate, strict success, mean return, wall time), ``OUT/results.json``.
 """
