@@ -28,6 +28,44 @@ def _drive(motion: ResetMotion, q: np.ndarray, steps: int, door=lambda t: 0.0, t
     return q, phases, np.array(cmds)
 
 
+def _open_door_sim(q: np.ndarray | tuple, door: float):
+    """The embedded sim (door_pull, closer 2 N m) with the arm at ``q`` (rad) and the unlatched door open
+    ``door`` rad (the handle was turned: the bolt is out, the door swings)."""
+    import dataclasses
+
+    import mujoco
+
+    from async_naf.sim.arm_door_sim import ArmDoorSim
+    from async_naf.sim.config import SimConfig
+    from async_naf.task.latch import hinge_upper_limit
+
+    sim = ArmDoorSim(dataclasses.replace(SimConfig(), task="door_pull", door_closer_torque=2.0), seed=0)
+    sim.reset(randomize=False)
+    m, d = sim.model, sim.data
+    sim._latched = False
+    m.jnt_range[sim._hinge_jnt, 1] = hinge_upper_limit(False, sim._door.latch_play, sim._max_open)
+    d.qpos[sim._arm_q], d.qpos[sim._hq] = q, door
+    d.act[:] = q
+    mujoco.mj_forward(m, d)
+    return sim
+
+
+def _reset_in_sim(sim, motion: ResetMotion, t_max: float) -> tuple[str, float]:
+    """Run ``motion`` on ``sim`` as the hardware-mode sim node steps it (the closer acts once the arm has held
+    still 1 s) until done, failed or ``t_max`` s; returns (phase, door angle rad)."""
+    d = sim.data
+    t, still, phase = 0.0, None, "moving"
+    motion.start(t)
+    while t < t_max and phase not in ("done", "failed"):
+        cmd, phase = motion.step(t, d.qpos[sim._arm_q].copy(), np.array(sim.joint_velocities),
+                                 float(d.qpos[sim._hq]), 0.0)
+        still = (still if still is not None else t) if not cmd.any() else None
+        sim.door_closing = still is not None and t - still >= 1.0
+        sim.step(cmd)
+        t += 0.05
+    return phase, float(d.qpos[sim._hq])
+
+
 def test_drives_home_within_velocity_and_acceleration_limits() -> None:
     cfg = ResetConfig(task="reach", control_period_s=T)
     motion = ResetMotion(cfg)
@@ -173,39 +211,14 @@ def test_the_retreat_blocked_by_the_open_door_leaf_recovers_in_the_embedded_sim(
     a still arm) could move; every reset failed. With the ease-off and hold the door closes and the reset
     completes."""
     pytest.importorskip("mujoco")
-    import dataclasses
-
-    import mujoco
-
-    from async_naf.sim.arm_door_sim import ArmDoorSim
-    from async_naf.sim.config import SimConfig
-    from async_naf.task.latch import hinge_upper_limit
-
     stuck = np.array([-0.901, 0.169, 0.783, -1.561, -0.915, -0.822, 0.789])  # the run's arm, rad
     start = (-0.3516, 0.5335, 0.2876, -1.2891, -0.4371, -0.2408, 0.2805)  # the graph's door_pull start pose
     retreat = (-0.9010, 0.1694, 0.7830, -1.5613, -0.9152, -0.1571, 0.7890)  # ... and its retreat
     outcomes = {}
     for hold in (0.0, 4.0):
-        sim = ArmDoorSim(dataclasses.replace(SimConfig(), task="door_pull", door_closer_torque=2.0), seed=0)
-        sim.reset(randomize=False)
-        m, d = sim.model, sim.data
-        sim._latched = False  # the handle was turned: the bolt is out, the door swings
-        m.jnt_range[sim._hinge_jnt, 1] = hinge_upper_limit(False, sim._door.latch_play, sim._max_open)
-        d.qpos[sim._arm_q], d.qpos[sim._hq] = stuck, 0.319
-        d.act[:] = stuck
-        mujoco.mj_forward(m, d)
         motion = ResetMotion(ResetConfig(task="door_pull", start_pose=start, retreat_pose=retreat,
                                          blocked_hold_s=hold))
-        t, still, phase = 0.0, None, "moving"
-        motion.start(t)
-        while t < 40.0 and phase not in ("done", "failed"):
-            cmd, phase = motion.step(t, d.qpos[sim._arm_q].copy(), np.array(sim.joint_velocities),
-                                     float(d.qpos[sim._hq]), 0.0)
-            still = (still if still is not None else t) if not cmd.any() else None
-            sim.door_closing = still is not None and t - still >= 1.0  # the sim node's closer, 1 s delay
-            sim.step(cmd)
-            t += 0.05
-        outcomes[hold] = (phase, float(d.qpos[sim._hq]))
+        outcomes[hold] = _reset_in_sim(_open_door_sim(stuck, 0.319), motion, 40.0)
     assert outcomes[0.0][0] == "failed" and outcomes[0.0][1] > 0.25  # the run's deadlock
     assert outcomes[4.0][0] == "done" and abs(outcomes[4.0][1]) < 0.02  # door closed, arm at the start
 
@@ -264,39 +277,16 @@ def test_a_door_resting_on_the_arm_at_the_retreat_closes_once_the_arm_moves_clea
     retreat pose (0.76 rad); the closer presses it there and the reset waits for ever. With ``clear_pose`` the
     arm moves out of the leaf's sweep, the door closes and the reset completes."""
     pytest.importorskip("mujoco")
-    import dataclasses
-
-    import mujoco
-
     from async_naf.run.graph import arm_reset_poses
-    from async_naf.sim.arm_door_sim import ArmDoorSim
-    from async_naf.sim.config import SimConfig
-    from async_naf.task.latch import hinge_upper_limit
 
     start, retreat, clear = arm_reset_poses("door_pull", {})
     assert clear
     outcomes = {}
     for clear_pose in ((), tuple(clear)):
-        sim = ArmDoorSim(dataclasses.replace(SimConfig(), task="door_pull", door_closer_torque=2.0), seed=0)
-        sim.reset(randomize=False)
-        m, d = sim.model, sim.data
-        sim._latched = False  # the handle was turned: the bolt is out, the door swings
-        m.jnt_range[sim._hinge_jnt, 1] = hinge_upper_limit(False, sim._door.latch_play, sim._max_open)
-        d.qpos[sim._arm_q], d.qpos[sim._hq] = retreat, 0.76  # the soak's stuck state: the arm at the retreat
-        d.act[:] = retreat
-        mujoco.mj_forward(m, d)
         motion = ResetMotion(ResetConfig(task="door_pull", start_pose=tuple(start), retreat_pose=tuple(retreat),
                                          clear_pose=clear_pose, door_timeout_s=30.0))
-        t, still, phase = 0.0, None, "moving"
-        motion.start(t)
-        while t < 90.0 and phase not in ("done", "failed"):
-            cmd, phase = motion.step(t, d.qpos[sim._arm_q].copy(), np.array(sim.joint_velocities),
-                                     float(d.qpos[sim._hq]), 0.0)
-            still = (still if still is not None else t) if not cmd.any() else None
-            sim.door_closing = still is not None and t - still >= 1.0  # the sim node's closer, 1 s delay
-            sim.step(cmd)
-            t += 0.05
-        outcomes[bool(clear_pose)] = (phase, float(d.qpos[sim._hq]), motion.cleared)
+        # the soak's stuck state: the arm at the retreat, the leaf resting on it
+        outcomes[bool(clear_pose)] = (*_reset_in_sim(_open_door_sim(retreat, 0.76), motion, 90.0), motion.cleared)
     assert outcomes[False][0] == "failed" and outcomes[False][1] > 0.5  # the leaf still rests on the arm
     assert outcomes[True][0] == "done" and abs(outcomes[True][1]) < 0.03 and outcomes[True][2] == 1
 
