@@ -96,6 +96,33 @@ def test_gazebo_description_loads_the_latch_system_per_robot() -> None:
         assert not [p for p in urdf.iter("plugin") if p.get("name") == "gz::sim::systems::PythonSystemLoader"]
 
 
+def test_gazebo_description_carries_the_door_closer() -> None:
+    """The door closer's parameters in the same system's block: 2 N m after 1 s of a still arm by default (as
+    the hardware backend's embedded sim), the sim section's values where it sets them, 0 switching it off."""
+    from async_naf.task.latch import door_closer_torque
+
+    for sim, torque, delay in (({}, graph.HARDWARE_DOOR_CLOSER_NM, 1.0),
+                               ({"door_closer_torque": 3.5, "door_closer_delay_s": 2.0}, 3.5, 2.0),
+                               ({"door_closer_torque": 0.0}, 0.0, 1.0)):
+        (loader,) = [p for p in _gazebo(sim=sim).iter("plugin")
+                     if p.get("name") == "gz::sim::systems::PythonSystemLoader"]
+        values = {name: float(loader.find(name).text) for name in gz_latch.CLOSER_PARAMETERS}
+        assert values == {"door_closer_torque": torque, "door_closer_delay_s": delay, "arm_still_speed": 0.01}
+    assert door_closer_torque(2.0, True, 0.3, 0.01) == -2.0  # open, arm still long enough: closes
+    assert door_closer_torque(2.0, False, 0.3, 0.01) == 0.0  # the arm moves (a policy acts): never
+    assert door_closer_torque(2.0, True, 0.004, 0.01) == 0.0  # within half the latch play: closed
+    assert door_closer_torque(0.0, True, 0.3, 0.01) == 0.0  # no closer
+
+
+def test_still_timer_counts_an_uninterrupted_still_spell() -> None:
+    from async_naf.task.latch import StillTimer
+
+    timer = StillTimer(1.0)
+    assert [timer.update(t, still) for t, still in ((0.0, True), (0.9, True), (1.0, True), (1.1, False),
+                                                    (1.5, True), (2.4, True), (2.5, True))] == \
+        [False, False, True, False, False, False, True]
+
+
 def test_latch_system_module_needs_no_gazebo_to_import() -> None:
     """The module imports without gz (gz.sim8 only inside configure), so the package imports anywhere; the
     system has the methods gz-sim's PythonSystemLoader looks for."""
@@ -208,3 +235,51 @@ def test_latch_holds_the_door_in_gazebo_until_the_handle_is_turned(tmp_path: Pat
     server.run(True, 2000, False)  # 2 s: handle turned, door pulled
     assert hinge_max[False] <= door.latch_play + 0.005
     assert hinge_max[True] > door.latch_threshold
+
+
+def test_closer_shuts_the_door_in_gazebo_once_the_arm_holds_still(tmp_path: Path) -> None:
+    """In a real gz-sim 8 server with the whole gazebo description (arm and door, without gz_ros2_control: the
+    test holds the arm with zero joint velocities, as the reset node's wait does): the handle turned and the
+    door pulled open for 1 s while the arm moves, then released with the arm still: the closer shuts it."""
+    sim8 = pytest.importorskip("gz.sim8", reason="gz-sim 8 Python bindings (Gazebo Harmonic) not installed here")
+    pytest.importorskip("gz.common5", reason="gz-common Python bindings not installed here")
+    urdf = ET.fromstring(graph.robot_description("gazebo", "", mappings=graph.description_mappings("door_pull", {})))
+    for element in list(urdf):
+        control = element.find("plugin[@filename='gz_ros2_control-system']") is not None
+        if element.tag == "ros2_control" or control:
+            urdf.remove(element)
+    model = tmp_path / "robot.urdf"
+    model.write_text(ET.tostring(urdf, encoding="unicode"))
+    world = tmp_path / "world.sdf"
+    text = (REPO / "worlds" / "async_naf.sdf").read_text()
+    world.write_text(text.replace("</world>", f"<include><uri>file://{model}</uri><name>robot</name></include>"
+                                              "</world>"))
+    phase = {"pull": True, "t": 0.0}
+    seen = {"open": 0.0, "final": None}
+
+    def pre_update(info, ecm):
+        if info.paused:
+            return
+        m = sim8.Model(sim8.World(sim8.world_entity(ecm)).model_by_name(ecm, "robot"))
+        for i in range(1, 8):  # the arm held still (zero velocity), moving only while the door is pulled
+            arm = sim8.Joint(m.joint_by_name(ecm, f"arm_joint_{i}"))
+            arm.set_velocity(ecm, [0.2 if phase["pull"] and i == 1 else 0.0])
+        hinge = sim8.Joint(m.joint_by_name(ecm, "door_hinge"))
+        hinge.enable_position_check(ecm, True)
+        if phase["pull"]:
+            sim8.Joint(m.joint_by_name(ecm, "door_handle")).set_force(ecm, [5.0])
+            hinge.set_force(ecm, [20.0])
+        q = hinge.position(ecm)
+        if q:
+            seen["open"] = max(seen["open"], q[0])
+            seen["final"] = q[0]
+
+    fixture = sim8.TestFixture(str(world))
+    fixture.on_pre_update(pre_update)
+    fixture.finalize()
+    server = fixture.server()
+    server.run(True, 1000, False)  # 1 s: handle turned, door pulled, the arm moving
+    phase["pull"] = False
+    server.run(True, 8000, False)  # 8 s: the arm still; after door_closer_delay_s the closer acts
+    assert seen["open"] > 0.3
+    assert seen["final"] is not None and seen["final"] <= DoorConfig().latch_play

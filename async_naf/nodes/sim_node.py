@@ -52,6 +52,7 @@ from async_naf.nodes import _local
 from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
+from async_naf.task.latch import StillTimer
 
 DOOR_JOINT_NAMES = ["door_hinge", "door_handle"]
 IMU_FRAME = "door_imu_link"
@@ -90,7 +91,7 @@ class SimNode(Node):
         self.clock_pub = (_local.create_publisher(self, ClockMsg, self.config.clock_topic,
                                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
                           if self.config.clock_topic and not hardware else None)
-        self._still_since: float | None = time.monotonic()
+        self._still = StillTimer(self.config.door_closer_delay_s, since=time.monotonic())  # hardware: the closer
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         _local.create_subscription(self, Float64MultiArray, "forward_velocity_controller/commands", self.on_command,
                                    COMMANDS)
@@ -133,11 +134,7 @@ class SimNode(Node):
         fresh = now - self._latest_wall <= self.config.command_timeout_s
         cmd = self._latest if fresh else np.zeros(7)
         if self.config.hardware and self.config.door_closer_torque > 0.0:
-            if (cmd != 0.0).any():
-                self._still_since = None
-            elif self._still_since is None:
-                self._still_since = now
-            closing = self._still_since is not None and now - self._still_since >= self.config.door_closer_delay_s
+            closing = self._still.update(now, not (cmd != 0.0).any())
             if closing and not self.sim.door_closing:
                 self.counts["door_closer"] = self.counts.get("door_closer", 0) + 1
             self.sim.door_closing = closing

@@ -79,7 +79,7 @@ ROLE_NODES: dict[str, tuple[str, str, str]] = {
     "recorder": ("recorder_node", f"{PACKAGE}.nodes.recorder_node", "async_naf.recording.config:RecorderConfig"),
 }
 HARDWARE_WATCHDOG_S = 0.3  # backend hardware: the guard's watchdog timeouts (s)
-HARDWARE_DOOR_CLOSER_NM = 2.0  # backend hardware: the sim's door closer (hinge friction 0.3 N m by default)
+HARDWARE_DOOR_CLOSER_NM = 2.0  # hardware and gazebo: the door closer, N m (hinge friction 0.3 N m by default)
 # a ros2_control arm's reset drives it home and waits for the door: the collector waits longer for it
 ARM_RESET_TIMEOUT_S = 120.0
 
@@ -930,8 +930,8 @@ _DESCRIPTION_CACHE: dict[tuple, dict[str, str]] = {}
 def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[str, str]:
     """The xacro arguments that make a robot's Gazebo / real description match its task and the embedded
     sim's configuration (``sim_overrides``: the ``sim`` section for that robot, e.g. of config/train.yaml): the
-    door geometry and dynamics, the latch (Gazebo's latch system), the door IMU's rate and noise (Gazebo's IMU
-    sensor), hinge side and opening direction (``door_push`` gets the push door) and
+    door geometry and dynamics, the latch and the door closer (Gazebo's system), the door IMU's rate and noise
+    (Gazebo's IMU sensor), hinge side and opening direction (``door_push`` gets the push door) and
     ``initial_positions`` = the episode's start pose (:func:`arm_start_pose`, the pose the reset node drives to),
     so a spawned arm starts where its episodes start."""
     key = (task, tuple(sorted((k, str(v)) for k, v in sim_overrides.items())))
@@ -945,6 +945,10 @@ def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[st
         # door geometry and latch, and the Gazebo IMU's rate and noise: the embedded model's configuration
         mappings = {**xacro_mappings(sim.door, sim.hinge_left, sim.door_opening), **imu_xacro_mappings(sim.imu)}
         del mappings["mode"]
+        # Gazebo's door closer (async_naf.task.gz_latch): the sim section's, else the one hardware mode uses
+        mappings["door_closer_torque"] = repr(float(sim.door_closer_torque if "door_closer_torque" in params
+                                                    else HARDWARE_DOOR_CLOSER_NM))
+        mappings["door_closer_delay_s"] = repr(float(sim.door_closer_delay_s))
         start, _ = arm_start_pose(task, sim_overrides)
         mappings["initial_positions"] = " ".join(repr(float(v)) for v in start)
         _DESCRIPTION_CACHE[key] = mappings

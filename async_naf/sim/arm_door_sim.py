@@ -20,7 +20,7 @@ import numpy as np
 from async_naf.sim.config import DoorConfig, SimConfig
 from async_naf.sim.imu_noise import ImuNoiseModel
 from async_naf.sim.model import ARM_JOINT_NAMES, CompiledModel, build_model
-from async_naf.task.latch import hinge_upper_limit, latch_next
+from async_naf.task.latch import door_closer_torque, hinge_upper_limit, latch_next
 from async_naf.task.tasks import door_goal, start_pose_target
 from async_naf.wire.imu import ImuSample
 
@@ -290,8 +290,7 @@ class ArmDoorSim:
         torque = self.config.door_closer_torque
         if torque <= 0.0:
             return  # no closer: qfrc_applied stays the caller's (tests push the door through it)
-        open_ = self.door_closing and self.data.qpos[self._hq] > 0.5 * self._door.latch_play
-        force = -torque if open_ else 0.0
+        force = door_closer_torque(torque, self.door_closing, float(self.data.qpos[self._hq]), self._door.latch_play)
         # add only the closer's own change: a force someone else applies to the hinge is kept
         self.data.qfrc_applied[self._hv] += force - self._closer_force
         self._closer_force = force

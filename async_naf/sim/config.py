@@ -248,8 +248,9 @@ class SimConfig:
             clock - paced to wall time (implies realtime).
         door_closer_torque: hardware mode: a door closer that pushes the door shut with this torque, N m,
             once the arm has held still for door_closer_delay_s (0 = no closer: somebody closes the door).
-        door_closer_delay_s: hardware mode: the arm must hold still (zero command) this long before the
-            door closer acts, s.
+            Gazebo's description takes it too (its latch system's closer; 2.0 there unless this section sets it).
+        door_closer_delay_s: hardware mode: the arm must hold still (zero command; in Gazebo every arm joint
+            slower than 0.01 rad/s) this long before the door closer acts, s.
         door: door geometry and dynamics.
         imu: door-leaf IMU sampling and noise.
         randomization: domain-randomisation hooks (off by default).
