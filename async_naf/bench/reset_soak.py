@@ -41,6 +41,7 @@ from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
 from async_naf.sim.arm_door_sim import ArmDoorSim
 from async_naf.sim.config import SimConfig
 from async_naf.task.kinematics import ArmKinematics
+from async_naf.task.latch import StillTimer
 from async_naf.task.tasks import make_task
 
 PERIOD_S = 0.05  # the control period, s
@@ -90,14 +91,10 @@ class HardwareArm:
         self.estimator = DoorAngleEstimator(DoorAngleConfig(hinge_axis=(0.0, 0.0, 1.0),
                                                             stop_angle_rad=float(door.max_open)))
         self.t = 0.0
-        self._still_since: float | None = self.t
+        self._still = StillTimer(self.delay_s, since=self.t)  # the sim node's rule
 
     def step(self, cmd: np.ndarray) -> None:
-        if (cmd != 0.0).any():
-            self._still_since = None
-        elif self._still_since is None:
-            self._still_since = self.t
-        self.sim.door_closing = self._still_since is not None and self.t - self._still_since >= self.delay_s
+        self.sim.door_closing = self._still.update(self.t, not (cmd != 0.0).any())
         for sample in self.sim.step(cmd):
             self.estimator.update(sample)
         self.t += PERIOD_S
@@ -199,7 +196,7 @@ def soak(task: str = "door_pull", episodes: int = 100, seed: int = 0, stuck_afte
             failures += 1
             result.reset_failures += 1
             result.errors.append(motion.error)
-            result.failed_states.append({"q": [float(v) for v in arm.sim.data.qpos[arm.sim._arm_q]],
+            result.failed_states.append({"q": [float(v) for v in arm.sim.joint_positions],
                                          "door": arm.sim.door_state().hinge_angle, "estimate": arm.door_estimate,
                                          "error": motion.error})
             if failures >= stuck_after or arm.t - t0 > max_reset_tries_s:
