@@ -315,3 +315,18 @@ def test_an_estimate_past_closed_counts_as_closed() -> None:
     motion = ResetMotion(ResetConfig(task="door_pull", start_pose=pose, control_period_s=T, door_closed_hold_s=0.5))
     _, phases, _ = _drive(motion, np.array(pose), 200, door=lambda t: -0.079)
     assert phases[-1] == "done" and phases.count("door") == int(round(0.5 / T))  # closed from the first period
+
+
+def test_no_current_door_estimate_does_not_move_the_arm_to_the_clear_pose() -> None:
+    """The clear pose is for a door an estimate says is open; without a current estimate the arm stays at the
+    retreat (what it waits for is logged), and a current open estimate moves it after door_clear_after_s."""
+    start = np.array(REACH_START_POSE)
+    retreat, clear = start + 0.1, start - 0.1
+    cfg = ResetConfig(task="door_pull", start_pose=tuple(start), retreat_pose=tuple(retreat),
+                      clear_pose=tuple(clear), control_period_s=T, door_clear_after_s=2.0)
+    for door, age, moved in ((None, 0.0, False), (0.5, 5.0, False), (0.5, 0.0, True)):
+        motion = ResetMotion(cfg)
+        motion.start(0.0)
+        assert motion.step(0.0, retreat, np.zeros(7), door, age)[1] == "door"
+        motion.step(2.5, retreat, np.zeros(7), door, age)
+        assert (motion.cleared == 1) is moved and (motion.phase == "moving") is moved

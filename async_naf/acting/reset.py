@@ -42,11 +42,11 @@ An estimate past closed (below ``-door_closed_angle``) counts as closed too: a d
 such a reading is the estimator's error, which the zeroing after the reset removes (a door slammed shut by
 the closer left an estimate of -0.079 rad with the door at 0.000, and the reset waited for ever: found with
 ``async_naf.bench.reset_soak`` and a greedy hardware-trained policy).
-If the door is still open ``door_clear_after_s`` into the wait at the retreat, the arm may be what holds it
-open: a pull door that swung wider than the hook pulled it comes to rest on the forearm, and the closer
-presses it there for ever (found with ``async_naf.bench.reset_soak`` and a trained policy: 3 of 3 seeds
-stuck within 20 episodes). The arm then drives to ``clear_pose``, out of the leaf's sweep, waits there for
-the door, and comes back through the retreat pose to the start pose.
+If a current estimate still says open ``door_clear_after_s`` into the wait at the retreat, the arm may be
+what holds it open: a pull door that swung wider than the hook pulled it comes to rest on the forearm, and
+the closer presses it there for ever (found with ``async_naf.bench.reset_soak`` and a trained policy: 3 of 3
+seeds stuck within 20 episodes). The arm then drives to ``clear_pose``, out of the leaf's sweep, waits there
+for the door, and comes back through the retreat pose to the start pose.
 """
 from __future__ import annotations
 
@@ -381,8 +381,8 @@ class ResetMotion:
             return self._fail(f"the door was not closed within door_timeout_s = {cfg.door_timeout_s:g} s "
                               f"(last estimate: {'none' if door_angle is None else f'{door_angle:.3f} rad'})")
         if self._clear is not None and cfg.door_clear_after_s > 0 and self._leg == 0 and \
-                now - self._door_t0 > cfg.door_clear_after_s and \
-                (door_angle is None or door_angle > cfg.door_closed_angle):
+                now - self._door_t0 > cfg.door_clear_after_s and door_angle is not None and \
+                door_age_s <= cfg.door_stale_s and door_angle > cfg.door_closed_angle:
             # the door does not close here: the arm may hold it open (a leaf swung around the arm rests on
             # it). Wait out of the door's way, then come back through the first leg's pose.
             self.cleared += 1
