@@ -254,7 +254,6 @@ class SafetyFilter:
 
     def limit(self, q: np.ndarray, v: np.ndarray, v_prev: np.ndarray) -> np.ndarray:
         """Apply rules 4-7 to command ``v`` at joint angles ``q`` after previous output ``v_prev``."""
-        T = self.config.control_period_s
         clamped = np.clip(v, -self.vmax, self.vmax)
         if (clamped != v).any():
             self.counts["velocity_clamped"] += 1
@@ -262,13 +261,8 @@ class SafetyFilter:
         out = np.clip(clamped, lo, hi)
         if (out != clamped).any():
             self.counts["position_limited"] += 1
-        a_lo, a_hi = v_prev - self.amax * T, v_prev + self.amax * T
-        feasible_lo, feasible_hi = np.maximum(lo, a_lo), np.minimum(hi, a_hi)
-        empty = feasible_lo > feasible_hi
-        limited = np.where(empty, out, np.clip(out, feasible_lo, feasible_hi))
+        limited, empty = self._accel_window(out, v_prev, lo, hi)
         if np.any(empty):
-            # the position rule wins: the safe value nearest to the acceleration interval
-            limited = np.where(empty, np.clip(np.where(a_lo > hi, hi, lo), lo, hi), limited)
             self.counts["accel_override"] += 1
         if (limited[~empty] != out[~empty]).any():
             self.counts["accel_limited"] += 1
@@ -277,12 +271,16 @@ class SafetyFilter:
             out = self._workspace(q, out, v_prev, lo, hi)
         return out
 
-    def _keep_limits(self, v: np.ndarray, v_prev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """``v`` held to the velocity and position rules, and to the acceleration window where it fits."""
+    def _accel_window(self, v: np.ndarray, v_prev: np.ndarray, lo: np.ndarray,
+                      hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rule 6 for ``v`` (already within the position bounds [lo, hi]): (the command, the joints where the
+        position rule left no acceleration-feasible value and won: the safe value nearest the window)."""
         T = self.config.control_period_s
-        v = np.clip(v, lo, hi)
-        a_lo, a_hi = np.maximum(lo, v_prev - self.amax * T), np.minimum(hi, v_prev + self.amax * T)
-        return np.where(a_lo <= a_hi, np.clip(v, a_lo, a_hi), v)
+        a_lo, a_hi = v_prev - self.amax * T, v_prev + self.amax * T
+        feasible_lo, feasible_hi = np.maximum(lo, a_lo), np.minimum(hi, a_hi)
+        empty = feasible_lo > feasible_hi
+        nearest = np.clip(np.where(a_lo > hi, hi, lo), lo, hi)
+        return np.where(empty, nearest, np.clip(v, feasible_lo, feasible_hi)), empty
 
     def _slide(self, q: np.ndarray, p: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``v`` with the part removed that carries the tip out of the box (see rule 7), rad/s."""
@@ -319,7 +317,7 @@ class SafetyFilter:
 
         if not np.any(v) or ok(1.0):
             return v
-        slid = self._keep_limits(self._slide(q, p, v), v_prev, lo, hi)
+        slid = self._accel_window(np.clip(self._slide(q, p, v), lo, hi), v_prev, lo, hi)[0]  # rules 4-6 again
         if np.all(np.isfinite(slid)):
             v = slid  # the bisection below scales this one if it still leaves the box
             if ok(1.0):
