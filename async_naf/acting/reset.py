@@ -350,9 +350,11 @@ class ResetMotion:
                 off = np.abs(self.target - q)
                 joints = ", ".join(f"joint {i + 1}: {off[i]:.3f} rad" for i in np.flatnonzero(
                     off > cfg.position_tolerance))
-                where = "its next waypoint back" if self._retracing else "the start pose"
-                return self._fail(f"the arm did not reach {where} within move_timeout_s = "
-                                  f"{cfg.move_timeout_s:g} s ({joints or 'still moving'})")
+                off = joints or "still moving"
+                if self._retracing:
+                    off = f"retracing the way it came; its next waypoint: {off}"
+                return self._fail(f"the arm did not reach the start pose within move_timeout_s = "
+                                  f"{cfg.move_timeout_s:g} s ({off})")
             if q is None or qd is None:
                 self.waiting_for = "joint states"
                 return np.zeros(7), self.phase
