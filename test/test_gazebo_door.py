@@ -189,6 +189,17 @@ def test_xacro_mappings_carry_the_latch() -> None:
 
 
 # ---------------------------------------------------------------------- inside gz sim (where it exists)
+def _world_with(tmp_path: Path, urdf: ET.Element) -> Path:
+    """worlds/async_naf.sdf with the model ``urdf`` included as ``robot``, written under ``tmp_path``."""
+    model = tmp_path / "robot.urdf"
+    model.write_text(ET.tostring(urdf, encoding="unicode"))
+    world = tmp_path / "world.sdf"
+    text = (REPO / "worlds" / "async_naf.sdf").read_text()
+    world.write_text(text.replace("</world>", f"<include><uri>file://{model}</uri><name>robot</name></include>"
+                                              "</world>"))
+    return world
+
+
 def test_latch_holds_the_door_in_gazebo_until_the_handle_is_turned(tmp_path: Path) -> None:
     """In a real gz-sim 8 server (gz.sim8 TestFixture) with the gazebo description: a torque opening the door
     moves it no further than the latch play while the handle is at rest; with the handle held past the
@@ -202,12 +213,7 @@ def test_latch_holds_the_door_in_gazebo_until_the_handle_is_turned(tmp_path: Pat
         control = element.find("plugin[@filename='gz_ros2_control-system']") is not None
         if (element.tag in ("link", "joint") and name.startswith("arm_")) or element.tag == "ros2_control" or control:
             urdf.remove(element)
-    model = tmp_path / "door.urdf"
-    model.write_text(ET.tostring(urdf, encoding="unicode"))
-    world = tmp_path / "world.sdf"
-    text = (REPO / "worlds" / "async_naf.sdf").read_text()
-    world.write_text(text.replace("</world>", f"<include><uri>file://{model}</uri><name>robot</name></include>"
-                                              "</world>"))
+    world = _world_with(tmp_path, urdf)
     door = DoorConfig()
     phase = {"turn_handle": False}
     hinge_max = {False: 0.0, True: 0.0}
@@ -248,12 +254,7 @@ def test_closer_shuts_the_door_in_gazebo_once_the_arm_holds_still(tmp_path: Path
         control = element.find("plugin[@filename='gz_ros2_control-system']") is not None
         if element.tag == "ros2_control" or control:
             urdf.remove(element)
-    model = tmp_path / "robot.urdf"
-    model.write_text(ET.tostring(urdf, encoding="unicode"))
-    world = tmp_path / "world.sdf"
-    text = (REPO / "worlds" / "async_naf.sdf").read_text()
-    world.write_text(text.replace("</world>", f"<include><uri>file://{model}</uri><name>robot</name></include>"
-                                              "</world>"))
+    world = _world_with(tmp_path, urdf)
     phase = {"pull": True, "t": 0.0}
     seen = {"open": 0.0, "final": None}
 
