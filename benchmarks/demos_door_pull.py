@@ -43,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expert-bag", required=True, help="rosbag2 bag of a trained policy (--record)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=20, help="successful demonstration episodes")
-    parser.add_argument("--demo-ratio", type=float, default=0.5)
+    parser.add_argument("--demo-ratio", type=float, default=0.1)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--criterion", choices=("success", "strict"), default="success")
     parser.add_argument("--eval-every", type=float, default=15.0, help="s")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=15.0, help="budget of each run, min")
+    parser.add_argument("--milestones", type=float, nargs="*", default=[0.5],
+                        help="lower success rates whose first time is reported beside the threshold's")
     parser.add_argument("--out", default="runs/demos")
     parser.add_argument("--cli", default="async-naf", help="the async-naf command")
     args = parser.parse_args(argv)
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = json.loads((run_dir / "summary.json").read_text())
             curve = _curve(run_dir, column)
             reached = next((t for t, rate in curve if rate >= args.threshold), None)
-            runs[cond][seed] = {"time_to_threshold_s": reached, "env_steps": summary.get("env_steps"),
-                                "wall_s": summary.get("wall_s"), "curve": curve}
+            firsts = {f"{m:g}": next((t for t, rate in curve if rate >= m), None) for m in args.milestones}
+            runs[cond][seed] = {"time_to_threshold_s": reached, "time_to_s": firsts,
+                                "env_steps": summary.get("env_steps"), "wall_s": summary.get("wall_s"), "curve": curve}
             print(f"{cond} seed {seed}: time to {args.threshold:.0%} = {reached} s", flush=True)
 
     def median(cond: str) -> float | None:
@@ -85,14 +88,19 @@ def main(argv: list[str] | None = None) -> int:
             return None  # a run that never got there: no median to report
         return statistics.median(times)
 
+    def milestone_median(cond: str, m: float) -> float | None:
+        times = [r["time_to_s"][f"{m:g}"] for r in runs[cond].values()]
+        return None if any(t is None for t in times) else statistics.median(times)
+
     result = {"threshold": args.threshold, "criterion": args.criterion, "demo_ratio": args.demo_ratio,
               "episodes": args.episodes, "seeds": args.seeds, "median_s": {c: median(c) for c in runs},
+              "milestone_median_s": {f"{m:g}": {c: milestone_median(c, m) for c in runs} for m in args.milestones},
               "runs": {c: {str(s): {k: v for k, v in r.items() if k != "curve"} for s, r in rs.items()}
                        for c, rs in runs.items()}}
     none_m, demos_m = result["median_s"]["none"], result["median_s"]["demos"]
     result["ratio"] = demos_m / none_m if none_m and demos_m is not None else None
     (out / "demos.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("median_s", "ratio")}))
+    print(json.dumps({k: result[k] for k in ("median_s", "ratio", "milestone_median_s")}))
 
     import matplotlib
 

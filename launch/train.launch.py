@@ -6,7 +6,7 @@ Examples::
     ros2 launch async_naf train.launch.py task:=reach workers:=4 realtime:=true run_dir:=/tmp/reach4
     ros2 launch async_naf train.launch.py backend:=gazebo workers:=2 task:=door_push
     ros2 launch async_naf train.launch.py backend:=gazebo gui:=true rviz:=true spawn_poses:="0 0 0 0; 0 3 0 0"
-    ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.5
+    ros2 launch async_naf train.launch.py task:=door_pull demos:=runs/door_expert/bag demo_ratio:=0.1
     ros2 launch async_naf train.launch.py backend:=real workers:=1 \\
         hardware_plugin:=my_arm_driver/MyArmSystem robot_ip:=192.168.1.10
     ros2 launch async_naf train.launch.py backend:=real workers:=2 hardware_file:=/path/to/hardware.yaml
@@ -121,7 +121,7 @@ ARGUMENTS = (
      "Demonstrations for the trainer: comma-separated dataset directories (async-naf bag convert) or rosbag2 bags "
      "(converted the exact way into run_dir/demos/ before any node starts), kept in a replay buffer of their own "
      "and checked against the task; empty = none.", None),
-    ("demo_ratio", "0.5",
+    ("demo_ratio", "0.1",
      "Share of demonstration rows in every update batch, 0..1 (round(demo_ratio * batch_size) rows; all "
      "demonstrations until the replay buffer holds min_buffer_size rows). Ignored without demos.", None),
     ("part", "all",

@@ -195,13 +195,15 @@ def test_the_trainer_mixes_demos_checkpoints_their_source_and_resumes_with_them(
         trainer.stop()
     assert stats["demo_rows_sampled"] == 40 * batch + 60 * demo_rows(batch, 0.25)
     assert stats["rows_sampled"] == 100 * batch and stats["demo_share"] == demo_rows(batch, 0.25) / batch
+    # the agent was told which rows are demonstrations (naf.demo_bc_weight: its BC term on them)
+    assert 0.0 <= stats["train_demo_bc_kept"] <= 1.0 and stats["train_demo_bc_loss"] >= 0.0
     final = json.loads((Path(cfg.run_dir) / "checkpoints" / "final.json").read_text())
     assert final["demos"][0]["path"] == str(ds) and final["demos"][0]["rows"] == 300
     assert final["demo_rows_sampled"] == stats["demo_rows_sampled"]
     # resumed without naming the demos: re-loaded from the recorded path, counters continue
     resumed = Trainer(_trainer_cfg(tmp_path, resume=True))
     try:
-        assert len(resumed.demo_buffer) == 300 and resumed.mixer.ratio == 0.5  # the resumed config's ratio
+        assert len(resumed.demo_buffer) == 300 and resumed.mixer.ratio == 0.1  # the resumed config's (default) ratio
         assert resumed.mixer.demo_rows_sampled == stats["demo_rows_sampled"]
         assert resumed.demo_buffer.rng.bit_generator.state == final["demo_rng_state"]
     finally:

@@ -67,9 +67,40 @@ def test_greedy_action_is_mu_and_within_bounds() -> None:
 
 
 @pytest.mark.parametrize("fast", [True, False])
+def test_targets_beyond_the_return_range_are_clipped(fast: bool, tmp_path) -> None:
+    """target_clip: rewards in [-1, 1] seen so far, gamma 0.5 -> every return lies in [-2, 2]. A target
+    network that says V'(x') = 100 gives y = r + 50, clipped to 2; V' = -100 gives -2; V' = 1 stays
+    (y = r + 0.5). The reward range survives a checkpoint."""
+    cfg = NAFConfig(OBS, ACT, gamma=0.5, normalize_obs=False, fast_update=fast)
+    assert cfg.target_clip  # the default
+    agent = NAFAgent(cfg)
+    a, b, _ = agent._slices["head.weight"]
+    ba, _, _ = agent._slices["head.bias"]
+    rng = np.random.default_rng(3)
+    obs, act, _, nobs, _ = _batch(rng, 16)
+    rew = np.linspace(-1.0, 1.0, 16).astype(np.float32)
+    zeros = np.zeros(16, np.float32)
+    for v_next, want in ((100.0, 2.0), (-100.0, -2.0), (1.0, float(np.mean(rew)) + 0.5)):
+        with torch.no_grad():
+            agent.theta[1, a:b] = 0.0  # target head weights 0 -> V'(x') = head bias[0]
+            agent.theta[1, ba] = v_next
+        m = agent.update(Batch(obs, act, rew, nobs, zeros))
+        assert m["target_mean"] == pytest.approx(want, abs=1e-5), v_next
+    assert agent.reward_range == pytest.approx((-1.0, 1.0))
+    agent.save(tmp_path / "c.safetensors")
+    assert NAFAgent.load(tmp_path / "c.safetensors").reward_range == pytest.approx((-1.0, 1.0))
+    # without the clip, the same target network gives the unclipped target
+    plain = NAFAgent(NAFConfig(OBS, ACT, gamma=0.5, normalize_obs=False, fast_update=fast, target_clip=False))
+    with torch.no_grad():
+        plain.theta[1, a:b] = 0.0
+        plain.theta[1, ba] = 100.0
+    assert plain.update(Batch(obs, act, rew, nobs, zeros))["target_mean"] == pytest.approx(50.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("fast", [True, False])
 def test_target_is_reward_plus_gamma_times_next_value(fast: bool) -> None:
     """V'(x') = 3 everywhere, gamma = 0.5, r = 1: y = 1 + 0.5 * 3 = 2.5 (gamma + V' would give 4.5)."""
-    cfg = NAFConfig(OBS, ACT, gamma=0.5, normalize_obs=False, fast_update=fast)
+    cfg = NAFConfig(OBS, ACT, gamma=0.5, normalize_obs=False, fast_update=fast, target_clip=False)
     agent = NAFAgent(cfg)
     a, b, _ = agent._slices["head.weight"]
     ba, _, _ = agent._slices["head.bias"]

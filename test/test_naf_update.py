@@ -63,6 +63,52 @@ def test_fast_gradient_matches_autograd(activation: str) -> None:
         assert _rel(agent.grad[a:b], g_ref[a:b]) < 1e-4, name
 
 
+@pytest.mark.parametrize("filtered", [False, True])
+@pytest.mark.parametrize("fast", [True, False])
+def test_behaviour_cloning_terms_match_their_formula(fast: bool, filtered: bool) -> None:
+    """bc_weight over the batch plus demo_bc_weight over its first demo_rows rows: both paths give the gradient
+    of ``mse + bc_weight * mean_all(e^2) + demo_bc_weight * sum_demo(keep * e^2) / demo_rows``, e = (mu - u) /
+    half_range, keep = 1 or (demo_bc_filter) y > V(x); and report each mean and the share kept."""
+    cfg = NAFConfig(OBS, ACT, hidden_sizes=(16, 12), action_low=-2.0, action_high=1.0, normalize_obs=False,
+                    bc_weight=0.3, demo_bc_weight=2.0, demo_bc_filter=filtered, target_clip=False,
+                    fast_update=fast)
+    agent = _perturbed_agent(cfg)
+    assert (agent._fast_step is not None) == fast
+    batch = _batch(np.random.default_rng(8), 40)
+    obs, act, rew, nobs, term = (torch.from_numpy(x) for x in batch)
+    flat = agent.theta[0].detach().clone().requires_grad_(True)
+    mse = _reference_loss(agent, flat, torch.stack((obs, nobs)), act, rew, term, cfg.gamma)
+    p, tp = agent.params(flat), agent.params(1)
+
+    def head(params, x):
+        h = torch.relu(x @ params["l0.weight"] + params["l0.bias"])
+        h = torch.relu(h @ params["l1.weight"] + params["l1.bias"])
+        return h @ params["head.weight"] + params["head.bias"]
+
+    out = head(p, obs)
+    with torch.no_grad():
+        y = rew + cfg.gamma * (1 - term) * head(tp, nobs)[:, 0]
+    mu = agent._center + agent._half * torch.tanh(out[:, 1 : 1 + ACT])
+    e2 = ((mu - act) / agent._half) ** 2
+    n = 10
+    keep = (y[:n] > out[:n, 0].detach()).float() if filtered else torch.ones(n)
+    if filtered:
+        assert 0 < keep.sum() < n  # both cases are exercised
+    loss = mse + 0.3 * e2.mean() + 2.0 * (keep[:, None] * e2[:n]).sum() / (n * ACT)
+    (g_ref,) = torch.autograd.grad(loss, flat, retain_graph=True)
+    m = agent.update(batch, demo_rows=n)
+    assert _rel(agent.grad, g_ref) < 1e-5
+    assert m["bc_loss"] == pytest.approx(e2.mean().item(), rel=1e-5)
+    assert m["demo_bc_loss"] == pytest.approx(e2[:n].mean().item(), rel=1e-5)
+    assert m["demo_bc_kept"] == pytest.approx(keep.mean().item())
+    # the demonstration term moves the gradient (it is not lost below the TD term)
+    (g_without,) = torch.autograd.grad(mse + 0.3 * e2.mean(), flat)
+    assert _rel(g_without, g_ref) > 1e-3
+    # without demonstration rows only the batch term is there
+    m = agent.update(batch)
+    assert "bc_loss" in m and "demo_bc_loss" not in m
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_huber_td_loss_matches_torch_huber(fast: bool) -> None:
     """td_clip = c: the gradient is that of 2 * huber_loss(q, y, delta=c) (the squared error below c, each

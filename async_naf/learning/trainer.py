@@ -79,6 +79,7 @@ class Trainer:
         import torch
 
         from async_naf.learning.agents import load_agent, make_agent
+        from async_naf.learning.agents.naf import NAFAgent
         from async_naf.learning.replay import ReplayBuffer
 
         self.config = config
@@ -128,6 +129,7 @@ class Trainer:
                 np.broadcast_to(high, (self.act_dim,))))
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
         self._setup_demos()
+        self._demo_bc = isinstance(self.agent, NAFAgent)  # NAF's update takes demo_rows (naf.demo_bc_weight)
         # what the buffer holds of each collector session: the checkpoint's table when resumed
         self.instance_id = int(instance_id) if instance_id is not None else secrets.randbelow(2**31 - 2) + 1
         self.ledger = ReceiptLedger.from_table(self.instance_id, self.resume_meta.get("received"))
@@ -408,7 +410,10 @@ class Trainer:
             batch, n_demo = self.mixer.sample(self.buffer)
         self._last_demo_share = n_demo / self.agent.config.batch_size
         with self._agent_lock:
-            metrics = self.agent.update(batch)
+            if n_demo and self._demo_bc:
+                metrics = self.agent.update(batch, demo_rows=n_demo)  # type: ignore[call-arg]
+            else:
+                metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
         if metrics.get("skipped"):  # non-finite gradient: no weights changed, counted by the agent
             skipped = self.agent.skipped_updates

@@ -50,6 +50,8 @@ from async_naf.learning.replay import Batch, ReplayBuffer
 from async_naf.wire import checkpoint
 from async_naf.wire.weights import policy_bytes
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
 
 class NAFAgent:
     """NAF agent: ``act``, ``update``, ``policy_weights``, ``save``/``load``.
@@ -95,8 +97,9 @@ class NAFAgent:
         self.noise = make_noise(config.noise, A, config.seed)
         self.update_count = 0
         self.skipped_updates = 0
+        self.reward_range = (math.inf, -math.inf)  # smallest and largest reward of the batches so far
         self._theta_online, self._theta_target = self.theta[0], self.theta[1]
-        fast = config.fast_update and self._supports_fast and not config.bc_weight  # BC: the autograd step
+        fast = config.fast_update and self._supports_fast
         self._fast_step = naf_update.HandDerivedStep(self) if fast else None
 
     # ----- parameters -----------------------------------------------------------------------------------
@@ -172,10 +175,15 @@ class NAFAgent:
         return np.clip(u, self.action_low, self.action_high).astype(np.float32)
 
     # ----- learning -------------------------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch, demo_rows: int = 0) -> dict[str, float]:
         """One gradient step on ``batch``; returns metrics: ``loss`` (mean squared TD error), ``q_mean``,
         ``target_mean`` (mean y), ``grad_norm`` (global gradient 2-norm before clipping), ``skipped``
-        (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far).
+        (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far); with a behaviour-cloning
+        term also ``bc_loss`` (``bc_weight``: over the batch) and ``demo_bc_loss`` (``demo_bc_weight``: over
+        the demonstration rows), each the unweighted mean of ``((mu(x) - u) / half_range)^2``.
+
+        ``demo_rows``: the first ``demo_rows`` rows of ``batch`` are demonstrations (the trainer's
+        :class:`~async_naf.learning.demos.DemoMixer` puts them first).
 
         Also folds ``batch.obs`` into the running observation statistics (when ``normalize_obs``), then
         soft-updates the target network. If the gradient is not finite (e.g. a loss that overflows float32),
@@ -186,10 +194,11 @@ class NAFAgent:
             ValueError: batch shapes do not match the agent's dimensions.
         """
         obs, act, rew, nobs, term = batch_tensors(batch, self.obs_dim, self.act_dim)
+        bc = self._bc_coefficients(obs.shape[0], int(demo_rows))
         if self._fast_step is not None:
-            stats = self._fast_step(obs, act, rew, nobs, term)
+            stats = self._fast_step(obs, act, rew, nobs, term, bc)
         else:
-            stats = naf_update.autograd_step(self, obs, act, rew, nobs, term)
+            stats = naf_update.autograd_step(self, obs, act, rew, nobs, term, bc)
         if not stats["skipped"]:
             self.update_count += 1
         return stats
@@ -200,6 +209,29 @@ class NAFAgent:
         for _ in range(self.config.updates_per_step if n is None else n):
             stats = self.update(buffer.sample(self.config.batch_size))
         return stats
+
+    def _bc_coefficients(self, B: int, demo_rows: int) -> naf_update.BCTerms | None:
+        """The behaviour-cloning terms of this update (:class:`~naf_update.BCTerms`); None when both are off
+        (``bc_weight`` 0 and no demonstration rows or ``demo_bc_weight`` 0)."""
+        cfg = self.config
+        demo_rows = min(max(demo_rows, 0), B) if cfg.demo_bc_weight else 0
+        if not cfg.bc_weight and not demo_rows:
+            return None
+        A = self.act_dim
+        return naf_update.BCTerms(cfg.bc_weight / (B * A), cfg.demo_bc_weight / (max(demo_rows, 1) * A), demo_rows,
+                                  cfg.demo_bc_filter)
+
+    def clip_target(self, y: torch.Tensor, rew: torch.Tensor) -> torch.Tensor:
+        """``y`` clipped in place into the return range (``config.target_clip``; see :class:`NAFParams`),
+        after folding the batch's rewards ``rew`` into :attr:`reward_range`. Returns ``y``."""
+        gamma = self.config.gamma
+        if not self.config.target_clip or gamma >= 1.0:
+            return y
+        lo, hi = torch.aminmax(rew)
+        r_lo, r_hi = min(self.reward_range[0], float(lo)), max(self.reward_range[1], float(hi))
+        self.reward_range = (r_lo, r_hi)
+        big = _F32_MAX  # a bound beyond float32 (rewards near its limit) clips nothing
+        return y.clamp_(max(-big, min(0.0, r_lo) / (1.0 - gamma)), min(big, max(0.0, r_hi) / (1.0 - gamma)))
 
     def _normalized_pair(self, obs: torch.Tensor, nobs: torch.Tensor) -> torch.Tensor:
         """Update the statistics with ``obs`` and return the normalised (2, B, obs_dim) stack [obs, next_obs]."""
@@ -288,6 +320,7 @@ class NAFAgent:
             "act_dim": self.act_dim,
             "layout": [[n, list(s)] for n, s in self.layout],
             "noise": self.noise.get_state(),
+            "reward_range": list(self.reward_range) if math.isfinite(self.reward_range[0]) else None,
         }
         return checkpoint.pack(self.state_tensors(), CHECKPOINT_KIND, meta)
 
@@ -322,6 +355,11 @@ class NAFAgent:
             agent.optim.step_count = int(meta["adam_step"])
             if "noise" in meta:
                 agent.noise.set_state(meta["noise"])
+            if meta.get("reward_range") is not None:
+                lo, hi = (float(x) for x in meta["reward_range"])
+                if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                    raise ValueError(f"reward_range {meta['reward_range']!r}")
+                agent.reward_range = (lo, hi)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: bad checkpoint state: {exc!r}") from exc
         return agent

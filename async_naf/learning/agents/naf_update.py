@@ -2,8 +2,10 @@
 
 Both compute one step of ``loss = mean((Q(x, u) - y)^2)`` (with ``td_clip`` > 0 the Huber form: each error's
 gradient clipped to +-td_clip), ``Q = V + A``, ``A = -1/2 (u - mu)^T L L^T (u - mu)``,
-``y = r + gamma (1 - terminal) V'(x')`` on :class:`async_naf.learning.agents.naf.NAFAgent`'s flat parameters,
-then hand the gradient to the agent's Adam step and soft target update (``_apply_gradient``):
+``y = r + gamma (1 - terminal) V'(x')`` (clipped into the return range with ``target_clip``) on
+:class:`async_naf.learning.agents.naf.NAFAgent`'s flat parameters, plus the behaviour-cloning terms
+(:class:`BCTerms`: ``bc_weight``, ``demo_bc_weight``), then hand the gradient to the agent's Adam step and soft
+target update (``_apply_gradient``):
 
 - :func:`autograd_step`: the plain formulas (P = L L^T built explicitly) and ``torch.autograd``;
 - :class:`HandDerivedStep`: both networks' forward passes in one batched matmul per layer and the backward
@@ -15,7 +17,7 @@ gradient and the same steps (and that they equal ``torch.optim.Adam`` + ``clip_g
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -25,14 +27,57 @@ if TYPE_CHECKING:
     from async_naf.learning.agents.naf import NAFAgent
 
 
+class BCTerms(NamedTuple):
+    """The behaviour-cloning terms of one update: the loss adds ``sum_i c_i sum_j ((mu_ij - u_ij) / half_j)^2``
+    with ``c_i = per_row + per_demo_row * keep_i`` for the first ``demo_rows`` rows, ``per_row`` for the rest.
+
+    Attributes:
+        per_row: ``bc_weight / (B * A)`` (a mean over the batch and the joints).
+        per_demo_row: ``demo_bc_weight / (demo_rows * A)`` (a mean over the demonstration rows and joints).
+        demo_rows: the batch's first rows that are demonstrations.
+        filtered: keep_i = 1 only where the demonstration did better than the current value says,
+            ``y_i > V(x_i)`` (``demo_bc_filter``); else keep_i = 1.
+    """
+
+    per_row: float
+    per_demo_row: float
+    demo_rows: int
+    filtered: bool
+
+
+def _bc_row_weights(bc: BCTerms, y: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-row weights c (B,) of :class:`BCTerms` for targets ``y`` and values ``V(x)`` ``v`` (B,), and the
+    demonstration rows' keep mask (None without demonstration rows)."""
+    c = torch.full_like(y, bc.per_row)
+    n = bc.demo_rows
+    if not n:
+        return c, None
+    keep = (y[:n] > v[:n]).to(y.dtype) if bc.filtered else torch.ones_like(y[:n])
+    c[:n].add_(keep, alpha=bc.per_demo_row)
+    return c, keep
+
+
+def _bc_metrics(metrics: dict[str, float], sq: torch.Tensor, bc: BCTerms, keep: torch.Tensor | None, weight: float,
+                A: int) -> None:
+    """``bc_loss`` / ``demo_bc_loss``: the mean of the per-row squared errors ``sq`` (B,) (summed over the
+    ``A`` joints, in half-ranges) over all rows / the demonstration rows, per joint; ``demo_bc_kept``: the
+    share of demonstration rows the filter kept."""
+    if weight:
+        metrics["bc_loss"] = float(sq.mean()) / A
+    if keep is not None:
+        metrics["demo_bc_loss"] = float(sq[: bc.demo_rows].mean()) / A
+        metrics["demo_bc_kept"] = float(keep.mean())
+
+
 def autograd_step(agent: NAFAgent, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor, nobs: torch.Tensor,
-              term: torch.Tensor) -> dict[str, float]:
-    """Reference step: plain formulas (explicit P = L L^T, bmm) and torch.autograd."""
+                  term: torch.Tensor, bc: BCTerms | None = None) -> dict[str, float]:
+    """Reference step: plain formulas (explicit P = L L^T, bmm) and torch.autograd. ``bc``: the
+    behaviour-cloning terms, or None."""
     cfg = agent.config
     X = agent._normalized_pair(obs, nobs)
     with torch.no_grad():
         v_next, _, _ = agent.outputs(agent.params(1), X[1])
-        y = naf_math.td_target(rew, term, v_next, cfg.gamma)
+        y = agent.clip_target(naf_math.td_target(rew, term, v_next, cfg.gamma), rew)
     flat = agent.theta[0].detach().clone().requires_grad_(True)
     v, mu, lv = agent.outputs(agent.params(flat), X[0])
     q = v + naf_math.advantage(act, mu, naf_math.precision_matrix(lv, agent.act_dim))
@@ -41,18 +86,19 @@ def autograd_step(agent: NAFAgent, obs: torch.Tensor, act: torch.Tensor, rew: to
     sq = err**2
     # Huber, scaled to equal the squared error below c: gradient 2 * clamp(err, -c, c) / B
     loss = torch.mean(torch.where(err.abs() <= c, sq, 2 * c * err.abs() - c * c) if c > 0 else sq)
-    bc = None
-    if cfg.bc_weight:  # behaviour cloning (offline): mu(x) towards the batch's action, in half-ranges
-        bc = torch.mean(((mu - act) / agent._half) ** 2)
-        loss = loss + cfg.bc_weight * bc
+    bc_sq, keep = None, None
+    if bc is not None:  # behaviour cloning: mu(x) towards the batch's action, in half-ranges
+        w, keep = _bc_row_weights(bc, y, v.detach())
+        bc_sq = (((mu - act) / agent._half) ** 2).sum(1)
+        loss = loss + (w * bc_sq).sum()
     (g,) = torch.autograd.grad(loss, flat)
     with torch.no_grad():
         agent.grad.copy_(g)
         metrics = agent._apply_gradient()
         vals = torch.stack((sq.detach().mean(), q.detach().mean(), y.mean())).tolist()
     metrics.update(zip(("loss", "q_mean", "target_mean"), vals))
-    if bc is not None:
-        metrics["bc_loss"] = float(bc.detach())
+    if bc is not None and bc_sq is not None:
+        _bc_metrics(metrics, bc_sq.detach(), bc, keep, cfg.bc_weight, agent.act_dim)
     return metrics
 
 
@@ -119,7 +165,7 @@ class HandDerivedStep:
 
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor, nobs: torch.Tensor,
-                 term: torch.Tensor) -> dict[str, float]:
+                 term: torch.Tensor, bc: BCTerms | None = None) -> dict[str, float]:
         """Hand-derived NAF gradient step (same maths as :func:`autograd_step`).
 
         With d = u - mu, z = L^T d (so A = -|z|^2 / 2), e = Q - y and g = 2 e / B:
@@ -164,7 +210,8 @@ class HandDerivedStep:
         torch.addmm(ws["v_col"], z * z, self._neg_half_col, out=ws["q_col"])  # q = v - |z|^2 / 2
         q = ws["q"]
         v_next = ws["v_next"]
-        y = torch.add(rew, v_next, alpha=cfg.gamma).addcmul_(term, v_next, value=-cfg.gamma)
+        y = self.agent.clip_target(torch.add(rew, v_next, alpha=cfg.gamma).addcmul_(term, v_next, value=-cfg.gamma),
+                                   rew)
         err = torch.sub(q, y, out=ws["err"])
         # backward
         if cfg.td_clip > 0:  # Huber: each error's gradient clipped (the squared-error figures below stay)
@@ -173,7 +220,14 @@ class HandDerivedStep:
             torch.mul(err, ws["two_over_b"], out=ws["dv"])
         dzs = torch.mm(z * ws["dv_col"], self._neg_sj)  # (B, T): dLoss/dz at [cols]
         torch.mul(dzs * ds, torch.addcmul(self._offdiag_f, el, self._diag_f), out=ws["dl"])
-        torch.mul(torch.mm(dzs * lv, self._si_t_half), torch.addcmul(self._neg_one, t, t), out=ws["dm"])
+        t2m1 = torch.addcmul(self._neg_one, t, t)  # tanh' = 1 - t^2, negated
+        torch.mul(torch.mm(dzs * lv, self._si_t_half), t2m1, out=ws["dm"])
+        bc_sq, keep = None, None
+        if bc is not None:  # sum_i c_i |(mu_i - u_i) / half|^2 with mu - u = -d: dLoss/dm = 2 c d (t^2 - 1) / half
+            c, keep = _bc_row_weights(bc, y, ws["v_col"][:, 0])
+            dh = d / self.agent._half
+            bc_sq = (dh * dh).sum(1)
+            ws["dm"].addcmul_(dh * (2.0 * c)[:, None], t2m1)
         dcur = ws["dout"]
         ones = ws["ones"]
         for i in range(last, -1, -1):
@@ -194,4 +248,6 @@ class HandDerivedStep:
         metrics["loss"] = sq_sum * inv_b
         metrics["q_mean"] = q_sum * inv_b
         metrics["target_mean"] = (q_sum - err_sum) * inv_b
+        if bc is not None and bc_sq is not None:
+            _bc_metrics(metrics, bc_sq, bc, keep, cfg.bc_weight, self.agent.act_dim)
         return metrics

@@ -60,7 +60,7 @@ Examples:
   async-naf train --task reach --workers 2 --seed 0 --run-dir runs/reach_2w --minutes 15
   async-naf train --task door_pull --workers 4 --realtime --minutes 60 --run-dir runs/door_4w
   async-naf train --task reach --workers 1 --steps 5000 --run-dir /tmp/smoke --eval-episodes 5
-  async-naf train --task door_pull --workers 2 --demos runs/door_expert/bag --demo-ratio 0.5 --run-dir runs/door_demos
+  async-naf train --task door_pull --workers 2 --demos runs/door_expert/bag --demo-ratio 0.1 --run-dir runs/door_demos
   async-naf train --task door_pull --backend hardware --workers 2 --minutes 30 --run-dir runs/door_hw
   async-naf train --task reach --workers 3 --part trainer --discovery subnet --run-dir runs/reach_split  # GPU host
   async-naf train --task reach --workers 3 --part robots --robots 0,2 --discovery subnet --minutes 0     # arm host
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the exact way into RUN_DIR/demos/ first), kept in a replay buffer of their own; every "
                              "update batch mixes them with the robots' data at --demo-ratio (checked against the "
                              "task before any node starts)")
-    parser.add_argument("--demo-ratio", type=float, default=0.5, metavar="R",
+    parser.add_argument("--demo-ratio", type=float, default=0.1, metavar="R",
                         help="share of demonstration rows in every update batch, 0..1 (round(R * batch_size) rows; "
                              "all demonstrations until the replay buffer holds min_buffer_size rows) "
                              "(default: %(default)s)")
