@@ -66,6 +66,27 @@ def test_greedy_action_is_mu_and_within_bounds() -> None:
         agent.act(np.zeros(OBS + 1, np.float32))
 
 
+def test_a_separate_mu_network_is_trained_exported_and_saved(tmp_path) -> None:
+    """naf.separate_mu: mu from hidden layers of its own (mu_l<i>, mu), V and L from the shared head; the
+    exported policy computes the same mu, an update moves the mu layers, a checkpoint keeps them; the
+    autograd step is taken."""
+    agent = NAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(16, 12), separate_mu=True, lr=1e-2, seed=1))
+    assert agent._fast_step is None
+    names = [n for n, _ in agent.layout]
+    assert "mu_l0.weight" in names and "mu.bias" in names
+    assert dict(agent.layout)["head.weight"] == (12, 1 + ACT * (ACT + 1) // 2)  # V and L only
+    obs = np.random.default_rng(0).normal(size=OBS).astype(np.float32)
+    np.testing.assert_allclose(agent.policy().act(obs), agent.act(obs), atol=1e-6)
+    a, b, _ = agent._slices["mu_l0.weight"]
+    before = agent.theta[0, a:b].clone()
+    agent.update(_batch(np.random.default_rng(1), 32))
+    assert not torch.equal(before, agent.theta[0, a:b])
+    np.testing.assert_allclose(agent.policy().act(obs), agent.act(obs), atol=1e-6)
+    agent.save(tmp_path / "s.safetensors")
+    loaded = NAFAgent.load(tmp_path / "s.safetensors")
+    np.testing.assert_array_equal(loaded.act(obs), agent.act(obs))
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_targets_beyond_the_return_range_are_clipped(fast: bool, tmp_path) -> None:
     """target_clip: rewards in [-1, 1] seen so far, gamma 0.5 -> every return lies in [-2, 2]. A target

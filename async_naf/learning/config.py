@@ -140,6 +140,9 @@ class NAFParams(AgentParams):
             batches so far, kept in checkpoints): a target outside it is an overestimate by construction. It
             stops the runaway of Q values bootstrapped on a small set of often-replayed rows (demonstrations,
             ``demo_ratio``) and changes nothing while the values stay in range. No effect with gamma = 1.
+        separate_mu: mu gets hidden layers of its own (``hidden_sizes`` again, ``mu_l<i>`` and a ``mu`` head)
+            instead of sharing V's and L's: the TD errors of V then reach mu only through the advantage term.
+            Takes the autograd update (fast_update does not apply).
     """
 
     lr: float = 1e-3
@@ -149,6 +152,7 @@ class NAFParams(AgentParams):
     demo_bc_weight: float = 1.0
     demo_bc_filter: bool = True
     target_clip: bool = True
+    separate_mu: bool = False
 
     def _validate(self) -> None:
         super()._validate()
@@ -159,6 +163,7 @@ class NAFParams(AgentParams):
         self.demo_bc_weight = number(f"{type(self).__name__}.demo_bc_weight", self.demo_bc_weight, 0.0)
         self.demo_bc_filter = bool(self.demo_bc_filter)
         self.target_clip = bool(self.target_clip)
+        self.separate_mu = bool(self.separate_mu)
 
 
 @dataclass(kw_only=True)

@@ -99,20 +99,24 @@ class NAFAgent:
         self.skipped_updates = 0
         self.reward_range = (math.inf, -math.inf)  # smallest and largest reward of the batches so far
         self._theta_online, self._theta_target = self.theta[0], self.theta[1]
-        fast = config.fast_update and self._supports_fast
+        fast = config.fast_update and self._supports_fast and not config.separate_mu  # separate mu: autograd
         self._fast_step = naf_update.HandDerivedStep(self) if fast else None
 
     # ----- parameters -----------------------------------------------------------------------------------
-    def _hidden_layout(self) -> list[tuple[str, tuple[int, ...]]]:
+    def _hidden_layout(self, prefix: str = "l") -> list[tuple[str, tuple[int, ...]]]:
         out, width = [], self.obs_dim
         for i, h in enumerate(self.config.hidden_sizes):
-            out += [(f"l{i}.weight", (width, h)), (f"l{i}.bias", (h,))]
+            out += [(f"{prefix}{i}.weight", (width, h)), (f"{prefix}{i}.bias", (h,))]
             width = h
         return out
 
     def _build_layout(self) -> list[tuple[str, tuple[int, ...]]]:
         """Names and shapes of the parameters, in flat-vector order (weights are (in, out))."""
         h = self.config.hidden_sizes[-1] if self.config.hidden_sizes else self.obs_dim
+        if self.config.separate_mu:  # head: V and L; mu_l<i> + mu: mu
+            n_out = 1 + self.n_tril
+            return (self._hidden_layout() + [("head.weight", (h, n_out)), ("head.bias", (n_out,))]
+                    + self._hidden_layout("mu_l") + [("mu.weight", (h, self.act_dim)), ("mu.bias", (self.act_dim,))])
         n_out = 1 + self.act_dim + self.n_tril
         return self._hidden_layout() + [("head.weight", (h, n_out)), ("head.bias", (n_out,))]
 
@@ -130,16 +134,19 @@ class NAFAgent:
         return {name: flat[a:b].view(shape) for name, (a, b, shape) in self._slices.items()}
 
     # ----- forward (reference formulation, autograd-friendly) -------------------------------------------
-    def _hidden(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str = "l") -> torch.Tensor:
         act = torch.relu if self.config.activation == "relu" else torch.tanh
         for i in range(len(self.config.hidden_sizes)):
-            x = act(torch.addmm(p[f"l{i}.bias"], x, p[f"l{i}.weight"]))
+            x = act(torch.addmm(p[f"{prefix}{i}.bias"], x, p[f"{prefix}{i}.weight"]))
         return x
 
     def outputs(self, p: dict[str, torch.Tensor], xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(V (B,), mu (B, A) in action units, L entries (B, A(A+1)/2)) for normalised observations (B, obs)."""
         out = torch.addmm(p["head.bias"], self._hidden(p, xn), p["head.weight"])
         A = self.act_dim
+        if self.config.separate_mu:
+            pre = torch.addmm(p["mu.bias"], self._hidden(p, xn, "mu_l"), p["mu.weight"])
+            return out[:, 0], naf_math.squash(pre, self._center, self._half), out[:, 1:]
         mu = naf_math.squash(out[:, 1 : 1 + A], self._center, self._half)
         return out[:, 0], mu, out[:, 1 + A :]
 
@@ -263,12 +270,16 @@ class NAFAgent:
     # ----- weights for policy nodes ---------------------------------------------------------------------
     def _policy_layers(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
         p = self.params(0)
+        prefix = "mu_l" if self.config.separate_mu else "l"
         layers = [
-            (p[f"l{i}.weight"].numpy().copy(), p[f"l{i}.bias"].numpy().copy())
+            (p[f"{prefix}{i}.weight"].numpy().copy(), p[f"{prefix}{i}.bias"].numpy().copy())
             for i in range(len(self.config.hidden_sizes))
         ]
         A = self.act_dim
-        layers.append((p["head.weight"][:, 1 : 1 + A].numpy().copy(), p["head.bias"][1 : 1 + A].numpy().copy()))
+        if self.config.separate_mu:
+            layers.append((p["mu.weight"].numpy().copy(), p["mu.bias"].numpy().copy()))
+        else:
+            layers.append((p["head.weight"][:, 1 : 1 + A].numpy().copy(), p["head.bias"][1 : 1 + A].numpy().copy()))
         return layers, "tanh"
 
     def policy_weights(self) -> bytes:
