@@ -82,15 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                                 "env_steps": summary.get("env_steps"), "wall_s": summary.get("wall_s"), "curve": curve}
             print(f"{cond} seed {seed}: time to {args.threshold:.0%} = {reached} s", flush=True)
 
-    def median(cond: str) -> float | None:
-        times = [r["time_to_threshold_s"] for r in runs[cond].values()]
-        if any(t is None for t in times):
+    def median_of(times: list[float | None]) -> float | None:
+        reached = [t for t in times if t is not None]
+        if len(reached) < len(times):
             return None  # a run that never got there: no median to report
-        return statistics.median(times)
+        return statistics.median(reached)
+
+    def median(cond: str) -> float | None:
+        return median_of([r["time_to_threshold_s"] for r in runs[cond].values()])
 
     def milestone_median(cond: str, m: float) -> float | None:
-        times = [r["time_to_s"][f"{m:g}"] for r in runs[cond].values()]
-        return None if any(t is None for t in times) else statistics.median(times)
+        return median_of([r["time_to_s"][f"{m:g}"] for r in runs[cond].values()])
 
     result = {"threshold": args.threshold, "criterion": args.criterion, "demo_ratio": args.demo_ratio,
               "episodes": args.episodes, "seeds": args.seeds, "median_s": {c: median(c) for c in runs},
