@@ -407,7 +407,7 @@ def test_the_fast_decoders_equal_the_generic_deserialiser(frame_id: str) -> None
     """The hot-path CDR decoders (JointState, Imu, a command's data) give what rosbags' deserialiser gives,
     whatever the string lengths (alignment), and refuse what is not little-endian CDR."""
     from async_naf.run.convert_raw import _joint_state, fast_f64_data, fast_imu, fast_joint_state
-    from async_naf.sensing.door_angle.bag import imu_msg_to_sample
+    from async_naf.wire.imu import imu_msg_to_sample
 
     store = _store()
     t = store.types

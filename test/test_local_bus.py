@@ -272,3 +272,141 @@ def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outsi
     finally:
         proc.executor.remove_node(node)
         node.destroy_node()
+
+
+class FloatAdapter:
+    """A test adapter: a Python float <-> Float64MultiArray with one value (counts its conversions)."""
+
+    ros_type = Float64MultiArray
+
+    def __init__(self) -> None:
+        self.to_ros_calls = 0
+        self.from_ros_calls = 0
+
+    def to_ros(self, value: float) -> Float64MultiArray:
+        self.to_ros_calls += 1
+        return msg(value)
+
+    def from_ros(self, m: Float64MultiArray) -> float:
+        self.from_ros_calls += 1
+        if len(m.data) != 1:
+            raise ValueError(f"{len(m.data)} values, expected 1")
+        return float(m.data[0])
+
+
+def test_type_adaptation_hands_the_value_over_and_builds_a_message_only_for_those_who_need_one(
+        proc: Process, ros_env: dict[str, str]) -> None:
+    """REP 2007-style type adaptation on the bus: an adapted subscription gets the publisher's value itself,
+    an unadapted one (and DDS, once someone outside listens) the message, built once per publish."""
+    pub_adapter, sub_adapter = FloatAdapter(), FloatAdapter()
+    values: list[float] = []
+    messages: list[Float64MultiArray] = []
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2, adapter=pub_adapter)
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter", values.append, DEPTH2, adapter=sub_adapter)
+    sent = 2.5
+    pub.publish(sent)
+    proc.spin_until(lambda: len(values) == 1)
+    assert values[0] is sent  # the very object: nothing was converted
+    assert pub_adapter.to_ros_calls == 0 and sub_adapter.from_ros_calls == 0 and pub.published_dds == 0
+    _local.create_subscription(proc.a, Float64MultiArray, "chatter", messages.append, DEPTH2)  # unadapted
+    probe = Probe(ros_env)
+    outside: list[float] = []
+    try:
+        probe.node.create_subscription(Float64MultiArray, "/robot_9/chatter", lambda m: outside.append(m.data[0]),
+                                       DEPTH2)
+        proc.spin_until(lambda: pub.ros.get_subscription_count() == 1)
+        pub.publish(4.0)
+        proc.spin_until(lambda: len(values) == 2 and len(messages) == 1)
+        probe.spin_until(lambda: outside == [4.0], 10.0, "the adapted value as a message over DDS")
+        assert values[1] == 4.0 and list(messages[0].data) == [4.0]
+        assert pub_adapter.to_ros_calls == 1  # one message for the local reader and DDS together
+        assert sub_adapter.from_ros_calls == 0
+    finally:
+        probe.close()
+
+
+def test_an_adapted_subscription_converts_messages_and_reports_the_ones_it_cannot(proc: Process) -> None:
+    """Fed a plain message (an unadapted publisher here, or DDS): ``from_ros`` converts it in the delivery
+    task; a message it cannot convert goes to ``on_invalid``, never to the callback."""
+    adapter = FloatAdapter()
+    values: list[float] = []
+    invalid: list[str] = []
+    _local.create_subscription(proc.b, Float64MultiArray, "chatter", values.append, DEPTH2, adapter=adapter,
+                               on_invalid=lambda exc: invalid.append(str(exc)))
+    pub = _local.create_publisher(proc.a, Float64MultiArray, "chatter", DEPTH2)
+    bad = Float64MultiArray()
+    bad.data = [1.0, 2.0]
+    pub.publish(msg(1.5))
+    pub.publish(bad)
+    assert adapter.from_ros_calls == 0  # never inside publish
+    proc.spin_until(lambda: len(values) + len(invalid) == 2)
+    assert values == [1.5] and invalid == ["2 values, expected 1"]
+
+
+def test_type_adaptation_without_a_bus_converts_on_both_ends(ros_env: dict[str, str]) -> None:
+    """A node in a process of its own: the same calls publish and receive messages over DDS."""
+    context = Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        node = Node("plain", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        values: list[float] = []
+        invalid: list[ValueError] = []
+        pub = _local.create_publisher(node, Float64MultiArray, "chatter", DEPTH2, adapter=FloatAdapter())
+        sub = _local.create_subscription(node, Float64MultiArray, "chatter", values.append, DEPTH2,
+                                         adapter=FloatAdapter(), on_invalid=invalid.append)
+        raw = node.create_publisher(Float64MultiArray, "chatter", DEPTH2)
+        end = time.monotonic() + 10.0
+        while pub.get_subscription_count() < 1 or raw.get_subscription_count() < 1:
+            assert time.monotonic() < end, "no match"
+            executor.spin_once(timeout_sec=0.05)
+        pub.publish(3.0)
+        raw.publish(Float64MultiArray())  # no values: invalid
+        while len(values) + len(invalid) < 2:
+            assert time.monotonic() < end, "timed out"
+            executor.spin_once(timeout_sec=0.05)
+        assert values == [3.0] and len(invalid) == 1 and "0 values" in str(invalid[0])
+        with pytest.raises(ValueError, match="converts Float64MultiArray"):
+            from sensor_msgs.msg import Imu
+
+            _local.create_publisher(node, Imu, "imu", DEPTH2, adapter=FloatAdapter())
+        _local.destroy_subscription(node, sub)
+        _local.destroy_publisher(node, pub)
+        executor.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_the_imu_and_policy_step_adapters_round_trip() -> None:
+    """The node adapters convert both ways without loss (the sim's IMU samples, the policy's steps)."""
+    import numpy as np
+
+    from async_naf.nodes._msgs import ImuAdapter, PolicyStepAdapter
+    from async_naf.wire.imu import ImuSample
+    from async_naf.wire.layouts import LayoutError, PolicyStep
+
+    cov = np.diag([1e-4, 2e-4, 3e-4])
+    sample = ImuSample(12_345_678_901, np.array([0.1, -0.2, 0.3]), np.array([0.5, 0.0, 9.81]), cov, 2 * cov)
+    imu = ImuAdapter("door_imu_link")
+    m = imu.to_ros(sample)
+    assert m.header.frame_id == "door_imu_link" and m.orientation_covariance[0] == -1.0
+    back = imu.from_ros(m)
+    assert back.stamp_ns == sample.stamp_ns
+    np.testing.assert_array_equal(back.gyro, sample.gyro)
+    np.testing.assert_array_equal(back.accel, sample.accel)
+    np.testing.assert_array_equal(back.gyro_cov, cov)
+    np.testing.assert_array_equal(back.accel_cov, 2 * cov)
+    assert imu.from_ros(imu.to_ros(sample._replace(gyro_cov=None))).gyro_cov is None  # unknown stays unknown
+
+    rng = np.random.default_rng(0)
+    step = PolicyStep(12.5, 3, 7, rng.normal(size=25), rng.normal(size=7), rng.normal(size=7), rng.normal(size=7),
+                      rng.normal(size=3), 0.25, -0.5)
+    adapter = PolicyStepAdapter(25, 7)
+    got = adapter.from_ros(adapter.to_ros(step))
+    assert (got.stamp_s, got.episode, got.step, got.door_angle, got.door_velocity) == (12.5, 3, 7, 0.25, -0.5)
+    for name in ("obs", "action", "joint_pos", "joint_vel", "ee_pos"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(step, name))
+    with pytest.raises(LayoutError):
+        PolicyStepAdapter(24, 7).from_ros(adapter.to_ros(step))  # another task's size

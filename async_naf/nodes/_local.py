@@ -22,6 +22,16 @@ commands, policy steps, goals, ground truth):
   reader, so no duplicates); one whose topic has none (``/trainer/weights``, a real arm's ``joint_states``)
   keeps its DDS reader. A publisher created later moves the topic's subscriptions onto the bus.
 
+- **Type adaptation** (what REP 2007 gives rclcpp: ``rclcpp::TypeAdapter``): a publisher or subscription
+  created with a :class:`TypeAdapter` speaks a custom in-process type (an ``ImuSample``, a ``PolicyStep``)
+  instead of the ROS message. Between an adapted publisher and a subscription with the same adapter class
+  the value itself is handed over (no message is built or read); every other reader gets the ROS message,
+  built once per publish by ``adapter.to_ros`` (DDS, unadapted local subscriptions), and an adapted
+  subscription fed a ROS message (over DDS, or from an unadapted publisher) gets ``adapter.from_ros(msg)``;
+  a message it cannot convert (``ValueError``) goes to the subscription's ``on_invalid`` instead of its
+  callback. Without a bus the same calls convert on every publish and receive, so a node's code is the same
+  in every layout.
+
 An exception in a callback delivered by the bus is kept and re-raised by :meth:`LocalBus.raise_pending` in
 the container's spin loop (rclpy's EventsExecutor would crash the process on an exception inside a task).
 """
@@ -29,11 +39,68 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
 _BUS: LocalBus | None = None
+
+
+class TypeAdapter(Protocol):
+    """A custom in-process type for one ROS message type (REP 2007's ``rclcpp::TypeAdapter``, for rclpy).
+
+    Adapters of one class must convert alike: the bus hands a value from an adapted publisher to a
+    subscription whose adapter has the same class without converting it.
+    """
+
+    ros_type: type
+
+    def to_ros(self, value: Any) -> Any:
+        """The ROS message for ``value`` (a new message each call)."""
+
+    def from_ros(self, msg: Any) -> Any:
+        """The value for a received ROS message; raises ``ValueError`` if it cannot be converted."""
+
+
+def _same_kind(a: TypeAdapter | None, b: TypeAdapter | None) -> bool:
+    return a is not None and b is not None and type(a) is type(b)
+
+
+class AdaptedPublisher:
+    """An rclpy publisher that takes an adapter's values (a node in a process of its own: no bus)."""
+
+    def __init__(self, ros: Any, adapter: TypeAdapter) -> None:
+        self.ros = ros
+        self.adapter = adapter
+
+    @property
+    def topic_name(self) -> str:
+        return str(self.ros.topic_name)
+
+    def get_subscription_count(self) -> int:
+        return int(self.ros.get_subscription_count())
+
+    def publish(self, value: Any) -> None:
+        self.ros.publish(self.adapter.to_ros(value))
+
+    def wait_for_all_acked(self, timeout: Any) -> bool:
+        return bool(self.ros.wait_for_all_acked(timeout))
+
+
+def adapted_callback(adapter: TypeAdapter, callback: Callable[[Any], None],
+                     on_invalid: Callable[[ValueError], None] | None) -> Callable[[Any], None]:
+    """A message callback that converts with ``adapter.from_ros`` and calls ``callback`` with the value (a
+    message it cannot convert goes to ``on_invalid``; without one the ``ValueError`` propagates)."""
+    def receive(msg: Any) -> None:
+        try:
+            value = adapter.from_ros(msg)
+        except ValueError as exc:
+            if on_invalid is None:
+                raise
+            on_invalid(exc)
+            return
+        callback(value)
+    return receive
 
 
 def install(bus: LocalBus | None) -> None:
@@ -50,9 +117,11 @@ def current() -> LocalBus | None:
 class LocalPublisher:
     """An rclpy publisher whose messages also reach this process's subscriptions through the bus."""
 
-    def __init__(self, bus: LocalBus, ros: Any, key: tuple[str, type], latched: bool) -> None:
+    def __init__(self, bus: LocalBus, ros: Any, key: tuple[str, type], latched: bool,
+                 adapter: TypeAdapter | None = None) -> None:
         self.ros = ros
         self.key = key
+        self.adapter = adapter
         self._bus = bus
         self._latched = latched
         self.published_local = 0  # messages handed to subscriptions in this process
@@ -67,11 +136,12 @@ class LocalPublisher:
         return int(self.ros.get_subscription_count()) + self._bus.local_subscriptions(self.key)
 
     def publish(self, msg: Any) -> None:
-        """Queue ``msg`` for this process's subscriptions; write it to DDS if anyone else listens."""
-        if self._bus.deliver(self.key, msg):
+        """Queue ``msg`` (the adapter's value for an adapted publisher) for this process's subscriptions;
+        write it to DDS if anyone else listens."""
+        if self._bus.deliver(self.key, msg, self.adapter):
             self.published_local += 1
         if self._latched or self.ros.get_subscription_count() > 0:
-            self.ros.publish(msg)
+            self.ros.publish(msg if self.adapter is None else self._bus.as_ros(msg, self.adapter))
             self.published_dds += 1
 
     def wait_for_all_acked(self, timeout: Any) -> bool:
@@ -87,13 +157,17 @@ class LocalSubscription:
     """A subscription fed by the bus while its topic has a publisher in this process, else by DDS."""
 
     def __init__(self, bus: LocalBus, node: Any, key: tuple[str, type], callback: Callable[[Any], None],
-                 qos: QoSProfile) -> None:
+                 qos: QoSProfile, adapter: TypeAdapter | None = None,
+                 on_invalid: Callable[[ValueError], None] | None = None) -> None:
         self.key = key
         self.callback = callback
+        self.adapter = adapter
+        self.on_invalid = on_invalid
         self.node = node
         self.qos = qos
         depth = int(qos.depth) if qos.history == HistoryPolicy.KEEP_LAST else 0
-        self.queue: deque[Any] = deque(maxlen=depth if depth > 0 else None)
+        # (payload, is_value): an adapter's value, or a ROS message (converted on delivery if adapted)
+        self.queue: deque[tuple[Any, bool]] = deque(maxlen=depth if depth > 0 else None)
         self.ros: Any = None  # the DDS reader while the topic has no publisher here
         self.overwritten = 0  # messages dropped by the KEEP_LAST depth before delivery
         self._bus = bus
@@ -101,6 +175,24 @@ class LocalSubscription:
     @property
     def topic_name(self) -> str:
         return self.key[0]
+
+    def dds_callback(self) -> Callable[[Any], None]:
+        """The callback of this subscription's DDS reader (ROS messages: converted if adapted)."""
+        if self.adapter is None:
+            return self.callback
+        return adapted_callback(self.adapter, self.callback, self.on_invalid)
+
+    def receive(self, payload: Any, is_value: bool) -> None:
+        """Run the callback on one queued payload (converting a ROS message for an adapted subscription)."""
+        if self.adapter is not None and not is_value:
+            try:
+                payload = self.adapter.from_ros(payload)
+            except ValueError as exc:
+                if self.on_invalid is None:
+                    raise
+                self.on_invalid(exc)
+                return
+        self.callback(payload)
 
     def destroy(self, node: Any) -> None:
         self._bus.remove_subscription(self)
@@ -119,20 +211,24 @@ class LocalBus:
         self._executor: Any = None
         self._scheduled = False
         self._error: BaseException | None = None
+        self._last_ros: tuple[Any, TypeAdapter, Any] | None = None
 
     # ------------------------------------------------------------------------------ wiring
-    def add_publisher(self, node: Any, msg_type: type, topic: str, qos: QoSProfile) -> LocalPublisher:
+    def add_publisher(self, node: Any, msg_type: type, topic: str, qos: QoSProfile,
+                      adapter: TypeAdapter | None = None) -> LocalPublisher:
         ros = node.create_publisher(msg_type, topic, qos)
         key = (str(ros.topic_name), msg_type)
-        pub = LocalPublisher(self, ros, key, latched=qos.durability == DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = LocalPublisher(self, ros, key, latched=qos.durability == DurabilityPolicy.TRANSIENT_LOCAL,
+                             adapter=adapter)
         self._pubs.setdefault(key, []).append(pub)
         self._rewire(key)
         return pub
 
     def add_subscription(self, node: Any, msg_type: type, topic: str, callback: Callable[[Any], None],
-                         qos: QoSProfile) -> LocalSubscription:
+                         qos: QoSProfile, adapter: TypeAdapter | None = None,
+                         on_invalid: Callable[[ValueError], None] | None = None) -> LocalSubscription:
         key = (node.resolve_topic_name(topic), msg_type)
-        sub = LocalSubscription(self, node, key, callback, qos)
+        sub = LocalSubscription(self, node, key, callback, qos, adapter, on_invalid)
         self._subs.setdefault(key, []).append(sub)
         self._rewire(key)
         return sub
@@ -161,7 +257,7 @@ class LocalBus:
                 sub.node.destroy_subscription(sub.ros)
                 sub.ros = None
             elif not local and sub.ros is None:
-                sub.ros = sub.node.create_subscription(key[1], key[0], sub.callback, sub.qos)
+                sub.ros = sub.node.create_subscription(key[1], key[0], sub.dds_callback(), sub.qos)
 
     # ------------------------------------------------------------------------------ delivery
     def attach(self, executor: Any) -> None:
@@ -170,20 +266,40 @@ class LocalBus:
         if self._order:
             self._schedule()
 
-    def deliver(self, key: tuple[str, type], msg: Any) -> bool:
-        """Queue ``msg`` for the bus-fed subscriptions on ``key``; True if there was one."""
+    def deliver(self, key: tuple[str, type], msg: Any, adapter: TypeAdapter | None = None) -> bool:
+        """Queue ``msg`` (``adapter``'s value if given) for the bus-fed subscriptions on ``key``; True if there
+        was one. A subscription with an adapter of the same class gets the value, any other the ROS message
+        (built once)."""
         queued = False
+        ros_msg = None
         for sub in self._subs.get(key, ()):
             if sub.ros is not None:
                 continue
             if sub.queue.maxlen is not None and len(sub.queue) == sub.queue.maxlen:
                 sub.overwritten += 1
-            sub.queue.append(msg)
+            if adapter is None:
+                sub.queue.append((msg, False))
+            elif _same_kind(adapter, sub.adapter):
+                sub.queue.append((msg, True))
+            else:
+                if ros_msg is None:
+                    ros_msg = self.as_ros(msg, adapter)
+                sub.queue.append((ros_msg, False))
             self._order.append(sub)
             queued = True
         if queued:
             self._schedule()
         return queued
+
+    def as_ros(self, value: Any, adapter: TypeAdapter) -> Any:
+        """``adapter.to_ros(value)``, built once per published value (the last one is remembered: a publish
+        that goes both to this process and to DDS converts once)."""
+        last = self._last_ros
+        if last is not None and last[0] is value and last[1] is adapter:
+            return last[2]
+        msg = adapter.to_ros(value)
+        self._last_ros = (value, adapter, msg)
+        return msg
 
     def _schedule(self) -> None:
         if not self._scheduled and self._executor is not None and self._error is None:
@@ -198,8 +314,8 @@ class LocalBus:
             for _ in range(len(self._order)):
                 sub = self._order.popleft()
                 if sub.queue:  # empty: its oldest message was overwritten (KEEP_LAST) or it was destroyed
-                    msg = sub.queue.popleft()
-                    sub.callback(msg)
+                    payload, is_value = sub.queue.popleft()
+                    sub.receive(payload, is_value)
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending in the spin loop
             self._error = exc
             return
@@ -213,20 +329,37 @@ class LocalBus:
             raise error
 
 
-def create_publisher(node: Any, msg_type: type, topic: str, qos: QoSProfile) -> Any:
-    """``node.create_publisher``, through the process's bus when there is one."""
+def create_publisher(node: Any, msg_type: type, topic: str, qos: QoSProfile,
+                     adapter: TypeAdapter | None = None) -> Any:
+    """``node.create_publisher``, through the process's bus when there is one. With ``adapter`` (its
+    ``ros_type`` must be ``msg_type``) the publisher takes the adapter's values."""
+    _check_adapter(adapter, msg_type)
     bus = _BUS
-    return node.create_publisher(msg_type, topic, qos) if bus is None else bus.add_publisher(node, msg_type, topic,
-                                                                                           qos)
+    if bus is not None:
+        return bus.add_publisher(node, msg_type, topic, qos, adapter)
+    ros = node.create_publisher(msg_type, topic, qos)
+    return ros if adapter is None else AdaptedPublisher(ros, adapter)
 
 
 def create_subscription(node: Any, msg_type: type, topic: str, callback: Callable[[Any], None],
-                        qos: QoSProfile) -> Any:
-    """``node.create_subscription``, through the process's bus when there is one."""
+                        qos: QoSProfile, adapter: TypeAdapter | None = None,
+                        on_invalid: Callable[[ValueError], None] | None = None) -> Any:
+    """``node.create_subscription``, through the process's bus when there is one. With ``adapter`` the
+    callback gets the adapter's values; a message it cannot convert goes to ``on_invalid`` (see the module
+    docstring)."""
+    _check_adapter(adapter, msg_type)
     bus = _BUS
-    if bus is None:
-        return node.create_subscription(msg_type, topic, callback, qos)
-    return bus.add_subscription(node, msg_type, topic, callback, qos)
+    if bus is not None:
+        return bus.add_subscription(node, msg_type, topic, callback, qos, adapter, on_invalid)
+    if adapter is not None:
+        callback = adapted_callback(adapter, callback, on_invalid)
+    return node.create_subscription(msg_type, topic, callback, qos)
+
+
+def _check_adapter(adapter: TypeAdapter | None, msg_type: type) -> None:
+    if adapter is not None and adapter.ros_type is not msg_type:
+        raise ValueError(f"adapter {type(adapter).__name__} converts {adapter.ros_type.__name__}, "
+                         f"not {msg_type.__name__}")
 
 
 def more_queued(sub: Any) -> bool:
@@ -245,6 +378,8 @@ def destroy_publisher(node: Any, pub: Any) -> None:
     """``node.destroy_publisher`` for what :func:`create_publisher` returned."""
     if isinstance(pub, LocalPublisher):
         pub.destroy(node)
+    elif isinstance(pub, AdaptedPublisher):
+        node.destroy_publisher(pub.ros)
     else:
         node.destroy_publisher(pub)
 

@@ -33,9 +33,12 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, UInt8MultiArray
 
-from async_naf.wire.layouts import ArrayMsg
+from async_naf.wire.imu import ImuSample, imu_msg_to_sample
+from async_naf.wire.joints import JointStates
+from async_naf.wire.layouts import ArrayMsg, PolicyStep, decode_policy_step, encode_policy_step
 
 SENSOR = qos_profile_sensor_data
 IMU = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE,
@@ -90,3 +93,105 @@ def from_msg(msg: object) -> ArrayMsg:
 def stamp_to_s(stamp: object) -> float:
     """builtin_interfaces/Time -> seconds (float)."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------- type adapters
+# (async_naf.nodes._local.TypeAdapter: in a composed robot the value itself goes from node to node; the ROS
+# message is built only for readers that need it, e.g. a recorder or ``ros2 topic echo`` in another process)
+
+
+class ImuAdapter:
+    """``door/imu``: :class:`~async_naf.wire.imu.ImuSample` <-> ``sensor_msgs/Imu``.
+
+    No orientation (``orientation_covariance[0] = -1``, REP 145); unknown covariances as all zeros (the
+    message's convention for "unknown" in the other two fields). Each noise model's covariance matrix becomes
+    one read-only float64 array shared by its messages (rclpy takes a float64 array of the right size as it
+    is, without a check per element).
+    """
+
+    ros_type = Imu
+
+    def __init__(self, frame_id: str = "") -> None:
+        self.frame_id = frame_id
+        self._flat: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
+
+    def to_ros(self, sample: ImuSample) -> Imu:
+        msg = Imu()
+        msg.header.frame_id = self.frame_id
+        ns = int(sample.stamp_ns)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        msg.orientation_covariance[0] = -1.0
+        g, a = sample.gyro, sample.accel
+        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = float(g[0]), float(g[1]), float(g[2])
+        msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
+            float(a[0]), float(a[1]), float(a[2]))
+        if sample.gyro_cov is not None:
+            msg.angular_velocity_covariance = self._flat_cov(0, sample.gyro_cov)
+        if sample.accel_cov is not None:
+            msg.linear_acceleration_covariance = self._flat_cov(1, sample.accel_cov)
+        return msg
+
+    def _flat_cov(self, slot: int, cov: np.ndarray) -> np.ndarray:
+        cached = self._flat[slot]
+        if cached is None or cached[0] is not cov:
+            flat = np.array(cov, dtype=np.float64).ravel()
+            flat.flags.writeable = False
+            cached = self._flat[slot] = (cov, flat)
+        return cached[1]
+
+    def from_ros(self, msg: Imu) -> ImuSample:
+        return imu_msg_to_sample(msg)
+
+
+class PolicyStepAdapter:
+    """``policy/step``: :class:`~async_naf.wire.layouts.PolicyStep` <-> ``Float64MultiArray`` (the layout
+    ``layouts.POLICY_STEP``); a message of another layout or task size raises ``LayoutError`` (a
+    ``ValueError``)."""
+
+    ros_type = Float64MultiArray
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+
+    def to_ros(self, step: PolicyStep) -> Float64MultiArray:
+        return to_msg(encode_policy_step(step), Float64MultiArray)
+
+    def from_ros(self, msg: Float64MultiArray) -> PolicyStep:
+        return decode_policy_step(from_msg(msg), self.obs_dim, self.act_dim)
+
+
+def _double_array(values: np.ndarray) -> array.array:
+    """numpy -> array.array('d'), the message setters' fast path for float64[] (no check per element)."""
+    buf = array.array("d")
+    buf.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return buf
+
+
+def _float_array(values: object) -> np.ndarray:
+    """A float64[] message field (array.array('d') from the middleware) as numpy, without a copy."""
+    if isinstance(values, array.array) and values.typecode == "d":
+        return np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
+    return np.asarray(values, dtype=np.float64)
+
+
+class JointStateAdapter:
+    """``joint_states``, ``door/joint_states``, ``ground_truth/door_state``:
+    :class:`~async_naf.wire.joints.JointStates` <-> ``sensor_msgs/JointState`` (no frame id, as
+    joint_state_broadcaster publishes it). Receivers check names and sizes themselves: every message
+    converts."""
+
+    ros_type = JointState
+
+    def to_ros(self, js: JointStates) -> JointState:
+        msg = JointState()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(js.stamp_ns), 1_000_000_000)
+        msg.name = list(js.name)
+        msg.position = _double_array(js.position)
+        msg.velocity = _double_array(js.velocity)
+        msg.effort = _double_array(js.effort)
+        return msg
+
+    def from_ros(self, msg: JointState) -> JointStates:
+        stamp = msg.header.stamp
+        return JointStates(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), tuple(msg.name),
+                           _float_array(msg.position), _float_array(msg.velocity), _float_array(msg.effort))

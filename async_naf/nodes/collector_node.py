@@ -42,6 +42,7 @@ from async_naf.collecting.loop import TICK_S, Actions, CollectorLoop
 from async_naf.nodes import _local, _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.wire import layouts
+from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
@@ -64,11 +65,16 @@ class CollectorNode(Node):
         self._tr_pub = self.create_publisher(Float32MultiArray, "/trainer/transitions", _msgs.STREAM)
         self._stats_pub = self.create_publisher(Float64MultiArray, "/trainer/episode_stats", _msgs.STREAM)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        _local.create_subscription(self, Float64MultiArray, "policy/step", self._on_step, _msgs.STREAM)
+        # PolicyStep values (type adaptation: from the policy in this process without a message)
+        task = self.asm.task
+        _local.create_subscription(self, Float64MultiArray, "policy/step", self._on_step, _msgs.STREAM,
+                                   adapter=_msgs.PolicyStepAdapter(task.obs_dim, task.act_dim),
+                                   on_invalid=self._on_invalid_step)
         self.create_subscription(Float64MultiArray, "/trainer/acks", self._on_ack, _msgs.LATCHED)
         is_door = self.loop.is_door
         if is_door and self.cfg.use_ground_truth:
-            _local.create_subscription(self, JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR)
+            _local.create_subscription(self, JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR,
+                                       adapter=_msgs.JointStateAdapter())
         self._trigger_clients = {"reset": self.create_client(Trigger, "sim/reset")}
         if is_door and self.cfg.zero_door_on_reset:
             self._trigger_clients["zero"] = self.create_client(Trigger, "door_angle/zero")
@@ -90,13 +96,12 @@ class CollectorNode(Node):
         return self.loop.done
 
     # ------------------------------------------------------------------------------ message -> loop
-    def _on_step(self, msg: Float64MultiArray) -> None:
-        try:
-            step = layouts.decode_policy_step(_msgs.from_msg(msg), self.asm.task.obs_dim, self.asm.task.act_dim)
-        except LayoutError as exc:
-            self._drop("step_layout", f"malformed policy step dropped: {exc}")
-            return
+    def _on_step(self, step: layouts.PolicyStep) -> None:
+        """One policy step (checked again, shapes and finiteness, by the episode assembler)."""
         self._do(self.loop.on_step(step, time.monotonic()))
+
+    def _on_invalid_step(self, exc: ValueError) -> None:
+        self._drop("step_layout", f"malformed policy step dropped: {exc}")
 
     def _on_ack(self, msg: Float64MultiArray) -> None:
         try:
@@ -106,16 +111,16 @@ class CollectorNode(Node):
             return
         self._do(self.loop.on_ack(ack))
 
-    def _on_truth(self, msg: JointState) -> None:
+    def _on_truth(self, msg: JointStates) -> None:
         try:
-            names = list(msg.name)
+            names = msg.name
             i, j = names.index("door_hinge"), names.index("door_handle")
             truth = GroundTruth(float(msg.position[i]), float(msg.velocity[i]) if len(msg.velocity) > i else 0.0,
                                 float(msg.position[j]))
         except (ValueError, IndexError):
             self._drop("truth", "ground_truth/door_state without door_hinge/door_handle dropped")
             return
-        self._do(self.loop.on_truth(_msgs.stamp_to_s(msg.header.stamp), truth, time.monotonic()))
+        self._do(self.loop.on_truth(msg.stamp_s, truth, time.monotonic()))
 
     def _tick(self) -> None:
         now = time.monotonic()

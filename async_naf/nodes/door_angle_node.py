@@ -39,6 +39,7 @@ import math
 import sys
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -47,12 +48,15 @@ from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
 from async_naf.nodes import _local
-from async_naf.nodes._msgs import IMU, SENSOR
+from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
-from async_naf.sensing.door_angle.bag import imu_msg_to_sample
+from async_naf.wire.imu import ImuSample
+from async_naf.wire.joints import JointStates
 
 JOINT_NAME = "door_hinge"
+_NO_EFFORT = np.zeros(0)
+_NO_EFFORT.flags.writeable = False
 
 
 class DoorAngleNode(Node):
@@ -76,16 +80,19 @@ class DoorAngleNode(Node):
         # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         # pubs/subs/services/timers
-        self.joint_pub = _local.create_publisher(self, JointState, "door/joint_states", SENSOR)
+        self.joint_pub = _local.create_publisher(self, JointState, "door/joint_states", SENSOR,
+                                                 adapter=JointStateAdapter())
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        self.imu_sub = _local.create_subscription(self, Imu, "door/imu", self.on_imu, IMU)
+        # ImuSample values (type adaptation: from the sim in this process without an Imu message)
+        self.imu_sub = _local.create_subscription(self, Imu, "door/imu", self.on_imu, IMU, adapter=ImuAdapter(),
+                                                  on_invalid=self._on_invalid_imu)
         self.zero_srv = self.create_service(Trigger, "~/zero", self.on_zero)
         self.diag_timer = self.create_timer(diag_period, self.publish_diagnostics, clock=self._steady)
         axis = "identified online" if self.config.hinge_axis is None else f"configured {self.config.hinge_axis}"
         self.get_logger().info(f"door angle from {self.imu_sub.topic_name}: hinge axis {axis}; door assumed closed")
 
-    def on_imu(self, msg: Imu) -> None:
-        sample = imu_msg_to_sample(msg)
+    def on_imu(self, sample: ImuSample) -> None:
+        """One IMU sample (header stamp in ns, sensor frame): estimate, then publish the door state."""
         self._restart_on_time_jump(sample.stamp_ns)
         self._last_msg_wall_ns = time.monotonic_ns()  # the steady clock's (CLOCK_MONOTONIC), without an rclpy call
         state = self.estimator.update(sample)
@@ -102,12 +109,12 @@ class DoorAngleNode(Node):
         if _local.more_queued(self.imu_sub) and _local.heard_only_here(self.joint_pub):
             self.coalesced += 1  # a newer sample of the same burst follows at once: only its estimate is sent
             return
-        out = JointState()
-        out.header.stamp = msg.header.stamp
-        out.name = [JOINT_NAME]
-        out.position = [state.angle]
-        out.velocity = [state.velocity]
-        self.joint_pub.publish(out)
+        self.joint_pub.publish(JointStates(sample.stamp_ns, (JOINT_NAME,), np.array([state.angle]),
+                                           np.array([state.velocity]), _NO_EFFORT))
+
+    def _on_invalid_imu(self, exc: ValueError) -> None:
+        self.estimator.dropped["invalid"] += 1
+        self.get_logger().warning(f"IMU message dropped: {exc}", throttle_duration_sec=2.0)
 
     def _restart_on_time_jump(self, stamp_ns: int) -> None:
         """An IMU stamp far behind the last one (bag loop, sim restart): restart instead of dropping all."""

@@ -23,7 +23,6 @@ is a few small numpy matrix products, and this process never imports torch.
 """
 from __future__ import annotations
 
-import array
 import math
 import sys
 import time
@@ -43,18 +42,12 @@ from async_naf.nodes import _local, _msgs
 from async_naf.nodes._params import declare_from_dataclass, watch_parameters
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
+from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
 
 DOOR_JOINT = "door_hinge"
 DYNAMIC_PARAMS = {"eval_mode", "exploration_scale", "noise.scale", "noise.scale_final", "noise.anneal_steps",
                   "noise.kind", "noise.theta", "noise.dt"}
-
-
-def _as_array(values: Any) -> np.ndarray:
-    """A float64[] message field (array.array('d') from the middleware) as numpy, without a copy."""
-    if isinstance(values, array.array) and values.typecode == "d":
-        return np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
-    return np.asarray(values, dtype=np.float64)
 
 
 class PolicyNode(LifecycleNode):
@@ -101,13 +94,19 @@ class PolicyNode(LifecycleNode):
         self.loop = PolicyLoop(self.cfg, runner, on_drop=self._log_drop, n_joints=len(self._arm_names))
         self._cmd_pub = _local.create_publisher(self, Float64MultiArray, "forward_velocity_controller/commands",
                                                 _msgs.COMMANDS)
-        self._step_pub = _local.create_publisher(self, Float64MultiArray, "policy/step", _msgs.STREAM)
+        # PolicyStep values (type adaptation: the collector in this process gets them without a message)
+        self._step_pub = _local.create_publisher(self, Float64MultiArray, "policy/step", _msgs.STREAM,
+                                                 adapter=_msgs.PolicyStepAdapter(runner.task.obs_dim,
+                                                                                 runner.task.act_dim))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        subs = [_local.create_subscription(self, JointState, "joint_states", self._on_joint_states, _msgs.SENSOR),
+        joints = _msgs.JointStateAdapter()  # JointStates values: from the sim in this process without a message
+        subs = [_local.create_subscription(self, JointState, "joint_states", self._on_joint_states, _msgs.SENSOR,
+                                           adapter=joints),
                 _local.create_subscription(self, Float64MultiArray, "task/goal", self._on_goal, _msgs.LATCHED),
                 self.create_subscription(UInt8MultiArray, "/trainer/weights", self._on_weights, _msgs.LATCHED)]
         if runner.task.is_door:
-            subs.append(_local.create_subscription(self, JointState, "door/joint_states", self._on_door, _msgs.SENSOR))
+            subs.append(_local.create_subscription(self, JointState, "door/joint_states", self._on_door, _msgs.SENSOR,
+                                                   adapter=joints))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         loop = self.loop
         timers = []
@@ -199,7 +198,7 @@ class PolicyNode(LifecycleNode):
             return
         self._publish(self._core.on_goal(goal, time.monotonic()))
 
-    def _on_joint_states(self, msg: JointState) -> None:
+    def _on_joint_states(self, msg: JointStates) -> None:
         js = self._parse_joint_state(msg)
         if js is not None:
             self._publish(self._core.on_joint_state(js, js.received))
@@ -220,9 +219,9 @@ class PolicyNode(LifecycleNode):
     def _on_door_tick(self) -> None:
         self._publish(self._core.on_door_deadline(time.monotonic()))
 
-    def _on_door(self, msg: JointState) -> None:
+    def _on_door(self, msg: JointStates) -> None:
         try:
-            i = list(msg.name).index(DOOR_JOINT)
+            i = msg.name.index(DOOR_JOINT)
             angle, vel = float(msg.position[i]), float(msg.velocity[i]) if len(msg.velocity) > i else 0.0
         except (ValueError, IndexError):
             self._core.drop("door_state", f"door/joint_states without '{DOOR_JOINT}' position dropped")
@@ -230,7 +229,7 @@ class PolicyNode(LifecycleNode):
         if not (np.isfinite(angle) and np.isfinite(vel)):
             self._core.drop("door_state", "non-finite door estimate dropped")
             return
-        self._publish(self._core.on_door(_msgs.stamp_to_s(msg.header.stamp), angle, vel, time.monotonic()))
+        self._publish(self._core.on_door(msg.stamp_s, angle, vel, time.monotonic()))
 
     # ---------------------------------------------------------------------------------- loop -> message
     def _publish(self, out: Output | None) -> None:
@@ -241,10 +240,10 @@ class PolicyNode(LifecycleNode):
         cmd.data = out.command.tolist()
         self._cmd_pub.publish(cmd)
         if out.step is not None:
-            self._step_pub.publish(_msgs.to_msg(layouts.encode_policy_step(out.step), Float64MultiArray))
+            self._step_pub.publish(out.step)
 
-    def _parse_joint_state(self, msg: JointState) -> JointSample | None:
-        names = tuple(msg.name)
+    def _parse_joint_state(self, msg: JointStates) -> JointSample | None:
+        names = msg.name
         index = self._joint_index.get(names)
         if index is None and names not in self._joint_index:
             try:
@@ -255,7 +254,7 @@ class PolicyNode(LifecycleNode):
         if index is None:
             self._core.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}")
             return None
-        pos, vel = _as_array(msg.position), _as_array(msg.velocity)
+        pos, vel = msg.position, msg.velocity
         if pos.size != len(names) or vel.size != len(names):
             self._core.drop("joint_state", "joint_states position/velocity sizes do not match the names")
             return None
@@ -263,7 +262,7 @@ class PolicyNode(LifecycleNode):
         if not math.isfinite(float(q.sum() + qd.sum())):  # any NaN/Inf makes the sum non-finite
             self._core.drop("joint_state", "non-finite joint state dropped")
             return None
-        return JointSample(_msgs.stamp_to_s(msg.header.stamp), q, qd, time.monotonic())
+        return JointSample(msg.stamp_s, q, qd, time.monotonic())
 
     def _log_drop(self, reason: str, text: str) -> None:
         count = self._core.drops[reason]

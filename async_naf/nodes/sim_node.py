@@ -49,19 +49,19 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from async_naf.nodes import _local
-from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR
+from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
 from async_naf.task.latch import StillTimer
+from async_naf.wire.joints import JointStates, s_to_stamp_ns
 
-DOOR_JOINT_NAMES = ["door_hinge", "door_handle"]
+DOOR_JOINT_NAMES = ("door_hinge", "door_handle")
 IMU_FRAME = "door_imu_link"
 IDLE_REPUBLISH_S = 0.5
 
 
-def _stamp(t_s: float, msg_stamp) -> None:
-    ns = int(round(t_s * 1e9))
-    msg_stamp.sec, msg_stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+_NO_VALUES = np.zeros(0)  # a JointState field left empty (the ground truth's effort)
+_NO_VALUES.flags.writeable = False
 
 
 class SimNode(Node):
@@ -79,14 +79,15 @@ class SimNode(Node):
                        "steps": 0, "resets": 0}
         self._latest = np.zeros(7)
         self._latest_wall = -float("inf")
-        self._cov_flat: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]  # see _flat_cov
         self._last_publish_wall = time.monotonic()
         # publishers, subscriptions, services, timers
-        self.joint_pub = _local.create_publisher(self, JointState, "joint_states", SENSOR)
-        self.imu_pub = _local.create_publisher(self, Imu, "door/imu", IMU)
+        # values, not messages (type adaptation): nodes in this process get them without a message built
+        joints = JointStateAdapter()
+        self.joint_pub = _local.create_publisher(self, JointState, "joint_states", SENSOR, adapter=joints)
+        self.imu_pub = _local.create_publisher(self, Imu, "door/imu", IMU, adapter=ImuAdapter(IMU_FRAME))
         hardware = self.config.hardware  # plain hardware: no ground truth, no clock, no reset service
         self.truth_pub = None if hardware else _local.create_publisher(self, JointState, "ground_truth/door_state",
-                                                                          SENSOR)
+                                                                          SENSOR, adapter=joints)
         # through the bus: in a composed robot the clock reaches DDS only while someone listens (use_sim_time)
         self.clock_pub = (_local.create_publisher(self, ClockMsg, self.config.clock_topic,
                                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
@@ -172,52 +173,21 @@ class SimNode(Node):
         """Publish IMU samples, joint states, ground truth and the clock at the current sim time."""
         t = self.sim.time_s
         for s in imu_samples:
-            self.imu_pub.publish(self._imu_msg(s))
-        js = JointState()
-        _stamp(t, js.header.stamp)
-        js.name = list(ARM_JOINT_NAMES)
-        js.position = self.sim.joint_positions.tolist()
-        js.velocity = self.sim.joint_velocities.tolist()
-        js.effort = self.sim.data.actuator_force.tolist()
-        self.joint_pub.publish(js)
+            self.imu_pub.publish(s)
+        stamp_ns = s_to_stamp_ns(t)
+        sim = self.sim
+        self.joint_pub.publish(JointStates(stamp_ns, ARM_JOINT_NAMES, sim.joint_positions, sim.joint_velocities,
+                                           sim.data.actuator_force.copy()))
         if self.truth_pub is not None:
-            truth = self.sim.door_state()
-            gt = JointState()
-            gt.header.stamp = js.header.stamp
-            gt.name = list(DOOR_JOINT_NAMES)
-            gt.position = [truth.hinge_angle, truth.handle_angle]
-            gt.velocity = [truth.hinge_velocity, float(self.sim.data.qvel[self.sim.compiled.handle_dof])]
-            self.truth_pub.publish(gt)
+            truth = sim.door_state()
+            self.truth_pub.publish(JointStates(
+                stamp_ns, DOOR_JOINT_NAMES, np.array([truth.hinge_angle, truth.handle_angle]),
+                np.array([truth.hinge_velocity, float(sim.data.qvel[sim.compiled.handle_dof])]), _NO_VALUES))
         if self.clock_pub is not None:
             clock = ClockMsg()
-            clock.clock = js.header.stamp
+            clock.clock.sec, clock.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
             self.clock_pub.publish(clock)
         self._last_publish_wall = time.monotonic()
-
-    def _imu_msg(self, sample) -> Imu:
-        msg = Imu()
-        msg.header.frame_id = IMU_FRAME
-        ns = int(sample.stamp_ns)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-        msg.orientation_covariance[0] = -1.0  # no orientation estimate (REP 145)
-        g, a = sample.gyro, sample.accel
-        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = float(g[0]), float(g[1]), float(g[2])
-        msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
-            float(a[0]), float(a[1]), float(a[2]))
-        msg.angular_velocity_covariance = self._flat_cov(0, sample.gyro_cov)
-        msg.linear_acceleration_covariance = self._flat_cov(1, sample.accel_cov)
-        return msg
-
-    def _flat_cov(self, slot: int, cov: np.ndarray) -> np.ndarray:
-        """A 3x3 covariance as the message's 9 float64 values, one read-only array per noise model's matrix
-        (shared by its messages: rclpy takes a float64 array of the right size as it is, without a check per
-        element)."""
-        cached = self._cov_flat[slot]
-        if cached is None or cached[0] is not cov:
-            flat = np.array(cov, dtype=np.float64).ravel()
-            flat.flags.writeable = False
-            cached = self._cov_flat[slot] = (cov, flat)
-        return cached[1]
 
     def publish_diagnostics(self) -> None:
         status = DiagnosticStatus()

@@ -392,7 +392,7 @@ def _cov(values: np.ndarray) -> np.ndarray | None:
 
 
 def fast_imu(raw: bytes | memoryview) -> Any:
-    """sensor_msgs/Imu CDR (little endian) -> ImuSample, as :func:`~async_naf.sensing.door_angle.bag.
+    """sensor_msgs/Imu CDR (little endian) -> ImuSample, as :func:`~async_naf.wire.imu.
     imu_msg_to_sample` makes it from a deserialised message (the raw conversion's hot path)."""
     from async_naf.wire.imu import ImuSample
 
@@ -473,9 +473,9 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
     from async_naf.learning.replay import Batch
     from async_naf.run.convert import Converted, _array_msg, _collector_config
     from async_naf.sensing.door_angle import DoorAngleEstimator
-    from async_naf.sensing.door_angle.bag import imu_msg_to_sample
     from async_naf.task.tasks import make_task
     from async_naf.wire import layouts
+    from async_naf.wire.imu import imu_msg_to_sample
 
     bag = Path(bag)
     config = config or RawConfig()

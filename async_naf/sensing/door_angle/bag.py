@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from async_naf.wire.imu import ImuSample
+from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 
 IMU_TYPE = "sensor_msgs/msg/Imu"
 
@@ -27,48 +27,6 @@ class ImuTopicInfo:
 
     topic: str
     count: int
-
-
-def _covariance(values: object) -> np.ndarray | None:
-    """sensor_msgs covariance (9 values, row-major) or None when unknown (-1 first, or all zeros).
-
-    A stream repeats one covariance message after message: the last one's matrix is reused (read-only) while
-    the values are the same, so a sample costs one comparison of 72 bytes instead of a conversion."""
-    flat = np.asarray(values, dtype=float)
-    key = flat.tobytes()
-    cached = _COV_CACHE.get(key, _MISSING)
-    if cached is not _MISSING:
-        return cached  # type: ignore[return-value]
-    cov: np.ndarray | None = flat.reshape(3, 3).copy()
-    if cov[0, 0] == -1.0 or not cov.any():  # type: ignore[index,union-attr]
-        cov = None
-    else:
-        cov.flags.writeable = False  # type: ignore[union-attr]
-    if len(_COV_CACHE) >= 8:
-        _COV_CACHE.clear()
-    _COV_CACHE[key] = cov
-    return cov
-
-
-_MISSING = object()
-_COV_CACHE: dict[bytes, np.ndarray | None] = {}  # the last few covariances seen (gyro, accel): bytes -> matrix
-
-
-def imu_msg_to_sample(msg: object) -> ImuSample:
-    """A deserialised sensor_msgs/msg/Imu (rosbags or rclpy class) as an :class:`ImuSample`.
-
-    The stamp is the message header stamp (sensor time), never the bag's receive time.
-    """
-    stamp = msg.header.stamp  # type: ignore[attr-defined]
-    g = msg.angular_velocity  # type: ignore[attr-defined]
-    a = msg.linear_acceleration  # type: ignore[attr-defined]
-    return ImuSample(
-        stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
-        gyro=np.array([g.x, g.y, g.z], dtype=float),
-        accel=np.array([a.x, a.y, a.z], dtype=float),
-        gyro_cov=_covariance(msg.angular_velocity_covariance),  # type: ignore[attr-defined]
-        accel_cov=_covariance(msg.linear_acceleration_covariance),  # type: ignore[attr-defined]
-    )
 
 
 def _typestore():

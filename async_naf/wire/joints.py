@@ -1,0 +1,39 @@
+"""A ``sensor_msgs/JointState`` as arrays: what the sim, the door-angle node, the policy and the collector
+hand each other inside a composed robot (type adaptation, :mod:`async_naf.nodes._local`), and what they read
+from the message everywhere else.
+
+Units follow the message: ``position`` rad (revolute joints), ``velocity`` rad/s, ``effort`` N m, one entry
+per name, in the names' order (``effort`` may be empty). ``stamp_ns`` is the header stamp in nanoseconds
+(sensor time: sim time in the simulation).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class JointStates(NamedTuple):
+    """Joint names and their state at one stamp (see the module docstring for units)."""
+
+    stamp_ns: int
+    name: tuple[str, ...]
+    position: np.ndarray  # (n,) rad
+    velocity: np.ndarray  # (n,) or (0,) rad/s
+    effort: np.ndarray  # (n,) or (0,) N m
+
+    @property
+    def stamp_s(self) -> float:
+        """The stamp in seconds, as ``sec + 1e-9 * nanosec`` of the message (the same float either way)."""
+        return stamp_ns_to_s(self.stamp_ns)
+
+
+def stamp_ns_to_s(stamp_ns: int) -> float:
+    """A header stamp in ns as seconds, computed as from the message's ``sec`` and ``nanosec`` fields."""
+    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
+    return float(sec) + 1e-9 * float(nsec)
+
+
+def s_to_stamp_ns(t_s: float) -> int:
+    """Seconds as a header stamp in ns (rounded to the nearest ns)."""
+    return int(round(t_s * 1e9))
