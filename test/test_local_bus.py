@@ -379,8 +379,8 @@ def test_type_adaptation_without_a_bus_converts_on_both_ends(ros_env: dict[str, 
         rclpy.shutdown(context=context)
 
 
-def test_the_imu_and_policy_step_adapters_round_trip() -> None:
-    """The node adapters convert both ways without loss (the sim's IMU samples, the policy's steps)."""
+def test_the_node_adapters_round_trip() -> None:
+    """The node adapters convert both ways without loss (IMU samples, policy steps, joint states, commands)."""
     import numpy as np
 
     from async_naf.nodes._msgs import ImuAdapter, PolicyStepAdapter
@@ -410,3 +410,17 @@ def test_the_imu_and_policy_step_adapters_round_trip() -> None:
         np.testing.assert_array_equal(getattr(got, name), getattr(step, name))
     with pytest.raises(LayoutError):
         PolicyStepAdapter(24, 7).from_ros(adapter.to_ros(step))  # another task's size
+
+    from async_naf.nodes._msgs import CommandAdapter, JointStateAdapter
+    from async_naf.wire.joints import JointStates
+
+    js = JointStates(1_500_000_001, ("a", "b"), np.array([0.5, -1.0]), np.array([0.1, 0.2]), np.zeros(0))
+    m = JointStateAdapter().to_ros(js)
+    assert (m.header.stamp.sec, m.header.stamp.nanosec) == (1, 500_000_001) and list(m.name) == ["a", "b"]
+    got_js = JointStateAdapter().from_ros(m)
+    assert got_js.stamp_ns == js.stamp_ns and got_js.name == js.name and got_js.stamp_s == 1.500000001
+    np.testing.assert_array_equal(got_js.position, js.position)
+    np.testing.assert_array_equal(got_js.velocity, js.velocity)
+    assert got_js.effort.size == 0
+    cmd = np.array([0.1, -0.2, 0.3, 0.0, 0.0, 0.5, -0.5])
+    np.testing.assert_array_equal(CommandAdapter().from_ros(CommandAdapter().to_ros(cmd)), cmd)

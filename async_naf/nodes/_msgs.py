@@ -195,3 +195,19 @@ class JointStateAdapter:
         stamp = msg.header.stamp
         return JointStates(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), tuple(msg.name),
                            _float_array(msg.position), _float_array(msg.velocity), _float_array(msg.effort))
+
+
+class CommandAdapter:
+    """``forward_velocity_controller/commands``: a float64 array (one velocity per joint, rad/s, in the
+    controller's joint order) <-> ``std_msgs/Float64MultiArray`` with an empty layout, as ros2_control's
+    forward command controllers read it."""
+
+    ros_type = Float64MultiArray
+
+    def to_ros(self, command: np.ndarray) -> Float64MultiArray:
+        msg = Float64MultiArray()
+        msg.data = _double_array(command)
+        return msg
+
+    def from_ros(self, msg: Float64MultiArray) -> np.ndarray:
+        return _float_array(msg.data)

@@ -93,7 +93,7 @@ class PolicyNode(LifecycleNode):
         self._arm_names = tuple(ARM_JOINTS)
         self.loop = PolicyLoop(self.cfg, runner, on_drop=self._log_drop, n_joints=len(self._arm_names))
         self._cmd_pub = _local.create_publisher(self, Float64MultiArray, "forward_velocity_controller/commands",
-                                                _msgs.COMMANDS)
+                                                _msgs.COMMANDS, adapter=_msgs.CommandAdapter())
         # PolicyStep values (type adaptation: the collector in this process gets them without a message)
         self._step_pub = _local.create_publisher(self, Float64MultiArray, "policy/step", _msgs.STREAM,
                                                  adapter=_msgs.PolicyStepAdapter(runner.task.obs_dim,
@@ -236,9 +236,7 @@ class PolicyNode(LifecycleNode):
         self._arm_door_timer()
         if out is None or self._cmd_pub is None:
             return
-        cmd = Float64MultiArray()
-        cmd.data = out.command.tolist()
-        self._cmd_pub.publish(cmd)
+        self._cmd_pub.publish(out.command)
         if out.step is not None:
             self._step_pub.publish(out.step)
 

@@ -49,7 +49,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from async_naf.nodes import _local
-from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR, ImuAdapter, JointStateAdapter
+from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR, CommandAdapter, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
 from async_naf.task.latch import StillTimer
@@ -95,7 +95,7 @@ class SimNode(Node):
         self._still = StillTimer(self.config.door_closer_delay_s, since=time.monotonic())  # hardware: the closer
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         _local.create_subscription(self, Float64MultiArray, "forward_velocity_controller/commands", self.on_command,
-                                   COMMANDS)
+                                   COMMANDS, adapter=CommandAdapter())
         if not hardware:
             self.create_service(Trigger, "~/reset", self.on_reset)
         # steady clock: the node clock follows /clock under use_sim_time, and that is this node's own output
@@ -113,10 +113,11 @@ class SimNode(Node):
         )
 
     # ------------------------------------------------------------------------------------ callbacks
-    def on_command(self, msg: Float64MultiArray) -> None:
-        """Validate a velocity command; lockstep: step once with it; realtime: keep it for the timer."""
+    def on_command(self, command: np.ndarray) -> None:
+        """Validate a velocity command (rad/s, ARM_JOINT_NAMES order); lockstep: step once with it; realtime:
+        keep it for the timer."""
         self.counts["received"] += 1
-        cmd = np.asarray(msg.data, dtype=float)
+        cmd = np.asarray(command, dtype=float)
         if cmd.shape != (7,):
             self._reject("rejected_wrong_length", f"{cmd.size} values, expected 7 ({', '.join(ARM_JOINT_NAMES)})")
             return
