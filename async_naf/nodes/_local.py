@@ -162,7 +162,8 @@ class LocalSubscription:
         self.key = key
         self.callback = callback
         self.adapter = adapter
-        self.on_invalid = on_invalid
+        # what a ROS message goes to (from DDS, or from an unadapted publisher here): converted if adapted
+        self.on_message = callback if adapter is None else adapted_callback(adapter, callback, on_invalid)
         self.node = node
         self.qos = qos
         depth = int(qos.depth) if qos.history == HistoryPolicy.KEEP_LAST else 0
@@ -176,23 +177,9 @@ class LocalSubscription:
     def topic_name(self) -> str:
         return self.key[0]
 
-    def dds_callback(self) -> Callable[[Any], None]:
-        """The callback of this subscription's DDS reader (ROS messages: converted if adapted)."""
-        if self.adapter is None:
-            return self.callback
-        return adapted_callback(self.adapter, self.callback, self.on_invalid)
-
     def receive(self, payload: Any, is_value: bool) -> None:
         """Run the callback on one queued payload (converting a ROS message for an adapted subscription)."""
-        if self.adapter is not None and not is_value:
-            try:
-                payload = self.adapter.from_ros(payload)
-            except ValueError as exc:
-                if self.on_invalid is None:
-                    raise
-                self.on_invalid(exc)
-                return
-        self.callback(payload)
+        (self.callback if is_value else self.on_message)(payload)
 
     def destroy(self, node: Any) -> None:
         self._bus.remove_subscription(self)
@@ -257,7 +244,7 @@ class LocalBus:
                 sub.node.destroy_subscription(sub.ros)
                 sub.ros = None
             elif not local and sub.ros is None:
-                sub.ros = sub.node.create_subscription(key[1], key[0], sub.dds_callback(), sub.qos)
+                sub.ros = sub.node.create_subscription(key[1], key[0], sub.on_message, sub.qos)
 
     # ------------------------------------------------------------------------------ delivery
     def attach(self, executor: Any) -> None:

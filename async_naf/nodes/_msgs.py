@@ -66,20 +66,14 @@ def to_msg(arr: ArrayMsg, msg_type: type) -> object:
              for label, s, st in zip(arr.labels, arr.sizes, arr.strides)],
         data_offset=int(arr.data_offset),
     )
-    buf = array.array(code)
-    buf.frombytes(np.ascontiguousarray(arr.data, dtype=dtype).tobytes())
-    msg.data = buf
+    msg.data = _pack(arr.data, code, dtype)
     return msg
 
 
 def from_msg(msg: object) -> ArrayMsg:
     """A received MultiArray message as an ArrayMsg (data viewed without a copy where possible)."""
     _, dtype = _TYPES[type(msg)]
-    data = msg.data  # type: ignore[attr-defined]
-    if isinstance(data, array.array):
-        values = np.frombuffer(data, dtype=dtype) if len(data) else np.zeros(0, dtype)
-    else:  # a message built by hand with a list (not from the middleware)
-        values = np.asarray(data, dtype=dtype)
+    values = _unpack(msg.data, dtype)  # type: ignore[attr-defined]
     dims = msg.layout.dim  # type: ignore[attr-defined]
     return ArrayMsg(
         labels=tuple(d.label for d in dims),
@@ -88,6 +82,22 @@ def from_msg(msg: object) -> ArrayMsg:
         data=values,
         data_offset=int(msg.layout.data_offset),  # type: ignore[attr-defined]
     )
+
+
+def _pack(values: object, code: str, dtype: type) -> array.array:
+    """numpy (or a sequence) -> ``array.array``, the generated message setters' fast path for array fields
+    (no check per element)."""
+    buf = array.array(code)
+    buf.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
+    return buf
+
+
+def _unpack(data: object, dtype: type) -> np.ndarray:
+    """A received array field (``array.array`` from the middleware) as numpy, viewed without a copy; a field
+    set by hand with a list is converted."""
+    if isinstance(data, array.array):
+        return np.frombuffer(data, dtype=dtype) if len(data) else np.zeros(0, dtype)
+    return np.asarray(data, dtype=dtype)
 
 
 def stamp_to_s(stamp: object) -> float:
@@ -160,20 +170,6 @@ class PolicyStepAdapter:
         return decode_policy_step(from_msg(msg), self.obs_dim, self.act_dim)
 
 
-def _double_array(values: np.ndarray) -> array.array:
-    """numpy -> array.array('d'), the message setters' fast path for float64[] (no check per element)."""
-    buf = array.array("d")
-    buf.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-    return buf
-
-
-def _float_array(values: object) -> np.ndarray:
-    """A float64[] message field (array.array('d') from the middleware) as numpy, without a copy."""
-    if isinstance(values, array.array) and values.typecode == "d":
-        return np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
-    return np.asarray(values, dtype=np.float64)
-
-
 class JointStateAdapter:
     """``joint_states``, ``door/joint_states``, ``ground_truth/door_state``:
     :class:`~async_naf.wire.joints.JointStates` <-> ``sensor_msgs/JointState`` (no frame id, as
@@ -186,15 +182,16 @@ class JointStateAdapter:
         msg = JointState()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(js.stamp_ns), 1_000_000_000)
         msg.name = list(js.name)
-        msg.position = _double_array(js.position)
-        msg.velocity = _double_array(js.velocity)
-        msg.effort = _double_array(js.effort)
+        msg.position = _pack(js.position, "d", np.float64)
+        msg.velocity = _pack(js.velocity, "d", np.float64)
+        msg.effort = _pack(js.effort, "d", np.float64)
         return msg
 
     def from_ros(self, msg: JointState) -> JointStates:
         stamp = msg.header.stamp
         return JointStates(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), tuple(msg.name),
-                           _float_array(msg.position), _float_array(msg.velocity), _float_array(msg.effort))
+                           _unpack(msg.position, np.float64), _unpack(msg.velocity, np.float64),
+                           _unpack(msg.effort, np.float64))
 
 
 class CommandAdapter:
@@ -206,8 +203,8 @@ class CommandAdapter:
 
     def to_ros(self, command: np.ndarray) -> Float64MultiArray:
         msg = Float64MultiArray()
-        msg.data = _double_array(command)
+        msg.data = _pack(command, "d", np.float64)
         return msg
 
     def from_ros(self, msg: Float64MultiArray) -> np.ndarray:
-        return _float_array(msg.data)
+        return _unpack(msg.data, np.float64)
