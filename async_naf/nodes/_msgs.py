@@ -100,9 +100,6 @@ def _unpack(data: object, dtype: type) -> np.ndarray:
     return np.asarray(data, dtype=dtype)
 
 
-def stamp_to_s(stamp: object) -> float:
-    """builtin_interfaces/Time -> seconds (float)."""
-    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------- type adapters

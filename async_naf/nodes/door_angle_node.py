@@ -52,11 +52,9 @@ from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
 from async_naf.wire.imu import ImuSample
-from async_naf.wire.joints import JointStates
+from async_naf.wire.joints import NO_VALUES, JointStates
 
 JOINT_NAME = "door_hinge"
-_NO_EFFORT = np.zeros(0)
-_NO_EFFORT.flags.writeable = False
 
 
 class DoorAngleNode(Node):
@@ -110,7 +108,7 @@ class DoorAngleNode(Node):
             self.coalesced += 1  # a newer sample of the same burst follows at once: only its estimate is sent
             return
         self.joint_pub.publish(JointStates(sample.stamp_ns, (JOINT_NAME,), np.array([state.angle]),
-                                           np.array([state.velocity]), _NO_EFFORT))
+                                           np.array([state.velocity]), NO_VALUES))
 
     def _on_invalid_imu(self, exc: ValueError) -> None:
         self.estimator.dropped["invalid"] += 1

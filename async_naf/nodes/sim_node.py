@@ -53,15 +53,13 @@ from async_naf.nodes._msgs import COMMANDS, IMU, SENSOR, CommandAdapter, ImuAdap
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.sim import ARM_JOINT_NAMES, ArmDoorSim, SimConfig
 from async_naf.task.latch import StillTimer
-from async_naf.wire.joints import JointStates, s_to_stamp_ns
+from async_naf.wire.joints import NO_VALUES, JointStates, s_to_stamp_ns
 
 DOOR_JOINT_NAMES = ("door_hinge", "door_handle")
 IMU_FRAME = "door_imu_link"
 IDLE_REPUBLISH_S = 0.5
 
 
-_NO_VALUES = np.zeros(0)  # a JointState field left empty (the ground truth's effort)
-_NO_VALUES.flags.writeable = False
 
 
 class SimNode(Node):
@@ -183,7 +181,7 @@ class SimNode(Node):
             truth = sim.door_state()
             self.truth_pub.publish(JointStates(
                 stamp_ns, DOOR_JOINT_NAMES, np.array([truth.hinge_angle, truth.handle_angle]),
-                np.array([truth.hinge_velocity, float(sim.data.qvel[sim.compiled.handle_dof])]), _NO_VALUES))
+                np.array([truth.hinge_velocity, float(sim.data.qvel[sim.compiled.handle_dof])]), NO_VALUES))
         if self.clock_pub is not None:
             clock = ClockMsg()
             clock.clock.sec, clock.clock.nanosec = divmod(stamp_ns, 1_000_000_000)

@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+NO_VALUES = np.zeros(0)  # a field left empty (no velocity or effort), shared read-only
+NO_VALUES.flags.writeable = False
+
 
 class JointStates(NamedTuple):
     """Joint names and their state at one stamp (see the module docstring for units)."""
