@@ -232,8 +232,9 @@ def test_shutdown_counts_the_backlog_it_cannot_send() -> None:
 
 
 def test_a_recorded_run_starts_its_first_episode_once_the_recorder_listens() -> None:
-    """wait_for_recorder: no reset before the recorder subscribes to policy/step (a composed robot finishes
-    episodes before a late recorder's subscriptions match); only the first episode waits."""
+    """wait_for_recorder: no reset before the recorder is ready for this robot (it has matched the robot's
+    publishers, or subscribes to policy/step in the graph's view; a composed robot finishes episodes before a
+    late recorder's subscriptions match); only the first episode waits."""
     loop = make_loop(wait_for_recorder="/recorder", episode_steps=3)
     acts = loop.tick(0.0, recorder_ready=False)
     assert acts.call is None and acts.log[0][1] == "wait_recorder" and loop.phase == "idle"

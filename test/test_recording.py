@@ -192,6 +192,72 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
     assert info.episodes == {"/robot_0": [0]}
 
 
+def test_a_robot_is_ready_for_the_recorder_only_when_every_publisher_is_matched() -> None:
+    """The rule behind /recorder/ready: per robot namespace, every topic's subscription has matched as many
+    publishers as the graph shows, and joint_states and policy/step at least one; topics without a
+    namespace never hold anything back; the message round-trips and refuses other layouts."""
+    from async_naf.recording.ready import ready_namespaces, topic_namespace
+    from async_naf.wire.recorder import decode_ready, encode_ready
+
+    topics = ["/robot_0/joint_states", "/robot_0/policy/step", "/robot_0/task/goal",
+              "/robot_1/joint_states", "/robot_1/policy/step", "/diagnostics"]
+    assert topic_namespace("/robot_0/door/imu") == "/robot_0" and topic_namespace("/diagnostics") == ""
+    # the graph shows robot_0's publishers, the recorder has matched all of them; robot_1's joint states
+    # publisher is in the graph but not matched yet (what the old graph-only check took as ready)
+    assert ready_namespaces(topics, [1, 1, 1, 0, 1, 0], [1, 1, 1, 1, 1, 3]) == ["/robot_0"]
+    assert ready_namespaces(topics, [1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]) == ["/robot_0", "/robot_1"]
+    # nobody publishes the goal yet: nothing of it can be lost; but no policy/step publisher is not ready
+    assert ready_namespaces(topics, [1, 1, 0, 1, 0, 0], [1, 1, 0, 1, 0, 0]) == ["/robot_0"]
+    # two publishers of robot_0's commands in the graph, one matched: not ready
+    assert ready_namespaces(topics[:3], [1, 1, 1], [1, 1, 2]) == []
+    with pytest.raises(ValueError, match="length"):
+        ready_namespaces(topics, [1], [1])
+    text = encode_ready(["/robot_1", "/robot_0", "/robot_0"])
+    assert text == "async_naf.recorder_ready.v1: /robot_0 /robot_1"
+    assert decode_ready(text) == {"/robot_0", "/robot_1"} and decode_ready(encode_ready([])) == frozenset()
+    for bad in ("/robot_0", "async_naf.recorder_ready.v2: /robot_0", "async_naf.recorder_ready.v1: robot_0"):
+        with pytest.raises(ValueError):
+            decode_ready(bad)
+    with pytest.raises(ValueError, match="absolute"):
+        encode_ready(["robot_0"])
+
+
+@pytest.mark.ros
+def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """A real recorder process: /recorder/ready names no robot while robot_0 has no policy/step publisher,
+    then /robot_0 once the recorder has matched both of robot_0's publishers; robot_1 never publishes."""
+    pytest.importorskip("rclpy")
+    from nodes_harness import Probe, Processes
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String
+
+    from async_naf.nodes import _msgs
+    from async_naf.wire.recorder import decode_ready
+
+    procs = Processes(ros_env, tmp_path)
+    probe = Probe(ros_env)
+    try:
+        seen: list[frozenset[str]] = []
+        probe.node.create_subscription(String, "/recorder/ready", lambda m: seen.append(decode_ready(m.data)),
+                                       _msgs.LATCHED)
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
+        procs.start("recorder", "recorder_node", "-p", f"bag_path:={tmp_path / 'bag'}",
+                    "-p", "topics:=[/robot_0/joint_states, /robot_0/policy/step, /robot_1/joint_states]",
+                    "-p", f"types:=[{JS}, {F64}, {JS}]", "-p", "qos:=[sensor, stream, sensor]")
+        probe.spin_until(lambda: js_pub.get_subscription_count() > 0 and len(seen) > 0, 30,
+                         "the recorder's subscription and its first readiness message")
+        probe.spin_until(lambda: "publishers matched for: no robot yet" in procs.log("recorder"), 10,
+                         "the recorder's log of no robot ready")
+        assert seen[-1] == frozenset()  # joint states matched, but no policy/step publisher yet
+        step_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/policy/step", _msgs.STREAM)
+        probe.spin_until(lambda: bool(seen) and seen[-1] == {"/robot_0"}, 30, "robot_0 named ready")
+        assert step_pub.get_subscription_count() == 1
+        assert procs.interrupt("recorder") == 0, procs.log("recorder")
+    finally:
+        probe.close()
+        procs.stop_all()
+
+
 def test_the_graph_records_the_topics_the_issue_names() -> None:
     from async_naf.run.graph import GraphConfig, build_graph, record_topics
 
@@ -214,7 +280,8 @@ def test_the_graph_records_the_topics_the_issue_names() -> None:
 
 def test_collectors_wait_for_the_recorder_that_takes_the_run() -> None:
     """The graph's own /recorder (async-naf train --record) or rosbag2's (train.launch.py record:=true): the
-    first episode of each robot waits until that node subscribes to its policy steps; no recorder, no wait."""
+    first episode of each robot waits until that node is ready for it (the graph's own recorder says when it
+    has matched the robot's publishers; rosbag2's is seen subscribing); no recorder, no wait."""
     from async_naf.run.graph import ROSBAG2_RECORDER, GraphConfig, build_graph
 
     def waits(config: GraphConfig) -> set[str]:
@@ -223,6 +290,12 @@ def test_collectors_wait_for_the_recorder_that_takes_the_run() -> None:
     assert waits(GraphConfig(task="reach", workers=2, record=True)) == {"/recorder"}
     assert waits(GraphConfig(task="reach", workers=2, external_recorder=ROSBAG2_RECORDER)) == {"/rosbag2_recorder"}
     assert waits(GraphConfig(task="reach", workers=2)) == {""}
+    # the graph's own recorder says when it has matched a robot's publishers; rosbag2's cannot
+    ready_topics = {(n.parameters["wait_for_recorder"], n.parameters["recorder_ready_topic"])
+                    for c in (GraphConfig(task="reach", workers=2, record=True),
+                              GraphConfig(task="reach", workers=2, external_recorder=ROSBAG2_RECORDER))
+                    for n in build_graph(c) if n.role == "collector"}
+    assert ready_topics == {("/recorder", "/recorder/ready"), ("/rosbag2_recorder", "")}
     with pytest.raises(ValueError, match="fully qualified"):
         GraphConfig(task="reach", external_recorder="rosbag2_recorder")
     launch = (Path(__file__).resolve().parents[1] / "launch" / "train.launch.py").read_text()

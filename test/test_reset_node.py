@@ -17,7 +17,8 @@ START = np.array([0.0, 0.2, 0.0, -1.55, 0.0, 1.1, 0.0])
 
 
 class _Arm:
-    """Joint states from integrated commands (``moves`` False: a blocked arm), door angle from the test."""
+    """Joint states from integrated commands (``moves`` False: a blocked arm; ``joints_silent``: no joint
+    states), door angle from the test; ``ticks`` counts the control periods."""
 
     def __init__(self, probe: Probe, q0: np.ndarray, period: float = 0.02) -> None:
         from sensor_msgs.msg import JointState
@@ -27,6 +28,7 @@ class _Arm:
         from async_naf.task.description import ARM_JOINT_NAMES
 
         self.q, self.v, self.moves, self.door = q0.copy(), np.zeros(7), True, 0.3
+        self.joints_silent, self.ticks = False, 0
         self.commands: list[np.ndarray] = []
         node = probe.node
 
@@ -35,12 +37,14 @@ class _Arm:
             self.commands.append(self.v)
 
         def tick() -> None:
+            self.ticks += 1
             if self.moves:
                 self.q = self.q + self.v * period
             js = JointState(name=list(ARM_JOINT_NAMES), position=self.q.tolist(),
                             velocity=(self.v if self.moves else np.zeros(7)).tolist())
             js.header.stamp = node.get_clock().now().to_msg()
-            self.js_pub.publish(js)
+            if not self.joints_silent:
+                self.js_pub.publish(js)
             door = JointState(name=["door_hinge"], position=[self.door], velocity=[0.0])
             door.header.stamp = js.header.stamp
             self.door_pub.publish(door)
@@ -86,6 +90,14 @@ def test_reset_drives_home_then_waits_for_the_closed_door(ros_env: dict[str, str
         res = probe.call(client, Trigger.Request(), timeout=30.0)
         assert not res.success and "did not reach the start pose within move_timeout_s = 6 s" in res.message
         assert np.all(arm.commands[-1] == 0)
+        # a joint state from before the request never answers it: the arm seen at home, then no joint states
+        # (the door closed, its estimate current): no "at the start pose" from the old state
+        arm.moves, arm.q = True, START.copy()
+        ticks = arm.ticks
+        probe.spin_until(lambda: arm.ticks >= ticks + 10, 10.0, "joint states at the start pose")
+        arm.joints_silent = True
+        res = probe.call(client, Trigger.Request(), timeout=30.0)
+        assert not res.success and "no joint states within move_timeout_s = 6 s" in res.message, res.message
     finally:
         if probe is not None:
             probe.close()

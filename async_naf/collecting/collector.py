@@ -67,6 +67,11 @@ class CollectorConfig:
             every episode from the first (a composed robot steps fast enough to finish episodes before a
             recorder's subscriptions are matched); empty = start without waiting. ``async-naf train
             --record`` sets it.
+        recorder_ready_topic: with wait_for_recorder, a topic on which that recorder says which robot
+            namespaces it has matched over DDS (std_msgs/String, ``async_naf.recorder_ready.v1``; async_naf's
+            own recorder: ``/recorder/ready``); the first episode then waits until this robot's namespace is
+            named there. Empty: the graph's view only (an external recorder such as ``ros2 bag record``),
+            which can show a subscription before the publishers have matched it.
         counts_file: at exit, write this collector's final counters (what its /diagnostics show: episodes,
             transitions sent, acknowledged, re-sent, lost by reason, drops by reason) as JSON to this file;
             empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json`` and adds them to
@@ -90,6 +95,7 @@ class CollectorConfig:
     wait_for_trainer: bool = True
     backlog_transitions: int = 20000
     wait_for_recorder: str = ""
+    recorder_ready_topic: str = ""
     counts_file: str = ""
 
     def __post_init__(self) -> None:

@@ -334,7 +334,7 @@ class CollectorLoop:
             return
         if self.config.wait_for_recorder and not recorder_ready and self.counts["episodes"] == 0:
             acts.log.append(("info", "wait_recorder", f"waiting for the recorder {self.config.wait_for_recorder} "
-                                                      "to subscribe to policy/step"))
+                                                      "to match this robot's topics"))
             self._retry_after = now + WAIT_RETRY_S
             return
         if self.config.wait_for_trainer and not trainer_listening and not self._trainer_seen:

@@ -13,6 +13,7 @@ Topics (relative to the robot namespace unless absolute):
   pub /trainer/transitions       std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
   pub /trainer/episode_stats     std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v1)
   sub /trainer/acks              std_msgs/Float64MultiArray  reliable + transient local (async_naf.transition_ack.v1)
+  sub <recorder_ready_topic>     std_msgs/String             reliable + transient local (async_naf.recorder_ready.v1)
   pub /diagnostics               diagnostic_msgs/DiagnosticArray
   client sim/reset               std_srvs/Trigger
   client door_angle/zero         std_srvs/Trigger            (door tasks, zero_door_on_reset)
@@ -34,7 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from async_naf.collecting.collector import CollectorConfig, GroundTruth
@@ -44,6 +45,7 @@ from async_naf.nodes._params import declare_from_dataclass
 from async_naf.wire import layouts
 from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
+from async_naf.wire.recorder import decode_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
 
@@ -71,6 +73,9 @@ class CollectorNode(Node):
                                    adapter=_msgs.PolicyStepAdapter(task.obs_dim, task.act_dim),
                                    on_invalid=self._on_invalid_step)
         self.create_subscription(Float64MultiArray, "/trainer/acks", self._on_ack, _msgs.LATCHED)
+        self._recorder_matched: frozenset[str] = frozenset()
+        if self.cfg.wait_for_recorder and self.cfg.recorder_ready_topic:
+            self.create_subscription(String, self.cfg.recorder_ready_topic, self._on_recorder_ready, _msgs.LATCHED)
         is_door = self.loop.is_door
         if is_door and self.cfg.use_ground_truth:
             _local.create_subscription(self, JointState, "ground_truth/door_state", self._on_truth, _msgs.SENSOR,
@@ -102,6 +107,12 @@ class CollectorNode(Node):
 
     def _on_invalid_step(self, exc: ValueError) -> None:
         self._drop("step_layout", f"malformed policy step dropped: {exc}")
+
+    def _on_recorder_ready(self, msg: String) -> None:
+        try:
+            self._recorder_matched = decode_ready(msg.data)
+        except ValueError as exc:
+            self._drop("recorder_ready_layout", f"malformed recorder readiness dropped: {exc}")
 
     def _on_ack(self, msg: Float64MultiArray) -> None:
         try:
@@ -141,11 +152,15 @@ class CollectorNode(Node):
                                 recorder_ready=not idle or self._recorder_ready()))
 
     def _recorder_ready(self) -> bool:
-        """``wait_for_recorder`` (a node's fully qualified name) subscribes to this robot's policy/step (the
-        graph's view; once seen, it stays ready)."""
+        """``wait_for_recorder`` (a node's fully qualified name) has matched this robot's publishers (it says so
+        on ``recorder_ready_topic``) or, without that topic, subscribes to this robot's policy/step (the
+        graph's view). Once seen, it stays ready."""
         name = self.cfg.wait_for_recorder
         if not name or self._recorder_seen:
             return True
+        if self.cfg.recorder_ready_topic:
+            self._recorder_seen = self.get_namespace() in self._recorder_matched
+            return self._recorder_seen
         topic = self.resolve_topic_name("policy/step")
         subscribers = {f"{i.node_namespace.rstrip('/')}/{i.node_name}"
                        for i in self.get_subscriptions_info_by_topic(topic)}

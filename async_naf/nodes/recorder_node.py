@@ -15,8 +15,15 @@ topics run in the executor's order, so callback times could put a command after 
 (default) a callback also takes every further message waiting on its subscription (``take_message`` in a
 loop), which costs far less per message than an executor task each.
 
+Readiness: a best-effort publisher sends only to readers it has matched, and the graph can show the
+recorder's subscriptions before the matching is done. Every ``READY_POLL_S`` until every robot namespace is
+ready, the node compares each subscription's matched publishers with the graph's
+(:mod:`async_naf.recording.ready`) and publishes the ready namespaces on ``~/ready`` when they change; a
+recorded run's collectors start their first episode only once their namespace is named there.
+
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
   pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
+  pub ~/ready        std_msgs/String                   reliable + transient local (async_naf.recorder_ready.v1)
 """
 from __future__ import annotations
 
@@ -29,12 +36,17 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
+from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.recording.config import RecorderConfig
+from async_naf.recording.ready import ready_namespaces, topic_namespace
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+from async_naf.wire.recorder import encode_ready
 
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
+READY_POLL_S = 0.02  # how often the matching is compared with the graph until every robot is ready, s
 
 
 def _message_class(typename: str) -> type:
@@ -73,6 +85,11 @@ class RecorderNode(Node):
                                                _subscription_qos(spec.qos, self.cfg.queue_depth), raw=True)
                       for index, (spec, cls) in enumerate(zip(specs, classes))]
         self.create_timer(diag_period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._ready_pub = self.create_publisher(String, "~/ready", _msgs.LATCHED)
+        self._namespaces = {topic_namespace(spec.name) for spec in specs} - {""}
+        self._ready: list[str] | None = None
+        self._ready_timer = self.create_timer(READY_POLL_S, self._check_ready,
+                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(specs)} topics into {self.cfg.bag_path} ({self.cfg.storage})")
 
     def _on_message(self, index: int, data: bytes, info: dict) -> None:
@@ -93,6 +110,19 @@ class RecorderNode(Node):
         if not received or abs(received - now) > RECEIVED_SANITY_S * 1e9:
             received = now
         self.writer.put(index, received, data)
+
+    def _check_ready(self) -> None:
+        """Publish the robot namespaces whose publishers are all matched, when that changes; stop polling once
+        every namespace is ready."""
+        topics = [spec.name for spec in self.writer.topics]
+        ready = ready_namespaces(topics, [sub.get_publisher_count() for sub in self._subs],
+                                 [self.count_publishers(topic) for topic in topics])
+        if ready != self._ready:
+            self._ready = ready
+            self._ready_pub.publish(String(data=encode_ready(ready)))
+            self.get_logger().info(f"publishers matched for: {' '.join(ready) or 'no robot yet'}")
+        if set(ready) >= self._namespaces:
+            self._ready_timer.cancel()
 
     def _publish_diagnostics(self) -> None:
         w = self.writer

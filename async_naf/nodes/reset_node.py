@@ -76,6 +76,8 @@ class ResetNode(Node):
         self._index: dict[tuple[str, ...], np.ndarray | None] = {}
         self._q: np.ndarray | None = None
         self._qd: np.ndarray | None = None
+        self._q_rx = -float("inf")  # receive time of the last joint state (steady, s)
+        self._reset_t0 = float("inf")  # when the current reset began (steady, s)
         self._door: tuple[float, float] | None = None  # (angle rad, receive time s)
         self._lock = threading.Lock()
         self._finished = threading.Event()
@@ -116,7 +118,7 @@ class ResetNode(Node):
         if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
             self.counts["dropped_joint_state"] += 1
             return
-        self._q, self._qd = q, qd
+        self._q, self._qd, self._q_rx = q, qd, time.monotonic()
         with self._lock:
             self.motion.observe(q)  # the way back (retrace), between resets
 
@@ -138,7 +140,10 @@ class ResetNode(Node):
                 return
             now = time.monotonic()
             angle, age = (self._door[0], now - self._door[1]) if self._door else (None, 0.0)
-            cmd, phase = self.motion.step(now, self._q, self._qd, angle, age)
+            # only a joint state received since the reset began: one from before the request (the arm
+            # moved or was moved since) must not make it answer "at the start pose"
+            fresh = self._q_rx >= self._reset_t0
+            cmd, phase = self.motion.step(now, self._q if fresh else None, self._qd if fresh else None, angle, age)
         self._send(cmd)  # zero while waiting for the door and once at the end
         if phase in ("done", "failed"):
             self._finished.set()
@@ -157,8 +162,8 @@ class ResetNode(Node):
                 self.get_logger().error(f"use_moveit: moveit_py is not installed ({exc}): joint-space motion only")
         with self._lock:
             self._finished.clear()
-            self._last_wait_log = time.monotonic()
-            self.motion.start(time.monotonic())
+            self._last_wait_log = self._reset_t0 = time.monotonic()
+            self.motion.start(self._reset_t0)
         budget = self.cfg.move_timeout_s + (self.cfg.door_timeout_s if self.cfg.door_timeout_s > 0 else 1e9) + 5.0
         self._finished.wait(budget)
         with self._lock:

@@ -496,7 +496,8 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         # a recorded run (the graph's own /recorder): the first episode waits until the bag gets its steps
         return {"task": config.task, "seed": seed, "robot_id": robot,
                 "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
-                "wait_for_recorder": "/recorder" if config.record else config.external_recorder}
+                "wait_for_recorder": "/recorder" if config.record else config.external_recorder,
+                "recorder_ready_topic": "/recorder/ready" if config.record else ""}
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 
