@@ -6,6 +6,7 @@ reader; metadata.yaml is checked for what ``ros2 bag info`` / ``ros2 bag play`` 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,33 @@ def test_a_written_bag_reads_back_with_counts_rates_lag_and_episodes(tmp_path: P
     assert "door/imu" in info.feeds["door_pull"]["raw"]["/robot_0"]
     report = format_info(info)
     assert "/robot_0/joint_states" in report and "episodes /robot_0: 2" in report
+
+
+def test_stamps_on_a_simulation_clock_lag_behind_that_clock(tmp_path: Path) -> None:
+    """Joint states stamped on a simulation's clock (from 0 s) lag behind the robot's clock topic at reception,
+    not behind the wall-clock receive time (which would read as decades); without a clock topic: no lag."""
+    store = _store()
+    t = store.types
+    clock_type = "rosgraph_msgs/msg/Clock"
+    bag = tmp_path / "bag"
+    writer = BagWriter(bag, [TopicSpec("/robot_0/clock", clock_type, qos_dict("clock")),
+                             TopicSpec("/robot_0/joint_states", JS, qos_dict("sensor")),
+                             TopicSpec("/robot_1/joint_states", JS, qos_dict("sensor"))])
+    wall = 1_700_000_000_000_000_000
+    for i in range(10):  # sim time i * 50 ms; each joint state stamped 20 ms before the clock then received
+        sim_ns = i * 50_000_000
+        clock = t[clock_type](clock=t["builtin_interfaces/msg/Time"](sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
+        writer.put(0, wall + i * 1000 + 1, store.serialize_cdr(clock, clock_type))
+        writer.put(1, wall + i * 1000 + 2, _joint_state(store, max(sim_ns - 20_000_000, 0)))
+        writer.put(2, wall + i * 1000 + 3, _joint_state(store, sim_ns))
+    writer.close()
+    info = bag_info(bag)
+    js0, js1 = info.topics["/robot_0/joint_states"], info.topics["/robot_1/joint_states"]
+    assert js0.stamp_clock == "sim" and js0.lag_mean_s == pytest.approx((9 * 0.02) / 10, abs=1e-9)
+    assert js0.lag_max_s == pytest.approx(0.02, abs=1e-9)
+    assert js1.stamp_clock == "unknown" and math.isnan(js1.lag_mean_s)
+    assert "(sim clock)" in format_info(info)
+    assert info.as_dict()["topics"]["/robot_0/joint_states"]["stamp_clock"] == "sim"
 
 
 def test_metadata_is_version_9_with_offered_qos_and_type_hashes(tmp_path: Path) -> None:

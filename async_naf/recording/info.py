@@ -1,7 +1,9 @@
 """What a rosbag2 bag holds, for training (ROS-free; reads with ``rosbags``).
 
 :func:`bag_info` reports per topic the message count, rate, largest gap between receive times and, for
-stamped messages, the lag of the header stamp behind the receive time; the episodes found in
+stamped messages, the lag of the header stamp behind the receive time (or, for stamps on a simulation's clock,
+behind that clock's time at reception: the newest ``clock`` message of the robot's namespace, else ``/clock``,
+received at or before it); the episodes found in
 ``task/goal`` per robot; and which tasks the bag can feed, the two ways ``async-naf bag convert`` builds
 transitions (``exact``: the policy's own ``policy/step`` records; ``raw``: joint states, commands, the
 door IMU and the goal, what ``ros2 bag record`` gives on any ros2_control arm), with what is missing.
@@ -22,6 +24,8 @@ EXACT_TOPICS = ("policy/step", "task/goal")
 RAW_TOPICS = ("joint_states", "forward_velocity_controller/commands", "task/goal")
 RAW_DOOR_TOPICS = ("door/imu",)
 _STAMPED = {"sensor_msgs/msg/JointState", "sensor_msgs/msg/Imu", "diagnostic_msgs/msg/DiagnosticArray"}
+_CLOCK = "rosgraph_msgs/msg/Clock"
+SIM_STAMP_S = 86_400.0  # a stamp further than this from its receive time is on a simulation's clock, s
 _ROBOT_RE = re.compile(r"^(/[^/]+)/(.+)$")
 
 
@@ -31,7 +35,12 @@ class BagError(ValueError):
 
 @dataclass
 class TopicInfo:
-    """One topic of a bag. Times in s (receive times), rate in Hz, lag in s."""
+    """One topic of a bag. Times in s (receive times), rate in Hz, lag in s.
+
+    ``stamp_clock``: what the header stamps count (``system``: wall time, the lag is behind the receive time;
+    ``sim``: a simulation's clock, the lag is behind that clock at reception; ``""``: no stamps; ``unknown``:
+    sim-clock stamps without a clock topic to compare with, no lag).
+    """
 
     name: str
     type: str
@@ -41,6 +50,7 @@ class TopicInfo:
     max_gap_s: float = 0.0
     lag_mean_s: float = math.nan
     lag_max_s: float = math.nan
+    stamp_clock: str = ""
 
     @property
     def rate_hz(self) -> float:
@@ -76,7 +86,8 @@ class BagInfo:
         return {
             "path": self.path, "duration_s": self.duration_s, "undecodable": self.undecodable,
             "topics": {n: {"type": t.type, "count": t.count, "rate_hz": t.rate_hz, "max_gap_s": t.max_gap_s,
-                           "lag_mean_s": num(t.lag_mean_s), "lag_max_s": num(t.lag_max_s)}
+                           "lag_mean_s": num(t.lag_mean_s), "lag_max_s": num(t.lag_max_s),
+                           "stamp_clock": t.stamp_clock}
                        for n, t in self.topics.items()},
             "episodes": {ns: len(eps) for ns, eps in self.episodes.items()},
             "feeds": self.feeds,
@@ -107,6 +118,7 @@ def bag_info(path: str | Path) -> BagInfo:
     store = get_typestore(Stores.ROS2_JAZZY)
     prev: dict[str, float] = {}
     lags: dict[str, list[float]] = {}
+    clocks: dict[str, float] = {}  # clock topic -> its newest time, s
     try:
         with AnyReader([path], default_typestore=store) as reader:
             for conn in reader.connections:
@@ -121,7 +133,7 @@ def bag_info(path: str | Path) -> BagInfo:
                     topic.max_gap_s = max(topic.max_gap_s, t - prev[conn.topic])
                 topic.last_s = prev[conn.topic] = t
                 wants_goal = conn.topic.endswith("/task/goal")
-                if conn.msgtype not in _STAMPED and not wants_goal:
+                if conn.msgtype not in _STAMPED and not wants_goal and conn.msgtype != _CLOCK:
                     continue
                 try:
                     msg: Any = reader.deserialize(raw, conn.msgtype)
@@ -131,9 +143,11 @@ def bag_info(path: str | Path) -> BagInfo:
                         eps = info.episodes.setdefault(m.group(1) if m else "/", [])
                         if goal.active and goal.episode not in eps:
                             eps.append(goal.episode)
+                    elif conn.msgtype == _CLOCK:
+                        clocks[conn.topic] = msg.clock.sec + 1e-9 * msg.clock.nanosec
                     else:
                         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-                        lags.setdefault(conn.topic, []).append(t - stamp)
+                        _add_lag(topic, lags, clocks, t, stamp)
                 except (AnyReaderError, SerdeError, layouts.LayoutError, ValueError, AssertionError, IndexError,
                         KeyError, AttributeError):
                     info.undecodable += 1
@@ -147,6 +161,23 @@ def bag_info(path: str | Path) -> BagInfo:
         info.topics[name].lag_max_s = max(values)
     info.feeds = _feeds(info)
     return info
+
+
+def _add_lag(topic: TopicInfo, lags: dict[str, list[float]], clocks: dict[str, float], t: float,
+             stamp: float) -> None:
+    """The lag of one stamp received at ``t`` (both s): behind the receive time, or behind the simulation's
+    clock for a stamp on it."""
+    if abs(t - stamp) <= SIM_STAMP_S:
+        topic.stamp_clock = "system"
+        lags.setdefault(topic.name, []).append(t - stamp)
+        return
+    m = _ROBOT_RE.match(topic.name)
+    now = clocks.get(f"{m.group(1)}/clock" if m else "", clocks.get("/clock"))
+    if now is None:
+        topic.stamp_clock = topic.stamp_clock or "unknown"
+        return
+    topic.stamp_clock = "sim"
+    lags.setdefault(topic.name, []).append(now - stamp)
 
 
 def _feeds(info: BagInfo) -> dict[str, dict[str, dict[str, list[str]]]]:
@@ -170,7 +201,8 @@ def format_info(info: BagInfo) -> str:
     for name in sorted(info.topics):
         t = info.topics[name]
         lag = f"{1e3 * t.lag_mean_s:8.2f}" if not math.isnan(t.lag_mean_s) else f"{'-':>8s}"
-        lines.append(f"{name:48s} {t.type:36s} {t.count:8d} {t.rate_hz:8.1f} {t.max_gap_s:9.3f} {lag}")
+        clock = {"sim": " (sim clock)", "unknown": " (sim-clock stamps, no clock topic)"}.get(t.stamp_clock, "")
+        lines.append(f"{name:48s} {t.type:36s} {t.count:8d} {t.rate_hz:8.1f} {t.max_gap_s:9.3f} {lag}{clock}")
     for ns, eps in sorted(info.episodes.items()):
         lines.append(f"episodes {ns}: {len(eps)}" + (f" ({eps[0]}..{eps[-1]})" if eps else ""))
     for task_name, ways in info.feeds.items():
