@@ -153,6 +153,28 @@ def test_a_topic_without_a_local_publisher_reads_dds_until_one_appears(proc: Pro
     assert proc.bus.local_subscriptions(sub.key) == 0
 
 
+def test_a_cycle_of_callbacks_runs_in_rounds_and_still_lets_timers_run(proc: Process) -> None:
+    """A lockstep robot's messages go round in a cycle (command -> state -> command ...): one executor task
+    delivers DRAIN_ROUNDS rounds of it (fewer executor wake-ups than one task per hop), then yields, so a
+    timer of the same process keeps running while the cycle never ends."""
+    hops: list[str] = []
+    ping = _local.create_publisher(proc.a, Float64MultiArray, "ping", DEPTH2)
+    pong = _local.create_publisher(proc.b, Float64MultiArray, "pong", DEPTH2)
+    _local.create_subscription(proc.b, Float64MultiArray, "ping",
+                               lambda m: (hops.append("b"), pong.publish(msg(m.data[0] + 1))), DEPTH2)
+    _local.create_subscription(proc.a, Float64MultiArray, "pong",
+                               lambda m: (hops.append("a"), ping.publish(msg(m.data[0] + 1))), DEPTH2)
+    ping.publish(msg(0.0))
+    proc.executor.spin_once(timeout_sec=1.0)  # the one task the first publish scheduled
+    assert hops == ["b", "a"] * (_local.DRAIN_ROUNDS // 2)  # each round delivers what the previous published
+    proc.executor.spin_once(timeout_sec=1.0)
+    assert len(hops) == 2 * _local.DRAIN_ROUNDS
+    ticks: list[int] = []
+    proc.a.create_timer(0.01, lambda: ticks.append(len(hops)))
+    proc.spin_until(lambda: len(ticks) >= 3, 10.0)
+    assert ticks[-1] > ticks[0]  # the cycle went on between the timer's runs
+
+
 def test_an_exception_in_a_delivered_callback_is_raised_in_the_spin_loop(proc: Process) -> None:
     def boom(m: Float64MultiArray) -> None:
         raise RuntimeError(f"bad {m.data[0]}")

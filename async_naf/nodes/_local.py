@@ -43,6 +43,9 @@ from typing import Any, Protocol
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
+# rounds of delivery per executor task: a round delivers what was queued before it, so the messages a callback
+# publishes go out in the next round of the same task (fewer executor wake-ups), up to this many
+DRAIN_ROUNDS = 8
 _BUS: LocalBus | None = None
 
 
@@ -294,18 +297,23 @@ class LocalBus:
             self._executor.create_task(self._drain)
 
     def _drain(self) -> None:
-        """Deliver the messages queued so far (those their callbacks publish wait for the next task, so
-        timers and DDS callbacks run in between, as they would between DDS deliveries)."""
-        self._scheduled = False
+        """Deliver the messages queued so far, then those their callbacks published, for at most
+        ``DRAIN_ROUNDS`` rounds; what is left waits for the next task, so timers and DDS callbacks run in
+        between (a lockstep robot's messages go round in a cycle that never empties the queue)."""
         try:
-            for _ in range(len(self._order)):
-                sub = self._order.popleft()
-                if sub.queue:  # empty: its oldest message was overwritten (KEEP_LAST) or it was destroyed
-                    payload, is_value = sub.queue.popleft()
-                    sub.receive(payload, is_value)
+            for _ in range(DRAIN_ROUNDS):
+                for _ in range(len(self._order)):
+                    sub = self._order.popleft()
+                    if sub.queue:  # empty: its oldest message was overwritten (KEEP_LAST) or it was destroyed
+                        payload, is_value = sub.queue.popleft()
+                        sub.receive(payload, is_value)
+                if not self._order:
+                    break
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending in the spin loop
             self._error = exc
+            self._scheduled = False
             return
+        self._scheduled = False
         if self._order:
             self._schedule()
 
