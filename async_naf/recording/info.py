@@ -11,11 +11,11 @@ door IMU and the goal, what ``ros2 bag record`` gives on any ros2_control arm), 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from async_naf.recording.ready import topic_namespace
 from async_naf.task.tasks import TASK_NAMES, make_task
 from async_naf.wire import layouts
 
@@ -26,7 +26,6 @@ RAW_DOOR_TOPICS = ("door/imu",)
 _STAMPED = {"sensor_msgs/msg/JointState", "sensor_msgs/msg/Imu", "diagnostic_msgs/msg/DiagnosticArray"}
 _CLOCK = "rosgraph_msgs/msg/Clock"
 SIM_STAMP_S = 86_400.0  # a stamp further than this from its receive time is on a simulation's clock, s
-_ROBOT_RE = re.compile(r"^(/[^/]+)/(.+)$")
 
 
 class BagError(ValueError):
@@ -139,8 +138,7 @@ def bag_info(path: str | Path) -> BagInfo:
                     msg: Any = reader.deserialize(raw, conn.msgtype)
                     if wants_goal:
                         goal = layouts.decode_goal(_array_msg(msg))
-                        m = _ROBOT_RE.match(conn.topic)
-                        eps = info.episodes.setdefault(m.group(1) if m else "/", [])
+                        eps = info.episodes.setdefault(topic_namespace(conn.topic) or "/", [])
                         if goal.active and goal.episode not in eps:
                             eps.append(goal.episode)
                     elif conn.msgtype == _CLOCK:
@@ -171,8 +169,8 @@ def _add_lag(topic: TopicInfo, lags: dict[str, list[float]], clocks: dict[str, f
         topic.stamp_clock = "system"
         lags.setdefault(topic.name, []).append(t - stamp)
         return
-    m = _ROBOT_RE.match(topic.name)
-    now = clocks.get(f"{m.group(1)}/clock" if m else "", clocks.get("/clock"))
+    ns = topic_namespace(topic.name)
+    now = clocks.get(f"{ns}/clock" if ns else "", clocks.get("/clock"))
     if now is None:
         topic.stamp_clock = topic.stamp_clock or "unknown"
         return
@@ -183,7 +181,7 @@ def _add_lag(topic: TopicInfo, lags: dict[str, list[float]], clocks: dict[str, f
 def _feeds(info: BagInfo) -> dict[str, dict[str, dict[str, list[str]]]]:
     """Per task and way, per robot namespace found in the bag: the topics it lacks (messages, not just names)."""
     present = {n for n, t in info.topics.items() if t.count}
-    robots = sorted({m.group(1) for n in present if (m := _ROBOT_RE.match(n)) and m.group(1) != "/trainer"})
+    robots = sorted({ns for n in present if (ns := topic_namespace(n)) and ns != "/trainer"})
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for task_name in TASK_NAMES:
         door = make_task(task_name).is_door
