@@ -310,10 +310,9 @@ class LocalBus:
                 if not self._order:
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending in the spin loop
-            self._error = exc
+            self._error = exc  # and nothing more is scheduled (_schedule) until it is raised
+        finally:
             self._scheduled = False
-            return
-        self._scheduled = False
         if self._order:
             self._schedule()
 
