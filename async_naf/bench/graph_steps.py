@@ -21,6 +21,15 @@ and then, in the same bench run and process, without ROS:
 - ``graph_efficiency`` = graph_env_steps_per_s / env_steps_per_s (goal >= 0.5);
 - ``graph_cpu_ratio`` = graph_cpu_ms_per_step / (1000 / env_steps_per_s + naf_update_ms) (goal <= 2).
 
+Then, to tell the graph's own overhead from the cost of sharing the cores (the graph runs ``workers`` + 1
+busy processes on this machine's cores; the figures above are each measured alone, at the machine's best):
+
+- ``env_ms_contended``, ``naf_update_ms_contended``: CPU ms per ``ArmDoorEnv`` step and per NAF update
+  while ``workers`` processes step the env and one makes updates, all at once for a few seconds, no ROS;
+- ``graph_cpu_ratio_contended`` = graph_cpu_ms_per_step / (env_ms_contended + naf_update_ms_contended):
+  what the graph costs beyond the same work sharing the cores the same way (a diagnostic beside the goal,
+  not the goal's figure).
+
 ``composition`` selects the process layout (:data:`LAYOUTS`, env ``ASYNC_NAF_BENCH_COMPOSITION``): ``none``
 (one process per node), ``robot`` (one per robot, messages between its nodes handed over in the process),
 ``robot_dds`` (one per robot, messages through DDS). The machine's load average is reported beside the
@@ -89,6 +98,76 @@ def _in_process_costs(quick: bool) -> dict[str, float]:
     finally:
         torch.set_num_threads(threads)
     return {"env_steps_per_s": round(env_rate, 1), "naf_update_ms": round(best * 1e3, 3)}
+
+
+def _work_loop(kind: str, seconds: float) -> dict[str, float]:
+    """Run one kind of the graph's work without ROS for ``seconds`` of wall time: ``env`` (``ArmDoorEnv``
+    door_pull steps, random actions) or ``update`` (NAF updates, the ``naf_update_ms`` network); returns the
+    calls made and this process's CPU seconds (all threads) spent making them."""
+    import numpy as np
+
+    if kind == "env":
+        from async_naf.run.env import ArmDoorEnv
+
+        env = ArmDoorEnv("door_pull", seed=0)
+        env.reset()
+        rng = np.random.default_rng(0)
+        actions = rng.uniform(env.task.action_low, env.task.action_high, (256, env.task.act_dim))
+
+        def work(i: int) -> None:
+            if env.step(actions[i % 256])[3]:
+                env.reset()
+    elif kind == "update":
+        import torch
+
+        from async_naf.bench.agents import ACT_DIM, BATCH, HIDDEN, OBS_DIM, _filled_buffer
+        from async_naf.learning.agents.naf import NAFAgent, NAFConfig
+
+        torch.set_num_threads(1)
+        buf = _filled_buffer()
+        agent = NAFAgent(NAFConfig(OBS_DIM, ACT_DIM, hidden_sizes=HIDDEN, batch_size=BATCH))
+
+        def work(i: int) -> None:
+            agent.update(buf.sample(BATCH))
+    else:
+        raise ValueError(f"unknown work {kind!r}")
+    for i in range(50):  # warm-up (first calls allocate)
+        work(i)
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        work(n)
+        n += 1
+    return {"calls": n, "cpu_s": time.process_time() - c0}
+
+
+def _contended_costs(workers: int, seconds: float) -> dict[str, float]:
+    """The in-process costs again, measured with as many busy processes sharing the cores as the graph has
+    (``workers`` processes stepping ``ArmDoorEnv``, one making NAF updates, all at once): CPU ms per env
+    step and per update when the work alone shares the machine the way the graph's processes do. The
+    graph's CPU per step over their sum is the part of ``graph_cpu_ratio`` that is not sharing the cores."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kinds = ["env"] * workers + ["update"]
+    procs = [subprocess.Popen([sys.executable, "-m", "async_naf.bench.graph_steps", "--work", kind, str(seconds)],
+                              stdout=subprocess.PIPE, text=True, env=env) for kind in kinds]
+    results = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=seconds + 120)
+            if proc.returncode != 0:
+                raise RuntimeError(f"graph bench: a contended work process exited with {proc.returncode}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    env_ms = sum(r["cpu_s"] for r in results[:-1]) * 1e3 / sum(r["calls"] for r in results[:-1])
+    update_ms = results[-1]["cpu_s"] * 1e3 / results[-1]["calls"]
+    return {"env_ms_contended": round(env_ms, 3), "naf_update_ms_contended": round(update_ms, 3)}
 
 
 LAYOUTS = {"none": ("none", True), "robot": ("robot", True), "robot_dds": ("robot", False)}
@@ -196,9 +275,12 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None) -> dict[str, Any]:
+def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None,
+                      contended: bool = True) -> dict[str, Any]:
     """``graph_env_steps_per_s`` and the figures beside it (module docstring). ``composition``: the graph's
-    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``robot``, the graph's default)."""
+    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``robot``, the graph's default).
+    ``contended``: also measure the in-process costs with the cores shared as in the graph
+    (:func:`_contended_costs`)."""
     composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "robot")
     # the window: about 7 s at 1,700 steps/s (3,000 steps, 2 s, varied by +-10 % from run to run); the
     # in-process costs first, on a machine without the graph's processes (still exiting after it)
@@ -210,6 +292,10 @@ def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | 
     out["graph_efficiency"] = round(out["graph_env_steps_per_s"] / out["env_steps_per_s"], 3)
     budget_ms = 1e3 / out["env_steps_per_s"] + out["naf_update_ms"]
     out["graph_cpu_ratio"] = round(out["graph_cpu_ms_per_step"] / budget_ms, 2)
+    if contended:
+        out.update(_contended_costs(workers, 2.0 if quick else 6.0))
+        shared_ms = out["env_ms_contended"] + out["naf_update_ms_contended"]
+        out["graph_cpu_ratio_contended"] = round(out["graph_cpu_ms_per_step"] / shared_ms, 2)
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -218,5 +304,8 @@ if __name__ == "__main__":  # pragma: no cover
     import json
     import sys
 
-    print(json.dumps(bench_graph_steps(quick="--quick" in sys.argv,
-                                       composition="robot" if "--robot" in sys.argv else None)))
+    if sys.argv[1:2] == ["--work"]:  # one of _contended_costs's processes
+        print(json.dumps(_work_loop(sys.argv[2], float(sys.argv[3]))))
+    else:
+        print(json.dumps(bench_graph_steps(quick="--quick" in sys.argv,
+                                           composition="robot" if "--robot" in sys.argv else None)))

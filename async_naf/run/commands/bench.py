@@ -24,7 +24,9 @@ Figures (each measured, never hard-coded):
                         steps/s, CPU ms per env step (per process), graph_efficiency = its ratio to
                         env_steps_per_s, graph_cpu_ratio = CPU per step / (env step + NAF update) in-process
                         (ASYNC_NAF_BENCH_COMPOSITION: robot = a process per robot, intra-process,
-                        the default; robot_dds = a process per robot via DDS; none = a process per node)
+                        the default; robot_dds = a process per robot via DDS; none = a process per node);
+                        graph_cpu_ratio_contended: the same over env step + update measured with the
+                        cores shared as in the graph (workers env processes + one updating, no ROS)
   raw_convert_steps_per_s  async-naf bag convert --method raw on a door_pull bag, one core: steps/s with
                         the bag read, the door-angle estimator, FK, observation, reward and pairing; beside
                         it exact_convert_transitions_per_s (--method exact on the same bag)
