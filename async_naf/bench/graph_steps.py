@@ -42,6 +42,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,52 +59,11 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of proc(5))
 
 
-def _in_process_costs(quick: bool) -> dict[str, float]:
-    """ArmDoorEnv steps/s and one NAF update (ms), measured here without ROS."""
-    import numpy as np
-    import torch
-
-    from async_naf.bench.agents import ACT_DIM, BATCH, HIDDEN, OBS_DIM, _filled_buffer
-    from async_naf.bench.sim import _rate
-    from async_naf.learning.agents.naf import NAFAgent, NAFConfig
-    from async_naf.run.env import ArmDoorEnv
-
-    env = ArmDoorEnv("door_pull", seed=0)
-    env.reset()
-    rng = np.random.default_rng(0)
-    actions = rng.uniform(env.task.action_low, env.task.action_high, (256, env.task.act_dim))
-    counter = {"i": 0}
-
-    def env_step() -> None:
-        i = counter["i"] = counter["i"] + 1
-        _, _, _, truncated, _ = env.step(actions[i % 256])
-        if truncated:
-            env.reset()
-
-    env_rate = _rate(env_step, 500 if quick else 2000, 2 if quick else 3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        buf = _filled_buffer()
-        agent = NAFAgent(NAFConfig(OBS_DIM, ACT_DIM, hidden_sizes=HIDDEN, batch_size=BATCH))
-        n = 300 if quick else 1500
-        for _ in range(50):
-            agent.update(buf.sample(BATCH))
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                agent.update(buf.sample(BATCH))
-            best = min(best, (time.perf_counter() - t0) / n)
-    finally:
-        torch.set_num_threads(threads)
-    return {"env_steps_per_s": round(env_rate, 1), "naf_update_ms": round(best * 1e3, 3)}
-
-
-def _work_loop(kind: str, seconds: float) -> dict[str, float]:
-    """Run one kind of the graph's work without ROS for ``seconds`` of wall time: ``env`` (``ArmDoorEnv``
-    door_pull steps, random actions) or ``update`` (NAF updates, the ``naf_update_ms`` network); returns the
-    calls made and this process's CPU seconds (all threads) spent making them."""
+def _work(kind: str) -> Callable[[], None]:
+    """One call of the graph's work without ROS: ``env`` steps ``ArmDoorEnv`` (door_pull, random actions,
+    reset at the time limit); ``update`` makes one NAF update (batch 64, 2x100: the ``naf_updates_per_s``
+    network) on a filled buffer, with torch on one thread (the caller's setting: see
+    :func:`_in_process_costs`)."""
     import numpy as np
 
     if kind == "env":
@@ -113,29 +73,64 @@ def _work_loop(kind: str, seconds: float) -> dict[str, float]:
         env.reset()
         rng = np.random.default_rng(0)
         actions = rng.uniform(env.task.action_low, env.task.action_high, (256, env.task.act_dim))
+        counter = {"i": 0}
 
-        def work(i: int) -> None:
-            if env.step(actions[i % 256])[3]:
+        def env_step() -> None:
+            i = counter["i"] = counter["i"] + 1
+            if env.step(actions[i % 256])[3]:  # truncated
                 env.reset()
-    elif kind == "update":
-        import torch
-
+        return env_step
+    if kind == "update":
         from async_naf.bench.agents import ACT_DIM, BATCH, HIDDEN, OBS_DIM, _filled_buffer
         from async_naf.learning.agents.naf import NAFAgent, NAFConfig
 
-        torch.set_num_threads(1)
         buf = _filled_buffer()
         agent = NAFAgent(NAFConfig(OBS_DIM, ACT_DIM, hidden_sizes=HIDDEN, batch_size=BATCH))
 
-        def work(i: int) -> None:
+        def update() -> None:
             agent.update(buf.sample(BATCH))
-    else:
-        raise ValueError(f"unknown work {kind!r}")
-    for i in range(50):  # warm-up (first calls allocate)
-        work(i)
+        return update
+    raise ValueError(f"unknown work {kind!r}")
+
+
+def _in_process_costs(quick: bool) -> dict[str, float]:
+    """ArmDoorEnv steps/s and one NAF update (ms), measured here without ROS."""
+    import torch
+
+    from async_naf.bench.sim import _rate
+
+    env_rate = _rate(_work("env"), 500 if quick else 2000, 2 if quick else 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        update = _work("update")
+        n = 300 if quick else 1500
+        for _ in range(50):
+            update()
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                update()
+            best = min(best, (time.perf_counter() - t0) / n)
+    finally:
+        torch.set_num_threads(threads)
+    return {"env_steps_per_s": round(env_rate, 1), "naf_update_ms": round(best * 1e3, 3)}
+
+
+def _work_loop(kind: str, seconds: float) -> dict[str, float]:
+    """Run one kind of :func:`_work` for ``seconds`` of wall time (updates with torch on one thread); returns the
+    calls made and this process's CPU seconds (all threads) spent making them."""
+    if kind == "update":
+        import torch
+
+        torch.set_num_threads(1)
+    work = _work(kind)
+    for _ in range(50):  # warm-up (first calls allocate)
+        work()
     n, c0, t0 = 0, time.process_time(), time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        work(n)
+        work()
         n += 1
     return {"calls": n, "cpu_s": time.process_time() - c0}
 
