@@ -27,7 +27,13 @@ class Processes:
         args = [sys.executable, "-m", f"async_naf.nodes.{module}", "--ros-args"]
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
-        args += list(ros_args)
+        return self._popen(key, args + list(ros_args))
+
+    def start_script(self, key: str, code: str) -> subprocess.Popen:
+        """``python -c code`` (e.g. a foreign rclpy node), stopped like the node processes."""
+        return self._popen(key, [sys.executable, "-c", code])
+
+    def _popen(self, key: str, args: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{key}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         proc._log = log  # type: ignore[attr-defined]

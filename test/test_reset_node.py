@@ -90,12 +90,16 @@ def test_reset_drives_home_then_waits_for_the_closed_door(ros_env: dict[str, str
         res = probe.call(client, Trigger.Request(), timeout=30.0)
         assert not res.success and "did not reach the start pose within move_timeout_s = 6 s" in res.message
         assert np.all(arm.commands[-1] == 0)
-        # a joint state from before the request never answers it: the arm seen at home, then no joint states
+        # a joint state received before the request never answers it: the arm seen at home, then no joint states
         # (the door closed, its estimate current): no "at the start pose" from the old state
         arm.moves, arm.q = True, START.copy()
         ticks = arm.ticks
         probe.spin_until(lambda: arm.ticks >= ticks + 10, 10.0, "joint states at the start pose")
         arm.joints_silent = True
+        # the arm's last joint states may still be in flight (DDS, the node's executor): a state the node takes
+        # after the request started counts as new, whenever it was sent. Ten more ticks of silence first.
+        ticks = arm.ticks
+        probe.spin_until(lambda: arm.ticks >= ticks + 10, 10.0, "ten ticks without joint states")
         res = probe.call(client, Trigger.Request(), timeout=30.0)
         assert not res.success and "no joint states within move_timeout_s = 6 s" in res.message, res.message
     finally:

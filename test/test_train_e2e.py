@@ -65,9 +65,11 @@ def test_train_reach_two_workers_writes_run_directory(tmp_path: Path, ros_env: d
                                                       composition: str) -> None:
     """The same run with one process per node and with each robot's nodes composed into one process."""
     run_dir = tmp_path / "run"
-    steps = 1500
+    # realtime (20 Hz per robot, as real arms): in lockstep a composed robot that found the trainer first made
+    # all 1,500 steps of the earlier budget in 2 s, before the other robot's collector had found the trainer
+    steps = 400
     proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "2", "--seed", "3", "--steps", str(steps),
-                  "--minutes", "3", "--eval-every", "0", "--eval-episodes", "3", "--quiet",
+                  "--realtime", "--minutes", "3", "--eval-every", "0", "--eval-episodes", "3", "--quiet",
                   "--set", "trainer.min_buffer_size=200", "--set", "trainer.checkpoint_every_s=0",
                   "--composition", composition)
     try:
