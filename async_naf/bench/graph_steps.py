@@ -270,11 +270,10 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None,
-                      contended: bool = True) -> dict[str, Any]:
+def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | None = None) -> dict[str, Any]:
     """``graph_env_steps_per_s`` and the figures beside it (module docstring). ``composition``: the graph's
-    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``robot``, the graph's default).
-    ``contended``: also measure the in-process costs with the cores shared as in the graph
+    process layout (default: ``ASYNC_NAF_BENCH_COMPOSITION`` or ``robot``, the graph's default). The
+    in-process costs are measured twice: alone, and with the cores shared as in the graph
     (:func:`_contended_costs`)."""
     composition = composition or os.environ.get("ASYNC_NAF_BENCH_COMPOSITION", "robot")
     # the window: about 7 s at 1,700 steps/s (3,000 steps, 2 s, varied by +-10 % from run to run); the
@@ -287,10 +286,9 @@ def bench_graph_steps(quick: bool = False, workers: int = 2, composition: str | 
     out["graph_efficiency"] = round(out["graph_env_steps_per_s"] / out["env_steps_per_s"], 3)
     budget_ms = 1e3 / out["env_steps_per_s"] + out["naf_update_ms"]
     out["graph_cpu_ratio"] = round(out["graph_cpu_ms_per_step"] / budget_ms, 2)
-    if contended:
-        out.update(_contended_costs(workers, 2.0 if quick else 6.0))
-        shared_ms = out["env_ms_contended"] + out["naf_update_ms_contended"]
-        out["graph_cpu_ratio_contended"] = round(out["graph_cpu_ms_per_step"] / shared_ms, 2)
+    out.update(_contended_costs(workers, 2.0 if quick else 6.0))
+    shared_ms = out["env_ms_contended"] + out["naf_update_ms_contended"]
+    out["graph_cpu_ratio_contended"] = round(out["graph_cpu_ms_per_step"] / shared_ms, 2)
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)
     return out
 
