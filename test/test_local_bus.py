@@ -153,10 +153,8 @@ def test_a_topic_without_a_local_publisher_reads_dds_until_one_appears(proc: Pro
     assert proc.bus.local_subscriptions(sub.key) == 0
 
 
-def test_a_cycle_of_callbacks_runs_in_rounds_and_still_lets_timers_run(proc: Process) -> None:
-    """A lockstep robot's messages go round in a cycle (command -> state -> command ...): one executor task
-    delivers DRAIN_ROUNDS rounds of it (fewer executor wake-ups than one task per hop), then yields, so a
-    timer of the same process keeps running while the cycle never ends."""
+def _ping_pong(proc: Process) -> list[str]:
+    """Two subscriptions that answer each other for ever (a lockstep robot's cycle); the hops so far."""
     hops: list[str] = []
     ping = _local.create_publisher(proc.a, Float64MultiArray, "ping", DEPTH2)
     pong = _local.create_publisher(proc.b, Float64MultiArray, "pong", DEPTH2)
@@ -165,6 +163,16 @@ def test_a_cycle_of_callbacks_runs_in_rounds_and_still_lets_timers_run(proc: Pro
     _local.create_subscription(proc.a, Float64MultiArray, "pong",
                                lambda m: (hops.append("a"), ping.publish(msg(m.data[0] + 1))), DEPTH2)
     ping.publish(msg(0.0))
+    return hops
+
+
+def test_a_cycle_of_callbacks_runs_in_rounds_and_still_lets_timers_run(proc: Process,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lockstep robot's messages go round in a cycle (command -> state -> command ...): one executor task
+    delivers DRAIN_ROUNDS rounds of it (fewer executor wake-ups than one task per hop), then yields, so a
+    timer of the same process keeps running while the cycle never ends."""
+    monkeypatch.setattr(_local, "DRAIN_BUDGET_S", 60.0)  # the round limit alone (a loaded machine is slow)
+    hops = _ping_pong(proc)
     proc.executor.spin_once(timeout_sec=1.0)  # the one task the first publish scheduled
     assert hops == ["b", "a"] * (_local.DRAIN_ROUNDS // 2)  # each round delivers what the previous published
     proc.executor.spin_once(timeout_sec=1.0)
@@ -173,6 +181,17 @@ def test_a_cycle_of_callbacks_runs_in_rounds_and_still_lets_timers_run(proc: Pro
     proc.a.create_timer(0.01, lambda: ticks.append(len(hops)))
     proc.spin_until(lambda: len(ticks) >= 3, 10.0)
     assert ticks[-1] > ticks[0]  # the cycle went on between the timer's runs
+
+
+def test_a_task_yields_after_its_time_budget(proc: Process, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DRAIN_BUDGET_S bounds a task's wall time whatever the round limit: with no budget every task
+    delivers one round, and the cycle goes on in the next task."""
+    monkeypatch.setattr(_local, "DRAIN_BUDGET_S", 0.0)
+    hops = _ping_pong(proc)
+    proc.executor.spin_once(timeout_sec=1.0)
+    assert hops == ["b"]
+    proc.executor.spin_once(timeout_sec=1.0)
+    assert hops == ["b", "a"]
 
 
 def test_an_exception_in_a_delivered_callback_is_raised_in_the_spin_loop(proc: Process) -> None:
@@ -446,3 +465,29 @@ def test_the_node_adapters_round_trip() -> None:
     assert got_js.effort.size == 0
     cmd = np.array([0.1, -0.2, 0.3, 0.0, 0.0, 0.5, -0.5])
     np.testing.assert_array_equal(CommandAdapter().from_ros(CommandAdapter().to_ros(cmd)), cmd)
+
+
+def test_the_policy_arms_no_door_timer_for_an_estimate_already_queued(proc: Process) -> None:
+    """A composed robot: the door-angle node publishes its estimate in the same bus round in which the policy
+    takes the joint state that waits for it; the policy then arms no door-wait timer (each arm and cancel
+    woke the executor's timer thread), and arms it once nothing is queued while it still waits."""
+    from types import SimpleNamespace
+
+    from async_naf.nodes.policy_node import PolicyNode
+
+    got: list[float] = []
+    door_pub = _local.create_publisher(proc.a, Float64MultiArray, "door/joint_states", DEPTH2)
+    door_sub = _local.create_subscription(proc.b, Float64MultiArray, "door/joint_states",
+                                          lambda m: got.append(m.data[0]), DEPTH2)
+    timer = proc.b.create_timer(0.005, lambda: None)
+    timer.cancel()
+    node = SimpleNamespace(_door_timer=timer, _door_sub=door_sub, loop=SimpleNamespace(awaiting_door=True))
+    door_pub.publish(msg(0.3))  # queued for the next round
+    PolicyNode._arm_door_timer(node)  # type: ignore[arg-type]
+    assert timer.is_canceled()  # the queued estimate comes first
+    proc.spin_until(lambda: got == [0.3])
+    PolicyNode._arm_door_timer(node)  # type: ignore[arg-type]
+    assert not timer.is_canceled()  # still waiting, nothing queued: the deadline needs the timer
+    node.loop.awaiting_door = False
+    PolicyNode._arm_door_timer(node)  # type: ignore[arg-type]
+    assert timer.is_canceled()

@@ -105,7 +105,9 @@ class PolicyRunner:
             action = 0.5 * (self._low + self._high)
         if explore and scale > 0.0:
             action = action + scale * self.noise.sample()
-        return obs, np.clip(action, self._low, self._high)
+        # action is this call's own array (converted, a sum or built here): clipped in place
+        np.maximum(action, self._low, out=action)
+        return obs, np.minimum(action, self._high, out=action)
 
     def reset_noise(self) -> None:
         """Start a new noise trajectory (OU state back to 0); call at the start of each episode."""

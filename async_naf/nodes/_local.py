@@ -37,6 +37,7 @@ the container's spin loop (rclpy's EventsExecutor would crash the process on an 
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -44,8 +45,12 @@ from typing import Any, Protocol
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
 # rounds of delivery per executor task: a round delivers what was queued before it, so the messages a callback
-# publishes go out in the next round of the same task (fewer executor wake-ups), up to this many
-DRAIN_ROUNDS = 8
+# publishes go out in the next round of the same task (fewer executor wake-ups), up to this many rounds and
+# while the task has run less than DRAIN_BUDGET_S (wall time): then it yields, so the executor's timers and
+# DDS callbacks wait at most about that long behind a lockstep robot's never-ending cycle. Each return to the
+# executor cost a composed robot about 60 us of CPU (docs/benchmarks.md, "Sixth round")
+DRAIN_ROUNDS = 64
+DRAIN_BUDGET_S = 0.005
 _BUS: LocalBus | None = None
 
 
@@ -298,8 +303,10 @@ class LocalBus:
 
     def _drain(self) -> None:
         """Deliver the messages queued so far, then those their callbacks published, for at most
-        ``DRAIN_ROUNDS`` rounds; what is left waits for the next task, so timers and DDS callbacks run in
-        between (a lockstep robot's messages go round in a cycle that never empties the queue)."""
+        ``DRAIN_ROUNDS`` rounds and ``DRAIN_BUDGET_S`` (a round begun is finished); what is left waits for
+        the next task, so timers and DDS callbacks run in between (a lockstep robot's messages go round in a
+        cycle that never empties the queue)."""
+        deadline = time.monotonic() + DRAIN_BUDGET_S
         try:
             for _ in range(DRAIN_ROUNDS):
                 for _ in range(len(self._order)):
@@ -307,7 +314,7 @@ class LocalBus:
                     if sub.queue:  # empty: its oldest message was overwritten (KEEP_LAST) or it was destroyed
                         payload, is_value = sub.queue.popleft()
                         sub.receive(payload, is_value)
-                if not self._order:
+                if not self._order or time.monotonic() >= deadline:
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending in the spin loop
             self._error = exc  # and nothing more is scheduled (_schedule) until it is raised

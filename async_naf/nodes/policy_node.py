@@ -64,6 +64,7 @@ class PolicyNode(LifecycleNode):
         self._weights_version = -1
         self._cmd_pub: Any = None
         self._door_timer: Any = None
+        self._door_sub: Any = None
         self._entities: tuple[list, list, list] = ([], [], [])
         if self.cfg.autostart:
             self.trigger_configure()
@@ -105,8 +106,9 @@ class PolicyNode(LifecycleNode):
                 _local.create_subscription(self, Float64MultiArray, "task/goal", self._on_goal, _msgs.LATCHED),
                 self.create_subscription(UInt8MultiArray, "/trainer/weights", self._on_weights, _msgs.LATCHED)]
         if runner.task.is_door:
-            subs.append(_local.create_subscription(self, JointState, "door/joint_states", self._on_door, _msgs.SENSOR,
-                                                   adapter=joints))
+            self._door_sub = _local.create_subscription(self, JointState, "door/joint_states", self._on_door,
+                                                        _msgs.SENSOR, adapter=joints)
+            subs.append(self._door_sub)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         loop = self.loop
         timers = []
@@ -155,6 +157,7 @@ class PolicyNode(LifecycleNode):
             _local.destroy_publisher(self, pub)
         self._cmd_pub = None
         self._door_timer = None
+        self._door_sub = None
         self._entities = ([], [], [])
         return TransitionCallbackReturn.SUCCESS
 
@@ -211,7 +214,9 @@ class PolicyNode(LifecycleNode):
         if timer is None or self.loop is None:
             return
         if self.loop.awaiting_door:
-            if timer.is_canceled():
+            # a door estimate already queued on the bus (a composed robot: the door-angle node published it
+            # in this round) is delivered next, and this runs again then: no timer to arm for it
+            if timer.is_canceled() and not _local.more_queued(self._door_sub):
                 timer.reset()
         elif not timer.is_canceled():
             timer.cancel()

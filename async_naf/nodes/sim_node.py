@@ -182,7 +182,7 @@ class SimNode(Node):
             self.truth_pub.publish(JointStates(
                 stamp_ns, DOOR_JOINT_NAMES, np.array([truth.hinge_angle, truth.handle_angle]),
                 np.array([truth.hinge_velocity, float(sim.data.qvel[sim.compiled.handle_dof])]), NO_VALUES))
-        if self.clock_pub is not None:
+        if self.clock_pub is not None and self.clock_pub.get_subscription_count() > 0:  # else nobody to tell
             clock = ClockMsg()
             clock.clock.sec, clock.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
             self.clock_pub.publish(clock)

@@ -121,7 +121,9 @@ class Policy:
             x *= self._half
             x += self._center
         # clip also after tanh: float rounding of center + half * tanh can leave the bounds by an ulp
-        return np.clip(x, self.action_low, self.action_high)
+        # (x is this call's own array: clipped in place, np.clip's Python wrapper costs more than the work)
+        np.maximum(x, self.action_low, out=x)
+        return np.minimum(x, self.action_high, out=x)
 
 
 def policy_bytes(
