@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=20, help="successful demonstration episodes")
     parser.add_argument("--demo-ratio", type=float, default=0.1)
+    parser.add_argument("--pretrain-updates", type=int, default=None,
+                        help="async-naf train --demo-pretrain (default: the parameter file's)")
+    parser.add_argument("--conditions", nargs="+", choices=("none", "demos"), default=["none", "demos"],
+                        help="which runs to make per seed (results already in --out are read, not rerun)")
+    parser.add_argument("--demos-set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="an async-naf train --set for the runs with demonstrations only (repeatable)")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--criterion", choices=("success", "strict"), default="success")
     parser.add_argument("--eval-every", type=float, default=15.0, help="s")
@@ -66,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         for cond in ("none", "demos"):
             run_dir = out / f"{cond}_s{seed}"
             if not (run_dir / "summary.json").exists():
+                if cond not in args.conditions:
+                    continue
                 cmd = [args.cli, "train", "--task", "door_pull", "--workers", "2", "--seed", str(seed),
                        "--minutes", str(args.minutes), "--eval-every", str(args.eval_every),
                        "--eval-episodes", str(args.eval_episodes), "--threshold", str(args.threshold),
@@ -73,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                        "--run-dir", str(run_dir), "--overwrite", "--quiet"]
                 if cond == "demos":
                     cmd += ["--demos", str(dataset), "--demo-ratio", str(args.demo_ratio)]
+                    if args.pretrain_updates is not None:
+                        cmd += ["--demo-pretrain", str(args.pretrain_updates)]
+                    for item in args.demos_set:
+                        cmd += ["--set", item]
                 _run(cmd)
             summary = json.loads((run_dir / "summary.json").read_text())
             curve = _curve(run_dir, column)
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def median_of(times: list[float | None]) -> float | None:
         reached = [t for t in times if t is not None]
-        if len(reached) < len(times):
+        if not times or len(reached) < len(times):
             return None  # a run that never got there: no median to report
         return statistics.median(reached)
 

@@ -124,6 +124,9 @@ ARGUMENTS = (
     ("demo_ratio", "0.1",
      "Share of demonstration rows in every update batch, 0..1 (round(demo_ratio * batch_size) rows; all "
      "demonstrations until the replay buffer holds min_buffer_size rows). Ignored without demos.", None),
+    ("demo_pretrain_updates", "",
+     "Updates on the demonstrations alone before the trainer publishes its first weights (DQfD's pre-training "
+     "phase; 0 = off); empty = the parameter file's value. Ignored without demos.", None),
     ("part", "all",
      "Which part of the graph this host starts: all (trainer and robots), trainer (the trainer only; the robots "
      "run on other hosts) or robots (robots only; they wait for the trainer of another host and act with its "
@@ -262,6 +265,8 @@ def _launch_setup(context, *args, **kwargs):
         # bags converted, every dataset checked against the task (a mismatch raises here: nothing starts)
         overrides.setdefault("/trainer", {}).update(
             demos=prepare_demos(demo_sources, arg("task"), arg("run_dir")), demo_ratio=float(arg("demo_ratio")))
+        if arg("demo_pretrain_updates").strip():
+            overrides["/trainer"]["demo_pretrain_updates"] = int(arg("demo_pretrain_updates"))
     config = GraphConfig(
         task=arg("task"), workers=int(arg("workers")), backend=backend, seed=int(arg("seed")),
         run_dir=arg("run_dir"), realtime=arg("realtime").lower() == "true", use_sim_time=use_sim_time,

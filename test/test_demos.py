@@ -215,6 +215,44 @@ def test_the_trainer_mixes_demos_checkpoints_their_source_and_resumes_with_them(
         Trainer(_trainer_cfg(tmp_path, resume=True))
 
 
+def test_the_trainer_pretrains_on_the_demos_before_its_first_weights(tmp_path: Path) -> None:
+    """demo_pretrain_updates: a fresh run takes that many demo-only updates before any weights go out, they
+    pull mu(x) to the demonstrated action (the BC term), they stay outside updates_per_step, the checkpoint
+    records them and a resumed run does not repeat them."""
+    from async_naf.learning.trainer import Trainer
+
+    rows = _rows(300, reward=1.0, seed=9)
+    rows = rows._replace(action=np.full_like(rows.action, 0.4))  # every demonstration commands 0.4 rad/s
+    ds = _dataset(tmp_path / "ds", rows)
+    published: list[int] = []
+    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_ratio=0.25, demo_pretrain_updates=300,
+                       naf=dict(demo_bc_filter=False))
+    trainer = Trainer(cfg, on_weights=lambda data, updates: published.append(updates))
+    before = trainer.agent.q_values(rows.obs[:50], rows.action[:50])["mu"]
+    try:
+        trainer.start()
+        assert _wait(lambda: bool(published))
+        assert published[0] == 300 and trainer.pretrain_updates == 300 and trainer.env_steps == 0
+        after = trainer.agent.q_values(rows.obs[:50], rows.action[:50])["mu"]
+        trainer.add_transitions(_transitions(40, seed=1))  # 1 update per received step, as without pre-training
+        assert _wait(lambda: trainer.updates == 340)
+        assert not _wait(lambda: trainer.updates > 340, timeout=0.3)
+    finally:
+        trainer.stop()
+    assert np.abs(after - 0.4).mean() < 0.5 * np.abs(before - 0.4).mean()
+    final = json.loads((Path(cfg.run_dir) / "checkpoints" / "final.json").read_text())
+    assert final["pretrain_updates"] == 300
+    resumed = Trainer(_trainer_cfg(tmp_path, resume=True, demo_pretrain_updates=300))
+    try:
+        resumed.start()
+        assert _wait(lambda: resumed.idle_passes > 0)
+        assert resumed.updates == 340 and resumed.pretrain_updates == 300
+        resumed.add_transitions(_transitions(5, seed=3))
+        assert _wait(lambda: resumed.updates == 345)
+    finally:
+        resumed.stop()
+
+
 def test_the_trainer_refuses_demos_of_another_task(tmp_path: Path) -> None:
     from async_naf.learning.trainer import Trainer
 
@@ -226,7 +264,7 @@ def test_the_trainer_refuses_demos_of_another_task(tmp_path: Path) -> None:
 def test_trainer_config_validates_the_demo_fields() -> None:
     from async_naf.learning.config import TrainerConfig
 
-    for bad in ({"demo_ratio": 1.5}, {"demo_ratio": -0.1}, {"demos": ("",)}):
+    for bad in ({"demo_ratio": 1.5}, {"demo_ratio": -0.1}, {"demos": ("",)}, {"demo_pretrain_updates": -1}):
         with pytest.raises(ValueError, match="demo"):
             TrainerConfig(**bad)
     assert TrainerConfig(demos=["a", "b"]).demos == ("a", "b")

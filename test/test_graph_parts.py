@@ -161,3 +161,15 @@ def test_launch_file_declares_part_robots_and_discovery() -> None:
     # the launch file builds the same GraphConfig (part, robots through parse_robots) and environment
     assert 'part=arg("part"), robots=parse_robots(arg("robots"))' in text
     assert 'discovery_variables(arg("discovery"), arg("discovery_server"))' in text
+
+
+def test_cli_demo_pretrain_goes_to_the_trainer_and_is_checked() -> None:
+    from async_naf.run.commands.train import build_config
+
+    args = _train_args("--task", "reach", "--demos", "data/x", "--demo-pretrain", "1500", "--steps", "10")
+    args.run_dir = "/tmp/x"
+    assert build_config(args).overrides["/trainer"]["demo_pretrain_updates"] == 1500
+    args = _train_args("--task", "reach", "--demos", "data/x", "--demo-pretrain", "-1", "--steps", "10")
+    args.run_dir = "/tmp/x"
+    with pytest.raises(ValueError, match="--demo-pretrain must be >= 0"):
+        build_config(args)

@@ -300,8 +300,13 @@ class TrainerConfig:
             batch_size)`` rows); before the replay buffer holds min_buffer_size rows the batches are all
             demonstrations. Ignored without demos. 0.1: at 0.5 door_pull took longer to 90 % greedy success
             than without demonstrations (docs/training.md, "Demonstrations against none").
+        demo_pretrain_updates: with demos, a fresh run first takes this many updates on batches of
+            demonstrations only, then publishes its first weights (the pre-training phase of DQfD, Hester et
+            al. 2018), every demonstration row cloned (``naf.demo_bc_filter`` applies afterwards): the robots
+            start from a policy cloned from the demonstrations instead of a random one. They do not count
+            against updates_per_step; a resumed run does not repeat them. 0 = off; ignored without demos.
         updates_per_step: gradient updates per received environment step (all robots together); the
-            update thread never runs ahead of updates_per_step * env_steps.
+            update thread never runs ahead of updates_per_step * env_steps (pre-training updates aside).
         max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
         action_limit: action bounds of the agent, +-value per joint in rad/s (7 values); empty = the
             task's default.
@@ -340,6 +345,7 @@ class TrainerConfig:
     min_buffer_size: int = 1_000
     demos: tuple[str, ...] = ()
     demo_ratio: float = 0.1
+    demo_pretrain_updates: int = 0
     updates_per_step: float = 1.0
     max_updates_per_s: float = 0.0
     action_limit: tuple[float, ...] = ()
@@ -372,7 +378,7 @@ class TrainerConfig:
             self.ddpg = DDPGParams(**self.ddpg)
         integers(self, ("replay_capacity", "weights_every_updates", "log_every_updates", "keep_checkpoints",
                         "num_threads"), 1)
-        integers(self, ("min_buffer_size", "max_env_steps", "seed"), 0)
+        integers(self, ("min_buffer_size", "max_env_steps", "seed", "demo_pretrain_updates"), 0)
         numbers(self, ("updates_per_step", "max_updates_per_s", "checkpoint_every_s", "max_wall_s",
                        "deadline_unix"), 0.0)
         numbers(self, ("ack_period_s",), 0.0, low_open=True)

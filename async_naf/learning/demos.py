@@ -242,6 +242,20 @@ class DemoMixer:
         """Whether a batch can be drawn now."""
         return sum(self.counts(online_rows)) > 0
 
+    def sample_demos(self) -> tuple[Batch, int]:
+        """One batch of demonstration rows only, whatever the online buffer holds (the trainer's
+        pre-training phase, ``demo_pretrain_updates``), and its row count.
+
+        Raises:
+            ValueError: no demonstrations.
+        """
+        if self.demos is None:
+            raise ValueError("no demonstrations to sample")
+        batch = self.demos.sample(self.batch_size)
+        self.demo_rows_sampled += self.batch_size
+        self.rows_sampled += self.batch_size
+        return batch, self.batch_size
+
     def sample(self, online: ReplayBuffer) -> tuple[Batch, int]:
         """One update batch (demonstration rows first) and how many of its rows are demonstrations.
 

@@ -130,6 +130,8 @@ class Trainer:
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
         self._setup_demos()
         self._demo_bc = isinstance(self.agent, NAFAgent)  # NAF's update takes demo_rows (naf.demo_bc_weight)
+        # updates of the pre-training phase (demonstrations only; outside updates_per_step), kept in checkpoints
+        self.pretrain_updates = int(self.resume_meta.get("pretrain_updates", 0))
         # what the buffer holds of each collector session: the checkpoint's table when resumed
         self.instance_id = int(instance_id) if instance_id is not None else secrets.randbelow(2**31 - 2) + 1
         self.ledger = ReceiptLedger.from_table(self.instance_id, self.resume_meta.get("received"))
@@ -368,15 +370,29 @@ class Trainer:
         cfg = self.config
         if self._paused.is_set() or not self.mixer.ready(len(self.buffer)):
             return False
-        if self.updates >= cfg.updates_per_step * self.env_steps:
+        if self.updates - self.pretrain_updates >= cfg.updates_per_step * self.env_steps:
             return False
         if cfg.max_updates_per_s:
             return self.updates_this_run < cfg.max_updates_per_s * (time.monotonic() - self._t_start)
         return True
 
+    def _pretrain(self) -> None:
+        """The pre-training phase (``demo_pretrain_updates``): a fresh run with demonstrations takes that many
+        updates on demonstration-only batches before the first weights go out. The robots meanwhile act as
+        before any weights (``explore_before_weights``); their data waits in the buffer."""
+        n = self.config.demo_pretrain_updates
+        if n <= 0 or self.updates > 0 or not self.mixer.uses_demos:
+            return
+        t0 = time.monotonic()
+        while self.updates < n and not self._stop.is_set():
+            self._update_once(demos_only=True)
+        self.pretrain_updates = self.updates
+        LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates, time.monotonic() - t0)
+
     def _run(self) -> None:
         self._start_updates = self.updates
         try:
+            self._pretrain()
             while not self._stop.is_set():
                 if self.metrics.queued and self.metrics.write_queued():
                     self._weights_request = True  # episode boundary: publish the weights if they changed
@@ -405,13 +421,18 @@ class Trainer:
     def updates_this_run(self) -> int:
         return self.updates - getattr(self, "_start_updates", self.updates)
 
-    def _update_once(self) -> None:
-        with self._buffer_lock:
-            batch, n_demo = self.mixer.sample(self.buffer)
+    def _update_once(self, demos_only: bool = False) -> None:
+        if demos_only:
+            batch, n_demo = self.mixer.sample_demos()
+        else:
+            with self._buffer_lock:
+                batch, n_demo = self.mixer.sample(self.buffer)
         self._last_demo_share = n_demo / self.agent.config.batch_size
         with self._agent_lock:
             if n_demo and self._demo_bc:
-                metrics = self.agent.update(batch, demo_rows=n_demo)  # type: ignore[call-arg]
+                # pre-training clones every demonstration row: the filter y > V(x) is for the online phase
+                metrics = self.agent.update(batch, demo_rows=n_demo,  # type: ignore[call-arg]
+                                            demo_filter=False if demos_only else None)
             else:
                 metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
@@ -424,7 +445,7 @@ class Trainer:
         if self.updates % self.config.log_every_updates == 0:
             self._last_metrics = {k: float(v) for k, v in metrics.items()}
             self.metrics.add_training(self._last_metrics, self.updates)
-        if self.updates % self.config.weights_every_updates == 0:
+        if self.updates % self.config.weights_every_updates == 0 and not demos_only:
             self._publish_weights()
 
     def policy_weights(self) -> bytes:
@@ -475,7 +496,8 @@ class Trainer:
             received = []  # no buffer in the checkpoint: a trainer resuming from it holds none of the rows
         counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
                     "received": received, "task": self.config.task, "algorithm": self.config.algorithm,
-                    "obs_dim": self.obs_dim, "act_dim": self.act_dim, **self._demo_counters()}
+                    "obs_dim": self.obs_dim, "act_dim": self.act_dim, "pretrain_updates": self.pretrain_updates,
+                    **self._demo_counters()}
         info = self.store.commit(stem, weights, self.config.save_buffer, counters, periodic=tag is None)
         self._last_ckpt = time.monotonic()
         LOG.info("checkpoint %s: %d updates, %d env steps", info.agent, updates, env_steps)

@@ -182,7 +182,7 @@ class NAFAgent:
         return np.clip(u, self.action_low, self.action_high).astype(np.float32)
 
     # ----- learning -------------------------------------------------------------------------------------
-    def update(self, batch: Batch, demo_rows: int = 0) -> dict[str, float]:
+    def update(self, batch: Batch, demo_rows: int = 0, demo_filter: bool | None = None) -> dict[str, float]:
         """One gradient step on ``batch``; returns metrics: ``loss`` (mean squared TD error), ``q_mean``,
         ``target_mean`` (mean y), ``grad_norm`` (global gradient 2-norm before clipping), ``skipped``
         (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far); with a behaviour-cloning
@@ -190,7 +190,8 @@ class NAFAgent:
         the demonstration rows), each the unweighted mean of ``((mu(x) - u) / half_range)^2``.
 
         ``demo_rows``: the first ``demo_rows`` rows of ``batch`` are demonstrations (the trainer's
-        :class:`~async_naf.learning.demos.DemoMixer` puts them first).
+        :class:`~async_naf.learning.demos.DemoMixer` puts them first). ``demo_filter``: clone them only
+        where ``y > V(x)`` (None: ``demo_bc_filter``; the trainer's pre-training phase clones them all).
 
         Also folds ``batch.obs`` into the running observation statistics (when ``normalize_obs``), then
         soft-updates the target network. If the gradient is not finite (e.g. a loss that overflows float32),
@@ -201,7 +202,7 @@ class NAFAgent:
             ValueError: batch shapes do not match the agent's dimensions.
         """
         obs, act, rew, nobs, term = batch_tensors(batch, self.obs_dim, self.act_dim)
-        bc = self._bc_coefficients(obs.shape[0], int(demo_rows))
+        bc = self._bc_coefficients(obs.shape[0], int(demo_rows), demo_filter)
         if self._fast_step is not None:
             stats = self._fast_step(obs, act, rew, nobs, term, bc)
         else:
@@ -217,7 +218,7 @@ class NAFAgent:
             stats = self.update(buffer.sample(self.config.batch_size))
         return stats
 
-    def _bc_coefficients(self, B: int, demo_rows: int) -> naf_update.BCTerms | None:
+    def _bc_coefficients(self, B: int, demo_rows: int, demo_filter: bool | None = None) -> naf_update.BCTerms | None:
         """The behaviour-cloning terms of this update (:class:`~naf_update.BCTerms`); None when both are off
         (``bc_weight`` 0 and no demonstration rows or ``demo_bc_weight`` 0)."""
         cfg = self.config
@@ -226,7 +227,7 @@ class NAFAgent:
             return None
         A = self.act_dim
         return naf_update.BCTerms(cfg.bc_weight / (B * A), cfg.demo_bc_weight / (max(demo_rows, 1) * A), demo_rows,
-                                  cfg.demo_bc_filter)
+                                  cfg.demo_bc_filter if demo_filter is None else bool(demo_filter))
 
     def clip_target(self, y: torch.Tensor, rew: torch.Tensor) -> torch.Tensor:
         """``y`` clipped in place into the return range (``config.target_clip``; see :class:`NAFParams`),

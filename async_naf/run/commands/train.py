@@ -96,6 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of demonstration rows in every update batch, 0..1 (round(R * batch_size) rows; "
                              "all demonstrations until the replay buffer holds min_buffer_size rows) "
                              "(default: %(default)s)")
+    parser.add_argument("--demo-pretrain", type=int, default=None, metavar="UPDATES",
+                        help="updates on the demonstrations alone before the first weights go out (trainer "
+                             "parameter demo_pretrain_updates; DQfD's pre-training phase; 0 = off) "
+                             "(default: the parameter file's)")
     parser.add_argument("--backend", choices=("mujoco", "hardware"), default="mujoco",
                         help="mujoco: the embedded sim with its reset service and ground truth; hardware: the graph "
                              "`ros2 launch ... backend:=real` starts (reset node, guard, door_angle, policy, "
@@ -227,6 +231,10 @@ def build_config(args: argparse.Namespace) -> Any:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"--demo-ratio must be in [0, 1], got {args.demo_ratio}")
         overrides.setdefault("/trainer", {})["demo_ratio"] = ratio  # demos: once prepared (prepare_demos)
+        if getattr(args, "demo_pretrain", None) is not None:
+            if args.demo_pretrain < 0:
+                raise ValueError(f"--demo-pretrain must be >= 0 updates, got {args.demo_pretrain}")
+            overrides["/trainer"]["demo_pretrain_updates"] = int(args.demo_pretrain)
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
     part = getattr(args, "part", "all")
     if part == "robots" and args.steps > 0:
