@@ -32,6 +32,9 @@ def test_streak_and_rates() -> None:
     assert doors.strict_success_rate == 0.5 and doors.strict_consecutive == 1
     q = doors.door_angle_quantiles()
     assert q["min"] == 0.1 and q["max"] == 1.2 and q["median"] == pytest.approx(0.77)
+    assert doors.failure_counts() == {} and r.to_dict()["failures"] == {}
+    why = EvalResult((True, False, False), (0.0,) * 3, failures=("", "closed_again", "closed_again"))
+    assert why.failure_counts() == {"closed_again": 2} and why.to_dict()["failures"] == {"closed_again": 2}
     row = doors.eval_row()
     assert row["strict_success_rate"] == 0.5 and row["door_angle_median"] == pytest.approx(0.77)
     assert r.door_angle_quantiles() == {} and r.strict_success_rate == 0.0  # reach has no door angles
@@ -289,3 +292,19 @@ def test_collector_counts_sum_the_collectors_final_counters(tmp_path: Path) -> N
     assert out["episode_stats_lost"] == {"lost_episode_stats": 2, "unconfirmed_episode_stats": 0,
                                          "unsent_at_exit_episode_stats": 0}
     assert out["resent"] == {"resent_transitions": 803, "resent_episode_stats": 8}
+
+
+def test_evaluation_says_why_a_still_arm_fails_the_door() -> None:
+    """A policy that never moves: the embedded sim's door stays latched, each episode fails as handle_not_turned."""
+    import numpy as np
+
+    from async_naf.run.commands.evaluate import evaluate_policy
+
+    class Still:
+        obs_dim, act_dim = 22, 7
+
+        def act(self, obs):
+            return np.zeros(7, np.float32)
+
+    result = evaluate_policy(Still(), "door_pull", 2, seed=3)
+    assert result.successes == (False, False) and result.failures == ("handle_not_turned",) * 2

@@ -126,6 +126,32 @@ def test_strict_criterion_needs_the_door_open_wide_and_held(name: str) -> None:
     assert estimated.strict and estimated.door_angle == pytest.approx(1.1)
 
 
+@pytest.mark.parametrize("name", ["door_pull", "door_push"])
+def test_a_failed_door_episode_says_why(name: str) -> None:
+    """EpisodeOutcome.failure: handle never turned (ground truth), opened too little, opened past the success
+    angle and closed again; "" for a success."""
+    task = make_task(name)
+    goal = task.sample_goal(np.random.default_rng(0))
+    turn = task.config.latch_threshold
+
+    def run(doors: list[float], handles: list[float] | None = None) -> EpisodeOutcome:
+        outcome = EpisodeOutcome(task)
+        for k, a in enumerate(doors):
+            truth = None if handles is None else DoorState(a, 0.0, handles[k])
+            outcome.step(_state(ee=handle_point(goal, a), door=a), goal, truth)
+        return outcome
+
+    assert run([0.0] * 30, [0.5 * turn] * 30).failure == "handle_not_turned"
+    assert run([0.0] * 20 + [0.2] * 10, [turn + 0.1] * 30).failure == "too_little"
+    assert run([0.2] * 30).failure == "too_little"  # no ground truth: the handle is not known
+    closed = run([0.1] * 10 + [0.5] * 10 + [0.1] * 10, [turn + 0.1] * 30)
+    assert closed.failure == "closed_again" and closed.door_max == pytest.approx(0.5)
+    assert run([0.3] * 20 + [0.15] * 10, [turn + 0.1] * 30).failure == "closed_again"  # never past success
+    assert run([0.3] * 20 + [0.25] * 10, [turn + 0.1] * 30).failure == "too_little"  # within 0.1 rad of its widest
+    opened = run([0.5] * 30, [turn + 0.1] * 30)
+    assert opened.success and opened.failure == ""
+
+
 def test_strict_criterion_for_reach_is_the_target_held() -> None:
     task = make_task("reach")
     goal = np.array([0.55, 0.1, 0.45])
@@ -136,6 +162,9 @@ def test_strict_criterion_for_reach_is_the_target_held() -> None:
     for _ in range(5):
         outcome.step(_state(ee=goal), goal)
     assert outcome.strict and outcome.door_angle == 0.0
+    missed = EpisodeOutcome(task)
+    missed.step(_state(ee=goal + [0.2, 0, 0]), goal)
+    assert missed.failure == "missed"
 
 
 @pytest.mark.parametrize("task_name,hinge_left", [("door_pull", False), ("door_push", True), ("door_pull", True)])

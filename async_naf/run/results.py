@@ -59,12 +59,23 @@ class EvalResult:
     "100% success over 20 consecutive trials"); ``strict_*`` the same on the strict criterion (door open at
     least ``open_angle`` and held over the episode's last steps; see :mod:`async_naf.task.tasks`).
     ``door_angles``: the door angle (ground truth) at each episode's end, rad; empty for reach.
+    ``failures``: why each episode failed the task's criterion, "" where it did not
+    (:attr:`async_naf.task.tasks.EpisodeOutcome.failure`); empty if not recorded.
     """
 
     successes: tuple[bool, ...]
     returns: tuple[float, ...]
     strict: tuple[bool, ...] = ()
     door_angles: tuple[float, ...] = ()
+    failures: tuple[str, ...] = ()
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed episodes per reason (:data:`async_naf.task.tasks.FAILURES`), reasons that occurred only."""
+        counts: dict[str, int] = {}
+        for reason in self.failures:
+            if reason:
+                counts[reason] = counts.get(reason, 0) + 1
+        return counts
 
     @property
     def episodes(self) -> int:
@@ -107,7 +118,8 @@ class EvalResult:
                 "strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
                 "door_angle_final": self.door_angle_quantiles(),
                 "successes": [int(s) for s in self.successes], "strict": [int(s) for s in self.strict],
-                "door_angles": [round(a, 4) for a in self.door_angles], "returns": list(self.returns)}
+                "door_angles": [round(a, 4) for a in self.door_angles], "returns": list(self.returns),
+                "failures": self.failure_counts()}
 
     def summary_fields(self) -> dict[str, Any]:
         """The final evaluation's fields of a run's ``summary.json`` (``async-naf train``, the peers)."""

@@ -112,13 +112,14 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
                        **result.eval_row(), "door_angle_final": result.door_angle_quantiles(),
                        "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
                        **_summarise(stats), "noise_scale": explore.current_scale,
-                       **_normaliser(agent)}
+                       **_normaliser(agent), "failures": result.failure_counts()}
                 records.append(rec)
                 stats, returns = [], []
                 log(f"[{rec['env_steps']:>7}] success {rec['success_rate']:4.0%} strict "
                     f"{rec['strict_success_rate']:4.0%} door median {rec['door_angle_median']:.2f} rad  "
                     f"q {rec.get('q_mean', float('nan')):7.2f}  td {rec.get('loss', float('nan')):7.3f}  "
-                    f"|g| {rec.get('grad_norm', float('nan')):6.2f}  {rec['wall_s']:.0f} s")
+                    f"|g| {rec.get('grad_norm', float('nan')):6.2f}  {rec['wall_s']:.0f} s  failed: "
+                    + (", ".join(f"{k} {v}" for k, v in rec["failures"].items()) or "none"))
     finally:
         env.close()
     return records

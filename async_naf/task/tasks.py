@@ -318,6 +318,11 @@ class Task:
         return self.door_angle(state, truth) >= self.config.open_angle
 
 
+# why an episode failed (EpisodeOutcome.failure), in the order a door task gets through them
+FAILURES = ("handle_not_turned", "too_little", "closed_again", "missed")
+CLOSED_AGAIN_RAD = 0.1  # a failed door episode ending this much below its widest opening was closed again, rad
+
+
 class EpisodeOutcome:
     """Both criteria of one episode, followed step by step (see the module docstring).
 
@@ -328,23 +333,51 @@ class EpisodeOutcome:
         success: the task's criterion at the last step.
         strict: the strict criterion held over the last ``open_hold_steps`` steps.
         door_angle: the door angle at the last step (ground truth where given), rad; 0 for reach.
+        door_max: the largest door angle of the episode so far, rad; 0 for reach.
+        handle_max: the largest handle angle so far (ground truth only), rad; None without ground truth.
     """
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self.success = False
         self.door_angle = 0.0
+        self.door_max = 0.0
+        self.handle_max: float | None = None
         self._held = 0
 
     @property
     def strict(self) -> bool:
         return self._held >= self.task.config.open_hold_steps
 
+    @property
+    def failure(self) -> str:
+        """Why the episode fails the task's criterion, "" if it does not (see :data:`FAILURES`).
+
+        Doors: ``handle_not_turned`` - the handle never turned to ``latch_threshold`` (ground truth) and the
+        door never opened to ``success_angle``; ``closed_again`` - the door ends more than
+        :data:`CLOSED_AGAIN_RAD` below the widest it was opened (pushed back by the arm, or let go against a
+        closer); ``too_little`` - it ends about as wide as it ever was, short of ``success_angle``.
+        Reach: ``missed``.
+        """
+        if self.success:
+            return ""
+        if not self.task.is_door:
+            return "missed"
+        c = self.task.config
+        if self.handle_max is not None and self.handle_max < c.latch_threshold and self.door_max < c.success_angle:
+            return "handle_not_turned"
+        return "closed_again" if self.door_angle < self.door_max - CLOSED_AGAIN_RAD else "too_little"
+
     def step(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> None:
         """Account for one step: ``state`` reached, ``truth`` the simulator's DoorState or None."""
         self.success = self.task.success(state, goal, truth)
         self._held = self._held + 1 if self.task.strict_step(state, goal, truth) else 0
-        self.door_angle = self.task.door_angle(state, truth) if self.task.is_door else 0.0
+        if self.task.is_door:
+            self.door_angle = self.task.door_angle(state, truth)
+            self.door_max = max(self.door_max, self.door_angle)
+            if truth is not None:
+                handle = float(truth.handle_angle)
+                self.handle_max = handle if self.handle_max is None else max(self.handle_max, handle)
 
 
 def make_task(name: str, config: TaskConfig | None = None) -> Task:

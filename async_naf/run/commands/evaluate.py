@@ -98,7 +98,8 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_c
     limit or terminal); an episode is a success if the task's criterion (``info["is_success"]``, on ground truth)
     holds at its last step: reach - the hook tip is at the target at the end; doors - the door is still
     open past the success angle at the end. The strict criterion (``info["is_strict_success"]`` at the last
-    step) and the final door angle (ground truth) are recorded beside it.
+    step), the final door angle (ground truth) and why each failed episode failed (``EvalResult.failures``:
+    handle not turned, door opened too little, or opened and closed again) are recorded beside it.
 
     Raises:
         ValueError: if the policy's dimensions do not fit the task's.
@@ -117,7 +118,7 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_c
         if policy.obs_dim != obs_dim or policy.act_dim != act_dim:
             raise ValueError(f"policy is for obs_dim={policy.obs_dim}, act_dim={policy.act_dim}; task {task} "
                              f"has obs_dim={obs_dim}, act_dim={act_dim}")
-        successes, returns, strict, angles = [], [], [], []
+        successes, returns, strict, angles, failures = [], [], [], [], []
         for k in range(episodes):
             obs, info = env.reset(seed=seed if k == 0 else None)
             total, done = 0.0, False
@@ -128,12 +129,13 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_c
                 done = bool(terminated or truncated)
             successes.append(bool(info["is_success"]))
             strict.append(bool(info["is_strict_success"]))
+            failures.append(env.outcome.failure)
             if env.task.is_door:
                 angles.append(float(info["door_state"].hinge_angle))
             returns.append(total)
     finally:
         env.close()
-    return EvalResult(tuple(successes), tuple(returns), tuple(strict), tuple(angles))
+    return EvalResult(tuple(successes), tuple(returns), tuple(strict), tuple(angles), tuple(failures))
 
 
 def evaluate_checkpoint(path: str | Path, task: str, episodes: int, seed: int = 0) -> tuple[Any, dict]:
@@ -168,4 +170,7 @@ def run(args: argparse.Namespace) -> int:
         q = result.door_angle_quantiles()
         if q:
             print("final door angle, rad: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items()))
+        failed = result.failure_counts()
+        if failed:
+            print("failed episodes: " + ", ".join(f"{k} {v}" for k, v in failed.items()))
     return 0
