@@ -127,7 +127,8 @@ class EvalResult:
                 "consecutive_successes": self.consecutive_successes, "eval_mean_return": self.mean_return,
                 "eval_successes": [int(s) for s in self.successes],
                 "eval_strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
-                "eval_strict": [int(s) for s in self.strict], "door_angle_final": self.door_angle_quantiles()}
+                "eval_strict": [int(s) for s in self.strict], "door_angle_final": self.door_angle_quantiles(),
+                "eval_failures": self.failure_counts()}
 
     def eval_row(self) -> dict[str, Any]:
         """The figures of one ``eval.csv`` row (the caller adds time, steps, updates and checkpoint)."""

@@ -46,7 +46,8 @@ policy is then evaluated greedily (exploration off) on --eval-episodes episodes.
 Written to --run-dir:
   summary.json         task, workers, env_steps, updates, wall_s, eval_success_rate, eval_episodes,
                        consecutive_successes, eval_strict_success_rate, strict_consecutive,
-                       door_angle_final, criterion, time_to_threshold_s, command, ...
+                       door_angle_final, eval_failures (why failed episodes failed), criterion,
+                       time_to_threshold_s, command, ...
   metrics.csv          learning curve, one row per training episode (written by the trainer):
                        wall_s,env_steps,updates,robot,episode,episode_return,success,
                        demo_share,demo_buffer_size (--demos: share of demo rows in the updates)
@@ -599,6 +600,9 @@ def run(args: argparse.Namespace) -> int:
               f"{summary['strict_consecutive']})"
               + (f"; final door angle median {angles['median']:.2f} rad (min {angles['min']:.2f}, "
                  f"max {angles['max']:.2f})" if angles else ""), file=sys.stderr)
+    if summary.get("eval_failures"):
+        print("  failed episodes: " + ", ".join(f"{k} {v}" for k, v in summary["eval_failures"].items()),
+              file=sys.stderr)
     if "best_checkpoint" in summary:
         b = summary["best_checkpoint"]
         print(f"  best periodic checkpoint ({b['selected_at']['checkpoint']}, trainer time "
