@@ -386,7 +386,7 @@ class Trainer:
         t0 = time.monotonic()
         while self.updates < n and not self._stop.is_set():
             self._update_once(demos_only=True)
-        self.pretrain_updates = self.updates
+            self.pretrain_updates = self.updates  # a checkpoint written meanwhile (shutdown) records them
         LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates, time.monotonic() - t0)
 
     def _run(self) -> None:
