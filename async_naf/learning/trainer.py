@@ -384,7 +384,9 @@ class Trainer:
         if n <= 0 or self.updates > 0 or not self.mixer.uses_demos:
             return
         t0 = time.monotonic()
-        while self.updates < n and not self._stop.is_set():
+        for _ in range(n):  # n attempts: an update skipped for a non-finite gradient is not repeated
+            if self._stop.is_set():
+                break
             self._update_once(demos_only=True)
             self.pretrain_updates = self.updates  # a checkpoint written meanwhile (shutdown) records them
         LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates, time.monotonic() - t0)
