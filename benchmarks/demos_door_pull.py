@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-updates", type=int, default=None,
                         help="async-naf train --demo-pretrain (default: the parameter file's)")
     parser.add_argument("--conditions", nargs="+", choices=("none", "demos"), default=["none", "demos"],
-                        help="which runs to make per seed (results already in --out are read, not rerun)")
+                        help="which runs to make per seed (results already in --out are read, not rerun, "
+                             "whatever settings made them: use a new --out for new settings)")
     parser.add_argument("--demos-set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="an async-naf train --set for the runs with demonstrations only (repeatable)")
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return median_of([r["time_to_s"][f"{m:g}"] for r in runs[cond].values()])
 
     result = {"threshold": args.threshold, "criterion": args.criterion, "demo_ratio": args.demo_ratio,
+              "pretrain_updates": args.pretrain_updates, "demos_set": args.demos_set,
               "episodes": args.episodes, "seeds": args.seeds, "median_s": {c: median(c) for c in runs},
               "milestone_median_s": {f"{m:g}": {c: milestone_median(c, m) for c in runs} for m in args.milestones},
               "runs": {c: {str(s): {k: v for k, v in r.items() if k != "curve"} for s, r in rs.items()}

@@ -217,22 +217,24 @@ def test_the_trainer_mixes_demos_checkpoints_their_source_and_resumes_with_them(
 
 def test_the_trainer_pretrains_on_the_demos_before_its_first_weights(tmp_path: Path) -> None:
     """demo_pretrain_updates: a fresh run takes that many demo-only updates before any weights go out, they
-    pull mu(x) to the demonstrated action (the BC term), they stay outside updates_per_step, the checkpoint
-    records them and a resumed run does not repeat them."""
+    clone every demonstration row (the BC filter, on by default, is for the online phase) and pull mu(x) to
+    the demonstrated action, they stay outside updates_per_step, the checkpoint records them and a resumed
+    run does not repeat them."""
     from async_naf.learning.trainer import Trainer
 
     rows = _rows(300, reward=1.0, seed=9)
     rows = rows._replace(action=np.full_like(rows.action, 0.4))  # every demonstration commands 0.4 rad/s
     ds = _dataset(tmp_path / "ds", rows)
     published: list[int] = []
-    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_ratio=0.25, demo_pretrain_updates=300,
-                       naf=dict(demo_bc_filter=False))
+    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_ratio=0.25, demo_pretrain_updates=300)
+    assert cfg.naf.demo_bc_filter
     trainer = Trainer(cfg, on_weights=lambda data, updates: published.append(updates))
     before = trainer.agent.q_values(rows.obs[:50], rows.action[:50])["mu"]
     try:
         trainer.start()
         assert _wait(lambda: bool(published))
         assert published[0] == 300 and trainer.pretrain_updates == 300 and trainer.env_steps == 0
+        assert trainer.stats()["train_demo_bc_kept"] == 1.0  # update 300's batch: every row cloned
         after = trainer.agent.q_values(rows.obs[:50], rows.action[:50])["mu"]
         trainer.add_transitions(_transitions(40, seed=1))  # 1 update per received step, as without pre-training
         assert _wait(lambda: trainer.updates == 340)

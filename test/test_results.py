@@ -32,9 +32,10 @@ def test_streak_and_rates() -> None:
     assert doors.strict_success_rate == 0.5 and doors.strict_consecutive == 1
     q = doors.door_angle_quantiles()
     assert q["min"] == 0.1 and q["max"] == 1.2 and q["median"] == pytest.approx(0.77)
-    assert doors.failure_counts() == {} and r.to_dict()["failures"] == {}
-    why = EvalResult((True, False, False), (0.0,) * 3, failures=("", "closed_again", "closed_again"))
-    assert why.failure_counts() == {"closed_again": 2} and why.to_dict()["failures"] == {"closed_again": 2}
+    why = EvalResult((True, False, False, False), (0.0,) * 4,
+                     failures=("", "closed_again", "too_little", "closed_again"))
+    assert why.failure_counts() == {"closed_again": 2, "too_little": 1}
+    assert why.to_dict()["failures"] == why.summary_fields()["eval_failures"] == {"closed_again": 2, "too_little": 1}
     row = doors.eval_row()
     assert row["strict_success_rate"] == 0.5 and row["door_angle_median"] == pytest.approx(0.77)
     assert r.door_angle_quantiles() == {} and r.strict_success_rate == 0.0  # reach has no door angles

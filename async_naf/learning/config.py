@@ -302,9 +302,12 @@ class TrainerConfig:
             than without demonstrations (docs/training.md, "Demonstrations against none").
         demo_pretrain_updates: with demos, a fresh run first takes this many updates on batches of
             demonstrations only, then publishes its first weights (the pre-training phase of DQfD, Hester et
-            al. 2018), every demonstration row cloned (``naf.demo_bc_filter`` applies afterwards): the robots
-            start from a policy cloned from the demonstrations instead of a random one. They do not count
-            against updates_per_step; a resumed run does not repeat them. 0 = off; ignored without demos.
+            al. 2018). NAF and Linear-NAF clone every demonstration row meanwhile (``naf.demo_bc_weight``;
+            ``naf.demo_bc_filter`` applies afterwards), so the robots start from a policy cloned from the
+            demonstrations instead of a random one; DDPG only fits its critic and actor to them. They do not
+            count against updates_per_step or max_updates_per_s; a resumed run does not repeat them (one
+            restarted during the phase makes the rest). 0 = off; ignored (with a warning) without demos or
+            at demo_ratio 0.
         updates_per_step: gradient updates per received environment step (all robots together); the
             update thread never runs ahead of updates_per_step * env_steps (pre-training updates aside).
         max_updates_per_s: upper bound on the update rate, updates/s (0 = none).

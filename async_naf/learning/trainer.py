@@ -55,7 +55,8 @@ class Trainer:
     Args:
         config: the TrainerConfig.
         on_weights: called from the update thread with (policy weights bytes, update count) every
-            ``weights_every_updates`` updates, after episode ends (if the weights changed) and at start.
+            ``weights_every_updates`` updates, after episode ends (if the weights changed) and at start
+            (after the pre-training phase, ``demo_pretrain_updates``, where there is one).
         on_finished: called once from the update thread when the stop condition was reached and the final
             checkpoint is written (argument: the reason).
         obs_dim, act_dim, action_low, action_high: override the task's dimensions/bounds (tests).
@@ -377,24 +378,32 @@ class Trainer:
         return True
 
     def _pretrain(self) -> None:
-        """The pre-training phase (``demo_pretrain_updates``): a fresh run with demonstrations takes that many
-        updates on demonstration-only batches before the first weights go out. The robots meanwhile act as
-        before any weights (``explore_before_weights``); their data waits in the buffer."""
+        """The pre-training phase (``demo_pretrain_updates``): a run with demonstrations takes that many
+        updates on demonstration-only batches before the first weights go out (a trainer restarted from a
+        checkpoint written during the phase makes the rest of them). The robots meanwhile act as before any
+        weights (``explore_before_weights``); their data waits in the buffer. The run's stop conditions and
+        pauses hold during the phase too."""
         n = self.config.demo_pretrain_updates
-        if n <= 0 or self.updates > 0 or not self.mixer.uses_demos:
+        if n <= 0 or self.updates != self.pretrain_updates or self.pretrain_updates >= n:
+            return  # off, done, or a run that went online (a resumed run never goes back to it)
+        if not self.mixer.uses_demos:
+            LOG.warning("demo_pretrain_updates=%d ignored: no demonstrations (demos, demo_ratio > 0)", n)
             return
-        t0 = time.monotonic()
-        for _ in range(n):  # n attempts: an update skipped for a non-finite gradient is not repeated
-            if self._stop.is_set():
+        t0, start = time.monotonic(), self.updates
+        for _ in range(n - start):  # attempts: an update skipped for a non-finite gradient is not repeated
+            while self._paused.is_set() and not self._stop.is_set():
+                self._stop.wait(0.05)
+            if self._stop.is_set() or self._stop_reason():
                 break
             self._update_once(demos_only=True)
-            self.pretrain_updates = self.updates  # a checkpoint written meanwhile (shutdown) records them
-        LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates, time.monotonic() - t0)
+        LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates - start,
+                 time.monotonic() - t0)
 
     def _run(self) -> None:
         self._start_updates = self.updates
         try:
             self._pretrain()
+            self._start_updates = self.updates  # max_updates_per_s paces the online updates only
             while not self._stop.is_set():
                 if self.metrics.queued and self.metrics.write_queued():
                     self._weights_request = True  # episode boundary: publish the weights if they changed
@@ -438,6 +447,8 @@ class Trainer:
             else:
                 metrics = self.agent.update(batch)
             self.updates = self.agent.update_count
+            if demos_only:  # under the lock: a checkpoint sees updates and pretrain_updates together
+                self.pretrain_updates = self.updates
         if metrics.get("skipped"):  # non-finite gradient: no weights changed, counted by the agent
             skipped = self.agent.skipped_updates
             if skipped & (skipped - 1) == 0:  # log the 1st, 2nd, 4th, 8th, ... skip
@@ -484,7 +495,7 @@ class Trainer:
             stem = self.store.stem(self.updates, tag)
             self.agent.save(self.store.agent_path(stem))
             weights = self.agent.policy_weights()
-            updates = self.updates
+            updates, pretrain_updates = self.updates, self.pretrain_updates
         if self.config.save_buffer:
             from async_naf.learning.replay import write_snapshot
 
@@ -498,7 +509,7 @@ class Trainer:
             received = []  # no buffer in the checkpoint: a trainer resuming from it holds none of the rows
         counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
                     "received": received, "task": self.config.task, "algorithm": self.config.algorithm,
-                    "obs_dim": self.obs_dim, "act_dim": self.act_dim, "pretrain_updates": self.pretrain_updates,
+                    "obs_dim": self.obs_dim, "act_dim": self.act_dim, "pretrain_updates": pretrain_updates,
                     **self._demo_counters()}
         info = self.store.commit(stem, weights, self.config.save_buffer, counters, periodic=tag is None)
         self._last_ckpt = time.monotonic()

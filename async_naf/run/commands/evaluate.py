@@ -98,8 +98,9 @@ def evaluate_policy(policy: Any, task: str, episodes: int, seed: int = 0, task_c
     limit or terminal); an episode is a success if the task's criterion (``info["is_success"]``, on ground truth)
     holds at its last step: reach - the hook tip is at the target at the end; doors - the door is still
     open past the success angle at the end. The strict criterion (``info["is_strict_success"]`` at the last
-    step), the final door angle (ground truth) and why each failed episode failed (``EvalResult.failures``:
-    handle not turned, door opened too little, or opened and closed again) are recorded beside it.
+    step), the final door angle (ground truth) and why each episode failed the task's criterion
+    (``EvalResult.failures``, :attr:`async_naf.task.tasks.EpisodeOutcome.failure`: handle not turned, door
+    closed again by more than 0.1 rad from its widest, or left short) are recorded beside it.
 
     Raises:
         ValueError: if the policy's dimensions do not fit the task's.
