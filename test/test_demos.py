@@ -255,6 +255,42 @@ def test_the_trainer_pretrains_on_the_demos_before_its_first_weights(tmp_path: P
         resumed.stop()
 
 
+def test_a_trainer_restarted_during_pre_training_makes_the_rest(tmp_path: Path) -> None:
+    """Stopped after 100 of 300 pre-training updates: the checkpoint records 100, a resumed trainer makes the
+    other 200 (and no more), a run that went online never goes back to it, and without demos it is skipped."""
+    from async_naf.learning.trainer import Trainer
+
+    ds = _dataset(tmp_path / "ds", _rows(300, reward=1.0, seed=9))
+    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_pretrain_updates=300)
+    first = Trainer(cfg)
+    once = first._update_once
+
+    def counted(demos_only: bool = False) -> None:
+        once(demos_only)
+        if first.updates == 100:
+            first._stop.set()  # as a shutdown would, mid-phase
+
+    first._update_once = counted  # type: ignore[method-assign]
+    first._pretrain()
+    assert first.updates == first.pretrain_updates == 100
+    first.save_checkpoint("final")
+    first.close()
+    resumed = Trainer(_trainer_cfg(tmp_path, resume=True, demo_pretrain_updates=300))
+    assert resumed.pretrain_updates == 100
+    resumed._pretrain()
+    assert resumed.updates == resumed.pretrain_updates == 300
+    resumed._pretrain()  # done: nothing more
+    assert resumed.updates == 300
+    resumed.pretrain_updates = 250  # a run whose online updates went past its pre-training: never again
+    resumed._pretrain()
+    assert resumed.updates == 300
+    resumed.close()
+    fresh = Trainer(_trainer_cfg(tmp_path / "none", demo_pretrain_updates=300))  # no demos: skipped
+    fresh._pretrain()
+    assert fresh.updates == 0
+    fresh.close()
+
+
 def test_the_trainer_refuses_demos_of_another_task(tmp_path: Path) -> None:
     from async_naf.learning.trainer import Trainer
 
