@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,7 @@ class EvalResult:
 
     def failure_counts(self) -> dict[str, int]:
         """Failed episodes per reason (:data:`async_naf.task.tasks.FAILURES`), reasons that occurred only."""
-        counts: dict[str, int] = {}
-        for reason in self.failures:
-            if reason:
-                counts[reason] = counts.get(reason, 0) + 1
-        return counts
+        return dict(Counter(reason for reason in self.failures if reason))
 
     @property
     def episodes(self) -> int:
@@ -137,6 +134,11 @@ class EvalResult:
                 "consecutive_successes": self.consecutive_successes, "mean_return": round(self.mean_return, 4),
                 "strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
                 "door_angle_median": round(median, 4)}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``{"closed_again": 3, "too_little": 1}`` -> ``"closed_again 3, too_little 1"`` (log and CLI lines)."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def longest_streak(flags: Iterable[bool]) -> int:

@@ -68,6 +68,7 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     from async_naf.learning.replay import ReplayBuffer
     from async_naf.run.commands.evaluate import evaluate_policy
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.results import counts_text
     from async_naf.wire.weights import Policy
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -119,7 +120,7 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
                     f"{rec['strict_success_rate']:4.0%} door median {rec['door_angle_median']:.2f} rad  "
                     f"q {rec.get('q_mean', float('nan')):7.2f}  td {rec.get('loss', float('nan')):7.3f}  "
                     f"|g| {rec.get('grad_norm', float('nan')):6.2f}  {rec['wall_s']:.0f} s  failed: "
-                    + (", ".join(f"{k} {v}" for k, v in rec["failures"].items()) or "none"))
+                    + (counts_text(rec["failures"]) or "none"))
     finally:
         env.close()
     return records

@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         q = result.door_angle_quantiles()
         if q:
             print("final door angle, rad: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items()))
+        from async_naf.run.results import counts_text
+
         failed = result.failure_counts()
         if failed:
-            print("failed episodes: " + ", ".join(f"{k} {v}" for k, v in failed.items()))
+            print("failed episodes: " + counts_text(failed))
     return 0

@@ -405,6 +405,7 @@ def run(args: argparse.Namespace) -> int:
     from async_naf.run.launcher import GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
         collector_counts,
+        counts_text,
         has_tensorboard_events,
         plot_learning_curve,
         read_eval,
@@ -601,8 +602,7 @@ def run(args: argparse.Namespace) -> int:
               + (f"; final door angle median {angles['median']:.2f} rad (min {angles['min']:.2f}, "
                  f"max {angles['max']:.2f})" if angles else ""), file=sys.stderr)
     if summary.get("eval_failures"):
-        print("  failed episodes: " + ", ".join(f"{k} {v}" for k, v in summary["eval_failures"].items()),
-              file=sys.stderr)
+        print("  failed episodes: " + counts_text(summary["eval_failures"]), file=sys.stderr)
     if "best_checkpoint" in summary:
         b = summary["best_checkpoint"]
         print(f"  best periodic checkpoint ({b['selected_at']['checkpoint']}, trainer time "
