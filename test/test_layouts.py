@@ -269,10 +269,29 @@ def test_policy_step_errors() -> None:
     data[5] = np.nan
     with pytest.raises(LayoutError, match="non-finite"):
         L.decode_policy_step(_with(msg, data=data))
-    data = msg.data.copy()
-    data[2] = -1
-    with pytest.raises(LayoutError, match="episode/step"):
-        L.decode_policy_step(_with(msg, data=data))
+    for index, bad in ((2, -1), (1, 2.5), (2, 2.0**53 + 2)):  # negative, not whole, beyond 2**53
+        data = msg.data.copy()
+        data[index] = bad
+        with pytest.raises(LayoutError, match="episode/step"):
+            L.decode_policy_step(_with(msg, data=data))
+    for text in ("obs=21", "obs=21,act=x", "obs=21,act=9999999"):  # a bad label fails every time (not cached)
+        for _ in range(2):
+            with pytest.raises(LayoutError, match="act"):
+                L.decode_policy_step(_with(msg, labels=(f"{L.POLICY_STEP}:{text}",)))
+
+
+def test_integer_checks_agree_for_few_and_many_values() -> None:
+    """The counters' check takes plain floats for a few values and numpy for more: the same verdicts."""
+    cases = ([0.0, 3.0], [1.0, 2.5], [-1.0, 2.0], [np.inf, 1.0], [np.nan, 1.0], [2.0**24 + 2, 0.0], [])
+    for values in cases:
+        for reps in (1, 5):  # 2 values (few), 10 values (many)
+            arr = np.array(values * reps, dtype=np.float64)
+            try:
+                L._require_int_valued(arr, "x")
+                ok = True
+            except LayoutError:
+                ok = False
+            assert ok == bool(all(np.isfinite(v) and v == round(v) and 0 <= v <= L._F32_INT_MAX for v in values))
 
 
 def test_goal_round_trip_and_errors() -> None:

@@ -41,6 +41,8 @@ end-effector position in m (arm base frame), stamps in s (the joint state's head
 """
 from __future__ import annotations
 
+import functools
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -130,8 +132,15 @@ def _split_label(label: str, name: str, what: str) -> str:
 
 
 def _parse_kv(text: str, keys: tuple[str, ...], what: str) -> dict[str, int]:
+    return dict(zip(keys, _parse_kv_values(text, keys, what)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_kv_values(text: str, keys: tuple[str, ...], what: str) -> tuple[int, ...]:
+    """The values of ``keys`` in a ``k=v,...`` label, checked (cached: a stream repeats one label; a bad
+    label raises every time, exceptions are not cached)."""
     items = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-    out: dict[str, int] = {}
+    out: list[int] = []
     for key in keys:
         raw = items.get(key)
         if raw is None or not re.fullmatch(r"\d{1,6}", raw.strip()):
@@ -139,8 +148,8 @@ def _parse_kv(text: str, keys: tuple[str, ...], what: str) -> dict[str, int]:
         value = int(raw)
         if not 0 <= value <= MAX_DIM:
             raise LayoutError(f"{what}: {key}={value} out of range 0..{MAX_DIM}")
-        out[key] = value
-    return out
+        out.append(value)
+    return tuple(out)
 
 
 def _require_finite(values: np.ndarray, what: str) -> None:
@@ -150,7 +159,11 @@ def _require_finite(values: np.ndarray, what: str) -> None:
 
 
 def _require_int_valued(values: np.ndarray, what: str, lo: float = 0, hi: float = _F32_INT_MAX) -> None:
-    if values.size and ((values != np.round(values)).any() or values.min() < lo or values.max() > hi):
+    if values.size <= 8:  # a message's few counters: plain floats are several times faster than numpy here
+        ok = all(math.isfinite(v) and v == round(v) and lo <= v <= hi for v in values.ravel().tolist())
+    else:
+        ok = not ((values != np.round(values)).any() or values.min() < lo or values.max() > hi)
+    if not ok:
         raise LayoutError(f"{what}: must be integers in [{lo}, {hi}]")
 
 
