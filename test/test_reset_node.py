@@ -21,6 +21,7 @@ class _Arm:
     states), door angle from the test; ``ticks`` counts the control periods."""
 
     def __init__(self, probe: Probe, q0: np.ndarray, period: float = 0.02) -> None:
+        from rclpy.qos import QoSProfile
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
@@ -49,8 +50,11 @@ class _Arm:
             door.header.stamp = js.header.stamp
             self.door_pub.publish(door)
 
-        node.create_subscription(Float64MultiArray, f"{NS}/forward_velocity_controller/commands", on_cmd,
-                                 _msgs.COMMANDS)
+        # every command, even while the probe spins late (the acceleration check compares consecutive ones):
+        # the commands' own QoS with a deep history instead of keep-last 10
+        seen_all = QoSProfile(depth=10_000, reliability=_msgs.COMMANDS.reliability,
+                              durability=_msgs.COMMANDS.durability)
+        node.create_subscription(Float64MultiArray, f"{NS}/forward_velocity_controller/commands", on_cmd, seen_all)
         self.js_pub = node.create_publisher(JointState, f"{NS}/joint_states", _msgs.SENSOR)
         self.door_pub = node.create_publisher(JointState, f"{NS}/door/joint_states", _msgs.SENSOR)
         node.create_timer(period, tick)
