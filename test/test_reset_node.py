@@ -54,10 +54,17 @@ class _Arm:
         # the commands' own QoS with a deep history instead of keep-last 10
         seen_all = QoSProfile(depth=10_000, reliability=_msgs.COMMANDS.reliability,
                               durability=_msgs.COMMANDS.durability)
-        node.create_subscription(Float64MultiArray, f"{NS}/forward_velocity_controller/commands", on_cmd, seen_all)
+        self.cmd_sub = node.create_subscription(Float64MultiArray, f"{NS}/forward_velocity_controller/commands",
+                                                on_cmd, seen_all)
         self.js_pub = node.create_publisher(JointState, f"{NS}/joint_states", _msgs.SENSOR)
         self.door_pub = node.create_publisher(JointState, f"{NS}/door/joint_states", _msgs.SENSOR)
         node.create_timer(period, tick)
+
+    def matched(self) -> bool:
+        """The reset node's endpoints are matched with ours (DDS discovers each topic on its own, and a
+        service that answers says nothing about them): commands reach the arm, joint states the node."""
+        return (self.cmd_sub.get_publisher_count() > 0 and self.js_pub.get_subscription_count() > 0
+                and self.door_pub.get_subscription_count() > 0)
 
 
 @pytest.mark.ros
@@ -75,6 +82,7 @@ def test_reset_drives_home_then_waits_for_the_closed_door(ros_env: dict[str, str
         arm = _Arm(probe, START + np.array([0.3, -0.2, 0.1, 0.25, -0.3, 0.2, 0.4]))
         client = probe.node.create_client(Trigger, f"{NS}/sim/reset")
         assert client.wait_for_service(timeout_sec=60.0)
+        probe.spin_until(arm.matched, 30.0, "the reset node's commands and joint-state subscriptions matched")
         future = client.call_async(Trigger.Request())
         # home first, then the door: the reset must not answer while the door is open
         probe.spin_until(lambda: np.all(np.abs(arm.q - START) < 0.011) and np.all(arm.v == 0), 30.0, "the arm home")
