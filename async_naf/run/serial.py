@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="PARAM=VALUE",
                         help="override a trainer parameter over config/train.yaml's, e.g. naf.lr=3e-4 "
                              "(as async-naf train --set trainer.PARAM=VALUE)")
+    parser.add_argument("--noise-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a NoiseConfig field over config/train.yaml's, e.g. scale=0.15 "
+                             "(as async-naf train --set policy.noise.FIELD=VALUE)")
     parser.add_argument("--json", default=None, help="write the evaluation records here")
     args = parser.parse_args(argv)
     import yaml
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         task_config = dataclasses.replace(DEFAULT_TASK_CONFIGS[args.task], **fields(args.task_set))
         trainer, noise = graph_settings(args.task, args.seed, trainer_sets={"algorithm": args.algorithm,
                                                                              **fields(args.sets)})
+        noise = dataclasses.replace(noise, **fields(args.noise_set))
     except (TypeError, ValueError) as exc:  # an unknown field or a bad value: said, never ignored
         parser.error(str(exc))
     config = SerialConfig(args.task, args.steps, args.seed, args.eval_every, args.eval_episodes)
