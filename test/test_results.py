@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,28 @@ def test_evaluation_says_why_a_still_arm_fails_the_door() -> None:
 
     result = evaluate_policy(Still(), "door_pull", 2, seed=3)
     assert result.successes == (False, False) and result.failures == ("handle_not_turned",) * 2
+
+
+def test_eval_csv_says_why_episodes_failed_and_an_older_file_keeps_its_columns(tmp_path: Path) -> None:
+    """A periodic evaluation's row carries the failure counts (text column); an eval.csv written before that
+    column (or before the strict criterion) is continued under its own header, never misaligned."""
+    from async_naf.run.results import EvalResult, read_eval
+
+    result = EvalResult(successes=(True, False, False), returns=(1.0, 0.0, 0.0),
+                        failures=("", "closed_again", "too_little"))
+    row = {"wall_s": 60, "env_steps": 3000, "updates": 2500, **result.eval_row(), "checkpoint": "step_2.safetensors"}
+    assert row["failures"] == "closed_again 1, too_little 1"
+    append_csv(tmp_path / "eval.csv", EVAL_FIELDS, row)
+    (got,) = read_eval(tmp_path / "eval.csv")
+    assert got["failures"] == "closed_again 1, too_little 1" and got["checkpoint"] == "step_2.safetensors"
+    assert got["success_rate"] == pytest.approx(1 / 3)
+    # an older run's file: the first eight columns only; a resumed run appends to it
+    old = tmp_path / "old" / "eval.csv"
+    old.parent.mkdir()
+    old.write_text("wall_s,env_steps,updates,episodes,success_rate,consecutive_successes,mean_return,checkpoint\n"
+                   "30,1500,1200,20,0.5,3,1.0,step_1.safetensors\n")
+    append_csv(old, EVAL_FIELDS, row)
+    rows = read_eval(old)
+    assert [r["checkpoint"] for r in rows] == ["step_1.safetensors", "step_2.safetensors"]
+    assert [r["env_steps"] for r in rows] == [1500.0, 3000.0] and rows[1]["success_rate"] == pytest.approx(1 / 3)
+    assert rows[1]["failures"] == "" and math.isnan(rows[1]["strict_success_rate"])  # columns the file lacks

@@ -34,9 +34,12 @@ from typing import Any
 
 METRICS_FIELDS = ("wall_s", "env_steps", "updates", "robot", "episode", "episode_return", "success")
 EVAL_FIELDS = ("wall_s", "env_steps", "updates", "episodes", "success_rate", "consecutive_successes",
-               "mean_return", "checkpoint", "strict_success_rate", "strict_consecutive", "door_angle_median")
+               "mean_return", "checkpoint", "strict_success_rate", "strict_consecutive", "door_angle_median",
+               "failures")
 # columns an eval.csv written before the strict criterion lacks: read as NaN
 _EVAL_LATER_FIELDS = ("strict_success_rate", "strict_consecutive", "door_angle_median")
+# text columns of eval.csv ("failures": why failed episodes failed, counts_text; "" in older files)
+_EVAL_TEXT_FIELDS = ("checkpoint", "failures")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +136,7 @@ class EvalResult:
         return {"episodes": self.episodes, "success_rate": self.success_rate,
                 "consecutive_successes": self.consecutive_successes, "mean_return": round(self.mean_return, 4),
                 "strict_success_rate": self.strict_success_rate, "strict_consecutive": self.strict_consecutive,
-                "door_angle_median": round(median, 4)}
+                "door_angle_median": round(median, 4), "failures": counts_text(self.failure_counts())}
 
 
 def counts_text(counts: dict[str, int]) -> str:
@@ -190,9 +193,18 @@ def rolling_success(rows: Sequence[EpisodeRow], window: int = 20) -> list[float]
 
 
 def append_csv(path: str | os.PathLike[str], fields: Sequence[str], row: dict[str, Any]) -> None:
-    """Append one row (writing the header first if the file is new)."""
+    """Append one row (writing the header first if the file is new).
+
+    A file that already has a header keeps its own columns (one written by an earlier version, continued by
+    a resumed run): the row's values go under them, a column the file lacks is left out, never misaligned.
+    """
     path = Path(path)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), None)
+        if header:
+            fields = header
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fields))
         if new:
@@ -211,8 +223,9 @@ def read_eval(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             for k in _EVAL_LATER_FIELDS:
                 if rec.get(k) in (None, ""):
                     rec[k] = "nan"
+            rec["failures"] = rec.get("failures") or ""
             try:
-                out.append({k: (rec[k] if k == "checkpoint" else float(rec[k])) for k in EVAL_FIELDS})
+                out.append({k: (rec[k] if k in _EVAL_TEXT_FIELDS else float(rec[k])) for k in EVAL_FIELDS})
             except (KeyError, TypeError, ValueError):
                 continue
     return out
