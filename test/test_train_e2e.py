@@ -247,3 +247,30 @@ def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(t
     ready = re.search(r"trainer ready: .* env_steps=(\d+)", second)
     assert ready is not None and int(ready.group(1)) > 0  # the env steps of the checkpoint it resumed
     assert not _processes_mentioning(str(run_dir))
+
+
+def test_stop_at_success_ends_the_run_with_the_weights_it_evaluated(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """--stop-at-success pauses the trainer for each evaluation and evaluates a checkpoint of the paused
+    weights: the run that stops on it ends with exactly those weights (the final checkpoint holds the same
+    networks, normaliser and update count), though its robots kept stepping meanwhile."""
+    from safetensors.numpy import load_file
+
+    run_dir = tmp_path / "stop"
+    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "1", "--seed", "0", "--minutes", "3",
+                  "--eval-every", "5", "--eval-episodes", "2", "--stop-at-success", "0.0", "--criterion", "success",
+                  "--set", "trainer.min_buffer_size=100", "--quiet", timeout=240)  # updates long before 5 s
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    finally:
+        for pid in _processes_mentioning(str(run_dir)):
+            os.kill(pid, 9)
+    with open(run_dir / "eval.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1  # a rate of 0 is reached at the first evaluation: the run stops on it
+    ckpt = run_dir / "checkpoints"
+    evaluated, final = load_file(ckpt / rows[0]["checkpoint"]), load_file(ckpt / "final.safetensors")
+    assert sorted(evaluated) == sorted(final)
+    assert all((evaluated[k] == final[k]).all() for k in evaluated)
+    final_meta = json.loads((ckpt / "final.json").read_text())
+    assert final_meta["updates"] == int(rows[0]["updates"]) > 0
+    assert final_meta["env_steps"] > int(rows[0]["env_steps"])  # the robots went on while it was paused

@@ -40,8 +40,9 @@ adds part, robots [] and episodes_by_robot); a robots part writes only summary.j
 discovery, outcome, wall_s, dead_nodes, returncodes), logs/, params/ and graph.json.
 
 The run ends at --steps environment steps (all robots together) or --minutes of wall time, whichever comes
-first (default: 15 min for reach, 60 min for the door tasks), or earlier with --stop-at-success. The final
-policy is then evaluated greedily (exploration off) on --eval-episodes episodes.
+first (default: 15 min for reach, 60 min for the door tasks), or earlier with --stop-at-success, whose
+evaluations pause the trainer so that the run ends with the weights that reached the rate. The final
+policy is then evaluated greedily (exploration off) on --eval-episodes held-out episodes.
 
 Written to --run-dir:
   summary.json         task, workers, env_steps, updates, wall_s, eval_success_rate, eval_episodes,
@@ -122,7 +123,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=20,
                         help="episodes per evaluation, final one included (default: %(default)s, minimum 1)")
     parser.add_argument("--stop-at-success", type=float, default=None, metavar="RATE",
-                        help="stop as soon as a greedy evaluation reaches this success rate (0..1)")
+                        help="stop as soon as a greedy evaluation reaches this success rate (0..1). Each "
+                             "evaluation then pauses the trainer's updates (the robots go on collecting) and "
+                             "evaluates a checkpoint of the paused weights, so the run ends with the weights "
+                             "that reached it")
     parser.add_argument("--threshold", type=float, default=0.95,
                         help="success rate whose first time is reported as time_to_threshold_s (default: %(default)s)")
     parser.add_argument("--criterion", choices=CRITERIA, default="strict",
@@ -331,14 +335,18 @@ class PeriodicEvaluator:
     """
 
     def __init__(self, run_dir: Path, task: str, episodes: int, every_s: float, seed: int,
-                 criterion: str = "strict") -> None:
+                 criterion: str = "strict", control: Any = None) -> None:
         self.run_dir = run_dir
+        # a TrainerControl (--stop-at-success): every eval_every s, pause the trainer, checkpoint, evaluate that
+        self.control = control
+        self.every_s = every_s
         self.key = CRITERIA[criterion]  # the figure that picks the best checkpoint
         self.task = task
         self.episodes = episodes
         self.poll_s = min(5.0, every_s / 2) if every_s > 0 else 0.0
         self.seed = seed
         self._next = 0.0
+        self._next_paused = every_s  # the first paused evaluation: one period in, as the trainer's first checkpoint
         self._done: set[str] = set()
         self.last: dict | None = None
         self.best: dict | None = None
@@ -350,10 +358,9 @@ class PeriodicEvaluator:
         return self.poll_s > 0 and elapsed >= self._next
 
     def run(self, elapsed: float) -> dict | None:
-        from async_naf.run.commands.evaluate import evaluate_checkpoint
-        from async_naf.run.results import EVAL_FIELDS, append_csv
-
         self._next = elapsed + self.poll_s
+        if self.control is not None:
+            return self._run_paused(elapsed)
         pointer = self.run_dir / "checkpoints" / "latest.json"
         try:
             meta = json.loads(pointer.read_text())
@@ -362,6 +369,36 @@ class PeriodicEvaluator:
             return None  # no checkpoint yet (or being replaced right now): next poll
         if agent_file.name in self._done or not agent_file.is_file():
             return None
+        return self._evaluate(agent_file, meta, elapsed)
+
+    def _run_paused(self, elapsed: float) -> dict | None:
+        """Pause the trainer, have it checkpoint, evaluate that checkpoint; the caller resumes the trainer
+        (:meth:`resume`) unless it stops the run on this row, whose weights are then the final ones."""
+        assert self.control is not None
+        if self._next_paused > elapsed:
+            return None
+        named = self.control.pause_and_checkpoint()
+        if named is None:
+            return None  # no trainer answering yet: next poll
+        self._next_paused = elapsed + self.every_s
+        agent_file = self.run_dir / "checkpoints" / named.name
+        try:
+            meta = json.loads((self.run_dir / "checkpoints" / f"{agent_file.stem}.json").read_text())
+        except (OSError, ValueError) as exc:
+            LOG.warning("no counters for %s (%s): not evaluated", agent_file, exc)
+            self.resume()
+            return None
+        return self._evaluate(agent_file, meta, elapsed)
+
+    def resume(self) -> None:
+        """Let a trainer paused for an evaluation update again (nothing without a TrainerControl)."""
+        if self.control is not None and self.control.paused:
+            self.control.resume()
+
+    def _evaluate(self, agent_file: Path, meta: dict, elapsed: float) -> dict | None:
+        from async_naf.run.commands.evaluate import evaluate_checkpoint
+        from async_naf.run.results import EVAL_FIELDS, append_csv
+
         self._done.add(agent_file.name)
         try:
             result, _ = evaluate_checkpoint(agent_file, self.task, self.episodes, seed=10_000 + self.seed)
@@ -472,18 +509,26 @@ def run(args: argparse.Namespace) -> int:
           f"{(budget_s or 0) / 60:.1f} min wall-time limit; node logs in {run_dir / 'logs'}", file=sys.stderr)
 
     progress = Progress(run_dir, quiet=args.quiet)
+    control = None
+    if args.stop_at_success is not None and args.eval_every > 0:
+        # the stop is decided on the weights that end the run: evaluations pause the trainer (trainer_control)
+        from async_naf.run.trainer_control import TrainerControl
+
+        control = TrainerControl(env)
     evaluator = PeriodicEvaluator(run_dir, config.task, args.eval_episodes, args.eval_every, config.seed,
-                                  args.criterion)
+                                  args.criterion, control=control)
     key = CRITERIA[args.criterion]
     reached = {"flag": False}
 
     def on_tick(elapsed: float) -> None:
-        if evaluator.due(elapsed):
+        if evaluator.due(elapsed) and not reached["flag"]:
             row = evaluator.run(elapsed)
             if row is not None:
                 LOG.info("evaluation at %.0f s: %s", elapsed, row)
                 if args.stop_at_success is not None and row[key] >= args.stop_at_success:
-                    reached["flag"] = True
+                    reached["flag"] = True  # a paused trainer stays paused: its final weights are these
+            if not reached["flag"]:
+                evaluator.resume()
         progress.tick(elapsed, evaluator.last)
 
     def stop_when() -> bool:
@@ -505,8 +550,12 @@ def run(args: argparse.Namespace) -> int:
     launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
     t0 = time.monotonic()
     # the trainer enforces max_wall_s itself; the launcher's budget is a backstop (trainer start-up + final save)
-    result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
-                          on_tick=on_tick)
+    try:
+        result = launcher.run(max_wall_s=None if budget_s is None else budget_s + 90.0, stop_when=stop_when,
+                              on_tick=on_tick)
+    finally:
+        if control is not None:
+            control.close()
     wall_s = time.monotonic() - t0
     rows = read_final_metrics(run_dir / "metrics.csv")  # read once here; the summary and plots use these
     progress.rows = rows
