@@ -40,12 +40,15 @@ class TrainerControl:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
+        from rclpy.signals import SignalHandlerOptions
         from std_srvs.srv import SetBool, Trigger
 
         os.environ.update({k: v for k, v in env.items() if k.startswith(ROS_PREFIXES)})
         self.timeout_s = float(timeout_s)
         self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=int(env.get("ROS_DOMAIN_ID", "0")))
+        # no rclpy signal handlers: Ctrl-C and SIGTERM stay the launcher's (it stops the graph in order)
+        rclpy.init(context=self.ctx, domain_id=int(env.get("ROS_DOMAIN_ID", "0")),
+                   signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node("train_control", context=self.ctx)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
