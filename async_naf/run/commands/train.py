@@ -508,9 +508,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  budget: {config.max_env_steps or 'no'} env-step limit, "
           f"{(budget_s or 0) / 60:.1f} min wall-time limit; node logs in {run_dir / 'logs'}", file=sys.stderr)
 
-    # the evaluations' modules (torch) now, not on the first evaluation: a Ctrl-C that lands inside that first
-    # import would leave torch half-imported, and the final evaluation after the stop would fail on it
-    import async_naf.run.commands.evaluate  # noqa: F401
+    # what the evaluations import (torch; gymnasium and MuJoCo) now, not on the first evaluation: a Ctrl-C that
+    # lands inside that first import would leave it half-imported, and the final evaluation would fail on it
+    import async_naf.run.env  # noqa: F401
     from async_naf.learning import agents  # noqa: F401
 
     progress = Progress(run_dir, quiet=args.quiet)
