@@ -64,13 +64,21 @@ def test_robots_go_on_while_the_trainer_restarts(procs, probe, tmp_path) -> None
     probe.spin_until(lambda: probe.diag(TRAINER, "updates") > updates, 60, "updates after the restart")
     # the collector's own snapshot closes: numbered = below the new trainer's mark + in flight + kept; below the
     # mark, the rows that died with the old trainer are the new one's gap (never delivered to it)
+    last: dict[str, float] = {}
+
     def closed() -> bool:
         c = {k: probe.diag(COLL, k) for k in ("sequenced_transitions", "acked_transitions", "lost_with_trainer",
-                                               "inflight_transitions", "backlog_transitions", "trainers_seen")}
+                                               "inflight_transitions", "backlog_transitions", "trainers_seen",
+                                               "lost_transitions", "unconfirmed_transitions")}
+        c.update({k: probe.diag(TRAINER, k) for k in ("gap_transitions", "duplicate_transitions")})
+        last.update(c)
         return c["trainers_seen"] >= 2 and c["sequenced_transitions"] == (
             c["acked_transitions"] + c["inflight_transitions"] + c["backlog_transitions"]) \
-            and probe.diag(TRAINER, "gap_transitions") == c["lost_with_trainer"]
-    probe.spin_until(closed, 60, "the collector's accounting to close")
+            and c["gap_transitions"] == c["lost_with_trainer"]
+    try:
+        probe.spin_until(closed, 60, "the collector's accounting to close")
+    except AssertionError as exc:  # the last counters say which term did not close
+        raise AssertionError(f"{exc}; last counters: {last}") from None
     lost_with = probe.diag(COLL, "lost_with_trainer")
     print(f"trainer restart: checkpoint at {ckpt_steps} env steps; sent to the first trainer {sent_at_kill:.0f} "
           f"(diagnostics at the kill) / {sent_before_restart:.0f} (at the restart); backlog when restarted "

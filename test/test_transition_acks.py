@@ -90,10 +90,14 @@ class World:
     trainer's wire is lost. With ``run_dir`` the trainer records the statistics in a real metrics.csv there.
     """
 
-    def __init__(self, backlog: int = 20_000, run_dir: Path | None = None) -> None:
+    def __init__(self, backlog: int = 20_000, run_dir: Path | None = None, window: int = 32,
+                 depth: int | None = None) -> None:
         self.loop = CollectorLoop(CollectorConfig(task="reach", seed=0, robot_id=2, episode_steps=10,
-                                                  batch_transitions=5, backlog_transitions=backlog),
+                                                  batch_transitions=5, backlog_transitions=backlog,
+                                                  send_window=window),
                                   session=SESSION)
+        self.depth = depth  # the trainer's keep-last queue per topic (None: unbounded); beyond it the oldest go
+        self.overflowed = 0
         self.t = 0.0
         self.trainer_id = 1
         self.ledger: ReceiptLedger | None = ReceiptLedger(self.trainer_id)
@@ -116,6 +120,10 @@ class World:
         for stats in acts.stats:
             if self.listening:
                 self.stats_wire.append(layouts.decode_episode_stats(layouts.encode_episode_stats(stats)))
+        for queue in (self.wire, self.stats_wire):
+            while self.depth is not None and len(queue) > self.depth:  # keep-last: the oldest dropped silently
+                queue.pop(0)
+                self.overflowed += 1
 
     def deliver(self) -> None:
         assert self.ledger is not None
@@ -328,3 +336,37 @@ def test_statistics_beyond_the_bound_are_counted(tmp_path: Path) -> None:
     recorded = world.recorded()
     assert len(recorded) == len(set(recorded)) == 4 and recorded[0] == 0
     assert len(recorded) + counts["lost_episode_stats"] + counts["unconfirmed_episode_stats"] == counts["episodes"] == 6
+
+
+@pytest.mark.parametrize("window", [8, 1000])
+def test_the_send_window_keeps_a_backlog_burst_within_the_trainers_queue(window: int) -> None:
+    """A backlog of 30 episodes (90 messages) sent to a restarted trainer whose queues keep 10 messages per
+    topic and which takes and acknowledges them only every 5 ticks (0.1 s). With a window of 8 nothing
+    overflows and the accounting closes; without one (1000) the queue drops batches silently, the trainer
+    counts a gap the collector knows nothing of, and the collector takes the dropped rows as delivered."""
+    world = World(window=window, depth=10)
+    world.episode()
+    world.save_checkpoint()
+    world.kill_trainer()
+    for _ in range(30):
+        world.episode()
+    counts = world.loop.counts
+    assert counts["backlog_transitions"] == 300
+    world.restart_trainer()
+    for tick in range(2000):
+        world.t += TICK_S
+        world._handle(world.loop.tick(world.t, trainer_listening=True))
+        if tick % 5 == 4:
+            world.deliver()
+            world.ack()
+        if not counts["backlog_transitions"] and not counts["inflight_transitions"]:
+            break
+    assert world.ledger is not None
+    gap = world.ledger.counts["gap_transitions"]
+    made = world.loop._next_row
+    assert made == 310 and counts["acked_transitions"] == made and counts["lost_with_trainer"] == 0
+    if window == 8:
+        assert world.overflowed == 0 and gap == 0
+        assert sorted(r for _, r in world.buffer) == list(range(made))
+    else:  # what the window prevents: rows lost in the queue, yet acknowledged by the trainer's high mark
+        assert world.overflowed > 0 and gap > 0 and len(world.buffer) == made - gap

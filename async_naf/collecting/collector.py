@@ -62,6 +62,12 @@ class CollectorConfig:
         backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
             restarting): sent when one is back; beyond this the oldest are dropped and counted
             (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
+        send_window: once a trainer acknowledges, at most this many messages (transition batches and episode
+            statistics) are sent and not yet acknowledged; more wait in the backlog, in order, until
+            acknowledgements come (the trainer acknowledges every ack_period_s, 0.25 s by default: 32 messages
+            per 0.25 s = 128 messages/s). So a burst, the backlog sent to a restarted trainer, never overruns
+            the streams' reliable keep-last queues (depth 100), which drop their oldest message silently
+            when full, a gap the trainer would count and this collector would take as delivered.
         wait_for_recorder: fully qualified node name of a recorder (``/recorder``) that must subscribe to
             this robot's ``policy/step`` before the first episode starts, so a recorded run's bag holds
             every episode from the first (a composed robot steps fast enough to finish episodes before a
@@ -94,13 +100,14 @@ class CollectorConfig:
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
     backlog_transitions: int = 20000
+    send_window: int = 32
     wait_for_recorder: str = ""
     recorder_ready_topic: str = ""
     counts_file: str = ""
 
     def __post_init__(self) -> None:
         integers(self, ("robot_id", "episode_steps", "max_episodes", "backlog_transitions"), 0)
-        integers(self, ("batch_transitions",), 1)
+        integers(self, ("batch_transitions", "send_window"), 1)
         numbers(self, ("max_batch_delay_s", "reset_timeout_s", "step_timeout_s", "truth_wait_s"), 0.0, low_open=True)
         numbers(self, ("goal_resend_s",), 0.0)
         if self.task not in TASK_NAMES:

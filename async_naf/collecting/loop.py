@@ -31,11 +31,13 @@ Rules (units: s):
 - Acknowledgements (:meth:`CollectorLoop.on_ack`, the trainer's ``/trainer/acks``): batches carry this
   collector's ``session`` and row index (``first``). Once a trainer has acknowledged anything, sent batches
   stay *in flight* until acknowledged (in flight + backlog <= ``backlog_transitions``; beyond it the oldest in
-  flight are forgotten, counted ``unconfirmed_transitions``). When the trainer is gone, what is in flight
-  goes back to the front of the backlog and is sent again (the trainer drops copies by session and row). A
-  new trainer (another id in the acknowledgement) says which of this session's rows it started with
-  (``restored``, from its checkpoint): the rows the previous one had acknowledged beyond that died with it,
-  counted ``lost_with_trainer``; what it had not acknowledged is re-sent.
+  flight are forgotten, counted ``unconfirmed_transitions``). At most ``send_window`` messages are in flight;
+  what comes beyond it waits in the backlog, so a burst never overruns the streams' keep-last queues. When
+  the trainer is gone, what is in flight goes back to the front of the backlog and is sent again (the
+  trainer drops copies by session and row). A new trainer (another id in the acknowledgement) says which of
+  this session's rows it started with (``restored``, from its checkpoint): the rows the previous one had
+  acknowledged beyond that died with it, counted ``lost_with_trainer``; what it had not acknowledged is
+  re-sent.
 - Episode statistics ride on the same acknowledgements: each carries the session's row mark at its
   episode's end (its rows are sent just before it) and stays in flight, in order with the batches, until
   the trainer acknowledges that many rows. Statistics still in flight when the trainer goes (or another
@@ -451,7 +453,7 @@ class CollectorLoop:
     # ------------------------------------------------------------------------------------------ backlog
     def _emit(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         """Send a batch or episode statistics now, or keep it while no trainer listens."""
-        if self._listening and not self._backlog:
+        if self._listening and not self._backlog and self._window_open():
             self._send(acts, item)
             return
         if self.config.backlog_transitions == 0:
@@ -527,8 +529,15 @@ class CollectorLoop:
             self._inflight.append(item)
             self.counts["inflight_episode_stats"] += 1
 
+    def _window_open(self) -> bool:
+        """Fewer than ``send_window`` messages sent and unacknowledged (none are tracked before a trainer
+        first acknowledges)."""
+        return self._trainer_id is None or len(self._inflight) < self.config.send_window
+
     def _drain_backlog(self, acts: Actions) -> None:
         for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
+            if not self._window_open():
+                break
             item = self._backlog.popleft()
             if isinstance(item, TransitionBatch):
                 self.counts["backlog_transitions"] -= item.rows
