@@ -467,3 +467,22 @@ def test_bad_messages_are_counted_and_other_tasks_refused(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="no transitions"):
         write_dataset(empty, bag, "reach", tmp_path / "none")
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.part").exists()
+
+
+def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:
+    """A run split over three hosts (the partition test's lab) has three ``/recorder`` nodes on one readiness
+    topic; what a collector learns must not depend on which message came last. Taking the last one alone left
+    robot_0's collector waiting for ever in a netns run whose last message was the trainer host's."""
+    from itertools import permutations
+
+    from async_naf.wire.recorder import encode_ready, merge_ready
+
+    messages = [encode_ready(["/trainer"]), encode_ready(["/robot_0", "/trainer"]),
+                encode_ready(["/robot_1", "/trainer"])]
+    for order in permutations(messages):
+        known: frozenset[str] = frozenset()
+        for text in order:
+            known = merge_ready(known, text)
+        assert known == {"/robot_0", "/robot_1", "/trainer"}
+    with pytest.raises(ValueError):
+        merge_ready(frozenset({"/robot_0"}), "async_naf.recorder_ready.v2: /robot_1")

@@ -45,7 +45,7 @@ from async_naf.nodes._params import declare_from_dataclass
 from async_naf.wire import layouts
 from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
-from async_naf.wire.recorder import decode_ready
+from async_naf.wire.recorder import merge_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
 
@@ -110,7 +110,7 @@ class CollectorNode(Node):
 
     def _on_recorder_ready(self, msg: String) -> None:
         try:
-            self._recorder_matched = decode_ready(msg.data)
+            self._recorder_matched = merge_ready(self._recorder_matched, msg.data)  # one per host: the union
         except ValueError as exc:
             self._drop("recorder_ready_layout", f"malformed recorder readiness dropped: {exc}")
 

@@ -6,6 +6,12 @@ the graph shows the recorder's subscriptions can lose that episode's joint state
 says itself which robot namespaces it has fully matched (:mod:`async_naf.recording.ready`), and a recorded
 run's collectors start their first episode only once their namespace is named.
 
+Several recorders can publish on one readiness topic: a run split over hosts (``async-naf train --part``)
+starts one ``/recorder`` per host, each recording that host's robots and naming only those, and the topic
+keeps each one's last message (transient local, depth 1 per publisher). A collector therefore takes the
+union of what the messages name (:func:`merge_ready`), never the last message alone, which would depend on
+the order the recorders' messages arrive in.
+
 Format ``async_naf.recorder_ready.v1``: the layout name, ``:``, then the ready namespaces separated by
 single spaces, sorted (``async_naf.recorder_ready.v1: /robot_0 /robot_1``; none: nothing after the colon).
 """
@@ -42,3 +48,13 @@ def decode_ready(text: str) -> frozenset[str]:
     if bad:
         raise ValueError(f"readiness message names relative namespaces: {bad[:3]}")
     return frozenset(names)
+
+
+def merge_ready(known: frozenset[str], text: str) -> frozenset[str]:
+    """``known`` with the namespaces a readiness message names added (see the module docstring: one
+    recorder's message never takes back what another one's said).
+
+    Raises:
+        ValueError: as :func:`decode_ready`.
+    """
+    return known | decode_ready(text)
