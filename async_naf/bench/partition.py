@@ -190,7 +190,9 @@ def _wait(what: str, pred: Callable[[], bool], hosts: _Hosts, metrics: _Metrics,
             return time.time()
         hosts.check_alive()
         if time.monotonic() > deadline:
-            raise PartitionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            counts = {f"robot_{i}": metrics.count(i) for i in range(hosts.cfg.robots)}
+            raise PartitionError(f"timed out after {timeout_s:.0f} s waiting for {what} (episodes at the trainer: "
+                                 f"{counts}; each host's run directory has its logs)")
         time.sleep(0.5)  # polling a file another process writes
 
 
