@@ -286,6 +286,44 @@ def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: 
         procs.stop_all()
 
 
+def test_the_recorder_says_it_again_once_every_robot_is_ready(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """Once every namespace is ready the recorder re-publishes its readiness (READY_REFRESH_S): a subscriber that
+    did not get the latched sample (here one without transient local durability, joining later) still hears
+    it. Before, the recorder fell silent, and a collector that missed the sample waited for ever."""
+    pytest.importorskip("rclpy")
+    from nodes_harness import Probe, Processes
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String
+
+    from async_naf.nodes import _msgs
+    from async_naf.wire.recorder import decode_ready
+
+    procs = Processes(ros_env, tmp_path)
+    probe = Probe(ros_env)
+    try:
+        latched: list[frozenset[str]] = []
+        probe.node.create_subscription(String, "/recorder/ready", lambda m: latched.append(decode_ready(m.data)),
+                                       _msgs.LATCHED)
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
+        step_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/policy/step", _msgs.STREAM)
+        procs.start("recorder", "recorder_node", "-p", f"bag_path:={tmp_path / 'bag'}",
+                    "-p", "topics:=[/robot_0/joint_states, /robot_0/policy/step]",
+                    "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[sensor, stream]")
+        probe.spin_until(lambda: bool(latched) and latched[-1] == {"/robot_0"}, 30, "robot_0 named ready")
+        assert js_pub.get_subscription_count() == 1 and step_pub.get_subscription_count() == 1
+        late: list[frozenset[str]] = []  # volatile: only what is published after it matched
+        probe.node.create_subscription(String, "/recorder/ready", lambda m: late.append(decode_ready(m.data)),
+                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                  durability=DurabilityPolicy.VOLATILE))
+        probe.spin_until(lambda: bool(late), 15, "the readiness said again")
+        assert late[-1] == {"/robot_0"}
+        assert procs.interrupt("recorder") == 0, procs.log("recorder")
+    finally:
+        probe.close()
+        procs.stop_all()
+
+
 def test_the_graph_records_the_topics_the_issue_names() -> None:
     from async_naf.run.graph import GraphConfig, build_graph, record_topics
 

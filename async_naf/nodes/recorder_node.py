@@ -19,7 +19,10 @@ Readiness: a best-effort publisher sends only to readers it has matched, and the
 recorder's subscriptions before the matching is done. Every ``READY_POLL_S`` until every robot namespace is
 ready, the node compares each subscription's matched publishers with the graph's
 (:mod:`async_naf.recording.ready`) and publishes the ready namespaces on ``~/ready`` when they change; a
-recorded run's collectors start their first episode only once their namespace is named there.
+recorded run's collectors start their first episode only once their namespace is named there. Once every
+namespace is ready it re-publishes that message every ``READY_REFRESH_S``: the message is latched, but a
+collector that misses the one sample (seen in about one of six netns partition runs: a robot waited for
+ever) must not depend on it.
 
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
   pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
@@ -47,6 +50,7 @@ from async_naf.wire.recorder import encode_ready
 
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
 READY_POLL_S = 0.02  # how often the matching is compared with the graph until every robot is ready, s
+READY_REFRESH_S = 1.0  # then the readiness message is re-published this often, s
 
 
 def _message_class(typename: str) -> type:
@@ -123,6 +127,12 @@ class RecorderNode(Node):
             self.get_logger().info(f"publishers matched for: {' '.join(ready) or 'no robot yet'}")
         if set(ready) >= self._namespaces:
             self._ready_timer.cancel()
+            self._ready_timer = self.create_timer(READY_REFRESH_S, self._refresh_ready,
+                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _refresh_ready(self) -> None:
+        """Every namespace is ready: say so again (for a collector that missed the latched sample)."""
+        self._ready_pub.publish(String(data=encode_ready(self._ready or [])))
 
     def _publish_diagnostics(self) -> None:
         w = self.writer
