@@ -21,7 +21,7 @@ ready, the node compares each subscription's matched publishers with the graph's
 (:mod:`async_naf.recording.ready`) and publishes the ready namespaces on ``~/ready`` when they change; a
 recorded run's collectors start their first episode only once their namespace is named there. Once every
 namespace is ready it re-publishes that message every ``READY_REFRESH_S``: the message is latched, but a
-collector that misses the one sample (seen in about one of six netns partition runs: a robot waited for
+collector that misses the one sample (seen in 2 of 13 netns partition runs: a robot waited for
 ever) must not depend on it.
 
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
