@@ -241,6 +241,13 @@ def test_make_agent_by_config_and_name() -> None:
     assert isinstance(make_agent(DDPGConfig(OBS, ACT)), DDPGAgent)
     assert isinstance(make_agent("linear_naf", obs_dim=OBS, act_dim=ACT), LinearNAFAgent)
     assert isinstance(make_agent("naf", obs_dim=OBS, act_dim=ACT, gamma=0.9), NAFAgent)
+    # both NAF variants take a NAFConfig: the algorithm names which one (a config alone built NAF for both)
+    assert type(make_agent(NAFConfig(OBS, ACT), algorithm="linear_naf")) is LinearNAFAgent
+    assert type(make_agent(NAFConfig(OBS, ACT), algorithm="naf")) is NAFAgent
+    for config, wrong in ((NAFConfig(OBS, ACT), "ddpg"), (DDPGConfig(OBS, ACT), "linear_naf"),
+                          (NAFConfig(OBS, ACT), "sac")):
+        with pytest.raises(ValueError):
+            make_agent(config, algorithm=wrong)
     with pytest.raises(ValueError):
         make_agent("sac", obs_dim=OBS, act_dim=ACT)
     with pytest.raises(ValueError):

@@ -66,6 +66,18 @@ def test_config_validation() -> None:
         TrainerConfig(run_dir="")
 
 
+@pytest.mark.parametrize("algorithm", ["naf", "linear_naf", "ddpg"])
+def test_the_trainer_builds_the_configured_algorithm(tmp_path: Path, algorithm: str) -> None:
+    """``algorithm: linear_naf`` trains Linear-NAF (until stop 28 the trainer built a NAFAgent for it: the
+    config object it passed names no variant), and its checkpoints say so."""
+    from async_naf.learning.agents.naf import checkpoint_algorithm
+
+    trainer = Trainer(_cfg(tmp_path, algorithm=algorithm))
+    assert type(trainer.agent).algorithm == algorithm
+    info = trainer.save_checkpoint()
+    assert checkpoint_algorithm(info.agent) == algorithm
+
+
 def test_updates_run_in_their_own_thread_at_the_configured_ratio(tmp_path: Path) -> None:
     threads: set[str] = set()
     weights: list[int] = []

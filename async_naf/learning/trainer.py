@@ -127,7 +127,7 @@ class Trainer:
         else:
             self.agent = make_agent(config.agent_config(
                 self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
-                np.broadcast_to(high, (self.act_dim,))))
+                np.broadcast_to(high, (self.act_dim,))), algorithm=config.algorithm)
             self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
         self._setup_demos()
         self._demo_bc = isinstance(self.agent, NAFAgent)  # NAF's update takes demo_rows (naf.demo_bc_weight)

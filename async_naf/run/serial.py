@@ -78,7 +78,8 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     torch.set_num_threads(trainer.num_threads)  # as the trainer node: small matrices, one thread
     env = ArmDoorEnv(config.task, seed=config.seed, task_config=task_config)
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
-    agent = make_agent(trainer.agent_config(obs_dim, act_dim, env.task.action_low, env.task.action_high))
+    agent = make_agent(trainer.agent_config(obs_dim, act_dim, env.task.action_low, env.task.action_high),
+                       algorithm=trainer.algorithm)
     buffer = ReplayBuffer(min(trainer.replay_capacity, config.steps), obs_dim, act_dim, config.seed)
     explore = make_noise(noise, act_dim, seed=config.seed)
     records: list[dict[str, Any]] = []

@@ -23,14 +23,16 @@ from async_naf.wire.weights import Policy
 Agent = NAFAgent | LinearNAFAgent | DDPGAgent
 
 
-def make_agent(config: NAFConfig | DDPGConfig | str, **kwargs: Any) -> Agent:
+def make_agent(config: NAFConfig | DDPGConfig | str, algorithm: str | None = None, **kwargs: Any) -> Agent:
     """Build an agent.
 
-    ``make_agent(NAFConfig(...))`` -> NAFAgent, ``make_agent(DDPGConfig(...))`` -> DDPGAgent, or by name:
+    ``make_agent(NAFConfig(...))`` -> NAFAgent, ``make_agent(DDPGConfig(...))`` -> DDPGAgent,
+    ``make_agent(NAFConfig(...), algorithm="linear_naf")`` -> LinearNAFAgent (both NAF variants take a
+    NAFConfig, so a config alone cannot name Linear-NAF), or by name:
     ``make_agent("naf" | "linear_naf" | "ddpg", obs_dim=..., act_dim=..., **config_fields)``.
 
     Raises:
-        ValueError: unknown algorithm name or bad config.
+        ValueError: unknown algorithm name, a config that is not the algorithm's, or bad config.
     """
     if isinstance(config, str):
         if config not in ALGORITHMS:
@@ -43,10 +45,16 @@ def make_agent(config: NAFConfig | DDPGConfig | str, **kwargs: Any) -> Agent:
         return {"naf": NAFAgent, "linear_naf": LinearNAFAgent, "ddpg": DDPGAgent}[config](cfg)
     if kwargs:
         raise ValueError("make_agent(config) takes no extra keyword arguments")
+    if algorithm is not None and algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {ALGORITHMS}")
     if isinstance(config, DDPGConfig):
+        if algorithm not in (None, "ddpg"):
+            raise ValueError(f"a DDPGConfig cannot build a {algorithm!r} agent")
         return DDPGAgent(config)
     if isinstance(config, NAFConfig):
-        return NAFAgent(config)
+        if algorithm == "ddpg":
+            raise ValueError("a NAFConfig cannot build a 'ddpg' agent")
+        return LinearNAFAgent(config) if algorithm == "linear_naf" else NAFAgent(config)
     raise ValueError(f"make_agent needs a NAFConfig, DDPGConfig or algorithm name, got {type(config).__name__}")
 
 

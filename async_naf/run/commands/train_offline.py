@@ -158,7 +158,7 @@ def train_offline(cfg: Any, datasets: list[str], updates: int, eval_every: int, 
     else:
         low, high = task.action_low, task.action_high
     agent = make_agent(cfg.agent_config(task.obs_dim, task.act_dim, np.broadcast_to(low, (task.act_dim,)),
-                                        np.broadcast_to(high, (task.act_dim,))))
+                                        np.broadcast_to(high, (task.act_dim,))), algorithm=cfg.algorithm)
     run_dir = Path(cfg.run_dir)
     store = CheckpointStore(run_dir, cfg.keep_checkpoints)
     metrics = MetricsLog(run_dir, tensorboard=cfg.tensorboard)
