@@ -48,9 +48,13 @@ def test_robots_go_on_while_the_trainer_restarts(procs, probe, tmp_path) -> None
     del probe.diagnostics[TRAINER]
     sent_at_kill = probe.diag(COLL, "transitions_sent")
     episodes = probe.diag(COLL, "episodes")
-    # no trainer: the robot goes on, its transitions kept
+    # no trainer: the robot goes on, its transitions kept. Until DDS reports the trainer gone its send window
+    # fills and the rest waits in the backlog; once it does, what was in flight goes back to the backlog too
+    # (in flight 0): only then is the trainer restarted, so the collector has seen it gone
     probe.spin_until(lambda: probe.diag(COLL, "episodes") >= episodes + 2
-                     and probe.diag(COLL, "backlog_transitions") > 0, 60, "episodes while the trainer is down")
+                     and probe.diag(COLL, "backlog_transitions") > 0
+                     and probe.diag(COLL, "inflight_transitions") == 0, 90,
+                     "episodes while the trainer is down, and the collector seeing it gone")
     ckpt_steps = checkpointed_steps()
     backlog = probe.diag(COLL, "backlog_transitions")
     # everything counted as sent by now went to the dead trainer: kept if in its last checkpoint, else lost
