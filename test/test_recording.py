@@ -524,3 +524,75 @@ def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:
         assert known == {"/robot_0", "/robot_1", "/trainer"}
     with pytest.raises(ValueError):
         merge_ready(frozenset({"/robot_0"}), "async_naf.recorder_ready.v2: /robot_1")
+
+
+def test_the_vectorised_conversion_equals_the_message_by_message_one(tmp_path: Path) -> None:
+    """Two door robots, one with ground truth (some stamps missing), and every kind of bad message: the
+    indexed-MCAP tables give the same transitions, keys, counts and drops as rosbags message by message."""
+    from collections import Counter
+
+    from async_naf.run import convert
+    from async_naf.task.tasks import make_task
+
+    store = _store()
+    t = store.types
+    task = make_task("door_pull")
+    goal = task.sample_goal(np.random.default_rng(0))
+    topics = [TopicSpec(f"/robot_{r}/{name}", kind, qos_dict(q)) for r in (0, 1) for name, kind, q in
+              (("task/goal", F64, "latched"), ("policy/step", F64, "stream"),
+               ("ground_truth/door_state", "sensor_msgs/msg/JointState", "sensor"))]
+    writer = BagWriter(tmp_path / "bag", topics)
+    rng = np.random.default_rng(1)
+    now = 1_000_000_000
+    bad = {3: "nan", 7: "reach_dims", 11: "garbage", 15: "negative_episode"}
+    for episode in range(4):
+        for r in (0, 1):
+            writer.put(3 * r, now, _goal_bytes(store, episode, True, goal))
+            if episode == 2:
+                writer.put(3 * r, now, _goal_bytes(store, episode, True, goal))  # re-published: one episode
+        steps = _synthetic_steps("door_pull", episode, 40, goal, seed=episode)
+        for i, step in enumerate(steps):
+            door = float(rng.uniform(0.0, 1.2))
+            step = layouts.PolicyStep(step.stamp_s, step.episode, step.step + (i >= 30), step.obs, step.action,
+                                      step.joint_pos, step.joint_vel, step.ee_pos, door, 0.0)  # a gap at 30
+            for r in (0, 1):
+                now += 1000
+                data = array_bytes(store, layouts.encode_policy_step(step))
+                kind = bad.get(i) if r == 0 else None
+                if kind == "nan":
+                    arr = layouts.encode_policy_step(step)
+                    values = arr.data.copy()
+                    values[5] = np.nan
+                    data = array_bytes(store, layouts.ArrayMsg(arr.labels, arr.sizes, arr.strides, values))
+                elif kind == "reach_dims":
+                    data = array_bytes(store, layouts.ArrayMsg(("async_naf.policy_step.v1:obs=23,act=7",), (47,),
+                                                               (47,), np.zeros(47)))
+                elif kind == "garbage":
+                    data = b"\x00\x01garbage"
+                elif kind == "negative_episode":
+                    data = array_bytes(store, layouts.encode_policy_step(
+                        layouts.PolicyStep(step.stamp_s, -1, 0, *(getattr(step, f) for f in
+                                           ("obs", "action", "joint_pos", "joint_vel", "ee_pos")))))
+                writer.put(3 * r + 1, now + (5000 if r == 1 and i == 20 else 0), data)  # one late receive
+                if r == 1 and i % 9:  # robot 1's truth, missing at every ninth step
+                    sec, nsec = divmod(int(round(step.stamp_s * 1e9)), 1_000_000_000)
+                    js = t["sensor_msgs/msg/JointState"](
+                        header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
+                                                        frame_id=""),
+                        name=["door_hinge", "door_handle"], position=np.array([door + 0.01, 0.4]),
+                        velocity=np.zeros(2), effort=np.zeros(0))
+                    writer.put(5, now, bytes(store.serialize_cdr(js, "sensor_msgs/msg/JointState")))
+        orphan = _synthetic_steps("door_pull", 9, 1, goal, seed=9)[0]  # a step of an episode without a goal
+        writer.put(1, now + 1, array_bytes(store, layouts.encode_policy_step(orphan)))
+        now += 10_000_000
+    writer.close()
+
+    assert convert._read_fast(tmp_path / "bag", task, Counter(), Counter()) is not None  # the tables did apply
+    fast = convert.convert_exact(tmp_path / "bag", "door_pull", {"episode_steps": 30})
+    slow = convert.convert_exact(tmp_path / "bag", "door_pull", {"episode_steps": 30}, vectorised=False)
+    for a, b in zip(fast.batch, slow.batch):
+        assert np.array_equal(a, b)
+    assert np.array_equal(fast.keys, slow.keys)
+    assert (dict(fast.counts), dict(fast.drops), fast.episodes) == (dict(slow.counts), dict(slow.drops), slow.episodes)
+    assert fast.counts["transitions"] > 150 and fast.drops["truth_missing"] > 0
+    assert {"policy/step:layout", "policy/step:undecodable", "step:no_goal", "step:gap"} <= set(fast.drops)

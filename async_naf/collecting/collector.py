@@ -27,7 +27,7 @@ import numpy as np
 
 from async_naf.common.checks import integers, numbers
 from async_naf.task.tasks import TASK_NAMES
-from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, TransitionBatch
+from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, PolicySteps, TransitionBatch
 
 
 @dataclass
@@ -154,8 +154,10 @@ class EpisodeAssembler:
         self.late_steps = 0  # steps of an episode that already ended (expected: the policy runs on briefly)
         self.in_episode = False
         self._goal: np.ndarray = np.zeros(0)
-        self._prev: PolicyStep | None = None
-        self._rows: list[np.ndarray] = []
+        self._prev: PolicyStep | None = None  # the last usable step of the episode
+        self._prev_key: tuple[int, float] | None = None  # its (step, stamp_s): the pairing rules' state
+        self._blocks: list[np.ndarray] = []  # pending rows (float32 tables), oldest first
+        self._pending = 0
         self._return = 0.0
         self._length = 0
         self._success = False
@@ -169,14 +171,14 @@ class EpisodeAssembler:
         self.episode += 1
         self.in_episode = True
         self._goal = np.asarray(g, dtype=np.float64)
-        self._prev = None
+        self._prev = self._prev_key = None
         self._return, self._length, self._success = 0.0, 0, False
         return Goal(self.episode, True, self._goal.copy())
 
     def abort_episode(self) -> None:
         """Give up the current episode (robot stalled / reset needed): rows already made stay pending."""
         self.in_episode = False
-        self._prev = None
+        self._prev = self._prev_key = None
 
     @property
     def goal(self) -> np.ndarray:
@@ -189,85 +191,190 @@ class EpisodeAssembler:
     def _drop(self, reason: str) -> None:
         self.dropped[reason] += 1
 
-    def _valid(self, step: PolicyStep) -> bool:
+    def _invalid(self, step: PolicyStep) -> str:
+        """Why ``step`` cannot be used (``wrong_size``, ``non_finite``), or "" when it can."""
         t = self.task
         parts = ((step.obs, (t.obs_dim,)), (step.action, (t.act_dim,)), (step.joint_pos, (7,)),
                  (step.joint_vel, (7,)), (step.ee_pos, (3,)))
         for arr, shape in parts:
             if np.shape(arr) != shape:
-                self._drop("wrong_size")
-                return False
+                return "wrong_size"
             if not np.isfinite(arr).all():
-                self._drop("non_finite")
-                return False
+                return "non_finite"
         if not (math.isfinite(step.door_angle) and math.isfinite(step.door_velocity) and math.isfinite(step.stamp_s)):
-            self._drop("non_finite")
-            return False
-        return True
+            return "non_finite"
+        return ""
 
-    def add_step(self, step: PolicyStep, truth: GroundTruth | None = None) -> EpisodeStats | None:
-        """Feed one policy step; returns the episode's statistics when this step ended it.
+    # the pairing rules for one step (_advance): what became of it
+    _SKIP, _RESTART, _KEEP, _PAIR = range(4)
 
-        ``truth``: ground truth at the step's stamp (None: use the estimate, as on a real robot).
-        """
-        if not self.in_episode and step.episode == self.episode:
+    def _advance(self, episode: int, index: int, stamp: float, reason: str) -> int:
+        """The collector's pairing rules for one step (its episode, index, stamp and why it is unusable, ""
+        when usable), shared by :meth:`add_step` and :meth:`add_steps`. Returns ``_SKIP`` (not used, the
+        previous step stays), ``_RESTART`` (not used, pairing restarts), ``_KEEP`` (the step is the new
+        previous one, no transition) or ``_PAIR`` (a transition from the previous step to this one, which
+        becomes the previous one; the caller then calls :meth:`_transition`)."""
+        if not self.in_episode and episode == self.episode:
             self.late_steps += 1
-            return None
-        if not self.in_episode or step.episode != self.episode:
+            return self._SKIP
+        if not self.in_episode or episode != self.episode:
             self._drop("other_episode")
-            return None
-        if not self._valid(step):
-            self._prev = None
-            return None
-        prev = self._prev
-        self._prev = step
+            return self._SKIP
+        if reason:
+            self._drop(reason)
+            self._prev_key = None
+            return self._RESTART
+        prev, self._prev_key = self._prev_key, (index, stamp)
         if prev is None:
-            return None
-        if step.step != prev.step + 1:
+            return self._KEEP
+        if index != prev[0] + 1:
             self._drop("gap")
-            return None
-        if step.stamp_s < prev.stamp_s:
+            return self._KEEP
+        if stamp < prev[1]:
             self._drop("out_of_order")
-            self._prev = None
-            return None
-        from async_naf.task.tasks import TaskState
+            self._prev_key = None
+            return self._RESTART
+        return self._PAIR
 
-        state = TaskState(np.asarray(step.joint_pos), np.asarray(step.joint_vel), np.asarray(step.ee_pos),
-                          float(step.door_angle), float(step.door_velocity))
-        reward = float(self.task.reward(state, prev.action, self._goal, truth))
+    def _transition(self, reward: float, success: bool) -> tuple[bool, EpisodeStats | None] | None:
+        """The bookkeeping of a transition :meth:`_advance` paired: None when its reward is not finite (dropped,
+        pairing restarts), else (terminal, the episode's statistics when it ended here)."""
         if not math.isfinite(reward):
             self._drop("non_finite_reward")
-            self._prev = None
+            self._prev_key = None
             return None
-        success = bool(self.task.success(state, self._goal, truth))
         terminal = success and self.config.terminate_on_success
-        row = np.concatenate((prev.obs, prev.action, (reward,), step.obs,
-                              (float(terminal), self.config.robot_id, self.episode, prev.step))).astype(np.float32)
-        self._rows.append(row)
         self.env_steps += 1
         self._length += 1
         self._return += reward
         self._success = success
         if terminal or self._length >= self.episode_steps:
             self.in_episode = False
+            self._prev_key = None
+            return terminal, EpisodeStats(self.config.robot_id, self.episode, self._return, self._length,
+                                          self._success, self.env_steps)
+        return terminal, None
+
+    def _append(self, prev_obs: np.ndarray, prev_action: np.ndarray, reward: np.ndarray, obs: np.ndarray,
+                terminal: np.ndarray, prev_step: np.ndarray) -> None:
+        """Pending rows (k of them) from their parts."""
+        k = len(reward)
+        table = np.column_stack((prev_obs, prev_action, reward, obs, terminal,
+                                 np.full(k, self.config.robot_id, np.float64), np.full(k, self.episode, np.float64),
+                                 prev_step)).astype(np.float32)
+        self._blocks.append(table)
+        self._pending += k
+
+    def add_step(self, step: PolicyStep, truth: GroundTruth | None = None) -> EpisodeStats | None:
+        """Feed one policy step; returns the episode's statistics when this step ended it.
+
+        ``truth``: ground truth at the step's stamp (None: use the estimate, as on a real robot).
+        """
+        code = self._advance(step.episode, step.step, step.stamp_s, self._invalid(step))
+        prev = self._prev
+        if code != self._SKIP:
+            self._prev = None if code == self._RESTART else step
+        if code != self._PAIR:
+            return None
+        assert prev is not None
+        theta = np.array([float(truth.hinge_angle) if truth is not None else float(step.door_angle)])
+        handle = None if truth is None or not self.task.is_door else np.array([float(truth.handle_angle)])
+        rewards, success = self.task.rewards(np.asarray(step.ee_pos)[None], np.asarray(prev.action)[None],
+                                             self._goal, theta, handle)
+        done = self._transition(float(rewards[0]), bool(success[0]))
+        if self._prev_key is None:
             self._prev = None
-            return EpisodeStats(self.config.robot_id, self.episode, self._return, self._length, self._success,
-                                self.env_steps)
-        return None
+        if done is None:
+            return None
+        self._append(np.asarray(prev.obs, np.float64)[None], np.asarray(prev.action, np.float64)[None], rewards,
+                     np.asarray(step.obs, np.float64)[None], np.array([float(done[0])]), np.array([prev.step]))
+        return done[1]
+
+    def add_steps(self, steps: PolicySteps, truth_hinge: np.ndarray | None = None,
+                  truth_handle: np.ndarray | None = None) -> list[EpisodeStats]:
+        """Feed n policy steps in order: the same as n calls of :meth:`add_step` (same rules, rows, drops and
+        episode ends), with the task's reward and success computed for all steps at once.
+
+        Args:
+            steps: the steps (n rows).
+            truth_hinge, truth_handle: (n,) ground-truth door hinge and handle angles at each step's stamp,
+                rad (both or neither: None uses the estimate, as on a real robot).
+
+        Returns:
+            the statistics of the episodes these steps ended, in order.
+        """
+        n = int(steps.stamp_s.shape[0])
+        finite = np.isfinite(steps.stamp_s) & np.isfinite(steps.door_angle) & np.isfinite(steps.door_velocity)
+        for f in (steps.obs, steps.action, steps.joint_pos, steps.joint_vel, steps.ee_pos):
+            finite &= np.isfinite(f).all(axis=1)
+        theta = steps.door_angle if truth_hinge is None else np.asarray(truth_hinge, np.float64)
+        handle = None if truth_handle is None or not self.task.is_door else np.asarray(truth_handle, np.float64)
+        # each step's reward paired with the step before it (the usual pairing), and its success
+        prev_action = np.concatenate((steps.action[:1], steps.action[:-1]))
+        rewards, success = self.task.rewards(steps.ee_pos, prev_action, self._goal, theta, handle)
+        carried = self._prev  # the previous step from an earlier call (index -1 below)
+        prev = -1 if carried is not None else -2  # index of the previous usable step; -2: none
+        pairs: list[tuple[int, int, float, bool]] = []  # (previous, this step, reward, terminal)
+        ended: list[EpisodeStats] = []
+        episode, index, stamp = steps.episode.tolist(), steps.step.tolist(), steps.stamp_s.tolist()
+        reasons = ["" if ok else "non_finite" for ok in finite.tolist()]
+        reward_list, success_list = rewards.tolist(), success.tolist()
+        for i in range(n):
+            code = self._advance(episode[i], index[i], stamp[i], reasons[i])
+            p = prev
+            if code == self._RESTART:
+                prev = -2
+            elif code != self._SKIP:
+                prev = i
+            if code != self._PAIR:
+                continue
+            reward = reward_list[i]
+            if p != i - 1 or p < 0:  # paired across a skipped step, or with an earlier call's: its own action
+                action = carried.action if p == -1 and carried is not None else steps.action[p]
+                reward = float(self.task.rewards(steps.ee_pos[i:i + 1], np.asarray(action)[None], self._goal,
+                                                 theta[i:i + 1], None if handle is None else handle[i:i + 1])[0][0])
+            done = self._transition(reward, bool(success_list[i]))
+            if self._prev_key is None:
+                prev = -2
+            if done is not None:
+                pairs.append((p, i, reward, done[0]))
+                if done[1] is not None:
+                    ended.append(done[1])
+        if pairs:
+            p_idx = np.array([pair[0] for pair in pairs], np.int64)
+            i_idx = np.array([pair[1] for pair in pairs], np.int64)
+            first = carried if carried is not None else PolicyStep(0.0, 0, 0, steps.obs[0], steps.action[0],
+                                                                   steps.joint_pos[0], steps.joint_vel[0],
+                                                                   steps.ee_pos[0])
+            # index -1 = the carried step: row 0 of these
+            obs = np.concatenate((np.asarray(first.obs, np.float64)[None], steps.obs))
+            act = np.concatenate((np.asarray(first.action, np.float64)[None], steps.action))
+            idx = np.concatenate(([first.step], steps.step)).astype(np.float64)
+            self._append(obs[p_idx + 1], act[p_idx + 1], np.array([pair[2] for pair in pairs]), steps.obs[i_idx],
+                         np.array([float(pair[3]) for pair in pairs]), idx[p_idx + 1])
+        if prev >= 0:
+            self._prev = PolicyStep(stamp[prev], episode[prev], index[prev], steps.obs[prev], steps.action[prev],
+                                    steps.joint_pos[prev], steps.joint_vel[prev], steps.ee_pos[prev],
+                                    float(steps.door_angle[prev]), float(steps.door_velocity[prev]))
+        elif prev == -2:
+            self._prev = None
+        return ended
 
     # ------------------------------------------------------------------------------------ batching
     @property
     def pending(self) -> int:
         """Transitions made but not yet taken by :meth:`pop_batch`."""
-        return len(self._rows)
+        return self._pending
 
     def pop_batch(self, max_rows: int | None = None) -> TransitionBatch | None:
         """The oldest pending rows (at most ``max_rows``, default batch_transitions) as a TransitionBatch."""
-        if not self._rows:
+        if not self._pending:
             return None
-        n = min(len(self._rows), max_rows or self.config.batch_transitions)
-        table = np.stack(self._rows[:n])
-        del self._rows[:n]
+        n = min(self._pending, max_rows or self.config.batch_transitions)
+        table = self._blocks[0] if len(self._blocks) == 1 else np.concatenate(self._blocks)
+        self._blocks = [table[n:]] if n < len(table) else []
+        table = table[:n]
+        self._pending -= n
         o, a = self.task.obs_dim, self.task.act_dim
         i = 0
         obs = table[:, i:i + o]; i += o  # noqa: E702

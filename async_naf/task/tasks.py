@@ -180,13 +180,32 @@ class _NominalDoor(NamedTuple):
     thickness: float = 0.04
 
 
+def handle_points(goal: np.ndarray, door_angle: np.ndarray) -> np.ndarray:
+    """The hook engagement points (n, 3), base frame, m, with the door open by ``door_angle`` (n,) rad
+    (rotated about the hinge). Element-wise only: row i does not depend on the other rows."""
+    g = np.asarray(goal, dtype=np.float64)
+    turn = g[5] * np.asarray(door_angle, dtype=np.float64).reshape(-1)
+    c, s = np.cos(turn), np.sin(turn)
+    rx, ry = g[0] - g[3], g[1] - g[4]
+    out = np.empty((len(turn), 3))
+    out[:, 0] = g[3] + c * rx - s * ry
+    out[:, 1] = g[4] + s * rx + c * ry
+    out[:, 2] = g[2]
+    return out
+
+
 def handle_point(goal: np.ndarray, door_angle: float) -> np.ndarray:
-    """The hook engagement point (3,) with the door open by ``door_angle`` rad (rotated about the hinge)."""
-    engage = goal[:3]
-    hx, hy, sign = goal[3], goal[4], goal[5]
-    c, s = math.cos(sign * door_angle), math.sin(sign * door_angle)
-    rx, ry = engage[0] - hx, engage[1] - hy
-    return np.array([hx + c * rx - s * ry, hy + s * rx + c * ry, engage[2]])
+    """The hook engagement point (3,) with the door open by ``door_angle`` rad (:func:`handle_points`)."""
+    return handle_points(goal, np.array([door_angle]))[0]
+
+
+def _sq_norms(v: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norm of each row of ``v`` (n, k), summed column by column: the same bits for a row
+    whether it comes alone or among many (a reduction could sum in another order for other shapes)."""
+    total = v[:, 0] * v[:, 0]
+    for k in range(1, v.shape[1]):
+        total = total + v[:, k] * v[:, k]
+    return total
 
 
 def start_pose_target(task: str, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -275,33 +294,64 @@ class Task:
         """The door angle, rad: ground truth where given (simulation), else the estimate in ``state``."""
         return float(truth.hinge_angle) if truth is not None else float(state.door_angle)
 
+    def distances(self, ee_pos: np.ndarray, goal: np.ndarray, door_angle: np.ndarray | None = None) -> np.ndarray:
+        """Hook tip to target (reach) or to the hook engagement point moved with the door (doors), m, for
+        ``ee_pos`` (n, 3) m, base frame, and (doors) ``door_angle`` (n,) rad. Row by row element-wise."""
+        ee = np.asarray(ee_pos, dtype=np.float64).reshape(-1, 3)
+        g = np.asarray(goal, dtype=np.float64)
+        if not self.is_door:
+            target = np.broadcast_to(g, ee.shape)
+        else:
+            target = handle_points(g, np.zeros(len(ee)) if door_angle is None else door_angle)
+        return np.sqrt(_sq_norms(target - ee))
+
     def distance(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> float:
         """Hook tip to target (reach) or to the (moving) hook engagement point (doors), m."""
+        theta = np.array([self.door_angle(state, truth)])
+        return float(self.distances(np.asarray(state.ee_pos)[None], goal, theta)[0])
+
+    def rewards(self, ee_pos: np.ndarray, action: np.ndarray, goal: np.ndarray, door_angle: np.ndarray | None = None,
+                handle_angle: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Reward (n,) and success (n,) bool of n steps at once: :meth:`reward` and :meth:`success` are this
+        with n = 1, and a row's values do not depend on the other rows (element-wise arithmetic only).
+
+        Args:
+            ee_pos: (n, 3) hook tip after the step, base frame, m.
+            action: (n, 7) the step's joint-velocity command, rad/s.
+            goal: the episode's goal vector.
+            door_angle: doors: (n,) door angle after the step, rad: ground truth where the caller has it,
+                else the estimate.
+            handle_angle: doors: (n,) ground-truth handle angle, rad, or None (no ground truth: no handle term).
+        """
+        c = self.config
+        ee = np.asarray(ee_pos, dtype=np.float64).reshape(-1, 3)
+        a = np.asarray(action, dtype=np.float64).reshape(-1, ACT_DIM) / c.max_joint_speed
+        theta = np.zeros(len(ee)) if door_angle is None else np.asarray(door_angle, dtype=np.float64).reshape(-1)
+        dist = self.distances(ee, goal, theta)
+        r = -c.w_dist * dist - c.w_action * _sq_norms(a)
         if not self.is_door:
-            return float(np.linalg.norm(np.asarray(goal) - state.ee_pos))
-        return float(np.linalg.norm(handle_point(goal, self.door_angle(state, truth)) - state.ee_pos))
+            success = dist < c.success_distance
+            return r + np.where(success, c.w_success, 0.0), success
+        if handle_angle is not None:
+            h = np.asarray(handle_angle, dtype=np.float64).reshape(-1)
+            r = r + c.w_handle * np.minimum(np.maximum(h, 0.0) / c.latch_threshold, 1.0)
+        r = r + c.w_door * np.minimum(np.maximum(theta, 0.0), c.door_reward_cap)
+        success = theta >= c.success_angle
+        r = r + np.where(success, c.w_success, 0.0)
+        r = r + np.where(theta >= c.open_angle, c.w_open, 0.0)
+        return r, success
 
     def reward(self, state: TaskState, action: np.ndarray, goal: np.ndarray, truth: Any = None) -> float:
-        """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state``.
+        """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state`` (:meth:`rewards`, n = 1).
 
         ``truth``: ground-truth DoorState (simulation) or None (real robot: estimated door angle, no
         handle term).
         """
         self._check(state, goal)
-        c = self.config
-        a = np.asarray(action, dtype=float) / c.max_joint_speed
-        r = -c.w_dist * self.distance(state, goal, truth) - c.w_action * float(a @ a)
-        if not self.is_door:
-            return r + (c.w_success if self.success(state, goal, truth) else 0.0)
-        theta = self.door_angle(state, truth)
-        if truth is not None:
-            r += c.w_handle * min(max(truth.handle_angle, 0.0) / c.latch_threshold, 1.0)
-        r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
-        if theta >= c.success_angle:
-            r += c.w_success
-        if theta >= c.open_angle:
-            r += c.w_open
-        return float(r)
+        handle = None if truth is None or not self.is_door else np.array([float(truth.handle_angle)])
+        r, _ = self.rewards(np.asarray(state.ee_pos)[None], np.asarray(action)[None], goal,
+                            np.array([self.door_angle(state, truth)]), handle)
+        return float(r[0])
 
     def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
         """reach: within success_distance of the target; doors: door open >= success_angle rad."""

@@ -604,6 +604,69 @@ def decode_policy_step(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
                       float(data[i]), float(data[i + 1]))
 
 
+class PolicySteps(NamedTuple):
+    """n policy steps as columns (the fields of :class:`PolicyStep`, same units), for code that handles
+    many at once (bag conversion); ``from_steps`` makes one from PolicyStep records.
+
+    Attributes:
+        stamp_s: (n,) s.  episode, step: (n,) int64.  obs: (n, obs_dim).  action: (n, act_dim) rad/s.
+        joint_pos: (n, 7) rad.  joint_vel: (n, 7) rad/s.  ee_pos: (n, 3) m.  door_angle: (n,) rad.
+        door_velocity: (n,) rad/s.
+    """
+
+    stamp_s: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+    obs: np.ndarray
+    action: np.ndarray
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    ee_pos: np.ndarray
+    door_angle: np.ndarray
+    door_velocity: np.ndarray
+
+    @classmethod
+    def from_steps(cls, steps: list[PolicyStep]) -> PolicySteps:
+        """Stack PolicyStep records (all of one obs/act size)."""
+        def table(name: str) -> np.ndarray:
+            return np.array([np.asarray(getattr(s, name), np.float64).reshape(-1) for s in steps], np.float64)
+
+        return cls(np.array([s.stamp_s for s in steps], np.float64), np.array([s.episode for s in steps], np.int64),
+                   np.array([s.step for s in steps], np.int64), table("obs"), table("action"), table("joint_pos"),
+                   table("joint_vel"), table("ee_pos"), np.array([s.door_angle for s in steps], np.float64),
+                   np.array([s.door_velocity for s in steps], np.float64))
+
+    def take(self, index: np.ndarray) -> PolicySteps:
+        """The rows at ``index`` (an integer index array or a boolean mask)."""
+        return PolicySteps(*(f[index] for f in self))
+
+
+def policy_step_rows(data: np.ndarray, obs_dim: int, act_dim: int) -> tuple[PolicySteps, np.ndarray]:
+    """Unpack the data of n policy-step messages whose layout label was checked already (one
+    ``obs=..,act=..`` label for all): ``data`` (n, policy_step_size) float64.
+
+    Returns the rows that pass :func:`decode_policy_step`'s value checks (finite, episode and step integers
+    in [0, 2**53]) and the (n,) bool mask of those rows; a row outside the mask would raise LayoutError in
+    :func:`decode_policy_step` (decode it there to learn why).
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[1] != policy_step_size(obs_dim, act_dim):
+        raise LayoutError(f"{POLICY_STEP}: rows of {policy_step_size(obs_dim, act_dim)} values expected, "
+                          f"got shape {data.shape}")
+    counters = data[:, 1:3]
+    ok = np.isfinite(data).all(axis=1) & (counters == np.round(counters)).all(axis=1)
+    ok &= (counters >= 0).all(axis=1) & (counters <= 2**53).all(axis=1)
+    d = data[ok]
+    i = 3
+    parts = []
+    for n in (obs_dim, act_dim, N_JOINTS, N_JOINTS, 3):
+        parts.append(d[:, i:i + n])
+        i += n
+    steps = PolicySteps(d[:, 0], d[:, 1].astype(np.int64), d[:, 2].astype(np.int64), parts[0], parts[1], parts[2],
+                        parts[3], parts[4], d[:, i], d[:, i + 1])
+    return steps, ok
+
+
 # ---------------------------------------------------------------------------------------------- goal
 
 

@@ -1,0 +1,61 @@
+"""async_naf.recording.cdr: Float64MultiArray messages decoded as tables agree with rosbags' deserialiser."""
+from __future__ import annotations
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+
+from async_naf.recording.cdr import multiarray_groups, parse_header
+
+F64 = "std_msgs/msg/Float64MultiArray"
+STORE = get_typestore(Stores.ROS2_JAZZY)
+T = STORE.types
+
+
+def _message(labels: list[str], data: np.ndarray, offset: int = 0) -> bytes:
+    dims = [T["std_msgs/msg/MultiArrayDimension"](label=lab, size=len(data), stride=len(data)) for lab in labels]
+    msg = T[F64](layout=T["std_msgs/msg/MultiArrayLayout"](dim=dims, data_offset=offset), data=np.asarray(data, float))
+    return bytes(STORE.serialize_cdr(msg, F64))
+
+
+def test_tables_hold_what_rosbags_deserialises_and_leave_the_rest_by_index() -> None:
+    rng = np.random.default_rng(3)
+    layouts = [["async_naf.policy_step.v1:obs=22,act=7"], ["x"], ["ab", "cde"], []]
+    messages = []
+    for _ in range(400):
+        labels = layouts[rng.integers(len(layouts))]
+        n = 46 if labels and labels[0].startswith("async") else int(rng.integers(0, 9))
+        messages.append(_message(labels, rng.normal(size=n), offset=int(rng.integers(0, 2))))
+    messages += [b"", b"\x00\x01\x00\x00", b"\x00\x00\x00\x00" + bytes(40)]  # empty, truncated, big endian
+    big = bytes(STORE.serialize_cdr(STORE.deserialize_cdr(messages[0], F64), F64, little_endian=False))
+    messages.append(big)
+    buf = np.frombuffer(b"".join(messages), np.uint8)
+    length = np.array([len(m) for m in messages], np.int64)
+    start = np.concatenate(([0], np.cumsum(length)[:-1]))
+    groups, rest = multiarray_groups(buf, start, length)
+
+    covered = np.concatenate([g.messages for g in groups] + [rest])
+    assert sorted(covered.tolist()) == list(range(len(messages)))  # every message exactly once
+    assert {len(messages) - 4, len(messages) - 3, len(messages) - 2, len(messages) - 1} <= set(rest.tolist())
+    decoded = 0
+    for g in groups:
+        assert (np.diff(g.messages) > 0).all()
+        for row, i in zip(g.data, g.messages.tolist()):
+            msg = STORE.deserialize_cdr(messages[i], F64)
+            assert tuple(d.label for d in msg.layout.dim) == g.labels
+            assert tuple(int(d.size) for d in msg.layout.dim) == g.sizes
+            assert int(msg.layout.data_offset) == g.data_offset
+            assert np.array_equal(np.asarray(msg.data), row)
+            decoded += 1
+    assert decoded == 400  # all but the four broken ones, in tables
+
+
+def test_header_parse_refuses_what_is_not_a_whole_message() -> None:
+    good = _message(["abc"], np.arange(3.0))
+    header = parse_header(good)
+    assert header is not None and header.labels == ("abc",) and header.n_values == 3
+    assert header.data_start + 24 == len(good)
+    assert parse_header(good[:-8]) is None  # values cut short
+    assert parse_header(good + bytes(8)) is None  # trailing bytes
+    assert parse_header(b"\x00\x00" + good[2:]) is None  # big endian: left to rosbags
+    empty = _message([], np.zeros(0))
+    assert parse_header(empty) is not None and parse_header(empty).n_values == 0
