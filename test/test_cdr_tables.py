@@ -59,3 +59,33 @@ def test_header_parse_refuses_what_is_not_a_whole_message() -> None:
     assert parse_header(b"\x00\x00" + good[2:]) is None  # big endian: left to rosbags
     empty = _message([], np.zeros(0))
     assert parse_header(empty) is not None and parse_header(empty).n_values == 0
+
+
+def test_joint_state_tables_hold_what_rosbags_deserialises() -> None:
+    from async_naf.recording.cdr import joint_state_groups
+
+    js_type = "sensor_msgs/msg/JointState"
+    rng = np.random.default_rng(5)
+    messages = []
+    for k in range(300):
+        names = [["door_hinge", "door_handle"], ["a", "bb", "ccc"], ["door_handle", "door_hinge"]][k % 3]
+        n_vel = len(names) if k % 5 else 0
+        msg = T[js_type](header=T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=int(rng.integers(-5, 2**31 - 1)),
+                                                   nanosec=int(rng.integers(0, 10**9))), frame_id="f" * (k % 2)),
+            name=names, position=rng.normal(size=len(names)), velocity=rng.normal(size=n_vel),
+            effort=rng.normal(size=len(names) if k % 7 == 0 else 0))
+        messages.append(bytes(STORE.serialize_cdr(msg, js_type)))
+    messages.append(b"\x00\x01\x00\x00" + bytes(12))
+    buf = np.frombuffer(b"".join(messages), np.uint8)
+    length = np.array([len(m) for m in messages], np.int64)
+    start = np.concatenate(([0], np.cumsum(length)[:-1]))
+    groups, rest = joint_state_groups(buf, start, length)
+    assert sorted(np.concatenate([g.messages for g in groups] + [rest]).tolist()) == list(range(len(messages)))
+    assert rest.tolist() == [len(messages) - 1]  # only the broken one goes one by one
+    for g in groups:
+        for row, i in enumerate(g.messages.tolist()):
+            msg = STORE.deserialize_cdr(messages[i], js_type)
+            assert tuple(msg.name) == g.names
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (g.stamp_sec[row], g.stamp_nanosec[row])
+            assert np.array_equal(msg.position, g.position[row]) and np.array_equal(msg.velocity, g.velocity[row])

@@ -122,3 +122,123 @@ def multiarray_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray) ->
             rest.append(idx)
     left = np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
     return groups, left
+
+
+class JointStateGroup(NamedTuple):
+    """``sensor_msgs/msg/JointState`` messages that share one frame id, joint names and array sizes.
+
+    Attributes:
+        messages: (k,) the messages' indices.
+        names: the joint names they all carry.
+        stamp_sec: (k,) int64 header stamp seconds.  stamp_nanosec: (k,) int64 its nanoseconds.
+        position: (k, len(names)) rad (or m).  velocity: (k, n_velocity) rad/s; n_velocity may be 0.
+    """
+
+    messages: np.ndarray
+    names: tuple[str, ...]
+    stamp_sec: np.ndarray
+    stamp_nanosec: np.ndarray
+    position: np.ndarray
+    velocity: np.ndarray
+
+
+class _JointStateLayout(NamedTuple):
+    names: tuple[str, ...]
+    position: tuple[int, int]  # byte offset, count
+    velocity: tuple[int, int]
+
+
+def parse_joint_state(raw: bytes) -> _JointStateLayout | None:
+    """Where the values of one JointState message (CDR little endian) lie, or None if ``raw`` is not one
+    (header: ``int32 sec, uint32 nanosec, string frame_id``; then ``string[] name``, ``float64[] position,
+    velocity, effort``)."""
+    if len(raw) < 16 or raw[:2] != _CDR_LE:
+        return None
+    pos = 12
+
+    def u32() -> int:
+        nonlocal pos
+        pos += (-(pos - 4)) % 4
+        if pos + 4 > len(raw):
+            raise ValueError("truncated")
+        (value,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        return int(value)
+
+    def text() -> str:
+        nonlocal pos
+        n = u32()
+        if n < 1 or pos + n > len(raw) or raw[pos + n - 1] != 0:
+            raise ValueError("bad string")
+        pos += n
+        return raw[pos - n:pos - 1].decode()
+
+    def doubles() -> tuple[int, int]:
+        nonlocal pos
+        n = u32()
+        if n:
+            pos += (-(pos - 4)) % 8
+        at = pos
+        pos += 8 * n
+        if pos > len(raw):
+            raise ValueError("truncated")
+        return at, n
+
+    try:
+        text()  # frame_id
+        names = tuple(text() for _ in range(u32()))
+        position, velocity = doubles(), doubles()
+        doubles()  # effort
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if pos != len(raw):
+        return None
+    return _JointStateLayout(names, position, velocity)
+
+
+def joint_state_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray
+                       ) -> tuple[list[JointStateGroup], np.ndarray]:
+    """Decode the JointState messages ``buf[start[i]:start[i] + length[i]]`` as tables: per message length,
+    the rows whose bytes other than the stamp and the values equal those of a parsed row (same frame id,
+    names and sizes). Returns the groups and the sorted indices of the messages left to the per-message path."""
+    groups: list[JointStateGroup] = []
+    rest: list[np.ndarray] = []
+    start = np.asarray(start, np.int64)
+    length = np.asarray(length, np.int64)
+    for size in np.unique(length).tolist():
+        idx = np.flatnonzero(length == size)
+        for lo in range(0, len(idx), _MAX_ROWS):
+            part = idx[lo:lo + _MAX_ROWS]
+            rows = buf[start[part][:, None] + np.arange(size)]
+            for _ in range(_MAX_HEADERS):
+                layout = parse_joint_state(rows[0].tobytes())
+                if layout is None:
+                    rest.append(part[:1])
+                    part, rows = part[1:], rows[1:]
+                    if not len(part):
+                        break
+                    continue
+                fixed = np.ones(size, bool)  # the bytes that must repeat: all but the stamp and the values
+                fixed[4:12] = False
+                for at, n in (layout.position, layout.velocity):
+                    fixed[at:at + 8 * n] = False
+                eff_at = layout.velocity[0] + 8 * layout.velocity[1]
+                fixed[eff_at + 4:] = False  # effort values (not read here; their count must repeat)
+                same = (rows[:, fixed] == rows[0, fixed]).all(axis=1)
+                sel = rows[same]
+
+                def values(at: int, n: int, sel: np.ndarray = sel) -> np.ndarray:
+                    if not n:
+                        return np.zeros((len(sel), 0))
+                    return np.ascontiguousarray(sel[:, at:at + 8 * n]).view("<f8").astype(np.float64)
+
+                stamps = np.ascontiguousarray(sel[:, 4:12]).view("<u4").astype(np.int64)
+                sec = np.where(stamps[:, 0] >= 2**31, stamps[:, 0] - 2**32, stamps[:, 0])  # int32
+                groups.append(JointStateGroup(part[same], layout.names, sec, stamps[:, 1],
+                                              values(*layout.position), values(*layout.velocity)))
+                part, rows = part[~same], rows[~same]
+                if not len(part):
+                    break
+            rest.append(part)
+    left = np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
+    return groups, left

@@ -39,6 +39,7 @@ decompressed with the zstd and lz4 modules rosbags itself uses. On one core, the
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import os
 import struct
@@ -180,7 +181,10 @@ def _read(bag: Path, topics: set[str]) -> dict[str, TopicPayloads]:
 # --- bag layout --------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def _yaml_load(text: str) -> Any:
+    """The parsed document (cached: metadata.yaml is read by topic_types and read_indexed, and channels repeat
+    a few QoS strings; callers only read what it returns)."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -189,7 +189,7 @@ def _read_fast(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter[st
     results are those of :func:`_read_generic`."""
     from rosbags.typesys import Stores, get_typestore
 
-    from async_naf.recording.cdr import multiarray_groups
+    from async_naf.recording.cdr import joint_state_groups, multiarray_groups
     from async_naf.recording.indexed import read_indexed, topic_types
 
     types = topic_types(bag)
@@ -221,9 +221,29 @@ def _read_fast(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter[st
                 steps, ok = layouts.policy_step_rows(g.data, o, a)
                 out.add_steps(ns, g.messages[ok], steps)
                 rest = np.concatenate((rest, g.messages[~ok]))
+        truth: list[tuple[int, int, GroundTruth]] = []  # (message, key, truth): into the dict in message order
+        if kind == "ground_truth/door_state" and msgtype == "sensor_msgs/msg/JointState":
+            js_groups, rest = joint_state_groups(p.buf, p.start, p.length)
+            for js in js_groups:
+                if "door_hinge" not in js.names or "door_handle" not in js.names:
+                    rest = np.concatenate((rest, js.messages))  # each then fails as one message would
+                    continue
+                i, j = js.names.index("door_hinge"), js.names.index("door_handle")
+                # the collector's key: the header stamp in s (float), rounded to ns
+                keys = np.round((js.stamp_sec + 1e-9 * js.stamp_nanosec) * 1e9).astype(np.int64).tolist()
+                vel = js.velocity[:, i].tolist() if js.velocity.shape[1] > i else [0.0] * len(keys)
+                truth += [(m, k, GroundTruth(h, v, g)) for m, k, h, v, g in zip(
+                    js.messages.tolist(), keys, js.position[:, i].tolist(), vel, js.position[:, j].tolist())]
         for i in np.sort(rest).tolist():
+            one = _Decoded() if truth else out  # with tables, the per-message truths join them in order
             _decode_counted(kind, ns, i, lambda i=i, p=p, t=msgtype: store.deserialize_cdr(p.payload(i), t),
-                            task_obj, out, drops)
+                            task_obj, one, drops)
+            if one is not out:
+                truth += [(i, k, v) for k, v in one.truth.get(ns, {}).items()]
+        if truth:
+            robot = out.truth.setdefault(ns, {})
+            for _, key, value in sorted(truth, key=lambda x: x[0]):
+                robot[key] = value
     return out
 
 
