@@ -50,11 +50,11 @@ def _goal(store, episode: int, active: bool) -> bytes:
     return store.serialize_cdr(msg, F64)
 
 
-def _write_reach_bag(path: Path) -> None:
+def _write_reach_bag(path: Path, storage: str = "mcap") -> None:
     """One robot: joint states at 20 Hz for 2 s (received 3 ms after their stamps), 2 episodes of goals."""
     store = _store()
     writer = BagWriter(path, [TopicSpec("/robot_0/joint_states", JS, qos_dict("sensor")),
-                              TopicSpec("/robot_0/task/goal", F64, qos_dict("latched"))])
+                              TopicSpec("/robot_0/task/goal", F64, qos_dict("latched"))], storage)
     t0 = 1_700_000_000_000_000_000
     for i in range(40):
         stamp = t0 + i * 50_000_000
@@ -65,9 +65,11 @@ def _write_reach_bag(path: Path) -> None:
     assert writer.stats() == {"received": 44, "written": 44, "dropped": 0, "pending": 0}
 
 
-def test_a_written_bag_reads_back_with_counts_rates_lag_and_episodes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_written_bag_reads_back_with_counts_rates_lag_and_episodes(tmp_path: Path, storage: str) -> None:
     bag = tmp_path / "bag"
-    _write_reach_bag(bag)
+    _write_reach_bag(bag, storage)  # sqlite3: opened, written and closed by the writer's one thread
+    assert len(list(bag.glob("*.db3" if storage == "sqlite3" else "*.mcap"))) == 1
     info = bag_info(bag)
     js = info.topics["/robot_0/joint_states"]
     assert js.count == 40 and js.type == JS

@@ -92,12 +92,6 @@ class BagWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.topics = list(topics)
-        self._writer = Writer(path, version=9, storage_plugin=plugin)
-        self._writer.open()
-        self._connections = [
-            self._writer.add_connection(t.name, t.type, typestore=store, offered_qos_profiles=[_rosbags_qos(t.qos)])
-            for t in self.topics
-        ]
         n = len(self.topics)
         self.received, self.written, self.dropped = [0] * n, [0] * n, [0] * n
         self.max_pending = int(max_pending)
@@ -105,8 +99,17 @@ class BagWriter:
         self._wake = threading.Condition()
         self._closing = False
         self.error = ""
+        # the bag is opened, written and closed by the writer thread alone: a sqlite3 connection may only be
+        # used by the thread that made it
+        self._open = (Writer, plugin, store)
+        self._opened = threading.Event()
+        self._open_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="bag-writer", daemon=True)
         self._thread.start()
+        self._opened.wait()
+        if self._open_error is not None:
+            self._thread.join()
+            raise ValueError(f"{path}: cannot open the bag: {self._open_error!r}") from self._open_error
 
     def put(self, index: int, receive_ns: int, data: bytes) -> bool:
         """Queue one serialised message of topic ``index`` received at ``receive_ns`` (wall clock, ns);
@@ -126,7 +129,28 @@ class BagWriter:
         return len(self._pending)
 
     def _run(self) -> None:
-        write, conns, pending = self._writer.write, self._connections, self._pending
+        writer_type, plugin, store = self._open
+        try:
+            writer = writer_type(self.path, version=9, storage_plugin=plugin)
+            writer.open()
+            conns = [writer.add_connection(t.name, t.type, typestore=store,
+                                           offered_qos_profiles=[_rosbags_qos(t.qos)]) for t in self.topics]
+        except Exception as exc:  # noqa: BLE001 - raised to the constructor's caller as a ValueError
+            self._open_error = exc
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            self._drain(writer.write, conns)
+        finally:
+            try:
+                writer.close()  # metadata.yaml
+            except Exception as exc:  # noqa: BLE001 - a failing disk must not kill the node: logged
+                self.error = self.error or f"bag writer failed to close the bag: {exc!r}"
+                LOG.error("%s", self.error)
+
+    def _drain(self, write: Any, conns: list[Any]) -> None:
+        pending = self._pending
         while True:
             with self._wake:
                 while not pending and not self._closing:
@@ -154,9 +178,6 @@ class BagWriter:
                 self._wake.notify()
             self._thread.join()
         self._closing = True
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None  # type: ignore[assignment]
 
     def stats(self) -> dict[str, int]:
         """Totals: received, written, dropped, pending."""
