@@ -151,17 +151,25 @@ def test_add_steps_in_any_slices_equals_the_step_by_step_rules(events, task_name
 
 
 def test_rewards_of_many_steps_equal_the_per_step_reward_bit_for_bit() -> None:
+    """Task.rewards (bag conversion) against Task.reward / success / distance (the live collector), every row,
+    door angles exactly at the success and open thresholds included."""
     rng = np.random.default_rng(7)
     for name in ("reach", "door_pull", "door_push"):
         task = make_task(name)
         goal = task.sample_goal(rng)
-        n = 2000
+        n = 3000
         ee, action = rng.uniform(0.2, 0.9, (n, 3)), rng.uniform(-0.5, 0.5, (n, 7))
         door, handle = rng.uniform(-0.2, 1.5, n), rng.uniform(-0.1, 0.6, n)
+        door[:2] = task.config.success_angle, task.config.open_angle
+        if not task.is_door:  # some hook tips within the success distance
+            ee[:300] = goal + rng.normal(scale=0.03, size=(300, 3))
+        dist = task.distances(ee, goal, door)
         for truth in (False, True):
             r, ok = task.rewards(ee, action, goal, door, handle if truth and task.is_door else None)
-            for i in range(0, n, 97):
+            assert 0 < ok.sum() < n
+            for i in range(n):
                 t = GroundTruth(door[i], 0.0, handle[i]) if truth and task.is_door else None
                 state = TaskState(np.zeros(7), np.zeros(7), ee[i], door[i], 0.0)
                 assert r[i] == task.reward(state, action[i], goal, t)
                 assert bool(ok[i]) == task.success(state, goal, t)
+                assert dist[i] == task.distance(state, goal, GroundTruth(door[i], 0.0, 0.0) if task.is_door else None)

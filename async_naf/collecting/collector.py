@@ -277,17 +277,20 @@ class EpisodeAssembler:
         if code != self._PAIR:
             return None
         assert prev is not None
-        theta = np.array([float(truth.hinge_angle) if truth is not None else float(step.door_angle)])
-        handle = None if truth is None or not self.task.is_door else np.array([float(truth.handle_angle)])
-        rewards, success = self.task.rewards(np.asarray(step.ee_pos)[None], np.asarray(prev.action)[None],
-                                             self._goal, theta, handle)
-        done = self._transition(float(rewards[0]), bool(success[0]))
+        from async_naf.task.tasks import TaskState
+
+        state = TaskState(np.asarray(step.joint_pos), np.asarray(step.joint_vel), np.asarray(step.ee_pos),
+                          float(step.door_angle), float(step.door_velocity))
+        reward = float(self.task.reward(state, prev.action, self._goal, truth))
+        done = self._transition(reward, bool(self.task.success(state, self._goal, truth)))
         if self._prev_key is None:
             self._prev = None
         if done is None:
             return None
-        self._append(np.asarray(prev.obs, np.float64)[None], np.asarray(prev.action, np.float64)[None], rewards,
-                     np.asarray(step.obs, np.float64)[None], np.array([float(done[0])]), np.array([prev.step]))
+        row = np.concatenate((prev.obs, prev.action, (reward,), step.obs,
+                              (float(done[0]), self.config.robot_id, self.episode, prev.step))).astype(np.float32)
+        self._blocks.append(row[None])
+        self._pending += 1
         return done[1]
 
     def add_steps(self, steps: PolicySteps, truth_hinge: np.ndarray | None = None,

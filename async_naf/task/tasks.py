@@ -195,8 +195,13 @@ def handle_points(goal: np.ndarray, door_angle: np.ndarray) -> np.ndarray:
 
 
 def handle_point(goal: np.ndarray, door_angle: float) -> np.ndarray:
-    """The hook engagement point (3,) with the door open by ``door_angle`` rad (:func:`handle_points`)."""
-    return handle_points(goal, np.array([door_angle]))[0]
+    """The hook engagement point (3,) with the door open by ``door_angle`` rad (rotated about the hinge); the
+    same arithmetic, in the same order, as :func:`handle_points` (so the same bits)."""
+    hx, hy, sign = float(goal[3]), float(goal[4]), float(goal[5])
+    turn = sign * door_angle
+    c, s = math.cos(turn), math.sin(turn)
+    rx, ry = float(goal[0]) - hx, float(goal[1]) - hy
+    return np.array([hx + c * rx - s * ry, hy + s * rx + c * ry, float(goal[2])])
 
 
 def _sq_norms(v: np.ndarray) -> np.ndarray:
@@ -306,14 +311,18 @@ class Task:
         return np.sqrt(_sq_norms(target - ee))
 
     def distance(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> float:
-        """Hook tip to target (reach) or to the (moving) hook engagement point (doors), m."""
-        theta = np.array([self.door_angle(state, truth)])
-        return float(self.distances(np.asarray(state.ee_pos)[None], goal, theta)[0])
+        """Hook tip to target (reach) or to the (moving) hook engagement point (doors), m (one step of
+        :meth:`distances`, in plain floats: the same bits)."""
+        target = handle_point(goal, self.door_angle(state, truth)) if self.is_door else goal
+        e = state.ee_pos
+        dx, dy, dz = float(target[0]) - float(e[0]), float(target[1]) - float(e[1]), float(target[2]) - float(e[2])
+        return math.sqrt(dx * dx + dy * dy + dz * dz)
 
     def rewards(self, ee_pos: np.ndarray, action: np.ndarray, goal: np.ndarray, door_angle: np.ndarray | None = None,
                 handle_angle: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Reward (n,) and success (n,) bool of n steps at once: :meth:`reward` and :meth:`success` are this
-        with n = 1, and a row's values do not depend on the other rows (element-wise arithmetic only).
+        """Reward (n,) and success (n,) bool of n steps at once (bag conversion): element-wise arithmetic in
+        the order :meth:`reward` and :meth:`success` use for one step, so each row has the same bits as
+        those give (a test checks it).
 
         Args:
             ee_pos: (n, 3) hook tip after the step, base frame, m.
@@ -337,21 +346,34 @@ class Task:
             r = r + c.w_handle * np.minimum(np.maximum(h, 0.0) / c.latch_threshold, 1.0)
         r = r + c.w_door * np.minimum(np.maximum(theta, 0.0), c.door_reward_cap)
         success = theta >= c.success_angle
-        r = r + np.where(success, c.w_success, 0.0)
-        r = r + np.where(theta >= c.open_angle, c.w_open, 0.0)
+        r = np.where(success, r + c.w_success, r)
+        r = np.where(theta >= c.open_angle, r + c.w_open, r)
         return r, success
 
     def reward(self, state: TaskState, action: np.ndarray, goal: np.ndarray, truth: Any = None) -> float:
-        """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state`` (:meth:`rewards`, n = 1).
+        """Shaped reward for taking ``action`` (7,) rad/s and arriving in ``state``.
 
         ``truth``: ground-truth DoorState (simulation) or None (real robot: estimated door angle, no
         handle term).
         """
         self._check(state, goal)
-        handle = None if truth is None or not self.is_door else np.array([float(truth.handle_angle)])
-        r, _ = self.rewards(np.asarray(state.ee_pos)[None], np.asarray(action)[None], goal,
-                            np.array([self.door_angle(state, truth)]), handle)
-        return float(r[0])
+        c = self.config
+        a = [float(x) / c.max_joint_speed for x in np.asarray(action, dtype=float).reshape(-1)]
+        square = a[0] * a[0]
+        for x in a[1:]:  # summed in order, as _sq_norms does for many steps
+            square = square + x * x
+        r = -c.w_dist * self.distance(state, goal, truth) - c.w_action * square
+        if not self.is_door:
+            return r + (c.w_success if self.success(state, goal, truth) else 0.0)
+        theta = self.door_angle(state, truth)
+        if truth is not None:
+            r += c.w_handle * min(max(truth.handle_angle, 0.0) / c.latch_threshold, 1.0)
+        r += c.w_door * min(max(theta, 0.0), c.door_reward_cap)
+        if theta >= c.success_angle:
+            r += c.w_success
+        if theta >= c.open_angle:
+            r += c.w_open
+        return float(r)
 
     def success(self, state: TaskState, goal: np.ndarray, truth: Any = None) -> bool:
         """reach: within success_distance of the target; doors: door open >= success_angle rad."""
