@@ -244,6 +244,7 @@ def test_the_trainer_pretrains_on_the_demos_before_its_first_weights(tmp_path: P
     assert np.abs(after - 0.4).mean() < 0.5 * np.abs(before - 0.4).mean()
     final = json.loads((Path(cfg.run_dir) / "checkpoints" / "final.json").read_text())
     assert final["pretrain_updates"] == 300
+    assert not list((Path(cfg.run_dir) / "checkpoints").glob("step_*"))  # no periodic checkpoints, none after it
     resumed = Trainer(_trainer_cfg(tmp_path, resume=True, demo_pretrain_updates=300))
     try:
         resumed.start()
@@ -253,6 +254,26 @@ def test_the_trainer_pretrains_on_the_demos_before_its_first_weights(tmp_path: P
         assert _wait(lambda: resumed.updates == 345)
     finally:
         resumed.stop()
+
+
+def test_with_periodic_checkpoints_the_pre_trained_policy_gets_one(tmp_path: Path) -> None:
+    """checkpoint_every_s > 0: the end of pre-training writes a checkpoint (async-naf train evaluates every
+    checkpoint: eval.csv then shows what the demonstrations gave before any online update)."""
+    from async_naf.learning.trainer import Trainer
+
+    ds = _dataset(tmp_path / "ds", _rows(300, reward=1.0, seed=9))
+    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_ratio=0.25, demo_pretrain_updates=200,
+                       checkpoint_every_s=3600.0)
+    trainer = Trainer(cfg)
+    ckpt = Path(cfg.run_dir) / "checkpoints"
+    try:
+        trainer.start()
+        assert _wait(lambda: (ckpt / "latest.json").exists())
+        latest = json.loads((ckpt / "latest.json").read_text())
+        assert [p.name for p in ckpt.glob("step_*.json")] == ["step_000000200.json"]
+        assert latest["updates"] == 200 and latest["pretrain_updates"] == 200 and latest["env_steps"] == 0
+    finally:
+        trainer.stop()
 
 
 def test_a_trainer_restarted_during_pre_training_makes_the_rest(tmp_path: Path) -> None:

@@ -314,7 +314,8 @@ class TrainerConfig:
         action_limit: action bounds of the agent, +-value per joint in rad/s (7 values); empty = the
             task's default.
         weights_every_updates: publish policy weights every this many updates (and at episode ends).
-        checkpoint_every_s: write a checkpoint this often, s (0 = only on request and at the end).
+        checkpoint_every_s: write a checkpoint this often, s (0 = only on request and at the end); with
+            periodic checkpoints, also one when the pre-training phase (``demo_pretrain_updates``) ends.
         save_buffer: include the replay buffer in checkpoints.
         max_env_steps: stop after this many received transitions, all robots (0 = no limit).
         max_wall_s: stop after this many seconds since this process started (0 = no limit), s.

@@ -403,6 +403,10 @@ class Trainer:
         self._start_updates = self.updates
         try:
             self._pretrain()
+            if self.updates > self._start_updates and self.config.checkpoint_every_s:
+                # the pre-trained policy as a checkpoint of its own: evaluated like every periodic one
+                # (async-naf train's eval.csv: what the demonstrations gave before any online update)
+                self.save_checkpoint()
             self._start_updates = self.updates  # max_updates_per_s paces the online updates only
             while not self._stop.is_set():
                 if self.metrics.queued and self.metrics.write_queued():
