@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=15.0, help="budget of each run, min")
     parser.add_argument("--milestones", type=float, nargs="*", default=[0.5],
                         help="lower success rates whose first time is reported beside the threshold's")
+    parser.add_argument("--no-stop", action="store_true",
+                        help="run every run for --minutes without --stop-at-success: every periodic checkpoint is "
+                             "evaluated as it comes (when the trainer had it), the pre-trained policy's too (the "
+                             "trainer checkpoints it when pre-training ends); with --stop-at-success evaluations "
+                             "pause the trainer every --eval-every s instead, the first one period in")
     parser.add_argument("--out", default="runs/demos")
     parser.add_argument("--cli", default="async-naf", help="the async-naf command")
     args = parser.parse_args(argv)
@@ -78,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [args.cli, "train", "--task", "door_pull", "--workers", "2", "--seed", str(seed),
                        "--minutes", str(args.minutes), "--eval-every", str(args.eval_every),
                        "--eval-episodes", str(args.eval_episodes), "--threshold", str(args.threshold),
-                       "--criterion", args.criterion, "--stop-at-success", str(args.threshold),
-                       "--run-dir", str(run_dir), "--overwrite", "--quiet"]
+                       "--criterion", args.criterion, "--run-dir", str(run_dir), "--overwrite", "--quiet"]
+                if not args.no_stop:
+                    cmd += ["--stop-at-success", str(args.threshold)]
                 if cond == "demos":
                     cmd += ["--demos", str(dataset), "--demo-ratio", str(args.demo_ratio)]
                     if args.pretrain_updates is not None:
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return median_of([r["time_to_s"][f"{m:g}"] for r in runs[cond].values()])
 
     result = {"threshold": args.threshold, "criterion": args.criterion, "demo_ratio": args.demo_ratio,
+              "stop_at_success": not args.no_stop, "eval_every_s": args.eval_every,
               "pretrain_updates": args.pretrain_updates, "demos_set": args.demos_set,
               "episodes": args.episodes, "seeds": args.seeds, "median_s": {c: median(c) for c in runs},
               "milestone_median_s": {f"{m:g}": {c: milestone_median(c, m) for c in runs} for m in args.milestones},
