@@ -14,6 +14,7 @@ restarts at the next good step.
     asm = EpisodeAssembler(CollectorConfig(task="reach", robot_id=0))
     goal = asm.start_episode()                 # samples the goal; publish it to the policy
     stats = asm.add_step(step, truth)          # EpisodeStats when the episode ended, else None
+    ended = asm.add_steps(steps)               # many at once (bag conversion): the same rules, rows and drops
     batch = asm.pop_batch()                    # TransitionBatch of the pending rows (or None)
 """
 from __future__ import annotations
