@@ -76,8 +76,9 @@ class ResetNode(Node):
         self._index: dict[tuple[str, ...], np.ndarray | None] = {}
         self._q: np.ndarray | None = None
         self._qd: np.ndarray | None = None
-        self._q_rx = -float("inf")  # receive time of the last joint state (steady, s)
+        self._q_rx_ns = -1  # when the middleware received the last joint state (system clock, ns)
         self._reset_t0 = float("inf")  # when the current reset began (steady, s)
+        self._reset_t0_ns = 2**63  # the same on the system clock, ns (what received times compare with)
         self._door: tuple[float, float] | None = None  # (angle rad, receive time s)
         self._lock = threading.Lock()
         self._finished = threading.Event()
@@ -87,8 +88,9 @@ class ResetNode(Node):
         self._cmd_pub = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands",
                                               _msgs.COMMANDS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, "joint_states", self._on_joint_states, _msgs.SENSOR,
-                                 callback_group=data_group)
+        # a callback of two arguments gets the message info too (rclpy's Subscription; its annotation says one)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states,  # type: ignore[arg-type]
+                                 _msgs.SENSOR, callback_group=data_group)
         if self.cfg.is_door:
             self.create_subscription(JointState, "door/joint_states", self._on_door, _msgs.SENSOR,
                                      callback_group=data_group)
@@ -102,7 +104,7 @@ class ResetNode(Node):
                                f"{np.round(self.motion.start_target, 3).tolist()} rad")
 
     # ------------------------------------------------------------------ inputs
-    def _on_joint_states(self, msg: JointState) -> None:
+    def _on_joint_states(self, msg: JointState, info: Any) -> None:
         names = tuple(msg.name)
         if names not in self._index:
             try:
@@ -118,7 +120,10 @@ class ResetNode(Node):
         if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
             self.counts["dropped_joint_state"] += 1
             return
-        self._q, self._qd, self._q_rx = q, qd, time.monotonic()
+        # the time the middleware received it, not when this callback runs: a state that waited in the queue
+        # behind a busy executor is as old as it is (a stale one must not count for a reset begun meanwhile)
+        received = int(info.get("received_timestamp", 0)) if isinstance(info, dict) else 0
+        self._q, self._qd, self._q_rx_ns = q, qd, received if received > 0 else time.time_ns()
         with self._lock:
             self.motion.observe(q)  # the way back (retrace), between resets
 
@@ -142,7 +147,7 @@ class ResetNode(Node):
             angle, age = (self._door[0], now - self._door[1]) if self._door else (None, 0.0)
             # only a joint state received since the reset began: one from before the request (the arm
             # moved or was moved since) must not make it answer "at the start pose"
-            fresh = self._q_rx >= self._reset_t0
+            fresh = self._q_rx_ns >= self._reset_t0_ns
             cmd, phase = self.motion.step(now, self._q if fresh else None, self._qd if fresh else None, angle, age)
         self._send(cmd)  # zero while waiting for the door and once at the end
         if phase in ("done", "failed"):
@@ -163,6 +168,7 @@ class ResetNode(Node):
         with self._lock:
             self._finished.clear()
             self._last_wait_log = self._reset_t0 = time.monotonic()
+            self._reset_t0_ns = time.time_ns()
             self.motion.start(self._reset_t0)
         budget = self.cfg.move_timeout_s + (self.cfg.door_timeout_s if self.cfg.door_timeout_s > 0 else 1e9) + 5.0
         self._finished.wait(budget)
