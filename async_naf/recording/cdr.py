@@ -1,28 +1,73 @@
-"""Many ``std_msgs/msg/Float64MultiArray`` messages decoded at once from their CDR bytes (numpy, no per-message
-Python), for bag conversion at 100,000 messages/s.
+"""CDR (XCDR1, little endian) without the generic deserialiser: the primitives (:func:`cdr_body`,
+:func:`cdr_u32`, :func:`cdr_string`, :func:`cdr_doubles`; the raw conversion's per-message fast paths use
+them too), and many messages of one type decoded at once (numpy, no per-message Python), for bag conversion
+at 100,000 messages/s.
 
 A stream of one wire layout (``policy/step``) repeats the same layout header (dimension labels, sizes,
 strides, data offset, element count) in every message; only the values differ. So the messages of one byte
 length are gathered into a (k, length) byte table, the header of the first is parsed, the rows whose header
-bytes equal it are taken, and their values are viewed as float64: :func:`multiarray_groups`. Whatever does
-not fit (another header, big-endian CDR, a header that does not parse) is returned by index for the
-per-message path (rosbags' deserialiser), which then decides, so the result never depends on which path
-a message took.
+bytes equal it are taken, and their values are viewed as float64: :func:`multiarray_groups`
+(``std_msgs/msg/Float64MultiArray``); :func:`joint_state_groups` does the same for
+``sensor_msgs/msg/JointState`` (same frame id and joint names: only the stamp and the values differ).
+Whatever does not fit (another header, big-endian CDR, a header that does not parse) is returned by index
+for the per-message path (rosbags' deserialiser), which then decides, so the result never depends on which
+path a message took.
 
-CDR (XCDR1, little endian) of Float64MultiArray, offsets relative to the byte after the 4-byte
-encapsulation header: ``uint32 ndim``, per dimension ``uint32 len, label bytes (NUL included), pad to 4,
-uint32 size, uint32 stride``; ``uint32 data_offset``; ``uint32 count``; pad to 8; ``count`` float64.
+CDR of Float64MultiArray, offsets relative to the byte after the 4-byte encapsulation header: ``uint32
+ndim``, per dimension ``uint32 len, label bytes (NUL included), pad to 4, uint32 size, uint32 stride``;
+``uint32 data_offset``; ``uint32 count``; pad to 8 (when count > 0); ``count`` float64.
 """
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-_CDR_LE = b"\x00\x01"  # encapsulation kind CDR_LE (the options bytes after it are not looked at)
 _MAX_ROWS = 65_536  # messages gathered into one byte table at a time (bounds the memory of a large bag)
 _MAX_HEADERS = 8  # distinct headers tried per message length; messages with others go one by one
+_T = TypeVar("_T")
+
+
+_U32 = struct.Struct("<I")
+
+
+def cdr_body(raw: bytes | memoryview) -> memoryview:
+    """The CDR body after the 4-byte encapsulation header; ValueError unless little-endian plain CDR.
+    Positions below are relative to this body (CDR aligns relative to it)."""
+    view = memoryview(raw)
+    if len(view) < 4 or view[0] != 0 or view[1] != 1:
+        raise ValueError("not little-endian CDR")
+    return view[4:]
+
+
+def cdr_u32(body: memoryview, pos: int) -> tuple[int, int]:
+    """The uint32 at ``pos`` (aligned to 4) and the position after it; ValueError past the end."""
+    pos = (pos + 3) & ~3
+    if pos + 4 > len(body):
+        raise ValueError("truncated")
+    (value,) = _U32.unpack_from(body, pos)
+    return int(value), pos + 4
+
+
+def cdr_string(body: memoryview, pos: int) -> tuple[str, int]:
+    """The string at ``pos`` (uint32 length with the NUL, bytes) and the position after it."""
+    n, pos = cdr_u32(body, pos)
+    if n == 0 or pos + n > len(body):
+        raise ValueError("bad string")
+    return bytes(body[pos:pos + n - 1]).decode(), pos + n
+
+
+def cdr_doubles(body: memoryview, pos: int) -> tuple[int, int, int]:
+    """The float64 sequence at ``pos``: (where its values start, their count, the position after them)."""
+    n, pos = cdr_u32(body, pos)
+    if n:
+        pos = (pos + 7) & ~7
+    end = pos + 8 * n
+    if end > len(body):
+        raise ValueError("sequence beyond the message")
+    return pos, n, end
 
 
 class ArrayGroup(NamedTuple):
@@ -54,48 +99,34 @@ class _Header(NamedTuple):
 def parse_header(raw: bytes) -> _Header | None:
     """The layout header of one Float64MultiArray message (CDR little endian), or None if ``raw`` is not one
     whose values end the message exactly."""
-    if len(raw) < 12 or raw[:2] != _CDR_LE:
-        return None
-    pos = 4
-
-    def u32() -> int:
-        nonlocal pos
-        pos += (-(pos - 4)) % 4
-        if pos + 4 > len(raw):
-            raise ValueError("truncated")
-        (value,) = struct.unpack_from("<I", raw, pos)
-        pos += 4
-        return int(value)
-
     try:
+        body = cdr_body(raw)
+        n_dims, pos = cdr_u32(body, 0)
         labels, sizes, strides = [], [], []
-        for _ in range(u32()):
-            n = u32()
-            if n < 1 or pos + n > len(raw) or raw[pos + n - 1] != 0:
-                return None
-            labels.append(raw[pos:pos + n - 1].decode())
-            pos += n
-            sizes.append(u32())
-            strides.append(u32())
-        data_offset = u32()
-        count = u32()
+        for _ in range(n_dims):
+            label, pos = cdr_string(body, pos)
+            size, pos = cdr_u32(body, pos)
+            stride, pos = cdr_u32(body, pos)
+            labels.append(label)
+            sizes.append(size)
+            strides.append(stride)
+        data_offset, pos = cdr_u32(body, pos)
+        at, n, end = cdr_doubles(body, pos)
     except (ValueError, UnicodeDecodeError):
         return None
-    if count:  # no padding before an empty sequence's (absent) elements
-        pos += (-(pos - 4)) % 8
-    if pos + 8 * count != len(raw):
+    if end != len(body):
         return None
-    return _Header(tuple(labels), tuple(sizes), tuple(strides), data_offset, pos, count)
+    return _Header(tuple(labels), tuple(sizes), tuple(strides), data_offset, 4 + at, n)
 
 
-def multiarray_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[list[ArrayGroup], np.ndarray]:
-    """Decode the messages ``buf[start[i]:start[i] + length[i]]`` (module docstring).
-
-    Returns:
-        the groups of messages decoded here (each in message order), and the (sorted) indices of the
-        messages left to the per-message path.
-    """
-    groups: list[ArrayGroup] = []
+def _tables(buf: np.ndarray, start: np.ndarray, length: np.ndarray, parse: Callable[[bytes], _T | None],
+            fixed: Callable[[_T, int], np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray, _T]], np.ndarray]:
+    """Messages ``buf[start[i]:start[i] + length[i]]`` gathered into byte tables: per length, a row is parsed
+    (``parse``: None if it is not a message of the type) and the rows whose bytes at ``fixed(parsed, length)``
+    (a bool mask: layout, not values) equal its bytes there share its layout; up to ``_MAX_HEADERS`` layouts
+    per length. Returns (message indices, their rows, the parsed layout) per table, and the sorted indices of
+    the messages left to the per-message path."""
+    tables: list[tuple[np.ndarray, np.ndarray, _T]] = []
     rest: list[np.ndarray] = []
     start = np.asarray(start, np.int64)
     length = np.asarray(length, np.int64)
@@ -104,24 +135,46 @@ def multiarray_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray) ->
         for lo in range(0, len(idx_all), _MAX_ROWS):
             idx = idx_all[lo:lo + _MAX_ROWS]
             rows = buf[start[idx][:, None] + np.arange(size)]
-            for _ in range(_MAX_HEADERS):  # the headers of this length, the first row's each time
-                header = parse_header(rows[0].tobytes())
-                if header is None:  # that one goes one by one; the others may still share a header
+            for _ in range(_MAX_HEADERS):  # the layouts of this length, the first row's each time
+                parsed = parse(rows[0].tobytes())
+                if parsed is None:  # that one goes one by one; the others may still share a layout
                     rest.append(idx[:1])
                     idx, rows = idx[1:], rows[1:]
-                    if not len(idx):
-                        break
-                    continue
-                same = (rows[:, :header.data_start] == rows[0, :header.data_start]).all(axis=1)
-                values = np.ascontiguousarray(rows[same, header.data_start:]).view("<f8").astype(np.float64)
-                groups.append(ArrayGroup(idx[same], header.labels, header.sizes, header.strides,
-                                         header.data_offset, values.reshape(len(values), header.n_values)))
-                idx, rows = idx[~same], rows[~same]
+                else:
+                    mask = fixed(parsed, size)
+                    same = (rows[:, mask] == rows[0, mask]).all(axis=1)
+                    tables.append((idx[same], rows[same], parsed))
+                    idx, rows = idx[~same], rows[~same]
                 if not len(idx):
                     break
             rest.append(idx)
     left = np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
-    return groups, left
+    return tables, left
+
+
+def _values(rows: np.ndarray, at: int, n: int) -> np.ndarray:
+    """(k, n) float64 from the little-endian bytes ``rows[:, at:at + 8 n]``."""
+    if not n:
+        return np.zeros((len(rows), 0))
+    return np.ascontiguousarray(rows[:, at:at + 8 * n]).view("<f8").astype(np.float64)
+
+
+def multiarray_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[list[ArrayGroup], np.ndarray]:
+    """Decode the Float64MultiArray messages ``buf[start[i]:start[i] + length[i]]`` (module docstring): the
+    messages of one length whose header bytes repeat form a table.
+
+    Returns:
+        the groups of messages decoded here (each in message order), and the (sorted) indices of the
+        messages left to the per-message path.
+    """
+    def header_bytes(h: _Header, size: int) -> np.ndarray:
+        mask = np.zeros(size, bool)
+        mask[:h.data_start] = True
+        return mask
+
+    tables, rest = _tables(buf, start, length, parse_header, header_bytes)
+    return [ArrayGroup(idx, h.labels, h.sizes, h.strides, h.data_offset, _values(rows, h.data_start, h.n_values))
+            for idx, rows, h in tables], rest
 
 
 class JointStateGroup(NamedTuple):
@@ -149,51 +202,25 @@ class _JointStateLayout(NamedTuple):
 
 
 def parse_joint_state(raw: bytes) -> _JointStateLayout | None:
-    """Where the values of one JointState message (CDR little endian) lie, or None if ``raw`` is not one
-    (header: ``int32 sec, uint32 nanosec, string frame_id``; then ``string[] name``, ``float64[] position,
-    velocity, effort``)."""
-    if len(raw) < 16 or raw[:2] != _CDR_LE:
-        return None
-    pos = 12
-
-    def u32() -> int:
-        nonlocal pos
-        pos += (-(pos - 4)) % 4
-        if pos + 4 > len(raw):
-            raise ValueError("truncated")
-        (value,) = struct.unpack_from("<I", raw, pos)
-        pos += 4
-        return int(value)
-
-    def text() -> str:
-        nonlocal pos
-        n = u32()
-        if n < 1 or pos + n > len(raw) or raw[pos + n - 1] != 0:
-            raise ValueError("bad string")
-        pos += n
-        return raw[pos - n:pos - 1].decode()
-
-    def doubles() -> tuple[int, int]:
-        nonlocal pos
-        n = u32()
-        if n:
-            pos += (-(pos - 4)) % 8
-        at = pos
-        pos += 8 * n
-        if pos > len(raw):
-            raise ValueError("truncated")
-        return at, n
-
+    """Where the values of one JointState message (CDR little endian) lie (offsets in ``raw``), or None if
+    ``raw`` is not one (header: ``int32 sec, uint32 nanosec, string frame_id``; then ``string[] name``,
+    ``float64[] position, velocity, effort``)."""
     try:
-        text()  # frame_id
-        names = tuple(text() for _ in range(u32()))
-        position, velocity = doubles(), doubles()
-        doubles()  # effort
+        body = cdr_body(raw)
+        _, pos = cdr_string(body, 8)  # frame_id, after the stamp
+        count, pos = cdr_u32(body, pos)
+        names = []
+        for _ in range(count):
+            name, pos = cdr_string(body, pos)
+            names.append(name)
+        p_at, p_n, pos = cdr_doubles(body, pos)
+        v_at, v_n, pos = cdr_doubles(body, pos)
+        _, _, pos = cdr_doubles(body, pos)  # effort
     except (ValueError, UnicodeDecodeError):
         return None
-    if pos != len(raw):
+    if pos != len(body):
         return None
-    return _JointStateLayout(names, position, velocity)
+    return _JointStateLayout(tuple(names), (4 + p_at, p_n), (4 + v_at, v_n))
 
 
 def joint_state_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray
@@ -201,44 +228,20 @@ def joint_state_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray
     """Decode the JointState messages ``buf[start[i]:start[i] + length[i]]`` as tables: per message length,
     the rows whose bytes other than the stamp and the values equal those of a parsed row (same frame id,
     names and sizes). Returns the groups and the sorted indices of the messages left to the per-message path."""
-    groups: list[JointStateGroup] = []
-    rest: list[np.ndarray] = []
-    start = np.asarray(start, np.int64)
-    length = np.asarray(length, np.int64)
-    for size in np.unique(length).tolist():
-        idx = np.flatnonzero(length == size)
-        for lo in range(0, len(idx), _MAX_ROWS):
-            part = idx[lo:lo + _MAX_ROWS]
-            rows = buf[start[part][:, None] + np.arange(size)]
-            for _ in range(_MAX_HEADERS):
-                layout = parse_joint_state(rows[0].tobytes())
-                if layout is None:
-                    rest.append(part[:1])
-                    part, rows = part[1:], rows[1:]
-                    if not len(part):
-                        break
-                    continue
-                fixed = np.ones(size, bool)  # the bytes that must repeat: all but the stamp and the values
-                fixed[4:12] = False
-                for at, n in (layout.position, layout.velocity):
-                    fixed[at:at + 8 * n] = False
-                eff_at = layout.velocity[0] + 8 * layout.velocity[1]
-                fixed[eff_at + 4:] = False  # effort values (not read here; their count must repeat)
-                same = (rows[:, fixed] == rows[0, fixed]).all(axis=1)
-                sel = rows[same]
+    def layout_bytes(layout: _JointStateLayout, size: int) -> np.ndarray:
+        mask = np.ones(size, bool)  # all but the stamp and the values
+        mask[4:12] = False
+        for at, n in (layout.position, layout.velocity):
+            mask[at:at + 8 * n] = False
+        effort = layout.velocity[0] + 8 * layout.velocity[1]
+        mask[effort + 4:] = False  # effort values (not read here; their count must repeat)
+        return mask
 
-                def values(at: int, n: int, sel: np.ndarray = sel) -> np.ndarray:
-                    if not n:
-                        return np.zeros((len(sel), 0))
-                    return np.ascontiguousarray(sel[:, at:at + 8 * n]).view("<f8").astype(np.float64)
-
-                stamps = np.ascontiguousarray(sel[:, 4:12]).view("<u4").astype(np.int64)
-                sec = np.where(stamps[:, 0] >= 2**31, stamps[:, 0] - 2**32, stamps[:, 0])  # int32
-                groups.append(JointStateGroup(part[same], layout.names, sec, stamps[:, 1],
-                                              values(*layout.position), values(*layout.velocity)))
-                part, rows = part[~same], rows[~same]
-                if not len(part):
-                    break
-            rest.append(part)
-    left = np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
-    return groups, left
+    tables, rest = _tables(buf, start, length, parse_joint_state, layout_bytes)
+    groups = []
+    for idx, rows, layout in tables:
+        stamps = np.ascontiguousarray(rows[:, 4:12]).view("<u4").astype(np.int64)
+        sec = np.where(stamps[:, 0] >= 2**31, stamps[:, 0] - 2**32, stamps[:, 0])  # int32
+        groups.append(JointStateGroup(idx, layout.names, sec, stamps[:, 1], _values(rows, *layout.position),
+                                      _values(rows, *layout.velocity)))
+    return groups, rest

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from async_naf.common.checks import numbers
+from async_naf.recording.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
 from async_naf.recording.info import BagError
 
 JS_TYPE = "sensor_msgs/msg/JointState"
@@ -336,51 +337,24 @@ def parse_remaps(items: list[str]) -> dict[str, str]:
     return out
 
 
-_U32 = struct.Struct("<I")
 _STAMP = struct.Struct("<iI")
 
 
-def _cdr_le(raw: bytes | memoryview) -> memoryview:
-    """The CDR body after the 4-byte encapsulation header; ValueError unless little-endian plain CDR."""
-    view = memoryview(raw)
-    if len(view) < 4 or view[0] != 0 or view[1] != 1:
-        raise ValueError("not little-endian CDR")
-    return view[4:]
-
-
-def _string(body: memoryview, pos: int) -> tuple[str, int]:
-    pos = (pos + 3) & ~3
-    (n,) = _U32.unpack_from(body, pos)
-    pos += 4
-    if n == 0 or pos + n > len(body):
-        raise ValueError("bad string")
-    return bytes(body[pos:pos + n - 1]).decode(), pos + n
-
-
 def _doubles(body: memoryview, pos: int) -> tuple[np.ndarray, int]:
-    pos = (pos + 3) & ~3
-    (n,) = _U32.unpack_from(body, pos)
-    pos += 4
-    if n:
-        pos = (pos + 7) & ~7
-    end = pos + 8 * n
-    if end > len(body):
-        raise ValueError("sequence beyond the message")
-    return np.frombuffer(body, np.float64, n, pos) if n else np.zeros(0), end
+    at, n, end = cdr_doubles(body, pos)
+    return (np.frombuffer(body, np.float64, n, at) if n else np.zeros(0)), end
 
 
 def fast_joint_state(raw: bytes | memoryview) -> tuple[tuple[str, ...], int, np.ndarray, np.ndarray]:
     """sensor_msgs/JointState CDR (little endian) -> (names, stamp ns, position, velocity), without the
     generic deserialiser (the raw conversion's hot path; :func:`_joint_state` is the reference)."""
-    body = _cdr_le(raw)
+    body = cdr_body(raw)
     sec, nsec = _STAMP.unpack_from(body, 0)
-    _, pos = _string(body, 8)
-    pos = (pos + 3) & ~3
-    (count,) = _U32.unpack_from(body, pos)
-    pos += 4
+    _, pos = cdr_string(body, 8)
+    count, pos = cdr_u32(body, pos)
     names = []
     for _ in range(count):
-        name, pos = _string(body, pos)
+        name, pos = cdr_string(body, pos)
         names.append(name)
     position, pos = _doubles(body, pos)
     velocity, pos = _doubles(body, pos)
@@ -396,9 +370,9 @@ def fast_imu(raw: bytes | memoryview) -> Any:
     imu_msg_to_sample` makes it from a deserialised message (the raw conversion's hot path)."""
     from async_naf.wire.imu import ImuSample
 
-    body = _cdr_le(raw)
+    body = cdr_body(raw)
     sec, nsec = _STAMP.unpack_from(body, 0)
-    _, pos = _string(body, 8)
+    _, pos = cdr_string(body, 8)
     pos = (pos + 7) & ~7
     if pos + 37 * 8 > len(body):
         raise ValueError("Imu message too short")
@@ -408,11 +382,10 @@ def fast_imu(raw: bytes | memoryview) -> Any:
 
 def fast_f64_data(raw: bytes | memoryview) -> np.ndarray:
     """std_msgs/Float64MultiArray CDR (little endian) -> its data (layout skipped: a command's)."""
-    body = _cdr_le(raw)
-    (dims,) = _U32.unpack_from(body, 0)
-    pos = 4
+    body = cdr_body(raw)
+    dims, pos = cdr_u32(body, 0)
     for _ in range(dims):
-        _, pos = _string(body, pos)
+        _, pos = cdr_string(body, pos)
         pos = ((pos + 3) & ~3) + 8  # size, stride
     pos = ((pos + 3) & ~3) + 4  # data_offset
     data, _ = _doubles(body, pos)
