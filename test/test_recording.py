@@ -546,7 +546,7 @@ def test_the_vectorised_conversion_equals_the_message_by_message_one(tmp_path: P
     writer = BagWriter(tmp_path / "bag", topics)
     rng = np.random.default_rng(1)
     now = 1_000_000_000
-    bad = {3: "nan", 7: "reach_dims", 11: "garbage", 15: "negative_episode"}
+    bad = {0: "nan", 3: "nan", 7: "reach_dims", 11: "garbage", 15: "negative_episode"}
     for episode in range(4):
         for r in (0, 1):
             writer.put(3 * r, now, _goal_bytes(store, episode, True, goal))
@@ -589,7 +589,21 @@ def test_the_vectorised_conversion_equals_the_message_by_message_one(tmp_path: P
         now += 10_000_000
     writer.close()
 
-    assert convert._read_fast(tmp_path / "bag", task, Counter(), Counter()) is not None  # the tables did apply
+    one_by_one = []
+    decode_counted = convert._decode_counted
+
+    def counted(kind, *args):
+        one_by_one.append(kind)
+        decode_counted(kind, *args)
+
+    convert._decode_counted = counted
+    try:
+        assert convert._read_fast(tmp_path / "bag", task, Counter(), Counter()) is not None  # the tables apply
+    finally:
+        convert._decode_counted = decode_counted
+    # one by one: the goals and the bad steps only (a bad first step does not send its stream that way)
+    assert one_by_one.count("task/goal") == 10 and one_by_one.count("policy/step") == 4 * len(bad)
+    assert "ground_truth/door_state" not in one_by_one
     fast = convert.convert_exact(tmp_path / "bag", "door_pull", {"episode_steps": 30})
     slow = convert.convert_exact(tmp_path / "bag", "door_pull", {"episode_steps": 30}, vectorised=False)
     for a, b in zip(fast.batch, slow.batch):

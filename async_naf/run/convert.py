@@ -212,13 +212,15 @@ def _read_fast(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter[st
         if kind == "policy/step" and msgtype == "std_msgs/msg/Float64MultiArray":
             groups, rest = multiarray_groups(p.buf, p.start, p.length)
             for g in groups:
-                try:  # the header, checked once for the group (as decode_policy_step checks it per message)
-                    layouts.decode_policy_step(layouts.ArrayMsg(g.labels, g.sizes, g.strides, g.data[0],
+                try:  # the values row by row, then the header once, with a row whose values pass
+                    steps, ok = layouts.policy_step_rows(g.data, o, a)
+                    if not ok.any():
+                        raise layouts.LayoutError("no row with good values")
+                    layouts.decode_policy_step(layouts.ArrayMsg(g.labels, g.sizes, g.strides, g.data[ok][0],
                                                                 g.data_offset), o, a)
-                except layouts.LayoutError:
-                    rest = np.concatenate((rest, g.messages))  # every message then fails, counted one by one
+                except layouts.LayoutError:  # every message then goes one by one (and fails, counted)
+                    rest = np.concatenate((rest, g.messages))
                     continue
-                steps, ok = layouts.policy_step_rows(g.data, o, a)
                 out.add_steps(ns, g.messages[ok], steps)
                 rest = np.concatenate((rest, g.messages[~ok]))
         truth: list[tuple[int, int, GroundTruth]] = []  # (message, key, truth): into the dict in message order
