@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -252,6 +253,24 @@ def test_a_robot_is_ready_for_the_recorder_only_when_every_publisher_is_matched(
         encode_ready(["robot_0"])
 
 
+def _listen_ready(probe: Any, qos: Any) -> list[frozenset[str]]:
+    """What the probe hears on /recorder/ready with ``qos`` (decoded: the sets of ready namespaces), in order."""
+    from std_msgs.msg import String
+
+    from async_naf.wire.recorder import decode_ready
+
+    heard: list[frozenset[str]] = []
+    probe.node.create_subscription(String, "/recorder/ready", lambda m: heard.append(decode_ready(m.data)), qos)
+    return heard
+
+
+def _start_recorder(procs: Any, tmp_path: Path, topics: list[tuple[str, str, str]]) -> None:
+    """A recorder process recording ``topics`` (name, type, QoS profile) into ``tmp_path/bag``."""
+    names, types, qos = (", ".join(t[i] for t in topics) for i in range(3))
+    procs.start("recorder", "recorder_node", "-p", f"bag_path:={tmp_path / 'bag'}", "-p", f"topics:=[{names}]",
+                "-p", f"types:=[{types}]", "-p", f"qos:=[{qos}]")
+
+
 @pytest.mark.ros
 def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: dict[str, str]) -> None:
     """A real recorder process: /recorder/ready names no robot while robot_0 has no policy/step publisher,
@@ -259,21 +278,18 @@ def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: 
     pytest.importorskip("rclpy")
     from nodes_harness import Probe, Processes
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray, String
+    from std_msgs.msg import Float64MultiArray
 
     from async_naf.nodes import _msgs
-    from async_naf.wire.recorder import decode_ready
 
     procs = Processes(ros_env, tmp_path)
     probe = Probe(ros_env)
     try:
-        seen: list[frozenset[str]] = []
-        probe.node.create_subscription(String, "/recorder/ready", lambda m: seen.append(decode_ready(m.data)),
-                                       _msgs.LATCHED)
+        seen = _listen_ready(probe, _msgs.LATCHED)
         js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
-        procs.start("recorder", "recorder_node", "-p", f"bag_path:={tmp_path / 'bag'}",
-                    "-p", "topics:=[/robot_0/joint_states, /robot_0/policy/step, /robot_1/joint_states]",
-                    "-p", f"types:=[{JS}, {F64}, {JS}]", "-p", "qos:=[sensor, stream, sensor]")
+        _start_recorder(procs, tmp_path, [("/robot_0/joint_states", JS, "sensor"),
+                                          ("/robot_0/policy/step", F64, "stream"),
+                                          ("/robot_1/joint_states", JS, "sensor")])
         probe.spin_until(lambda: js_pub.get_subscription_count() > 0 and len(seen) > 0, 30,
                          "the recorder's subscription and its first readiness message")
         probe.spin_until(lambda: "publishers matched for: no robot yet" in procs.log("recorder"), 10,
@@ -288,6 +304,7 @@ def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: 
         procs.stop_all()
 
 
+@pytest.mark.ros
 def test_the_recorder_says_it_again_once_every_robot_is_ready(tmp_path: Path, ros_env: dict[str, str]) -> None:
     """Once every namespace is ready the recorder re-publishes its readiness (READY_REFRESH_S): a subscriber that
     did not get the latched sample (here one without transient local durability, joining later) still hears
@@ -296,28 +313,22 @@ def test_the_recorder_says_it_again_once_every_robot_is_ready(tmp_path: Path, ro
     from nodes_harness import Probe, Processes
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray, String
+    from std_msgs.msg import Float64MultiArray
 
     from async_naf.nodes import _msgs
-    from async_naf.wire.recorder import decode_ready
 
     procs = Processes(ros_env, tmp_path)
     probe = Probe(ros_env)
     try:
-        latched: list[frozenset[str]] = []
-        probe.node.create_subscription(String, "/recorder/ready", lambda m: latched.append(decode_ready(m.data)),
-                                       _msgs.LATCHED)
+        latched = _listen_ready(probe, _msgs.LATCHED)
         js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
         step_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/policy/step", _msgs.STREAM)
-        procs.start("recorder", "recorder_node", "-p", f"bag_path:={tmp_path / 'bag'}",
-                    "-p", "topics:=[/robot_0/joint_states, /robot_0/policy/step]",
-                    "-p", f"types:=[{JS}, {F64}]", "-p", "qos:=[sensor, stream]")
+        _start_recorder(procs, tmp_path, [("/robot_0/joint_states", JS, "sensor"),
+                                          ("/robot_0/policy/step", F64, "stream")])
         probe.spin_until(lambda: bool(latched) and latched[-1] == {"/robot_0"}, 30, "robot_0 named ready")
         assert js_pub.get_subscription_count() == 1 and step_pub.get_subscription_count() == 1
-        late: list[frozenset[str]] = []  # volatile: only what is published after it matched
-        probe.node.create_subscription(String, "/recorder/ready", lambda m: late.append(decode_ready(m.data)),
-                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                                  durability=DurabilityPolicy.VOLATILE))
+        late = _listen_ready(probe, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,  # volatile: only
+                                               durability=DurabilityPolicy.VOLATILE))  # what comes after it matched
         probe.spin_until(lambda: bool(late), 15, "the readiness said again")
         assert late[-1] == {"/robot_0"}
         assert procs.interrupt("recorder") == 0, procs.log("recorder")
