@@ -89,3 +89,42 @@ def test_joint_state_tables_hold_what_rosbags_deserialises() -> None:
             assert tuple(msg.name) == g.names
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (g.stamp_sec[row], g.stamp_nanosec[row])
             assert np.array_equal(msg.position, g.position[row]) and np.array_equal(msg.velocity, g.velocity[row])
+
+
+def test_imu_tables_hold_what_rosbags_deserialises() -> None:
+    """Imu messages of several frame ids (string lengths that pad alike and differently), negative stamps:
+    every value as rosbags reads it; trailing bytes, truncated and big-endian messages go one by one."""
+    from async_naf.recording.cdr import imu_groups, parse_imu
+
+    imu_type = "sensor_msgs/msg/Imu"
+    rng = np.random.default_rng(6)
+    v3, quat = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Quaternion"]
+    messages = []
+    for k in range(240):
+        v = rng.normal(size=37)
+        msg = T[imu_type](header=T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=int(rng.integers(-5, 2**31 - 1)),
+                                                   nanosec=int(rng.integers(0, 10**9))),
+            frame_id=["", "imu", "door_imu_link", "abcdefgh"][k % 4]),
+            orientation=quat(x=v[0], y=v[1], z=v[2], w=v[3]), orientation_covariance=v[4:13],
+            angular_velocity=v3(x=v[13], y=v[14], z=v[15]), angular_velocity_covariance=v[16:25],
+            linear_acceleration=v3(x=v[25], y=v[26], z=v[27]), linear_acceleration_covariance=v[28:37])
+        messages.append(bytes(STORE.serialize_cdr(msg, imu_type)))
+    big = bytes(STORE.serialize_cdr(STORE.deserialize_cdr(messages[0], imu_type), imu_type, little_endian=False))
+    odd = [messages[1] + bytes(8), messages[2][:-8], big]
+    assert all(parse_imu(m) is None for m in odd) and parse_imu(messages[3]) is not None
+    messages += odd
+    buf = np.frombuffer(b"".join(messages), np.uint8)
+    length = np.array([len(m) for m in messages], np.int64)
+    start = np.concatenate(([0], np.cumsum(length)[:-1]))
+    groups, rest = imu_groups(buf, start, length)
+    assert sorted(np.concatenate([g.messages for g in groups] + [rest]).tolist()) == list(range(len(messages)))
+    assert rest.tolist() == [240, 241, 242]
+    for g in groups:
+        for row, i in enumerate(g.messages.tolist()):
+            m = STORE.deserialize_cdr(messages[i], imu_type)
+            assert (m.header.stamp.sec, m.header.stamp.nanosec) == (g.stamp_sec[row], g.stamp_nanosec[row])
+            o, w, a = m.orientation, m.angular_velocity, m.linear_acceleration
+            want = np.concatenate(([o.x, o.y, o.z, o.w], m.orientation_covariance, [w.x, w.y, w.z],
+                                   m.angular_velocity_covariance, [a.x, a.y, a.z], m.linear_acceleration_covariance))
+            assert np.array_equal(g.values[row], want)

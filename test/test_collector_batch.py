@@ -173,3 +173,23 @@ def test_rewards_of_many_steps_equal_the_per_step_reward_bit_for_bit() -> None:
                 assert r[i] == task.reward(state, action[i], goal, t)
                 assert bool(ok[i]) == task.success(state, goal, t)
                 assert dist[i] == task.distance(state, goal, GroundTruth(door[i], 0.0, 0.0) if task.is_door else None)
+
+
+def test_observations_of_many_states_equal_the_per_step_observation_bit_for_bit() -> None:
+    """Task.observations (bag conversion) against Task.observation (the live policy), every row, with and
+    without the handle sensor."""
+    from async_naf.task.tasks import TaskConfig
+
+    rng = np.random.default_rng(8)
+    for name in ("reach", "door_pull", "door_push"):
+        for handle_sensor in (False, True) if name != "reach" else (False,):
+            task = make_task(name, TaskConfig(handle_sensor=handle_sensor))
+            goal = task.sample_goal(rng)
+            n = 500
+            q, qd, ee = rng.uniform(-1, 1, (n, 7)), rng.normal(size=(n, 7)), rng.uniform(0.2, 0.9, (n, 3))
+            door, rate = rng.uniform(-0.2, 1.5, n), rng.normal(size=n)
+            obs = task.observations(q, qd, ee, goal, door, rate)
+            assert obs.dtype == np.float32 and obs.shape == (n, task.obs_dim)
+            for i in range(n):
+                assert np.array_equal(obs[i], task.observation(TaskState(q[i], qd[i], ee[i], door[i], rate[i]), goal))
+

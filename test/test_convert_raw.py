@@ -493,3 +493,151 @@ def test_an_imu_time_jump_restarts_the_estimate_as_the_node_does() -> None:
         r.feed(imu(11 + k, 100 + 10 * k))  # 9.9 s back: a restart
     assert r.counts["imu_time_resets"] == 1 and r.counts["imu"] == 15
     assert r.all_drops()["imu:out_of_order"] == 1
+
+
+def _imu_msg(store, stamp_ns: int, gyro, accel, gcov, acov, frame_id: str = "", little_endian: bool = True) -> bytes:
+    t = store.types
+    v3 = t["geometry_msgs/msg/Vector3"]
+    sec, nsec = divmod(stamp_ns, 1_000_000_000)
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id=frame_id)
+    msg = t[IMU](header=header, orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+                 orientation_covariance=np.zeros(9), angular_velocity=v3(x=gyro[0], y=gyro[1], z=gyro[2]),
+                 angular_velocity_covariance=np.asarray(gcov, float),
+                 linear_acceleration=v3(x=accel[0], y=accel[1], z=accel[2]),
+                 linear_acceleration_covariance=np.asarray(acov, float))
+    return bytes(store.serialize_cdr(msg, IMU, little_endian=little_endian))
+
+
+def _odd(episode: int, i: int, robot: int) -> int:
+    """Which odd message (if any: 1-16) step ``i`` of ``episode`` of ``robot`` carries in :func:`_odd_door_bag`."""
+    return (i * 7 + episode * 3 + robot) % 23
+
+
+def _odd_door_bag(path: Path, with_goals: bool = True) -> None:
+    """Two door_pull robots whose streams hold every kind of odd message the raw conversion meets: IMU
+    messages of several frame ids, covariances known, unknown and unusable, NaN, repeated and backward stamps,
+    big-endian CDR, trailing bytes and garbage; joint states with other names, sizes, NaN, stamps going back;
+    commands of another size, NaN, out of bounds, with a layout; goals re-published and inactive; ground
+    truth with gaps and a message without the door's joints."""
+    store = _store()
+    rng = np.random.default_rng(7)
+    kinds = [("joint_states", JS), ("forward_velocity_controller/commands", F64), ("door/imu", IMU),
+             ("ground_truth/door_state", JS)] + ([("task/goal", F64)] if with_goals else [])
+    specs = [TopicSpec(f"/robot_{r}/{name}", typ, qos_dict("latched" if name == "task/goal" else "sensor"))
+             for r in (0, 1) for name, typ in kinds]
+    writer = BagWriter(path, specs)
+    per = len(kinds)
+    goal = np.array([0.6, 0.0, 0.9, 0.0, 1.0, 0.0])
+    sigma = np.eye(3).ravel() * 1e-4
+    covs = [sigma, np.zeros(9), np.r_[-1.0, np.zeros(8)], np.r_[np.nan, sigma[1:]], -sigma, sigma * 3]
+    t = T0
+    stamp = 1_000_000_000
+    for episode in range(3):
+        for r in (0, 1):
+            if with_goals:
+                writer.put(r * per + 4, t, array_bytes(store, layouts.encode_goal(layouts.Goal(episode, True, goal))))
+                if episode == 1:
+                    writer.put(r * per + 4, t + 1, array_bytes(store, layouts.encode_goal(
+                        layouts.Goal(episode, True, goal))))  # re-published: the same episode
+        q = rng.uniform(-0.5, 0.5, 7)
+        for i in range(25):
+            stamp += PERIOD_NS
+            t += PERIOD_NS
+            for r in (0, 1):
+                base = r * per
+                odd = _odd(episode, i, r)
+                names = ARM if odd != 1 else list(reversed(ARM))
+                qq = q + rng.normal(scale=0.01, size=7)
+                if odd == 2:
+                    qq[3] = np.nan
+                js_stamp = stamp if odd != 3 else stamp - 3 * PERIOD_NS
+                js = _js(store, js_stamp, qq, rng.normal(size=7 if odd != 4 else 6), names)
+                writer.put(base, t + 1000, bytes(js))
+                for k in range(5):
+                    s = stamp - PERIOD_NS + (k + 1) * 10_000_000
+                    if odd == 5 and k == 2:
+                        s -= 10_000_000  # a repeated stamp
+                    gyro = (rng.normal(scale=0.01), rng.normal(scale=0.01), 0.4 * np.sin(0.2 * i + r))
+                    if odd == 6 and k == 1:
+                        gyro = (np.nan, 0.0, 0.0)
+                    accel = (0.05 * rng.normal(), 0.05 * rng.normal(), 9.81)
+                    frame = ("", "imu", "door_imu_link")[(i + k) % 3] if r == 0 else ""
+                    raw = _imu_msg(store, s, gyro, accel, covs[(i + k + r) % len(covs)], covs[(i + 2 * k) % 2],
+                                   frame, little_endian=not (odd == 7 and k == 3))
+                    if odd == 8 and k == 4:
+                        raw += bytes(8)  # trailing bytes
+                    if odd == 9 and k == 0:
+                        raw = b"\x00\x01garbage"
+                    writer.put(base + 2, t + 2000 + 10 * k, raw)
+                action = rng.uniform(-0.5, 0.5, 7)
+                if odd == 10:
+                    action = action[:6]
+                elif odd == 11:
+                    action[2] = np.nan
+                elif odd == 12:
+                    action[0] = 5.0
+                cmd = _cmd(store, action)
+                if odd == 13:
+                    arr = layouts.ArrayMsg(("joints",), (7,), (7,), action)
+                    cmd = array_bytes(store, arr)
+                writer.put(base + 1, t + 3000, bytes(cmd))
+                if odd not in (14, 15):  # truth missing at two odd steps
+                    names_t = ("door_hinge", "door_handle") if odd != 16 else ("door_hinge", "latch")
+                    writer.put(base + 3, t + 500, bytes(_js(store, js_stamp, [0.02 * i, 0.1], [0.0, 0.0], names_t)))
+            q = q + 0.01
+        if with_goals:
+            for r in (0, 1):
+                writer.put(r * per + 4, t + PERIOD_NS // 2, array_bytes(store, layouts.encode_goal(
+                    layouts.Goal(episode, False, goal))))
+        t += 2 * PERIOD_NS
+    writer.close()
+
+
+@pytest.mark.parametrize("with_goals", [True, False])
+def test_the_vectorised_raw_conversion_equals_the_message_by_message_one(tmp_path: Path, with_goals: bool) -> None:
+    """Read as tables (indexed MCAP, one decode per topic and layout, the estimator fed plain numbers, the
+    steps of an episode handed to the assembler together) or message by message through rosbags: the same
+    rows bit for bit, the same counts and drops, with and without ground truth and goals. Only the odd
+    messages go one by one on the tables' path."""
+    from async_naf.run import convert_raw as cr
+
+    bag = tmp_path / "bag"
+    _odd_door_bag(bag, with_goals)
+    one_by_one: list[str] = []
+    decoder = cr._decoder
+
+    def counting(goal_dim, drops):
+        decode = decoder(goal_dim, drops)
+
+        def counted(kind, raw, deserialize):
+            one_by_one.append(kind)
+            return decode(kind, raw, deserialize)
+        return counted
+
+    base = {} if with_goals else {"episode_steps": 20, "goal": (0.6, 0.0, 0.9, 0.0, 1.0, 0.0)}
+    for truth in (False, True):
+        config = cr.RawConfig(use_ground_truth=truth, max_door_age_s=0.2, **base)
+        one_by_one.clear()
+        cr._decoder = counting
+        try:
+            fast = cr.convert_raw(bag, "door_pull", config)
+        finally:
+            cr._decoder = decoder
+        slow = cr.convert_raw(bag, "door_pull", config, vectorised=False)
+        for a, b in zip(fast.batch, slow.batch):
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+        assert np.array_equal(fast.keys, slow.keys)
+        assert (dict(fast.counts), dict(fast.drops), fast.episodes) == \
+            (dict(slow.counts), dict(slow.drops), slow.episodes)
+        assert fast.counts["transitions"] > 40
+        # big-endian IMU messages, trailing bytes, garbage and the truth without the door's joints only
+        # (and the goals): every other message was decoded in a table
+        odd = [_odd(e, i, r) for e in range(3) for i in range(25) for r in (0, 1)]
+        assert one_by_one.count("imu") == sum(o in (7, 8, 9) for o in odd)
+        assert one_by_one.count("joint_states") == one_by_one.count("commands") == 0
+        assert one_by_one.count("goal") == (14 if with_goals else 0)
+        assert one_by_one.count("ground_truth") == (odd.count(16) if truth else 0)
+        drops = set(fast.drops)
+        assert {"imu:non_finite", "imu:duplicate", "imu:undecodable", "command:wrong_size", "command:non_finite",
+                "command:out_of_bounds", "joint_state:non_finite", "joint_state:out_of_order"} <= drops, drops
+        assert ("truth_missing" in drops) == truth

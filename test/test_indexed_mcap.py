@@ -24,16 +24,37 @@ from async_naf.recording import indexed
 from async_naf.recording.indexed import TopicPayloads, read_indexed, topic_types
 
 Messages = dict[str, list[tuple[int, bytes]]]
+Merged = list[tuple[str, int, bytes]]
+
+
+def _anyreader_merged(bag: Path, topics: list[str]) -> Merged:
+    """What rosbags yields for the connections of ``topics`` together: (topic, receive time ns, payload)."""
+    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+        conns = [c for c in reader.connections if c.topic in topics]
+        return [(conn.topic, stamp, bytes(data)) for conn, stamp, data in reader.messages(connections=conns)]
 
 
 def _anyreader(bag: Path, topics: list[str]) -> Messages:
     """What rosbags yields for ``topics``, per topic: (receive time ns, payload) in its order."""
     out: Messages = {}
-    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
-        conns = [c for c in reader.connections if c.topic in topics]
-        for conn, stamp, data in reader.messages(connections=conns):
-            out.setdefault(conn.topic, []).append((stamp, bytes(data)))
+    for topic, stamp, data in _anyreader_merged(bag, topics):
+        out.setdefault(topic, []).append((stamp, data))
     return out
+
+
+def _fast_merged(bag: Path, topics: list[str]) -> Merged:
+    """read_indexed's topics merged by their ``order``: must be a permutation of all messages."""
+    got = read_indexed(bag, topics)
+    assert got is not None
+    total = sum(len(tp.log_time) for tp in got.values())
+    merged: list[tuple[str, int, bytes] | None] = [None] * total
+    for topic, tp in got.items():
+        assert tp.order is not None and tp.order.dtype == np.int64 and len(tp.order) == len(tp.log_time)
+        assert (np.diff(tp.order) > 0).all()  # each topic's own order is kept
+        for i, place in enumerate(tp.order.tolist()):
+            assert 0 <= place < total and merged[place] is None
+            merged[place] = (topic, int(tp.log_time[i]), tp.payload(i))
+    return [m for m in merged if m is not None]
 
 
 def _fast(bag: Path, topics: list[str]) -> Messages | None:
@@ -63,6 +84,8 @@ def _assert_same(bag: Path, topics: list[str]) -> Messages:
     assert got.keys() == expected.keys()
     for topic, msgs in expected.items():
         assert got[topic] == msgs, topic
+    if len(expected) > 1:  # merging the topics by their order gives rosbags' merged order
+        assert _fast_merged(bag, topics) == _anyreader_merged(bag, topics)
     return got
 
 

@@ -159,6 +159,10 @@ def test_pinocchio_fk_matches_mujoco_within_1mm() -> None:
     # and the default expansion (no URDF given) is the same arm
     q = rng.uniform(sim.position_limits[:, 0], sim.position_limits[:, 1])
     np.testing.assert_allclose(ArmKinematics().ee_position(q), kin.ee_position(q), atol=1e-12)
+    # many rows at once (bag conversion): each row's bits as one at a time
+    qs = rng.uniform(sim.position_limits[:, 0], sim.position_limits[:, 1], (50, 7))
+    assert np.array_equal(kin.ee_positions(qs), np.array([kin.ee_position(row) for row in qs]))
+    assert kin.ee_positions(np.zeros((0, 7))).shape == (0, 3)
 
 
 def test_kinematics_rejects_bad_input() -> None:
@@ -167,6 +171,10 @@ def test_kinematics_rejects_bad_input() -> None:
         kin.ee_position(np.zeros(6))
     with pytest.raises(ValueError):
         kin.ee_position(np.array([0, 0, 0, np.nan, 0, 0, 0]))
+    with pytest.raises(ValueError):
+        kin.ee_positions(np.zeros(7))  # one row must be (1, 7)
+    with pytest.raises(ValueError):
+        kin.ee_positions(np.array([[0.0] * 7, [0, 0, 0, np.inf, 0, 0, 0]]))
     with pytest.raises(ValueError):
         ArmKinematics(_expand(mode="mujoco"), ee_frame="no_such_frame")
 

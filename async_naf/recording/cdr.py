@@ -8,7 +8,8 @@ strides, data offset, element count) in every message; only the values differ. S
 length are gathered into a (k, length) byte table, the header of the first is parsed, the rows whose header
 bytes equal it are taken, and their values are viewed as float64: :func:`multiarray_groups`
 (``std_msgs/msg/Float64MultiArray``); :func:`joint_state_groups` does the same for
-``sensor_msgs/msg/JointState`` (same frame id and joint names: only the stamp and the values differ).
+``sensor_msgs/msg/JointState`` (same frame id and joint names: only the stamp and the values differ), and
+:func:`imu_groups` for ``sensor_msgs/msg/Imu`` (same frame id).
 Whatever does not fit (another header, big-endian CDR, a header that does not parse) is returned by index
 for the per-message path (rosbags' deserialiser), which then decides, so the result never depends on which
 path a message took.
@@ -134,7 +135,11 @@ def _tables(buf: np.ndarray, start: np.ndarray, length: np.ndarray, parse: Calla
         idx_all = np.flatnonzero(length == size)
         for lo in range(0, len(idx_all), _MAX_ROWS):
             idx = idx_all[lo:lo + _MAX_ROWS]
-            rows = buf[start[idx][:, None] + np.arange(size)]
+            first = int(start[idx[0]])
+            if size and (np.diff(start[idx]) == size).all() and first + len(idx) * size <= len(buf):
+                rows = buf[first:first + len(idx) * size].reshape(len(idx), size)  # back to back: a view
+            else:
+                rows = buf[start[idx][:, None] + np.arange(size)]
             for _ in range(_MAX_HEADERS):  # the layouts of this length, the first row's each time
                 parsed = parse(rows[0].tobytes())
                 if parsed is None:  # that one goes one by one; the others may still share a layout
@@ -240,8 +245,65 @@ def joint_state_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray
     tables, rest = _tables(buf, start, length, parse_joint_state, layout_bytes)
     groups = []
     for idx, rows, layout in tables:
-        stamps = np.ascontiguousarray(rows[:, 4:12]).view("<u4").astype(np.int64)
-        sec = np.where(stamps[:, 0] >= 2**31, stamps[:, 0] - 2**32, stamps[:, 0])  # int32
-        groups.append(JointStateGroup(idx, layout.names, sec, stamps[:, 1], _values(rows, *layout.position),
+        sec, nanosec = _stamps(rows)
+        groups.append(JointStateGroup(idx, layout.names, sec, nanosec, _values(rows, *layout.position),
                                       _values(rows, *layout.velocity)))
+    return groups, rest
+
+
+def _stamps(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sec, nanosec) int64 of the ``std_msgs/Header`` stamps that open the messages ``rows`` (int32, uint32)."""
+    stamps = np.ascontiguousarray(rows[:, 4:12]).view("<u4").astype(np.int64)
+    return np.where(stamps[:, 0] >= 2**31, stamps[:, 0] - 2**32, stamps[:, 0]), stamps[:, 1]
+
+
+IMU_VALUES = 37  # float64 after sensor_msgs/Imu's header: orientation 4 + covariance 9, angular velocity 3 + 9,
+# linear acceleration 3 + 9
+
+
+class ImuGroup(NamedTuple):
+    """``sensor_msgs/msg/Imu`` messages that share one frame id.
+
+    Attributes:
+        messages: (k,) the messages' indices.
+        stamp_sec: (k,) int64 header stamp seconds.  stamp_nanosec: (k,) int64 its nanoseconds.
+        values: (k, 37) float64: orientation (x, y, z, w) and its covariance (9, row major), angular velocity
+            (rad/s) and its covariance, linear acceleration (m/s^2) and its covariance, sensor frame.
+    """
+
+    messages: np.ndarray
+    stamp_sec: np.ndarray
+    stamp_nanosec: np.ndarray
+    values: np.ndarray
+
+
+def parse_imu(raw: bytes) -> int | None:
+    """Where the values of one Imu message (CDR little endian) start (offset in ``raw``), or None if ``raw``
+    is not one that ends right after them (header: ``int32 sec, uint32 nanosec, string frame_id``)."""
+    try:
+        body = cdr_body(raw)
+        _, pos = cdr_string(body, 8)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    pos = (pos + 7) & ~7
+    if pos + 8 * IMU_VALUES != len(body):
+        return None
+    return 4 + pos
+
+
+def imu_groups(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[list[ImuGroup], np.ndarray]:
+    """Decode the Imu messages ``buf[start[i]:start[i] + length[i]]`` as tables: per message length, the rows
+    whose bytes other than the stamp and the values equal those of a parsed row (the same frame id). Returns
+    the groups and the sorted indices of the messages left to the per-message path."""
+    def layout_bytes(at: int, size: int) -> np.ndarray:
+        mask = np.ones(size, bool)
+        mask[4:12] = False
+        mask[at:] = False
+        return mask
+
+    tables, rest = _tables(buf, start, length, parse_imu, layout_bytes)
+    groups = []
+    for idx, rows, at in tables:
+        sec, nanosec = _stamps(rows)
+        groups.append(ImuGroup(idx, sec, nanosec, _values(rows, at, IMU_VALUES)))
     return groups, rest

@@ -84,6 +84,10 @@ class TopicPayloads(NamedTuple):
     buf: np.ndarray  # (total,) uint8: the payloads, concatenated
     start: np.ndarray  # (n,) int64: offset of message i's payload in buf
     length: np.ndarray  # (n,) int64: its length in bytes
+    # (n,) int64: each message's place among the messages of all topics of one read_indexed call, in the
+    # order AnyReader.messages yields them for those topics' connections together (merging topics by it
+    # gives that order)
+    order: np.ndarray | None = None
 
     def payload(self, i: int) -> bytes:
         """The serialised (CDR) bytes of message ``i``."""
@@ -158,23 +162,31 @@ def topic_types(bag: str | Path) -> dict[str, str] | None:
 def _read(bag: Path, topics: set[str]) -> dict[str, TopicPayloads]:
     files, meta = _layout(bag)
     found: set[str] = set() if meta is None else topics & meta.keys()
-    per_topic: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    for path in files:
+    per_topic: dict[str, list[tuple[np.ndarray, ...]]] = {}
+    for number, path in enumerate(files):
         for topic, got in _read_file(path, topics, meta).items():
             found.add(topic)
-            per_topic.setdefault(topic, []).append(got)
-    out: dict[str, TopicPayloads] = {}
+            per_topic.setdefault(topic, []).append(got + (np.full(len(got[0]), number, np.int64),))
+    merged: dict[str, list[np.ndarray]] = {}
     for topic in sorted(found):
         parts = per_topic.get(topic, [])
         if len(parts) == 1:
-            log_time, buf, length = parts[0]
-        else:
-            log_time = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-            buf = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint8)
-            length = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+            merged[topic] = list(parts[0])
+        else:  # log_time, buf, length, chunk, offset, file
+            merged[topic] = [np.concatenate([p[k] for p in parts]) if parts else
+                             np.zeros(0, np.uint8 if k == 1 else np.int64) for k in range(6)]
+    # the place of every message among all topics': files one after the other, then rosbags' order in a file
+    keys = [np.concatenate([merged[topic][k] for topic in merged]) if merged else np.zeros(0, np.int64)
+            for k in (4, 3, 0, 5)]
+    order = np.empty(len(keys[0]), np.int64)
+    order[np.lexsort(keys)] = np.arange(len(keys[0]))
+    out: dict[str, TopicPayloads] = {}
+    at = 0
+    for topic, (log_time, buf, length, *_) in merged.items():
         start = np.zeros(len(length), np.int64)
         np.cumsum(length[:-1], out=start[1:])
-        out[topic] = TopicPayloads(log_time, buf, start, length)
+        out[topic] = TopicPayloads(log_time, buf, start, length, order[at:at + len(length)])
+        at += len(length)
     return out
 
 
@@ -249,8 +261,9 @@ def _layout(bag: Path) -> tuple[list[Path], _MetaTopics | None]:
 
 
 def _read_file(path: Path, topics: set[str], meta: _MetaTopics | None
-               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Wanted topics of one file: (log_time int64, payloads back to back, lengths int64) in rosbags' order."""
+               ) -> dict[str, tuple[np.ndarray, ...]]:
+    """Wanted topics of one file in rosbags' order: (log_time int64, payloads back to back, lengths int64,
+    chunk offsets int64, record offsets in the chunk int64; see :func:`_in_order`)."""
     with path.open("rb") as f:
         summary = _summary(f, path.name)
         channels: dict[int, str] = {}  # wanted channel id -> its topic
@@ -491,13 +504,15 @@ def _gather(src: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarra
     return out
 
 
-def _in_order(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One file's parts of a topic in rosbags' order: by log time, then chunk offset, then record offset."""
+def _in_order(parts: list[_Part]) -> tuple[np.ndarray, ...]:
+    """One file's parts of a topic in rosbags' order: by log time, then chunk offset, then record offset.
+    Returns (log_time, buf, length, chunk offset, record offset), all but buf int64."""
     if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    log_time = np.concatenate([p.log_time for p in parts])
+        empty = np.zeros(0, np.int64)
+        return empty, np.zeros(0, np.uint8), empty, empty, empty
+    log_time = np.concatenate([p.log_time for p in parts]).astype(np.int64)
     chunk = np.concatenate([np.full(len(p.offset), p.chunk_start, np.int64) for p in parts])
-    offset = np.concatenate([p.offset for p in parts])
+    offset = np.concatenate([p.offset for p in parts]).astype(np.int64)
     length = np.concatenate([p.length for p in parts])
     buf = np.concatenate([p.buf for p in parts])
     order = np.lexsort((offset, chunk, log_time))
@@ -505,5 +520,5 @@ def _in_order(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         start = np.zeros(len(length), np.int64)
         np.cumsum(length[:-1], out=start[1:])
         buf = _gather(buf, start[order], length[order])
-        log_time, length = log_time[order], length[order]
-    return log_time.astype(np.int64), buf, length
+        log_time, length, chunk, offset = log_time[order], length[order], chunk[order], offset[order]
+    return log_time, buf, length, chunk, offset

@@ -38,7 +38,11 @@ import math
 import re
 import struct
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -103,11 +107,15 @@ class RawConfig:
 
 
 class Event(NamedTuple):
-    """One decoded message of a robot, in receive order: ``t_ns`` receive time, ``kind`` (a TOPICS key)."""
+    """One decoded message of a robot, in receive order: ``t_ns`` receive time, ``kind`` (a TOPICS key).
+    (A plain ``(t_ns, kind, data)`` tuple does as well where many are made: :data:`Events`.)"""
 
     t_ns: int
     kind: str
     data: Any
+
+
+Events = Sequence[tuple[int, str, Any]]  # Event records, or plain tuples of the same three fields
 
 
 class RawRobot:
@@ -116,7 +124,7 @@ class RawRobot:
     Args:
         task: the task object.  collector: the CollectorConfig of the EpisodeAssembler.
         config: the RawConfig.  estimator: a DoorAngleEstimator (door tasks) or None.
-        kinematics: an object with ``ee_position(q)`` (default: the URDF's ArmKinematics).
+        kinematics: an object with ``ee_position(q)`` and ``ee_positions(q)`` (default: the URDF's ArmKinematics).
         truth: ground truth by joint-state stamp (ns), used when the collector config says so.
         joint_names: the arm's joint names, in the observation's order.
     """
@@ -132,7 +140,9 @@ class RawRobot:
 
             kinematics = ArmKinematics()
         self.task, self.config, self.kin = task, config, kinematics
-        self.asm = EpisodeAssembler(collector, task)
+        self._asm = EpisodeAssembler(collector, task)
+        # steps not yet given to the assembler (columns; with goals they go in together, see `asm`)
+        self._steps: list[list[Any]] = [[] for _ in range(10)]
         self.estimator = estimator if task.is_door else None
         self.truth = truth if (truth is not None and collector.use_ground_truth) else None
         self.names = tuple(joint_names or ARM_JOINTS)
@@ -144,6 +154,7 @@ class RawRobot:
         self._door: tuple[int, float, float] | None = None  # t_ns, angle, velocity
         self._door_prior_t: int | None = None
         self._imu_stamp: int | None = None  # header stamp of the newest accepted IMU message, ns
+        self._jump_ns = config.time_jump_reset_s * 1e9
         self._episode_on = False
         self._goal_episode: int | None = None
         self._step = 0
@@ -158,9 +169,45 @@ class RawRobot:
         self._types = (TaskState, PolicyStep)
         self._handlers = {kind: getattr(self, "_on_" + kind) for kind in TOPICS}
 
+    @property
+    def asm(self) -> Any:
+        """The collector's EpisodeAssembler, with every step fed so far in it.
+
+        With goals the steps of an episode go into it together (:meth:`EpisodeAssembler.add_steps`: the same
+        rules and rows as one :meth:`~EpisodeAssembler.add_step` per step, the reward computed for all at
+        once); this property, and the next episode's start, hand over the steps still held."""
+        self._flush()
+        return self._asm
+
+    def _flush(self) -> None:
+        cols = self._steps
+        if not cols[0]:
+            return
+        from async_naf.wire.layouts import PolicySteps
+
+        stamp, episode, step, action, q, qd, angle, velocity, hinge, handle = cols
+        joint_pos, joint_vel = np.array(q, np.float64), np.array(qd, np.float64)
+        door, rate = np.array(angle, np.float64), np.array(velocity, np.float64)
+        ee = self.kin.ee_positions(joint_pos)
+        obs = self.task.observations(joint_pos, joint_vel, ee, self._asm.goal, door, rate)
+        steps = PolicySteps(np.array(stamp, np.float64), np.array(episode, np.int64), np.array(step, np.int64),
+                            obs.astype(np.float64), np.array(action, np.float64), joint_pos, joint_vel, ee, door, rate)
+        if self.truth is not None:
+            self._asm.add_steps(steps, np.array(hinge, np.float64), np.array(handle, np.float64))
+        else:
+            self._asm.add_steps(steps)
+        for col in cols:
+            col.clear()
+
     # ------------------------------------------------------------------------------------------ events
     def feed(self, ev: Event) -> None:
         self._handlers[ev.kind](ev.t_ns, ev.data)
+
+    def feed_all(self, events: Events) -> None:
+        """:meth:`feed` each of ``events``, in order."""
+        handlers = self._handlers
+        for t, kind, data in events:
+            handlers[kind](t, data)
 
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -216,17 +263,21 @@ class RawRobot:
         self._js = (t, stamp, q, qd)
 
     def _on_imu(self, t: int, sample: Any) -> None:
-        if self.estimator is None:
+        """``sample``: an ImuSample, or the arguments of ``DoorAngleEstimator.update_values`` (a tuple)."""
+        est = self.estimator
+        if est is None:
             return
+        values = type(sample) is tuple
+        stamp = sample[0] if values else sample.stamp_ns
         last = self._imu_stamp
-        if last is not None and sample.stamp_ns < last - self.config.time_jump_reset_s * 1e9:
+        if last is not None and stamp < last - self._jump_ns:
             self.counts["imu_time_resets"] += 1
-            self.estimator.reset(keep_calibration=True)
-        state = self.estimator.update(sample)
+            est.reset(keep_calibration=True)
+        state = est.update_values(*sample) if values else est.update(sample)
         if state is None:
             return  # counted by the estimator (its drops are reported as imu:<reason>)
         self.counts["imu"] += 1
-        self._imu_stamp = sample.stamp_ns
+        self._imu_stamp = stamp
         if self._door_prior_t is not None and t > self._door_prior_t:
             self._door_prior_t = None
         self._door = (t, float(state.angle), float(state.velocity))
@@ -281,15 +332,21 @@ class RawRobot:
                 self._drop("truth_missing")
                 self._step += 1
                 return
-        ee = self.kin.ee_position(q)
-        state = TaskState(q, qd, ee, angle, velocity)
-        obs = self.task.observation(state, self.asm.goal)
-        step = PolicyStep(stamp * 1e-9, self._goal_episode if self._goal_episode is not None else 0, self._step,
-                          obs, action, q, qd, ee, angle, velocity)
-        self._step += 1
+        episode = self._goal_episode if self._goal_episode is not None else 0
         self.counts["steps"] += 1
-        self.asm.add_step(step, truth)
-        if self._fixed_goal is not None and not self.asm.in_episode:
+        if self._fixed_goal is None:  # held for the assembler (see `asm`)
+            hinge, handle = (None, None) if truth is None else (truth.hinge_angle, truth.handle_angle)
+            for col, value in zip(self._steps, (stamp * 1e-9, episode, self._step, action, q, qd, angle, velocity,
+                                                hinge, handle)):
+                col.append(value)
+            self._step += 1
+            return
+        ee = self.kin.ee_position(q)
+        obs = self.task.observation(TaskState(q, qd, ee, angle, velocity), self._asm.goal)
+        self._asm.add_step(PolicyStep(stamp * 1e-9, episode, self._step, obs, action, q, qd, ee, angle, velocity),
+                           truth)
+        self._step += 1
+        if not self._asm.in_episode:
             self._episode_on = False  # the next command starts the next episode
 
     # ------------------------------------------------------------------------------------------ results
@@ -421,9 +478,220 @@ def _door_config(bag: Path, ns: str, door_values: dict[str, Any] | None) -> Any:
 FAST = {"joint_states": fast_joint_state, "imu": fast_imu, "commands": fast_f64_data}
 
 
+def _plan(bag: Path, types: dict[str, str], task: str, need: list[str], remaps: dict[str, str],
+          robots: list[str] | None) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The robot namespaces to convert and the streams to read, {topic: (namespace, TOPICS key)}, from the
+    bag's {topic: message type}. Raises BagError: no robot, a missing topic, a topic of another type."""
+    if robots:
+        namespaces = ["" if r.strip("/") == "" else "/" + r.strip("/") for r in robots]
+    else:
+        cmd_rel = remaps.get("commands", TOPICS["commands"][0])
+        if cmd_rel.startswith("/"):
+            namespaces = [""]
+        else:
+            pat = re.compile(r"^(.*)/" + re.escape(cmd_rel) + "$")
+            namespaces = sorted(m.group(1) for m in map(pat.match, types) if m)
+    if not namespaces:
+        raise BagError(f"{bag}: no {remaps.get('commands', TOPICS['commands'][0])} topic: no robot to "
+                       f"convert (topics: {sorted(types)}; remap with --topic commands:=NAME)")
+    by_topic: dict[str, tuple[str, str]] = {}
+    for ns in namespaces:
+        topics = resolve_topics(ns, remaps)
+        missing = [topics[k] for k in need if topics[k] not in types]
+        if missing:
+            raise BagError(f"{bag}: robot {ns or '/'} lacks {', '.join(missing)} for the raw conversion "
+                           f"of {task!r} (remap with --topic KEY:=NAME)")
+        for key in need:
+            want, got = TOPICS[key][1], types[topics[key]]
+            if got != want:
+                raise BagError(f"{bag}: {topics[key]} is {got}, the raw conversion needs {want}")
+            if topics[key] in by_topic:
+                raise BagError(f"{bag}: {topics[key]} serves two robots; give --robot")
+            by_topic[topics[key]] = (ns, key)
+    return namespaces, by_topic
+
+
+def _decoder(goal_dim: int, drops: Counter[str]) -> Callable[[str, bytes | memoryview, Callable[[], Any]], Any]:
+    """``decode(kind, raw, deserialize)``: one message of stream ``kind`` as its event's data (ground truth:
+    (stamp ns, GroundTruth)), or None when it is dropped (counted in ``drops``). The fast CDR decoder first,
+    ``deserialize()`` (rosbags) where that one refuses (not plain little-endian CDR, damaged)."""
+    from rosbags.serde import SerdeError
+
+    from async_naf.collecting.collector import GroundTruth
+    from async_naf.run.convert import _array_msg
+    from async_naf.wire import layouts
+    from async_naf.wire.imu import imu_msg_to_sample
+
+    def decode(kind: str, raw: bytes | memoryview, deserialize: Callable[[], Any]) -> Any:
+        try:
+            fast = FAST.get(kind)
+            if fast is not None:
+                try:
+                    return fast(raw)
+                except (ValueError, struct.error, UnicodeDecodeError):
+                    pass  # not plain little-endian CDR, or damaged: the generic deserialiser decides
+            msg: Any = deserialize()
+            if kind == "joint_states":
+                return _joint_state(msg)
+            if kind == "commands":
+                return np.asarray(msg.data, np.float64)
+            if kind == "imu":
+                return imu_msg_to_sample(msg)
+            if kind == "goal":
+                return layouts.decode_goal(_array_msg(msg), goal_dim=goal_dim)
+            names = list(msg.name)
+            i, j = names.index("door_hinge"), names.index("door_handle")
+            stamp_key = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            vel = float(msg.velocity[i]) if len(msg.velocity) > i else 0.0
+            return stamp_key, GroundTruth(float(msg.position[i]), vel, float(msg.position[j]))
+        except layouts.LayoutError:
+            drops[f"{kind}:layout"] += 1
+        except (SerdeError, ValueError, IndexError, KeyError, AttributeError, AssertionError, TypeError):
+            drops[f"{kind}:undecodable"] += 1
+        return None
+
+    return decode
+
+
+def _noise_variances(cov: np.ndarray) -> list[float | None]:
+    """Per-axis noise variance of each row of (k, 9) sensor_msgs covariances, as the estimator takes it from
+    one message (:func:`~async_naf.wire.imu.imu_msg_to_sample`, then its ``_noise_var``): the diagonal's
+    mean, None where a diagonal element is not > 0 or their sum is not finite (this covers "unknown": -1
+    first, or all zeros)."""
+    d0, d1, d2 = cov[:, 0], cov[:, 4], cov[:, 8]
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = d0 + d1 + d2
+        ok = (d0 > 0.0) & (d1 > 0.0) & (d2 > 0.0) & np.isfinite(total)
+        var = (total / 3.0).tolist()
+    return [v if good else None for v, good in zip(var, ok.tolist())]
+
+
+def _read_indexed(bag: Path, by_topic: dict[str, tuple[str, str]], goal_dim: int, counts: Counter[str],
+                  drops: Counter[str]) -> tuple[Mapping[str, Events], dict[str, dict[int, Any]]] | None:
+    """Events and ground truth per robot namespace from an indexed MCAP bag, decoded a topic at a time
+    (:mod:`async_naf.recording.indexed`, :mod:`async_naf.recording.cdr`); None where that does not apply.
+
+    Messages of one layout (frame id, joint names, sizes) are decoded as one table; every other message
+    goes through the per-message decoder (:func:`_decoder`), so events, truth and drops are those of the
+    message-by-message read. The events of a robot are merged in the order rosbags yields them
+    (``TopicPayloads.order``)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from async_naf.collecting.collector import GroundTruth
+    from async_naf.recording.cdr import imu_groups, joint_state_groups, multiarray_groups
+    from async_naf.recording.indexed import read_indexed
+
+    payloads = read_indexed(bag, by_topic)
+    if payloads is None:
+        return None
+    store = get_typestore(Stores.ROS2_JAZZY)
+    decode = _decoder(goal_dim, drops)
+    placed: dict[str, tuple[list[np.ndarray], list[tuple[int, str, Any]]]] = {}
+    truth: dict[str, dict[int, Any]] = {}
+    for topic in sorted(payloads):
+        p, (ns, kind) = payloads[topic], by_topic[topic]
+        assert p.order is not None
+        n = len(p.log_time)
+        counts[kind] += n
+        data: list[Any] = [None] * n  # each message's event data; None: dropped
+        rest: Any = np.arange(n)
+        if kind == "imu":
+            imu, rest = imu_groups(p.buf, p.start, p.length)
+            for ig in imu:
+                stamps = (ig.stamp_sec * 1_000_000_000 + ig.stamp_nanosec).tolist()
+                v = ig.values
+                _place(data, ig.messages, zip(stamps, *v[:, 13:16].T.tolist(), *v[:, 25:28].T.tolist(),
+                                             _noise_variances(v[:, 16:25]), _noise_variances(v[:, 28:37])))
+        elif kind in ("joint_states", "ground_truth"):
+            js, rest = joint_state_groups(p.buf, p.start, p.length)
+            for g in js:
+                stamps = (g.stamp_sec * 1_000_000_000 + g.stamp_nanosec).tolist()
+                if kind == "joint_states":
+                    _place(data, g.messages, zip(repeat(g.names), stamps, g.position, g.velocity))
+                elif "door_hinge" in g.names and "door_handle" in g.names:
+                    i, j = g.names.index("door_hinge"), g.names.index("door_handle")
+                    vel = g.velocity[:, i].tolist() if g.velocity.shape[1] > i else [0.0] * len(stamps)
+                    _place(data, g.messages, zip(stamps, map(GroundTruth, g.position[:, i].tolist(), vel,
+                                                             g.position[:, j].tolist())))
+                else:
+                    rest = np.concatenate((rest, g.messages))  # each then fails as one message would
+        elif kind == "commands":
+            arrays, rest = multiarray_groups(p.buf, p.start, p.length)
+            for a in arrays:
+                _place(data, a.messages, a.data)
+        msgtype = TOPICS[kind][1]
+        for i in np.sort(rest).tolist():
+            raw = p.payload(i)
+            data[i] = decode(kind, raw, partial(store.deserialize_cdr, raw, msgtype))
+        if kind == "ground_truth":
+            robot_truth = truth.setdefault(ns, {})
+            for d in data:
+                if d is not None:
+                    robot_truth[d[0]] = d[1]
+            continue
+        times = p.log_time.tolist()
+        orders, events = placed.setdefault(ns, ([], []))
+        if any(d is None for d in data):
+            keep = [i for i, d in enumerate(data) if d is not None]
+            orders.append(p.order[keep])
+            events += [(times[i], kind, data[i]) for i in keep]
+        else:
+            orders.append(p.order)
+            events += zip(times, repeat(kind), data)
+    out: dict[str, Events] = {}
+    for ns, (orders, events) in placed.items():
+        order = np.argsort(np.concatenate(orders), kind="stable").tolist()
+        out[ns] = itemgetter(*order)(events) if len(order) > 1 else events
+    return out, truth
+
+
+def _place(data: list[Any], messages: np.ndarray, values: Iterable[Any]) -> None:
+    """``data[m] = value`` for the (sorted) message indices ``messages`` and their values, in order."""
+    if len(messages) == len(data):  # sorted, distinct and all of them: 0, 1, ..., n - 1
+        data[:] = values
+    else:
+        for m, value in zip(messages.tolist(), values):
+            data[m] = value
+
+
+def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str], robots: list[str] | None,
+                  goal_dim: int, counts: Counter[str], drops: Counter[str]
+                  ) -> tuple[list[str], Mapping[str, Events], dict[str, dict[int, Any]]]:
+    """The robots, their events and ground truth, message by message through rosbags' AnyReader."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.typesys import Stores, get_typestore
+
+    try:
+        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            types = {c.topic: c.msgtype for c in reader.connections}
+            namespaces, by_topic = _plan(bag, types, task, need, remaps, robots)
+            events: dict[str, list[Event]] = {ns: [] for ns in namespaces}
+            truth: dict[str, dict[int, Any]] = {ns: {} for ns in namespaces}
+            conns = [c for c in reader.connections if c.topic in by_topic]
+            decode = _decoder(goal_dim, drops)
+            for conn, t_ns, raw in reader.messages(connections=conns):
+                ns, kind = by_topic[conn.topic]
+                counts[kind] += 1
+                try:
+                    data = decode(kind, raw, partial(reader.deserialize, raw, conn.msgtype))
+                except AnyReaderError:
+                    drops[f"{kind}:undecodable"] += 1
+                    continue
+                if data is None:
+                    continue
+                if kind == "ground_truth":
+                    truth[ns][data[0]] = data[1]
+                else:
+                    events[ns].append(Event(t_ns, kind, data))
+    except (AnyReaderError, ReaderError, OSError) as exc:
+        raise BagError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+    return namespaces, events, truth
+
+
 def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
                 door_values: dict[str, Any] | None = None, remaps: dict[str, str] | None = None,
-                robots: list[str] | None = None) -> Any:
+                robots: list[str] | None = None, vectorised: bool = True) -> Any:
     """Rebuild transitions from sensor topics (module docstring); returns a
     :class:`~async_naf.run.convert.Converted` (``method`` raw).
 
@@ -433,22 +701,19 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
         remaps: {TOPICS key: topic name} (relative names under each robot namespace).
         robots: robot namespaces (``/robot_0``; ``/`` for the root); default: every namespace that has the
             commands topic.
+        vectorised: read an indexed MCAP bag's streams a topic at a time, messages of one layout as tables
+            (the same result); False: message by message through rosbags, as for any other bag.
 
     Raises:
         BagError: unreadable bag, missing topics, topics of another type, no robot found.
         ValueError: bad configuration.
     """
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
-    from rosbags.serde import SerdeError
-    from rosbags.typesys import Stores, get_typestore
-
     from async_naf.learning.replay import Batch
-    from async_naf.run.convert import Converted, _array_msg, _collector_config
+    from async_naf.recording.indexed import topic_types
+    from async_naf.run.convert import Converted, _collector_config
     from async_naf.sensing.door_angle import DoorAngleEstimator
     from async_naf.task.tasks import make_task
     from async_naf.wire import layouts
-    from async_naf.wire.imu import imu_msg_to_sample
 
     bag = Path(bag)
     config = config or RawConfig()
@@ -465,76 +730,18 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
         need.append("ground_truth")
     counts: Counter[str] = Counter()
     drops: Counter[str] = Counter()
-    try:
-        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
-            types = {c.topic: c.msgtype for c in reader.connections}
-            if robots:
-                namespaces = ["" if r.strip("/") == "" else "/" + r.strip("/") for r in robots]
-            else:
-                cmd_rel = remaps.get("commands", TOPICS["commands"][0])
-                if cmd_rel.startswith("/"):
-                    namespaces = [""]
-                else:
-                    pat = re.compile(r"^(.*)/" + re.escape(cmd_rel) + "$")
-                    namespaces = sorted(m.group(1) for m in map(pat.match, types) if m)
-            if not namespaces:
-                raise BagError(f"{bag}: no {remaps.get('commands', TOPICS['commands'][0])} topic: no robot to "
-                               f"convert (topics: {sorted(types)}; remap with --topic commands:=NAME)")
-            sources: dict[str, dict[str, str]] = {}
-            by_topic: dict[str, tuple[str, str]] = {}
-            for ns in namespaces:
-                topics = resolve_topics(ns, remaps)
-                missing = [topics[k] for k in need if topics[k] not in types]
-                if missing:
-                    raise BagError(f"{bag}: robot {ns or '/'} lacks {', '.join(missing)} for the raw conversion "
-                                   f"of {task!r} (remap with --topic KEY:=NAME)")
-                for key in need:
-                    want, got = TOPICS[key][1], types[topics[key]]
-                    if got != want:
-                        raise BagError(f"{bag}: {topics[key]} is {got}, the raw conversion needs {want}")
-                    if topics[key] in by_topic:
-                        raise BagError(f"{bag}: {topics[key]} serves two robots; give --robot")
-                    by_topic[topics[key]] = (ns, key)
-                sources[ns] = topics
-            events: dict[str, list[Event]] = {ns: [] for ns in namespaces}
-            truth: dict[str, dict[int, Any]] = {ns: {} for ns in namespaces}
-            conns = [c for c in reader.connections if c.topic in by_topic]
-            from async_naf.collecting.collector import GroundTruth
-
-            for conn, t_ns, raw in reader.messages(connections=conns):
-                ns, kind = by_topic[conn.topic]
-                counts[kind] += 1
-                try:
-                    fast = FAST.get(kind)
-                    if fast is not None:
-                        try:
-                            events[ns].append(Event(t_ns, kind, fast(raw)))
-                            continue
-                        except (ValueError, struct.error, UnicodeDecodeError):
-                            pass  # not plain little-endian CDR, or damaged: the generic deserialiser decides
-                    msg: Any = reader.deserialize(raw, conn.msgtype)
-                    if kind == "joint_states":
-                        events[ns].append(Event(t_ns, kind, _joint_state(msg)))
-                    elif kind == "commands":
-                        events[ns].append(Event(t_ns, kind, np.asarray(msg.data, np.float64)))
-                    elif kind == "imu":
-                        events[ns].append(Event(t_ns, kind, imu_msg_to_sample(msg)))
-                    elif kind == "goal":
-                        goal = layouts.decode_goal(_array_msg(msg), goal_dim=task_obj.goal_dim)
-                        events[ns].append(Event(t_ns, kind, goal))
-                    else:
-                        names = list(msg.name)
-                        i, j = names.index("door_hinge"), names.index("door_handle")
-                        stamp_key = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-                        vel = float(msg.velocity[i]) if len(msg.velocity) > i else 0.0
-                        truth[ns][stamp_key] = GroundTruth(float(msg.position[i]), vel, float(msg.position[j]))
-                except layouts.LayoutError:
-                    drops[f"{kind}:layout"] += 1
-                except (AnyReaderError, SerdeError, ValueError, IndexError, KeyError, AttributeError,
-                        AssertionError, TypeError):
-                    drops[f"{kind}:undecodable"] += 1
-    except (AnyReaderError, ReaderError, OSError) as exc:
-        raise BagError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+    types = topic_types(bag) if vectorised else None
+    fast = None
+    if types is not None:
+        namespaces, by_topic = _plan(bag, types, task, need, remaps, robots)
+        fast = _read_indexed(bag, by_topic, task_obj.goal_dim, counts, drops)
+    if fast is None:
+        counts.clear()
+        drops.clear()
+        namespaces, events, truth = _read_generic(bag, task, need, remaps, robots, task_obj.goal_dim, counts, drops)
+    else:
+        events = {ns: fast[0].get(ns, []) for ns in namespaces}
+        truth = {ns: fast[1].get(ns, {}) for ns in namespaces}
     out = Converted(Batch(*(np.zeros((0,) + s, np.float32) for s in
                             ((task_obj.obs_dim,), (task_obj.act_dim,), (), (task_obj.obs_dim,), ()))),
                     [ns or "/" for ns in namespaces], counts=counts, drops=drops, method="raw")
@@ -555,8 +762,7 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
             out.door_configs[ns or "/"] = dataclasses.asdict(door_cfg)
             est = DoorAngleEstimator(door_cfg)
         robot = RawRobot(task_obj, cfg, config, est, kin, truth[ns])
-        for ev in events[ns]:
-            robot.feed(ev)
+        robot.feed_all(events[ns])
         out.episodes += robot.episodes
         drops.update(robot.all_drops())
         counts.update({f"used:{k}": v for k, v in robot.counts.items()})

@@ -68,3 +68,19 @@ class ArmKinematics:
     def ee_position(self, q: np.ndarray) -> np.ndarray:
         """Hook-tip position (3,) in the base frame, m, for joint angles ``q`` (7,) rad."""
         return self.ee_pose(q)[0]
+
+    def ee_positions(self, q: np.ndarray) -> np.ndarray:
+        """Hook-tip positions (n, 3) in the base frame, m, for joint angles ``q`` (n, 7) rad: row i is
+        ``ee_position(q[i])`` (the same computation; the input is checked once for all rows)."""
+        q = np.asarray(q, dtype=float)
+        if q.ndim != 2 or q.shape[1] != 7 or not np.isfinite(q).all():
+            raise ValueError(f"q must be (n, 7) finite joint angles (rad), got shape {q.shape}")
+        pin, model, data = self._pin, self.model, self.data
+        out = np.empty((len(q), 3))
+        for i, row in enumerate(q):
+            pin.forwardKinematics(model, data, row)
+            ee = pin.updateFramePlacement(model, data, self._ee)
+            if self._base is not None:
+                ee = pin.updateFramePlacement(model, data, self._base).actInv(ee)
+            out[i] = ee.translation
+        return out

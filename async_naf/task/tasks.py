@@ -294,6 +294,34 @@ class Task:
             parts += [goal, goal - state.ee_pos]
         return np.concatenate(parts).astype(np.float32)
 
+    def observations(self, joint_pos: np.ndarray, joint_vel: np.ndarray, ee_pos: np.ndarray, goal: np.ndarray,
+                     door_angle: np.ndarray | None = None, door_velocity: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`observation` of n states at once (bag conversion), (n, obs_dim) float32: each row has the
+        bits :meth:`observation` gives for that state (element-wise arithmetic only; a test checks it).
+
+        Args:
+            joint_pos, joint_vel: (n, 7) rad, rad/s.  ee_pos: (n, 3) hook tip, base frame, m.
+            goal: the episode's goal vector.
+            door_angle, door_velocity: doors: (n,) estimated door angle (rad) and velocity (rad/s); the
+                handle sensor's input reads 0 (no handle angle, as :meth:`observation` without one).
+        """
+        q = np.asarray(joint_pos, dtype=np.float64).reshape(-1, 7)
+        n = len(q)
+        g = np.asarray(goal, dtype=np.float64)
+        ee = np.asarray(ee_pos, dtype=np.float64).reshape(n, 3)
+        if np.shape(g) != (self.goal_dim,):
+            raise ValueError(f"{self.name}: goal must have shape ({self.goal_dim},), got {np.shape(g)}")
+        parts = [q, np.asarray(joint_vel, dtype=np.float64).reshape(n, 7), ee]
+        if self.is_door:
+            theta = np.zeros(n) if door_angle is None else np.asarray(door_angle, dtype=np.float64).reshape(n)
+            rate = np.zeros(n) if door_velocity is None else np.asarray(door_velocity, dtype=np.float64).reshape(n)
+            parts += [handle_points(g, theta) - ee, theta[:, None], rate[:, None]]
+            if self.config.handle_sensor:
+                parts.append(np.zeros((n, 1)))
+        else:
+            parts += [np.broadcast_to(g, (n, self.goal_dim)), g - ee]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
     # ------------------------------------------------------------------------------------ reward
     def door_angle(self, state: TaskState, truth: Any = None) -> float:
         """The door angle, rad: ground truth where given (simulation), else the estimate in ``state``."""

@@ -264,13 +264,30 @@ class DoorAngleEstimator:
             stamp = int(sample.stamp_ns)
             gx, gy, gz = np.asarray(sample.gyro, dtype=float).reshape(3).tolist()
             ax, ay, az = np.asarray(sample.accel, dtype=float).reshape(3).tolist()
-            finite = math.isfinite(gx + gy + gz + ax + ay + az)  # inf - inf is nan: still caught
-            if sample.mag is not None:
-                finite = finite and math.isfinite(sum(np.asarray(sample.mag, dtype=float).reshape(3).tolist()))
+            mag = sample.mag
+            if mag is not None and not math.isfinite(sum(np.asarray(mag, dtype=float).reshape(3).tolist())):
+                self.dropped["non_finite"] += 1
+                return None
         except (TypeError, ValueError, AttributeError):
             self.dropped["invalid"] += 1
             return None
-        if not finite:
+        gvar = self._cached_var(0, sample.gyro_cov, cfg.gyro_noise_std**2)
+        avar = self._cached_var(1, sample.accel_cov, cfg.accel_noise_std**2)
+        return self.update_values(stamp, gx, gy, gz, ax, ay, az, gvar, avar)
+
+    def update_values(self, stamp: int, gx: float, gy: float, gz: float, ax: float, ay: float, az: float,
+                      gvar: float | None = None, avar: float | None = None) -> DoorAngleState | None:
+        """:meth:`update` for one sample given as plain numbers (what a bag converter has after decoding a
+        whole topic at once): the same result, without building an :class:`ImuSample`.
+
+        Args:
+            stamp: header stamp, ns.  gx, gy, gz: angular velocity, rad/s, sensor frame.
+            ax, ay, az: specific force, m/s^2, sensor frame.
+            gvar, avar: per-axis noise variance of the gyro ((rad/s)^2) and accelerometer ((m/s^2)^2),
+                as :meth:`update` takes it from the message's covariance; None: the configured noise.
+        """
+        cfg = self.config
+        if not math.isfinite(gx + gy + gz + ax + ay + az):  # inf - inf is nan: still caught
             self.dropped["non_finite"] += 1
             return None
         if self._last_ns is not None and stamp <= self._last_ns:
@@ -284,8 +301,10 @@ class DoorAngleEstimator:
         self.samples += 1
         g = (gx, gy, gz)
         a = (ax, ay, az)
-        gvar = self._cached_var(0, sample.gyro_cov, cfg.gyro_noise_std**2)
-        avar = self._cached_var(1, sample.accel_cov, cfg.accel_noise_std**2)
+        if gvar is None:
+            gvar = cfg.gyro_noise_std**2
+        if avar is None:
+            avar = cfg.accel_noise_std**2
 
         if self._axis is None:  # provisional: along the specific force (a hinge is near vertical)
             n = math.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2)
@@ -305,11 +324,11 @@ class DoorAngleEstimator:
         if cfg.estimate_bias and dt > 0.0:
             self._bias_var += cfg.bias_walk_std**2 * dt
 
-        b = self._bias
-        w = (g[0] - b[0], g[1] - b[1], g[2] - b[2])
-        gp = self._g_prev if self._g_prev is not None else g
+        bx, by, bz = self._bias
+        w = (gx - bx, gy - by, gz - bz)
+        gp = self._g_prev
         self._g_prev = g
-        dtheta = self._track(w, (gp[0] - b[0], gp[1] - b[1], gp[2] - b[2]), a, dt)
+        dtheta = self._track(w, w if gp is None else (gp[0] - bx, gp[1] - by, gp[2] - bz), a, dt)
         rate = dtheta / dt if dt > 0.0 else 0.0  # of the measured angle, counter-clockwise (rad/s)
         dvar = gvar * dt * dt
 
@@ -446,7 +465,7 @@ class DoorAngleEstimator:
         win.push(t, g, a, exceeded)
         # a window younger than rest_mean_window_s (after construction, reset or a gap) may already be
         # rest: its samples stay pending for rest_guard_s and are integrated if motion follows after all
-        if win.long_count() < 10 or win.any_exceeded_long:
+        if win.any_exceeded_long or win.long_count() < 10:
             return False
         if win.gyro_var() > max(cfg.rest_gyro_var_max, 6.0 * gvar):
             return False
@@ -554,8 +573,10 @@ class DoorAngleEstimator:
         cfg = self.config
         opening = self._sign * self._theta if self._sign else abs(self._theta)
         angle = cfg.closed_angle_rad + opening
-        self.max_angle = max(self.max_angle, angle)
-        self.min_angle = min(self.min_angle, angle)
+        if angle > self.max_angle:  # max() and min(), without the calls (this runs for every sample)
+            self.max_angle = angle
+        if angle < self.min_angle:
+            self.min_angle = angle
         beyond = angle > cfg.stop_angle_rad
         if beyond and not self._beyond:
             self.beyond_stop += 1

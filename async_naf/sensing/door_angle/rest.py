@@ -42,31 +42,54 @@ class RestWindows:
 
     def push(self, t: float, g: tuple[float, float, float], a: tuple[float, float, float], exceeded: bool) -> None:
         """Add one sample at time ``t`` (s); ``exceeded`` marks a bias-corrected rate above the limit."""
+        # written out per axis: this runs for every IMU sample (about a fifth of the estimator's time)
         if self._a0 is None:
             self._a0 = a
-        ac = (a[0] - self._a0[0], a[1] - self._a0[1], a[2] - self._a0[2])
-        self._short.append((t, g[0], g[1], g[2], ac[0], ac[1], ac[2]))
-        self._long.append((t, g[0], g[1], g[2], exceeded))
-        for i in range(3):
-            self._g[i] += g[i]
-            self._gg[i] += g[i] * g[i]
-            self._a[i] += ac[i]
-            self._aa[i] += ac[i] * ac[i]
-            self._lg[i] += g[i]
+        gx, gy, gz = g
+        a0 = self._a0
+        cx, cy, cz = a[0] - a0[0], a[1] - a0[1], a[2] - a0[2]
+        self._short.append((t, gx, gy, gz, cx, cy, cz))
+        self._long.append((t, gx, gy, gz, exceeded))
+        sg, sgg, sa, saa, lg = self._g, self._gg, self._a, self._aa, self._lg
+        sg[0] += gx
+        sg[1] += gy
+        sg[2] += gz
+        sgg[0] += gx * gx
+        sgg[1] += gy * gy
+        sgg[2] += gz * gz
+        sa[0] += cx
+        sa[1] += cy
+        sa[2] += cz
+        saa[0] += cx * cx
+        saa[1] += cy * cy
+        saa[2] += cz * cz
+        lg[0] += gx
+        lg[1] += gy
+        lg[2] += gz
         self._long_exceeded += exceeded
-        while self._short and self._short[0][0] < t - self.window_s:
-            old = self._short.popleft()
-            for i in range(3):
-                self._g[i] -= old[1 + i]
-                self._gg[i] -= old[1 + i] ** 2
-                self._a[i] -= old[4 + i]
-                self._aa[i] -= old[4 + i] ** 2
+        short, cut = self._short, t - self.window_s
+        while short[0][0] < cut:
+            _, ox, oy, oz, px, py, pz = short.popleft()
+            sg[0] -= ox
+            sg[1] -= oy
+            sg[2] -= oz
+            sgg[0] -= ox**2
+            sgg[1] -= oy**2
+            sgg[2] -= oz**2
+            sa[0] -= px
+            sa[1] -= py
+            sa[2] -= pz
+            saa[0] -= px**2
+            saa[1] -= py**2
+            saa[2] -= pz**2
             self._pops += 1
-        while self._long and self._long[0][0] < t - self.mean_window_s:
-            old_l = self._long.popleft()
-            for i in range(3):
-                self._lg[i] -= old_l[1 + i]
-            self._long_exceeded -= old_l[4]
+        long, cut = self._long, t - self.mean_window_s
+        while long[0][0] < cut:
+            _, ox, oy, oz, old_exceeded = long.popleft()
+            lg[0] -= ox
+            lg[1] -= oy
+            lg[2] -= oz
+            self._long_exceeded -= old_exceeded
         if self._pops >= self._RECOMPUTE_EVERY:
             self._recompute()
 
@@ -88,14 +111,16 @@ class RestWindows:
         n = len(self._short)
         if n < 2:
             return math.inf
-        return max(0.0, sum(self._gg[i] - self._g[i] ** 2 / n for i in range(3)) / (n - 1))
+        g, gg = self._g, self._gg
+        return max(0.0, ((gg[0] - g[0] ** 2 / n) + (gg[1] - g[1] ** 2 / n) + (gg[2] - g[2] ** 2 / n)) / (n - 1))
 
     def accel_var(self) -> float:
         """Sum over axes of the accelerometer variance in the short window ((m/s^2)^2)."""
         n = len(self._short)
         if n < 2:
             return math.inf
-        return max(0.0, sum(self._aa[i] - self._a[i] ** 2 / n for i in range(3)) / (n - 1))
+        a, aa = self._a, self._aa
+        return max(0.0, ((aa[0] - a[0] ** 2 / n) + (aa[1] - a[1] ** 2 / n) + (aa[2] - a[2] ** 2 / n)) / (n - 1))
 
     def long_mean(self) -> tuple[float, float, float]:
         """Mean raw gyro over the long window (rad/s, sensor frame)."""
