@@ -270,8 +270,34 @@ def test_with_periodic_checkpoints_the_pre_trained_policy_gets_one(tmp_path: Pat
         trainer.start()
         assert _wait(lambda: (ckpt / "latest.json").exists())
         latest = json.loads((ckpt / "latest.json").read_text())
-        assert [p.name for p in ckpt.glob("step_*.json")] == ["step_000000200.json"]
+        assert latest["agent"] == "pretrained.safetensors" and not list(ckpt.glob("step_*.json"))
         assert latest["updates"] == 200 and latest["pretrain_updates"] == 200 and latest["env_steps"] == 0
+        assert not trainer.paused  # pause_after_pretrain off: online updates go on
+    finally:
+        trainer.stop()
+
+
+def test_pause_after_pretrain_holds_the_pre_trained_weights_until_resumed(tmp_path: Path) -> None:
+    """pause_after_pretrain (async-naf train --stop-at-success): the trainer pauses when pre-training ends,
+    before writing checkpoints/pretrained, and makes no update on the robots' data until resumed; the
+    pre-trained weights are published meanwhile."""
+    from async_naf.learning.trainer import Trainer
+
+    ds = _dataset(tmp_path / "ds", _rows(300, reward=1.0, seed=9))
+    cfg = _trainer_cfg(tmp_path, demos=(str(ds),), demo_ratio=0.25, demo_pretrain_updates=150,
+                       checkpoint_every_s=3600.0, pause_after_pretrain=True)
+    published: list[int] = []
+    trainer = Trainer(cfg, on_weights=lambda data, updates: published.append(updates))
+    ckpt = Path(cfg.run_dir) / "checkpoints"
+    try:
+        trainer.start()
+        assert _wait(lambda: (ckpt / "pretrained.json").exists())
+        assert trainer.paused and trainer.updates == 150
+        trainer.add_transitions(_transitions(200, seed=1))
+        assert _wait(lambda: published == [150])  # the pre-trained weights go out while paused
+        assert not _wait(lambda: trainer.updates > 150, timeout=0.5)  # data waiting, no update
+        trainer.set_paused(False)
+        assert _wait(lambda: trainer.updates > 150)
     finally:
         trainer.stop()
 

@@ -274,3 +274,31 @@ def test_stop_at_success_ends_the_run_with_the_weights_it_evaluated(tmp_path: Pa
     final_meta = json.loads((ckpt / "final.json").read_text())
     assert final_meta["updates"] == int(rows[0]["updates"]) > 0
     assert final_meta["env_steps"] > int(rows[0]["env_steps"])  # the robots went on while it was paused
+
+
+def test_stop_at_success_evaluates_the_pre_trained_policy_first(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """--demos with --demo-pretrain and --stop-at-success: the trainer holds its pre-trained weights
+    (pause_after_pretrain) and the first evaluation is of checkpoints/pretrained, off the --eval-every
+    schedule; a run that stops on it ends with exactly those weights, no online update made."""
+    from safetensors.numpy import load_file
+    from test_demos import _dataset, _rows
+
+    demos = _dataset(tmp_path / "demos", _rows(400, reward=1.0, seed=3))
+    run_dir = tmp_path / "pre"
+    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "1", "--seed", "0", "--minutes", "3",
+                  "--eval-every", "30", "--eval-episodes", "2", "--stop-at-success", "0.0", "--criterion", "success",
+                  "--demos", str(demos), "--demo-ratio", "0.5", "--demo-pretrain", "200", "--quiet", timeout=240)
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    finally:
+        for pid in _processes_mentioning(str(run_dir)):
+            os.kill(pid, 9)
+    with open(run_dir / "eval.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["checkpoint"] for r in rows] == ["pretrained.safetensors"]
+    assert int(rows[0]["updates"]) == 200 and float(rows[0]["wall_s"]) < 30  # before the first periodic one
+    ckpt = run_dir / "checkpoints"
+    evaluated, final = load_file(ckpt / "pretrained.safetensors"), load_file(ckpt / "final.safetensors")
+    assert sorted(evaluated) == sorted(final) and all((evaluated[k] == final[k]).all() for k in evaluated)
+    final_meta = json.loads((ckpt / "final.json").read_text())
+    assert final_meta["updates"] == final_meta["pretrain_updates"] == 200

@@ -25,6 +25,7 @@ from async_naf.wire.checkpoint import write_file
 
 LOG = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
+PRETRAINED = "pretrained"  # the checkpoint written when a pre-training phase ends (checkpoints/pretrained.*)
 WEIGHTS_DIR = "weights"
 
 

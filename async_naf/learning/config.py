@@ -308,6 +308,10 @@ class TrainerConfig:
             count against updates_per_step or max_updates_per_s; a resumed run does not repeat them (one
             restarted during the phase makes the rest). 0 = off; ignored (with a warning) without demos or
             at demo_ratio 0.
+        pause_after_pretrain: when a pre-training phase ends (and its checkpoint, with periodic
+            checkpoints, is written), pause the updates until the ``~/pause`` service resumes them; the robots
+            get the pre-trained weights meanwhile. ``async-naf train --stop-at-success`` sets it, so the
+            pre-trained policy is evaluated on exactly its weights and a run can end with them.
         updates_per_step: gradient updates per received environment step (all robots together); the
             update thread never runs ahead of updates_per_step * env_steps (pre-training updates aside).
         max_updates_per_s: upper bound on the update rate, updates/s (0 = none).
@@ -350,6 +354,7 @@ class TrainerConfig:
     demos: tuple[str, ...] = ()
     demo_ratio: float = 0.1
     demo_pretrain_updates: int = 0
+    pause_after_pretrain: bool = False
     updates_per_step: float = 1.0
     max_updates_per_s: float = 0.0
     action_limit: tuple[float, ...] = ()

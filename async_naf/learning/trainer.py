@@ -31,7 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from async_naf.learning.checkpoints import CheckpointInfo, CheckpointStore, newest_checkpoint, read_latest_checkpoint
+from async_naf.learning.checkpoints import (
+    PRETRAINED,
+    CheckpointInfo,
+    CheckpointStore,
+    newest_checkpoint,
+    read_latest_checkpoint,
+)
 from async_naf.learning.config import TrainerConfig
 from async_naf.learning.metrics import MetricsLog
 from async_naf.learning.receipts import ReceiptLedger
@@ -403,10 +409,14 @@ class Trainer:
         self._start_updates = self.updates
         try:
             self._pretrain()
-            if self.updates > self._start_updates and self.config.checkpoint_every_s:
-                # the pre-trained policy as a checkpoint of its own: evaluated like every periodic one
-                # (async-naf train's eval.csv: what the demonstrations gave before any online update)
-                self.save_checkpoint()
+            if self.updates > self._start_updates:
+                if self.config.pause_after_pretrain:  # held until resumed: evaluated on exactly these weights
+                    self.set_paused(True)
+                    self._weights_request = True  # the robots get the pre-trained weights meanwhile
+                if self.config.checkpoint_every_s:
+                    # the pre-trained policy as a checkpoint of its own (kept: not a periodic one), evaluated
+                    # like them (async-naf train's eval.csv: what the demonstrations gave before going online)
+                    self.save_checkpoint(PRETRAINED)
             self._start_updates = self.updates  # max_updates_per_s paces the online updates only
             while not self._stop.is_set():
                 if self.metrics.queued and self.metrics.write_queued():

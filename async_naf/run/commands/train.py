@@ -227,6 +227,8 @@ def build_config(args: argparse.Namespace) -> Any:
         overrides.setdefault("/trainer", {})["resume"] = True
     if args.eval_every > 0:  # every checkpoint is evaluated: the trainer writes one every --eval-every s
         overrides.setdefault("/trainer", {})["checkpoint_every_s"] = float(args.eval_every)
+        if getattr(args, "stop_at_success", None) is not None:  # the pre-trained policy held for its evaluation
+            overrides["/trainer"]["pause_after_pretrain"] = True
     for key, params in parse_sets(args.sets).items():
         overrides.setdefault(key, {}).update(params)
     if getattr(args, "demos", None):
@@ -348,6 +350,7 @@ class PeriodicEvaluator:
         self._next = 0.0
         self._next_paused = every_s  # the first paused evaluation: one period in, as the trainer's first checkpoint
         self._done: set[str] = set()
+        self._created = time.time()  # checkpoints written before this are an earlier session's
         self.last: dict | None = None
         self.best: dict | None = None
 
@@ -373,8 +376,16 @@ class PeriodicEvaluator:
 
     def _run_paused(self, elapsed: float) -> dict | None:
         """Pause the trainer, have it checkpoint, evaluate that checkpoint; the caller resumes the trainer
-        (:meth:`resume`) unless it stops the run on this row, whose weights are then the final ones."""
+        (:meth:`resume`) unless it stops the run on this row, whose weights are then the final ones.
+
+        The pre-trained policy comes first, off the schedule: a trainer with ``pause_after_pretrain`` pauses
+        itself when its pre-training phase ends and writes ``checkpoints/pretrained``, which is then evaluated
+        on exactly those weights (a run can end with them)."""
         assert self.control is not None
+        held = self._pretrained()
+        if held is not None:
+            self.control.paused = True  # paused by the trainer itself: resume() must tell it to go on
+            return self._evaluate(*held, elapsed)
         if self._next_paused > elapsed:
             return None
         named = self.control.pause_and_checkpoint()
@@ -389,6 +400,22 @@ class PeriodicEvaluator:
             self.resume()
             return None
         return self._evaluate(agent_file, meta, elapsed)
+
+    def _pretrained(self) -> tuple[Path, dict] | None:
+        """The pre-training checkpoint and its counters, if the trainer wrote it during this run and it is not
+        evaluated yet (a resumed run's earlier one is older than this evaluator)."""
+        from async_naf.learning.checkpoints import PRETRAINED
+
+        agent_file = self.run_dir / "checkpoints" / f"{PRETRAINED}.safetensors"
+        counters = agent_file.with_suffix(".json")
+        if agent_file.name in self._done:
+            return None
+        try:
+            if counters.stat().st_mtime < self._created:
+                return None
+            return agent_file, json.loads(counters.read_text())
+        except (OSError, ValueError):
+            return None  # not written (no pre-training), or being written: next poll
 
     def resume(self) -> None:
         """Let a trainer paused for an evaluation update again (nothing without a TrainerControl)."""
