@@ -170,13 +170,14 @@ LAYOUTS = {"none": ("none", True), "robot": ("robot", True), "robot_dds": ("robo
 
 def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000, warmup_steps: int = 1500,
                   task: str = "door_pull", timeout_s: float = 600.0, keep_dir: str | None = None,
-                  record: bool = False) -> dict[str, Any]:
+                  record: bool = False, realtime: bool = False) -> dict[str, Any]:
     """Run the graph and measure one window of ``steps`` environment steps after ``warmup_steps``.
 
     ``composition``: a process layout of :data:`LAYOUTS`: ``none`` (a process per node), ``robot`` (a process
     per robot, messages between its nodes handed over in the process) or ``robot_dds`` (a process per robot,
     messages between its nodes through DDS). ``record``: the graph with its ``/recorder`` (``async-naf train
-    --record``), the bag in ``keep_dir/run/bag`` (read it before ``keep_dir`` goes).
+    --record``), the bag in ``keep_dir/run/bag`` (read it before ``keep_dir`` goes). ``realtime``: the sims
+    paced to wall time at the control rate, as real robots (``async-naf train --realtime``), not lockstep.
 
     Returns:
         ``graph_env_steps_per_s``, ``graph_cpu_ms_per_step``, ``graph_cpu_ms_per_step_<process>``,
@@ -200,7 +201,7 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
         {"updates_per_step": 1.0, "tensorboard": False, "checkpoint_every_s": 0.0, "save_buffer": False,
          "weights_every_updates": 100})
     config = GraphConfig(task=task, workers=workers, run_dir=str(tmp / "run"), overrides=overrides,
-                         composition=layout, intra_process=intra_process, record=record)
+                         composition=layout, intra_process=intra_process, record=record, realtime=realtime)
     specs = composed_process_specs(compose(build_graph(config), layout, intra_process), tmp / "params")
     env = ros_environment(domain_id=_BENCH_DOMAIN)
     env.setdefault("OMP_NUM_THREADS", "1")

@@ -323,11 +323,15 @@ def _bag_rate(bag: Path, t0_ns: int, t1_ns: int) -> float:
 
 
 def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: int | None = None,
-                          warmup_steps: int | None = None) -> dict[str, Any]:
-    """``record_env_steps_ratio`` and the figures beside it (module docstring)."""
+                          warmup_steps: int | None = None, realtime: bool = False) -> dict[str, Any]:
+    """``record_env_steps_ratio`` and the figures beside it (module docstring); ``realtime``: the same with
+    the sims paced as real robots (``record_env_steps_ratio_realtime``, shorter windows: 40 steps/s)."""
     from async_naf.bench.graph_steps import measure_graph
 
     pairs = pairs or (1 if quick else 3)
+    if realtime:  # 40 env steps/s: the warm-up past the trainer's first updates (min_buffer_size 1,000)
+        steps = steps or (200 if quick else 600)
+        warmup_steps = warmup_steps or 1100
     steps = steps or (1000 if quick else 3000)
     warmup_steps = warmup_steps or (1200 if quick else 1500)
     plain: list[float] = []
@@ -342,7 +346,7 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
             try:
                 t0_ns = time.time_ns()
                 out = measure_graph(workers=2, composition="robot", steps=steps, warmup_steps=warmup_steps,
-                                    keep_dir=str(keep), record=record)
+                                    keep_dir=str(keep), record=record, realtime=realtime)
                 (recorded if record else plain).append(out["graph_env_steps_per_s"])
                 (cpu_rec if record else cpu_plain).append(out["graph_cpu_ms_per_step"])
                 if not record:
@@ -359,9 +363,23 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
                                "run_started_ns": t0_ns})
             finally:
                 shutil.rmtree(keep, ignore_errors=True)
-    p, r = statistics.median(plain), statistics.median(recorded)
     complete = all(rob["complete"] for c in checks for rob in c["robots"].values()) and all(
         c["recorder_dropped"] == 0 for c in checks)
+    if realtime:
+        return {f"{k}_realtime": v for k, v in _overhead_figures(plain, recorded, cpu_plain, cpu_rec, cpu_recorder,
+                                                                   complete, checks, steps).items()}
+    return _overhead_figures(plain, recorded, cpu_plain, cpu_rec, cpu_recorder, complete, checks, steps)
+
+
+def bench_record_overhead_realtime(quick: bool = False) -> dict[str, Any]:
+    """``record_env_steps_ratio_realtime``: :func:`bench_record_overhead` with the sims paced as real robots."""
+    return bench_record_overhead(quick, realtime=True)
+
+
+def _overhead_figures(plain: list[float], recorded: list[float], cpu_plain: list[float], cpu_rec: list[float],
+                      cpu_recorder: list[float], complete: bool, checks: list[dict[str, Any]], steps: int
+                      ) -> dict[str, Any]:
+    p, r = statistics.median(plain), statistics.median(recorded)
     return {"graph_env_steps_per_s_plain": plain, "graph_env_steps_per_s_recorded": recorded,
             "record_env_steps_ratio": round(r / p, 3),
             "record_env_steps_ratio_per_pair": [round(b / a, 3) for a, b in zip(plain, recorded)],

@@ -35,6 +35,8 @@ Figures (each measured, never hard-coded):
                         (published = in the bag, per topic), per level the loss and CPU per message
   record_env_steps_ratio  env steps/s of the 2-worker door_pull graph with --record / without (same
                         window, alternating runs); whether each bag holds every policy/step of its run
+  record_env_steps_ratio_realtime  the same with the sims paced as real robots (--realtime, 20 Hz each):
+                        env steps/s and CPU per step with and without --record
 
 Example:
   async-naf bench --json
@@ -51,6 +53,7 @@ FIGURES: dict[str, str] = {
     "raw_convert_steps_per_s": "async_naf.bench.convert:bench_convert",
     "recorder_msgs_per_s": "async_naf.bench.recorder:bench_recorder_rate",
     "record_env_steps_ratio": "async_naf.bench.recorder:bench_record_overhead",
+    "record_env_steps_ratio_realtime": "async_naf.bench.recorder:bench_record_overhead_realtime",
 }
 
 
