@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from async_naf.recording.cdr import multiarray_groups, parse_header
@@ -128,3 +129,57 @@ def test_imu_tables_hold_what_rosbags_deserialises() -> None:
             want = np.concatenate(([o.x, o.y, o.z, o.w], m.orientation_covariance, [w.x, w.y, w.z],
                                    m.angular_velocity_covariance, [a.x, a.y, a.z], m.linear_acceleration_covariance))
             assert np.array_equal(g.values[row], want)
+
+
+def test_canonical_cdr_of_rmw_s_serialiser_is_what_rosbags_writes() -> None:
+    """The recorder's tap serialises with rmw (``rclpy.serialization.serialize_message``), which leaves padding
+    uninitialised and pads an empty float64 sequence at the end: the canonical bytes equal rosbags' own
+    serialisation of the same message, byte for byte (so tables and rosbags read them), for the tapped types."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Imu, JointState
+    from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+    from async_naf.wire.record_bundle import canonical_imu, canonical_joint_state, canonical_multiarray
+
+    rng = np.random.default_rng(9)
+    for k in range(40):
+        names = [f"j{i}" * (1 + (i + k) % 3) for i in range(k % 8)]
+        frame = "f" * (k % 5)
+        pos, vel = rng.normal(size=len(names)), rng.normal(size=len(names) * (k % 2))
+        eff = rng.normal(size=(k % 3 == 0) * len(names))
+        msg = JointState(name=names, position=pos.tolist(), velocity=vel.tolist(), effort=eff.tolist())
+        msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = frame, k, 7 * k
+        ref = T["sensor_msgs/msg/JointState"](
+            header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=k, nanosec=7 * k),
+                                            frame_id=frame),
+            name=names, position=pos, velocity=vel, effort=eff)
+        want = bytes(STORE.serialize_cdr(ref, "sensor_msgs/msg/JointState"))
+        assert canonical_joint_state(serialize_message(msg)) == want
+        data = rng.normal(size=k % 4)
+        labels = ["x" * (k % 7)] * (k % 3)
+        arr = Float64MultiArray(data=data.tolist())
+        arr.layout.dim = [MultiArrayDimension(label=lab, size=3, stride=3) for lab in labels]
+        ref_arr = T[F64](layout=T["std_msgs/msg/MultiArrayLayout"](
+            dim=[T["std_msgs/msg/MultiArrayDimension"](label=lab, size=3, stride=3) for lab in labels], data_offset=0),
+            data=data)
+        assert canonical_multiarray(serialize_message(arr)) == bytes(STORE.serialize_cdr(ref_arr, F64))
+        v = rng.normal(size=37)
+        imu = Imu()
+        imu.header.frame_id = frame
+        imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = v[:4]
+        imu.orientation_covariance = v[4:13].tolist()
+        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = v[13:16]
+        imu.angular_velocity_covariance = v[16:25].tolist()
+        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = v[25:28]
+        imu.linear_acceleration_covariance = v[28:37].tolist()
+        v3, quat = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/Quaternion"]
+        ref_imu = T["sensor_msgs/msg/Imu"](
+            header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=frame),
+            orientation=quat(x=v[0], y=v[1], z=v[2], w=v[3]), orientation_covariance=v[4:13],
+            angular_velocity=v3(x=v[13], y=v[14], z=v[15]), angular_velocity_covariance=v[16:25],
+            linear_acceleration=v3(x=v[25], y=v[26], z=v[27]), linear_acceleration_covariance=v[28:37])
+        assert canonical_imu(serialize_message(imu)) == bytes(STORE.serialize_cdr(ref_imu, "sensor_msgs/msg/Imu"))
+    for bad in (b"", b"\x00\x00\x00\x00" + bytes(16), b"\x00\x01\x00\x00" + bytes(3)):
+        for canonical in (canonical_joint_state, canonical_multiarray, canonical_imu):
+            with pytest.raises(ValueError):
+                canonical(bad)

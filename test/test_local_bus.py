@@ -491,3 +491,44 @@ def test_the_policy_arms_no_door_timer_for_an_estimate_already_queued(proc: Proc
     node.loop.awaiting_door = False
     PolicyNode._arm_door_timer(node)  # type: ignore[arg-type]
     assert timer.is_canceled()
+
+
+def test_a_recorded_run_s_tap_sends_the_tapped_topics_in_bundles_and_nothing_else(
+        proc: Process, ros_env: dict[str, str]) -> None:
+    """The recorder's tap (RecordTap): messages on a tapped topic are serialised, in publication order, with
+    their publish time, and reach a subscriber elsewhere as one bundle per delivery task, without any DDS
+    message on the topic itself; an untapped topic is untouched; a tapped topic counts as heard."""
+    from rclpy.serialization import deserialize_message
+    from std_msgs.msg import UInt8MultiArray
+
+    from async_naf.wire.record_bundle import bundle_data, decode_bundle
+
+    bundle_pub = proc.a.create_publisher(UInt8MultiArray, "recorder/bundle", DEPTH2)
+    tap = _local.RecordTap(("/robot_9/tapped",), bundle_pub)
+    proc.bus.set_tap(tap)
+    tapped = _local.create_publisher(proc.a, Float64MultiArray, "tapped", DEPTH2)
+    other = _local.create_publisher(proc.a, Float64MultiArray, "other", DEPTH2)
+    got: list[float] = []
+    _local.create_subscription(proc.b, Float64MultiArray, "tapped", lambda m: got.append(m.data[0]), DEPTH2)
+    probe = Probe(ros_env)
+    bundles: list[bytes] = []
+    try:
+        probe.node.create_subscription(UInt8MultiArray, "/robot_9/recorder/bundle", bundles.append, DEPTH2, raw=True)
+        proc.spin_until(lambda: bundle_pub.get_subscription_count() == 1)
+        assert not _local.heard_only_here(tapped) and _local.heard_only_here(other)
+        assert tapped.get_subscription_count() == 2  # the local subscription and the tap
+        t0 = time.time_ns()
+        tapped.publish(msg(1.0))
+        tapped.publish(msg(2.0))
+        other.publish(msg(9.0))
+        proc.spin_until(lambda: got == [1.0, 2.0] and tap.bundles == 1)  # flushed after the delivery round
+        probe.spin_until(lambda: len(bundles) == 1, 10.0, "the bundle")
+        entries = decode_bundle(bundle_data(bundles[0]))
+        assert [(topic, list(deserialize_message(raw, Float64MultiArray).data)) for topic, _, raw in entries] == \
+            [("/robot_9/tapped", [1.0]), ("/robot_9/tapped", [2.0])]
+        assert t0 <= entries[0][1] <= entries[1][1] <= time.time_ns()
+        assert tapped.published_dds == 0 and other.published_dds == 0 and tap.messages == 2
+        tap.flush()  # nothing new: no empty bundle
+        assert tap.bundles == 1
+    finally:
+        probe.close()

@@ -223,6 +223,69 @@ def test_the_recorder_node_records_what_is_published(tmp_path: Path, ros_env: di
     assert info.episodes == {"/robot_0": [0]}
 
 
+def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: Path, ros_env: dict[str, str]
+                                                                       ) -> None:
+    """A real recorder process with bundled topics (a composed robot's tap): it does not subscribe to them,
+    says the robot is ready once the bundle's publisher is matched, writes every bundled message under its
+    own topic at the bundle's time, and drops (counted) a message of a topic not bundled and a malformed
+    bundle."""
+    pytest.importorskip("rclpy")
+    from nodes_harness import Probe, Processes
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
+
+    from async_naf.nodes import _msgs
+    from async_naf.wire.record_bundle import canonical_joint_state, canonical_multiarray, encode_bundle, encode_topics
+    from async_naf.wire.recorder import decode_ready
+
+    bag = tmp_path / "bag"
+    procs = Processes(ros_env, tmp_path)
+    probe = Probe(ros_env)
+    ready: list[frozenset[str]] = []
+    try:
+        bundle_pub = probe.node.create_publisher(UInt8MultiArray, "/robot_0/recorder/bundle", _msgs.BUNDLE)
+        goal_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/task/goal", _msgs.LATCHED)
+        goal_pub.publish(_msgs.to_msg(layouts.encode_goal(layouts.Goal(0, True, np.zeros(3))), Float64MultiArray))
+        probe.node.create_subscription(String, "/recorder/ready", lambda m: ready.append(decode_ready(m.data)),
+                                       _msgs.LATCHED)
+        procs.start("recorder", "recorder_node", "-p", f"bag_path:={bag}",
+                    "-p", "topics:=[/robot_0/joint_states, /robot_0/policy/step, /robot_0/task/goal]",
+                    "-p", f"types:=[{JS}, {F64}, {F64}]", "-p", "qos:=[sensor, stream, latched]",
+                    "-p", "bundles:=[/robot_0/recorder/bundle]",
+                    "-p", "bundled:=[/robot_0/joint_states, /robot_0/policy/step]")
+        probe.spin_until(lambda: bool(ready) and "/robot_0" in ready[-1], 30, "/robot_0 ready")
+        assert probe.node.count_subscribers("/robot_0/joint_states") == 0  # bundled: not subscribed
+        probe.watch_diagnostics()
+        table = encode_topics(["/robot_0/joint_states", "/robot_0/policy/step", "/robot_0/other"])
+        for i in range(40):  # what the tap sends: rmw's serialisation made canonical
+            msg = JointState(name=["a"], position=[float(i)], velocity=[0.0])
+            step = Float64MultiArray(data=[float(i)])
+            bundle_pub.publish(encode_bundle(table, [(0, 1_000_000_000 + 10 * i,
+                                                      canonical_joint_state(serialize_message(msg))),
+                                                     (1, 1_000_000_005 + 10 * i,
+                                                      canonical_multiarray(serialize_message(step))),
+                                                     (2, 1_000_000_006 + 10 * i, b"\x00\x01\x00\x00")]))
+        bundle_pub.publish(b"not a bundle")
+        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 81 and
+                         probe.diag("/recorder", "dropped bundle:other_topic") >= 40 and
+                         probe.diag("/recorder", "dropped bundle:malformed") >= 1, 60, "the bundles written")
+        assert procs.interrupt("recorder") == 0, procs.log("recorder")
+    finally:
+        probe.close()
+        procs.stop_all()
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag], default_typestore=_store()) as reader:
+        got = [(c.topic, t) for c, t, _ in reader.messages()]
+        joints = [reader.deserialize(raw, JS).position[0] for c, _, raw in reader.messages()
+                  if c.topic == "/robot_0/joint_states"]
+    assert [t for topic, t in got if topic == "/robot_0/joint_states"] == [1_000_000_000 + 10 * i for i in range(40)]
+    assert [t for topic, t in got if topic == "/robot_0/policy/step"] == [1_000_000_005 + 10 * i for i in range(40)]
+    assert joints == [float(i) for i in range(40)]
+    assert [topic for topic, _ in got].count("/robot_0/task/goal") == 1  # still subscribed: the latched goal
+
+
 def test_a_robot_is_ready_for_the_recorder_only_when_every_publisher_is_matched() -> None:
     """The rule behind /recorder/ready: per robot namespace, every topic's subscription has matched as many
     publishers as the graph shows, and joint_states and policy/step at least one; topics without a

@@ -79,6 +79,10 @@ class CollectorConfig:
             own recorder: ``/recorder/ready``); the first episode then waits until this robot's namespace is
             named there. Empty: the graph's view only (an external recorder such as ``ros2 bag record``),
             which can show a subscription before the publishers have matched it.
+        record_bundle_topics: a recorded run with a composed robot (``async-naf train --record``, intra-process
+            delivery): the absolute topics of this robot that the recorder gets in bundles from this process
+            (:mod:`async_naf.wire.record_bundle`, on ``recorder/bundle``) instead of subscribing to them; the
+            collector installs the tap on the process's bus. Empty = none (the recorder subscribes).
         counts_file: at exit, write this collector's final counters (what its /diagnostics show: episodes,
             transitions sent, acknowledged, re-sent, lost by reason, drops by reason) as JSON to this file;
             empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json`` and adds them to
@@ -104,6 +108,7 @@ class CollectorConfig:
     send_window: int = 32
     wait_for_recorder: str = ""
     recorder_ready_topic: str = ""
+    record_bundle_topics: tuple[str, ...] = ()
     counts_file: str = ""
 
     def __post_init__(self) -> None:
@@ -113,6 +118,11 @@ class CollectorConfig:
         numbers(self, ("goal_resend_s",), 0.0)
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+        self.record_bundle_topics = tuple(self.record_bundle_topics)
+        if any(not t.startswith("/") for t in self.record_bundle_topics) or \
+                len(set(self.record_bundle_topics)) != len(self.record_bundle_topics):
+            raise ValueError(f"record_bundle_topics must be distinct absolute topic names, got "
+                             f"{self.record_bundle_topics!r}")
 
 
 class GroundTruth(NamedTuple):

@@ -140,16 +140,22 @@ class LocalPublisher:
         return str(self.ros.topic_name)
 
     def get_subscription_count(self) -> int:
-        """Subscriptions matched over DDS plus those of this process on the bus."""
-        return int(self.ros.get_subscription_count()) + self._bus.local_subscriptions(self.key)
+        """Subscriptions matched over DDS plus those of this process on the bus (the recorder's tap counts
+        as one)."""
+        return (int(self.ros.get_subscription_count()) + self._bus.local_subscriptions(self.key)
+                + self._bus.tapped(self.key[0]))
 
     def publish(self, msg: Any) -> None:
         """Queue ``msg`` (the adapter's value for an adapted publisher) for this process's subscriptions;
-        write it to DDS if anyone else listens."""
-        if self._bus.deliver(self.key, msg, self.adapter):
+        hand it to the recorder's tap if its topic is tapped; write it to DDS if anyone else listens."""
+        bus = self._bus
+        if bus.deliver(self.key, msg, self.adapter):
             self.published_local += 1
+        tap = bus.tap
+        if tap is not None and self.key[0] in tap.index:
+            tap.add(self.key[0], msg if self.adapter is None else bus.as_ros(msg, self.adapter))
         if self._latched or self.ros.get_subscription_count() > 0:
-            self.ros.publish(msg if self.adapter is None else self._bus.as_ros(msg, self.adapter))
+            self.ros.publish(msg if self.adapter is None else bus.as_ros(msg, self.adapter))
             self.published_dds += 1
 
     def wait_for_all_acked(self, timeout: Any) -> bool:
@@ -207,6 +213,15 @@ class LocalBus:
         self._scheduled = False
         self._error: BaseException | None = None
         self._last_ros: tuple[Any, TypeAdapter, Any] | None = None
+        self.tap: RecordTap | None = None  # a recorded run's tap (see RecordTap)
+
+    def set_tap(self, tap: RecordTap | None) -> None:
+        """Hand every message published here on ``tap``'s topics to it (None: no tap)."""
+        self.tap = tap
+
+    def tapped(self, topic: str) -> int:
+        """1 if ``topic``'s messages go to the recorder's tap, else 0."""
+        return int(self.tap is not None and topic in self.tap.index)
 
     # ------------------------------------------------------------------------------ wiring
     def add_publisher(self, node: Any, msg_type: type, topic: str, qos: QoSProfile,
@@ -320,6 +335,8 @@ class LocalBus:
             self._error = exc  # and nothing more is scheduled (_schedule) until it is raised
         finally:
             self._scheduled = False
+        if self.tap is not None:
+            self.tap.flush()  # what these rounds published, to the recorder in one message
         if self._order:
             self._schedule()
 
@@ -328,6 +345,61 @@ class LocalBus:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+
+class RecordTap:
+    """A recorded run's tap on a composed robot's bus (:mod:`async_naf.wire.record_bundle`).
+
+    The recorder does not subscribe to the topics tapped here: each message published on them in this process
+    is serialised (the CDR ``ros2 bag record`` stores) with the time it was published, and what the bus's
+    delivery rounds (or the collector's flush timer) collected goes to the recorder as one bundle on
+    ``publisher``'s topic, instead of one DDS message per message.
+
+    Args:
+        topics: absolute names of the tapped topics.
+        publisher: an rclpy publisher of ``std_msgs/UInt8MultiArray`` (the bundle is published as raw CDR).
+    """
+
+    def __init__(self, topics: tuple[str, ...] | list[str], publisher: Any) -> None:
+        from rclpy.serialization import serialize_message
+        from sensor_msgs.msg import Imu, JointState
+        from std_msgs.msg import Float64MultiArray
+
+        from async_naf.wire.record_bundle import (
+            canonical_imu,
+            canonical_joint_state,
+            canonical_multiarray,
+            encode_topics,
+        )
+
+        self.index = {topic: i for i, topic in enumerate(topics)}
+        self._table = encode_topics(list(topics))
+        self._publisher = publisher
+        self._serialize = serialize_message
+        # rmw's serialize_message leaves padding uninitialised and pads an empty float64 sequence at the end:
+        # the types with padding get the exact CDR a DDS reader (ros2 bag record) stores, which rosbags reads
+        self._canonical: dict[type, Callable[[bytes], bytes]] = {
+            JointState: canonical_joint_state, Float64MultiArray: canonical_multiarray, Imu: canonical_imu}
+        self._entries: list[tuple[int, int, bytes]] = []
+        self.messages = 0  # messages tapped
+        self.bundles = 0  # bundles published
+
+    def add(self, topic: str, msg: Any) -> None:
+        """Serialise ``msg`` (a ROS message of ``topic``) with the time now, for the next bundle."""
+        raw = self._serialize(msg)
+        canonical = self._canonical.get(type(msg))
+        self._entries.append((self.index[topic], time.time_ns(), raw if canonical is None else canonical(raw)))
+        self.messages += 1
+
+    def flush(self) -> None:
+        """Publish what was collected since the last flush as one bundle (nothing if nothing was)."""
+        if not self._entries:
+            return
+        from async_naf.wire.record_bundle import encode_bundle
+
+        entries, self._entries = self._entries, []
+        self._publisher.publish(encode_bundle(self._table, entries))
+        self.bundles += 1
 
 
 def create_publisher(node: Any, msg_type: type, topic: str, qos: QoSProfile,
@@ -371,8 +443,10 @@ def more_queued(sub: Any) -> bool:
 
 def heard_only_here(pub: Any) -> bool:
     """True if what ``pub`` publishes reaches this process's subscriptions only: a bus publisher, not latched,
-    with no DDS subscriber matched (no recorder, no ``ros2 topic echo``, no node elsewhere)."""
-    return isinstance(pub, LocalPublisher) and not pub._latched and pub.ros.get_subscription_count() == 0
+    not tapped for the recorder, with no DDS subscriber matched (no recorder, no ``ros2 topic echo``, no node
+    elsewhere)."""
+    return (isinstance(pub, LocalPublisher) and not pub._latched and not pub._bus.tapped(pub.key[0])
+            and pub.ros.get_subscription_count() == 0)
 
 
 def destroy_publisher(node: Any, pub: Any) -> None:

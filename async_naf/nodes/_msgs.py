@@ -49,6 +49,10 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
                      history=HistoryPolicy.KEEP_LAST)
 STREAM = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                     history=HistoryPolicy.KEEP_LAST)
+# a composed robot's bundles for the recorder (async_naf.wire.record_bundle): one per round of its bus, so a deep
+# queue (2,000: seconds of a lockstep robot) lets the recorder fall behind for a while without a loss
+BUNDLE = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                    history=HistoryPolicy.KEEP_LAST)
 
 _TYPES = {
     Float32MultiArray: ("f", np.float32),

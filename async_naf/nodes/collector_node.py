@@ -35,7 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from async_naf.collecting.collector import CollectorConfig, GroundTruth
@@ -48,6 +48,7 @@ from async_naf.wire.layouts import LayoutError
 from async_naf.wire.recorder import merge_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
+RECORD_FLUSH_S = 0.02  # a recorded run's tap is flushed at least this often, s
 
 
 class CollectorNode(Node):
@@ -63,6 +64,7 @@ class CollectorNode(Node):
         self._future: Any = None
         self._recorder_seen = False
         self._logged: dict[str, float] = {}
+        self._tap = self._install_record_tap() if self.cfg.record_bundle_topics else None
         self._goal_pub = _local.create_publisher(self, Float64MultiArray, "task/goal", _msgs.LATCHED)
         self._tr_pub = self.create_publisher(Float32MultiArray, "/trainer/transitions", _msgs.STREAM)
         self._stats_pub = self.create_publisher(Float64MultiArray, "/trainer/episode_stats", _msgs.STREAM)
@@ -90,6 +92,19 @@ class CollectorNode(Node):
         self._publish_goal(self.loop.initial_goal())
         self.get_logger().info(f"collector ready: task={self.cfg.task} robot_id={self.cfg.robot_id} "
                                f"episode_steps={self.asm.episode_steps}")
+
+    def _install_record_tap(self) -> _local.RecordTap:
+        """The recorder's tap on this robot's bus (record_bundle_topics), flushed by the bus after each round
+        of deliveries and by a timer (what a timer callback published outside them)."""
+        bus = _local.current()
+        if bus is None:
+            raise ValueError("record_bundle_topics needs a composed robot with intra-process delivery "
+                             "(the bus the tap sits on)")
+        tap = _local.RecordTap(self.cfg.record_bundle_topics,
+                               self.create_publisher(UInt8MultiArray, "recorder/bundle", _msgs.BUNDLE))
+        bus.set_tap(tap)
+        self.create_timer(RECORD_FLUSH_S, tap.flush, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        return tap
 
     @property
     def phase(self) -> str:

@@ -24,7 +24,13 @@ namespace is ready it re-publishes that message every ``READY_REFRESH_S``: the m
 collector that misses the one sample (seen in 2 of 13 netns partition runs: a robot waited for
 ever) must not depend on it.
 
+Bundles: the topics in ``bundled`` are not subscribed to. A composed robot's collector taps them on the
+robot's bus and sends them in bundles (:mod:`async_naf.wire.record_bundle`) on the topics in ``bundles``;
+each message of a bundle is written under its own topic with the time the robot published it. A robot is
+ready once its bundle's publisher is matched (and its other topics as above).
+
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
+  sub <robot>/recorder/bundle  std_msgs/UInt8MultiArray  reliable, ``queue_depth`` (async_naf.record_bundle.v1)
   pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
   pub ~/ready        std_msgs/String                   reliable + transient local (async_naf.recorder_ready.v1)
 """
@@ -39,13 +45,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
+from std_msgs.msg import String, UInt8MultiArray
 
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.recording.config import RecorderConfig
 from async_naf.recording.ready import ready_namespaces, topic_namespace
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
+from async_naf.wire.record_bundle import bundle_data, decode_bundle
 from async_naf.wire.recorder import encode_ready
 
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
@@ -85,9 +92,18 @@ class RecorderNode(Node):
                  for topic, typename, q in zip(self.cfg.topics, self.cfg.types, self.cfg.qos)]
         self.writer = BagWriter(self.cfg.bag_path, specs, self.cfg.storage, self.cfg.max_pending)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._subs = [self.create_subscription(cls, spec.name, partial(self._on_message, index),
-                                               _subscription_qos(spec.qos, self.cfg.queue_depth), raw=True)
-                      for index, (spec, cls) in enumerate(zip(specs, classes))]
+        bundled = set(self.cfg.bundled)
+        self._index = {spec.name: index for index, spec in enumerate(specs) if spec.name in bundled}
+        self._subs = {index: self.create_subscription(cls, spec.name, partial(self._on_message, index),
+                                                      _subscription_qos(spec.qos, self.cfg.queue_depth), raw=True)
+                      for index, (spec, cls) in enumerate(zip(specs, classes)) if spec.name not in bundled}
+        # composed robots' bundles (async_naf.wire.record_bundle): one subscription per robot for its tapped topics
+        bundle_qos = QoSProfile(depth=self.cfg.queue_depth, history=HistoryPolicy.KEEP_LAST,
+                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._bundle_subs = {topic_namespace(topic): self.create_subscription(
+            UInt8MultiArray, topic, partial(self._on_bundle, i), bundle_qos, raw=True)
+            for i, topic in enumerate(self.cfg.bundles)}
+        self.bundle_drops: dict[str, int] = {}
         self.create_timer(diag_period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._ready_pub = self.create_publisher(String, "~/ready", _msgs.LATCHED)
         self._namespaces = {topic_namespace(spec.name) for spec in specs} - {""}
@@ -108,6 +124,37 @@ class RecorderNode(Node):
                 return
             self._put(index, taken[0], taken[1])
 
+    def _on_bundle(self, i: int, data: bytes, info: dict) -> None:
+        sub = self._bundle_subs[topic_namespace(self.cfg.bundles[i])]
+        self._put_bundle(data)
+        while True:  # every further bundle waiting, as drain_queue does
+            with sub.handle:
+                taken = sub.handle.take_message(sub.msg_type, True)
+            if taken is None:
+                return
+            self._put_bundle(taken[0])
+
+    def _put_bundle(self, data: bytes) -> None:
+        """Every message of one bundle into the bag, under its own topic, at the time the robot published it."""
+        try:
+            messages = decode_bundle(bundle_data(data))
+        except ValueError as exc:
+            self._drop_bundle("malformed", f"malformed bundle dropped: {exc}")
+            return
+        index = self._index
+        for topic, t_ns, raw in messages:
+            i = index.get(topic)
+            if i is None:
+                self._drop_bundle("other_topic", f"bundled message of {topic} dropped: not a bundled topic")
+                continue
+            self.writer.put(i, t_ns, raw)
+
+    def _drop_bundle(self, reason: str, text: str) -> None:
+        n = self.bundle_drops.get(reason, 0) + 1
+        self.bundle_drops[reason] = n
+        if n & (n - 1) == 0:  # the 1st, 2nd, 4th, ... of a reason
+            self.get_logger().warning(f"{text} ({n} so far)")
+
     def _put(self, index: int, data: bytes, info: dict) -> None:
         now = time.time_ns()
         received = int(info.get("received_timestamp", 0) or 0) if isinstance(info, dict) else 0
@@ -118,9 +165,20 @@ class RecorderNode(Node):
     def _check_ready(self) -> None:
         """Publish the robot namespaces whose publishers are all matched, when that changes; stop polling once
         every namespace is ready."""
-        topics = [spec.name for spec in self.writer.topics]
-        ready = ready_namespaces(topics, [sub.get_publisher_count() for sub in self._subs],
-                                 [self.count_publishers(topic) for topic in topics])
+        topics, matched, in_graph = [], [], []
+        for index, spec in enumerate(self.writer.topics):
+            sub = self._subs.get(index)
+            if sub is None:  # bundled: what counts is the bundle of its robot
+                ns = topic_namespace(spec.name)
+                bundle = self._bundle_subs.get(ns)
+                count = 0 if bundle is None else bundle.get_publisher_count()
+                graph = 1 if bundle is None else max(1, self.count_publishers(bundle.topic_name))
+            else:
+                count, graph = sub.get_publisher_count(), self.count_publishers(spec.name)
+            topics.append(spec.name)
+            matched.append(count)
+            in_graph.append(graph)
+        ready = ready_namespaces(topics, matched, in_graph)
         if ready != self._ready:
             self._ready = ready
             self._ready_pub.publish(String(data=encode_ready(ready)))
@@ -138,6 +196,7 @@ class RecorderNode(Node):
         w = self.writer
         values = dict(w.stats())
         values.update({f"dropped {spec.name}": n for spec, n in zip(w.topics, w.dropped) if n})
+        values.update({f"dropped bundle:{reason}": n for reason, n in self.bundle_drops.items()})
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if w.error or values["dropped"] else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message=w.error or "recording",
                                   hardware_id=self.cfg.bag_path,

@@ -27,6 +27,12 @@ class RecorderConfig:
         drain_queue: each callback also takes every further message already waiting on that subscription
             (much cheaper per message than one executor callback each: keeps up with bursts on a busy machine);
             false: one executor callback per message, as rclpy does by default.
+        bundles: topics of composed robots' bundles (``/robot_0/recorder/bundle``,
+            :mod:`async_naf.wire.record_bundle`): the recorder subscribes to them and writes each message
+            they carry into the bag under its own topic (one of ``bundled``), with the time the robot published
+            it as the receive time.
+        bundled: topics of ``topics`` that come in bundles only: the recorder does not subscribe to them (a
+            bundle message on any other topic is dropped, counted).
     """
 
     bag_path: str = ""
@@ -37,6 +43,8 @@ class RecorderConfig:
     queue_depth: int = 1000
     max_pending: int = 200_000
     drain_queue: bool = True
+    bundles: tuple[str, ...] = ()
+    bundled: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -55,3 +63,11 @@ class RecorderConfig:
             if qos not in QOS_PROFILES:
                 raise ValueError(f"{topic}: unknown QoS profile {qos!r}; choose one of {QOS_PROFILES}")
         integers(self, ("queue_depth", "max_pending"), 1)
+        self.bundles, self.bundled = tuple(self.bundles), tuple(self.bundled)
+        if any(not t.startswith("/") for t in self.bundles) or len(set(self.bundles)) != len(self.bundles):
+            raise ValueError(f"bundles must be distinct absolute topic names, got {self.bundles!r}")
+        missing = sorted(set(self.bundled) - set(self.topics))
+        if missing:
+            raise ValueError(f"bundled topics must be recorded topics; not in topics: {missing}")
+        if self.bundled and not self.bundles:
+            raise ValueError("bundled topics need the bundles that carry them")

@@ -91,6 +91,7 @@ EXTRA_PARAMS: dict[str, dict[str, type]] = {
 # seconds a node gets after SIGINT before SIGTERM (the trainer writes a final checkpoint and the buffer)
 # `ros2 bag record`'s node: rosbag2_transport's Recorder default (rosbag2_py Recorder node_name="rosbag2_recorder")
 ROSBAG2_RECORDER = "/rosbag2_recorder"
+RECORD_BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
 STOP_TIMEOUT_S = {"trainer": 60.0, "recorder": 60.0}  # the recorder drains its queue and closes the bag
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
@@ -494,10 +495,12 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         return values
     if role == "collector":  # its final counters go into summary.json (async_naf.run.results.collector_counts)
         # a recorded run (the graph's own /recorder): the first episode waits until the bag gets its steps
-        return {"task": config.task, "seed": seed, "robot_id": robot,
-                "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
-                "wait_for_recorder": "/recorder" if config.record else config.external_recorder,
-                "recorder_ready_topic": "/recorder/ready" if config.record else ""}
+        values = {"task": config.task, "seed": seed, "robot_id": robot,
+                  "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
+                  "wait_for_recorder": "/recorder" if config.record else config.external_recorder,
+                  "recorder_ready_topic": "/recorder/ready" if config.record else ""}
+        tapped = record_bundle_topics(config, robot)
+        return {**values, "record_bundle_topics": tapped} if tapped else values
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)
 
 
@@ -639,6 +642,10 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
         topics = record_topics(config)
         values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],
                   "types": [t[1] for t in topics], "qos": [t[2] for t in topics]}
+        bundled = [t for i in robot_indices(config) for t in record_bundle_topics(config, i)]
+        if bundled:
+            values.update(bundled=bundled, bundles=[f"{robot_namespace(i)}/{RECORD_BUNDLE_TOPIC}"
+                                                    for i in robot_indices(config) if record_bundle_topics(config, i)])
         user = overrides_for(config.overrides, "/", "recorder")
         nodes.insert(0, _spec("recorder", "/", _node_params("recorder", values, user, "/recorder"), (), robot=None))
     names = [n.fqn for n in nodes]
@@ -686,6 +693,18 @@ def record_topics(config: GraphConfig) -> list[tuple[str, str, str]]:
     out += [("/trainer/weights", "std_msgs/msg/UInt8MultiArray", "latched"),
             ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "diagnostics")]
     return out
+
+
+def record_bundle_topics(config: GraphConfig, robot: int) -> list[str]:
+    """The recorded topics of robot ``robot`` that its collector's tap sends the recorder in bundles
+    (:mod:`async_naf.wire.record_bundle`) instead of the recorder subscribing to them: with the graph's own
+    recorder, a composed robot with intra-process delivery and the embedded sim (whose nodes publish every one
+    of them through the process's bus), the robot's topics except the latched goal (its DDS publisher keeps
+    transient-local durability for a late recorder). Empty otherwise."""
+    if not (config.record and config.composition == "robot" and config.intra_process and config.backend == "mujoco"):
+        return []
+    ns = robot_namespace(robot)
+    return [topic for topic, _, qos in record_topics(config) if topic.startswith(ns + "/") and qos != "latched"]
 
 
 def _spec(role: str, ns: str, params: dict, remaps: tuple, robot: int | None, required: bool = False) -> NodeSpec:

@@ -1,0 +1,215 @@
+"""A composed robot's recorded messages, bundled for the recorder (``<ns>/recorder/bundle``).
+
+In a recorded run every stream a composed robot hands over in-process (joint states, IMU, door state,
+commands, goal, policy steps, ground truth, its clock: about 15 messages per control step) would also have to
+be written to DDS for the recorder, one DDS message each: that cost the robot process about 90 us per message
+and the recorder about 100 (docs/benchmarks.md, "Recording"). Instead the robot serialises each such message
+itself (the CDR bytes ``ros2 bag record`` would store) and sends the recorder one bundle per round of its
+bus; the recorder writes every message of it into the bag under its own topic, with the time the robot
+published it as the receive time.
+
+Wire format ``async_naf.record_bundle.v1``: a ``std_msgs/UInt8MultiArray`` whose layout has one dimension
+labelled with the format name (size = stride = the byte count), and whose data is, little endian:
+
+- ``u16`` topic count, then per topic ``u16`` byte length and the UTF-8 absolute topic name;
+- then, to the end, per message: ``u16`` topic index, ``i64`` receive time (ns since the Unix epoch),
+  ``u32`` byte length, the serialised message (CDR, with its 4-byte encapsulation header).
+
+:func:`encode_bundle` returns the whole ``UInt8MultiArray`` as CDR (published raw, no message object built);
+:func:`decode_bundle` takes the data bytes of a received one and checks every length and index. The messages
+in a bundle are the exact CDR a DDS reader would get (``canonical_*``: rmw's ``serialize_message`` leaves
+padding uninitialised and pads an empty float64 sequence at the end).
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+
+RECORD_BUNDLE = "async_naf.record_bundle.v1"
+MAX_TOPICS = 1024
+_IMU_VALUES = 37  # float64 after sensor_msgs/Imu's header (orientation, angular velocity, acceleration, covariances)
+_U32 = struct.Struct("<I")
+
+_U16 = struct.Struct("<H")
+_ENTRY = struct.Struct("<HqI")  # topic index, receive time ns, byte length
+_LABEL = RECORD_BUNDLE.encode() + b"\0"
+# UInt8MultiArray CDR up to the data: encapsulation (plain CDR, little endian), 1 dimension, its label (length
+# with the NUL, bytes, padding to 4), then size and stride, data_offset, the data's length
+_HEAD = b"\x00\x01\x00\x00" + struct.pack("<II", 1, len(_LABEL)) + _LABEL + b"\0" * (-len(_LABEL) % 4)
+
+
+def encode_topics(topics: Sequence[str]) -> bytes:
+    """The topic table of a bundle (computed once per publisher: its topics do not change)."""
+    if len(topics) > MAX_TOPICS:
+        raise ValueError(f"at most {MAX_TOPICS} topics in a bundle, got {len(topics)}")
+    out = [_U16.pack(len(topics))]
+    for topic in topics:
+        name = topic.encode()
+        if not topic.startswith("/") or len(name) > 0xFFFF:
+            raise ValueError(f"bundle topics must be absolute names, got {topic!r}")
+        out += [_U16.pack(len(name)), name]
+    return b"".join(out)
+
+
+def encode_bundle(table: bytes, entries: Sequence[tuple[int, int, bytes]]) -> bytes:
+    """The CDR of a ``std_msgs/UInt8MultiArray`` holding ``entries`` ((topic index in ``table``, receive time
+    ns, serialised message) each) after the topic ``table`` (:func:`encode_topics`)."""
+    data = b"".join([table, *(_ENTRY.pack(index, t_ns, len(raw)) + raw for index, t_ns, raw in entries)])
+    n = len(data)
+    return b"".join((_HEAD, struct.pack("<IIII", n, n, 0, n), data))
+
+
+def decode_bundle(data: bytes | memoryview) -> list[tuple[str, int, bytes]]:
+    """(topic, receive time ns, serialised message) of each message in a bundle's data bytes, in order.
+
+    Raises:
+        ValueError: a truncated or malformed bundle (a length past the end, a topic index beyond the table,
+            a topic name that is not absolute UTF-8).
+    """
+    view = memoryview(data)
+    end = len(view)
+    try:
+        (n_topics,) = _U16.unpack_from(view, 0)
+        pos = 2
+        topics = []
+        for _ in range(n_topics):
+            (length,) = _U16.unpack_from(view, pos)
+            pos += 2
+            if pos + length > end:
+                raise ValueError("a topic name runs past the end of the bundle")
+            topic = bytes(view[pos:pos + length]).decode()
+            if not topic.startswith("/"):
+                raise ValueError(f"bundle topic {topic!r} is not absolute")
+            topics.append(topic)
+            pos += length
+        out = []
+        while pos < end:
+            index, t_ns, length = _ENTRY.unpack_from(view, pos)
+            pos += _ENTRY.size
+            if index >= n_topics or pos + length > end:
+                raise ValueError("a message's topic index or length does not fit the bundle")
+            out.append((topics[index], t_ns, bytes(view[pos:pos + length])))
+            pos += length
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed {RECORD_BUNDLE} bundle: {exc}") from exc
+    return out
+
+
+def bundle_data(raw: bytes | memoryview) -> memoryview:
+    """The data bytes of a received bundle, the serialised ``std_msgs/UInt8MultiArray`` (CDR, little or big
+    endian), after checking its layout names this format and version.
+
+    Raises:
+        ValueError: not a ``UInt8MultiArray`` of this format (another label or version, several dimensions),
+            or truncated.
+    """
+    view = memoryview(raw)
+    if len(view) < 8 or view[0] != 0 or view[1] not in (0, 1):
+        raise ValueError("not a CDR-encoded message")
+    u32 = struct.Struct("<I" if view[1] == 1 else ">I")
+    body = view[4:]
+
+    def read_u32(pos: int) -> tuple[int, int]:
+        pos = (pos + 3) & ~3
+        if pos + 4 > len(body):
+            raise ValueError(f"{RECORD_BUNDLE}: truncated")
+        return u32.unpack_from(body, pos)[0], pos + 4
+
+    n_dims, pos = read_u32(0)
+    if n_dims != 1:
+        raise ValueError(f"{RECORD_BUNDLE}: {n_dims} layout dimensions, expected 1")
+    n, pos = read_u32(pos)
+    label = bytes(body[pos:pos + n - 1]) if n else b""
+    if label != RECORD_BUNDLE.encode():
+        raise ValueError(f"not a {RECORD_BUNDLE} bundle (layout label {label[:60]!r})")
+    pos += n
+    for _ in range(3):  # size, stride, data_offset
+        _, pos = read_u32(pos)
+    count, pos = read_u32(pos)
+    if pos + count > len(body):
+        raise ValueError(f"{RECORD_BUNDLE}: data runs past the end of the message")
+    return body[pos:pos + count]
+
+
+# --- the exact CDR of the tapped message types --------------------------------------------------------------
+
+
+def _align(body: memoryview, pos: int, n: int) -> int:
+    """``pos`` aligned to ``n`` (a power of 2), the padding bytes skipped set to zero."""
+    new = (pos + n - 1) & ~(n - 1)
+    if new > len(body):
+        raise ValueError("truncated")
+    body[pos:new] = bytes(new - pos)
+    return new
+
+
+def _skip_u32(body: memoryview, pos: int) -> tuple[int, int]:
+    pos = _align(body, pos, 4)
+    if pos + 4 > len(body):
+        raise ValueError("truncated")
+    return _U32.unpack_from(body, pos)[0], pos + 4
+
+
+def _skip_string(body: memoryview, pos: int) -> int:
+    n, pos = _skip_u32(body, pos)
+    if n == 0 or pos + n > len(body):
+        raise ValueError("bad string")
+    return pos + n
+
+
+def _skip_doubles(body: memoryview, pos: int) -> int:
+    n, pos = _skip_u32(body, pos)
+    if n:
+        pos = _align(body, pos, 8)
+    if pos + 8 * n > len(body):
+        raise ValueError("sequence beyond the message")
+    return pos + 8 * n
+
+
+def _canonical(raw: bytes | memoryview, walk: Callable[[memoryview], int]) -> bytes:
+    """``raw`` (CDR, little endian) cut where ``walk`` says its body ends, padding zeroed, options 0."""
+    buf = bytearray(raw)
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 1:
+        raise ValueError("not little-endian CDR")
+    buf[2:4] = b"\0\0"
+    end = walk(memoryview(buf)[4:])
+    return bytes(buf[:4 + end])
+
+
+def canonical_joint_state(raw: bytes | memoryview) -> bytes:
+    """A ``sensor_msgs/JointState`` in CDR as rosbags (and a DDS reader) has it: rmw's ``serialize_message``
+    leaves its padding bytes uninitialised and pads a message whose empty ``effort`` ends it to 8 bytes, which
+    rosbags takes for a malformed message and this module's tables for another layout. ValueError if ``raw``
+    is not one."""
+    def walk(body: memoryview) -> int:
+        pos = _skip_string(body, 8)  # frame_id, after the stamp
+        count, pos = _skip_u32(body, pos)
+        for _ in range(count):
+            pos = _skip_string(body, pos)
+        for _ in range(3):  # position, velocity, effort
+            pos = _skip_doubles(body, pos)
+        return pos
+    return _canonical(raw, walk)
+
+
+def canonical_multiarray(raw: bytes | memoryview) -> bytes:
+    """A ``std_msgs/Float64MultiArray`` in CDR as rosbags has it (see :func:`canonical_joint_state`)."""
+    def walk(body: memoryview) -> int:
+        n_dims, pos = _skip_u32(body, 0)
+        for _ in range(n_dims):
+            pos = _skip_string(body, pos)
+            _, pos = _skip_u32(body, pos)  # size
+            _, pos = _skip_u32(body, pos)  # stride
+        _, pos = _skip_u32(body, pos)  # data_offset
+        return _skip_doubles(body, pos)
+    return _canonical(raw, walk)
+
+
+def canonical_imu(raw: bytes | memoryview) -> bytes:
+    """A ``sensor_msgs/Imu`` in CDR as rosbags has it (see :func:`canonical_joint_state`)."""
+    def walk(body: memoryview) -> int:
+        pos = _align(body, _skip_string(body, 8), 8)
+        if pos + 8 * _IMU_VALUES > len(body):
+            raise ValueError("Imu message too short")
+        return pos + 8 * _IMU_VALUES
+    return _canonical(raw, walk)
