@@ -249,28 +249,39 @@ def test_a_killed_trainer_is_restarted_from_its_checkpoint_and_the_run_goes_on(t
     assert not _processes_mentioning(str(run_dir))
 
 
-def test_stop_at_success_ends_the_run_with_the_weights_it_evaluated(tmp_path: Path, ros_env: dict[str, str]) -> None:
-    """--stop-at-success pauses the trainer for each evaluation and evaluates a checkpoint of the paused
-    weights: the run that stops on it ends with exactly those weights (the final checkpoint holds the same
-    networks, normaliser and update count), though its robots kept stepping meanwhile."""
-    from safetensors.numpy import load_file
-
-    run_dir = tmp_path / "stop"
-    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "1", "--seed", "0", "--minutes", "3",
-                  "--eval-every", "5", "--eval-episodes", "2", "--stop-at-success", "0.0", "--criterion", "success",
-                  "--set", "trainer.min_buffer_size=100", "--quiet", timeout=240)  # updates long before 5 s
+def _stop_at_success_run(run_dir: Path, env: dict[str, str], *extra: str) -> list[dict[str, str]]:
+    """A reach run (1 worker, seed 0) with ``--stop-at-success 0.0 --criterion success`` and ``extra``; its
+    eval.csv rows, once it ended with status 0 (its processes killed in any case)."""
+    proc = _train(run_dir, env, "--task", "reach", "--workers", "1", "--seed", "0", "--minutes", "3",
+                  "--eval-episodes", "2", "--stop-at-success", "0.0", "--criterion", "success", "--quiet", *extra,
+                  timeout=240)
     try:
         assert proc.returncode == 0, proc.stderr[-4000:]
     finally:
         for pid in _processes_mentioning(str(run_dir)):
             os.kill(pid, 9)
     with open(run_dir / "eval.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def _same_networks(a: Path, b: Path) -> bool:
+    """Two agent checkpoints hold the same tensors (names and values)."""
+    from safetensors.numpy import load_file
+
+    first, second = load_file(a), load_file(b)
+    return sorted(first) == sorted(second) and all((first[k] == second[k]).all() for k in first)
+
+
+def test_stop_at_success_ends_the_run_with_the_weights_it_evaluated(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """--stop-at-success pauses the trainer for each evaluation and evaluates a checkpoint of the paused
+    weights: the run that stops on it ends with exactly those weights (the final checkpoint holds the same
+    networks, normaliser and update count), though its robots kept stepping meanwhile."""
+    run_dir = tmp_path / "stop"
+    rows = _stop_at_success_run(run_dir, ros_env, "--eval-every", "5",
+                                "--set", "trainer.min_buffer_size=100")  # updates long before 5 s
     assert len(rows) == 1  # a rate of 0 is reached at the first evaluation: the run stops on it
     ckpt = run_dir / "checkpoints"
-    evaluated, final = load_file(ckpt / rows[0]["checkpoint"]), load_file(ckpt / "final.safetensors")
-    assert sorted(evaluated) == sorted(final)
-    assert all((evaluated[k] == final[k]).all() for k in evaluated)
+    assert _same_networks(ckpt / rows[0]["checkpoint"], ckpt / "final.safetensors")
     final_meta = json.loads((ckpt / "final.json").read_text())
     assert final_meta["updates"] == int(rows[0]["updates"]) > 0
     assert final_meta["env_steps"] > int(rows[0]["env_steps"])  # the robots went on while it was paused
@@ -280,25 +291,15 @@ def test_stop_at_success_evaluates_the_pre_trained_policy_first(tmp_path: Path, 
     """--demos with --demo-pretrain and --stop-at-success: the trainer holds its pre-trained weights
     (pause_after_pretrain) and the first evaluation is of checkpoints/pretrained, off the --eval-every
     schedule; a run that stops on it ends with exactly those weights, no online update made."""
-    from safetensors.numpy import load_file
     from test_demos import _dataset, _rows
 
     demos = _dataset(tmp_path / "demos", _rows(400, reward=1.0, seed=3))
     run_dir = tmp_path / "pre"
-    proc = _train(run_dir, ros_env, "--task", "reach", "--workers", "1", "--seed", "0", "--minutes", "3",
-                  "--eval-every", "30", "--eval-episodes", "2", "--stop-at-success", "0.0", "--criterion", "success",
-                  "--demos", str(demos), "--demo-ratio", "0.5", "--demo-pretrain", "200", "--quiet", timeout=240)
-    try:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    finally:
-        for pid in _processes_mentioning(str(run_dir)):
-            os.kill(pid, 9)
-    with open(run_dir / "eval.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _stop_at_success_run(run_dir, ros_env, "--eval-every", "30", "--demos", str(demos), "--demo-ratio", "0.5",
+                                "--demo-pretrain", "200")
     assert [r["checkpoint"] for r in rows] == ["pretrained.safetensors"]
     assert int(rows[0]["updates"]) == 200 and float(rows[0]["wall_s"]) < 30  # before the first periodic one
     ckpt = run_dir / "checkpoints"
-    evaluated, final = load_file(ckpt / "pretrained.safetensors"), load_file(ckpt / "final.safetensors")
-    assert sorted(evaluated) == sorted(final) and all((evaluated[k] == final[k]).all() for k in evaluated)
+    assert _same_networks(ckpt / "pretrained.safetensors", ckpt / "final.safetensors")
     final_meta = json.loads((ckpt / "final.json").read_text())
     assert final_meta["updates"] == final_meta["pretrain_updates"] == 200

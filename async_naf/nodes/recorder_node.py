@@ -197,7 +197,8 @@ class RecorderNode(Node):
         values = dict(w.stats())
         values.update({f"dropped {spec.name}": n for spec, n in zip(w.topics, w.dropped) if n})
         values.update({f"dropped bundle:{reason}": n for reason, n in self.bundle_drops.items()})
-        status = DiagnosticStatus(level=DiagnosticStatus.WARN if w.error or values["dropped"] else DiagnosticStatus.OK,
+        dropped = values["dropped"] or any(self.bundle_drops.values())
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if w.error or dropped else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message=w.error or "recording",
                                   hardware_id=self.cfg.bag_path,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
@@ -209,7 +210,8 @@ class RecorderNode(Node):
         """Process exit: write what is queued and close the bag."""
         self.writer.close()
         stats = self.writer.stats()
-        self.get_logger().info(f"bag closed: {stats['written']} messages written, {stats['dropped']} dropped")
+        dropped = int(stats["dropped"]) + sum(self.bundle_drops.values())  # not written, for whatever reason
+        self.get_logger().info(f"bag closed: {stats['written']} messages written, {dropped} dropped")
 
 
 def main(args: list[str] | None = None) -> int:
