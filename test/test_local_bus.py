@@ -467,6 +467,41 @@ def test_the_node_adapters_round_trip() -> None:
     np.testing.assert_array_equal(CommandAdapter().from_ros(CommandAdapter().to_ros(cmd)), cmd)
 
 
+def test_the_adapters_cdr_is_the_exact_cdr_of_their_messages() -> None:
+    """``to_cdr`` (a recorded run's tap, no message built) equals rmw's serialisation of ``to_ros`` made exact
+    (canonical, itself byte for byte rosbags' serialisation: test_cdr_tables), for random values of every
+    adapter: several frame ids, joint names and sizes, covariances known and unknown, empty sequences."""
+    import numpy as np
+    from rclpy.serialization import serialize_message
+
+    from async_naf.nodes._msgs import CommandAdapter, ImuAdapter, JointStateAdapter, PolicyStepAdapter
+    from async_naf.wire.imu import ImuSample
+    from async_naf.wire.joints import JointStates
+    from async_naf.wire.layouts import PolicyStep
+    from async_naf.wire.record_bundle import canonical_imu, canonical_joint_state, canonical_multiarray
+
+    rng = np.random.default_rng(4)
+    for k in range(60):
+        stamp = int(rng.integers(0, 2**31 - 1)) * 1_000_000_000 + int(rng.integers(0, 10**9))
+        cov = np.diag(rng.uniform(1e-6, 1e-3, 3)) if k % 3 else None
+        sample = ImuSample(stamp, rng.normal(size=3), rng.normal(size=3), cov, None if k % 4 == 0 else cov)
+        imu = ImuAdapter("f" * (k % 6))
+        assert imu.to_cdr(sample) == canonical_imu(serialize_message(imu.to_ros(sample)))
+        names = tuple(f"joint_{i}" + "x" * (k % 4) for i in range(k % 9))
+        n = len(names)
+        js = JointStates(stamp, names, rng.normal(size=n), rng.normal(size=n * (k % 2)),
+                         rng.normal(size=n * (k % 3 == 0)))
+        adapter = JointStateAdapter()
+        assert adapter.to_cdr(js) == canonical_joint_state(serialize_message(adapter.to_ros(js)))
+        obs_dim = 20 + k % 5
+        step = PolicyStep(stamp * 1e-9, k, 3 * k, rng.normal(size=obs_dim), rng.normal(size=7), rng.normal(size=7),
+                          rng.normal(size=7), rng.normal(size=3), float(rng.normal()), float(rng.normal()))
+        steps = PolicyStepAdapter(obs_dim, 7)
+        assert steps.to_cdr(step) == canonical_multiarray(serialize_message(steps.to_ros(step)))
+        cmd = rng.normal(size=k % 8)
+        assert CommandAdapter().to_cdr(cmd) == canonical_multiarray(serialize_message(CommandAdapter().to_ros(cmd)))
+
+
 def test_the_policy_arms_no_door_timer_for_an_estimate_already_queued(proc: Process) -> None:
     """A composed robot: the door-angle node publishes its estimate in the same bus round in which the policy
     takes the joint state that waits for it; the policy then arms no door-wait timer (each arm and cancel

@@ -69,6 +69,8 @@ class TypeAdapter(Protocol):
     def from_ros(self, msg: Any) -> Any:
         """The value for a received ROS message; raises ``ValueError`` if it cannot be converted."""
 
+    # optional: ``to_cdr(value) -> bytes``, the exact CDR of ``to_ros(value)`` (RecordTap uses it when present)
+
 
 def _same_kind(a: TypeAdapter | None, b: TypeAdapter | None) -> bool:
     return a is not None and b is not None and type(a) is type(b)
@@ -132,6 +134,8 @@ class LocalPublisher:
         self.adapter = adapter
         self._bus = bus
         self._latched = latched
+        # an adapter's own CDR encoder (optional: ``to_cdr(value) -> bytes``, the exact CDR of ``to_ros(value)``)
+        self._to_cdr: Callable[[Any], bytes] | None = getattr(adapter, "to_cdr", None)
         self.published_local = 0  # messages handed to subscriptions in this process
         self.published_dds = 0  # messages also written to DDS (a subscriber elsewhere, or latched)
 
@@ -153,7 +157,10 @@ class LocalPublisher:
             self.published_local += 1
         tap = bus.tap
         if tap is not None and self.key[0] in tap.index:
-            tap.add(self.key[0], msg if self.adapter is None else bus.as_ros(msg, self.adapter))
+            if self._to_cdr is not None:  # the adapter encodes its value itself: no message object
+                tap.add_cdr(self.key[0], self._to_cdr(msg))
+            else:
+                tap.add(self.key[0], msg if self.adapter is None else bus.as_ros(msg, self.adapter))
         if self._latched or self.ros.get_subscription_count() > 0:
             self.ros.publish(msg if self.adapter is None else bus.as_ros(msg, self.adapter))
             self.published_dds += 1
@@ -389,6 +396,11 @@ class RecordTap:
         raw = self._serialize(msg)
         canonical = self._canonical.get(type(msg))
         self._entries.append((self.index[topic], time.time_ns(), raw if canonical is None else canonical(raw)))
+        self.messages += 1
+
+    def add_cdr(self, topic: str, raw: bytes) -> None:
+        """Take a message of ``topic`` already serialised (its exact CDR), with the time now."""
+        self._entries.append((self.index[topic], time.time_ns(), raw))
         self.messages += 1
 
     def flush(self) -> None:

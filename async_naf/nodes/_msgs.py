@@ -39,6 +39,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimensi
 from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import ArrayMsg, PolicyStep, decode_policy_step, encode_policy_step
+from async_naf.wire.record_bundle import imu_cdr, joint_state_cdr, multiarray_cdr
 
 SENSOR = qos_profile_sensor_data
 IMU = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE,
@@ -142,6 +143,10 @@ class ImuAdapter:
             msg.linear_acceleration_covariance = self._flat_cov(1, sample.accel_cov)
         return msg
 
+    def to_cdr(self, sample: ImuSample) -> bytes:
+        """What ``to_ros`` builds, as its exact CDR (a recorded run's tap: no message object)."""
+        return imu_cdr(sample.stamp_ns, sample.gyro, sample.accel, sample.gyro_cov, sample.accel_cov, self.frame_id)
+
     def _flat_cov(self, slot: int, cov: np.ndarray) -> np.ndarray:
         cached = self._flat[slot]
         if cached is None or cached[0] is not cov:
@@ -167,6 +172,11 @@ class PolicyStepAdapter:
     def to_ros(self, step: PolicyStep) -> Float64MultiArray:
         return to_msg(encode_policy_step(step), Float64MultiArray)
 
+    def to_cdr(self, step: PolicyStep) -> bytes:
+        """What ``to_ros`` builds, as its exact CDR (a recorded run's tap: no message object)."""
+        arr = encode_policy_step(step)
+        return multiarray_cdr(arr.labels, arr.sizes, arr.strides, arr.data, arr.data_offset)
+
     def from_ros(self, msg: Float64MultiArray) -> PolicyStep:
         return decode_policy_step(from_msg(msg), self.obs_dim, self.act_dim)
 
@@ -188,6 +198,10 @@ class JointStateAdapter:
         msg.effort = _pack(js.effort, "d", np.float64)
         return msg
 
+    def to_cdr(self, js: JointStates) -> bytes:
+        """What ``to_ros`` builds, as its exact CDR (a recorded run's tap: no message object)."""
+        return joint_state_cdr(js.stamp_ns, js.name, js.position, js.velocity, js.effort)
+
     def from_ros(self, msg: JointState) -> JointStates:
         stamp = msg.header.stamp
         return JointStates(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec), tuple(msg.name),
@@ -206,6 +220,10 @@ class CommandAdapter:
         msg = Float64MultiArray()
         msg.data = _pack(command, "d", np.float64)
         return msg
+
+    def to_cdr(self, command: np.ndarray) -> bytes:
+        """What ``to_ros`` builds, as its exact CDR (a recorded run's tap: no message object)."""
+        return multiarray_cdr((), (), (), command)
 
     def from_ros(self, msg: Float64MultiArray) -> np.ndarray:
         return _unpack(msg.data, np.float64)

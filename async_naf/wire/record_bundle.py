@@ -22,6 +22,7 @@ padding uninitialised and pads an empty float64 sequence at the end).
 """
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 
@@ -213,3 +214,107 @@ def canonical_imu(raw: bytes | memoryview) -> bytes:
             raise ValueError("Imu message too short")
         return pos + 8 * _IMU_VALUES
     return _canonical(raw, walk)
+
+
+# --- the same CDR straight from the in-process values (the tap's fast path) ---------------------------------
+
+_ENCAPSULATION = b"\x00\x01\x00\x00"
+_STAMP = struct.Struct("<iI")
+
+
+def _string_cdr(text: str, pos: int) -> tuple[bytes, int]:
+    """A CDR string at body position ``pos`` (padding to 4 first): its bytes and the position after it."""
+    raw = text.encode() + b"\0"
+    pad = -pos % 4
+    return b"\0" * pad + struct.pack("<I", len(raw)) + raw, pos + pad + 4 + len(raw)
+
+
+def _doubles_cdr(values: object, pos: int) -> tuple[bytes, int]:
+    """A CDR float64 sequence at body position ``pos``: count (aligned to 4), then (aligned to 8) the values."""
+    import numpy as np
+
+    data = np.ascontiguousarray(values, dtype="<f8").reshape(-1).tobytes()
+    n = len(data) // 8
+    pad = -pos % 4
+    out = b"\0" * pad + struct.pack("<I", n)
+    pos += pad + 4
+    if n:
+        pad = -pos % 8
+        out += b"\0" * pad
+        pos += pad
+    return out + data, pos + len(data)
+
+
+def _stamp(stamp_ns: int) -> bytes:
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return _STAMP.pack(sec, nanosec)
+
+
+@functools.lru_cache(maxsize=64)
+def _names_cdr(frame_id: str, names: tuple[str, ...]) -> tuple[bytes, int]:
+    """A JointState's frame id and names after the stamp (the part a stream repeats), and where they end."""
+    out, pos = _string_cdr(frame_id, 8)
+    parts = [out, b"\0" * (-pos % 4) + struct.pack("<I", len(names))]
+    pos += -pos % 4 + 4
+    for name in names:
+        raw, pos = _string_cdr(name, pos)
+        parts.append(raw)
+    return b"".join(parts), pos
+
+
+def joint_state_cdr(stamp_ns: int, names: tuple[str, ...], position: object, velocity: object, effort: object,
+                    frame_id: str = "") -> bytes:
+    """The canonical CDR of a ``sensor_msgs/JointState`` (what :func:`canonical_joint_state` makes of rmw's)."""
+    head, pos = _names_cdr(frame_id, tuple(names))
+    parts = [_ENCAPSULATION, _stamp(stamp_ns), head]
+    for values in (position, velocity, effort):
+        raw, pos = _doubles_cdr(values, pos)
+        parts.append(raw)
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=16)
+def _imu_head(frame_id: str) -> bytes:
+    raw, pos = _string_cdr(frame_id, 8)
+    return raw + b"\0" * (-pos % 8)
+
+
+_NO_ORIENTATION = (0.0, 0.0, 0.0, 1.0, -1.0) + (0.0,) * 8  # quaternion (x, y, z, w), covariance[0] = -1 (REP 145)
+
+
+def imu_cdr(stamp_ns: int, gyro: object, accel: object, gyro_cov: object, accel_cov: object,
+            frame_id: str = "") -> bytes:
+    """The canonical CDR of a ``sensor_msgs/Imu`` without orientation (REP 145: covariance[0] -1), rates and
+    accelerations with their covariances (None: all zeros, "unknown"), as ``ImuAdapter.to_ros`` builds it."""
+    import numpy as np
+
+    g = np.asarray(gyro, dtype=np.float64).reshape(3)
+    a = np.asarray(accel, dtype=np.float64).reshape(3)
+    gc = np.zeros(9) if gyro_cov is None else np.asarray(gyro_cov, dtype=np.float64).reshape(9)
+    ac = np.zeros(9) if accel_cov is None else np.asarray(accel_cov, dtype=np.float64).reshape(9)
+    values = np.concatenate((_NO_ORIENTATION, g, gc, a, ac))
+    return b"".join((_ENCAPSULATION, _stamp(stamp_ns), _imu_head(frame_id), values.astype("<f8").tobytes()))
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data_offset: int
+                ) -> tuple[bytes, int]:
+    parts = [struct.pack("<I", len(labels))]
+    pos = 4
+    for label, size, stride in zip(labels, sizes, strides):
+        raw, pos = _string_cdr(label, pos)
+        pad = -pos % 4
+        parts += [raw, b"\0" * pad + struct.pack("<II", size, stride)]
+        pos += pad + 8
+    pad = -pos % 4
+    parts.append(b"\0" * pad + struct.pack("<I", data_offset))
+    return b"".join(parts), pos + pad + 4
+
+
+def multiarray_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data: object,
+                   data_offset: int = 0) -> bytes:
+    """The canonical CDR of a ``std_msgs/Float64MultiArray`` (layout dimensions, data offset, the values)."""
+    head, pos = _layout_cdr(tuple(labels), tuple(int(s) for s in sizes), tuple(int(s) for s in strides),
+                            int(data_offset))
+    raw, _ = _doubles_cdr(data, pos)
+    return b"".join((_ENCAPSULATION, head, raw))
