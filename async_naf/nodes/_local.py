@@ -376,13 +376,14 @@ class RecordTap:
             canonical_imu,
             canonical_joint_state,
             canonical_multiarray,
+            encode_bundle,
             encode_topics,
         )
 
         self.index = {topic: i for i, topic in enumerate(topics)}
         self._table = encode_topics(list(topics))
         self._publisher = publisher
-        self._serialize = serialize_message
+        self._serialize, self._encode = serialize_message, encode_bundle
         # rmw's serialize_message leaves padding uninitialised and pads an empty float64 sequence at the end:
         # the types with padding get the exact CDR a DDS reader (ros2 bag record) stores, which rosbags reads
         self._canonical: dict[type, Callable[[bytes], bytes]] = {
@@ -407,10 +408,8 @@ class RecordTap:
         """Publish what was collected since the last flush as one bundle (nothing if nothing was)."""
         if not self._entries:
             return
-        from async_naf.wire.record_bundle import encode_bundle
-
         entries, self._entries = self._entries, []
-        self._publisher.publish(encode_bundle(self._table, entries))
+        self._publisher.publish(self._encode(self._table, entries))
         self.bundles += 1
 
 
