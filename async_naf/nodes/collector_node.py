@@ -45,6 +45,7 @@ from async_naf.nodes._params import declare_from_dataclass
 from async_naf.wire import layouts
 from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
+from async_naf.wire.record_bundle import BUNDLE_TOPIC
 from async_naf.wire.recorder import merge_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
@@ -101,7 +102,7 @@ class CollectorNode(Node):
             raise ValueError("record_bundle_topics needs a composed robot with intra-process delivery "
                              "(the bus the tap sits on)")
         tap = _local.RecordTap(self.cfg.record_bundle_topics,
-                               self.create_publisher(UInt8MultiArray, "recorder/bundle", _msgs.BUNDLE))
+                               self.create_publisher(UInt8MultiArray, BUNDLE_TOPIC, _msgs.BUNDLE))
         bus.set_tap(tap)
         self.create_timer(RECORD_FLUSH_S, tap.flush, clock=Clock(clock_type=ClockType.STEADY_TIME))
         return tap

@@ -39,7 +39,9 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
@@ -78,6 +80,17 @@ def _subscription_qos(settings: dict, depth: int) -> QoSProfile:
                                   else DurabilityPolicy.VOLATILE))
 
 
+def _waiting(sub: Any) -> Iterator[tuple[bytes, dict]]:
+    """What else waits on the raw subscription ``sub`` (data, message info), taken here without one executor
+    task each."""
+    while True:
+        with sub.handle:
+            taken = sub.handle.take_message(sub.msg_type, True)
+        if taken is None:
+            return
+        yield taken[0], taken[1]
+
+
 class RecorderNode(Node):
     """See the module docstring."""
 
@@ -114,25 +127,14 @@ class RecorderNode(Node):
 
     def _on_message(self, index: int, data: bytes, info: dict) -> None:
         self._put(index, data, info)
-        if not self.cfg.drain_queue:
-            return
-        sub = self._subs[index]
-        while True:  # what else waits on this subscription: taken here, without one executor task each
-            with sub.handle:
-                taken = sub.handle.take_message(sub.msg_type, True)
-            if taken is None:
-                return
-            self._put(index, taken[0], taken[1])
+        if self.cfg.drain_queue:
+            for taken, taken_info in _waiting(self._subs[index]):
+                self._put(index, taken, taken_info)
 
     def _on_bundle(self, i: int, data: bytes, info: dict) -> None:
-        sub = self._bundle_subs[topic_namespace(self.cfg.bundles[i])]
         self._put_bundle(data)
-        while True:  # every further bundle waiting, as drain_queue does
-            with sub.handle:
-                taken = sub.handle.take_message(sub.msg_type, True)
-            if taken is None:
-                return
-            self._put_bundle(taken[0])
+        for taken, _ in _waiting(self._bundle_subs[topic_namespace(self.cfg.bundles[i])]):  # as drain_queue does
+            self._put_bundle(taken)
 
     def _put_bundle(self, data: bytes) -> None:
         """Every message of one bundle into the bag, under its own topic, at the time the robot published it."""

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from async_naf.wire import params as wire_params
+from async_naf.wire.record_bundle import BUNDLE_TOPIC
 
 PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real", "hardware")
@@ -91,7 +92,6 @@ EXTRA_PARAMS: dict[str, dict[str, type]] = {
 # seconds a node gets after SIGINT before SIGTERM (the trainer writes a final checkpoint and the buffer)
 # `ros2 bag record`'s node: rosbag2_transport's Recorder default (rosbag2_py Recorder node_name="rosbag2_recorder")
 ROSBAG2_RECORDER = "/rosbag2_recorder"
-RECORD_BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
 STOP_TIMEOUT_S = {"trainer": 60.0, "recorder": 60.0}  # the recorder drains its queue and closes the bag
 DEFAULT_STOP_TIMEOUT_S = 10.0
 
@@ -642,10 +642,10 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
         topics = record_topics(config)
         values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],
                   "types": [t[1] for t in topics], "qos": [t[2] for t in topics]}
-        bundled = [t for i in robot_indices(config) for t in record_bundle_topics(config, i)]
-        if bundled:
-            values.update(bundled=bundled, bundles=[f"{robot_namespace(i)}/{RECORD_BUNDLE_TOPIC}"
-                                                    for i in robot_indices(config) if record_bundle_topics(config, i)])
+        tapped = {i: record_bundle_topics(config, i) for i in robot_indices(config)}
+        if any(tapped.values()):
+            values.update(bundled=[t for ts in tapped.values() for t in ts],
+                          bundles=[f"{robot_namespace(i)}/{BUNDLE_TOPIC}" for i, ts in tapped.items() if ts])
         user = overrides_for(config.overrides, "/", "recorder")
         nodes.insert(0, _spec("recorder", "/", _node_params("recorder", values, user, "/recorder"), (), robot=None))
     names = [n.fqn for n in nodes]

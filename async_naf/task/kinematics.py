@@ -9,6 +9,8 @@ model is the 7-joint arm in ``ARM_JOINT_NAMES`` order.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from async_naf.task.description import ARM_JOINT_NAMES, expand_urdf
@@ -57,13 +59,18 @@ class ArmKinematics:
         q = np.asarray(q, dtype=float)
         if q.shape != (7,) or not np.isfinite(q).all():
             raise ValueError(f"q must be 7 finite joint angles (rad), got shape {q.shape}")
+        ee = self._placement(q)
+        return np.array(ee.translation), np.array(ee.rotation)
+
+    def _placement(self, q: np.ndarray) -> Any:
+        """The end-effector's placement (pinocchio SE3) in the base frame for checked joint angles ``q``."""
         pin = self._pin
         pin.forwardKinematics(self.model, self.data, q)
         # the two frames needed, not all of the model's (a quarter of the time: this runs every control step)
         ee = pin.updateFramePlacement(self.model, self.data, self._ee)
         if self._base is not None:
             ee = pin.updateFramePlacement(self.model, self.data, self._base).actInv(ee)
-        return np.array(ee.translation), np.array(ee.rotation)
+        return ee
 
     def ee_position(self, q: np.ndarray) -> np.ndarray:
         """Hook-tip position (3,) in the base frame, m, for joint angles ``q`` (7,) rad."""
@@ -75,12 +82,7 @@ class ArmKinematics:
         q = np.asarray(q, dtype=float)
         if q.ndim != 2 or q.shape[1] != 7 or not np.isfinite(q).all():
             raise ValueError(f"q must be (n, 7) finite joint angles (rad), got shape {q.shape}")
-        pin, model, data = self._pin, self.model, self.data
         out = np.empty((len(q), 3))
         for i, row in enumerate(q):
-            pin.forwardKinematics(model, data, row)
-            ee = pin.updateFramePlacement(model, data, self._ee)
-            if self._base is not None:
-                ee = pin.updateFramePlacement(model, data, self._base).actInv(ee)
-            out[i] = ee.translation
+            out[i] = self._placement(row).translation
         return out

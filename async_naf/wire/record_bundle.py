@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Sequence
 
 RECORD_BUNDLE = "async_naf.record_bundle.v1"
+BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
 MAX_TOPICS = 1024
 _IMU_VALUES = 37  # float64 after sensor_msgs/Imu's header (orientation, angular velocity, acceleration, covariances)
 _U32 = struct.Struct("<I")
