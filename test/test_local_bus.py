@@ -315,6 +315,42 @@ def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outsi
         node.destroy_node()
 
 
+def test_a_recorded_run_s_tap_gets_every_estimate_while_the_policy_gets_one_per_burst(proc: Process) -> None:
+    """With the recorder's tap on ``door/joint_states`` (a recorded composed run) the estimates are still
+    coalesced for this process's subscribers (the policy does not pay for the recording), and every
+    estimate still goes into the bundle (the bag has what a process per node would have published)."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Imu, JointState
+
+    from async_naf.nodes._msgs import IMU, SENSOR
+    from async_naf.nodes.door_angle_node import DoorAngleNode
+    from async_naf.wire.record_bundle import bundle_data, decode_bundle
+
+    out = Sent()
+    tap = _local.RecordTap(("/robot_9/door/joint_states",), out)
+    proc.bus.set_tap(tap)
+    node = DoorAngleNode(context=proc.context, namespace="/robot_9")
+    proc.executor.add_node(node)
+    got: list[JointState] = []
+    _local.create_subscription(proc.b, JointState, "door/joint_states", got.append, SENSOR)
+    imu = _local.create_publisher(proc.a, Imu, "door/imu", IMU)
+    stamps = [1_000_000_000 + 10_000_000 * k for k in range(5)]
+    try:
+        assert _local.heard_only_here(node.joint_pub) and _local.recorded(node.joint_pub)
+        for s in stamps:
+            imu.publish(_imu(s))
+        proc.spin_until(lambda: node.estimator.samples == 5 and len(got) == 1)
+        assert node.coalesced == 4 and tap.messages == 5
+        tap.flush()
+        entries = decode_bundle(bundle_data(out.raw[0]))
+        assert [deserialize_message(raw, JointState).header.stamp.nanosec for _, _, raw in entries] == \
+            [s % 1_000_000_000 for s in stamps]
+        assert {topic for topic, _, _ in entries} == {"/robot_9/door/joint_states"}
+    finally:
+        proc.executor.remove_node(node)
+        node.destroy_node()
+
+
 class FloatAdapter:
     """A test adapter: a Python float <-> Float64MultiArray with one value (counts its conversions)."""
 
@@ -531,15 +567,16 @@ def test_the_policy_arms_no_door_timer_for_an_estimate_already_queued(proc: Proc
 def test_a_recorded_run_s_tap_sends_the_tapped_topics_in_bundles_and_nothing_else(
         proc: Process, ros_env: dict[str, str]) -> None:
     """The recorder's tap (RecordTap): messages on a tapped topic are serialised, in publication order, with
-    their publish time, and reach a subscriber elsewhere as one bundle per delivery task, without any DDS
-    message on the topic itself; an untapped topic is untouched; a tapped topic counts as heard."""
+    their publish time, and reach a subscriber elsewhere as one bundle (here at the end of the delivery round,
+    the tap's size threshold being 1 byte), without any DDS message on the topic itself; an untapped topic is
+    untouched; a tapped topic counts as heard."""
     from rclpy.serialization import deserialize_message
     from std_msgs.msg import UInt8MultiArray
 
     from async_naf.wire.record_bundle import bundle_data, decode_bundle
 
     bundle_pub = proc.a.create_publisher(UInt8MultiArray, "recorder/bundle", DEPTH2)
-    tap = _local.RecordTap(("/robot_9/tapped",), bundle_pub)
+    tap = _local.RecordTap(("/robot_9/tapped",), bundle_pub, max_bytes=1)
     proc.bus.set_tap(tap)
     tapped = _local.create_publisher(proc.a, Float64MultiArray, "tapped", DEPTH2)
     other = _local.create_publisher(proc.a, Float64MultiArray, "other", DEPTH2)
@@ -550,7 +587,7 @@ def test_a_recorded_run_s_tap_sends_the_tapped_topics_in_bundles_and_nothing_els
     try:
         probe.node.create_subscription(UInt8MultiArray, "/robot_9/recorder/bundle", bundles.append, DEPTH2, raw=True)
         proc.spin_until(lambda: bundle_pub.get_subscription_count() == 1)
-        assert not _local.heard_only_here(tapped) and _local.heard_only_here(other)
+        assert _local.recorded(tapped) and not _local.recorded(other)
         assert tapped.get_subscription_count() == 2  # the local subscription and the tap
         t0 = time.time_ns()
         tapped.publish(msg(1.0))
@@ -567,3 +604,48 @@ def test_a_recorded_run_s_tap_sends_the_tapped_topics_in_bundles_and_nothing_els
         assert tap.bundles == 1
     finally:
         probe.close()
+
+
+class Sent:
+    """Where a RecordTap under test publishes (the bundles' DDS path is tested above)."""
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+
+    def publish(self, raw: bytes) -> None:
+        self.raw.append(raw)
+
+
+def test_the_tap_sends_a_bundle_once_enough_bytes_or_an_old_enough_message_wait() -> None:
+    """RecordTap.poll sends nothing below both thresholds, a bundle at ``max_bytes`` and one once the oldest
+    message is ``max_age_s`` old; flush sends what there is; every message in order, each exactly once."""
+    from async_naf.wire.record_bundle import bundle_data, decode_bundle
+
+    out = Sent()
+    tap = _local.RecordTap(("/r/a", "/r/b"), out, max_bytes=100, max_age_s=3600.0)
+    tap.add_cdr("/r/a", b"x" * 60)
+    tap.poll()
+    assert out.raw == []  # 60 bytes, a fresh message: wait
+    tap.add_cdr("/r/b", b"y" * 40)
+    tap.poll()
+    assert len(out.raw) == 1  # 100 bytes
+    tap.add_cdr("/r/a", b"z" * 10)
+    tap.poll()
+    assert len(out.raw) == 1
+    tap.max_age_ns = 0  # the waiting message is now old enough
+    tap.poll()
+    assert len(out.raw) == 2
+    tap.poll()
+    assert len(out.raw) == 2  # nothing waits: no empty bundle
+    tap.max_age_ns = 10**15
+    tap.add_cdr("/r/b", b"w")
+    tap.flush()
+    got = [(topic, raw) for bundle in out.raw for topic, _, raw in decode_bundle(bundle_data(bundle))]
+    assert got == [("/r/a", b"x" * 60), ("/r/b", b"y" * 40), ("/r/a", b"z" * 10), ("/r/b", b"w")]
+    assert tap.bundles == 3 and tap.messages == 4
+
+
+@pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_age_s": 0.0}, {"max_age_s": -1.0}])
+def test_the_tap_rejects_thresholds_that_are_not_positive(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        _local.RecordTap(("/r/a",), Sent(), **kwargs)  # type: ignore[arg-type]

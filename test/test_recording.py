@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,7 +229,8 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
     """A real recorder process with bundled topics (a composed robot's tap): it does not subscribe to them,
     says the robot is ready once the bundle's publisher is matched, writes every bundled message under its
     own topic at the bundle's time, and drops (counted) a message of a topic not bundled and a malformed
-    bundle."""
+    bundle. Stopped, it still takes a robot's last bundle, sent after the stop, until the robot's publisher
+    goes."""
     pytest.importorskip("rclpy")
     from nodes_harness import Probe, Processes
     from rclpy.serialization import serialize_message
@@ -270,7 +272,13 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
         probe.spin_until(lambda: probe.diag("/recorder", "written") >= 81 and
                          probe.diag("/recorder", "dropped bundle:other_topic") >= 40 and
                          probe.diag("/recorder", "dropped bundle:malformed") >= 1, 60, "the bundles written")
+        procs.procs["recorder"].send_signal(signal.SIGINT)
+        probe.spin_until(lambda: "the last bundles of 1 robot" in procs.log("recorder"), 30, "the recorder stopping")
+        last = JointState(name=["a"], position=[40.0], velocity=[0.0])  # the robot's shutdown flush
+        bundle_pub.publish(encode_bundle(table, [(0, 2_000_000_000, canonical_joint_state(serialize_message(last)))]))
+        probe.node.destroy_publisher(bundle_pub)  # the robot goes
         assert procs.interrupt("recorder") == 0, procs.log("recorder")
+        assert "still matched" not in procs.log("recorder")  # it went on once the robot was gone
     finally:
         probe.close()
         procs.stop_all()
@@ -280,9 +288,10 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
         got = [(c.topic, t) for c, t, _ in reader.messages()]
         joints = [reader.deserialize(raw, JS).position[0] for c, _, raw in reader.messages()
                   if c.topic == "/robot_0/joint_states"]
-    assert [t for topic, t in got if topic == "/robot_0/joint_states"] == [1_000_000_000 + 10 * i for i in range(40)]
+    assert [t for topic, t in got if topic == "/robot_0/joint_states"] == \
+        [1_000_000_000 + 10 * i for i in range(40)] + [2_000_000_000]
     assert [t for topic, t in got if topic == "/robot_0/policy/step"] == [1_000_000_005 + 10 * i for i in range(40)]
-    assert joints == [float(i) for i in range(40)]
+    assert joints == [float(i) for i in range(41)]
     assert [topic for topic, _ in got].count("/robot_0/task/goal") == 1  # still subscribed: the latched goal
 
 
@@ -469,6 +478,11 @@ def test_a_recorded_run_holds_every_step_the_trainer_got(tmp_path: Path, ros_env
     assert info.feeds["reach"]["exact"] == {"/robot_0": []} and info.feeds["reach"]["raw"] == {"/robot_0": []}
     log = (run / "logs" / "recorder.log").read_text()
     assert ", 0 dropped" in log, log[-2000:]
+    # the composed robot's tap (every robot topic but the latched goal): each message it took is in the bag,
+    # its last bundle (sent from its shutdown) included
+    tapped = json.loads((run / "collectors" / "robot_0.json").read_text())["recorded_messages"]
+    assert tapped == sum(t.count for name, t in info.topics.items()
+                         if name.startswith("/robot_0/") and name != "/robot_0/task/goal") > 0
     # the exact conversion reproduces what the trainer received (its final buffer), row for row
     from async_naf.run.convert import compare_with_buffer, convert_exact
 

@@ -51,6 +51,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 # executor cost a composed robot about 60 us of CPU (docs/benchmarks.md, "Sixth round")
 DRAIN_ROUNDS = 64
 DRAIN_BUDGET_S = 0.005
+TAP_MAX_BYTES = 262_144  # a recorded run's tap sends a bundle once this many bytes are collected ...
+TAP_MAX_AGE_S = 0.1  # ... or its oldest message is this old, s
 _BUS: LocalBus | None = None
 
 
@@ -155,15 +157,20 @@ class LocalPublisher:
         bus = self._bus
         if bus.deliver(self.key, msg, self.adapter):
             self.published_local += 1
-        tap = bus.tap
+        self.record(msg)
+        if self._latched or self.ros.get_subscription_count() > 0:
+            self.ros.publish(msg if self.adapter is None else bus.as_ros(msg, self.adapter))
+            self.published_dds += 1
+
+    def record(self, msg: Any) -> None:
+        """Hand ``msg`` to the recorder's tap if this topic is tapped (else nothing). :meth:`publish` does;
+        alone it is for a message this process's subscriptions skip but the bag keeps (a coalesced estimate)."""
+        tap = self._bus.tap
         if tap is not None and self.key[0] in tap.index:
             if self._to_cdr is not None:  # the adapter encodes its value itself: no message object
                 tap.add_cdr(self.key[0], self._to_cdr(msg))
             else:
-                tap.add(self.key[0], msg if self.adapter is None else bus.as_ros(msg, self.adapter))
-        if self._latched or self.ros.get_subscription_count() > 0:
-            self.ros.publish(msg if self.adapter is None else bus.as_ros(msg, self.adapter))
-            self.published_dds += 1
+                tap.add(self.key[0], msg if self.adapter is None else self._bus.as_ros(msg, self.adapter))
 
     def wait_for_all_acked(self, timeout: Any) -> bool:
         """What was written to DDS acknowledged (``Publisher.wait_for_all_acked``); the bus needs none."""
@@ -343,7 +350,7 @@ class LocalBus:
         finally:
             self._scheduled = False
         if self.tap is not None:
-            self.tap.flush()  # what these rounds published, to the recorder in one message
+            self.tap.poll()  # what these rounds published, to the recorder once enough is collected
         if self._order:
             self._schedule()
 
@@ -358,16 +365,25 @@ class RecordTap:
     """A recorded run's tap on a composed robot's bus (:mod:`async_naf.wire.record_bundle`).
 
     The recorder does not subscribe to the topics tapped here: each message published on them in this process
-    is serialised (the CDR ``ros2 bag record`` stores) with the time it was published, and what the bus's
-    delivery rounds (or the collector's flush timer) collected goes to the recorder as one bundle on
-    ``publisher``'s topic, instead of one DDS message per message.
+    is serialised (the CDR ``ros2 bag record`` stores) with the time it was published, and what was collected
+    goes to the recorder as one bundle on ``publisher``'s topic, instead of one DDS message per message.
+    :meth:`poll` (after each of the bus's delivery rounds, and from the collector's timer) sends a bundle once
+    ``max_bytes`` are collected or the oldest message is ``max_age_s`` old; :meth:`flush` sends what there is
+    (the collector's shutdown). A publish costs the robot's thread 150-600 us whatever the size (docs/benchmarks.md,
+    "Recording"), so bundles are few and large.
 
     Args:
         topics: absolute names of the tapped topics.
         publisher: an rclpy publisher of ``std_msgs/UInt8MultiArray`` (the bundle is published as raw CDR).
+        max_bytes: serialised bytes collected that make :meth:`poll` send a bundle.
+        max_age_s: age of the oldest collected message that makes :meth:`poll` send a bundle, s (wall clock).
+
+    Raises:
+        ValueError: ``max_bytes`` or ``max_age_s`` not positive.
     """
 
-    def __init__(self, topics: tuple[str, ...] | list[str], publisher: Any) -> None:
+    def __init__(self, topics: tuple[str, ...] | list[str], publisher: Any, max_bytes: int = TAP_MAX_BYTES,
+                 max_age_s: float = TAP_MAX_AGE_S) -> None:
         from rclpy.serialization import serialize_message
         from sensor_msgs.msg import Imu, JointState
         from std_msgs.msg import Float64MultiArray
@@ -388,7 +404,12 @@ class RecordTap:
         # the types with padding get the exact CDR a DDS reader (ros2 bag record) stores, which rosbags reads
         self._canonical: dict[type, Callable[[bytes], bytes]] = {
             JointState: canonical_joint_state, Float64MultiArray: canonical_multiarray, Imu: canonical_imu}
+        if not (max_bytes > 0 and max_age_s > 0):
+            raise ValueError(f"max_bytes and max_age_s must be positive, got {max_bytes} and {max_age_s}")
+        self.max_bytes = int(max_bytes)
+        self.max_age_ns = int(max_age_s * 1e9)
         self._entries: list[tuple[int, int, bytes]] = []
+        self._bytes = 0  # serialised bytes in _entries
         self.messages = 0  # messages tapped
         self.bundles = 0  # bundles published
 
@@ -396,19 +417,25 @@ class RecordTap:
         """Serialise ``msg`` (a ROS message of ``topic``) with the time now, for the next bundle."""
         raw = self._serialize(msg)
         canonical = self._canonical.get(type(msg))
-        self._entries.append((self.index[topic], time.time_ns(), raw if canonical is None else canonical(raw)))
-        self.messages += 1
+        self.add_cdr(topic, raw if canonical is None else canonical(raw))
 
     def add_cdr(self, topic: str, raw: bytes) -> None:
         """Take a message of ``topic`` already serialised (its exact CDR), with the time now."""
         self._entries.append((self.index[topic], time.time_ns(), raw))
+        self._bytes += len(raw)
         self.messages += 1
 
+    def poll(self) -> None:
+        """Publish a bundle if ``max_bytes`` are collected or the oldest message is ``max_age_s`` old."""
+        entries = self._entries
+        if entries and (self._bytes >= self.max_bytes or time.time_ns() - entries[0][1] >= self.max_age_ns):
+            self.flush()
+
     def flush(self) -> None:
-        """Publish what was collected since the last flush as one bundle (nothing if nothing was)."""
+        """Publish what was collected since the last bundle as one bundle (nothing if nothing was)."""
         if not self._entries:
             return
-        entries, self._entries = self._entries, []
+        entries, self._entries, self._bytes = self._entries, [], 0
         self._publisher.publish(self._encode(self._table, entries))
         self.bundles += 1
 
@@ -453,11 +480,22 @@ def more_queued(sub: Any) -> bool:
 
 
 def heard_only_here(pub: Any) -> bool:
-    """True if what ``pub`` publishes reaches this process's subscriptions only: a bus publisher, not latched,
-    not tapped for the recorder, with no DDS subscriber matched (no recorder, no ``ros2 topic echo``, no node
-    elsewhere)."""
-    return (isinstance(pub, LocalPublisher) and not pub._latched and not pub._bus.tapped(pub.key[0])
-            and pub.ros.get_subscription_count() == 0)
+    """True if what ``pub`` publishes reaches this process's subscriptions only, and the recorder's tap: a bus
+    publisher, not latched, with no DDS subscriber matched (no recorder subscribed to the topic, no
+    ``ros2 topic echo``, no node elsewhere). A message such a publisher leaves out still goes to the tap with
+    :func:`record_only`, so the bag has what a process per node would have published."""
+    return isinstance(pub, LocalPublisher) and not pub._latched and pub.ros.get_subscription_count() == 0
+
+
+def recorded(pub: Any) -> bool:
+    """True if ``pub`` is a bus publisher whose topic the recorder's tap takes."""
+    return isinstance(pub, LocalPublisher) and bool(pub._bus.tapped(pub.key[0]))
+
+
+def record_only(pub: Any, msg: Any) -> None:
+    """``msg`` to the recorder's tap only (see :func:`heard_only_here`); nothing for any other publisher."""
+    if isinstance(pub, LocalPublisher):
+        pub.record(msg)
 
 
 def destroy_publisher(node: Any, pub: Any) -> None:

@@ -50,9 +50,9 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
                      history=HistoryPolicy.KEEP_LAST)
 STREAM = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                     history=HistoryPolicy.KEEP_LAST)
-# a composed robot's bundles for the recorder (async_naf.wire.record_bundle): one per round of its bus, so a deep
-# queue (2,000: seconds of a lockstep robot) lets the recorder fall behind for a while without a loss
-BUNDLE = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+# a composed robot's bundles for the recorder (async_naf.wire.record_bundle): up to 256 KiB each (RecordTap), 5-10
+# a second; 500 let the recorder fall behind for a minute without a loss, 128 MiB at most in the queue
+BUNDLE = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                     history=HistoryPolicy.KEEP_LAST)
 
 _TYPES = {

@@ -49,7 +49,7 @@ from async_naf.wire.record_bundle import BUNDLE_TOPIC
 from async_naf.wire.recorder import merge_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
-RECORD_FLUSH_S = 0.02  # a recorded run's tap is flushed at least this often, s
+RECORD_POLL_S = 0.05  # a recorded run's tap checks this often whether a bundle is due (RecordTap.poll), s
 
 
 class CollectorNode(Node):
@@ -95,8 +95,8 @@ class CollectorNode(Node):
                                f"episode_steps={self.asm.episode_steps}")
 
     def _install_record_tap(self) -> _local.RecordTap:
-        """The recorder's tap on this robot's bus (record_bundle_topics), flushed by the bus after each round
-        of deliveries and by a timer (what a timer callback published outside them)."""
+        """The recorder's tap on this robot's bus (record_bundle_topics), polled by the bus after each round
+        of deliveries and by a timer (what a timer callback published outside them); flushed at shutdown."""
         bus = _local.current()
         if bus is None:
             raise ValueError("record_bundle_topics needs a composed robot with intra-process delivery "
@@ -104,7 +104,7 @@ class CollectorNode(Node):
         tap = _local.RecordTap(self.cfg.record_bundle_topics,
                                self.create_publisher(UInt8MultiArray, BUNDLE_TOPIC, _msgs.BUNDLE))
         bus.set_tap(tap)
-        self.create_timer(RECORD_FLUSH_S, tap.flush, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(RECORD_POLL_S, tap.poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         return tap
 
     @property
@@ -232,8 +232,10 @@ class CollectorNode(Node):
     def _values(self) -> dict[str, Any]:
         loop = self.loop
         drops = {**self.drops, **loop.drops, **self.asm.dropped}
+        tap = {} if self._tap is None else {"recorded_messages": self._tap.messages,
+                                            "recorded_bundles": self._tap.bundles}
         return {"phase": loop.phase, "session": loop.session, "episode": self.asm.episode,
-                "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts,
+                "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts, **tap,
                 **{f"dropped_{k}": v for k, v in drops.items()}}
 
     def _publish_diagnostics(self) -> None:
@@ -248,8 +250,12 @@ class CollectorNode(Node):
         self._diag_pub.publish(msg)
 
     def shutdown_hook(self) -> None:
-        """Process exit: hold the policy, send what is pending, write the counters (counts_file)."""
+        """Process exit: hold the policy, send what is pending (transitions; the recorder's last bundle: the
+        graph composes the collector last, so what the others' shutdown hooks published is in it), write
+        the counters (counts_file)."""
         self._do(self.loop.shutdown(time.monotonic()))
+        if self._tap is not None:
+            self._tap.flush()
         if self.cfg.counts_file:
             path = Path(self.cfg.counts_file)
             try:

@@ -50,7 +50,7 @@ from std_srvs.srv import Trigger
 from async_naf.nodes import _local
 from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
-from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState
 from async_naf.wire.imu import ImuSample
 from async_naf.wire.joints import NO_VALUES, JointStates
 
@@ -106,9 +106,14 @@ class DoorAngleNode(Node):
                 f"({self.estimator.beyond_stop} excursion(s)): kept, not clipped", throttle_duration_sec=5.0)
         if _local.more_queued(self.imu_sub) and _local.heard_only_here(self.joint_pub):
             self.coalesced += 1  # a newer sample of the same burst follows at once: only its estimate is sent
+            if _local.recorded(self.joint_pub):  # a recorded run's bag still gets every estimate
+                _local.record_only(self.joint_pub, self._estimate(sample.stamp_ns, state))
             return
-        self.joint_pub.publish(JointStates(sample.stamp_ns, (JOINT_NAME,), np.array([state.angle]),
-                                           np.array([state.velocity]), NO_VALUES))
+        self.joint_pub.publish(self._estimate(sample.stamp_ns, state))
+
+    @staticmethod
+    def _estimate(stamp_ns: int, state: DoorAngleState) -> JointStates:
+        return JointStates(stamp_ns, (JOINT_NAME,), np.array([state.angle]), np.array([state.velocity]), NO_VALUES)
 
     def _on_invalid_imu(self, exc: ValueError) -> None:
         self.estimator.dropped["invalid"] += 1

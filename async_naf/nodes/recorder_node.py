@@ -27,7 +27,9 @@ ever) must not depend on it.
 Bundles: the topics in ``bundled`` are not subscribed to. A composed robot's collector taps them on the
 robot's bus and sends them in bundles (:mod:`async_naf.wire.record_bundle`) on the topics in ``bundles``;
 each message of a bundle is written under its own topic with the time the robot published it. A robot is
-ready once its bundle's publisher is matched (and its other topics as above).
+ready once its bundle's publisher is matched (and its other topics as above). A robot sends its last bundle
+when it stops, which in a run is when the recorder stops: before closing the bag the recorder still takes
+bundles until no robot's bundle publisher is matched, at most ``bundle_linger_s``.
 
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
   sub <robot>/recorder/bundle  std_msgs/UInt8MultiArray  reliable, ``queue_depth`` (async_naf.record_bundle.v1)
@@ -60,6 +62,7 @@ from async_naf.wire.recorder import encode_ready
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
 READY_POLL_S = 0.02  # how often the matching is compared with the graph until every robot is ready, s
 READY_REFRESH_S = 1.0  # then the readiness message is re-published this often, s
+LINGER_POLL_S = 0.01  # at stop, how often the last bundles are taken while robots still publish (bundle_linger_s), s
 
 
 def _message_class(typename: str) -> type:
@@ -151,6 +154,26 @@ class RecorderNode(Node):
                 continue
             self.writer.put(i, t_ns, raw)
 
+    def _take_last_bundles(self) -> None:
+        """Until no bundle publisher is matched (each robot sent its last bundle and went), at most
+        ``bundle_linger_s``: take what arrives on the bundle subscriptions (the executor no longer spins)."""
+        deadline = time.monotonic() + self.cfg.bundle_linger_s
+        robots = sum(1 for sub in self._bundle_subs.values() if sub.get_publisher_count() > 0)
+        if robots and self.cfg.bundle_linger_s > 0:
+            self.get_logger().info(f"stopping: taking the last bundles of {robots} robot(s), "
+                                   f"at most {self.cfg.bundle_linger_s:.1f} s")
+        while True:
+            gone = all(sub.get_publisher_count() == 0 for sub in self._bundle_subs.values())
+            for sub in self._bundle_subs.values():
+                for taken, _ in _waiting(sub):
+                    self._put_bundle(taken)
+            if gone or time.monotonic() >= deadline:
+                break
+            time.sleep(LINGER_POLL_S)
+        if not gone:
+            self.get_logger().warning(f"bag closed with a robot's bundle publisher still matched after "
+                                      f"{self.cfg.bundle_linger_s:.1f} s: its last bundle may be missing")
+
     def _drop_bundle(self, reason: str, text: str) -> None:
         n = self.bundle_drops.get(reason, 0) + 1
         self.bundle_drops[reason] = n
@@ -209,7 +232,9 @@ class RecorderNode(Node):
         self._diag_pub.publish(msg)
 
     def shutdown_hook(self) -> None:
-        """Process exit: write what is queued and close the bag."""
+        """Process exit: take the robots' last bundles (``bundle_linger_s``), write what is queued and close
+        the bag."""
+        self._take_last_bundles()
         self.writer.close()
         stats = self.writer.stats()
         dropped = int(stats["dropped"]) + sum(self.bundle_drops.values())  # not written, for whatever reason

@@ -1,6 +1,7 @@
 """Configuration of the recorder node (``recorder``): which topics, with which types and QoS, into which bag."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from async_naf.common.checks import integers
@@ -33,6 +34,9 @@ class RecorderConfig:
             it as the receive time.
         bundled: topics of ``topics`` that come in bundles only: the recorder does not subscribe to them (a
             bundle message on any other topic is dropped, counted).
+        bundle_linger_s: when the recorder stops, at most this long it still takes bundles, until no robot's
+            bundle publisher is left (every robot of the run stops at once: a robot sends its last bundle from
+            its shutdown), s; 0: close at once.
     """
 
     bag_path: str = ""
@@ -45,6 +49,7 @@ class RecorderConfig:
     drain_queue: bool = True
     bundles: tuple[str, ...] = ()
     bundled: tuple[str, ...] = ()
+    bundle_linger_s: float = 3.0
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -69,5 +74,7 @@ class RecorderConfig:
         missing = sorted(set(self.bundled) - set(self.topics))
         if missing:
             raise ValueError(f"bundled topics must be recorded topics; not in topics: {missing}")
+        if not (self.bundle_linger_s >= 0.0 and math.isfinite(self.bundle_linger_s)):
+            raise ValueError(f"bundle_linger_s must be a finite number >= 0, got {self.bundle_linger_s}")
         if self.bundled and not self.bundles:
             raise ValueError("bundled topics need the bundles that carry them")
