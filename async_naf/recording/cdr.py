@@ -1,7 +1,6 @@
-"""CDR (XCDR1, little endian) without the generic deserialiser: the primitives (:func:`cdr_body`,
-:func:`cdr_u32`, :func:`cdr_string`, :func:`cdr_doubles`; the raw conversion's per-message fast paths use
-them too), and many messages of one type decoded at once (numpy, no per-message Python), for bag conversion
-at 100,000 messages/s.
+"""CDR (XCDR1, little endian) without the generic deserialiser: many messages of one type decoded at once
+(numpy, no per-message Python), for bag conversion at 100,000 messages/s (the per-field readers are
+:mod:`async_naf.wire.cdr`'s).
 
 A stream of one wire layout (``policy/step``) repeats the same layout header (dimension labels, sizes,
 strides, data offset, element count) in every message; only the values differ. So the messages of one byte
@@ -20,55 +19,16 @@ ndim``, per dimension ``uint32 len, label bytes (NUL included), pad to 4, uint32
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
+from async_naf.wire.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
+
 _MAX_ROWS = 65_536  # messages gathered into one byte table at a time (bounds the memory of a large bag)
 _MAX_HEADERS = 8  # distinct headers tried per message length; messages with others go one by one
 _T = TypeVar("_T")
-
-
-_U32 = struct.Struct("<I")
-
-
-def cdr_body(raw: bytes | memoryview) -> memoryview:
-    """The CDR body after the 4-byte encapsulation header; ValueError unless little-endian plain CDR.
-    Positions below are relative to this body (CDR aligns relative to it)."""
-    view = memoryview(raw)
-    if len(view) < 4 or view[0] != 0 or view[1] != 1:
-        raise ValueError("not little-endian CDR")
-    return view[4:]
-
-
-def cdr_u32(body: memoryview, pos: int) -> tuple[int, int]:
-    """The uint32 at ``pos`` (aligned to 4) and the position after it; ValueError past the end."""
-    pos = (pos + 3) & ~3
-    if pos + 4 > len(body):
-        raise ValueError("truncated")
-    (value,) = _U32.unpack_from(body, pos)
-    return int(value), pos + 4
-
-
-def cdr_string(body: memoryview, pos: int) -> tuple[str, int]:
-    """The string at ``pos`` (uint32 length with the NUL, bytes) and the position after it."""
-    n, pos = cdr_u32(body, pos)
-    if n == 0 or pos + n > len(body):
-        raise ValueError("bad string")
-    return bytes(body[pos:pos + n - 1]).decode(), pos + n
-
-
-def cdr_doubles(body: memoryview, pos: int) -> tuple[int, int, int]:
-    """The float64 sequence at ``pos``: (where its values start, their count, the position after them)."""
-    n, pos = cdr_u32(body, pos)
-    if n:
-        pos = (pos + 7) & ~7
-    end = pos + 8 * n
-    if end > len(body):
-        raise ValueError("sequence beyond the message")
-    return pos, n, end
 
 
 class ArrayGroup(NamedTuple):

@@ -49,8 +49,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from async_naf.common.checks import numbers
-from async_naf.recording.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
 from async_naf.recording.info import BagError
+from async_naf.wire.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
 
 JS_TYPE = "sensor_msgs/msg/JointState"
 F64_TYPE = "std_msgs/msg/Float64MultiArray"

@@ -26,11 +26,12 @@ import functools
 import struct
 from collections.abc import Callable, Sequence
 
+from async_naf.wire.cdr import cdr_doubles, cdr_string, cdr_u32
+
 RECORD_BUNDLE = "async_naf.record_bundle.v1"
 BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
 MAX_TOPICS = 1024
 _IMU_VALUES = 37  # float64 after sensor_msgs/Imu's header (orientation, angular velocity, acceleration, covariances)
-_U32 = struct.Struct("<I")
 
 _U16 = struct.Struct("<H")
 _ENTRY = struct.Struct("<HqI")  # topic index, receive time ns, byte length
@@ -146,26 +147,18 @@ def _align(body: memoryview, pos: int, n: int) -> int:
 
 
 def _skip_u32(body: memoryview, pos: int) -> tuple[int, int]:
-    pos = _align(body, pos, 4)
-    if pos + 4 > len(body):
-        raise ValueError("truncated")
-    return _U32.unpack_from(body, pos)[0], pos + 4
+    return cdr_u32(body, _align(body, pos, 4))
 
 
 def _skip_string(body: memoryview, pos: int) -> int:
-    n, pos = _skip_u32(body, pos)
-    if n == 0 or pos + n > len(body):
-        raise ValueError("bad string")
-    return pos + n
+    return cdr_string(body, _align(body, pos, 4))[1]
 
 
 def _skip_doubles(body: memoryview, pos: int) -> int:
-    n, pos = _skip_u32(body, pos)
-    if n:
-        pos = _align(body, pos, 8)
-    if pos + 8 * n > len(body):
-        raise ValueError("sequence beyond the message")
-    return pos + 8 * n
+    pos = _align(body, pos, 4)
+    at, _, end = cdr_doubles(body, pos)
+    body[pos + 4:at] = bytes(at - pos - 4)  # the padding to 8 before the values
+    return end
 
 
 def _canonical(raw: bytes | memoryview, walk: Callable[[memoryview], int]) -> bytes:
