@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -276,11 +277,10 @@ def _imu(stamp_ns: int) -> Any:
     return m
 
 
-def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outside_listens(
-        proc: Process, ros_env: dict[str, str]) -> None:
-    """The sim hands one control step's IMU samples over together: every sample is integrated, the estimate
-    of the burst's last one is sent (the others are counted as ``coalesced``); with a subscriber in another
-    process (a recorder), every estimate is sent, as over DDS."""
+@contextmanager
+def door_node(proc: Process) -> Iterator[tuple[Any, list, Any]]:
+    """A door-angle node of ``/robot_9`` in ``proc``, what it sends to a subscriber on the bus, and an IMU
+    publisher on the bus; the node removed afterwards."""
     from sensor_msgs.msg import Imu, JointState
 
     from async_naf.nodes._msgs import IMU, SENSOR
@@ -290,9 +290,24 @@ def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outsi
     proc.executor.add_node(node)
     got: list[JointState] = []
     _local.create_subscription(proc.b, JointState, "door/joint_states", got.append, SENSOR)
-    imu = _local.create_publisher(proc.a, Imu, "door/imu", IMU)
-    stamps = [1_000_000_000 + 10_000_000 * k for k in range(10)]
     try:
+        yield node, got, _local.create_publisher(proc.a, Imu, "door/imu", IMU)
+    finally:
+        proc.executor.remove_node(node)
+        node.destroy_node()
+
+
+def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outside_listens(
+        proc: Process, ros_env: dict[str, str]) -> None:
+    """The sim hands one control step's IMU samples over together: every sample is integrated, the estimate
+    of the burst's last one is sent (the others are counted as ``coalesced``); with a subscriber in another
+    process (a recorder), every estimate is sent, as over DDS."""
+    from sensor_msgs.msg import JointState
+
+    from async_naf.nodes._msgs import SENSOR
+
+    stamps = [1_000_000_000 + 10_000_000 * k for k in range(10)]
+    with door_node(proc) as (node, got, imu):
         for s in stamps[:5]:
             imu.publish(_imu(s))
         proc.spin_until(lambda: node.estimator.samples == 5 and len(got) == 1)
@@ -310,9 +325,6 @@ def test_the_door_angle_node_sends_one_estimate_per_imu_burst_while_nobody_outsi
             assert [m.header.stamp.nanosec for m in got[1:]] == [s % 1_000_000_000 for s in stamps[5:]]
         finally:
             probe.close()
-    finally:
-        proc.executor.remove_node(node)
-        node.destroy_node()
 
 
 def test_a_recorded_run_s_tap_gets_every_estimate_while_the_policy_gets_one_per_burst(proc: Process) -> None:
@@ -320,22 +332,15 @@ def test_a_recorded_run_s_tap_gets_every_estimate_while_the_policy_gets_one_per_
     coalesced for this process's subscribers (the policy does not pay for the recording), and every
     estimate still goes into the bundle (the bag has what a process per node would have published)."""
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Imu, JointState
+    from sensor_msgs.msg import JointState
 
-    from async_naf.nodes._msgs import IMU, SENSOR
-    from async_naf.nodes.door_angle_node import DoorAngleNode
     from async_naf.wire.record_bundle import bundle_data, decode_bundle
 
     out = Sent()
     tap = _local.RecordTap(("/robot_9/door/joint_states",), out)
     proc.bus.set_tap(tap)
-    node = DoorAngleNode(context=proc.context, namespace="/robot_9")
-    proc.executor.add_node(node)
-    got: list[JointState] = []
-    _local.create_subscription(proc.b, JointState, "door/joint_states", got.append, SENSOR)
-    imu = _local.create_publisher(proc.a, Imu, "door/imu", IMU)
     stamps = [1_000_000_000 + 10_000_000 * k for k in range(5)]
-    try:
+    with door_node(proc) as (node, got, imu):
         assert _local.heard_only_here(node.joint_pub) and _local.recorded(node.joint_pub)
         for s in stamps:
             imu.publish(_imu(s))
@@ -346,9 +351,6 @@ def test_a_recorded_run_s_tap_gets_every_estimate_while_the_policy_gets_one_per_
         assert [deserialize_message(raw, JointState).header.stamp.nanosec for _, _, raw in entries] == \
             [s % 1_000_000_000 for s in stamps]
         assert {topic for topic, _, _ in entries} == {"/robot_9/door/joint_states"}
-    finally:
-        proc.executor.remove_node(node)
-        node.destroy_node()
 
 
 class FloatAdapter:
