@@ -369,7 +369,7 @@ class RecordTap:
     goes to the recorder as one bundle on ``publisher``'s topic, instead of one DDS message per message.
     :meth:`poll` (after each of the bus's delivery rounds, and from the collector's timer) sends a bundle once
     ``max_bytes`` are collected or the oldest message is ``max_age_s`` old; :meth:`flush` sends what there is
-    (the collector's shutdown). A publish costs the robot's thread 150-600 us whatever the size (docs/benchmarks.md,
+    (the collector's shutdown). A DDS publish took 160-230 us for 1.5-250 kB here (docs/benchmarks.md,
     "Recording"), so bundles are few and large.
 
     Args:
