@@ -3,6 +3,7 @@ integrates the velocity commands into joint_states): sim/reset drives the arm ho
 door estimate to say closed, an arm that does not move gets a clear failure; the moveit_py path is skipped here."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,16 @@ pytest.importorskip("rclpy")
 from nodes_harness import Probe, Processes
 
 NS = "/robot_4"
+MAX_DT_S = 0.1  # the test arm's longest integration step, s
 START = np.array([0.0, 0.2, 0.0, -1.55, 0.0, 1.1, 0.0])
 
 
 class _Arm:
     """Joint states from integrated commands (``moves`` False: a blocked arm; ``joints_silent``: no joint
-    states), door angle from the test; ``ticks`` counts the control periods."""
+    states), door angle from the test; ``ticks`` counts the control periods. The arm moves at the commanded
+    velocity in wall time, as a real one does, whenever the test's executor gets to its timer (a tick that
+    comes late moves it further, at most ``MAX_DT_S`` worth): under load the reset node's stall detection and
+    move timeout (wall time) must not see an arm slowed down by the test process."""
 
     def __init__(self, probe: Probe, q0: np.ndarray, period: float = 0.02) -> None:
         from rclpy.qos import QoSProfile
@@ -37,10 +42,14 @@ class _Arm:
             self.v = np.array(msg.data)
             self.commands.append(self.v)
 
+        last = [time.monotonic()]
+
         def tick() -> None:
             self.ticks += 1
+            now = time.monotonic()
+            dt, last[0] = min(now - last[0], MAX_DT_S), now
             if self.moves:
-                self.q = self.q + self.v * period
+                self.q = self.q + self.v * dt
             js = JointState(name=list(ARM_JOINT_NAMES), position=self.q.tolist(),
                             velocity=(self.v if self.moves else np.zeros(7)).tolist())
             js.header.stamp = node.get_clock().now().to_msg()
