@@ -483,19 +483,14 @@ def heard_only_here(pub: Any) -> bool:
     """True if what ``pub`` publishes reaches this process's subscriptions only, and the recorder's tap: a bus
     publisher, not latched, with no DDS subscriber matched (no recorder subscribed to the topic, no
     ``ros2 topic echo``, no node elsewhere). A message such a publisher leaves out still goes to the tap with
-    :func:`record_only`, so the bag has what a process per node would have published."""
+    :meth:`LocalPublisher.record` (if :func:`recorded`), so the bag has what a process per node would have
+    published."""
     return isinstance(pub, LocalPublisher) and not pub._latched and pub.ros.get_subscription_count() == 0
 
 
 def recorded(pub: Any) -> bool:
     """True if ``pub`` is a bus publisher whose topic the recorder's tap takes."""
     return isinstance(pub, LocalPublisher) and bool(pub._bus.tapped(pub.key[0]))
-
-
-def record_only(pub: Any, msg: Any) -> None:
-    """``msg`` to the recorder's tap only (see :func:`heard_only_here`); nothing for any other publisher."""
-    if isinstance(pub, LocalPublisher):
-        pub.record(msg)
 
 
 def destroy_publisher(node: Any, pub: Any) -> None:

@@ -107,7 +107,7 @@ class DoorAngleNode(Node):
         if _local.more_queued(self.imu_sub) and _local.heard_only_here(self.joint_pub):
             self.coalesced += 1  # a newer sample of the same burst follows at once: only its estimate is sent
             if _local.recorded(self.joint_pub):  # a recorded run's bag still gets every estimate
-                _local.record_only(self.joint_pub, self._estimate(sample.stamp_ns, state))
+                self.joint_pub.record(self._estimate(sample.stamp_ns, state))
             return
         self.joint_pub.publish(self._estimate(sample.stamp_ns, state))
 
