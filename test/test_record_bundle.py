@@ -2,6 +2,8 @@
 ValueError (never another exception, never a wrong message)."""
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,6 +28,15 @@ def test_a_bundle_round_trips_and_is_a_uint8_multi_array() -> None:
     # the same message from another writer (rmw's serialiser: garbage in the padding) reads the same
     other = serialize_message(msg)
     assert decode_bundle(bundle_data(other)) == decode_bundle(bundle_data(raw))
+    # and big-endian CDR (another DDS writer's choice): the same data bytes
+    label = RECORD_BUNDLE.encode() + b"\0"
+    data = bytes(msg.data)
+    n = len(data)
+    big = (b"\x00\x00\x00\x00" + struct.pack(">II", 1, len(label)) + label + b"\0" * (-len(label) % 4)
+           + struct.pack(">IIII", n, n, 0, n) + data)
+    assert bundle_data(big) == data
+    with pytest.raises(ValueError):
+        bundle_data(big[:-1])
 
 
 def test_malformed_bundles_are_value_errors() -> None:

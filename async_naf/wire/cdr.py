@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 _U32 = struct.Struct("<I")
+U32_BE = struct.Struct(">I")  # cdr_u32's byte order for big-endian CDR
 
 
 def cdr_body(raw: bytes | memoryview) -> memoryview:
@@ -22,12 +23,13 @@ def cdr_body(raw: bytes | memoryview) -> memoryview:
     return view[4:]
 
 
-def cdr_u32(body: memoryview, pos: int) -> tuple[int, int]:
-    """The uint32 at ``pos`` (aligned to 4) and the position after it; ValueError past the end."""
+def cdr_u32(body: memoryview, pos: int, u32: struct.Struct = _U32) -> tuple[int, int]:
+    """The uint32 at ``pos`` (aligned to 4) and the position after it; ValueError past the end. ``u32``: its
+    byte order (little endian unless given: :data:`U32_BE` for a big-endian message)."""
     pos = (pos + 3) & ~3
     if pos + 4 > len(body):
         raise ValueError("truncated")
-    (value,) = _U32.unpack_from(body, pos)
+    (value,) = u32.unpack_from(body, pos)
     return int(value), pos + 4
 
 

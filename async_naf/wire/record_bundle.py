@@ -26,7 +26,7 @@ import functools
 import struct
 from collections.abc import Callable, Sequence
 
-from async_naf.wire.cdr import cdr_doubles, cdr_string, cdr_u32
+from async_naf.wire.cdr import U32_BE, cdr_doubles, cdr_string, cdr_u32
 
 RECORD_BUNDLE = "async_naf.record_bundle.v1"
 BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
@@ -109,15 +109,8 @@ def bundle_data(raw: bytes | memoryview) -> memoryview:
     view = memoryview(raw)
     if len(view) < 8 or view[0] != 0 or view[1] not in (0, 1):
         raise ValueError("not a CDR-encoded message")
-    u32 = struct.Struct("<I" if view[1] == 1 else ">I")
     body = view[4:]
-
-    def read_u32(pos: int) -> tuple[int, int]:
-        pos = (pos + 3) & ~3
-        if pos + 4 > len(body):
-            raise ValueError(f"{RECORD_BUNDLE}: truncated")
-        return u32.unpack_from(body, pos)[0], pos + 4
-
+    read_u32 = functools.partial(cdr_u32, body) if view[1] == 1 else functools.partial(cdr_u32, body, u32=U32_BE)
     n_dims, pos = read_u32(0)
     if n_dims != 1:
         raise ValueError(f"{RECORD_BUNDLE}: {n_dims} layout dimensions, expected 1")
