@@ -613,9 +613,15 @@ class Sent:
 
     def __init__(self) -> None:
         self.raw: list[bytes] = []
+        self.acked = True  # what wait_for_all_acked answers
+        self.waited: list[float] = []  # its timeouts, s
 
     def publish(self, raw: bytes) -> None:
         self.raw.append(raw)
+
+    def wait_for_all_acked(self, timeout: Any) -> bool:
+        self.waited.append(timeout.nanoseconds / 1e9)
+        return self.acked
 
 
 def test_the_tap_sends_a_bundle_once_enough_bytes_or_an_old_enough_message_wait() -> None:
@@ -645,6 +651,10 @@ def test_the_tap_sends_a_bundle_once_enough_bytes_or_an_old_enough_message_wait(
     got = [(topic, raw) for bundle in out.raw for topic, _, raw in decode_bundle(bundle_data(bundle))]
     assert got == [("/r/a", b"x" * 60), ("/r/b", b"y" * 40), ("/r/a", b"z" * 10), ("/r/b", b"w")]
     assert tap.bundles == 3 and tap.messages == 4
+    tap.add_cdr("/r/a", b"v")
+    out.acked = False
+    assert tap.close(1.5) is False  # the shutdown: the last bundle sent, then the acknowledgements awaited
+    assert len(out.raw) == 4 and out.waited == [1.5]
 
 
 @pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_age_s": 0.0}, {"max_age_s": -1.0}])

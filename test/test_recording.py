@@ -233,6 +233,7 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
     goes."""
     pytest.importorskip("rclpy")
     from nodes_harness import Probe, Processes
+    from rclpy.duration import Duration
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
@@ -276,6 +277,9 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
         probe.spin_until(lambda: "the last bundles of 1 robot" in procs.log("recorder"), 30, "the recorder stopping")
         last = JointState(name=["a"], position=[40.0], velocity=[0.0])  # the robot's shutdown flush
         bundle_pub.publish(encode_bundle(table, [(0, 2_000_000_000, canonical_joint_state(serialize_message(last)))]))
+        # what the collector's shutdown does (RecordTap.close): DDS may drop what no reader acknowledged yet
+        # when the publisher is destroyed (the last bundle was missing once in CI without this wait)
+        assert bundle_pub.wait_for_all_acked(Duration(seconds=20))
         probe.node.destroy_publisher(bundle_pub)  # the robot goes
         assert procs.interrupt("recorder") == 0, procs.log("recorder")
         assert "still matched" not in procs.log("recorder")  # it went on once the robot was gone

@@ -369,8 +369,8 @@ class RecordTap:
     goes to the recorder as one bundle on ``publisher``'s topic, instead of one DDS message per message.
     :meth:`poll` (after each of the bus's delivery rounds, and from the collector's timer) sends a bundle once
     ``max_bytes`` are collected or the oldest message is ``max_age_s`` old; :meth:`flush` sends what there is
-    (the collector's shutdown). A DDS publish took 160-230 us for 1.5-250 kB here (docs/benchmarks.md,
-    "Recording"), so bundles are few and large.
+    and :meth:`close` (the collector's shutdown) also waits until the recorder has it. A DDS publish took
+    160-230 us for 1.5-250 kB here (docs/benchmarks.md, "Recording"), so bundles are few and large.
 
     Args:
         topics: absolute names of the tapped topics.
@@ -438,6 +438,21 @@ class RecordTap:
         entries, self._entries, self._bytes = self._entries, [], 0
         self._publisher.publish(self._encode(self._table, entries))
         self.bundles += 1
+
+    def close(self, timeout_s: float) -> bool:
+        """:meth:`flush`, then wait until the recorder acknowledged every bundle (the robot's shutdown: DDS
+        may drop what a publisher sent but no reader acknowledged yet when the publisher is destroyed).
+
+        Args:
+            timeout_s: longest wait for the acknowledgements, s.
+
+        Returns:
+            True when every bundle was acknowledged (or no recorder is matched), False on timeout.
+        """
+        from rclpy.duration import Duration
+
+        self.flush()
+        return bool(self._publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9))))
 
 
 def create_publisher(node: Any, msg_type: type, topic: str, qos: QoSProfile,

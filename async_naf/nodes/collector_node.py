@@ -50,6 +50,7 @@ from async_naf.wire.recorder import merge_ready
 
 LOG_THROTTLE_S = 5.0  # the same kind of message at most this often, s
 RECORD_POLL_S = 0.05  # a recorded run's tap checks this often whether a bundle is due (RecordTap.poll), s
+TAP_ACK_WAIT_S = 2.0  # at shutdown, the longest wait for the recorder to acknowledge the last bundle, s
 
 
 class CollectorNode(Node):
@@ -251,11 +252,12 @@ class CollectorNode(Node):
 
     def shutdown_hook(self) -> None:
         """Process exit: hold the policy, send what is pending (transitions; the recorder's last bundle: the
-        graph composes the collector last, so what the others' shutdown hooks published is in it), write
-        the counters (counts_file)."""
+        graph composes the collector last, so what the others' shutdown hooks published is in it; waiting at
+        most TAP_ACK_WAIT_S for the recorder to acknowledge it), write the counters (counts_file)."""
         self._do(self.loop.shutdown(time.monotonic()))
-        if self._tap is not None:
-            self._tap.flush()
+        if self._tap is not None and not self._tap.close(TAP_ACK_WAIT_S):
+            self.get_logger().warning(f"the recorder did not acknowledge the last bundle within {TAP_ACK_WAIT_S} s: "
+                                      "the bag may miss the run's last messages")
         if self.cfg.counts_file:
             path = Path(self.cfg.counts_file)
             try:
