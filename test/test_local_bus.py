@@ -508,27 +508,34 @@ def test_the_node_adapters_round_trip() -> None:
 def test_the_adapters_cdr_is_the_exact_cdr_of_their_messages() -> None:
     """``to_cdr`` (a recorded run's tap, no message built) equals rmw's serialisation of ``to_ros`` made exact
     (canonical, itself byte for byte rosbags' serialisation: test_cdr_tables), for random values of every
-    adapter: several frame ids, joint names and sizes, covariances known and unknown, empty sequences."""
+    adapter: several frame ids, joint names and sizes, covariances known and unknown, empty sequences, values
+    as float64, float32, big-endian, strided views and lists; and a lockstep robot's clock."""
     import numpy as np
     from rclpy.serialization import serialize_message
+    from rosgraph_msgs.msg import Clock
 
     from async_naf.nodes._msgs import CommandAdapter, ImuAdapter, JointStateAdapter, PolicyStepAdapter
     from async_naf.wire.imu import ImuSample
     from async_naf.wire.joints import JointStates
     from async_naf.wire.layouts import PolicyStep
-    from async_naf.wire.record_bundle import canonical_imu, canonical_joint_state, canonical_multiarray
+    from async_naf.wire.record_bundle import canonical_imu, canonical_joint_state, canonical_multiarray, clock_cdr
 
     rng = np.random.default_rng(4)
+    forms = [lambda a: a, lambda a: a.astype(np.float32), lambda a: a.astype(">f8"),
+             lambda a: np.repeat(a, 2)[::2], lambda a: a.tolist()]  # what a caller may hand over
+
+    def vec(size: int, k: int) -> np.ndarray:
+        return forms[k % len(forms)](rng.normal(size=size))  # type: ignore[no-any-return]
+
     for k in range(60):
         stamp = int(rng.integers(0, 2**31 - 1)) * 1_000_000_000 + int(rng.integers(0, 10**9))
         cov = np.diag(rng.uniform(1e-6, 1e-3, 3)) if k % 3 else None
-        sample = ImuSample(stamp, rng.normal(size=3), rng.normal(size=3), cov, None if k % 4 == 0 else cov)
+        sample = ImuSample(stamp, vec(3, k), vec(3, k + 1), cov, None if k % 4 == 0 else cov)
         imu = ImuAdapter("f" * (k % 6))
         assert imu.to_cdr(sample) == canonical_imu(serialize_message(imu.to_ros(sample)))
         names = tuple(f"joint_{i}" + "x" * (k % 4) for i in range(k % 9))
         n = len(names)
-        js = JointStates(stamp, names, rng.normal(size=n), rng.normal(size=n * (k % 2)),
-                         rng.normal(size=n * (k % 3 == 0)))
+        js = JointStates(stamp, names, vec(n, k), vec(n * (k % 2), k + 2), vec(n * (k % 3 == 0), k + 3))
         adapter = JointStateAdapter()
         assert adapter.to_cdr(js) == canonical_joint_state(serialize_message(adapter.to_ros(js)))
         obs_dim = 20 + k % 5
@@ -536,8 +543,11 @@ def test_the_adapters_cdr_is_the_exact_cdr_of_their_messages() -> None:
                           rng.normal(size=7), rng.normal(size=3), float(rng.normal()), float(rng.normal()))
         steps = PolicyStepAdapter(obs_dim, 7)
         assert steps.to_cdr(step) == canonical_multiarray(serialize_message(steps.to_ros(step)))
-        cmd = rng.normal(size=k % 8)
+        cmd = vec(k % 8, k)
         assert CommandAdapter().to_cdr(cmd) == canonical_multiarray(serialize_message(CommandAdapter().to_ros(cmd)))
+        clock = Clock()
+        clock.clock.sec, clock.clock.nanosec = divmod(stamp, 1_000_000_000)
+        assert clock_cdr(clock.clock.sec, clock.clock.nanosec) == serialize_message(clock)
 
 
 def test_the_policy_arms_no_door_timer_for_an_estimate_already_queued(proc: Process) -> None:
@@ -661,3 +671,12 @@ def test_the_tap_sends_a_bundle_once_enough_bytes_or_an_old_enough_message_wait(
 def test_the_tap_rejects_thresholds_that_are_not_positive(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="positive"):
         _local.RecordTap(("/r/a",), Sent(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_imu_cdr_refuses_vectors_of_the_wrong_size() -> None:
+    from async_naf.wire.record_bundle import imu_cdr
+
+    with pytest.raises(ValueError, match="gyro needs 3"):
+        imu_cdr(0, [0.0, 1.0], [0.0, 0.0, 9.8], None, None)
+    with pytest.raises(ValueError, match="accel_cov needs 9"):
+        imu_cdr(0, [0.0, 1.0, 2.0], [0.0, 0.0, 9.8], None, [1.0] * 3)

@@ -385,6 +385,7 @@ class RecordTap:
     def __init__(self, topics: tuple[str, ...] | list[str], publisher: Any, max_bytes: int = TAP_MAX_BYTES,
                  max_age_s: float = TAP_MAX_AGE_S) -> None:
         from rclpy.serialization import serialize_message
+        from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Imu, JointState
         from std_msgs.msg import Float64MultiArray
 
@@ -392,6 +393,7 @@ class RecordTap:
             canonical_imu,
             canonical_joint_state,
             canonical_multiarray,
+            clock_cdr,
             encode_bundle,
             encode_topics,
         )
@@ -404,6 +406,8 @@ class RecordTap:
         # the types with padding get the exact CDR a DDS reader (ros2 bag record) stores, which rosbags reads
         self._canonical: dict[type, Callable[[bytes], bytes]] = {
             JointState: canonical_joint_state, Float64MultiArray: canonical_multiarray, Imu: canonical_imu}
+        # a lockstep robot's clock, once per step: its CDR straight from the message, without rmw
+        self._direct: dict[type, Callable[[Any], bytes]] = {Clock: lambda m: clock_cdr(m.clock.sec, m.clock.nanosec)}
         if not (max_bytes > 0 and max_age_s > 0):
             raise ValueError(f"max_bytes and max_age_s must be positive, got {max_bytes} and {max_age_s}")
         self.max_bytes = int(max_bytes)
@@ -415,6 +419,10 @@ class RecordTap:
 
     def add(self, topic: str, msg: Any) -> None:
         """Serialise ``msg`` (a ROS message of ``topic``) with the time now, for the next bundle."""
+        direct = self._direct.get(type(msg))
+        if direct is not None:
+            self.add_cdr(topic, direct(msg))
+            return
         raw = self._serialize(msg)
         canonical = self._canonical.get(type(msg))
         self.add_cdr(topic, raw if canonical is None else canonical(raw))

@@ -38,8 +38,8 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimensi
 
 from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 from async_naf.wire.joints import JointStates
-from async_naf.wire.layouts import ArrayMsg, PolicyStep, decode_policy_step, encode_policy_step
-from async_naf.wire.record_bundle import imu_cdr, joint_state_cdr, multiarray_cdr
+from async_naf.wire.layouts import ArrayMsg, PolicyStep, decode_policy_step, encode_policy_step, policy_step_f8
+from async_naf.wire.record_bundle import imu_cdr, joint_state_cdr, multiarray_cdr, multiarray_f8_cdr
 
 SENSOR = qos_profile_sensor_data
 IMU = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE,
@@ -174,8 +174,9 @@ class PolicyStepAdapter:
 
     def to_cdr(self, step: PolicyStep) -> bytes:
         """What ``to_ros`` builds, as its exact CDR (a recorded run's tap: no message object)."""
-        arr = encode_policy_step(step)
-        return multiarray_cdr(arr.labels, arr.sizes, arr.strides, arr.data, arr.data_offset)
+        label, raw = policy_step_f8(step)
+        n = len(raw) // 8
+        return multiarray_f8_cdr((label,), (n,), (n,), raw)
 
     def from_ros(self, msg: Float64MultiArray) -> PolicyStep:
         return decode_policy_step(from_msg(msg), self.obs_dim, self.act_dim)

@@ -558,20 +558,34 @@ def policy_step_size(obs_dim: int, act_dim: int) -> int:
     return 3 + obs_dim + act_dim + 2 * N_JOINTS + 3 + 2
 
 
+_F8 = np.dtype("<f8")
+_POLICY_STEP_HEAD = struct.Struct("<3d")  # stamp_s, episode, step
+_POLICY_STEP_TAIL = struct.Struct("<2d")  # door_angle, door_velocity
+
+
+def _f8(values: object) -> bytes:
+    """``values`` as little-endian float64 bytes, flattened (C order)."""
+    if type(values) is np.ndarray and values.dtype == _F8:
+        return values.tobytes()
+    return np.asarray(values, dtype=_F8).tobytes()
+
+
+def policy_step_f8(step: PolicyStep) -> tuple[str, bytes]:
+    """A policy-step message's label and data, the data as little-endian float64 bytes (the one place that
+    orders the fields; :func:`encode_policy_step` builds its array from them, a recorded run's tap its CDR)."""
+    obs, action = _f8(step.obs), _f8(step.action)
+    raw = b"".join((_POLICY_STEP_HEAD.pack(step.stamp_s, step.episode, step.step), obs, action,
+                    _f8(step.joint_pos), _f8(step.joint_vel), _f8(step.ee_pos),
+                    _POLICY_STEP_TAIL.pack(step.door_angle, step.door_velocity)))
+    return f"{POLICY_STEP}:obs={len(obs) // 8},act={len(action) // 8}", raw
+
+
 def encode_policy_step(step: PolicyStep) -> ArrayMsg:
     """Pack a PolicyStep into a Float64MultiArray picture (not validated: the sender built it from checked
     parts; the collector's decoder validates)."""
-    obs = np.asarray(step.obs, dtype=np.float64).reshape(-1)
-    action = np.asarray(step.action, dtype=np.float64).reshape(-1)
-    data = np.concatenate((
-        (step.stamp_s, step.episode, step.step), obs, action,
-        np.asarray(step.joint_pos, dtype=np.float64).reshape(-1),
-        np.asarray(step.joint_vel, dtype=np.float64).reshape(-1),
-        np.asarray(step.ee_pos, dtype=np.float64).reshape(-1),
-        (step.door_angle, step.door_velocity),
-    ))
-    return ArrayMsg(labels=(f"{POLICY_STEP}:obs={obs.size},act={action.size}",), sizes=(data.size,),
-                    strides=(data.size,), data=data)
+    label, raw = policy_step_f8(step)
+    data = np.frombuffer(raw, dtype=_F8).astype(np.float64)
+    return ArrayMsg(labels=(label,), sizes=(data.size,), strides=(data.size,), data=data)
 
 
 def decode_policy_step(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int | None = None) -> PolicyStep:

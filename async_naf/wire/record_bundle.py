@@ -26,6 +26,8 @@ import functools
 import struct
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from async_naf.wire.cdr import U32_BE, cdr_doubles, cdr_string, cdr_u32
 
 RECORD_BUNDLE = "async_naf.record_bundle.v1"
@@ -204,9 +206,13 @@ def canonical_imu(raw: bytes | memoryview) -> bytes:
 
 
 # --- the same CDR straight from the in-process values (the tap's fast path) ---------------------------------
+# Everything but the stamp and the values is the same from message to message of a stream: it is built once
+# per layout (cached) and each message joins it with the stamp and the values' bytes (a float64 array's own
+# buffer where it already is little-endian float64).
 
 _ENCAPSULATION = b"\x00\x01\x00\x00"
 _STAMP = struct.Struct("<iI")
+_F8 = np.dtype("<f8")
 
 
 def _string_cdr(text: str, pos: int) -> tuple[bytes, int]:
@@ -216,12 +222,16 @@ def _string_cdr(text: str, pos: int) -> tuple[bytes, int]:
     return b"\0" * pad + struct.pack("<I", len(raw)) + raw, pos + pad + 4 + len(raw)
 
 
-def _doubles_cdr(values: object, pos: int) -> tuple[bytes, int]:
-    """A CDR float64 sequence at body position ``pos``: count (aligned to 4), then (aligned to 8) the values."""
-    import numpy as np
+def _f8_bytes(values: object) -> bytes:
+    """``values`` as little-endian float64 bytes, flattened (C order)."""
+    if type(values) is np.ndarray and values.dtype == _F8:
+        return values.tobytes()
+    return np.asarray(values, dtype=_F8).tobytes()
 
-    data = np.ascontiguousarray(values, dtype="<f8").reshape(-1).tobytes()
-    n = len(data) // 8
+
+def _sequence_head(n: int, pos: int) -> tuple[bytes, int]:
+    """What precedes ``n`` float64 values of a CDR sequence at body position ``pos``: padding to 4, the
+    count, padding to 8 (only when there are values); and the position of the first value."""
     pad = -pos % 4
     out = b"\0" * pad + struct.pack("<I", n)
     pos += pad + 4
@@ -229,7 +239,7 @@ def _doubles_cdr(values: object, pos: int) -> tuple[bytes, int]:
         pad = -pos % 8
         out += b"\0" * pad
         pos += pad
-    return out + data, pos + len(data)
+    return out, pos
 
 
 def _stamp(stamp_ns: int) -> bytes:
@@ -238,55 +248,74 @@ def _stamp(stamp_ns: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _names_cdr(frame_id: str, names: tuple[str, ...]) -> tuple[bytes, int]:
-    """A JointState's frame id and names after the stamp (the part a stream repeats), and where they end."""
+def _joint_state_parts(frame_id: str, names: tuple[str, ...], sizes: tuple[int, int, int]
+                       ) -> tuple[bytes, bytes, bytes]:
+    """A JointState's fixed parts for ``names`` and (position, velocity, effort) ``sizes``: what follows the
+    stamp up to the first position, then up to the first velocity, then up to the first effort."""
     out, pos = _string_cdr(frame_id, 8)
     parts = [out, b"\0" * (-pos % 4) + struct.pack("<I", len(names))]
     pos += -pos % 4 + 4
     for name in names:
         raw, pos = _string_cdr(name, pos)
         parts.append(raw)
-    return b"".join(parts), pos
+    heads = [b"".join(parts)]
+    for n in sizes:
+        head, pos = _sequence_head(n, pos)
+        heads.append(head)
+        pos += 8 * n
+    return heads[0] + heads[1], heads[2], heads[3]
 
 
 def joint_state_cdr(stamp_ns: int, names: tuple[str, ...], position: object, velocity: object, effort: object,
                     frame_id: str = "") -> bytes:
     """The canonical CDR of a ``sensor_msgs/JointState`` (what :func:`canonical_joint_state` makes of rmw's)."""
-    head, pos = _names_cdr(frame_id, tuple(names))
-    parts = [_ENCAPSULATION, _stamp(stamp_ns), head]
-    for values in (position, velocity, effort):
-        raw, pos = _doubles_cdr(values, pos)
-        parts.append(raw)
-    return b"".join(parts)
+    p, v, e = _f8_bytes(position), _f8_bytes(velocity), _f8_bytes(effort)
+    head, before_v, before_e = _joint_state_parts(frame_id, tuple(names), (len(p) // 8, len(v) // 8, len(e) // 8))
+    return b"".join((_ENCAPSULATION, _stamp(stamp_ns), head, p, before_v, v, before_e, e))
+
+
+def clock_cdr(sec: int, nanosec: int) -> bytes:
+    """The CDR of a ``rosgraph_msgs/Clock`` (its ``builtin_interfaces/Time``: int32 sec, uint32 nanosec)."""
+    return _ENCAPSULATION + _STAMP.pack(sec, nanosec)
+
+
+# the quaternion (x, y, z, w) and its covariance with [0] = -1: no orientation (REP 145)
+_NO_ORIENTATION = np.array((0.0, 0.0, 0.0, 1.0, -1.0) + (0.0,) * 8, dtype=_F8).tobytes()
+_UNKNOWN_COVARIANCE = bytes(72)  # 9 zeros: "unknown"
 
 
 @functools.lru_cache(maxsize=16)
 def _imu_head(frame_id: str) -> bytes:
     raw, pos = _string_cdr(frame_id, 8)
-    return raw + b"\0" * (-pos % 8)
+    return raw + b"\0" * (-pos % 8) + _NO_ORIENTATION
 
 
-_NO_ORIENTATION = (0.0, 0.0, 0.0, 1.0, -1.0) + (0.0,) * 8  # quaternion (x, y, z, w), covariance[0] = -1 (REP 145)
+def _f8_exactly(values: object, n: int, what: str) -> bytes:
+    raw = _f8_bytes(values)
+    if len(raw) != 8 * n:
+        raise ValueError(f"{what} needs {n} values, got {len(raw) // 8}")
+    return raw
 
 
 def imu_cdr(stamp_ns: int, gyro: object, accel: object, gyro_cov: object, accel_cov: object,
             frame_id: str = "") -> bytes:
     """The canonical CDR of a ``sensor_msgs/Imu`` without orientation (REP 145: covariance[0] -1), rates and
-    accelerations with their covariances (None: all zeros, "unknown"), as ``ImuAdapter.to_ros`` builds it."""
-    import numpy as np
+    accelerations with their covariances (None: all zeros, "unknown"), as ``ImuAdapter.to_ros`` builds it.
 
-    g = np.asarray(gyro, dtype=np.float64).reshape(3)
-    a = np.asarray(accel, dtype=np.float64).reshape(3)
-    gc = np.zeros(9) if gyro_cov is None else np.asarray(gyro_cov, dtype=np.float64).reshape(9)
-    ac = np.zeros(9) if accel_cov is None else np.asarray(accel_cov, dtype=np.float64).reshape(9)
-    values = np.concatenate((_NO_ORIENTATION, g, gc, a, ac))
-    return b"".join((_ENCAPSULATION, _stamp(stamp_ns), _imu_head(frame_id), values.astype("<f8").tobytes()))
+    Raises:
+        ValueError: a vector without 3 values or a covariance without 9.
+    """
+    gc = _UNKNOWN_COVARIANCE if gyro_cov is None else _f8_exactly(gyro_cov, 9, "gyro_cov")
+    ac = _UNKNOWN_COVARIANCE if accel_cov is None else _f8_exactly(accel_cov, 9, "accel_cov")
+    return b"".join((_ENCAPSULATION, _stamp(stamp_ns), _imu_head(frame_id), _f8_exactly(gyro, 3, "gyro"), gc,
+                     _f8_exactly(accel, 3, "accel"), ac))
 
 
 @functools.lru_cache(maxsize=64)
-def _layout_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data_offset: int
-                ) -> tuple[bytes, int]:
-    parts = [struct.pack("<I", len(labels))]
+def _multiarray_head(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data_offset: int,
+                     n: int) -> bytes:
+    """A Float64MultiArray's encapsulation, layout and data count, up to the first of ``n`` values."""
+    parts = [_ENCAPSULATION, struct.pack("<I", len(labels))]
     pos = 4
     for label, size, stride in zip(labels, sizes, strides):
         raw, pos = _string_cdr(label, pos)
@@ -294,14 +323,20 @@ def _layout_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[
         parts += [raw, b"\0" * pad + struct.pack("<II", size, stride)]
         pos += pad + 8
     pad = -pos % 4
-    parts.append(b"\0" * pad + struct.pack("<I", data_offset))
-    return b"".join(parts), pos + pad + 4
+    parts += [b"\0" * pad + struct.pack("<I", data_offset), _sequence_head(n, pos + pad + 4)[0]]
+    return b"".join(parts)
 
 
 def multiarray_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data: object,
                    data_offset: int = 0) -> bytes:
     """The canonical CDR of a ``std_msgs/Float64MultiArray`` (layout dimensions, data offset, the values)."""
-    head, pos = _layout_cdr(tuple(labels), tuple(int(s) for s in sizes), tuple(int(s) for s in strides),
-                            int(data_offset))
-    raw, _ = _doubles_cdr(data, pos)
-    return b"".join((_ENCAPSULATION, head, raw))
+    return multiarray_f8_cdr(labels, sizes, strides, _f8_bytes(data), data_offset)
+
+
+def multiarray_f8_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], raw: bytes,
+                      data_offset: int = 0) -> bytes:
+    """:func:`multiarray_cdr` of values given as their little-endian float64 bytes ``raw``."""
+    if len(raw) % 8:
+        raise ValueError(f"float64 data of {len(raw)} bytes")
+    return _multiarray_head(tuple(labels), tuple(map(int, sizes)), tuple(map(int, strides)), int(data_offset),
+                            len(raw) // 8) + raw
