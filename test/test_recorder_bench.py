@@ -63,3 +63,14 @@ def test_the_completeness_check_finds_a_missing_step_and_a_short_bag(tmp_path: P
     assert hole["/robot_0"]["episodes_with_holes"] == 1 and not hole["/robot_0"]["complete"]
     short = check_policy_steps(_bag(tmp_path / "short", {0: list(range(5))}, 6))  # the policy made 6
     assert short["/robot_0"]["episodes_with_holes"] == 0 and not short["/robot_0"]["complete"]
+
+
+def test_the_tap_bench_hands_every_message_of_a_robot_step_to_the_tap() -> None:
+    from async_naf.bench.recorder import bench_record_tap
+
+    out = bench_record_tap(steps=40, repeats=2)
+    assert out["record_tap_messages_per_step"] == sum(PER_ROBOT_STEP.values()) == 15
+    assert out["record_tap_messages"] == 15 * 40 * 2
+    assert out["record_tap_bundles"] >= 1 and out["record_tap_bundle_bytes_mean"] > 15 * 40 * 2 * 50 / \
+        out["record_tap_bundles"]  # at least 50 bytes a message: every message encoded into the bundles
+    assert len(out["record_tap_windows_us_per_step"]) == 2

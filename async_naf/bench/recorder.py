@@ -391,6 +391,90 @@ def _overhead_figures(plain: list[float], recorded: list[float], cpu_plain: list
             "record_window_steps": steps, "load_avg_1min": round(os.getloadavg()[0], 2)}
 
 
+class _BundleSink:
+    """Where :func:`bench_record_tap`'s tap sends its bundles: counted, not published (the DDS publish of a
+    bundle is measured apart: 160-230 us each, about ten a second per lockstep robot)."""
+
+    def __init__(self) -> None:
+        self.bundles = 0
+        self.bytes = 0
+
+    def publish(self, raw: bytes) -> None:
+        self.bundles += 1
+        self.bytes += len(raw)
+
+
+def bench_record_tap(quick: bool = False, steps: int | None = None, repeats: int = 5) -> dict[str, Any]:
+    """``record_tap_us_per_step``: what a recorded run's tap costs a composed robot's thread per env step,
+    in this process without ROS traffic: one robot's messages of a step (:data:`PER_ROBOT_STEP`, the values
+    the embedded door_pull robot publishes: 7 arm joints, an IMU sample with covariances, the door estimate,
+    the ground truth, a command, a policy step, the clock) each handed to a ``RecordTap`` as the bus does
+    (an adapter's ``to_cdr``; the clock as a message), then ``poll`` once per step. CPU time of the process,
+    the median of ``repeats`` windows of ``steps`` steps; the bundles are counted, not published."""
+    from rosgraph_msgs.msg import Clock
+
+    from async_naf.nodes import _local, _msgs
+    from async_naf.sim import ARM_JOINT_NAMES
+    from async_naf.task.tasks import make_task
+    from async_naf.wire import layouts
+    from async_naf.wire.imu import ImuSample
+    from async_naf.wire.joints import JointStates
+
+    steps = steps or (2000 if quick else 10000)
+    task = make_task("door_pull")
+    rng = np.random.default_rng(0)
+    q, qd = rng.uniform(-1, 1, 7), rng.normal(size=7)
+    cov = np.eye(3) * 1e-4
+    imu, js, steps_adapter, cmd = (_msgs.ImuAdapter("door_imu"), _msgs.JointStateAdapter(),
+                                   _msgs.PolicyStepAdapter(task.obs_dim, task.act_dim), _msgs.CommandAdapter())
+    ns = "/robot_0/"
+    topics = tuple(ns + suffix for suffix in PER_ROBOT_STEP)
+    sink = _BundleSink()
+    tap = _local.RecordTap(topics, sink)
+    clock = Clock()
+    rng_gyro, accel = rng.normal(size=3), np.array([0.0, 0.0, 9.81])
+    door, truth, no_effort = np.array([0.1]), np.array([0.1, 0.0]), np.zeros(0)
+    obs, action, ee = rng.normal(size=task.obs_dim), rng.uniform(-0.5, 0.5, task.act_dim), np.array([0.5, 0.0, 0.8])
+    # the values of an episode's steps, built before the timed windows (the robot's nodes make them anyway)
+    episode = []
+    for k in range(150):
+        t_ns = 1_000_000_000 + 50_000_000 * k
+        dt = [10_000_000 * i for i in range(PER_ROBOT_STEP["door/imu"])]
+        episode.append(([ImuSample(t_ns + d, rng_gyro, accel, cov, cov) for d in dt],
+                        [JointStates(t_ns + d, ("door_hinge",), door, door, no_effort) for d in dt],
+                        JointStates(t_ns, ARM_JOINT_NAMES, q, qd, no_effort),
+                        JointStates(t_ns, ("door_hinge", "door_handle"), truth, truth, no_effort),
+                        layouts.PolicyStep(t_ns * 1e-9, 0, k, obs, action, q, qd, ee, 0.1, 0.0), divmod(t_ns, 10**9)))
+
+    def one_step(k: int) -> None:
+        samples, doors, arm, gt, step, (sec, nanosec) = episode[k % 150]
+        for sample, estimate in zip(samples, doors):
+            tap.add_cdr(ns + "door/imu", imu.to_cdr(sample))
+            tap.add_cdr(ns + "door/joint_states", js.to_cdr(estimate))
+        tap.add_cdr(ns + "joint_states", js.to_cdr(arm))
+        tap.add_cdr(ns + "ground_truth/door_state", js.to_cdr(gt))
+        tap.add_cdr(ns + "forward_velocity_controller/commands", cmd.to_cdr(action))
+        tap.add_cdr(ns + "policy/step", steps_adapter.to_cdr(step))
+        clock.clock.sec, clock.clock.nanosec = sec, nanosec
+        tap.add(ns + "clock", clock)
+        tap.poll()
+
+    per_step = sum(PER_ROBOT_STEP.values())
+    windows = []
+    for r in range(repeats):
+        t0 = time.process_time()
+        for k in range(r * steps, (r + 1) * steps):
+            one_step(k)
+        windows.append((time.process_time() - t0) / steps * 1e6)
+    tap.flush()
+    us = statistics.median(windows)
+    return {"record_tap_us_per_step": round(us, 1), "record_tap_us_per_message": round(us / per_step, 2),
+            "record_tap_messages_per_step": per_step, "record_tap_windows_us_per_step": [round(w, 1) for w in windows],
+            "record_tap_bundles": sink.bundles,
+            "record_tap_bundle_bytes_mean": round(sink.bytes / max(sink.bundles, 1)),
+            "record_tap_messages": tap.messages}
+
+
 if __name__ == "__main__":  # pragma: no cover
     import json
     import sys

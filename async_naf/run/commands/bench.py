@@ -37,6 +37,8 @@ Figures (each measured, never hard-coded):
                         window, alternating runs); whether each bag holds every policy/step of its run
   record_env_steps_ratio_realtime  the same with the sims paced as real robots (--realtime, 20 Hz each):
                         env steps/s and CPU per step with and without --record
+  record_tap_us_per_step  CPU us a recorded run's tap costs a composed robot per env step (one robot's
+                        15 messages encoded into bundles, in-process, no DDS)
 
 Example:
   async-naf bench --json
@@ -54,6 +56,7 @@ FIGURES: dict[str, str] = {
     "recorder_msgs_per_s": "async_naf.bench.recorder:bench_recorder_rate",
     "record_env_steps_ratio": "async_naf.bench.recorder:bench_record_overhead",
     "record_env_steps_ratio_realtime": "async_naf.bench.recorder:bench_record_overhead_realtime",
+    "record_tap_us_per_step": "async_naf.bench.recorder:bench_record_tap",
 }
 
 
