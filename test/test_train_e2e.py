@@ -146,8 +146,11 @@ def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str,
     still = _baseline_eval("reach", episodes, 20_000 + seed, random=False)
     best_baseline = max(random.mean_return, still.mean_return)
     trained = summary["eval_mean_return"]
-    assert trained > best_baseline + 0.25 * abs(best_baseline), (trained, random.mean_return, still.mean_return)
-    assert summary["eval_success_rate"] >= random.success_rate
+    # what a failure needs to be told apart (an untrained policy, a trainer far behind, a late checkpoint)
+    said = {k: summary.get(k) for k in ("updates", "checkpoint_updates", "env_steps", "checkpoint", "train_episodes",
+                                         "wall_s", "trainer_wall_s", "eval_success_rate")}
+    assert trained > best_baseline + 0.25 * abs(best_baseline), (trained, random.mean_return, still.mean_return, said)
+    assert summary["eval_success_rate"] >= random.success_rate, said
 
 
 def test_train_door_pull_on_the_hardware_backend(tmp_path: Path, ros_env: dict[str, str]) -> None:
