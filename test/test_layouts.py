@@ -258,6 +258,16 @@ def test_policy_step_round_trip() -> None:
     assert (out.stamp_s, out.episode, out.step, out.door_angle, out.door_velocity) == (12.345, 4, 17, 0.3, -0.1)
     for name in ("obs", "action", "joint_pos", "joint_vel", "ee_pos"):
         np.testing.assert_array_equal(getattr(out, name), getattr(step, name))
+    # what a sender may hand over: float32, a (1, n) row, big-endian, a list, numpy integers
+    odd = L.PolicyStep(np.float32(2.5), np.int64(3), np.int32(9), rng.normal(size=(1, OBS)).astype(np.float32),
+                       rng.normal(size=ACT).astype(">f8"), rng.normal(size=7).tolist(), rng.normal(size=14)[::2],
+                       rng.normal(size=3), 0.5, 0.25)
+    msg = L.encode_policy_step(odd)
+    assert msg.data.dtype == np.float64 and msg.data.flags.writeable and msg.sizes == (msg.data.size,)
+    out = L.decode_policy_step(msg, OBS, ACT)
+    assert (out.stamp_s, out.episode, out.step, out.door_angle, out.door_velocity) == (2.5, 3, 9, 0.5, 0.25)
+    for name in ("obs", "action", "joint_pos", "joint_vel", "ee_pos"):
+        np.testing.assert_array_equal(getattr(out, name), np.ravel(getattr(odd, name)).astype(np.float64))
 
 
 def test_policy_step_errors() -> None:

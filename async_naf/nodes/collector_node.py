@@ -255,9 +255,15 @@ class CollectorNode(Node):
         graph composes the collector last, so what the others' shutdown hooks published is in it; waiting at
         most TAP_ACK_WAIT_S for the recorder to acknowledge it), write the counters (counts_file)."""
         self._do(self.loop.shutdown(time.monotonic()))
-        if self._tap is not None and not self._tap.close(TAP_ACK_WAIT_S):
-            self.get_logger().warning(f"the recorder did not acknowledge the last bundle within {TAP_ACK_WAIT_S} s: "
-                                      "the bag may miss the run's last messages")
+        if self._tap is not None:
+            try:
+                acked = self._tap.close(TAP_ACK_WAIT_S)
+            except RuntimeError as exc:  # rclpy's RCLError / InvalidHandle: the counters below still get written
+                self.get_logger().warning(f"the last bundle for the recorder not sent or not confirmed: {exc}")
+            else:
+                if not acked:
+                    self.get_logger().warning(f"the recorder did not acknowledge the last bundle within "
+                                              f"{TAP_ACK_WAIT_S} s: the bag may miss the run's last messages")
         if self.cfg.counts_file:
             path = Path(self.cfg.counts_file)
             try:

@@ -335,7 +335,8 @@ def multiarray_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tup
 
 def multiarray_f8_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], raw: bytes,
                       data_offset: int = 0) -> bytes:
-    """:func:`multiarray_cdr` of values given as their little-endian float64 bytes ``raw``."""
+    """:func:`multiarray_cdr` of values given as their little-endian float64 bytes ``raw`` (a ``bytes``
+    object: its length counts bytes)."""
     if len(raw) % 8:
         raise ValueError(f"float64 data of {len(raw)} bytes")
     return _multiarray_head(tuple(labels), tuple(map(int, sizes)), tuple(map(int, strides)), int(data_offset),
