@@ -332,7 +332,8 @@ def bench_record_overhead(quick: bool = False, pairs: int | None = None, steps: 
     if realtime:  # 40 env steps/s: the warm-up past the trainer's first updates (min_buffer_size 1,000)
         steps = steps or (200 if quick else 600)
         warmup_steps = warmup_steps or 1100
-    steps = steps or (1000 if quick else 3000)
+    # 12,000 steps (about 10 s): windows of 3,000 measured 0.74-0.78 where 12,000 measured 0.86 (docs/benchmarks.md)
+    steps = steps or (1000 if quick else 12000)
     warmup_steps = warmup_steps or (1200 if quick else 1500)
     plain: list[float] = []
     recorded: list[float] = []
