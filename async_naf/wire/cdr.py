@@ -1,4 +1,5 @@
-"""CDR (XCDR1, plain, little endian) primitives: the readers the rest of the project builds on.
+"""CDR (XCDR1, plain, little endian) primitives: the readers the rest of the project builds on, and
+:func:`f8_bytes`, the float64 values a writer puts in.
 
 :func:`cdr_body` checks the 4-byte encapsulation header and returns the body; positions are relative to the
 body, where CDR aligns them. :func:`cdr_u32`, :func:`cdr_string` and :func:`cdr_doubles` read one field at a
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 _U32 = struct.Struct("<I")
+F8 = np.dtype("<f8")  # CDR's float64 here: little endian
 U32_BE = struct.Struct(">I")  # cdr_u32's byte order for big-endian CDR
 
 
@@ -50,3 +54,11 @@ def cdr_doubles(body: memoryview, pos: int) -> tuple[int, int, int]:
     if end > len(body):
         raise ValueError("sequence beyond the message")
     return pos, n, end
+
+
+def f8_bytes(values: object) -> bytes:
+    """``values`` as little-endian float64 bytes, flattened in C order (a little-endian float64 array's own
+    buffer as it is; anything else converted)."""
+    if type(values) is np.ndarray and values.dtype == F8:
+        return values.tobytes()
+    return np.asarray(values, dtype=F8).tobytes()

@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from async_naf.wire.batch import Batch
+from async_naf.wire.cdr import F8, f8_bytes
 from async_naf.wire.checkpoint import safetensors_header
 
 TRANSITIONS = "async_naf.transitions.v1"
@@ -558,24 +559,16 @@ def policy_step_size(obs_dim: int, act_dim: int) -> int:
     return 3 + obs_dim + act_dim + 2 * N_JOINTS + 3 + 2
 
 
-_F8 = np.dtype("<f8")
 _POLICY_STEP_HEAD = struct.Struct("<3d")  # stamp_s, episode, step
 _POLICY_STEP_TAIL = struct.Struct("<2d")  # door_angle, door_velocity
-
-
-def _f8(values: object) -> bytes:
-    """``values`` as little-endian float64 bytes, flattened (C order)."""
-    if type(values) is np.ndarray and values.dtype == _F8:
-        return values.tobytes()
-    return np.asarray(values, dtype=_F8).tobytes()
 
 
 def policy_step_f8(step: PolicyStep) -> tuple[str, bytes]:
     """A policy-step message's label and data, the data as little-endian float64 bytes (the one place that
     orders the fields; :func:`encode_policy_step` builds its array from them, a recorded run's tap its CDR)."""
-    obs, action = _f8(step.obs), _f8(step.action)
+    obs, action = f8_bytes(step.obs), f8_bytes(step.action)
     raw = b"".join((_POLICY_STEP_HEAD.pack(step.stamp_s, step.episode, step.step), obs, action,
-                    _f8(step.joint_pos), _f8(step.joint_vel), _f8(step.ee_pos),
+                    f8_bytes(step.joint_pos), f8_bytes(step.joint_vel), f8_bytes(step.ee_pos),
                     _POLICY_STEP_TAIL.pack(step.door_angle, step.door_velocity)))
     return f"{POLICY_STEP}:obs={len(obs) // 8},act={len(action) // 8}", raw
 
@@ -584,7 +577,7 @@ def encode_policy_step(step: PolicyStep) -> ArrayMsg:
     """Pack a PolicyStep into a Float64MultiArray picture (not validated: the sender built it from checked
     parts; the collector's decoder validates)."""
     label, raw = policy_step_f8(step)
-    data = np.frombuffer(raw, dtype=_F8).astype(np.float64)
+    data = np.frombuffer(raw, dtype=F8).astype(np.float64)
     return ArrayMsg(labels=(label,), sizes=(data.size,), strides=(data.size,), data=data)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from async_naf.wire.cdr import U32_BE, cdr_doubles, cdr_string, cdr_u32
+from async_naf.wire.cdr import F8, U32_BE, cdr_doubles, cdr_string, cdr_u32, f8_bytes
 
 RECORD_BUNDLE = "async_naf.record_bundle.v1"
 BUNDLE_TOPIC = "recorder/bundle"  # a composed robot's bundles for the recorder, relative to its namespace
@@ -212,7 +212,6 @@ def canonical_imu(raw: bytes | memoryview) -> bytes:
 
 _ENCAPSULATION = b"\x00\x01\x00\x00"
 _STAMP = struct.Struct("<iI")
-_F8 = np.dtype("<f8")
 
 
 def _string_cdr(text: str, pos: int) -> tuple[bytes, int]:
@@ -220,13 +219,6 @@ def _string_cdr(text: str, pos: int) -> tuple[bytes, int]:
     raw = text.encode() + b"\0"
     pad = -pos % 4
     return b"\0" * pad + struct.pack("<I", len(raw)) + raw, pos + pad + 4 + len(raw)
-
-
-def _f8_bytes(values: object) -> bytes:
-    """``values`` as little-endian float64 bytes, flattened (C order)."""
-    if type(values) is np.ndarray and values.dtype == _F8:
-        return values.tobytes()
-    return np.asarray(values, dtype=_F8).tobytes()
 
 
 def _sequence_head(n: int, pos: int) -> tuple[bytes, int]:
@@ -269,7 +261,7 @@ def _joint_state_parts(frame_id: str, names: tuple[str, ...], sizes: tuple[int, 
 def joint_state_cdr(stamp_ns: int, names: tuple[str, ...], position: object, velocity: object, effort: object,
                     frame_id: str = "") -> bytes:
     """The canonical CDR of a ``sensor_msgs/JointState`` (what :func:`canonical_joint_state` makes of rmw's)."""
-    p, v, e = _f8_bytes(position), _f8_bytes(velocity), _f8_bytes(effort)
+    p, v, e = f8_bytes(position), f8_bytes(velocity), f8_bytes(effort)
     head, before_v, before_e = _joint_state_parts(frame_id, tuple(names), (len(p) // 8, len(v) // 8, len(e) // 8))
     return b"".join((_ENCAPSULATION, _stamp(stamp_ns), head, p, before_v, v, before_e, e))
 
@@ -280,7 +272,7 @@ def clock_cdr(sec: int, nanosec: int) -> bytes:
 
 
 # the quaternion (x, y, z, w) and its covariance with [0] = -1: no orientation (REP 145)
-_NO_ORIENTATION = np.array((0.0, 0.0, 0.0, 1.0, -1.0) + (0.0,) * 8, dtype=_F8).tobytes()
+_NO_ORIENTATION = np.array((0.0, 0.0, 0.0, 1.0, -1.0) + (0.0,) * 8, dtype=F8).tobytes()
 _UNKNOWN_COVARIANCE = bytes(72)  # 9 zeros: "unknown"
 
 
@@ -291,7 +283,7 @@ def _imu_head(frame_id: str) -> bytes:
 
 
 def _f8_exactly(values: object, n: int, what: str) -> bytes:
-    raw = _f8_bytes(values)
+    raw = f8_bytes(values)
     if len(raw) != 8 * n:
         raise ValueError(f"{what} needs {n} values, got {len(raw) // 8}")
     return raw
@@ -330,7 +322,7 @@ def _multiarray_head(labels: tuple[str, ...], sizes: tuple[int, ...], strides: t
 def multiarray_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], data: object,
                    data_offset: int = 0) -> bytes:
     """The canonical CDR of a ``std_msgs/Float64MultiArray`` (layout dimensions, data offset, the values)."""
-    return multiarray_f8_cdr(labels, sizes, strides, _f8_bytes(data), data_offset)
+    return multiarray_f8_cdr(labels, sizes, strides, f8_bytes(data), data_offset)
 
 
 def multiarray_f8_cdr(labels: tuple[str, ...], sizes: tuple[int, ...], strides: tuple[int, ...], raw: bytes,
