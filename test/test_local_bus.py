@@ -625,9 +625,13 @@ class Sent:
         self.raw: list[bytes] = []
         self.acked = True  # what wait_for_all_acked answers
         self.waited: list[float] = []  # its timeouts, s
+        self.subscribers = 1  # what get_subscription_count answers (the recorder matched)
 
     def publish(self, raw: bytes) -> None:
         self.raw.append(raw)
+
+    def get_subscription_count(self) -> int:
+        return self.subscribers
 
     def wait_for_all_acked(self, timeout: Any) -> bool:
         self.waited.append(timeout.nanoseconds / 1e9)
@@ -665,6 +669,24 @@ def test_the_tap_sends_a_bundle_once_enough_bytes_or_an_old_enough_message_wait(
     out.acked = False
     assert tap.close(1.5) is False  # the shutdown: the last bundle sent, then the acknowledgements awaited
     assert len(out.raw) == 4 and out.waited == [1.5]
+
+
+def test_the_tap_holds_its_bundles_until_the_recorder_is_matched() -> None:
+    """What a robot publishes before the recorder's subscription is matched (its first messages) is not sent
+    into the void: poll keeps it, due or not, and sends it all once the recorder is there."""
+    from async_naf.wire.record_bundle import bundle_data, decode_bundle
+
+    out = Sent()
+    out.subscribers = 0
+    tap = _local.RecordTap(("/r/a",), out, max_bytes=10, max_age_s=3600.0)
+    for k in range(3):
+        tap.add_cdr("/r/a", bytes([k]) * 20)  # each one over max_bytes: due at once
+        tap.poll()
+    assert out.raw == []
+    out.subscribers = 1
+    tap.poll()
+    assert out.raw and [r for b in out.raw for _, _, r in decode_bundle(bundle_data(b))] == \
+        [bytes([k]) * 20 for k in range(3)]
 
 
 @pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_age_s": 0.0}, {"max_age_s": -1.0}])

@@ -404,6 +404,9 @@ class _BundleSink:
         self.bundles += 1
         self.bytes += len(raw)
 
+    def get_subscription_count(self) -> int:
+        return 1  # the recorder, as in a recorded run
+
 
 def bench_record_tap(quick: bool = False, steps: int | None = None, repeats: int = 5) -> dict[str, Any]:
     """``record_tap_us_per_step``: what a recorded run's tap costs a composed robot's thread per env step,

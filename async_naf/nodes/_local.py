@@ -53,6 +53,7 @@ DRAIN_ROUNDS = 64
 DRAIN_BUDGET_S = 0.005
 TAP_MAX_BYTES = 262_144  # a recorded run's tap sends a bundle once this many bytes are collected ...
 TAP_MAX_AGE_S = 0.1  # ... or its oldest message is this old, s
+TAP_HOLD_MAX_BYTES = 64 * 1024 * 1024  # until the recorder is matched the tap holds at most this much, bytes
 _BUS: LocalBus | None = None
 
 
@@ -434,9 +435,12 @@ class RecordTap:
         self.messages += 1
 
     def poll(self) -> None:
-        """Publish a bundle if ``max_bytes`` are collected or the oldest message is ``max_age_s`` old."""
+        """Publish a bundle if ``max_bytes`` are collected or the oldest message is ``max_age_s`` old, and
+        the recorder's subscription is matched: what a robot publishes before the recorder has matched it
+        (its first messages) waits for it, up to ``TAP_HOLD_MAX_BYTES`` (a bundle sent to nobody is lost)."""
         entries = self._entries
-        if entries and (self._bytes >= self.max_bytes or time.time_ns() - entries[0][1] >= self.max_age_ns):
+        due = entries and (self._bytes >= self.max_bytes or time.time_ns() - entries[0][1] >= self.max_age_ns)
+        if due and (self._publisher.get_subscription_count() > 0 or self._bytes >= TAP_HOLD_MAX_BYTES):
             self.flush()
 
     def flush(self) -> None:
