@@ -144,6 +144,68 @@ def test_the_writer_never_overwrites_refuses_unknown_types_and_counts_late_messa
         qos_dict("fast")
 
 
+def _bundle(topics: list[str], messages: list[tuple[str, int, bytes]]) -> Any:
+    """``messages`` ((topic, receive ns, data) each) as a robot's tap sends them, decoded as the recorder does."""
+    from async_naf.wire.record_bundle import bundle_data, decode_bundle_records, encode_bundle, encode_topics
+
+    at = {topic: i for i, topic in enumerate(topics)}
+    raw = encode_bundle(encode_topics(topics), [(at[topic], t, data) for topic, t, data in messages])
+    return decode_bundle_records(bundle_data(raw))
+
+
+def test_every_way_of_writing_gives_rosbags_own_bytes(tmp_path: Path) -> None:
+    """The writer thread appends MCAP records itself (one message, many, a robot's bundle in one piece); the
+    file and metadata.yaml must be what rosbags' Writer.write makes of the same messages: over several 1 MiB
+    chunks, with messages out of time order, and a bundle whose table lists topics in another order."""
+    rng = np.random.default_rng(3)
+    names = [f"/robot_{i % 2}/t{i}" for i in range(6)]
+    specs = [TopicSpec(name, "std_msgs/msg/UInt8MultiArray", qos_dict("sensor")) for name in names]
+    messages = [(int(rng.integers(6)), 1_700_000_000_000_000_000 + int(rng.integers(0, 10**9)),
+                 rng.bytes(int(rng.integers(0, 3000)))) for _ in range(2500)]
+    cuts = np.cumsum(rng.integers(1, 300, 40))
+
+    def write(path: Path, fast: bool, how: str) -> tuple[bytes, str]:
+        writer = BagWriter(path, specs, fast=fast)
+        assert writer.fast is fast
+        for part in np.split(np.arange(len(messages)), cuts[cuts < len(messages)]):
+            batch = [messages[i] for i in part]
+            if how == "one":
+                assert all(writer.put(*m) for m in batch)
+            elif how == "many":
+                assert writer.put_many(batch) == len(batch)
+            else:
+                table = names[::-1] + ["/robot_9/never_sent"]
+                bundle = _bundle(table, [(names[i], t, data) for i, t, data in batch])
+                assert writer.put_bundle(bundle, {name: i for i, name in enumerate(names)}) == {}
+        writer.close()
+        assert writer.stats() == {"received": 2500, "written": 2500, "dropped": 0, "pending": 0}
+        return (path / f"{path.name}.mcap").read_bytes(), (path / "metadata.yaml").read_text()
+
+    reference = write(tmp_path / "ref" / "bag", False, "one")  # same bag name: metadata names the file
+    assert len(reference[0]) > 3 * 2**20  # several chunks
+    for fast, how in ((True, "one"), (True, "many"), (True, "bundle"), (False, "bundle")):
+        mcap, metadata = write(tmp_path / f"{how}_{fast}" / "bag", fast, how)
+        assert mcap == reference[0], (fast, how)
+        assert metadata == reference[1], (fast, how)
+
+
+def test_a_bundle_s_unknown_topics_and_a_full_queue_are_counted_drops(tmp_path: Path) -> None:
+    specs = [TopicSpec("/r/a", JS, qos_dict("sensor")), TopicSpec("/r/b", JS, qos_dict("sensor"))]
+    store = _store()
+    js = [bytes(_joint_state(store, 1_000 + k)) for k in range(6)]
+    bundle = _bundle(["/r/x", "/r/b", "/r/a"], [("/r/a", 1, js[0]), ("/r/x", 2, js[1]), ("/r/b", 3, js[2]),
+                                               ("/r/x", 4, js[3]), ("/r/a", 5, js[4])])
+    writer = BagWriter(tmp_path / "bag", specs, max_pending=2)  # of the 3 known messages the first 2 fit
+    assert writer.put_bundle(bundle, {"/r/a": 0, "/r/b": 1}) == {"/r/x": 2}  # the caller counts these
+    writer.close()
+    assert writer.received == [2, 1] and writer.dropped == [1, 0] and writer.written == [1, 1]
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([tmp_path / "bag"]) as reader:
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    assert got == [("/r/a", 1, js[0]), ("/r/b", 3, js[2])]
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
 def test_unreadable_bags_are_a_clear_error(tmp_path: Path, damage: str) -> None:
     bag = tmp_path / "bag"

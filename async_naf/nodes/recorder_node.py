@@ -26,13 +26,14 @@ ever) must not depend on it.
 
 Bundles: the topics in ``bundled`` are not subscribed to. A composed robot's collector taps them on the
 robot's bus and sends them in bundles (:mod:`async_naf.wire.record_bundle`) on the topics in ``bundles``;
-each message of a bundle is written under its own topic with the time the robot published it. A robot is
+each message of a bundle is written under its own topic with the time the robot published it (a bundle is
+checked and written whole, without Python per message: ``BagWriter.put_bundle``). A robot is
 ready once its bundle's publisher is matched (and its other topics as above). A robot sends its last bundle
 when it stops, which in a run is when the recorder stops: before closing the bag the recorder still takes
 bundles until no robot's bundle publisher is matched, at most ``bundle_linger_s``.
 
 Topics: those in the ``topics`` parameter (types in ``types``, QoS profile names in ``qos``).
-  sub <robot>/recorder/bundle  std_msgs/UInt8MultiArray  reliable, ``queue_depth`` (async_naf.record_bundle.v1)
+  sub <robot>/recorder/bundle  std_msgs/UInt8MultiArray  reliable, ``queue_depth`` (async_naf.record_bundle.v2)
   pub /diagnostics   diagnostic_msgs/DiagnosticArray   received / written / dropped, per run and per topic
   pub ~/ready        std_msgs/String                   reliable + transient local (async_naf.recorder_ready.v1)
 """
@@ -56,7 +57,7 @@ from async_naf.nodes._params import declare_from_dataclass
 from async_naf.recording.config import RecorderConfig
 from async_naf.recording.ready import ready_namespaces, topic_namespace
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
-from async_naf.wire.record_bundle import bundle_data, decode_bundle
+from async_naf.wire.record_bundle import bundle_data, decode_bundle_records
 from async_naf.wire.recorder import encode_ready
 
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
@@ -142,17 +143,12 @@ class RecorderNode(Node):
     def _put_bundle(self, data: bytes) -> None:
         """Every message of one bundle into the bag, under its own topic, at the time the robot published it."""
         try:
-            messages = decode_bundle(bundle_data(data))
+            bundle = decode_bundle_records(bundle_data(data))
         except ValueError as exc:
             self._drop_bundle("malformed", f"malformed bundle dropped: {exc}")
             return
-        index = self._index
-        for topic, t_ns, raw in messages:
-            i = index.get(topic)
-            if i is None:
-                self._drop_bundle("other_topic", f"bundled message of {topic} dropped: not a bundled topic")
-                continue
-            self.writer.put(i, t_ns, raw)
+        for topic, n in self.writer.put_bundle(bundle, self._index).items():
+            self._drop_bundle("other_topic", f"bundled message(s) of {topic} dropped: not a bundled topic", n)
 
     def _take_last_bundles(self) -> None:
         """Until no bundle publisher is matched (each robot sent its last bundle and went), at most
@@ -174,10 +170,10 @@ class RecorderNode(Node):
             self.get_logger().warning(f"bag closed with a robot's bundle publisher still matched after "
                                       f"{self.cfg.bundle_linger_s:.1f} s: its last bundle may be missing")
 
-    def _drop_bundle(self, reason: str, text: str) -> None:
-        n = self.bundle_drops.get(reason, 0) + 1
-        self.bundle_drops[reason] = n
-        if n & (n - 1) == 0:  # the 1st, 2nd, 4th, ... of a reason
+    def _drop_bundle(self, reason: str, text: str, count: int = 1) -> None:
+        before = self.bundle_drops.get(reason, 0)
+        n = self.bundle_drops[reason] = before + count
+        if n.bit_length() > before.bit_length():  # past the 1st, 2nd, 4th, ... of a reason
             self.get_logger().warning(f"{text} ({n} so far)")
 
     def _put(self, index: int, data: bytes, info: dict) -> None:
@@ -245,6 +241,9 @@ def main(args: list[str] | None = None) -> int:
     """Entry point (``recorder_node`` console script / ``python -m async_naf.nodes.recorder_node``)."""
     from async_naf.nodes._main import run_node
 
+    # SingleThreadedExecutor: Jazzy's EventsExecutor raises SystemError ("null argument to internal routine")
+    # on the first message of a subscription whose callback takes the message info (raw or not), and the
+    # recorder needs the reception time
     return run_node(RecorderNode, "recorder", args)
 
 
