@@ -206,6 +206,58 @@ def test_a_bundle_s_unknown_topics_and_a_full_queue_are_counted_drops(tmp_path: 
     assert got == [("/r/a", 1, js[0]), ("/r/b", 3, js[2])]
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_odd_inputs_to_the_writer_are_written_whole_or_refused(tmp_path: Path, fast: bool) -> None:
+    """A memoryview of float64 is written as its bytes (not its element count); a bundle's table naming an
+    unknown topic twice counts every message left out; put_records refuses indices outside the topics."""
+    from rosbags.highlevel import AnyReader
+
+    specs = [TopicSpec("/r/a", "std_msgs/msg/UInt8MultiArray"), TopicSpec("/r/b", "std_msgs/msg/UInt8MultiArray")]
+    writer = BagWriter(tmp_path / "bag", specs, fast=fast)
+    values = memoryview(np.arange(4, dtype=np.float64))
+    assert writer.put(0, 5, values) and writer.put(1, 6, b"xyz")
+    bundle = _bundle(["/x", "/r/b", "/x"], [("/x", 7, b"a"), ("/x", 8, b"b"), ("/x", 9, b"c"), ("/r/b", 10, b"d")])
+    assert writer.put_bundle(bundle, {"/r/a": 0, "/r/b": 1}) == {"/x": 3}
+    for bad in ([2], [-1]):
+        with pytest.raises(ValueError, match="topic indices"):
+            writer.put_records(np.array(bad), np.zeros(31, np.uint8), np.zeros(1), np.zeros(1))
+    writer.close()
+    with AnyReader([tmp_path / "bag"]) as reader:
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    assert got == [("/r/a", 5, values.tobytes()), ("/r/b", 6, b"xyz"), ("/r/b", 10, b"d")]
+
+
+def test_a_failing_writer_drops_and_counts_everything_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """The disk fails on the second batch: that batch and every later one are dropped and counted, and per topic
+    received = written + dropped, nothing left pending."""
+    from async_naf.recording import writer as writer_module
+
+    calls = []
+
+    def failing(self: Any, batch: Any) -> None:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        original(self, batch)
+
+    original = writer_module._McapAppend.write
+    monkeypatch.setattr(writer_module._McapAppend, "write", failing)
+    specs = [TopicSpec("/r/a", "std_msgs/msg/UInt8MultiArray"), TopicSpec("/r/b", "std_msgs/msg/UInt8MultiArray")]
+    writer = BagWriter(tmp_path / "bag", specs)
+    assert writer.put_many([(0, 1, b"a"), (1, 2, b"b")]) == 2
+    writer.close()  # written: the first batch
+    writer = BagWriter(tmp_path / "bag2", specs)
+    calls.clear()
+    writer.put_many([(0, 1, b"a")])
+    for _ in range(200):
+        writer.put_many([(0, 2, b"b"), (1, 3, b"c")])
+    writer.close()
+    assert "disk full" in writer.error and writer.pending == 0
+    assert [r - w - d for r, w, d in zip(writer.received, writer.written, writer.dropped)] == [0, 0]
+    assert writer.received == [201, 200] and sum(writer.dropped) >= 2
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
 def test_unreadable_bags_are_a_clear_error(tmp_path: Path, damage: str) -> None:
     bag = tmp_path / "bag"

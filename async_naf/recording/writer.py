@@ -123,6 +123,7 @@ class BagWriter:
         self._queued = self._taken = 0
         self.fast = bool(fast)
         self._wake = threading.Condition()
+        self._lock = threading.Lock()  # the queue's check and append against the writer thread's failure
         self._closing = False
         self.error = ""
         # the bag is opened, written and closed by the writer thread alone: a sqlite3 connection may only be
@@ -152,9 +153,19 @@ class BagWriter:
         """Queue MCAP Message records (a robot's bundle, :mod:`async_naf.wire.record_bundle`) as :meth:`put_many`
         does: record ``i`` of topic ``indices[i]`` starts at ``offsets[i]`` of ``records`` (uint8, back to back,
         checked by ``decode_bundle_records``) with log time ``stamps[i]`` ns; its channel id is set to the bag's
-        when it is written. Returns how many were queued."""
-        return self._queue(_Records(np.asarray(indices, np.int64), records, np.asarray(offsets, np.int64),
-                                    np.asarray(stamps, np.uint64)))
+        when it is written. Returns how many were queued.
+
+        Raises:
+            ValueError: a topic index outside the topics, or arrays of different lengths.
+        """
+        batch = _Records(np.asarray(indices, np.int64), np.asarray(records, np.uint8), np.asarray(offsets, np.int64),
+                         np.asarray(stamps, np.uint64))
+        n = len(batch.indices)
+        if not (len(batch.offsets) == len(batch.stamps) == n) or batch.records.ndim != 1:
+            raise ValueError("put_records: one offset and stamp per index, records one byte array")
+        if n and (batch.indices.min() < 0 or batch.indices.max() >= len(self.topics)):
+            raise ValueError(f"put_records: topic indices must be 0 .. {len(self.topics) - 1}")
+        return self._queue(batch)
 
     def put_bundle(self, bundle: BundleRecords, topic_index: Mapping[str, int]) -> dict[str, int]:
         """Queue a robot's decoded bundle (:func:`async_naf.wire.record_bundle.decode_bundle_records`), each
@@ -167,7 +178,8 @@ class BagWriter:
         unmapped: dict[str, int] = {}
         if not known.all():
             for k, n in zip(*np.unique(bundle.topic[~known], return_counts=True)):
-                unmapped[bundle.topics[int(k)]] = int(n)
+                name = bundle.topics[int(k)]  # a table may name a topic twice
+                unmapped[name] = unmapped.get(name, 0) + int(n)
             keep = np.flatnonzero(known)
             ends = np.append(offsets[1:], records.size)
             pieces = [records[offsets[i]:ends[i]] for i in keep]
@@ -180,14 +192,15 @@ class BagWriter:
 
     def _queue(self, batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> int:
         _count(self.received, batch)
-        room = 0 if self._closing or self.error else max(0, self.max_pending - self.pending)
-        if room < len(batch):
-            _count(self.dropped, _tail(batch, room))
-            batch = _head(batch, room)
-        if not len(batch):
-            return 0
-        self._queued += len(batch)
-        self._pending.append(batch)
+        with self._lock:  # against a writer thread that fails meanwhile: it drops (and counts) what is queued
+            room = 0 if self._closing or self.error else max(0, self.max_pending - self.pending)
+            if room < len(batch):
+                _count(self.dropped, _tail(batch, room))
+                batch = _head(batch, room)
+            if not len(batch):
+                return 0
+            self._queued += len(batch)
+            self._pending.append(batch)
         if len(self._pending) == 1:
             with self._wake:
                 self._wake.notify()
@@ -237,13 +250,14 @@ class BagWriter:
                     self._taken += len(batch)
                     _count(written, batch)
             except Exception as exc:  # noqa: BLE001 - a failing disk must not kill the node: counted, logged
-                self.error = f"bag writer failed: {exc!r}"
                 lost = 0
-                while pending:  # the failed batch counts as dropped whole: a bag that failed mid-batch is suspect
-                    batch = pending.popleft()
-                    self._taken += len(batch)
-                    lost += len(batch)
-                    _count(self.dropped, batch)
+                with self._lock:
+                    self.error = f"bag writer failed: {exc!r}"
+                    while pending:  # the failed batch counts as dropped whole: a bag that failed mid-batch is suspect
+                        batch = pending.popleft()
+                        self._taken += len(batch)
+                        lost += len(batch)
+                        _count(self.dropped, batch)
                 LOG.error("%s; %d queued messages dropped", self.error, lost)
                 return
 
@@ -364,7 +378,7 @@ class _McapAppend:
                 cid = ids[index]
                 lo, hi = min(lo, stamp), max(hi, stamp)
                 msgs[cid].append((stamp, pos))
-                size = len(data)
+                size = data.nbytes if isinstance(data, memoryview) else len(data)
                 parts += (pack(5, MCAP_MESSAGE_FIXED + size, cid, 0, stamp, stamp), data)
                 pos += MCAP_MESSAGE.size + size
                 stats[cid] += 1

@@ -123,7 +123,10 @@ def decode_bundle_records(data: bytes | memoryview) -> BundleRecords:
     Raises:
         ValueError: a truncated or malformed bundle (as above; a topic name that is not absolute UTF-8).
     """
-    view = memoryview(data).cast("B") if isinstance(data, memoryview) else memoryview(data)
+    view = memoryview(data)
+    if not view.contiguous:
+        raise ValueError(f"a {RECORD_BUNDLE} bundle must be contiguous bytes")
+    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     end = len(view)
     try:
         (n_topics,) = _U16.unpack_from(view, 0)
