@@ -84,6 +84,13 @@ def _subscription_qos(settings: dict, depth: int) -> QoSProfile:
                                   else DurabilityPolicy.VOLATILE))
 
 
+def _received(info: Any, now_ns: int) -> int:
+    """The middleware's reception time of a message (message info ``received_timestamp``, ns), or ``now_ns``
+    where it has none or one further than ``RECEIVED_SANITY_S`` from it."""
+    received = int(info.get("received_timestamp", 0) or 0) if isinstance(info, dict) else 0
+    return received if received and abs(received - now_ns) <= RECEIVED_SANITY_S * 1e9 else now_ns
+
+
 def _waiting(sub: Any) -> Iterator[tuple[bytes, dict]]:
     """What else waits on the raw subscription ``sub`` (data, message info), taken here without one executor
     task each."""
@@ -130,10 +137,12 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {len(specs)} topics into {self.cfg.bag_path} ({self.cfg.storage})")
 
     def _on_message(self, index: int, data: bytes, info: dict) -> None:
-        self._put(index, data, info)
+        now = time.time_ns()
+        messages = [(index, _received(info, now), data)]
         if self.cfg.drain_queue:
-            for taken, taken_info in _waiting(self._subs[index]):
-                self._put(index, taken, taken_info)
+            messages += [(index, _received(taken_info, now), taken)
+                         for taken, taken_info in _waiting(self._subs[index])]
+        self.writer.put_many(messages)  # one queue entry for what this callback took
 
     def _on_bundle(self, i: int, data: bytes, info: dict) -> None:
         self._put_bundle(data)
@@ -175,13 +184,6 @@ class RecorderNode(Node):
         n = self.bundle_drops[reason] = before + count
         if n.bit_length() > before.bit_length():  # past the 1st, 2nd, 4th, ... of a reason
             self.get_logger().warning(f"{text} ({n} so far)")
-
-    def _put(self, index: int, data: bytes, info: dict) -> None:
-        now = time.time_ns()
-        received = int(info.get("received_timestamp", 0) or 0) if isinstance(info, dict) else 0
-        if not received or abs(received - now) > RECEIVED_SANITY_S * 1e9:
-            received = now
-        self.writer.put(index, received, data)
 
     def _check_ready(self) -> None:
         """Publish the robot namespaces whose publishers are all matched, when that changes; stop polling once

@@ -9,10 +9,11 @@
 Receive times are wall-clock nanoseconds (as ``ros2 bag record`` stores them). What cannot be queued
 (``max_pending`` reached) or written is counted per topic, never silently lost.
 
-Writing MCAP, the writer thread appends each message record to rosbags' open chunk itself (:class:`_McapAppend`:
+Writing MCAP, the writer thread appends the message records to rosbags' open chunk itself (:class:`_McapAppend`:
 one ``struct`` pack per message instead of rosbags' ``Writer.write`` with a ``BytesIO`` per record, about
-3.8 us a message), with exactly rosbags' bytes, chunking, indexes and counts; a test writes the same messages
-both ways and compares the files byte for byte. Where rosbags' writer is not the one this was checked
+3.8 us a message; a robot's bundle, MCAP records already, in one piece: ``put_bundle``), with exactly rosbags'
+bytes, chunking, indexes and counts; a test writes the same messages both ways and compares the files byte for
+byte. Where rosbags' writer is not the one this was checked
 against (``_McapAppend.usable``), every message goes through ``Writer.write``.
 """
 from __future__ import annotations
@@ -276,11 +277,17 @@ class BagWriter:
                 "pending": self.pending}
 
 
+def _add_counts(counter: list[int], indices: np.ndarray) -> None:
+    """Add one to ``counter`` (per topic index) per entry of ``indices``."""
+    per_topic = np.bincount(indices, minlength=len(counter))
+    for index in np.flatnonzero(per_topic):
+        counter[int(index)] += int(per_topic[index])
+
+
 def _count(counter: list[int], batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> None:
     """Add one per message of ``batch`` to ``counter`` (per topic index)."""
     if isinstance(batch, _Records):
-        for index, n in zip(*np.unique(batch.indices, return_counts=True)):
-            counter[int(index)] += int(n)
+        _add_counts(counter, batch.indices)
     else:
         for index, _, _ in batch:
             counter[index] += 1
@@ -413,9 +420,10 @@ class _McapAppend:
             chunk.bio.write(buf[offsets[start]:ends[stop - 1]].data)
             part_cids, part_stamps = cids[start:stop], batch.stamps[start:stop]
             self._segments.append((part_cids, part_stamps, base + offsets[start:stop]))
-            for cid, k in zip(*np.unique(part_cids, return_counts=True)):
-                stats[int(cid)] += int(k)
-                counts[int(cid)] += int(k)
+            per_channel = np.bincount(part_cids)
+            for cid in np.flatnonzero(per_channel):
+                stats[int(cid)] += int(per_channel[cid])
+                counts[int(cid)] += int(per_channel[cid])
             self._written(chunk, [], int(part_stamps.min()), int(part_stamps.max()))
             if over.size:
                 self._close_chunk()
