@@ -76,3 +76,18 @@ def test_the_tap_bench_hands_every_message_of_a_robot_step_to_the_tap() -> None:
     assert out["record_tap_bundles"] >= 1 and out["record_tap_bundle_bytes_mean"] > 15 * 40 * 2 * 50 / \
         out["record_tap_bundles"]  # at least 50 bytes a message: every message encoded into the bundles
     assert len(out["record_tap_windows_us_per_step"]) == 2
+
+
+def test_the_recorder_bench_s_recorder_subscribes_to_every_topic_it_is_fed(tmp_path: Path) -> None:
+    """The bench publishes every recorded topic itself: its recorder must subscribe to each of them (no topic
+    left to robots' bundles, which the bench does not send; the bench waited for ever on such a recorder)."""
+    import yaml
+
+    from async_naf.bench.recorder import recorder_specs
+
+    (spec,) = recorder_specs(tmp_path, 2, True)
+    params_file = Path(spec.argv[spec.argv.index("--params-file") + 1])
+    params = yaml.safe_load(params_file.read_text())["/recorder"]["ros__parameters"]
+    fed = [t for t, _, _ in record_topics(GraphConfig(task="door_pull", workers=2, run_dir=str(tmp_path / "x"),
+                                                      record=True))]
+    assert params["topics"] == fed and not params.get("bundled") and params["drain_queue"] is True

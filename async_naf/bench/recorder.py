@@ -137,6 +137,23 @@ def _count_bag(path: Path, own_diag_prefix: str = "/recorder", start_ns: int | N
     return counts
 
 
+def recorder_specs(level_dir: Path, workers: int, drain_queue: bool) -> list[Any]:
+    """The recorder process of a recorded door_pull run with ``workers`` robots, one process per node
+    (composition ``none``): the recorder subscribes to every recorded topic itself, which the bench publishes.
+    (With composed robots the recorder takes their streams in bundles instead and does not subscribe to
+    them; until 2026-12-04 this bench built that recorder and waited for ever for its subscriptions.)"""
+    from async_naf.run.graph import GraphConfig, build_graph, compose
+    from async_naf.run.launcher import composed_process_specs
+
+    config = GraphConfig(task="door_pull", workers=workers, run_dir=str(level_dir / "run"), record=True,
+                         composition="none", overrides={"/recorder": {"drain_queue": drain_queue}})
+    specs = [s for s in composed_process_specs(compose(build_graph(config), "none"), level_dir / "params")
+             if s.key == "recorder"]
+    if len(specs) != 1:
+        raise RuntimeError(f"recorder bench: expected one recorder process, got {[s.key for s in specs]}")
+    return specs
+
+
 def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict[str, bytes], workers: int,
                     rate: float, seconds: float, timeout_s: float, drain_queue: bool = True) -> dict[str, Any]:
     """One rate level: a fresh recorder, ``rate * seconds`` env steps of the mix, the bag read back."""
@@ -147,16 +164,10 @@ def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict
     from async_naf.common.ros_env import ros_environment
     from async_naf.nodes.recorder_node import _message_class, _subscription_qos
     from async_naf.recording.writer import qos_dict
-    from async_naf.run.graph import GraphConfig, build_graph, compose
-    from async_naf.run.launcher import GraphLauncher, composed_process_specs, tail
+    from async_naf.run.launcher import GraphLauncher, tail
 
     level_dir = tmp / f"rate_{int(rate)}_{'drain' if drain_queue else 'nodrain'}"
-    config = GraphConfig(task="door_pull", workers=workers, run_dir=str(level_dir / "run"), record=True,
-                         overrides={"/recorder": {"drain_queue": drain_queue}})
-    specs = [s for s in composed_process_specs(compose(build_graph(config), "robot", True), level_dir / "params")
-             if s.key == "recorder"]
-    if len(specs) != 1:
-        raise RuntimeError(f"recorder bench: expected one recorder process, got {[s.key for s in specs]}")
+    specs = recorder_specs(level_dir, workers, drain_queue)
     launcher = GraphLauncher(specs, log_dir=level_dir / "logs", env=ros_environment(domain_id=_BENCH_DOMAIN))
     probe = None
     try:
@@ -222,7 +233,7 @@ def _recorder_level(tmp: Path, topics: list[tuple[str, str, str]], payload: dict
         probe.close()
         probe = None
         launcher.stop()
-        counts = _count_bag(Path(config.run_dir) / "bag", start_ns=start_ns)
+        counts = _count_bag(level_dir / "run" / "bag", start_ns=start_ns)
         foreign = {t: n - published.get(t, 0) for t, n in counts.items() if n > published.get(t, 0)}
         if foreign:
             raise RuntimeError(f"recorder bench: the bag holds more than was published here ({foreign}): another "
