@@ -148,7 +148,14 @@ def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str,
     trained = summary["eval_mean_return"]
     # what a failure needs to be told apart (an untrained policy, a trainer far behind, a late checkpoint)
     said = {k: summary.get(k) for k in ("updates", "checkpoint_updates", "env_steps", "checkpoint", "train_episodes",
-                                         "wall_s", "trainer_wall_s", "eval_success_rate")}
+                                         "wall_s", "trainer_wall_s", "eval_success_rate", "transitions_lost")}
+    # did the robots' own (exploring) episodes improve while they trained, and did a collector drop steps?
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        train_returns = [float(row["episode_return"]) for row in csv.DictReader(fh)]
+    said["train_return_first_20"] = round(sum(train_returns[:20]) / max(len(train_returns[:20]), 1), 2)
+    said["train_return_last_20"] = round(sum(train_returns[-20:]) / max(len(train_returns[-20:]), 1), 2)
+    said["collector_drops"] = {robot: {k: v for k, v in counts.items() if k.startswith("dropped_")}
+                               for robot, counts in summary.get("collectors", {}).items()}
     assert trained > best_baseline + 0.25 * abs(best_baseline), (trained, random.mean_return, still.mean_return, said)
     assert summary["eval_success_rate"] >= random.success_rate, said
 
