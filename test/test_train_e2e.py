@@ -150,8 +150,9 @@ def test_short_reach_run_learns_beyond_random(tmp_path: Path, ros_env: dict[str,
     said = {k: summary.get(k) for k in ("updates", "checkpoint_updates", "env_steps", "checkpoint", "train_episodes",
                                          "wall_s", "trainer_wall_s", "eval_success_rate", "transitions_lost")}
     # did the robots' own (exploring) episodes improve while they trained, and did a collector drop steps?
-    with open(run_dir / "metrics.csv", newline="") as fh:
-        train_returns = [float(row["episode_return"]) for row in csv.DictReader(fh)]
+    from async_naf.run.results import read_metrics
+
+    train_returns = [row.episode_return for row in read_metrics(run_dir / "metrics.csv")]
     said["train_return_first_20"] = round(sum(train_returns[:20]) / max(len(train_returns[:20]), 1), 2)
     said["train_return_last_20"] = round(sum(train_returns[-20:]) / max(len(train_returns[-20:]), 1), 2)
     said["collector_drops"] = {robot: {k: v for k, v in counts.items() if k.startswith("dropped_")}
