@@ -34,6 +34,27 @@ def stretch():
     return trial, stretches[0]
 
 
+@pytest.fixture(scope="module")
+def wrong_way_start():
+    """Trial 09's stretch after its second break (own rest, 108-117.5 s): it starts by turning the "wrong"
+    way, before the first swing beyond 15 deg decides the opening side."""
+    trial = load_broad(TRIAL)
+    stretches = [st for st in find_stretches(trial) if not st.spliced and 100.0 < st.scored[0] / trial.rate_hz < 140.0]
+    assert len(stretches) == 1, "the rule should find one stretch after the second break of trial 09"
+    return trial, stretches[0]
+
+
+def test_offline_the_wrong_way_start_costs_nothing(wrong_way_start) -> None:
+    """A live estimator pays for deciding the opening side (the convention floor, above 0.5 deg here); the
+    offline command (two passes, through the bag) knows it from the whole recording and meets the goal."""
+    trial, st = wrong_way_start
+    row = evaluate_stretch(trial, st, via_bag=True, lag_s=trial_lag(trial))
+    assert row["bag_max_diff_deg"] == 0.0 and row["bag_offline_max_diff_deg"] == 0.0
+    best = min(row["plain_rmse_deg"], row["vqf_rmse_deg"])
+    assert row["convention_floor_deg"] > 0.5 and row["estimator_rmse_deg"] > 0.5, row
+    assert row["offline_rmse_deg"] <= best and row["offline_rmse_deg"] <= 0.5, row
+
+
 def test_defaults_track_the_real_swings_through_the_bag(stretch) -> None:
     """Default parameters, through a rosbag2 bag and ``async-naf door-angle``: the opening direction is
     decided right and kept, the 158 deg swings are not clipped, and the angle beats plain integration."""

@@ -122,17 +122,51 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path, recording: Recording,
     real_update = DoorAngleEstimator.update
     calls = []
 
+    stop_at = len(recording.stamps_ns) + 100  # in the writing pass, after the first pass's read
+
     def update(self, sample):
         calls.append(1)
-        if len(calls) == 100:
+        if len(calls) == stop_at:
             raise KeyboardInterrupt
         return real_update(self, sample)
 
     monkeypatch.setattr(DoorAngleEstimator, "update", update)
     out = tmp_path / "door.csv"
     rc = cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out), "--no-progress"])
-    assert rc == 130 and len(calls) == 100
+    assert rc == 130 and len(calls) == stop_at
     assert not out.exists() and not (tmp_path / "door.csv.part").exists()
+
+
+def test_offline_the_opening_direction_comes_from_the_whole_recording(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """A door pushed 10 deg into its frame before it opens 80 deg: by default the command finds the opening
+    direction in a first pass and writes the push as it was (past closed); ``--causal`` writes what the live
+    node shows (the push's magnitude, as an opening: it cannot know the side yet)."""
+    from async_naf.sensing.door_angle.synthetic import Segment
+
+    deg = math.pi / 180.0
+    rec = simulate_recording(seed=29, config=SyntheticConfig(bus_gaps=0), profile=[
+        Segment(4.0, 0.0), Segment(0.6, -10.0 * deg), Segment(0.8, -10.0 * deg), Segment(0.6, 0.0),
+        Segment(0.5, 0.0), Segment(1.5, 80.0 * deg), Segment(5.0, 80.0 * deg), Segment(1.5, 0.0), Segment(4.0, 0.0)])
+    bag = _bag(tmp_path, rec, "mcap")
+    pushed = rec.angle < -0.5 * deg
+    angles = {}
+    for mode in ("default", "causal"):
+        out = tmp_path / f"{mode}.csv"
+        argv = ["door-angle", str(bag), "--out", str(out), "--no-progress"] + (["--causal"] if mode == "causal" else [])
+        assert cli_main(argv) == 0
+        _, stamps, angles[mode] = _read_csv(out)
+        assert np.array_equal(stamps, rec.stamps_ns)
+        err = capsys.readouterr().err
+        if mode == "causal":
+            assert "from a first pass over the whole recording: none (--causal" in err, err
+        else:
+            assert "seen from above (confirmed, 0 revision(s)), used from the first sample" in err, err
+    worst = {m: math.degrees(float(np.max(np.abs(a[pushed] - rec.angle[pushed])))) for m, a in angles.items()}
+    assert worst["default"] < 3.5 and worst["causal"] > 15.0, worst
+    opened = rec.angle > 10.0 * deg  # once open, both agree with the truth
+    for a in angles.values():
+        assert math.degrees(float(np.sqrt(np.mean((a[opened] - rec.angle[opened]) ** 2)))) < 0.5
 
 
 def test_tool_reports_a_missing_topic(tmp_path: Path, recording: Recording, capsys: pytest.CaptureFixture) -> None:

@@ -42,8 +42,12 @@ unsigned.
 
 Methods, all given the same samples (rest, then the scored part):
 
-- ``estimator``: :class:`~async_naf.sensing.door_angle.DoorAngleEstimator` with default parameters, through a
-  rosbag2 bag and the ``async-naf door-angle`` command (the real data path) or fed directly (same result);
+- ``estimator``: :class:`~async_naf.sensing.door_angle.DoorAngleEstimator` with default parameters, one
+  causal pass (what the door_angle node computes live), fed directly or through a rosbag2 bag and
+  ``async-naf door-angle --causal`` (the real data path; same result);
+- ``offline``: the same estimator over the whole stretch twice, the second time with the opening direction
+  the first pass ended with (:meth:`~async_naf.sensing.door_angle.DoorAngleEstimator.hindsight_config`), what
+  ``async-naf door-angle`` does by default on a bag (also run through the bag: same result);
 - ``plain``: gyro integration (trapezoid) about the fixed "up" axis of the rest in front (accelerometer
   mean), bias = mean gyro over that rest;
 - ``vqf``: VQF 6D (``vqf`` package, default parameters), the heading change of the sensor's x axis.
@@ -85,7 +89,7 @@ START_TILT_MAX_DEG = 5.0  # deg
 START_RATE_MAX = math.radians(40.0)  # rad/s
 SPLICE_REST_S = 10.0  # s
 LAG_MAX_S = 0.010  # s, the IMU-to-optical lag searched (+-)
-METHODS = ("estimator", "estimator_axis", "plain", "vqf")
+METHODS = ("estimator", "offline", "estimator_axis", "plain", "vqf")
 
 
 @dataclass(frozen=True)
@@ -280,27 +284,48 @@ def run_estimator(trial: BroadTrial, st: Stretch, params: list[str] | None = Non
     from async_naf.sensing.door_angle import DoorAngleEstimator
 
     est = DoorAngleEstimator(load_config(None, params or []))
-    out: list[Any] = []
-    for s in broad_samples(trial, stretch_ranges(st)):
-        state = est.update(s)
-        out.append(state.angle if state is not None else (out[-1] if out else 0.0))
+    out = _angles(est, trial, st)
     info = {
         "opening_side": (int(np.sign(est.axis @ trial.accel[st.rest[0]:st.rest[1]].mean(axis=0)))
                          if est.sign_known else 0),
         "sign_revisions": est.sign_revisions, "beyond_stop": est.beyond_stop, "past_closed": est.past_closed,
         "max_angle_deg": round(est.max_angle * DEG, 1),
     }
-    return np.asarray(out), info
+    return out, info
 
 
-def run_estimator_bag(trial: BroadTrial, st: Stretch, params: list[str] | None = None) -> np.ndarray:
-    """The same through the real data path: a rosbag2 (MCAP) bag and ``async-naf door-angle`` (rad per row)."""
+def _angles(est: Any, trial: BroadTrial, st: Stretch) -> np.ndarray:
+    """``est``'s angle (rad) at every fed sample of the stretch (a dropped sample repeats the last)."""
+    out: list[Any] = []
+    for s in broad_samples(trial, stretch_ranges(st)):
+        state = est.update(s)
+        out.append(state.angle if state is not None else (out[-1] if out else 0.0))
+    return np.asarray(out)
+
+
+def run_offline(trial: BroadTrial, st: Stretch, params: list[str] | None = None) -> np.ndarray:
+    """Door angle (rad) at every fed sample from two passes over the stretch: the second with the opening
+    direction the first ended with (the default of ``async-naf door-angle``; the first pass alone when no
+    swing decided it)."""
+    from async_naf.run.commands.door_angle import load_config
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+
+    first = DoorAngleEstimator(load_config(None, params or []))
+    out = _angles(first, trial, st)
+    second = first.hindsight_config()
+    return out if second is None else _angles(DoorAngleEstimator(second), trial, st)
+
+
+def run_estimator_bag(trial: BroadTrial, st: Stretch, params: list[str] | None = None,
+                      causal: bool = True) -> np.ndarray:
+    """The same through the real data path: a rosbag2 (MCAP) bag and ``async-naf door-angle`` (rad per row);
+    ``causal``: with ``--causal`` (:func:`run_estimator`'s angles), else its default (:func:`run_offline`'s)."""
     from async_naf.run.cli import main as cli_main
 
     with tempfile.TemporaryDirectory(prefix="door_angle_real_") as tmp:
         bag, csv_path = Path(tmp) / "bag", Path(tmp) / "angle.csv"
         write_broad_bag(trial, bag, stretch_ranges(st))
-        argv = ["door-angle", str(bag), "--out", str(csv_path), "--no-progress"]
+        argv = ["door-angle", str(bag), "--out", str(csv_path), "--no-progress"] + (["--causal"] if causal else [])
         for p in params or []:
             argv += ["--param", p]
         log = io.StringIO()
@@ -342,8 +367,9 @@ def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, para
                      lag_s: float = 0.0) -> dict:
     """RMSE and largest error (deg) of each method over the scored part of a stretch, and facts about it.
 
-    ``via_bag``: also run the estimator through a bag and ``async-naf door-angle`` and check that it gives
-    the same angles as fed directly (``bag_max_diff_deg``). ``params``: estimator overrides (``NAME=VALUE``),
+    ``via_bag``: also run the estimator through a bag and ``async-naf door-angle`` and report how far it is from
+    the angles fed directly: ``--causal`` against ``estimator`` (``bag_max_diff_deg``), the default against
+    ``offline`` (``bag_offline_max_diff_deg``). ``params``: estimator overrides (``NAME=VALUE``),
     for both ``estimator`` and ``estimator_axis`` (the same with the hinge axis configured: the rest's up
     direction, signed to open as the truth does, so no opening direction is to be decided). ``lag_s``: the
     truth is taken this much earlier (the trial's IMU lag, :func:`trial_lag`; 0: the samples as recorded),
@@ -373,16 +399,19 @@ def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, para
     axis = [f"hinge_axis=[{float(up[0])!r},{float(up[1])!r},{float(up[2])!r}]"]
     angles = {
         "estimator": est,
+        "offline": run_offline(trial, st, params),
         "estimator_axis": run_estimator(trial, st, list(params or []) + axis)[0],
         "plain": run_plain(trial, st),
         "vqf": run_vqf(trial, st),
     }
     if via_bag:
         row["bag_max_diff_deg"] = float(np.max(np.abs(run_estimator_bag(trial, st, params) - est))) * DEG
+        row["bag_offline_max_diff_deg"] = float(np.max(np.abs(
+            run_estimator_bag(trial, st, params, causal=False) - angles["offline"]))) * DEG
     for name in METHODS:
         a = angles[name][k0:]
         a = a - a[0]  # every method referenced at the first scored sample, as the truth
-        if name.startswith("estimator"):
+        if name.startswith("estimator") or name == "offline":
             a = st.sign * a  # + opening -> counter-clockwise, as the truth
         row[f"{name}_rmse_deg"] = round(float(np.sqrt(np.mean((a - truth)[ok] ** 2))) * DEG, 3)
         row[f"{name}_max_deg"] = round(float(np.max(np.abs(a - truth)[ok])) * DEG, 2)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily at run time (the --help path stays light)
     from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle.bag import ImuBag
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
 DESCRIPTION = """Run the IMU door-angle estimator over a recorded sensor_msgs/Imu topic and write one CSV row
@@ -19,6 +20,13 @@ per accepted IMU sample: stamp_ns (the message header stamp) and angle_rad (hing
 assumed closed at the start of the recording (as the door_angle node assumes at start-up). A summary on
 stderr reports drops, gaps, the hinge axis, the gyro bias, readings beyond the door stop or past closed
 (counted, never clipped) and the opening direction.
+
+Two passes by default: a live estimator (the door_angle node) must show an angle before it knows which
+way the door opens (a push into the frame before the first swing reads as an opening), and reads a door
+just past closed as closed until it has seen that there is no frame. Offline, the whole recording is
+known: the first pass finds the opening direction and whether there is a frame at closed, the second
+estimates with both known from the start (`opening_direction`, `frame_at_closed`) and writes the rows.
+--causal writes the one pass the node computes live: row for row the angles the robot saw.
 
 Parameters are those of the door_angle node (config/door_angle.yaml); pass a params file and/or
 single overrides to tune them on recorded data.
@@ -57,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--all-columns",
         action="store_true",
         help="also write velocity_rad_s, variance_rad2 and at_rest",
+    )
+    parser.add_argument(
+        "--causal",
+        action="store_true",
+        help="one pass, as the door_angle node estimates live (default: the opening direction from a first pass "
+        "over the whole recording)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -117,16 +131,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    est = DoorAngleEstimator(config)
     to_stdout = args.out == "-"
     out_path = Path(args.out)
     tmp_path = out_path.with_name(out_path.name + ".part")
     written = 0
     done = False
     try:
+        est = DoorAngleEstimator(config)
+        hindsight = "none (--causal: one pass, as the door_angle node)"
         with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
             info = bag.info()
             topic = info.topic
+            if not args.causal:
+                est, hindsight = first_pass(bag, est, args.no_progress)
             handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
             try:
                 writer = csv.writer(handle)
@@ -172,10 +189,37 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"{topic}: {bounds_summary(est)}", file=sys.stderr)
+    print(f"{topic}: from a first pass over the whole recording: {hindsight}", file=sys.stderr)
     if written == 0:
         print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
         return 1
     return 0
+
+
+def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple[DoorAngleEstimator, str]:
+    """Run ``est`` over the whole IMU topic of the open ``bag`` (nothing written) and return the estimator for
+    the pass that writes, configured with what the recording showed
+    (:meth:`DoorAngleEstimator.hindsight_config`; ``est``'s own configuration if it showed nothing new), and a
+    line for the summary. Raises BagError as the writing pass does."""
+    from tqdm import tqdm
+
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+
+    info = bag.info()
+    for sample in tqdm(bag.samples(), total=info.count, unit="msg", file=sys.stderr,
+                       disable=True if no_progress else None, desc=f"door-angle {info.topic} (first pass)"):
+        est.update(sample)
+    second = est.hindsight_config()
+    if second is None:
+        return DoorAngleEstimator(est.config), "nothing new (direction configured or never decided, frame seen)"
+    found = []
+    if second.opening_direction != est.config.opening_direction:
+        side = "counter-clockwise" if second.opening_direction > 0 else "clockwise"
+        how = "confirmed" if est.sign_confirmed else "decided, not confirmed"
+        found.append(f"opening direction {side} seen from above ({how}, {est.sign_revisions} revision(s))")
+    if second.frame_at_closed != est.config.frame_at_closed:
+        found.append("no frame at closed (seen far past closed)")
+    return DoorAngleEstimator(second), "; ".join(found) + ", used from the first sample"
 
 
 def bounds_summary(est: DoorAngleEstimator) -> str:
@@ -183,7 +227,7 @@ def bounds_summary(est: DoorAngleEstimator) -> str:
     cfg = est.config
     deg = math.degrees
     if est.sign_confirmed:
-        direction = "configured" if cfg.hinge_axis is not None else "confirmed"
+        direction = "configured" if cfg.hinge_axis is not None or cfg.opening_direction else "confirmed"
     else:
         direction = "decided, not yet confirmed" if est.sign_known else "not decided (no swing seen)"
     text = (

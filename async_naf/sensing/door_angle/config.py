@@ -28,6 +28,18 @@ class DoorAngleConfig:
             the door): fixes the opening direction from the start. ``None`` (default): the axis is
             identified (gravity at rest, then the dominant rotation axis of swings; reported) and the
             opening direction is that of the first swing (see ``sign_threshold_rad``).
+        opening_direction: Which way the door opens, seen from above (about the up direction, opposite to
+            gravity, whatever the sensor's mounting): +1 counter-clockwise, -1 clockwise, 0 (default)
+            decided by the first swing (see ``sign_threshold_rad``). Set it when the door is known (a door
+            hinged on the left that opens towards the viewer turns clockwise seen from above): there is
+            then nothing to decide, and a push into the frame reads past closed from the first sample.
+            The hinge axis is still identified. Not together with ``hinge_axis``, which fixes the
+            direction itself.
+        frame_at_closed: The door stops at a frame when it closes (default): within ``closed_snap_rad`` past
+            closed the estimate reads closed, until the door has been seen farther past closed with its
+            opening direction confirmed (then there is no frame: :attr:`DoorAngleEstimator.frameless`).
+            False: no frame from the start (a double-acting or swing door): readings past closed are
+            what they are.
         estimate_bias: Re-estimate the gyro bias whenever the door is at rest (disable only to study drift).
         initial_bias: Gyro bias known at start (rad/s, sensor frame); ``None``: zero with
             ``initial_bias_std``.
@@ -81,6 +93,8 @@ class DoorAngleConfig:
     stop_angle_rad: float = math.radians(110.0)
     closed_snap_rad: float = math.radians(3.0)
     hinge_axis: tuple[float, float, float] | None = None
+    opening_direction: int = 0
+    frame_at_closed: bool = True
 
     # --- gyro bias ----------------------------------------------------------------------------------------
     estimate_bias: bool = True
@@ -137,6 +151,12 @@ class DoorAngleConfig:
             if len(axis) != 3 or not math.isfinite(norm) or norm < 1e-6:
                 raise ValueError(f"hinge_axis must be a non-zero 3-vector, got {self.hinge_axis!r}")
             self.hinge_axis = (axis[0] / norm, axis[1] / norm, axis[2] / norm)
+        if isinstance(self.opening_direction, bool) or self.opening_direction not in (-1, 0, 1):
+            raise ValueError(f"opening_direction must be -1, 0 or +1, got {self.opening_direction!r}")
+        self.opening_direction = int(self.opening_direction)
+        if self.opening_direction and self.hinge_axis is not None:
+            raise ValueError("set hinge_axis or opening_direction, not both: a configured hinge axis fixes the "
+                             "opening direction itself")
         if self.initial_bias is not None:
             bias = tuple(float(v) for v in self.initial_bias)
             if len(bias) != 3 or not all(math.isfinite(v) for v in bias):

@@ -21,11 +21,12 @@ Algorithm (per sample, O(1)):
    the sensor (or about the tracked gravity direction) does (coning).
 4. Hinge axis (reported; the anchor of step 3): configured, or identified from gravity at rest and then
    the principal axis of the bias-corrected rates during swings.
-5. Opening direction: given by a configured axis, or decided by the first excursion from closed beyond
-   ``sign_threshold_rad`` (until then the angle reported is the excursion's magnitude: a closed door can
-   only open, and smaller excursions may be latch play or a push into the frame); confirmed once the door
-   has opened ``sign_confirm_rad``; before that, a rotation the other way past closed farther than the
-   largest opening so far revises the decision, and the angle is recovered (nothing was clipped).
+5. Opening direction: given by a configured axis or ``opening_direction``, or decided by the first
+   excursion from closed beyond ``sign_threshold_rad`` (until then the angle reported is the excursion's
+   magnitude: a closed door can only open, and smaller excursions may be latch play or a push into the
+   frame); confirmed once the door has opened ``sign_confirm_rad``; before that, a rotation the other way
+   past closed farther than the largest opening so far revises the decision, and the angle is recovered
+   (nothing was clipped).
 6. Rest detection (see :mod:`.rest`): short-window gyro magnitude and variance, accelerometer variance,
    and the long-window mean rate relative to the bias estimate, so a slow steady swing is not rest. The
    limits widen with the bias uncertainty and with the time since the bias was last re-estimated.
@@ -46,6 +47,7 @@ closed.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from typing import Any, NamedTuple
@@ -157,9 +159,11 @@ class DoorAngleEstimator:
             # hinge axis, kept pointing up (along the specific force at rest); the opening sign is separate
             self._axis: list[float] | None = None
             self._axis_source = "none"
-            self._sign = 0  # +1: opening is counter-clockwise about up, -1: clockwise, 0: not decided
-            self._sign_confirmed = False
-            self._frameless = False  # seen far past closed with the direction confirmed: no frame there
+            # +1: opening is counter-clockwise about up, -1: clockwise, 0: not decided
+            self._sign = cfg.opening_direction
+            self._sign_confirmed = bool(cfg.opening_direction)
+            # no frame at closed: configured, or seen far past closed with the direction confirmed
+            self._frameless = not cfg.frame_at_closed
             self._swing.reset()
             self._grav_sum = [0.0, 0.0, 0.0]
             self._grav_n = 0
@@ -238,6 +242,32 @@ class DoorAngleEstimator:
     def sign_known(self) -> bool:
         """True once the opening direction is known (configured axis, or first swing seen)."""
         return self._sign != 0
+
+    @property
+    def opening_direction(self) -> int:
+        """The opening direction seen from above: +1 counter-clockwise about up, -1 clockwise, 0 not decided
+        (configured, or decided by the swings so far; see ``DoorAngleConfig.opening_direction``)."""
+        return self._sign
+
+    def hindsight_config(self) -> DoorAngleConfig | None:
+        """The configuration for a second pass over a recording this estimator has just run over whole: its
+        own, with what the whole recording showed about the door set from the start.
+
+        A live estimator must show an angle before it can know which way the door opens (until then it shows
+        the excursion's magnitude, so a push into the frame before the first swing reads as an opening), and
+        it reads a door within ``closed_snap_rad`` past closed as closed until it has seen that there is no
+        frame there. An offline pass over a finished recording knows both from the rest of it: the second
+        pass gets ``opening_direction`` (the direction this pass ended with, unless configured) and
+        ``frame_at_closed=False`` (if this pass found no frame: :attr:`frameless`). ``None`` when neither
+        applies: a second pass would change nothing.
+        """
+        cfg = self.config
+        changes: dict[str, Any] = {}
+        if cfg.hinge_axis is None and not cfg.opening_direction and self._sign:
+            changes["opening_direction"] = self._sign
+        if cfg.frame_at_closed and self._frameless:
+            changes["frame_at_closed"] = False
+        return dataclasses.replace(cfg, **changes) if changes else None
 
     @property
     def sign_confirmed(self) -> bool:
