@@ -161,12 +161,27 @@ def test_offline_the_opening_direction_comes_from_the_whole_recording(tmp_path: 
         if mode == "causal":
             assert "from a first pass over the whole recording: none (--causal" in err, err
         else:
-            assert "seen from above (confirmed, 0 revision(s)), used from the first sample" in err, err
+            assert ("seen from above (confirmed, 0 revision(s)); no frame at closed (the door went more than "
+                    "3.0 deg past closed), used from the first sample") in err, err
+            assert "opening direction from the first pass, 0 revision(s)" in err, err
     worst = {m: math.degrees(float(np.max(np.abs(a[pushed] - rec.angle[pushed])))) for m, a in angles.items()}
-    assert worst["default"] < 3.5 and worst["causal"] > 15.0, worst
+    assert worst["default"] < 1.0 and worst["causal"] > 15.0, worst
     opened = rec.angle > 10.0 * deg  # once open, both agree with the truth
     for a in angles.values():
         assert math.degrees(float(np.sqrt(np.mean((a[opened] - rec.angle[opened]) ** 2)))) < 0.5
+
+
+def test_a_bag_without_one_usable_sample_leaves_no_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Every IMU sample NaN: a clear error, exit status 1, and no CSV (not even a header) at --out."""
+    from async_naf.wire.imu import ImuSample
+
+    nan = np.full(3, np.nan)
+    bag = tmp_path / "nan_bag"
+    write_imu_bag(bag, [ImuSample(1_000_000 * (i + 1), nan, nan) for i in range(50)], topic=TOPIC)
+    out = tmp_path / "door.csv"
+    assert cli_main(["door-angle", str(bag), "--out", str(out), "--no-progress"]) == 1
+    assert "error: no usable IMU samples" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "door.csv.part").exists()
 
 
 def test_tool_reports_a_missing_topic(tmp_path: Path, recording: Recording, capsys: pytest.CaptureFixture) -> None:
@@ -194,8 +209,10 @@ def test_tool_reports_a_topic_of_another_type(tmp_path: Path, capsys: pytest.Cap
     assert "std_msgs/msg/String, not sensor_msgs/msg/Imu" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("passes", ["two", "causal"])  # the first pass finds it / the writing pass does
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_tool_reports_a_corrupt_bag_in_a_real_process(tmp_path: Path, recording: Recording, storage: str) -> None:
+def test_tool_reports_a_corrupt_bag_in_a_real_process(tmp_path: Path, recording: Recording, storage: str,
+                                                      passes: str) -> None:
     bag = _bag(tmp_path, recording, storage)
     (data_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
     raw = bytearray(data_file.read_bytes())
@@ -203,7 +220,8 @@ def test_tool_reports_a_corrupt_bag_in_a_real_process(tmp_path: Path, recording:
     data_file.write_bytes(bytes(raw))
     out = tmp_path / "door.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "async_naf.run.cli", "door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out)],
+        [sys.executable, "-m", "async_naf.run.cli", "door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out)]
+        + (["--causal"] if passes == "causal" else []),
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode != 0, proc.stderr

@@ -571,6 +571,22 @@ def test_estimator_configured_like_the_evaluation_env() -> None:
     assert from_graph == env.estimator_config
 
 
+@pytest.mark.parametrize("backend", ["mujoco", "hardware", "gazebo"])
+def test_a_known_opening_direction_replaces_the_backends_hinge_axis(backend: str) -> None:
+    """The embedded sim's backends configure the estimator's hinge axis; a user who sets ``opening_direction``
+    instead (the two exclude each other) gets it, not a conflict the user never wrote."""
+    from async_naf.sensing.door_angle.config import DoorAngleConfig
+
+    cfg = _cfg(task="door_pull", workers=1, backend=backend, overrides={"door_angle": {"opening_direction": -1}})
+    node = next(n for n in build_graph(cfg) if n.role == "door_angle")
+    est = build(DoorAngleConfig, node.parameters)
+    assert est.opening_direction == -1 and est.hinge_axis is None
+    if backend != "gazebo":  # the door stop still comes from the sim's door
+        assert est.stop_angle_rad == build(DoorAngleConfig, next(
+            n for n in build_graph(_cfg(task="door_pull", workers=1, backend=backend)) if n.role == "door_angle"
+        ).parameters).stop_angle_rad != DoorAngleConfig().stop_angle_rad
+
+
 # ---------------------------------------------------------------------- TF of the door, spawn poses, GUI, RViz
 @pytest.mark.parametrize("backend", ["gazebo", "real"])
 def test_every_moving_joint_of_the_description_has_a_tf_source(backend: str) -> None:

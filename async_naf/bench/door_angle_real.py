@@ -400,7 +400,9 @@ def evaluate_stretch(trial: BroadTrial, st: Stretch, via_bag: bool = False, para
     angles = {
         "estimator": est,
         "offline": run_offline(trial, st, params),
-        "estimator_axis": run_estimator(trial, st, list(params or []) + axis)[0],
+        # the hinge axis fixes the direction: an opening_direction among the overrides would contradict it
+        "estimator_axis": run_estimator(trial, st, [q for q in params or [] if not q.startswith("opening_direction")]
+                                        + axis)[0],
         "plain": run_plain(trial, st),
         "vqf": run_vqf(trial, st),
     }

@@ -437,13 +437,16 @@ def _node_params(role: str, graph_vals: Mapping[str, Any], user: Mapping[str, An
     return params
 
 
-def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, Any] | None) -> dict[str, Any]:
+def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, Any] | None,
+                     user: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults a backend knows better than the dataclass (the user may still override them).
 
     Embedded MuJoCo: the door-angle estimator gets the simulated IMU's mounting (hinge axis = the IMU's z axis)
     and the door stop from the sim's door, exactly as :class:`async_naf.run.env.ArmDoorEnv` configures it,
     so training (graph) and evaluation (env) see the same estimator. Gazebo / real: the estimator
-    identifies the hinge axis online (or the user sets ``hinge_axis`` in the config file).
+    identifies the hinge axis online (or the user sets ``hinge_axis`` in the config file). ``user``: the
+    node's user parameters; one who sets ``opening_direction`` (which excludes ``hinge_axis``) gets no
+    hinge-axis default.
     """
     if role == "sim" and config.backend == "hardware":
         return {"door_closer_torque": HARDWARE_DOOR_CLOSER_NM}  # nobody else closes the door here
@@ -452,6 +455,8 @@ def backend_defaults(config: GraphConfig, role: str, sim_params: Mapping[str, An
         # trips on scheduling delays alone there; a real arm's own computer keeps the defaults
         return {"command_timeout_s": HARDWARE_WATCHDOG_S, "state_timeout_s": HARDWARE_WATCHDOG_S}
     if role == "door_angle" and config.backend in ("mujoco", "hardware") and sim_params is not None:
+        if user and user.get("opening_direction") and "hinge_axis" not in user:
+            return {"stop_angle_rad": float(sim_params["door.max_open"])}
         return {"hinge_axis": [0.0, 0.0, 1.0], "stop_angle_rad": float(sim_params["door.max_open"])}
     return {}
 
@@ -622,7 +627,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
                 user.setdefault("use_sim_time", True)
             decided = {**graph_values(config, role, i, sim_period_s),
                        **arm_reset_values(config, role, ns, user, start_poses)}
-            params = _node_params(role, decided, user, f"{ns}/{role}", backend_defaults(config, role, sim_params))
+            params = _node_params(role, decided, user, f"{ns}/{role}", backend_defaults(config, role, sim_params, user))
             if role == "sim":
                 sim_params = params
                 sim_period_s = float(params["control_period_s"])  # the policy acts at the sim's period

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily at run time (the --help path stays light)
-    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
     from async_naf.sensing.door_angle.bag import ImuBag
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
@@ -167,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 if not to_stdout:
                     handle.close()
-        if not to_stdout:
+        if not to_stdout and written:  # no usable sample: no output file (the error is below)
             os.replace(tmp_path, out_path)
-        done = True
+        done = bool(written)
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         f"gyro bias [{', '.join(f'{math.degrees(b):+.3f}' for b in est.bias)}] deg/s",
         file=sys.stderr,
     )
-    print(f"{topic}: {bounds_summary(est)}", file=sys.stderr)
+    print(f"{topic}: {bounds_summary(est, config)}", file=sys.stderr)
     print(f"{topic}: from a first pass over the whole recording: {hindsight}", file=sys.stderr)
     if written == 0:
         print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
@@ -209,25 +209,35 @@ def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple
     for sample in tqdm(bag.samples(), total=info.count, unit="msg", file=sys.stderr,
                        disable=True if no_progress else None, desc=f"door-angle {info.topic} (first pass)"):
         est.update(sample)
-    second = est.hindsight_config()
+    cfg, second = est.config, est.hindsight_config()
     if second is None:
-        return DoorAngleEstimator(est.config), "nothing new (direction configured or never decided, frame seen)"
+        said = ["the opening direction was configured" if cfg.hinge_axis is not None or cfg.opening_direction
+                else "no swing decided the opening direction",
+                "no frame at closed was configured" if not cfg.frame_at_closed
+                else "nothing showed that the door has no frame at closed"]
+        return DoorAngleEstimator(cfg), f"nothing new ({'; '.join(said)}): written as one pass would"
     found = []
-    if second.opening_direction != est.config.opening_direction:
+    if second.opening_direction != cfg.opening_direction:
         side = "counter-clockwise" if second.opening_direction > 0 else "clockwise"
         how = "confirmed" if est.sign_confirmed else "decided, not confirmed"
         found.append(f"opening direction {side} seen from above ({how}, {est.sign_revisions} revision(s))")
-    if second.frame_at_closed != est.config.frame_at_closed:
-        found.append("no frame at closed (seen far past closed)")
+    if second.frame_at_closed != cfg.frame_at_closed:
+        found.append(f"no frame at closed (the door went more than {math.degrees(cfg.closed_snap_rad):.1f} deg "
+                     "past closed)")
     return DoorAngleEstimator(second), "; ".join(found) + ", used from the first sample"
 
 
-def bounds_summary(est: DoorAngleEstimator) -> str:
-    """One line on the door-specific evidence: readings beyond the stop or past closed, opening direction."""
+def bounds_summary(est: DoorAngleEstimator, user_config: DoorAngleConfig | None = None) -> str:
+    """One line on the door-specific evidence: readings beyond the stop or past closed, opening direction.
+    ``user_config``: the configuration the user gave, when ``est`` runs with one a first pass completed."""
     cfg = est.config
+    user = cfg if user_config is None else user_config
     deg = math.degrees
     if est.sign_confirmed:
-        direction = "configured" if cfg.hinge_axis is not None or cfg.opening_direction else "confirmed"
+        if user.hinge_axis is not None or user.opening_direction:
+            direction = "configured"
+        else:
+            direction = "from the first pass" if cfg.opening_direction else "confirmed"
     else:
         direction = "decided, not yet confirmed" if est.sign_known else "not decided (no swing seen)"
     text = (

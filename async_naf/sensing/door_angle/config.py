@@ -32,7 +32,8 @@ class DoorAngleConfig:
             gravity, whatever the sensor's mounting): +1 counter-clockwise, -1 clockwise, 0 (default)
             decided by the first swing (see ``sign_threshold_rad``). Set it when the door is known (a door
             hinged on the left that opens towards the viewer turns clockwise seen from above): there is
-            then nothing to decide, and a push into the frame reads past closed from the first sample.
+            then nothing to decide, and a push into the frame reads past closed (within ``closed_snap_rad``
+            of closed it reads closed, see ``frame_at_closed``).
             The hinge axis is still identified. Not together with ``hinge_axis``, which fixes the
             direction itself.
         frame_at_closed: The door stops at a frame when it closes (default): within ``closed_snap_rad`` past
@@ -151,6 +152,8 @@ class DoorAngleConfig:
             if len(axis) != 3 or not math.isfinite(norm) or norm < 1e-6:
                 raise ValueError(f"hinge_axis must be a non-zero 3-vector, got {self.hinge_axis!r}")
             self.hinge_axis = (axis[0] / norm, axis[1] / norm, axis[2] / norm)
+        if not isinstance(self.frame_at_closed, bool):
+            raise ValueError(f"frame_at_closed must be a bool, got {self.frame_at_closed!r}")
         if isinstance(self.opening_direction, bool) or self.opening_direction not in (-1, 0, 1):
             raise ValueError(f"opening_direction must be -1, 0 or +1, got {self.opening_direction!r}")
         self.opening_direction = int(self.opening_direction)

@@ -164,6 +164,7 @@ class DoorAngleEstimator:
             self._sign_confirmed = bool(cfg.opening_direction)
             # no frame at closed: configured, or seen far past closed with the direction confirmed
             self._frameless = not cfg.frame_at_closed
+            self._theta_lo = self._theta_hi = 0.0  # extremes of _theta since (for hindsight_config), rad
             self._swing.reset()
             self._grav_sum = [0.0, 0.0, 0.0]
             self._grav_n = 0
@@ -182,6 +183,7 @@ class DoorAngleEstimator:
         # rotation about up since closed (rad, counter-clockwise): the angle is closed + sign * theta
         theta = 0.0 if angle is None else float(angle) - cfg.closed_angle_rad
         self._theta = theta * (self._sign or 1)
+        self._theta_lo, self._theta_hi = min(self._theta_lo, self._theta), max(self._theta_hi, self._theta)
         self._max_open = max(0.0, theta)  # largest opening since the decision (rad)
         self._beyond = False
         self._past = False
@@ -240,7 +242,8 @@ class DoorAngleEstimator:
 
     @property
     def sign_known(self) -> bool:
-        """True once the opening direction is known (configured axis, or first swing seen)."""
+        """True once the opening direction is known (configured axis or ``opening_direction``, or first swing
+        seen)."""
         return self._sign != 0
 
     @property
@@ -255,17 +258,27 @@ class DoorAngleEstimator:
 
         A live estimator must show an angle before it can know which way the door opens (until then it shows
         the excursion's magnitude, so a push into the frame before the first swing reads as an opening), and
-        it reads a door within ``closed_snap_rad`` past closed as closed until it has seen that there is no
-        frame there. An offline pass over a finished recording knows both from the rest of it: the second
-        pass gets ``opening_direction`` (the direction this pass ended with, unless configured) and
-        ``frame_at_closed=False`` (if this pass found no frame: :attr:`frameless`). ``None`` when neither
-        applies: a second pass would change nothing.
+        it reads a door within ``closed_snap_rad`` past closed as closed until it has seen, with the direction
+        confirmed, that there is no frame there. An offline pass over a finished recording knows both from the
+        rest of it. The second pass gets:
+
+        - ``opening_direction``: the direction this pass ended with (unless one was configured). It is
+          taken as known from the first sample, even if this pass had decided it without confirming it;
+        - ``frame_at_closed=False``: if this pass found no frame (:attr:`frameless`), or if, with the new
+          direction known from the start, the door went farther than ``closed_snap_rad`` past closed anywhere
+          in the recording (a push before the first swing): the second pass would find it there, after the
+          first degrees of that push were already read as closed.
+
+        ``None`` when neither applies: a second pass would change nothing.
         """
         cfg = self.config
         changes: dict[str, Any] = {}
         if cfg.hinge_axis is None and not cfg.opening_direction and self._sign:
             changes["opening_direction"] = self._sign
-        if cfg.frame_at_closed and self._frameless:
+        # the direction does not change the path of _theta (rotation about up since closed), only its reading
+        new_sign = changes.get("opening_direction", 0)
+        past = (self._theta_lo if new_sign > 0 else -self._theta_hi) <= -cfg.closed_snap_rad if new_sign else False
+        if cfg.frame_at_closed and (self._frameless or past):
             changes["frame_at_closed"] = False
         return dataclasses.replace(cfg, **changes) if changes else None
 
@@ -601,7 +614,12 @@ class DoorAngleEstimator:
         """Count excursions beyond the door stop and farther than ``closed_snap_rad`` past closed (evidence:
         never clipped), and the extreme readings."""
         cfg = self.config
-        opening = self._sign * self._theta if self._sign else abs(self._theta)
+        theta = self._theta
+        if theta < self._theta_lo:
+            self._theta_lo = theta
+        elif theta > self._theta_hi:
+            self._theta_hi = theta
+        opening = self._sign * theta if self._sign else abs(theta)
         angle = cfg.closed_angle_rad + opening
         if angle > self.max_angle:  # max() and min(), without the calls (this runs for every sample)
             self.max_angle = angle
