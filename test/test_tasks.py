@@ -201,3 +201,37 @@ def test_task_config_file_and_validation(tmp_path: Path) -> None:
                {"target_low": (1.0, 0.0, 0.0), "target_high": (0.0, 0.0, 0.0)}, {"door_goal": (1.0, 2.0)}):
         with pytest.raises(ValueError):
             TaskConfig(**kw)
+
+
+def _leaf_gap_m(goal: np.ndarray, door_angle: float, tips: np.ndarray, width: float) -> float:
+    """Smallest horizontal distance (m) from a reachable hook-tip position to the door leaf's plane, over the
+    tips that lie in front of the leaf (along it from the hinge, within its height)."""
+    hinge, sign = goal[3:5], goal[5]
+    d0 = (goal[:2] - hinge) / np.linalg.norm(goal[:2] - hinge)
+    c, s = np.cos(sign * door_angle), np.sin(sign * door_angle)
+    d = np.array([c * d0[0] - s * d0[1], s * d0[0] + c * d0[1]])
+    rel = tips[:, :2] - hinge
+    along, across = rel @ d, rel @ np.array([-d[1], d[0]])
+    on_leaf = (along > 0.02) & (along < width) & (tips[:, 2] > 0.05) & (tips[:, 2] < 1.0)
+    return float(np.min(np.abs(across[on_leaf]))) if on_leaf.any() else float("inf")
+
+
+def test_the_arm_can_push_a_push_door_wide_by_contact() -> None:
+    """door_push's strict criterion (1.0 rad) must be reachable by pushing, not only by a throw: hook-tip
+    positions of 40,000 random joint configurations come within 1 cm of the leaf at every angle up to the
+    stop. With the handle where a pull door has it (the placement before push_handle_y), the leaf leaves
+    the hook's reach: more than 3 cm away at 0.7 rad and beyond."""
+    from async_naf.sim.config import DoorConfig
+    from async_naf.task.kinematics import ArmKinematics
+    from async_naf.task.tasks import door_goal
+
+    kin = ArmKinematics()
+    q = np.random.default_rng(0).uniform(kin.lower, kin.upper, (40_000, 7))
+    tips = kin.ee_positions(q)
+    door = DoorConfig()
+    goal = door_goal(door, hinge_left=True, opening="push")
+    for angle in (0.0, 0.5, 1.0, 1.2, door.max_open - 0.05):
+        assert _leaf_gap_m(goal, angle, tips, door.width) < 0.01, angle
+    old = door_goal(DoorConfig(push_handle_y=door.handle_y), hinge_left=True, opening="push")
+    for angle in (0.7, 1.0, 1.2):
+        assert _leaf_gap_m(old, angle, tips, door.width) > 0.03, angle

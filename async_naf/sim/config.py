@@ -100,7 +100,12 @@ class DoorConfig:
 
     Attributes:
         front_x: x of the leaf's robot-facing surface in the base frame, m.
-        handle_y: y of the handle pivot, m.
+        handle_y: y of the handle pivot of a door that opens toward the robot (pull), m.
+        push_handle_y: y of the handle pivot of a door that opens away from the robot (push), m. Further to
+            the right than a pull door's: a push door's leaf swings away, and with the handle at -0.02 m its
+            hinge is 1.12 m from the arm's base, so the hook can no longer touch the leaf beyond about
+            0.5 rad and only a throw opens it to the strict criterion's 1.0 rad. At -0.2 m the hook reaches
+            the leaf up to the stop (docs/simulation.md, "Where the arm can push the door").
         handle_height: z of the handle pivot, m.
         width: leaf width, m.
         height: leaf height, m (its lower edge at z = 0).
@@ -122,6 +127,7 @@ class DoorConfig:
 
     front_x: float = 0.88
     handle_y: float = -0.02
+    push_handle_y: float = -0.2
     handle_height: float = 0.55
     width: float = 0.75
     height: float = 1.0
@@ -139,6 +145,10 @@ class DoorConfig:
     latch_threshold: float = 0.35
     latch_play: float = 0.01
 
+    def handle_y_for(self, opening: str) -> float:
+        """y of the handle pivot (m) for a door that opens this way ('pull' or 'push')."""
+        return self.push_handle_y if opening == "push" else self.handle_y
+
     def __post_init__(self) -> None:
         if self.hinge_side not in ("left", "right", "auto"):
             raise ValueError(f"door.hinge_side must be 'left', 'right' or 'auto', got {self.hinge_side!r}")
@@ -146,6 +156,7 @@ class DoorConfig:
             raise ValueError(f"door.opening must be 'pull', 'push' or 'auto', got {self.opening!r}")
         self.front_x = number("door.front_x", self.front_x, 0.2, 2.0)
         self.handle_y = number("door.handle_y", self.handle_y, -1.0, 1.0)
+        self.push_handle_y = number("door.push_handle_y", self.push_handle_y, -1.0, 1.0)
         self.handle_height = number("door.handle_height", self.handle_height, 0.1, 1.5)
         self.width = number("door.width", self.width, 0.3, 1.5)
         self.height = number("door.height", self.height, 0.5, 2.5)

@@ -49,7 +49,7 @@ def xacro_mappings(door: DoorConfig, hinge_left: bool, opening: str, mode: str =
     return {
         "mode": mode,
         "door_front_x": repr(door.front_x),
-        "door_handle_y": repr(door.handle_y),
+        "door_handle_y": repr(door.handle_y_for(opening)),
         "door_handle_height": repr(door.handle_height),
         "door_width": repr(door.width),
         "door_height": repr(door.height),

@@ -155,8 +155,9 @@ DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
 
 # ------------------------------------------------------------------------------------- door geometry
 def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
-    """Door goal vector (6,) from a door description (an object with ``front_x, handle_y, handle_height,
-    width, thickness`` in m, e.g. :class:`async_naf.sim.config.DoorConfig`).
+    """Door goal vector (6,) from a door description (an object with ``front_x, handle_y, push_handle_y,
+    handle_height, width, thickness`` in m, e.g. :class:`async_naf.sim.config.DoorConfig`; the handle's y is
+    ``push_handle_y`` for a push door).
 
     Layout: hook engagement point at rest (x, y, z) | hinge axis (x, y) | hinge axis sign (+1/-1).
     """
@@ -164,10 +165,11 @@ def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
         raise ValueError(f"opening must be 'pull' or 'push', got {opening!r}")
     s = 1.0 if hinge_left else -1.0
     lever_x = door.front_x - LEVER_STANDOFF
-    grip = np.array([lever_x, door.handle_y + s * GRIP_DISTANCE, door.handle_height])
+    handle_y = door.push_handle_y if opening == "push" else door.handle_y
+    grip = np.array([lever_x, handle_y + s * GRIP_DISTANCE, door.handle_height])
     engage = grip + HOOK_ENGAGE_OFFSET
     hinge_x = door.front_x + door.thickness / 2.0
-    hinge_y = door.handle_y + s * (door.width - HANDLE_EDGE_OFFSET)
+    hinge_y = handle_y + s * (door.width - HANDLE_EDGE_OFFSET)
     axis_sign = -s if opening == "pull" else s
     return np.array([engage[0], engage[1], engage[2], hinge_x, hinge_y, axis_sign])
 
@@ -175,6 +177,7 @@ def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
 class _NominalDoor(NamedTuple):
     front_x: float = 0.88
     handle_y: float = -0.02
+    push_handle_y: float = -0.2
     handle_height: float = 0.55
     width: float = 0.75
     thickness: float = 0.04
