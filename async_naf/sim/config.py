@@ -145,10 +145,6 @@ class DoorConfig:
     latch_threshold: float = 0.35
     latch_play: float = 0.01
 
-    def handle_y_for(self, opening: str) -> float:
-        """y of the handle pivot (m) for a door that opens this way ('pull' or 'push')."""
-        return self.push_handle_y if opening == "push" else self.handle_y
-
     def __post_init__(self) -> None:
         if self.hinge_side not in ("left", "right", "auto"):
             raise ValueError(f"door.hinge_side must be 'left', 'right' or 'auto', got {self.hinge_side!r}")

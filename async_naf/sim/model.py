@@ -31,6 +31,7 @@ from async_naf.task.description import (
     expand_urdf,
     urdf_joints,
 )
+from async_naf.task.tasks import door_handle_y
 
 DOOR_HINGE = "door_hinge"
 DOOR_HANDLE = "door_handle"
@@ -49,7 +50,7 @@ def xacro_mappings(door: DoorConfig, hinge_left: bool, opening: str, mode: str =
     return {
         "mode": mode,
         "door_front_x": repr(door.front_x),
-        "door_handle_y": repr(door.handle_y_for(opening)),
+        "door_handle_y": repr(door_handle_y(door, opening)),
         "door_handle_height": repr(door.handle_height),
         "door_width": repr(door.width),
         "door_height": repr(door.height),

@@ -154,6 +154,12 @@ DEFAULT_TASK_CONFIGS: dict[str, TaskConfig] = {
 
 
 # ------------------------------------------------------------------------------------- door geometry
+def door_handle_y(door: Any, opening: str) -> float:
+    """y of the handle pivot (m) of ``door`` (``handle_y``, ``push_handle_y``) when it opens this way
+    ('pull' or 'push'): a push door sits further right, where the arm can push its leaf wide."""
+    return float(door.push_handle_y if opening == "push" else door.handle_y)
+
+
 def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
     """Door goal vector (6,) from a door description (an object with ``front_x, handle_y, push_handle_y,
     handle_height, width, thickness`` in m, e.g. :class:`async_naf.sim.config.DoorConfig`; the handle's y is
@@ -165,7 +171,7 @@ def door_goal(door: Any, hinge_left: bool, opening: str) -> np.ndarray:
         raise ValueError(f"opening must be 'pull' or 'push', got {opening!r}")
     s = 1.0 if hinge_left else -1.0
     lever_x = door.front_x - LEVER_STANDOFF
-    handle_y = door.push_handle_y if opening == "push" else door.handle_y
+    handle_y = door_handle_y(door, opening)
     grip = np.array([lever_x, handle_y + s * GRIP_DISTANCE, door.handle_height])
     engage = grip + HOOK_ENGAGE_OFFSET
     hinge_x = door.front_x + door.thickness / 2.0
