@@ -45,9 +45,10 @@ Methods, all given the same samples (rest, then the scored part):
 - ``estimator``: :class:`~async_naf.sensing.door_angle.DoorAngleEstimator` with default parameters, one
   causal pass (what the door_angle node computes live), fed directly or through a rosbag2 bag and
   ``async-naf door-angle --causal`` (the real data path; same result);
-- ``offline``: the same estimator over the whole stretch twice, the second time with the opening direction
-  the first pass ended with (:meth:`~async_naf.sensing.door_angle.DoorAngleEstimator.hindsight_config`), what
-  ``async-naf door-angle`` does by default on a bag (also run through the bag: same result);
+- ``offline``: the same estimator over the whole stretch twice, the second time with what the first pass
+  showed (the opening direction, a missing frame at closed:
+  :meth:`~async_naf.sensing.door_angle.DoorAngleEstimator.hindsight_config`), what ``async-naf door-angle``
+  does by default on a bag (also run through the bag: same result);
 - ``plain``: gyro integration (trapezoid) about the fixed "up" axis of the rest in front (accelerometer
   mean), bias = mean gyro over that rest;
 - ``vqf``: VQF 6D (``vqf`` package, default parameters), the heading change of the sensor's x axis.
@@ -304,9 +305,9 @@ def _angles(est: Any, trial: BroadTrial, st: Stretch) -> np.ndarray:
 
 
 def run_offline(trial: BroadTrial, st: Stretch, params: list[str] | None = None) -> np.ndarray:
-    """Door angle (rad) at every fed sample from two passes over the stretch: the second with the opening
-    direction the first ended with (the default of ``async-naf door-angle``; the first pass alone when no
-    swing decided it)."""
+    """Door angle (rad) at every fed sample from two passes over the stretch: the second configured with what
+    the first showed (:meth:`~async_naf.sensing.door_angle.DoorAngleEstimator.hindsight_config`; the default of
+    ``async-naf door-angle``), the first pass alone when it showed nothing new."""
     from async_naf.run.commands.door_angle import load_config
     from async_naf.sensing.door_angle import DoorAngleEstimator
 

@@ -69,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--causal",
         action="store_true",
-        help="one pass, as the door_angle node estimates live (default: the opening direction from a first pass "
-        "over the whole recording)",
+        help="one pass, as the door_angle node estimates live (default: the opening direction and a missing frame "
+        "at closed from a first pass over the whole recording)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
