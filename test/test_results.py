@@ -335,3 +335,83 @@ def test_eval_csv_says_why_episodes_failed_and_an_older_file_keeps_its_columns(t
     assert [r["checkpoint"] for r in rows] == ["step_1.safetensors", "step_2.safetensors"]
     assert [r["env_steps"] for r in rows] == [1500.0, 3000.0] and rows[1]["success_rate"] == pytest.approx(1 / 3)
     assert rows[1]["failures"] == "" and math.isnan(rows[1]["strict_success_rate"])  # columns the file lacks
+
+
+def _eval_rows(d: Path, rows: list[tuple[float, float, float]]) -> None:
+    """eval.csv of (wall_s, success_rate, strict_success_rate) rows, env steps 1,000 per minute."""
+    d.mkdir(parents=True, exist_ok=True)
+    for wall, success, strict in rows:
+        append_csv(d / "eval.csv", EVAL_FIELDS, {
+            "wall_s": wall, "env_steps": wall * 1000 / 60, "updates": 0, "episodes": 0, "success_rate": success,
+            "consecutive_successes": 0, "mean_return": 0, "checkpoint": "x", "strict_success_rate": strict,
+            "strict_consecutive": 0, "door_angle_median": 1.2})
+
+
+def test_stability_counts_what_came_after_the_first_evaluation_at_the_threshold() -> None:
+    from async_naf.run.results import stability
+
+    def evals(rates: list[float]) -> list[dict[str, float]]:
+        return [{"wall_s": 60.0 * (i + 1), "env_steps": 1000.0 * (i + 1), "r": v} for i, v in enumerate(rates)]
+
+    held = stability(evals([0.2, 0.9, 1.0, 0.95, 1.0]), "r", 0.9, 20)
+    assert held["first_index"] == 1 and held["first_wall_s"] == 120 and held["first_env_steps"] == 2000
+    assert held["later"] == 3 and held["later_below"] == 0 and held["lowest_later"] == 0.95 and held["held"]
+    assert held["failed_episodes_after"] == 1 and held["failure_rate_after"] == pytest.approx(1 / 60)
+    dipped = stability(evals([0.95, 1.0, 0.85, float("nan"), 1.0, 0.5]), "r", 0.9, 20)
+    assert dipped["first_index"] == 0 and dipped["later"] == 4 and dipped["later_below"] == 2  # NaN: not scored
+    assert dipped["lowest_later"] == 0.5 and dipped["failed_episodes_after"] == 3 + 10 and not dipped["held"]
+    never = stability(evals([0.1, 0.85]), "r", 0.9, 20)
+    assert never["first_index"] is None and never["later"] == 0 and never["failure_rate_after"] is None
+    assert not never["held"]
+    last = stability(evals([0.1, 0.95]), "r", 0.9, 20)  # reached at the last evaluation: nothing shows it held
+    assert last["first_index"] == 1 and last["later"] == 0 and not last["held"]
+    with pytest.raises(ValueError, match="episodes"):
+        stability(evals([1.0]), "r", 0.9, 0)
+
+
+def test_stability_experiment_runs_one_seed_after_the_other_and_reports_both_criteria(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """``async-naf experiment stability``: one `async-naf train` per seed, in order, each finished before the next
+    starts; then stability.json / stability.md from their eval.csv and summary.json. ``--analyze`` reads the runs
+    already there without starting any."""
+    from async_naf.run import cli
+    from async_naf.run.commands import experiment
+
+    curves = {0: [(60, 0.5, 0.0), (120, 1.0, 0.9), (180, 1.0, 1.0), (240, 1.0, 0.95)],
+              1: [(60, 0.95, 0.3), (120, 0.85, 0.9), (180, 1.0, 0.8), (240, 0.9, 1.0)]}
+    started: list[int] = []
+
+    def fake_run(cmd: list[str]) -> int:  # what `async-naf train` leaves in its run directory
+        seed = int(cmd[cmd.index("--seed") + 1])
+        assert cmd[cmd.index("--task") + 1] == "door_push" and cmd[cmd.index("--workers") + 1] == "2"
+        assert all((tmp_path / "door_push" / f"s{s}" / "summary.json").exists() for s in started)  # one at a time
+        started.append(seed)
+        d = Path(cmd[cmd.index("--run-dir") + 1])
+        _eval_rows(d, curves[seed])
+        (d / "summary.json").write_text(json.dumps({"env_steps": 1000, "updates": 990 - 300 * seed,
+                                                    "eval_success_rate": 1.0, "eval_strict_success_rate": 0.95,
+                                                    "strict_consecutive": 12, "wall_s": 240}))
+        return 0
+
+    monkeypatch.setattr(experiment, "_run_child", fake_run)
+    argv = ["experiment", "stability", "--task", "door_push", "--seeds", "0", "1", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2  # --minutes is required to run
+    assert cli.main(argv + ["--minutes", "4"]) == 0 and started == [0, 1]
+    result = json.loads((tmp_path / "stability.json").read_text())
+    s0, s1 = result["runs"]
+    assert s0["success"]["held"] and s0["strict"]["held"] and s0["strict"]["failed_episodes_after"] == 1
+    assert s1["success"]["first_index"] == 0 and s1["success"]["later_below"] == 1 and not s1["success"]["held"]
+    assert s1["strict"]["first_index"] == 1 and s1["strict"]["lowest_later"] == 0.8 and not s1["strict"]["held"]
+    assert result["held"] == {"success": 1, "strict": 1}
+    assert s0["updates_per_env_step"] == pytest.approx(0.99) and s1["updates_per_env_step"] == pytest.approx(0.69)
+    table = (tmp_path / "stability.md").read_text()
+    assert "success: 1 of 2 seeds, strict: 1 of 2" in table
+    assert "| 1 | strict | 2.0, 2,000 | 1 of 2 | 80% | 4 of 40 (10.0%) | 0.69 | 100% / 95% (12) |" in table
+    started.clear()
+    (tmp_path / "stability.json").unlink()
+    assert cli.main(["experiment", "stability", "--analyze", "--task", "door_push", "--seeds", "1", "--out",
+                     str(tmp_path)]) == 0
+    assert started == [] and json.loads((tmp_path / "stability.json").read_text())["seeds"] == [1]
+    assert cli.main(["experiment", "stability", "--analyze", "--task", "door_push", "--seeds", "7", "--out",
+                     str(tmp_path)]) == 2  # nothing to read
+    assert "no eval.csv for seed(s) 7" in capsys.readouterr().err

@@ -231,6 +231,40 @@ def read_eval(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
+def stability(evals: Sequence[Mapping[str, Any]], key: str, threshold: float, episodes: int) -> dict[str, Any]:
+    """Whether greedy success held once reached: the first evaluation of ``evals`` (:func:`read_eval` rows, in
+    order) whose ``key`` (``success_rate`` or ``strict_success_rate``) is >= ``threshold``, and what came after.
+
+    Args:
+        evals: the run's periodic evaluations.
+        key: the rate compared.
+        threshold: the success rate to reach and keep (0-1).
+        episodes: episodes per evaluation (``--eval-episodes``), to count the failed ones.
+
+    Returns:
+        ``first_index``, ``first_wall_s``, ``first_env_steps`` (None where never reached), ``later`` (evaluations
+        after it), ``later_below`` (of them below ``threshold``), ``lowest_later``, ``failed_episodes_after``
+        (the later evaluations' failed episodes, ``round((1 - rate) * episodes)`` each),
+        ``failure_rate_after`` (per episode; None without later evaluations) and ``held`` (reached, at least
+        one later evaluation, none below).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    rates = [float(e[key]) for e in evals]
+    first = next((i for i, v in enumerate(rates) if math.isfinite(v) and v >= threshold - 1e-12), None)
+    later = [] if first is None else [v for v in rates[first + 1:] if math.isfinite(v)]
+    failed = sum(round((1.0 - v) * episodes) for v in later)
+    return {
+        "first_index": first,
+        "first_wall_s": None if first is None else float(evals[first]["wall_s"]),
+        "first_env_steps": None if first is None else float(evals[first]["env_steps"]),
+        "later": len(later), "later_below": sum(v < threshold - 1e-12 for v in later),
+        "lowest_later": min(later) if later else None, "failed_episodes_after": failed,
+        "failure_rate_after": failed / (len(later) * episodes) if later else None,
+        "held": first is not None and bool(later) and all(v >= threshold - 1e-12 for v in later),
+    }
+
+
 def time_to_threshold(points: Sequence[tuple[float, float]], threshold: float) -> float | None:
     """First x (wall time) at which y (success rate) >= threshold, or None if never."""
     for x, y in points:

@@ -1,5 +1,5 @@
-"""``async-naf experiment workers|algorithms``: the same task with 1, 2, 4 ... workers, or with several
-algorithms, compared in plots.
+"""``async-naf experiment workers|algorithms|stability``: the same task with 1, 2, 4 ... workers, or with
+several algorithms, compared in plots; or whether greedy success holds once reached, over several seeds.
 
 ``algorithms`` (Gu et al. 2017 compare NAF with other network types and algorithms on the door tasks):
 NAF, DDPG and Linear-NAF trained through the ROS graph (``async-naf train --set trainer.algorithm=...``)
@@ -15,6 +15,15 @@ then writes ``OUT/workers.png`` (greedy success rate against wall time, one line
 ``OUT/workers.json`` (time to threshold per worker count, plus each run's summary).
 Use ``--realtime`` so every simulated robot is paced like a real one; otherwise the robots share this
 machine's cores and more workers do not mean more experience per second.
+
+``stability`` (issue 14's goal: once a run first reaches ``--threshold`` greedy success, every later
+evaluation stays at or above it): one ``async-naf train`` per seed, one after the other (runs side by side
+share the cores, and a trainer that falls behind its robots makes fewer updates per environment step than
+configured: a different experiment), each evaluated every ``--eval-every`` s; then ``OUT/stability.json``
+and ``OUT/stability.md``: per seed and criterion when it first reached the threshold, how many later
+evaluations fell below it and the lowest, the evaluation episodes failed after the first (a per-episode
+failure rate), and the updates per environment step the run made. ``--analyze`` reads runs already in
+``OUT`` instead of running.
 """
 from __future__ import annotations
 
@@ -40,30 +49,38 @@ speed-up relative to the fewest workers, and each run's summary).
 algorithms: one run per task x algorithm x seed, OUT/<task>/<algorithm>_s<seed>/ (a run directory each;
 the peers' hold eval.csv and summary.json), OUT/<task>.png, OUT/algorithms.json, OUT/algorithms.md.
 
+stability: one run per seed, one after the other, OUT/<task>/s<seed>/; OUT/stability.json and
+OUT/stability.md: after the first evaluation >= --threshold, how many later ones fell below it (both
+criteria), the evaluation episodes failed after it, the updates per environment step of each run.
+
 Example:
   async-naf experiment algorithms --tasks reach door_pull door_push --algorithms naf ddpg linear_naf \
       --peers sac td3 --seeds 0 1 2 --steps 30000 --minutes 30 --out runs/algorithms
   async-naf experiment workers --task door_pull --workers 1 2 4 --realtime --minutes 60 --out runs/workers
   async-naf experiment workers --task reach --workers 1 2 --realtime --minutes 10 --out runs/workers_reach
+  async-naf experiment stability --task door_pull --seeds 0 1 2 --minutes 30 --out runs/stability
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", choices=("workers", "algorithms"),
-                        help="workers: 1 vs 2 vs 4 robots; algorithms: NAF vs DDPG vs Linear-NAF (and --peers)")
-    parser.add_argument("--task", choices=TASKS, default="door_pull", help="task (workers)")
+    parser.add_argument("experiment", choices=("workers", "algorithms", "stability"),
+                        help="workers: 1 vs 2 vs 4 robots; algorithms: NAF vs DDPG vs Linear-NAF (and --peers); "
+                             "stability: does greedy success hold once reached (one run per seed)")
+    parser.add_argument("--task", choices=TASKS, default="door_pull", help="task (workers, stability)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="worker counts (workers; default: 1 2 4) or the one worker count of every run "
-                             "(algorithms; default: 2)")
+                             "(algorithms, stability; default: 2)")
     parser.add_argument("--tasks", choices=TASKS, nargs="+", default=list(TASKS), help="tasks (algorithms)")
     parser.add_argument("--algorithms", choices=ALGORITHMS, nargs="+", default=list(ALGORITHMS),
                         help="algorithms trained through the graph (algorithms; default: all)")
     parser.add_argument("--peers", choices=("sac", "td3"), nargs="*", default=[],
                         help="Stable-Baselines3 peers trained in one process on the same environment (algorithms)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (algorithms; default: 0 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds (algorithms, stability; default: 0 1 2)")
     parser.add_argument("--steps", type=int, default=0,
                         help="environment-step budget of every run (algorithms: required; workers: 0 = none)")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-time budget per run, minutes")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-time budget per run, minutes (required unless stability --analyze)")
     parser.add_argument("--realtime", action="store_true", help="pace each simulated robot like a real one")
     parser.add_argument("--seed", type=int, default=0, help="base seed, the same for every run (default: 0)")
     parser.add_argument("--out", required=True, help="output directory")
@@ -79,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="end each run as soon as it reaches the threshold (saves time; curves end there)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the runs of an earlier experiment in --out (default: refuse)")
+    parser.add_argument("--analyze", action="store_true",
+                        help="stability: run nothing, read the runs already in --out (OUT/<task>/s<seed>/)")
     parser.add_argument("--config", default=None, help="parameter overrides file passed to every run")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="parameter override passed to every run (repeatable)")
@@ -190,9 +209,16 @@ def _run_child(cmd: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.experiment == "stability" and args.analyze:
+        return run_stability(args, out)
+    if args.minutes is None:
+        print("error: --minutes is required (the wall-time budget of every run)", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     if args.experiment == "algorithms":
         return run_algorithms(args, out)
+    if args.experiment == "stability":
+        return run_stability(args, out)
     args.workers = args.workers or [1, 2, 4]
     if any(n < 1 for n in args.workers) or len(set(args.workers)) != len(args.workers):
         print("error: --workers must be distinct counts >= 1", file=sys.stderr)
@@ -332,4 +358,92 @@ def _algorithms_table(result: dict[str, Any]) -> str:
             wall = "n/a" if row["wall_s"] is None else f"{row['wall_s'] / 60:.1f}"
             lines.append(f"| {task} | {name} | {pct(row['success'])} | {pct(row['strict'])} | {angle} | "
                          f"{row['reached']}/{n} | {steps} | {wall} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------- stability
+def run_stability(args: argparse.Namespace, out: Path) -> int:
+    """One run per seed, one after the other (or none with ``--analyze``), then :func:`compare_stability`."""
+    workers = args.workers or [2]
+    if len(workers) != 1 or workers[0] < 1:
+        print("error: stability takes one --workers count (the robots of every run)", file=sys.stderr)
+        return 2
+    status = 0
+    for seed in [] if args.analyze else args.seeds:
+        run_dir = out / args.task / f"s{seed}"
+        print(f"=== {args.task} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
+        try:
+            rc = _run_child(train_command(args, workers[0], run_dir, seed=seed))
+        except _Interrupted as exc:
+            return 128 + exc.signum
+        if rc != 0:
+            print(f"warning: {args.task} seed {seed} exited with status {rc}", file=sys.stderr)
+            status = 1
+    missing = [s for s in args.seeds if not (out / args.task / f"s{s}" / "eval.csv").exists()]
+    if missing:
+        print(f"error: no eval.csv for seed(s) {', '.join(map(str, missing))} in {out / args.task}",
+              file=sys.stderr)
+        return 2
+    compare_stability(out, args.task, args.seeds, args.threshold, args.eval_episodes)
+    print((out / "stability.md").read_text(), file=sys.stderr)
+    print(f"numbers: {out / 'stability.json'}", file=sys.stderr)
+    return status
+
+
+def compare_stability(out: Path, task: str, seeds: list[int], threshold: float,
+                      eval_episodes: int) -> dict[str, Any]:
+    """Read each seed's eval.csv and summary.json (``OUT/<task>/s<seed>/``); write ``stability.json`` and
+    ``stability.md``: :func:`~async_naf.run.results.stability` of every run on both criteria, with the run's
+    updates per environment step and its final held-out figures."""
+    import json
+
+    from async_naf.run.commands.train import CRITERIA
+    from async_naf.run.results import read_eval, stability, write_json
+
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        run_dir = out / task / f"s{seed}"
+        evals = read_eval(run_dir / "eval.csv")
+        path = run_dir / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        steps, updates = summary.get("env_steps"), summary.get("updates")
+        runs.append({
+            "seed": seed, "run_dir": str(run_dir),
+            **{crit: stability(evals, key, threshold, eval_episodes) for crit, key in CRITERIA.items()},
+            "updates_per_env_step": (updates / steps) if steps and isinstance(updates, (int, float)) else None,
+            "final_success": summary.get("eval_success_rate"), "final_strict": summary.get("eval_strict_success_rate"),
+            "final_strict_consecutive": summary.get("strict_consecutive"), "wall_s": summary.get("wall_s")})
+    result = {"task": task, "seeds": seeds, "threshold": threshold, "eval_episodes": eval_episodes,
+              "held": {crit: sum(bool(r[crit]["held"]) for r in runs) for crit in CRITERIA}, "runs": runs}
+    write_json(out / "stability.json", result)
+    (out / "stability.md").write_text(_stability_table(result))
+    return result
+
+
+def _stability_table(result: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0%}"
+
+    thr = f"{result['threshold']:.0%}"
+    lines = [f"{result['task']}: after the first greedy evaluation >= {thr}, every later one >= {thr}? "
+             f"success: {result['held']['success']} of {len(result['runs'])} seeds, "
+             f"strict: {result['held']['strict']} of {len(result['runs'])}",
+             "",
+             f"| seed | criterion | first >= {thr} (min, env steps) | later below {thr} | lowest later | "
+             f"episodes failed after it | updates per env step | final success / strict (streak) |",
+             "|---|---|---|---:|---:|---|---:|---|"]
+    for r in result["runs"]:
+        upd = "n/a" if r["updates_per_env_step"] is None else f"{r['updates_per_env_step']:.2f}"
+        final = (f"{pct(r['final_success'])} / {pct(r['final_strict'])} "
+                 f"({r['final_strict_consecutive'] if r['final_strict_consecutive'] is not None else 'n/a'})")
+        for crit in ("success", "strict"):
+            st = r[crit]
+            first = ("never" if st["first_wall_s"] is None
+                     else f"{st['first_wall_s'] / 60:.1f}, {st['first_env_steps']:,.0f}")
+            failed = ("-" if st["later"] == 0 else
+                      f"{st['failed_episodes_after']} of {st['later'] * result['eval_episodes']} "
+                      f"({st['failure_rate_after']:.1%})")
+            lowest = "-" if st["lowest_later"] is None else pct(st["lowest_later"])
+            lines.append(f"| {r['seed']} | {crit} | {first} | {st['later_below']} of {st['later']} | {lowest} | "
+                         f"{failed} | {upd} | {final} |")
     return "\n".join(lines) + "\n"
