@@ -204,3 +204,54 @@ def test_snapshot_is_a_copy_written_later(tmp_path) -> None:
     loaded = ReplayBuffer.load(tmp_path / "r.npz")
     assert loaded.total_added == 10
     assert loaded._ordered().reward.tolist() == [float(i) for i in range(2, 10)]
+
+
+def test_random_eviction_keeps_a_thinning_share_of_old_rows() -> None:
+    """Once full, a new row overwrites a random stored one: after 150 more rows into a buffer of 100 about
+    100 x 0.99^150 = 22 of the first 100 are still there (a ring buffer keeps none), every row stored is one
+    that was added, and rows of every age remain."""
+    ring = ReplayBuffer(capacity=100, obs_dim=3, act_dim=2, seed=3)
+    rand = ReplayBuffer(capacity=100, obs_dim=3, act_dim=2, seed=3, eviction="random")
+    for buf in (ring, rand):
+        buf.add_batch(_rows(0, 100))
+        for start in range(100, 250, 30):  # batches, as the trainer adds them
+            buf.add_batch(_rows(start, 30))
+        assert len(buf) == 100 and buf.total_added == 250
+    assert sorted(ring.reward.tolist()) == list(range(150, 250))
+    kept = rand.reward.astype(int)
+    assert len(set(kept.tolist())) == 100 and kept.min() >= 0 and kept.max() <= 249
+    assert np.array_equal(rand.obs[:, 0], rand.reward)  # rows stay whole: every field of a row is one transition
+    old = int((kept < 100).sum())
+    assert 10 <= old <= 35, old
+    assert int((kept >= 220).sum()) > int((kept < 30).sum())  # newer rows are more likely still there
+    with pytest.raises(ValueError, match="eviction"):
+        ReplayBuffer(capacity=10, obs_dim=3, act_dim=2, eviction="lifo")
+
+
+def test_random_eviction_does_not_change_sampling_and_resumes_exactly(tmp_path) -> None:
+    """The eviction draws from a stream of its own (the same batches are sampled whatever the eviction, until
+    the buffers' contents differ), and a saved buffer goes on evicting exactly as the one that was not saved
+    (its generator's state is in the file, format version 2); version 1 files stay ring buffers."""
+    ring = ReplayBuffer(capacity=50, obs_dim=3, act_dim=2, seed=5)
+    rand = ReplayBuffer(capacity=50, obs_dim=3, act_dim=2, seed=5, eviction="random")
+    for buf in (ring, rand):
+        buf.add_batch(_rows(0, 40))
+    assert np.array_equal(ring.sample(64).reward, rand.sample(64).reward)
+    rand.add_batch(_rows(40, 30))
+    path = tmp_path / "replay.npz"
+    rand.save(path)
+    meta = json.loads(str(np.load(path)["meta"][()]))
+    assert meta["version"] == 2 and meta["eviction"] == "random"
+    again = ReplayBuffer.load(path)
+    assert again.eviction == "random"
+    for buf in (rand, again):
+        buf.add_batch(_rows(70, 45))
+    assert np.array_equal(rand.reward, again.reward) and np.array_equal(rand.sample(32).obs, again.sample(32).obs)
+    ring.save(path)
+    assert json.loads(str(np.load(path)["meta"][()]))["version"] == 1 and ReplayBuffer.load(path).eviction == "oldest"
+    meta["eviction"] = "oldest"  # a version-2 header that does not say random
+    rows = rand._ordered()
+    np.savez(path, meta=np.array(json.dumps(meta)), obs=rows.obs, action=rows.action, reward=rows.reward,
+             next_obs=rows.next_obs, terminal=rows.terminal)
+    with pytest.raises(ValueError, match="eviction"):
+        ReplayBuffer.load(path)

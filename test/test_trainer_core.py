@@ -64,6 +64,30 @@ def test_config_validation() -> None:
         TrainerConfig(action_limit=(1.0, 2.0))
     with pytest.raises(ValueError, match="run_dir"):
         TrainerConfig(run_dir="")
+    with pytest.raises(ValueError, match="replay_eviction"):
+        TrainerConfig(replay_eviction="lifo")
+
+
+def test_the_trainer_s_buffer_evicts_as_configured_and_a_resumed_one_as_its_file_says(tmp_path: Path) -> None:
+    """``replay_eviction: random`` reaches the buffer; a run resumed from its checkpoint keeps the file's
+    eviction (a buffer's rows were chosen by it), whatever the resumed configuration says."""
+    trainer = Trainer(_cfg(tmp_path, replay_eviction="random", replay_capacity=100))
+    trainer.start()
+    trainer.add_transitions(_batch(150))
+    assert _wait(lambda: trainer.updates == 150)
+    assert trainer.buffer.eviction == "random" and len(trainer.buffer) == 100
+    trainer.save_checkpoint()
+    trainer.stop(final_checkpoint=False)
+    resumed = Trainer(_cfg(tmp_path, resume=True))  # the configuration's default is "oldest"
+    try:
+        assert resumed.buffer.eviction == "random" and len(resumed.buffer) == 100
+    finally:
+        resumed.close()
+    other = Trainer(_cfg(tmp_path / "other"))
+    try:
+        assert other.buffer.eviction == "oldest"
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("algorithm", ["naf", "linear_naf", "ddpg"])

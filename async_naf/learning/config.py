@@ -29,6 +29,7 @@ import numpy.typing as npt
 from async_naf.common.checks import bounds_array, integers, number, numbers
 from async_naf.common.noise import NoiseConfig
 from async_naf.common.publishers import PublisherWatchConfig
+from async_naf.learning.replay import EVICTIONS
 from async_naf.task.tasks import TASK_NAMES
 
 ALGORITHMS = ("naf", "linear_naf", "ddpg")
@@ -291,6 +292,10 @@ class TrainerConfig:
         resume: continue from the newest checkpoint in run_dir (or resume_from) if there is one.
         resume_from: run directory to resume from instead of run_dir (empty: run_dir).
         replay_capacity: replay buffer size, transitions.
+        replay_eviction: once the replay buffer is full, which row a new transition overwrites: ``oldest``
+            (a ring buffer: only the newest replay_capacity transitions are kept) or ``random`` (a uniformly
+            random stored row: older transitions thin out instead of disappearing; see
+            :class:`~async_naf.learning.replay.ReplayBuffer`). A resumed run keeps its buffer file's.
         min_buffer_size: transitions in the buffer before the first update.
         demos: demonstration datasets (directories ``async-naf bag convert`` writes; ``async-naf train
             --demos`` converts bags into ``run_dir/demos/``), kept in a buffer of their own
@@ -350,6 +355,7 @@ class TrainerConfig:
     resume: bool = False
     resume_from: str = ""
     replay_capacity: int = 1_000_000
+    replay_eviction: str = "oldest"
     min_buffer_size: int = 1_000
     demos: tuple[str, ...] = ()
     demo_ratio: float = 0.1
@@ -377,6 +383,8 @@ class TrainerConfig:
             raise ValueError("run_dir must not be empty")
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.replay_eviction not in EVICTIONS:
+            raise ValueError(f"replay_eviction must be one of {EVICTIONS}, got {self.replay_eviction!r}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.task not in TASK_NAMES:

@@ -32,7 +32,9 @@ from async_naf.wire.checkpoint import atomic_writer
 __all__ = ["Batch", "ReplayBuffer", "read_rows", "validate_batch", "write_snapshot"]
 
 REPLAY_FORMAT = "async_naf.replay"
-REPLAY_FORMAT_VERSION = 1
+REPLAY_FORMAT_VERSION = 1  # a buffer that overwrites its oldest rows (the default); readable by every version
+REPLAY_FORMAT_VERSION_RANDOM = 2  # one that overwrites random rows (the header names it; older readers refuse it)
+EVICTIONS = ("oldest", "random")
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -42,21 +44,38 @@ def _positive_int(name: str, value: int) -> int:
 
 
 class ReplayBuffer:
-    """Fixed-capacity ring buffer of transitions; the oldest rows are overwritten when full.
+    """Fixed-capacity buffer of transitions; once full, each new row overwrites the oldest one (a ring
+    buffer, ``eviction="oldest"``) or a uniformly random stored one (``eviction="random"``).
+
+    With random eviction a row survives m later additions with probability (1 - 1/capacity)^m, about
+    exp(-m / capacity): the buffer keeps a thinning share of every age instead of only the newest
+    ``capacity`` rows, so transitions from early in a run (exploration, failures a good policy no longer
+    makes) stay in the updates' batches long after a ring buffer would have overwritten them. Keeping part of
+    the old experience against forgetting once the policy converges: de Bruin et al., "The importance of
+    experience replay database composition in deep reinforcement learning" (NIPS Deep RL workshop 2015) and
+    "Experience selection in deep reinforcement learning for control" (JMLR 19, 2018); Isele and Cosgun,
+    "Selective experience replay for lifelong learning" (AAAI 2018).
 
     Args:
         capacity: maximum number of transitions kept.
         obs_dim: observation size.
         act_dim: action size.
-        seed: seed of the sampling random generator.
+        seed: seed of the sampling random generator (and of the eviction's, a separate stream).
+        eviction: ``"oldest"`` (default) or ``"random"``: which row a new one overwrites once full.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0) -> None:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, seed: int = 0, eviction: str = "oldest") -> None:
         self.capacity = _positive_int("capacity", capacity)
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.act_dim = _positive_int("act_dim", act_dim)
+        if eviction not in EVICTIONS:
+            raise ValueError(f"eviction must be one of {EVICTIONS}, got {eviction!r}")
+        self.eviction = eviction
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        # which rows random eviction overwrites: a stream of its own, so sampling draws the same batches
+        # whatever the eviction
+        self.evict_rng = np.random.default_rng([int(seed) if isinstance(seed, int) else 0, 1])
         # one row per transition: [obs | action | reward | next_obs | terminal], so that sampling is a single
         # fancy-indexing operation; the per-field arrays below are views into it
         o, a = self.obs_dim, self.act_dim
@@ -102,6 +121,18 @@ class ReplayBuffer:
         n = b.obs.shape[0]
         if n == 0:
             return 0
+        if self.eviction == "random":
+            # the free rows first, in order; every row after that replaces a random stored one (rows of this
+            # batch included: one it replaces again is gone, as if added one at a time)
+            first = min(n, self.capacity - self._size)
+            idx = np.concatenate([self._size + np.arange(first),
+                                  self.evict_rng.integers(0, self.capacity, size=n - first)])
+            for name, arr in zip(_FIELDS, b):
+                getattr(self, name)[idx] = arr
+            self._size += first
+            self._ptr = self._size % self.capacity
+            self.total_added += n
+            return n
         keep = b if n <= self.capacity else Batch(*(x[-self.capacity :] for x in b))
         m = keep.obs.shape[0]
         idx = (self._ptr + np.arange(m)) % self.capacity
@@ -130,8 +161,8 @@ class ReplayBuffer:
                      rows[:, c["terminal"]])
 
     def _ordered(self) -> Batch:
-        """Stored rows, oldest first."""
-        if self._size < self.capacity:
+        """Stored rows, oldest first (random eviction: in storage order, which is no order of age)."""
+        if self._size < self.capacity or self.eviction == "random":
             order = np.arange(self._size)
         else:
             order = (self._ptr + np.arange(self.capacity)) % self.capacity
@@ -140,8 +171,9 @@ class ReplayBuffer:
     def save(self, path: str | os.PathLike) -> None:
         """Write the buffer to an ``.npz`` file (no pickle; atomic: temporary file, fsync, rename).
 
-        The file holds the stored rows oldest-first plus a JSON header (format, version, capacity, dims,
-        counters, sampler state). Same as ``write_snapshot(path, snapshot())``.
+        The file holds the stored rows (oldest first with ``eviction="oldest"``) plus a JSON header (format,
+        version, capacity, dims, counters, sampler state; with random eviction also ``eviction`` and the
+        eviction generator's state, version 2). Same as ``write_snapshot(path, snapshot())``.
         """
         write_snapshot(path, self.snapshot())
 
@@ -162,6 +194,9 @@ class ReplayBuffer:
             "seed": self.seed if isinstance(self.seed, int) else None,
             "rng_state": self.rng.bit_generator.state,
         }
+        if self.eviction == "random":
+            meta.update(version=REPLAY_FORMAT_VERSION_RANDOM, eviction=self.eviction,
+                        evict_rng_state=self.evict_rng.bit_generator.state)
         return meta, self._ordered()
 
     @classmethod
@@ -174,7 +209,11 @@ class ReplayBuffer:
         """
         meta, arrays = read_rows(path)
         try:
-            buf = cls(meta["capacity"], meta["obs_dim"], meta["act_dim"], seed=meta.get("seed") or 0)
+            random = meta["version"] == REPLAY_FORMAT_VERSION_RANDOM
+            if random and meta.get("eviction") != "random":
+                raise ValueError(f"version 2 names eviction {meta.get('eviction')!r}, not 'random'")
+            buf = cls(meta["capacity"], meta["obs_dim"], meta["act_dim"], seed=meta.get("seed") or 0,
+                      eviction="random" if random else "oldest")
             size = int(meta["size"])
             if not 0 <= size <= buf.capacity:
                 raise ValueError(f"size {size} outside [0, capacity]")
@@ -184,6 +223,8 @@ class ReplayBuffer:
                 raise ValueError(f"header says {size} rows, file holds {len(buf)}")
             buf.total_added = int(meta.get("total_added", size))
             buf.rng.bit_generator.state = meta["rng_state"]
+            if random:
+                buf.evict_rng.bit_generator.state = meta["evict_rng_state"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: inconsistent replay-buffer file: {exc}") from exc
         return buf
@@ -207,7 +248,7 @@ def read_rows(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.nda
         raise ValueError(f"{path}: not a readable replay-buffer file: {type(exc).__name__}: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != REPLAY_FORMAT:
         raise ValueError(f"{path}: not an async_naf replay-buffer file")
-    if meta.get("version") != REPLAY_FORMAT_VERSION:
+    if meta.get("version") not in (REPLAY_FORMAT_VERSION, REPLAY_FORMAT_VERSION_RANDOM):
         raise ValueError(f"{path}: replay-buffer format version {meta.get('version')!r} is not supported")
     return meta, arrays
 

@@ -123,7 +123,8 @@ class Trainer:
                 if (self.buffer.obs_dim, self.buffer.act_dim) != (self.obs_dim, self.act_dim):
                     raise ValueError(f"{resume_info.buffer}: buffer dims do not match the task")
             else:
-                self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
+                self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed,
+                                           eviction=config.replay_eviction)
             self.updates = self.agent.update_count
             self.env_steps = resume_info.env_steps
             self.episodes = resume_info.episodes
@@ -134,7 +135,8 @@ class Trainer:
             self.agent = make_agent(config.agent_config(
                 self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
                 np.broadcast_to(high, (self.act_dim,))), algorithm=config.algorithm)
-            self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed)
+            self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed,
+                                           eviction=config.replay_eviction)
         self._setup_demos()
         self._demo_bc = isinstance(self.agent, NAFAgent)  # NAF's update takes demo_rows (naf.demo_bc_weight)
         # updates of the pre-training phase (demonstrations only; outside updates_per_step), kept in checkpoints

@@ -80,7 +80,8 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
     agent = make_agent(trainer.agent_config(obs_dim, act_dim, env.task.action_low, env.task.action_high),
                        algorithm=trainer.algorithm)
-    buffer = ReplayBuffer(min(trainer.replay_capacity, config.steps), obs_dim, act_dim, config.seed)
+    buffer = ReplayBuffer(min(trainer.replay_capacity, config.steps), obs_dim, act_dim, config.seed,
+                          eviction=trainer.replay_eviction)
     explore = make_noise(noise, act_dim, seed=config.seed)
     records: list[dict[str, Any]] = []
     stats: list[dict[str, float]] = []
