@@ -69,8 +69,8 @@ def test_config_validation() -> None:
 
 
 def test_the_trainer_s_buffer_evicts_as_configured_and_a_resumed_one_as_its_file_says(tmp_path: Path) -> None:
-    """``replay_eviction: random`` reaches the buffer; a run resumed from its checkpoint keeps the file's
-    eviction (a buffer's rows were chosen by it), whatever the resumed configuration says."""
+    """``replay_eviction`` reaches the buffer (default ``random``); a run resumed from its checkpoint keeps the
+    file's eviction (a buffer's rows were chosen by it), whatever the resumed configuration says."""
     trainer = Trainer(_cfg(tmp_path, replay_eviction="random", replay_capacity=100))
     trainer.start()
     trainer.add_transitions(_batch(150))
@@ -78,16 +78,17 @@ def test_the_trainer_s_buffer_evicts_as_configured_and_a_resumed_one_as_its_file
     assert trainer.buffer.eviction == "random" and len(trainer.buffer) == 100
     trainer.save_checkpoint()
     trainer.stop(final_checkpoint=False)
-    resumed = Trainer(_cfg(tmp_path, resume=True))  # the configuration's default is "oldest"
+    resumed = Trainer(_cfg(tmp_path, resume=True, replay_eviction="oldest"))
     try:
         assert resumed.buffer.eviction == "random" and len(resumed.buffer) == 100
     finally:
         resumed.close()
-    other = Trainer(_cfg(tmp_path / "other"))
-    try:
-        assert other.buffer.eviction == "oldest"
-    finally:
-        other.close()
+    for kw, eviction in (({}, "random"), ({"replay_eviction": "oldest"}, "oldest")):
+        other = Trainer(_cfg(tmp_path / f"other_{eviction}", **kw))
+        try:
+            assert other.buffer.eviction == eviction
+        finally:
+            other.close()
 
 
 @pytest.mark.parametrize("algorithm", ["naf", "linear_naf", "ddpg"])

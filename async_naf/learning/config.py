@@ -292,10 +292,11 @@ class TrainerConfig:
         resume: continue from the newest checkpoint in run_dir (or resume_from) if there is one.
         resume_from: run directory to resume from instead of run_dir (empty: run_dir).
         replay_capacity: replay buffer size, transitions.
-        replay_eviction: once the replay buffer is full, which row a new transition overwrites: ``oldest``
-            (a ring buffer: only the newest replay_capacity transitions are kept) or ``random`` (a uniformly
-            random stored row: older transitions thin out instead of disappearing; see
-            :class:`~async_naf.learning.replay.ReplayBuffer`). A resumed run keeps its buffer file's.
+        replay_eviction: once the replay buffer is full, which row a new transition overwrites: ``random``
+            (default: a uniformly random stored row, so older transitions thin out instead of disappearing;
+            see :class:`~async_naf.learning.replay.ReplayBuffer` and docs/benchmarks.md, "The replay buffer
+            fills") or ``oldest`` (a ring buffer: only the newest replay_capacity transitions are kept). A
+            resumed run keeps its buffer file's.
         min_buffer_size: transitions in the buffer before the first update.
         demos: demonstration datasets (directories ``async-naf bag convert`` writes; ``async-naf train
             --demos`` converts bags into ``run_dir/demos/``), kept in a buffer of their own
@@ -355,7 +356,7 @@ class TrainerConfig:
     resume: bool = False
     resume_from: str = ""
     replay_capacity: int = 1_000_000
-    replay_eviction: str = "oldest"
+    replay_eviction: str = "random"
     min_buffer_size: int = 1_000
     demos: tuple[str, ...] = ()
     demo_ratio: float = 0.1
