@@ -124,18 +124,12 @@ class ReplayBuffer:
         if self.eviction == "random":
             # the free rows first, in order; every row after that replaces a random stored one (rows of this
             # batch included: one it replaces again is gone, as if added one at a time)
-            first = min(n, self.capacity - self._size)
-            idx = np.concatenate([self._size + np.arange(first),
-                                  self.evict_rng.integers(0, self.capacity, size=n - first)])
-            for name, arr in zip(_FIELDS, b):
-                getattr(self, name)[idx] = arr
-            self._size += first
-            self._ptr = self._size % self.capacity
-            self.total_added += n
-            return n
-        keep = b if n <= self.capacity else Batch(*(x[-self.capacity :] for x in b))
-        m = keep.obs.shape[0]
-        idx = (self._ptr + np.arange(m)) % self.capacity
+            keep, m = b, min(n, self.capacity - self._size)  # m: rows that take a free row
+            idx = np.concatenate([self._ptr + np.arange(m), self.evict_rng.integers(0, self.capacity, size=n - m)])
+        else:
+            keep = b if n <= self.capacity else Batch(*(x[-self.capacity :] for x in b))
+            m = keep.obs.shape[0]
+            idx = (self._ptr + np.arange(m)) % self.capacity
         for name, arr in zip(_FIELDS, keep):
             getattr(self, name)[idx] = arr
         self._ptr = int((self._ptr + m) % self.capacity)

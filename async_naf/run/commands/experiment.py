@@ -342,10 +342,12 @@ def compare_algorithms(out: Path, tasks: list[str], names: list[str], seeds: lis
     return result
 
 
-def _algorithms_table(result: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.0%}"
+def _pct(v: float | None) -> str:
+    """A rate as a whole percentage, ``n/a`` where there is none."""
+    return "n/a" if v is None else f"{v:.0%}"
 
+
+def _algorithms_table(result: dict[str, Any]) -> str:
     n = len(result["seeds"])
     lines = [f"| task | algorithm | success (final, mean of {n}) | strict | door angle, median (rad) | "
              f"reached {result['threshold']:.0%} {result['criterion']} | steps to it (per seed) | wall min per run |",
@@ -356,7 +358,7 @@ def _algorithms_table(result: dict[str, Any]) -> str:
                               for r in row["seeds"])
             angle = "n/a" if row["door_angle_median"] is None else f"{row['door_angle_median']:.2f}"
             wall = "n/a" if row["wall_s"] is None else f"{row['wall_s'] / 60:.1f}"
-            lines.append(f"| {task} | {name} | {pct(row['success'])} | {pct(row['strict'])} | {angle} | "
+            lines.append(f"| {task} | {name} | {_pct(row['success'])} | {_pct(row['strict'])} | {angle} | "
                          f"{row['reached']}/{n} | {steps} | {wall} |")
     return "\n".join(lines) + "\n"
 
@@ -421,9 +423,6 @@ def compare_stability(out: Path, task: str, seeds: list[int], threshold: float,
 
 
 def _stability_table(result: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.0%}"
-
     thr = f"{result['threshold']:.0%}"
     lines = [f"{result['task']}: after the first greedy evaluation >= {thr}, every later one >= {thr}? "
              f"success: {result['held']['success']} of {len(result['runs'])} seeds, "
@@ -434,7 +433,7 @@ def _stability_table(result: dict[str, Any]) -> str:
              "|---|---|---|---:|---:|---|---:|---|"]
     for r in result["runs"]:
         upd = "n/a" if r["updates_per_env_step"] is None else f"{r['updates_per_env_step']:.2f}"
-        final = (f"{pct(r['final_success'])} / {pct(r['final_strict'])} "
+        final = (f"{_pct(r['final_success'])} / {_pct(r['final_strict'])} "
                  f"({r['final_strict_consecutive'] if r['final_strict_consecutive'] is not None else 'n/a'})")
         for crit in ("success", "strict"):
             st = r[crit]
@@ -443,7 +442,7 @@ def _stability_table(result: dict[str, Any]) -> str:
             failed = ("-" if st["later"] == 0 else
                       f"{st['failed_episodes_after']} of {st['later'] * result['eval_episodes']} "
                       f"({st['failure_rate_after']:.1%})")
-            lowest = "-" if st["lowest_later"] is None else pct(st["lowest_later"])
+            lowest = "-" if st["lowest_later"] is None else _pct(st["lowest_later"])
             lines.append(f"| {r['seed']} | {crit} | {first} | {st['later_below']} of {st['later']} | {lowest} | "
                          f"{failed} | {upd} | {final} |")
     return "\n".join(lines) + "\n"
