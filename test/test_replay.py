@@ -226,6 +226,13 @@ def test_random_eviction_keeps_a_thinning_share_of_old_rows() -> None:
     assert int((kept >= 220).sum()) > int((kept < 30).sum())  # newer rows are more likely still there
     with pytest.raises(ValueError, match="eviction"):
         ReplayBuffer(capacity=10, obs_dim=3, act_dim=2, eviction="lifo")
+    big = ReplayBuffer(capacity=20, obs_dim=3, act_dim=2, seed=1, eviction="random")
+    big.add_batch(_rows(0, 15))
+    big.add_batch(_rows(15, 60))  # 5 free rows, then 55 random replacements, many of the same rows
+    assert len(big) == 20 and big.total_added == 75
+    assert np.array_equal(big.obs[:, 0], big.reward) and np.array_equal(big.action[:, 0], -big.reward)
+    assert np.array_equal(big.next_obs[:, 0], big.reward + 0.5)  # every field of every row from one transition
+    assert len(set(big.reward.tolist())) == 20 and int((big.reward >= 15).sum()) >= 15
 
 
 def test_random_eviction_does_not_change_sampling_and_resumes_exactly(tmp_path) -> None:

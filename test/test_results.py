@@ -342,7 +342,7 @@ def _eval_rows(d: Path, rows: list[tuple[float, float, float]]) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for wall, success, strict in rows:
         append_csv(d / "eval.csv", EVAL_FIELDS, {
-            "wall_s": wall, "env_steps": wall * 1000 / 60, "updates": 0, "episodes": 0, "success_rate": success,
+            "wall_s": wall, "env_steps": wall * 1000 / 60, "updates": 0, "episodes": 20, "success_rate": success,
             "consecutive_successes": 0, "mean_return": 0, "checkpoint": "x", "strict_success_rate": strict,
             "strict_consecutive": 0, "door_angle_median": 1.2})
 
@@ -363,6 +363,11 @@ def test_stability_counts_what_came_after_the_first_evaluation_at_the_threshold(
     never = stability(evals([0.1, 0.85]), "r", 0.9, 20)
     assert never["first_index"] is None and never["later"] == 0 and never["failure_rate_after"] is None
     assert not never["held"]
+    counted = evals([1.0, 0.9, 0.5])
+    counted[1]["episodes"], counted[2]["episodes"] = 10.0, float("nan")  # a row's own count; none: the default
+    mixed = stability(counted, "r", 0.9, 20)
+    assert mixed["failed_episodes_after"] == 1 + 10 and mixed["later_episodes"] == 30
+    assert mixed["failure_rate_after"] == pytest.approx(11 / 30)
     last = stability(evals([0.1, 0.95]), "r", 0.9, 20)  # reached at the last evaluation: nothing shows it held
     assert last["first_index"] == 1 and last["later"] == 0 and not last["held"]
     with pytest.raises(ValueError, match="episodes"):
@@ -396,7 +401,9 @@ def test_stability_experiment_runs_one_seed_after_the_other_and_reports_both_cri
     monkeypatch.setattr(experiment, "_run_child", fake_run)
     argv = ["experiment", "stability", "--task", "door_push", "--seeds", "0", "1", "--out", str(tmp_path)]
     assert cli.main(argv) == 2  # --minutes is required to run
+    assert cli.main(argv + ["--minutes", "4", "--stop-at-threshold"]) == 2  # nothing after the threshold to score
     assert cli.main(argv + ["--minutes", "4"]) == 0 and started == [0, 1]
+    assert cli.main(argv + ["--minutes", "4"]) == 2 and started == [0, 1]  # runs there: neither replaced nor rescored
     result = json.loads((tmp_path / "stability.json").read_text())
     s0, s1 = result["runs"]
     assert s0["success"]["held"] and s0["strict"]["held"] and s0["strict"]["failed_episodes_after"] == 1
@@ -415,3 +422,5 @@ def test_stability_experiment_runs_one_seed_after_the_other_and_reports_both_cri
     assert cli.main(["experiment", "stability", "--analyze", "--task", "door_push", "--seeds", "7", "--out",
                      str(tmp_path)]) == 2  # nothing to read
     assert "no eval.csv for seed(s) 7" in capsys.readouterr().err
+    assert cli.main(["experiment", "workers", "--analyze", "--minutes", "1", "--out", str(tmp_path)]) == 2
+    assert started == []

@@ -1,4 +1,5 @@
-"""Replay buffer: a numpy ring buffer of transitions with uniform sampling, saved without pickle.
+"""Replay buffer: a numpy buffer of transitions (a ring, or random eviction once full) with uniform sampling,
+saved without pickle.
 
 Shapes and dtypes (``B`` rows): ``obs`` (B, obs_dim) float32, ``action`` (B, act_dim) float32 in action
 units, ``reward`` (B,) float32, ``next_obs`` (B, obs_dim) float32, ``terminal`` (B,) float32 in {0, 1}
@@ -75,7 +76,7 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         # which rows random eviction overwrites: a stream of its own, so sampling draws the same batches
         # whatever the eviction
-        self.evict_rng = np.random.default_rng([int(seed) if isinstance(seed, int) else 0, 1])
+        self.evict_rng = np.random.default_rng([int(seed) if isinstance(seed, (int, np.integer)) else 0, 1])
         # one row per transition: [obs | action | reward | next_obs | terminal], so that sampling is a single
         # fancy-indexing operation; the per-field arrays below are views into it
         o, a = self.obs_dim, self.act_dim
@@ -114,8 +115,10 @@ class ReplayBuffer:
     def add_batch(self, batch: Batch) -> int:
         """Validate and add all rows of ``batch``; return the number of rows added.
 
-        The whole batch is rejected (``ValueError``, nothing added) if any row is invalid. If the batch has
-        more rows than ``capacity``, only its last ``capacity`` rows remain in the buffer.
+        The whole batch is rejected (``ValueError``, nothing added) if any row is invalid. Ring buffer: if the
+        batch has more rows than ``capacity``, only its last ``capacity`` rows remain. Random eviction: the
+        rows past the free ones each replace a random stored row (one replaced again within the batch is
+        gone).
         """
         b = validate_batch(batch, self.obs_dim, self.act_dim)
         n = b.obs.shape[0]
@@ -124,8 +127,12 @@ class ReplayBuffer:
         if self.eviction == "random":
             # the free rows first, in order; every row after that replaces a random stored one (rows of this
             # batch included: one it replaces again is gone, as if added one at a time)
-            keep, m = b, min(n, self.capacity - self._size)  # m: rows that take a free row
+            m = min(n, self.capacity - self._size)  # rows that take a free row
             idx = np.concatenate([self._ptr + np.arange(m), self.evict_rng.integers(0, self.capacity, size=n - m)])
+            # a row drawn twice keeps the batch's later one; written once, so every field of a stored row comes
+            # from the same transition (numpy leaves the order of repeated-index assignments unspecified)
+            idx, last = np.unique(idx[::-1], return_index=True)
+            keep = Batch(*(x[n - 1 - last] for x in b))
         else:
             keep = b if n <= self.capacity else Batch(*(x[-self.capacity :] for x in b))
             m = keep.obs.shape[0]
@@ -172,7 +179,7 @@ class ReplayBuffer:
         write_snapshot(path, self.snapshot())
 
     def snapshot(self) -> tuple[dict[str, Any], Batch]:
-        """Copy of everything :meth:`save` writes: ``(header, rows oldest first)``.
+        """Copy of everything :meth:`save` writes: ``(header, rows)`` (oldest first for a ring buffer).
 
         Cheap compared with writing the file (one copy of the stored rows, no I/O), so a caller can take
         it under its lock and call :func:`write_snapshot` after releasing it.
@@ -185,7 +192,7 @@ class ReplayBuffer:
             "act_dim": self.act_dim,
             "size": self._size,
             "total_added": self.total_added,
-            "seed": self.seed if isinstance(self.seed, int) else None,
+            "seed": int(self.seed) if isinstance(self.seed, (int, np.integer)) else None,
             "rng_state": self.rng.bit_generator.state,
         }
         if self.eviction == "random":

@@ -122,6 +122,9 @@ class Trainer:
                 self.buffer = ReplayBuffer.load(resume_info.buffer)
                 if (self.buffer.obs_dim, self.buffer.act_dim) != (self.obs_dim, self.act_dim):
                     raise ValueError(f"{resume_info.buffer}: buffer dims do not match the task")
+                if self.buffer.eviction != config.replay_eviction:
+                    LOG.warning("%s: the buffer evicts %s (as it was written); replay_eviction %s applies to "
+                                "new runs only", resume_info.buffer, self.buffer.eviction, config.replay_eviction)
             else:
                 self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed,
                                            eviction=config.replay_eviction)

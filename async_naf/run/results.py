@@ -239,29 +239,38 @@ def stability(evals: Sequence[Mapping[str, Any]], key: str, threshold: float, ep
         evals: the run's periodic evaluations.
         key: the rate compared.
         threshold: the success rate to reach and keep (0-1).
-        episodes: episodes per evaluation (``--eval-episodes``), to count the failed ones.
+        episodes: episodes per evaluation where a row does not give its own (its ``episodes`` column, which
+            ``async-naf train`` writes: the evaluation's episode count).
 
     Returns:
         ``first_index``, ``first_wall_s``, ``first_env_steps`` (None where never reached), ``later`` (evaluations
-        after it), ``later_below`` (of them below ``threshold``), ``lowest_later``, ``failed_episodes_after``
-        (the later evaluations' failed episodes, ``round((1 - rate) * episodes)`` each),
-        ``failure_rate_after`` (per episode; None without later evaluations) and ``held`` (reached, at least
-        one later evaluation, none below).
+        after it), ``later_episodes`` (their episodes), ``later_below`` (of them below ``threshold``),
+        ``lowest_later``, ``failed_episodes_after`` (the later evaluations' failed episodes,
+        ``round((1 - rate) * episodes)`` each), ``failure_rate_after`` (per episode; None without later
+        evaluations) and ``held`` (reached, at least one later evaluation, none below).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+
+    def count(e: Mapping[str, Any]) -> int:
+        n = float(e.get("episodes", float("nan")))
+        return int(n) if math.isfinite(n) and n >= 1 else episodes
+
     rates = [float(e[key]) for e in evals]
     first = next((i for i, v in enumerate(rates) if math.isfinite(v) and v >= threshold - 1e-12), None)
-    later = [] if first is None else [v for v in rates[first + 1:] if math.isfinite(v)]
-    failed = sum(round((1.0 - v) * episodes) for v in later)
+    later = [] if first is None else [(v, count(e)) for v, e in zip(rates[first + 1:], evals[first + 1:])
+                                      if math.isfinite(v)]
+    failed = sum(round((1.0 - v) * n) for v, n in later)
+    total = sum(n for _, n in later)
     return {
         "first_index": first,
         "first_wall_s": None if first is None else float(evals[first]["wall_s"]),
         "first_env_steps": None if first is None else float(evals[first]["env_steps"]),
-        "later": len(later), "later_below": sum(v < threshold - 1e-12 for v in later),
-        "lowest_later": min(later) if later else None, "failed_episodes_after": failed,
-        "failure_rate_after": failed / (len(later) * episodes) if later else None,
-        "held": first is not None and bool(later) and all(v >= threshold - 1e-12 for v in later),
+        "later": len(later), "later_episodes": total,
+        "later_below": sum(v < threshold - 1e-12 for v, _ in later),
+        "lowest_later": min(v for v, _ in later) if later else None, "failed_episodes_after": failed,
+        "failure_rate_after": failed / total if later else None,
+        "held": first is not None and bool(later) and all(v >= threshold - 1e-12 for v, _ in later),
     }
 
 

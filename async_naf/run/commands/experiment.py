@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or success (door past 0.35 rad at the end) (default: %(default)s)")
     parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
                         help="greedy evaluation every S seconds in each run (default: %(default)s)")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation (default: 20)")
+    parser.add_argument("--eval-episodes", type=int, default=20,
+                        help="episodes per evaluation (default: 20; stability --analyze: for eval.csv rows that do "
+                             "not give theirs)")
     parser.add_argument("--stop-at-threshold", action="store_true",
                         help="end each run as soon as it reaches the threshold (saves time; curves end there)")
     parser.add_argument("--overwrite", action="store_true",
@@ -209,6 +211,9 @@ def _run_child(cmd: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.analyze and args.experiment != "stability":
+        print("error: --analyze is for the stability experiment", file=sys.stderr)
+        return 2
     if args.experiment == "stability" and args.analyze:
         return run_stability(args, out)
     if args.minutes is None:
@@ -370,6 +375,16 @@ def run_stability(args: argparse.Namespace, out: Path) -> int:
     if len(workers) != 1 or workers[0] < 1:
         print("error: stability takes one --workers count (the robots of every run)", file=sys.stderr)
         return 2
+    if args.stop_at_threshold:
+        print("error: stability needs the evaluations after the threshold; drop --stop-at-threshold",
+              file=sys.stderr)
+        return 2
+    if not args.analyze and not args.overwrite:  # never score an earlier experiment's run as this one's
+        there = [s for s in args.seeds if (out / args.task / f"s{s}").exists()]
+        if there:
+            print(f"error: {out / args.task} already holds runs of seed(s) {', '.join(map(str, there))}: "
+                  "--overwrite to replace them, --analyze to score them", file=sys.stderr)
+            return 2
     status = 0
     for seed in [] if args.analyze else args.seeds:
         run_dir = out / args.task / f"s{seed}"
@@ -440,8 +455,7 @@ def _stability_table(result: dict[str, Any]) -> str:
             first = ("never" if st["first_wall_s"] is None
                      else f"{st['first_wall_s'] / 60:.1f}, {st['first_env_steps']:,.0f}")
             failed = ("-" if st["later"] == 0 else
-                      f"{st['failed_episodes_after']} of {st['later'] * result['eval_episodes']} "
-                      f"({st['failure_rate_after']:.1%})")
+                      f"{st['failed_episodes_after']} of {st['later_episodes']} ({st['failure_rate_after']:.1%})")
             lowest = "-" if st["lowest_later"] is None else _pct(st["lowest_later"])
             lines.append(f"| {r['seed']} | {crit} | {first} | {st['later_below']} of {st['later']} | {lowest} | "
                          f"{failed} | {upd} | {final} |")
