@@ -128,11 +128,14 @@ class ReplayBuffer:
             # the free rows first, in order; every row after that replaces a random stored one (rows of this
             # batch included: one it replaces again is gone, as if added one at a time)
             m = min(n, self.capacity - self._size)  # rows that take a free row
-            idx = np.concatenate([self._ptr + np.arange(m), self.evict_rng.integers(0, self.capacity, size=n - m)])
-            # a row drawn twice keeps the batch's later one; written once, so every field of a stored row comes
-            # from the same transition (numpy leaves the order of repeated-index assignments unspecified)
-            idx, last = np.unique(idx[::-1], return_index=True)
-            keep = Batch(*(x[n - 1 - last] for x in b))
+            idx = self._ptr + np.arange(m)
+            keep = b
+            if m < n:
+                idx = np.concatenate([idx, self.evict_rng.integers(0, self.capacity, size=n - m)])
+                # a row drawn twice keeps the batch's later one; written once, so every field of a stored row
+                # comes from the same transition (numpy leaves the order of repeated-index assignments unspecified)
+                idx, last = np.unique(idx[::-1], return_index=True)
+                keep = Batch(*(x[n - 1 - last] for x in b))
         else:
             keep = b if n <= self.capacity else Batch(*(x[-self.capacity :] for x in b))
             m = keep.obs.shape[0]

@@ -126,8 +126,7 @@ class Trainer:
                     LOG.warning("%s: the buffer evicts %s (as it was written); replay_eviction %s applies to "
                                 "new runs only", resume_info.buffer, self.buffer.eviction, config.replay_eviction)
             else:
-                self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed,
-                                           eviction=config.replay_eviction)
+                self.buffer = self._new_buffer()
             self.updates = self.agent.update_count
             self.env_steps = resume_info.env_steps
             self.episodes = resume_info.episodes
@@ -138,8 +137,7 @@ class Trainer:
             self.agent = make_agent(config.agent_config(
                 self.obs_dim, self.act_dim, np.broadcast_to(low, (self.act_dim,)),
                 np.broadcast_to(high, (self.act_dim,))), algorithm=config.algorithm)
-            self.buffer = ReplayBuffer(config.replay_capacity, self.obs_dim, self.act_dim, config.seed,
-                                           eviction=config.replay_eviction)
+            self.buffer = self._new_buffer()
         self._setup_demos()
         self._demo_bc = isinstance(self.agent, NAFAgent)  # NAF's update takes demo_rows (naf.demo_bc_weight)
         # updates of the pre-training phase (demonstrations only; outside updates_per_step), kept in checkpoints
@@ -191,6 +189,14 @@ class Trainer:
             raise ValueError(f"resume_from={self.config.resume_from}: no checkpoint (checkpoints/latest.json) there")
         LOG.info("resume: no checkpoint in %s yet; starting fresh", self.config.run_dir)
         return None
+
+    def _new_buffer(self) -> Any:
+        """An empty :class:`~async_naf.learning.replay.ReplayBuffer` as configured (capacity, eviction; its
+        eviction draws seeded by the run's seed)."""
+        from async_naf.learning.replay import ReplayBuffer
+
+        cfg = self.config
+        return ReplayBuffer(cfg.replay_capacity, self.obs_dim, self.act_dim, cfg.seed, eviction=cfg.replay_eviction)
 
     def _setup_demos(self) -> None:
         """The demonstration buffer and the batch mixer (:mod:`async_naf.learning.demos`).
