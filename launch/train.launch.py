@@ -72,7 +72,8 @@ ARGUMENTS = (
      "mujoco only: pace each simulated robot to wall time like a real robot (true) or step as fast as the "
      "graph keeps up (false).", ("true", "false")),
     ("config", "",
-     "Parameter overrides per node (ROS params-file format); empty = the package's config/train.yaml.", None),
+     "Parameter overrides per node (ROS params-file format); empty = the package's config/train.yaml "
+     "with config/train.<task>.yaml over it where the task has one (config/train.door_push.yaml).", None),
     ("max_env_steps", "0", "Trainer stops after this many environment steps from all robots (0 = no limit).",
      None),
     ("max_wall_s", "0", "Trainer stops this many seconds of wall time after the launch started (0 = no limit); "
@@ -259,7 +260,7 @@ def _launch_setup(context, *args, **kwargs):
     backend = arg("backend")
     use_sim_time = {"auto": backend == "gazebo", "true": True, "false": False}[arg("use_sim_time")]
     # a config:= file that does not exist is an error (as for `async-naf train --config`), never ignored
-    overrides = config_overrides(arg("config"), "config:=")
+    overrides = config_overrides(arg("config"), "config:=", task=arg("task"))
     demo_sources = [p.strip() for p in arg("demos").split(",") if p.strip()]
     if demo_sources and arg("part") != "robots":
         # bags converted, every dataset checked against the task (a mismatch raises here: nothing starts)

@@ -192,6 +192,46 @@ def test_train_yaml_is_valid_for_every_task() -> None:
     assert overrides, "config/train.yaml holds no overrides"
     for task in ("reach", "door_pull", "door_push"):
         build_graph(_cfg(task=task, workers=2, overrides=overrides))
+        for backend in graph.BACKENDS:  # with the task's own file over it, on every backend
+            build_graph(_cfg(task=task, workers=2, backend=backend, overrides=graph.config_overrides(None, task=task)))
+    for path in (REPO / "config").glob("train.*.yaml"):  # every task file names a task
+        assert path.name[len("train."):-len(".yaml")] in ("reach", "door_pull", "door_push"), path
+
+
+def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
+    """config/train.door_push.yaml: door_push's robots train from +-0.06 rad starts, the other tasks keep
+    config/train.yaml's 0.03; everything else of train.yaml stays; a named file and --set still win."""
+    from async_naf.run.commands.train import build_config
+
+    base = graph.config_overrides(None)
+    push = graph.config_overrides(None, task="door_push")
+    assert graph.overrides_for(base, "/robot_0", "sim")["start_noise"] == 0.03
+    assert graph.overrides_for(push, "/robot_1", "sim")["start_noise"] == 0.06
+    assert {k: v for k, v in push["/**/sim"].items() if k != "start_noise"} == {
+        k: v for k, v in base["/**/sim"].items() if k != "start_noise"}
+    assert {k: v for k, v in push.items() if k != "/**/sim"} == {k: v for k, v in base.items() if k != "/**/sim"}
+    assert graph.config_overrides(None, task="door_pull") == base
+    assert graph.config_overrides(None, task="../train") == base  # not a plain name: no file looked up
+    (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
+    assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
+
+    def sim_noise(task: str, sets: list[str]) -> set[float]:
+        args = argparse.Namespace(config=None, resume=False, eval_every=0.0, sets=sets, minutes=1.0, steps=0,
+                                  task=task, workers=2, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
+        return {n.parameters["start_noise"] for n in build_graph(build_config(args)) if n.name == "sim"}
+
+    assert sim_noise("door_push", []) == {0.06}
+    assert sim_noise("door_pull", []) == {0.03}
+    assert sim_noise("door_push", ["sim.start_noise=0.03"]) == {0.03}
+    # the in-process loops beside the graph (serial diagnostic, SB3 peers) train in the same simulation
+    assert graph.training_sim_config("door_push").start_noise == 0.06
+    assert graph.training_sim_config("door_pull").start_noise == 0.03
+    assert graph.training_sim_config("door_push").task == "door_push"
+    # the launch file gives its task:= to the same function
+    calls = [n for n in ast.walk(_launch_tree()) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") == "config_overrides"]
+    (task_kw,) = [k.value for k in calls[0].keywords if k.arg == "task"]
+    assert isinstance(task_kw, ast.Call) and task_kw.args[0].value == "task"
 
 
 # ---------------------------------------------------------------------- launch file (static checks)

@@ -196,7 +196,7 @@ def measure_graph(workers: int = 2, composition: str = "none", steps: int = 3000
         raise ValueError(f"unknown layout {composition!r}; choose one of {', '.join(LAYOUTS)}")
     layout, intra_process = LAYOUTS[composition]
     tmp = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="async_naf_graphbench_"))
-    overrides = config_overrides(None)
+    overrides = config_overrides(None, task=task)
     overrides.setdefault("/trainer", {}).update(
         {"updates_per_step": 1.0, "tensorboard": False, "checkpoint_every_s": 0.0, "save_buffer": False,
          "weights_every_updates": 100})

@@ -64,8 +64,9 @@ Where a node's values come from (later wins):
 
 1. the dataclass default (column *default*);
 2. a default the backend knows better (column *set by the run*, "mujoco default: ...");
-3. `config/train.yaml` (column *config/train.yaml*; robot 0 shown for per-robot nodes), or the file given
-   with `async-naf train --config FILE` / `train.launch.py config:=FILE`;
+3. `config/train.yaml` (column *config/train.yaml*; robot 0 shown for per-robot nodes), then the task's own
+   additions where it has a file of them (`config/train.<task>.yaml`, listed below the node list); or
+   instead of both the file given with `async-naf train --config FILE` / `train.launch.py config:=FILE`;
 4. `async-naf train --set NODE.PARAM=VALUE`;
 5. what the run decides from its command line or launch arguments (column *set by the run*: "always", or
    the backends on which it does; a config file cannot change these). Robot `i` gets seed
@@ -170,6 +171,12 @@ def per_robot_entries(path: Path = TRAIN_YAML) -> dict[str, dict[str, Any]]:
         return {}
     return {k: v for k, v in graph.load_overrides(path).items()
             if k.strip().lstrip("/").startswith(graph.ROBOT_PREFIX)}
+
+
+def task_entries(train_yaml: Path = TRAIN_YAML) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: overrides}`` of the per-task files beside ``config/train.yaml`` (``train.<task>.yaml``)."""
+    return {f.name[len("train."):-len(".yaml")]: graph.load_overrides(f)
+            for f in sorted(train_yaml.parent.glob("train.*.yaml"))}
 
 
 def run_settings(role: str) -> dict[str, str]:
@@ -295,6 +302,10 @@ def render(train_yaml: Path = TRAIN_YAML) -> str:
         parts.append("`config/train.yaml` also sets, for one robot only: " + "; ".join(
             f"`{key}`: " + ", ".join(f"`{k}` = {_code(v)}" for k, v in values.items())
             for key, values in extra.items()) + ".\n")
+    for task, entries in task_entries(train_yaml).items():
+        parts.append(f"`config/train.{task}.yaml` adds, for `--task {task}` / `task:={task}`: " + "; ".join(
+            f"`{key}`: " + ", ".join(f"`{k}` = {_code(v)}" for k, v in values.items())
+            for key, values in entries.items()) + ".\n")
     parts += [render_node(role, train_yaml) for role in graph.ROLES]
     return "\n".join(parts)
 

@@ -800,9 +800,35 @@ def default_config_file() -> Path:
     return data_path("config", "train.yaml")
 
 
-def config_overrides(config: str | Path | None, option: str = "--config") -> dict[str, dict[str, Any]]:
+_TASK_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def task_config_file(task: str) -> Path | None:
+    """``config/train.<task>.yaml`` of this checkout or install: the task's additions to ``config/train.yaml``
+    (same format, read after it), or None if the task has none (or ``task`` is not a plain name)."""
+    from async_naf.common.resources import data_path
+
+    if not _TASK_NAME_RE.match(task or ""):
+        return None
+    path = data_path("config", f"train.{task}.yaml")
+    return path if path.is_file() else None
+
+
+def merge_overrides(base: Mapping[str, Mapping[str, Any]],
+                    extra: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``base`` with ``extra`` laid over it, key by key and parameter by parameter (``extra`` wins)."""
+    out = {key: dict(params) for key, params in base.items()}
+    for key, params in extra.items():
+        out.setdefault(key, {}).update(params)
+    return out
+
+
+def config_overrides(config: str | Path | None, option: str = "--config",
+                     task: str | None = None) -> dict[str, dict[str, Any]]:
     """Overrides from the parameter file a user named (``async-naf train --config``, ``config:=`` of the
-    launch file), or from the package's ``config/train.yaml`` when none is named (none if it is absent).
+    launch file), or, when none is named, the package's ``config/train.yaml`` (none if it is absent) with the
+    task's ``config/train.<task>.yaml`` over it where ``task`` is given and has one. A named file replaces
+    both: it is the whole configuration.
 
     Raises:
         ValueError: the named file does not exist (``option`` names where it was given), or is malformed.
@@ -813,7 +839,25 @@ def config_overrides(config: str | Path | None, option: str = "--config") -> dic
             raise ValueError(f"{option} {config}: no such file")
         return load_overrides(path)
     default = default_config_file()
-    return load_overrides(default) if default.exists() else {}
+    out = load_overrides(default) if default.exists() else {}
+    extra = task_config_file(task) if task else None
+    return merge_overrides(out, load_overrides(extra)) if extra is not None else out
+
+
+def training_sim_config(task: str, config_file: str | Path | None = None) -> Any:
+    """The :class:`~async_naf.sim.config.SimConfig` a graph run's simulated robot 0 trains in (its ``sim``
+    overrides from ``config_overrides(config_file, task=task)``), for in-process loops that train on
+    :class:`~async_naf.run.env.ArmDoorEnv` beside the graph (``async_naf.run.serial``, the SB3 peers).
+    Greedy evaluations keep the simulation's own defaults.
+
+    Raises:
+        ValueError: a ``sim`` override the dataclass rejects.
+    """
+    from async_naf.sim.config import SimConfig
+
+    sim = overrides_for(config_overrides(config_file, task=task), robot_namespace(0), "sim")
+    params = {k: v for k, v in sim.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
+    return config_from_params(SimConfig, {**params, "task": task}, "sim (training)")
 
 
 def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:

@@ -53,13 +53,14 @@ def train_peer(algo: str, task: str, seed: int, steps: int, run_dir: str | Path,
 
     from async_naf.run.commands.evaluate import evaluate_policy
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.graph import training_sim_config
     from async_naf.run.results import EVAL_FIELDS, append_csv, write_json
 
     torch.set_num_threads(1)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.csv").unlink(missing_ok=True)
-    env = ArmDoorEnv(task, seed=seed)
+    env = ArmDoorEnv(task, sim_config=training_sim_config(task), seed=seed)  # the graph robots' training sim
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
     common: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu", "gamma": 0.98, "batch_size": 64,
               "learning_starts": 1_000, "policy_kwargs": {"net_arch": [100, 100]}}

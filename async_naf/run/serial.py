@@ -68,6 +68,7 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
     from async_naf.learning.replay import ReplayBuffer
     from async_naf.run.commands.evaluate import evaluate_policy
     from async_naf.run.env import ArmDoorEnv
+    from async_naf.run.graph import training_sim_config
     from async_naf.run.results import counts_text
     from async_naf.wire.weights import Policy
 
@@ -76,7 +77,9 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
         graph_trainer, graph_noise = graph_settings(config.task, config.seed)
         trainer, noise = trainer or graph_trainer, noise or graph_noise
     torch.set_num_threads(trainer.num_threads)  # as the trainer node: small matrices, one thread
-    env = ArmDoorEnv(config.task, seed=config.seed, task_config=task_config)
+    # the robots' training simulation (config/train.yaml's sim section, and the task's file over it)
+    env = ArmDoorEnv(config.task, sim_config=training_sim_config(config.task), seed=config.seed,
+                     task_config=task_config)
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
     agent = make_agent(trainer.agent_config(obs_dim, act_dim, env.task.action_low, env.task.action_high),
                        algorithm=trainer.algorithm)
@@ -137,7 +140,7 @@ def graph_settings(task: str, seed: int, config_file: str | None = None,
     from async_naf.run.graph import config_overrides
     from async_naf.wire.params import build
 
-    overrides = config_overrides(config_file)
+    overrides = config_overrides(config_file, task=task)
     policy = overrides.get("/**/policy", {})
     noise = build(NoiseConfig, {k[len("noise."):]: v for k, v in policy.items() if k.startswith("noise.")})
     values = {**overrides.get("/trainer", {}), **(trainer_sets or {}), "task": task, "seed": seed}

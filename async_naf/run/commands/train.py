@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much wall time (default: 15 for reach, 60 for door tasks)")
     parser.add_argument("--config", default=None,
-                        help="parameter overrides per node, ROS params-file format (default: config/train.yaml)")
+                        help="parameter overrides per node, ROS params-file format (default: config/train.yaml, "
+                             "with config/train.<task>.yaml over it where the task has one)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override one parameter, e.g. --set trainer.naf.lr=3e-4 --set policy.noise.scale=0.2 "
                              "(YAML value; repeatable; wins over --config)")
@@ -222,7 +223,7 @@ def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
     from async_naf.run.graph import GraphConfig, config_overrides, free_bag_dir
 
-    overrides = config_overrides(args.config, "--config")
+    overrides = config_overrides(args.config, "--config", task=args.task)
     if getattr(args, "resume", False):
         overrides.setdefault("/trainer", {})["resume"] = True
     if args.eval_every > 0:  # every checkpoint is evaluated: the trainer writes one every --eval-every s

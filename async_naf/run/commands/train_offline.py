@@ -75,7 +75,7 @@ def trainer_config(args: argparse.Namespace, run_dir: Path) -> Any:
     from async_naf.run.graph import config_overrides
     from async_naf.wire.params import build, param_specs
 
-    values: dict[str, Any] = dict(config_overrides(args.config, "--config").get("/trainer", {}))
+    values: dict[str, Any] = dict(config_overrides(args.config, "--config", task=args.task).get("/trainer", {}))
     for key, params in parse_sets(args.sets).items():
         if key != "/trainer":
             raise ValueError(f"--set: train-offline has only trainer parameters, got {key.strip('/*')}")
