@@ -1,6 +1,7 @@
 """Serial training in one process, no ROS: the trainer's agent and replay buffer on the embedded environment.
 
-The same agent, buffer, noise and update ratio as the graph (``async-naf train``), stepped one after the
+The same agent, buffer, noise, update ratio and training simulation (``config/train.yaml``'s ``sim`` section,
+the task's ``config/train.<task>.yaml`` over it) as the graph (``async-naf train``), stepped one after the
 other in one loop: act -> env step -> store -> ``updates_per_step`` updates, with the policy always current
 (the graph's robots act with weights up to ``weights_every_updates`` behind). It is a diagnostic and a
 reference, not the project's way of training: it answers "does this reward / these hyper-parameters learn
