@@ -211,7 +211,6 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
         k: v for k, v in base["/**/sim"].items() if k != "start_noise"}
     assert {k: v for k, v in push.items() if k != "/**/sim"} == {k: v for k, v in base.items() if k != "/**/sim"}
     assert graph.config_overrides(None, task="door_pull") == base
-    assert graph.config_overrides(None, task="../train") == base  # not a plain name: no file looked up
     (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
     assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
 
@@ -232,6 +231,60 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
              and getattr(n.func, "id", "") == "config_overrides"]
     (task_kw,) = [k.value for k in calls[0].keywords if k.arg == "task"]
     assert isinstance(task_kw, ast.Call) and task_kw.args[0].value == "task"
+
+
+def test_a_task_file_is_looked_up_by_plain_name_and_sets_every_robot(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only ``config/train.<name>.yaml`` of a plain task name is read (no path outside config/), and a task file
+    that sets one robot's parameters is refused: it would outrank ``--set``, which sets every robot's."""
+    import async_naf.common.resources as resources
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "train.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
+    body = "/**/sim:\n  ros__parameters:\n    start_noise: 0.05\n"
+    (tmp_path / "config" / "train.mine.yaml").write_text(body)
+    (tmp_path / "config" / "train...").mkdir()
+    (tmp_path / "config" / "train..." / "evil.yaml").write_text(body)  # what "train.../evil.yaml" names
+    (tmp_path / "config" / "train.mine\n.yaml").write_text(body)
+    monkeypatch.setattr(resources, "share_dir", lambda: tmp_path)
+    base = {"/trainer": {"lr": 1e-3}}
+    assert graph.config_overrides(None, task="mine") == {**base, "/**/sim": {"start_noise": 0.05}}
+    for name in ("../evil", "mine\n", "", None):
+        assert graph.config_overrides(None, task=name) == base, name
+    (tmp_path / "config" / "train.one.yaml").write_text(body.replace("/**/sim", "/robot_1/sim"))
+    with pytest.raises(ValueError, match=r"train.one.yaml: a task's file sets parameters for every robot.*robot_1"):
+        graph.config_overrides(None, task="one")
+
+
+def test_the_in_process_loops_train_in_the_graphs_simulation(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serial diagnostic and the SB3 peers build their ArmDoorEnv from training_sim_config: door_push's
+    +-0.06 rad starts, or the sim section of the file the experiment was given."""
+    import async_naf.run.env as env_module
+    from async_naf.run import peers, serial
+
+    made: list[object] = []
+
+    class Built(Exception):
+        pass
+
+    def capture(*args: object, sim_config: object = None, **kwargs: object) -> None:
+        made.append(sim_config)
+        raise Built
+
+    monkeypatch.setattr(env_module, "ArmDoorEnv", capture)
+    with pytest.raises(Built):
+        serial.train_serial(serial.SerialConfig(task="door_push", steps=10))
+    assert [(c.task, c.start_noise) for c in made] == [("door_push", 0.06)]  # type: ignore[attr-defined]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**/sim:\n  ros__parameters:\n    start_noise: 0.02\n")
+    pytest.importorskip("stable_baselines3", reason="the peers need Stable-Baselines3 (an optional extra)")
+    with pytest.raises(Built):
+        peers.train_peer("sac", "door_push", 0, 10, tmp_path / "peer", 5, 1)
+    with pytest.raises(Built):
+        peers.train_peer("sac", "door_pull", 0, 10, tmp_path / "peer2", 5, 1, config_file=str(mine))
+    assert [(c.task, c.start_noise) for c in made[1:]] == [  # type: ignore[attr-defined]
+        ("door_push", 0.06), ("door_pull", 0.02)]
 
 
 # ---------------------------------------------------------------------- launch file (static checks)

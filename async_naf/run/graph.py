@@ -38,11 +38,14 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from async_naf.wire import params as wire_params
+
+if TYPE_CHECKING:
+    from async_naf.sim.config import SimConfig
 from async_naf.wire.record_bundle import BUNDLE_TOPIC
 
 PACKAGE = "async_naf"
@@ -808,7 +811,7 @@ def task_config_file(task: str) -> Path | None:
     (same format, read after it), or None if the task has none (or ``task`` is not a plain name)."""
     from async_naf.common.resources import data_path
 
-    if not _TASK_NAME_RE.match(task or ""):
+    if not _TASK_NAME_RE.fullmatch(task or ""):
         return None
     path = data_path("config", f"train.{task}.yaml")
     return path if path.is_file() else None
@@ -831,7 +834,9 @@ def config_overrides(config: str | Path | None, option: str = "--config",
     both: it is the whole configuration.
 
     Raises:
-        ValueError: the named file does not exist (``option`` names where it was given), or is malformed.
+        ValueError: the named file does not exist (``option`` names where it was given), or is malformed; a
+            task file sets a parameter for one robot only (``/robot_<i>/...``: it would outrank ``--set``,
+            which sets every robot's).
     """
     if config:
         path = Path(config)
@@ -841,10 +846,17 @@ def config_overrides(config: str | Path | None, option: str = "--config",
     default = default_config_file()
     out = load_overrides(default) if default.exists() else {}
     extra = task_config_file(task) if task else None
-    return merge_overrides(out, load_overrides(extra)) if extra is not None else out
+    if extra is None:
+        return out
+    task_overrides = load_overrides(extra)
+    per_robot = [k for k in task_overrides if k.strip().lstrip("/").startswith(ROBOT_PREFIX)]
+    if per_robot:
+        raise ValueError(f"{extra}: a task's file sets parameters for every robot (/**/<node>, /trainer), "
+                         f"not for one: {', '.join(per_robot)}")
+    return merge_overrides(out, task_overrides)
 
 
-def training_sim_config(task: str, config_file: str | Path | None = None) -> Any:
+def training_sim_config(task: str, config_file: str | Path | None = None) -> SimConfig:
     """The :class:`~async_naf.sim.config.SimConfig` a graph run's simulated robot 0 trains in (its ``sim``
     overrides from ``config_overrides(config_file, task=task)``), for in-process loops that train on
     :class:`~async_naf.run.env.ArmDoorEnv` beside the graph (``async_naf.run.serial``, the SB3 peers).
@@ -855,9 +867,10 @@ def training_sim_config(task: str, config_file: str | Path | None = None) -> Any
     """
     from async_naf.sim.config import SimConfig
 
-    sim = overrides_for(config_overrides(config_file, task=task), robot_namespace(0), "sim")
+    sim = overrides_for(config_overrides(config_file, "--config", task=task), robot_namespace(0), "sim")
     params = {k: v for k, v in sim.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
-    return config_from_params(SimConfig, {**params, "task": task}, "sim (training)")
+    config: SimConfig = config_from_params(SimConfig, {**params, "task": task}, "sim (training)")
+    return config
 
 
 def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:

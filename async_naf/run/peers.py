@@ -30,11 +30,12 @@ class _GreedyPeer:
 
 
 def train_peer(algo: str, task: str, seed: int, steps: int, run_dir: str | Path, eval_every: int,
-               eval_episodes: int, final_episodes: int = 20) -> dict[str, Any]:
+               eval_episodes: int, final_episodes: int = 20, config_file: str | None = None) -> dict[str, Any]:
     """Train SB3 ``algo`` ('sac' or 'td3') for ``steps`` environment steps; evaluate greedily every
     ``eval_every`` steps on ``eval_episodes`` episodes (seeds 10000 + seed) into ``run_dir/eval.csv`` and at the
     end on ``final_episodes`` held-out episodes (seeds 20000 + seed) into ``run_dir/summary.json``, which it
-    returns.
+    returns. It trains in the simulation a graph run's robots train in (:func:`~async_naf.run.graph.training_sim_config`
+    of ``config_file``, or of ``config/train.yaml`` and the task's file when None).
 
     Raises:
         ValueError: unknown peer, or Stable-Baselines3 is not installed.
@@ -60,7 +61,8 @@ def train_peer(algo: str, task: str, seed: int, steps: int, run_dir: str | Path,
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.csv").unlink(missing_ok=True)
-    env = ArmDoorEnv(task, sim_config=training_sim_config(task), seed=seed)  # the graph robots' training sim
+    # the graph robots' training simulation (the sim section of config_file, or of config/train.yaml + the task's)
+    env = ArmDoorEnv(task, sim_config=training_sim_config(task, config_file), seed=seed)
     obs_dim, act_dim = env.task.obs_dim, env.task.act_dim
     common: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu", "gamma": 0.98, "batch_size": 64,
               "learning_starts": 1_000, "policy_kwargs": {"net_arch": [100, 100]}}

@@ -135,7 +135,8 @@ def train_serial(config: SerialConfig, trainer: Any = None, noise: Any = None, t
 def graph_settings(task: str, seed: int, config_file: str | None = None,
                    trainer_sets: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """The trainer's config and the policy's exploration noise as a graph run gets them: the dataclass
-    defaults, then ``config/train.yaml`` (or ``config_file``), then ``trainer_sets`` (``{"naf.lr": 3e-4}``)."""
+    defaults, then ``config/train.yaml`` with the task's ``config/train.<task>.yaml`` over it (or ``config_file``
+    instead of both), then ``trainer_sets`` (``{"naf.lr": 3e-4}``)."""
     from async_naf.common.noise import NoiseConfig
     from async_naf.learning.config import TrainerConfig
     from async_naf.run.graph import config_overrides

@@ -275,7 +275,7 @@ def run_algorithms(args: argparse.Namespace, out: Path) -> int:
         if name.startswith("sb3_"):
             try:
                 train_peer(name[4:], task, seed, args.steps, run_dir, max(1, int(args.steps // 10)),
-                           args.eval_episodes)
+                           args.eval_episodes, config_file=args.config)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

@@ -114,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this much wall time (default: 15 for reach, 60 for door tasks)")
     parser.add_argument("--config", default=None,
                         help="parameter overrides per node, ROS params-file format (default: config/train.yaml, "
-                             "with config/train.<task>.yaml over it where the task has one)")
+                             "with config/train.<task>.yaml over it where the task has one; a named file "
+                             "replaces both)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override one parameter, e.g. --set trainer.naf.lr=3e-4 --set policy.noise.scale=0.2 "
                              "(YAML value; repeatable; wins over --config)")

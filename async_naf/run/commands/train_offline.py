@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the agent and the sampling (default: %(default)s)")
     parser.add_argument("--config", default=None,
                         help="parameter file whose /trainer section gives the hyper-parameters (default: "
-                             "config/train.yaml)")
+                             "config/train.yaml, with config/train.<task>.yaml over it where the task has one)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="trainer.PARAM=VALUE",
                         help="override one trainer parameter, e.g. --set trainer.naf.lr=3e-4 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="delete the results of an earlier run in --run-dir")
