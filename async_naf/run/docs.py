@@ -169,8 +169,7 @@ def per_robot_entries(path: Path = TRAIN_YAML) -> dict[str, dict[str, Any]]:
     """Entries of ``config/train.yaml`` for one robot only (``/robot_<i>/<node>``)."""
     if not path.is_file():
         return {}
-    return {k: v for k, v in graph.load_overrides(path).items()
-            if k.strip().lstrip("/").startswith(graph.ROBOT_PREFIX)}
+    return {k: v for k, v in graph.load_overrides(path).items() if graph.robot_scoped(k)}
 
 
 def task_entries(train_yaml: Path = TRAIN_YAML) -> dict[str, dict[str, dict[str, Any]]]:

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from async_naf.wire import params as wire_params
+from async_naf.wire.record_bundle import BUNDLE_TOPIC
 
 if TYPE_CHECKING:
     from async_naf.sim.config import SimConfig
-from async_naf.wire.record_bundle import BUNDLE_TOPIC
 
 PACKAGE = "async_naf"
 BACKENDS = ("mujoco", "gazebo", "real", "hardware")
@@ -333,6 +333,11 @@ def _match_key(key: str) -> tuple[str | None, str]:
     if name not in ROLES:
         raise ValueError(f"override key {key!r}: unknown node {name!r}; nodes are {', '.join(ROLES)}")
     return ns, name
+
+
+def robot_scoped(key: str) -> bool:
+    """Whether an override key names one robot's node (``/robot_0/sim``), not every robot's or the trainer."""
+    return _match_key(key)[0] not in (None, "/")
 
 
 def load_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -849,7 +854,7 @@ def config_overrides(config: str | Path | None, option: str = "--config",
     if extra is None:
         return out
     task_overrides = load_overrides(extra)
-    per_robot = [k for k in task_overrides if k.strip().lstrip("/").startswith(ROBOT_PREFIX)]
+    per_robot = [k for k in task_overrides if robot_scoped(k)]
     if per_robot:
         raise ValueError(f"{extra}: a task's file sets parameters for every robot (/**/<node>, /trainer), "
                          f"not for one: {', '.join(per_robot)}")

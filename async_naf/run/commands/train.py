@@ -222,7 +222,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
-    from async_naf.run.graph import GraphConfig, config_overrides, free_bag_dir
+    from async_naf.run.graph import GraphConfig, config_overrides, free_bag_dir, merge_overrides
 
     overrides = config_overrides(args.config, "--config", task=args.task)
     if getattr(args, "resume", False):
@@ -231,8 +231,7 @@ def build_config(args: argparse.Namespace) -> Any:
         overrides.setdefault("/trainer", {})["checkpoint_every_s"] = float(args.eval_every)
         if getattr(args, "stop_at_success", None) is not None:  # the pre-trained policy held for its evaluation
             overrides["/trainer"]["pause_after_pretrain"] = True
-    for key, params in parse_sets(args.sets).items():
-        overrides.setdefault(key, {}).update(params)
+    overrides = merge_overrides(overrides, parse_sets(args.sets))
     if getattr(args, "demos", None):
         if getattr(args, "part", "all") == "robots":
             raise ValueError("--demos goes to the trainer: give it to the host that runs --part trainer (or all)")
