@@ -103,7 +103,7 @@ def test_guard_filters_stops_on_estop_and_watchdog(ros_env: dict[str, str], tmp_
         # 5. Ctrl-C: a last zero, clean exit
         sending["cmd"] = True
         probe.spin_until(lambda: np.any(out[-1][1] != 0), 10.0, "motion again")
-        assert procs.interrupt("guard") == 0
+        assert procs.interrupt("guard") == 0, procs.log("guard")
         probe.spin_until(lambda: np.all(out[-1][1] == 0), 10.0, "the last zero on exit")
     finally:
         if probe is not None:
