@@ -122,6 +122,20 @@ def config_from_params(cls: type, params: Mapping[str, Any], what: str = "") -> 
         raise ValueError(f"{what or cls.__name__}: {exc}") from exc
 
 
+def sim_config_of(task: str, sim_overrides: Mapping[str, Any], what: str) -> SimConfig:
+    """The SimConfig a sim node with these parameters (its ``sim`` overrides, flat) would build for ``task``:
+    the node-only parameters (seed, use_sim_time) left out. ``what`` names the use in an error.
+
+    Raises:
+        ValueError: a parameter the dataclass rejects.
+    """
+    from async_naf.sim.config import SimConfig
+
+    params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
+    config: SimConfig = config_from_params(SimConfig, {**params, "task": task}, what)
+    return config
+
+
 def config_class(role: str) -> type:
     """The config dataclass of a node role (imported on demand)."""
     module_name, _, cls_name = ROLE_NODES[role][2].partition(":")
@@ -553,12 +567,10 @@ def arm_reset_poses(task: str, sim_overrides: Mapping[str, Any]) -> tuple[list[f
     import numpy as np
 
     from async_naf.sim.arm_door_sim import ArmDoorSim
-    from async_naf.sim.config import SimConfig
     from async_naf.task.kinematics import ArmKinematics
     from async_naf.task.tasks import start_pose_target
 
-    params = {k: v for k, v in sim_overrides.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
-    sim = ArmDoorSim(config_from_params(SimConfig, {**params, "task": task}, "sim (start pose)"))
+    sim = ArmDoorSim(sim_config_of(task, sim_overrides, "sim (start pose)"))
     start = sim.start_pose()
     goal = sim.door_goal()
     target = start_pose_target(task, goal)
@@ -870,12 +882,8 @@ def training_sim_config(task: str, config_file: str | Path | None = None) -> Sim
     Raises:
         ValueError: a ``sim`` override the dataclass rejects.
     """
-    from async_naf.sim.config import SimConfig
-
     sim = overrides_for(config_overrides(config_file, "--config", task=task), robot_namespace(0), "sim")
-    params = {k: v for k, v in sim.items() if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
-    config: SimConfig = config_from_params(SimConfig, {**params, "task": task}, "sim (training)")
-    return config
+    return sim_config_of(task, sim, "sim (training)")
 
 
 def graph_to_dict(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
@@ -1023,17 +1031,14 @@ def description_mappings(task: str, sim_overrides: Mapping[str, Any]) -> dict[st
     so a spawned arm starts where its episodes start."""
     key = (task, tuple(sorted((k, str(v)) for k, v in sim_overrides.items())))
     if key not in _DESCRIPTION_CACHE:
-        from async_naf.sim.config import SimConfig
         from async_naf.sim.model import imu_xacro_mappings, xacro_mappings
 
-        params = {k: v for k, v in sim_overrides.items()
-                  if k not in EXTRA_PARAMS["sim"] and k not in ROS_STANDARD_PARAMS}
-        sim = config_from_params(SimConfig, {**params, "task": task}, "sim (robot description)")
+        sim = sim_config_of(task, sim_overrides, "sim (robot description)")
         # door geometry and latch, and the Gazebo IMU's rate and noise: the embedded model's configuration
         mappings = {**xacro_mappings(sim.door, sim.hinge_left, sim.door_opening), **imu_xacro_mappings(sim.imu)}
         del mappings["mode"]
         # Gazebo's door closer (async_naf.task.gz_latch): the sim section's, else the one hardware mode uses
-        mappings["door_closer_torque"] = repr(float(sim.door_closer_torque if "door_closer_torque" in params
+        mappings["door_closer_torque"] = repr(float(sim.door_closer_torque if "door_closer_torque" in sim_overrides
                                                     else HARDWARE_DOOR_CLOSER_NM))
         mappings["door_closer_delay_s"] = repr(float(sim.door_closer_delay_s))
         start, _ = arm_start_pose(task, sim_overrides)
