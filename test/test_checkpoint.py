@@ -120,6 +120,23 @@ def test_checkpoint_round_trip_resumes_identically(name, tmp_path) -> None:
     st_load(path.read_bytes())
 
 
+def test_a_resumed_run_continues_the_learning_rate_schedule(tmp_path) -> None:
+    """The schedule is a function of the update count the checkpoint keeps: saved mid-decay, the restored agent
+    takes the same steps at the same rates as the original."""
+    make = lambda: NAFAgent(NAFConfig(OBS, ACT, hidden_sizes=(16, 8), lr_decay_start=3, lr_half_life=2,  # noqa: E731
+                                      lr_min=1e-4))
+    agent = _trained(make(), steps=5)
+    agent.save(tmp_path / "a.safetensors")
+    restored = load_agent(tmp_path / "a.safetensors")
+    assert restored.config == agent.config and restored.config.lr_half_life == 2
+    rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
+    for k in range(4):
+        ma, mb = agent.update(_batch(rng_a)), restored.update(_batch(rng_b))
+        assert ma == pytest.approx(mb, rel=1e-6, abs=1e-7)
+        assert ma["lr"] == pytest.approx(max(1e-4, 1e-3 * 0.5 ** ((5 + k - 3) / 2)))
+    assert torch.equal(agent.theta, restored.theta)
+
+
 def test_naf_checkpoint_restores_optimiser_and_targets(tmp_path) -> None:
     agent = _trained(AGENTS["naf"](), steps=4)
     agent.save(tmp_path / "a.safetensors")

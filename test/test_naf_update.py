@@ -187,3 +187,43 @@ def test_fast_and_autograd_paths_agree_over_many_steps() -> None:
             assert ma[k] == pytest.approx(mb[k], rel=1e-4, abs=1e-6), k
     assert _rel(a.theta, b.theta) < 1e-5
     assert torch.allclose(a.normalizer.mean, b.normalizer.mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_learning_rate_schedule_equals_torch_lambda_lr(fast: bool) -> None:
+    """With ``lr_half_life`` each step uses ``lr_at(updates so far)``: the same weights as torch.optim.Adam driven
+    by torch's own LambdaLR with that factor, on both update paths; ``lr`` is reported, the floor holds."""
+    cfg = NAFConfig(OBS, ACT, hidden_sizes=(16, 12), lr=1e-2, lr_decay_start=2, lr_half_life=2, lr_min=2e-3,
+                    normalize_obs=False, fast_update=fast)
+    agent = _perturbed_agent(cfg)
+    ref = agent.theta[0].detach().clone().double().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+    factor = (lambda k: 1.0 if k <= 2 else max(0.2, 0.5 ** ((k - 2) / 2)))  # noqa: E731 (the formula, written out)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    rng = np.random.default_rng(7)
+    seen = []
+    for _ in range(9):
+        batch = _batch(rng, 24, scale=3.0)
+        target = agent.theta[1].detach().clone().double()
+        metrics = agent.update(batch)
+        seen.append(metrics["lr"])
+        obs, act, rew, nobs, term = (torch.from_numpy(x).double() for x in batch)
+        shadow = NAFAgent(cfg)
+        shadow.theta = torch.stack((ref.detach(), target)).double()
+        shadow._center, shadow._half = shadow._center.double(), shadow._half.double()
+        loss = _reference_loss(shadow, ref, torch.stack((obs, nobs)), act, rew, term, cfg.gamma)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([1e-2, 1e-2, 1e-2, 1e-2 * 0.5**0.5, 5e-3, 5e-3 * 0.5**0.5, 2.5e-3, 2e-3, 2e-3])
+    assert _rel(agent.theta[0].double(), ref.detach()) < 1e-5
+
+
+def test_learning_rate_schedule_is_off_by_default_and_checked() -> None:
+    agent = NAFAgent(NAFConfig(OBS, ACT))
+    assert "lr" not in agent.update(_batch(np.random.default_rng(8), 16))
+    assert agent.optim.lr == agent.config.lr == agent.config.lr_at(10**9)
+    for bad in ({"lr_min": 2e-3}, {"lr_min": -1e-4}, {"lr_half_life": -1}, {"lr_decay_start": 1.5}):
+        with pytest.raises(ValueError, match="lr_"):
+            NAFConfig(OBS, ACT, lr=1e-3, **bad)

@@ -117,7 +117,14 @@ class NAFParams(AgentParams):
     """NAF (and Linear-NAF) hyper-parameters: those of :class:`AgentParams`, plus:
 
     Attributes:
-        lr: Adam learning rate.
+        lr: Adam learning rate (the starting one, with a schedule).
+        lr_decay_start: updates before the learning rate starts to fall (with ``lr_half_life``).
+        lr_half_life: after ``lr_decay_start`` updates the learning rate halves every ``lr_half_life`` updates,
+            down to ``lr_min``: ``max(lr_min, lr * 0.5 ** ((updates - lr_decay_start) / lr_half_life))``
+            (:meth:`lr_at`). Adam moves every weight by about ``lr`` per update whatever the gradient's
+            size, so at a constant rate a learnt policy keeps drifting; the schedule lets it settle. A pure
+            function of the update count, so a resumed run continues it exactly. 0 = a constant ``lr``.
+        lr_min: the floor of the schedule (0 <= lr_min <= lr).
         fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
         td_clip: Huber TD loss: each transition's TD error enters the gradient clipped to +-td_clip (in
             return units), so a few large errors cannot swamp a step; errors below it count as in the squared
@@ -147,6 +154,9 @@ class NAFParams(AgentParams):
     """
 
     lr: float = 1e-3
+    lr_decay_start: int = 0
+    lr_half_life: int = 0
+    lr_min: float = 0.0
     fast_update: bool = True
     td_clip: float = 0.0
     bc_weight: float = 0.0
@@ -157,7 +167,10 @@ class NAFParams(AgentParams):
 
     def _validate(self) -> None:
         super()._validate()
-        self.lr = number(f"{type(self).__name__}.lr", self.lr, 0.0, low_open=True)
+        owner = type(self).__name__
+        self.lr = number(f"{owner}.lr", self.lr, 0.0, low_open=True)
+        integers(self, ("lr_decay_start", "lr_half_life"), 0, prefix=f"{owner}.")
+        self.lr_min = number(f"{owner}.lr_min", self.lr_min, 0.0, self.lr)
         self.fast_update = bool(self.fast_update)
         self.td_clip = number(f"{type(self).__name__}.td_clip", self.td_clip, 0.0)
         self.bc_weight = number(f"{type(self).__name__}.bc_weight", self.bc_weight, 0.0)
@@ -165,6 +178,12 @@ class NAFParams(AgentParams):
         self.demo_bc_filter = bool(self.demo_bc_filter)
         self.target_clip = bool(self.target_clip)
         self.separate_mu = bool(self.separate_mu)
+
+    def lr_at(self, updates: int) -> float:
+        """The learning rate of the update after ``updates`` updates (see ``lr_half_life``)."""
+        if not self.lr_half_life or updates <= self.lr_decay_start:
+            return self.lr
+        return max(self.lr_min, self.lr * 0.5 ** ((updates - self.lr_decay_start) / self.lr_half_life))
 
 
 @dataclass(kw_only=True)

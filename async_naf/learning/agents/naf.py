@@ -185,7 +185,8 @@ class NAFAgent:
     def update(self, batch: Batch, demo_rows: int = 0, demo_filter: bool | None = None) -> dict[str, float]:
         """One gradient step on ``batch``; returns metrics: ``loss`` (mean squared TD error), ``q_mean``,
         ``target_mean`` (mean y), ``grad_norm`` (global gradient 2-norm before clipping), ``skipped``
-        (1.0 if the step was skipped) and ``skipped_updates`` (total skipped so far); with a behaviour-cloning
+        (1.0 if the step was skipped), ``skipped_updates`` (total skipped so far) and, with a learning-rate
+        schedule (``lr_half_life``), ``lr``; with a behaviour-cloning
         term also ``bc_loss`` (``bc_weight``: over the batch) and ``demo_bc_loss`` (``demo_bc_weight``: over
         the demonstration rows), each the unweighted mean of ``((mu(x) - u) / half_range)^2``.
 
@@ -256,17 +257,25 @@ class NAFAgent:
         the hot path, and a second grad-mode switch per update is measurable).
 
         A non-finite gradient norm skips both (the weights and Adam moments stay as they were) and counts
-        the update in ``skipped_updates``. Returns ``grad_norm`` (before clipping, loss units per parameter
-        unit), ``skipped`` (1.0 if this step was skipped, else 0.0) and ``skipped_updates`` (total so far).
+        the update in ``skipped_updates``. With a learning-rate schedule (``lr_half_life``) the step uses
+        ``lr_at(update_count)``. Returns ``grad_norm`` (before clipping, loss units per parameter unit),
+        ``skipped`` (1.0 if this step was skipped, else 0.0), ``skipped_updates`` (total so far) and, with a
+        schedule, ``lr`` (the rate of this update's Adam step, or of the last one taken).
         """
         norm = float(clip_grad_norm_(self.grad, self.config.clip_norm))
         skipped = not math.isfinite(norm)
+        cfg = self.config
         if skipped:
             self.skipped_updates += 1
         else:
+            if cfg.lr_half_life:
+                self.optim.lr = cfg.lr_at(self.update_count)
             self.optim.step(self._theta_online, self.grad)
-            self._theta_target.lerp_(self._theta_online, self.config.tau)
-        return {"grad_norm": norm, "skipped": float(skipped), "skipped_updates": float(self.skipped_updates)}
+            self._theta_target.lerp_(self._theta_online, cfg.tau)
+        stats = {"grad_norm": norm, "skipped": float(skipped), "skipped_updates": float(self.skipped_updates)}
+        if cfg.lr_half_life:
+            stats["lr"] = self.optim.lr
+        return stats
 
     # ----- weights for policy nodes ---------------------------------------------------------------------
     def _policy_layers(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
