@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from async_naf.learning.config import NAFParams
 from async_naf.run import graph
 from async_naf.run.graph import GraphConfig, build_bringup, build_graph, load_overrides
 from async_naf.run.launcher import process_specs
@@ -199,8 +200,9 @@ def test_train_yaml_is_valid_for_every_task() -> None:
 
 
 def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
-    """config/train.door_push.yaml: door_push's robots train from +-0.06 rad starts, the other tasks keep
-    config/train.yaml's 0.03; everything else of train.yaml stays; a named file and --set still win."""
+    """config/train.door_push.yaml: door_push's robots train from +-0.06 rad starts and its trainer with a
+    settling learning rate, the other tasks keep config/train.yaml's 0.03 and constant rate; everything else
+    of train.yaml stays; a named file and --set still win."""
     from async_naf.run.commands.train import build_config
 
     base = graph.config_overrides(None)
@@ -209,7 +211,10 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     assert graph.overrides_for(push, "/robot_1", "sim")["start_noise"] == 0.06
     assert {k: v for k, v in push["/**/sim"].items() if k != "start_noise"} == {
         k: v for k, v in base["/**/sim"].items() if k != "start_noise"}
-    assert {k: v for k, v in push.items() if k != "/**/sim"} == {k: v for k, v in base.items() if k != "/**/sim"}
+    schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 100000, "naf.lr_min": 1e-4}
+    assert push["/trainer"] == {**base["/trainer"], **schedule} and not set(schedule) & set(base["/trainer"])
+    assert {k: v for k, v in push.items() if k not in ("/**/sim", "/trainer")} == {
+        k: v for k, v in base.items() if k not in ("/**/sim", "/trainer")}
     assert graph.config_overrides(None, task="door_pull") == base
     (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
     assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
@@ -222,6 +227,18 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     assert sim_noise("door_push", []) == {0.06}
     assert sim_noise("door_pull", []) == {0.03}
     assert sim_noise("door_push", ["sim.start_noise=0.03"]) == {0.03}
+
+    def trainer_naf(task: str, sets: list[str]) -> NAFParams:
+        args = argparse.Namespace(config=None, resume=False, eval_every=0.0, sets=sets, minutes=1.0, steps=0,
+                                  task=task, workers=2, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
+        (trainer,) = [n for n in build_graph(build_config(args)) if n.name == "trainer"]
+        keys = ("lr", "lr_decay_start", "lr_half_life", "lr_min")
+        return NAFParams(**{k: trainer.parameters[f"naf.{k}"] for k in keys if f"naf.{k}" in trainer.parameters})
+
+    push_naf = trainer_naf("door_push", [])
+    assert [push_naf.lr_at(n) for n in (100_000, 200_000, 10**7)] == pytest.approx([1e-3, 5e-4, 1e-4])
+    assert trainer_naf("door_pull", []).lr_at(10**7) == 1e-3
+    assert trainer_naf("door_push", ["trainer.naf.lr_half_life=0"]).lr_at(10**7) == 1e-3
     # the in-process loops beside the graph (serial diagnostic, SB3 peers) train in the same simulation
     assert graph.training_sim_config("door_push").start_noise == 0.06
     assert graph.training_sim_config("door_pull").start_noise == 0.03
