@@ -121,9 +121,9 @@ class NAFParams(AgentParams):
         lr_decay_start: updates before the learning rate starts to fall (with ``lr_half_life``).
         lr_half_life: after ``lr_decay_start`` updates the learning rate halves every ``lr_half_life`` updates,
             down to ``lr_min``: ``max(lr_min, lr * 0.5 ** ((updates - lr_decay_start) / lr_half_life))``
-            (:meth:`lr_at`). Adam moves every weight by about ``lr`` per update whatever the gradient's
-            size, so at a constant rate a learnt policy keeps drifting; the schedule lets it settle. A pure
-            function of the update count, so a resumed run continues it exactly. 0 = a constant ``lr``.
+            (:meth:`lr_at`). Adam scales its steps with ``lr`` and normalises away the gradient's size, so
+            at a constant rate a learnt policy keeps moving; the schedule lets it settle. A pure function of
+            the update count, so a resumed run continues it exactly. 0 = a constant ``lr``.
         lr_min: the floor of the schedule (0 <= lr_min <= lr).
         fast_update: use the hand-derived gradient (default) instead of torch.autograd (same result).
         td_clip: Huber TD loss: each transition's TD error enters the gradient clipped to +-td_clip (in
