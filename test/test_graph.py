@@ -219,19 +219,20 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
     assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
 
-    def sim_noise(task: str, sets: list[str]) -> set[float]:
+    def nodes(task: str, sets: list[str], name: str) -> list:
         args = argparse.Namespace(config=None, resume=False, eval_every=0.0, sets=sets, minutes=1.0, steps=0,
                                   task=task, workers=2, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
-        return {n.parameters["start_noise"] for n in build_graph(build_config(args)) if n.name == "sim"}
+        return [n for n in build_graph(build_config(args)) if n.name == name]
+
+    def sim_noise(task: str, sets: list[str]) -> set[float]:
+        return {n.parameters["start_noise"] for n in nodes(task, sets, "sim")}
 
     assert sim_noise("door_push", []) == {0.06}
     assert sim_noise("door_pull", []) == {0.03}
     assert sim_noise("door_push", ["sim.start_noise=0.03"]) == {0.03}
 
     def trainer_naf(task: str, sets: list[str]) -> NAFParams:
-        args = argparse.Namespace(config=None, resume=False, eval_every=0.0, sets=sets, minutes=1.0, steps=0,
-                                  task=task, workers=2, seed=0, run_dir=str(tmp_path / "run"), realtime=False)
-        (trainer,) = [n for n in build_graph(build_config(args)) if n.name == "trainer"]
+        (trainer,) = nodes(task, sets, "trainer")
         keys = ("lr", "lr_decay_start", "lr_half_life", "lr_min")
         return NAFParams(**{k: trainer.parameters[f"naf.{k}"] for k in keys if f"naf.{k}" in trainer.parameters})
 
