@@ -73,8 +73,9 @@ ARGUMENTS = (
      "graph keeps up (false).", ("true", "false")),
     ("config", "",
      "Parameter overrides per node (ROS params-file format); empty = the package's config/train.yaml "
-     "with config/train.<task>.yaml over it where the task has one (config/train.door_push.yaml); a named file "
-     "replaces both (copy what the task's file sets into yours to keep it).", None),
+     "with config/train.<task>.yaml over it where the task has one (config/train.door_pull.yaml, "
+     "config/train.door_push.yaml); a named file replaces both (copy what the task's file sets into yours to "
+     "keep it).", None),
     ("max_env_steps", "0", "Trainer stops after this many environment steps from all robots (0 = no limit).",
      None),
     ("max_wall_s", "0", "Trainer stops this many seconds of wall time after the launch started (0 = no limit); "

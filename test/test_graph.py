@@ -201,8 +201,8 @@ def test_train_yaml_is_valid_for_every_task() -> None:
 
 def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     """config/train.door_push.yaml: door_push's robots train from +-0.06 rad starts and its trainer with a
-    settling learning rate, the other tasks keep config/train.yaml's 0.03 and constant rate; everything else
-    of train.yaml stays; a named file and --set still win."""
+    settling learning rate; config/train.door_pull.yaml: the same rate, config/train.yaml's 0.03; reach keeps
+    train.yaml's constant rate; everything else of train.yaml stays; a named file and --set still win."""
     from async_naf.run.commands.train import build_config
 
     base = graph.config_overrides(None)
@@ -215,7 +215,9 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     assert push["/trainer"] == {**base["/trainer"], **schedule} and not set(schedule) & set(base["/trainer"])
     assert {k: v for k, v in push.items() if k not in ("/**/sim", "/trainer")} == {
         k: v for k, v in base.items() if k not in ("/**/sim", "/trainer")}
-    assert graph.config_overrides(None, task="door_pull") == base
+    pull = graph.config_overrides(None, task="door_pull")
+    assert pull == {**base, "/trainer": {**base["/trainer"], **schedule}}
+    assert graph.config_overrides(None, task="reach") == base
     (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
     assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
 
@@ -238,7 +240,8 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
 
     push_naf = trainer_naf("door_push", [])
     assert [push_naf.lr_at(n) for n in (100_000, 200_000, 10**7)] == pytest.approx([1e-3, 5e-4, 1e-4])
-    assert trainer_naf("door_pull", []).lr_at(10**7) == 1e-3
+    assert trainer_naf("door_pull", []).lr_at(10**7) == pytest.approx(1e-4)
+    assert trainer_naf("reach", []).lr_at(10**7) == 1e-3
     assert trainer_naf("door_push", ["trainer.naf.lr_half_life=0"]).lr_at(10**7) == 1e-3
     # the in-process loops beside the graph (serial diagnostic, SB3 peers) train in the same simulation
     assert graph.training_sim_config("door_push").start_noise == 0.06
