@@ -213,10 +213,11 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
         k: v for k, v in base["/**/sim"].items() if k != "start_noise"}
     schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 100000, "naf.lr_min": 1e-4}
     assert push["/trainer"] == {**base["/trainer"], **schedule} and not set(schedule) & set(base["/trainer"])
+    pull_schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 50000, "naf.lr_min": 2.5e-5}
     assert {k: v for k, v in push.items() if k not in ("/**/sim", "/trainer")} == {
         k: v for k, v in base.items() if k not in ("/**/sim", "/trainer")}
     pull = graph.config_overrides(None, task="door_pull")
-    assert pull == {**base, "/trainer": {**base["/trainer"], **schedule}}
+    assert pull == {**base, "/trainer": {**base["/trainer"], **pull_schedule}}
     assert graph.config_overrides(None, task="reach") == base
     (tmp_path / "mine.yaml").write_text("/trainer:\n  ros__parameters:\n    lr: 1e-3\n")
     assert graph.config_overrides(str(tmp_path / "mine.yaml"), task="door_push") == {"/trainer": {"lr": 1e-3}}
@@ -240,7 +241,9 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
 
     push_naf = trainer_naf("door_push", [])
     assert [push_naf.lr_at(n) for n in (100_000, 200_000, 10**7)] == pytest.approx([1e-3, 5e-4, 1e-4])
-    assert trainer_naf("door_pull", []).lr_at(10**7) == pytest.approx(1e-4)
+    pull_naf = trainer_naf("door_pull", [])
+    assert [pull_naf.lr_at(n) for n in (100_000, 150_000, 400_000)] == pytest.approx([1e-3, 5e-4, 2.5e-5])
+    assert trainer_naf("door_pull", ["trainer.naf.lr_min=1e-4"]).lr_at(10**7) == pytest.approx(1e-4)
     assert trainer_naf("reach", []).lr_at(10**7) == 1e-3
     assert trainer_naf("door_push", ["trainer.naf.lr_half_life=0"]).lr_at(10**7) == 1e-3
     # the in-process loops beside the graph (serial diagnostic, SB3 peers) train in the same simulation
