@@ -213,9 +213,9 @@ def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
         k: v for k, v in base["/**/sim"].items() if k != "start_noise"}
     schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 100000, "naf.lr_min": 1e-4}
     assert push["/trainer"] == {**base["/trainer"], **schedule} and not set(schedule) & set(base["/trainer"])
-    pull_schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 50000, "naf.lr_min": 2.5e-5}
     assert {k: v for k, v in push.items() if k not in ("/**/sim", "/trainer")} == {
         k: v for k, v in base.items() if k not in ("/**/sim", "/trainer")}
+    pull_schedule = {"naf.lr_decay_start": 100000, "naf.lr_half_life": 50000, "naf.lr_min": 2.5e-5}
     pull = graph.config_overrides(None, task="door_pull")
     assert pull == {**base, "/trainer": {**base["/trainer"], **pull_schedule}}
     assert graph.config_overrides(None, task="reach") == base
