@@ -201,8 +201,9 @@ def test_train_yaml_is_valid_for_every_task() -> None:
 
 def test_a_tasks_own_file_lies_over_train_yaml(tmp_path: Path) -> None:
     """config/train.door_push.yaml: door_push's robots train from +-0.06 rad starts and its trainer with a
-    settling learning rate; config/train.door_pull.yaml: the same rate, config/train.yaml's 0.03; reach keeps
-    train.yaml's constant rate; everything else of train.yaml stays; a named file and --set still win."""
+    settling learning rate; config/train.door_pull.yaml: a rate that settles faster and lower,
+    config/train.yaml's 0.03; reach keeps train.yaml's constant rate; everything else of train.yaml stays; a named
+    file and --set still win."""
     from async_naf.run.commands.train import build_config
 
     base = graph.config_overrides(None)
