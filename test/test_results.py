@@ -257,6 +257,60 @@ def test_algorithms_comparison_table_and_plot(tmp_path: Path) -> None:
     assert ("door_pull", "sb3_sac", 1, tmp_path / "door_pull" / "sb3_sac_s1") in runs
     cmd = train_command(args, 2, runs[2][3], task="reach", seed=0, algorithm="ddpg")
     assert cmd[cmd.index("--steps") + 1] == "30000" and "trainer.algorithm=ddpg" in cmd
+    # not evaluated while it runs: every checkpoint of every 60 s kept (weights only), evaluated after the run
+    assert cmd[cmd.index("--eval-every") + 1] == "0"
+    assert {"trainer.checkpoint_every_s=60.0", "trainer.save_buffer=false"} <= set(cmd)
+    assert any(item.startswith("trainer.keep_checkpoints=") and int(item.split("=")[1]) >= 100_000 for item in cmd)
+    args.sets = ["trainer.keep_checkpoints=5"]  # the user's --set comes later and wins
+    cmd = train_command(args, 2, runs[2][3], task="reach", seed=0, algorithm="ddpg")
+    assert cmd[len(cmd) - cmd[::-1].index("--set")] == "trainer.algorithm=ddpg"
+    assert cmd.index("trainer.keep_checkpoints=5") > max(i for i, c in enumerate(cmd) if c.startswith(
+        "trainer.keep_checkpoints=1"))
+    args.sets, args.stop_at_threshold = [], True  # a stop needs the evaluations during the run
+    cmd = train_command(args, 2, runs[2][3], task="reach", seed=0, algorithm="ddpg")
+    assert cmd[cmd.index("--eval-every") + 1] == "60.0" and not any("checkpoint_every_s" in c for c in cmd)
+    args.stop_at_threshold = False  # workers and stability runs (no algorithm) are evaluated while they run
+    assert train_command(args, 2, runs[2][3])[train_command(args, 2, runs[2][3]).index("--eval-every") + 1] == "60.0"
+
+
+def test_an_algorithms_runs_checkpoints_are_evaluated_after_it_in_the_order_written(tmp_path: Path,
+                                                                                    caplog: pytest.LogCaptureFixture
+                                                                                    ) -> None:
+    """evaluate_saved_checkpoints: one eval.csv row per kept periodic checkpoint, ordered by updates, with the
+    counters of that checkpoint and the episodes a live evaluation would run; unreadable counters or a missing
+    agent file are logged and skipped; best.safetensors is not touched."""
+    import torch
+
+    from async_naf.learning.agents import NAFConfig, make_agent
+    from async_naf.run.commands.evaluate import evaluate_checkpoint
+    from async_naf.run.commands.train import evaluate_saved_checkpoints
+    from async_naf.run.results import read_eval
+    from async_naf.task.tasks import make_task
+
+    torch.set_num_threads(1)
+    task = make_task("reach")
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    agents = {}
+    for i, updates in enumerate((900, 12_000, 4_500)):  # written out of name order on purpose
+        agents[updates] = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=-0.5,
+                                               action_high=0.5, seed=i))
+        agents[updates].save(ckpt / f"step_{updates:09d}.safetensors")
+        (ckpt / f"step_{updates:09d}.json").write_text(json.dumps(
+            {"agent": f"step_{updates:09d}.safetensors", "updates": updates, "env_steps": updates + 7,
+             "episodes": 3, "wall_s": updates / 1000}))
+    (ckpt / "step_000000050.json").write_text("{not json")
+    (ckpt / "step_000000060.json").write_text(json.dumps({"updates": 60, "env_steps": 60, "wall_s": 0.1}))
+    with caplog.at_level("WARNING", logger="async_naf"):
+        rows = evaluate_saved_checkpoints(tmp_path, "reach", 2, seed=3)
+    evals = read_eval(tmp_path / "eval.csv")
+    assert [e["updates"] for e in evals] == [900, 4_500, 12_000] == [r["updates"] for r in rows]
+    assert [e["env_steps"] for e in evals] == [907, 4_507, 12_007] and evals[0]["wall_s"] == pytest.approx(0.9)
+    assert all(e["episodes"] == 2 for e in evals)
+    direct, _ = evaluate_checkpoint(ckpt / "step_000004500.safetensors", "reach", 2, seed=10_003)
+    assert evals[1]["mean_return"] == pytest.approx(direct.eval_row()["mean_return"], abs=1e-3)
+    assert "step_000000050.json" in caplog.text and "step_000000060.safetensors" in caplog.text
+    assert not (ckpt / "best.safetensors").exists()
 
 
 def test_peer_trains_and_is_evaluated_like_a_run(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ NAF, DDPG and Linear-NAF trained through the ROS graph (``async-naf train --set 
 and, with ``--peers``, Stable-Baselines3 SAC and TD3 on the same gymnasium environment in one process
 (:mod:`async_naf.run.peers`), each for the same environment-step budget and seeds, per task; then
 ``OUT/<task>.png`` (greedy success against environment steps and against wall time, mean over seeds with
-each seed thin), ``OUT/algorithms.json`` and ``OUT/algorithms.md`` (the table).
+each seed thin), ``OUT/algorithms.json`` and ``OUT/algorithms.md`` (the table). A graph run keeps a checkpoint
+every ``--eval-every`` s and they are evaluated once it has ended (:func:`train_command`), so the evaluations do
+not share the cores with the run they measure; the peers stop for theirs every tenth of the budget.
 
 Gu et al. 2017 (Fig. 4) show that more robots collecting in parallel reach the door-opening success
 threshold sooner in wall time. This command runs ``async-naf train`` once per worker count (sequentially,
@@ -36,6 +38,8 @@ from typing import Any
 
 TASKS = ("reach", "door_pull", "door_push")
 ALGORITHMS = ("naf", "ddpg", "linear_naf")
+# trainer.keep_checkpoints of an algorithms run whose checkpoints are evaluated after it: every one
+KEEP_ALL_CHECKPOINTS = 1_000_000
 # seconds a run gets after SIGINT to stop its nodes (the trainer's final checkpoint) before SIGTERM
 RUN_STOP_TIMEOUT_S = 120.0
 
@@ -90,7 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the evaluation figure compared and plotted: strict (door open >= 1.0 rad and held) "
                              "or success (door past 0.35 rad at the end) (default: %(default)s)")
     parser.add_argument("--eval-every", type=float, default=60.0, metavar="S",
-                        help="greedy evaluation every S seconds in each run (default: %(default)s)")
+                        help="greedy evaluation every S seconds in each run; algorithms: the graph runs keep a "
+                             "checkpoint every S s, evaluated after the run (default: %(default)s)")
     parser.add_argument("--eval-episodes", type=int, default=20,
                         help="episodes per evaluation (default: 20; stability --analyze: for eval.csv rows that do "
                              "not give theirs)")
@@ -108,12 +113,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def train_command(args: argparse.Namespace, workers: int, run_dir: Path, task: str | None = None,
                   seed: int | None = None, algorithm: str | None = None) -> list[str]:
     """The ``async-naf train`` command line of one run (``task``/``seed`` default to ``args``'; ``algorithm``
-    sets the trainer's)."""
+    sets the trainer's).
+
+    An algorithms run (``algorithm`` given) without ``--stop-at-threshold`` is not evaluated while it runs: its
+    trainer keeps a checkpoint every ``--eval-every`` s (weights only, all of them) and
+    :func:`evaluate_after` evaluates them once the run has ended. A 30,000-step graph run lasts seconds on a
+    fast machine, and evaluations beside it would take the cores from its robots and trainer; the trainers
+    that fall behind (DDPG, Linear-NAF) would then make fewer updates than the comparison means to give them.
+    """
+    after = after_run_evaluation(args, algorithm)
     cmd = [sys.executable, "-m", "async_naf.run.cli", "train", "--task", task or args.task, "--workers", str(workers),
            "--seed", str(args.seed if seed is None else seed), "--run-dir", str(run_dir),
            "--minutes", str(args.minutes),
-           "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
+           "--eval-every", "0" if after else str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
            "--threshold", str(args.threshold), "--criterion", args.criterion]
+    if after:  # before the user's --set, which win
+        cmd += ["--set", f"trainer.checkpoint_every_s={args.eval_every}",
+                "--set", f"trainer.keep_checkpoints={KEEP_ALL_CHECKPOINTS}", "--set", "trainer.save_buffer=false"]
     if args.realtime:
         cmd.append("--realtime")
     if args.stop_at_threshold:
@@ -129,6 +145,22 @@ def train_command(args: argparse.Namespace, workers: int, run_dir: Path, task: s
     if algorithm is not None:
         cmd += ["--set", f"trainer.algorithm={algorithm}"]
     return cmd
+
+
+def after_run_evaluation(args: argparse.Namespace, algorithm: str | None) -> bool:
+    """Whether a run's checkpoints are evaluated after it ends instead of while it runs (see
+    :func:`train_command`): algorithms runs with periodic evaluations and no stop at the threshold (a stop
+    needs the evaluations during the run; they pause the trainer then)."""
+    return algorithm is not None and args.eval_every > 0 and not args.stop_at_threshold
+
+
+def evaluate_after(run_dir: Path, task: str, seed: int, episodes: int) -> int:
+    """Evaluate an ended algorithms run's kept checkpoints into its ``eval.csv``; returns how many."""
+    from async_naf.run.commands.train import evaluate_saved_checkpoints
+
+    rows = evaluate_saved_checkpoints(run_dir, task, episodes, seed)
+    print(f"evaluated {len(rows)} checkpoint(s) of {run_dir} after the run", file=sys.stderr, flush=True)
+    return len(rows)
 
 
 def compare(out: Path, workers: list[int], threshold: float, task: str, criterion: str = "strict") -> dict[str, Any]:
@@ -287,6 +319,8 @@ def run_algorithms(args: argparse.Namespace, out: Path) -> int:
         if rc != 0:
             print(f"warning: {task} {name} seed {seed} exited with status {rc}", file=sys.stderr)
             status = 1
+        if after_run_evaluation(args, name):
+            evaluate_after(run_dir, task, seed, args.eval_episodes)
     result = compare_algorithms(out, args.tasks, [*args.algorithms, *(f"sb3_{p}" for p in args.peers)],
                                 args.seeds, args.threshold, args.criterion)
     print((out / "algorithms.md").read_text(), file=sys.stderr)

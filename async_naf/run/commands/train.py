@@ -338,8 +338,9 @@ class PeriodicEvaluator:
     """
 
     def __init__(self, run_dir: Path, task: str, episodes: int, every_s: float, seed: int,
-                 criterion: str = "strict", control: Any = None) -> None:
+                 criterion: str = "strict", control: Any = None, keep_best: bool = True) -> None:
         self.run_dir = run_dir
+        self.keep_best = keep_best  # copy the best evaluated checkpoint to checkpoints/best.safetensors
         # a TrainerControl (--stop-at-success): every eval_every s, pause the trainer, checkpoint, evaluate that
         self.control = control
         self.every_s = every_s
@@ -438,7 +439,7 @@ class PeriodicEvaluator:
         append_csv(self.run_dir / "eval.csv", EVAL_FIELDS, row)
         self.last = row
         # the criterion's figure first, ties broken by the other one (strict 0 % everywhere: the best plain success)
-        if self.best is None or self._rank(row) > self._rank(self.best):
+        if self.keep_best and (self.best is None or self._rank(row) > self._rank(self.best)):
             # keep the best evaluated policy (periodic checkpoints are pruned): checkpoints/best.safetensors
             try:
                 shutil.copyfile(agent_file, self.run_dir / "checkpoints" / "best.safetensors.tmp")
@@ -448,6 +449,38 @@ class PeriodicEvaluator:
             except OSError as exc:
                 LOG.warning("could not keep %s as the best checkpoint: %s", agent_file, exc)
         return row
+
+
+def evaluate_saved_checkpoints(run_dir: Path, task: str, episodes: int, seed: int) -> list[dict]:
+    """Evaluate a finished run's periodic checkpoints (``checkpoints/step_*.safetensors`` with their counters
+    ``step_*.json``) in the order the trainer wrote them, into ``eval.csv``: the rows
+    :class:`PeriodicEvaluator` writes while a run goes on (same episodes, seed ``10_000 + seed``; wall time,
+    env steps and updates of each checkpoint), here without taking the CPU from the run they measure.
+
+    The run must have kept them (``trainer.keep_checkpoints``). A checkpoint without readable counters or
+    weights is logged and skipped; ``checkpoints/best.safetensors`` and ``summary.json`` are left as they are.
+    Returns the rows written.
+    """
+    evaluator = PeriodicEvaluator(run_dir, task, episodes, 0.0, seed, keep_best=False)
+    saved: list[tuple[int, Path, dict]] = []
+    for counters in (run_dir / "checkpoints").glob("step_*.json"):
+        agent_file = counters.with_suffix(".safetensors")
+        try:
+            meta = json.loads(counters.read_text())
+            updates = int(meta["updates"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning("%s: no readable counters (%s): not evaluated", counters, exc)
+            continue
+        if not agent_file.is_file():
+            LOG.warning("%s: no %s beside it: not evaluated", counters, agent_file.name)
+            continue
+        saved.append((updates, agent_file, meta))
+    rows = []
+    for _, agent_file, meta in sorted(saved, key=lambda item: (item[0], item[1].name)):
+        row = evaluator._evaluate(agent_file, meta, float(meta.get("wall_s", 0.0)))
+        if row is not None:
+            rows.append(row)
+    return rows
 
 
 def _setup_logging(run_dir: Path) -> None:
