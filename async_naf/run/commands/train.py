@@ -374,7 +374,7 @@ class PeriodicEvaluator:
             return None  # no checkpoint yet (or being replaced right now): next poll
         if agent_file.name in self._done or not agent_file.is_file():
             return None
-        return self._evaluate(agent_file, meta, elapsed)
+        return self.evaluate(agent_file, meta, elapsed)
 
     def _run_paused(self, elapsed: float) -> dict | None:
         """Pause the trainer, have it checkpoint, evaluate that checkpoint; the caller resumes the trainer
@@ -387,7 +387,7 @@ class PeriodicEvaluator:
         held = self._pretrained()
         if held is not None:
             self.control.paused = True  # paused by the trainer itself: resume() must tell it to go on
-            return self._evaluate(*held, elapsed)
+            return self.evaluate(*held, elapsed)
         if self._next_paused > elapsed:
             return None
         named = self.control.pause_and_checkpoint()
@@ -401,7 +401,7 @@ class PeriodicEvaluator:
             LOG.warning("no counters for %s (%s): not evaluated", agent_file, exc)
             self.resume()
             return None
-        return self._evaluate(agent_file, meta, elapsed)
+        return self.evaluate(agent_file, meta, elapsed)
 
     def _pretrained(self) -> tuple[Path, dict] | None:
         """The pre-training checkpoint and its counters, if the trainer wrote it during this run and it is not
@@ -424,7 +424,9 @@ class PeriodicEvaluator:
         if self.control is not None and self.control.paused:
             self.control.resume()
 
-    def _evaluate(self, agent_file: Path, meta: dict, elapsed: float) -> dict | None:
+    def evaluate(self, agent_file: Path, meta: dict, elapsed: float = 0.0) -> dict | None:
+        """Evaluate one checkpoint into ``eval.csv`` (``meta``: its counters; ``elapsed`` stands in for a
+        missing ``wall_s``); the row, or None if the checkpoint could not be read."""
         from async_naf.run.commands.evaluate import evaluate_checkpoint
         from async_naf.run.results import EVAL_FIELDS, append_csv
 
@@ -477,7 +479,7 @@ def evaluate_saved_checkpoints(run_dir: Path, task: str, episodes: int, seed: in
         saved.append((updates, agent_file, meta))
     rows = []
     for _, agent_file, meta in sorted(saved, key=lambda item: (item[0], item[1].name)):
-        row = evaluator._evaluate(agent_file, meta, float(meta.get("wall_s", 0.0)))
+        row = evaluator.evaluate(agent_file, meta)
         if row is not None:
             rows.append(row)
     return rows
