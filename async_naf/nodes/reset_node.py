@@ -12,7 +12,9 @@ With ``use_moveit:=true`` the way home is planned collision-free by ``moveit_py`
 needs a MoveIt config of this arm with a trajectory controller), then the joint-space motion corrects the rest.
 
 Topics and services (relative to the robot namespace):
-  srv sim/reset                             std_srvs/Trigger            (blocks until home and door closed)
+  srv sim/reset                             std_srvs/Trigger            (blocks until home and door closed; served
+                                                                         by the helper node ``reset_service`` in
+                                                                         the same process, its own thread)
   sub joint_states                          sensor_msgs/JointState      sensor QoS (arm joints, by name)
   sub door/joint_states                     sensor_msgs/JointState      sensor QoS ('door_hinge', door tasks)
   pub forward_velocity_controller/commands  std_msgs/Float64MultiArray  reliable, depth 10 (7 rad/s)
@@ -27,9 +29,10 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -84,24 +87,38 @@ class ResetNode(Node):
         self._finished = threading.Event()
         self.counts: Counter[str] = Counter()
         self._last_wait_log = 0.0
-        data_group = MutuallyExclusiveCallbackGroup()  # subscriptions and the control timer
         self._cmd_pub = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands",
                                               _msgs.COMMANDS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # a callback of two arguments gets the message info too (rclpy's Subscription; its annotation says one)
         self.create_subscription(JointState, "joint_states", self._on_joint_states,  # type: ignore[arg-type]
-                                 _msgs.SENSOR, callback_group=data_group)
+                                 _msgs.SENSOR)
         if self.cfg.is_door:
-            self.create_subscription(JointState, "door/joint_states", self._on_door, _msgs.SENSOR,
-                                     callback_group=data_group)
+            self.create_subscription(JointState, "door/joint_states", self._on_door, _msgs.SENSOR)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(self.cfg.control_period_s, self._on_tick, clock=steady, callback_group=data_group)
+        self.create_timer(self.cfg.control_period_s, self._on_tick, clock=steady)
         self.create_timer(float(self.get_parameter("diagnostics_period_s").value), self._publish_diagnostics,
-                          clock=steady, callback_group=data_group)
-        # the service blocks until the reset ends: its own group, so the data group keeps running
-        self.create_service(Trigger, "sim/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
+                          clock=steady)
+        # The service call blocks until the reset ends, so it is served by a node of its own on an executor and
+        # thread of its own; this node's single-threaded executor keeps taking joint states and running the
+        # control timer meanwhile. (One MultiThreadedExecutor with the call blocking one of its threads spun a
+        # core at 100 % in rclpy and starved the control timer for seconds: CI failures of test_reset_node.)
+        self._service_node = rclpy.create_node("reset_service", namespace=self.get_namespace(),
+                                               context=self.context)
+        self._service_node.create_service(Trigger, "sim/reset", self._on_reset)
+        self._service_executor = SingleThreadedExecutor(context=self.context)
+        self._service_executor.add_node(self._service_node)
+        self._service_thread = threading.Thread(target=self._serve, name="reset_service", daemon=True)
+        self._service_thread.start()
         self.get_logger().info(f"reset service ready: task={self.cfg.task} start pose "
                                f"{np.round(self.motion.start_target, 3).tolist()} rad")
+
+    def _serve(self) -> None:
+        """The service node's executor (its own thread) until shutdown."""
+        try:
+            self._service_executor.spin()
+        except (ExternalShutdownException, ShutdownException):
+            return  # the process is shutting down: nothing left to serve
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_states(self, msg: JointState, info: Any) -> None:
@@ -197,6 +214,8 @@ class ResetNode(Node):
             with self._lock:
                 self.motion.phase, self.motion.error = "failed", "the reset node is shutting down"
         self._finished.set()
+        self._service_executor.shutdown(timeout_sec=1.0)
+        self._service_node.destroy_node()
 
     def _publish_diagnostics(self) -> None:
         values = {"phase": self.motion.phase, "waiting_for": self.motion.waiting_for, "blocked": self.motion.blocked,
@@ -215,12 +234,7 @@ def main(args: list[str] | None = None) -> int:
     """Entry point (``reset_node`` console script / ``python -m async_naf.nodes.reset_node``)."""
     from async_naf.nodes._main import run_node
 
-    def executor(node: ResetNode) -> Any:
-        from rclpy.executors import MultiThreadedExecutor
-
-        return MultiThreadedExecutor(num_threads=2)
-
-    return run_node(ResetNode, "reset", args, executor_factory=executor)
+    return run_node(ResetNode, "reset", args)
 
 
 if __name__ == "__main__":
