@@ -203,6 +203,7 @@ def test_a_restarted_trainer_counts_its_predecessors_episodes_and_drops_re_sent_
     line of a trainer killed while writing is skipped)."""
     trainer = Trainer(_cfg(tmp_path))
     trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+    trainer.metrics.write_queued()  # as the update thread does (a checkpoint counts only what metrics.csv holds)
     trainer.save_checkpoint()
     assert trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))
     assert not trainer.record_episode(EpisodeStats(0, 1, -1.25, 10, False, 20))  # the same trainer: a copy
@@ -383,6 +384,39 @@ def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
     finally:
         trainer.stop(final_checkpoint=False)
     assert [r[3:7] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"], ["1", "0", "3", "1"]]
+
+
+def test_an_acknowledgement_writes_the_episode_rows_queued_before_it(tmp_path: Path) -> None:
+    """A collector takes the acknowledgement of an episode's rows as the receipt of its statistics
+    (async_naf.collecting.loop), so the rows queued when an acknowledgement is taken are in metrics.csv,
+    flushed, before it is returned: a trainer killed right after publishing it (its update thread busy with
+    a checkpoint, so nothing written there) loses none of them."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg, instance_id=3)  # the update thread never started: it writes nothing
+    try:
+        assert trainer.add_transitions(_batch(10)._replace(session=5, first=0)) == 10
+        trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+        assert len(_metric_rows(cfg)) == 1 and trainer.metrics.queued == 1  # queued only
+        assert trainer.ack().entries == {(0, 5): (0, 10)}
+        assert [r[3:7] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"]]
+        assert trainer.metrics.queued == 0 and trainer.metrics.rows_written == 1
+    finally:
+        trainer.close()
+
+
+def test_a_checkpoint_counts_the_episodes_metrics_csv_holds(tmp_path: Path) -> None:
+    """An episode still queued when a checkpoint is taken is not in it: a trainer killed before writing the
+    row and resumed from it would otherwise count the episode, and count it again when its collector (never
+    acknowledged) sends it once more."""
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg)  # the update thread never started: the row stays queued
+    try:
+        trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+        assert trainer.episodes == 1 and trainer.save_checkpoint().episodes == 0
+        trainer.metrics.write_queued()
+        assert trainer.save_checkpoint().episodes == 1 and len(_metric_rows(cfg)) == 2
+    finally:
+        trainer.close()
 
 
 def test_close_writes_queued_episode_rows(tmp_path: Path) -> None:

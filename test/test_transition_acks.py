@@ -125,7 +125,9 @@ class World:
                 queue.pop(0)
                 self.overflowed += 1
 
-    def deliver(self) -> None:
+    def deliver(self, write: bool = True) -> None:
+        """What is on the wire into the trainer; ``write``: its metrics.csv rows written at once (else only
+        queued, as while the update thread saves a checkpoint)."""
         assert self.ledger is not None
         for batch in self.wire:
             part = self.ledger.admit(batch)
@@ -136,7 +138,8 @@ class World:
         if self.metrics is not None:
             for stats in self.stats_wire:
                 self.metrics.queue_episode(self.t, len(self.buffer), 0, stats)
-            self.metrics.write_queued()
+            if write:
+                self.metrics.write_queued()
         self.stats_wire.clear()
 
     def ack(self) -> None:
@@ -171,7 +174,8 @@ class World:
         self.ledger = None
         self.wire.clear()  # published to the dead trainer (DDS had not noticed yet): gone
         self.stats_wire.clear()
-        if self.metrics is not None:  # what it wrote to metrics.csv stays there
+        if self.metrics is not None:  # what it wrote to metrics.csv stays there; what it had only queued dies
+            self.metrics._rows.clear()
             self.metrics.close()
         _table, rows = self.checkpoint
         self.buffer = self.buffer[:rows]
@@ -299,6 +303,29 @@ def test_statistics_sent_to_a_killed_trainer_are_re_sent_and_recorded_once(tmp_p
     assert counts["resent_episode_stats"] == 2 and world.metrics.duplicate_episodes == 1
     assert counts["lost_episode_stats"] == 0 and counts["unconfirmed_episode_stats"] == 0
     assert counts["inflight_episode_stats"] == 0
+
+
+@pytest.mark.parametrize("seen_gone", [True, False])
+def test_statistics_a_killed_trainer_had_only_queued_reach_the_next_one(tmp_path: Path, seen_gone: bool) -> None:
+    """The trainer took an episode's rows and statistics, but its update thread had not written the row yet
+    (it was saving the checkpoint that holds those rows) when it died, before acknowledging them. The next
+    trainer holds the rows, from that checkpoint, and not the statistics: the collector sends them again
+    (it dropped them as held before, and the episode vanished uncounted)."""
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(deliver=False)
+    world.deliver(write=False)  # rows in the buffer, the statistics only queued
+    world.save_checkpoint()  # holds the rows of both episodes
+    world.kill_trainer()
+    counts = world.loop.counts
+    if seen_gone:
+        world.episode()  # no trainer: what was in flight goes back to the backlog
+    world.restart_trainer()
+    world.ack()  # the new trainer: it holds the rows of the first two episodes
+    world.drain()
+    assert world.recorded() == list(range(counts["episodes"]))  # every episode once
+    assert counts["resent_episode_stats"] == 1 and counts["lost_episode_stats"] == 0
+    assert counts["lost_with_trainer"] == 0 and world.metrics is not None and world.metrics.duplicate_episodes == 0
 
 
 def test_statistics_lost_in_a_partition_reach_the_same_trainer_again(tmp_path: Path) -> None:

@@ -42,8 +42,11 @@ Rules (units: s):
   episode's end (its rows are sent just before it) and stays in flight, in order with the batches, until
   the trainer acknowledges that many rows. Statistics still in flight when the trainer goes (or another
   trainer answers) go back into the backlog with the batches and are sent again (``resent_episode_stats``;
-  the trainer drops copies by robot, episode and return); forgotten in flight by the bound they are counted
-  ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (A trainer that took an
+  the trainer drops copies by robot, episode and return), even where the trainer that answers holds their
+  rows: a new trainer holds rows from its predecessor's checkpoint, not the statistics that one had only
+  queued; forgotten in flight by the bound they are counted
+  ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (The trainer writes the
+  statistics it has queued to metrics.csv before it publishes an acknowledgement. A trainer that took an
   episode's rows but died before the statistics published just after them arrived: the one window not
   covered.)
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
@@ -229,14 +232,23 @@ class CollectorLoop:
         self.counts["acked_transitions"] = self._acked
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             self._uncount_inflight(self._inflight.popleft())
-        while self._backlog:  # the oldest of the backlog held already (re-queued in flight): no need to re-send
+        # the oldest batches of the backlog held already (re-queued from in flight): no need to re-send them.
+        # Statistics sent before are sent again: rows held say nothing of whether their statistics arrived (a
+        # new trainer holds rows from its checkpoint, not the statistics its predecessor had only queued), and
+        # the trainer drops a copy
+        again: deque[TransitionBatch | _Marked] = deque()
+        while self._backlog:
             head = self._backlog[0]
-            sent = head.sent if isinstance(head, _Marked) else head.sequenced  # statistics never sent: send them
-            if not sent or _end(head) > self._acked:
+            if isinstance(head, _Marked):
+                if not head.sent:  # never sent: it waits its turn, and so does everything behind it
+                    break
+                again.append(self._backlog.popleft())
+                continue
+            if not head.sequenced or _end(head) > self._acked:
                 break
             self._backlog.popleft()
-            if isinstance(head, TransitionBatch):
-                self.counts["backlog_transitions"] -= head.rows
+            self.counts["backlog_transitions"] -= head.rows
+        self._backlog.extendleft(reversed(again))
         return acts
 
     def tick(self, now: float, trainer_listening: bool = True, reset_ready: bool = True,
@@ -483,12 +495,12 @@ class CollectorLoop:
                 self.counts["backlog_transitions"] -= old.rows
 
     def _requeue_inflight(self, held: int) -> None:
-        """Unacknowledged batches and statistics (ending beyond ``held`` rows) back to the front of the
-        backlog, in order."""
+        """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all: see :meth:`on_ack`) back
+        to the front of the backlog, in order."""
         while self._inflight:
             item = self._inflight.pop()
             self._uncount_inflight(item)
-            if _end(item) > held:
+            if isinstance(item, _Marked) or _end(item) > held:
                 self._backlog.appendleft(item)
                 if isinstance(item, TransitionBatch):
                     self.counts["backlog_transitions"] += item.rows

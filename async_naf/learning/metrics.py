@@ -1,7 +1,8 @@
 """The trainer's learning curve (ROS-free): ``metrics.csv`` (one row per finished episode) and TensorBoard.
 
 Rows are queued from any thread (a subscription callback: cheap) and written, flushed, by the update thread
-(:meth:`MetricsLog.write_queued`); :meth:`MetricsLog.close` writes what is still queued. Columns of
+or by the trainer's acknowledgement (:meth:`MetricsLog.write_queued`, any thread, one at a time);
+:meth:`MetricsLog.close` writes what is still queued. Columns of
 metrics.csv: ``wall_s`` (s since the run's first start), ``env_steps``, ``updates`` (as of the episode's
 receipt), ``robot``, ``episode``, ``episode_return``, ``success`` (0/1), ``demo_share`` (share of
 demonstration rows in the update batches since the previous row; 0 without demonstrations) and
@@ -46,6 +47,7 @@ class MetricsLog:
     Attributes:
         unwritten_episode_rows: rows that arrived after :meth:`close` (dropped, logged).
         rows_at_open: episode rows metrics.csv held when opened (a resumed run's earlier rows).
+        rows_written: episode rows written (flushed) since opened.
         duplicate_episodes: episodes refused as copies (module docstring).
     """
 
@@ -61,6 +63,7 @@ class MetricsLog:
         self._rows: deque[tuple[float, int, int, Any, tuple[float, int]]] = deque()
         self.unwritten_episode_rows = 0
         self.duplicate_episodes = 0
+        self.rows_written = 0
         self._recent: deque[tuple[str, str, str]] = deque()
         self._recent_count: Counter[tuple[str, str, str]] = Counter()
         self.rows_at_open = 0 if new else self._read_recent(path)
@@ -145,6 +148,7 @@ class MetricsLog:
                         self._tb.add_scalar("demos/share", demo[0], env_steps)
             if n and self._file is not None:
                 self._file.flush()
+            self.rows_written += n - dropped
         if dropped:
             self.unwritten_episode_rows += dropped
             LOG.warning("%d episode rows arrived after the metrics were closed and were dropped (%d so far)",

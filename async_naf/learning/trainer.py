@@ -263,9 +263,18 @@ class Trainer:
         return n
 
     def ack(self) -> Any:
-        """The acknowledgement to publish (layouts.TransitionAck): what the buffer holds per collector session."""
+        """The acknowledgement to publish (layouts.TransitionAck): what the buffer holds per collector session.
+
+        Episode rows queued when it is taken are written to metrics.csv (flushed) before it is returned. A
+        collector takes the acknowledgement of an episode's rows as the receipt of its statistics too
+        (:mod:`async_naf.collecting.loop`), so a trainer killed right after publishing it must have them in
+        metrics.csv, not only queued for the update thread (which writes nothing while it saves a checkpoint).
+        """
         with self._buffer_lock:
-            return self.ledger.ack()
+            ack = self.ledger.ack()
+        if self.metrics.queued:
+            self.metrics.write_queued()  # the update thread sees rows_written move: an episode boundary
+        return ack
 
     def record_episode(self, stats: Any) -> bool:
         """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback. False: a copy of
@@ -429,9 +438,13 @@ class Trainer:
                     # like them (async-naf train's eval.csv: what the demonstrations gave before going online)
                     self.save_checkpoint(PRETRAINED)
             self._start_updates = self.updates  # max_updates_per_s paces the online updates only
+            rows_seen = self.metrics.rows_written
             while not self._stop.is_set():
-                if self.metrics.queued and self.metrics.write_queued():
-                    self._weights_request = True  # episode boundary: publish the weights if they changed
+                if self.metrics.queued:
+                    self.metrics.write_queued()
+                if self.metrics.rows_written != rows_seen:  # written here or by ack(): an episode boundary
+                    rows_seen = self.metrics.rows_written
+                    self._weights_request = True  # publish the weights if they changed
                 reason = self._stop_reason()
                 if reason:
                     self._finish(reason)
@@ -532,7 +545,11 @@ class Trainer:
         else:
             env_steps = self.env_steps
             received = []  # no buffer in the checkpoint: a trainer resuming from it holds none of the rows
-        counters = {"updates": updates, "env_steps": env_steps, "episodes": self.episodes, "wall_s": self.wall_s,
+        # the episodes metrics.csv holds: a trainer resumed from this checkpoint counts from it, and an episode
+        # still queued here (never written if the trainer dies) is sent again by its collector
+        episodes = self.episodes
+        episodes -= self.metrics.queued  # read after: a row queued in between is left out, not counted twice
+        counters = {"updates": updates, "env_steps": env_steps, "episodes": episodes, "wall_s": self.wall_s,
                     "received": received, "task": self.config.task, "algorithm": self.config.algorithm,
                     "obs_dim": self.obs_dim, "act_dim": self.act_dim, "pretrain_updates": pretrain_updates,
                     **self._demo_counters()}
