@@ -97,3 +97,31 @@ def test_the_start_up_heap_is_frozen_and_young_collections_are_rarer_while_spinn
     assert _run(node) == 0
     frozen, gen0 = node.gc_while_spinning
     assert frozen > 1000 and gen0 == _main.GC_GEN0_THRESHOLD  # the modules and nodes built before the spin
+
+
+class SignallingExecutor(FakeExecutor):
+    """A callback that gets SIGINT or SIGTERM part-way through."""
+
+    signum = signal.SIGINT
+
+    def spin_once(self, timeout_sec: float) -> None:
+        self.node.spins = getattr(self.node, "spins", 0) + 1
+        signal.raise_signal(self.signum)
+        self.node.callback_completed = True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_spin_after_the_running_callback_not_inside_it(signum: int) -> None:
+    """Nothing is raised into the callback running when the signal comes (rclpy's EventsExecutor turned a
+    KeyboardInterrupt raised while it converted a message for a callback into a RuntimeError, and a policy
+    node stopped with Ctrl-C exited with status 1): the callback ends, the loop stops, the node is closed."""
+    node = FakeNode()
+
+    def executor(n: FakeNode) -> SignallingExecutor:
+        ex = SignallingExecutor(n)
+        ex.signum = signum
+        return ex
+
+    assert _main.run_node(lambda: node, "fake", [], executor_factory=executor) == 0
+    assert getattr(node, "callback_completed", False) and node.spins == 1
+    assert node.hooked and node.destroyed and not rclpy.ok()

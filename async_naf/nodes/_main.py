@@ -1,11 +1,15 @@
 """Process entry helper shared by the policy, collector and trainer nodes.
 
 rclpy's default signal handler shuts the context down on SIGINT, after which a node can no longer publish
-(e.g. a last zero-velocity command). Here SIGINT and SIGTERM instead raise ``KeyboardInterrupt`` in the main
-thread, so ``spin`` returns with the context still valid, the node's ``shutdown_hook`` runs (stop the arm,
-write the final checkpoint), and only then is rclpy shut down. Exit status: 0 on a normal or requested
-stop, 2 on bad parameters (ValueError while constructing the node), or what the node's ``exit_code``
-says. An exception while spinning or in ``shutdown_hook`` propagates (after rclpy is shut down).
+(e.g. a last zero-velocity command). Here SIGINT and SIGTERM instead ask the spin loop to stop: it checks
+after every ``spin_once`` (at most 0.1 s apart), leaves with the context still valid, the node's
+``shutdown_hook`` runs (stop the arm, write the final checkpoint), and only then is rclpy shut down. The
+signal raises nothing into the callback running when it comes: rclpy's EventsExecutor turned a
+``KeyboardInterrupt`` raised while it converted a message for a callback into ``RuntimeError: Unable to
+convert call argument '0' to Python object``, and a policy node stopped with Ctrl-C exited with status 1.
+Exit status: 0 on a normal or requested stop, 2 on bad parameters (ValueError while constructing the
+node), or what the node's ``exit_code`` says. An exception while spinning or in ``shutdown_hook``
+propagates (after rclpy is shut down).
 """
 from __future__ import annotations
 
@@ -33,9 +37,12 @@ def settle_heap() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
+_STOP: list[int] = []  # the signals received since run_nodes began (the spin loop stops on the first)
+
+
+def _request_stop(signum: int, frame: Any) -> None:
     del frame
-    raise KeyboardInterrupt(f"signal {signum}")
+    _STOP.append(signum)
 
 
 def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None,
@@ -71,8 +78,9 @@ def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str]
 
     apply_defaults()
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _STOP.clear()
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
     nodes: list[Any] = []
     code = 0
 
@@ -95,7 +103,7 @@ def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str]
             for node in nodes:
                 executor.add_node(node)
             settle_heap()
-            while rclpy.ok() and not finished():
+            while rclpy.ok() and not finished() and not _STOP:
                 executor.spin_once(timeout_sec=0.1)
                 if after_spin is not None:
                     after_spin()
