@@ -253,6 +253,38 @@ def test_non_finite_weights_never_written_or_read() -> None:
         naf.checkpoint_bytes()
 
 
+def _raw(tensors, kind, meta) -> bytes:
+    """safetensors bytes as a file from elsewhere could hold them (checkpoint.pack's checks bypassed)."""
+    return st_save(tensors, metadata={"format": "async_naf", "format_version": "1", "kind": kind,
+                                      "meta": json.dumps(meta)})
+
+
+def test_float64_tensors_beyond_float32_are_refused() -> None:
+    """1e300 is finite as float64 but inf as the float32 every reader uses: refused at load, not run as inf."""
+    naf = _trained(AGENTS["naf"](), steps=1)
+    tensors, meta, kind = checkpoint.unpack(naf.policy_weights(), "policy")
+    tensors["layer0.weight"] = np.full(tensors["layer0.weight"].shape, 1e300, np.float64)
+    with pytest.raises(ValueError, match="float32"):
+        Policy.from_bytes(_raw(tensors, kind, meta))
+    tensors, meta, kind = checkpoint.unpack(naf.checkpoint_bytes(), "agent_checkpoint")
+    tensors["obs_norm.var"] = np.full(tensors["obs_norm.var"].shape, 1e300, np.float64)
+    with pytest.raises(ValueError, match="float32"):
+        NAFAgent.from_checkpoint_bytes(_raw(tensors, kind, meta))
+    # float64 within float32's range still loads (a file from elsewhere may store float64)
+    tensors, meta, kind = checkpoint.unpack(naf.policy_weights(), "policy")
+    tensors["layer0.weight"] = tensors["layer0.weight"].astype(np.float64)
+    assert Policy.from_bytes(_raw(tensors, kind, meta)).obs_dim == OBS
+
+
+@pytest.mark.parametrize("name", ["naf", "ddpg"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_an_agent_checkpoint_with_a_non_finite_counter_is_a_value_error(name, value) -> None:
+    agent = _trained(AGENTS[name](), steps=1)
+    tensors, meta, kind = checkpoint.unpack(agent.checkpoint_bytes(), "agent_checkpoint")
+    with pytest.raises(ValueError, match=r"update_count|checkpoint"):
+        type(agent).from_checkpoint_bytes(_raw(tensors, kind, {**meta, "update_count": value}))
+
+
 def test_make_agent_by_config_and_name() -> None:
     assert isinstance(make_agent(NAFConfig(OBS, ACT)), NAFAgent)
     assert isinstance(make_agent(DDPGConfig(OBS, ACT)), DDPGAgent)
@@ -305,6 +337,11 @@ def test_config_yaml_matches_dataclass_defaults() -> None:
     {"obs_clip": float("inf")},
     {"obs_clip": 0.0},
     {"obs_clip": "10"},
+    # JSON's Infinity in an integer field: int() raises OverflowError, which escaped a node's callback
+    {"update_count": float("inf")},
+    {"obs_dim": float("inf")},
+    {"n_layers": float("inf")},
+    {"n_layers": float("nan")},
 ])
 def test_policy_rejects_non_finite_bounds_and_bad_obs_clip(change) -> None:
     naf = _trained(AGENTS["naf"](), steps=1)

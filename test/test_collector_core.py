@@ -1,6 +1,7 @@
 """async_naf.collecting.collector: episode assembly, rewards from the shared task code, drops, batching (ROS-free)."""
 from __future__ import annotations
 
+import dataclasses
 from itertools import pairwise
 
 import numpy as np
@@ -87,6 +88,36 @@ def test_bad_steps_are_dropped_counted_and_never_paired() -> None:
     batch = asm.pop_batch()
     assert batch.rows == 1 and list(batch.step) == [6]
     assert np.all(np.isfinite(batch.obs)) and np.all(np.isfinite(batch.next_obs))
+
+
+@pytest.mark.parametrize("field", ["obs", "action", "joint_vel", "door_angle"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_values_beyond_float32_are_dropped_as_non_finite(field, batched) -> None:
+    """1e300 is finite as float64 but inf in a float32 transition: that step is dropped and counted, the
+    others still pair (it reached the rows as inf before: a batch the trainer refuses whole, a dataset
+    that cannot be written)."""
+    from async_naf.wire.layouts import PolicySteps
+
+    task = make_task("door_pull")
+    asm = EpisodeAssembler(CollectorConfig(task="door_pull", episode_steps=50))
+    goal = asm.start_episode()
+    robot = _Robot(task, goal.goal)
+    steps = [robot.step(0, i) for i in range(6)]
+    bad = steps[3]
+    if field == "door_angle":
+        steps[3] = dataclasses.replace(bad, door_angle=1e300)
+    else:
+        getattr(bad, field)[0] = 1e300
+    if batched:
+        asm.add_steps(PolicySteps.from_steps(steps))
+    else:
+        for step in steps:
+            asm.add_step(step)
+    assert dict(asm.dropped) == {"non_finite": 1}
+    batch = asm.pop_batch()
+    assert list(batch.step) == [0, 1, 4]  # 2 -> 3 and 3 -> 4 are lost with the bad step
+    for name in ("obs", "action", "reward", "next_obs"):
+        assert np.all(np.isfinite(getattr(batch, name))), name
 
 
 def test_late_steps_after_the_episode_are_ignored_not_counted_as_drops() -> None:

@@ -268,13 +268,13 @@ def test_door_task_replays_the_imu_through_the_estimator(tmp_path: Path) -> None
     assert tuned.door_configs["/robot_0"]["closed_angle_rad"] == 0.05
 
 
-def _robot(task: str = "reach", **kw):
+def _robot(task: str = "reach", estimator=None, **kw):
     from async_naf.collecting.collector import CollectorConfig
     from async_naf.run.convert_raw import RawConfig, RawRobot
     from async_naf.task.tasks import make_task
 
     return RawRobot(make_task(task), CollectorConfig(task=task, episode_steps=100, use_ground_truth=False),
-                    RawConfig(**kw), kinematics=_kin())
+                    RawConfig(**kw), estimator=estimator, kinematics=_kin())
 
 
 def test_pairing_rules_never_a_later_state_max_age_repeats_and_bad_input() -> None:
@@ -330,6 +330,21 @@ def test_pairing_rules_never_a_later_state_max_age_repeats_and_bad_input() -> No
     assert batch.step.tolist() == [1, 6]  # (1, 2) and (6, 7): none across a hole
     # never a later state: the transition of step 1 starts from the state stamped 10 ms, received before it
     assert r.counts["steps"] == 5  # steps 1, 2, 6, 7, 9
+
+
+def test_an_imu_reading_no_sensor_makes_is_a_counted_drop() -> None:
+    """A finite but absurd IMU value (1e200 m/s^2) in a bag: counted as imu:out_of_range, the conversion goes on
+    (it ended with the estimator's OverflowError before)."""
+    from async_naf.run.convert_raw import Event
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+
+    r = _robot("door_pull", estimator=DoorAngleEstimator())
+    ms = 1_000_000
+    for i in range(1, 200):
+        az = 1e200 if i == 100 else 9.81
+        r.feed(Event(i * 5 * ms, "imu", (i * 5 * ms, 0.0, 0.0, 0.0, 0.0, 0.0, az, None, None)))
+    drops = r.all_drops()
+    assert drops["imu:out_of_range"] == 1 and r.counts["imu"] == 198
 
 
 def test_a_bag_without_goals_remapped_topics(tmp_path: Path) -> None:

@@ -139,7 +139,15 @@ def test_bad_samples_are_dropped_and_counted_without_effect() -> None:
             assert est.update(s) is None  # duplicate stamp
         if i == 100:
             assert est.update(clean[95]) is None  # out of order
-    assert est.dropped == {"non_finite": 3, "duplicate": 2, "out_of_order": 1, "invalid": 1}
+        # finite, but no IMU reads that: 1e200 and 1e155 squared overflowed (OverflowError out of update: a
+        # crashed node); 1e10 rad/s was integrated (the angles differ from the clean run's from there on)
+        if i == 110:
+            assert est.update(s._replace(accel=np.array([0.0, 0.0, 1e200]))) is None
+        if i == 120:
+            assert est.update(s._replace(gyro=np.array([1e155, 0.0, 0.0]))) is None
+        if i == 130:
+            assert est.update(s._replace(gyro=np.array([0.0, -1e10, 0.0]))) is None
+    assert est.dropped == {"non_finite": 3, "duplicate": 2, "out_of_order": 1, "invalid": 1, "out_of_range": 3}
     assert set(est.dropped) == set(DROP_REASONS)
     assert all(o is not None for o in out)
     assert [o.angle for o in out] == [e.angle for e in expected]

@@ -114,6 +114,20 @@ def test_estimates_from_before_the_reset_are_ignored(kinematics) -> None:
     assert out.step.step == 0 and out.step.episode == 1
 
 
+def test_an_estimate_older_than_the_one_held_is_a_counted_drop(kinematics) -> None:
+    """Delivered out of order, an older estimate must not replace the newer one the policy then acts on."""
+    loop = make_loop(kinematics, door_wait_s=0.02, door_stamp_tolerance_s=0.011)
+    loop.on_goal(goal(loop), 0.0)
+    loop.on_joint_state(js(0.5, 0.5), 0.5)
+    loop.on_door_deadline(0.521)  # the first step, with the closed prior
+    loop.on_door(1.00, 0.40, 0.0, 0.53)
+    assert loop.on_door(0.80, 0.05, 0.0, 0.54) is None
+    assert loop.drops["door_state"] == 1
+    assert loop.on_door(1.00, 0.41, 0.0, 0.55) is None and loop.drops["door_state"] == 1  # same stamp: kept
+    out = loop.on_joint_state(js(1.0, 1.0), 1.0)  # the held estimate (stamp 1.00) is fresh: acts at once
+    assert out is not None and out.step.door_angle == pytest.approx(0.41)
+
+
 def test_a_missing_door_estimate_stops_the_arm(kinematics) -> None:
     loop = make_loop(kinematics, door_wait_s=0.0, door_stale_s=0.5)
     loop.on_goal(goal(loop), 0.0)

@@ -173,6 +173,19 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path) -> None:
         ReplayBuffer.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("field", ["capacity", "size", "total_added", "obs_dim"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_header_counter_that_is_not_a_number_is_a_value_error(tmp_path, field, value) -> None:
+    """JSON's Infinity/NaN in a header's integer (a corrupt file): ValueError, not OverflowError from int()."""
+    buf = ReplayBuffer(8, 3, 2)
+    buf.add_batch(_rows(0, 5))
+    meta, rows = buf.snapshot()
+    path = tmp_path / "bad.npz"
+    np.savez(path, meta=np.array(json.dumps({**meta, field: value})), **rows._asdict())
+    with pytest.raises(ValueError):
+        ReplayBuffer.load(path)
+
+
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:
     buf = ReplayBuffer(8, 3, 2)
     buf.add_batch(_rows(0, 5))

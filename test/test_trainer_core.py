@@ -484,12 +484,15 @@ def test_resume_falls_back_to_an_older_checkpoint_record(tmp_path: Path) -> None
     first = trainer.save_checkpoint()
     trainer.close()
     latest = tmp_path / "run" / "checkpoints" / "latest.json"
-    latest.write_text("{ half written")
-    resumed = Trainer(_cfg(tmp_path, resume=True))
-    try:
-        assert resumed.env_steps == first.env_steps == 30 and len(resumed.buffer) == 30
-    finally:
-        resumed.close()
+    good = latest.read_text()
+    # a record torn, or with JSON's Infinity in a counter (int() raises OverflowError, not ValueError)
+    for damaged in ("{ half written", json.dumps({**json.loads(good), "updates": float("inf")})):
+        latest.write_text(damaged)
+        resumed = Trainer(_cfg(tmp_path, resume=True))
+        try:
+            assert resumed.env_steps == first.env_steps == 30 and len(resumed.buffer) == 30
+        finally:
+            resumed.close()
     Path(first.agent).unlink()
     with pytest.raises(ValueError, match="no usable checkpoint"):
         Trainer(_cfg(tmp_path, resume=True))

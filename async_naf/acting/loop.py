@@ -160,6 +160,10 @@ class PolicyLoop:
         if self._door_min_stamp is not None and stamp <= self._door_min_stamp:
             self.counts["door_before_episode"] += 1  # an estimate from before the reset: not this episode's
             return None
+        if self._door is not None and stamp < self._door[0]:  # delivered out of order: the held one is newer
+            self.drop("door_state", f"door estimate stamped {stamp:.6f} s, older than the one held "
+                                    f"({self._door[0]:.6f} s): dropped")
+            return None
         self._door = (stamp, angle, velocity)
         self._door_prior = False
         pending = self._pending

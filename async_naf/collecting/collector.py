@@ -30,6 +30,10 @@ from async_naf.common.checks import integers, numbers
 from async_naf.task.tasks import TASK_NAMES
 from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, PolicySteps, TransitionBatch
 
+# the largest magnitude a step's values may have: the transitions are float32 (a float64 1e300 would become inf
+# there; a NaN compares False, so ``abs(x) <= _F32_MAX`` also rejects NaN and Inf)
+_F32_MAX = float(np.finfo(np.float32).max)
+
 
 @dataclass
 class CollectorConfig:
@@ -203,16 +207,18 @@ class EpisodeAssembler:
         self.dropped[reason] += 1
 
     def _invalid(self, step: PolicyStep) -> str:
-        """Why ``step`` cannot be used (``wrong_size``, ``non_finite``), or "" when it can."""
+        """Why ``step`` cannot be used (``wrong_size``; ``non_finite``: NaN, Inf or, except the stamp, beyond
+        float32's range, as its transitions would hold it), or "" when it can."""
         t = self.task
         parts = ((step.obs, (t.obs_dim,)), (step.action, (t.act_dim,)), (step.joint_pos, (7,)),
                  (step.joint_vel, (7,)), (step.ee_pos, (3,)))
         for arr, shape in parts:
             if np.shape(arr) != shape:
                 return "wrong_size"
-            if not np.isfinite(arr).all():
+            if not (np.abs(arr) <= _F32_MAX).all():
                 return "non_finite"
-        if not (math.isfinite(step.door_angle) and math.isfinite(step.door_velocity) and math.isfinite(step.stamp_s)):
+        if not (abs(step.door_angle) <= _F32_MAX and abs(step.door_velocity) <= _F32_MAX
+                and math.isfinite(step.stamp_s)):
             return "non_finite"
         return ""
 
@@ -318,14 +324,17 @@ class EpisodeAssembler:
             the statistics of the episodes these steps ended, in order.
         """
         n = int(steps.stamp_s.shape[0])
-        finite = np.isfinite(steps.stamp_s) & np.isfinite(steps.door_angle) & np.isfinite(steps.door_velocity)
+        # as _invalid: NaN, Inf, or (except the stamp) beyond float32's range
+        finite = (np.isfinite(steps.stamp_s) & (np.abs(steps.door_angle) <= _F32_MAX)
+                  & (np.abs(steps.door_velocity) <= _F32_MAX))
         for f in (steps.obs, steps.action, steps.joint_pos, steps.joint_vel, steps.ee_pos):
-            finite &= np.isfinite(f).all(axis=1)
+            finite &= (np.abs(f) <= _F32_MAX).all(axis=1)
         theta = steps.door_angle if truth_hinge is None else np.asarray(truth_hinge, np.float64)
         handle = None if truth_handle is None or not self.task.is_door else np.asarray(truth_handle, np.float64)
         # each step's reward paired with the step before it (the usual pairing), and its success
         prev_action = np.concatenate((steps.action[:1], steps.action[:-1]))
-        rewards, success = self.task.rewards(steps.ee_pos, prev_action, self._goal, theta, handle)
+        with np.errstate(over="ignore", invalid="ignore"):  # rows dropped below may hold anything
+            rewards, success = self.task.rewards(steps.ee_pos, prev_action, self._goal, theta, handle)
         carried = self._prev  # the previous step from an earlier call (index -1 below)
         prev = -1 if carried is not None else -2  # index of the previous usable step; -2: none
         pairs: list[tuple[int, int, float, bool]] = []  # (previous, this step, reward, terminal)

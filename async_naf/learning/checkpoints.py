@@ -66,7 +66,7 @@ def read_latest_checkpoint(run_dir: str | os.PathLike) -> CheckpointInfo | None:
             updates=int(meta["updates"]), env_steps=int(meta["env_steps"]), episodes=int(meta["episodes"]),
             wall_s=float(meta["wall_s"]),
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:  # int(Infinity): OverflowError
         raise ValueError(f"{pointer}: malformed checkpoint pointer: {exc}") from exc
     if not Path(info.agent).exists() or (info.buffer and not Path(info.buffer).exists()):
         raise ValueError(f"{pointer}: points at missing files ({info.agent}, {info.buffer})")
@@ -108,7 +108,7 @@ def newest_checkpoint(run_dir: str | os.PathLike) -> tuple[CheckpointInfo, dict[
             continue
         try:
             return _info_from(path), json.loads(path.read_text())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
             LOG.warning("checkpoint record %s unusable (%s): trying an older one", path, exc)
             errors.append(f"{path.name}: {exc}")
     if errors:
@@ -121,7 +121,7 @@ def _updates_of(path: Path) -> tuple[int, float]:
     try:
         meta = json.loads(path.read_text())
         return int(meta["updates"]), path.stat().st_mtime
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return -1, 0.0
 
 

@@ -144,7 +144,10 @@ def read_dataset(path: str | os.PathLike, task: str, obs_dim: int, act_dim: int)
     if (meta.get("obs_dim"), meta.get("act_dim")) != (obs_dim, act_dim):
         raise ValueError(f"{replay}: buffer dims ({meta.get('obs_dim')}, {meta.get('act_dim')}) do not match "
                          f"the run's ({obs_dim}, {act_dim})")
-    n = int(meta.get("size", -1))
+    try:
+        n = int(meta.get("size", -1))
+    except (TypeError, ValueError, OverflowError) as exc:  # int(Infinity): OverflowError
+        raise ValueError(f"{replay}: bad row count {meta.get('size')!r}") from exc
     with np.errstate(over="ignore"):
         fields = [np.asarray(arrays[name], np.float32) for name in BATCH_FIELDS]
     shapes = ((n, obs_dim), (n, act_dim), (n,), (n, obs_dim), (n,))

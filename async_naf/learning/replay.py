@@ -39,7 +39,11 @@ EVICTIONS = ("oldest", "random")
 
 
 def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
+    try:
+        whole = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError, OverflowError):  # None, NaN, Infinity (a corrupt file's header)
+        whole = False
+    if not whole or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -229,7 +233,7 @@ class ReplayBuffer:
             buf.rng.bit_generator.state = meta["rng_state"]
             if random:
                 buf.evict_rng.bit_generator.state = meta["evict_rng_state"]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(Infinity): OverflowError
             raise ValueError(f"{path}: inconsistent replay-buffer file: {exc}") from exc
         return buf
 

@@ -100,8 +100,8 @@ def unpack(
     """Inverse of :func:`pack`: return ``(tensors, meta, kind)``; ``kind`` must be one of ``kinds``.
 
     Raises:
-        ValueError: see :func:`read_header`; also unexpected kind, safetensors parse errors and non-finite
-            floating-point tensors.
+        ValueError: see :func:`read_header`; also unexpected kind, safetensors parse errors and floating-point
+            tensors that are not finite as float32 (NaN, Inf, or beyond float32's range).
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
@@ -115,8 +115,12 @@ def unpack(
     except (SafetensorError, ValueError, TypeError) as exc:
         raise ValueError(f"{source}: corrupt safetensors data: {exc}") from exc
     for name, arr in tensors.items():
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{source}: tensor {name!r} contains NaN or Inf")
+        # checked as float32, what every reader uses them as: a float64 1e300 passes isfinite but becomes inf
+        if arr.dtype.kind == "f":
+            with np.errstate(over="ignore"):
+                finite = bool(np.all(np.isfinite(arr.astype(np.float32, copy=False))))
+            if not finite:
+                raise ValueError(f"{source}: tensor {name!r} contains NaN or Inf, or values beyond float32's range")
     return tensors, head["meta"], head["kind"]
 
 

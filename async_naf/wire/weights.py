@@ -49,7 +49,7 @@ class Policy:
             obs_clip = meta["obs_clip"]
             low = np.asarray(meta["action_low"], np.float64)
             high = np.asarray(meta["action_high"], np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(Infinity): OverflowError
             raise ValueError(f"{source}: bad policy metadata: {exc!r}") from exc
         self.obs_clip = number(f"{source}: obs_clip", obs_clip, 0.0, low_open=True)
         if self.obs_dim < 1 or self.act_dim < 1 or n_layers < 1:

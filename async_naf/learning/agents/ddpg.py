@@ -253,7 +253,7 @@ class DDPGAgent:
             agent.update_count = int(meta["update_count"])
             if "noise" in meta:
                 agent.noise.set_state(meta["noise"])
-        except (KeyError, TypeError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
             raise ValueError(f"{source}: bad DDPG checkpoint: {exc!r}") from exc
         return agent
 

@@ -381,7 +381,7 @@ class NAFAgent:
                 if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
                     raise ValueError(f"reward_range {meta['reward_range']!r}")
                 agent.reward_range = (lo, hi)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(Infinity): OverflowError
             raise ValueError(f"{source}: bad checkpoint state: {exc!r}") from exc
         return agent
 

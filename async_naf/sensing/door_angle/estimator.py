@@ -6,7 +6,8 @@ random walk) by tenths of a degree per second, which integrates to tens of degre
 
 Algorithm (per sample, O(1)):
 
-1. Validate: non-finite samples and duplicate or out-of-order stamps are dropped and counted; steps
+1. Validate: non-finite samples, readings beyond any IMU's range (``GYRO_RANGE_MAX``, ``ACCEL_RANGE_MAX``)
+   and duplicate or out-of-order stamps are dropped and counted; steps
    longer than ``max_gap_s`` are counted as gaps (rest windows restart, variance inflated).
 2. Orientation: VQF (Laidig & Seel 2023, the ``vqf`` package, 6D, its own bias estimation off: the bias is
    ours, step 7) integrates the bias-corrected rates (trapezoid: the mean of two samples, scaled to the
@@ -60,7 +61,12 @@ from async_naf.sensing.door_angle.config import DoorAngleConfig
 from async_naf.sensing.door_angle.rest import RestWindows
 from async_naf.wire.imu import ImuSample
 
-DROP_REASONS = ("non_finite", "duplicate", "out_of_order", "invalid")
+DROP_REASONS = ("non_finite", "duplicate", "out_of_order", "invalid", "out_of_range")
+# readings no IMU makes (a MEMS gyro's range ends at tens of rad/s, an accelerometer's at hundreds of g): a
+# corrupt sample, dropped ("out_of_range"). Integrated, one gyro sample of 1e10 rad/s put a 60 s recording's
+# angle 57 deg off; squared in the rest detector's running sums, 1e155 and more raise OverflowError.
+GYRO_RANGE_MAX = 1.0e3  # rad/s, per axis
+ACCEL_RANGE_MAX = 1.0e4  # m/s^2, per axis
 _RIGID_RAD = math.radians(2.0)  # see DoorAngleEstimator._reanchor
 
 
@@ -332,6 +338,10 @@ class DoorAngleEstimator:
         cfg = self.config
         if not math.isfinite(gx + gy + gz + ax + ay + az):  # inf - inf is nan: still caught
             self.dropped["non_finite"] += 1
+            return None
+        if (max(abs(gx), abs(gy), abs(gz)) > GYRO_RANGE_MAX
+                or max(abs(ax), abs(ay), abs(az)) > ACCEL_RANGE_MAX):
+            self.dropped["out_of_range"] += 1
             return None
         if self._last_ns is not None and stamp <= self._last_ns:
             self.dropped["duplicate" if stamp == self._last_ns else "out_of_order"] += 1
