@@ -270,3 +270,24 @@ def test_xacro_command_line_gazebo_needs_no_ament_index(tmp_path: Path) -> None:
         parameters = ET.fromstring(out.stdout).find(".//plugin[@filename='gz_ros2_control-system']/parameters")
         default = Path(parameters.text.strip())
         assert default.is_absolute() and default.resolve() == (REPO / "config" / "controllers.yaml").resolve()
+
+
+@pytest.mark.parametrize("variant", [{}, {"door_hinge_left": "true", "door_opening": "push"}])
+def test_every_link_gazebo_models_has_a_mass(variant: dict) -> None:
+    """sdformat's URDF parser (gazebosim/sdformat src/parser_urdf.cc, CreateSDF) writes no SDF link for a link
+    without a positive <inertial> mass, unless a fixed joint to a parent other than ``world`` lumps it into that
+    parent. Its children's joints then name a parent link that does not exist, and the model does not load.
+    The door frame, fixed to ``world`` without an inertial, was such a link."""
+    urdf = ET.fromstring(_expand(mode="gazebo", namespace="/robot_0", **variant))
+    joint_of = {j.find("child").get("link"): j for j in urdf.findall("joint")}
+    unmodelled = []
+    for link in urdf.findall("link"):
+        name = link.get("name")
+        joint = joint_of.get(name)
+        if name == "world" or (joint is not None and joint.get("type") == "fixed"
+                               and joint.find("parent").get("link") != "world"):
+            continue  # the world, or lumped into its parent
+        mass = link.find("inertial/mass")
+        if mass is None or not float(mass.get("value")) > 0.0:
+            unmodelled.append(name)
+    assert unmodelled == []
