@@ -494,6 +494,10 @@ def test_bringup_gazebo_and_real() -> None:
     imu_topics = [t.text.strip() for t in ET.fromstring(rsp[1].parameters["robot_description"]).iter("sensor")
                   if t.get("type") == "imu" for t in t.iter("topic")]
     assert imu_topics == ["/robot_1/door/imu"]  # each robot's IMU on its own gz topic, bridged 1:1
+    # the IMU messages' frame_id (gz-sensors takes it from gz_frame_id) is the robot's TF frame of the IMU link
+    imu_frames = [t.text.strip() for t in ET.fromstring(rsp[1].parameters["robot_description"]).iter("sensor")
+                  if t.get("type") == "imu" for t in t.iter("gz_frame_id")]
+    assert imu_frames == [rsp[1].parameters["frame_prefix"] + "door_imu_link"] == ["robot_1/door_imu_link"]
     real = build_bringup(_cfg(task="door_pull", workers=1, backend="real"),
                          hardware_plugin="my_driver/MyArmSystem", controller_manager_timeout_s=12.5)
     cm = [n for n in real if n.executable == "ros2_control_node"]

@@ -89,6 +89,7 @@ class _Listener:
         self.node = rclpy.create_node("launch_backend_probe", context=self.context)
         self.joint_states: list = []
         self.imu = 0
+        self.imu_frames: set[str] = set()
         self.clock: list[float] = []
         self.frames: set[tuple[str, str]] = set()
         self.got_joints, self.got_imu, self.got_clock = threading.Event(), threading.Event(), threading.Event()
@@ -114,6 +115,7 @@ class _Listener:
 
     def _on_imu(self, msg) -> None:
         self.imu += 1
+        self.imu_frames.add(msg.header.frame_id)
         self.got_imu.set()
 
     def _on_clock(self, msg) -> None:
@@ -229,8 +231,10 @@ def test_gazebo_backend_streams_joints_imu_clock_and_door_tf():
         assert listener.got_imu.wait(timeout=60), "no door IMU samples through the bridge"
         # the door leaf on TF: door_angle's door_hinge estimate through door_state_publisher
         missing = listener.wait_for_frames({("robot_0/door_frame_link", "robot_0/door_leaf_link"),
-                                            ("world", "robot_0/world")}, timeout_s=60)
+                                            ("world", "robot_0/world"),
+                                            ("robot_0/door_leaf_link", "robot_0/door_imu_link")}, timeout_s=60)
         assert not missing, f"TF frames never published: {missing}"
+        assert listener.imu_frames == {"robot_0/door_imu_link"}  # the IMU's frame as TF names it
         assert not GZ_SHUTDOWN.is_set(), GZ_REASONS  # create and the spawner succeeded
     finally:
         listener.close()

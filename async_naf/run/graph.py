@@ -1078,11 +1078,14 @@ def robot_description(backend: str, namespace: str = "", hardware_plugin: str = 
     doc = xacro.process_file(str(path), mappings=args)
     if backend == "gazebo" and namespace:
         # one world, N robots: each door IMU must publish on its own gz topic (<ns>/door/imu), which the
-        # robot's bridge maps to the ROS topic of the same name
+        # robot's bridge maps to the ROS topic of the same name; its messages' frame_id (gz_frame_id, which
+        # gz-sensors stamps them with) is the robot's prefixed TF frame, as robot_state_publisher names it
         for sensor in doc.getElementsByTagName("sensor"):
             if sensor.getAttribute("type") == "imu":
                 for topic in sensor.getElementsByTagName("topic"):
                     topic.firstChild.nodeValue = f"{namespace.rstrip('/')}/door/imu"
+                for frame in sensor.getElementsByTagName("gz_frame_id"):
+                    frame.firstChild.nodeValue = frame_prefix(namespace) + frame.firstChild.nodeValue.strip()
     if hardware_params:
         hardware = doc.getElementsByTagName("hardware")
         if backend != "real" or not hardware:
