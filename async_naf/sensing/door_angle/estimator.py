@@ -65,8 +65,9 @@ DROP_REASONS = ("non_finite", "duplicate", "out_of_order", "invalid", "out_of_ra
 # readings no IMU makes (a MEMS gyro's range ends at tens of rad/s, an accelerometer's at hundreds of g): a
 # corrupt sample, dropped ("out_of_range"). Integrated, one gyro sample of 1e10 rad/s put a 60 s recording's
 # angle 57 deg off; squared in the rest detector's running sums, 1e155 and more raise OverflowError.
-GYRO_RANGE_MAX = 1.0e3  # rad/s, per axis
-ACCEL_RANGE_MAX = 1.0e4  # m/s^2, per axis
+GYRO_RANGE_MAX = 1.0e3  # rad/s, magnitude
+ACCEL_RANGE_MAX = 1.0e4  # m/s^2, magnitude
+_GYRO_MAX2, _ACCEL_MAX2 = GYRO_RANGE_MAX**2, ACCEL_RANGE_MAX**2
 _RIGID_RAD = math.radians(2.0)  # see DoorAngleEstimator._reanchor
 
 
@@ -336,12 +337,10 @@ class DoorAngleEstimator:
                 as :meth:`update` takes it from the message's covariance; None: the configured noise.
         """
         cfg = self.config
-        if not math.isfinite(gx + gy + gz + ax + ay + az):  # inf - inf is nan: still caught
-            self.dropped["non_finite"] += 1
-            return None
-        if (max(abs(gx), abs(gy), abs(gz)) > GYRO_RANGE_MAX
-                or max(abs(ax), abs(ay), abs(az)) > ACCEL_RANGE_MAX):
-            self.dropped["out_of_range"] += 1
+        # one test for both (NaN compares False; a square beyond float64 is inf): then which of the two
+        if not (gx * gx + gy * gy + gz * gz <= _GYRO_MAX2 and ax * ax + ay * ay + az * az <= _ACCEL_MAX2):
+            finite = math.isfinite(gx + gy + gz + ax + ay + az)  # inf - inf is nan: still caught
+            self.dropped["out_of_range" if finite else "non_finite"] += 1
             return None
         if self._last_ns is not None and stamp <= self._last_ns:
             self.dropped["duplicate" if stamp == self._last_ns else "out_of_order"] += 1
