@@ -344,6 +344,25 @@ def test_a_message_index_that_does_not_match_its_records(tmp_path: Path) -> None
     _assert_same(bag, ["/a"])
 
 
+def test_a_bag_rosbags_refuses_to_open_is_not_read_fast(door_bag: Path, tmp_path: Path) -> None:
+    """A type hash in metadata.yaml that does not match the message definition: rosbags' AnyReader refuses the
+    bag when it opens it; the fast path, which never opened it, converted it (37 transitions of a bag that bag
+    info and the generic path refuse)."""
+    import shutil
+
+    bag = tmp_path / "bag"
+    shutil.copytree(door_bag, bag)
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    for entry in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        if entry["topic_metadata"]["type"] == "sensor_msgs/msg/JointState":
+            entry["topic_metadata"]["type_description_hash"] = "RIHS01_" + "0" * 64
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(Exception, match="hash"):  # rosbags' own error
+        _anyreader(bag, ["/robot_0/policy/step"])
+    assert topic_types(bag) is None
+    assert read_indexed(bag, ["/robot_0/policy/step"]) is None
+
+
 def test_bags_the_fast_path_does_not_handle(tmp_path: Path) -> None:
     msgs = _messages(np.random.default_rng(5), 50)
     bag = tmp_path / "bag"
@@ -363,6 +382,8 @@ def test_bags_the_fast_path_does_not_handle(tmp_path: Path) -> None:
     _none_and_rosbags_reads(bag, ["/a"], rosbags_fails=True)
     (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [")
     assert read_indexed(bag, ["/a"]) is None
+    _write_metadata(bag, ["bag_0.mcap"], msgs, version=float("inf"))  # int(.inf): OverflowError before
+    assert read_indexed(bag, ["/a"]) is None and topic_types(bag) is None
     (bag / "metadata.yaml").unlink()
     assert read_indexed(bag, ["/a"]) is None
     assert read_indexed(tmp_path / "nothing", ["/a"]) is None

@@ -258,19 +258,77 @@ def test_a_failing_writer_drops_and_counts_everything_after_it(tmp_path: Path, m
     assert writer.received == [201, 200] and sum(writer.dropped) >= 2
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def _first_record(data: bytes, opcode: int) -> int:
+    """File offset of the first top-level MCAP record with ``opcode`` (after the 8-byte magic)."""
+    at = 8
+    while at + 9 <= len(data):
+        if data[at] == opcode:
+            return at
+        at += 9 + int.from_bytes(data[at + 1:at + 9], "little")
+    raise AssertionError(f"no record 0x{opcode:02x}")
+
+
+def _damage(bag: Path, damage: str) -> None:
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 3]
+    elif damage == "garbage":
+        data = bytearray(b"\x00garbage" * 100)
+    elif damage == "magic_only":  # rosbags: TypeError from ord() of an empty read
+        data = data[:8]
+    elif damage == "schema_length":  # a Schema record's length far beyond the file: MemoryError / OverflowError
+        data[_first_record(data, 0x03) + 8] = 0xFF
+    mcap.write_bytes(bytes(data))
+    if damage == "zstd_metadata":  # metadata.yaml says zstd file compression, the file is not: ZstdError
+        meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+        meta["rosbag2_bagfile_information"].update(compression_mode="file", compression_format="zstd")
+        (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "magic_only", "schema_length",
+                                    "zstd_metadata"])
 def test_unreadable_bags_are_a_clear_error(tmp_path: Path, damage: str) -> None:
+    """Whatever a damaged bag makes rosbags raise (TypeError, MemoryError, ZstdError... escaped as tracebacks
+    from bag info, bag convert and door-angle before) is a BagError: one line, exit status 2, nothing written."""
+    import contextlib
+    import io
+
+    from async_naf.run.cli import main
+
     bag = tmp_path / "bag"
     if damage != "missing":
         _write_reach_bag(bag)
-        mcap = next(bag.glob("*.mcap"))
-        data = mcap.read_bytes()
-        mcap.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"\x00garbage" * 100)
+        _damage(bag, damage)
     with pytest.raises(BagError, match="not a readable"):
         bag_info(bag)
     out = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "bag", "info", str(bag)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a readable" in out.stderr and "Traceback" not in out.stderr
+    for method in ("exact", "raw"):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(["bag", "convert", str(bag), "--task", "reach", "--method", method,
+                       "--out", str(tmp_path / method)])
+        assert rc == 2 and "not a readable" in err.getvalue(), (method, err.getvalue())
+        assert not (tmp_path / method).exists()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["door-angle", str(bag), "--out", str(tmp_path / "angle.csv")]) == 1
+    assert not (tmp_path / "angle.csv").exists() and ("cannot open bag" in err.getvalue()
+                                                      or "no such bag" in err.getvalue()), err.getvalue()
+
+
+def test_a_topic_metadata_yaml_names_wrongly_is_a_clear_error(tmp_path: Path) -> None:
+    """A topic name or type that is not a string (a hand-edited metadata.yaml): bag info said so with a
+    TypeError / ValueError traceback from sorting and formatting its table."""
+    bag = tmp_path / "bag"
+    _write_reach_bag(bag)
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    meta["rosbag2_bagfile_information"]["topics_with_message_count"][0]["topic_metadata"]["type"] = 5
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(BagError, match="of type 5"):
+        bag_info(bag)
 
 
 def test_recorder_config_validation() -> None:

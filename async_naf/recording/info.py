@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from async_naf.common.bag_errors import read_errors
 from async_naf.recording.ready import topic_namespace
 from async_naf.task.tasks import TASK_NAMES, make_task
 from async_naf.wire import layouts
@@ -108,7 +109,6 @@ def bag_info(path: str | Path) -> BagInfo:
         BagError: not a readable bag.
     """
     from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
     from rosbags.serde import SerdeError
     from rosbags.typesys import Stores, get_typestore
 
@@ -121,6 +121,8 @@ def bag_info(path: str | Path) -> BagInfo:
     try:
         with AnyReader([path], default_typestore=store) as reader:
             for conn in reader.connections:
+                if not (isinstance(conn.topic, str) and isinstance(conn.msgtype, str)):  # a damaged metadata.yaml
+                    raise BagError(f"{path}: a topic named {conn.topic!r} of type {conn.msgtype!r}")
                 info.topics.setdefault(conn.topic, TopicInfo(conn.topic, conn.msgtype))
             for conn, t_ns, raw in reader.messages():
                 topic = info.topics[conn.topic]
@@ -149,8 +151,10 @@ def bag_info(path: str | Path) -> BagInfo:
                 except (AnyReaderError, SerdeError, layouts.LayoutError, ValueError, AssertionError, IndexError,
                         KeyError, AttributeError):
                     info.undecodable += 1
-    except (AnyReaderError, ReaderError, OSError) as exc:
-        raise BagError(f"{path}: not a readable rosbag2 bag: {exc}") from exc
+    except BagError:
+        raise
+    except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
+        raise BagError(f"{path}: not a readable rosbag2 bag: {type(exc).__name__}: {exc}") from exc
     firsts = [t.first_s for t in info.topics.values() if t.count]
     lasts = [t.last_s for t in info.topics.values() if t.count]
     info.duration_s = max(lasts) - min(firsts) if firsts else 0.0

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
+from async_naf.common.bag_errors import read_errors
 from async_naf.learning.replay import Batch, ReplayBuffer
 from async_naf.recording.info import BagError
 from async_naf.wire import layouts
@@ -158,8 +159,7 @@ def _decode_counted(kind: str, ns: str, order: int, decode: Any, task_obj: Any, 
 
 def _read_generic(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter[str]) -> _Decoded:
     """The robot topics through rosbags, message by message (any storage, any bag rosbags reads)."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
+    from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
     out = _Decoded()
@@ -175,8 +175,8 @@ def _read_generic(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter
                 seen[conn.topic] += 1
                 _decode_counted(kind, ns, seen[conn.topic] - 1,
                                 lambda raw=raw, conn=conn: reader.deserialize(raw, conn.msgtype), task_obj, out, drops)
-    except (AnyReaderError, ReaderError, OSError) as exc:
-        raise BagError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+    except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
+        raise BagError(f"{bag}: not a readable rosbag2 bag: {type(exc).__name__}: {exc}") from exc
     return out
 
 

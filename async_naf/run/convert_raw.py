@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from async_naf.common.bag_errors import read_errors
 from async_naf.common.checks import numbers
 from async_naf.recording.info import BagError
 from async_naf.wire.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
@@ -659,7 +660,6 @@ def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str],
                   ) -> tuple[list[str], Mapping[str, Events], dict[str, dict[int, Any]]]:
     """The robots, their events and ground truth, message by message through rosbags' AnyReader."""
     from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
     from rosbags.typesys import Stores, get_typestore
 
     try:
@@ -684,8 +684,8 @@ def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str],
                     truth[ns][data[0]] = data[1]
                 else:
                     events[ns].append(Event(t_ns, kind, data))
-    except (AnyReaderError, ReaderError, OSError) as exc:
-        raise BagError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+    except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
+        raise BagError(f"{bag}: not a readable rosbag2 bag: {type(exc).__name__}: {exc}") from exc
     return namespaces, events, truth
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from async_naf.common.bag_errors import read_errors
 from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 
 IMU_TYPE = "sensor_msgs/msg/Imu"
@@ -37,16 +38,15 @@ def _typestore():
 
 def _open_reader(path: Path):
     """An opened rosbags AnyReader (raises BagError for a missing or unreadable bag)."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
+    from rosbags.highlevel import AnyReader
 
     if not path.exists():
         raise BagError(f"no such bag: {path}")
     try:
         reader = AnyReader([path], default_typestore=_typestore())
         reader.open()
-    except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as exc:
-        raise BagError(f"cannot open bag {path} (corrupt or not a rosbag2 bag?): {exc}") from exc
+    except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
+        raise BagError(f"cannot open bag {path} (corrupt or not a rosbag2 bag?): {type(exc).__name__}: {exc}") from exc
     return reader
 
 
@@ -111,8 +111,13 @@ class ImuBag:
         if topics[self.topic] != IMU_TYPE:
             reader.close()
             raise BagError(f"topic {self.topic!r} in {self.path} has type {topics[self.topic]}, not {IMU_TYPE}")
+        connections = [c for c in reader.connections if c.topic == self.topic]
+        counts = [c.msgcount for c in connections]
+        if not all(type(n) is int and n >= 0 for n in counts):  # a damaged metadata.yaml (bool is not int here)
+            reader.close()
+            raise BagError(f"bag {self.path}: message counts {counts!r} of {self.topic} are not counts (corrupt?)")
         self._reader = reader
-        self._connections = [c for c in reader.connections if c.topic == self.topic]
+        self._connections = connections
         return self
 
     def __exit__(self, *exc: object) -> None:
