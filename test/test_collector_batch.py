@@ -38,6 +38,10 @@ def _model(config: CollectorConfig, goal: np.ndarray, episode: int, steps: list[
             drops["non_finite"] = drops.get("non_finite", 0) + 1
             prev = None
             continue
+        if np.any(step.action < task.action_low - 1e-6) or np.any(step.action > task.action_high + 1e-6):
+            drops["out_of_bounds"] = drops.get("out_of_bounds", 0) + 1
+            prev = None
+            continue
         p, prev = prev, step
         if p is None:
             continue
@@ -86,6 +90,9 @@ def _steps(task_name: str, events: list[str], seed: int) -> list[PolicyStep]:
         elif event == "nan":
             obs = obs.copy()
             obs[3] = np.nan
+        elif event == "oob":  # beyond the task's action bounds: no policy sends that
+            action = action.copy()
+            action[2] = 1.5 * task.action_high[2] * (1 if rng.random() < 0.5 else -1)
         steps.append(PolicyStep(stamp, episode, i, obs, action, q, qd, ee, door, 0.1))
         index += event != "other_episode"  # another episode's step interleaved: this episode goes on
     return steps
@@ -97,7 +104,7 @@ def handle_or_target(task, goal: np.ndarray, door: float) -> np.ndarray:
     return handle_point(goal, door) if task.is_door else np.asarray(goal, float)
 
 
-EVENTS = st.lists(st.sampled_from(["ok"] * 6 + ["near_goal", "other_episode", "gap", "out_of_order", "nan"]),
+EVENTS = st.lists(st.sampled_from(["ok"] * 6 + ["near_goal", "other_episode", "gap", "out_of_order", "nan", "oob"]),
                   min_size=1, max_size=60)
 
 

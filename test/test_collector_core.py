@@ -120,6 +120,28 @@ def test_values_beyond_float32_are_dropped_as_non_finite(field, batched) -> None
         assert np.all(np.isfinite(getattr(batch, name))), name
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_action_beyond_the_task_bounds_is_dropped_as_out_of_bounds(batched) -> None:
+    """No policy sends it (it clamps to the bounds): a step of a bag with one is bad input, dropped and counted
+    (bag convert --method exact kept it, 1e6 times over the bound, where --method raw dropped the command)."""
+    from async_naf.wire.layouts import PolicySteps
+
+    task = make_task("door_pull")
+    asm = EpisodeAssembler(CollectorConfig(task="door_pull", episode_steps=50))
+    goal = asm.start_episode()
+    robot = _Robot(task, goal.goal)
+    steps = [robot.step(0, i) for i in range(6)]
+    steps[3].action[1] = task.action_high[1] + 1e-3
+    steps[4].action[:] = task.action_low  # at the bounds: kept
+    if batched:
+        asm.add_steps(PolicySteps.from_steps(steps))
+    else:
+        for step in steps:
+            asm.add_step(step)
+    assert dict(asm.dropped) == {"out_of_bounds": 1}
+    assert list(asm.pop_batch().step) == [0, 1, 4]
+
+
 def test_late_steps_after_the_episode_are_ignored_not_counted_as_drops() -> None:
     task = make_task("reach")
     asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=2))

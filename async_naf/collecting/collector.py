@@ -33,6 +33,9 @@ from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, PolicySteps, 
 # the largest magnitude a step's values may have: the transitions are float32 (a float64 1e300 would become inf
 # there; a NaN compares False, so ``abs(x) <= _F32_MAX`` also rejects NaN and Inf)
 _F32_MAX = float(np.finfo(np.float32).max)
+# an action beyond the task's bounds by more than this is no action the policy could have sent (it clamps to
+# them: float32 bounds, float64 actions), rad/s; as bag convert --method raw's default action_tolerance
+ACTION_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -162,6 +165,10 @@ class EpisodeAssembler:
         self.config = config
         self.task = task
         self.episode_steps = config.episode_steps or int(task.episode_steps)
+        self._act_low = np.asarray(task.action_low, np.float64) - ACTION_TOLERANCE
+        self._act_high = np.asarray(task.action_high, np.float64) + ACTION_TOLERANCE
+        # bounds symmetric about 0 (every task's): one test on the magnitudes _invalid has anyway
+        self._act_sym = bool(np.array_equal(self._act_low, -self._act_high))
         self.rng = np.random.default_rng(config.seed)
         self.episode = -1
         self.env_steps = 0
@@ -208,7 +215,8 @@ class EpisodeAssembler:
 
     def _invalid(self, step: PolicyStep) -> str:
         """Why ``step`` cannot be used (``wrong_size``; ``non_finite``: NaN, Inf or, except the stamp, beyond
-        float32's range, as its transitions would hold it), or "" when it can."""
+        float32's range, as its transitions would hold it; ``out_of_bounds``: an action beyond the task's bounds,
+        which no policy sends), or "" when it can."""
         t = self.task
         parts = ((step.obs, (t.obs_dim,)), (step.action, (t.act_dim,)), (step.joint_pos, (7,)),
                  (step.joint_vel, (7,)), (step.ee_pos, (3,)))
@@ -216,11 +224,15 @@ class EpisodeAssembler:
             if np.shape(arr) != shape:
                 return "wrong_size"
         # one pass over all values (the max of an array holding NaN is NaN, which compares False)
-        peak = np.abs(np.concatenate([arr for arr, _ in parts])).max()
-        if not (peak <= _F32_MAX and abs(step.door_angle) <= _F32_MAX and abs(step.door_velocity) <= _F32_MAX
+        mags = np.abs(np.concatenate([arr for arr, _ in parts]))
+        if not (mags.max() <= _F32_MAX and abs(step.door_angle) <= _F32_MAX and abs(step.door_velocity) <= _F32_MAX
                 and math.isfinite(step.stamp_s)):
             return "non_finite"
-        return ""
+        if self._act_sym:
+            inside = (mags[t.obs_dim:t.obs_dim + t.act_dim] <= self._act_high).all()
+        else:
+            inside = (step.action >= self._act_low).all() and (step.action <= self._act_high).all()
+        return "" if inside else "out_of_bounds"
 
     # the pairing rules for one step (_advance): what became of it
     _SKIP, _RESTART, _KEEP, _PAIR = range(4)
@@ -329,6 +341,7 @@ class EpisodeAssembler:
                   & (np.abs(steps.door_velocity) <= _F32_MAX))
         for f in (steps.obs, steps.action, steps.joint_pos, steps.joint_vel, steps.ee_pos):
             finite &= (np.abs(f) <= _F32_MAX).all(axis=1)
+        inside = ((steps.action >= self._act_low) & (steps.action <= self._act_high)).all(axis=1)
         theta = steps.door_angle if truth_hinge is None else np.asarray(truth_hinge, np.float64)
         handle = None if truth_handle is None or not self.task.is_door else np.asarray(truth_handle, np.float64)
         # each step's reward paired with the step before it (the usual pairing), and its success
@@ -340,7 +353,8 @@ class EpisodeAssembler:
         pairs: list[tuple[int, int, float, bool]] = []  # (previous, this step, reward, terminal)
         ended: list[EpisodeStats] = []
         episode, index, stamp = steps.episode.tolist(), steps.step.tolist(), steps.stamp_s.tolist()
-        reasons = ["" if ok else "non_finite" for ok in finite.tolist()]
+        reasons = ["" if ok else "non_finite" if not f else "out_of_bounds"
+                   for ok, f in zip((finite & inside).tolist(), finite.tolist(), strict=True)]
         reward_list, success_list = rewards.tolist(), success.tolist()
         for i in range(n):
             code = self._advance(episode[i], index[i], stamp[i], reasons[i])
