@@ -68,4 +68,19 @@ def test_train_offline_writes_a_run_directory_with_greedy_evaluations(tmp_path: 
     assert main(["train-offline", str(ds), "--task", "reach", "--run-dir", str(run), "--updates", "1"]) == 2
     assert main(["train-offline", str(ds), "--task", "door_pull", "--run-dir", str(tmp_path / "x"),
                  "--updates", "1"]) == 2
-    assert "task 'reach'" in capsys.readouterr().err and not (tmp_path / "x" / "checkpoints").exists()
+    assert "task 'reach'" in capsys.readouterr().err and not (tmp_path / "x").exists()  # no empty run dir either
+
+
+def test_a_dataset_manifest_with_unhashable_layouts_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    """``layouts: [{}]`` in a dataset's manifest (hand-edited, corrupt): a TypeError traceback before."""
+    from test_demos import _dataset, _rows
+
+    from async_naf.run.cli import main
+
+    ds = _dataset(tmp_path / "ds", _rows(20, reward=-1.0, seed=3))
+    manifest = json.loads((ds / "manifest.json").read_text())
+    for bad in ([{}], [[1]]):
+        (ds / "manifest.json").write_text(json.dumps({**manifest, "layouts": bad}))
+        assert main(["train-offline", str(ds), "--task", "reach", "--run-dir", str(tmp_path / "r"),
+                     "--updates", "1", "--quiet"]) == 2
+        assert "layouts" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -120,7 +120,7 @@ def check_manifest(manifest: dict[str, Any], where: str, task: str, obs_dim: int
     if not isinstance(recorded, list) or not recorded:
         problems.append("no message layouts recorded")
     else:
-        unknown = sorted(str(x) for x in recorded if x not in KNOWN_LAYOUTS)
+        unknown = sorted(str(x) for x in recorded if not isinstance(x, str) or x not in KNOWN_LAYOUTS)
         if unknown:
             problems.append(f"message layouts {unknown} this build does not read (it reads {sorted(KNOWN_LAYOUTS)})")
     if manifest.get("replay_format", REPLAY_FORMAT) != REPLAY_FORMAT:

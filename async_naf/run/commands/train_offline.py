@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         from async_naf.run.commands.train import remove_outputs
 
         remove_outputs(run_dir, OUTPUTS)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     from async_naf.run.demos import prepare_demos
 
@@ -119,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
         summary = train_offline(cfg, datasets, args.updates, args.eval_every, args.eval_episodes, args.quiet)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if created:  # no half-made run directory left behind (a dataset that does not fit, a bag that does not convert)
+            try:
+                shutil.rmtree(run_dir)
+            except OSError as rm_exc:
+                print(f"warning: could not remove {run_dir}: {rm_exc}", file=sys.stderr)
         return 2
     summary["command"] = shlex.join(["async-naf", *sys.argv[1:]])
     write_json(run_dir / "summary.json", summary)
