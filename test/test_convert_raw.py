@@ -380,6 +380,9 @@ def test_missing_and_mistyped_topics_are_clear_errors_with_no_partial_output(tmp
     arm.write(bag)
     with pytest.raises(BagError, match="door/imu"):
         convert_raw(bag, "door_pull")  # a reach bag has no IMU
+    with pytest.raises(BagError, match="door/imu") as got:  # the same through rosbags, message by message
+        convert_raw(bag, "door_pull", vectorised=False)
+    assert "not a readable" not in str(got.value)  # a missing topic, not a damaged bag
     wrong = tmp_path / "wrong"
     store = _store()
     writer = BagWriter(wrong, [TopicSpec("/robot_0/joint_states", F64, qos_dict("sensor")),

@@ -319,6 +319,32 @@ def test_unreadable_bags_are_a_clear_error(tmp_path: Path, damage: str) -> None:
                                                       or "no such bag" in err.getvalue()), err.getvalue()
 
 
+def test_a_damaged_chunk_rosbags_skips_is_reported_not_silently_short(tmp_path: Path) -> None:
+    """A damaged record inside a chunk makes rosbags skip the chunk without an error: bag info said nothing (0
+    messages read of 200), a message-by-message conversion went on with what it got. Now bag info reports the
+    topics short of their metadata counts and the conversions through rosbags refuse the bag."""
+    from async_naf.bench.convert import write_door_bag
+    from async_naf.run.convert import convert_exact
+    from async_naf.run.convert_raw import convert_raw
+
+    bag = tmp_path / "bag"
+    write_door_bag(bag, 40, episode_steps=15)
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    at = _first_record(data, 0x06) + 9 + 8 + 8 + 8 + 4  # a chunk's records: after its times, size, crc,
+    at += 4 + int.from_bytes(data[at:at + 4], "little") + 8  # compression name and records length
+    assert data[at] == 0x03  # the chunk's first record: a Schema
+    data[at + 1] ^= 0xFF  # its length
+    mcap.write_bytes(bytes(data))
+    info = bag_info(bag)
+    assert info.topics["/robot_0/door/imu"].count < info.topics["/robot_0/door/imu"].indexed == 200
+    assert "MISSING: /robot_0/door/imu: read" in format_info(info)
+    with pytest.raises(BagError, match="fewer messages than its metadata counts"):
+        convert_exact(bag, "door_pull", vectorised=False)
+    with pytest.raises(BagError, match="fewer messages than its metadata counts"):
+        convert_raw(bag, "door_pull", vectorised=False)
+
+
 def test_a_topic_metadata_yaml_names_wrongly_is_a_clear_error(tmp_path: Path) -> None:
     """A topic name or type that is not a string (a hand-edited metadata.yaml): bag info said so with a
     TypeError / ValueError traceback from sorting and formatting its table."""

@@ -37,6 +37,8 @@ class BagError(ValueError):
 class TopicInfo:
     """One topic of a bag. Times in s (receive times), rate in Hz, lag in s.
 
+    ``indexed``: the message count the bag's metadata gives the topic (-1: none); ``count`` below it means
+    messages the reader could not get at (a damaged chunk that rosbags skips without an error).
     ``stamp_clock``: what the header stamps count (``system``: wall time, the lag is behind the receive time;
     ``sim``: a simulation's clock, the lag is behind that clock at reception; ``""``: no stamps; ``unknown``:
     sim-clock stamps without a clock topic to compare with, no lag).
@@ -45,6 +47,7 @@ class TopicInfo:
     name: str
     type: str
     count: int = 0
+    indexed: int = -1
     first_s: float = math.nan
     last_s: float = math.nan
     max_gap_s: float = 0.0
@@ -87,7 +90,7 @@ class BagInfo:
             "path": self.path, "duration_s": self.duration_s, "undecodable": self.undecodable,
             "topics": {n: {"type": t.type, "count": t.count, "rate_hz": t.rate_hz, "max_gap_s": t.max_gap_s,
                            "lag_mean_s": num(t.lag_mean_s), "lag_max_s": num(t.lag_max_s),
-                           "stamp_clock": t.stamp_clock}
+                           "stamp_clock": t.stamp_clock, "indexed": t.indexed}
                        for n, t in self.topics.items()},
             "episodes": {ns: len(eps) for ns, eps in self.episodes.items()},
             "feeds": self.feeds,
@@ -123,7 +126,9 @@ def bag_info(path: str | Path) -> BagInfo:
             for conn in reader.connections:
                 if not (isinstance(conn.topic, str) and isinstance(conn.msgtype, str)):  # a damaged metadata.yaml
                     raise BagError(f"{path}: a topic named {conn.topic!r} of type {conn.msgtype!r}")
-                info.topics.setdefault(conn.topic, TopicInfo(conn.topic, conn.msgtype))
+                topic_info = info.topics.setdefault(conn.topic, TopicInfo(conn.topic, conn.msgtype))
+                if type(conn.msgcount) is int and conn.msgcount >= 0:
+                    topic_info.indexed = max(topic_info.indexed, 0) + conn.msgcount
             for conn, t_ns, raw in reader.messages():
                 topic = info.topics[conn.topic]
                 t = t_ns * 1e-9
@@ -218,4 +223,8 @@ def format_info(info: BagInfo) -> str:
             lines.append(f"{task_name} {way}: {verdict}")
     if info.undecodable:
         lines.append(f"undecodable messages skipped: {info.undecodable}")
+    for name, t in sorted(info.topics.items()):
+        if t.count < t.indexed:
+            lines.append(f"MISSING: {name}: read {t.count} of the {t.indexed} messages the bag's metadata counts "
+                         "(a damaged chunk?)")
     return "\n".join(lines)

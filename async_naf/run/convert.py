@@ -175,9 +175,24 @@ def _read_generic(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter
                 seen[conn.topic] += 1
                 _decode_counted(kind, ns, seen[conn.topic] - 1,
                                 lambda raw=raw, conn=conn: reader.deserialize(raw, conn.msgtype), task_obj, out, drops)
+            check_counts(bag, conns, seen)
+    except BagError:  # this module's own (a topic missing, ...): not a damaged bag
+        raise
     except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
         raise BagError(f"{bag}: not a readable rosbag2 bag: {type(exc).__name__}: {exc}") from exc
     return out
+
+
+def check_counts(bag: Path, connections: list[Any], seen: Counter[str]) -> None:
+    """BagError if rosbags yielded fewer messages of a topic than the bag's metadata counts: it skips a damaged
+    chunk without an error, and a conversion would go on with a part of the data."""
+    expected: Counter[str] = Counter()
+    for c in connections:
+        if type(c.msgcount) is int:
+            expected[c.topic] += c.msgcount
+    short = [f"{topic}: {seen[topic]} of {n}" for topic, n in sorted(expected.items()) if seen[topic] < n]
+    if short:
+        raise BagError(f"{bag}: read fewer messages than its metadata counts ({'; '.join(short)}): a damaged chunk?")
 
 
 def _read_fast(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter[str]) -> _Decoded | None:

@@ -662,6 +662,8 @@ def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str],
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.typesys import Stores, get_typestore
 
+    from async_naf.run.convert import check_counts
+
     try:
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
             types = {c.topic: c.msgtype for c in reader.connections}
@@ -670,9 +672,11 @@ def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str],
             truth: dict[str, dict[int, Any]] = {ns: {} for ns in namespaces}
             conns = [c for c in reader.connections if c.topic in by_topic]
             decode = _decoder(goal_dim, drops)
+            seen: Counter[str] = Counter()
             for conn, t_ns, raw in reader.messages(connections=conns):
                 ns, kind = by_topic[conn.topic]
                 counts[kind] += 1
+                seen[conn.topic] += 1
                 try:
                     data = decode(kind, raw, partial(reader.deserialize, raw, conn.msgtype))
                 except AnyReaderError:
@@ -684,6 +688,9 @@ def _read_generic(bag: Path, task: str, need: list[str], remaps: dict[str, str],
                     truth[ns][data[0]] = data[1]
                 else:
                     events[ns].append(Event(t_ns, kind, data))
+            check_counts(bag, conns, seen)
+    except BagError:  # this module's own (a topic missing, ...): not a damaged bag
+        raise
     except read_errors() as exc:  # whatever a damaged bag makes rosbags raise
         raise BagError(f"{bag}: not a readable rosbag2 bag: {type(exc).__name__}: {exc}") from exc
     return namespaces, events, truth
