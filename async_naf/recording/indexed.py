@@ -32,7 +32,10 @@ metadata.yaml, a file the ``mcap`` library refuses (truncated, corrupt), or any 
 indexes and the records they point at; and where rosbags refuses to open the bag (``AnyReader`` checks the
 metadata, the summaries, the message definitions and type hashes when it opens a bag; :func:`topic_types` and
 :func:`read_indexed` open it so, and serve no bag the reader they stand in for would refuse: 15-130 ms a bag
-here). The payloads are never deserialised here.
+here). The payloads are never deserialised here. One difference is left on purpose: rosbags skips a chunk whose
+records it cannot parse without an error (a damaged record length: no messages of that chunk); the indexes
+still point at its messages, and this reads them. ``async-naf bag info`` reports such a topic as short of its
+metadata count, and the conversions that read through rosbags refuse the bag.
 
 No ROS imports: ``mcap`` reads the summary, the records are parsed with ``struct`` and numpy, chunks are
 decompressed with the zstd and lz4 modules rosbags itself uses. On one core, the ``policy/step`` topic of a

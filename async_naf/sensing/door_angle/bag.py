@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,13 +51,22 @@ def _open_reader(path: Path):
     return reader
 
 
+def _close(reader: Any, path: str | Path) -> None:
+    """Close a rosbags reader; what a damaged bag makes that raise (rosbags' close of a bag whose metadata.yaml
+    names its files wrongly: AttributeError) becomes a BagError."""
+    try:
+        reader.close()
+    except read_errors() as exc:
+        raise BagError(f"cannot close bag {path} (corrupt?): {type(exc).__name__}: {exc}") from exc
+
+
 def list_topics(path: str | Path) -> dict[str, str]:
     """Topics of a bag and their message types (raises BagError for a missing or unreadable bag)."""
     reader = _open_reader(Path(path))
     try:
         return {c.topic: c.msgtype for c in reader.connections}
     finally:
-        reader.close()
+        _close(reader, path)
 
 
 def imu_topic(path: str | Path) -> str:
@@ -99,22 +109,22 @@ class ImuBag:
             try:
                 self.topic = _only_imu_topic(self.path, topics)
             except BagError:
-                reader.close()
+                _close(reader, self.path)
                 raise
         if self.topic not in topics and "/" + self.topic in topics:
             self.topic = "/" + self.topic  # a relative name as typed by a user: bags store absolute names
         if self.topic not in topics:
-            reader.close()
+            _close(reader, self.path)
             imu_topics = sorted(t for t, m in topics.items() if m == IMU_TYPE)
             hint = f"; IMU topics in it: {', '.join(imu_topics)}" if imu_topics else "; it has no IMU topic"
             raise BagError(f"topic {self.topic!r} is not in bag {self.path}{hint}")
         if topics[self.topic] != IMU_TYPE:
-            reader.close()
+            _close(reader, self.path)
             raise BagError(f"topic {self.topic!r} in {self.path} has type {topics[self.topic]}, not {IMU_TYPE}")
         connections = [c for c in reader.connections if c.topic == self.topic]
         counts = [c.msgcount for c in connections]
         if not all(type(n) is int and n >= 0 for n in counts):  # a damaged metadata.yaml (bool is not int here)
-            reader.close()
+            _close(reader, self.path)
             raise BagError(f"bag {self.path}: message counts {counts!r} of {self.topic} are not counts (corrupt?)")
         self._reader = reader
         self._connections = connections
@@ -122,7 +132,7 @@ class ImuBag:
 
     def __exit__(self, *exc: object) -> None:
         if self._reader is not None:
-            self._reader.close()
+            _close(self._reader, self.path)
             self._reader = None
 
     def info(self) -> ImuTopicInfo:
