@@ -382,6 +382,18 @@ def test_a_bag_given_as_demos_is_converted_into_the_run_directory_once(tmp_path:
         prepare_demos(paths, "door_pull", tmp_path / "run4")
 
 
+def test_train_with_demos_that_do_not_fit_leaves_no_run_directory(tmp_path: Path, capsys) -> None:
+    """async-naf train --demos refuses before any node starts; the run directory it had made stayed behind."""
+    from async_naf.run.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--task", "reach", "--demos", str(tmp_path / "nothing"), "--run-dir", str(run)]) == 2
+    assert "no such dataset or bag" in capsys.readouterr().err and not run.exists()
+    run.mkdir()  # a directory the user made is theirs: kept
+    assert main(["train", "--task", "reach", "--demos", str(tmp_path / "nothing"), "--run-dir", str(run)]) == 2
+    assert run.is_dir()
+
+
 def test_metrics_csv_has_the_demo_columns_and_an_older_file_keeps_its_own(tmp_path: Path) -> None:
     import csv
 

@@ -538,6 +538,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.overwrite and not args.resume:
         remove_outputs(run_dir, (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))))
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "collectors", ignore_errors=True)  # a resumed run's earlier collectors' counters
@@ -549,6 +550,11 @@ def run(args: argparse.Namespace) -> int:
             demos = prepare_demos(args.demos, config.task, run_dir)
         except ValueError as exc:
             print(f"error: --demos: {exc}", file=sys.stderr)
+            if created:  # no run directory left behind by a run that never started
+                try:
+                    shutil.rmtree(run_dir)
+                except OSError as rm_exc:
+                    print(f"warning: could not remove {run_dir}: {rm_exc}", file=sys.stderr)
             return 2
         config.overrides.setdefault("/trainer", {})["demos"] = demos
         nodes = build_graph(config)
