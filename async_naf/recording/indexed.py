@@ -270,7 +270,7 @@ def _rosbags_opens(bag: Path) -> None:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    from async_naf.common.bag_errors import read_errors
+    from async_naf.common.bags import read_errors
 
     try:
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)):

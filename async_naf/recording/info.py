@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from async_naf.common.bag_errors import read_errors
+from async_naf.common.bags import message_count, read_errors
 from async_naf.recording.ready import topic_namespace
 from async_naf.task.tasks import TASK_NAMES, make_task
 from async_naf.wire import layouts
@@ -127,8 +127,8 @@ def bag_info(path: str | Path) -> BagInfo:
                 if not (isinstance(conn.topic, str) and isinstance(conn.msgtype, str)):  # a damaged metadata.yaml
                     raise BagError(f"{path}: a topic named {conn.topic!r} of type {conn.msgtype!r}")
                 topic_info = info.topics.setdefault(conn.topic, TopicInfo(conn.topic, conn.msgtype))
-                if type(conn.msgcount) is int and conn.msgcount >= 0:
-                    topic_info.indexed = max(topic_info.indexed, 0) + conn.msgcount
+                if (n := message_count(conn)) is not None:
+                    topic_info.indexed = max(topic_info.indexed, 0) + n
             for conn, t_ns, raw in reader.messages():
                 topic = info.topics[conn.topic]
                 t = t_ns * 1e-9

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
-from async_naf.common.bag_errors import read_errors
+from async_naf.common.bags import message_count, read_errors
 from async_naf.learning.replay import Batch, ReplayBuffer
 from async_naf.recording.info import BagError
 from async_naf.wire import layouts
@@ -188,8 +188,7 @@ def check_counts(bag: Path, connections: list[Any], seen: Counter[str]) -> None:
     chunk without an error, and a conversion would go on with a part of the data."""
     expected: Counter[str] = Counter()
     for c in connections:
-        if type(c.msgcount) is int:
-            expected[c.topic] += c.msgcount
+        expected[c.topic] += message_count(c) or 0
     short = [f"{topic}: {seen[topic]} of {n}" for topic, n in sorted(expected.items()) if seen[topic] < n]
     if short:
         raise BagError(f"{bag}: read fewer messages than its metadata counts ({'; '.join(short)}): a damaged chunk?")

@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from async_naf.common.bag_errors import read_errors
+from async_naf.common.bags import read_errors
 from async_naf.common.checks import numbers
 from async_naf.recording.info import BagError
 from async_naf.wire.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32

@@ -184,6 +184,14 @@ def remove_outputs(run_dir: Path, names: Iterable[str]) -> None:
             target.unlink(missing_ok=True)
 
 
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run directory this command made for a run it then refused (nothing of it left behind)."""
+    try:
+        shutil.rmtree(run_dir)
+    except OSError as exc:
+        print(f"warning: could not remove {run_dir}: {exc}", file=sys.stderr)
+
+
 def _default_run_dir(args: argparse.Namespace) -> str:
     part = getattr(args, "part", "all")
     suffix = "" if part == "all" and not getattr(args, "robots", "") else f"_{part}"
@@ -551,10 +559,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: --demos: {exc}", file=sys.stderr)
             if created:  # no run directory left behind by a run that never started
-                try:
-                    shutil.rmtree(run_dir)
-                except OSError as rm_exc:
-                    print(f"warning: could not remove {run_dir}: {rm_exc}", file=sys.stderr)
+                discard_run_dir(run_dir)
             return 2
         config.overrides.setdefault("/trainer", {})["demos"] = demos
         nodes = build_graph(config)

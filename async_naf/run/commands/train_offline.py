@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 import warnings
@@ -114,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         remove_outputs(run_dir, OUTPUTS)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    from async_naf.run.commands.train import discard_run_dir
     from async_naf.run.demos import prepare_demos
 
     try:
@@ -122,10 +122,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if created:  # no half-made run directory left behind (a dataset that does not fit, a bag that does not convert)
-            try:
-                shutil.rmtree(run_dir)
-            except OSError as rm_exc:
-                print(f"warning: could not remove {run_dir}: {rm_exc}", file=sys.stderr)
+            discard_run_dir(run_dir)
         return 2
     summary["command"] = shlex.join(["async-naf", *sys.argv[1:]])
     write_json(run_dir / "summary.json", summary)

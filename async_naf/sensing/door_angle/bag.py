@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from async_naf.common.bag_errors import read_errors
+from async_naf.common.bags import message_count, read_errors
 from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 
 IMU_TYPE = "sensor_msgs/msg/Imu"
@@ -122,10 +122,10 @@ class ImuBag:
             _close(reader, self.path)
             raise BagError(f"topic {self.topic!r} in {self.path} has type {topics[self.topic]}, not {IMU_TYPE}")
         connections = [c for c in reader.connections if c.topic == self.topic]
-        counts = [c.msgcount for c in connections]
-        if not all(type(n) is int and n >= 0 for n in counts):  # a damaged metadata.yaml (bool is not int here)
+        if any(message_count(c) is None for c in connections):  # a damaged metadata.yaml
             _close(reader, self.path)
-            raise BagError(f"bag {self.path}: message counts {counts!r} of {self.topic} are not counts (corrupt?)")
+            raise BagError(f"bag {self.path}: message counts {[c.msgcount for c in connections]!r} of {self.topic} "
+                           "are not counts (corrupt?)")
         self._reader = reader
         self._connections = connections
         return self

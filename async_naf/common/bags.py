@@ -1,4 +1,5 @@
-"""What reading a damaged rosbag2 bag can raise (ROS-free; rosbags and the compression libraries imported lazily).
+"""Reading rosbag2 bags through rosbags: what a damaged bag can raise, and the message counts its metadata gives
+(ROS-free; rosbags and the compression libraries imported lazily).
 
 rosbags reports a bag it cannot parse with its own errors (``AnyReaderError``, ``ReaderError``) only where it
 checks: damaged bytes elsewhere surface from its parsers as whatever Python raised there. Fuzzing the project's
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import struct
+from typing import Any
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
@@ -31,3 +33,10 @@ def read_errors() -> tuple[type[BaseException], ...]:
         except (ModuleNotFoundError, AttributeError):
             continue
     return tuple(errors)
+
+
+def message_count(connection: Any) -> int | None:
+    """A rosbags connection's message count from the bag's metadata, or None where it is not a count (a damaged
+    metadata.yaml: ``message_count: x``)."""
+    n = connection.msgcount
+    return n if type(n) is int and n >= 0 else None  # bool is not a count
