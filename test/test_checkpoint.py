@@ -168,6 +168,15 @@ def _corruptions(data: bytes) -> dict[str, bytes]:
     bad = dict(header)
     del bad["__metadata__"]
     out["no_metadata"] = _with_header(bad, data, n)
+    # a TypeError and RecursionErrors out of json.loads: a policy node died on such weights
+    bad = dict(header)
+    bad["__metadata__"] = dict(header["__metadata__"], meta=5)
+    out["meta_not_a_string"] = _with_header(bad, data, n)
+    bad = dict(header)
+    bad["__metadata__"] = dict(header["__metadata__"], meta="[" * 100_000)
+    out["meta_nested_too_deep"] = _with_header(bad, data, n)
+    raw = b"[" * 100_000
+    out["header_nested_too_deep"] = struct.pack("<Q", len(raw)) + raw + data[8 + n:]
     return out
 
 

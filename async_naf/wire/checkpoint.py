@@ -64,8 +64,8 @@ def safetensors_header(data: bytes, source: str = "data") -> dict[str, Any]:
         raise ValueError(f"{source}: truncated or corrupt: header length {n} does not fit the {len(data)} bytes")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{source}: corrupt safetensors header (not valid JSON): {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nested
+        raise ValueError(f"{source}: corrupt safetensors header (not valid JSON): {exc!r}") from exc
     if not isinstance(header, dict):
         raise ValueError(f"{source}: corrupt safetensors header (not a JSON object)")
     return header
@@ -85,10 +85,13 @@ def read_header(data: bytes, source: str = "data") -> dict[str, Any]:
         raise ValueError(
             f"{source}: format version {md.get('format_version')!r} is not supported (this code reads {FORMAT_VERSION})"
         )
+    raw = md.get("meta", "")
+    if not isinstance(raw, str):  # safetensors metadata values are strings; a number here is a corrupt header
+        raise ValueError(f"{source}: metadata 'meta' is a {type(raw).__name__}, not a JSON string")
     try:
-        meta = json.loads(md.get("meta", ""))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: corrupt metadata JSON: {exc}") from exc
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+        raise ValueError(f"{source}: corrupt metadata JSON: {exc!r}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{source}: metadata 'meta' is not a JSON object")
     return {"kind": md.get("kind"), "meta": meta}
