@@ -75,6 +75,17 @@ def test_transitions_bad_sequence_refused(label: str) -> None:
         L.decode_transitions(_with(msg, labels=(f"async_naf.transitions.v1:{label}", msg.labels[1])))
 
 
+def test_a_sequenced_batch_running_past_the_sequence_limit_is_refused() -> None:
+    """first = 2**53 - 1 with 4 rows: the trainer's count would pass what its acknowledgement can carry (every
+    acknowledgement then failed to encode and the trainer died)."""
+    batch = _batch(4)._replace(robot_id=np.zeros(4, np.int64), session=77, first=L.MAX_SEQUENCE - 4)
+    msg = L.encode_transitions(batch)
+    assert L.decode_transitions(msg).first == L.MAX_SEQUENCE - 4  # up to the limit: fine
+    past = f"async_naf.transitions.v1:rows,session=77,first={L.MAX_SEQUENCE - 1}"
+    with pytest.raises(L.LayoutError, match="sequence limit"):
+        L.decode_transitions(_with(msg, labels=(past, msg.labels[1])))
+
+
 def test_sequenced_batch_of_several_robots_refused() -> None:
     batch = _batch()._replace(robot_id=np.arange(5), session=3, first=0)
     with pytest.raises(L.LayoutError, match="one robot"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from async_naf.wire.layouts import MAX_ACK_ENTRIES, TransitionAck, TransitionBatch
+from async_naf.wire.layouts import MAX_ACK_ENTRIES, MAX_SEQUENCE, MAX_SESSION, TransitionAck, TransitionBatch
 
 
 class ReceiptLedger:
@@ -58,8 +58,12 @@ class ReceiptLedger:
             if not isinstance(table, list):
                 raise ValueError(f"received table must be a list, got {type(table).__name__}")
             for row in table:
-                robot, session, received = (int(x) for x in row)
-                if robot < 0 or session < 1 or received < 0:
+                try:
+                    robot, session, received = (int(x) for x in row)
+                except (TypeError, ValueError, OverflowError) as exc:  # int(Infinity): OverflowError
+                    raise ValueError(f"bad received entry {row!r}: {exc}") from None
+                # the acknowledgement carries these: out of its range, every acknowledgement would fail
+                if robot < 0 or not 1 <= session <= MAX_SESSION or not 0 <= received <= MAX_SEQUENCE:
                     raise ValueError(f"bad received entry {row!r}")
                 restored[(robot, session)] = received
         return ReceiptLedger(trainer, restored)

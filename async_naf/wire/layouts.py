@@ -295,7 +295,8 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
 
     Raises:
         LayoutError: wrong layout name/version, dims, sizes, dtype, non-finite values, terminal not in
-            {0, 1}, robot_id/episode/step not non-negative integers, or too many rows.
+            {0, 1}, robot_id/episode/step not non-negative integers, too many rows, or a sequenced batch whose
+            rows run past :data:`MAX_SEQUENCE`.
     """
     what = TRANSITIONS
     _check_dims(msg, 2, what)
@@ -315,6 +316,8 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
         raise LayoutError(f"{what}: a transitions message must hold at least one row")
     if n > MAX_ROWS:
         raise LayoutError(f"{what}: {n} rows exceed the limit {MAX_ROWS}")
+    if session and first + n > MAX_SEQUENCE:  # the acknowledgement counts rows up to MAX_SEQUENCE
+        raise LayoutError(f"{what}: rows {first}..{first + n - 1} run past the sequence limit {MAX_SEQUENCE}")
     data = np.asarray(msg.data)
     if data.dtype != np.float32:
         raise LayoutError(f"{what}: data must be float32, got {data.dtype}")
