@@ -330,3 +330,7 @@ def test_goal_round_trip_and_errors() -> None:
         L.decode_goal(_with(msg, data=data))
     with pytest.raises(LayoutError, match="not"):
         L.decode_goal(_with(msg, labels=("async_naf.transitions.v1:goal=3",)))
+    data = msg.data.copy()
+    data[4] = 1e39  # finite, but inf in the policy's float32 observation: it could not act until the next goal
+    with pytest.raises(LayoutError, match="float32"):
+        L.decode_goal(_with(msg, data=data))

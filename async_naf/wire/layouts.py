@@ -67,6 +67,7 @@ MAX_ROWS = 100_000  # a single transitions message larger than this is refused (
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 MAX_DIM = 4096  # obs/act/goal dims above this are refused
 _F32_INT_MAX = 2**24  # integers stored exactly in float32
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class LayoutError(ValueError):
@@ -708,7 +709,8 @@ def decode_goal(msg: ArrayMsg, goal_dim: int | None = None) -> Goal:
     """Unpack and validate a goal message.
 
     Raises:
-        LayoutError: wrong layout name/version, sizes, dtype, non-finite values, bad episode/active.
+        LayoutError: wrong layout name/version, sizes, dtype, non-finite values, bad episode/active, goal
+            values beyond float32's range.
     """
     what = GOAL
     _check_dims(msg, 1, what)
@@ -722,4 +724,6 @@ def decode_goal(msg: ArrayMsg, goal_dim: int | None = None) -> Goal:
     _require_finite(data, what)
     _require_int_valued(data[:1], f"{what}: episode", hi=2**53)
     _require_binary(data[1:2], f"{what}: active")
+    if not (np.abs(data[2:]) <= _F32_MAX).all():  # the observation that holds it is float32
+        raise LayoutError(f"{what}: goal values beyond float32's range")
     return Goal(int(data[0]), bool(data[1]), data[2:].copy())
