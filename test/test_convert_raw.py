@@ -491,8 +491,11 @@ def test_ground_truth_only_when_asked_and_where_the_bag_has_it(tmp_path: Path) -
 
 
 def test_an_imu_time_jump_restarts_the_estimate_as_the_node_does() -> None:
-    """IMU stamps far behind the newest (a restarted simulation in the bag): the estimate restarts instead
-    of every later message being dropped as out of order; a small step back is an out-of-order drop."""
+    """IMU stamps far behind the newest (a restarted simulation in the bag): once JUMP_CONFIRM of them in a row go
+    on from each other, the estimate restarts instead of every later message being dropped as out of order; a
+    small step back is an out-of-order drop; one far stamp alone (a glitch: stamp 0, a year ahead) is dropped and
+    restarts nothing (it restarted the estimate before: door assumed closed wherever it stood)."""
+    from async_naf.common.stamps import JUMP_CONFIRM
     from async_naf.run.convert_raw import Event
     from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
     from async_naf.wire.imu import ImuSample
@@ -507,10 +510,15 @@ def test_an_imu_time_jump_restarts_the_estimate_as_the_node_does() -> None:
     for k in range(10):
         r.feed(imu(k, 10_000 + 10 * k))
     r.feed(imu(10, 10_050))  # 40 ms back: out of order, dropped by the estimator
-    for k in range(5):
-        r.feed(imu(11 + k, 100 + 10 * k))  # 9.9 s back: a restart
-    assert r.counts["imu_time_resets"] == 1 and r.counts["imu"] == 15
-    assert r.all_drops()["imu:out_of_order"] == 1
+    r.feed(imu(11, 0))  # a glitch: far behind, and the next stamp goes on from the old clock
+    r.feed(imu(12, 10_000_000))  # another: far ahead
+    r.feed(imu(13, 10_100))
+    assert r.counts.get("imu_time_resets", 0) == 0 and r.counts["imu"] == 11
+    assert r.all_drops()["imu:stamp_glitch"] == 2
+    for k in range(JUMP_CONFIRM + 2):
+        r.feed(imu(14 + k, 100 + 10 * k))  # 10 s back, and on from there: a restart at the JUMP_CONFIRM-th
+    assert r.counts["imu_time_resets"] == 1 and r.counts["imu"] == 11 + 3
+    assert r.all_drops()["imu:out_of_order"] == 1 and r.all_drops()["imu:stamp_glitch"] == 2 + JUMP_CONFIRM - 1
 
 
 def _imu_msg(store, stamp_ns: int, gyro, accel, gcov, acov, frame_id: str = "", little_endian: bool = True) -> bytes:

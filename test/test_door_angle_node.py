@@ -11,6 +11,7 @@ pytest.importorskip("rclpy")
 
 from nodes_harness import Probe, Processes
 
+from async_naf.common.stamps import JUMP_CONFIRM
 from async_naf.sensing.door_angle.synthetic import Segment, SyntheticConfig, simulate_recording
 
 DEG = math.pi / 180.0
@@ -107,12 +108,20 @@ def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, st
         probe.spin_until(lambda: len(received) > n, 10.0, "a reply after ~/zero")
         assert abs(received[-1].position[0]) < 1e-9
 
-        # the IMU clock jumping back (a looped bag, a restarted sim): the estimate restarts instead of
-        # dropping everything after it as out of order
+        # one message stamped far from the stream (a default-constructed Imu: stamp 0) is a glitch: dropped and
+        # counted, nothing restarted (it restarted the estimate before: door assumed closed wherever it stood)
+        pub.publish(_imu_msg(nxt._replace(stamp_ns=0)))
+        probe.spin_until(lambda: probe.diag(f"{NODE}: estimator", "stamp_glitches") >= 1, 10.0, "stamp_glitches")
+        assert probe.diag(f"{NODE}: estimator", "time_resets") == 0
+        # the IMU clock jumping back (a looped bag, a restarted sim): once JUMP_CONFIRM stamps go on from there,
+        # the estimate restarts instead of dropping everything after it as out of order
         n = len(received)
-        pub.publish(_imu_msg(samples[0]._replace(stamp_ns=samples[0].stamp_ns - 5_000_000_000)))
+        back = samples[0].stamp_ns - 5_000_000_000
+        for k in range(JUMP_CONFIRM):
+            pub.publish(_imu_msg(samples[0]._replace(stamp_ns=back + k * 5_000_000)))
         probe.spin_until(lambda: len(received) > n, 10.0, "a reply after the time jump")
         probe.spin_until(lambda: probe.diag(f"{NODE}: estimator", "time_resets") >= 1, 10.0, "time_resets")
+        assert probe.diag(f"{NODE}: estimator", "stamp_glitches") == 1 + JUMP_CONFIRM - 1
         assert procs.procs["door_angle"].poll() is None, procs.log("door_angle")
     finally:
         if probe is not None:

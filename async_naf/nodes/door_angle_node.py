@@ -26,12 +26,13 @@ services
 
 Parameters: every field of :class:`async_naf.sensing.door_angle.DoorAngleConfig` (thresholds, closed angle, door
 stop, optional known hinge axis; see config/door_angle.yaml), read-only, plus ``diagnostics_period_s``
-(s) and ``time_jump_reset_s`` (s): an IMU stamp this far behind the last one (a replayed bag looping, a
-restarted simulation) restarts the estimate (door closed, calibration kept) instead of dropping
-everything that follows as out of order.
+(s) and ``time_jump_reset_s`` (s): IMU stamps this far behind or ahead of the last one are a glitch,
+dropped and counted (``stamp_glitches``), unless ``JUMP_CONFIRM`` (:mod:`async_naf.common.stamps`) of them in a
+row go on from each other: then the clock jumped (a replayed bag looping, a restarted simulation) and the
+estimate restarts (door closed, calibration kept) instead of dropping everything that follows as out of order.
 
-Bad input (NaN/Inf, duplicate or out-of-order stamps) is dropped, counted and logged (throttled); it
-never stops the node.
+Bad input (NaN/Inf, readings beyond any IMU's range, duplicate or out-of-order stamps, a stamp far from the
+stream's) is dropped, counted and logged (throttled); it never stops the node.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
+from async_naf.common.stamps import StampGuard
 from async_naf.nodes import _local
 from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass
@@ -70,10 +72,9 @@ class DoorAngleNode(Node):
             raise ValueError("diagnostics_period_s and time_jump_reset_s must be > 0")
         # core
         self.estimator = DoorAngleEstimator(self.config)
-        self.time_resets = 0
+        self.stamps = StampGuard(self.time_jump_reset_s)  # far stamps: a glitch, or (confirmed) a time jump
         self.coalesced = 0  # estimates not published: a newer IMU sample of the same burst followed (bus only)
         self._beyond_stop_logged = 0
-        self._last_stamp_ns: int | None = None
         self._last_msg_wall_ns: int | None = None  # steady clock: "no IMU data" means none for 2 s of wall time
         # steady clock: with use_sim_time the node clock follows /clock, which stands still when the sim does
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -91,14 +92,15 @@ class DoorAngleNode(Node):
 
     def on_imu(self, sample: ImuSample) -> None:
         """One IMU sample (header stamp in ns, sensor frame): estimate, then publish the door state."""
-        self._restart_on_time_jump(sample.stamp_ns)
+        if not self._stamp_ok(sample.stamp_ns):
+            return
         self._last_msg_wall_ns = time.monotonic_ns()  # the steady clock's (CLOCK_MONOTONIC), without an rclpy call
         state = self.estimator.update(sample)
         if state is None:
             drops = ", ".join(f"{k}={v}" for k, v in self.estimator.dropped.items() if v)
             self.get_logger().warning(f"IMU message dropped ({drops} so far)", throttle_duration_sec=2.0)
             return
-        self._last_stamp_ns = sample.stamp_ns
+        self.stamps.accept(sample.stamp_ns)
         if self.estimator.beyond_stop != self._beyond_stop_logged:
             self._beyond_stop_logged = self.estimator.beyond_stop
             self.get_logger().warning(
@@ -119,14 +121,20 @@ class DoorAngleNode(Node):
         self.estimator.dropped["invalid"] += 1
         self.get_logger().warning(f"IMU message dropped: {exc}", throttle_duration_sec=2.0)
 
-    def _restart_on_time_jump(self, stamp_ns: int) -> None:
-        """An IMU stamp far behind the last one (bag loop, sim restart): restart instead of dropping all."""
-        last = self._last_stamp_ns
-        if last is not None and stamp_ns < last - int(self.time_jump_reset_s * 1e9):
-            self.time_resets += 1
-            self.get_logger().warning(f"IMU time jumped back {(last - stamp_ns) * 1e-9:.2f} s: "
+    def _stamp_ok(self, stamp_ns: int) -> bool:
+        """False for a stamp far from the stream's clock (a glitch: dropped); a confirmed jump (bag loop, sim
+        restart) restarts the estimate instead of dropping all that follows."""
+        last, verdict = self.stamps.newest_ns, self.stamps.check(stamp_ns)
+        if verdict == StampGuard.DROP:
+            self.get_logger().warning(f"IMU stamp {stamp_ns * 1e-9:.3f} s far from the stream's "
+                                      f"({(last or 0) * 1e-9:.3f} s): dropped ({self.stamps.glitches} so far)",
+                                      throttle_duration_sec=2.0)
+            return False
+        if verdict == StampGuard.JUMP:
+            self.get_logger().warning(f"IMU time jumped {(stamp_ns - (last or 0)) * 1e-9:+.2f} s: "
                                       "estimate restarted (door assumed closed, calibration kept)")
             self.estimator.reset(keep_calibration=True)
+        return True
 
     def on_zero(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.estimator.zero()
@@ -142,7 +150,7 @@ class DoorAngleNode(Node):
         status.hardware_id = "door_imu"
         now = time.monotonic_ns()
         stale = self._last_msg_wall_ns is None or now - self._last_msg_wall_ns > 2e9
-        dropped = sum(est.dropped.values())
+        dropped = sum(est.dropped.values()) + self.stamps.glitches
         if stale:
             status.level, status.message = DiagnosticStatus.WARN, "no IMU data"
         elif not est.sign_known:
@@ -162,7 +170,8 @@ class DoorAngleNode(Node):
             **{f"dropped_{k}": v for k, v in est.dropped.items()},
             "gaps": est.gaps,
             "snaps_to_closed": est.snaps,
-            "time_resets": self.time_resets,
+            "time_resets": self.stamps.jumps,
+            "stamp_glitches": self.stamps.glitches,
             "coalesced": self.coalesced,
             "angle_rad": f"{state.angle:.5f}",
             "angle_std_rad": f"{math.sqrt(state.variance):.5f}",

@@ -50,6 +50,7 @@ import numpy as np
 
 from async_naf.common.bags import read_errors
 from async_naf.common.checks import numbers
+from async_naf.common.stamps import StampGuard
 from async_naf.recording.info import BagError
 from async_naf.wire.cdr import cdr_body, cdr_doubles, cdr_string, cdr_u32
 
@@ -82,9 +83,10 @@ class RawConfig:
             Required for a bag without ``task/goal``.
         goal: the goal vector for a bag without ``task/goal`` (task goal size).
         action_tolerance: a command beyond the task's action bounds by more than this is dropped, rad/s.
-        time_jump_reset_s: an IMU stamp this far behind the newest accepted one (a simulation restarted
-            within the bag, bags joined) restarts the estimate (door closed, calibration kept), as the
-            door_angle node does, instead of dropping everything after it as out of order, s.
+        time_jump_reset_s: an IMU stamp this far behind or ahead of the newest accepted one is a glitch
+            (``imu:stamp_glitch``), unless the stamps after it go on from it (a simulation restarted within the
+            bag, bags joined): then the estimate restarts (door closed, calibration kept), as the door_angle
+            node does, instead of dropping everything after it as out of order, s.
     """
 
     max_state_age_s: float = 0.1
@@ -154,8 +156,7 @@ class RawRobot:
         self._js: tuple[int, int, np.ndarray, np.ndarray] | None = None  # t_ns, stamp_ns, q, qd
         self._door: tuple[int, float, float] | None = None  # t_ns, angle, velocity
         self._door_prior_t: int | None = None
-        self._imu_stamp: int | None = None  # header stamp of the newest accepted IMU message, ns
-        self._jump_ns = config.time_jump_reset_s * 1e9
+        self._imu_stamps = StampGuard(config.time_jump_reset_s)  # the IMU's clock: glitches and jumps
         self._episode_on = False
         self._goal_episode: int | None = None
         self._step = 0
@@ -270,15 +271,18 @@ class RawRobot:
             return
         values = type(sample) is tuple
         stamp = sample[0] if values else sample.stamp_ns
-        last = self._imu_stamp
-        if last is not None and stamp < last - self._jump_ns:
+        verdict = self._imu_stamps.check(stamp)
+        if verdict == StampGuard.DROP:
+            self._drop("imu:stamp_glitch")
+            return
+        if verdict == StampGuard.JUMP:
             self.counts["imu_time_resets"] += 1
             est.reset(keep_calibration=True)
         state = est.update_values(*sample) if values else est.update(sample)
         if state is None:
             return  # counted by the estimator (its drops are reported as imu:<reason>)
         self.counts["imu"] += 1
-        self._imu_stamp = stamp
+        self._imu_stamps.accept(stamp)
         if self._door_prior_t is not None and t > self._door_prior_t:
             self._door_prior_t = None
         self._door = (t, float(state.angle), float(state.velocity))
