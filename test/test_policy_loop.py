@@ -128,6 +128,40 @@ def test_an_estimate_older_than_the_one_held_is_a_counted_drop(kinematics) -> No
     assert out is not None and out.step.door_angle == pytest.approx(0.41)
 
 
+def test_a_joint_state_stamped_far_from_the_stream_is_dropped(kinematics) -> None:
+    """One joint state stamped decades ahead made every later one a 'repeated state': the policy re-sent its
+    last command until the next episode, without a drop."""
+    loop = make_loop(kinematics, task="reach")
+    loop.on_goal(goal(loop), 0.0)
+    for i in range(1, 4):
+        loop.on_joint_state(js(0.05 * i, 0.05 * i), 0.05 * i)
+    assert loop.on_joint_state(js(2e9, 0.17), 0.17) is None
+    assert loop.drops["joint_state"] == 1
+    out = loop.on_joint_state(js(0.2, 0.2), 0.2)
+    assert out is not None and out.step is not None and out.step.step == 3
+    assert loop.counts["repeated_state"] == 0
+
+
+def test_a_confirmed_jump_of_the_joint_states_clock_restarts_the_timing(kinematics) -> None:
+    """A restarted simulation: its stamps start over. Once JUMP_CONFIRM of them go on from each other the policy
+    times afresh: it holds still until a door estimate on the new clock arrives, then acts with it."""
+    from async_naf.common.stamps import JUMP_CONFIRM
+
+    loop = make_loop(kinematics, door_wait_s=0.0, door_stale_s=0.5)
+    loop.on_goal(goal(loop), 0.0)
+    loop.on_joint_state(js(100.0, 0.0), 0.0)
+    loop.on_door(100.01, 0.3, 0.0, 0.01)
+    assert loop.on_joint_state(js(100.05, 0.05), 0.05).step.door_angle == pytest.approx(0.3)
+    outs = [loop.on_joint_state(js(0.05 * k, 0.1 + 0.05 * k), 0.1 + 0.05 * k) for k in range(JUMP_CONFIRM)]
+    assert outs[:-1] == [None] * (JUMP_CONFIRM - 1) and loop.counts["time_jumps"] == 1
+    assert outs[-1].step is None and not np.any(outs[-1].command) and loop.drops["door_missing"] == 1
+    t = 0.05 * JUMP_CONFIRM
+    loop.on_door(t, 0.1, 0.0, 0.1 + t)  # on the new clock: taken, not refused as older than the old estimate
+    out = loop.on_joint_state(js(t, 0.1 + t), 0.1 + t)
+    assert out.step is not None and out.step.door_angle == pytest.approx(0.1)
+    assert loop.counts["repeated_state"] == 0
+
+
 def test_a_missing_door_estimate_stops_the_arm(kinematics) -> None:
     loop = make_loop(kinematics, door_wait_s=0.0, door_stale_s=0.5)
     loop.on_goal(goal(loop), 0.0)

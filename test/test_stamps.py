@@ -31,15 +31,18 @@ def test_stamps_near_the_stream_pass_and_one_far_stamp_is_a_glitch() -> None:
     assert guard.check(stream[-1] - S // 2) == guard.check(stream[-1] + S) == StampGuard.OK
 
 
-@pytest.mark.parametrize("offset_s", [-60.0, 3600.0])
-def test_a_run_of_far_stamps_that_go_on_from_each_other_is_a_jump(offset_s: float) -> None:
-    """A restarted simulation (back) or a sensor back after a long gap (ahead): confirmed by JUMP_CONFIRM."""
+@pytest.mark.parametrize("offset_s", [-60.0, 2.0, 3600.0])
+def test_a_run_of_far_stamps_that_go_on_from_each_other_is_a_jump_back_or_a_gap(offset_s: float) -> None:
+    """A restarted simulation (back: a jump, the caller restarts) or a sensor back after a gap (ahead: nothing to
+    restart, the estimate takes a gap as it did before), confirmed by JUMP_CONFIRM stamps in a row."""
     guard = StampGuard(1.0)
     _feed(guard, [100 * S + k * 5_000_000 for k in range(5)])
     start = 100 * S + int(offset_s * S)
     verdicts = _feed(guard, [start + k * 5_000_000 for k in range(JUMP_CONFIRM + 2)])
-    assert verdicts == [StampGuard.DROP] * (JUMP_CONFIRM - 1) + [StampGuard.JUMP, StampGuard.OK, StampGuard.OK]
-    assert (guard.jumps, guard.glitches) == (1, JUMP_CONFIRM - 1)
+    moved = StampGuard.JUMP if offset_s < 0 else StampGuard.OK
+    assert verdicts == [StampGuard.DROP] * (JUMP_CONFIRM - 1) + [moved, StampGuard.OK, StampGuard.OK]
+    assert (guard.jumps, guard.gaps, guard.glitches) == (int(offset_s < 0), int(offset_s > 0), JUMP_CONFIRM - 1)
+    assert guard.newest_ns == start + (JUMP_CONFIRM + 1) * 5_000_000
 
 
 def test_far_stamps_that_do_not_go_on_from_each_other_never_confirm_a_jump() -> None:

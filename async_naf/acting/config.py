@@ -45,6 +45,10 @@ class PolicyNodeConfig:
         door_stamp_tolerance_s: a door estimate this much older than the joint state still counts as
             current, s (IMU samples and joint states are not sampled at the same instants).
         door_stale_s: a door estimate older than this (vs the joint state) is missing: command zero, s.
+        time_jump_s: a joint state stamped this far behind or ahead of the last one is a glitch (dropped),
+            unless ``JUMP_CONFIRM`` (:mod:`async_naf.common.stamps`) of them in a row go on from each other: then,
+            behind, the arm's clock jumped back (a restarted simulation) and the policy starts timing afresh;
+            ahead, the stream was away (a gap), s.
         autostart: configure and activate the lifecycle node at start (embedded sim); False: wait for
             ``ros2 lifecycle set`` (real arm: move only once activated).
         publish_steps: publish what the policy saw and did on policy/step (for the collector).
@@ -69,6 +73,7 @@ class PolicyNodeConfig:
     door_wait_s: float = 0.02
     door_stamp_tolerance_s: float = 0.011
     door_stale_s: float = 0.5
+    time_jump_s: float = 1.0
     autostart: bool = True
     publish_steps: bool = True
     executor: str = "events"
@@ -79,8 +84,8 @@ class PolicyNodeConfig:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}, got {self.trigger!r}")
-        numbers(self, ("control_period_s", "stall_resend_s", "joint_state_timeout_s", "door_stale_s"), 0.0,
-                low_open=True)
+        numbers(self, ("control_period_s", "stall_resend_s", "joint_state_timeout_s", "door_stale_s",
+                       "time_jump_s"), 0.0, low_open=True)
         numbers(self, ("door_wait_s", "door_stamp_tolerance_s", "exploration_scale"), 0.0)
         limits = tuple(float(v) for v in self.velocity_limits)
         if limits and (len(limits) != 7 or not all(math.isfinite(v) and v > 0 for v in limits)):

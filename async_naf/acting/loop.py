@@ -42,6 +42,7 @@ import numpy as np
 
 from async_naf.acting.config import PolicyNodeConfig
 from async_naf.acting.runner import PolicyRunner
+from async_naf.common.stamps import StampGuard
 from async_naf.wire.layouts import Goal, PolicyStep
 
 
@@ -101,6 +102,7 @@ class PolicyLoop:
         self._last_act = 0.0
         self._last_stamp = -math.inf
         self._is_door = bool(runner.task.is_door)
+        self._stamps = StampGuard(config.time_jump_s)  # the joint states' clock: glitches and jumps
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -149,7 +151,16 @@ class PolicyLoop:
         return None
 
     def on_joint_state(self, js: JointSample, now: float) -> Output | None:
-        """A new joint state (already validated: finite, in arm-joint order)."""
+        """A new joint state (already validated: finite, in arm-joint order). One stamped far from the stream
+        is a glitch, dropped; a confirmed jump of the stream's clock (a restarted simulation) restarts the timing."""
+        stamp_ns = int(round(js.stamp * 1e9))
+        verdict = self._stamps.check(stamp_ns)
+        if verdict == StampGuard.DROP:
+            self.drop("joint_state", f"joint state stamped {js.stamp:.3f} s, far from the stream's: dropped")
+            return None
+        if verdict == StampGuard.JUMP:
+            self._on_time_jump()
+        self._stamps.accept(stamp_ns)
         self._js = js
         if self.config.trigger == "joint_states":
             return self._on_new_joint_state(js, now)
@@ -201,6 +212,15 @@ class PolicyLoop:
             self._last_act = now
             return Output(self._last_cmd)
         return None
+
+    def _on_time_jump(self) -> None:
+        """The joint states' clock jumped: nothing stamped on the old clock compares with the new stamps (the
+        last command's stamp, the door estimate and the episode's start). The door counts as missing (zero
+        command) until an estimate on the new clock arrives."""
+        self.counts["time_jumps"] += 1
+        self._last_stamp = -math.inf
+        self._door, self._door_min_stamp, self._door_prior = None, None, False
+        self._episode_t0 = -math.inf
 
     # ------------------------------------------------------------------------------------------ acting
     def _start_episode(self, now: float) -> Output | None:

@@ -2,15 +2,16 @@
 
 A sensor stream's stamps move forward in small steps. A stamp far from the newest accepted one is either a glitch
 (one corrupt or default-constructed message: stamp 0, a negative second, a year ahead) or the stream's clock
-really jumped (a simulation restarted, a bag replayed in a loop, a sensor back after a long gap). One message
-cannot tell the two apart; the ones after it can. :class:`StampGuard` drops a far stamp, and only when
-``confirm`` stamps in a row go on from it (each within ``jump_s`` after the one before) reports a jump, on which
-the caller restarts what depends on the old clock.
+really moved (a simulation restarted, a bag replayed in a loop: back; a sensor back after a long gap: ahead).
+One message cannot tell the two apart; the ones after it can. :class:`StampGuard` drops a far stamp until
+``confirm`` stamps in a row go on from it (each within ``jump_s`` after the one before). Then a clock that went
+back is a jump (:attr:`StampGuard.JUMP`: the caller restarts what depends on the old clock), and one that went
+ahead was a gap in the stream (:attr:`StampGuard.OK`: what follows a gap handles it, as it did before).
 
     guard = StampGuard(jump_s=1.0)
     verdict = guard.check(stamp_ns)      # StampGuard.OK, DROP or JUMP
     if verdict == StampGuard.DROP: ...   # count it, skip the message
-    if verdict == StampGuard.JUMP: ...   # restart (e.g. the estimate), then use the message
+    if verdict == StampGuard.JUMP: ...   # the clock went back: restart (e.g. the estimate), then use it
     guard.accept(stamp_ns)               # once the message was used
 
 Before this, one such message restarted the door-angle estimate (door assumed closed while it stood at
@@ -32,7 +33,8 @@ class StampGuard:
         confirm: far stamps in a row, each within ``jump_s`` after the one before, that confirm a jump.
 
     Attributes:
-        glitches: far stamps dropped.  jumps: jumps confirmed.  newest_ns: the newest accepted stamp (None: none).
+        glitches: far stamps dropped.  jumps: jumps back confirmed.  gaps: jumps ahead confirmed (a gap).
+        newest_ns: the newest accepted stamp (None: none).
 
     Raises:
         ValueError: ``jump_s`` not a positive number or ``confirm`` below 1.
@@ -50,12 +52,14 @@ class StampGuard:
         self.newest_ns: int | None = None
         self.glitches = 0
         self.jumps = 0
+        self.gaps = 0
         self._candidate: int | None = None  # the newest far stamp of a run that may be a jump
         self._run = 0
 
     def check(self, stamp_ns: int) -> str:
-        """:attr:`OK` (near the stream's clock, or the first stamp), :attr:`DROP` (far: a glitch, or a jump not
-        confirmed yet) or :attr:`JUMP` (the last of ``confirm`` far stamps in a row that go on from each other)."""
+        """:attr:`OK` (near the stream's clock, the first stamp, or the last of ``confirm`` far stamps ahead in a
+        row that go on from each other: a gap), :attr:`DROP` (far: a glitch, or a move not confirmed yet) or
+        :attr:`JUMP` (the last of ``confirm`` far stamps behind in a row that go on from each other)."""
         newest = self.newest_ns
         if newest is None or newest - self.jump_ns <= stamp_ns <= newest + self.jump_ns:
             self._candidate, self._run = None, 0
@@ -65,6 +69,9 @@ class StampGuard:
         self._candidate = stamp_ns
         if self._run >= self.confirm:
             self._candidate, self._run = None, 0
+            if stamp_ns > newest:  # ahead: the stream was away, its clock did not change
+                self.gaps += 1
+                return self.OK
             self.jumps += 1
             return self.JUMP
         self.glitches += 1

@@ -28,8 +28,9 @@ Parameters: every field of :class:`async_naf.sensing.door_angle.DoorAngleConfig`
 stop, optional known hinge axis; see config/door_angle.yaml), read-only, plus ``diagnostics_period_s``
 (s) and ``time_jump_reset_s`` (s): IMU stamps this far behind or ahead of the last one are a glitch,
 dropped and counted (``stamp_glitches``), unless ``JUMP_CONFIRM`` (:mod:`async_naf.common.stamps`) of them in a
-row go on from each other: then the clock jumped (a replayed bag looping, a restarted simulation) and the
-estimate restarts (door closed, calibration kept) instead of dropping everything that follows as out of order.
+row go on from each other. Then, behind, the clock jumped back (a replayed bag looping, a restarted simulation)
+and the estimate restarts (door closed, calibration kept) instead of dropping everything that follows as out of
+order; ahead, the stream was away (a gap, which the estimator handles).
 
 Bad input (NaN/Inf, readings beyond any IMU's range, duplicate or out-of-order stamps, a stamp far from the
 stream's) is dropped, counted and logged (throttled); it never stops the node.

@@ -84,9 +84,9 @@ class RawConfig:
         goal: the goal vector for a bag without ``task/goal`` (task goal size).
         action_tolerance: a command beyond the task's action bounds by more than this is dropped, rad/s.
         time_jump_reset_s: an IMU stamp this far behind or ahead of the newest accepted one is a glitch
-            (``imu:stamp_glitch``), unless the stamps after it go on from it (a simulation restarted within the
-            bag, bags joined): then the estimate restarts (door closed, calibration kept), as the door_angle
-            node does, instead of dropping everything after it as out of order, s.
+            (``imu:stamp_glitch``), unless the stamps after it go on from it: then, behind (a simulation
+            restarted within the bag, bags joined), the estimate restarts (door closed, calibration kept), as the
+            door_angle node does, instead of dropping everything after it as out of order; ahead, a gap, s.
     """
 
     max_state_age_s: float = 0.1

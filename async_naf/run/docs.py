@@ -47,8 +47,8 @@ NODE_ONLY_HELP: dict[str, str] = {
     "seed": "seeds start-pose noise, IMU errors and domain randomisation (ArmDoorSim(config, seed)).",
     "diagnostics_period_s": "period of the /diagnostics status, s.",
     "time_jump_reset_s": "an IMU stamp this far behind or ahead of the last one is a glitch (dropped), unless "
-                         "the next stamps go on from it: then the estimate restarts (a replayed bag looping, a sim "
-                         "restart), s.",
+                         "the next stamps go on from it: then, behind, the estimate restarts (a replayed bag "
+                         "looping, a sim restart); ahead, a gap, s.",
 }
 
 # a sample control period for graph_values (the policy then gets the sim's period on the mujoco backend)
