@@ -210,6 +210,20 @@ def test_late_policy_gets_weights_acts_with_them_and_drops_malformed_weights(pro
     np.testing.assert_allclose(command_for(50.0), cmd, atol=1e-5)  # still acting with the last good weights
     assert procs.procs["policy"].poll() is None and procs.procs["trainer"].poll() is None
 
+    # an arm joint named twice (its second value NaN) is a malformed joint state: dropped, not half-read
+    dropped = probe.diag(name, "dropped_joint_state", 0.0)
+    twice = JointState(name=list(ARM_JOINT_NAMES) * 2, position=q.tolist() + [float("nan")] * 7,
+                       velocity=qd.tolist() * 2)
+    t_twice = round(steps[-1].stamp_s + 0.5, 3)  # near the stream's clock (a far stamp is dropped for that)
+    twice.header.stamp.sec, twice.header.stamp.nanosec = int(t_twice), int(round((t_twice % 1) * 1e9))
+    for _ in range(150):  # best effort: re-send until counted (30 s at most)
+        if probe.diag(name, "dropped_joint_state", 0.0) > dropped:
+            break
+        js_pub.publish(twice)
+        probe.executor.spin_once(timeout_sec=0.2)
+    assert all(abs(step.stamp_s - t_twice) > 1e-6 for step in steps)  # no step from it
+    assert probe.diag(name, "dropped_joint_state", 0.0) > dropped
+
     # runtime parameters: exploration on -> the command leaves mu(x); a bad value is refused
     from rcl_interfaces.msg import Parameter as ParamMsg
     from rcl_interfaces.msg import ParameterType, ParameterValue

@@ -249,13 +249,14 @@ class PolicyNode(LifecycleNode):
         names = msg.name
         index = self._joint_index.get(names)
         if index is None and names not in self._joint_index:
-            try:
-                index = np.array([names.index(n) for n in self._arm_names])
+            try:  # an arm joint named twice is a malformed message (which of the two values is the joint's?)
+                index = (np.array([names.index(n) for n in self._arm_names])
+                         if all(names.count(n) == 1 for n in self._arm_names) else None)
             except ValueError:
                 index = None
             self._joint_index[names] = index
         if index is None:
-            self._core.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}")
+            self._core.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}, or names one twice")
             return None
         pos, vel = msg.position, msg.velocity
         if pos.size != len(names) or vel.size != len(names):
