@@ -241,7 +241,8 @@ def test_episode_stats_round_trip() -> None:
 
 
 @pytest.mark.parametrize("index, value, match", [(0, -1, "counts"), (3, 2.5, "counts"), (4, 0.5, "success"),
-                                                 (2, np.nan, "non-finite")])
+                                                 (2, np.nan, "non-finite"), (2, -1e39, "float32"),
+                                                 (2, 1e308, "float32")])
 def test_episode_stats_bad_values(index: int, value: float, match: str) -> None:
     msg = L.encode_episode_stats(L.EpisodeStats(0, 0, 1.0, 10, False, 10))
     data = msg.data.copy()

@@ -509,7 +509,7 @@ def decode_episode_stats(msg: ArrayMsg) -> EpisodeStats:
 
     Raises:
         LayoutError: wrong layout name/version or field list, sizes, dtype, non-finite values, counts that
-            are not non-negative integers, success not 0/1.
+            are not non-negative integers, success not 0/1, a return beyond float32's range.
     """
     what = EPISODE_STATS
     _check_dims(msg, 1, what)
@@ -525,6 +525,8 @@ def decode_episode_stats(msg: ArrayMsg) -> EpisodeStats:
     robot, episode, ret, length, success, env_steps = (float(x) for x in data)
     _require_int_valued(np.array([robot, episode, length, env_steps]), f"{what}: counts", hi=2**53)
     _require_binary(np.array([success]), f"{what}: success")
+    if not abs(ret) <= _F32_MAX:  # a sum of float32 rewards: beyond that it is no episode's return
+        raise LayoutError(f"{what}: return {ret!r} beyond float32's range")
     return EpisodeStats(int(robot), int(episode), ret, int(length), bool(success), int(env_steps))
 
 
