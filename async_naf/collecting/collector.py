@@ -30,9 +30,11 @@ from async_naf.common.checks import integers, numbers
 from async_naf.task.tasks import TASK_NAMES
 from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, PolicySteps, TransitionBatch
 
-# the largest magnitude a step's values may have: the transitions are float32 (a float64 1e300 would become inf
-# there; a NaN compares False, so ``abs(x) <= _F32_MAX`` also rejects NaN and Inf)
-_F32_MAX = float(np.finfo(np.float32).max)
+# the largest magnitude a step's values may have (rad, rad/s, m, and observations built from them): no arm reaches
+# it, and below it the rewards and returns made from the values stay far inside float32, which the transitions
+# and episode statistics are (an end effector at 3e38 m gave a return of -5e38: a batch refused whole, then a
+# statistic the collector could not encode, and it died)
+STEP_VALUE_MAX = 1.0e6
 # an action beyond the task's bounds by more than this is no action the policy could have sent (it clamps to
 # them: float32 bounds, float64 actions), rad/s; as bag convert --method raw's default action_tolerance
 ACTION_TOLERANCE = 1e-6
@@ -214,9 +216,9 @@ class EpisodeAssembler:
         self.dropped[reason] += 1
 
     def _invalid(self, step: PolicyStep) -> str:
-        """Why ``step`` cannot be used (``wrong_size``; ``non_finite``: NaN, Inf or, except the stamp, beyond
-        float32's range, as its transitions would hold it; ``out_of_bounds``: an action beyond the task's bounds,
-        which no policy sends), or "" when it can."""
+        """Why ``step`` cannot be used (``wrong_size``; ``non_finite``: NaN or Inf; ``out_of_range``: a value beyond
+        :data:`STEP_VALUE_MAX`; ``out_of_bounds``: an action beyond the task's bounds, which no policy sends), or
+        "" when it can."""
         t = self.task
         parts = ((step.obs, (t.obs_dim,)), (step.action, (t.act_dim,)), (step.joint_pos, (7,)),
                  (step.joint_vel, (7,)), (step.ee_pos, (3,)))
@@ -225,9 +227,9 @@ class EpisodeAssembler:
                 return "wrong_size"
         # one pass over all values (the max of an array holding NaN is NaN, which compares False)
         mags = np.abs(np.concatenate([arr for arr, _ in parts]))
-        if not (mags.max() <= _F32_MAX and abs(step.door_angle) <= _F32_MAX and abs(step.door_velocity) <= _F32_MAX
-                and math.isfinite(step.stamp_s)):
-            return "non_finite"
+        peak = max(float(mags.max()), abs(step.door_angle), abs(step.door_velocity))
+        if not peak <= STEP_VALUE_MAX or not math.isfinite(step.stamp_s):
+            return "out_of_range" if math.isfinite(peak) and math.isfinite(step.stamp_s) else "non_finite"
         if self._act_sym:
             inside = (mags[t.obs_dim:t.obs_dim + t.act_dim] <= self._act_high).all()
         else:
@@ -336,11 +338,14 @@ class EpisodeAssembler:
             the statistics of the episodes these steps ended, in order.
         """
         n = int(steps.stamp_s.shape[0])
-        # as _invalid: NaN, Inf, or (except the stamp) beyond float32's range
-        finite = (np.isfinite(steps.stamp_s) & (np.abs(steps.door_angle) <= _F32_MAX)
-                  & (np.abs(steps.door_velocity) <= _F32_MAX))
-        for f in (steps.obs, steps.action, steps.joint_pos, steps.joint_vel, steps.ee_pos):
-            finite &= (np.abs(f) <= _F32_MAX).all(axis=1)
+        # as _invalid: NaN or Inf; a value beyond STEP_VALUE_MAX; an action beyond the bounds
+        columns = (steps.obs, steps.action, steps.joint_pos, steps.joint_vel, steps.ee_pos,
+                   steps.door_angle[:, None], steps.door_velocity[:, None])
+        finite = np.isfinite(steps.stamp_s)
+        in_range = finite.copy()
+        for f in columns:
+            finite &= np.isfinite(f).all(axis=1)
+            in_range &= (np.abs(f) <= STEP_VALUE_MAX).all(axis=1)
         inside = ((steps.action >= self._act_low) & (steps.action <= self._act_high)).all(axis=1)
         theta = steps.door_angle if truth_hinge is None else np.asarray(truth_hinge, np.float64)
         handle = None if truth_handle is None or not self.task.is_door else np.asarray(truth_handle, np.float64)
@@ -353,8 +358,8 @@ class EpisodeAssembler:
         pairs: list[tuple[int, int, float, bool]] = []  # (previous, this step, reward, terminal)
         ended: list[EpisodeStats] = []
         episode, index, stamp = steps.episode.tolist(), steps.step.tolist(), steps.stamp_s.tolist()
-        reasons = ["" if ok else "non_finite" if not f else "out_of_bounds"
-                   for ok, f in zip((finite & inside).tolist(), finite.tolist(), strict=True)]
+        reasons = ["" if ok else "non_finite" if not f else "out_of_range" if not r else "out_of_bounds"
+                   for ok, f, r in zip((in_range & inside).tolist(), finite.tolist(), in_range.tolist(), strict=True)]
         reward_list, success_list = rewards.tolist(), success.tolist()
         for i in range(n):
             code = self._advance(episode[i], index[i], stamp[i], reasons[i])

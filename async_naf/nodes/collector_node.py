@@ -191,7 +191,12 @@ class CollectorNode(Node):
         for batch in acts.batches:
             self._send_batch(batch)
         for stats in acts.stats:
-            self._stats_pub.publish(_msgs.to_msg(layouts.encode_episode_stats(stats), Float64MultiArray))
+            try:
+                msg = layouts.encode_episode_stats(stats)
+            except LayoutError as exc:  # cannot happen for validated steps; never die on what a receiver refuses
+                self._drop("encode", f"episode statistics not sent: {exc}")
+                continue
+            self._stats_pub.publish(_msgs.to_msg(msg, Float64MultiArray))
         if acts.cancel and self._future is not None:
             self._future.cancel()
             self._future = None
