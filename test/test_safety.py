@@ -188,6 +188,26 @@ def test_commands_before_any_joint_state_and_bad_commands_are_zero() -> None:
     assert flt.counts["bad_command"] == 2
     flt.on_joint_state(np.array([np.inf] * 7), 0.01)
     assert flt.counts["bad_state"] == 1 and flt.state_time == 0.0
+    # finite but absurd (a corrupt message): a command of 1e39 is stopped, not driven at the velocity limit;
+    # a joint state of 1e300 rad is no state of the arm
+    np.testing.assert_array_equal(flt.filter(np.full(7, 1e39), 0.0), np.zeros(7))
+    np.testing.assert_array_equal(flt.filter(np.full(7, -1e300), 0.0), np.zeros(7))
+    assert flt.counts["bad_command"] == 4 and flt.counts["velocity_clamped"] == 0
+    flt.on_joint_state(np.array([0.0, 0.0, 0.0, 1e300, 0.0, 0.0, 0.0]), 0.02)
+    assert flt.counts["bad_state"] == 2 and flt.state_time == 0.0
+
+
+def test_joint_index_refuses_a_missing_or_twice_named_joint() -> None:
+    """The arm joints of a JointState: a joint named twice (its copy NaN, or another angle) made the guard and
+    the reset node read the first copy and the policy act on it."""
+    from async_naf.wire.joints import joint_index
+
+    arm = ("j1", "j2", "j3")
+    np.testing.assert_array_equal(joint_index(("x", "j3", "j1", "j2"), arm), [2, 3, 1])
+    assert joint_index(("j1", "j2"), arm) is None
+    assert joint_index(("j1", "j2", "j3", "j1"), arm) is None
+    assert joint_index(("j2", "j1", "j2", "j3"), arm) is None
+    assert joint_index(("j1", "j2", "j3", "other", "other"), arm) is not None  # not an arm joint: not ours to judge
 
 
 @pytest.mark.parametrize("kw", [dict(control_period_s=0.0), dict(accel_limits=(1.0,) * 6),

@@ -44,6 +44,7 @@ import numpy as np
 
 from async_naf.common.checks import numbers
 from async_naf.common.publishers import PublisherWatchConfig
+from async_naf.wire.joints import plausible
 
 N_JOINTS = 7
 JACOBIAN_STEP_RAD = 1e-5  # finite-difference step of the tip Jacobian, rad
@@ -187,10 +188,11 @@ class SafetyFilter:
 
     # ------------------------------------------------------------------ inputs
     def on_joint_state(self, q: np.ndarray, now: float) -> None:
-        """A new joint state (7,) rad at steady time ``now``; non-finite ones are ignored (the watchdog
-        then trips when states stay missing)."""
+        """A new joint state (7,) rad at steady time ``now``; non-finite ones, and ones beyond
+        :data:`~async_naf.wire.joints.ARM_VALUE_MAX`, are ignored (the watchdog then trips when states stay
+        missing)."""
         q = np.asarray(q, dtype=float)
-        if q.shape == (N_JOINTS,) and np.isfinite(q).all():
+        if q.shape == (N_JOINTS,) and plausible(q):  # finite, and no corrupt 1e300
             self.q = q.copy()
             self.state_time = now
         else:
@@ -236,7 +238,7 @@ class SafetyFilter:
             self.counts[trip] += 1
             return self._zero()
         v = np.asarray(command, dtype=float)
-        if v.shape != (N_JOINTS,) or not np.isfinite(v).all():
+        if v.shape != (N_JOINTS,) or not plausible(v):  # NaN, Inf, or a corrupt 1e39: zero, not the limit
             self.counts["bad_command"] += 1
             return self._zero()
         assert self.q is not None

@@ -28,13 +28,14 @@ import numpy as np
 
 from async_naf.common.checks import integers, numbers
 from async_naf.task.tasks import TASK_NAMES
+from async_naf.wire.joints import ARM_VALUE_MAX
 from async_naf.wire.layouts import EpisodeStats, Goal, PolicyStep, PolicySteps, TransitionBatch
 
 # the largest magnitude a step's values may have (rad, rad/s, m, and observations built from them): no arm reaches
 # it, and below it the rewards and returns made from the values stay far inside float32, which the transitions
 # and episode statistics are (an end effector at 3e38 m gave a return of -5e38: a batch refused whole, then a
 # statistic the collector could not encode, and it died)
-STEP_VALUE_MAX = 1.0e6
+STEP_VALUE_MAX = ARM_VALUE_MAX
 # an action beyond the task's bounds by more than this is no action the policy could have sent (it clamps to
 # them: float32 bounds, float64 actions), rad/s; as bag convert --method raw's default action_tolerance
 ACTION_TOLERANCE = 1e-6

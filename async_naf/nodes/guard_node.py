@@ -40,6 +40,7 @@ from async_naf.acting.safety import SafetyConfig, SafetyFilter
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.nodes._watch import PublisherAlarm
+from async_naf.wire.joints import joint_index
 
 
 class GuardNode(Node):
@@ -87,14 +88,12 @@ class GuardNode(Node):
     def _on_joint_states(self, msg: JointState) -> None:
         names = tuple(msg.name)
         if names not in self._index:
-            try:
-                self._index[names] = np.array([names.index(n) for n in self._arm_names])
-            except ValueError:
-                self._index[names] = None
+            self._index[names] = joint_index(names, self._arm_names)
         index = self._index[names]
         pos = np.asarray(msg.position, dtype=float)
         if index is None or pos.size != len(names):
-            self._drop("joint_state", f"joint_states without the arm joints {self._arm_names} dropped")
+            self._drop("joint_state", f"joint_states without the arm joints {self._arm_names} (or naming one "
+                                      "twice) dropped")
             return
         self.safety.on_joint_state(pos[index], time.monotonic())
 

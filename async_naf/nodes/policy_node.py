@@ -23,7 +23,6 @@ is a few small numpy matrix products, and this process never imports torch.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any
@@ -42,7 +41,7 @@ from async_naf.nodes import _local, _msgs
 from async_naf.nodes._params import declare_from_dataclass, watch_parameters
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
-from async_naf.wire.joints import JointStates
+from async_naf.wire.joints import JointStates, joint_index, plausible
 from async_naf.wire.layouts import LayoutError
 
 DOOR_JOINT = "door_hinge"
@@ -249,11 +248,7 @@ class PolicyNode(LifecycleNode):
         names = msg.name
         index = self._joint_index.get(names)
         if index is None and names not in self._joint_index:
-            try:  # an arm joint named twice is a malformed message (which of the two values is the joint's?)
-                index = (np.array([names.index(n) for n in self._arm_names])
-                         if all(names.count(n) == 1 for n in self._arm_names) else None)
-            except ValueError:
-                index = None
+            index = joint_index(names, self._arm_names)  # None: an arm joint missing or named twice
             self._joint_index[names] = index
         if index is None:
             self._core.drop("joint_state", f"joint_states lacks arm joints {self._arm_names}, or names one twice")
@@ -263,8 +258,8 @@ class PolicyNode(LifecycleNode):
             self._core.drop("joint_state", "joint_states position/velocity sizes do not match the names")
             return None
         q, qd = pos[index], vel[index]
-        if not math.isfinite(float(q.sum() + qd.sum())):  # any NaN/Inf makes the sum non-finite
-            self._core.drop("joint_state", "non-finite joint state dropped")
+        if not (plausible(q) and plausible(qd)):  # NaN, Inf, or a corrupt 1e39
+            self._core.drop("joint_state", "non-finite or absurd joint state dropped")
             return None
         return JointSample(msg.stamp_s, q, qd, time.monotonic())
 

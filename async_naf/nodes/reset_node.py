@@ -41,6 +41,7 @@ from std_srvs.srv import Trigger
 from async_naf.acting.reset import ResetConfig, ResetMotion
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
+from async_naf.wire.joints import joint_index, plausible
 
 DOOR_JOINT = "door_hinge"
 
@@ -124,17 +125,14 @@ class ResetNode(Node):
     def _on_joint_states(self, msg: JointState, info: Any) -> None:
         names = tuple(msg.name)
         if names not in self._index:
-            try:
-                self._index[names] = np.array([names.index(n) for n in self._arm_names])
-            except ValueError:
-                self._index[names] = None
+            self._index[names] = joint_index(names, self._arm_names)
         index = self._index[names]
         pos, vel = np.asarray(msg.position, dtype=float), np.asarray(msg.velocity, dtype=float)
         if index is None or pos.size != len(names) or vel.size != len(names):
             self.counts["dropped_joint_state"] += 1
             return
         q, qd = pos[index], vel[index]
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+        if not (plausible(q) and plausible(qd)):  # NaN, Inf, or a corrupt 1e39 (a waypoint the arm cannot reach)
             self.counts["dropped_joint_state"] += 1
             return
         # the time the middleware received it, not when this callback runs: a state that waited in the queue
@@ -145,12 +143,12 @@ class ResetNode(Node):
             self.motion.observe(q)  # the way back (retrace), between resets
 
     def _on_door(self, msg: JointState) -> None:
-        try:
-            angle = float(msg.position[list(msg.name).index(DOOR_JOINT)])
-        except (ValueError, IndexError):
+        index = joint_index(tuple(msg.name), (DOOR_JOINT,))
+        if index is None or len(msg.position) != len(msg.name):
             self.counts["dropped_door_state"] += 1
             return
-        if np.isfinite(angle):
+        angle = float(msg.position[int(index[0])])
+        if plausible(np.array([angle])):
             self._door = (angle, time.monotonic())
         else:
             self.counts["dropped_door_state"] += 1

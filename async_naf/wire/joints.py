@@ -14,6 +14,27 @@ import numpy as np
 
 NO_VALUES = np.zeros(0)  # a field left empty (no velocity or effort), shared read-only
 NO_VALUES.flags.writeable = False
+# the largest magnitude of a joint position (rad), velocity (rad/s) or command (rad/s), an end-effector
+# position (m) or a door angle (rad) that a message may hold: no arm comes near it, and below it what is
+# computed from these (rewards, their sums, float32 transitions) stays finite. Beyond it: a corrupt message
+ARM_VALUE_MAX = 1.0e6
+
+
+def plausible(values: np.ndarray) -> bool:
+    """All of ``values`` finite and within :data:`ARM_VALUE_MAX` (NaN compares False)."""
+    return bool((np.abs(values) <= ARM_VALUE_MAX).all())
+
+
+def joint_index(names: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
+    """Where each of ``wanted`` is in ``names``; None when one is missing or named more than once (a malformed
+    message: which of two values would be the joint's?)."""
+    try:
+        index = [names.index(n) for n in wanted]
+    except ValueError:
+        return None
+    if any(names.count(n) != 1 for n in wanted):
+        return None
+    return np.array(index)
 
 
 class JointStates(NamedTuple):
