@@ -42,6 +42,9 @@ def _model(config: CollectorConfig, goal: np.ndarray, episode: int, steps: list[
             drops["out_of_bounds"] = drops.get("out_of_bounds", 0) + 1
             prev = None
             continue
+        if prev is not None and step.step == prev.step:  # the previous step again: dropped, the previous stays
+            drops["duplicate"] = drops.get("duplicate", 0) + 1
+            continue
         p, prev = prev, step
         if p is None:
             continue
@@ -90,11 +93,13 @@ def _steps(task_name: str, events: list[str], seed: int) -> list[PolicyStep]:
         elif event == "nan":
             obs = obs.copy()
             obs[3] = np.nan
+        elif event == "duplicate":  # the previous step's index again, with another action
+            i = index - 1
         elif event == "oob":  # beyond the task's action bounds: no policy sends that
             action = action.copy()
             action[2] = 1.5 * task.action_high[2] * (1 if rng.random() < 0.5 else -1)
         steps.append(PolicyStep(stamp, episode, i, obs, action, q, qd, ee, door, 0.1))
-        index += event != "other_episode"  # another episode's step interleaved: this episode goes on
+        index += event not in ("other_episode", "duplicate")  # interleaved or repeated: this episode goes on
     return steps
 
 
@@ -104,7 +109,8 @@ def handle_or_target(task, goal: np.ndarray, door: float) -> np.ndarray:
     return handle_point(goal, door) if task.is_door else np.asarray(goal, float)
 
 
-EVENTS = st.lists(st.sampled_from(["ok"] * 6 + ["near_goal", "other_episode", "gap", "out_of_order", "nan", "oob"]),
+EVENTS = st.lists(st.sampled_from(["ok"] * 6 + ["near_goal", "other_episode", "gap", "out_of_order", "nan", "oob",
+                                    "duplicate"]),
                   min_size=1, max_size=60)
 
 

@@ -143,6 +143,23 @@ def test_an_action_beyond_the_task_bounds_is_dropped_as_out_of_bounds(batched) -
     assert list(asm.pop_batch().step) == [0, 1, 4]
 
 
+def test_a_step_sent_twice_is_a_duplicate_and_the_first_one_pairs() -> None:
+    """A second step 3 (another action) replaced the first: the transition 3 -> 4 went out with the copy's
+    action, counted only as a gap."""
+    task = make_task("reach")
+    asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=50))
+    goal = asm.start_episode()
+    robot = _Robot(task, goal.goal)
+    steps = [robot.step(0, i) for i in range(5)]
+    copy = dataclasses.replace(steps[3], action=np.full(7, 0.3))
+    for step in steps[:4] + [copy, steps[4]]:
+        asm.add_step(step)
+    assert dict(asm.dropped) == {"duplicate": 1}
+    batch = asm.pop_batch()
+    assert list(batch.step) == [0, 1, 2, 3]
+    np.testing.assert_allclose(batch.action[3], steps[3].action, rtol=1e-6)
+
+
 def test_late_steps_after_the_episode_are_ignored_not_counted_as_drops() -> None:
     task = make_task("reach")
     asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=2))

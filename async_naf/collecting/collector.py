@@ -256,7 +256,11 @@ class EpisodeAssembler:
             self._drop(reason)
             self._prev_key = None
             return self._RESTART
-        prev, self._prev_key = self._prev_key, (index, stamp)
+        prev = self._prev_key
+        if prev is not None and index == prev[0]:  # the step paired last, again (a re-send, a copy): not a gap
+            self._drop("duplicate")
+            return self._SKIP
+        self._prev_key = (index, stamp)
         if prev is None:
             return self._KEEP
         if index != prev[0] + 1:
