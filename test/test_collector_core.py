@@ -77,6 +77,8 @@ def test_bad_steps_are_dropped_counted_and_never_paired() -> None:
     nan_step = robot.step(0, 1)
     nan_step.obs[2] = np.nan
     assert asm.add_step(nan_step) is None
+    # a NaN door angle beside finite arrays (Python's max(5.0, nan) is 5.0: a check by max() let it through)
+    assert asm.add_step(dataclasses.replace(robot.step(0, 1), door_angle=float("nan"))) is None
     wrong = robot.step(0, 2)
     asm.add_step(PolicyStep(wrong.stamp_s, 0, 2, wrong.obs[:-1], wrong.action, wrong.joint_pos, wrong.joint_vel,
                             wrong.ee_pos))
@@ -84,7 +86,7 @@ def test_bad_steps_are_dropped_counted_and_never_paired() -> None:
     asm.add_step(robot.step(0, 4))  # pairing restarts here (no predecessor)
     asm.add_step(robot.step(0, 6))  # a gap: 4 -> 6
     asm.add_step(robot.step(0, 7))  # pairs with 6
-    assert dict(asm.dropped) == {"non_finite": 1, "wrong_size": 1, "other_episode": 1, "gap": 1}
+    assert dict(asm.dropped) == {"non_finite": 2, "wrong_size": 1, "other_episode": 1, "gap": 1}
     batch = asm.pop_batch()
     assert batch.rows == 1 and list(batch.step) == [6]
     assert np.all(np.isfinite(batch.obs)) and np.all(np.isfinite(batch.next_obs))

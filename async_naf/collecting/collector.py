@@ -228,9 +228,11 @@ class EpisodeAssembler:
                 return "wrong_size"
         # one pass over all values (the max of an array holding NaN is NaN, which compares False)
         mags = np.abs(np.concatenate([arr for arr, _ in parts]))
-        peak = max(float(mags.max()), abs(step.door_angle), abs(step.door_velocity))
-        if not peak <= STEP_VALUE_MAX or not math.isfinite(step.stamp_s):
-            return "out_of_range" if math.isfinite(peak) and math.isfinite(step.stamp_s) else "non_finite"
+        door, vel, stamp = step.door_angle, step.door_velocity, step.stamp_s
+        if not (mags.max() <= STEP_VALUE_MAX and abs(door) <= STEP_VALUE_MAX and abs(vel) <= STEP_VALUE_MAX
+                and math.isfinite(stamp)):
+            finite = bool(np.isfinite(mags).all()) and math.isfinite(door + vel + stamp)  # inf - inf is nan
+            return "out_of_range" if finite else "non_finite"
         if self._act_sym:
             inside = (mags[t.obs_dim:t.obs_dim + t.act_dim] <= self._act_high).all()
         else:
