@@ -470,9 +470,15 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
                                                       canonical_multiarray(serialize_message(step))),
                                                      (2, 1_000_000_006 + 10 * i, b"\x00\x01\x00\x00")]))
         bundle_pub.publish(b"not a bundle")
-        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 81 and
+        # records stamped years away from the rest of their bundle: dropped (such a bag claimed to last 292 years)
+        odd = canonical_joint_state(serialize_message(JointState(name=["a"], position=[100.0], velocity=[0.0])))
+        bundle_pub.publish(encode_bundle(table, [(0, 1_000_000_400 + k, odd) for k in range(3)]
+                                         + [(0, 10**17, odd),
+                                            (1, 2**63 - 1, canonical_multiarray(serialize_message(step)))]))
+        probe.spin_until(lambda: probe.diag("/recorder", "written") >= 84 and
                          probe.diag("/recorder", "dropped bundle:other_topic") >= 40 and
-                         probe.diag("/recorder", "dropped bundle:malformed") >= 1, 60, "the bundles written")
+                         probe.diag("/recorder", "dropped bundle:malformed") >= 1 and
+                         probe.diag("/recorder", "dropped bundle:record_time") >= 2, 60, "the bundles written")
         procs.procs["recorder"].send_signal(signal.SIGINT)
         probe.spin_until(lambda: "the last bundles of 1 robot" in procs.log("recorder"), 30, "the recorder stopping")
         last = JointState(name=["a"], position=[40.0], velocity=[0.0])  # the robot's shutdown flush
@@ -493,9 +499,9 @@ def test_the_recorder_writes_a_robot_s_bundles_under_their_own_topics(tmp_path: 
         joints = [reader.deserialize(raw, JS).position[0] for c, _, raw in reader.messages()
                   if c.topic == "/robot_0/joint_states"]
     assert [t for topic, t in got if topic == "/robot_0/joint_states"] == \
-        [1_000_000_000 + 10 * i for i in range(40)] + [2_000_000_000]
+        [1_000_000_000 + 10 * i for i in range(40)] + [1_000_000_400, 1_000_000_401, 1_000_000_402, 2_000_000_000]
     assert [t for topic, t in got if topic == "/robot_0/policy/step"] == [1_000_000_005 + 10 * i for i in range(40)]
-    assert joints == [float(i) for i in range(41)]
+    assert joints == [float(i) for i in range(40)] + [100.0] * 3 + [40.0]
     assert [topic for topic, _ in got].count("/robot_0/task/goal") == 1  # still subscribed: the latched goal
 
 

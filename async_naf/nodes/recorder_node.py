@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -63,6 +64,7 @@ from async_naf.wire.recorder import encode_ready
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
 READY_POLL_S = 0.02  # how often the matching is compared with the graph until every robot is ready, s
 READY_REFRESH_S = 1.0  # then the readiness message is re-published this often, s
+RECORD_SPREAD_MAX_S = 60.0  # a bundled message received this far from its bundle's median time is corrupt, s
 LINGER_POLL_S = 0.01  # at stop, how often the last bundles are taken while robots still publish (bundle_linger_s), s
 
 
@@ -156,7 +158,15 @@ class RecorderNode(Node):
         except ValueError as exc:
             self._drop_bundle("malformed", f"malformed bundle dropped: {exc}")
             return
-        for topic, n in self.writer.put_bundle(bundle, self._index).items():
+        keep = None
+        if bundle.stamps.size:  # a bundle holds at most a few seconds: a record far from its median is corrupt
+            stamps = bundle.stamps.astype(np.float64)  # (uint64 differences would wrap)
+            near = np.abs(stamps - np.median(stamps)) <= RECORD_SPREAD_MAX_S * 1e9
+            if not near.all():
+                keep = near
+                self._drop_bundle("record_time", "bundled message(s) dropped: receive times far from the rest of "
+                                  f"their bundle (more than {RECORD_SPREAD_MAX_S:.0f} s)", int((~near).sum()))
+        for topic, n in self.writer.put_bundle(bundle, self._index, keep).items():
             self._drop_bundle("other_topic", f"bundled message(s) of {topic} dropped: not a bundled topic", n)
 
     def _take_last_bundles(self) -> None:

@@ -168,26 +168,32 @@ class BagWriter:
             raise ValueError(f"put_records: topic indices must be 0 .. {len(self.topics) - 1}")
         return self._queue(batch)
 
-    def put_bundle(self, bundle: BundleRecords, topic_index: Mapping[str, int]) -> dict[str, int]:
+    def put_bundle(self, bundle: BundleRecords, topic_index: Mapping[str, int],
+                   keep: np.ndarray | None = None) -> dict[str, int]:
         """Queue a robot's decoded bundle (:func:`async_naf.wire.record_bundle.decode_bundle_records`), each
-        message under ``topic_index[its topic]``, as :meth:`put_records`. Returns the messages left out per topic
-        ``topic_index`` does not have (not queued, not counted here: the caller counts them)."""
+        message under ``topic_index[its topic]``, as :meth:`put_records`. ``keep``: a mask of the messages to
+        write (None: all; the others are not queued, and counted by the caller). Returns the kept messages left
+        out per topic ``topic_index`` does not have (not queued, not counted here: the caller counts them)."""
         mapped = np.array([topic_index.get(topic, -1) for topic in bundle.topics] or [-1], np.int64)
         indices = mapped[bundle.topic]
-        known = indices >= 0
+        unknown = indices < 0
+        known = ~unknown if keep is None else ~unknown & keep
+        if keep is not None:
+            unknown &= keep
         records, offsets = bundle.records, bundle.offsets
         unmapped: dict[str, int] = {}
-        if not known.all():
-            for k, n in zip(*np.unique(bundle.topic[~known], return_counts=True)):
+        if unknown.any():
+            for k, n in zip(*np.unique(bundle.topic[unknown], return_counts=True)):
                 name = bundle.topics[int(k)]  # a table may name a topic twice
                 unmapped[name] = unmapped.get(name, 0) + int(n)
-            keep = np.flatnonzero(known)
+        if not known.all():
+            rows = np.flatnonzero(known)
             ends = np.append(offsets[1:], records.size)
-            pieces = [records[offsets[i]:ends[i]] for i in keep]
+            pieces = [records[offsets[i]:ends[i]] for i in rows]
             records = np.concatenate(pieces) if pieces else records[:0]
-            sizes = ends[keep] - offsets[keep]
+            sizes = ends[rows] - offsets[rows]
             offsets = np.cumsum(sizes) - sizes
-            indices = indices[keep]
+            indices = indices[rows]
         self.put_records(indices, records, offsets, bundle.stamps[known])
         return unmapped
 
