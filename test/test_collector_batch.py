@@ -55,6 +55,9 @@ def _model(config: CollectorConfig, goal: np.ndarray, episode: int, steps: list[
             drops["out_of_order"] = drops.get("out_of_order", 0) + 1
             prev = None
             continue
+        if step.stamp_s - p.stamp_s > config.step_timeout_s:  # not the next step in time: pairing goes on from it
+            drops["stamp_jump"] = drops.get("stamp_jump", 0) + 1
+            continue
         state = TaskState(step.joint_pos, step.joint_vel, step.ee_pos, step.door_angle, step.door_velocity)
         reward = task.reward(state, p.action, goal, truth)
         ok = task.success(state, goal, truth)
@@ -90,6 +93,11 @@ def _steps(task_name: str, events: list[str], seed: int) -> list[PolicyStep]:
             i = index
         elif event == "out_of_order":
             stamp = t - 0.2
+        elif event == "far_ahead":  # one stamp far ahead (a glitch); the next is then out of order
+            stamp = t + 1e12
+        elif event == "pause":  # the clock moves on 10 s: this step and all after it
+            t += 10.0
+            stamp = t
         elif event == "nan":
             obs = obs.copy()
             obs[3] = np.nan
@@ -110,7 +118,7 @@ def handle_or_target(task, goal: np.ndarray, door: float) -> np.ndarray:
 
 
 EVENTS = st.lists(st.sampled_from(["ok"] * 6 + ["near_goal", "other_episode", "gap", "out_of_order", "nan", "oob",
-                                    "duplicate"]),
+                                    "duplicate", "far_ahead", "pause"]),
                   min_size=1, max_size=60)
 
 

@@ -162,6 +162,30 @@ def test_a_step_sent_twice_is_a_duplicate_and_the_first_one_pairs() -> None:
     np.testing.assert_allclose(batch.action[3], steps[3].action, rtol=1e-6)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_step_stamped_far_after_the_one_before_is_not_paired(batched) -> None:
+    """A step stamped 10^12 s ahead was paired (a bag from another source; live, the policy no longer acts on
+    such joint-state stamps). A step stamped more than step_timeout_s after the one before did not follow it in
+    time: no transition, counted as stamp_jump; pairing goes on from it (the next step, stamped before it, is
+    out of order). A real pause of 6 s loses only the transition across it."""
+    from async_naf.wire.layouts import PolicySteps
+
+    task = make_task("reach")
+    asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=50, step_timeout_s=5.0))
+    goal = asm.start_episode()
+    robot = _Robot(task, goal.goal)
+    steps = [robot.step(0, i) for i in range(9)]
+    steps[3] = dataclasses.replace(steps[3], stamp_s=1e12)  # a glitch
+    steps[6:] = [dataclasses.replace(s, stamp_s=s.stamp_s + 6.0) for s in steps[6:]]  # a 6 s pause before step 6
+    if batched:
+        asm.add_steps(PolicySteps.from_steps(steps))
+    else:
+        for step in steps:
+            asm.add_step(step)
+    assert dict(asm.dropped) == {"stamp_jump": 2, "out_of_order": 1}
+    assert list(asm.pop_batch().step) == [0, 1, 6, 7]
+
+
 def test_late_steps_after_the_episode_are_ignored_not_counted_as_drops() -> None:
     task = make_task("reach")
     asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=2))

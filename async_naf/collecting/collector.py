@@ -8,8 +8,8 @@ with the simulator's ground truth door state when available (None on a real robo
 ``terminate_on_success``, when the task succeeds (terminal = 1).
 
 Bad data never reaches the trainer: a step with a non-finite or wrong-sized observation/action/state, from
-another episode, out of order or after a gap is dropped and counted by reason (``dropped``), and pairing
-restarts at the next good step.
+another episode, out of order, after a gap or stamped too long after the step before it is dropped and counted
+by reason (``dropped``), and pairing restarts at the next good step.
 
     asm = EpisodeAssembler(CollectorConfig(task="reach", robot_id=0))
     goal = asm.start_episode()                 # samples the goal; publish it to the policy
@@ -57,7 +57,9 @@ class CollectorConfig:
         terminate_on_success: end the episode as terminal (no bootstrapping) when the task succeeds.
         reset_timeout_s: wait this long for the robot's reset service (sim/reset) per call, s.
         step_timeout_s: an episode with no policy step of its own for this long is cut off (partial batch
-            sent, a new episode starts; steps of another episode count as none), s.
+            sent, a new episode starts; steps of another episode count as none), s. By their stamps alike: a
+            step stamped more than this after the step before it is not paired with it (``stamp_jump``; a
+            stamp 10^12 s ahead made a transition), and pairing goes on from it.
         goal_resend_s: re-publish the current goal (the running episode's, else the inactive hold goal) when
             a policy step of another episode (or made for another goal) arrives, or while running no step of
             the episode arrived for this long; at most once per this interval (a lost or overwritten goal
@@ -272,6 +274,9 @@ class EpisodeAssembler:
             self._drop("out_of_order")
             self._prev_key = None
             return self._RESTART
+        if stamp - prev[1] > self.config.step_timeout_s:  # not the next step in time: live, a cut-off episode
+            self._drop("stamp_jump")
+            return self._KEEP
         return self._PAIR
 
     def _transition(self, reward: float, success: bool) -> tuple[bool, EpisodeStats | None] | None:
