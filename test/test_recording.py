@@ -64,7 +64,7 @@ def _write_reach_bag(path: Path, storage: str = "mcap") -> None:
     for k, (episode, active) in enumerate([(0, True), (0, False), (1, True), (1, False)]):
         writer.put(1, t0 + k * 500_000_000, _goal(store, episode, active))
     writer.close()
-    assert writer.stats() == {"received": 44, "written": 44, "dropped": 0, "pending": 0}
+    assert writer.stats() == {"received": 44, "written": 44, "dropped": 0, "pending": 0, "pending_bytes": 0}
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -178,7 +178,7 @@ def test_every_way_of_writing_gives_rosbags_own_bytes(tmp_path: Path) -> None:
                 bundle = _bundle(table, [(names[i], t, data) for i, t, data in batch])
                 assert writer.put_bundle(bundle, {name: i for i, name in enumerate(names)}) == {}
         writer.close()
-        assert writer.stats() == {"received": 2500, "written": 2500, "dropped": 0, "pending": 0}
+        assert writer.stats() == {"received": 2500, "written": 2500, "dropped": 0, "pending": 0, "pending_bytes": 0}
         return (path / f"{path.name}.mcap").read_bytes(), (path / "metadata.yaml").read_text()
 
     reference = write(tmp_path / "ref" / "bag", False, "one")  # same bag name: metadata names the file
@@ -204,6 +204,33 @@ def test_a_bundle_s_unknown_topics_and_a_full_queue_are_counted_drops(tmp_path: 
     with AnyReader([tmp_path / "bag"]) as reader:
         got = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
     assert got == [("/r/a", 1, js[0]), ("/r/b", 3, js[2])]
+
+
+def test_what_would_pass_the_byte_limit_is_a_counted_drop(tmp_path: Path) -> None:
+    """A flood of 1 MB messages outran the writer and took 5 GB (max_pending counted messages only): what would
+    take the queue past max_pending_bytes is dropped and counted, messages and a bundle's records alike."""
+    from rosbags.highlevel import AnyReader
+
+    specs = [TopicSpec("/r/a", JS, qos_dict("sensor")), TopicSpec("/r/b", JS, qos_dict("sensor"))]
+    store = _store()
+    js = [bytes(_joint_state(store, 1_000 + k)) for k in range(6)]
+    size = len(js[0])
+    writer = BagWriter(tmp_path / "many", specs, max_pending_bytes=2 * size + size // 2)
+    assert writer.put_many([(0, 1 + k, js[k]) for k in range(5)]) == 2
+    writer.close()
+    assert writer.received == [5, 0] and writer.dropped == [3, 0] and writer.written == [2, 0]
+    assert writer.pending == writer.pending_bytes == 0
+
+    bundle = _bundle(["/r/a", "/r/b"], [("/r/a", 1, js[0]), ("/r/b", 2, js[1]), ("/r/a", 3, js[2])])
+    two = int(bundle.offsets[2])  # the first two records, heads included
+    writer = BagWriter(tmp_path / "bundle", specs, max_pending_bytes=two)
+    assert writer.put_bundle(bundle, {"/r/a": 0, "/r/b": 1}) == {}
+    writer.close()
+    assert writer.received == [2, 1] and writer.dropped == [1, 0] and writer.written == [1, 1]
+    with AnyReader([tmp_path / "bundle"]) as reader:
+        assert [(c.topic, t) for c, t, _ in reader.messages()] == [("/r/a", 1), ("/r/b", 2)]
+    with pytest.raises(ValueError, match="max_pending_bytes"):
+        BagWriter(tmp_path / "zero", specs, max_pending_bytes=0)
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -584,6 +611,64 @@ def test_the_recorder_says_which_robots_it_has_matched(tmp_path: Path, ros_env: 
     finally:
         probe.close()
         procs.stop_all()
+
+
+@pytest.mark.ros
+def test_a_publisher_of_another_type_does_not_hold_a_robot_back(tmp_path: Path, ros_env: dict[str, str]) -> None:
+    """A std_msgs/String publisher on /robot_0/door/imu (the bag records sensor_msgs/Imu there) never matches the
+    recorder's subscription. Counted as a publisher of the topic, it held robot_0 back for ever (and its first
+    episode with it), and nothing said why; now only publishers of the recorded type count, and it is logged."""
+    pytest.importorskip("rclpy")
+    from nodes_harness import Probe, Processes
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String
+
+    from async_naf.nodes import _msgs
+
+    procs = Processes(ros_env, tmp_path)
+    probe = Probe(ros_env)
+    try:
+        seen = _listen_ready(probe, _msgs.LATCHED)
+        probe.node.create_publisher(String, "/robot_0/door/imu", _msgs.IMU)
+        js_pub = probe.node.create_publisher(JointState, "/robot_0/joint_states", _msgs.SENSOR)
+        step_pub = probe.node.create_publisher(Float64MultiArray, "/robot_0/policy/step", _msgs.STREAM)
+        _start_recorder(procs, tmp_path, [("/robot_0/joint_states", JS, "sensor"),
+                                          ("/robot_0/policy/step", F64, "stream"),
+                                          ("/robot_0/door/imu", "sensor_msgs/msg/Imu", "imu")])
+        probe.spin_until(lambda: bool(seen) and seen[-1] == {"/robot_0"}, 30, "robot_0 named ready")
+        assert js_pub.get_subscription_count() == 1 and step_pub.get_subscription_count() == 1
+        probe.spin_until(lambda: "a publisher of std_msgs/msg/String" in procs.log("recorder"), 10,
+                         "the recorder's warning about the String publisher")
+        assert procs.interrupt("recorder") == 0, procs.log("recorder")
+    finally:
+        probe.close()
+        procs.stop_all()
+
+
+def test_a_callback_takes_at_most_one_queue_of_waiting_messages() -> None:
+    """Under a flood the subscription's queue never empties: taking until it did kept the recorder's executor
+    in one callback for as long as the flood lasted (5 GB taken, no /diagnostics, a SIGINT not honoured for
+    16 s until killed). The drain now stops after ``limit`` messages or ``max_bytes``."""
+    from types import SimpleNamespace
+
+    from async_naf.nodes.recorder_node import _waiting
+
+    class Handle:  # stands for rclpy's Subscription.handle, whose queue always holds another message (a flood)
+        taken = 0
+
+        def __enter__(self) -> Handle:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def take_message(self, msg_type: type, raw: bool) -> tuple[bytes, dict]:
+            self.taken += 1
+            return b"x", {}
+
+    flooded = SimpleNamespace(handle=Handle(), msg_type=bytes)
+    assert len(list(_waiting(flooded, 1000))) == 1000 and flooded.handle.taken == 1000
+    assert len(list(_waiting(flooded, 1000, max_bytes=10))) == 10  # 1-byte messages: none after the 10th byte
 
 
 @pytest.mark.ros

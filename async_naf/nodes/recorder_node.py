@@ -12,8 +12,14 @@ topics run in the executor's order, so callback times could put a command after 
 (a lockstep simulation steps within a millisecond of the command), which the raw conversion
 (``async-naf bag convert --method raw``) pairs by receive time. Without a reception time (0, or more than
 ``RECEIVED_SANITY_S`` away from the wall clock) the callback's wall-clock time is used. With ``drain_queue``
-(default) a callback also takes every further message waiting on its subscription (``take_message`` in a
-loop), which costs far less per message than an executor task each.
+(default) a callback also takes further messages waiting on its subscription (``take_message`` in a loop, at
+most ``queue_depth`` and ``DRAIN_MAX_BYTES``: under a flood the executor must still get to the timers and to a
+stop), which costs far
+less per message than an executor task each. What does not reach the recorder is counted where DDS says so:
+a subscription's ``message_lost`` event (a keep-last queue overwritten under a flood, a best-effort sample
+missed) is counted per topic (``lost_in_dds``, in ``/diagnostics`` and the closing log line); what was taken
+but could not be queued or written is counted as ``dropped`` (``max_pending`` messages or
+``max_pending_bytes`` waiting for the writer).
 
 Readiness: a best-effort publisher sends only to readers it has matched, and the graph can show the
 recorder's subscriptions before the matching is done. Every ``READY_POLL_S`` until every robot namespace is
@@ -22,7 +28,9 @@ ready, the node compares each subscription's matched publishers with the graph's
 recorded run's collectors start their first episode only once their namespace is named there. Once every
 namespace is ready it re-publishes that message every ``READY_REFRESH_S``: the message is latched, but a
 collector that misses the one sample (seen in 2 of 13 netns partition runs: a robot waited for
-ever) must not depend on it.
+ever) must not depend on it. Only publishers of the recorded type count (one of another type never matches);
+such a publisher is logged once as a warning, and so are, once, the topics that hold a robot back
+``READY_WARN_S`` after the start.
 
 Bundles: the topics in ``bundled`` are not subscribed to. A composed robot's collector taps them on the
 robot's bus and sends them in bundles (:mod:`async_naf.wire.record_bundle`) on the topics in ``bundles``;
@@ -49,6 +57,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String, UInt8MultiArray
@@ -56,7 +65,7 @@ from std_msgs.msg import String, UInt8MultiArray
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
 from async_naf.recording.config import RecorderConfig
-from async_naf.recording.ready import ready_namespaces, topic_namespace
+from async_naf.recording.ready import ready_namespaces, topic_namespace, waiting_topics
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
 from async_naf.wire.record_bundle import bundle_data, decode_bundle_records
 from async_naf.wire.recorder import encode_ready
@@ -64,7 +73,10 @@ from async_naf.wire.recorder import encode_ready
 RECEIVED_SANITY_S = 10.0  # a reception time further than this from the wall clock is not trusted, s
 READY_POLL_S = 0.02  # how often the matching is compared with the graph until every robot is ready, s
 READY_REFRESH_S = 1.0  # then the readiness message is re-published this often, s
+READY_WARN_S = 10.0  # a robot not ready this long after the start: the topics holding it back are logged, s
+BUNDLE_TYPE = "std_msgs/msg/UInt8MultiArray"  # what a robot's recorder/bundle carries
 RECORD_SPREAD_MAX_S = 60.0  # a bundled message received this far from its bundle's median time is corrupt, s
+DRAIN_MAX_BYTES = 8 * 2**20  # a callback takes no further message once it took this many bytes (drain_queue)
 LINGER_POLL_S = 0.01  # at stop, how often the last bundles are taken while robots still publish (bundle_linger_s), s
 
 
@@ -93,14 +105,19 @@ def _received(info: Any, now_ns: int) -> int:
     return received if received and abs(received - now_ns) <= RECEIVED_SANITY_S * 1e9 else now_ns
 
 
-def _waiting(sub: Any) -> Iterator[tuple[bytes, dict]]:
+def _waiting(sub: Any, limit: int, max_bytes: int = DRAIN_MAX_BYTES) -> Iterator[tuple[bytes, dict]]:
     """What else waits on the raw subscription ``sub`` (data, message info), taken here without one executor
-    task each."""
-    while True:
+    task each: at most ``limit`` messages, and none after ``max_bytes`` were taken (bounded: a flood never empties
+    the queue, and the executor must get back to its timers and to a stop)."""
+    taken_bytes = 0
+    for _ in range(limit):
+        if taken_bytes >= max_bytes:
+            return
         with sub.handle:
             taken = sub.handle.take_message(sub.msg_type, True)
         if taken is None:
             return
+        taken_bytes += len(taken[0])
         yield taken[0], taken[1]
 
 
@@ -116,20 +133,27 @@ class RecorderNode(Node):
         classes = [_message_class(t) for t in self.cfg.types]
         specs = [TopicSpec(topic, typename, qos_dict(q))
                  for topic, typename, q in zip(self.cfg.topics, self.cfg.types, self.cfg.qos)]
-        self.writer = BagWriter(self.cfg.bag_path, specs, self.cfg.storage, self.cfg.max_pending)
+        self.writer = BagWriter(self.cfg.bag_path, specs, self.cfg.storage, self.cfg.max_pending,
+                                max_pending_bytes=self.cfg.max_pending_bytes)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.lost_in_dds: dict[str, int] = {}  # per topic: what DDS reports lost before the recorder took it
         bundled = set(self.cfg.bundled)
         self._index = {spec.name: index for index, spec in enumerate(specs) if spec.name in bundled}
-        self._subs = {index: self.create_subscription(cls, spec.name, partial(self._on_message, index),
-                                                      _subscription_qos(spec.qos, self.cfg.queue_depth), raw=True)
-                      for index, (spec, cls) in enumerate(zip(specs, classes)) if spec.name not in bundled}
+        self._subs = {index: self.create_subscription(
+            cls, spec.name, partial(self._on_message, index), _subscription_qos(spec.qos, self.cfg.queue_depth),
+            raw=True, event_callbacks=self._events(spec.name))
+            for index, (spec, cls) in enumerate(zip(specs, classes)) if spec.name not in bundled}
         # composed robots' bundles (async_naf.wire.record_bundle): one subscription per robot for its tapped topics
         bundle_qos = QoSProfile(depth=self.cfg.queue_depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._bundle_subs = {topic_namespace(topic): self.create_subscription(
-            UInt8MultiArray, topic, partial(self._on_bundle, i), bundle_qos, raw=True)
+            UInt8MultiArray, topic, partial(self._on_bundle, i), bundle_qos, raw=True,
+            event_callbacks=self._events(topic))
             for i, topic in enumerate(self.cfg.bundles)}
         self.bundle_drops: dict[str, int] = {}
+        self._other_types: set[tuple[str, str]] = set()  # (topic, type) of publishers not recorded, warned once
+        self._started = time.monotonic()
+        self._warned_waiting = False
         self.create_timer(diag_period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._ready_pub = self.create_publisher(String, "~/ready", _msgs.LATCHED)
         self._namespaces = {topic_namespace(spec.name) for spec in specs} - {""}
@@ -138,17 +162,26 @@ class RecorderNode(Node):
                                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(specs)} topics into {self.cfg.bag_path} ({self.cfg.storage})")
 
+    def _events(self, topic: str) -> SubscriptionEventCallbacks:
+        """A subscription's event callbacks: DDS's lost messages counted per topic (rclpy's defaults beside)."""
+        def lost(info: Any) -> None:
+            n = self.lost_in_dds[topic] = self.lost_in_dds.get(topic, 0) + int(info.total_count_change)
+            if n.bit_length() > (n - int(info.total_count_change)).bit_length():  # the 1st, 2nd, 4th, ...
+                self.get_logger().warning(f"{topic}: {n} message(s) lost before the recorder took them (DDS)")
+        return SubscriptionEventCallbacks(message_lost=lost)
+
     def _on_message(self, index: int, data: bytes, info: dict) -> None:
         now = time.time_ns()
         messages = [(index, _received(info, now), data)]
         if self.cfg.drain_queue:
             messages += [(index, _received(taken_info, now), taken)
-                         for taken, taken_info in _waiting(self._subs[index])]
+                         for taken, taken_info in _waiting(self._subs[index], self.cfg.queue_depth)]
         self.writer.put_many(messages)  # one queue entry for what this callback took
 
     def _on_bundle(self, i: int, data: bytes, info: dict) -> None:
         self._put_bundle(data)
-        for taken, _ in _waiting(self._bundle_subs[topic_namespace(self.cfg.bundles[i])]):  # as drain_queue does
+        sub = self._bundle_subs[topic_namespace(self.cfg.bundles[i])]
+        for taken, _ in _waiting(sub, self.cfg.queue_depth):  # as drain_queue does
             self._put_bundle(taken)
 
     def _put_bundle(self, data: bytes) -> None:
@@ -180,7 +213,7 @@ class RecorderNode(Node):
         while True:
             gone = all(sub.get_publisher_count() == 0 for sub in self._bundle_subs.values())
             for sub in self._bundle_subs.values():
-                for taken, _ in _waiting(sub):
+                for taken, _ in _waiting(sub, self.cfg.queue_depth):
                     self._put_bundle(taken)
             if gone or time.monotonic() >= deadline:
                 break
@@ -205,13 +238,18 @@ class RecorderNode(Node):
                 ns = topic_namespace(spec.name)
                 bundle = self._bundle_subs.get(ns)
                 count = 0 if bundle is None else bundle.get_publisher_count()
-                graph = 1 if bundle is None else max(1, self.count_publishers(bundle.topic_name))
+                graph = 1 if bundle is None else max(1, self._publishers_of(bundle.topic_name, BUNDLE_TYPE))
             else:
-                count, graph = sub.get_publisher_count(), self.count_publishers(spec.name)
+                count, graph = sub.get_publisher_count(), self._publishers_of(spec.name, spec.type)
             topics.append(spec.name)
             matched.append(count)
             in_graph.append(graph)
         ready = ready_namespaces(topics, matched, in_graph)
+        if not self._warned_waiting and time.monotonic() - self._started > READY_WARN_S:
+            self._warned_waiting = True
+            for ns, held in waiting_topics(topics, matched, in_graph).items():
+                self.get_logger().warning(f"{ns} not ready after {READY_WARN_S:.0f} s (its first episode waits): "
+                                          f"publishers not matched yet on {' '.join(held)}")
         if ready != self._ready:
             self._ready = ready
             self._ready_pub.publish(String(data=encode_ready(ready)))
@@ -221,16 +259,37 @@ class RecorderNode(Node):
             self._ready_timer = self.create_timer(READY_REFRESH_S, self._refresh_ready,
                                                   clock=Clock(clock_type=ClockType.STEADY_TIME))
 
+    def _publishers_of(self, topic: str, typename: str) -> int:
+        """Publishers of ``typename`` the graph shows on ``topic``; one of another type (never matched, never
+        recorded) is logged once."""
+        count = 0
+        for info in self.get_publishers_info_by_topic(topic):
+            if info.topic_type == typename:
+                count += 1
+            elif (topic, info.topic_type) not in self._other_types:
+                self._other_types.add((topic, info.topic_type))
+                node = "" if "UNKNOWN" in info.node_name else f" ({info.node_namespace.rstrip('/')}/{info.node_name})"
+                self.get_logger().warning(f"{topic}: a publisher of {info.topic_type}{node} is not recorded: the bag "
+                                          f"records {typename} there")
+        return count
+
     def _refresh_ready(self) -> None:
-        """Every namespace is ready: say so again (for a collector that missed the latched sample)."""
+        """Every namespace is ready: say so again (for a collector that missed the latched sample), and warn of
+        a publisher of another type that came since (0.3 ms for 18 topics)."""
         self._ready_pub.publish(String(data=encode_ready(self._ready or [])))
+        for index in self._subs:
+            self._publishers_of(self.writer.topics[index].name, self.writer.topics[index].type)
+        for sub in self._bundle_subs.values():
+            self._publishers_of(sub.topic_name, BUNDLE_TYPE)
 
     def _publish_diagnostics(self) -> None:
         w = self.writer
         values = dict(w.stats())
         values.update({f"dropped {spec.name}": n for spec, n in zip(w.topics, w.dropped) if n})
         values.update({f"dropped bundle:{reason}": n for reason, n in self.bundle_drops.items()})
-        dropped = values["dropped"] or any(self.bundle_drops.values())
+        values["lost_in_dds"] = sum(self.lost_in_dds.values())
+        values.update({f"lost_in_dds {topic}": n for topic, n in self.lost_in_dds.items()})
+        dropped = values["dropped"] or any(self.bundle_drops.values()) or values["lost_in_dds"]
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if w.error or dropped else DiagnosticStatus.OK,
                                   name=self.get_fully_qualified_name(), message=w.error or "recording",
                                   hardware_id=self.cfg.bag_path,
@@ -246,7 +305,9 @@ class RecorderNode(Node):
         self.writer.close()
         stats = self.writer.stats()
         dropped = int(stats["dropped"]) + sum(self.bundle_drops.values())  # not written, for whatever reason
-        self.get_logger().info(f"bag closed: {stats['written']} messages written, {dropped} dropped")
+        lost = sum(self.lost_in_dds.values())
+        self.get_logger().info(f"bag closed: {stats['written']} messages written, {dropped} dropped"
+                               + (f", {lost} lost before the recorder (DDS)" if lost else ""))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -25,8 +25,13 @@ class RecorderConfig:
             compatibly with a deep queue and writes the profile into the bag's metadata.
         queue_depth: subscription queue depth per topic, messages (deep, so bursts are not lost).
         max_pending: messages waiting for the writer thread before new ones are dropped (counted), messages.
-        drain_queue: each callback also takes every further message already waiting on that subscription
-            (much cheaper per message than one executor callback each: keeps up with bursts on a busy machine);
+        max_pending_bytes: serialised bytes waiting for the writer thread before new messages are dropped
+            (counted), bytes (a flood of 1 MB messages outran the writer and took 5 GB before this limit; a
+            recorded 2-worker run writes a few MB/s, the writer here about 100 MB/s).
+        drain_queue: each callback also takes further messages already waiting on that subscription, at most
+            ``queue_depth`` messages and 8 MiB (much cheaper per message than one executor callback each: keeps
+            up with bursts on a busy machine; bounded, so that under a flood the executor still runs the timers
+            and a stop);
             false: one executor callback per message, as rclpy does by default.
         bundles: topics of composed robots' bundles (``/robot_0/recorder/bundle``,
             :mod:`async_naf.wire.record_bundle`): the recorder subscribes to them and writes each message
@@ -46,6 +51,7 @@ class RecorderConfig:
     qos: tuple[str, ...] = ()
     queue_depth: int = 1000
     max_pending: int = 200_000
+    max_pending_bytes: int = 2**28
     drain_queue: bool = True
     bundles: tuple[str, ...] = ()
     bundled: tuple[str, ...] = ()
@@ -67,7 +73,7 @@ class RecorderConfig:
                 raise ValueError(f"{topic}: type must look like pkg/msg/Name, got {typename!r}")
             if qos not in QOS_PROFILES:
                 raise ValueError(f"{topic}: unknown QoS profile {qos!r}; choose one of {QOS_PROFILES}")
-        integers(self, ("queue_depth", "max_pending"), 1)
+        integers(self, ("queue_depth", "max_pending", "max_pending_bytes"), 1)
         self.bundles, self.bundled = tuple(self.bundles), tuple(self.bundled)
         if any(not t.startswith("/") for t in self.bundles) or len(set(self.bundles)) != len(self.bundles):
             raise ValueError(f"bundles must be distinct absolute topic names, got {self.bundles!r}")

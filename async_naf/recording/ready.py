@@ -5,7 +5,8 @@ The recorder groups its topics by their first namespace component (``/robot_0/jo
 its topics, the recorder's subscription has matched (over DDS) at least as many publishers as the ROS graph
 shows on that topic, and the topics named by ``REQUIRED`` (the joint states and the policy's steps, what every
 robot publishes from its first step) have at least one matched publisher. A topic nobody publishes yet does
-not hold a group back: nothing of it can be lost.
+not hold a group back: nothing of it can be lost. The graph's count is of publishers of the recorded type: one
+of another type never matches (DDS keeps types apart), and must not hold a robot back for ever.
 """
 from __future__ import annotations
 
@@ -31,11 +32,19 @@ def ready_namespaces(topics: Sequence[str], matched: Sequence[int], in_graph: Se
     if not len(topics) == len(matched) == len(in_graph):
         raise ValueError(f"topics, matched and in_graph differ in length: {len(topics)}, {len(matched)}, "
                          f"{len(in_graph)}")
-    ok: dict[str, bool] = {}
+    waiting = waiting_topics(topics, matched, in_graph)
+    return sorted({topic_namespace(topic) for topic in topics} - set(waiting) - {""})
+
+
+def waiting_topics(topics: Sequence[str], matched: Sequence[int], in_graph: Sequence[int]) -> dict[str, list[str]]:
+    """Per namespace that is not ready, the topics that hold it back (arguments as :func:`ready_namespaces`)."""
+    if not len(topics) == len(matched) == len(in_graph):
+        raise ValueError(f"topics, matched and in_graph differ in length: {len(topics)}, {len(matched)}, "
+                         f"{len(in_graph)}")
+    waiting: dict[str, list[str]] = {}
     for topic, n_matched, n_graph in zip(topics, matched, in_graph):
         ns = topic_namespace(topic)
-        if not ns:
-            continue
-        required = topic[len(ns) + 1:] in REQUIRED
-        ok[ns] = ok.get(ns, True) and n_matched >= n_graph and (n_matched >= 1 or not required)
-    return sorted(ns for ns, good in ok.items() if good)
+        required = ns and topic[len(ns) + 1:] in REQUIRED
+        if ns and not (n_matched >= n_graph and (n_matched >= 1 or not required)):
+            waiting.setdefault(ns, []).append(topic)
+    return waiting

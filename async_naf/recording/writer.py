@@ -7,7 +7,8 @@
     writer.close()                                # drains the queue, writes metadata.yaml
 
 Receive times are wall-clock nanoseconds (as ``ros2 bag record`` stores them). What cannot be queued
-(``max_pending`` reached) or written is counted per topic, never silently lost.
+(``max_pending`` messages or ``max_pending_bytes`` reached: a writer behind a flood of large messages must not take
+all memory) or written is counted per topic, never silently lost.
 
 Writing MCAP, the writer thread appends the message records to rosbags' open chunk itself (:class:`_McapAppend`:
 one ``struct`` pack per message instead of rosbags' ``Writer.write`` with a ``BytesIO`` per record, about
@@ -86,6 +87,7 @@ class BagWriter:
         topics: what will be recorded; ``put`` takes an index into this list.
         storage: ``mcap`` or ``sqlite3``.
         max_pending: queued messages before ``put`` drops (and counts) new ones.
+        max_pending_bytes: queued serialised bytes before ``put`` drops (and counts) new messages.
         fast: MCAP records appended by :class:`_McapAppend` where it is usable (the same bytes); False: every
             message through rosbags' ``Writer.write``.
 
@@ -94,15 +96,17 @@ class BagWriter:
         fast: whether the writer thread appends MCAP records itself (known once the constructor returns).
 
     Raises:
-        ValueError: the path exists, or a type the Jazzy type store does not know.
+        ValueError: the path exists, a type the Jazzy type store does not know, or a limit below 1.
     """
 
     def __init__(self, path: str | Path, topics: Sequence[TopicSpec], storage: str = "mcap",
-                 max_pending: int = 200_000, fast: bool = True) -> None:
+                 max_pending: int = 200_000, fast: bool = True, max_pending_bytes: int = 2**30) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
         path = Path(path)
+        if not (max_pending >= 1 and max_pending_bytes >= 1):
+            raise ValueError(f"max_pending and max_pending_bytes must be >= 1, got {max_pending}, {max_pending_bytes}")
         if path.exists():
             raise ValueError(f"{path} exists: a bag is never written over")
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
@@ -118,10 +122,11 @@ class BagWriter:
         n = len(self.topics)
         self.received, self.written, self.dropped = [0] * n, [0] * n, [0] * n
         self.max_pending = int(max_pending)
-        # batches of (topic index, receive ns, data); _queued is only written by the putting thread, _taken only
-        # by the writer thread, so ``pending`` needs no lock
+        self.max_pending_bytes = int(max_pending_bytes)
+        # batches of (topic index, receive ns, data); _queued(_bytes) are only written by the putting thread,
+        # _taken(_bytes) only by the writer thread, so ``pending`` and ``pending_bytes`` need no lock
         self._pending: collections.deque[Sequence[tuple[int, int, bytes | memoryview]] | _Records] = collections.deque()
-        self._queued = self._taken = 0
+        self._queued = self._taken = self._queued_bytes = self._taken_bytes = 0
         self.fast = bool(fast)
         self._wake = threading.Condition()
         self._lock = threading.Lock()  # the queue's check and append against the writer thread's failure
@@ -199,14 +204,20 @@ class BagWriter:
 
     def _queue(self, batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> int:
         _count(self.received, batch)
+        size = _size(batch)
         with self._lock:  # against a writer thread that fails meanwhile: it drops (and counts) what is queued
             room = 0 if self._closing or self.error else max(0, self.max_pending - self.pending)
+            byte_room = self.max_pending_bytes - self.pending_bytes
+            if size > byte_room:  # the first messages that fit in the bytes left
+                room = min(room, int(np.searchsorted(np.cumsum(_sizes(batch)), byte_room, side="right")))
             if room < len(batch):
                 _count(self.dropped, _tail(batch, room))
                 batch = _head(batch, room)
+                size = _size(batch)
             if not len(batch):
                 return 0
             self._queued += len(batch)
+            self._queued_bytes += size
             self._pending.append(batch)
         if len(self._pending) == 1:
             with self._wake:
@@ -217,6 +228,11 @@ class BagWriter:
     def pending(self) -> int:
         """Messages queued and not yet written (or dropped by a failed writer)."""
         return self._queued - self._taken
+
+    @property
+    def pending_bytes(self) -> int:
+        """Serialised bytes of the messages queued and not yet written (or dropped by a failed writer)."""
+        return self._queued_bytes - self._taken_bytes
 
     def _run(self) -> None:
         writer_type, plugin, store = self._open
@@ -255,6 +271,7 @@ class BagWriter:
                     write_batch(batch)
                     pending.popleft()
                     self._taken += len(batch)
+                    self._taken_bytes += _size(batch)
                     _count(written, batch)
             except Exception as exc:  # noqa: BLE001 - a failing disk must not kill the node: counted, logged
                 lost = 0
@@ -263,6 +280,7 @@ class BagWriter:
                     while pending:  # the failed batch counts as dropped whole: a bag that failed mid-batch is suspect
                         batch = pending.popleft()
                         self._taken += len(batch)
+                        self._taken_bytes += _size(batch)
                         lost += len(batch)
                         _count(self.dropped, batch)
                 LOG.error("%s; %d queued messages dropped", self.error, lost)
@@ -278,9 +296,9 @@ class BagWriter:
         self._closing = True
 
     def stats(self) -> dict[str, int]:
-        """Totals: received, written, dropped, pending."""
+        """Totals: received, written, dropped, pending (messages), pending_bytes."""
         return {"received": sum(self.received), "written": sum(self.written), "dropped": sum(self.dropped),
-                "pending": self.pending}
+                "pending": self.pending, "pending_bytes": self.pending_bytes}
 
 
 def _add_counts(counter: list[int], indices: np.ndarray) -> None:
@@ -297,6 +315,20 @@ def _count(counter: list[int], batch: Sequence[tuple[int, int, bytes | memoryvie
     else:
         for index, _, _ in batch:
             counter[index] += 1
+
+
+def _size(batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> int:
+    """Serialised bytes in a batch (a bundle's records with their MCAP heads)."""
+    if isinstance(batch, _Records):
+        return int(batch.records.size)
+    return sum(len(data) for _, _, data in batch)
+
+
+def _sizes(batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> np.ndarray:
+    """Serialised bytes of each message of a batch."""
+    if isinstance(batch, _Records):
+        return np.diff(np.append(batch.offsets, batch.records.size))
+    return np.fromiter((len(data) for _, _, data in batch), np.int64, len(batch))
 
 
 def _head(batch: Any, n: int) -> Any:
