@@ -231,6 +231,12 @@ def test_what_would_pass_the_byte_limit_is_a_counted_drop(tmp_path: Path) -> Non
         assert [(c.topic, t) for c, t, _ in reader.messages()] == [("/r/a", 1), ("/r/b", 2)]
     with pytest.raises(ValueError, match="max_pending_bytes"):
         BagWriter(tmp_path / "zero", specs, max_pending_bytes=0)
+    # a memoryview counts its bytes, not its elements (1000 float64 are 8000 bytes)
+    u8 = [TopicSpec("/r/u", "std_msgs/msg/UInt8MultiArray")]
+    writer = BagWriter(tmp_path / "view", u8, max_pending_bytes=1000)
+    assert writer.put(0, 1, memoryview(np.zeros(1000))) is False
+    writer.close()
+    assert writer.dropped == [1]
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -669,6 +675,33 @@ def test_a_callback_takes_at_most_one_queue_of_waiting_messages() -> None:
     flooded = SimpleNamespace(handle=Handle(), msg_type=bytes)
     assert len(list(_waiting(flooded, 1000))) == 1000 and flooded.handle.taken == 1000
     assert len(list(_waiting(flooded, 1000, max_bytes=10))) == 10  # 1-byte messages: none after the 10th byte
+
+
+def test_at_stop_every_bundle_left_by_robots_that_are_gone_is_taken() -> None:
+    """At stop the drain bound still applies per pass, but passes go on until the queues of robots that are gone
+    are empty: with one bounded pass, 580 of 1000 queued 20 kB bundles were left, neither written nor counted."""
+    from types import SimpleNamespace
+
+    from async_naf.nodes.recorder_node import RecorderNode
+
+    class Handle:  # stands for rclpy's Subscription.handle: a queue of 1000 bundles, no publisher left
+        queue = [bytes(20_000)] * 1000
+
+        def __enter__(self) -> Handle:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def take_message(self, msg_type: type, raw: bool) -> tuple[bytes, dict] | None:
+            return (self.queue.pop(), {}) if self.queue else None
+
+    sub = SimpleNamespace(handle=Handle(), msg_type=bytes, get_publisher_count=lambda: 0)
+    taken: list[bytes] = []
+    node = SimpleNamespace(cfg=SimpleNamespace(bundle_linger_s=0.0, queue_depth=1000), _bundle_subs={"/robot_0": sub},
+                           _put_bundle=taken.append, get_logger=lambda: SimpleNamespace(info=print, warning=print))
+    RecorderNode._take_last_bundles(node)  # type: ignore[arg-type]
+    assert len(taken) == 1000 and not sub.handle.queue
 
 
 @pytest.mark.ros

@@ -29,9 +29,9 @@ class RecorderConfig:
             (counted), bytes (a flood of 1 MB messages outran the writer and took 5 GB before this limit; a
             recorded 2-worker run writes a few MB/s, the writer here about 100 MB/s).
         drain_queue: each callback also takes further messages already waiting on that subscription, at most
-            ``queue_depth`` messages and 8 MiB (much cheaper per message than one executor callback each: keeps
-            up with bursts on a busy machine; bounded, so that under a flood the executor still runs the timers
-            and a stop);
+            ``queue_depth`` more and none once 8 MiB were taken (much cheaper per message than one executor
+            callback each: keeps up with bursts on a busy machine; bounded, so that under a flood the executor
+            still runs the timers and a stop);
             false: one executor callback per message, as rclpy does by default.
         bundles: topics of composed robots' bundles (``/robot_0/recorder/bundle``,
             :mod:`async_naf.wire.record_bundle`): the recorder subscribes to them and writes each message

@@ -100,7 +100,7 @@ class BagWriter:
     """
 
     def __init__(self, path: str | Path, topics: Sequence[TopicSpec], storage: str = "mcap",
-                 max_pending: int = 200_000, fast: bool = True, max_pending_bytes: int = 2**30) -> None:
+                 max_pending: int = 200_000, fast: bool = True, max_pending_bytes: int = 2**28) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
@@ -321,14 +321,15 @@ def _size(batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> in
     """Serialised bytes in a batch (a bundle's records with their MCAP heads)."""
     if isinstance(batch, _Records):
         return int(batch.records.size)
-    return sum(len(data) for _, _, data in batch)
+    return sum(data.nbytes if isinstance(data, memoryview) else len(data) for _, _, data in batch)
 
 
 def _sizes(batch: Sequence[tuple[int, int, bytes | memoryview]] | _Records) -> np.ndarray:
     """Serialised bytes of each message of a batch."""
     if isinstance(batch, _Records):
         return np.diff(np.append(batch.offsets, batch.records.size))
-    return np.fromiter((len(data) for _, _, data in batch), np.int64, len(batch))
+    return np.fromiter((data.nbytes if isinstance(data, memoryview) else len(data) for _, _, data in batch), np.int64,
+                       len(batch))
 
 
 def _head(batch: Any, n: int) -> Any:
