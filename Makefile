@@ -14,6 +14,12 @@ RUN_DIR ?= runs/door_pull_2w
 # override freely
 TRAIN_ARGS ?= --task door_pull --workers 2 --seed 0 --stop-at-success 1.0 --minutes 60
 PYTEST_ARGS ?=
+# the CPU build of torch 2.13.0 (Linux x86_64: +cpu from PyTorch's CPU index; elsewhere PyPI's, CPU-only there)
+ifeq ($(shell uname -sm),Linux x86_64)
+TORCH_SPEC ?= torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu
+else
+TORCH_SPEC ?= torch==2.13.0
+endif
 
 # DDS stays on loopback for everything this Makefile starts (forced, not a default).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -33,11 +39,13 @@ setup: $(STAMP)
 $(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
-	# exactly this torch, first: an unpinned torch would pull gigabytes of CUDA wheels
-	$(PIP) install --quiet torch==2.13.0
+	# exactly this torch, first, and its CPU build: PyPI's torch==2.13.0 for Linux x86_64 is the CUDA build and
+	# pulls gigabytes of CUDA wheels; the +cpu build is on PyTorch's CPU index (or a local wheelhouse)
+	$(PIP) install --quiet $(TORCH_SPEC)
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
-	$(PY) -c "import torch, rclpy, mujoco, async_naf; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(PY) -c "import torch, rclpy, mujoco, async_naf; v = torch.__version__; \
+	assert v.startswith('2.13.0') and torch.version.cuda is None, f'torch {v} (CUDA {torch.version.cuda}): not the CPU build of 2.13.0'"
 	touch $(STAMP)
 
 train: setup

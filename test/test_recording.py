@@ -925,6 +925,29 @@ def test_bad_messages_are_counted_and_other_tasks_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.part").exists()
 
 
+def test_a_bag_recorded_for_another_task_is_refused(tmp_path: Path) -> None:
+    """door_pull and door_push have the same sizes: a door_pull run's bag converted as door_push gave 101,746
+    transitions without a word (goals, observations and the door are the other task's). The recorded run's
+    collector parameters (``RUN_DIR/params``) name its task; a conversion for another task is refused."""
+    from async_naf.run.convert import convert_exact
+
+    run = tmp_path / "run"
+    _write_policy_bag(run / "bag")
+    (run / "params").mkdir()
+    params = run / "params" / "robot_0.collector.yaml"
+    params.write_text("/robot_0/collector:\n  ros__parameters:\n    task: reach\n    episode_steps: 4\n")
+    assert convert_exact(run / "bag", "reach").counts["transitions"] == 8  # its own task: the recorded parameters
+    params.write_text("/robot_0/collector:\n  ros__parameters:\n    task: door_pull\n    episode_steps: 4\n")
+    with pytest.raises(BagError, match=r"recorded running task 'door_pull'.*not 'reach'"):
+        convert_exact(run / "bag", "reach")
+    # bag info says so (it said "reach exact: yes", and "door_pull exact: yes" for a reach bag)
+    info = bag_info(run / "bag")
+    assert info.recorded_tasks == {"/robot_0": "door_pull"} and info.step_dims == {"/robot_0": (23, 7)}
+    assert info.feeds["reach"]["exact"]["/robot_0"] == ["recorded running door_pull"]
+    assert info.feeds["door_pull"]["exact"]["/robot_0"] == ["policy/step obs 23, act 7 (door_pull: obs 22, act 7)"]
+    assert "reach exact: no: /robot_0: recorded running door_pull" in format_info(info)
+
+
 def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:
     """A run split over three hosts (the partition test's lab) has three ``/recorder`` nodes on one readiness
     topic; what a collector learns must not depend on which message came last. Taking the last one alone left

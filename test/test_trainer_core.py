@@ -142,6 +142,41 @@ def test_pause_stops_updates_but_keeps_buffering(tmp_path: Path) -> None:
         trainer.stop(final_checkpoint=False)
 
 
+def test_a_pause_returns_after_the_update_under_way(tmp_path: Path, monkeypatch) -> None:
+    """An update that had passed the pause check landed after the pause and after the checkpoint the run then
+    evaluated: the run ended with other weights than the evaluated ones (updates 638,512 against 638,511). The
+    pause now waits for it, and the weights do not change after it."""
+    trainer = Trainer(_cfg(tmp_path))
+    entered, release = threading.Event(), threading.Event()
+    real_update = trainer.agent.update
+
+    def held_update(*args, **kwargs):  # the 11th update stops inside until released
+        if trainer.agent.update_count == 10:
+            entered.set()
+            assert release.wait(20), "never released"
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.agent, "update", held_update)
+    trainer.start()
+    paused = threading.Event()
+    pauser = threading.Thread(target=lambda: (trainer.set_paused(True), paused.set()))
+    try:
+        trainer.add_transitions(_batch(200))
+        assert entered.wait(20), "the 11th update never began"
+        pauser.start()
+        assert not paused.wait(0.3), "the pause returned while an update was under way"
+        release.set()
+        assert paused.wait(20)
+        at_pause = trainer.agent.update_count
+        assert at_pause == 11
+        _wait_idle(trainer)
+        assert trainer.agent.update_count == at_pause and trainer.updates == at_pause
+    finally:
+        release.set()
+        pauser.join(20)
+        trainer.stop(final_checkpoint=False)
+
+
 def test_invalid_batches_are_rejected_and_counted(tmp_path: Path) -> None:
     trainer = Trainer(_cfg(tmp_path))
     bad = _batch(10)

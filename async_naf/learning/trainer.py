@@ -152,6 +152,9 @@ class Trainer:
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        # held from the pause check to the end of the update it allowed: set_paused(True) returns only once no
+        # update is under way (an update that had passed the check landed after a pause and its checkpoint)
+        self._update_gate = threading.Lock()
         self._finished = threading.Event()
         self.idle_passes = 0  # update-loop passes that found nothing to do (tests wait on it, not on sleeps)
         self._finish_reason = ""
@@ -317,9 +320,13 @@ class Trainer:
         return self._finish_reason
 
     def set_paused(self, paused: bool) -> None:
-        """Pause (no updates; transitions are still buffered) or resume the update thread."""
+        """Pause (no updates; transitions are still buffered) or resume the update thread. A pause returns once
+        an update under way has finished: the weights do not change after it (a checkpoint taken then is what
+        the run ends with if it stops paused)."""
         if paused:
             self._paused.set()
+            with self._update_gate:  # wait for an update that passed the pause check before the pause
+                pass
         else:
             self._paused.clear()
         with self._wake:
@@ -416,12 +423,16 @@ class Trainer:
             LOG.warning("demo_pretrain_updates=%d ignored: no demonstrations (demos, demo_ratio > 0)", n)
             return
         t0, start = time.monotonic(), self.updates
-        for _ in range(n - start):  # attempts: an update skipped for a non-finite gradient is not repeated
+        attempts = n - start  # an update skipped for a non-finite gradient is not repeated
+        while attempts > 0:
             while self._paused.is_set() and not self._stop.is_set():
                 self._stop.wait(0.05)
             if self._stop.is_set() or self._stop_reason():
                 break
-            self._update_once(demos_only=True)
+            with self._update_gate:
+                if not self._paused.is_set():  # (a pause that came since: wait for the resume)
+                    self._update_once(demos_only=True)
+                    attempts -= 1
         LOG.info("pre-trained on the demonstrations: %d updates in %.1f s", self.updates - start,
                  time.monotonic() - t0)
 
@@ -456,8 +467,11 @@ class Trainer:
                 if self.config.checkpoint_every_s and \
                         time.monotonic() - self._last_ckpt >= self.config.checkpoint_every_s:
                     self.save_checkpoint()
-                if self._update_allowed():
-                    self._update_once()
+                with self._update_gate:
+                    allowed = self._update_allowed()
+                    if allowed:
+                        self._update_once()
+                if allowed:
                     continue
                 self.idle_passes += 1
                 with self._wake:

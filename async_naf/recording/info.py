@@ -6,7 +6,10 @@ behind that clock's time at reception: the newest ``clock`` message of the robot
 received at or before it); the episodes found in
 ``task/goal`` per robot; and which tasks the bag can feed, the two ways ``async-naf bag convert`` builds
 transitions (``exact``: the policy's own ``policy/step`` records; ``raw``: joint states, commands, the
-door IMU and the goal, what ``ros2 bag record`` gives on any ros2_control arm), with what is missing.
+door IMU and the goal, what ``ros2 bag record`` gives on any ros2_control arm), with what is missing, or why
+not: a robot recorded running another task (a bag of ``async-naf train --record``: its collector's parameters
+in ``RUN_DIR/params``, what the conversion refuses on), or, for the exact way, policy steps of other sizes
+than the task's.
 """
 from __future__ import annotations
 
@@ -70,8 +73,13 @@ class BagInfo:
         duration_s: last minus first receive time, s.
         topics: per topic.
         episodes: per robot namespace, the episode numbers started (active goals) in ``task/goal``.
-        feeds: per task, per way (``exact``/``raw``), per robot namespace: the missing topics (empty: it can).
+        feeds: per task, per way (``exact``/``raw``), per robot namespace: the missing topics, and why else it
+            cannot (``recorded running <task>``; ``policy/step obs <n>, act <m> (<task>: obs .., act ..)``);
+            empty: it can.
         undecodable: messages that could not be decoded (counted, skipped).
+        step_dims: per robot namespace, (obs, act) sizes of its first decodable ``policy/step``.
+        recorded_tasks: per robot namespace, the task its collector ran (``../params/<robot>.collector.yaml``
+            of a bag recorded with ``async-naf train --record``).
     """
 
     path: str
@@ -80,6 +88,8 @@ class BagInfo:
     episodes: dict[str, list[int]] = field(default_factory=dict)
     feeds: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
     undecodable: int = 0
+    step_dims: dict[str, tuple[int, int]] = field(default_factory=dict)
+    recorded_tasks: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able (NaN: None)."""
@@ -139,11 +149,16 @@ def bag_info(path: str | Path) -> BagInfo:
                     topic.max_gap_s = max(topic.max_gap_s, t - prev[conn.topic])
                 topic.last_s = prev[conn.topic] = t
                 wants_goal = conn.topic.endswith("/task/goal")
-                if conn.msgtype not in _STAMPED and not wants_goal and conn.msgtype != _CLOCK:
+                ns = topic_namespace(conn.topic)
+                wants_step = conn.topic.endswith("/policy/step") and ns not in info.step_dims
+                if conn.msgtype not in _STAMPED and not (wants_goal or wants_step) and conn.msgtype != _CLOCK:
                     continue
                 try:
                     msg: Any = reader.deserialize(raw, conn.msgtype)
-                    if wants_goal:
+                    if wants_step:
+                        step = layouts.decode_policy_step(_array_msg(msg))
+                        info.step_dims[ns] = (len(step.obs), len(step.action))
+                    elif wants_goal:
                         goal = layouts.decode_goal(_array_msg(msg))
                         eps = info.episodes.setdefault(topic_namespace(conn.topic) or "/", [])
                         if goal.active and goal.episode not in eps:
@@ -166,8 +181,26 @@ def bag_info(path: str | Path) -> BagInfo:
     for name, values in lags.items():
         info.topics[name].lag_mean_s = sum(values) / len(values)
         info.topics[name].lag_max_s = max(values)
+    info.recorded_tasks = _recorded_tasks(path, info.topics)
     info.feeds = _feeds(info)
     return info
+
+
+def _recorded_tasks(path: Path, topics: dict[str, TopicInfo]) -> dict[str, str]:
+    """Per robot namespace of the bag: the task in its collector's recorded parameters, where there are some."""
+    import yaml
+
+    out: dict[str, str] = {}
+    for ns in sorted({topic_namespace(n) for n in topics} - {""}):
+        params = path.parent / "params" / f"{ns.strip('/')}.collector.yaml"
+        try:
+            doc = yaml.safe_load(params.read_text()) if params.is_file() else None
+            task = next(iter(doc.values()))["ros__parameters"]["task"] if isinstance(doc, dict) else None
+        except (OSError, yaml.YAMLError, StopIteration, KeyError, TypeError) as exc:
+            raise BagError(f"{params}: unreadable recorded parameters: {exc!r}") from exc
+        if isinstance(task, str):
+            out[ns] = task
+    return out
 
 
 def _add_lag(topic: TopicInfo, lags: dict[str, list[float]], clocks: dict[str, float], t: float,
@@ -193,10 +226,19 @@ def _feeds(info: BagInfo) -> dict[str, dict[str, dict[str, list[str]]]]:
     robots = sorted({ns for n in present if (ns := topic_namespace(n)) and ns != "/trainer"})
     out: dict[str, dict[str, dict[str, list[str]]]] = {}
     for task_name in TASK_NAMES:
-        door = make_task(task_name).is_door
-        ways = {"exact": EXACT_TOPICS, "raw": RAW_TOPICS + (RAW_DOOR_TOPICS if door else ())}
+        task = make_task(task_name)
+        ways = {"exact": EXACT_TOPICS, "raw": RAW_TOPICS + (RAW_DOOR_TOPICS if task.is_door else ())}
         out[task_name] = {way: {ns: [t for t in needed if f"{ns}/{t}" not in present] for ns in robots}
                           for way, needed in ways.items()}
+        for ns in robots:
+            recorded = info.recorded_tasks.get(ns, task_name)
+            if recorded != task_name:
+                for way in ways:
+                    out[task_name][way][ns].append(f"recorded running {recorded}")
+            dims = info.step_dims.get(ns)
+            if dims is not None and dims != (task.obs_dim, task.act_dim):
+                out[task_name]["exact"][ns].append(f"policy/step obs {dims[0]}, act {dims[1]} ({task_name}: obs "
+                                                   f"{task.obs_dim}, act {task.act_dim})")
     return out
 
 
@@ -218,8 +260,8 @@ def format_info(info: BagInfo) -> str:
                 lines.append(f"{task_name} {way}: no robot topics in the bag")
                 continue
             missing = {ns: m for ns, m in robots.items() if m}
-            verdict = "yes" if not missing else "missing " + "; ".join(f"{ns}: {', '.join(m)}"
-                                                                      for ns, m in missing.items())
+            verdict = "yes" if not missing else "no: " + "; ".join(f"{ns}: {', '.join(m)}"
+                                                                  for ns, m in missing.items())
             lines.append(f"{task_name} {way}: {verdict}")
     if info.undecodable:
         lines.append(f"undecodable messages skipped: {info.undecodable}")

@@ -87,7 +87,8 @@ def _array_msg(msg: Any) -> layouts.ArrayMsg:
 
 def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: dict[str, Any]) -> CollectorConfig:
     """The collector's configuration for robot ``ns``: what the recorded run used (``../params`` of a bag
-    recorded with --record) if it is there, else the defaults; then ``overrides``."""
+    recorded with --record) if it is there, else the defaults; then ``overrides``. BagError if the recorded
+    run's task is not ``task``."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -96,6 +97,10 @@ def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: d
         doc: dict[str, Any] = yaml.safe_load(params.read_text()) or {}
         node: dict[str, Any] = next(iter(doc.values()), {})
         values = dict(node.get("ros__parameters", {}))
+    recorded = values.get("task", task)
+    if recorded != task:  # door_pull and door_push have the same sizes: nothing else would notice
+        raise BagError(f"{bag}: robot {ns} was recorded running task {recorded!r} ({params}), not {task!r}: its goals, "
+                       f"observations and door are that task's")
     values.update(task=task, robot_id=values.get("robot_id", robot_id), **overrides)
     names = {f.name for f in dataclasses.fields(CollectorConfig)}
     return CollectorConfig(**{k: v for k, v in values.items() if k in names})
