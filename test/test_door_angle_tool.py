@@ -256,3 +256,62 @@ def test_bag_round_trip_keeps_unknown_covariances_unknown(tmp_path: Path, record
     assert [s.stamp_ns for s in back] == [s.stamp_ns for s in samples]
     assert all(s.gyro_cov is None and s.accel_cov is None for s in back)
     np.testing.assert_array_equal(np.array([s.gyro for s in back]), np.array([s.gyro for s in samples]))
+
+
+def _sim_run_bag(path: Path) -> None:
+    """A door_pull training run's bag as the embedded sim records it: episode 0 opens the door 60 deg; the reset
+    puts it back closed without the IMU seeing it turn (no rotation recorded); episode 1 opens it 30 deg. The
+    goals on /robot_0/task/goal mark the episodes (a re-published goal in between)."""
+    from bag_msgs import array_bytes
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from async_naf.wire import layouts
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    t = store.types
+    rate, dt = 200, 5_000_000
+    rates = np.concatenate([np.zeros(2 * rate), np.full(rate, math.radians(60)), np.zeros(2 * rate),  # episode 0
+                            np.zeros(rate), np.full(rate, math.radians(30)), np.zeros(2 * rate)])   # episode 1
+    start1 = 5 * rate  # the sample from which episode 1 runs (its goal comes just before it)
+    goals = {0: [(0, True)], start1: [(0, False), (1, True), (1, True)]}
+    with Writer(path, version=9) as writer:
+        imu = writer.add_connection(TOPIC, "sensor_msgs/msg/Imu", typestore=store)
+        goal = writer.add_connection("/robot_0/task/goal", "std_msgs/msg/Float64MultiArray", typestore=store)
+        for k, wz in enumerate(rates):
+            stamp = 1_000_000_000 + k * dt
+            for episode, active in goals.get(k, []):
+                arr = layouts.encode_goal(layouts.Goal(episode, active, np.array([0.5, 0.2, 0.9])))
+                writer.write(goal, stamp - 1000, array_bytes(store, arr))
+            sec, nsec = divmod(stamp, 1_000_000_000)
+            msg = t["sensor_msgs/msg/Imu"](
+                header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
+                                                frame_id="door_imu_link"),
+                orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+                orientation_covariance=np.array([-1.0] + [0.0] * 8),
+                angular_velocity=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=float(wz)),
+                angular_velocity_covariance=np.zeros(9),
+                linear_acceleration=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=9.81),
+                linear_acceleration_covariance=np.zeros(9))
+            writer.write(imu, stamp, store.serialize_cdr(msg, "sensor_msgs/msg/Imu"))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_training_run_s_bag_is_zeroed_where_each_episode_starts(tmp_path: Path, capsys, causal: bool) -> None:
+    """On a bag of `async-naf train --record` the angle climbed across episodes (11,025 deg on a door_pull run):
+    a simulated door is reset without the IMU seeing it turn, and the collector zeroes the estimate after each
+    reset. The tool now does that where each episode starts on the robot's task/goal (--no-episodes: not)."""
+    bag = tmp_path / "run_bag"
+    _sim_run_bag(bag)
+    extra = ["--causal"] if causal else []
+    out = tmp_path / "zeroed.csv"
+    assert cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(out), "--no-progress", *extra]) == 0
+    assert "zeroed at 2 episode start(s) on /robot_0/task/goal" in capsys.readouterr().err
+    _, _, angles = _read_csv(out)
+    assert math.degrees(angles[5 * 200 - 1]) == pytest.approx(60.0, abs=0.5)  # the end of episode 0
+    assert math.degrees(angles[-1]) == pytest.approx(30.0, abs=0.5)
+    plain = tmp_path / "plain.csv"
+    assert cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(plain), "--no-progress",
+                     "--no-episodes", *extra]) == 0
+    assert "episode start" not in capsys.readouterr().err
+    assert math.degrees(_read_csv(plain)[2][-1]) == pytest.approx(90.0, abs=0.5)

@@ -69,6 +69,11 @@ def test_train_offline_writes_a_run_directory_with_greedy_evaluations(tmp_path: 
     assert main(["train-offline", str(ds), "--task", "door_pull", "--run-dir", str(tmp_path / "x"),
                  "--updates", "1"]) == 2
     assert "task 'reach'" in capsys.readouterr().err and not (tmp_path / "x").exists()  # no empty run dir either
+    # a source that is not there is named as the argument it is (the error named --demos, an option of train)
+    assert main(["train-offline", str(tmp_path / "nothing"), "--task", "reach", "--run-dir", str(tmp_path / "y"),
+                 "--updates", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"DATASET|BAG {tmp_path / 'nothing'}: no such dataset or bag" in err and "--demos" not in err
 
 
 def test_a_dataset_manifest_with_unhashable_layouts_is_a_clear_error(tmp_path: Path, capsys) -> None:

@@ -109,5 +109,7 @@ def test_runtime_changes_are_validated_and_read_only_enforced(make_node) -> None
 
 
 def test_build_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match="unknown"):
+    """The error names the closest parameter and lists the valid ones (it gave the unknown name alone)."""
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) for _Cfg: 'cuont' \(did you mean 'count'\?\); "
+                                         r"its parameters: .*count.*noise\.scale"):
         build(_Cfg, {"cuont": 3})

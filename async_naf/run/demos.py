@@ -29,8 +29,9 @@ def _converted_from(dataset: Path, sha: str) -> bool:
 
 
 def prepare_demos(sources: list[str] | tuple[str, ...], task: str, run_dir: str | Path,
-                  log: bool = True) -> list[str]:
-    """The absolute dataset paths for ``sources`` (datasets or bags), each checked against ``task``.
+                  log: bool = True, label: str = "--demos") -> list[str]:
+    """The absolute dataset paths for ``sources`` (datasets or bags), each checked against ``task``;
+    ``label``: what the errors call a source (the option or argument that named it).
 
     Raises:
         ValueError: a source that is neither a dataset nor a bag, a bag that does not convert (BagError), a
@@ -44,7 +45,7 @@ def prepare_demos(sources: list[str] | tuple[str, ...], task: str, run_dir: str 
     from async_naf.task.tasks import make_task
 
     if not sources:
-        raise ValueError("--demos: no dataset or bag given")
+        raise ValueError(f"{label}: no dataset or bag given")
     task_obj = make_task(task)
     out_dir = Path(run_dir).resolve() / DEMOS_DIR
     datasets: list[str] = []
@@ -54,9 +55,9 @@ def prepare_demos(sources: list[str] | tuple[str, ...], task: str, run_dir: str 
             datasets.append(str(src))
             continue
         if not src.exists():
-            raise ValueError(f"--demos {raw}: no such dataset or bag")
+            raise ValueError(f"{label} {raw}: no such dataset or bag")
         if not is_bag(src):
-            raise ValueError(f"--demos {raw}: neither a dataset (manifest.json + replay.npz) nor a rosbag2 bag "
+            raise ValueError(f"{label} {raw}: neither a dataset (manifest.json + replay.npz) nor a rosbag2 bag "
                              "(metadata.yaml)")
         sha = _bag_sha256(src)
         target = out_dir / src.name

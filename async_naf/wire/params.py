@@ -264,7 +264,14 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str = "", defaults: T
     lead = f"{prefix}." if prefix else ""
     unknown = [k for k in values if k.startswith(lead) and k not in known]
     if unknown:
-        raise ValueError(f"unknown parameter(s) for {cls.__name__}: {sorted(unknown)}")
+        import difflib
+
+        hints = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown parameter(s) for {cls.__name__}: {', '.join(hints)}; its parameters: "
+                         f"{', '.join(sorted(known))}")
     tree: dict[str, Any] = {}
     for spec in specs:
         raw = values.get(spec.name, spec.default)

@@ -28,6 +28,11 @@ known: the first pass finds the opening direction and whether there is a frame a
 estimates with both known from the start (`opening_direction`, `frame_at_closed`) and writes the rows.
 --causal writes the one pass the node computes live: row for row the angles the robot saw.
 
+A bag of a training run (async-naf train --record) holds episodes: beside <robot>/door/imu, the robot's
+<robot>/task/goal. The collector zeroes the door estimate after each reset (a simulated door is put back
+closed without the IMU seeing it turn), so the estimate is zeroed where each episode starts (an active goal
+of a new episode), in both passes; --no-episodes reads the IMU as one recording.
+
 Parameters are those of the door_angle node (config/door_angle.yaml); pass a params file and/or
 single overrides to tune them on recorded data.
 
@@ -71,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one pass, as the door_angle node estimates live (default: the opening direction and a missing frame "
         "at closed from a first pass over the whole recording)",
+    )
+    parser.add_argument(
+        "--no-episodes",
+        action="store_true",
+        help="do not zero the estimate where an episode starts on the robot's task/goal (default: zeroed there, "
+        "as the collector does after each reset)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -139,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         est = DoorAngleEstimator(config)
         hindsight = "none (--causal: one pass, as the door_angle node)"
-        with ImuBag(args.bag, args.imu_topic) as bag:  # no --imu-topic: the bag's only IMU topic
+        with ImuBag(args.bag, args.imu_topic, episodes=not args.no_episodes) as bag:  # no --imu-topic: the only one
             info = bag.info()
             topic = info.topic
             if not args.causal:
@@ -156,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
                     disable=True if args.no_progress else None, desc=f"door-angle {topic}",
                 )
                 for sample in progress:
+                    if sample is None:  # an episode starts: the collector zeroed the estimate after the reset
+                        est.zero()
+                        continue
                     state = est.update(sample)
                     if state is None:
                         continue
@@ -190,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{topic}: {bounds_summary(est, config)}", file=sys.stderr)
     print(f"{topic}: from a first pass over the whole recording: {hindsight}", file=sys.stderr)
+    if bag.goal_topic:
+        bad = f"; {bag.bad_goals} goal message(s) undecodable, skipped" if bag.bad_goals else ""
+        print(f"{topic}: zeroed at {bag.episode_starts} episode start(s) on {bag.goal_topic}, as the collector "
+              f"does after each reset (--no-episodes: not){bad}", file=sys.stderr)
     if written == 0:
         print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
         return 1
@@ -208,7 +226,10 @@ def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple
     info = bag.info()
     for sample in tqdm(bag.samples(), total=info.count, unit="msg", file=sys.stderr,
                        disable=True if no_progress else None, desc=f"door-angle {info.topic} (first pass)"):
-        est.update(sample)
+        if sample is None:  # an episode starts (as in the writing pass)
+            est.zero()
+        else:
+            est.update(sample)
     cfg, second = est.config, est.hindsight_config()
     if second is None:
         said = ["the opening direction was configured" if cfg.hinge_axis is not None or cfg.opening_direction

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from async_naf.run.demos import prepare_demos
 
     try:
-        datasets = prepare_demos(args.sources, args.task, run_dir, log=not args.quiet)
+        datasets = prepare_demos(args.sources, args.task, run_dir, log=not args.quiet, label="DATASET|BAG")
         summary = train_offline(cfg, datasets, args.updates, args.eval_every, args.eval_episodes, args.quiet)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

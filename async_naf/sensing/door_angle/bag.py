@@ -17,6 +17,8 @@ from async_naf.common.bags import message_count, read_errors
 from async_naf.wire.imu import ImuSample, imu_msg_to_sample
 
 IMU_TYPE = "sensor_msgs/msg/Imu"
+GOAL_TYPE = "std_msgs/msg/Float64MultiArray"
+EPISODE_START = None  # what :meth:`ImuBag.samples` yields where an episode of the goal topic starts
 
 
 class BagError(RuntimeError):
@@ -94,13 +96,25 @@ class ImuBag:
 
     ``topic=None``: the bag's only sensor_msgs/msg/Imu topic (BagError if there is none or several), found
     in the same opening of the bag; :attr:`topic` holds it once opened.
+
+    ``episodes=True``: where the bag has the task goal of the IMU's robot (``<robot>/task/goal`` beside
+    ``<robot>/door/imu``, a bag of ``async-naf train --record``), :meth:`samples` also yields
+    :data:`EPISODE_START` (None) in recorded order where an episode starts (an active goal of a new episode):
+    a live graph's collector zeroes the door estimate there after each reset, and a simulated door is reset
+    without the IMU seeing it turn. :attr:`goal_topic` holds that topic ("" without one); goal messages that
+    cannot be decoded are counted in :attr:`bad_goals`.
     """
 
-    def __init__(self, path: str | Path, topic: str | None = None) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, episodes: bool = False) -> None:
         self.path = Path(path)
         self.topic = topic
+        self.episodes = episodes
+        self.goal_topic = ""
+        self.episode_starts = 0
+        self.bad_goals = 0
         self._reader = None
         self._connections: list = []
+        self._goal_connections: list = []
 
     def __enter__(self) -> ImuBag:
         reader = _open_reader(self.path)
@@ -128,6 +142,10 @@ class ImuBag:
                            "are not counts (corrupt?)")
         self._reader = reader
         self._connections = connections
+        goal = self.topic.rsplit("/door/imu", 1)[0] + "/task/goal" if self.topic.endswith("/door/imu") else ""
+        if self.episodes and goal and topics.get(goal) == GOAL_TYPE:
+            self.goal_topic = goal
+            self._goal_connections = [c for c in reader.connections if c.topic == goal]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,8 +157,9 @@ class ImuBag:
         """Topic name and message count of the opened bag."""
         return ImuTopicInfo(str(self.topic), sum(c.msgcount for c in self._connections))
 
-    def samples(self) -> Iterator[ImuSample]:
-        """IMU samples of the topic in recorded order.
+    def samples(self) -> Iterator[ImuSample | None]:
+        """IMU samples of the topic in recorded order, and :data:`EPISODE_START` where an episode starts when the
+        bag was opened with ``episodes`` and has the goal topic.
 
         Raises:
             BagError: the data turned out corrupt while reading, or the bag ended before the message
@@ -148,11 +167,32 @@ class ImuBag:
         """
         if self._reader is None:
             raise RuntimeError("ImuBag must be opened with 'with ImuBag(...) as bag:'")
+        from async_naf.wire import layouts
+
         reader = self._reader
         expected = sum(c.msgcount for c in self._connections)
         count = 0
+        self.episode_starts = self.bad_goals = 0
+        episode: int | None = None  # the running episode (None: none)
         try:
-            for connection, _timestamp, raw in reader.messages(connections=self._connections):
+            for connection, _timestamp, raw in reader.messages(connections=self._connections + self._goal_connections):
+                if connection.topic == self.goal_topic:
+                    try:
+                        msg = reader.deserialize(raw, connection.msgtype)
+                        dims = msg.layout.dim
+                        goal = layouts.decode_goal(layouts.ArrayMsg(
+                            tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
+                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset)))
+                    except read_errors() + (layouts.LayoutError,):
+                        self.bad_goals += 1
+                        continue
+                    if not goal.active:
+                        episode = None
+                    elif goal.episode != episode:  # a new episode (a re-published goal is not)
+                        episode = goal.episode
+                        self.episode_starts += 1
+                        yield EPISODE_START
+                    continue
                 yield imu_msg_to_sample(reader.deserialize(raw, connection.msgtype))
                 count += 1
         except GeneratorExit:
