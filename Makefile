@@ -16,9 +16,11 @@ TRAIN_ARGS ?= --task door_pull --workers 2 --seed 0 --stop-at-success 1.0 --minu
 PYTEST_ARGS ?=
 # the CPU build of torch 2.13.0 (Linux x86_64: +cpu from PyTorch's CPU index; elsewhere PyPI's, CPU-only there)
 ifeq ($(shell uname -sm),Linux x86_64)
-TORCH_SPEC ?= torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 else
-TORCH_SPEC ?= torch==2.13.0
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 endif
 
 # DDS stays on loopback for everything this Makefile starts (forced, not a default).
@@ -41,7 +43,8 @@ $(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
 	$(PIP) install --quiet --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
 	# exactly this torch, first, and its CPU build: PyPI's torch==2.13.0 for Linux x86_64 is the CUDA build and
 	# pulls gigabytes of CUDA wheels; the +cpu build is on PyTorch's CPU index (or a local wheelhouse)
-	$(PIP) install --quiet $(TORCH_SPEC)
+	$(PIP) install --quiet --no-deps $(TORCH) $(TORCH_INDEX)
+	$(PIP) install --quiet $(TORCH)  # its dependencies, from the usual index
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import torch, rclpy, mujoco, async_naf; v = torch.__version__; \
