@@ -31,13 +31,13 @@ DESCRIPTION = """Inspect a rosbag2 bag (MCAP or sqlite3; no ROS install needed).
          ROOT/DATASET_ID, ROOT = --out or MINARI_DATASETS_PATH or ~/.minari/datasets.
 
 Examples:
-  async-naf bag info runs/door_pull_2w/bag
+  async-naf bag info runs/door_rec/bag
   async-naf bag info rosbag2_2026_12_01 --json
-  async-naf bag convert runs/door_pull_2w/bag --task door_pull --out data/door_pull_exact
+  async-naf bag convert runs/door_rec/bag --task door_pull --out data/door_pull_exact
   async-naf bag convert runs/door_expert/bag --task door_pull --out data/door_demos --successful-only --max-episodes 20
-  async-naf bag convert runs/door_pull_2w/bag --task door_pull --out data/door_pull_raw --method raw \
+  async-naf bag convert runs/door_rec/bag --task door_pull --out data/door_pull_raw --method raw \
       --ground-truth --compare-exact
-  async-naf bag convert runs/door_pull_2w/bag --task door_pull --format minari --out data/minari \
+  async-naf bag convert runs/door_rec/bag --task door_pull --format minari --out data/minari \
       --dataset-id async_naf/door_pull-exact-v0
   async-naf bag convert rosbag2_arm --task reach --out data/reach_raw --method raw --episode-steps 50 \
       --goal 0.4,0.1,0.3 --topic joint_states:=/my_arm/joint_states --topic commands:=/my_arm/cmd

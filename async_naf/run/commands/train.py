@@ -25,9 +25,11 @@ from typing import Any
 HELP = "train with asynchronous NAF: N robots + one trainer as ROS 2 node processes"
 DESCRIPTION = """Train a policy with asynchronous NAF (Gu et al. 2017) on the embedded MuJoCo simulation.
 
-Starts, as separate processes talking over ROS 2 (loopback only): per robot /robot_<i>/{sim, door_angle,
-policy, collector} and one /trainer - the same graph `ros2 launch async_naf train.launch.py` starts. Ctrl-C
-stops every node cleanly (the trainer writes a final checkpoint); no process is left behind.
+Starts the nodes talking over ROS 2 (loopback only): per robot /robot_<i>/{sim, door_angle, policy,
+collector} and one /trainer - the same graph `ros2 launch async_naf train.launch.py` starts; by default
+(--composition robot) each robot's four nodes share one process (robot_<i>, intra-process delivery) beside
+the trainer's (--composition none: a process per node). Ctrl-C stops every node cleanly (the trainer writes
+a final checkpoint, then the final evaluation runs); no process is left behind.
 
 Two criteria are reported for every evaluation: the task's success (doors: open past 0.35 rad at the
 end) and the strict one (doors: open at least 1.0 rad over the last second; reach: at the target over the

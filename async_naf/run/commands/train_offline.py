@@ -40,7 +40,7 @@ Written to --run-dir:
 
 Examples:
   async-naf train-offline data/door_pull_exact --task door_pull --run-dir runs/door_offline --updates 50000
-  async-naf train-offline runs/door_pull_2w/bag --task door_pull --run-dir runs/door_bc --bc-weight 1.0
+  async-naf train-offline runs/door_rec/bag --task door_pull --run-dir runs/door_bc --bc-weight 1.0
 """
 OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "tensorboard", "checkpoints", "weights",
            "demos", "train.log")
