@@ -739,8 +739,9 @@ def run(args: argparse.Namespace) -> int:
               f"{b['selected_at']['wall_s'] / 60:.1f} min): {b['held_out_success_rate']:.0%} "
               f"(strict {b['held_out_strict_success_rate']:.0%}) on the same held-out episodes "
               f"-> checkpoints/best.safetensors", file=sys.stderr)
-    print(f"  summary.json, metrics.csv, {png.name if png else '(no learning curve)'}, tensorboard/, "
-          f"checkpoints/, logs/", file=sys.stderr)
+    present = [name for name in ("eval.csv", "weights/", "bag/") if (run_dir / name.rstrip("/")).exists()]
+    print(f"  summary.json, metrics.csv, {', '.join(present) + ', ' if present else ''}"
+          f"{png.name if png else '(no learning curve)'}, tensorboard/, checkpoints/, logs/", file=sys.stderr)
     if failed_trainer or ckpt is None:
         return 1
     if result.outcome == Outcome.INTERRUPTED:

@@ -32,7 +32,8 @@ mu(x) near the recorded actions.
 Written to --run-dir:
   summary.json        task, datasets, rows, updates, wall_s, bc_weight, eval_success_rate, eval_episodes, ...
   eval.csv            greedy evaluation of each checkpoint (--eval-every updates): updates, success_rate, ...
-  learning_curve.png  greedy success against wall time
+                      (--eval-every 0: none; the final evaluation is in summary.json)
+  learning_curve.png  greedy success against wall time (with eval.csv)
   tensorboard/        training scalars (train/loss, train/q_mean, train/bc_loss)
   checkpoints/, weights/   the trainer's layout (async-naf evaluate --checkpoint RUN_DIR)
   metrics.csv         the trainer's file; no training episodes offline, so only its header
