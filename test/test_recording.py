@@ -946,6 +946,14 @@ def test_a_bag_recorded_for_another_task_is_refused(tmp_path: Path) -> None:
     assert info.feeds["reach"]["exact"]["/robot_0"] == ["recorded running door_pull"]
     assert info.feeds["door_pull"]["exact"]["/robot_0"] == ["policy/step obs 23, act 7 (door_pull: obs 22, act 7)"]
     assert "reach exact: no: /robot_0: recorded running door_pull" in format_info(info)
+    # a params file that is not YAML: a clear error from the conversion (a yaml ParserError traceback before),
+    # a line in bag info, which still reports the bag
+    params.write_text("/robot_0/collector: [unclosed\n")
+    with pytest.raises(BagError, match="collector parameters are unreadable: ParserError"):
+        convert_exact(run / "bag", "reach")
+    info = bag_info(run / "bag")
+    assert info.recorded_tasks == {} and len(info.params_errors) == 1
+    assert "UNREADABLE: " in format_info(info) and info.topics["/robot_0/policy/step"].count == 12
 
 
 def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:

@@ -80,6 +80,7 @@ class BagInfo:
         step_dims: per robot namespace, (obs, act) sizes of its first decodable ``policy/step``.
         recorded_tasks: per robot namespace, the task its collector ran (``../params/<robot>.collector.yaml``
             of a bag recorded with ``async-naf train --record``).
+        params_errors: recorded parameter files that could not be read (the conversions refuse such a bag).
     """
 
     path: str
@@ -90,6 +91,7 @@ class BagInfo:
     undecodable: int = 0
     step_dims: dict[str, tuple[int, int]] = field(default_factory=dict)
     recorded_tasks: dict[str, str] = field(default_factory=dict)
+    params_errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able (NaN: None)."""
@@ -181,23 +183,46 @@ def bag_info(path: str | Path) -> BagInfo:
     for name, values in lags.items():
         info.topics[name].lag_mean_s = sum(values) / len(values)
         info.topics[name].lag_max_s = max(values)
-    info.recorded_tasks = _recorded_tasks(path, info.topics)
+    info.recorded_tasks = _recorded_tasks(info, path)
     info.feeds = _feeds(info)
     return info
 
 
-def _recorded_tasks(path: Path, topics: dict[str, TopicInfo]) -> dict[str, str]:
-    """Per robot namespace of the bag: the task in its collector's recorded parameters, where there are some."""
+def recorded_collector_params(bag: Path, ns: str) -> dict[str, Any]:
+    """The ROS parameters robot ``ns``'s collector ran with in the run that recorded ``bag``
+    (``RUN_DIR/params/<robot>.collector.yaml`` beside ``RUN_DIR/bag`` of ``async-naf train --record``); empty
+    where there is no such file.
+
+    Raises:
+        BagError: the file is there but is not a params file (unreadable, not YAML, no ``ros__parameters``).
+    """
     import yaml
 
+    params = Path(bag).parent / "params" / f"{ns.strip('/')}.collector.yaml"
+    if not params.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(params.read_text())
+        values = next(iter(doc.values()))["ros__parameters"]
+        if not isinstance(values, dict):
+            raise TypeError(f"ros__parameters is a {type(values).__name__}")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, StopIteration, KeyError, TypeError, AttributeError) as exc:
+        text = " ".join(str(exc).split())  # a YAML error's message spans lines
+        raise BagError(f"{params}: the recorded run's collector parameters are unreadable: {type(exc).__name__}: "
+                       f"{text}") from exc
+    return values
+
+
+def _recorded_tasks(info: BagInfo, path: Path) -> dict[str, str]:
+    """Per robot namespace of the bag: the task in its collector's recorded parameters, where there are some
+    (an unreadable file is noted in ``info.params_errors``)."""
     out: dict[str, str] = {}
-    for ns in sorted({topic_namespace(n) for n in topics} - {""}):
-        params = path.parent / "params" / f"{ns.strip('/')}.collector.yaml"
+    for ns in sorted({topic_namespace(n) for n in info.topics} - {""}):
         try:
-            doc = yaml.safe_load(params.read_text()) if params.is_file() else None
-            task = next(iter(doc.values()))["ros__parameters"]["task"] if isinstance(doc, dict) else None
-        except (OSError, yaml.YAMLError, StopIteration, KeyError, TypeError) as exc:
-            raise BagError(f"{params}: unreadable recorded parameters: {exc!r}") from exc
+            task = recorded_collector_params(path, ns).get("task")
+        except BagError as exc:
+            info.params_errors.append(str(exc))
+            continue
         if isinstance(task, str):
             out[ns] = task
     return out
@@ -265,6 +290,7 @@ def format_info(info: BagInfo) -> str:
             lines.append(f"{task_name} {way}: {verdict}")
     if info.undecodable:
         lines.append(f"undecodable messages skipped: {info.undecodable}")
+    lines.extend(f"UNREADABLE: {text} (the conversions refuse this bag)" for text in info.params_errors)
     for name, t in sorted(info.topics.items()):
         if t.count < t.indexed:
             lines.append(f"MISSING: {name}: read {t.count} of the {t.indexed} messages the bag's metadata counts "

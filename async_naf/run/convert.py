@@ -42,7 +42,7 @@ import numpy as np
 from async_naf.collecting.collector import CollectorConfig, EpisodeAssembler, GroundTruth
 from async_naf.common.bags import message_count, read_errors
 from async_naf.learning.replay import Batch, ReplayBuffer
-from async_naf.recording.info import BagError
+from async_naf.recording.info import BagError, recorded_collector_params
 from async_naf.wire import layouts
 
 _ROBOT_RE = re.compile(r"^(/[^/]+)/(task/goal|policy/step|ground_truth/door_state)$")
@@ -89,18 +89,11 @@ def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: d
     """The collector's configuration for robot ``ns``: what the recorded run used (``../params`` of a bag
     recorded with --record) if it is there, else the defaults; then ``overrides``. BagError if the recorded
     run's task is not ``task``."""
-    import yaml
-
-    values: dict[str, Any] = {}
-    params = bag.parent / "params" / f"{ns.strip('/')}.collector.yaml"
-    if params.is_file():
-        doc: dict[str, Any] = yaml.safe_load(params.read_text()) or {}
-        node: dict[str, Any] = next(iter(doc.values()), {})
-        values = dict(node.get("ros__parameters", {}))
+    values = dict(recorded_collector_params(bag, ns))  # BagError for an unreadable file
     recorded = values.get("task", task)
     if recorded != task:  # door_pull and door_push have the same sizes: nothing else would notice
-        raise BagError(f"{bag}: robot {ns} was recorded running task {recorded!r} ({params}), not {task!r}: its goals, "
-                       f"observations and door are that task's")
+        raise BagError(f"{bag}: robot {ns} was recorded running task {recorded!r} (RUN_DIR/params), not {task!r}: "
+                       f"its goals, observations and door are that task's")
     values.update(task=task, robot_id=values.get("robot_id", robot_id), **overrides)
     names = {f.name for f in dataclasses.fields(CollectorConfig)}
     return CollectorConfig(**{k: v for k, v in values.items() if k in names})
