@@ -38,13 +38,13 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
+$(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
 	# exactly this torch, first, and its CPU build: PyPI's torch==2.13.0 for Linux x86_64 is the CUDA build and
 	# pulls gigabytes of CUDA wheels; the +cpu build is on PyTorch's CPU index (or a local wheelhouse)
 	$(PIP) install --quiet --no-deps $(TORCH) $(TORCH_INDEX)
-	$(PIP) install --quiet $(TORCH)  # its dependencies, from the usual index
+	$(PIP) install --quiet $(TORCH) -c constraints.txt  # its dependencies, pinned, from the usual index
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import torch, rclpy, mujoco, async_naf; v = torch.__version__; \

@@ -315,3 +315,11 @@ def test_a_training_run_s_bag_is_zeroed_where_each_episode_starts(tmp_path: Path
                      "--no-episodes", *extra]) == 0
     assert "episode start" not in capsys.readouterr().err
     assert math.degrees(_read_csv(plain)[2][-1]) == pytest.approx(90.0, abs=0.5)
+    # a run whose collector did not zero at resets (its recorded parameters): read as that run did
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "robot_0.collector.yaml").write_text(
+        "/robot_0/collector:\n  ros__parameters:\n    task: door_pull\n    zero_door_on_reset: false\n")
+    kept = tmp_path / "kept.csv"
+    assert cli_main(["door-angle", str(bag), "--imu-topic", TOPIC, "--out", str(kept), "--no-progress", *extra]) == 0
+    assert "zero_door_on_reset: false" in capsys.readouterr().err
+    assert math.degrees(_read_csv(kept)[2][-1]) == pytest.approx(90.0, abs=0.5)

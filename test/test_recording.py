@@ -948,6 +948,9 @@ def test_a_bag_recorded_for_another_task_is_refused(tmp_path: Path) -> None:
     assert "reach exact: no: /robot_0: recorded running door_pull" in format_info(info)
     # a params file that is not YAML: a clear error from the conversion (a yaml ParserError traceback before),
     # a line in bag info, which still reports the bag
+    for empty in ("", "{}\n", "/robot_0/collector: {}\n"):  # no parameters: the defaults, as before
+        params.write_text(empty)
+        assert convert_exact(run / "bag", "reach", {"episode_steps": 4}).counts["transitions"] == 8
     params.write_text("/robot_0/collector: [unclosed\n")
     with pytest.raises(BagError, match="collector parameters are unreadable: ParserError"):
         convert_exact(run / "bag", "reach")

@@ -425,8 +425,8 @@ class Trainer:
         t0, start = time.monotonic(), self.updates
         attempts = n - start  # an update skipped for a non-finite gradient is not repeated
         while attempts > 0:
-            while self._paused.is_set() and not self._stop.is_set():
-                self._stop.wait(0.05)
+            while self._paused.is_set() and not self._stop.is_set() and not self._stop_reason():
+                self._stop.wait(0.05)  # (a run's time limit ends it while paused too)
             if self._stop.is_set() or self._stop_reason():
                 break
             with self._update_gate:

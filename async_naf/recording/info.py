@@ -29,6 +29,7 @@ RAW_TOPICS = ("joint_states", "forward_velocity_controller/commands", "task/goal
 RAW_DOOR_TOPICS = ("door/imu",)
 _STAMPED = {"sensor_msgs/msg/JointState", "sensor_msgs/msg/Imu", "diagnostic_msgs/msg/DiagnosticArray"}
 _CLOCK = "rosgraph_msgs/msg/Clock"
+STEP_DIM_TRIES = 10  # policy steps per robot decoded for their sizes before giving up (none decodes: no sizes)
 SIM_STAMP_S = 86_400.0  # a stamp further than this from its receive time is on a simulation's clock, s
 
 
@@ -133,6 +134,7 @@ def bag_info(path: str | Path) -> BagInfo:
     prev: dict[str, float] = {}
     lags: dict[str, list[float]] = {}
     clocks: dict[str, float] = {}  # clock topic -> its newest time, s
+    step_tries: dict[str, int] = {}  # robot namespace -> policy steps tried for their sizes
     try:
         with AnyReader([path], default_typestore=store) as reader:
             for conn in reader.connections:
@@ -152,7 +154,10 @@ def bag_info(path: str | Path) -> BagInfo:
                 topic.last_s = prev[conn.topic] = t
                 wants_goal = conn.topic.endswith("/task/goal")
                 ns = topic_namespace(conn.topic)
-                wants_step = conn.topic.endswith("/policy/step") and ns not in info.step_dims
+                wants_step = (conn.topic.endswith("/policy/step") and ns not in info.step_dims
+                              and step_tries.get(ns, 0) < STEP_DIM_TRIES)
+                if wants_step:
+                    step_tries[ns] = step_tries.get(ns, 0) + 1
                 if conn.msgtype not in _STAMPED and not (wants_goal or wants_step) and conn.msgtype != _CLOCK:
                     continue
                 try:
@@ -194,7 +199,8 @@ def recorded_collector_params(bag: Path, ns: str) -> dict[str, Any]:
     where there is no such file.
 
     Raises:
-        BagError: the file is there but is not a params file (unreadable, not YAML, no ``ros__parameters``).
+        BagError: the file is there but cannot be read as a params file (unreadable, not UTF-8 or not YAML, not
+            a mapping). An empty file, or one without ``ros__parameters``, gives no parameters (the defaults).
     """
     import yaml
 
@@ -202,11 +208,14 @@ def recorded_collector_params(bag: Path, ns: str) -> dict[str, Any]:
     if not params.is_file():
         return {}
     try:
-        doc = yaml.safe_load(params.read_text())
-        values = next(iter(doc.values()))["ros__parameters"]
+        doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+        if not isinstance(doc, dict):
+            raise TypeError(f"a {type(doc).__name__}, not a mapping")
+        node = next(iter(doc.values()), None) or {}
+        values = node.get("ros__parameters", {}) if isinstance(node, dict) else None
         if not isinstance(values, dict):
-            raise TypeError(f"ros__parameters is a {type(values).__name__}")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, StopIteration, KeyError, TypeError, AttributeError) as exc:
+            raise TypeError(f"the parameters are a {type(values).__name__}, not a mapping")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError) as exc:
         text = " ".join(str(exc).split())  # a YAML error's message spans lines
         raise BagError(f"{params}: the recorded run's collector parameters are unreadable: {type(exc).__name__}: "
                        f"{text}") from exc

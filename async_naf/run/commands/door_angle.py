@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         with ImuBag(args.bag, args.imu_topic, episodes=not args.no_episodes) as bag:  # no --imu-topic: the only one
             info = bag.info()
             topic = info.topic
+            episodes_note = _recorded_zeroing(bag, args.bag)
             if not args.causal:
                 est, hindsight = first_pass(bag, est, args.no_progress)
             handle = sys.stdout if to_stdout else open(tmp_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
@@ -208,10 +209,32 @@ def run(args: argparse.Namespace) -> int:
         bad = f"; {bag.bad_goals} goal message(s) undecodable, skipped" if bag.bad_goals else ""
         print(f"{topic}: zeroed at {bag.episode_starts} episode start(s) on {bag.goal_topic}, as the collector "
               f"does after each reset (--no-episodes: not){bad}", file=sys.stderr)
+    if episodes_note:
+        print(f"{topic}: {episodes_note}", file=sys.stderr)
     if written == 0:
         print(f"error: no usable IMU samples on {topic}", file=sys.stderr)
         return 1
     return 0
+
+
+def _recorded_zeroing(bag: ImuBag, path: Path) -> str:
+    """Where the run that recorded ``bag`` did not zero the door estimate at resets (its collector's
+    ``zero_door_on_reset: false`` in ``RUN_DIR/params``), read the IMU as one recording, as that run did. Returns
+    a line for the summary ("" when nothing to say)."""
+    from async_naf.recording.info import BagError as InfoBagError
+    from async_naf.recording.info import recorded_collector_params
+
+    if not bag.goal_topic:
+        return ""
+    ns = bag.goal_topic.rsplit("/task/goal", 1)[0]
+    try:
+        params = recorded_collector_params(path if path.is_dir() else path.parent, ns)
+    except InfoBagError as exc:
+        return f"warning: {exc}; zeroed at episode starts (the default)"
+    if params.get("zero_door_on_reset", True) is False:
+        bag.ignore_episodes()
+        return "not zeroed at episode starts: the recorded run's collector had zero_door_on_reset: false"
+    return ""
 
 
 def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple[DoorAngleEstimator, str]:

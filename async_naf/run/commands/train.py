@@ -546,6 +546,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {run_dir} holds an earlier run ({', '.join(earlier)}); use --resume to continue it, "
               "--overwrite to start over, or another --run-dir", file=sys.stderr)
         return 2
+    previous = _previous_task(run_dir) if args.resume else None
+    if previous is not None and previous != config.task:  # door_pull and door_push have the same sizes
+        print(f"error: {run_dir} was trained on task {previous!r} (graph.json); --resume continues it with the same "
+              f"--task, not {config.task!r}", file=sys.stderr)
+        return 2
     if args.overwrite and not args.resume:
         remove_outputs(run_dir, (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))))
     created = not run_dir.exists()
@@ -559,7 +564,8 @@ def run(args: argparse.Namespace) -> int:
         try:  # bags converted into RUN_DIR/demos, every dataset checked against the task: before any node starts
             demos = prepare_demos(args.demos, config.task, run_dir)
         except ValueError as exc:
-            print(f"error: --demos: {exc}", file=sys.stderr)
+            text = str(exc)
+            print(f"error: {text if text.startswith('--demos') else '--demos: ' + text}", file=sys.stderr)
             if created:  # no run directory left behind by a run that never started
                 discard_run_dir(run_dir)
             return 2
@@ -747,6 +753,17 @@ def run(args: argparse.Namespace) -> int:
     if result.outcome == Outcome.INTERRUPTED:
         return 130
     return 0
+
+
+def _previous_task(run_dir: Path) -> str | None:
+    """The task the graph in ``run_dir`` ran (its ``graph.json``: the nodes' ``task`` parameter); None where
+    there is no readable one."""
+    try:
+        nodes = json.loads((run_dir / "graph.json").read_text())
+        tasks = {n["parameters"]["task"] for n in nodes if isinstance(n, dict) and "task" in n.get("parameters", {})}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return next(iter(tasks)) if len(tasks) == 1 and isinstance(next(iter(tasks)), str) else None
 
 
 # ---------------------------------------------------------------------- parts of a graph (several hosts)

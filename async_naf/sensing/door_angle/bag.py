@@ -153,6 +153,10 @@ class ImuBag:
             _close(self._reader, self.path)
             self._reader = None
 
+    def ignore_episodes(self) -> None:
+        """Read the IMU as one recording after all (no :data:`EPISODE_START`; :attr:`goal_topic` empty)."""
+        self.goal_topic, self._goal_connections = "", []
+
     def info(self) -> ImuTopicInfo:
         """Topic name and message count of the opened bag."""
         return ImuTopicInfo(str(self.topic), sum(c.msgcount for c in self._connections))
