@@ -302,6 +302,22 @@ def test_pause_after_pretrain_holds_the_pre_trained_weights_until_resumed(tmp_pa
         trainer.stop()
 
 
+def test_a_run_paused_during_pre_training_still_ends_at_its_time_limit(tmp_path: Path) -> None:
+    """Paused while pre-training (an evaluation's pause), the loop waited for a resume or a stop only: a run
+    whose time limit passed meanwhile never finished."""
+    from async_naf.learning.trainer import Trainer
+
+    ds = _dataset(tmp_path / "ds", _rows(300, reward=1.0, seed=9))
+    trainer = Trainer(_trainer_cfg(tmp_path, demos=(str(ds),), demo_pretrain_updates=100_000, max_wall_s=1.0))
+    try:
+        trainer.set_paused(True)
+        trainer.start()
+        assert _wait(lambda: trainer.finished, timeout=20), "the run did not end at its time limit while paused"
+        assert "max_wall_s" in trainer.finish_reason and trainer.updates < 100_000
+    finally:
+        trainer.stop()
+
+
 def test_a_trainer_restarted_during_pre_training_makes_the_rest(tmp_path: Path) -> None:
     """Stopped after 100 of 300 pre-training updates: the checkpoint records 100, a resumed trainer makes the
     other 200 (and no more), a run that went online never goes back to it, and without demos it is skipped."""
