@@ -129,6 +129,44 @@ def test_reset_drives_home_then_waits_for_the_closed_door(ros_env: dict[str, str
         procs.stop_all()
 
 
+def test_started_as_the_launcher_starts_it_one_node_is_named_reset_and_a_signal_ends_it_cleanly(
+        ros_env: dict[str, str], tmp_path: Path) -> None:
+    """The launcher (and launch_ros) pass `-r __node:=reset`, which renamed the service helper node too: two
+    nodes named /robot_<i>/reset answered its parameter services at random (2 or 27 parameters). And every
+    SIGINT or SIGTERM ended in "terminate called without an active exception" (status 134): the helper's thread
+    was still in its executor when the process exited."""
+    from rcl_interfaces.srv import ListParameters
+
+    procs = Processes(ros_env, tmp_path)
+    probe = None
+    try:
+        for sig_run in range(2):
+            procs.start(f"reset{sig_run}", "reset_node", "-r", "__node:=reset", "-p", "task:=reach", namespace=NS)
+        probe = Probe(ros_env)
+        client = probe.node.create_client(ListParameters, f"{NS}/reset/list_parameters")
+        assert client.wait_for_service(timeout_sec=60.0)
+
+        def names() -> list[str]:
+            return sorted(f"{ns.rstrip('/')}/{n}" for n, ns in probe.node.get_node_names_and_namespaces()
+                          if ns == NS)
+
+        probe.spin_until(lambda: len(names()) >= 4, 30.0, "both processes' nodes in the graph")
+        assert names() == [f"{NS}/reset", f"{NS}/reset", f"{NS}/reset_service", f"{NS}/reset_service"]
+        procs.interrupt("reset1")
+        probe.spin_until(lambda: names() == [f"{NS}/reset", f"{NS}/reset_service"], 30.0, "one process left")
+        counts = {len(probe.call(client, ListParameters.Request(), timeout=10.0).result.names) for _ in range(4)}
+        assert len(counts) == 1 and counts.pop() > 10  # the reset node's own parameters, every time
+        proc = procs.procs["reset0"]
+        proc.send_signal(__import__("signal").SIGTERM)
+        assert proc.wait(30) == 0, procs.log("reset0")
+        assert procs.procs["reset1"].returncode == 0, procs.log("reset1")
+        assert "terminate called" not in procs.log("reset0") + procs.log("reset1")
+    finally:
+        if probe is not None:
+            probe.close()
+        procs.stop_all()
+
+
 def test_moveit_path() -> None:
     pytest.importorskip("moveit.planning", reason="moveit_py is not installable here (ROS 2 Jazzy apt package "
                         "ros-jazzy-moveit-py); the planned reset runs only on a MoveIt install")

@@ -104,8 +104,12 @@ class ResetNode(Node):
         # thread of its own; this node's single-threaded executor keeps taking joint states and running the
         # control timer meanwhile. (One MultiThreadedExecutor with the call blocking one of its threads spun a
         # core at 100 % in rclpy and starved the control timer for seconds: CI failures of test_reset_node.)
+        # its own name kept against the process's `-r __node:=reset` (the launcher's and launch_ros's rename
+        # applies to every node of the process: two nodes named /robot_<i>/reset answered its parameter services
+        # at random); a node's local remapping comes before the process's
         self._service_node = rclpy.create_node("reset_service", namespace=self.get_namespace(),
-                                               context=self.context)
+                                               context=self.context,
+                                               cli_args=["--ros-args", "-r", "__node:=reset_service"])
         self._service_node.create_service(Trigger, "sim/reset", self._on_reset)
         self._service_executor = SingleThreadedExecutor(context=self.context)
         self._service_executor.add_node(self._service_node)
@@ -211,8 +215,14 @@ class ResetNode(Node):
             self._send(np.zeros(len(self._arm_names)))
             with self._lock:
                 self.motion.phase, self.motion.error = "failed", "the reset node is shutting down"
-        self._finished.set()
+        self._finished.set()  # (a service call waiting for the reset answers now)
         self._service_executor.shutdown(timeout_sec=1.0)
+        # the service thread must be out of rclpy before its node goes and the process exits: a thread left in
+        # the executor's wait made every SIGINT and SIGTERM end in "terminate called without an active
+        # exception" (status 134)
+        self._service_thread.join(timeout=5.0)
+        if self._service_thread.is_alive():
+            self.get_logger().warning("the reset service's thread did not stop within 5 s")
         self._service_node.destroy_node()
 
     def _publish_diagnostics(self) -> None:
