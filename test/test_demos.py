@@ -514,7 +514,7 @@ def test_bag_convert_keeps_only_successful_episodes_when_asked(tmp_path: Path) -
     assert manifest["selection"]["successful_only"] is True and manifest["transitions"] == 4
 
 
-def test_resuming_a_run_with_another_task_is_refused(tmp_path: Path, capsys) -> None:
+def test_resuming_a_run_with_another_task_or_without_a_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
     """door_pull and door_push have the same sizes: `--resume --task door_push` on a door_pull run started, and the
     run's parameters (which the bag conversion reads for the task) then named door_push for the door_pull bag."""
     import json
@@ -524,8 +524,16 @@ def test_resuming_a_run_with_another_task_is_refused(tmp_path: Path, capsys) -> 
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.csv").write_text("wall_s\n")
+    # a run directory without a checkpoint: --resume started a new run from scratch without a word
+    assert main(["train", "--task", "door_pull", "--resume", "--run-dir", str(run)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.json").write_text("{}")
     (run / "graph.json").write_text(json.dumps([{"fqn": "/trainer", "parameters": {"task": "door_pull"}},
                                                 {"fqn": "/robot_0/collector", "parameters": {"task": "door_pull"}}]))
     assert main(["train", "--task", "door_push", "--resume", "--run-dir", str(run)]) == 2
     assert "was trained on task 'door_pull'" in capsys.readouterr().err
-    assert sorted(p.name for p in run.iterdir()) == ["graph.json", "metrics.csv"]  # nothing touched
+    # --resume --overwrite: the one continued and the other was ignored
+    assert main(["train", "--task", "door_pull", "--resume", "--overwrite", "--run-dir", str(run)]) == 2
+    assert "choose one" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "graph.json", "metrics.csv"]  # nothing touched

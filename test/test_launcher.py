@@ -247,6 +247,16 @@ def test_a_clean_exit_is_never_restarted(tmp_path: Path, child_script: Path) -> 
     assert result.outcome == Outcome.FINISHED and result.restarts == []
 
 
+def test_an_exit_with_status_2_is_not_restarted(tmp_path: Path, child_script: Path) -> None:
+    """Status 2 is a node refusing its parameters (a resume of a run of other sizes): the same arguments fail
+    alike, and the trainer was started 4 times before the run failed."""
+    worker = ProcessSpec(key="worker", argv=(sys.executable, str(child_script), str(tmp_path / "pid_0"), "plain"))
+    trainer = ProcessSpec(key="trainer", argv=(sys.executable, "-c", "import sys; sys.exit(2)"), required=True,
+                          max_restarts=3, restart_delay_s=0.1)
+    result = GraphLauncher([worker, trainer], log_dir=tmp_path / "logs").run(max_wall_s=60, period_s=0.05)
+    assert result.outcome == Outcome.FAILED and "status 2" in result.message and result.restarts == []
+
+
 def test_bad_specs_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="duplicate"):
         GraphLauncher([ProcessSpec("a", ("true",)), ProcessSpec("a", ("true",))], log_dir=tmp_path)

@@ -49,6 +49,7 @@ from async_naf.common.ros_env import ros_environment
 LOG = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+NO_RESTART_STATUS = 2  # a node that exits with it refused its parameters: a restart with the same ones fails alike
 
 _LIBC: Any = None
 if sys.platform.startswith("linux"):
@@ -425,8 +426,13 @@ class GraphLauncher:
         return sum(1 for r in self.restarts if r["key"] == key)
 
     def _schedule_restart(self, key: str, rc: int, t0: float) -> bool:
-        """A child exited with status ``rc`` != 0: schedule its restart if it has restarts left."""
+        """A child exited with status ``rc`` != 0: schedule its restart if it has restarts left. Status 2 (bad
+        parameters: a ValueError at construction, :func:`async_naf.nodes._main.run_node`) is not restarted: the
+        same arguments fail the same way (a resume of a run of other sizes was started 4 times)."""
         spec = self._children[key].spec
+        if rc == NO_RESTART_STATUS and spec.max_restarts and not self._stopped:
+            LOG.error("%s exited with status %d (its parameters were refused): not restarted", key, rc)
+            return False
         if self._stopped or self.restart_count(key) >= spec.max_restarts:
             if spec.max_restarts:
                 LOG.error("%s exited with status %s and has used its %d restart(s)", key, rc, spec.max_restarts)

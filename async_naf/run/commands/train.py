@@ -546,6 +546,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {run_dir} holds an earlier run ({', '.join(earlier)}); use --resume to continue it, "
               "--overwrite to start over, or another --run-dir", file=sys.stderr)
         return 2
+    if args.resume and args.overwrite:
+        print("error: --resume continues the run in --run-dir, --overwrite starts it over: choose one", file=sys.stderr)
+        return 2
+    from async_naf.run.graph import starts_trainer
+
+    if args.resume and starts_trainer(config) and not any((run_dir / "checkpoints").glob("*.json")):
+        print(f"error: --resume: no checkpoint in {run_dir / 'checkpoints'} to continue from (a new run: leave out "
+              "--resume)", file=sys.stderr)
+        return 2
     previous = _previous_task(run_dir) if args.resume else None
     if previous is not None and previous != config.task:  # door_pull and door_push have the same sizes
         print(f"error: {run_dir} was trained on task {previous!r} (graph.json); --resume continues it with the same "
