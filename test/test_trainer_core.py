@@ -319,6 +319,19 @@ def test_periodic_checkpoints_are_pruned(tmp_path: Path) -> None:
     names = sorted(p.name for p in (Path(trainer.config.run_dir) / "checkpoints").glob("step_*.safetensors"))
     assert names == ["step_000000003.safetensors", "step_000000004.safetensors"]
     trainer.close()
+    # a restarted (or resumed) trainer prunes its predecessors' checkpoints too: each process kept only its own
+    # list, and the files of every earlier one stayed for ever
+    resumed = Trainer(_cfg(tmp_path, keep_checkpoints=2, resume=True))
+    stems = []
+    for _ in range(2):
+        resumed.updates += 11  # (the agent's own count restarts this test's fake counter: distinct names)
+        stems.append(f"step_{resumed.updates:09d}")
+        resumed.save_checkpoint()
+    ckpt = Path(resumed.config.run_dir) / "checkpoints"
+    assert sorted(p.stem for p in ckpt.glob("step_*.safetensors")) == sorted(stems)
+    assert sorted(p.stem for p in ckpt.glob("step_*.json")) == sorted(stems)
+    assert not (ckpt / "replay_000000003.npz").exists() and not (ckpt / "replay_000000004.npz").exists()
+    resumed.close()
 
 
 def test_repeated_checkpoints_at_the_same_update_keep_their_files(tmp_path: Path) -> None:

@@ -140,7 +140,12 @@ class CheckpointStore:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
-        self._periodic: list[str] = []
+        # the periodic checkpoints on disk, oldest first: an earlier trainer's (a restart, --resume) too, or
+        # each new process kept its predecessors' for ever (4 checkpoints and their buffers with keep 2 after
+        # one restart)
+        self._periodic: list[str] = sorted(
+            (p.stem for p in self.ckpt_dir.glob("step_*.json") if p.stem.removeprefix("step_").isdigit()),
+            key=lambda stem: int(stem.removeprefix("step_")))
 
     @staticmethod
     def stem(updates: int, tag: str | None = None) -> str:
