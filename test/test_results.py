@@ -478,3 +478,25 @@ def test_stability_experiment_runs_one_seed_after_the_other_and_reports_both_cri
     assert "no eval.csv for seed(s) 7" in capsys.readouterr().err
     assert cli.main(["experiment", "workers", "--analyze", "--minutes", "1", "--out", str(tmp_path)]) == 2
     assert started == []
+
+
+@pytest.mark.parametrize("experiment_name", ["workers", "algorithms"])
+def test_an_experiment_refuses_to_score_earlier_runs(tmp_path: Path, monkeypatch, capsys, experiment_name) -> None:
+    """experiment workers into an --out holding an earlier run: the child run refused, and the experiment then
+    reported and plotted the earlier run's time as this one's (exit 1). Now it refuses before any run."""
+    from async_naf.run import cli
+    from async_naf.run.commands import experiment
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(experiment, "_run_child", lambda cmd: started.append(cmd) or 0)
+    if experiment_name == "workers":
+        earlier = tmp_path / "workers_1"
+        argv = ["experiment", "workers", "--workers", "1", "--minutes", "1", "--out", str(tmp_path)]
+    else:
+        earlier = tmp_path / "reach" / "naf_s0"
+        argv = ["experiment", "algorithms", "--tasks", "reach", "--algorithms", "naf", "--seeds", "0", "--steps",
+                "100", "--minutes", "1", "--out", str(tmp_path)]
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("{}")
+    assert cli.main(argv) == 2 and started == []
+    assert f"earlier runs in {earlier}" in capsys.readouterr().err

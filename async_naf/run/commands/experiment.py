@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     if any(n < 1 for n in args.workers) or len(set(args.workers)) != len(args.workers):
         print("error: --workers must be distinct counts >= 1", file=sys.stderr)
         return 2
+    if _earlier_runs([out / f"workers_{n}" for n in args.workers], args):
+        return 2
     status = 0
     for n in args.workers:
         run_dir = out / f"workers_{n}"
@@ -282,6 +284,18 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def _earlier_runs(run_dirs: list[Path], args: argparse.Namespace) -> bool:
+    """Refuse (True, after saying so) where a run directory of this experiment already holds a run and
+    ``--overwrite`` is not given: its child run would refuse, and the experiment then scored the earlier run
+    as this one's."""
+    if getattr(args, "overwrite", False):
+        return False
+    there = [str(d) for d in run_dirs if d.exists() and any(d.iterdir())]
+    if there:
+        print(f"error: earlier runs in {', '.join(there)}: --overwrite to replace them", file=sys.stderr)
+    return bool(there)
+
+
 # ------------------------------------------------------------------------------------------ algorithms
 def algorithm_runs(args: argparse.Namespace, out: Path) -> list[tuple[str, str, int, Path]]:
     """(task, name, seed, run directory) of every run of the algorithms experiment, in the order they run;
@@ -301,13 +315,15 @@ def run_algorithms(args: argparse.Namespace, out: Path) -> int:
     if args.steps < 1:
         print("error: algorithms needs --steps (the same environment-step budget for every run)", file=sys.stderr)
         return 2
+    if _earlier_runs([run_dir for *_, run_dir in algorithm_runs(args, out)], args):
+        return 2
     status = 0
     for task, name, seed, run_dir in algorithm_runs(args, out):
         print(f"=== {task} {name} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
         if name.startswith("sb3_"):
             try:
                 train_peer(name[4:], task, seed, args.steps, run_dir, max(1, int(args.steps // 10)),
-                           args.eval_episodes, config_file=args.config)
+                           args.eval_episodes, final_episodes=args.eval_episodes, config_file=args.config)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
