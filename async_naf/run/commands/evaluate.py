@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.task}: {result.success_rate:.0%} success over {result.episodes} episodes "
               f"({sum(result.successes)}/{result.episodes}); longest run of consecutive successes: "
               f"{result.consecutive_successes}; mean return {result.mean_return:.3f}")
-        print(f"  strict (door >= open_angle, held): {result.strict_success_rate:.0%} "
+        held = "door >= open_angle, held" if args.task != "reach" else "at the target, held"
+        print(f"  strict ({held}): {result.strict_success_rate:.0%} "
               f"({sum(result.strict)}/{result.episodes}); longest run: {result.strict_consecutive}")
         print("episodes: " + "".join("S" if st else ("s" if s else ".")
                                      for s, st in zip(result.successes, result.strict, strict=True))

@@ -43,7 +43,8 @@ KEEP_ALL_CHECKPOINTS = 1_000_000
 # seconds a run gets after SIGINT to stop its nodes (the trainer's final checkpoint) before SIGTERM
 RUN_STOP_TIMEOUT_S = 120.0
 
-HELP = "compare worker counts (workers) or algorithms and peers (algorithms): success against steps and time"
+HELP = ("compare worker counts (workers), algorithms and peers (algorithms), or check that success holds after "
+        "the threshold (stability)")
 DESCRIPTION = """Run `async-naf train` once per worker count and compare them (Gu et al. 2017, Fig. 4).
 
 Writes OUT/workers_<N>/ (a full run directory each), OUT/workers.png (greedy evaluation success rate
