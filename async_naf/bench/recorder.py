@@ -296,7 +296,6 @@ def check_policy_steps(bag: Path) -> dict[str, Any]:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    from async_naf.recording.info import _array_msg
     from async_naf.wire import layouts
 
     steps: dict[str, dict[int, list[int]]] = {}
@@ -305,7 +304,7 @@ def check_policy_steps(bag: Path) -> dict[str, Any]:
         for conn, _, raw in reader.messages():
             if conn.topic.endswith("/policy/step"):
                 ns = conn.topic[: -len("/policy/step")]
-                s = layouts.decode_policy_step(_array_msg(reader.deserialize(raw, conn.msgtype)))
+                s = layouts.decode_policy_step(layouts.array_msg_of(reader.deserialize(raw, conn.msgtype)))
                 steps.setdefault(ns, {}).setdefault(s.episode, []).append(s.step)
             elif conn.topic == "/diagnostics":
                 msg: Any = reader.deserialize(raw, conn.msgtype)

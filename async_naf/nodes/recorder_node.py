@@ -14,14 +14,14 @@ topics run in the executor's order, so callback times could put a command after 
 ``RECEIVED_SANITY_S`` away from the wall clock) the callback's wall-clock time is used. With ``drain_queue``
 (default) a callback also takes further messages waiting on its subscription (``take_message`` in a loop, at
 most ``queue_depth`` and ``DRAIN_MAX_BYTES``: under a flood the executor must still get to the timers and to a
-stop), which costs far
-less per message than an executor task each. What DDS reports lost on a subscription (its ``message_lost``
-event: samples the reader never completed, such as a best-effort sample or fragment missed, or one the publisher
-overwrote before the reader had it) is counted per topic (``lost_in_dds``, in ``/diagnostics`` and the closing
-log line). Fast DDS does not report a sample overwritten in the recorder's own keep-last queue (``queue_depth``)
-while the executor is behind: such a loss shows only as a gap in the bag (``async-naf bag info``; the policy's
-step indices, ``gap`` drops of the exact conversion). What was taken but could not be queued or written is
-counted as ``dropped`` (``max_pending`` messages or ``max_pending_bytes`` waiting for the writer).
+stop), which costs far less per message than an executor task each. What DDS reports lost on a subscription
+(its ``message_lost`` event: samples the reader never completed, such as a best-effort sample or fragment
+missed, or one the publisher overwrote before the reader had it) is counted per topic (``lost_in_dds``, in
+``/diagnostics`` and the closing log line). Fast DDS does not report a sample overwritten in the recorder's
+own keep-last queue (``queue_depth``) while the executor is behind: such a loss shows only as a gap in the bag
+(``async-naf bag info``; the policy's step indices, ``gap`` drops of the exact conversion). What was taken but
+could not be queued or written is counted as ``dropped`` (``max_pending`` messages or ``max_pending_bytes``
+waiting for the writer).
 
 Readiness: a best-effort publisher sends only to readers it has matched, and the graph can show the
 recorder's subscriptions before the matching is done. Every ``READY_POLL_S`` until every robot namespace is

@@ -107,15 +107,8 @@ class BagInfo:
                        for n, t in self.topics.items()},
             "episodes": {ns: len(eps) for ns, eps in self.episodes.items()},
             "feeds": self.feeds,
+            "recorded_tasks": self.recorded_tasks, "params_errors": self.params_errors,
         }
-
-
-def _array_msg(msg: Any) -> layouts.ArrayMsg:
-    import numpy as np
-
-    dims = msg.layout.dim
-    return layouts.ArrayMsg(tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
-                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset))
 
 
 def bag_info(path: str | Path) -> BagInfo:
@@ -163,11 +156,11 @@ def bag_info(path: str | Path) -> BagInfo:
                 try:
                     msg: Any = reader.deserialize(raw, conn.msgtype)
                     if wants_step:
-                        step = layouts.decode_policy_step(_array_msg(msg))
+                        step = layouts.decode_policy_step(layouts.array_msg_of(msg))
                         info.step_dims[ns] = (len(step.obs), len(step.action))
                     elif wants_goal:
-                        goal = layouts.decode_goal(_array_msg(msg))
-                        eps = info.episodes.setdefault(topic_namespace(conn.topic) or "/", [])
+                        goal = layouts.decode_goal(layouts.array_msg_of(msg))
+                        eps = info.episodes.setdefault(ns or "/", [])
                         if goal.active and goal.episode not in eps:
                             eps.append(goal.episode)
                     elif conn.msgtype == _CLOCK:

@@ -79,11 +79,6 @@ class Converted:
         self.counts["transitions"] = int(self.batch.obs.shape[0])
 
 
-def _array_msg(msg: Any) -> layouts.ArrayMsg:
-    dims = msg.layout.dim
-    return layouts.ArrayMsg(tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
-                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset))
-
 
 def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: dict[str, Any]) -> CollectorConfig:
     """The collector's configuration for robot ``ns``: what the recorded run used (``../params`` of a bag
@@ -124,11 +119,11 @@ class _Decoded:
 def _decode_message(kind: str, ns: str, order: int, msg: Any, task_obj: Any, out: _Decoded) -> None:
     """One deserialised robot message into ``out`` (LayoutError / ValueError etc. for bad ones)."""
     if kind == "task/goal":
-        goal = layouts.decode_goal(_array_msg(msg), goal_dim=task_obj.goal_dim)
+        goal = layouts.decode_goal(layouts.array_msg_of(msg), goal_dim=task_obj.goal_dim)
         if goal.active:
             out.goals.setdefault(ns, []).append(goal)
     elif kind == "policy/step":
-        step = layouts.decode_policy_step(_array_msg(msg), task_obj.obs_dim, task_obj.act_dim)
+        step = layouts.decode_policy_step(layouts.array_msg_of(msg), task_obj.obs_dim, task_obj.act_dim)
         out.add_steps(ns, np.array([order]), layouts.PolicySteps.from_steps([step]))
     else:
         names = list(msg.name)

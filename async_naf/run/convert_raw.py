@@ -523,7 +523,6 @@ def _decoder(goal_dim: int, drops: Counter[str]) -> Callable[[str, bytes | memor
     from rosbags.serde import SerdeError
 
     from async_naf.collecting.collector import GroundTruth
-    from async_naf.run.convert import _array_msg
     from async_naf.wire import layouts
     from async_naf.wire.imu import imu_msg_to_sample
 
@@ -543,7 +542,7 @@ def _decoder(goal_dim: int, drops: Counter[str]) -> Callable[[str, bytes | memor
             if kind == "imu":
                 return imu_msg_to_sample(msg)
             if kind == "goal":
-                return layouts.decode_goal(_array_msg(msg), goal_dim=goal_dim)
+                return layouts.decode_goal(layouts.array_msg_of(msg), goal_dim=goal_dim)
             names = list(msg.name)
             i, j = names.index("door_hinge"), names.index("door_handle")
             stamp_key = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)

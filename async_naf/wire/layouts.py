@@ -46,7 +46,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -91,6 +91,14 @@ class ArrayMsg:
     strides: tuple[int, ...]
     data: np.ndarray
     data_offset: int = 0
+
+
+def array_msg_of(msg: Any) -> ArrayMsg:
+    """A deserialised ``std_msgs/*MultiArray`` message (a bag reader's, e.g. rosbags', or rclpy's: anything with
+    ``layout.dim[i].label/size/stride``, ``layout.data_offset`` and ``data``) as an :class:`ArrayMsg`."""
+    dims = msg.layout.dim
+    return ArrayMsg(tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
+                    tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset))
 
 
 # ------------------------------------------------------------------------------------------- helpers

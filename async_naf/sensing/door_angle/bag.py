@@ -182,11 +182,7 @@ class ImuBag:
             for connection, _timestamp, raw in reader.messages(connections=self._connections + self._goal_connections):
                 if connection.topic == self.goal_topic:
                     try:
-                        msg = reader.deserialize(raw, connection.msgtype)
-                        dims = msg.layout.dim
-                        goal = layouts.decode_goal(layouts.ArrayMsg(
-                            tuple(d.label for d in dims), tuple(int(d.size) for d in dims),
-                            tuple(int(d.stride) for d in dims), np.asarray(msg.data), int(msg.layout.data_offset)))
+                        goal = layouts.decode_goal(layouts.array_msg_of(reader.deserialize(raw, connection.msgtype)))
                     except read_errors() + (layouts.LayoutError,):
                         self.bad_goals += 1
                         continue
