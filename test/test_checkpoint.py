@@ -402,3 +402,26 @@ def test_fast_buffers_exist_only_for_the_fast_update() -> None:
     assert isinstance(NAFAgent(NAFConfig(OBS, ACT))._fast_step, HandDerivedStep)
     assert NAFAgent(NAFConfig(OBS, ACT, fast_update=False))._fast_step is None
     assert LinearNAFAgent(NAFConfig(OBS, ACT))._fast_step is None
+
+
+def test_a_new_store_prunes_its_predecessors_checkpoints_but_not_for_a_record_without_weights(tmp_path) -> None:
+    """A restarted trainer's store counts the usable periodic checkpoints on disk. A record whose weights are gone
+    (a resume fell back past it to an older one) is left alone: counted, it took the place of the usable
+    checkpoint the resume came from, which the first new checkpoint then deleted."""
+    from async_naf.learning.checkpoints import CheckpointStore
+
+    def commit(store, updates):
+        stem = store.stem(updates)
+        store.agent_path(stem).write_bytes(b"agent")
+        store.commit(stem, b"weights", False, {"updates": updates, "env_steps": updates, "episodes": 0,
+                                               "wall_s": 0.0}, periodic=True)
+
+    first = CheckpointStore(tmp_path, keep=3)
+    for updates in (100, 200, 900):
+        commit(first, updates)
+    first.agent_path("step_000000900").unlink()  # the newest record's weights are gone
+    second = CheckpointStore(tmp_path, keep=2)  # resumed from step 200
+    commit(second, 300)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*"))
+    assert names == ["step_000000200.json", "step_000000200.safetensors", "step_000000300.json",
+                     "step_000000300.safetensors", "step_000000900.json"]

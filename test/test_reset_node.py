@@ -167,6 +167,29 @@ def test_started_as_the_launcher_starts_it_one_node_is_named_reset_and_a_signal_
         procs.stop_all()
 
 
+def test_a_reset_asked_for_while_the_node_stops_fails_at_once(ros_env: dict[str, str]) -> None:
+    """A sim/reset call served after shutdown_hook began started a motion no control loop would run any more:
+    it waited its whole budget, and the service thread outlived the join."""
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    from async_naf.nodes.reset_node import ResetNode
+
+    rclpy.init(args=["--ros-args", "-p", "task:=reach", "-p", "move_timeout_s:=1.0", "-p", "door_timeout_s:=1.0"],
+               domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    node = None
+    try:
+        node = ResetNode()
+        node.shutdown_hook()
+        response = node._on_reset(Trigger.Request(), Trigger.Response())
+        assert not response.success and "shutting down" in response.message, response.message
+        assert node.motion.phase != "moving"
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.shutdown()
+
+
 def test_moveit_path() -> None:
     pytest.importorskip("moveit.planning", reason="moveit_py is not installable here (ROS 2 Jazzy apt package "
                         "ros-jazzy-moveit-py); the planned reset runs only on a MoveIt install")

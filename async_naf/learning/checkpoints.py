@@ -140,11 +140,13 @@ class CheckpointStore:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
-        # the periodic checkpoints on disk, oldest first: an earlier trainer's (a restart, --resume) too, or
-        # each new process kept its predecessors' for ever (4 checkpoints and their buffers with keep 2 after
-        # one restart)
+        # the usable periodic checkpoints on disk, oldest first: an earlier trainer's (a restart, --resume) too,
+        # or each new process kept its predecessors' for ever (4 checkpoints and their buffers with keep 2 after
+        # one restart). A record without its weights (a resume fell back past it) is no checkpoint: left alone,
+        # so that it does not take the place of the usable one the resume came from.
         self._periodic: list[str] = sorted(
-            (p.stem for p in self.ckpt_dir.glob("step_*.json") if p.stem.removeprefix("step_").isdigit()),
+            (p.stem for p in self.ckpt_dir.glob("step_*.json")
+             if p.stem.removeprefix("step_").isdigit() and self.agent_path(p.stem).is_file()),
             key=lambda stem: int(stem.removeprefix("step_")))
 
     @staticmethod

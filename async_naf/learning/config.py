@@ -351,7 +351,9 @@ class TrainerConfig:
         deadline_unix: stop at this wall-clock time, s since the Unix epoch (0 = none): the run's end, fixed
             once when the graph is started (``async-naf train``, the launch file: start + max_wall_s), so a
             restarted or respawned trainer keeps the run's end instead of counting max_wall_s anew.
-        keep_checkpoints: periodic checkpoints kept on disk (older ones are deleted; final is always kept).
+        keep_checkpoints: periodic checkpoints kept on disk, counting those an earlier trainer of the run wrote
+            (a restart, ``--resume``: a resumed run with a smaller value deletes the older ones); older ones are
+            deleted; final is always kept.
         tensorboard: write TensorBoard events to run_dir/tensorboard.
         log_every_updates: write training metrics (loss, q) to TensorBoard every this many updates.
         num_threads: torch CPU threads for the updates.

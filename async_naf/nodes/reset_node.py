@@ -86,6 +86,7 @@ class ResetNode(Node):
         self._door: tuple[float, float] | None = None  # (angle rad, receive time s)
         self._lock = threading.Lock()
         self._finished = threading.Event()
+        self._closing = False  # the process is stopping: no reset starts any more (under _lock)
         self.counts: Counter[str] = Counter()
         self._last_wait_log = 0.0
         self._cmd_pub = self.create_publisher(Float64MultiArray, "forward_velocity_controller/commands",
@@ -185,6 +186,9 @@ class ResetNode(Node):
             except ImportError as exc:
                 self.get_logger().error(f"use_moveit: moveit_py is not installed ({exc}): joint-space motion only")
         with self._lock:
+            if self._closing:  # a call that came in while the process stops: the control loop runs no more
+                response.success, response.message = False, "reset failed: the reset node is shutting down"
+                return response
             self._finished.clear()
             self._last_wait_log = self._reset_t0 = time.monotonic()
             self._reset_t0_ns = time.time_ns()
@@ -211,9 +215,10 @@ class ResetNode(Node):
 
     def shutdown_hook(self) -> None:
         """Process exit while resetting: a last zero command, and a pending service call answers (failed)."""
-        if self.motion.phase in ("moving", "door"):
-            self._send(np.zeros(len(self._arm_names)))
-            with self._lock:
+        with self._lock:  # no reset starts from here on (a call in between waited for a loop that runs no more)
+            self._closing = True
+            if self.motion.phase in ("moving", "door"):
+                self._send(np.zeros(len(self._arm_names)))
                 self.motion.phase, self.motion.error = "failed", "the reset node is shutting down"
         self._finished.set()  # (a service call waiting for the reset answers now)
         self._service_executor.shutdown(timeout_sec=1.0)

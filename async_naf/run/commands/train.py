@@ -512,7 +512,7 @@ def run(args: argparse.Namespace) -> int:
     from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
     from async_naf.run.graph import build_graph, compose, graph_to_dict, with_deadline
-    from async_naf.run.launcher import GraphLauncher, Outcome, composed_process_specs
+    from async_naf.run.launcher import NO_RESTART_STATUS, GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
         collector_counts,
         counts_text,
@@ -552,8 +552,8 @@ def run(args: argparse.Namespace) -> int:
     from async_naf.run.graph import starts_trainer
 
     if args.resume and starts_trainer(config) and not any((run_dir / "checkpoints").glob("*.json")):
-        print(f"error: --resume: no checkpoint in {run_dir / 'checkpoints'} to continue from (a new run: leave out "
-              "--resume)", file=sys.stderr)
+        print(f"error: --resume: no checkpoint in {run_dir / 'checkpoints'} to continue from (start over: --overwrite "
+              "instead)", file=sys.stderr)
         return 2
     previous = _previous_task(run_dir) if args.resume else None
     if previous is not None and previous != config.task:  # door_pull and door_push have the same sizes
@@ -637,6 +637,9 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0 and key != "trainer":
             print(f"\nWARNING: node {key} died (status {rc}); training goes on without it. "
                   f"Log: {run_dir / 'logs' / (key + '.log')}", file=sys.stderr)
+        elif rc == NO_RESTART_STATUS:
+            print(f"\nERROR: the trainer refused its parameters (status {rc}): not restarted. "
+                  f"Log: {run_dir / 'logs' / 'trainer.log'}", file=sys.stderr)
         elif rc != 0 and launcher.restart_count(key) < config.trainer_restarts:
             print(f"\nWARNING: the trainer died (status {rc}); restarting it from its newest checkpoint "
                   f"(restart {launcher.restart_count(key) + 1} of {config.trainer_restarts}); the robots go on "
