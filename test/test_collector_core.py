@@ -68,6 +68,15 @@ def test_transitions_pair_consecutive_steps_with_task_rewards() -> None:
     layouts.decode_transitions(layouts.encode_transitions(first), task.obs_dim, task.act_dim)
 
 
+def _feed(asm: EpisodeAssembler, steps: list[PolicyStep], batched: bool) -> None:
+    """The steps all at once (add_steps, as the bag conversion) or one by one (add_step, as live)."""
+    if batched:
+        asm.add_steps(layouts.PolicySteps.from_steps(steps))
+    else:
+        for step in steps:
+            asm.add_step(step)
+
+
 def test_bad_steps_are_dropped_counted_and_never_paired() -> None:
     task = make_task("reach")
     asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=50))
@@ -99,8 +108,6 @@ def test_values_no_arm_has_are_dropped_as_out_of_range(field, value, batched) ->
     """1e300 is finite as float64 but inf in a float32 transition; an end effector at 3e38 m is within float32
     but gives a reward of -5e38, whose return is not (the collector node died on its episode statistics). That
     step is dropped and counted, the others still pair."""
-    from async_naf.wire.layouts import PolicySteps
-
     task = make_task("door_pull")
     asm = EpisodeAssembler(CollectorConfig(task="door_pull", episode_steps=50))
     goal = asm.start_episode()
@@ -111,11 +118,7 @@ def test_values_no_arm_has_are_dropped_as_out_of_range(field, value, batched) ->
         steps[3] = dataclasses.replace(bad, door_angle=value)
     else:
         getattr(bad, field)[0] = value
-    if batched:
-        asm.add_steps(PolicySteps.from_steps(steps))
-    else:
-        for step in steps:
-            asm.add_step(step)
+    _feed(asm, steps, batched)
     assert dict(asm.dropped) == {"out_of_range": 1}
     batch = asm.pop_batch()
     assert list(batch.step) == [0, 1, 4]  # 2 -> 3 and 3 -> 4 are lost with the bad step
@@ -127,8 +130,6 @@ def test_values_no_arm_has_are_dropped_as_out_of_range(field, value, batched) ->
 def test_an_action_beyond_the_task_bounds_is_dropped_as_out_of_bounds(batched) -> None:
     """No policy sends it (it clamps to the bounds): a step of a bag with one is bad input, dropped and counted
     (bag convert --method exact kept it, 1e6 times over the bound, where --method raw dropped the command)."""
-    from async_naf.wire.layouts import PolicySteps
-
     task = make_task("door_pull")
     asm = EpisodeAssembler(CollectorConfig(task="door_pull", episode_steps=50))
     goal = asm.start_episode()
@@ -136,11 +137,7 @@ def test_an_action_beyond_the_task_bounds_is_dropped_as_out_of_bounds(batched) -
     steps = [robot.step(0, i) for i in range(6)]
     steps[3].action[1] = task.action_high[1] + 1e-3
     steps[4].action[:] = task.action_low  # at the bounds: kept
-    if batched:
-        asm.add_steps(PolicySteps.from_steps(steps))
-    else:
-        for step in steps:
-            asm.add_step(step)
+    _feed(asm, steps, batched)
     assert dict(asm.dropped) == {"out_of_bounds": 1}
     assert list(asm.pop_batch().step) == [0, 1, 4]
 
@@ -168,8 +165,6 @@ def test_a_step_stamped_far_after_the_one_before_is_not_paired(batched) -> None:
     such joint-state stamps). A step stamped more than step_timeout_s after the one before did not follow it in
     time: no transition, counted as stamp_jump; pairing goes on from it (the next step, stamped before it, is
     out of order). A real pause of 6 s loses only the transition across it."""
-    from async_naf.wire.layouts import PolicySteps
-
     task = make_task("reach")
     asm = EpisodeAssembler(CollectorConfig(task="reach", episode_steps=50, step_timeout_s=5.0))
     goal = asm.start_episode()
@@ -177,11 +172,7 @@ def test_a_step_stamped_far_after_the_one_before_is_not_paired(batched) -> None:
     steps = [robot.step(0, i) for i in range(9)]
     steps[3] = dataclasses.replace(steps[3], stamp_s=1e12)  # a glitch
     steps[6:] = [dataclasses.replace(s, stamp_s=s.stamp_s + 6.0) for s in steps[6:]]  # a 6 s pause before step 6
-    if batched:
-        asm.add_steps(PolicySteps.from_steps(steps))
-    else:
-        for step in steps:
-            asm.add_step(step)
+    _feed(asm, steps, batched)
     assert dict(asm.dropped) == {"stamp_jump": 2, "out_of_order": 1}
     assert list(asm.pop_batch().step) == [0, 1, 6, 7]
 
