@@ -42,6 +42,9 @@ def test_a_robots_part_waits_for_a_trainer_started_elsewhere(tmp_path: Path, ros
         assert probe.diag(policy, "weights_version") == -1  # none yet
         assert robots.poll() is None
         assert "waiting for a trainer" in (tmp_path / "robots" / "logs" / "robot_1.log").read_text()
+        # its counters file is written while it runs, not only at exit: what the part's terminal lines come from
+        counts = json.loads((tmp_path / "robots" / "collectors" / "robot_1.json").read_text())
+        assert counts["trainer_heard"] == 0 and counts["episodes"] == 0
 
         trainer = _train(tmp_path / "trainer", ros_env, "--part", "trainer", "--minutes", "0", "--steps",
                          "100000000", "--eval-every", "0", "--eval-episodes", "1")
@@ -54,6 +57,9 @@ def test_a_robots_part_waits_for_a_trainer_started_elsewhere(tmp_path: Path, ros
             except (OSError, ValueError):
                 return False
         probe.spin_until(trainer_has_robot_1, 90.0, "an episode of robot 1 in the trainer's metrics.csv")
+        out = tmp_path / "robots.out"
+        probe.spin_until(lambda: "robot_1: trainer heard" in out.read_text(), 30.0,
+                         "the robots part saying that robot 1 heard the trainer")
     finally:
         rc_robots = stop_child(robots, 60.0, name="robots part")
         rc_trainer = stop_child(trainer, 120.0, name="trainer part") if trainer is not None else None
@@ -64,6 +70,10 @@ def test_a_robots_part_waits_for_a_trainer_started_elsewhere(tmp_path: Path, ros
     assert robots_summary["dead_nodes"] == [] and robots_summary["outcome"] == "interrupted"
     assert robots_summary["discovery"] == "LOCALHOST"  # nothing asked for more
     assert not (tmp_path / "robots" / "metrics.csv").exists() and "eval_success_rate" not in robots_summary
+    said = (tmp_path / "robots.out").read_text()
+    assert "robot_1: trainer heard" in said and "WARNING: no robot heard a trainer" not in said
+    episodes = robots_summary["collectors"]["robot_1"]["episodes"]
+    assert episodes >= 1 and f"robot_1: {episodes} episodes" in said  # the closing lines, from the final counters
     trainer_summary = json.loads((tmp_path / "trainer" / "summary.json").read_text())
     assert trainer_summary["part"] == "trainer" and trainer_summary["robots"] == []
     assert set(trainer_summary["episodes_by_robot"]) == {"1"} and trainer_summary["episodes_by_robot"]["1"] >= 1

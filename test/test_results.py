@@ -313,6 +313,36 @@ def test_an_algorithms_runs_checkpoints_are_evaluated_after_it_in_the_order_writ
     assert not (ckpt / "best.safetensors").exists()
 
 
+def test_the_initial_weights_are_evaluated_but_never_kept_as_the_best(tmp_path: Path) -> None:
+    """A checkpoint of 0 updates (a trainer part evaluated before any robot reached it) gets its eval.csv row but
+    does not become best.safetensors, even as the first row; the first trained checkpoint does, whatever it
+    scores."""
+    import torch
+
+    from async_naf.learning.agents import NAFConfig, make_agent
+    from async_naf.run.commands.train import PeriodicEvaluator
+    from async_naf.run.results import read_eval
+    from async_naf.task.tasks import make_task
+
+    torch.set_num_threads(1)
+    task = make_task("reach")
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    evaluator = PeriodicEvaluator(tmp_path, "reach", 1, 60.0, seed=0)
+    files = {}
+    for i, updates in enumerate((0, 0, 700)):
+        agent = make_agent(NAFConfig(obs_dim=task.obs_dim, act_dim=task.act_dim, action_low=-0.5, action_high=0.5,
+                                     seed=i))
+        files[i] = ckpt / f"step_{i:09d}.safetensors"
+        agent.save(files[i])
+        evaluator.evaluate(files[i], {"updates": updates, "env_steps": updates, "wall_s": i})
+        if updates == 0:
+            assert evaluator.best is None and not (ckpt / "best.safetensors").exists()
+    assert [e["updates"] for e in read_eval(tmp_path / "eval.csv")] == [0, 0, 700]
+    assert evaluator.best is not None and evaluator.best["updates"] == 700
+    assert (ckpt / "best.safetensors").read_bytes() == files[2].read_bytes()
+
+
 def test_peer_trains_and_is_evaluated_like_a_run(tmp_path: Path) -> None:
     """A Stable-Baselines3 peer on the same environment writes eval.csv and summary.json with the fields the
     comparison reads (a short SAC run on reach: the plumbing, not the learning)."""
@@ -348,6 +378,55 @@ def test_collector_counts_sum_the_collectors_final_counters(tmp_path: Path) -> N
     assert out["episode_stats_lost"] == {"lost_episode_stats": 2, "unconfirmed_episode_stats": 0,
                                          "unsent_at_exit_episode_stats": 0}
     assert out["resent"] == {"resent_transitions": 803, "resent_episode_stats": 8}
+
+
+def test_a_robots_part_says_when_its_robots_hear_lose_and_regain_the_trainer(tmp_path: Path) -> None:
+    """RobotsWatch reads the collectors' counters files as they are rewritten: one line per change of a robot's
+    trainer, a warning once if no robot heard one after no_trainer_warn_s, progress lines, and closing lines."""
+    from async_naf.run.results import RobotsWatch
+
+    folder = tmp_path / "collectors"
+    folder.mkdir()
+
+    def write(robot: str, **counts: int) -> None:
+        (folder / f"{robot}.json").write_text(json.dumps({"episodes": 0, "transitions_sent": 0, **counts}))
+
+    watch = RobotsWatch(tmp_path, ["robot_0", "robot_1"], hint="same ROS_DOMAIN_ID?", no_trainer_warn_s=30.0,
+                        progress_every_s=60.0, poll_s=2.0)
+    assert watch.poll(0.0) == []  # no file yet: nothing to say
+    write("robot_0", trainer_heard=0, trainer_listening=0)
+    write("robot_1", trainer_heard=0, trainer_listening=0)
+    assert watch.poll(10.0) == []
+    lines = watch.poll(31.0)
+    assert len(lines) == 1 and lines[0].startswith("WARNING: no trainer heard after 31 s")
+    assert "same ROS_DOMAIN_ID?" in lines[0]
+    assert watch.poll(40.0) == []  # warned once
+    write("robot_0", trainer_heard=1, trainer_listening=1, episodes=3, transitions_sent=150)
+    assert watch.poll(41.0) == []  # read every poll_s: not yet
+    assert watch.poll(42.0) == ["robot_0: trainer heard on /trainer/transitions; its episodes start"]
+    write("robot_0", trainer_heard=1, trainer_listening=0, episodes=5, transitions_sent=250, backlog_transitions=40)
+    lines = watch.poll(50.0)
+    assert lines == ["WARNING: robot_0: trainer gone; it acts on with its last weights, 40 transitions kept to send "
+                     "(0 lost beyond the backlog's bound so far)"]
+    write("robot_0", trainer_heard=1, trainer_listening=1, episodes=9, transitions_sent=450, backlog_transitions=10)
+    assert watch.poll(55.0) == ["robot_0: trainer back; 10 transitions still to send"]
+    assert watch.poll(61.0) == ["robots at 1.0 min: 9 episodes, 450 transitions sent, backlog 10, 0 lost beyond its "
+                                "bound"]
+    (folder / "robot_1.json").write_text("{half a fi")  # being replaced: the last good read stands
+    assert watch.poll(64.0) == []
+    write("robot_0", trainer_heard=1, trainer_listening=0, episodes=9, transitions_sent=450, lost_transitions=7)
+    assert watch.final() == ["  robot_0: 9 episodes, 450 transitions sent, 7 lost (by reason in summary.json: "
+                             "transitions_lost)",
+                             "  robot_1: 0 episodes, 0 transitions sent, 0 lost (by reason in summary.json: "
+                             "transitions_lost)"]
+    # no robot ever heard a trainer: the closing lines say so
+    quiet = RobotsWatch(tmp_path, ["robot_1", "robot_5"], hint="check discovery", progress_every_s=0.0)
+    write("robot_1", trainer_heard=0, trainer_listening=0)
+    assert quiet.poll(100.0) == ["WARNING: no trainer heard after 100 s: the robots wait for one on "
+                                 "/trainer/transitions; check discovery"]  # no progress lines with progress_every_s 0
+    final = quiet.final()
+    assert final[1].startswith("  robot_5: no counters") and final[-1] == (
+        "WARNING: no robot heard a trainer on /trainer/transitions: nothing was trained; check discovery")
 
 
 def test_evaluation_says_why_a_still_arm_fails_the_door() -> None:

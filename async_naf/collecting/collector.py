@@ -95,10 +95,11 @@ class CollectorConfig:
             delivery): the absolute topics of this robot that the recorder gets in bundles from this process
             (:mod:`async_naf.wire.record_bundle`, on ``recorder/bundle``) instead of subscribing to them; the
             collector installs the tap on the process's bus. Empty = none (the recorder subscribes).
-        counts_file: at exit, write this collector's final counters (what its /diagnostics show: episodes,
-            transitions sent, acknowledged, re-sent, lost by reason, drops by reason) as JSON to this file;
-            empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json`` and adds them to
-            summary.json.
+        counts_file: write this collector's counters (what its /diagnostics show: episodes, transitions sent,
+            acknowledged, re-sent, lost by reason, drops by reason, whether a trainer was heard and listens now)
+            as JSON to this file with every diagnostics message (``diagnostics_period_s``) and, final, at exit;
+            empty = none. ``async-naf train`` sets ``<run_dir>/collectors/robot_<i>.json``, adds the final ones
+            to summary.json, and a robots-only part reports from them while it runs.
     """
 
     task: str = "reach"

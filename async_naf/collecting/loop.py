@@ -159,6 +159,7 @@ class CollectorLoop:
         self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
+        self._subscribed = False  # the last tick's view: a trainer subscribes to /trainer/transitions
         self._backlog: deque[TransitionBatch | _Marked] = deque()
         self.goal: Goal | None = None
         self._goal_t = -math.inf
@@ -175,6 +176,12 @@ class CollectorLoop:
     def done(self) -> bool:
         """All requested episodes collected (max_episodes) and sent."""
         return self.phase == "finished" and self.asm.pending == 0
+
+    @property
+    def trainer_state(self) -> dict[str, int]:
+        """Whether a trainer was ever seen subscribing to /trainer/transitions (``trainer_heard``) and whether one
+        subscribed at the last tick (``trainer_listening``), as 0/1 for the counters file and /diagnostics."""
+        return {"trainer_heard": int(self._trainer_seen), "trainer_listening": int(self._subscribed)}
 
     def initial_goal(self) -> Goal:
         """The inactive goal published at start (the policy holds still until the first episode)."""
@@ -268,6 +275,7 @@ class CollectorLoop:
             self._gone_since_ack = True
         self._listening = listening
         self._trainer_seen |= trainer_listening
+        self._subscribed = trainer_listening
         if self._listening and self._backlog:
             self._drain_backlog(acts)
         if self._waiting:

@@ -241,7 +241,8 @@ class CollectorNode(Node):
         tap = {} if self._tap is None else {"recorded_messages": self._tap.messages,
                                             "recorded_bundles": self._tap.bundles}
         return {"phase": loop.phase, "session": loop.session, "episode": self.asm.episode,
-                "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.counts, **tap,
+                "env_steps": self.asm.env_steps, "late_steps": self.asm.late_steps, **loop.trainer_state,
+                **loop.counts, **tap,
                 **{f"dropped_{k}": v for k, v in drops.items()}}
 
     def _publish_diagnostics(self) -> None:
@@ -254,11 +255,25 @@ class CollectorNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+        self._write_counts(values)
+
+    def _write_counts(self, values: dict[str, Any]) -> None:
+        """The counters as JSON to counts_file (atomically: a reader never sees half a file); none if unset."""
+        if not self.cfg.counts_file:
+            return
+        path = Path(self.cfg.counts_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps({"node": self.get_fully_qualified_name(), **values}, indent=1))
+            tmp.replace(path)
+        except OSError as exc:
+            self.get_logger().error(f"counters not written to {path}: {exc}", throttle_duration_sec=60.0)
 
     def shutdown_hook(self) -> None:
         """Process exit: hold the policy, send what is pending (transitions; the recorder's last bundle: the
         graph composes the collector last, so what the others' shutdown hooks published is in it; waiting at
-        most TAP_ACK_WAIT_S for the recorder to acknowledge it), write the counters (counts_file)."""
+        most TAP_ACK_WAIT_S for the recorder to acknowledge it), write the final counters (counts_file)."""
         self._do(self.loop.shutdown(time.monotonic()))
         if self._tap is not None:
             try:
@@ -269,15 +284,7 @@ class CollectorNode(Node):
                 if not acked:
                     self.get_logger().warning(f"the recorder did not acknowledge the last bundle within "
                                               f"{TAP_ACK_WAIT_S} s: the bag may miss the run's last messages")
-        if self.cfg.counts_file:
-            path = Path(self.cfg.counts_file)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(json.dumps({"node": self.get_fully_qualified_name(), **self._values()}, indent=1))
-                tmp.replace(path)
-            except OSError as exc:
-                self.get_logger().error(f"counters not written to {path}: {exc}")
+        self._write_counts(self._values())
 
 
 def main(args: list[str] | None = None) -> int:

@@ -492,6 +492,102 @@ def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "resent": {k: total(k) for k in RESENT_COUNTERS} if per else {}}
 
 
+class RobotsWatch:
+    """What a robots-only part (``async-naf train --part robots``) tells its terminal while it runs, read from its
+    collectors' counters files (``<run_dir>/collectors/robot_<i>.json``, rewritten with every diagnostics
+    message): when a robot first hears a trainer, when the trainer goes and comes back, a warning if none was
+    heard after ``no_trainer_warn_s`` seconds, and a progress line every ``progress_every_s`` seconds (0: none).
+
+    Args:
+        run_dir: the part's run directory.
+        robots: the collectors' file stems, e.g. ``["robot_0", "robot_2"]``.
+        hint: what to check if no trainer is heard (the domain and discovery settings), appended to the warning.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], robots: list[str], hint: str = "",
+                 no_trainer_warn_s: float = 30.0, progress_every_s: float = 60.0, poll_s: float = 2.0) -> None:
+        self.dir = Path(run_dir, "collectors")
+        self.robots = list(robots)
+        self.hint = hint
+        self.no_trainer_warn_s = no_trainer_warn_s
+        self.progress_every_s = progress_every_s
+        self.poll_s = poll_s
+        self._next_poll = 0.0
+        self._next_progress = progress_every_s if progress_every_s > 0 else math.inf
+        self._warned = False
+        self._heard: dict[str, bool] = {}
+        self._listening: dict[str, bool] = {}
+        self.counts: dict[str, dict[str, Any]] = {}
+
+    def _read(self) -> None:
+        for robot in self.robots:
+            try:
+                data = json.loads((self.dir / f"{robot}.json").read_text())
+            except (OSError, ValueError):
+                continue  # not written yet (the first diagnostics period), or being replaced: next poll
+            if isinstance(data, dict):
+                self.counts[robot] = data
+
+    def poll(self, elapsed: float) -> list[str]:
+        """The lines to print now (``elapsed``: seconds since the part started); reads the files every poll_s."""
+        if elapsed < self._next_poll:
+            return []
+        self._next_poll = elapsed + self.poll_s
+        self._read()
+        lines = []
+        for robot in self.robots:
+            c = self.counts.get(robot, {})
+            heard, listening = bool(c.get("trainer_heard", 0)), bool(c.get("trainer_listening", 0))
+            if heard and not self._heard.get(robot, False):
+                lines.append(f"{robot}: trainer heard on /trainer/transitions; its episodes start")
+            elif heard and self._listening.get(robot, False) and not listening:
+                lines.append(f"WARNING: {robot}: trainer gone; it acts on with its last weights, "
+                             f"{_int(c, 'backlog_transitions')} transitions kept to send "
+                             f"({_int(c, 'lost_transitions')} lost beyond the backlog's bound so far)")
+            elif heard and not self._listening.get(robot, True) and listening:
+                lines.append(f"{robot}: trainer back; {_int(c, 'backlog_transitions')} transitions still to send")
+            self._heard[robot], self._listening[robot] = heard, listening
+        if not self._warned and elapsed >= self.no_trainer_warn_s and not any(self._heard.values()):
+            self._warned = True
+            lines.append(f"WARNING: no trainer heard after {elapsed:.0f} s: the robots wait for one on "
+                         f"/trainer/transitions{'; ' + self.hint if self.hint else ''}")
+        if elapsed >= self._next_progress:
+            self._next_progress = elapsed + self.progress_every_s
+            lines.append(f"robots at {elapsed / 60:.1f} min: {self._totals()}")
+        return lines
+
+    def _totals(self) -> str:
+        def total(key: str) -> int:
+            return sum(_int(c, key) for c in self.counts.values())
+        return (f"{total('episodes')} episodes, {total('transitions_sent')} transitions sent, "
+                f"backlog {total('backlog_transitions')}, {total('lost_transitions')} lost beyond its bound")
+
+    def final(self) -> list[str]:
+        """The lines for the end of the part, from the final files: per robot its totals, and a warning if no
+        robot ever heard a trainer or transitions were lost."""
+        self._read()
+        lines = []
+        for robot in self.robots:
+            c = self.counts.get(robot)
+            if c is None:
+                lines.append(f"  {robot}: no counters (its collector wrote none: {self.dir / (robot + '.json')})")
+                continue
+            lost = sum(_int(c, k) for k in LOST_COUNTERS if "episode" not in k)
+            lines.append(f"  {robot}: {_int(c, 'episodes')} episodes, {_int(c, 'transitions_sent')} transitions "
+                         f"sent, {lost} lost (by reason in summary.json: transitions_lost)")
+        if self.counts and not any(_int(c, "trainer_heard") for c in self.counts.values()):
+            lines.append(f"WARNING: no robot heard a trainer on /trainer/transitions: nothing was trained"
+                         f"{'; ' + self.hint if self.hint else ''}")
+        return lines
+
+
+def _int(counts: dict[str, Any], key: str) -> int:
+    try:
+        return int(float(counts.get(key, 0) or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
     path = Path(path)

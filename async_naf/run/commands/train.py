@@ -450,8 +450,10 @@ class PeriodicEvaluator:
                "updates": meta.get("updates", ""), **result.eval_row(), "checkpoint": agent_file.name}
         append_csv(self.run_dir / "eval.csv", EVAL_FIELDS, row)
         self.last = row
-        # the criterion's figure first, ties broken by the other one (strict 0 % everywhere: the best plain success)
-        if self.keep_best and (self.best is None or self._rank(row) > self._rank(self.best)):
+        # the criterion's figure first, ties broken by the other one (strict 0 % everywhere: the best plain success).
+        # Never the initial weights (0 updates: e.g. a trainer part evaluated before any robot reached it): what
+        # they score is chance, and best.safetensors would be an untrained policy whenever nothing later beat it
+        if self.keep_best and _trained(meta) and (self.best is None or self._rank(row) > self._rank(self.best)):
             # keep the best evaluated policy (periodic checkpoints are pruned): checkpoints/best.safetensors
             try:
                 shutil.copyfile(agent_file, self.run_dir / "checkpoints" / "best.safetensors.tmp")
@@ -461,6 +463,14 @@ class PeriodicEvaluator:
             except OSError as exc:
                 LOG.warning("could not keep %s as the best checkpoint: %s", agent_file, exc)
         return row
+
+
+def _trained(meta: dict) -> bool:
+    """Whether a checkpoint's counters say it had at least one update (unknown counters: assumed so)."""
+    try:
+        return float(meta.get("updates", 1)) > 0
+    except (TypeError, ValueError):
+        return True
 
 
 def evaluate_saved_checkpoints(run_dir: Path, task: str, episodes: int, seed: int) -> list[dict]:
@@ -810,8 +820,9 @@ def _run_robots(args: argparse.Namespace, config: Any, specs: list[Any], env: di
     and transient local, whenever it publishes) and keep acting with the last weights while it is away. No
     evaluation and no stop condition of its own: it ends at --minutes (0: never), on Ctrl-C, or when every
     node has died. summary.json: the part, its robots, how it ended, each node's exit status."""
+    from async_naf.run.graph import robot_indices
     from async_naf.run.launcher import GraphLauncher, Outcome
-    from async_naf.run.results import collector_counts, write_json
+    from async_naf.run.results import RobotsWatch, collector_counts, write_json
 
     budget_s = config.max_wall_s if config.max_wall_s > 0 else None
 
@@ -822,9 +833,21 @@ def _run_robots(args: argparse.Namespace, config: Any, specs: list[Any], env: di
 
     print(f"  robots only: they wait for a trainer on /trainer/transitions (ROS_DOMAIN_ID {env.get('ROS_DOMAIN_ID')}); "
           f"until {'Ctrl-C' if budget_s is None else f'{budget_s / 60:.1f} min or Ctrl-C'}", file=sys.stderr)
+    server = env.get("ROS_DISCOVERY_SERVER")
+    hint = (f"is the trainer part running, with ROS_DOMAIN_ID {env.get('ROS_DOMAIN_ID')} and discovery "
+            f"{env.get('ROS_AUTOMATIC_DISCOVERY_RANGE')}{' via ' + server if server else ''} as here?")
+    watch = RobotsWatch(run_dir, [f"robot_{i}" for i in robot_indices(config)], hint=hint,
+                        progress_every_s=0.0 if args.quiet else 60.0)
+
+    def on_tick(elapsed: float) -> None:
+        for line in watch.poll(elapsed):
+            print(line, file=sys.stderr)
+
     launcher = GraphLauncher(specs, log_dir=run_dir / "logs", env=env, on_exit=on_exit)
-    result = launcher.run(max_wall_s=budget_s)
+    result = launcher.run(max_wall_s=budget_s, on_tick=on_tick)
     print(f"robots stopped after {result.wall_s:.0f} s: {result.message or result.outcome.value}", file=sys.stderr)
+    for line in watch.final():
+        print(line, file=sys.stderr)
     summary = {"task": config.task, "workers": config.workers, "seed": config.seed, "realtime": config.realtime,
                "backend": config.backend, **_part_fields(config, env), "wall_s": round(result.wall_s, 1),
                "outcome": result.outcome.value, "outcome_message": result.message, "dead_nodes": result.failed,
