@@ -471,10 +471,11 @@ RESENT_COUNTERS = ("resent_transitions", "resent_episode_stats")
 
 
 def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The collectors' final counters (``<run_dir>/collectors/robot_<i>.json``, written by each collector at
-    exit, its ``counts_file``) for summary.json: ``{"collectors": {robot_<i>: {counter: value}},
-    "transitions_lost": {reason: total}, "episode_stats_lost": {reason: total}, "resent": {counter: total}}``
-    (empty dicts when no collector wrote any, e.g. one killed with SIGKILL). Unreadable files are skipped."""
+    """The collectors' final counters (``<run_dir>/collectors/robot_<i>.json``, each collector's ``counts_file``,
+    rewritten every diagnostics period and at exit; one killed with SIGKILL leaves its last period's) for
+    summary.json: ``{"collectors": {robot_<i>: {counter: value}}, "transitions_lost": {reason: total},
+    "episode_stats_lost": {reason: total}, "resent": {counter: total}}`` (empty dicts when no collector wrote
+    any). Unreadable files are skipped."""
     per: dict[str, Any] = {}
     for path in sorted(Path(run_dir, "collectors").glob("robot_*.json")):
         try:
