@@ -200,6 +200,32 @@ def test_a_trainer_gone_keeps_episodes_going_into_a_bounded_backlog() -> None:
     assert loop.counts["transitions_sent"] == 45 and loop.counts["backlog_transitions"] == 0
 
 
+def test_a_lockstep_robot_pauses_its_episodes_before_its_backlog_would_drop_anything() -> None:
+    """pause_when_backlog_full (a lockstep sim): with the trainer gone, episodes go on only while a whole one still
+    fits the backlog; then it pauses instead of dropping the oldest, and goes on once a trainer is back."""
+    loop = make_loop(episode_steps=10, batch_transitions=1, backlog_transitions=25, pause_when_backlog_full=True)
+    t = _run_episode(loop, 0.0, 10, listening=True)
+    for _ in range(2):  # the trainer dies: 10, then 20 kept
+        t = _run_episode(loop, t, 10, listening=False)
+    assert loop.counts["backlog_transitions"] == 20
+    acts = loop.tick(t, trainer_listening=False)  # 20 + 10 > 25: no third episode
+    assert acts.call is None and acts.log[0][1] == "backlog_full" and loop.phase == "idle"
+    assert "20 of 25 transitions kept" in acts.log[0][2]
+    assert loop.counts["lost_transitions"] == 0 and loop.counts["episodes"] == 3
+    # a trainer again: the backlog drains, then episodes go on
+    while loop.counts["backlog_transitions"]:
+        t += TICK_S
+        loop.tick(t, trainer_listening=True)
+    assert loop.counts["transitions_sent"] == 30 and loop.counts["lost_transitions"] == 0
+    assert loop.phase == "resetting" or loop.tick(t + WAIT_RETRY_S, trainer_listening=True).call == "reset"
+    # the same without the option drops the oldest (test_a_trainer_gone_keeps_episodes_going_into_a_bounded_backlog)
+    other = make_loop(episode_steps=10, batch_transitions=1, backlog_transitions=25)
+    t = _run_episode(other, 0.0, 10, listening=True)
+    for _ in range(2):
+        t = _run_episode(other, t, 10, listening=False)
+    assert other.tick(t, trainer_listening=False).call == "reset"
+
+
 def test_without_a_backlog_episodes_pause_and_what_is_made_is_counted_lost() -> None:
     loop = make_loop(episode_steps=10, batch_transitions=5, backlog_transitions=0)
     t = _run_episode(loop, 0.0, 10, listening=True)

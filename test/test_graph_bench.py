@@ -8,9 +8,10 @@ from async_naf.bench import graph_steps
 
 def test_a_work_loop_counts_its_calls_and_their_cpu_time() -> None:
     out = graph_steps._work_loop("env", 0.3)
-    assert out["calls"] > 10
-    # the loop is busy the whole time: its CPU time is most of the wall time it ran (0.3 s)
-    assert 0.1 < out["cpu_s"] < 5.0
+    assert out["calls"] > 10 and 0.0 < out["cpu_s"] < 5.0
+    # CPU per call, not per wall second: a loaded machine (the suite beside other work) gives the loop a share of
+    # a core only; an ArmDoorEnv step costs between 1 us and 50 ms of CPU on any machine
+    assert 1e-6 < out["cpu_s"] / out["calls"] < 0.05
 
 
 def test_an_unknown_work_is_refused() -> None:

@@ -406,8 +406,8 @@ def test_a_robots_part_says_when_its_robots_hear_lose_and_regain_the_trainer(tmp
     assert watch.poll(42.0) == ["robot_0: trainer heard on /trainer/transitions; its episodes start"]
     write("robot_0", trainer_heard=1, trainer_listening=0, episodes=5, transitions_sent=250, backlog_transitions=40)
     lines = watch.poll(50.0)
-    assert lines == ["WARNING: robot_0: trainer gone; it acts on with its last weights, 40 transitions kept to send "
-                     "(0 lost beyond the backlog's bound so far)"]
+    assert lines == ["WARNING: robot_0: trainer gone; 40 transitions kept to send (0 lost beyond the backlog's "
+                     "bound so far)"]
     write("robot_0", trainer_heard=1, trainer_listening=1, episodes=9, transitions_sent=450, backlog_transitions=10)
     assert watch.poll(55.0) == ["robot_0: trainer back; 10 transitions still to send"]
     assert watch.poll(61.0) == ["robots at 1.0 min: 9 episodes, 450 transitions sent, backlog 10, 0 lost beyond its "

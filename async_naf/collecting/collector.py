@@ -75,6 +75,11 @@ class CollectorConfig:
         backlog_transitions: with wait_for_trainer, transitions kept while no trainer subscribes (a trainer
             restarting): sent when one is back; beyond this the oldest are dropped and counted
             (lost_transitions); 0 = nothing kept, episodes pause until a trainer is back.
+        pause_when_backlog_full: with wait_for_trainer and no trainer subscribing, start no episode that could
+            push the oldest kept transitions out of the backlog (kept + in flight + episode steps >
+            backlog_transitions): episodes pause until a trainer is back. For a lockstep simulation, which loses
+            nothing by waiting (``async-naf train`` sets it for the embedded sim in lockstep); false: a real or
+            realtime arm acts on and the backlog keeps the newest.
         send_window: once a trainer acknowledges, at most this many messages (transition batches and episode
             statistics) are sent and not yet acknowledged; more wait in the backlog, in order, until
             acknowledgements come (the trainer acknowledges every ack_period_s, 0.25 s by default: 32 messages
@@ -118,6 +123,7 @@ class CollectorConfig:
     truth_wait_s: float = 0.2
     wait_for_trainer: bool = True
     backlog_transitions: int = 20000
+    pause_when_backlog_full: bool = False
     send_window: int = 32
     wait_for_recorder: str = ""
     recorder_ready_topic: str = ""

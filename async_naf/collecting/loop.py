@@ -367,6 +367,14 @@ class CollectorLoop:
             acts.log.append(("warning", "wait_trainer", "no trainer (/trainer/transitions): episodes paused"))
             self._retry_after = now + WAIT_RETRY_S
             return
+        held = self.counts["backlog_transitions"] + self.counts["inflight_transitions"]
+        if (self.config.wait_for_trainer and self.config.pause_when_backlog_full and not trainer_listening
+                and held + self.asm.episode_steps > self.config.backlog_transitions):
+            acts.log.append(("warning", "backlog_full", f"no trainer (/trainer/transitions) and {held} of "
+                                                        f"{self.config.backlog_transitions} transitions kept: "
+                                                        "episodes paused until a trainer is back"))
+            self._retry_after = now + WAIT_RETRY_S
+            return
         if not reset_ready:
             acts.log.append(("info", "wait_reset", "waiting for the reset service (sim/reset)"))
             self._retry_after = now + WAIT_RETRY_S

@@ -525,7 +525,9 @@ def graph_values(config: GraphConfig, role: str, robot: int | None, sim_period_s
         values = {"task": config.task, "seed": seed, "robot_id": robot,
                   "counts_file": str(Path(config.run_dir).resolve() / "collectors" / f"robot_{robot}.json"),
                   "wait_for_recorder": "/recorder" if config.record else config.external_recorder,
-                  "recorder_ready_topic": "/recorder/ready" if config.record else ""}
+                  "recorder_ready_topic": "/recorder/ready" if config.record else "",
+                  # a lockstep sim loses nothing by waiting for a trainer that has gone: no data dropped
+                  "pause_when_backlog_full": config.backend == "mujoco" and not config.realtime}
         tapped = record_bundle_topics(config, robot)
         return {**values, "record_bundle_topics": tapped} if tapped else values
     return {}  # door_angle, guard: nothing graph-specific (the guard's period: see guarded_roles)

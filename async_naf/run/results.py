@@ -542,9 +542,8 @@ class RobotsWatch:
             if heard and not self._heard.get(robot, False):
                 lines.append(f"{robot}: trainer heard on /trainer/transitions; its episodes start")
             elif heard and self._listening.get(robot, False) and not listening:
-                lines.append(f"WARNING: {robot}: trainer gone; it acts on with its last weights, "
-                             f"{_int(c, 'backlog_transitions')} transitions kept to send "
-                             f"({_int(c, 'lost_transitions')} lost beyond the backlog's bound so far)")
+                lines.append(f"WARNING: {robot}: trainer gone; {_int(c, 'backlog_transitions')} transitions kept "
+                             f"to send ({_int(c, 'lost_transitions')} lost beyond the backlog's bound so far)")
             elif heard and not self._listening.get(robot, True) and listening:
                 lines.append(f"{robot}: trainer back; {_int(c, 'backlog_transitions')} transitions still to send")
             self._heard[robot], self._listening[robot] = heard, listening
