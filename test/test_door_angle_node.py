@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -138,4 +139,22 @@ def test_node_rejects_a_bad_configuration(ros_env: dict[str, str], tmp_path: Pat
     finally:
         procs.stop_all()
     assert proc.returncode == 2
+    assert "rest_window_s" in procs.log("door_angle")
+
+
+def test_the_config_files_values_reach_a_node_in_a_robots_namespace(ros_env: dict[str, str], tmp_path: Path) -> None:
+    """config/door_angle.yaml as the docs start the node (``-r __ns:=/robot_0 --params-file``): its values apply
+    there. With the file's key ``door_angle:`` (before) rcl matched it to /door_angle only, and the node in
+    /robot_0 ran on its defaults: the edited file's bad value below went unnoticed."""
+    edited = tmp_path / "door_angle.yaml"
+    text = (Path(__file__).resolve().parent.parent / "config" / "door_angle.yaml").read_text()
+    assert "    rest_window_s: " in text
+    edited.write_text(re.sub(r"(?m)^    rest_window_s: [^ #]+", "    rest_window_s: -1.0", text))
+    procs = Processes(ros_env, tmp_path)
+    try:
+        proc = procs.start("door_angle", "door_angle_node", "--params-file", str(edited), namespace="/robot_0")
+        proc.wait(60)
+    finally:
+        procs.stop_all()
+    assert proc.returncode == 2, procs.log("door_angle")
     assert "rest_window_s" in procs.log("door_angle")
