@@ -537,3 +537,56 @@ def test_resuming_a_run_with_another_task_or_without_a_checkpoint_is_refused(tmp
     assert main(["train", "--task", "door_pull", "--resume", "--overwrite", "--run-dir", str(run)]) == 2
     assert "choose one" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "graph.json", "metrics.csv"]  # nothing touched
+
+
+def test_a_resumed_run_keeps_its_demonstration_ratio_and_refuses_changed_demonstrations(tmp_path: Path,
+                                                                                         capsys) -> None:
+    """--resume without --demos: the trainer re-loads the demonstrations its checkpoint records. The run's ratio
+    is kept (it fell back to the default 0.1 without a word: 0.5 -> 0.09 demo share in a reviewer's run) unless
+    --demo-ratio or --set gives another; a changed or missing dataset is refused before any node starts;
+    --demo-ratio / --demo-pretrain without any demonstrations are refused."""
+    import argparse
+    import types
+
+    from async_naf.learning.config import TrainerConfig
+    from async_naf.learning.demos import file_sha256
+    from async_naf.run.cli import main
+    from async_naf.run.commands.train import DEFAULT_DEMO_RATIO, resumed_demos
+
+    assert TrainerConfig().demo_ratio == DEFAULT_DEMO_RATIO
+    data = tmp_path / "demos_ds"
+    data.mkdir()
+    (data / "replay.npz").write_bytes(b"rows")
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "step_000000100.safetensors").write_bytes(b"weights")
+    meta = {"agent": "step_000000100.safetensors", "updates": 100, "env_steps": 120, "episodes": 2, "wall_s": 1.0,
+            "demos": [{"path": str(data), "sha256": file_sha256(data / "replay.npz"), "rows": 1, "dropped": 0}],
+            "demo_ratio": 0.5}
+    (ckpt / "latest.json").write_text(json.dumps(meta))
+
+    def resume(ratio=None, pretrain=None, overrides=None):
+        config = types.SimpleNamespace(overrides=overrides or {})
+        args = argparse.Namespace(demo_ratio=ratio, demo_pretrain=pretrain)
+        changed = resumed_demos(args, config, run)
+        return changed, config.overrides.get("/trainer", {})
+
+    assert resume() == (True, {"demo_ratio": 0.5})  # the run's own ratio
+    assert resume(ratio=0.25, pretrain=30) == (True, {"demo_ratio": 0.25, "demo_pretrain_updates": 30})
+    assert resume(overrides={"/trainer": {"demo_ratio": 0.3}}) == (True, {"demo_ratio": 0.3})  # --set
+    (data / "replay.npz").write_bytes(b"other rows")
+    with pytest.raises(ValueError, match="changed since its checkpoint"):
+        resume()
+    (data / "replay.npz").unlink()
+    with pytest.raises(ValueError, match="cannot be read"):
+        resume()
+    # a run without demonstrations: nothing to keep, and no ratio to take
+    (ckpt / "latest.json").write_text(json.dumps({k: v for k, v in meta.items() if not k.startswith("demo")}))
+    assert resume() == (False, {})
+    with pytest.raises(ValueError, match="without demonstrations"):
+        resume(ratio=0.5)
+    # a new run: --demo-ratio without --demos is refused before anything starts (it was ignored)
+    fresh = tmp_path / "fresh"
+    assert main(["train", "--task", "reach", "--demo-ratio", "0.5", "--run-dir", str(fresh)]) == 2
+    assert "go with --demos" in capsys.readouterr().err and not fresh.exists()

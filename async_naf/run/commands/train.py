@@ -77,6 +77,7 @@ OUTPUTS = ("summary.json", "metrics.csv", "eval.csv", "learning_curve.png", "ten
 # --criterion -> the eval.csv / EvalResult figure it reads
 CRITERIA = {"strict": "strict_success_rate", "success": "success_rate"}
 DEFAULT_MINUTES = {"reach": 15.0, "door_pull": 60.0, "door_push": 60.0}
+DEFAULT_DEMO_RATIO = 0.1  # TrainerConfig.demo_ratio's default (a test keeps them equal)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,10 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the exact way into RUN_DIR/demos/ first), kept in a replay buffer of their own; every "
                              "update batch mixes them with the robots' data at --demo-ratio (checked against the "
                              "task before any node starts)")
-    parser.add_argument("--demo-ratio", type=float, default=0.1, metavar="R",
+    parser.add_argument("--demo-ratio", type=float, default=None, metavar="R",
                         help="share of demonstration rows in every update batch, 0..1 (round(R * batch_size) rows; "
                              "all demonstrations until the replay buffer holds min_buffer_size rows) "
-                             "(default: %(default)s)")
+                             f"(default: {DEFAULT_DEMO_RATIO}; with --resume, the resumed run's)")
     parser.add_argument("--demo-pretrain", type=int, default=None, metavar="UPDATES",
                         help="updates on the demonstrations alone before the first weights go out (trainer "
                              "parameter demo_pretrain_updates; DQfD's pre-training phase; 0 = off) "
@@ -230,6 +231,49 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def resumed_demos(args: argparse.Namespace, config: Any, run_dir: Path) -> bool:
+    """``--resume`` without ``--demos`` of a run trained with demonstrations: its trainer re-loads them from the
+    paths its newest checkpoint records. Before any node starts, check that they are there and unchanged
+    (replay.npz sha256), and keep the run's demonstration ratio unless ``--demo-ratio`` (or ``--set
+    trainer.demo_ratio``) gives another: the trainer's default would replace it silently. Returns whether the
+    trainer's parameters changed (the graph must be built again).
+
+    Raises:
+        ValueError: a recorded dataset is missing or changed; ``--demo-ratio`` / ``--demo-pretrain`` for a run
+            without demonstrations.
+    """
+    from async_naf.learning.checkpoints import newest_checkpoint
+    from async_naf.learning.demos import file_sha256
+
+    found = newest_checkpoint(run_dir)
+    meta = found[1] if found is not None else {}
+    recorded = [d for d in meta.get("demos") or [] if isinstance(d, dict) and "path" in d]
+    given_ratio, pretrain = getattr(args, "demo_ratio", None), getattr(args, "demo_pretrain", None)
+    if not recorded:
+        if given_ratio is not None or pretrain is not None:
+            raise ValueError("--demo-ratio / --demo-pretrain: the resumed run was trained without demonstrations "
+                             "(add them with --demos)")
+        return False
+    for d in recorded:
+        replay = Path(str(d["path"])) / "replay.npz"
+        try:
+            sha = file_sha256(replay)
+        except OSError as exc:
+            raise ValueError(f"--resume: the run's demonstrations {d['path']} cannot be read ({exc}); give them "
+                             "again with --demos") from exc
+        if sha != str(d.get("sha256", "")):
+            raise ValueError(f"--resume: the run's demonstrations {d['path']} changed since its checkpoint "
+                             f"(replay.npz sha256 {sha[:12]}, the checkpoint recorded {str(d.get('sha256'))[:12]})")
+    trainer = config.overrides.setdefault("/trainer", {})
+    if given_ratio is not None:
+        trainer["demo_ratio"] = float(given_ratio)
+    elif "demo_ratio" not in trainer:
+        trainer["demo_ratio"] = float(meta.get("demo_ratio", DEFAULT_DEMO_RATIO))
+    if pretrain is not None:
+        trainer["demo_pretrain_updates"] = int(pretrain)
+    return True
+
+
 def build_config(args: argparse.Namespace) -> Any:
     """GraphConfig from the command line (+ config file and --set overrides)."""
     from async_naf.run.graph import GraphConfig, config_overrides, free_bag_dir, merge_overrides
@@ -242,17 +286,22 @@ def build_config(args: argparse.Namespace) -> Any:
         if getattr(args, "stop_at_success", None) is not None:  # the pre-trained policy held for its evaluation
             overrides["/trainer"]["pause_after_pretrain"] = True
     overrides = merge_overrides(overrides, parse_sets(args.sets))
+    given_ratio, pretrain = getattr(args, "demo_ratio", None), getattr(args, "demo_pretrain", None)
+    if given_ratio is not None and not 0.0 <= float(given_ratio) <= 1.0:
+        raise ValueError(f"--demo-ratio must be in [0, 1], got {given_ratio}")
+    if pretrain is not None and pretrain < 0:
+        raise ValueError(f"--demo-pretrain must be >= 0 updates, got {pretrain}")
     if getattr(args, "demos", None):
         if getattr(args, "part", "all") == "robots":
             raise ValueError("--demos goes to the trainer: give it to the host that runs --part trainer (or all)")
-        ratio = float(args.demo_ratio)
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"--demo-ratio must be in [0, 1], got {args.demo_ratio}")
+        ratio = float(given_ratio) if given_ratio is not None else DEFAULT_DEMO_RATIO
         overrides.setdefault("/trainer", {})["demo_ratio"] = ratio  # demos: once prepared (prepare_demos)
-        if getattr(args, "demo_pretrain", None) is not None:
-            if args.demo_pretrain < 0:
-                raise ValueError(f"--demo-pretrain must be >= 0 updates, got {args.demo_pretrain}")
-            overrides["/trainer"]["demo_pretrain_updates"] = int(args.demo_pretrain)
+        if pretrain is not None:
+            overrides["/trainer"]["demo_pretrain_updates"] = int(pretrain)
+    elif (given_ratio is not None or pretrain is not None) and not getattr(args, "resume", False):
+        # a resumed run's own demonstrations: resumed_demos, once its checkpoint is found
+        raise ValueError("--demo-ratio and --demo-pretrain go with --demos (or --resume of a run trained with "
+                         "demonstrations)")
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES[args.task]
     part = getattr(args, "part", "all")
     if part == "robots" and args.steps > 0:
@@ -570,6 +619,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {run_dir} was trained on task {previous!r} (graph.json); --resume continues it with the same "
               f"--task, not {config.task!r}", file=sys.stderr)
         return 2
+    if args.resume and starts_trainer(config) and not getattr(args, "demos", None):
+        try:
+            if resumed_demos(args, config, run_dir):
+                nodes = build_graph(config)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.overwrite and not args.resume:
         remove_outputs(run_dir, (*OUTPUTS, *(b.name for b in run_dir.glob("bag_*"))))
     created = not run_dir.exists()
@@ -687,7 +743,7 @@ def run(args: argparse.Namespace) -> int:
         "restarts": result.restarts, **collector_counts(run_dir),
     }
     if demos:
-        summary["demos"] = {"datasets": demos, "ratio": float(args.demo_ratio)}
+        summary["demos"] = {"datasets": demos, "ratio": float(config.overrides["/trainer"]["demo_ratio"])}
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
         final_meta = json.loads((run_dir / "checkpoints" / "final.json").read_text())
         # what the final checkpoint (its buffer, its networks) holds; metrics.csv rows of episodes whose
@@ -700,7 +756,8 @@ def run(args: argparse.Namespace) -> int:
         if final_meta.get("demos"):  # what the trainer loaded (also a resumed run's) and drew from them
             summary.setdefault("demos", {}).update(
                 datasets=[str(d["path"]) for d in final_meta["demos"]],
-                ratio=float(final_meta.get("demo_ratio", args.demo_ratio)),
+                ratio=float(final_meta.get("demo_ratio", config.overrides.get("/trainer", {}).get(
+                    "demo_ratio", DEFAULT_DEMO_RATIO))),
                 rows=sum(int(d["rows"]) for d in final_meta["demos"]),
                 dropped=sum(int(d["dropped"]) for d in final_meta["demos"]),
                 demo_rows_sampled=int(final_meta.get("demo_rows_sampled", 0)),
