@@ -89,3 +89,20 @@ def test_a_dataset_manifest_with_unhashable_layouts_is_a_clear_error(tmp_path: P
         assert main(["train-offline", str(ds), "--task", "reach", "--run-dir", str(tmp_path / "r"),
                      "--updates", "1", "--quiet"]) == 2
         assert "layouts" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_misspelt_set_is_an_error_naming_the_parameter_meant(tmp_path: Path) -> None:
+    """`train-offline --set trainer.naf.lrr=3e-4` ran on the default learning rate without a word (the file's
+    values and the --set ones were filtered together); the file's node-only parameters are still left out."""
+    import argparse
+
+    from async_naf.run.commands.train_offline import trainer_config
+
+    def config(*sets: str):
+        args = argparse.Namespace(config=None, task="reach", sets=list(sets), seed=0, bc_weight=0.0)
+        return trainer_config(args, tmp_path)
+
+    assert config("trainer.naf.lr=3e-4").naf.lr == 3e-4
+    with pytest.raises(ValueError, match="did you mean 'naf.lr'"):
+        config("trainer.naf.lrr=3e-4")
+    assert config().naf.lr > 0  # config/train.yaml's /trainer section, node parameters and all, still reads

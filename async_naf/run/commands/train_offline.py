@@ -76,13 +76,15 @@ def trainer_config(args: argparse.Namespace, run_dir: Path) -> Any:
     from async_naf.run.graph import config_overrides
     from async_naf.wire.params import build, param_specs
 
-    values: dict[str, Any] = dict(config_overrides(args.config, "--config", task=args.task).get("/trainer", {}))
+    known = {s.name for s in param_specs(TrainerConfig)}
+    # the file's /trainer section also holds the trainer node's own parameters (not TrainerConfig's): left out.
+    # A --set is checked: a misspelt name is an error naming the valid ones (build), never silently a default
+    values: dict[str, Any] = {k: v for k, v in config_overrides(args.config, "--config", task=args.task)
+                              .get("/trainer", {}).items() if k in known}
     for key, params in parse_sets(args.sets).items():
         if key != "/trainer":
             raise ValueError(f"--set: train-offline has only trainer parameters, got {key.strip('/*')}")
         values.update(params)
-    known = {s.name for s in param_specs(TrainerConfig)}
-    values = {k: v for k, v in values.items() if k in known}
     values.update({"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "tensorboard": True,
                    "naf.bc_weight": float(args.bc_weight)})
     cfg = build(TrainerConfig, values)
