@@ -387,3 +387,22 @@ def test_bags_the_fast_path_does_not_handle(tmp_path: Path) -> None:
     (bag / "metadata.yaml").unlink()
     assert read_indexed(bag, ["/a"]) is None
     assert read_indexed(tmp_path / "nothing", ["/a"]) is None
+
+
+def test_the_exact_conversion_of_a_sqlite3_bag_of_another_arm_is_a_clear_error(tmp_path: Path) -> None:
+    """A sqlite3 bag as `ros2 bag record` gives on another arm (no /<ns>/task/goal or policy/step): the exact
+    conversion read it through rosbags with no connection, which rosbags reads as every message, and ended in
+    an AssertionError traceback; now it is the BagError every other bag without a robot gets."""
+    from rosbags.rosbag2 import StoragePlugin
+    from rosbags.rosbag2 import Writer as BagWriter2
+
+    from async_naf.recording.info import BagError
+    from async_naf.run.convert import convert_exact
+
+    bag = tmp_path / "bag"
+    with BagWriter2(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conn = writer.add_connection("/my_arm/velocity_cmd", "std_msgs/msg/String",
+                                     typestore=get_typestore(Stores.ROS2_JAZZY))
+        writer.write(conn, 1, b"\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00")
+    with pytest.raises(BagError, match="no robot with both task/goal"):
+        convert_exact(bag, "reach")

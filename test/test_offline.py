@@ -103,6 +103,6 @@ def test_a_misspelt_set_is_an_error_naming_the_parameter_meant(tmp_path: Path) -
         return trainer_config(args, tmp_path)
 
     assert config("trainer.naf.lr=3e-4").naf.lr == 3e-4
-    with pytest.raises(ValueError, match="did you mean 'naf.lr'"):
+    with pytest.raises(ValueError, match=r"did you mean 'naf\.lr'"):
         config("trainer.naf.lrr=3e-4")
     assert config().naf.lr > 0  # config/train.yaml's /trainer section, node parameters and all, still reads

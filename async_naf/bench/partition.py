@@ -283,7 +283,7 @@ def read_diagnostics(bag: Path) -> list[tuple[float, str, dict[str, str]]]:
     out: list[tuple[float, str, dict[str, str]]] = []
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
         conns = [c for c in reader.connections if c.topic == "/diagnostics"]
-        for conn, t_ns, raw in reader.messages(connections=conns):
+        for conn, t_ns, raw in reader.messages(connections=conns) if conns else ():  # []: every message
             msg: Any = reader.deserialize(raw, conn.msgtype)
             for status in msg.status:
                 out.append((t_ns * 1e-9, str(status.name), {kv.key: kv.value for kv in status.values}))

@@ -160,7 +160,8 @@ def _read_generic(bag: Path, task_obj: Any, counts: Counter[str], drops: Counter
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
             conns = [c for c in reader.connections if _ROBOT_RE.match(c.topic)]
             seen: Counter[str] = Counter()
-            for conn, _, raw in reader.messages(connections=conns):
+            # messages(connections=[]) is every message of the bag (rosbags): none of a robot's, nothing to read
+            for conn, _, raw in reader.messages(connections=conns) if conns else ():
                 m = _ROBOT_RE.match(conn.topic)
                 assert m is not None
                 ns, kind = m.group(1), m.group(2)
