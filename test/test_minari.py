@@ -47,6 +47,7 @@ def test_a_bag_converted_to_minari_loads_back_with_the_replay_outputs_transition
     out = _cli("bag", "convert", str(bag), "--task", "reach", "--format", "minari", "--out", str(root),
                "--dataset-id", "async_naf/reach-test-v0", "--episode-steps", "4")
     assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr  # Minari's four about metadata a bag does not have: filtered
     assert [p.name for p in root.iterdir()] == ["async_naf"]  # no staging directory left
     ds = _load(root, "async_naf/reach-test-v0")
     buf = ReplayBuffer.load(tmp_path / "replay" / "replay.npz")
@@ -89,6 +90,12 @@ def test_an_existing_dataset_id_or_a_bad_one_is_exit_2_and_nothing_is_written(tm
               env={"MINARI_DATASETS_PATH": str(env_root)})
     assert ok.returncode == 0, ok.stderr
     assert (env_root / "async_naf" / "reach-exact-v0" / "data").is_dir()
+    # ... also a relative one (it was joined twice into the staging path: FileNotFoundError traceback)
+    rel = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "bag", "convert", str(bag), "--task", "reach",
+                          "--format", "minari", "--dataset-id", "rel/reach-v0"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300, env={**os.environ, "MINARI_DATASETS_PATH": "rel_root"})
+    assert rel.returncode == 0, rel.stderr
+    assert (tmp_path / "rel_root" / "rel" / "reach-v0" / "data").is_dir()
 
 
 def test_without_minari_the_error_names_the_pip_command(tmp_path: Path, monkeypatch) -> None:

@@ -110,7 +110,8 @@ def minari_target(dataset_id: str, root: str | Path | None = None) -> tuple[Path
     except (ValueError, AssertionError) as exc:
         raise ValueError(f"--dataset-id {dataset_id!r}: not a Minari dataset id "
                          f"([namespace/]name-v<version>): {exc}") from exc
-    root = Path(root).resolve() if root is not None else get_dataset_path()  # MINARI_DATASETS_PATH or ~/.minari
+    # MINARI_DATASETS_PATH or ~/.minari, absolute: a relative one was joined twice into the part's path
+    root = Path(root if root is not None else get_dataset_path()).resolve()
     target = root / dataset_id
     if target.exists():
         raise ValueError(f"Minari dataset {dataset_id!r} exists in {root}: a dataset is never written over")
@@ -150,6 +151,10 @@ def write_minari(converted: Any, bag: str | Path, task: str, dataset_id: str, ro
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "env_spec is None", UserWarning)  # no gymnasium registration
+            # metadata a bag does not have (who, which code, which evaluation env): left unset, without four
+            # warnings on every conversion; the manifest.json beside the dataset says where it came from
+            for field in ("code_permalink", "author", "author_email", "eval_env"):
+                warnings.filterwarnings("ignore", f"`{field}` is set to None", UserWarning)
             minari.create_dataset_from_buffers(
                 dataset_id, buffers, observation_space=obs_space, action_space=act_space,
                 algorithm_name=f"async_naf bag convert --method {converted.method}",
