@@ -266,7 +266,7 @@ def test_shipped_yaml_matches_the_config_defaults() -> None:
     import yaml
 
     path = Path(__file__).resolve().parent.parent / "config" / "door_angle.yaml"
-    params = yaml.safe_load(path.read_text())["door_angle"]["ros__parameters"]
+    params = yaml.safe_load(path.read_text())["/**/door_angle"]["ros__parameters"]
     defaults = DoorAngleConfig()
     optional_unset = {"hinge_axis", "initial_bias"}  # None by default: commented out in the file
     for f in dataclasses.fields(DoorAngleConfig):

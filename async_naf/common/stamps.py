@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 JUMP_CONFIRM = 5  # stamps in a row that confirm a jump (25 ms of a 200 Hz IMU, 0.25 s of 20 Hz joint states)
+IMU_JUMP_S = 1.0  # the door_angle node's default time_jump_reset_s, also what `async-naf door-angle` uses, s
 
 
 class StampGuard:

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from async_naf.common.stamps import IMU_JUMP_S, StampGuard
+
 if TYPE_CHECKING:  # imported lazily at run time (the --help path stays light)
-    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
+    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState
     from async_naf.sensing.door_angle.bag import ImuBag
+    from async_naf.wire.imu import ImuSample
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
 DESCRIPTION = """Run the IMU door-angle estimator over a recorded sensor_msgs/Imu topic and write one CSV row
@@ -167,11 +170,12 @@ def run(args: argparse.Namespace) -> int:
                     bag.samples(), total=info.count, unit="msg", file=sys.stderr,
                     disable=True if args.no_progress else None, desc=f"door-angle {topic}",
                 )
+                stamps = StampGuard(IMU_JUMP_S)
                 for sample in progress:
                     if sample is None:  # an episode starts: the collector zeroed the estimate after the reset
                         est.zero()
                         continue
-                    state = est.update(sample)
+                    state = update_guarded(est, stamps, sample)
                     if state is None:
                         continue
                     row = [state.stamp_ns, repr(state.angle)]
@@ -194,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if not done and not to_stdout:  # an error or Ctrl-C: no half-written output is left behind
             tmp_path.unlink(missing_ok=True)
-    dropped = ", ".join(f"{k}={v}" for k, v in est.dropped.items() if v) or "none"
+    dropped = ", ".join([f"{k}={v}" for k, v in est.dropped.items() if v]
+                        + ([f"stamp_glitches={stamps.glitches}"] if stamps.glitches else [])) or "none"
     axis = est.axis
     axis_text = "none" if axis is None else "[" + ", ".join(f"{v:+.4f}" for v in axis) + "]"
     print(
@@ -204,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"{topic}: {bounds_summary(est, config)}", file=sys.stderr)
+    if stamps.jumps:
+        print(f"{topic}: the stamps jumped back {stamps.jumps} time(s) (a looped or restarted recording): the "
+              "estimate restarted there, as the door_angle node's does", file=sys.stderr)
+    if 0 < written < 0.5 * info.count:
+        print(f"{topic}: warning: only {written} of {info.count} IMU messages gave a row (dropped above)",
+              file=sys.stderr)
     print(f"{topic}: from a first pass over the whole recording: {hindsight}", file=sys.stderr)
     if bag.goal_topic:
         bad = f"; {bag.bad_goals} goal message(s) undecodable, skipped" if bag.bad_goals else ""
@@ -237,6 +248,21 @@ def _recorded_zeroing(bag: ImuBag, path: Path) -> str:
     return ""
 
 
+def update_guarded(est: DoorAngleEstimator, stamps: StampGuard, sample: ImuSample) -> DoorAngleState | None:
+    """``est.update(sample)`` behind the stream's stamp guard, as the door_angle node feeds it: a stamp far from
+    the stream's clock is dropped (counted in ``stamps.glitches``), a confirmed jump back restarts the estimate
+    (calibration kept). Without it one message stamped a year ahead made every later one out of order."""
+    verdict = stamps.check(sample.stamp_ns)
+    if verdict == StampGuard.DROP:
+        return None
+    if verdict == StampGuard.JUMP:
+        est.reset(keep_calibration=True)
+    state = est.update(sample)
+    if state is not None:
+        stamps.accept(sample.stamp_ns)
+    return state
+
+
 def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple[DoorAngleEstimator, str]:
     """Run ``est`` over the whole IMU topic of the open ``bag`` (nothing written) and return the estimator for
     the pass that writes, configured with what the recording showed
@@ -247,12 +273,13 @@ def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple
     from async_naf.sensing.door_angle import DoorAngleEstimator
 
     info = bag.info()
+    stamps = StampGuard(IMU_JUMP_S)
     for sample in tqdm(bag.samples(), total=info.count, unit="msg", file=sys.stderr,
                        disable=True if no_progress else None, desc=f"door-angle {info.topic} (first pass)"):
         if sample is None:  # an episode starts (as in the writing pass)
             est.zero()
         else:
-            est.update(sample)
+            update_guarded(est, stamps, sample)
     cfg, second = est.config, est.hindsight_config()
     if second is None:
         said = ["the opening direction was configured" if cfg.hinge_axis is not None or cfg.opening_direction

@@ -6,7 +6,7 @@ topic of another type) raise :class:`BagError` with a message that says what to 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,11 +211,14 @@ def write_imu_bag(
     topic: str = "/door/imu",
     storage: str = "mcap",
     frame_id: str = "door_imu_link",
+    receive_ns: Sequence[int] | None = None,
 ) -> int:
     """Write IMU samples to a new rosbag2 bag (``storage``: 'mcap' or 'sqlite3'); returns the count.
 
-    Receive times equal the header stamps. Used by the tests and to turn simulated recordings into bags
-    that ``async-naf door-angle`` (or ``ros2 bag play``) can read.
+    Receive times (the bag's order) equal the header stamps unless ``receive_ns`` gives one per sample (ns), as
+    a recorder stamps what it receives: a stream whose header stamps go wrong keeps its place in the bag. Used
+    by the tests and to turn simulated recordings into bags that ``async-naf door-angle`` (or ``ros2 bag
+    play``) can read.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -233,7 +236,7 @@ def write_imu_bag(
     count = 0
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
         conn = writer.add_connection(topic, IMU_TYPE, typestore=store)
-        for s in samples:
+        for i, s in enumerate(samples):
             sec, nsec = divmod(int(s.stamp_ns), 1_000_000_000)
             g = np.asarray(s.gyro, dtype=float)
             a = np.asarray(s.accel, dtype=float)
@@ -250,6 +253,7 @@ def write_imu_bag(
                     unknown.copy() if s.accel_cov is None else np.asarray(s.accel_cov, dtype=float).reshape(9)
                 ),
             )
-            writer.write(conn, int(s.stamp_ns), store.serialize_cdr(msg, IMU_TYPE))
+            t_ns = int(s.stamp_ns) if receive_ns is None else int(receive_ns[i])
+            writer.write(conn, t_ns, store.serialize_cdr(msg, IMU_TYPE))
             count += 1
     return count
