@@ -331,6 +331,10 @@ def test_one_message_stamped_far_ahead_or_a_looped_recording_does_not_end_the_ou
     """The stream's stamp guard, as the node has it: one IMU message stamped a year ahead is dropped and counted
     (before, every later message was out of order: 2,001 of 5,143 rows on a reviewer's real bag, exit 0); a
     recording played twice (its stamps jump back) restarts the estimate there instead of dropping the rest."""
+    from async_naf.common.stamps import IMU_JUMP_S
+    from async_naf.run.docs import node_only_parameters
+
+    assert node_only_parameters("door_angle")["time_jump_reset_s"] == IMU_JUMP_S  # the node's default, here too
     samples = list(recording.samples())
     n = len(samples)
     far = samples[: n // 2] + [samples[n // 2]._replace(stamp_ns=samples[n // 2].stamp_ns + 365 * 86_400 * 10**9)]
