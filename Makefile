@@ -35,6 +35,9 @@ help:
 	@echo "make lint   - ruff check and mypy (config: ruff.toml, mypy.ini)"
 	@echo "make test   - make lint, then run the tests"
 	@echo "make bench  - print the measured speed figures as JSON"
+	@echo "make docs   - regenerate docs/parameters.md from the config dataclasses and the nodes"
+	@echo "make lock   - rewrite constraints.txt from .venv (pins of the indirect dependencies)"
+	@echo "make clean  - remove .venv and the build and tool caches"
 
 setup: $(STAMP)
 

@@ -10,14 +10,15 @@ the share of evaluations after it that stay at or above it.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from async_naf.run.results import read_eval as read_eval_csv
 
-def read_eval(run_dir: Path) -> list[dict[str, float]]:
-    with (run_dir / "eval.csv").open() as f:
-        return [{k: float(v) for k, v in row.items() if k != "checkpoint"} for row in csv.DictReader(f)]
+
+def read_eval(run_dir: Path) -> list[dict]:
+    """The run's eval.csv as the project reads it (numbers as floats; text columns such as failures kept)."""
+    return read_eval_csv(run_dir / "eval.csv")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,13 +146,17 @@ def test_discovery_range_and_discovery_server_across_hosts(fresh_domain_id: int)
         if server_bin is None:
             pytest.skip("fast-discovery-server is not in this environment's bin/")
         address = f"{lab.address('server')}:11811"
-        server = subprocess.Popen(lab.wrap("server", [server_bin, "-i", "0", "-l", lab.address("server"),
-                                                      "-p", "11811"]), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        # `async-naf discovery-server`, as a user starts it (the wheels' binary alone does not find its libraries
+        # without the library path their Python sets up), here without that path: the command puts it back
+        shell_env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        server = subprocess.Popen(lab.wrap("server", [sys.executable, "-m", "async_naf.run.cli", "discovery-server",
+                                                      "--address", lab.address("server"), "--port", "11811"]),
+                                  env=shell_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             env = ros_environment(base, discovery_server=address)
             assert env["ROS_DISCOVERY_SERVER"] == address
             assert _chat(lab, env, 15.0) == 3
+            assert server.poll() is None, f"the discovery server exited with status {server.returncode}"
         finally:
             server.terminate()
             server.wait(10)

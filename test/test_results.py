@@ -579,3 +579,43 @@ def test_an_experiment_refuses_to_score_earlier_runs(tmp_path: Path, monkeypatch
     (earlier / "summary.json").write_text("{}")
     assert cli.main(argv) == 2 and started == []
     assert f"earlier runs in {earlier}" in capsys.readouterr().err
+
+
+def test_compare_runs_reads_an_eval_csv_with_its_text_columns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/compare_runs.py read every column but the checkpoint as a number and failed on the failures
+    column every eval.csv has had since 2026-12-03 (ValueError: could not convert string to float: '')."""
+    import importlib.util
+
+    from async_naf.run.results import EVAL_FIELDS, append_csv
+
+    runs = []
+    for name, rates in (("a", (0.2, 0.95, 1.0)), ("b", (0.0, 0.5, 0.6))):
+        run = tmp_path / name
+        run.mkdir()
+        for i, rate in enumerate(rates):
+            append_csv(run / "eval.csv", EVAL_FIELDS, {
+                "wall_s": 60.0 * (i + 1), "env_steps": 1000 * (i + 1), "updates": 900 * (i + 1), "episodes": 20,
+                "success_rate": rate, "consecutive_successes": 3, "mean_return": 1.0, "checkpoint": f"s{i}",
+                "strict_success_rate": rate, "strict_consecutive": 2, "door_angle_median": 0.5,
+                "failures": "" if rate == 1.0 else "too_little 2"})
+        runs.append(str(run))
+    spec = importlib.util.spec_from_file_location("compare_runs", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / "compare_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([*runs, "--labels", "A", "B", "--out", str(tmp_path / "cmp.png")]) == 0
+    said = capsys.readouterr().out
+    assert "A: first >= 90% at 2000 env steps, 2.0 min; 100% of the 2 evaluations" in said
+    assert "B: never at or above 90% in 3 evaluations" in said and (tmp_path / "cmp.png").stat().st_size > 0
+
+
+def test_the_discovery_server_command_line_is_checked() -> None:
+    """`async-naf discovery-server`: the wheels' fast-discovery-server with its options; bad values refused."""
+    from async_naf.run.commands.discovery_server import server_binary, server_command
+
+    assert server_command("/x/fast-discovery-server", "192.168.1.20", 11811, 0) == [
+        "/x/fast-discovery-server", "-i", "0", "-l", "192.168.1.20", "-p", "11811"]
+    for address, port, sid in (("", 11811, 0), ("10.0.0.1", 0, 0), ("10.0.0.1", 70000, 0), ("10.0.0.1", 1, 256)):
+        with pytest.raises(ValueError):
+            server_command("/x/fds", address, port, sid)
+    assert server_binary() is not None  # the rclpy wheels of `make setup` ship it

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bag": "bag",
     "train-offline": "train_offline",
     "bench": "bench",
+    "discovery-server": "discovery_server",
 }
 
 

@@ -39,7 +39,8 @@ Several hosts (docs/graph.md, "Several hosts"): --part trainer on one host, --pa
 others, each with the same --task, --seed, --workers (all robots together), ROS_DOMAIN_ID and
 --discovery subnet (or --discovery-server HOST:PORT). A trainer part writes everything below (summary.json
 adds part, robots [] and episodes_by_robot); a robots part writes only summary.json (part, robots,
-discovery, outcome, wall_s, dead_nodes, returncodes), logs/, params/ and graph.json.
+discovery, outcome, wall_s, dead_nodes, returncodes, the collectors' counters), collectors/, logs/, params/,
+graph.json and train.log.
 
 The run ends at --steps environment steps (all robots together) or --minutes of wall time, whichever comes
 first (default: 15 min for reach, 60 min for the door tasks), or earlier with --stop-at-success, whose
@@ -165,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost)")
     parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
                         help="use a Fast DDS discovery server instead of multicast (start it on one host with "
-                             "`fast-discovery-server -i 0 -l ITS_ADDRESS -p PORT`); implies --discovery subnet")
+                             "`async-naf discovery-server --address ITS_ADDRESS [--port PORT]`); implies --discovery subnet")
     parser.add_argument("--composition", choices=("none", "robot"), default="robot",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
