@@ -166,7 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ROS_AUTOMATIC_DISCOVERY_RANGE, else localhost)")
     parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
                         help="use a Fast DDS discovery server instead of multicast (start it on one host with "
-                             "`async-naf discovery-server --address ITS_ADDRESS [--port PORT]`); implies --discovery subnet")
+                             "`async-naf discovery-server --address ITS_ADDRESS [--port PORT]`); implies --discovery "
+                             "subnet")
     parser.add_argument("--composition", choices=("none", "robot"), default="robot",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
