@@ -407,6 +407,12 @@ def test_missing_and_mistyped_topics_are_clear_errors_with_no_partial_output(tmp
     assert main(["bag", "convert", str(bag), "--task", "reach", "--out", str(out), "--method", "raw",
                  "--episode-steps", "4", "--compare-exact"]) == 2  # no policy/step in a sensor-only bag
     assert "policy/step" in capsys.readouterr().err and not out.exists()
+    # raw-only options with the (default) exact way: refused, not ignored (a reviewer's --robot /robot_0 gave both
+    # robots' transitions without a word)
+    for raw_only in (["--robot", "/robot_0"], ["--ground-truth"], ["--topic", "imu:=/x"], ["--goal", "1,2,3"],
+                     ["--max-state-age", "0.1"], ["--set", "door_angle.tilt_tau_s=3"], ["--compare-exact"]):
+        assert main(["bag", "convert", str(bag), "--task", "reach", "--out", str(out), *raw_only]) == 2
+        assert f"{raw_only[0]}: option(s) of --method raw" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_cli_defaults_follow_raw_config() -> None:

@@ -329,6 +329,9 @@ def convert_exact(bag: str | Path, task: str, overrides: dict[str, Any] | None =
                                        None if handle is None else handle[rows]):
                 ended[goal.episode] = bool(stats.success)
         drops.update({f"step:{k}": v for k, v in asm.dropped.items()})
+        # steps of an episode that had ended (its time limit or terminal step): one or so per episode live (the
+        # policy acts on until the collector's next goal); many when --episode-steps cut the recorded episodes
+        counts["steps_after_episode_end"] += asm.late_steps
         orphans = int((~np.isin(steps.episode, np.array(sorted(seen), np.int64))).sum())
         if orphans:
             drops["step:no_goal"] += orphans

@@ -139,6 +139,17 @@ def _convert(args: argparse.Namespace) -> int:
 
             args.dataset_id = args.dataset_id or f"async_naf/{args.task}-{args.method}-v0"
             minari_target(args.dataset_id, args.out)  # minari importable, a valid and new id: before converting
+        if args.method == "exact":
+            # raw-only options are refused, never ignored: the data would not be what was asked for
+            given = [name for name, on in (
+                ("--ground-truth", args.ground_truth), ("--topic", args.topic), ("--robot", args.robot),
+                ("--goal", args.goal is not None), ("--max-state-age", args.max_state_age is not None),
+                ("--max-door-age", args.max_door_age is not None),
+                ("--door-angle-config", args.door_angle_config is not None), ("--set", args.sets),
+                ("--compare-exact", args.compare_exact)) if on]
+            if given:
+                raise ValueError(f"{', '.join(given)}: option(s) of --method raw; the exact way reads every "
+                                 "robot's policy/step records as the policy wrote them")
         if args.method == "raw":
             if args.successful_only or args.max_episodes:
                 raise ValueError("--successful-only / --max-episodes select episodes of --method exact only")
@@ -160,6 +171,11 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"{out}: {converted.counts['transitions']} transitions from {converted.episodes} episodes of "
           f"{len(converted.robots)} robot(s); dropped: {dict(converted.drops) or 'none'}"
           + (f"; selection: {converted.selection}" if converted.selection else ""))
+    late = int(converted.counts.get("steps_after_episode_end", 0))
+    if late > 2 * max(converted.episodes, 1):  # more than the policy's usual step or two after each episode's end
+        print(f"note: {late} policy steps came after their episode's end and made no transition"
+              + (f" (--episode-steps {args.episode_steps} ends episodes before the recorded run did)"
+                 if args.episode_steps is not None else ""))
     if "compare_exact" in converted.extra:
         from async_naf.run.convert import format_comparison
 
