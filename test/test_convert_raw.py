@@ -380,6 +380,10 @@ def test_missing_and_mistyped_topics_are_clear_errors_with_no_partial_output(tmp
     arm.write(bag)
     with pytest.raises(BagError, match="door/imu"):
         convert_raw(bag, "door_pull")  # a reach bag has no IMU
+    # an absolute commands topic makes the robot '/': the error says so, and how a bag without goals converts
+    with pytest.raises(BagError, match=r"robot / lacks /task/goal.*--episode-steps N --goal.*--robot NS"):
+        convert_raw(bag, "reach", remaps={"commands": "/robot_0/forward_velocity_controller/commands",
+                                          "joint_states": "/robot_0/joint_states"})
     with pytest.raises(BagError, match="door/imu") as got:  # the same through rosbags, message by message
         convert_raw(bag, "door_pull", vectorised=False)
     assert "not a readable" not in str(got.value)  # a missing topic, not a damaged bag

@@ -504,8 +504,14 @@ def _plan(bag: Path, types: dict[str, str], task: str, need: list[str], remaps: 
         topics = resolve_topics(ns, remaps)
         missing = [topics[k] for k in need if topics[k] not in types]
         if missing:
+            hints = ["remap with --topic KEY:=NAME"]
+            if "goal" in need and topics["goal"] in missing:
+                hints.append("a bag without goals: --episode-steps N --goal V,V,...")
+            if not ns and not robots:
+                hints.append("the robot is / because --topic commands:= names an absolute topic; --robot NS "
+                             "reads NS's relative names")
             raise BagError(f"{bag}: robot {ns or '/'} lacks {', '.join(missing)} for the raw conversion "
-                           f"of {task!r} (remap with --topic KEY:=NAME)")
+                           f"of {task!r} ({'; '.join(hints)})")
         for key in need:
             want, got = TOPICS[key][1], types[topics[key]]
             if got != want:
