@@ -847,11 +847,11 @@ def _synthetic_steps(task_name: str, episode: int, n: int, goal: np.ndarray, see
     return out
 
 
-def _write_policy_bag(path: Path, extra: list[tuple[str, bytes]] = ()) -> list:
+def _write_policy_bag(path: Path, extra: list[tuple[str, bytes]] = (), custom_data: dict | None = None) -> list:
     """Robot 0, reach: two episodes of 6 policy steps each, goals before their steps."""
     store = _store()
     writer = BagWriter(path, [TopicSpec("/robot_0/task/goal", F64, qos_dict("latched")),
-                              TopicSpec("/robot_0/policy/step", F64, qos_dict("stream"))])
+                              TopicSpec("/robot_0/policy/step", F64, qos_dict("stream"))], custom_data=custom_data)
     t, episodes = 1_000_000_000, []
     for episode in range(2):
         goal = np.array([0.4, 0.1 * episode, 0.3])
@@ -957,6 +957,31 @@ def test_a_bag_recorded_for_another_task_is_refused(tmp_path: Path) -> None:
     info = bag_info(run / "bag")
     assert info.recorded_tasks == {} and len(info.params_errors) == 1
     assert "UNREADABLE: " in format_info(info) and info.topics["/robot_0/policy/step"].count == 12
+
+
+def test_a_bag_copied_out_of_its_run_still_says_its_task(tmp_path: Path) -> None:
+    """The recorder writes the run's task into metadata.yaml (custom_data async_naf.task): a bag copied without
+    its run directory's params/ is still refused for another task (a reviewer's door_pull bag, moved, converted
+    as door_push without a word) and bag info names its task."""
+    import yaml
+
+    from async_naf.recording.config import TASK_KEY
+    from async_naf.run.convert import convert_exact
+
+    bag = tmp_path / "moved"
+    _write_policy_bag(bag, custom_data={TASK_KEY: "door_pull"})
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["custom_data"] == {TASK_KEY: "door_pull"} and meta["version"] == 9
+    with pytest.raises(BagError, match=r"recorded running task 'door_pull'.*not 'reach'"):
+        convert_exact(bag, "reach", {"episode_steps": 4})
+    assert bag_info(bag).recorded_tasks == {"/robot_0": "door_pull"}
+    own = tmp_path / "own"
+    _write_policy_bag(own, custom_data={TASK_KEY: "reach"})
+    assert convert_exact(own, "reach", {"episode_steps": 4}).counts["transitions"] == 8
+    plain = tmp_path / "plain"  # no custom data (ros2 bag record): the defaults, as before
+    _write_policy_bag(plain)
+    assert convert_exact(plain, "reach", {"episode_steps": 4}).counts["transitions"] == 8
+    assert bag_info(plain).recorded_tasks == {}
 
 
 def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:

@@ -68,7 +68,7 @@ from std_msgs.msg import String, UInt8MultiArray
 from async_naf.common.publishers import UNNAMED, node_fqn
 from async_naf.nodes import _msgs
 from async_naf.nodes._params import declare_from_dataclass
-from async_naf.recording.config import RecorderConfig
+from async_naf.recording.config import TASK_KEY, RecorderConfig
 from async_naf.recording.ready import ready_namespaces, topic_namespace, waiting_topics
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
 from async_naf.wire.record_bundle import bundle_data, decode_bundle_records
@@ -138,7 +138,8 @@ class RecorderNode(Node):
         specs = [TopicSpec(topic, typename, qos_dict(q))
                  for topic, typename, q in zip(self.cfg.topics, self.cfg.types, self.cfg.qos)]
         self.writer = BagWriter(self.cfg.bag_path, specs, self.cfg.storage, self.cfg.max_pending,
-                                max_pending_bytes=self.cfg.max_pending_bytes)
+                                max_pending_bytes=self.cfg.max_pending_bytes,
+                                custom_data={TASK_KEY: self.cfg.task} if self.cfg.task else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.lost_in_dds: dict[str, int] = {}  # per topic: what DDS reports lost before the recorder took it
         bundled = set(self.cfg.bundled)

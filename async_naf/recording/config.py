@@ -11,6 +11,9 @@ STORAGES = ("mcap", "sqlite3")
 QOS_PROFILES = ("sensor", "imu", "commands", "latched", "stream", "diagnostics", "clock")
 
 
+TASK_KEY = "async_naf.task"  # metadata.yaml custom_data: the task of the run that recorded the bag
+
+
 @dataclass
 class RecorderConfig:
     """Parameters of the recorder node.
@@ -42,6 +45,8 @@ class RecorderConfig:
         bundle_linger_s: when the recorder stops, at most this long it still takes bundles, until no robot's
             bundle publisher is left (every robot of the run stops at once: a robot sends its last bundle from
             its shutdown), s; 0: close at once.
+        task: the run's task, written into the bag's metadata.yaml (``custom_data``: ``async_naf.task``), so a
+            bag copied out of its run directory still says which task it feeds; empty = not written.
     """
 
     bag_path: str = ""
@@ -56,6 +61,7 @@ class RecorderConfig:
     bundles: tuple[str, ...] = ()
     bundled: tuple[str, ...] = ()
     bundle_linger_s: float = 3.0
+    task: str = ""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from async_naf.common.bags import message_count, read_errors
+from async_naf.recording.config import TASK_KEY
 from async_naf.recording.ready import topic_namespace
 from async_naf.task.tasks import TASK_NAMES, make_task
 from async_naf.wire import layouts
@@ -186,10 +187,25 @@ def bag_info(path: str | Path) -> BagInfo:
     return info
 
 
+def metadata_task(bag: Path) -> str:
+    """The task the recorder wrote into the bag's metadata.yaml (``custom_data``, :data:`TASK_KEY`); "" where
+    there is none (a bag of ``ros2 bag record``, an unreadable metadata.yaml: the reader reports that)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load((Path(bag) / "metadata.yaml").read_text(encoding="utf-8")) or {}
+        custom = doc["rosbag2_bagfile_information"].get("custom_data") or {}
+        task = custom.get(TASK_KEY, "")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return ""
+    return task if isinstance(task, str) else ""
+
+
 def recorded_collector_params(bag: Path, ns: str) -> dict[str, Any]:
     """The ROS parameters robot ``ns``'s collector ran with in the run that recorded ``bag``
     (``RUN_DIR/params/<robot>.collector.yaml`` beside ``RUN_DIR/bag`` of ``async-naf train --record``); empty
-    where there is no such file.
+    where there is no such file, except the task the recorder wrote into the bag's metadata.yaml
+    (:func:`metadata_task`: a bag copied out of its run directory).
 
     Raises:
         BagError: the file is there but cannot be read as a params file (unreadable, not UTF-8 or not YAML, not
@@ -198,8 +214,9 @@ def recorded_collector_params(bag: Path, ns: str) -> dict[str, Any]:
     import yaml
 
     params = Path(bag).parent / "params" / f"{ns.strip('/')}.collector.yaml"
-    if not params.is_file():
-        return {}
+    if not params.is_file():  # a bag moved out of its run directory: the task its recorder wrote, if any
+        task = metadata_task(bag)
+        return {"task": task} if task else {}
     try:
         doc = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
         if not isinstance(doc, dict):

@@ -100,7 +100,8 @@ class BagWriter:
     """
 
     def __init__(self, path: str | Path, topics: Sequence[TopicSpec], storage: str = "mcap",
-                 max_pending: int = 200_000, fast: bool = True, max_pending_bytes: int = 2**28) -> None:
+                 max_pending: int = 200_000, fast: bool = True, max_pending_bytes: int = 2**28,
+                 custom_data: Mapping[str, str] | None = None) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
@@ -118,6 +119,7 @@ class BagWriter:
             raise ValueError(f"message types unknown to the Jazzy type store: {unknown}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.custom_data = {str(k): str(v) for k, v in (custom_data or {}).items()}  # metadata.yaml's custom_data
         self.topics = list(topics)
         n = len(self.topics)
         self.received, self.written, self.dropped = [0] * n, [0] * n, [0] * n
@@ -239,6 +241,8 @@ class BagWriter:
         try:
             writer = writer_type(self.path, version=9, storage_plugin=plugin)
             writer.open()
+            for key, value in self.custom_data.items():
+                writer.set_custom_data(key, value)
             conns = [writer.add_connection(t.name, t.type, typestore=store,
                                            offered_qos_profiles=[_rosbags_qos(t.qos)]) for t in self.topics]
         except Exception as exc:  # noqa: BLE001 - raised to the constructor's caller as a ValueError

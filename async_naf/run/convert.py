@@ -87,8 +87,8 @@ def _collector_config(bag: Path, ns: str, task: str, robot_id: int, overrides: d
     values = dict(recorded_collector_params(bag, ns))  # BagError for an unreadable file
     recorded = values.get("task", task)
     if recorded != task:  # door_pull and door_push have the same sizes: nothing else would notice
-        raise BagError(f"{bag}: robot {ns} was recorded running task {recorded!r} (RUN_DIR/params), not {task!r}: "
-                       f"its goals, observations and door are that task's")
+        raise BagError(f"{bag}: robot {ns} was recorded running task {recorded!r} (RUN_DIR/params, or the bag's "
+                       f"metadata), not {task!r}: its goals, observations and door are that task's")
     values.update(task=task, robot_id=values.get("robot_id", robot_id), **overrides)
     names = {f.name for f in dataclasses.fields(CollectorConfig)}
     return CollectorConfig(**{k: v for k, v in values.items() if k in names})

@@ -668,7 +668,7 @@ def build_graph(config: GraphConfig) -> list[NodeSpec]:
     if config.record:
         topics = record_topics(config)
         values = {"bag_path": str(bag_path(config)), "topics": [t[0] for t in topics],
-                  "types": [t[1] for t in topics], "qos": [t[2] for t in topics]}
+                  "types": [t[1] for t in topics], "qos": [t[2] for t in topics], "task": config.task}
         tapped = {i: record_bundle_topics(config, i) for i in robot_indices(config)}
         if any(tapped.values()):
             values.update(bundled=[t for ts in tapped.values() for t in ts],
