@@ -76,6 +76,7 @@ TICK_S = 0.02  # the node ticks the loop at 50 Hz, s
 TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
 RETRY_S = 1.0  # after a failed reset, s
 WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
+STATS_SETTLE_S = 0.5  # an acknowledgement this long after a statistic was sent confirms it (on_ack), s
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
 BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
 GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
@@ -111,6 +112,7 @@ class _Marked:
     mark: int
     stats: EpisodeStats
     sent: bool = False
+    sent_t: float = -math.inf  # when last sent (the loop's clock, s)
 
 
 class CollectorLoop:
@@ -159,6 +161,10 @@ class CollectorLoop:
         self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
+        self._now = 0.0  # the clock of the latest input, s (when a statistic was sent)
+        # statistics whose rows were acknowledged within STATS_SETTLE_S of sending them: not yet known to have
+        # reached the trainer (another topic), still counted in flight; re-sent if the trainer goes
+        self._settling: deque[_Marked] = deque()
         self._subscribed = False  # the last tick's view: a trainer subscribes to /trainer/transitions
         self._backlog: deque[TransitionBatch | _Marked] = deque()
         self.goal: Goal | None = None
@@ -192,6 +198,7 @@ class CollectorLoop:
     def on_step(self, step: PolicyStep, now: float) -> Actions:
         """A decoded policy step."""
         acts = Actions()
+        self._now = now
         if self._of_this_episode(step):
             if self._goal_matches(step):
                 self._last_step_t = now
@@ -212,6 +219,7 @@ class CollectorLoop:
     def on_truth(self, stamp_s: float, truth: GroundTruth, now: float) -> Actions:
         """Ground truth of the door at a joint-state stamp (s)."""
         acts = Actions()
+        self._now = now
         self._truth[_stamp_key(stamp_s)] = truth
         while len(self._truth) > TRUTH_KEEP:
             self._truth.popitem(last=False)
@@ -219,9 +227,19 @@ class CollectorLoop:
         self._drain_waiting(acts, now, expire=False)
         return acts
 
-    def on_ack(self, ack: TransitionAck) -> Actions:
-        """A decoded acknowledgement of the trainer (what it holds of this session's rows)."""
+    def on_ack(self, ack: TransitionAck, now: float | None = None) -> Actions:
+        """A decoded acknowledgement of the trainer (what it holds of this session's rows), received at ``now``
+        (s; None: statistics count as received with their rows at once, as before STATS_SETTLE_S).
+
+        The statistics of an episode travel on their own topic, sent just after its rows: an acknowledgement
+        of the rows can be published before the trainer took the statistics (its timer between the two
+        callbacks). One that arrives at least STATS_SETTLE_S after they were sent was published after they
+        reached a live trainer, which writes them before it acknowledges; until one does, they stay in flight
+        and are sent again if the trainer goes (a trainer killed in between lost 5 of 408 without a count
+        under load)."""
         acts = Actions()
+        if now is not None:
+            self._now = now
         restored, received = ack.entries.get((self.config.robot_id, self.session), (0, 0))
         if ack.trainer != self._trainer_id:
             if self._trainer_id is not None:
@@ -238,7 +256,13 @@ class CollectorLoop:
         self._acked = max(self._acked, received)
         self.counts["acked_transitions"] = self._acked
         while self._inflight and _end(self._inflight[0]) <= self._acked:
-            self._uncount_inflight(self._inflight.popleft())
+            item = self._inflight.popleft()
+            if isinstance(item, _Marked) and now is not None:
+                self._settling.append(item)  # released below, by this acknowledgement or a later one
+            else:
+                self._uncount_inflight(item)
+        while self._settling and (now is None or now - self._settling[0].sent_t >= STATS_SETTLE_S):
+            self._uncount_inflight(self._settling.popleft())
         # the oldest batches of the backlog held already (re-queued from in flight): no need to re-send them.
         # Statistics sent before are sent again: rows held say nothing of whether their statistics arrived (a
         # new trainer holds rows from its checkpoint, not the statistics its predecessor had only queued), and
@@ -265,6 +289,7 @@ class CollectorLoop:
         something subscribes to /trainer/transitions; ``recorder_ready``: the recorder named by
         ``wait_for_recorder`` subscribes to the policy's steps (only the first episode waits for it)."""
         acts = Actions()
+        self._now = now
         listening = trainer_listening or not self.config.wait_for_trainer
         if self._listening and not listening and self._inflight:
             acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
@@ -305,6 +330,7 @@ class CollectorLoop:
         """The answer of the call in flight (``resetting``: sim/reset; ``zeroing``: door_angle/zero).
         ``zero_ready``: the door estimator's zero service answers (else the episode starts without it)."""
         acts = Actions()
+        self._now = now
         if self.phase == "resetting":
             if not success:
                 self._service_failed(acts, f"reset refused: {message}", now)
@@ -330,6 +356,7 @@ class CollectorLoop:
     def shutdown(self, now: float) -> Actions:
         """Process exit: hold the policy and send what is pending."""
         acts = Actions()
+        self._now = now
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
         while self._backlog:  # all of it now while a trainer listens, else lost with the process
@@ -511,8 +538,8 @@ class CollectorLoop:
                 self.counts["backlog_transitions"] -= old.rows
 
     def _requeue_inflight(self, held: int) -> None:
-        """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all: see :meth:`on_ack`) back
-        to the front of the backlog, in order."""
+        """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all, the settling ones first:
+        see :meth:`on_ack`) back to the front of the backlog, in order."""
         while self._inflight:
             item = self._inflight.pop()
             self._uncount_inflight(item)
@@ -520,6 +547,10 @@ class CollectorLoop:
                 self._backlog.appendleft(item)
                 if isinstance(item, TransitionBatch):
                     self.counts["backlog_transitions"] += item.rows
+        while self._settling:  # sent before everything in flight
+            item = self._settling.pop()
+            self._uncount_inflight(item)
+            self._backlog.appendleft(item)
         self._bound()
 
     def _uncount_inflight(self, item: TransitionBatch | _Marked) -> None:
@@ -552,7 +583,7 @@ class CollectorLoop:
         acts.stats.append(item.stats)
         if item.sent:
             self.counts["resent_episode_stats"] += 1
-        item.sent = True
+        item.sent, item.sent_t = True, self._now
         if self._trainer_id is not None:  # kept until the trainer acknowledges the episode's rows
             self._inflight.append(item)
             self.counts["inflight_episode_stats"] += 1

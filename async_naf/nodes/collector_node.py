@@ -137,7 +137,7 @@ class CollectorNode(Node):
         except LayoutError as exc:
             self._drop("ack_layout", f"malformed acknowledgement dropped: {exc}")
             return
-        self._do(self.loop.on_ack(ack))
+        self._do(self.loop.on_ack(ack, time.monotonic()))
 
     def _on_truth(self, msg: JointStates) -> None:
         try:
