@@ -131,15 +131,20 @@ def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, st
     assert procs.procs["door_angle"].returncode == 0, procs.log("door_angle")
 
 
-def test_node_rejects_a_bad_configuration(ros_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", ["rest_window_s:=-1.0", "diagnostics_period_s:=-5.0", "time_jump_reset_s:=0"])
+def test_node_rejects_a_bad_configuration(ros_env: dict[str, str], tmp_path: Path, bad: str) -> None:
+    """A bad value exits with status 2 and names the parameter and the value: the estimator's, and the node's own
+    (which said "diagnostics_period_s and time_jump_reset_s must be > 0", or StampGuard's "jump_s")."""
     procs = Processes(ros_env, tmp_path)
     try:
-        proc = procs.start("door_angle", "door_angle_node", "-p", "rest_window_s:=-1.0")
+        proc = procs.start("door_angle", "door_angle_node", "-p", bad)
         proc.wait(60)
     finally:
         procs.stop_all()
     assert proc.returncode == 2
-    assert "rest_window_s" in procs.log("door_angle")
+    name, value = bad.split(":=")
+    log = procs.log("door_angle")
+    assert name in log and value in log and "jump_s" not in log.replace("time_jump_reset_s", "")
 
 
 def test_the_config_files_values_reach_a_node_in_a_robots_namespace(ros_env: dict[str, str], tmp_path: Path) -> None:

@@ -159,3 +159,23 @@ def watch_parameters(
 
     node.add_on_set_parameters_callback(on_set)
     node.add_post_set_parameters_callback(post_set)
+
+
+def node_only(node: Any, name: str, default: float) -> float:
+    """Declare a parameter the node has besides its config dataclass (``diagnostics_period_s``, ...): read-only,
+    described (:data:`async_naf.wire.params.NODE_ONLY_HELP`, units included), a finite number > 0; returns it.
+
+    Raises:
+        ValueError: the value is not a finite number > 0 (the message names the parameter and the value).
+    """
+    import math
+
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    from async_naf.wire.params import NODE_ONLY_HELP
+
+    descriptor = ParameterDescriptor(description=NODE_ONLY_HELP[name], read_only=True, dynamic_typing=True)
+    value = node.declare_parameter(name, float(default), descriptor).value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)

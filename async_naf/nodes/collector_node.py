@@ -41,7 +41,7 @@ from std_srvs.srv import Trigger
 from async_naf.collecting.collector import CollectorConfig, GroundTruth
 from async_naf.collecting.loop import TICK_S, Actions, CollectorLoop
 from async_naf.nodes import _local, _msgs
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.wire import layouts
 from async_naf.wire.joints import JointStates
 from async_naf.wire.layouts import LayoutError
@@ -59,7 +59,7 @@ class CollectorNode(Node):
     def __init__(self) -> None:
         super().__init__("collector")
         self.cfg: CollectorConfig = declare_from_dataclass(self, CollectorConfig)
-        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        diag_period = node_only(self, "diagnostics_period_s", 1.0)
         self.loop = CollectorLoop(self.cfg)
         self.asm = self.loop.asm
         self.drops: dict[str, int] = {}

@@ -52,7 +52,7 @@ from std_srvs.srv import Trigger
 from async_naf.common.stamps import StampGuard
 from async_naf.nodes import _local
 from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState
 from async_naf.wire.imu import ImuSample
 from async_naf.wire.joints import NO_VALUES, JointStates
@@ -67,10 +67,8 @@ class DoorAngleNode(Node):
         super().__init__("door_angle", **kwargs)
         # parameters
         self.config = declare_from_dataclass(self, DoorAngleConfig, dynamic=())
-        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
-        self.time_jump_reset_s = float(self.declare_parameter("time_jump_reset_s", 1.0).value)  # = IMU_JUMP_S (a test)
-        if not (math.isfinite(diag_period) and diag_period > 0 and self.time_jump_reset_s > 0):
-            raise ValueError("diagnostics_period_s and time_jump_reset_s must be > 0")
+        diag_period = node_only(self, "diagnostics_period_s", 1.0)
+        self.time_jump_reset_s = node_only(self, "time_jump_reset_s", 1.0)  # = IMU_JUMP_S (a test)
         # core
         self.estimator = DoorAngleEstimator(self.config)
         self.stamps = StampGuard(self.time_jump_reset_s)  # far stamps: a glitch, or (confirmed) a time jump

@@ -38,7 +38,7 @@ from std_srvs.srv import SetBool
 
 from async_naf.acting.safety import SafetyConfig, SafetyFilter
 from async_naf.nodes import _msgs
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire.joints import joint_index
 
@@ -49,7 +49,7 @@ class GuardNode(Node):
     def __init__(self) -> None:
         super().__init__("guard")
         cfg = declare_from_dataclass(self, SafetyConfig, dynamic=())
-        self.declare_parameter("diagnostics_period_s", 1.0)
+        node_only(self, "diagnostics_period_s", 1.0)
         from async_naf.task.kinematics import ARM_JOINTS, ArmKinematics  # pinocchio: URDF limits and FK
 
         kin = ArmKinematics()

@@ -38,7 +38,7 @@ from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 from async_naf.acting.config import PolicyNodeConfig
 from async_naf.acting.loop import JointSample, Output, PolicyLoop
 from async_naf.nodes import _local, _msgs
-from async_naf.nodes._params import declare_from_dataclass, watch_parameters
+from async_naf.nodes._params import declare_from_dataclass, node_only, watch_parameters
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
 from async_naf.wire.joints import JointStates, joint_index, plausible
@@ -56,7 +56,7 @@ class PolicyNode(LifecycleNode):
         super().__init__("policy")
         self.cfg: PolicyNodeConfig = declare_from_dataclass(self, PolicyNodeConfig, dynamic=DYNAMIC_PARAMS)
         watch_parameters(self, lambda: self.cfg, self._on_params)
-        self.declare_parameter("diagnostics_period_s", 1.0)
+        node_only(self, "diagnostics_period_s", 1.0)
         self.loop: PolicyLoop | None = None
         self._joint_index: dict[tuple[str, ...], np.ndarray | None] = {}
         self._arm_names: tuple[str, ...] = ()

@@ -67,7 +67,7 @@ from std_msgs.msg import String, UInt8MultiArray
 
 from async_naf.common.publishers import UNNAMED, node_fqn
 from async_naf.nodes import _msgs
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.recording.config import TASK_KEY, RecorderConfig
 from async_naf.recording.ready import ready_namespaces, topic_namespace, waiting_topics
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
@@ -131,7 +131,7 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder")
         self.cfg: RecorderConfig = declare_from_dataclass(self, RecorderConfig)
-        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        diag_period = node_only(self, "diagnostics_period_s", 1.0)
         if not self.cfg.bag_path:
             raise ValueError("bag_path must be set")
         classes = [_message_class(t) for t in self.cfg.types]

@@ -40,7 +40,7 @@ from std_srvs.srv import Trigger
 
 from async_naf.acting.reset import ResetConfig, ResetMotion
 from async_naf.nodes import _msgs
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.wire.joints import joint_index, plausible
 
 DOOR_JOINT = "door_hinge"
@@ -72,7 +72,7 @@ class ResetNode(Node):
     def __init__(self) -> None:
         super().__init__("reset")
         self.cfg: ResetConfig = declare_from_dataclass(self, ResetConfig, dynamic=())
-        self.declare_parameter("diagnostics_period_s", 1.0)
+        node_only(self, "diagnostics_period_s", 1.0)
         from async_naf.task.kinematics import ARM_JOINTS
 
         self.motion = ResetMotion(self.cfg)  # ValueError (exit 2) for a door task without start_pose

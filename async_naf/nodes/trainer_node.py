@@ -37,7 +37,7 @@ from std_srvs.srv import SetBool, Trigger
 from async_naf.learning.config import TrainerConfig
 from async_naf.learning.trainer import Trainer
 from async_naf.nodes import _msgs
-from async_naf.nodes._params import declare_from_dataclass
+from async_naf.nodes._params import declare_from_dataclass, node_only
 from async_naf.nodes._watch import PublisherAlarm
 from async_naf.wire import layouts
 from async_naf.wire.layouts import LayoutError
@@ -51,7 +51,7 @@ class TrainerNode(Node):
     def __init__(self) -> None:
         super().__init__("trainer")
         self.cfg: TrainerConfig = declare_from_dataclass(self, TrainerConfig)
-        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        diag_period = node_only(self, "diagnostics_period_s", 1.0)
         self.drops: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self.exit_code = 0

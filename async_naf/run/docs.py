@@ -14,7 +14,7 @@ Sources, all read here and never copied:
   declare their ROS parameters with), group descriptions: :func:`async_naf.wire.params.field_descriptions`;
 - parameters a node declares besides its dataclass (``diagnostics_period_s``, ...): the literal
   ``declare_parameter("name", default)`` calls in the node's module (read as text, never imported: the
-  nodes need rclpy); their descriptions are :data:`NODE_ONLY_HELP`;
+  nodes need rclpy); their descriptions are :data:`async_naf.wire.params.NODE_ONLY_HELP`;
 - values of ``config/train.yaml``: :func:`async_naf.run.graph.load_overrides`;
 - what the run decides (task, seeds, ...): :func:`async_naf.run.graph.graph_values` and
   :func:`async_naf.run.graph.backend_defaults`.
@@ -41,15 +41,6 @@ DOCS_FILE = REPO / "docs" / "parameters.md"
 TRAIN_YAML = REPO / "config" / "train.yaml"
 COMMAND = "python -m async_naf.run.docs"
 
-# Descriptions of the parameters a node declares itself, outside its config dataclass (see module docstring).
-# A node parameter found in a node's source but missing here makes the generator fail.
-NODE_ONLY_HELP: dict[str, str] = {
-    "seed": "seeds start-pose noise, IMU errors and domain randomisation (ArmDoorSim(config, seed)).",
-    "diagnostics_period_s": "period of the /diagnostics status, s.",
-    "time_jump_reset_s": "an IMU stamp this far behind or ahead of the last one is a glitch (dropped), unless "
-                         "the next stamps go on from it: then, behind, the estimate restarts (a replayed bag "
-                         "looping, a sim restart); ahead, a gap, s.",
-}
 
 # a sample control period for graph_values (the policy then gets the sim's period on the mujoco backend)
 _SAMPLE_PERIOD_S = 0.05
@@ -119,21 +110,29 @@ def node_module_path(role: str) -> Path:
 
 def node_only_parameters(role: str) -> dict[str, Any]:
     """``{name: default}`` of the parameters a node declares with literal ``declare_parameter(name, value)``
-    calls besides its dataclass (read from its source; the node module is not imported)."""
+    or ``node_only(node, name, value)`` calls besides its dataclass (read from its source; the node module is not
+    imported)."""
     path = node_module_path(role)
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     fields = {s.name for s in wire_params.param_specs(graph.config_class(role))}
     found: dict[str, Any] = {}
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "declare_parameter" and len(node.args) >= 2
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if not isinstance(node, ast.Call):
+            continue
+        # self.declare_parameter("name", default, ...) or node_only(self, "name", default)
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "declare_parameter":
+            args = node.args
+        elif isinstance(node.func, ast.Name) and node.func.id == "node_only":
+            args = node.args[1:]
+        else:
+            continue
+        if len(args) >= 2 and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
             try:
-                default = ast.literal_eval(node.args[1])
+                default = ast.literal_eval(args[1])
             except ValueError:
                 continue
-            if node.args[0].value not in fields:
-                found[node.args[0].value] = default
+            if args[0].value not in fields:
+                found[args[0].value] = default
     return found
 
 
@@ -209,11 +208,12 @@ def node_rows(role: str, train_yaml: Path = TRAIN_YAML) -> list[Row]:
     rows = [Row(s.name, s.kind, s.default, s.description, yaml_values.get(s.name, dataclasses.MISSING),
                 by_run.get(s.name, ""), runtime=s.name in runtime) for s in wire_params.param_specs(cls)]
     for name, default in node_only_parameters(role).items():
-        if name not in NODE_ONLY_HELP:
+        if name not in wire_params.NODE_ONLY_HELP:
             raise ValueError(f"{node_module_path(role).name} declares parameter {name!r}, which is not in "
-                             f"{cls.__name__}: describe it in async_naf.run.docs.NODE_ONLY_HELP")
+                             f"{cls.__name__}: describe it in async_naf.wire.params.NODE_ONLY_HELP")
         kind = _kind(default)
-        rows.append(Row(name, kind, default, NODE_ONLY_HELP[name], yaml_values.get(name, dataclasses.MISSING),
+        rows.append(Row(name, kind, default, wire_params.NODE_ONLY_HELP[name],
+                        yaml_values.get(name, dataclasses.MISSING),
                         by_run.get(name, ""), node_only=True))
     return rows
 

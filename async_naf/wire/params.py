@@ -298,3 +298,14 @@ def _instantiate(cls: type[T], tree: Mapping[str, Any], defaults: Any = None) ->
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {cls.__name__} parameters: {exc}") from exc
+
+
+# Descriptions of the parameters a node declares itself, outside its config dataclass (nodes._params.node_only;
+# docs/parameters.md). A node parameter found in a node's source but missing here makes the docs generator fail.
+NODE_ONLY_HELP: dict[str, str] = {
+    "seed": "seeds start-pose noise, IMU errors and domain randomisation (ArmDoorSim(config, seed)).",
+    "diagnostics_period_s": "period of the /diagnostics status, s.",
+    "time_jump_reset_s": "an IMU stamp this far behind or ahead of the last one is a glitch (dropped), unless "
+                         "the next stamps go on from it: then, behind, the estimate restarts (a replayed bag "
+                         "looping, a sim restart); ahead, a gap, s.",
+}
