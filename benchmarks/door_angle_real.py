@@ -30,7 +30,7 @@ alignment, what is left of it) on the stretches of the trials named 07*, then ev
 (a sensor calibration on one trial, used on the others).
 
 Usage:
-    python benchmarks/door_angle_real.py [--data ../shared/data/broad] [--trials 02 03 07 09] [--no-align]
+    python benchmarks/door_angle_real.py [--data DIR] [--trials 02 03 07 09] [--no-align]
         [--param NAME=VALUE ...] [--fit-delay-on 07] [--no-bag] [--json out.json]
 """
 from __future__ import annotations
@@ -44,16 +44,18 @@ from pathlib import Path
 import numpy as np
 
 from async_naf.bench.door_angle_real import evaluate_stretch, find_stretches, fit_delay, trial_lag
-from async_naf.sensing.door_angle.broad import load_broad
+from async_naf.sensing.door_angle.broad import default_data_dir, load_broad
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "data" / "broad"
+DEFAULT_DATA = default_data_dir()
 NAMES = (("estimator", "estimator"), ("offline", "offline"), ("est_axis", "estimator_axis"), ("plain", "plain"),
          ("vqf", "vqf"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the BROAD .hdf5 trials")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder with the BROAD .hdf5 trials (default: $ASYNC_NAF_BROAD_DATA, else "
+                             "../shared/data/broad beside the repository)")
     parser.add_argument("--trials", nargs="+", default=None, help="trial name prefixes (default: all files)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="estimator parameter override, as async-naf door-angle --param; repeatable")

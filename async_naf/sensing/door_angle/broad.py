@@ -28,6 +28,18 @@ import numpy as np
 
 from async_naf.wire.imu import ImuSample
 
+DATA_ENV = "ASYNC_NAF_BROAD_DATA"  # where the BROAD trials are, for the benchmark and the real-data tests
+
+
+def default_data_dir() -> Path:
+    """The folder of the BROAD ``.hdf5`` trials: ``$ASYNC_NAF_BROAD_DATA``, else ``../shared/data/broad`` beside
+    the repository (a source checkout)."""
+    import os
+
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "broad"
+
+
 STAMP0_NS = 1_700_000_000 * 10**9  # stamp of the first written sample (an arbitrary epoch, as a driver's clock)
 
 

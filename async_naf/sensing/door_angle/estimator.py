@@ -71,6 +71,8 @@ _GYRO_MAX2, _ACCEL_MAX2 = GYRO_RANGE_MAX**2, ACCEL_RANGE_MAX**2
 _RIGID_RAD = math.radians(2.0)  # see DoorAngleEstimator._reanchor
 
 
+TS_STEPS = 20  # steps whose median sets VQF's effective step (_retune_tilt)
+
 class DoorAngleState(NamedTuple):
     """Door-angle estimate at one IMU stamp."""
 
@@ -179,6 +181,7 @@ class DoorAngleEstimator:
             self._vqf: VQF | None = None
             self._gbuf, self._abuf = np.zeros(3), np.zeros(3)  # VQF input (reused: no allocation per sample)
             self._ts = 0.0  # VQF's nominal sampling time (s)
+            self._first_dts: list[float] = []  # the first TS_STEPS steps (s): the stream's typical step
             self._ref: tuple[float, float, float] | None = None  # sensor direction whose heading is tracked
             self._basis = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))  # earth-frame axes across the hinge (heading 0, 90 deg)
             self._psi = 0.0  # heading of the tracked direction at the latest orientation (rad)
@@ -423,6 +426,10 @@ class DoorAngleEstimator:
             self._ts = min(max(dt, 1e-4), 0.1)
             self._vqf = VQF(self._ts, tauAcc=self.config.tilt_tau_s, motionBiasEstEnabled=False,
                             restBiasEstEnabled=False)
+        if len(self._first_dts) < TS_STEPS:
+            self._first_dts.append(dt)
+            if len(self._first_dts) == TS_STEPS:
+                self._retune_tilt()
         scale = 0.5 * dt / self._ts
         gb, ab = self._gbuf, self._abuf
         gb[0], gb[1], gb[2] = (w[0] + w_prev[0]) * scale, (w[1] + w_prev[1]) * scale, (w[2] + w_prev[2]) * scale
@@ -436,6 +443,18 @@ class DoorAngleEstimator:
             return 0.0
         psi_prev, self._psi = self._psi, self._heading(q)
         return math.remainder(self._psi - psi_prev, math.tau)
+
+    def _retune_tilt(self) -> None:
+        """VQF's accelerometer filter is tuned for its fixed sampling time (the first step's), and each update
+        counts as one such step: with a first step far from the stream's typical one (a driver starting up, a
+        lost first message) the tilt time constant would be off by their ratio for the whole run (a first step
+        of 100 ms on a 285.7 Hz stream: 0.13 deg RMS on a real recording). Once TS_STEPS steps are seen, the
+        time constant is set so that it is ``tilt_tau_s`` at the median step; nothing changes when the first
+        step was typical (within 5 %)."""
+        assert self._vqf is not None
+        typical = min(max(float(np.median(self._first_dts)), 1e-4), 0.1)
+        if abs(typical / self._ts - 1.0) > 0.05:
+            self._vqf.setTauAcc(self.config.tilt_tau_s * self._ts / typical)
 
     def _reanchor(self, q: list[float]) -> None:
         """Re-anchor the angle measurement at orientation ``q`` (at rest) to the current hinge axis estimate
