@@ -77,6 +77,20 @@ def test_bad_parameters_at_construction_exit_2(capsys) -> None:
     assert "lr must be > 0" in capsys.readouterr().err and not rclpy.ok()
 
 
+def test_a_params_file_rclpy_cannot_read_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    """`--params-file` naming a missing file (or not a params file): rclpy.init raises RCLError, which was a
+    traceback and exit status 1; now one line and 2, as for a bad value."""
+    def never() -> None:
+        raise AssertionError("no node is built when rclpy cannot start")
+
+    for path in (tmp_path / "missing.yaml", tmp_path / "bad.yaml"):
+        if path.name == "bad.yaml":
+            path.write_text("[not: a params file\n")
+        assert _main.run_node(never, "fake", ["fake", "--ros-args", "--params-file", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "fake: cannot start:" in err and "Traceback" not in err and not rclpy.ok()
+
+
 def test_value_error_while_spinning_is_not_reported_as_bad_parameters() -> None:
     node = FakeNode(spin_error=ValueError("bug in a callback"))
     with pytest.raises(ValueError, match="bug in a callback"):

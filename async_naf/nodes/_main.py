@@ -77,7 +77,12 @@ def run_nodes(factories: Sequence[Callable[[], Any]], name: str, args: list[str]
     from async_naf.common.ros_env import apply_defaults
 
     apply_defaults()
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rclpy's RCLError: a --params-file that is missing or not a params file, ...
+        text = " ".join(str(exc).split())
+        print(f"{name}: cannot start: {text}", file=sys.stderr)
+        return 2
     _STOP.clear()
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
