@@ -95,8 +95,9 @@ class Probe:
         from diagnostic_msgs.msg import DiagnosticArray
 
         def on_diag(msg: DiagnosticArray) -> None:
-            for status in msg.status:
-                self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            for status in msg.status:  # the status's own message under "_message"
+                values = {kv.key: kv.value for kv in status.values}
+                self.diagnostics[status.name] = values | {"_message": status.message}
 
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
 

@@ -163,3 +163,45 @@ def test_the_config_files_values_reach_a_node_in_a_robots_namespace(ros_env: dic
         procs.stop_all()
     assert proc.returncode == 2, procs.log("door_angle")
     assert "rest_window_s" in procs.log("door_angle")
+
+
+def test_the_diagnostics_message_names_every_cause_that_holds(ros_env: dict[str, str], tmp_path: Path) -> None:
+    """A door swung past its (here 17 deg) stop, and one NaN message dropped: the status message says both. It
+    named only the first cause in a fixed order, so one drop early on hid the door stop's warning for good."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Imu, JointState
+
+    profile = [Segment(2.0, 0.0), Segment(1.0, 45 * DEG), Segment(1.0, 45 * DEG)]
+    samples = list(simulate_recording(3, SyntheticConfig(rate_hz=100.0, drop_prob=0.0, bus_gaps=0), profile).samples())
+    procs = Processes(ros_env, tmp_path)
+    probe = None
+    name = f"{NODE}: estimator"
+    try:
+        procs.start("door_angle", "door_angle_node", "-p", "diagnostics_period_s:=0.2", "-p", "stop_angle_rad:=0.3",
+                    namespace=NS)
+        probe = Probe(ros_env)
+        probe.watch_diagnostics()
+        received: list = []
+        probe.node.create_subscription(JointState, f"{NS}/door/joint_states", received.append, qos_profile_sensor_data)
+        pub = probe.node.create_publisher(Imu, f"{NS}/door/imu", qos_profile_sensor_data)
+        probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "the node's door/imu subscription")
+        probe.spin_until(lambda: probe.node.count_publishers(f"{NS}/door/joint_states") > 0, 30.0, "door/joint_states")
+        for s in samples:  # paced by the replies, one in flight (best effort both ways: a lost one is skipped)
+            n = len(received)
+            pub.publish(_imu_msg(s))
+            try:
+                probe.spin_until(lambda n=n: len(received) > n, 0.5, "a reply")
+            except AssertionError:
+                continue
+        probe.spin_until(lambda: probe.diag(name, "beyond_stop") >= 1, 10.0, "an excursion beyond the stop")
+        bad = _imu_msg(samples[-1]._replace(stamp_ns=samples[-1].stamp_ns + 10_000_000))
+        bad.angular_velocity.x = float("nan")
+        pub.publish(bad)
+        probe.spin_until(lambda: probe.diag(name, "dropped_non_finite") >= 1, 10.0, "the NaN message dropped")
+        probe.spin_until(lambda: "dropped" in probe.diagnostics[name]["_message"], 10.0, "a status after the drop")
+        message = probe.diagnostics[name]["_message"]
+        assert "1 IMU message(s) dropped" in message and "beyond the door stop" in message, message
+    finally:
+        if probe is not None:
+            probe.close()
+        procs.stop_all()

@@ -150,18 +150,15 @@ class DoorAngleNode(Node):
         now = time.monotonic_ns()
         stale = self._last_msg_wall_ns is None or now - self._last_msg_wall_ns > 2e9
         dropped = sum(est.dropped.values()) + self.stamps.glitches
-        if stale:
-            status.level, status.message = DiagnosticStatus.WARN, "no IMU data"
-        elif not est.sign_known:
-            status.level, status.message = DiagnosticStatus.WARN, "opening direction not known yet (no swing seen)"
-        elif dropped:
-            status.level, status.message = DiagnosticStatus.WARN, f"{dropped} IMU message(s) dropped"
-        elif est.beyond_stop:
-            status.level, status.message = DiagnosticStatus.WARN, (
-                f"{est.beyond_stop} excursion(s) beyond the door stop (largest {est.max_angle:.3f} rad > "
-                f"stop_angle_rad {self.config.stop_angle_rad:.3f}); not clipped")
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "ok"
+        # every cause that holds, in this order (one drop early on used to hide the door stop's warning for good)
+        causes = [text for on, text in (
+            (stale, "no IMU data"),
+            (not est.sign_known, "opening direction not known yet (no swing seen)"),
+            (dropped, f"{dropped} IMU message(s) dropped"),
+            (est.beyond_stop, f"{est.beyond_stop} excursion(s) beyond the door stop (largest {est.max_angle:.3f} rad "
+                              f"> stop_angle_rad {self.config.stop_angle_rad:.3f}); not clipped")) if on]
+        status.level = DiagnosticStatus.WARN if causes else DiagnosticStatus.OK
+        status.message = "; ".join(causes) or "ok"
         state = est.state
         axis = est.axis
         values = {
