@@ -225,3 +225,26 @@ def test_opening_direction_is_checked_at_construction() -> None:
     with pytest.raises(ValueError, match="not both"):
         DoorAngleConfig(opening_direction=1, hinge_axis=(0.0, 0.0, 1.0))
     assert DoorAngleConfig(opening_direction=-1).opening_direction == -1
+
+
+def test_an_absurd_covariance_is_ignored_and_counted() -> None:
+    """One message whose covariance reports a noise no IMU has (1e300): the estimate's variance stayed near
+    1e295 for good (a reviewer's node, 60 s later at rest). Such a covariance is now ignored (the configured
+    noise is used) and counted; a plausible one is still honoured."""
+    import numpy as np
+
+    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.sensing.door_angle.synthetic import SyntheticConfig, simulate_recording
+
+    samples = list(simulate_recording(2, SyntheticConfig(duration_s=10.0)).samples())
+    clean, bad = DoorAngleEstimator(), DoorAngleEstimator()
+    for k, s in enumerate(samples):
+        clean.update(s)
+        state = bad.update(s._replace(gyro_cov=np.eye(3) * 1e300) if k == len(samples) // 2 else s)
+    assert bad.covariances_ignored == 1 and clean.covariances_ignored == 0
+    # that one sample got the configured noise instead of the recording's own: a few parts in a million
+    assert state is not None and state.variance == pytest.approx(clean.state.variance, rel=1e-3)
+    honoured = DoorAngleEstimator()
+    for s in samples:
+        honoured.update(s._replace(gyro_cov=np.eye(3) * 1e-4))
+    assert honoured.covariances_ignored == 0 and honoured.state.variance != clean.state.variance

@@ -163,6 +163,7 @@ class DoorAngleNode(Node):
         axis = est.axis
         values = {
             "samples": est.samples,
+            "covariances_ignored": est.covariances_ignored,
             **{f"dropped_{k}": v for k, v in est.dropped.items()},
             "gaps": est.gaps,
             "snaps_to_closed": est.snaps,
@@ -170,7 +171,7 @@ class DoorAngleNode(Node):
             "stamp_glitches": self.stamps.glitches,
             "coalesced": self.coalesced,
             "angle_rad": f"{state.angle:.5f}",
-            "angle_std_rad": f"{math.sqrt(state.variance):.5f}",
+            "angle_std_rad": f"{math.sqrt(state.variance):.5g}",
             "variance_rad2": f"{state.variance:.3e}",
             "at_rest": est.at_rest,
             "gyro_bias_rad_s": "[" + ", ".join(f"{b:.6f}" for b in est.bias) + "]",

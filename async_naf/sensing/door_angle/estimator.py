@@ -66,6 +66,9 @@ DROP_REASONS = ("non_finite", "duplicate", "out_of_order", "invalid", "out_of_ra
 # corrupt sample, dropped ("out_of_range"). Integrated, one gyro sample of 1e10 rad/s put a 60 s recording's
 # angle 57 deg off; squared in the rest detector's running sums, 1e155 and more raise OverflowError.
 GYRO_RANGE_MAX = 1.0e3  # rad/s, magnitude
+# reported noise variances above these are no IMU's (std 1 rad/s, 10 m/s^2): the configured noise is used instead
+GYRO_VAR_MAX = 1.0  # (rad/s)^2, per axis
+ACCEL_VAR_MAX = 100.0  # (m/s^2)^2, per axis
 ACCEL_RANGE_MAX = 1.0e4  # m/s^2, magnitude
 _GYRO_MAX2, _ACCEL_MAX2 = GYRO_RANGE_MAX**2, ACCEL_RANGE_MAX**2
 _RIGID_RAD = math.radians(2.0)  # see DoorAngleEstimator._reanchor
@@ -137,6 +140,7 @@ class DoorAngleEstimator:
         self.gaps = 0  # time steps longer than max_gap_s
         self.snaps = 0  # snaps to the closed reference
         self.samples = 0  # accepted samples
+        self.covariances_ignored = 0  # samples whose reported noise variance no IMU has (configured noise used)
         self.beyond_stop = 0  # excursions beyond the door stop
         self.past_closed = 0  # excursions past closed (by more than closed_snap_rad), opening direction known
         self.sign_revisions = 0  # opening-direction decisions revised
@@ -356,6 +360,10 @@ class DoorAngleEstimator:
         self.samples += 1
         g = (gx, gy, gz)
         a = (ax, ay, az)
+        if not (gvar is None or gvar <= GYRO_VAR_MAX) or not (avar is None or avar <= ACCEL_VAR_MAX):
+            self.covariances_ignored += 1  # an absurd covariance (one kept the variance at 1e295 for good)
+            gvar = None if not (gvar is None or gvar <= GYRO_VAR_MAX) else gvar
+            avar = None if not (avar is None or avar <= ACCEL_VAR_MAX) else avar
         if gvar is None:
             gvar = cfg.gyro_noise_std**2
         if avar is None:
