@@ -446,13 +446,16 @@ def test_a_short_run_trains_on_the_demos_of_a_recorded_run(tmp_path: Path, ros_e
     import subprocess
     import sys
 
-    def train(run: Path, *extra: str) -> None:
+    def train(run: Path, *extra: str) -> str:
         out = subprocess.run([sys.executable, "-m", "async_naf.run.cli", "train", "--task", "reach", "--workers",
                               "1", "--minutes", "3", "--eval-every", "0", "--run-dir", str(run), "--quiet", *extra],
                              env=ros_env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
+        return out.stderr
 
-    train(tmp_path / "rec", "--steps", "100", "--eval-episodes", "1", "--record")
+    said = train(tmp_path / "rec", "--steps", "100", "--eval-episodes", "1", "--record")
+    assert json.loads((tmp_path / "rec" / "summary.json").read_text())["bag"] == str(tmp_path / "rec" / "bag")
+    assert "bag/" in said.split("results in")[-1]
     run = tmp_path / "demos_run"
     min_online = 100
     # --realtime: the robot steps at 20 Hz, as a real arm would, so the trainer's first updates come while the
@@ -475,6 +478,10 @@ def test_a_short_run_trains_on_the_demos_of_a_recorded_run(tmp_path: Path, ros_e
     # the greedy evaluation of the final policy was measured
     assert summary["eval_episodes"] == 2 and math.isfinite(summary["eval_mean_return"])
     assert summary["eval_success_rate"] is not None
+    # the recorded run resumed with --record: a bag of its own, which summary.json and the closing lines name
+    said = train(tmp_path / "rec", "--steps", "150", "--eval-episodes", "1", "--record", "--resume")
+    assert json.loads((tmp_path / "rec" / "summary.json").read_text())["bag"] == str(tmp_path / "rec" / "bag_2")
+    assert "bag_2/" in said.split("results in")[-1]
 
 
 def test_bag_convert_keeps_only_successful_episodes_when_asked(tmp_path: Path) -> None:

@@ -572,7 +572,7 @@ def _setup_logging(run_dir: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from async_naf.common.ros_env import ros_environment
     from async_naf.run.commands.evaluate import evaluate_checkpoint, final_checkpoint
-    from async_naf.run.graph import build_graph, compose, graph_to_dict, with_deadline
+    from async_naf.run.graph import bag_path, build_graph, compose, graph_to_dict, with_deadline
     from async_naf.run.launcher import NO_RESTART_STATUS, GraphLauncher, Outcome, composed_process_specs
     from async_naf.run.results import (
         collector_counts,
@@ -744,6 +744,8 @@ def run(args: argparse.Namespace) -> int:
         "trainer_restarts": len([r for r in result.restarts if r["key"] == "trainer"]),
         "restarts": result.restarts, **collector_counts(run_dir),
     }
+    if config.record:  # this session's bag (a resumed run records into bag_2, bag_3, ...)
+        summary["bag"] = str(bag_path(config))
     if demos:
         summary["demos"] = {"datasets": demos, "ratio": float(config.overrides["/trainer"]["demo_ratio"])}
     try:  # the trainer's own counters at its final checkpoint (metrics.csv only has finished episodes)
@@ -826,7 +828,8 @@ def run(args: argparse.Namespace) -> int:
               f"{b['selected_at']['wall_s'] / 60:.1f} min): {b['held_out_success_rate']:.0%} "
               f"(strict {b['held_out_strict_success_rate']:.0%}) on the same held-out episodes "
               f"-> checkpoints/best.safetensors", file=sys.stderr)
-    present = [name for name in ("eval.csv", "weights/", "bag/") if (run_dir / name.rstrip("/")).exists()]
+    bag = f"{bag_path(config).name}/" if config.record else "bag/"  # a resumed run's recording: bag_2/, ...
+    present = [name for name in ("eval.csv", "weights/", bag) if (run_dir / name.rstrip("/")).exists()]
     print(f"  summary.json, metrics.csv, {', '.join(present) + ', ' if present else ''}"
           f"{png.name if png else '(no learning curve)'}, tensorboard/, checkpoints/, logs/", file=sys.stderr)
     if failed_trainer or ckpt is None:
