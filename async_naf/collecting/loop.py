@@ -129,7 +129,8 @@ class CollectorLoop:
             backlog_transitions (kept now), lost_transitions, lost_episode_stats, the acknowledgement's
             counters (acked/inflight/resent/unconfirmed transitions, lost_with_trainer, trainers_seen) and
             inflight/resent/unconfirmed_episode_stats, unsent_at_exit_transitions/_episode_stats (the backlog
-            at process exit with no trainer listening, e.g. after the trainer ended the run).
+            at process exit with no trainer listening, e.g. after the trainer ended the run: what was made
+            after it went, and what was sent before and not acknowledged, which the trainer may hold).
         drops: dropped inputs by reason (the assembler counts its own in ``asm.dropped``).
         goal: the goal last published (None before :meth:`initial_goal`).
     """
