@@ -370,6 +370,13 @@ def test_a_bag_without_goals_remapped_topics(tmp_path: Path) -> None:
         parse_remaps(["jointstates:=/x"])
     with pytest.raises(ValueError, match="needs 3 values"):
         convert_raw(bag, "reach", RawConfig(episode_steps=4, goal=(1.0, 2.0)), remaps=remaps)
+    assert "fixed_goal_over_recorded_goals" not in converted.extra  # this bag has no goals to replace
+    # a bag that has goals, converted with a fixed one: it is said (the recorded goals were ignored silently)
+    with_goals = tmp_path / "with_goals"
+    arm.write(with_goals)
+    for vectorised in (True, False):
+        over = convert_raw(with_goals, "reach", RawConfig(episode_steps=4, goal=tuple(goal)), vectorised=vectorised)
+        assert over.extra["fixed_goal_over_recorded_goals"] == ["/robot_0"]
 
 
 def test_missing_and_mistyped_topics_are_clear_errors_with_no_partial_output(tmp_path: Path, capsys) -> None:

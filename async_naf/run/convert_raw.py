@@ -576,6 +576,17 @@ def _noise_variances(cov: np.ndarray) -> list[float | None]:
     return [v if good else None for v, good in zip(var, ok.tolist())]
 
 
+def _topic_types_generic(bag: Path) -> dict[str, str]:
+    """{topic: message type} of any bag rosbags reads (empty where it cannot)."""
+    from rosbags.highlevel import AnyReader
+
+    try:
+        with AnyReader([bag]) as reader:
+            return {c.topic: c.msgtype for c in reader.connections}
+    except read_errors():
+        return {}
+
+
 def _read_indexed(bag: Path, by_topic: dict[str, tuple[str, str]], goal_dim: int, counts: Counter[str],
                   drops: Counter[str]) -> tuple[Mapping[str, Events], dict[str, dict[int, Any]]] | None:
     """Events and ground truth per robot namespace from an indexed MCAP bag, decoded a topic at a time
@@ -761,6 +772,11 @@ def convert_raw(bag: str | Path, task: str, config: RawConfig | None = None, *,
     out = Converted(Batch(*(np.zeros((0,) + s, np.float32) for s in
                             ((task_obj.obs_dim,), (task_obj.act_dim,), (), (task_obj.obs_dim,), ()))),
                     [ns or "/" for ns in namespaces], counts=counts, drops=drops, method="raw")
+    if config.goal is not None:  # a fixed goal over a bag that has its own goals: said, not silently replaced
+        known = types if types is not None else _topic_types_generic(bag)
+        over = [ns or "/" for ns in namespaces if resolve_topics(ns, remaps)["goal"] in known]
+        if over:
+            out.extra["fixed_goal_over_recorded_goals"] = over
     parts: list[layouts.TransitionBatch] = []
     from async_naf.task.kinematics import ArmKinematics
 

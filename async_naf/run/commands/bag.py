@@ -171,6 +171,10 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"{out}: {converted.counts['transitions']} transitions from {converted.episodes} episodes of "
           f"{len(converted.robots)} robot(s); dropped: {dict(converted.drops) or 'none'}"
           + (f"; selection: {converted.selection}" if converted.selection else ""))
+    over = converted.extra.get("fixed_goal_over_recorded_goals")
+    if over:
+        print(f"note: {', '.join(over)}: the bag has task/goal, not used: --goal {args.goal} and --episode-steps "
+              f"{args.episode_steps} replace the recorded goals and episodes (leave both out to use them)")
     late = int(converted.counts.get("steps_after_episode_end", 0))
     if late > 2 * max(converted.episodes, 1):  # more than the policy's usual step or two after each episode's end
         print(f"note: {late} policy steps came after their episode's end and made no transition"
