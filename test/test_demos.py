@@ -573,15 +573,19 @@ def test_a_resumed_run_keeps_its_demonstration_ratio_and_refuses_changed_demonst
             "demo_ratio": 0.5}
     (ckpt / "latest.json").write_text(json.dumps(meta))
 
-    def resume(ratio=None, pretrain=None, overrides=None):
+    def resume(ratio=None, pretrain=None, overrides=None, demos=None):
         config = types.SimpleNamespace(overrides=overrides or {})
-        args = argparse.Namespace(demo_ratio=ratio, demo_pretrain=pretrain)
+        args = argparse.Namespace(demo_ratio=ratio, demo_pretrain=pretrain, demos=demos)
         changed = resumed_demos(args, config, run)
         return changed, config.overrides.get("/trainer", {})
 
     assert resume() == (True, {"demo_ratio": 0.5})  # the run's own ratio
     assert resume(ratio=0.25, pretrain=30) == (True, {"demo_ratio": 0.25, "demo_pretrain_updates": 30})
     assert resume(overrides={"/trainer": {"demo_ratio": 0.3}}) == (True, {"demo_ratio": 0.3})  # --set
+    # --demos given again with --resume: the datasets are prepare_demos' to check; the ratio is still the run's
+    assert resume(demos=["other"]) == (True, {"demo_ratio": 0.5})
+    given = {"/trainer": {"demo_ratio": 0.2}}  # as build_config leaves --demo-ratio 0.2
+    assert resume(demos=["other"], ratio=0.2, overrides=given) == (False, {"demo_ratio": 0.2})
     (data / "replay.npz").write_bytes(b"other rows")
     with pytest.raises(ValueError, match="changed since its checkpoint"):
         resume()
@@ -593,7 +597,18 @@ def test_a_resumed_run_keeps_its_demonstration_ratio_and_refuses_changed_demonst
     assert resume() == (False, {})
     with pytest.raises(ValueError, match="without demonstrations"):
         resume(ratio=0.5)
-    # a new run: --demo-ratio without --demos is refused before anything starts (it was ignored)
+    assert resume(demos=["other"]) == (True, {"demo_ratio": DEFAULT_DEMO_RATIO})  # a run without: the default
+    # a new run: --demo-ratio without --demos is refused before anything starts (it was ignored), and so are the
+    # demonstration options on a robots part (no trainer there: ignored too)
     fresh = tmp_path / "fresh"
     assert main(["train", "--task", "reach", "--demo-ratio", "0.5", "--run-dir", str(fresh)]) == 2
     assert "go with --demos" in capsys.readouterr().err and not fresh.exists()
+    assert main(["train", "--task", "reach", "--part", "robots", "--demo-ratio", "0.5", "--minutes", "0",
+                 "--run-dir", str(fresh)]) == 2
+    assert "go to the trainer" in capsys.readouterr().err and not fresh.exists()
+    # --demos with --set trainer.demo_ratio (no --demo-ratio): the set value (it was overwritten with 0.1)
+    from async_naf.run.cli import build_parser
+    from async_naf.run.commands.train import build_config
+
+    args = build_parser().parse_args(["train", "--task", "reach", "--demos", "x", "--set", "trainer.demo_ratio=0.3"])
+    assert build_config(args).overrides["/trainer"]["demo_ratio"] == 0.3

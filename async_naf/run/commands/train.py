@@ -234,15 +234,15 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def resumed_demos(args: argparse.Namespace, config: Any, run_dir: Path) -> bool:
-    """``--resume`` without ``--demos`` of a run trained with demonstrations: its trainer re-loads them from the
-    paths its newest checkpoint records. Before any node starts, check that they are there and unchanged
-    (replay.npz sha256), and keep the run's demonstration ratio unless ``--demo-ratio`` (or ``--set
-    trainer.demo_ratio``) gives another: the trainer's default would replace it silently. Returns whether the
-    trainer's parameters changed (the graph must be built again).
+    """``--resume`` of a run: its demonstration ratio is the run's (its newest checkpoint's) unless
+    ``--demo-ratio`` (or ``--set trainer.demo_ratio``) gives another; the trainer's default would replace it
+    silently. Without ``--demos`` the trainer re-loads the datasets that checkpoint records: before any node
+    starts, check that they are there and unchanged (replay.npz sha256). Returns whether the trainer's
+    parameters changed (the graph must be built again).
 
     Raises:
         ValueError: a recorded dataset is missing or changed; ``--demo-ratio`` / ``--demo-pretrain`` for a run
-            without demonstrations.
+            without demonstrations and without ``--demos``.
     """
     from async_naf.learning.checkpoints import newest_checkpoint
     from async_naf.learning.demos import file_sha256
@@ -251,6 +251,13 @@ def resumed_demos(args: argparse.Namespace, config: Any, run_dir: Path) -> bool:
     meta = found[1] if found is not None else {}
     recorded = [d for d in meta.get("demos") or [] if isinstance(d, dict) and "path" in d]
     given_ratio, pretrain = getattr(args, "demo_ratio", None), getattr(args, "demo_pretrain", None)
+    trainer = config.overrides.setdefault("/trainer", {})
+    if getattr(args, "demos", None):  # datasets given again (checked by prepare_demos): the ratio only
+        if given_ratio is None and "demo_ratio" not in trainer:
+            trainer["demo_ratio"] = float(meta.get("demo_ratio", DEFAULT_DEMO_RATIO)) if recorded \
+                else DEFAULT_DEMO_RATIO
+            return True
+        return False
     if not recorded:
         if given_ratio is not None or pretrain is not None:
             raise ValueError("--demo-ratio / --demo-pretrain: the resumed run was trained without demonstrations "
@@ -266,7 +273,6 @@ def resumed_demos(args: argparse.Namespace, config: Any, run_dir: Path) -> bool:
         if sha != str(d.get("sha256", "")):
             raise ValueError(f"--resume: the run's demonstrations {d['path']} changed since its checkpoint "
                              f"(replay.npz sha256 {sha[:12]}, the checkpoint recorded {str(d.get('sha256'))[:12]})")
-    trainer = config.overrides.setdefault("/trainer", {})
     if given_ratio is not None:
         trainer["demo_ratio"] = float(given_ratio)
     elif "demo_ratio" not in trainer:
@@ -293,13 +299,18 @@ def build_config(args: argparse.Namespace) -> Any:
         raise ValueError(f"--demo-ratio must be in [0, 1], got {given_ratio}")
     if pretrain is not None and pretrain < 0:
         raise ValueError(f"--demo-pretrain must be >= 0 updates, got {pretrain}")
+    if getattr(args, "part", "all") == "robots" and (getattr(args, "demos", None) or given_ratio is not None
+                                                     or pretrain is not None):
+        raise ValueError("--demos, --demo-ratio and --demo-pretrain go to the trainer: give them to the host that "
+                         "runs --part trainer (or all)")
     if getattr(args, "demos", None):
-        if getattr(args, "part", "all") == "robots":
-            raise ValueError("--demos goes to the trainer: give it to the host that runs --part trainer (or all)")
-        ratio = float(given_ratio) if given_ratio is not None else DEFAULT_DEMO_RATIO
-        overrides.setdefault("/trainer", {})["demo_ratio"] = ratio  # demos: once prepared (prepare_demos)
+        trainer = overrides.setdefault("/trainer", {})  # demos: once prepared (prepare_demos)
+        if given_ratio is not None:
+            trainer["demo_ratio"] = float(given_ratio)
+        elif "demo_ratio" not in trainer and not getattr(args, "resume", False):  # resumed: resumed_demos
+            trainer["demo_ratio"] = DEFAULT_DEMO_RATIO
         if pretrain is not None:
-            overrides["/trainer"]["demo_pretrain_updates"] = int(pretrain)
+            trainer["demo_pretrain_updates"] = int(pretrain)
     elif (given_ratio is not None or pretrain is not None) and not getattr(args, "resume", False):
         # a resumed run's own demonstrations: resumed_demos, once its checkpoint is found
         raise ValueError("--demo-ratio and --demo-pretrain go with --demos (or --resume of a run trained with "
@@ -621,7 +632,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {run_dir} was trained on task {previous!r} (graph.json); --resume continues it with the same "
               f"--task, not {config.task!r}", file=sys.stderr)
         return 2
-    if args.resume and starts_trainer(config) and not getattr(args, "demos", None):
+    if args.resume and starts_trainer(config):
         try:
             if resumed_demos(args, config, run_dir):
                 nodes = build_graph(config)
