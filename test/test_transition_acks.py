@@ -362,6 +362,25 @@ def test_statistics_whose_rows_were_acknowledged_before_they_arrived_are_sent_ag
     assert counts["lost_episode_stats"] == 0 and counts["inflight_episode_stats"] == 0
 
 
+def test_statistics_still_settling_go_back_to_the_backlog_when_the_trainer_goes(tmp_path: Path) -> None:
+    """Nothing in flight but an episode's statistics waiting for their confirmation (rows acknowledged at once):
+    the trainer going sends them again too (they were kept as confirmed-to-be, and a trainer that came back
+    confirmed statistics it may never have taken)."""
+    world = World(run_dir=tmp_path)
+    world.episode()  # the first acknowledgement (before it nothing is tracked in flight)
+    world.episode()
+    counts = world.loop.counts
+    assert counts["inflight_transitions"] == 0 and counts["inflight_episode_stats"] == 1  # settling
+    ledger, world.ledger = world.ledger, None  # the trainer goes (the link, say)
+    world.t += TICK_S
+    acts = world.loop.tick(world.t, trainer_listening=False)
+    assert [key for _, key, _ in acts.log] == ["trainer_gone"] and counts["inflight_episode_stats"] == 0
+    world.ledger = ledger  # ... and comes back
+    world.drain()
+    assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 1
+    assert world.metrics is not None and world.metrics.duplicate_episodes == 1  # the copy, dropped
+
+
 def test_statistics_lost_in_a_partition_reach_the_same_trainer_again(tmp_path: Path) -> None:
     world = World(run_dir=tmp_path)
     world.episode()

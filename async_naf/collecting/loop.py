@@ -228,9 +228,9 @@ class CollectorLoop:
         self._drain_waiting(acts, now, expire=False)
         return acts
 
-    def on_ack(self, ack: TransitionAck, now: float | None = None) -> Actions:
+    def on_ack(self, ack: TransitionAck, now: float) -> Actions:
         """A decoded acknowledgement of the trainer (what it holds of this session's rows), received at ``now``
-        (s; None: statistics count as received with their rows at once, as before STATS_SETTLE_S).
+        (s, the loop's clock).
 
         The statistics of an episode travel on their own topic, sent just after its rows: an acknowledgement
         of the rows can be published before the trainer took the statistics (its timer between the two
@@ -239,8 +239,7 @@ class CollectorLoop:
         and are sent again if the trainer goes (a trainer killed in between lost 5 of 408 without a count
         under load)."""
         acts = Actions()
-        if now is not None:
-            self._now = now
+        self._now = now
         restored, received = ack.entries.get((self.config.robot_id, self.session), (0, 0))
         if ack.trainer != self._trainer_id:
             if self._trainer_id is not None:
@@ -258,11 +257,11 @@ class CollectorLoop:
         self.counts["acked_transitions"] = self._acked
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             item = self._inflight.popleft()
-            if isinstance(item, _Marked) and now is not None:
+            if isinstance(item, _Marked):
                 self._settling.append(item)  # released below, by this acknowledgement or a later one
             else:
                 self._uncount_inflight(item)
-        while self._settling and (now is None or now - self._settling[0].sent_t >= STATS_SETTLE_S):
+        while self._settling and now - self._settling[0].sent_t >= STATS_SETTLE_S:
             self._uncount_inflight(self._settling.popleft())
         # the oldest batches of the backlog held already (re-queued from in flight): no need to re-send them.
         # Statistics sent before are sent again: rows held say nothing of whether their statistics arrived (a
@@ -292,7 +291,7 @@ class CollectorLoop:
         acts = Actions()
         self._now = now
         listening = trainer_listening or not self.config.wait_for_trainer
-        if self._listening and not listening and self._inflight:
+        if self._listening and not listening and (self._inflight or self._settling):
             acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
                                                         "unacknowledged transitions and "
                                                         f"{self.counts['inflight_episode_stats']} episode "
