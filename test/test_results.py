@@ -611,7 +611,13 @@ def test_compare_runs_reads_an_eval_csv_with_its_text_columns(tmp_path: Path, ca
 
 def test_the_discovery_server_command_line_is_checked() -> None:
     """`async-naf discovery-server`: the wheels' fast-discovery-server with its options; bad values refused."""
-    from async_naf.run.commands.discovery_server import server_binary, server_command
+    from async_naf.common.ros_env import discovery_variables
+    from async_naf.run.commands.discovery_server import client_address, server_binary, server_command
+
+    # Fast DDS reads a server's id from its place in ROS_DISCOVERY_SERVER: id 1 comes after one ';'
+    assert client_address("10.0.0.5", 11811, 0) == "10.0.0.5:11811"
+    assert client_address("10.0.0.5", 11812, 1) == ";10.0.0.5:11812"
+    assert discovery_variables(server=client_address("10.0.0.5", 11812, 1))["ROS_DISCOVERY_SERVER"] == ";10.0.0.5:11812"
 
     assert server_command("/x/fast-discovery-server", "192.168.1.20", 11811, 0) == [
         "/x/fast-discovery-server", "-i", "0", "-l", "192.168.1.20", "-p", "11811"]

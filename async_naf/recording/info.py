@@ -236,7 +236,7 @@ def _recorded_tasks(info: BagInfo, path: Path) -> dict[str, str]:
     """Per robot namespace of the bag: the task in its collector's recorded parameters, where there are some
     (an unreadable file is noted in ``info.params_errors``)."""
     out: dict[str, str] = {}
-    for ns in sorted({topic_namespace(n) for n in info.topics} - {""}):
+    for ns in sorted({topic_namespace(n) for n in info.topics} - {"", "/trainer", "/recorder"}):  # robots only
         try:
             task = recorded_collector_params(path, ns).get("task")
         except BagError as exc:

@@ -19,6 +19,7 @@ library path the wheels set up for Python, and replaces itself with it (Ctrl-C s
 Examples:
   async-naf discovery-server --address 192.168.1.20              # then: --discovery-server 192.168.1.20:11811
   async-naf discovery-server --address 192.168.1.20 --port 11812 --server-id 1
+                                                                  # then: --discovery-server ';192.168.1.20:11812'
 """
 
 
@@ -26,13 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", required=True, metavar="IP",
                         help="the address of this host the other hosts reach it by (the server listens there)")
     parser.add_argument("--port", type=int, default=11811, help="UDP port (default: %(default)s)")
-    parser.add_argument("--server-id", type=int, default=0, help="server id, 0..255 (default: %(default)s)")
+    parser.add_argument("--server-id", type=int, default=0,
+                        help="server id, 0..255; the parts then name it after that many ';' (Fast DDS reads the id "
+                             "from its place in the list) (default: %(default)s)")
 
 
 def server_binary() -> str | None:
     """``fast-discovery-server`` next to this Python (the rclpy wheels ship it), else on PATH, else None."""
     return shutil.which("fast-discovery-server", path=str(Path(sys.executable).parent)) or shutil.which(
         "fast-discovery-server")
+
+
+def client_address(address: str, port: int, server_id: int) -> str:
+    """What the parts give as ``--discovery-server`` (``ROS_DISCOVERY_SERVER``) for this server: Fast DDS reads
+    a server's id from its place in that ``;``-separated list, so id N comes after N separators."""
+    return ";" * server_id + f"{address.strip()}:{port}"
 
 
 def server_command(binary: str, address: str, port: int, server_id: int) -> list[str]:
@@ -61,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"async-naf discovery-server: {' '.join(argv)} (parts: --discovery-server {args.address}:{args.port})",
-          file=sys.stderr, flush=True)
+    print(f"async-naf discovery-server: {' '.join(argv)} (parts: --discovery-server "
+          f"'{client_address(args.address, args.port, args.server_id)}')", file=sys.stderr, flush=True)
     os.execve(binary, argv, server_environment())
     return 1  # not reached: execve replaces this process or raises
 
