@@ -406,15 +406,15 @@ def test_a_robots_part_says_when_its_robots_hear_lose_and_regain_the_trainer(tmp
     assert watch.poll(42.0) == ["robot_0: trainer heard on /trainer/transitions; its episodes start"]
     write("robot_0", trainer_heard=1, trainer_listening=0, episodes=5, transitions_sent=250, backlog_transitions=40)
     lines = watch.poll(50.0)
-    assert lines == ["WARNING: robot_0: trainer gone; 40 transitions kept to send (0 lost beyond the backlog's "
-                     "bound so far)"]
+    assert lines == ["WARNING: robot_0: trainer gone; 40 transitions kept to send (0 lost so far)"]
     write("robot_0", trainer_heard=1, trainer_listening=1, episodes=9, transitions_sent=450, backlog_transitions=10)
     assert watch.poll(55.0) == ["robot_0: trainer back; 10 transitions still to send"]
-    assert watch.poll(61.0) == ["robots at 1.0 min: 9 episodes, 450 transitions sent, backlog 10, 0 lost beyond its "
-                                "bound"]
+    assert watch.poll(61.0) == ["robots at 1.0 min: 9 episodes, 450 transitions sent, backlog 10, 0 lost"]
     (folder / "robot_1.json").write_text("{half a fi")  # being replaced: the last good read stands
     assert watch.poll(64.0) == []
-    write("robot_0", trainer_heard=1, trainer_listening=0, episodes=9, transitions_sent=450, lost_transitions=7)
+    # lost: every reason summary.json counts (the progress line said 0 while unconfirmed ones piled up)
+    write("robot_0", trainer_heard=1, trainer_listening=0, episodes=9, transitions_sent=450, lost_transitions=2,
+          unconfirmed_transitions=5)
     assert watch.final() == ["  robot_0: 9 episodes, 450 transitions sent, 7 lost (by reason in summary.json: "
                              "transitions_lost)",
                              "  robot_1: 0 episodes, 0 transitions sent, 0 lost (by reason in summary.json: "
@@ -427,6 +427,10 @@ def test_a_robots_part_says_when_its_robots_hear_lose_and_regain_the_trainer(tmp
     final = quiet.final()
     assert final[1].startswith("  robot_5: no counters") and final[-1] == (
         "WARNING: no robot heard a trainer on /trainer/transitions: nothing was trained; check discovery")
+    # heard and gone between two polls: both said (the gone line was skipped)
+    write("robot_1", trainer_heard=1, trainer_listening=0, backlog_transitions=3)
+    assert quiet.poll(200.0) == ["robot_1: trainer heard on /trainer/transitions; its episodes start",
+                                 "WARNING: robot_1: trainer gone; 3 transitions kept to send (0 lost so far)"]
 
 
 def test_evaluation_says_why_a_still_arm_fails_the_door() -> None:

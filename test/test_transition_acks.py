@@ -381,6 +381,30 @@ def test_statistics_still_settling_go_back_to_the_backlog_when_the_trainer_goes(
     assert world.metrics is not None and world.metrics.duplicate_episodes == 1  # the copy, dropped
 
 
+def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:
+    """Cut off through a discovery server, a robot host still shows the trainer's subscription: it went on
+    sending into the dead link, forgot what it had in flight as unconfirmed, and 41 episodes never reached the
+    trainer (a reviewer's 45 s link-down). No acknowledgement for ACK_TIMEOUT_S is now the trainer gone: what
+    was in flight goes back to the backlog and reaches the trainer when it answers again."""
+    from async_naf.collecting.loop import ACK_TIMEOUT_S
+
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode()
+    counts = world.loop.counts
+    start = world.t
+    while world.t - start <= ACK_TIMEOUT_S + 2.0:  # the link is down: what is published is lost, no ack comes
+        world.episode(deliver=False)
+        world.wire.clear()
+        world.stats_wire.clear()
+    assert counts["inflight_transitions"] == 0 and counts["backlog_transitions"] > 0
+    assert world.loop.trainer_state["trainer_listening"] == 0
+    world.drain()  # the link is back: the trainer answers (its acknowledgement) and takes the backlog
+    assert world.recorded() == list(range(counts["episodes"]))  # every episode, once
+    assert counts["unconfirmed_transitions"] == 0 and counts["lost_transitions"] == 0
+    assert world.loop.trainer_state["trainer_listening"] == 1
+
+
 def test_statistics_lost_in_a_partition_reach_the_same_trainer_again(tmp_path: Path) -> None:
     world = World(run_dir=tmp_path)
     world.episode()

@@ -76,6 +76,10 @@ TICK_S = 0.02  # the node ticks the loop at 50 Hz, s
 TRUTH_KEEP = 256  # ground-truth samples kept for matching by stamp
 RETRY_S = 1.0  # after a failed reset, s
 WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
+# a trainer that acknowledged before and sends nothing for this long is gone, whatever the graph shows (the
+# trainer re-publishes its acknowledgement at least once a second; through a discovery server a host cut off
+# from it never saw the trainer's subscription leave), s
+ACK_TIMEOUT_S = 10.0
 STATS_SETTLE_S = 0.5  # an acknowledgement this long after a statistic was sent confirms it (on_ack), s
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
 BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
@@ -163,6 +167,7 @@ class CollectorLoop:
         self._listening = True
         self._trainer_seen = False
         self._now = 0.0  # the clock of the latest input, s (when a statistic was sent)
+        self._last_ack_t: float | None = None  # when the last acknowledgement arrived (the loop's clock, s)
         # statistics whose rows were acknowledged within STATS_SETTLE_S of sending them: not yet known to have
         # reached the trainer (another topic), still counted in flight; re-sent if the trainer goes
         self._settling: deque[_Marked] = deque()
@@ -240,6 +245,7 @@ class CollectorLoop:
         under load)."""
         acts = Actions()
         self._now = now
+        self._last_ack_t = now
         restored, received = ack.entries.get((self.config.robot_id, self.session), (0, 0))
         if ack.trainer != self._trainer_id:
             if self._trainer_id is not None:
@@ -290,6 +296,13 @@ class CollectorLoop:
         ``wait_for_recorder`` subscribes to the policy's steps (only the first episode waits for it)."""
         acts = Actions()
         self._now = now
+        quiet_s = 0.0 if self._last_ack_t is None else now - self._last_ack_t
+        silent = quiet_s > ACK_TIMEOUT_S
+        if trainer_listening and silent and self._listening and self.config.wait_for_trainer:
+            acts.log.append(("warning", "trainer_silent", f"no acknowledgement for {quiet_s:.0f} s "
+                                                          "although the trainer still shows: taken as gone "
+                                                          "(unreachable?)"))
+        trainer_listening = trainer_listening and not silent
         listening = trainer_listening or not self.config.wait_for_trainer
         if self._listening and not listening and (self._inflight or self._settling):
             acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
@@ -395,11 +408,12 @@ class CollectorLoop:
             self._retry_after = now + WAIT_RETRY_S
             return
         held = self.counts["backlog_transitions"] + self.counts["inflight_transitions"]
-        if (self.config.wait_for_trainer and self.config.pause_when_backlog_full and not trainer_listening
+        if (self.config.wait_for_trainer and self.config.pause_when_backlog_full
                 and held + self.asm.episode_steps > self.config.backlog_transitions):
-            acts.log.append(("warning", "backlog_full", f"no trainer (/trainer/transitions) and {held} of "
-                                                        f"{self.config.backlog_transitions} transitions kept: "
-                                                        "episodes paused until a trainer is back"))
+            # while the trainer is gone, and after it came back until what was kept has gone out
+            acts.log.append(("warning", "backlog_full", f"{held} of {self.config.backlog_transitions} transitions "
+                                                        "kept or unacknowledged: episodes paused until the "
+                                                        "trainer has taken them"))
             self._retry_after = now + WAIT_RETRY_S
             return
         if not reset_ready:

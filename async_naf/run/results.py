@@ -539,12 +539,13 @@ class RobotsWatch:
         for robot in self.robots:
             c = self.counts.get(robot, {})
             heard, listening = bool(c.get("trainer_heard", 0)), bool(c.get("trainer_listening", 0))
-            if heard and not self._heard.get(robot, False):
+            first = heard and not self._heard.get(robot, False)
+            if first:
                 lines.append(f"{robot}: trainer heard on /trainer/transitions; its episodes start")
-            elif heard and self._listening.get(robot, False) and not listening:
+            if heard and (first or self._listening.get(robot, False)) and not listening:  # gone, even at once
                 lines.append(f"WARNING: {robot}: trainer gone; {_int(c, 'backlog_transitions')} transitions kept "
-                             f"to send ({_int(c, 'lost_transitions')} lost beyond the backlog's bound so far)")
-            elif heard and not self._listening.get(robot, True) and listening:
+                             f"to send ({_lost(c)} lost so far)")
+            elif heard and not first and not self._listening.get(robot, True) and listening:
                 lines.append(f"{robot}: trainer back; {_int(c, 'backlog_transitions')} transitions still to send")
             self._heard[robot], self._listening[robot] = heard, listening
         if not self._warned and elapsed >= self.no_trainer_warn_s and not any(self._heard.values()):
@@ -560,7 +561,7 @@ class RobotsWatch:
         def total(key: str) -> int:
             return sum(_int(c, key) for c in self.counts.values())
         return (f"{total('episodes')} episodes, {total('transitions_sent')} transitions sent, "
-                f"backlog {total('backlog_transitions')}, {total('lost_transitions')} lost beyond its bound")
+                f"backlog {total('backlog_transitions')}, {sum(_lost(c) for c in self.counts.values())} lost")
 
     def final(self) -> list[str]:
         """The lines for the end of the part, from the final files: per robot its totals, and a warning if no
@@ -572,13 +573,19 @@ class RobotsWatch:
             if c is None:
                 lines.append(f"  {robot}: no counters (its collector wrote none: {self.dir / (robot + '.json')})")
                 continue
-            lost = sum(_int(c, k) for k in LOST_COUNTERS if "episode" not in k)
+            lost = _lost(c)
             lines.append(f"  {robot}: {_int(c, 'episodes')} episodes, {_int(c, 'transitions_sent')} transitions "
                          f"sent, {lost} lost (by reason in summary.json: transitions_lost)")
         if self.counts and not any(_int(c, "trainer_heard") for c in self.counts.values()):
             lines.append(f"WARNING: no robot heard a trainer on /trainer/transitions: nothing was trained"
                          f"{'; ' + self.hint if self.hint else ''}")
         return lines
+
+
+def _lost(counts: dict[str, Any]) -> int:
+    """Transitions lost by every reason summary.json's ``transitions_lost`` counts (:data:`LOST_COUNTERS`): the
+    same figure in a robots part's progress lines, warnings and closing lines."""
+    return sum(_int(counts, k) for k in LOST_COUNTERS if "episode" not in k)
 
 
 def _int(counts: dict[str, Any], key: str) -> int:

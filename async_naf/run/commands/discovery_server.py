@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.address.strip() in ("0.0.0.0", "::"):
+        print("warning: the parts need this host's own address in --discovery-server, not the wildcard "
+              f"{args.address.strip()}", file=sys.stderr)
     print(f"async-naf discovery-server: {' '.join(argv)} (parts: --discovery-server "
           f"'{client_address(args.address, args.port, args.server_id)}')", file=sys.stderr, flush=True)
     os.execve(binary, argv, server_environment())
