@@ -35,9 +35,31 @@ def _imu_msg(sample):
     return msg
 
 
-def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, str], tmp_path: Path) -> None:
+def _feed(probe: Probe, samples: list) -> tuple:
+    """Publish ``samples`` to the node's door/imu once both directions are matched; returns the publisher and
+    the door/joint_states replies received. Best effort both ways, paced by the replies (one in flight): a lost
+    message or reply is skipped after a short wait; the first few may be lost while discovery completes on the
+    node's side."""
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Imu, JointState
+
+    received: list = []
+    probe.node.create_subscription(JointState, f"{NS}/door/joint_states", received.append, qos_profile_sensor_data)
+    pub = probe.node.create_publisher(Imu, f"{NS}/door/imu", qos_profile_sensor_data)
+    probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "the node's door/imu subscription")
+    # the node's publisher must be matched too before data flows back
+    probe.spin_until(lambda: probe.node.count_publishers(f"{NS}/door/joint_states") > 0, 30.0, "door/joint_states")
+    for s in samples:
+        n = len(received)
+        pub.publish(_imu_msg(s))
+        try:
+            probe.spin_until(lambda n=n: len(received) > n, 0.5, "a reply")
+        except AssertionError:
+            continue
+    return pub, received
+
+
+def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, str], tmp_path: Path) -> None:
     from std_srvs.srv import Trigger
 
     # rest, a swing to 45 deg, a hold: what the node must report at the end is 45 deg
@@ -54,22 +76,7 @@ def test_node_publishes_door_joint_states_and_answers_zero(ros_env: dict[str, st
                     namespace=NS)
         probe = Probe(ros_env)
         probe.watch_diagnostics()
-        received: list = []
-        probe.node.create_subscription(JointState, f"{NS}/door/joint_states", received.append, qos_profile_sensor_data)
-        pub = probe.node.create_publisher(Imu, f"{NS}/door/imu", qos_profile_sensor_data)
-        probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "the node's door/imu subscription")
-        # the node's publisher must be matched too before data flows back
-        probe.spin_until(lambda: probe.node.count_publishers(f"{NS}/door/joint_states") > 0, 30.0, "door/joint_states")
-
-        # best effort both ways, paced by the replies (one in flight): a lost message or reply is skipped
-        # after a short wait. The first few may be lost while discovery completes on the node's side.
-        for s in samples:
-            n = len(received)
-            pub.publish(_imu_msg(s))
-            try:
-                probe.spin_until(lambda n=n: len(received) > n, 0.5, "a reply")
-            except AssertionError:
-                continue
+        pub, received = _feed(probe, samples)
         last_stamp = samples[-1].stamp_ns
         probe.spin_until(
             lambda: received and received[-1].header.stamp.sec * 1_000_000_000 + received[-1].header.stamp.nanosec
@@ -168,8 +175,6 @@ def test_the_config_files_values_reach_a_node_in_a_robots_namespace(ros_env: dic
 def test_the_diagnostics_message_names_every_cause_that_holds(ros_env: dict[str, str], tmp_path: Path) -> None:
     """A door swung past its (here 17 deg) stop, and one NaN message dropped: the status message says both. It
     named only the first cause in a fixed order, so one drop early on hid the door stop's warning for good."""
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Imu, JointState
 
     profile = [Segment(2.0, 0.0), Segment(1.0, 45 * DEG), Segment(1.0, 45 * DEG)]
     samples = list(simulate_recording(3, SyntheticConfig(rate_hz=100.0, drop_prob=0.0, bus_gaps=0), profile).samples())
@@ -181,18 +186,7 @@ def test_the_diagnostics_message_names_every_cause_that_holds(ros_env: dict[str,
                     namespace=NS)
         probe = Probe(ros_env)
         probe.watch_diagnostics()
-        received: list = []
-        probe.node.create_subscription(JointState, f"{NS}/door/joint_states", received.append, qos_profile_sensor_data)
-        pub = probe.node.create_publisher(Imu, f"{NS}/door/imu", qos_profile_sensor_data)
-        probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "the node's door/imu subscription")
-        probe.spin_until(lambda: probe.node.count_publishers(f"{NS}/door/joint_states") > 0, 30.0, "door/joint_states")
-        for s in samples:  # paced by the replies, one in flight (best effort both ways: a lost one is skipped)
-            n = len(received)
-            pub.publish(_imu_msg(s))
-            try:
-                probe.spin_until(lambda n=n: len(received) > n, 0.5, "a reply")
-            except AssertionError:
-                continue
+        pub, _received = _feed(probe, samples)
         probe.spin_until(lambda: probe.diag(name, "beyond_stop") >= 1, 10.0, "an excursion beyond the stop")
         bad = _imu_msg(samples[-1]._replace(stamp_ns=samples[-1].stamp_ns + 10_000_000))
         bad.angular_velocity.x = float("nan")
