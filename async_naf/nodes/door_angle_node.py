@@ -53,7 +53,7 @@ from async_naf.common.stamps import StampGuard
 from async_naf.nodes import _local
 from async_naf.nodes._msgs import IMU, SENSOR, ImuAdapter, JointStateAdapter
 from async_naf.nodes._params import declare_from_dataclass, node_only
-from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState
+from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState, update_guarded
 from async_naf.wire.imu import ImuSample
 from async_naf.wire.joints import NO_VALUES, JointStates
 
@@ -91,15 +91,21 @@ class DoorAngleNode(Node):
 
     def on_imu(self, sample: ImuSample) -> None:
         """One IMU sample (header stamp in ns, sensor frame): estimate, then publish the door state."""
-        if not self._stamp_ok(sample.stamp_ns):
+        last = self.stamps.newest_ns
+        verdict, state = update_guarded(self.estimator, self.stamps, sample)
+        if verdict == StampGuard.DROP:
+            self.get_logger().warning(f"IMU stamp {sample.stamp_ns * 1e-9:.3f} s far from the stream's "
+                                      f"({(last or 0) * 1e-9:.3f} s): dropped ({self.stamps.glitches} so far)",
+                                      throttle_duration_sec=2.0)
             return
+        if verdict == StampGuard.JUMP:
+            self.get_logger().warning(f"IMU time jumped {(sample.stamp_ns - (last or 0)) * 1e-9:+.2f} s: "
+                                      "estimate restarted (door assumed closed, calibration kept)")
         self._last_msg_wall_ns = time.monotonic_ns()  # the steady clock's (CLOCK_MONOTONIC), without an rclpy call
-        state = self.estimator.update(sample)
         if state is None:
             drops = ", ".join(f"{k}={v}" for k, v in self.estimator.dropped.items() if v)
             self.get_logger().warning(f"IMU message dropped ({drops} so far)", throttle_duration_sec=2.0)
             return
-        self.stamps.accept(sample.stamp_ns)
         if self.estimator.beyond_stop != self._beyond_stop_logged:
             self._beyond_stop_logged = self.estimator.beyond_stop
             self.get_logger().warning(
@@ -119,21 +125,6 @@ class DoorAngleNode(Node):
     def _on_invalid_imu(self, exc: ValueError) -> None:
         self.estimator.dropped["invalid"] += 1
         self.get_logger().warning(f"IMU message dropped: {exc}", throttle_duration_sec=2.0)
-
-    def _stamp_ok(self, stamp_ns: int) -> bool:
-        """False for a stamp far from the stream's clock (a glitch: dropped); a confirmed jump (bag loop, sim
-        restart) restarts the estimate instead of dropping all that follows."""
-        last, verdict = self.stamps.newest_ns, self.stamps.check(stamp_ns)
-        if verdict == StampGuard.DROP:
-            self.get_logger().warning(f"IMU stamp {stamp_ns * 1e-9:.3f} s far from the stream's "
-                                      f"({(last or 0) * 1e-9:.3f} s): dropped ({self.stamps.glitches} so far)",
-                                      throttle_duration_sec=2.0)
-            return False
-        if verdict == StampGuard.JUMP:
-            self.get_logger().warning(f"IMU time jumped {(stamp_ns - (last or 0)) * 1e-9:+.2f} s: "
-                                      "estimate restarted (door assumed closed, calibration kept)")
-            self.estimator.reset(keep_calibration=True)
-        return True
 
     def on_zero(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.estimator.zero()

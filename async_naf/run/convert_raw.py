@@ -157,6 +157,9 @@ class RawRobot:
         self._door: tuple[int, float, float] | None = None  # t_ns, angle, velocity
         self._door_prior_t: int | None = None
         self._imu_stamps = StampGuard(config.time_jump_reset_s)  # the IMU's clock: glitches and jumps
+        from async_naf.sensing.door_angle import update_guarded  # the estimator fed as the node feeds it
+
+        self._update_guarded = update_guarded
         self._episode_on = False
         self._goal_episode: int | None = None
         self._step = 0
@@ -269,20 +272,15 @@ class RawRobot:
         est = self.estimator
         if est is None:
             return
-        values = type(sample) is tuple
-        stamp = sample[0] if values else sample.stamp_ns
-        verdict = self._imu_stamps.check(stamp)
+        verdict, state = self._update_guarded(est, self._imu_stamps, sample)
         if verdict == StampGuard.DROP:
             self._drop("imu:stamp_glitch")
             return
         if verdict == StampGuard.JUMP:
             self.counts["imu_time_resets"] += 1
-            est.reset(keep_calibration=True)
-        state = est.update_values(*sample) if values else est.update(sample)
         if state is None:
             return  # counted by the estimator (its drops are reported as imu:<reason>)
         self.counts["imu"] += 1
-        self._imu_stamps.accept(stamp)
         if self._door_prior_t is not None and t > self._door_prior_t:
             self._door_prior_t = None
         self._door = (t, float(state.angle), float(state.velocity))

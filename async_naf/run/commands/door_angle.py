@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from async_naf.common.stamps import IMU_JUMP_S, StampGuard
-
 if TYPE_CHECKING:  # imported lazily at run time (the --help path stays light)
-    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator, DoorAngleState
+    from async_naf.sensing.door_angle import DoorAngleConfig, DoorAngleEstimator
     from async_naf.sensing.door_angle.bag import ImuBag
-    from async_naf.wire.imu import ImuSample
 
 HELP = "estimate the door angle from an IMU topic in a rosbag2 bag (MCAP or sqlite3) and write CSV"
 DESCRIPTION = """Run the IMU door-angle estimator over a recorded sensor_msgs/Imu topic and write one CSV row
@@ -137,7 +134,8 @@ def load_values(params_file: Path | None, overrides: list[str]) -> dict[str, obj
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.common.stamps import IMU_JUMP_S, StampGuard
+    from async_naf.sensing.door_angle import DoorAngleEstimator, update_guarded
     from async_naf.sensing.door_angle.bag import BagError, ImuBag
 
     try:
@@ -175,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                     if sample is None:  # an episode starts: the collector zeroed the estimate after the reset
                         est.zero()
                         continue
-                    state = update_guarded(est, stamps, sample)
+                    _, state = update_guarded(est, stamps, sample)
                     if state is None:
                         continue
                     row = [state.stamp_ns, repr(state.angle)]
@@ -248,21 +246,6 @@ def _recorded_zeroing(bag: ImuBag, path: Path) -> str:
     return ""
 
 
-def update_guarded(est: DoorAngleEstimator, stamps: StampGuard, sample: ImuSample) -> DoorAngleState | None:
-    """``est.update(sample)`` behind the stream's stamp guard, as the door_angle node feeds it: a stamp far from
-    the stream's clock is dropped (counted in ``stamps.glitches``), a confirmed jump back restarts the estimate
-    (calibration kept). Without it one message stamped a year ahead made every later one out of order."""
-    verdict = stamps.check(sample.stamp_ns)
-    if verdict == StampGuard.DROP:
-        return None
-    if verdict == StampGuard.JUMP:
-        est.reset(keep_calibration=True)
-    state = est.update(sample)
-    if state is not None:
-        stamps.accept(sample.stamp_ns)
-    return state
-
-
 def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple[DoorAngleEstimator, str]:
     """Run ``est`` over the whole IMU topic of the open ``bag`` (nothing written) and return the estimator for
     the pass that writes, configured with what the recording showed
@@ -270,7 +253,8 @@ def first_pass(bag: ImuBag, est: DoorAngleEstimator, no_progress: bool) -> tuple
     line for the summary. Raises BagError as the writing pass does."""
     from tqdm import tqdm
 
-    from async_naf.sensing.door_angle import DoorAngleEstimator
+    from async_naf.common.stamps import IMU_JUMP_S, StampGuard
+    from async_naf.sensing.door_angle import DoorAngleEstimator, update_guarded
 
     info = bag.info()
     stamps = StampGuard(IMU_JUMP_S)

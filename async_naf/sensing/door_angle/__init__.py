@@ -8,6 +8,6 @@
   samples and rosbag2 bags (the converter; benchmark in ``benchmarks/door_angle_real.py``).
 """
 from async_naf.sensing.door_angle.config import DoorAngleConfig
-from async_naf.sensing.door_angle.estimator import DROP_REASONS, DoorAngleEstimator, DoorAngleState
+from async_naf.sensing.door_angle.estimator import DROP_REASONS, DoorAngleEstimator, DoorAngleState, update_guarded
 
-__all__ = ["DROP_REASONS", "DoorAngleConfig", "DoorAngleEstimator", "DoorAngleState"]
+__all__ = ["DROP_REASONS", "DoorAngleConfig", "DoorAngleEstimator", "DoorAngleState", "update_guarded"]

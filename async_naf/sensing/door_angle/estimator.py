@@ -56,6 +56,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from vqf import VQF
 
+from async_naf.common.stamps import StampGuard
 from async_naf.sensing.door_angle.axis import SwingAxis
 from async_naf.sensing.door_angle.config import DoorAngleConfig
 from async_naf.sensing.door_angle.rest import RestWindows
@@ -675,3 +676,22 @@ class DoorAngleEstimator:
         """Angle variance: white gyro noise plus a fully correlated bias error integrated over dt."""
         sd = math.sqrt(self._var) + math.sqrt(self._bias_var) * dt
         self._var = sd * sd + dvar
+
+
+def update_guarded(est: DoorAngleEstimator, stamps: StampGuard,
+                   sample: ImuSample | tuple) -> tuple[str, DoorAngleState | None]:
+    """``est.update(sample)`` (a tuple: ``est.update_values(*sample)``) behind the IMU stream's stamp guard, as
+    the door_angle node, ``async-naf door-angle`` and the raw bag conversion feed it: a stamp far from the
+    stream's clock is dropped (``StampGuard.DROP``, counted in ``stamps.glitches``), a confirmed jump back
+    restarts the estimate, calibration kept (``StampGuard.JUMP``). Returns the guard's verdict (the caller
+    logs or counts it) and the estimate (None: dropped by the guard or the estimator)."""
+    stamp = sample.stamp_ns if isinstance(sample, ImuSample) else sample[0]
+    verdict = stamps.check(stamp)
+    if verdict == StampGuard.DROP:
+        return verdict, None
+    if verdict == StampGuard.JUMP:
+        est.reset(keep_calibration=True)
+    state = est.update(sample) if isinstance(sample, ImuSample) else est.update_values(*sample)
+    if state is not None:
+        stamps.accept(stamp)
+    return verdict, state
