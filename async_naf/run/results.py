@@ -470,12 +470,12 @@ LOST_COUNTERS = ("lost_transitions", "unconfirmed_transitions", "lost_with_train
 RESENT_COUNTERS = ("resent_transitions", "resent_episode_stats")
 
 
-def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The collectors' final counters (``<run_dir>/collectors/robot_<i>.json``, each collector's ``counts_file``,
-    rewritten every diagnostics period and at exit; one killed with SIGKILL leaves its last period's) for
-    summary.json: ``{"collectors": {robot_<i>: {counter: value}}, "transitions_lost": {reason: total},
-    "episode_stats_lost": {reason: total}, "resent": {counter: total}}`` (empty dicts when no collector wrote
-    any). Unreadable files are skipped."""
+_TRANSITION_LOSSES = tuple(k for k in LOST_COUNTERS if "episode" not in k)
+
+
+def _collector_files(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """``{robot_<i>: counters}`` of the collectors' counters files in ``<run_dir>/collectors``; a file that cannot
+    be read (not written yet, being replaced, a collector killed while writing) is left out."""
     per: dict[str, Any] = {}
     for path in sorted(Path(run_dir, "collectors").glob("robot_*.json")):
         try:
@@ -484,11 +484,21 @@ def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         if isinstance(data, dict):
             per[path.stem] = data
+    return per
+
+
+def collector_counts(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The collectors' final counters (``<run_dir>/collectors/robot_<i>.json``, each collector's ``counts_file``,
+    rewritten every diagnostics period and at exit; one killed with SIGKILL leaves its last period's) for
+    summary.json: ``{"collectors": {robot_<i>: {counter: value}}, "transitions_lost": {reason: total},
+    "episode_stats_lost": {reason: total}, "resent": {counter: total}}`` (empty dicts when no collector wrote
+    any). Unreadable files are skipped."""
+    per = _collector_files(run_dir)
 
     def total(key: str) -> int:
         return int(sum(float(c.get(key, 0) or 0) for c in per.values()))
     return {"collectors": per,
-            "transitions_lost": {k: total(k) for k in LOST_COUNTERS if "episode" not in k} if per else {},
+            "transitions_lost": {k: total(k) for k in _TRANSITION_LOSSES} if per else {},
             "episode_stats_lost": {k: total(k) for k in LOST_COUNTERS if "episode" in k} if per else {},
             "resent": {k: total(k) for k in RESENT_COUNTERS} if per else {}}
 
@@ -521,13 +531,8 @@ class RobotsWatch:
         self.counts: dict[str, dict[str, Any]] = {}
 
     def _read(self) -> None:
-        for robot in self.robots:
-            try:
-                data = json.loads((self.dir / f"{robot}.json").read_text())
-            except (OSError, ValueError):
-                continue  # not written yet (the first diagnostics period), or being replaced: next poll
-            if isinstance(data, dict):
-                self.counts[robot] = data
+        # a file not written yet (the first diagnostics period) or being replaced: its last good read stands
+        self.counts.update((k, v) for k, v in _collector_files(self.dir.parent).items() if k in self.robots)
 
     def poll(self, elapsed: float) -> list[str]:
         """The lines to print now (``elapsed``: seconds since the part started); reads the files every poll_s."""
@@ -585,7 +590,7 @@ class RobotsWatch:
 def _lost(counts: dict[str, Any]) -> int:
     """Transitions lost by every reason summary.json's ``transitions_lost`` counts (:data:`LOST_COUNTERS`): the
     same figure in a robots part's progress lines, warnings and closing lines."""
-    return sum(_int(counts, k) for k in LOST_COUNTERS if "episode" not in k)
+    return sum(_int(counts, k) for k in _TRANSITION_LOSSES)
 
 
 def _int(counts: dict[str, Any], key: str) -> int:
