@@ -93,23 +93,24 @@ def test_sequenced_batch_of_several_robots_refused() -> None:
 
 
 def test_transition_ack_round_trip_and_validation() -> None:
-    ack = L.TransitionAck(7, {(0, 11): (100, 250), (1, 2**31 - 1): (0, 2**50)})
+    ack = L.TransitionAck(7, {(0, 11): (100, 250), (1, 2**31 - 1): (0, 2**50)}, {(0, 11): 4, (2, 5): 1})
     msg = L.encode_transition_ack(ack)
-    assert msg.data.dtype == np.float64 and msg.sizes == (9,)
+    assert msg.data.dtype == np.float64 and msg.sizes == (16,)  # a session with statistics and no rows too
     assert L.decode_transition_ack(msg) == ack
     assert L.decode_transition_ack(L.encode_transition_ack(L.TransitionAck(5))).entries == {}
     data = msg.data.copy()
-    for index, value in ((0, 0.0), (2, 0.0), (3, 300.0), (4, 0.5), (4, np.nan), (1, -1.0)):
+    for index, value in ((0, 0.0), (2, 0.0), (3, 300.0), (4, 0.5), (4, np.nan), (1, -1.0), (5, -1.0), (5, 0.5)):
         bad = data.copy()
         bad[index] = value
         with pytest.raises(L.LayoutError):
             L.decode_transition_ack(_with(msg, data=bad))
-    with pytest.raises(L.LayoutError):  # not 1 + 4 per entry
-        L.decode_transition_ack(_with(msg, data=data[:-1], sizes=(8,), strides=(8,)))
+    with pytest.raises(L.LayoutError):  # not 1 + 5 per entry
+        L.decode_transition_ack(_with(msg, data=data[:-1], sizes=(15,), strides=(15,)))
     with pytest.raises(L.LayoutError):  # duplicate entry
-        L.decode_transition_ack(_with(msg, data=np.concatenate((data, data[1:5])), sizes=(13,), strides=(13,)))
-    with pytest.raises(L.LayoutError, match="version"):
-        L.decode_transition_ack(_with(msg, labels=(msg.labels[0].replace(".v1", ".v2"),)))
+        L.decode_transition_ack(_with(msg, data=np.concatenate((data, data[1:6])), sizes=(21,), strides=(21,)))
+    for old in (".v1", ".v3"):  # v1: no statistics column; a collector of another version is told so
+        with pytest.raises(L.LayoutError, match="version"):
+            L.decode_transition_ack(_with(msg, labels=(msg.labels[0].replace(".v2", old),)))
 
 
 @pytest.mark.parametrize(
@@ -238,11 +239,13 @@ def test_weights_layout_errors() -> None:
 def test_episode_stats_round_trip() -> None:
     stats = L.EpisodeStats(robot=2, episode=7, episode_return=-12.5, length=100, success=True, env_steps=800)
     assert L.decode_episode_stats(L.encode_episode_stats(stats)) == stats
+    numbered = L.EpisodeStats(2, 7, -12.5, 100, True, 800, session=2**31 - 1, seq=9, base=8)
+    assert L.decode_episode_stats(L.encode_episode_stats(numbered)) == numbered
 
 
 @pytest.mark.parametrize("index, value, match", [(0, -1, "counts"), (3, 2.5, "counts"), (4, 0.5, "success"),
                                                  (2, np.nan, "non-finite"), (2, -1e39, "float32"),
-                                                 (2, 1e308, "float32")])
+                                                 (2, 1e308, "float32"), (6, -1, "counts"), (7, 0.5, "counts")])
 def test_episode_stats_bad_values(index: int, value: float, match: str) -> None:
     msg = L.encode_episode_stats(L.EpisodeStats(0, 0, 1.0, 10, False, 10))
     data = msg.data.copy()
@@ -251,10 +254,24 @@ def test_episode_stats_bad_values(index: int, value: float, match: str) -> None:
         L.decode_episode_stats(_with(msg, data=data))
 
 
+@pytest.mark.parametrize("session, seq, base", [(0, 3, 1), (5, 0, 0), (5, 3, 3), (5, 3, 4), (0, 0, 2),
+                                                (2**31, 3, 1)])
+def test_episode_stats_numbering_that_does_not_hold_together(session: int, seq: int, base: int) -> None:
+    """A number without a session, a session without a number, a base at or above the number, a session out
+    of range: the trainer would acknowledge statistics it does not hold."""
+    msg = L.encode_episode_stats(L.EpisodeStats(0, 0, 1.0, 10, False, 10))
+    data = msg.data.copy()
+    data[6:] = (session, seq, base)
+    with pytest.raises(LayoutError, match="numbering"):
+        L.decode_episode_stats(_with(msg, data=data))
+
+
 def test_episode_stats_layout_errors() -> None:
     msg = L.encode_episode_stats(L.EpisodeStats(0, 0, 1.0, 10, False, 10))
     with pytest.raises(LayoutError, match="fields"):
-        L.decode_episode_stats(_with(msg, labels=("async_naf.episode_stats.v1:robot,episode",)))
+        L.decode_episode_stats(_with(msg, labels=("async_naf.episode_stats.v2:robot,episode",)))
+    with pytest.raises(LayoutError, match="version"):  # v1: six values, no numbering
+        L.decode_episode_stats(_with(msg, labels=(msg.labels[0].replace(".v2", ".v1"),)))
     with pytest.raises(LayoutError, match="values"):
         L.decode_episode_stats(_with(msg, data=msg.data[:5], sizes=(5,), strides=(5,)))
 

@@ -435,7 +435,7 @@ def test_episode_rows_are_written_by_the_update_thread(tmp_path: Path) -> None:
 
 
 def test_an_acknowledgement_writes_the_episode_rows_queued_before_it(tmp_path: Path) -> None:
-    """A collector takes the acknowledgement of an episode's rows as the receipt of its statistics
+    """A collector takes the acknowledgement of its statistics' numbers as their receipt
     (async_naf.collecting.loop), so the rows queued when an acknowledgement is taken are in metrics.csv,
     flushed, before it is returned: a trainer killed right after publishing it (its update thread busy with
     a checkpoint, so nothing written there) loses none of them."""
@@ -443,13 +443,20 @@ def test_an_acknowledgement_writes_the_episode_rows_queued_before_it(tmp_path: P
     trainer = Trainer(cfg, instance_id=3)  # the update thread never started: it writes nothing
     try:
         assert trainer.add_transitions(_batch(10)._replace(session=5, first=0)) == 10
-        trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10))
+        trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10, session=5, seq=1))
         assert len(_metric_rows(cfg)) == 1 and trainer.metrics.queued == 1  # queued only
-        assert trainer.ack().entries == {(0, 5): (0, 10)}
+        ack = trainer.ack()
+        assert ack.entries == {(0, 5): (0, 10)} and ack.stats == {(0, 5): 1}
         assert [r[3:7] for r in _metric_rows(cfg)[1:]] == [["0", "0", "-2", "0"]]
         assert trainer.metrics.queued == 0 and trainer.metrics.rows_written == 1
+        assert not trainer.record_episode(EpisodeStats(0, 0, -2.0, 10, False, 10, session=5, seq=1))  # a copy
+        assert trainer.record_episode(EpisodeStats(0, 1, -1.0, 10, False, 20, session=5, seq=2, base=1))
+        assert trainer.ack().stats == {(0, 5): 2}
     finally:
         trainer.close()
+    # closed: nothing more is written, so nothing more is acknowledged
+    assert trainer.record_episode(EpisodeStats(0, 2, -1.0, 10, False, 30, session=5, seq=3, base=2))
+    assert trainer.ack().stats == {(0, 5): 2}
 
 
 def test_a_checkpoint_counts_the_episodes_metrics_csv_holds(tmp_path: Path) -> None:

@@ -76,6 +76,43 @@ def test_ledger_forgets_the_least_recently_active_sessions_beyond_its_bound() ->
     assert sorted(k for k in ledger.ack().entries) == [(0, 1), (0, 3)]
 
 
+def test_ledger_acknowledges_statistics_by_their_numbers_up_to_the_first_gap() -> None:
+    ledger = ReceiptLedger(3)
+
+    def stats(session: int, seq: int, base: int = 0, robot: int = 1) -> layouts.EpisodeStats:
+        return layouts.EpisodeStats(robot, seq, 0.0, 10, False, 10, session, seq, base)
+
+    ledger.stats_received(layouts.EpisodeStats(1, 0, 0.0, 10, False, 10))  # not numbered: nothing to acknowledge
+    assert ledger.ack().stats == {}
+    for seq in (1, 2, 4, 5):  # 3 missing (lost on the way, say)
+        ledger.stats_received(stats(SESSION, seq))
+    assert ledger.ack().stats == {(1, SESSION): 2}
+    ledger.stats_received(stats(SESSION, 2))  # a copy changes nothing
+    assert ledger.ack().stats == {(1, SESSION): 2}
+    ledger.stats_received(stats(SESSION, 3))  # the gap filled: up to 5
+    assert ledger.ack().stats == {(1, SESSION): 5}
+    # a restarted trainer's first statistic of a session: the collector waits for nothing below its base
+    ledger.stats_received(stats(9, 41, base=40, robot=0))
+    ledger.stats_received(stats(9, 43, base=40, robot=0))
+    ack = ledger.ack()
+    assert ack.stats == {(1, SESSION): 5, (0, 9): 41} and ack.entries == {}  # statistics without rows
+    assert layouts.decode_transition_ack(layouts.encode_transition_ack(ack)) == ack
+    ledger.stats_received(stats(9, 44, base=42, robot=0))  # 42 given up by the collector (forgotten, counted)
+    assert ledger.ack().stats[(0, 9)] == 44
+
+
+def test_ledger_bounds_the_sessions_an_acknowledgement_carries() -> None:
+    ledger = ReceiptLedger(1, max_entries=2)
+    part = ledger.admit(_rows(0, 1, 0, 1))
+    assert part is not None
+    ledger.commit(part)
+    for session in (2, 3, 4):
+        ledger.stats_received(layouts.EpisodeStats(0, 0, 0.0, 1, False, 1, session, 1, 0))
+    ack = ledger.ack()  # the least recently active forgotten, and never more sessions than an acknowledgement holds
+    assert len(ack.entries.keys() | ack.stats.keys()) <= 2 and (0, 1) in ack.entries
+    assert layouts.decode_transition_ack(layouts.encode_transition_ack(ack)) == ack
+
+
 # ---------------------------------------------------------------------------------------------- loop + ledger
 def _step(loop: CollectorLoop, index: int, stamp: float) -> PolicyStep:
     task = loop.asm.task
@@ -141,18 +178,22 @@ class World:
         self.wire.clear()
         if not stats:
             return
-        if self.metrics is not None:
-            for episode_stats in self.stats_wire:
+        for episode_stats in self.stats_wire:  # as Trainer.record_episode: queued, then held in the ledger
+            if self.metrics is not None:
                 self.metrics.queue_episode(self.t, len(self.buffer), 0, episode_stats)
-            if write:
-                self.metrics.write_queued()
+            self.ledger.stats_received(episode_stats)
+        if write and self.metrics is not None:
+            self.metrics.write_queued()
         self.stats_wire.clear()
 
-    def ack(self) -> None:
-        """The trainer's acknowledgement, received now (statistics sent less than STATS_SETTLE_S ago stay in
-        flight until a later one)."""
+    def ack(self, late: float = 0.0) -> None:
+        """The trainer's acknowledgement (as Trainer.ack: the ledger read, then the queued metrics rows written),
+        received now, or ``late`` s after it was taken (the statistics delivered meanwhile are not in it)."""
         assert self.ledger is not None
         msg = layouts.encode_transition_ack(self.ledger.ack())
+        if self.metrics is not None:
+            self.metrics.write_queued()
+        self.t += late
         self._handle(self.loop.on_ack(layouts.decode_transition_ack(msg), self.t))
 
     def episode(self, deliver: bool = True, ack: bool = True) -> None:
@@ -297,12 +338,11 @@ def test_statistics_sent_to_a_killed_trainer_are_re_sent_and_recorded_once(tmp_p
     for _ in range(3):
         world.episode()
     world.save_checkpoint()
-    world.episode()  # rows and statistics received, rows acknowledged at once: within STATS_SETTLE_S, so the
-    # statistics stay in flight (the acknowledgement could have been published before they arrived): re-sent
+    world.episode()  # rows and statistics received and acknowledged (by their number): done
     world.episode(ack=False)  # received (metrics.csv has it), never acknowledged: re-sent, a copy for the next
     world.episode(deliver=False)  # published, the trainer dies before it arrives: re-sent, recorded by the next
     counts = world.loop.counts
-    assert counts["inflight_episode_stats"] == 3
+    assert counts["inflight_episode_stats"] == 2
     world.kill_trainer()
     world.episode()  # no trainer: into the backlog
     assert counts["inflight_episode_stats"] == 0
@@ -310,7 +350,7 @@ def test_statistics_sent_to_a_killed_trainer_are_re_sent_and_recorded_once(tmp_p
     assert world.metrics is not None and world.metrics.rows_at_open == 5
     world.drain()
     assert world.recorded() == list(range(7))  # every episode once, in order
-    assert counts["resent_episode_stats"] == 3 and world.metrics.duplicate_episodes == 2
+    assert counts["resent_episode_stats"] == 2 and world.metrics.duplicate_episodes == 1
     assert counts["lost_episode_stats"] == 0 and counts["unconfirmed_episode_stats"] == 0
     assert counts["inflight_episode_stats"] == 0
 
@@ -342,7 +382,7 @@ def test_statistics_whose_rows_were_acknowledged_before_they_arrived_are_sent_ag
     """An episode's statistics go on their own topic just after its rows. The trainer's acknowledgement timer can
     run between the two callbacks: the rows acknowledged, the statistics not taken yet. Killed then, the trainer
     takes them along, and the collector had dropped them as confirmed by the rows: 5 of 408 episodes missing
-    and counted nowhere in a CI run under load. Now only an acknowledgement STATS_SETTLE_S after sending
+    and counted nowhere in a CI run under load. Now only the trainer's acknowledgement of their own number
     confirms them; before that they are sent again."""
     world = World(run_dir=tmp_path)
     world.episode()
@@ -350,7 +390,7 @@ def test_statistics_whose_rows_were_acknowledged_before_they_arrived_are_sent_ag
     world.deliver(stats=False)  # the rows arrive; the statistics are still on their topic
     world.ack()  # ... and the timer acknowledges the rows
     counts = world.loop.counts
-    # episode 0's statistics: confirmed by this acknowledgement, more than STATS_SETTLE_S after they were sent
+    # episode 0's statistics: confirmed by an acknowledgement of their number; episode 1's: only their rows
     assert counts["inflight_transitions"] == 0 and counts["inflight_episode_stats"] == 1
     world.save_checkpoint()
     world.kill_trainer()  # the statistics die with it
@@ -362,23 +402,68 @@ def test_statistics_whose_rows_were_acknowledged_before_they_arrived_are_sent_ag
     assert counts["lost_episode_stats"] == 0 and counts["inflight_episode_stats"] == 0
 
 
-def test_statistics_still_settling_go_back_to_the_backlog_when_the_trainer_goes(tmp_path: Path) -> None:
-    """Nothing in flight but an episode's statistics waiting for their confirmation (rows acknowledged at once):
-    the trainer going sends them again too (they were kept as confirmed-to-be, and a trainer that came back
-    confirmed statistics it may never have taken)."""
+def test_statistics_awaiting_their_acknowledgement_go_back_to_the_backlog_when_the_trainer_goes(
+        tmp_path: Path) -> None:
+    """Nothing in flight but an episode's statistics whose rows were acknowledged (they have not reached the
+    trainer yet): the trainer going sends them again too (kept as confirmed-to-be, a trainer that came back
+    would have confirmed statistics it never took)."""
     world = World(run_dir=tmp_path)
     world.episode()  # the first acknowledgement (before it nothing is tracked in flight)
-    world.episode()
+    world.episode(deliver=False)
+    world.deliver(stats=False)
+    world.ack()
     counts = world.loop.counts
-    assert counts["inflight_transitions"] == 0 and counts["inflight_episode_stats"] == 1  # settling
+    assert counts["inflight_transitions"] == 0 and counts["inflight_episode_stats"] == 1  # awaiting
     ledger, world.ledger = world.ledger, None  # the trainer goes (the link, say)
+    world.stats_wire.clear()  # with the statistics on it
     world.t += TICK_S
     acts = world.loop.tick(world.t, trainer_listening=False)
     assert [key for _, key, _ in acts.log] == ["trainer_gone"] and counts["inflight_episode_stats"] == 0
     world.ledger = ledger  # ... and comes back
     world.drain()
     assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 1
-    assert world.metrics is not None and world.metrics.duplicate_episodes == 1  # the copy, dropped
+    assert world.metrics is not None and world.metrics.duplicate_episodes == 0
+
+
+def test_an_acknowledgement_taken_before_the_statistics_arrived_never_confirms_them(tmp_path: Path) -> None:
+    """The race left open on 2026-12-05 (stop 44): a trainer behind on its subscriptions takes an episode's rows,
+    its timer takes an acknowledgement before the statistics' callback runs, and that acknowledgement reaches
+    the collector 2 s later. Taken as the statistics' receipt (as any acknowledgement 0.5 s after sending was),
+    a trainer killed right after lost them uncounted. By their own number, the acknowledgement says they are
+    not held: they stay in flight and reach the next trainer."""
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(deliver=False)
+    world.deliver(stats=False)  # the rows taken, the statistics still queued on their subscription
+    world.ack(late=2.0)
+    counts = world.loop.counts
+    assert counts["inflight_episode_stats"] == 1
+    world.save_checkpoint()
+    world.kill_trainer()  # the statistics die with it
+    world.restart_trainer()
+    world.ack()
+    world.drain()
+    assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 1
+    assert counts["lost_episode_stats"] == 0 and counts["unconfirmed_episode_stats"] == 0
+
+
+def test_statistics_the_trainer_holds_are_not_sent_again_when_it_comes_back(tmp_path: Path) -> None:
+    """A link down after the trainer took an episode's statistics but before its acknowledgement came through:
+    the collector re-queues them, and the same trainer's acknowledgement of their number, once the link is
+    back, takes them out of the backlog (nothing re-sent, no copy to drop)."""
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(ack=False)  # rows and statistics taken, the acknowledgement lost
+    ledger, world.ledger = world.ledger, None
+    world.t += TICK_S
+    world._handle(world.loop.tick(world.t, trainer_listening=False))
+    counts = world.loop.counts
+    assert counts["backlog_transitions"] == 10 and counts["inflight_episode_stats"] == 0
+    world.ledger = ledger
+    world.ack()  # before the next tick sends the backlog again
+    world.drain()
+    assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 0
+    assert world.metrics is not None and world.metrics.duplicate_episodes == 0
 
 
 def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:

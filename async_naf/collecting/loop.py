@@ -38,17 +38,17 @@ Rules (units: s):
   this session's rows it started with (``restored``, from its checkpoint): the rows the previous one had
   acknowledged beyond that died with it, counted ``lost_with_trainer``; what it had not acknowledged is
   re-sent.
-- Episode statistics ride on the same acknowledgements: each carries the session's row mark at its
-  episode's end (its rows are sent just before it) and stays in flight, in order with the batches, until
-  the trainer acknowledges that many rows. Statistics still in flight when the trainer goes (or another
-  trainer answers) go back into the backlog with the batches and are sent again (``resent_episode_stats``;
-  the trainer drops copies by robot, episode and return), even where the trainer that answers holds their
-  rows: a new trainer holds rows from its predecessor's checkpoint, not the statistics that one had only
-  queued; forgotten in flight by the bound they are counted
-  ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (The trainer writes the
-  statistics it has queued to metrics.csv before it publishes an acknowledgement. A trainer that took an
-  episode's rows but died before the statistics published just after them arrived: the one window not
-  covered.)
+- Episode statistics are acknowledged by their own numbers: each carries the session, its number ``seq``
+  (1, 2, ...) and ``base`` (every statistic numbered ``<= base`` is settled here: acknowledged, or given up
+  and counted), and stays in flight, in order with the batches, until an acknowledgement's ``stats`` for the
+  session reaches its number (the trainer holds every one up to it, written to metrics.csv). Once the rows
+  before it are acknowledged it no longer counts against ``send_window``. Statistics still in flight when
+  the trainer goes (or another trainer answers) go back into the backlog with the batches and are sent again
+  (``resent_episode_stats``; the trainer drops copies by robot, episode and return), unless the trainer
+  that answers acknowledges them; forgotten in flight by the bound they are counted
+  ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (Before the statistics had
+  numbers the acknowledgement of an episode's rows stood for them: a trainer that took the rows, published
+  an acknowledgement and died before it took the statistics sent just after them lost them uncounted.)
 - The episode ends at its time limit or on success (``terminate_on_success``): the policy is held (inactive
   goal), pending rows are sent, then the episode's statistics. No step of the episode for ``step_timeout_s``
   aborts it (steps of another episode count as none).
@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -80,7 +80,6 @@ WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
 # trainer re-publishes its acknowledgement at least once a second; through a discovery server a host cut off
 # from it never saw the trainer's subscription leave), s
 ACK_TIMEOUT_S = 10.0
-STATS_SETTLE_S = 0.5  # an acknowledgement this long after a statistic was sent confirms it (on_ack), s
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
 BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
 GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
@@ -111,12 +110,13 @@ class Actions:
 @dataclass
 class _Marked:
     """Episode statistics with the session's row mark at the episode's end (rows ``< mark`` sent before
-    them) and whether they were sent before (a re-send is counted)."""
+    them), their number among the session's statistics, and whether they were sent before (a re-send is
+    counted)."""
 
     mark: int
     stats: EpisodeStats
+    seq: int
     sent: bool = False
-    sent_t: float = -math.inf  # when last sent (the loop's clock, s)
 
 
 class CollectorLoop:
@@ -166,11 +166,13 @@ class CollectorLoop:
         self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
-        self._now = 0.0  # the clock of the latest input, s (when a statistic was sent)
+        self._now = 0.0  # the clock of the latest input, s
         self._last_ack_t: float | None = None  # when the last acknowledgement arrived (the loop's clock, s)
-        # statistics whose rows were acknowledged within STATS_SETTLE_S of sending them: not yet known to have
-        # reached the trainer (another topic), still counted in flight; re-sent if the trainer goes
-        self._settling: deque[_Marked] = deque()
+        # statistics in flight whose rows were acknowledged, not they themselves yet: still counted in flight
+        # (not against send_window); re-sent if the trainer goes
+        self._awaiting: deque[_Marked] = deque()
+        self._stats_seq = 0  # the number of the session's last episode statistics
+        self._open_stats: set[int] = set()  # numbers of statistics not settled (in flight or in the backlog)
         self._subscribed = False  # the last tick's view: a trainer subscribes to /trainer/transitions
         self._backlog: deque[TransitionBatch | _Marked] = deque()
         self.goal: Goal | None = None
@@ -234,19 +236,13 @@ class CollectorLoop:
         return acts
 
     def on_ack(self, ack: TransitionAck, now: float) -> Actions:
-        """A decoded acknowledgement of the trainer (what it holds of this session's rows), received at ``now``
-        (s, the loop's clock).
-
-        The statistics of an episode travel on their own topic, sent just after its rows: an acknowledgement
-        of the rows can be published before the trainer took the statistics (its timer between the two
-        callbacks). One that arrives at least STATS_SETTLE_S after they were sent was published after they
-        reached a live trainer, which writes them before it acknowledges; until one does, they stay in flight
-        and are sent again if the trainer goes (a trainer killed in between lost 5 of 408 without a count
-        under load)."""
+        """A decoded acknowledgement of the trainer (what it holds of this session's rows and statistics),
+        received at ``now`` (s, the loop's clock)."""
         acts = Actions()
         self._now = now
         self._last_ack_t = now
-        restored, received = ack.entries.get((self.config.robot_id, self.session), (0, 0))
+        key = (self.config.robot_id, self.session)
+        restored, received = ack.entries.get(key, (0, 0))
         if ack.trainer != self._trainer_id:
             if self._trainer_id is not None:
                 lost = max(0, self._acked - restored)
@@ -261,22 +257,36 @@ class CollectorLoop:
         self._gone_since_ack = False
         self._acked = max(self._acked, received)
         self.counts["acked_transitions"] = self._acked
+        held = ack.stats.get(key, 0)  # this trainer holds every statistic numbered <= held
+        if held and any(isinstance(i, _Marked) and i.seq <= held for i in self._inflight):
+            kept: deque[TransitionBatch | _Marked] = deque()
+            for item in self._inflight:
+                if isinstance(item, _Marked) and item.seq <= held:
+                    self._confirm(item)
+                else:
+                    kept.append(item)
+            self._inflight = kept
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             item = self._inflight.popleft()
             if isinstance(item, _Marked):
-                self._settling.append(item)  # released below, by this acknowledgement or a later one
+                self._awaiting.append(item)  # its rows are held: it waits for its own number, out of the window
             else:
                 self._uncount_inflight(item)
-        while self._settling and now - self._settling[0].sent_t >= STATS_SETTLE_S:
-            self._uncount_inflight(self._settling.popleft())
+        if held and self._awaiting:
+            for marked in [m for m in self._awaiting if m.seq <= held]:
+                self._confirm(marked)
+            self._awaiting = deque(m for m in self._awaiting if m.seq > held)
         # the oldest batches of the backlog held already (re-queued from in flight): no need to re-send them.
-        # Statistics sent before are sent again: rows held say nothing of whether their statistics arrived (a
-        # new trainer holds rows from its checkpoint, not the statistics its predecessor had only queued), and
-        # the trainer drops a copy
+        # Statistics sent before are sent again unless this trainer holds them (a new trainer holds rows from its
+        # checkpoint, not the statistics its predecessor had only queued); the trainer drops a copy
         again: deque[TransitionBatch | _Marked] = deque()
         while self._backlog:
             head = self._backlog[0]
             if isinstance(head, _Marked):
+                if head.seq <= held:
+                    self._backlog.popleft()
+                    self._open_stats.discard(head.seq)
+                    continue
                 if not head.sent:  # never sent: it waits its turn, and so does everything behind it
                     break
                 again.append(self._backlog.popleft())
@@ -304,7 +314,7 @@ class CollectorLoop:
                                                           "(unreachable?)"))
         trainer_listening = trainer_listening and not silent
         listening = trainer_listening or not self.config.wait_for_trainer
-        if self._listening and not listening and (self._inflight or self._settling):
+        if self._listening and not listening and (self._inflight or self._awaiting):
             acts.log.append(("warning", "trainer_gone", f"trainer gone: {self.counts['inflight_transitions']} "
                                                         "unacknowledged transitions and "
                                                         f"{self.counts['inflight_episode_stats']} episode "
@@ -436,7 +446,9 @@ class CollectorLoop:
     def _end_episode(self, acts: Actions, stats: EpisodeStats, now: float) -> None:
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
-        self._emit(acts, _Marked(self._next_row, stats))
+        self._stats_seq += 1
+        self._open_stats.add(self._stats_seq)
+        self._emit(acts, _Marked(self._next_row, stats, self._stats_seq))
         self.counts["episodes"] += 1
         self.phase = "idle"
 
@@ -545,6 +557,7 @@ class CollectorLoop:
                 self.counts["unconfirmed_transitions"] += old.rows
             else:
                 self.counts["unconfirmed_episode_stats"] += 1
+                self._open_stats.discard(old.seq)
         while self._backlog and self.counts["backlog_transitions"] > limit:
             old = self._backlog.popleft()
             self._lose(old)
@@ -552,8 +565,8 @@ class CollectorLoop:
                 self.counts["backlog_transitions"] -= old.rows
 
     def _requeue_inflight(self, held: int) -> None:
-        """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all, the settling ones first:
-        see :meth:`on_ack`) back to the front of the backlog, in order."""
+        """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all, those awaiting their own
+        acknowledgement first: see :meth:`on_ack`) back to the front of the backlog, in order."""
         while self._inflight:
             item = self._inflight.pop()
             self._uncount_inflight(item)
@@ -561,8 +574,8 @@ class CollectorLoop:
                 self._backlog.appendleft(item)
                 if isinstance(item, TransitionBatch):
                     self.counts["backlog_transitions"] += item.rows
-        while self._settling:  # sent before everything in flight
-            item = self._settling.pop()
+        while self._awaiting:  # sent before everything in flight
+            item = self._awaiting.pop()
             self._uncount_inflight(item)
             self._backlog.appendleft(item)
         self._bound()
@@ -573,11 +586,17 @@ class CollectorLoop:
         else:
             self.counts["inflight_episode_stats"] -= 1
 
+    def _confirm(self, item: _Marked) -> None:
+        """Statistics in flight that the trainer acknowledged by their number."""
+        self._uncount_inflight(item)
+        self._open_stats.discard(item.seq)
+
     def _lose(self, item: TransitionBatch | _Marked, reason: str = "lost") -> None:
         if isinstance(item, TransitionBatch):
             self.counts[f"{reason}_transitions"] += item.rows
         else:
             self.counts[f"{reason}_episode_stats"] += 1
+            self._open_stats.discard(item.seq)
 
     def _send(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         if isinstance(item, TransitionBatch):
@@ -594,13 +613,17 @@ class CollectorLoop:
                 self.counts["inflight_transitions"] += item.rows
                 self._bound()
             return
-        acts.stats.append(item.stats)
+        # base: every statistic numbered below the oldest not settled here is, so the trainer need not wait for it
+        base = min(self._open_stats, default=item.seq) - 1
+        acts.stats.append(replace(item.stats, session=self.session, seq=item.seq, base=base))
         if item.sent:
             self.counts["resent_episode_stats"] += 1
-        item.sent, item.sent_t = True, self._now
-        if self._trainer_id is not None:  # kept until the trainer acknowledges the episode's rows
+        item.sent = True
+        if self._trainer_id is not None:  # kept until the trainer acknowledges them by their number
             self._inflight.append(item)
             self.counts["inflight_episode_stats"] += 1
+        else:  # no trainer has acknowledged anything yet: nothing will confirm them
+            self._open_stats.discard(item.seq)
 
     def _window_open(self) -> bool:
         """Fewer than ``send_window`` messages sent and unacknowledged (none are tracked before a trainer

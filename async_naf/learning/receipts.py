@@ -8,11 +8,19 @@ arrived) and is dropped, counted as ``duplicate_transitions``; a batch beyond it
 collector never delivered: it counts those as lost itself), counted as ``gap_transitions``. The ledger is
 written into every checkpoint together with the replay buffer (the same moment), and a trainer resuming
 from that checkpoint starts from it (``restored``), so the collectors learn from the acknowledgement which of
-their rows died with the previous trainer::
+their rows died with the previous trainer.
+
+Episode statistics travel on a topic of their own, numbered per session too (``seq`` 1, 2, ...; ``base``: the
+collector no longer waits for any numbered ``<= base``; :class:`~async_naf.wire.layouts.EpisodeStats`). The
+ledger keeps, per session, the highest number up to which it holds them all (``base`` included) and puts it
+into the acknowledgement (``stats``): the collector forgets a statistic only once that covers it. The trainer
+writes what it has received to metrics.csv before it takes the acknowledgement
+(:meth:`async_naf.learning.trainer.Trainer.ack`), so an acknowledged statistic is on disk::
 
     ledger = ReceiptLedger(trainer_id, restored={(0, 123): 5000})
     part = ledger.admit(batch)       # None (all copies) or the rows to add
     ledger.commit(part)              # once they are in the buffer
+    ledger.stats_received(stats)     # an episode's statistics (EpisodeStats), queued for metrics.csv
     ack = ledger.ack()               # TransitionAck to publish
     table = ledger.table()           # [[robot, session, received], ...] for the checkpoint
 """
@@ -20,7 +28,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from async_naf.wire.layouts import MAX_ACK_ENTRIES, MAX_SEQUENCE, MAX_SESSION, TransitionAck, TransitionBatch
+from async_naf.wire.layouts import (
+    MAX_ACK_ENTRIES,
+    MAX_SEQUENCE,
+    MAX_SESSION,
+    EpisodeStats,
+    TransitionAck,
+    TransitionBatch,
+)
+
+MAX_STATS_AHEAD = 10_000  # statistics of a session held above a gap (more: the oldest of them forgotten)
 
 
 class ReceiptLedger:
@@ -45,6 +62,8 @@ class ReceiptLedger:
         self._received: OrderedDict[tuple[int, int], int] = OrderedDict(
             (k, int(v)) for k, v in (restored or {}).items())
         self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "unsequenced_transitions": 0}
+        # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap)
+        self._stats: OrderedDict[tuple[int, int], tuple[int, set[int]]] = OrderedDict()
 
     @staticmethod
     def from_table(trainer: int, table: object) -> ReceiptLedger:
@@ -99,10 +118,34 @@ class ReceiptLedger:
             old, _ = self._received.popitem(last=False)
             self._restored.pop(old, None)
 
+    def stats_received(self, stats: EpisodeStats) -> None:
+        """A numbered episode statistic (``seq`` > 0) is held (queued for metrics.csv, or a copy of one held):
+        move the session's statistics mark. Unnumbered ones change nothing."""
+        if stats.seq <= 0:
+            return
+        key = (int(stats.robot), int(stats.session))
+        held, above = self._stats.get(key, (0, set()))
+        held = max(held, int(stats.base))
+        if stats.seq > held:
+            above.add(int(stats.seq))
+        while held + 1 in above:
+            held += 1
+        above = {s for s in above if s > held} if above else above
+        if len(above) > MAX_STATS_AHEAD:  # a collector that never fills its gaps: keep the newest
+            above = set(sorted(above)[-MAX_STATS_AHEAD:])
+        self._stats[key] = (held, above)
+        self._stats.move_to_end(key)
+        while len(self._stats) > self.max_entries:
+            self._stats.popitem(last=False)
+
     def ack(self) -> TransitionAck:
-        """The acknowledgement: per session, what this trainer started with and what it holds now."""
+        """The acknowledgement: per session, what this trainer started with and what it holds now (rows, and
+        the statistics mark of the sessions that sent any)."""
+        stats = {k: held for k, (held, _) in self._stats.items() if held > 0}
+        if len(stats.keys() | self._received.keys()) > self.max_entries:  # one acknowledgement's bound
+            stats = {k: held for k, held in stats.items() if k in self._received}
         return TransitionAck(self.trainer, {k: (min(self._restored.get(k, 0), v), v)
-                                            for k, v in self._received.items()})
+                                            for k, v in self._received.items()}, stats)
 
     def table(self) -> list[list[int]]:
         """``[[robot, session, received], ...]`` for a checkpoint (JSON)."""

@@ -266,12 +266,13 @@ class Trainer:
         return n
 
     def ack(self) -> Any:
-        """The acknowledgement to publish (layouts.TransitionAck): what the buffer holds per collector session.
+        """The acknowledgement to publish (layouts.TransitionAck): what the buffer holds per collector session,
+        and the episode statistics held (``stats``).
 
-        Episode rows queued when it is taken are written to metrics.csv (flushed) before it is returned. A
-        collector takes the acknowledgement of an episode's rows as the receipt of its statistics too
-        (:mod:`async_naf.collecting.loop`), so a trainer killed right after publishing it must have them in
-        metrics.csv, not only queued for the update thread (which writes nothing while it saves a checkpoint).
+        The ledger is read first, then the episode rows queued are written to metrics.csv (flushed): every
+        statistic the acknowledgement covers was queued before it was read (:meth:`record_episode`), so a
+        trainer killed right after publishing it has them in metrics.csv, not only queued for the update
+        thread (which writes nothing while it saves a checkpoint).
         """
         with self._buffer_lock:
             ack = self.ledger.ack()
@@ -285,10 +286,16 @@ class Trainer:
 
         Counts it and queues its metrics.csv row (with wall_s, env_steps and updates as of now); the update
         thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
-        weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued.
+        weights if they changed. :meth:`close` (and so :meth:`stop`) writes rows still queued. A numbered one
+        (``seq``) then counts as held in the acknowledgements (a copy too: the original is held); not once
+        the metrics are closed, when nothing more is written.
         """
         demo = (self.demo_share_since_last_episode(), len(self.demo_buffer) if self.demo_buffer is not None else 0)
-        if not self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats, demo):
+        fresh = self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats, demo)
+        if getattr(stats, "seq", 0) and not self.metrics.closed:
+            with self._buffer_lock:
+                self.ledger.stats_received(stats)
+        if not fresh:
             return False  # a copy (a collector re-sending what it could not know arrived): counted, not recorded
         self.episodes += 1
         with self._wake:

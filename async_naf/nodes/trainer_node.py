@@ -5,10 +5,10 @@ subscriptions only validate (``async_naf.wire.layouts``) and hand rows to the th
 
 Topics and services:
   sub ~/transitions        std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
-  sub ~/episode_stats      std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v1)
+  sub ~/episode_stats      std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v2)
   pub ~/weights            std_msgs/UInt8MultiArray    reliable + transient local, depth 1 (async_naf.weights.v1)
   pub ~/acks               std_msgs/Float64MultiArray  reliable + transient local, depth 1
-                           (async_naf.transition_ack.v1: rows held per collector session, every ack_period_s)
+                           (async_naf.transition_ack.v2: rows, statistics held per collector session; ack_period_s)
   pub /diagnostics         diagnostic_msgs/DiagnosticArray (env steps, updates, buffer, dropped by reason)
   srv ~/save_checkpoint    std_srvs/Trigger            write a checkpoint now (message: its path)
   srv ~/pause              std_srvs/SetBool            true = pause updates (transitions are still buffered)

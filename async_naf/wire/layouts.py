@@ -20,9 +20,11 @@ async_naf.transitions.v1    std_msgs/Float32MultiArray   2-D, ``N`` x cols. dim0
                                                          (its sequence: de-duplication, acknowledgements)
 async_naf.weights.v1        std_msgs/UInt8MultiArray     1-D safetensors bytes (policy weights),
                                                          dim0 label ``async_naf.weights.v1``
-async_naf.episode_stats.v1  std_msgs/Float64MultiArray   1-D: robot, episode, return, length, success,
-                                                         env_steps. dim0 label
-                                                         ``async_naf.episode_stats.v1:robot,episode,...``
+async_naf.episode_stats.v2  std_msgs/Float64MultiArray   1-D: robot, episode, return, length, success,
+                                                         env_steps, session, seq, base (a collector's
+                                                         numbering of its statistics; 0, 0, 0: none).
+                                                         dim0 label
+                                                         ``async_naf.episode_stats.v2:robot,episode,...``
 async_naf.policy_step.v1    std_msgs/Float64MultiArray   1-D: what the policy saw and did: stamp_s,
                                                          episode, step, obs, action, joint_pos(7),
                                                          joint_vel(7), ee_pos(3), door_angle,
@@ -30,10 +32,11 @@ async_naf.policy_step.v1    std_msgs/Float64MultiArray   1-D: what the policy sa
                                                          ``async_naf.policy_step.v1:obs=..,act=..``
 async_naf.goal.v1           std_msgs/Float64MultiArray   1-D: episode, active (0/1), goal (goal_dim).
                                                          dim0 label ``async_naf.goal.v1:goal=<goal_dim>``
-async_naf.transition_ack.v1 std_msgs/Float64MultiArray   1-D: trainer id, then per collector session:
-                                                         robot, session, restored, received (rows).
-                                                         dim0 label ``async_naf.transition_ack.v1:trainer,
-                                                         (robot,session,restored,received)*``
+async_naf.transition_ack.v2 std_msgs/Float64MultiArray   1-D: trainer id, then per collector session:
+                                                         robot, session, restored, received (rows),
+                                                         stats (statistics held: all of seq <= it).
+                                                         dim0 label ``async_naf.transition_ack.v2:trainer,
+                                                         (robot,session,restored,received,stats)*``
 ==========================  ===========================  ===========================================
 
 Units: actions and joint velocities in rad/s, joint positions and door angles in rad (door: + = opening),
@@ -56,13 +59,13 @@ from async_naf.wire.checkpoint import safetensors_header
 
 TRANSITIONS = "async_naf.transitions.v1"
 WEIGHTS = "async_naf.weights.v1"
-EPISODE_STATS = "async_naf.episode_stats.v1"
+EPISODE_STATS = "async_naf.episode_stats.v2"
 POLICY_STEP = "async_naf.policy_step.v1"
 GOAL = "async_naf.goal.v1"
-TRANSITION_ACK = "async_naf.transition_ack.v1"
+TRANSITION_ACK = "async_naf.transition_ack.v2"
 
 N_JOINTS = 7
-EPISODE_STATS_FIELDS = ("robot", "episode", "return", "length", "success", "env_steps")
+EPISODE_STATS_FIELDS = ("robot", "episode", "return", "length", "success", "env_steps", "session", "seq", "base")
 MAX_ROWS = 100_000  # a single transitions message larger than this is refused (memory guard)
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 MAX_DIM = 4096  # obs/act/goal dims above this are refused
@@ -359,24 +362,29 @@ class TransitionAck:
         entries: per ``(robot, session)``: ``(restored, received)``: the rows of that session the trainer
             started with (from the checkpoint it resumed, 0 otherwise) and the end of the rows received
             (rows ``0 .. received-1``, less any the collector never delivered).
+        stats: per ``(robot, session)`` (sessions with any): the collector's episode statistics the trainer
+            holds, written to metrics.csv: every one numbered ``seq <= stats`` (:class:`EpisodeStats`), counting
+            those the collector said it no longer waits for (``base``). Sessions without are left out (0).
     """
 
     trainer: int
     entries: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    stats: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 MAX_ACK_ENTRIES = 4096
+_ACK_FIELDS = "trainer,(robot,session,restored,received,stats)*"
 
 
 def encode_transition_ack(ack: TransitionAck) -> ArrayMsg:
     """Pack a TransitionAck into a Float64MultiArray picture: trainer, then robot, session, restored,
-    received per entry."""
+    received, stats per session (of ``entries`` or ``stats``)."""
     rows = [float(ack.trainer)]
-    for (robot, session), (restored, received) in sorted(ack.entries.items()):
-        rows += [float(robot), float(session), float(restored), float(received)]
+    for key in sorted(set(ack.entries) | set(ack.stats)):
+        restored, received = ack.entries.get(key, (0, 0))
+        rows += [float(key[0]), float(key[1]), float(restored), float(received), float(ack.stats.get(key, 0))]
     data = np.asarray(rows, dtype=np.float64)
-    msg = ArrayMsg(labels=(f"{TRANSITION_ACK}:trainer,(robot,session,restored,received)*",), sizes=(data.size,),
-                   strides=(data.size,), data=data)
+    msg = ArrayMsg(labels=(f"{TRANSITION_ACK}:{_ACK_FIELDS}",), sizes=(data.size,), strides=(data.size,), data=data)
     decode_transition_ack(msg)
     return msg
 
@@ -390,14 +398,14 @@ def decode_transition_ack(msg: ArrayMsg) -> TransitionAck:
     """
     what = TRANSITION_ACK
     _check_dims(msg, 1, what)
-    if _split_label(msg.labels[0], TRANSITION_ACK, what) != "trainer,(robot,session,restored,received)*":
+    if _split_label(msg.labels[0], TRANSITION_ACK, what) != _ACK_FIELDS:
         raise LayoutError(f"{what}: unexpected field list in {msg.labels[0]!r}")
     data = np.asarray(msg.data)
     if data.dtype != np.float64:
         raise LayoutError(f"{what}: data must be float64, got {data.dtype}")
-    if data.size < 1 or (data.size - 1) % 4:
-        raise LayoutError(f"{what}: {data.size} values: expected 1 + 4 per entry")
-    if (data.size - 1) // 4 > MAX_ACK_ENTRIES:
+    if data.size < 1 or (data.size - 1) % 5:
+        raise LayoutError(f"{what}: {data.size} values: expected 1 + 5 per entry")
+    if (data.size - 1) // 5 > MAX_ACK_ENTRIES:
         raise LayoutError(f"{what}: more than {MAX_ACK_ENTRIES} entries")
     _require_finite(data, what)
     _require_int_valued(data, what, hi=MAX_SEQUENCE)
@@ -405,11 +413,14 @@ def decode_transition_ack(msg: ArrayMsg) -> TransitionAck:
     if not 1 <= trainer <= MAX_SESSION:
         raise LayoutError(f"{what}: trainer id {trainer} out of range")
     entries: dict[tuple[int, int], tuple[int, int]] = {}
-    for robot, session, restored, received in data[1:].reshape(-1, 4).astype(np.int64).tolist():
+    stats: dict[tuple[int, int], int] = {}
+    for robot, session, restored, received, held in data[1:].reshape(-1, 5).astype(np.int64).tolist():
         if not 1 <= session <= MAX_SESSION or restored > received or (robot, session) in entries:
             raise LayoutError(f"{what}: bad entry robot={robot} session={session} {restored}/{received}")
         entries[(robot, session)] = (restored, received)
-    return TransitionAck(trainer, entries)
+        if held:
+            stats[(robot, session)] = held
+    return TransitionAck(trainer, {k: v for k, v in entries.items() if v != (0, 0) or k not in stats}, stats)
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -492,6 +503,11 @@ class EpisodeStats:
         length: number of transitions.
         success: the task succeeded (at the end of the episode).
         env_steps: transitions that robot has sent so far (including this episode).
+        session: the sending collector's session (as its transition batches), 0 if not numbered.
+        seq: this statistic's number among the session's (1, 2, ...), 0 if not numbered. The trainer
+            acknowledges the statistics it holds by these (:class:`TransitionAck` ``stats``).
+        base: every statistic of the session numbered ``<= base`` is settled for the collector (acknowledged,
+            or given up and counted): the trainer need not wait for them. Below ``seq``.
     """
 
     robot: int
@@ -500,12 +516,15 @@ class EpisodeStats:
     length: int
     success: bool
     env_steps: int
+    session: int = 0
+    seq: int = 0
+    base: int = 0
 
 
 def encode_episode_stats(stats: EpisodeStats) -> ArrayMsg:
     """Pack EpisodeStats into a Float64MultiArray picture."""
     data = np.array([stats.robot, stats.episode, stats.episode_return, stats.length, float(bool(stats.success)),
-                     stats.env_steps], dtype=np.float64)
+                     stats.env_steps, stats.session, stats.seq, stats.base], dtype=np.float64)
     msg = ArrayMsg(labels=(f"{EPISODE_STATS}:{','.join(EPISODE_STATS_FIELDS)}",), sizes=(data.size,),
                    strides=(data.size,), data=data)
     decode_episode_stats(msg)
@@ -517,7 +536,8 @@ def decode_episode_stats(msg: ArrayMsg) -> EpisodeStats:
 
     Raises:
         LayoutError: wrong layout name/version or field list, sizes, dtype, non-finite values, counts that
-            are not non-negative integers, success not 0/1, a return beyond float32's range.
+            are not non-negative integers, success not 0/1, a return beyond float32's range, a numbering that
+            does not hold together (a session out of range, ``base >= seq``, a number without a session).
     """
     what = EPISODE_STATS
     _check_dims(msg, 1, what)
@@ -530,12 +550,18 @@ def decode_episode_stats(msg: ArrayMsg) -> EpisodeStats:
     if data.size != len(EPISODE_STATS_FIELDS):
         raise LayoutError(f"{what}: {data.size} values, expected {len(EPISODE_STATS_FIELDS)}")
     _require_finite(data, what)
-    robot, episode, ret, length, success, env_steps = (float(x) for x in data)
-    _require_int_valued(np.array([robot, episode, length, env_steps]), f"{what}: counts", hi=2**53)
+    robot, episode, ret, length, success, env_steps, session, seq, base = (float(x) for x in data)
+    _require_int_valued(np.array([robot, episode, length, env_steps, session, seq, base]), f"{what}: counts",
+                        hi=2**53)
     _require_binary(np.array([success]), f"{what}: success")
     if not abs(ret) <= _F32_MAX:  # a sum of float32 rewards: beyond that it is no episode's return
         raise LayoutError(f"{what}: return {ret!r} beyond float32's range")
-    return EpisodeStats(int(robot), int(episode), ret, int(length), bool(success), int(env_steps))
+    numbered = session > 0 or seq > 0 or base > 0
+    if numbered and not (1 <= session <= MAX_SESSION and base < seq):
+        raise LayoutError(f"{what}: numbering session={session:.0f} seq={seq:.0f} base={base:.0f}: expected a session "
+                          f"in 1 .. {MAX_SESSION} and base < seq (or all 0)")
+    return EpisodeStats(int(robot), int(episode), ret, int(length), bool(success), int(env_steps), int(session),
+                        int(seq), int(base))
 
 
 # --------------------------------------------------------------------------------------- policy step
