@@ -242,7 +242,6 @@ def _launch_setup(context, *args, **kwargs):
         ONE_SHOT_BRINGUP,
         ROSBAG2_RECORDER,
         GraphConfig,
-        bag_path,
         build_bringup,
         build_graph,
         compose,
@@ -251,8 +250,8 @@ def _launch_setup(context, *args, **kwargs):
         load_hardware_file,
         parse_robots,
         parse_spawn_poses,
-        record_topics,
         robot_indices,
+        rosbag2_record_command,
         with_deadline,
     )
 
@@ -288,11 +287,9 @@ def _launch_setup(context, *args, **kwargs):
                    for name, value in discovery_variables(arg("discovery"), arg("discovery_server")).items()]
     if arg("record") == "true":
         # rosbag2's own recorder with the graph's topic list (it adapts to the offered QoS and writes it into
-        # metadata.yaml); `async-naf train --record` starts async_naf's recorder node with the same list
-        actions_first = [ExecuteProcess(
-            cmd=["ros2", "bag", "record", "--storage", "mcap", "--output", str(bag_path(config)),
-                 "--topics", *[topic for topic, _, _ in record_topics(config)]],
-            output="screen", sigterm_timeout="30")]
+        # metadata.yaml) and the task in its custom_data; `async-naf train --record` starts async_naf's recorder
+        # node with the same list
+        actions_first = [ExecuteProcess(cmd=rosbag2_record_command(config), output="screen", sigterm_timeout="30")]
     else:
         actions_first = []
     actions = [*actions_env, *actions_first]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from bag_msgs import array_bytes
 
-from async_naf.recording.config import RecorderConfig
+from async_naf.recording.config import TASK_KEY, RecorderConfig
 from async_naf.recording.info import BagError, bag_info, format_info
 from async_naf.recording.writer import BagWriter, TopicSpec, qos_dict
 from async_naf.wire import layouts
@@ -965,7 +965,6 @@ def test_a_bag_copied_out_of_its_run_still_says_its_task(tmp_path: Path) -> None
     as door_push without a word) and bag info names its task."""
     import yaml
 
-    from async_naf.recording.config import TASK_KEY
     from async_naf.run.convert import convert_exact
 
     bag = tmp_path / "moved"
@@ -982,6 +981,34 @@ def test_a_bag_copied_out_of_its_run_still_says_its_task(tmp_path: Path) -> None
     _write_policy_bag(plain)
     assert convert_exact(plain, "reach", {"episode_steps": 4}).counts["transitions"] == 8
     assert bag_info(plain).recorded_tasks == {}
+
+
+def test_a_launched_rosbag2_recorder_writes_the_task_into_the_bag(tmp_path: Path) -> None:
+    """train.launch.py record:=true runs `ros2 bag record` (not installable here). Its command carries the task as
+    rosbag2's --custom-data KEY=VALUE (ros2bag's record verb: nargs '*', split at the first '='; checked against
+    rosbag2's record.py), so the bag it writes names the task as the graph's own recorder does."""
+    import argparse
+
+    from async_naf.run.graph import GraphConfig, record_topics, rosbag2_record_command
+
+    config = GraphConfig(task="door_pull", workers=2, run_dir=str(tmp_path / "run"))
+    cmd = rosbag2_record_command(config)
+    assert cmd[:3] == ["ros2", "bag", "record"]
+    parser = argparse.ArgumentParser()  # the options of ros2bag's record verb this command uses
+    parser.add_argument("-s", "--storage")
+    parser.add_argument("-o", "--output")
+    parser.add_argument("--custom-data", type=str, nargs="*")
+    parser.add_argument("--topics", type=str, default=[], nargs="+")
+    args = parser.parse_args(cmd[3:])
+    assert args.storage == "mcap" and args.output == str((tmp_path / "run" / "bag").resolve())
+    assert args.topics == [topic for topic, _, _ in record_topics(config)]
+    custom_data = dict(entry.split("=", 1) for entry in args.custom_data)
+    assert custom_data == {TASK_KEY: "door_pull"}
+    bag = tmp_path / "launched"  # what rosbag2 then writes into metadata.yaml's custom_data
+    _write_policy_bag(bag, custom_data=custom_data)
+    assert bag_info(bag).recorded_tasks == {"/robot_0": "door_pull"}
+    launch = (Path(__file__).resolve().parents[1] / "launch" / "train.launch.py").read_text()
+    assert "ExecuteProcess(cmd=rosbag2_record_command(config)" in launch
 
 
 def test_readiness_of_several_recorders_is_the_union_in_any_order() -> None:

@@ -697,6 +697,17 @@ def free_bag_dir(run_dir: str | Path) -> Path:
     return path
 
 
+def rosbag2_record_command(config: GraphConfig) -> list[str]:
+    """``ros2 bag record`` for a recorded launch (``train.launch.py record:=true``): MCAP into
+    :func:`bag_path`, the topics of :func:`record_topics`, and the run's task in metadata.yaml's custom_data
+    (``--custom-data async_naf.task=<task>``, rosbag2's ``KEY=VALUE`` split at the first ``=``), where
+    ``async-naf train --record``'s recorder writes it, so ``async-naf bag info`` and ``convert`` know the task."""
+    from async_naf.recording.config import TASK_KEY
+
+    return ["ros2", "bag", "record", "--storage", "mcap", "--output", str(bag_path(config)),
+            "--custom-data", f"{TASK_KEY}={config.task}", "--topics", *[topic for topic, _, _ in record_topics(config)]]
+
+
 def record_topics(config: GraphConfig) -> list[tuple[str, str, str]]:
     """(absolute topic, ROS type, QoS profile name of async_naf.nodes._msgs) of everything a recorded run
     keeps: per robot the sensors, the commands, the goal, the policy's steps and (embedded sim) the ground
