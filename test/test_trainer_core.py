@@ -454,9 +454,35 @@ def test_an_acknowledgement_writes_the_episode_rows_queued_before_it(tmp_path: P
         assert trainer.ack().stats == {(0, 5): 2}
     finally:
         trainer.close()
-    # closed: nothing more is written, so nothing more is acknowledged
-    assert trainer.record_episode(EpisodeStats(0, 2, -1.0, 10, False, 30, session=5, seq=3, base=2))
-    assert trainer.ack().stats == {(0, 5): 2}
+    # closed: nothing more is written, so nothing more is recorded or acknowledged
+    assert not trainer.record_episode(EpisodeStats(0, 2, -1.0, 10, False, 30, session=5, seq=3, base=2))
+    assert trainer.ack().stats == {(0, 5): 2} and trainer.metrics.unwritten_episode_rows == 1
+
+
+def test_an_episode_recorded_while_the_metrics_close_is_written_or_not_acknowledged(tmp_path: Path) -> None:
+    """A reviewer's interleaving: close() had written the queued rows, an episode arrived, the trainer saw the
+    file still open and counted its number as held, then close() closed the file: acknowledged, never written.
+    Now close() refuses rows from its start, and a refused one is not held."""
+    import threading
+
+    cfg = _cfg(tmp_path)
+    trainer = Trainer(cfg, instance_id=4)
+    metrics = trainer.metrics
+    recorded: list[bool] = []
+    original = metrics.write_queued
+
+    def write_then_an_episode() -> int:  # close()'s write_queued, then an episode before the file is closed
+        n = original()
+        if not recorded:
+            recorded.append(trainer.record_episode(EpisodeStats(0, 0, -1.0, 10, False, 10, session=5, seq=1)))
+        return n
+
+    metrics.write_queued = write_then_an_episode  # type: ignore[method-assign]
+    closer = threading.Thread(target=trainer.close)
+    closer.start()
+    closer.join(30)
+    assert recorded == [False] and trainer.ack().stats == {}
+    assert metrics.unwritten_episode_rows == 1 and len(_metric_rows(cfg)) == 1  # the header alone
 
 
 def test_a_checkpoint_counts_the_episodes_metrics_csv_holds(tmp_path: Path) -> None:

@@ -178,9 +178,10 @@ class World:
         self.wire.clear()
         if not stats:
             return
-        for episode_stats in self.stats_wire:  # as Trainer.record_episode: queued, then held in the ledger
+        for episode_stats in self.stats_wire:  # as Trainer.record_episode: queued (a copy if held), then held
             if self.metrics is not None:
-                self.metrics.queue_episode(self.t, len(self.buffer), 0, episode_stats)
+                self.metrics.queue_episode(self.t, len(self.buffer), 0, episode_stats,
+                                           copy=self.ledger.holds_stats(episode_stats))
             self.ledger.stats_received(episode_stats)
         if write and self.metrics is not None:
             self.metrics.write_queued()
@@ -464,6 +465,96 @@ def test_statistics_the_trainer_holds_are_not_sent_again_when_it_comes_back(tmp_
     world.drain()
     assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 0
     assert world.metrics is not None and world.metrics.duplicate_episodes == 0
+
+
+def _closes(world: World) -> bool:
+    """Every episode made is in metrics.csv once, or counted lost (after the collector's exit)."""
+    counts = world.loop.counts
+    recorded = world.recorded()
+    counted = sum(counts[f"{k}_episode_stats"] for k in ("lost", "unconfirmed", "unsent_at_exit"))
+    return len(recorded) == len(set(recorded)) and len(recorded) + counted == counts["episodes"]
+
+
+def _run_on(world: World, ticks: int) -> None:
+    for _ in range(ticks):
+        world.t += TICK_S
+        world._handle(world.loop.tick(world.t, trainer_listening=world.listening))
+        world.deliver()
+        world.ack()
+
+
+def test_a_statistic_lost_while_the_trainer_stays_is_sent_again(tmp_path: Path) -> None:
+    """A reviewer's case: one statistic lost on its topic (a keep-last queue overflowing, say) while the trainer
+    lives. Its mark stopped below it, nothing sent it again, and every later statistic of the session stayed
+    unconfirmed for good (the lost one counted nowhere at exit). Now statistics awaiting their number
+    STATS_RESEND_S after they were sent go again; the trainer drops the copies by number."""
+    from async_naf.collecting.loop import STATS_RESEND_S
+
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(deliver=False)
+    world.stats_wire.clear()  # episode 1's statistics lost, the trainer alive
+    world.deliver()
+    world.ack()
+    for _ in range(20):
+        world.episode()
+    _run_on(world, int(2 * STATS_RESEND_S / TICK_S))
+    counts = world.loop.counts
+    assert sorted(world.recorded()) == list(range(22)) and counts["inflight_episode_stats"] == 0
+    assert counts["resent_episode_stats"] >= 1 and world.ledger is not None
+    assert world.ledger.ack().stats == {(2, SESSION): 22}
+    world._handle(world.loop.shutdown(world.t))
+    assert _closes(world)
+
+
+def test_what_a_trainer_never_acknowledged_reaches_the_one_after_it(tmp_path: Path) -> None:
+    """A reviewer's case: the collector saw trainer A gone, sent its backlog to B, B died before any
+    acknowledgement of its came, and C took over unnoticed. Having seen A gone, the collector re-queued nothing
+    for C: episodes 1-3 vanished uncounted. Now every new trainer gets the statistics it lacks. The rows are not
+    all re-sent: the next episode's rows reached C before its first acknowledgement, so C's mark is past the
+    ones B took along; C counts those as its gap (`gap_transitions`), the one place they show."""
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.save_checkpoint()
+    world.episode(deliver=False)
+    world.kill_trainer()
+    world.episode()  # A seen gone: in flight back to the backlog
+    world.restart_trainer()  # B
+    world.episode(deliver=False)  # the backlog and a new episode go to B, not taken yet
+    world.kill_trainer()  # B dies before acknowledging anything
+    world.restart_trainer()  # C, never seen gone
+    for _ in range(5):
+        world.episode()
+    _run_on(world, 200)
+    counts = world.loop.counts
+    assert sorted(world.recorded()) == list(range(counts["episodes"])) and counts["inflight_episode_stats"] == 0
+    assert world.ledger is not None
+    assert len(world.buffer) + world.ledger.counts["gap_transitions"] == world.loop._next_row
+    world._handle(world.loop.shutdown(world.t))
+    assert _closes(world)
+
+
+def test_the_send_window_holds_the_statistics_awaiting_their_number(tmp_path: Path) -> None:
+    """A reviewer's case: a backlog burst to a restarted trainer whose statistics callback runs 8 times less often
+    than its transitions callback, keep-last queues of 10. Statistics whose rows were acknowledged no longer
+    counted in the send window, so their queue overflowed (10 lost) although the window was 8. Now they count
+    until their own number is acknowledged: nothing overflows."""
+    world = World(window=8, depth=10, run_dir=tmp_path)
+    world.episode()
+    world.save_checkpoint()
+    world.kill_trainer()
+    for _ in range(30):
+        world.episode()
+    world.restart_trainer()
+    for tick in range(3000):
+        world.t += TICK_S
+        world._handle(world.loop.tick(world.t, trainer_listening=True))
+        if tick % 5 == 4:
+            world.deliver(stats=tick % 40 == 39)
+            world.ack()
+    counts = world.loop.counts
+    assert world.overflowed == 0 and counts["inflight_episode_stats"] == 0 and not world.loop._backlog
+    assert world.recorded() == list(range(31))
 
 
 def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:

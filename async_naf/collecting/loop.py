@@ -36,16 +36,17 @@ Rules (units: s):
   the trainer is gone, what is in flight goes back to the front of the backlog and is sent again (the
   trainer drops copies by session and row). A new trainer (another id in the acknowledgement) says which of
   this session's rows it started with (``restored``, from its checkpoint): the rows the previous one had
-  acknowledged beyond that died with it, counted ``lost_with_trainer``; what it had not acknowledged is
-  re-sent.
+  acknowledged beyond that died with it, counted ``lost_with_trainer``; what is in flight and it does not hold
+  is re-sent.
 - Episode statistics are acknowledged by their own numbers: each carries the session, its number ``seq``
   (1, 2, ...) and ``base`` (every statistic numbered ``<= base`` is settled here: acknowledged, or given up
   and counted), and stays in flight, in order with the batches, until an acknowledgement's ``stats`` for the
-  session reaches its number (the trainer holds every one up to it, written to metrics.csv). Once the rows
-  before it are acknowledged it no longer counts against ``send_window``. Statistics still in flight when
-  the trainer goes (or another trainer answers) go back into the backlog with the batches and are sent again
-  (``resent_episode_stats``; the trainer drops copies by robot, episode and return), unless the trainer
-  that answers acknowledges them; forgotten in flight by the bound they are counted
+  session reaches its number (the trainer holds every one up to it, written to metrics.csv); until then it
+  counts against ``send_window``. Statistics still in flight when the trainer goes (or another trainer
+  answers), or still not acknowledged ``STATS_RESEND_S`` after they were sent although their rows were (lost
+  on their topic: the trainer's mark stops below them), go back into the backlog and are sent again
+  (``resent_episode_stats``; the trainer drops copies by number, and by robot, episode and return), unless
+  the trainer that answers acknowledges them; forgotten in flight by the bound they are counted
   ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (Before the statistics had
   numbers the acknowledgement of an episode's rows stood for them: a trainer that took the rows, published
   an acknowledgement and died before it took the statistics sent just after them lost them uncounted.)
@@ -80,6 +81,9 @@ WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
 # trainer re-publishes its acknowledgement at least once a second; through a discovery server a host cut off
 # from it never saw the trainer's subscription leave), s
 ACK_TIMEOUT_S = 10.0
+# episode statistics whose rows were acknowledged and they themselves not this long after they were sent are
+# sent again (lost on the way to a trainer that stays: its acknowledgement's mark stops below them), s
+STATS_RESEND_S = 2.0
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
 BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
 GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
@@ -117,6 +121,7 @@ class _Marked:
     stats: EpisodeStats
     seq: int
     sent: bool = False
+    sent_t: float = -math.inf  # when last sent (the loop's clock, s)
 
 
 class CollectorLoop:
@@ -163,13 +168,12 @@ class CollectorLoop:
         self._inflight: deque[TransitionBatch | _Marked] = deque()  # in publication order
         self._trainer_id: int | None = None  # the trainer of the last acknowledgement
         self._acked = 0  # rows of this session that trainer holds
-        self._gone_since_ack = False
         self._listening = True
         self._trainer_seen = False
-        self._now = 0.0  # the clock of the latest input, s
+        self._now = 0.0  # the clock of the latest input, s (when a statistic was sent)
         self._last_ack_t: float | None = None  # when the last acknowledgement arrived (the loop's clock, s)
-        # statistics in flight whose rows were acknowledged, not they themselves yet: still counted in flight
-        # (not against send_window); re-sent if the trainer goes
+        # statistics in flight whose rows were acknowledged, not they themselves yet: still in flight (and in the
+        # send window); sent again after STATS_RESEND_S, or if the trainer goes
         self._awaiting: deque[_Marked] = deque()
         self._stats_seq = 0  # the number of the session's last episode statistics
         self._open_stats: set[int] = set()  # numbers of statistics not settled (in flight or in the backlog)
@@ -250,32 +254,23 @@ class CollectorLoop:
                 acts.log.append(("warning", "new_trainer",
                                  f"a new trainer (id {ack.trainer}) holds {restored} of this collector's rows from "
                                  f"its checkpoint: {lost} acknowledged by the previous one died with it"))
-                if not self._gone_since_ack:  # never seen gone (a quick restart): send again what it lacks
-                    self._requeue_inflight(received)
+                # what was sent since the last acknowledgement may have gone to a trainer that never answered (a
+                # quick restart, or one that died before acknowledging the backlog): send again what this one lacks
+                self._requeue_inflight(received)
             self.counts["trainers_seen"] += 1
             self._trainer_id, self._acked = ack.trainer, received
-        self._gone_since_ack = False
         self._acked = max(self._acked, received)
         self.counts["acked_transitions"] = self._acked
         held = ack.stats.get(key, 0)  # this trainer holds every statistic numbered <= held
-        if held and any(isinstance(i, _Marked) and i.seq <= held for i in self._inflight):
-            kept: deque[TransitionBatch | _Marked] = deque()
-            for item in self._inflight:
-                if isinstance(item, _Marked) and item.seq <= held:
-                    self._confirm(item)
-                else:
-                    kept.append(item)
-            self._inflight = kept
+        if held:
+            self._inflight = self._confirm_held(self._inflight, held)
+            self._awaiting = self._confirm_held(self._awaiting, held)
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             item = self._inflight.popleft()
             if isinstance(item, _Marked):
-                self._awaiting.append(item)  # its rows are held: it waits for its own number, out of the window
+                self._awaiting.append(item)  # its rows are held: it waits for its own number
             else:
                 self._uncount_inflight(item)
-        if held and self._awaiting:
-            for marked in [m for m in self._awaiting if m.seq <= held]:
-                self._confirm(marked)
-            self._awaiting = deque(m for m in self._awaiting if m.seq > held)
         # the oldest batches of the backlog held already (re-queued from in flight): no need to re-send them.
         # Statistics sent before are sent again unless this trainer holds them (a new trainer holds rows from its
         # checkpoint, not the statistics its predecessor had only queued); the trainer drops a copy
@@ -320,10 +315,11 @@ class CollectorLoop:
                                                         f"{self.counts['inflight_episode_stats']} episode "
                                                         "statistics kept to send again"))
             self._requeue_inflight(0)
-            self._gone_since_ack = True
         self._listening = listening
         self._trainer_seen |= trainer_listening
         self._subscribed = trainer_listening
+        if self._listening and self._awaiting and now - self._awaiting[0].sent_t >= STATS_RESEND_S:
+            self._resend_stale(now)
         if self._listening and self._backlog:
             self._drain_backlog(acts)
         if self._waiting:
@@ -586,10 +582,27 @@ class CollectorLoop:
         else:
             self.counts["inflight_episode_stats"] -= 1
 
-    def _confirm(self, item: _Marked) -> None:
-        """Statistics in flight that the trainer acknowledged by their number."""
-        self._uncount_inflight(item)
-        self._open_stats.discard(item.seq)
+    def _confirm_held(self, items: deque, held: int) -> deque:
+        """``items`` (in flight, or awaiting) less the statistics numbered ``<= held``, which are confirmed."""
+        if not any(isinstance(i, _Marked) and i.seq <= held for i in items):
+            return items
+        kept: deque = deque()
+        for item in items:
+            if isinstance(item, _Marked) and item.seq <= held:
+                self._uncount_inflight(item)
+                self._open_stats.discard(item.seq)
+            else:
+                kept.append(item)
+        return kept
+
+    def _resend_stale(self, now: float) -> None:
+        """Statistics awaiting their number STATS_RESEND_S after they were sent back to the front of the backlog,
+        in order (the trainer that stays lost them: its mark stops below; it drops a copy)."""
+        stale = [m for m in self._awaiting if now - m.sent_t >= STATS_RESEND_S]
+        self._awaiting = deque(m for m in self._awaiting if now - m.sent_t < STATS_RESEND_S)
+        for item in stale:
+            self._uncount_inflight(item)
+        self._backlog.extendleft(reversed(stale))
 
     def _lose(self, item: TransitionBatch | _Marked, reason: str = "lost") -> None:
         if isinstance(item, TransitionBatch):
@@ -618,7 +631,7 @@ class CollectorLoop:
         acts.stats.append(replace(item.stats, session=self.session, seq=item.seq, base=base))
         if item.sent:
             self.counts["resent_episode_stats"] += 1
-        item.sent = True
+        item.sent, item.sent_t = True, self._now
         if self._trainer_id is not None:  # kept until the trainer acknowledges them by their number
             self._inflight.append(item)
             self.counts["inflight_episode_stats"] += 1
@@ -626,9 +639,9 @@ class CollectorLoop:
             self._open_stats.discard(item.seq)
 
     def _window_open(self) -> bool:
-        """Fewer than ``send_window`` messages sent and unacknowledged (none are tracked before a trainer
-        first acknowledges)."""
-        return self._trainer_id is None or len(self._inflight) < self.config.send_window
+        """Fewer than ``send_window`` messages sent and unacknowledged, statistics awaiting their number
+        included (none are tracked before a trainer first acknowledges)."""
+        return self._trainer_id is None or len(self._inflight) + len(self._awaiting) < self.config.send_window
 
     def _drain_backlog(self, acts: Actions) -> None:
         for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
@@ -646,5 +659,6 @@ class CollectorLoop:
 
 
 def _end(item: TransitionBatch | _Marked) -> int:
-    """Rows of the session an acknowledgement must hold for the item to be confirmed."""
+    """Rows of the session an acknowledgement must hold for a batch to be confirmed, or for statistics to leave
+    the in-flight order for the statistics awaiting their own number."""
     return item.mark if isinstance(item, _Marked) else item.first + item.rows

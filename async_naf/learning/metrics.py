@@ -9,11 +9,12 @@ demonstration rows in the update batches since the previous row; 0 without demon
 ``demo_buffer_size`` (rows in the demonstration buffer). A run resumed into a metrics.csv of an older
 version (without the demo columns) keeps that file's columns.
 
-Copies: a collector re-sends the statistics of episodes whose rows the trainer had not acknowledged when it
-went away (``async_naf.collecting.loop``), so a trainer may get the same episode twice (it had them, the
-acknowledgement had not come yet), or a restarted trainer one its predecessor wrote already. An episode
-whose ``(robot, episode, return)`` is among the last :data:`RECENT_EPISODES` rows (those of the file at
-open included) is a copy: not written, counted in ``duplicate_episodes``.
+Copies: a collector re-sends the statistics the trainer had not acknowledged (by their numbers) when it went
+away, or not within a while (``async_naf.collecting.loop``), so a trainer may get the same episode twice (it
+had them, the acknowledgement had not come yet), or a restarted trainer one its predecessor wrote already. An
+episode whose ``(robot, episode, return)`` is among the last :data:`RECENT_EPISODES` rows (those of the file
+at open included), or that the caller knows to be a copy (the trainer's ledger holds its number), is a copy:
+not written, counted in ``duplicate_episodes``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ METRICS_HEADER = ("wall_s", "env_steps", "updates", "robot", "episode", "episode
                   "demo_share", "demo_buffer_size")
 BASE_COLUMNS = 7  # the columns of metrics.csv before the demo columns
 RECENT_EPISODES = 4096  # rows remembered to recognise a re-sent episode
+QUEUED, COPY, CLOSED = "queued", "copy", "closed"  # what queue_episode did with an episode
 
 
 def _episode_key(robot: Any, episode: Any, episode_return: float | str) -> tuple[str, str, str]:
@@ -45,7 +47,7 @@ class MetricsLog:
             is a warning: metrics.csv still has the curve).
 
     Attributes:
-        unwritten_episode_rows: rows that arrived after :meth:`close` (dropped, logged).
+        unwritten_episode_rows: rows that arrived once :meth:`close` had begun (dropped, logged).
         rows_at_open: episode rows metrics.csv held when opened (a resumed run's earlier rows).
         rows_written: episode rows written (flushed) since opened.
         duplicate_episodes: episodes refused as copies (module docstring).
@@ -60,6 +62,7 @@ class MetricsLog:
                 header = f.readline().strip().split(",")
             self._columns = len(METRICS_HEADER) if header == list(METRICS_HEADER) else BASE_COLUMNS
         self._lock = threading.Lock()  # keeps rows in order when close() drains from another thread
+        self._closing = False  # close() has begun: queue_episode takes no more rows
         self._rows: deque[tuple[float, int, int, Any, tuple[float, int]]] = deque()
         self.unwritten_episode_rows = 0
         self.duplicate_episodes = 0
@@ -114,18 +117,28 @@ class MetricsLog:
                 del self._recent_count[old]
 
     def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any,
-                      demo: tuple[float, int] = (0.0, 0)) -> bool:
+                      demo: tuple[float, int] = (0.0, 0), copy: bool = False) -> str:
         """One finished episode (layouts.EpisodeStats) with the counters at its receipt and ``demo`` =
-        (demo_share, demo_buffer_size); cheap, any thread. False (nothing queued, counted in
-        ``duplicate_episodes``): a copy of an episode recorded already."""
+        (demo_share, demo_buffer_size); cheap, any thread.
+
+        Returns:
+            :data:`QUEUED` (written by the next :meth:`write_queued`, :meth:`close` at the latest), :data:`COPY`
+            (``copy``, or an episode recorded already: counted in ``duplicate_episodes``) or :data:`CLOSED`
+            (:meth:`close` has begun: nothing will be written; counted in ``unwritten_episode_rows``).
+        """
         key = _episode_key(stats.robot, stats.episode, float(stats.episode_return))
         with self._lock:
-            if key in self._recent_count:
+            if self._closing:
+                self.unwritten_episode_rows += 1
+                LOG.warning("an episode row arrived after the metrics were closed and was dropped (%d so far)",
+                            self.unwritten_episode_rows)
+                return CLOSED
+            if copy or key in self._recent_count:
                 self.duplicate_episodes += 1
-                return False
+                return COPY
             self._remember(key)
             self._rows.append((wall_s, env_steps, updates, stats, demo))
-        return True
+        return QUEUED
 
     def write_queued(self) -> int:
         """Write the queued episode rows to metrics.csv (flushed) and TensorBoard; return how many."""
@@ -164,7 +177,9 @@ class MetricsLog:
                 self._tb.add_scalar(f"train/{key}", value, updates)
 
     def close(self) -> None:
-        """Write queued rows, then close metrics.csv and TensorBoard (idempotent)."""
+        """Take no more rows, write those queued, then close metrics.csv and TensorBoard (idempotent)."""
+        with self._lock:
+            self._closing = True  # an episode queued from now on is refused (CLOSED), not left unwritten
         self.write_queued()
         with self._lock:
             if self._file is not None:

@@ -62,8 +62,9 @@ class ReceiptLedger:
         self._received: OrderedDict[tuple[int, int], int] = OrderedDict(
             (k, int(v)) for k, v in (restored or {}).items())
         self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "unsequenced_transitions": 0}
-        # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap)
-        self._stats: OrderedDict[tuple[int, int], tuple[int, set[int]]] = OrderedDict()
+        # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap); the
+        # highest base the collector sent (numbers up to it count as held without having been received)
+        self._stats: OrderedDict[tuple[int, int], tuple[int, set[int], int]] = OrderedDict()
 
     @staticmethod
     def from_table(trainer: int, table: object) -> ReceiptLedger:
@@ -124,24 +125,36 @@ class ReceiptLedger:
         if stats.seq <= 0:
             return
         key = (int(stats.robot), int(stats.session))
-        held, above = self._stats.get(key, (0, set()))
-        held = max(held, int(stats.base))
+        held, above, top_base = self._stats.get(key, (0, set(), 0))
+        base = int(stats.base)
+        top_base = max(top_base, base)
+        if base > held:
+            held = base
+            above = {s for s in above if s > held}
         if stats.seq > held:
             above.add(int(stats.seq))
         while held + 1 in above:
             held += 1
-        above = {s for s in above if s > held} if above else above
+            above.discard(held)
         if len(above) > MAX_STATS_AHEAD:  # a collector that never fills its gaps: keep the newest
             above = set(sorted(above)[-MAX_STATS_AHEAD:])
-        self._stats[key] = (held, above)
+        self._stats[key] = (held, above, top_base)
         self._stats.move_to_end(key)
         while len(self._stats) > self.max_entries:
             self._stats.popitem(last=False)
 
+    def holds_stats(self, stats: EpisodeStats) -> bool:
+        """A numbered episode statistic whose number this ledger received before (a copy). Numbers only a
+        ``base`` covered say nothing (one the collector gave up may still arrive): False for them."""
+        if stats.seq <= 0:
+            return False
+        held, above, top_base = self._stats.get((int(stats.robot), int(stats.session)), (0, set(), 0))
+        return top_base < stats.seq <= held or stats.seq in above
+
     def ack(self) -> TransitionAck:
         """The acknowledgement: per session, what this trainer started with and what it holds now (rows, and
         the statistics mark of the sessions that sent any)."""
-        stats = {k: held for k, (held, _) in self._stats.items() if held > 0}
+        stats = {k: held for k, (held, _, _) in self._stats.items() if held > 0}
         if len(stats.keys() | self._received.keys()) > self.max_entries:  # one acknowledgement's bound
             stats = {k: held for k, held in stats.items() if k in self._received}
         return TransitionAck(self.trainer, {k: (min(self._restored.get(k, 0), v), v)

@@ -39,7 +39,7 @@ from async_naf.learning.checkpoints import (
     read_latest_checkpoint,
 )
 from async_naf.learning.config import TrainerConfig
-from async_naf.learning.metrics import MetricsLog
+from async_naf.learning.metrics import CLOSED, QUEUED, MetricsLog
 from async_naf.learning.receipts import ReceiptLedger
 
 __all__ = ["CheckpointInfo", "Trainer", "TrainerConfig", "read_latest_checkpoint"]
@@ -270,9 +270,10 @@ class Trainer:
         and the episode statistics held (``stats``).
 
         The ledger is read first, then the episode rows queued are written to metrics.csv (flushed): every
-        statistic the acknowledgement covers was queued before it was read (:meth:`record_episode`), so a
-        trainer killed right after publishing it has them in metrics.csv, not only queued for the update
-        thread (which writes nothing while it saves a checkpoint).
+        statistic the acknowledgement counts as received was queued before it was read (:meth:`record_episode`),
+        so a trainer killed right after publishing it has them in metrics.csv, not only queued for the update
+        thread (which writes nothing while it saves a checkpoint). (The mark also covers the numbers a collector
+        said it no longer waits for: its ``base``.)
         """
         with self._buffer_lock:
             ack = self.ledger.ack()
@@ -282,7 +283,8 @@ class Trainer:
 
     def record_episode(self, stats: Any) -> bool:
         """One finished episode (layouts.EpisodeStats); cheap, for a subscription callback. False: a copy of
-        an episode already recorded (``duplicate_episode_stats``; :mod:`async_naf.learning.metrics`).
+        an episode already recorded (``duplicate_episode_stats``; :mod:`async_naf.learning.metrics`; numbered
+        statistics this trainer holds by number are copies too), or the metrics are closed.
 
         Counts it and queues its metrics.csv row (with wall_s, env_steps and updates as of now); the update
         thread writes the row (flushed) and the TensorBoard scalars on its next pass and then publishes the
@@ -291,11 +293,16 @@ class Trainer:
         the metrics are closed, when nothing more is written.
         """
         demo = (self.demo_share_since_last_episode(), len(self.demo_buffer) if self.demo_buffer is not None else 0)
-        fresh = self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats, demo)
-        if getattr(stats, "seq", 0) and not self.metrics.closed:
+        numbered = bool(getattr(stats, "seq", 0))
+        if numbered:
+            with self._buffer_lock:
+                held = self.ledger.holds_stats(stats)
+        result = self.metrics.queue_episode(self.wall_s, self.env_steps, self.updates, stats, demo,
+                                            copy=numbered and held)
+        if numbered and result != CLOSED:
             with self._buffer_lock:
                 self.ledger.stats_received(stats)
-        if not fresh:
+        if result != QUEUED:
             return False  # a copy (a collector re-sending what it could not know arrived): counted, not recorded
         self.episodes += 1
         with self._wake:
