@@ -318,7 +318,7 @@ class CollectorLoop:
         self._listening = listening
         self._trainer_seen |= trainer_listening
         self._subscribed = trainer_listening
-        if self._listening and self._awaiting and now - self._awaiting[0].sent_t >= STATS_RESEND_S:
+        if self._listening and any(now - m.sent_t >= STATS_RESEND_S for m in self._awaiting):
             self._resend_stale(now)
         if self._listening and self._backlog:
             self._drain_backlog(acts)
