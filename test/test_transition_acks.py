@@ -557,6 +557,62 @@ def test_the_send_window_holds_the_statistics_awaiting_their_number(tmp_path: Pa
     assert world.recorded() == list(range(31))
 
 
+def test_statistics_a_trainer_never_takes_do_not_hold_up_the_rows(tmp_path: Path) -> None:
+    """A second reviewer's case: the trainer takes and acknowledges rows but none of this collector's statistics
+    (its subscription unmatched, a trainer of another statistics version dropping them all). With statistics
+    awaiting their number in the one send window, no batch went out once send_window of them waited (330 of
+    1,070 rows in 60 s), and they were re-sent every STATS_RESEND_S for good. Now statistics have a window of
+    their own (the others wait, parked), re-sends back off to STATS_RESEND_MAX_S, and the collector warns once."""
+    from async_naf.collecting.loop import STATS_RESEND_MAX_S, STATS_RESEND_S
+
+    world = World(run_dir=tmp_path, window=8)
+    world.episode()  # the first acknowledgement
+    loop, start = world.loop, world.t
+    warnings = []
+    while world.t - start < 60.0:
+        world.t += TICK_S
+        acts = loop.tick(world.t, trainer_listening=True)
+        world._handle(acts)
+        warnings += [key for _, key, _ in acts.log if key == "stats_unacknowledged"]
+        if acts.call == "reset":
+            world._handle(loop.on_service_reply(True, "", world.t))
+            for i in range(11):
+                world.t += 0.05
+                world._handle(loop.on_step(_step(loop, i, world.t), world.t))
+        world.stats_wire.clear()  # the statistics never arrive
+        world.deliver(stats=False)
+        world.ack()
+    counts = loop.counts
+    assert counts["episodes"] > 80 and len(world.buffer) == loop._next_row - counts["inflight_transitions"]
+    assert counts["inflight_transitions"] <= 8 * 5  # at most the window's batches of 5 rows
+    assert counts["inflight_episode_stats"] == 8  # the statistics' own window, full
+    # each of the 8 re-sent 2, 6, 14 and 30 s after it was first sent (intervals doubling from STATS_RESEND_S, at
+    # most STATS_RESEND_MAX_S): at most 4 times in 60 s, where every STATS_RESEND_S would be 29
+    assert STATS_RESEND_S == 2.0 and STATS_RESEND_MAX_S >= 32.0
+    assert 8 <= counts["resent_episode_stats"] <= 8 * 4 and warnings == ["stats_unacknowledged"]
+
+
+def test_a_statistic_lost_with_the_last_batch_is_sent_again(tmp_path: Path) -> None:
+    """A second reviewer's case: a run's last episode lost its final batch and its statistic (one keep-last burst)
+    while the trainer stayed. No later batch moved the trainer's row mark past them, so the statistic never
+    waited for its own number and was never re-sent. Now any statistic in flight not acknowledged after
+    STATS_RESEND_S goes again."""
+    import dataclasses
+
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.loop.config = dataclasses.replace(world.loop.config, max_episodes=2)
+    world.episode(deliver=False)
+    world.wire.pop()  # the episode's last batch lost
+    world.stats_wire.clear()  # and its statistic
+    world.deliver()
+    world.ack()
+    _run_on(world, 500)  # 10 s, the trainer alive and acknowledging
+    counts = world.loop.counts
+    assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 1
+    assert counts["inflight_episode_stats"] == 0
+
+
 def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:
     """Cut off through a discovery server, a robot host still shows the trainer's subscription: it went on
     sending into the dead link, forgot what it had in flight as unconfirmed, and 41 episodes never reached the

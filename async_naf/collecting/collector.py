@@ -80,12 +80,13 @@ class CollectorConfig:
             backlog_transitions): episodes pause until a trainer is back. For a lockstep simulation, which loses
             nothing by waiting (``async-naf train`` sets it for the embedded sim in lockstep); false: a real or
             realtime arm acts on and the backlog keeps the newest.
-        send_window: once a trainer acknowledges, at most this many messages (transition batches and episode
-            statistics) are sent and not yet acknowledged; more wait in the backlog, in order, until
+        send_window: once a trainer acknowledges, at most this many transition batches, and as many episode
+            statistics, are sent and not yet acknowledged; more wait in the backlog, in order, until
             acknowledgements come (the trainer acknowledges every ack_period_s, 0.25 s by default: 32 messages
             per 0.25 s = 128 messages/s). So a burst, the backlog sent to a restarted trainer, never overruns
             the streams' reliable keep-last queues (depth 100), which drop their oldest message silently
-            when full, a gap the trainer would count and this collector would take as delivered.
+            when full, a gap the trainer would count and this collector would take as delivered. Statistics
+            waiting for their window let the batches behind them go.
         wait_for_recorder: fully qualified node name of a recorder (``/recorder``) that must subscribe to
             this robot's ``policy/step`` before the first episode starts, so a recorded run's bag holds
             every episode from the first (a composed robot steps fast enough to finish episodes before a

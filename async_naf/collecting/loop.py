@@ -41,12 +41,15 @@ Rules (units: s):
 - Episode statistics are acknowledged by their own numbers: each carries the session, its number ``seq``
   (1, 2, ...) and ``base`` (every statistic numbered ``<= base`` is settled here: acknowledged, or given up
   and counted), and stays in flight, in order with the batches, until an acknowledgement's ``stats`` for the
-  session reaches its number (the trainer holds every one up to it, written to metrics.csv); until then it
-  counts against ``send_window``. Statistics still in flight when the trainer goes (or another trainer
-  answers), or still not acknowledged ``STATS_RESEND_S`` after they were sent although their rows were (lost
-  on their topic: the trainer's mark stops below them), go back into the backlog and are sent again
-  (``resent_episode_stats``; the trainer drops copies by number, and by robot, episode and return), unless
-  the trainer that answers acknowledges them; forgotten in flight by the bound they are counted
+  session reaches its number (the trainer holds every one up to it, written to metrics.csv). Statistics have a
+  ``send_window`` of their own: those beyond it wait (parked) and the batches behind them go, so statistics a
+  trainer never takes do not hold up the rows. Statistics still in flight when the trainer goes (or another
+  trainer answers) go back into the backlog and are sent again; so are those a trainer that keeps
+  acknowledging has not acknowledged ``STATS_RESEND_S`` after they were sent (lost on their topic: its mark
+  stops below them), each further time after twice as long, at most ``STATS_RESEND_MAX_S``, with one warning
+  once one has gone ``STATS_RESEND_WARN`` times (``resent_episode_stats``; the trainer drops copies by number,
+  and by robot, episode and return), unless the trainer that answers acknowledges them; forgotten in flight
+  by the bound they are counted
   ``unconfirmed_episode_stats``, dropped from the backlog ``lost_episode_stats``. (Before the statistics had
   numbers the acknowledgement of an episode's rows stood for them: a trainer that took the rows, published
   an acknowledgement and died before it took the statistics sent just after them lost them uncounted.)
@@ -81,9 +84,12 @@ WAIT_RETRY_S = 0.2  # while waiting for a trainer or the reset service, s
 # trainer re-publishes its acknowledgement at least once a second; through a discovery server a host cut off
 # from it never saw the trainer's subscription leave), s
 ACK_TIMEOUT_S = 10.0
-# episode statistics whose rows were acknowledged and they themselves not this long after they were sent are
-# sent again (lost on the way to a trainer that stays: its acknowledgement's mark stops below them), s
+# episode statistics not acknowledged this long after they were sent are sent again (lost on the way to a trainer
+# that stays: its acknowledgement's mark stops below them); each further time twice as long, at most
+# STATS_RESEND_MAX_S, so statistics a trainer never takes (another version, say) cost little, s
 STATS_RESEND_S = 2.0
+STATS_RESEND_MAX_S = 60.0
+STATS_RESEND_WARN = 3  # re-sends of one statistic that make the collector warn (once)
 ZERO_TIMEOUT_S = 2.0  # the door estimator's zeroing answers within this (or reset_timeout_s if smaller), s
 BACKLOG_PER_TICK = 10  # backlog messages sent per tick once a trainer is back (the stream QoS keeps 100)
 GOAL_OBS_TOL = 1e-4  # a step's observation vs the one recomputed with the collector's goal (float32 on the wire)
@@ -121,7 +127,8 @@ class _Marked:
     stats: EpisodeStats
     seq: int
     sent: bool = False
-    sent_t: float = -math.inf  # when last sent (the loop's clock, s)
+    resends: int = 0  # times sent again because no acknowledgement covered it (STATS_RESEND_S)
+    resend_t: float = math.inf  # when to send it again if no acknowledgement covers it (the loop's clock, s)
 
 
 class CollectorLoop:
@@ -172,9 +179,13 @@ class CollectorLoop:
         self._trainer_seen = False
         self._now = 0.0  # the clock of the latest input, s (when a statistic was sent)
         self._last_ack_t: float | None = None  # when the last acknowledgement arrived (the loop's clock, s)
-        # statistics in flight whose rows were acknowledged, not they themselves yet: still in flight (and in the
-        # send window); sent again after STATS_RESEND_S, or if the trainer goes
+        # statistics in flight whose rows were acknowledged, not they themselves yet: still in flight; sent again
+        # after STATS_RESEND_S, or if the trainer goes
         self._awaiting: deque[_Marked] = deque()
+        # statistics waiting for the statistics' send window (send_window unacknowledged ones): batches go past
+        self._parked: deque[_Marked] = deque()
+        self._next_resend_t = math.inf  # no statistic in flight is due before this (a lower bound), s
+        self._resend_warned = False
         self._stats_seq = 0  # the number of the session's last episode statistics
         self._open_stats: set[int] = set()  # numbers of statistics not settled (in flight or in the backlog)
         self._subscribed = False  # the last tick's view: a trainer subscribes to /trainer/transitions
@@ -265,6 +276,8 @@ class CollectorLoop:
         if held:
             self._inflight = self._confirm_held(self._inflight, held)
             self._awaiting = self._confirm_held(self._awaiting, held)
+            while self._parked and self._parked[0].seq <= held:  # parked in order of their numbers
+                self._open_stats.discard(self._parked.popleft().seq)
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             item = self._inflight.popleft()
             if isinstance(item, _Marked):
@@ -318,9 +331,9 @@ class CollectorLoop:
         self._listening = listening
         self._trainer_seen |= trainer_listening
         self._subscribed = trainer_listening
-        if self._listening and any(now - m.sent_t >= STATS_RESEND_S for m in self._awaiting):
-            self._resend_stale(now)
-        if self._listening and self._backlog:
+        if self._listening:
+            self._resend_stale(acts, now)
+        if self._listening and (self._parked or self._backlog):
             self._drain_backlog(acts)
         if self._waiting:
             self._drain_waiting(acts, now, expire=True)
@@ -378,6 +391,8 @@ class CollectorLoop:
         self._now = now
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
+        self._backlog.extendleft(reversed(self._parked))
+        self._parked.clear()
         while self._backlog:  # all of it now while a trainer listens, else lost with the process
             item = self._backlog.popleft()
             if isinstance(item, TransitionBatch):
@@ -530,8 +545,11 @@ class CollectorLoop:
     # ------------------------------------------------------------------------------------------ backlog
     def _emit(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         """Send a batch or episode statistics now, or keep it while no trainer listens."""
-        if self._listening and not self._backlog and self._window_open():
+        if self._listening and not self._backlog and self._window_open(item):
             self._send(acts, item)
+            return
+        if self._listening and not self._backlog and isinstance(item, _Marked):  # only its window is closed
+            self._parked.append(item)
             return
         if self.config.backlog_transitions == 0:
             self._lose(item)
@@ -562,7 +580,10 @@ class CollectorLoop:
 
     def _requeue_inflight(self, held: int) -> None:
         """Unacknowledged batches (ending beyond ``held`` rows) and statistics (all, those awaiting their own
-        acknowledgement first: see :meth:`on_ack`) back to the front of the backlog, in order."""
+        acknowledgement first: see :meth:`on_ack`) back to the front of the backlog, in order, the parked
+        statistics (sent after them, before the backlog) behind them."""
+        self._backlog.extendleft(reversed(self._parked))
+        self._parked.clear()
         while self._inflight:
             item = self._inflight.pop()
             self._uncount_inflight(item)
@@ -595,14 +616,32 @@ class CollectorLoop:
                 kept.append(item)
         return kept
 
-    def _resend_stale(self, now: float) -> None:
-        """Statistics awaiting their number STATS_RESEND_S after they were sent back to the front of the backlog,
-        in order (the trainer that stays lost them: its mark stops below; it drops a copy)."""
-        stale = [m for m in self._awaiting if now - m.sent_t >= STATS_RESEND_S]
-        self._awaiting = deque(m for m in self._awaiting if now - m.sent_t < STATS_RESEND_S)
-        for item in stale:
+    def _resend_stale(self, acts: Actions, now: float) -> None:
+        """Statistics in flight not acknowledged STATS_RESEND_S after they were sent (twice as long after each
+        re-send, at most STATS_RESEND_MAX_S) back to the front of the parked ones, in order: lost on the way to a
+        trainer that stays (its mark stops below them; it drops a copy). Warns once when one has gone
+        STATS_RESEND_WARN times."""
+        if now < self._next_resend_t or self._last_ack_t is None or now - self._last_ack_t > STATS_RESEND_S:
+            return  # nothing due, or the trainer silent (gone or cut off: ACK_TIMEOUT_S re-queues everything)
+        flying = [m for m in self._awaiting] + [i for i in self._inflight if isinstance(i, _Marked)]
+        again = sorted((m for m in flying if now >= m.resend_t), key=lambda m: m.seq)
+        self._next_resend_t = min((m.resend_t for m in flying if now < m.resend_t), default=math.inf)
+        if not again:
+            return
+        due = {id(m) for m in again}
+        self._awaiting = deque(m for m in self._awaiting if id(m) not in due)
+        self._inflight = deque(i for i in self._inflight if id(i) not in due)
+        for item in again:
             self._uncount_inflight(item)
-        self._backlog.extendleft(reversed(stale))
+            item.resends += 1
+        self._parked.extendleft(reversed(again))  # older than any parked: sent first once their window opens
+        worst = max(m.resends for m in again)
+        if worst >= STATS_RESEND_WARN and not self._resend_warned:
+            self._resend_warned = True
+            acts.log.append(("warning", "stats_unacknowledged",
+                             f"episode statistics sent {worst + 1} times without an acknowledgement of their number "
+                             "while the trainer acknowledges rows: does it take /trainer/episode_stats (the same "
+                             "async_naf version)?"))
 
     def _lose(self, item: TransitionBatch | _Marked, reason: str = "lost") -> None:
         if isinstance(item, TransitionBatch):
@@ -631,26 +670,46 @@ class CollectorLoop:
         acts.stats.append(replace(item.stats, session=self.session, seq=item.seq, base=base))
         if item.sent:
             self.counts["resent_episode_stats"] += 1
-        item.sent, item.sent_t = True, self._now
+        item.sent = True
+        item.resend_t = self._now + min(STATS_RESEND_S * 2.0 ** item.resends, STATS_RESEND_MAX_S)
         if self._trainer_id is not None:  # kept until the trainer acknowledges them by their number
             self._inflight.append(item)
             self.counts["inflight_episode_stats"] += 1
+            self._next_resend_t = min(self._next_resend_t, item.resend_t)
         else:  # no trainer has acknowledged anything yet: nothing will confirm them
             self._open_stats.discard(item.seq)
 
-    def _window_open(self) -> bool:
-        """Fewer than ``send_window`` messages sent and unacknowledged, statistics awaiting their number
-        included (none are tracked before a trainer first acknowledges)."""
-        return self._trainer_id is None or len(self._inflight) + len(self._awaiting) < self.config.send_window
+    def _window_open(self, item: TransitionBatch | _Marked) -> bool:
+        """Fewer than ``send_window`` messages of ``item``'s kind sent and unacknowledged (none are tracked
+        before a trainer first acknowledges). Batches and statistics have a window each, so statistics a
+        trainer does not acknowledge never hold up the rows."""
+        if self._trainer_id is None:
+            return True
+        stats_unacknowledged = self.counts["inflight_episode_stats"]  # in flight or awaiting their number
+        if isinstance(item, _Marked):
+            return stats_unacknowledged < self.config.send_window
+        return len(self._inflight) - (stats_unacknowledged - len(self._awaiting)) < self.config.send_window
 
     def _drain_backlog(self, acts: Actions) -> None:
-        for _ in range(min(BACKLOG_PER_TICK, len(self._backlog))):
-            if not self._window_open():
+        """Parked statistics first while their window is open, then the backlog in order, at most
+        BACKLOG_PER_TICK messages; statistics whose window is closed are parked, so the batches behind them go."""
+        budget = BACKLOG_PER_TICK
+        while budget and self._parked and self._window_open(self._parked[0]):
+            self._send(acts, self._parked.popleft())
+            budget -= 1
+        while budget and self._backlog:
+            item = self._backlog[0]
+            if isinstance(item, _Marked) and not self._window_open(item):
+                self._parked.append(item)
+                self._backlog.popleft()
+                continue
+            if not self._window_open(item):
                 break
-            item = self._backlog.popleft()
+            self._backlog.popleft()
             if isinstance(item, TransitionBatch):
                 self.counts["backlog_transitions"] -= item.rows
             self._send(acts, item)
+            budget -= 1
 
     def _flush(self, acts: Actions, now: float) -> None:
         while self.asm.pending:
