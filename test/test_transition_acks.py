@@ -613,6 +613,25 @@ def test_a_statistic_lost_with_the_last_batch_is_sent_again(tmp_path: Path) -> N
     assert counts["inflight_episode_stats"] == 0
 
 
+def test_the_collector_s_exit_sends_again_what_is_in_flight(tmp_path: Path) -> None:
+    """The process exits right after its last episode's final batch and statistic were lost on the way (no
+    time for STATS_RESEND_S): its shutdown sends again whatever is in flight and not acknowledged, the trainer
+    drops what it holds, and the last episode and its rows arrive."""
+    world = World(run_dir=tmp_path)
+    world.episode()
+    world.episode(deliver=False)
+    world.wire.pop()  # the last batch lost
+    world.stats_wire.clear()  # and the statistic
+    world.deliver()
+    world.ack()
+    world._handle(world.loop.shutdown(world.t))
+    world.deliver()
+    world.ack()
+    counts = world.loop.counts
+    assert world.recorded() == [0, 1] and counts["inflight_episode_stats"] == counts["inflight_transitions"] == 0
+    assert sorted(r for _, r in world.buffer) == list(range(world.loop._next_row))
+
+
 def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:
     """Cut off through a discovery server, a robot host still shows the trainer's subscription: it went on
     sending into the dead link, forgot what it had in flight as unconfirmed, and 41 episodes never reached the

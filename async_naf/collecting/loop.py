@@ -386,11 +386,14 @@ class CollectorLoop:
         return acts
 
     def shutdown(self, now: float) -> Actions:
-        """Process exit: hold the policy and send what is pending."""
+        """Process exit: hold the policy and send what is pending, and again what is in flight and not
+        acknowledged (the trainer drops copies): the last chance for what was lost on the way."""
         acts = Actions()
         self._now = now
         self._publish(acts, self._hold_goal(), now)
         self._flush(acts, now)
+        if self._listening:
+            self._requeue_inflight(self._acked)  # the parked statistics too
         self._backlog.extendleft(reversed(self._parked))
         self._parked.clear()
         while self._backlog:  # all of it now while a trainer listens, else lost with the process
