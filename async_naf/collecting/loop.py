@@ -276,8 +276,9 @@ class CollectorLoop:
         if held:
             self._inflight = self._confirm_held(self._inflight, held)
             self._awaiting = self._confirm_held(self._awaiting, held)
-            while self._parked and self._parked[0].seq <= held:  # parked in order of their numbers
-                self._open_stats.discard(self._parked.popleft().seq)
+            if self._parked and any(m.seq <= held for m in self._parked):  # sent before, held after all
+                self._open_stats.difference_update(m.seq for m in self._parked if m.seq <= held)
+                self._parked = deque(m for m in self._parked if m.seq > held)
         while self._inflight and _end(self._inflight[0]) <= self._acked:
             item = self._inflight.popleft()
             if isinstance(item, _Marked):
@@ -626,7 +627,7 @@ class CollectorLoop:
         STATS_RESEND_WARN times."""
         if now < self._next_resend_t or self._last_ack_t is None or now - self._last_ack_t > STATS_RESEND_S:
             return  # nothing due, or the trainer silent (gone or cut off: ACK_TIMEOUT_S re-queues everything)
-        flying = [m for m in self._awaiting] + [i for i in self._inflight if isinstance(i, _Marked)]
+        flying = [*self._awaiting, *(i for i in self._inflight if isinstance(i, _Marked))]
         again = sorted((m for m in flying if now >= m.resend_t), key=lambda m: m.seq)
         self._next_resend_t = min((m.resend_t for m in flying if now < m.resend_t), default=math.inf)
         if not again:
