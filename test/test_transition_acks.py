@@ -632,6 +632,22 @@ def test_the_collector_s_exit_sends_again_what_is_in_flight(tmp_path: Path) -> N
     assert sorted(r for _, r in world.buffer) == list(range(world.loop._next_row))
 
 
+def test_a_restarted_collector_s_episodes_are_not_taken_for_copies(tmp_path: Path) -> None:
+    """A second reviewer's case: a collector process restarted with the same robot id numbers its episodes from 0
+    again (a new session); with the same returns (here the same seed) the trainer took each for a copy of the
+    first process's episode, acknowledged it, and it was counted nowhere (3 of 3). Rows this trainer wrote for
+    another session are no copies now."""
+    world = World(run_dir=tmp_path)
+    for _ in range(3):
+        world.episode()
+    world.loop = CollectorLoop(world.loop.config, session=SESSION + 1)  # the collector restarted
+    for _ in range(3):
+        world.episode()
+    world.drain()
+    assert world.recorded() == [0, 1, 2, 0, 1, 2] and world.loop.counts["inflight_episode_stats"] == 0
+    assert world.metrics is not None and world.metrics.duplicate_episodes == 0
+
+
 def test_a_trainer_that_stops_acknowledging_is_taken_as_gone(tmp_path: Path) -> None:
     """Cut off through a discovery server, a robot host still shows the trainer's subscription: it went on
     sending into the dead link, forgot what it had in flight as unconfirmed, and 41 episodes never reached the

@@ -14,7 +14,8 @@ away, or not within a while (``async_naf.collecting.loop``), so a trainer may ge
 had them, the acknowledgement had not come yet), or a restarted trainer one its predecessor wrote already. An
 episode whose ``(robot, episode, return)`` is among the last :data:`RECENT_EPISODES` rows (those of the file
 at open included), or that the caller knows to be a copy (the trainer's ledger holds its number), is a copy:
-not written, counted in ``duplicate_episodes``.
+not written, counted in ``duplicate_episodes``; except where this process wrote that row for another collector
+session (a restarted collector numbers its episodes from 0 again, and a return can repeat).
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ class MetricsLog:
         self.rows_written = 0
         self._recent: deque[tuple[str, str, str]] = deque()
         self._recent_count: Counter[tuple[str, str, str]] = Counter()
+        # the collector session of the newest row with a key, for rows this process wrote (metrics.csv has none)
+        self._key_session: dict[tuple[str, str, str], int] = {}
         self.rows_at_open = 0 if new else self._read_recent(path)
         self._file: Any = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer: Any = csv.writer(self._file)
@@ -107,14 +110,17 @@ class MetricsLog:
                 n += 1
         return n
 
-    def _remember(self, key: tuple[str, str, str]) -> None:
+    def _remember(self, key: tuple[str, str, str], session: int = 0) -> None:
         self._recent.append(key)
         self._recent_count[key] += 1
+        if session:
+            self._key_session[key] = session
         while len(self._recent) > RECENT_EPISODES:
             old = self._recent.popleft()
             self._recent_count[old] -= 1
             if self._recent_count[old] <= 0:
                 del self._recent_count[old]
+                self._key_session.pop(old, None)
 
     def queue_episode(self, wall_s: float, env_steps: int, updates: int, stats: Any,
                       demo: tuple[float, int] = (0.0, 0), copy: bool = False) -> str:
@@ -133,10 +139,14 @@ class MetricsLog:
                 LOG.warning("an episode row arrived after the metrics were closed and was dropped (%d so far)",
                             self.unwritten_episode_rows)
                 return CLOSED
-            if copy or key in self._recent_count:
+            session = int(getattr(stats, "session", 0) or 0)
+            known = self._key_session.get(key)
+            # the same key from another collector process (a restarted one numbers its episodes from 0 again,
+            # and a return can repeat) is another episode; from the file, whose rows name no session, a copy
+            if copy or (key in self._recent_count and not (session and known and known != session)):
                 self.duplicate_episodes += 1
                 return COPY
-            self._remember(key)
+            self._remember(key, session)
             self._rows.append((wall_s, env_steps, updates, stats, demo))
         return QUEUED
 
