@@ -242,12 +242,17 @@ class World:
         lines = (self.run_dir / "metrics.csv").read_text().splitlines()[1:]
         return [int(line.split(",")[4]) for line in lines]
 
-    def drain(self) -> None:
-        for _ in range(200):
+    def run_on(self, ticks: int) -> None:
+        """``ticks`` ticks of the collector, each followed by the trainer taking and acknowledging what came."""
+        for _ in range(ticks):
             self.t += TICK_S
             self._handle(self.loop.tick(self.t, trainer_listening=self.listening))
             self.deliver()
             self.ack()
+
+    def drain(self) -> None:
+        for _ in range(200):
+            self.run_on(1)
             counts = self.loop.counts
             if not any(counts[k] for k in ("backlog_transitions", "inflight_transitions", "inflight_episode_stats")):
                 return
@@ -475,14 +480,6 @@ def _closes(world: World) -> bool:
     return len(recorded) == len(set(recorded)) and len(recorded) + counted == counts["episodes"]
 
 
-def _run_on(world: World, ticks: int) -> None:
-    for _ in range(ticks):
-        world.t += TICK_S
-        world._handle(world.loop.tick(world.t, trainer_listening=world.listening))
-        world.deliver()
-        world.ack()
-
-
 def test_a_statistic_lost_while_the_trainer_stays_is_sent_again(tmp_path: Path) -> None:
     """A reviewer's case: one statistic lost on its topic (a keep-last queue overflowing, say) while the trainer
     lives. Its mark stopped below it, nothing sent it again, and every later statistic of the session stayed
@@ -498,7 +495,7 @@ def test_a_statistic_lost_while_the_trainer_stays_is_sent_again(tmp_path: Path) 
     world.ack()
     for _ in range(20):
         world.episode()
-    _run_on(world, int(2 * STATS_RESEND_S / TICK_S))
+    world.run_on(int(2 * STATS_RESEND_S / TICK_S))
     counts = world.loop.counts
     assert sorted(world.recorded()) == list(range(22)) and counts["inflight_episode_stats"] == 0
     assert counts["resent_episode_stats"] >= 1 and world.ledger is not None
@@ -525,7 +522,7 @@ def test_what_a_trainer_never_acknowledged_reaches_the_one_after_it(tmp_path: Pa
     world.restart_trainer()  # C, never seen gone
     for _ in range(5):
         world.episode()
-    _run_on(world, 200)
+    world.run_on(200)
     counts = world.loop.counts
     assert sorted(world.recorded()) == list(range(counts["episodes"])) and counts["inflight_episode_stats"] == 0
     assert world.ledger is not None
@@ -607,7 +604,7 @@ def test_a_statistic_lost_with_the_last_batch_is_sent_again(tmp_path: Path) -> N
     world.stats_wire.clear()  # and its statistic
     world.deliver()
     world.ack()
-    _run_on(world, 500)  # 10 s, the trainer alive and acknowledging
+    world.run_on(500)  # 10 s, the trainer alive and acknowledging
     counts = world.loop.counts
     assert world.recorded() == [0, 1] and counts["resent_episode_stats"] == 1
     assert counts["inflight_episode_stats"] == 0

@@ -420,6 +420,7 @@ def decode_transition_ack(msg: ArrayMsg) -> TransitionAck:
         entries[(robot, session)] = (restored, received)
         if held:
             stats[(robot, session)] = held
+    # a session with statistics and no rows is encoded with rows (0, 0): left out of entries, as it went in
     return TransitionAck(trainer, {k: v for k, v in entries.items() if v != (0, 0) or k not in stats}, stats)
 
 
