@@ -143,7 +143,8 @@ ARGUMENTS = (
      "localhost.", ("", "localhost", "subnet")),
     ("discovery_server", "",
      "HOST:PORT of a Fast DDS discovery server (fast-discovery-server) to use instead of multicast discovery; "
-     "implies discovery subnet. Empty = none.", None),
+     "implies discovery subnet. HOST: an IPv4 address, a name or [IPv6]; several servers ';'-separated. "
+     "Empty = none.", None),
     ("composition", "robot",
      "none: one process per node; robot: each robot's nodes (sim, door_angle, policy, collector) in one "
      "process with one executor (robot_container), same names, topics, messages and QoS; the trainer keeps "

@@ -108,6 +108,11 @@ def test_discovery_stays_on_loopback_unless_asked() -> None:
     assert server["ROS_DISCOVERY_SERVER"] == "10.0.0.5:11811"
     assert server["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
     assert "ROS_DISCOVERY_SERVER" not in ros_env.ros_environment({})
+    # what Fast DDS 2.14 reads in ROS_DISCOVERY_SERVER: names, IPv6 in brackets, lists with empty places (ids)
+    for given, written in (("robots.lan:11811", "robots.lan:11811"), ("[fd00::5]:11811", "[fd00::5]:11811"),
+                           (" ;10.0.0.5:11812", ";10.0.0.5:11812"),
+                           ("10.0.0.5:11811; [::1]:11812", "10.0.0.5:11811;[::1]:11812")):
+        assert ros_env.ros_environment({}, discovery_server=given)["ROS_DISCOVERY_SERVER"] == written
 
 
 @pytest.mark.parametrize(("discovery", "server", "match"), [
@@ -116,6 +121,18 @@ def test_discovery_stays_on_loopback_unless_asked() -> None:
     ("", "10.0.0.5:0", "HOST:PORT"),
     ("", ":11811", "HOST:PORT"),
     ("localhost", "10.0.0.5:11811", "needs discovery subnet"),
+    # Fast DDS reads ::1:11811 as the address ::1:1181 with port 1: refused, with the form it does read
+    ("", "::1:11811", r"in brackets, \[::1\]:11811"),
+    ("", "[zz::q]:11811", "not an IPv6 address"),
+    ("", "[::1]", "HOST:PORT"),
+    ("", "10.0.0.256:11811", "not an IPv4 address"),
+    ("", "10.0.5:11811", "not an IPv4 address"),
+    ("", "0.0.0.0:11811", "wildcard"),
+    ("", "[::]:11811", "wildcard"),
+    ("", "robot host:11811", "HOST:PORT"),
+    ("", "10.0.0.5:70000", "1..65535"),
+    ("", ";;", "HOST:PORT"),
+    ("", "10.0.0.5:11811;bad", "HOST:PORT"),
 ])
 def test_bad_discovery_options(discovery: str, server: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):

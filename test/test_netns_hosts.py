@@ -111,14 +111,15 @@ print(len(got))
 """
 
 
-def _chat(lab: netns.NetnsLab, env: dict[str, str], wait_s: float) -> int:
+def _chat(lab: netns.NetnsLab, env: dict[str, str], wait_s: float, talker_host: str = "a",
+          listener_host: str = "b") -> int:
     """Messages a listener on host b got from a talker on host a (at most 3; waits up to ``wait_s``)."""
     import sys
 
-    talker = subprocess.Popen(lab.wrap("a", [sys.executable, "-c", _TALK, "talker", str(wait_s + 5)]), env=env,
+    talker = subprocess.Popen(lab.wrap(talker_host, [sys.executable, "-c", _TALK, "talker", str(wait_s + 5)]), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        out = subprocess.run(lab.wrap("b", [sys.executable, "-c", _TALK, "listener", str(wait_s)]), env=env,
+        out = subprocess.run(lab.wrap(listener_host, [sys.executable, "-c", _TALK, "listener", str(wait_s)]), env=env,
                              capture_output=True, text=True, timeout=wait_s + 60)
     finally:
         talker.kill()
@@ -156,6 +157,43 @@ def test_discovery_range_and_discovery_server_across_hosts(fresh_domain_id: int)
             env = ros_environment(base, discovery_server=address)
             assert env["ROS_DISCOVERY_SERVER"] == address
             assert _chat(lab, env, 15.0) == 3
+            assert server.poll() is None, f"the discovery server exited with status {server.returncode}"
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+@pytest.mark.ros
+def test_an_ipv6_discovery_server_is_reached_as_the_command_names_it(fresh_domain_id: int) -> None:
+    """`async-naf discovery-server --address ::1` and parts given `--discovery-server` as it tells them
+    (``[::1]:PORT``) find each other through it alone; ``::1:PORT``, which `--discovery-server` once passed on
+    as it was, is what Fast DDS misreads (the last digits as the port): there the parts never meet, and it is
+    now refused before any node starts."""
+    import os
+    import shutil
+    import sys
+
+    from async_naf.common.ros_env import ros_environment
+    from async_naf.run.commands.discovery_server import client_address
+
+    if shutil.which("fast-discovery-server", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("fast-discovery-server is not in this environment's bin/")
+    base = {**os.environ, "ROS_DOMAIN_ID": str(fresh_domain_id)}
+    named = client_address("::1", 11811, 0)
+    assert named == "[::1]:11811"
+    with pytest.raises(ValueError, match="in brackets"):
+        ros_environment(base, discovery_server="::1:11811")
+    with netns.NetnsLab(["h"]) as lab:  # talker, listener and server on one host: only its loopback (::1)
+        server = subprocess.Popen(lab.wrap("h", [sys.executable, "-m", "async_naf.run.cli", "discovery-server",
+                                                 "--address", "::1", "--port", "11811"]),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            env = ros_environment(base, discovery_server=named)
+            assert env["ROS_DISCOVERY_SERVER"] == named
+            assert _chat(lab, env, 15.0, talker_host="h", listener_host="h") == 3
+            # the form refused above, handed to Fast DDS as it is: clients of no server, they stay alone
+            misread = {**env, "ROS_DISCOVERY_SERVER": "::1:11811"}
+            assert _chat(lab, misread, 6.0, talker_host="h", listener_host="h") == 0
             assert server.poll() is None, f"the discovery server exited with status {server.returncode}"
         finally:
             server.terminate()

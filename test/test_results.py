@@ -621,6 +621,7 @@ def test_the_discovery_server_command_line_is_checked() -> None:
     # Fast DDS reads a server's id from its place in ROS_DISCOVERY_SERVER: id 1 comes after one ';'
     assert client_address("10.0.0.5", 11811, 0) == "10.0.0.5:11811"
     assert client_address("10.0.0.5", 11812, 1) == ";10.0.0.5:11812"
+    assert client_address("fd00::5", 11811, 0) == "[fd00::5]:11811"  # what Fast DDS reads as address and port
     assert discovery_variables(server=client_address("10.0.0.5", 11812, 1))["ROS_DISCOVERY_SERVER"] == ";10.0.0.5:11812"
 
     assert server_command("/x/fast-discovery-server", "192.168.1.20", 11811, 0) == [

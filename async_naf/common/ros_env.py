@@ -8,7 +8,9 @@ This module is ROS-free (it only builds environment dictionaries).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 
 DEFAULT_DISCOVERY_RANGE = "LOCALHOST"
@@ -19,16 +21,69 @@ MAX_DOMAIN_ID = 101  # 0..101 are safe with Fast DDS's default port mapping
 DISCOVERY_RANGES = {"localhost": "LOCALHOST", "subnet": "SUBNET"}
 
 
+# a host name as Fast DDS 2.14 resolves one in ROS_DISCOVERY_SERVER (its pattern ``[\w\.-]{0,63}``, ASCII here)
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+_SERVER_HELP = "expected HOST:PORT (e.g. 192.168.1.20:11811, robots.lan:11811 or [fd00::5]:11811)"
+
+
 def parse_server(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` of a Fast DDS discovery server -> (host, port).
+    """One ``HOST:PORT`` of a Fast DDS discovery server -> (host, port).
+
+    HOST is an IPv4 address, an IPv6 address in brackets (``[fd00::5]:11811``: without them Fast DDS would read
+    the last digits of ``fd00::5:11811`` as the port) or a host name Fast DDS resolves (letters, digits,
+    ``_ . -``, at most 63). The host comes back without brackets.
 
     Raises:
-        ValueError: no port, a port outside 1..65535, or an empty host.
+        ValueError: no port, a port outside 1..65535, an empty or malformed host, an IPv6 address without
+            brackets, or the wildcard address (0.0.0.0, ``::``: parts on other hosts cannot reach it).
     """
-    host, sep, port = str(text).strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"discovery server {text!r}: expected HOST:PORT, e.g. 192.168.1.20:11811")
+    entry = str(text).strip()
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # None: a name, Fast DDS resolves it
+    if entry.startswith("["):
+        host, sep, port = entry[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"discovery server {text!r}: {_SERVER_HELP}")
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"discovery server {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port = entry.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"discovery server {text!r}: write an IPv6 address in brackets, [{host}]:{port}")
+        if not sep or not host or not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"discovery server {text!r}: {_SERVER_HELP}")
+        if re.fullmatch(r"[0-9.]+", host):
+            try:
+                address = ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"discovery server {text!r}: {host!r} is not an IPv4 address") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"discovery server {text!r}: the port must be 1..65535; {_SERVER_HELP}")
+    if address is not None and address.is_unspecified:
+        raise ValueError(f"discovery server {text!r}: {host} is the wildcard address; give the server host's own "
+                         "address")
     return host, int(port)
+
+
+def server_list(text: str) -> str:
+    """``ROS_DISCOVERY_SERVER`` for ``text``: one ``HOST:PORT`` (:func:`parse_server`), or several separated by
+    ``;``, where an empty place skips a server id (Fast DDS reads a server's id from its place: ``;HOST:PORT`` is
+    id 1). Each host is checked and written as Fast DDS reads it (IPv6 in brackets).
+
+    Raises:
+        ValueError: a malformed entry, or no server at all.
+    """
+    places = [entry.strip() for entry in str(text).split(";")]
+    out = []
+    for entry in places:
+        if entry:
+            host, port = parse_server(entry)
+            entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        out.append(entry)
+    if not any(out):
+        raise ValueError(f"discovery server {text!r}: {_SERVER_HELP}")
+    return ";".join(out)
 
 
 def discovery_variables(discovery: str = "", server: str = "") -> dict[str, str]:
@@ -38,8 +93,9 @@ def discovery_variables(discovery: str = "", server: str = "") -> dict[str, str]
         discovery: ``localhost`` or ``subnet`` (:data:`DISCOVERY_RANGES`), or empty for the inherited range
             (else LOCALHOST).
         server: ``HOST:PORT`` of a Fast DDS discovery server (``fast-discovery-server -i 0 -l HOST -p PORT``,
-            which ships in the rclpy wheels): every node becomes its client (``ROS_DISCOVERY_SERVER``) and
-            the range is SUBNET, since a server on another host is not on loopback.
+            which ships in the rclpy wheels), or a ``;``-separated list of them (:func:`server_list`): every
+            node becomes its client (``ROS_DISCOVERY_SERVER``) and the range is SUBNET, since a server on another
+            host is not on loopback.
 
     Raises:
         ValueError: an unknown range, a malformed server, or a server with range localhost.
@@ -48,10 +104,10 @@ def discovery_variables(discovery: str = "", server: str = "") -> dict[str, str]
     if discovery and discovery not in DISCOVERY_RANGES:
         raise ValueError(f"unknown discovery {discovery!r}; choose one of {', '.join(DISCOVERY_RANGES)}")
     if server:
-        host, port = parse_server(server)
+        servers = server_list(server)
         if discovery == "localhost":
             raise ValueError("a discovery server on another host needs discovery subnet, not localhost")
-        out["ROS_DISCOVERY_SERVER"] = f"{host}:{port}"
+        out["ROS_DISCOVERY_SERVER"] = servers
         discovery = "subnet"
     if discovery:
         out["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGES[discovery]

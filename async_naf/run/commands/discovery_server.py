@@ -40,8 +40,10 @@ def server_binary() -> str | None:
 
 def client_address(address: str, port: int, server_id: int) -> str:
     """What the parts give as ``--discovery-server`` (``ROS_DISCOVERY_SERVER``) for this server: Fast DDS reads
-    a server's id from its place in that ``;``-separated list, so id N comes after N separators."""
-    return ";" * server_id + f"{address.strip()}:{port}"
+    a server's id from its place in that ``;``-separated list, so id N comes after N separators. An IPv6 address
+    goes in brackets (``[fd00::5]:11811``): without them Fast DDS reads its last digits as the port."""
+    host = address.strip()
+    return ";" * server_id + (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 def server_command(binary: str, address: str, port: int, server_id: int) -> list[str]:

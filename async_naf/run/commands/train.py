@@ -167,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--discovery-server", default="", metavar="HOST:PORT",
                         help="use a Fast DDS discovery server instead of multicast (start it on one host with "
                              "`async-naf discovery-server --address ITS_ADDRESS [--port PORT]`); implies --discovery "
-                             "subnet")
+                             "subnet. HOST: an IPv4 address, a name or [IPv6]; several servers: ';'-separated")
     parser.add_argument("--composition", choices=("none", "robot"), default="robot",
                         help="none: one process per node; robot: each robot's nodes in one process with one "
                              "executor (same topics, messages, QoS; the trainer keeps its own process) "
