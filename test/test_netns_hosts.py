@@ -113,7 +113,8 @@ print(len(got))
 
 def _chat(lab: netns.NetnsLab, env: dict[str, str], wait_s: float, talker_host: str = "a",
           listener_host: str = "b") -> int:
-    """Messages a listener on host b got from a talker on host a (at most 3; waits up to ``wait_s``)."""
+    """Messages a listener on ``listener_host`` got from a talker on ``talker_host`` (at most 3; waits up to
+    ``wait_s``)."""
     import sys
 
     talker = subprocess.Popen(lab.wrap(talker_host, [sys.executable, "-c", _TALK, "talker", str(wait_s + 5)]), env=env,

@@ -66,6 +66,12 @@ def parse_server(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def server_address(host: str, port: int) -> str:
+    """``HOST:PORT`` as Fast DDS reads it in ``ROS_DISCOVERY_SERVER``: an IPv6 address in brackets."""
+    host = host.strip()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def server_list(text: str) -> str:
     """``ROS_DISCOVERY_SERVER`` for ``text``: one ``HOST:PORT`` (:func:`parse_server`), or several separated by
     ``;``, where an empty place skips a server id (Fast DDS reads a server's id from its place: ``;HOST:PORT`` is
@@ -74,13 +80,8 @@ def server_list(text: str) -> str:
     Raises:
         ValueError: a malformed entry, or no server at all.
     """
-    places = [entry.strip() for entry in str(text).split(";")]
-    out = []
-    for entry in places:
-        if entry:
-            host, port = parse_server(entry)
-            entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        out.append(entry)
+    places = [place.strip() for place in str(text).split(";")]
+    out = [server_address(*parse_server(place)) if place else "" for place in places]
     if not any(out):
         raise ValueError(f"discovery server {text!r}: {_SERVER_HELP}")
     return ";".join(out)

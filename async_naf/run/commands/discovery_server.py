@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from async_naf.common.ros_env import server_address
+
 HELP = "start a Fast DDS discovery server (the rclpy wheels' fast-discovery-server) for a graph over several hosts"
 DESCRIPTION = """Start a Fast DDS discovery server on this host, for a graph whose hosts cannot find each other by
 multicast (docs/graph.md, "Several hosts"); every part then runs with --discovery-server ADDRESS:PORT.
@@ -42,8 +44,7 @@ def client_address(address: str, port: int, server_id: int) -> str:
     """What the parts give as ``--discovery-server`` (``ROS_DISCOVERY_SERVER``) for this server: Fast DDS reads
     a server's id from its place in that ``;``-separated list, so id N comes after N separators. An IPv6 address
     goes in brackets (``[fd00::5]:11811``): without them Fast DDS reads its last digits as the port."""
-    host = address.strip()
-    return ";" * server_id + (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return ";" * server_id + server_address(address, port)
 
 
 def server_command(binary: str, address: str, port: int, server_id: int) -> list[str]:
