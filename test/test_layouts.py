@@ -44,7 +44,7 @@ def _with(msg: ArrayMsg, **changes) -> ArrayMsg:
 def test_transitions_round_trip_exact() -> None:
     batch = _batch()
     msg = L.encode_transitions(batch)
-    assert msg.labels == ("async_naf.transitions.v1:rows", f"cols:obs={OBS},act={ACT}")
+    assert msg.labels == ("async_naf.transitions.v2:rows", f"cols:obs={OBS},act={ACT}")
     assert msg.sizes == (5, L.transition_columns(OBS, ACT)) and msg.data.dtype == np.float32
     out = L.decode_transitions(msg, obs_dim=OBS, act_dim=ACT)
     assert (out.session, out.first) == (0, -1) and not out.sequenced
@@ -59,20 +59,26 @@ def test_transitions_round_trip_exact() -> None:
 def test_sequenced_transitions_round_trip_and_tail() -> None:
     batch = _batch()._replace(robot_id=np.zeros(5, np.int64), session=2**31 - 1, first=2**40)
     msg = L.encode_transitions(batch)
-    assert msg.labels[0] == f"async_naf.transitions.v1:rows,session={2**31 - 1},first={2**40}"
+    # base not set (a batch not sent by a collector): taken as first, nothing held before it
+    assert msg.labels[0] == f"async_naf.transitions.v2:rows,session={2**31 - 1},first={2**40},base={2**40}"
     out = L.decode_transitions(msg, obs_dim=OBS, act_dim=ACT)
-    assert out.sequenced and (out.session, out.first) == (2**31 - 1, 2**40)
+    assert out.sequenced and (out.session, out.first, out.base) == (2**31 - 1, 2**40, 2**40)
     tail = out.tail(3)
-    assert tail.rows == 2 and tail.first == 2**40 + 3
+    assert tail.rows == 2 and tail.first == 2**40 + 3 and tail.base == 2**40
     np.testing.assert_array_equal(tail.obs, out.obs[3:])
+    held = L.decode_transitions(L.encode_transitions(batch._replace(base=12)))
+    assert held.base == held.held_from == 12 and held.first == 2**40
 
 
-@pytest.mark.parametrize("label", ["rows,session=0,first=0", "rows,session=1,first=-1", "rows,first=3,session=1",
-                                   f"rows,session={2**31},first=0", "rows,session=1", "rows;session=1,first=0"])
+@pytest.mark.parametrize("label", ["rows,session=0,first=0,base=0", "rows,session=1,first=-1,base=0",
+                                   "rows,first=3,session=1,base=0", f"rows,session={2**31},first=0,base=0",
+                                   "rows,session=1", "rows;session=1,first=0,base=0",
+                                   "rows,session=1,first=3", "rows,session=1,first=3,base=4",
+                                   "rows,session=1,first=3,base=-1"])
 def test_transitions_bad_sequence_refused(label: str) -> None:
     msg = L.encode_transitions(_batch())
     with pytest.raises(L.LayoutError):
-        L.decode_transitions(_with(msg, labels=(f"async_naf.transitions.v1:{label}", msg.labels[1])))
+        L.decode_transitions(_with(msg, labels=(f"async_naf.transitions.v2:{label}", msg.labels[1])))
 
 
 def test_a_sequenced_batch_running_past_the_sequence_limit_is_refused() -> None:
@@ -81,7 +87,7 @@ def test_a_sequenced_batch_running_past_the_sequence_limit_is_refused() -> None:
     batch = _batch(4)._replace(robot_id=np.zeros(4, np.int64), session=77, first=L.MAX_SEQUENCE - 4)
     msg = L.encode_transitions(batch)
     assert L.decode_transitions(msg).first == L.MAX_SEQUENCE - 4  # up to the limit: fine
-    past = f"async_naf.transitions.v1:rows,session=77,first={L.MAX_SEQUENCE - 1}"
+    past = f"async_naf.transitions.v2:rows,session=77,first={L.MAX_SEQUENCE - 1},base=0"
     with pytest.raises(L.LayoutError, match="sequence limit"):
         L.decode_transitions(_with(msg, labels=(past, msg.labels[1])))
 
@@ -116,7 +122,7 @@ def test_transition_ack_round_trip_and_validation() -> None:
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda m: _with(m, labels=("async_naf.transitions.v2:rows", m.labels[1])), "version"),
+        (lambda m: _with(m, labels=("async_naf.transitions.v1:rows", m.labels[1])), "version"),
         (lambda m: _with(m, labels=("other.layout.v1:rows", m.labels[1])), "not"),
         (lambda m: _with(m, labels=(m.labels[0], "cols:obs=20")), "act="),
         (lambda m: _with(m, labels=(m.labels[0], "cols:obs=21,act=7")), "columns"),
@@ -174,7 +180,7 @@ def test_transitions_encoder_refuses_bad_input() -> None:
 def test_transitions_row_limit() -> None:
     cols = L.transition_columns(1, 1)
     n = L.MAX_ROWS + 1
-    msg = ArrayMsg(("async_naf.transitions.v1:rows", "cols:obs=1,act=1"), (n, cols), (n * cols, cols),
+    msg = ArrayMsg(("async_naf.transitions.v2:rows", "cols:obs=1,act=1"), (n, cols), (n * cols, cols),
                    np.zeros(n * cols, np.float32))
     with pytest.raises(LayoutError, match="limit"):
         L.decode_transitions(msg)
@@ -347,7 +353,7 @@ def test_goal_round_trip_and_errors() -> None:
     with pytest.raises(LayoutError, match="active"):
         L.decode_goal(_with(msg, data=data))
     with pytest.raises(LayoutError, match="not"):
-        L.decode_goal(_with(msg, labels=("async_naf.transitions.v1:goal=3",)))
+        L.decode_goal(_with(msg, labels=("async_naf.transitions.v2:goal=3",)))
     data = msg.data.copy()
     data[4] = 1e39  # finite, but inf in the policy's float32 observation: it could not act until the next goal
     with pytest.raises(LayoutError, match="float32"):

@@ -59,7 +59,7 @@ def test_trainer_buffers_valid_batches_and_drops_malformed_ones(procs, probe, tm
     nan = good.data.copy()
     nan[5] = np.nan
     malformed = [
-        layouts.ArrayMsg(("async_naf.transitions.v2:rows", good.labels[1]), good.sizes, good.strides, good.data),
+        layouts.ArrayMsg(("async_naf.transitions.v1:rows", good.labels[1]), good.sizes, good.strides, good.data),
         layouts.ArrayMsg(good.labels, good.sizes, good.strides, nan),
         _transitions(10, 1, obs_dim=20),  # another task's observation size
         layouts.ArrayMsg(good.labels, good.sizes, good.strides, good.data[:-3]),

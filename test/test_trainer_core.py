@@ -557,6 +557,39 @@ def test_checkpoints_record_the_rows_held_per_collector_session_and_a_resumed_tr
         resumed.close()
 
 
+def test_a_batch_held_back_goes_into_the_buffer_once_due_even_if_nothing_more_comes(tmp_path: Path) -> None:
+    """A resumed trainer gets a collector's newer rows before the ones in front of them (still held by the
+    collector: ``base``): they wait, out of the buffer and the acknowledgement. A collector that sends nothing
+    more (its rows lost again on the way) still gets them acknowledged: the trainer's acknowledgements hand the
+    held batch over after OUT_OF_ORDER_WAIT_S, with the gap."""
+    from async_naf.learning import receipts
+
+    trainer = Trainer(_cfg(tmp_path), instance_id=11)
+    assert trainer.add_transitions(_batch(20)._replace(session=5, first=0)) == 20
+    trainer.save_checkpoint()
+    trainer.close()
+    resumed = Trainer(_cfg(tmp_path, resume=True), instance_id=12)
+    try:
+        assert resumed.add_transitions(_batch(10, seed=3)._replace(session=5, first=40, base=20)) == 0
+        assert resumed.ack().entries == {(0, 5): (20, 20)} and len(resumed.buffer) == 20
+        assert resumed.stats()["out_of_order_transitions"] == 10
+        # the rows in front of it come: both in, in order
+        assert resumed.add_transitions(_batch(20, seed=4)._replace(session=5, first=20, base=20)) == 30
+        assert resumed.ack().entries == {(0, 5): (20, 50)} and resumed.env_steps == 50
+        # another collector's rows, 0..60 acknowledged by the trainer before (gone for good), 60..70 held
+        assert resumed.add_transitions(_batch(10, seed=5)._replace(session=6, first=70, base=60)) == 0
+        assert resumed.ack().entries == {(0, 5): (20, 50), (0, 6): (0, 60)}
+        original = receipts.OUT_OF_ORDER_WAIT_S
+        receipts.OUT_OF_ORDER_WAIT_S = 0.0  # the wait over, and nothing more comes
+        try:
+            assert resumed.ack().entries == {(0, 5): (20, 50), (0, 6): (0, 80)}
+        finally:
+            receipts.OUT_OF_ORDER_WAIT_S = original
+        assert resumed.env_steps == 60 and resumed.stats()["gap_transitions"] == 70
+    finally:
+        resumed.close()
+
+
 def test_resume_falls_back_to_an_older_checkpoint_record(tmp_path: Path) -> None:
     """latest.json damaged (not by the trainer: every file is replaced atomically): the newest usable
     step_*.json is taken; no usable record at all stays an error."""

@@ -41,12 +41,59 @@ def test_ledger_drops_copies_cuts_overlaps_and_counts_gaps() -> None:
         assert part is not None and part.rows == expect
         ledger.commit(part)
     assert part is not None and part.first == 30
-    assert ledger.counts == {"duplicate_transitions": 15, "gap_transitions": 10, "unsequenced_transitions": 0}
+    assert ledger.counts == {"duplicate_transitions": 15, "gap_transitions": 10, "out_of_order_transitions": 0,
+                             "unsequenced_transitions": 0}
     assert ledger.ack() == TransitionAck(5, {(1, SESSION): (0, 35)})
     unsequenced = _rows(1, 0, -1, 4)
     assert ledger.admit(unsequenced) is unsequenced
     ledger.commit(unsequenced)
     assert ledger.counts["unsequenced_transitions"] == 4 and ledger.table() == [[1, SESSION, 35]]
+
+
+def test_a_trainer_holds_back_a_batch_that_comes_before_the_rows_still_held_in_front_of_it() -> None:
+    """A restarted trainer (restored to row 10) gets the collector's new rows (40..) before the rows 10..40
+    it sent the dead one: with ``base`` 10 (rows from 10 on still held) the batch is held back, not taken
+    past them; once they come it follows. Rows below ``base`` it lacks never come: a gap at once."""
+    from async_naf.learning.receipts import MAX_HELD_ROWS, OUT_OF_ORDER_WAIT_S
+
+    ledger = ReceiptLedger.from_table(2, [[1, SESSION, 10]])
+    newer = _rows(1, SESSION, 40, 10)._replace(base=10)
+    assert ledger.admit(newer, 0.0) is None and ledger.release(0.1) is None
+    assert ledger.counts["out_of_order_transitions"] == 10 and ledger.ack().entries[(1, SESSION)] == (10, 10)
+    assert ledger.admit(newer, 0.2) is None  # its re-send while it is held: a copy
+    for first in (10, 25):  # the rows in front of it, sent again in order
+        part = ledger.admit(_rows(1, SESSION, first, 15)._replace(base=10), 0.3)
+        assert part is not None and part.first == first
+        ledger.commit(part)
+    released = ledger.release(0.4)
+    assert released is not None and released.first == 40 and ledger.release(0.4) is None
+    ledger.commit(released)
+    assert ledger.table() == [[1, SESSION, 50]]
+    assert ledger.counts == {"duplicate_transitions": 10, "gap_transitions": 0, "out_of_order_transitions": 10,
+                             "unsequenced_transitions": 0}
+    # now it holds rows of that session itself: a later batch beyond its mark is taken, the gap counted
+    assert ledger.admit(_rows(1, SESSION, 60, 5)._replace(base=50), 0.5) is not None
+
+    # rows below base are gone for good: counted at once, the batch held back only for 50..60
+    ledger = ReceiptLedger.from_table(3, [[1, SESSION, 10]])
+    assert ledger.admit(_rows(1, SESSION, 60, 5)._replace(base=50), 1.0) is None
+    assert ledger.counts["gap_transitions"] == 40 and ledger.ack().entries[(1, SESSION)] == (10, 50)
+    # what never comes: after OUT_OF_ORDER_WAIT_S the held batch goes with its gap, as in steady state
+    assert ledger.release(1.0 + OUT_OF_ORDER_WAIT_S - 0.01) is None
+    late = ledger.release(1.0 + OUT_OF_ORDER_WAIT_S)
+    assert late is not None and late.first == 60
+    ledger.commit(late)
+    assert ledger.counts["gap_transitions"] == 50 and ledger.table() == [[1, SESSION, 65]]
+    # base = first (a batch sent with nothing held before it) and a fresh session: taken as before
+    assert ledger.admit(_rows(1, SESSION + 1, 7, 5), 2.0) is not None
+    # more than MAX_HELD_ROWS held: the oldest goes at once
+    ledger = ReceiptLedger(4)
+    big = MAX_HELD_ROWS // 2 + 1
+    assert ledger.admit(_rows(1, 5, 100, big)._replace(base=0), 0.0) is None
+    assert ledger.release(0.0) is None
+    assert ledger.admit(_rows(1, 6, 100, big)._replace(base=0), 0.0) is None
+    first_out = ledger.release(0.0)
+    assert first_out is not None and first_out.session == 5 and ledger.release(0.0) is None
 
 
 def test_ledger_restored_from_a_checkpoint_table() -> None:
@@ -171,10 +218,7 @@ class World:
         on their own topic's wire, not taken yet)."""
         assert self.ledger is not None
         for batch in self.wire:
-            part = self.ledger.admit(batch)
-            if part is not None:
-                self.buffer += [(part.session, part.first + i) for i in range(part.rows)]
-                self.ledger.commit(part)
+            self._take(self.ledger.admit(batch, self.t))
         self.wire.clear()
         if not stats:
             return
@@ -187,10 +231,24 @@ class World:
             self.metrics.write_queued()
         self.stats_wire.clear()
 
-    def ack(self, late: float = 0.0) -> None:
-        """The trainer's acknowledgement (as Trainer.ack: the ledger read, then the queued metrics rows written),
-        received now, or ``late`` s after it was taken (the statistics delivered meanwhile are not in it)."""
+    def _take(self, part: layouts.TransitionBatch | None) -> None:
+        """As Trainer.add_transitions: the rows admitted (if any), then every batch the ledger held back that is
+        due."""
         assert self.ledger is not None
+        while True:
+            if part is not None:
+                self.buffer += [(part.session, part.first + i) for i in range(part.rows)]
+                self.ledger.commit(part)
+            part = self.ledger.release(self.t)
+            if part is None:
+                return
+
+    def ack(self, late: float = 0.0) -> None:
+        """The trainer's acknowledgement (as Trainer.ack: the held batches due taken, the ledger read, then the
+        queued metrics rows written), received now, or ``late`` s after it was taken (the statistics delivered
+        meanwhile are not in it)."""
+        assert self.ledger is not None
+        self._take(None)
         msg = layouts.encode_transition_ack(self.ledger.ack())
         if self.metrics is not None:
             self.metrics.write_queued()
@@ -507,9 +565,10 @@ def test_a_statistic_lost_while_the_trainer_stays_is_sent_again(tmp_path: Path) 
 def test_what_a_trainer_never_acknowledged_reaches_the_one_after_it(tmp_path: Path) -> None:
     """A reviewer's case: the collector saw trainer A gone, sent its backlog to B, B died before any
     acknowledgement of its came, and C took over unnoticed. Having seen A gone, the collector re-queued nothing
-    for C: episodes 1-3 vanished uncounted. Now every new trainer gets the statistics it lacks. The rows are not
-    all re-sent: the next episode's rows reached C before its first acknowledgement, so C's mark is past the
-    ones B took along; C counts those as its gap (`gap_transitions`), the one place they show."""
+    for C: episodes 1-3 vanished uncounted. Now every new trainer gets the statistics it lacks. The next
+    episode's rows reached C before its first acknowledgement: C took them, its mark went past the 30 rows B
+    took along, and their re-send was dropped as copies (C's `gap_transitions`, the one place they showed).
+    Now the batches carry `base` and C holds those rows back until the rows in front of them come: all in."""
     world = World(run_dir=tmp_path)
     world.episode()
     world.save_checkpoint()
@@ -525,8 +584,9 @@ def test_what_a_trainer_never_acknowledged_reaches_the_one_after_it(tmp_path: Pa
     world.run_on(200)
     counts = world.loop.counts
     assert sorted(world.recorded()) == list(range(counts["episodes"])) and counts["inflight_episode_stats"] == 0
-    assert world.ledger is not None
-    assert len(world.buffer) + world.ledger.counts["gap_transitions"] == world.loop._next_row
+    assert world.ledger is not None and world.ledger.counts["gap_transitions"] == 0
+    assert sorted(r for _, r in world.buffer) == list(range(world.loop._next_row)) == list(range(90))
+    assert world.ledger.counts["out_of_order_transitions"] > 0
     world._handle(world.loop.shutdown(world.t))
     assert _closes(world)
 

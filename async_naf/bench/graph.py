@@ -10,7 +10,7 @@ rclpy is imported inside the functions: this module stays importable without ROS
   so each sample is a full publish -> policy callback (forward kinematics, observation, mu(x), clamp) ->
   publish -> receive round trip across two processes. Goal: p99 <= 2 ms.
 - :func:`bench_transitions`: this process plays the collector side, publishing transition batches
-  (``async_naf.transitions.v1``, ``batch_transitions`` rows each, as the collector does) to a real
+  (``async_naf.transitions.v2``, ``batch_transitions`` rows each, as the collector does) to a real
   ``trainer_node``, which validates every batch and adds it to its replay buffer. The rate is what the
   trainer reports in its diagnostics (rows in the buffer per second of its own clock). The publisher keeps at
   most 64 batches in flight (flow control from the trainer's 50 Hz diagnostics), so no row is overwritten

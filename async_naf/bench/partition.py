@@ -303,8 +303,9 @@ def _series(diags: list[tuple[float, str, dict[str, str]]], node: str, key: str)
 
 ACCOUNTING = ("sequenced_transitions", "acked_transitions", "lost_transitions", "unconfirmed_transitions",
               "resent_transitions", "lost_with_trainer", "lost_episode_stats", "unconfirmed_episode_stats",
-              "resent_episode_stats", "duplicate_transitions", "gap_transitions", "unsequenced_transitions",
-              "duplicate_episode_stats", "unsent_at_exit_transitions", "unsent_at_exit_episode_stats",
+              "resent_episode_stats", "duplicate_transitions", "gap_transitions", "out_of_order_transitions",
+              "unsequenced_transitions", "duplicate_episode_stats", "unsent_at_exit_transitions",
+              "unsent_at_exit_episode_stats",
               "goal_resends", "aborted_episodes", "reset_failures")
 
 

@@ -656,7 +656,7 @@ class CollectorLoop:
 
     def _send(self, acts: Actions, item: TransitionBatch | _Marked) -> None:
         if isinstance(item, TransitionBatch):
-            acts.batches.append(item)
+            acts.batches.append(item._replace(base=self._held_from(item)) if item.sequenced else item)
             end = item.first + item.rows
             if item.sequenced and end <= self._sent_rows:
                 self.counts["resent_transitions"] += item.rows
@@ -682,6 +682,14 @@ class CollectorLoop:
             self._next_resend_t = min(self._next_resend_t, item.resend_t)
         else:  # no trainer has acknowledged anything yet: nothing will confirm them
             self._open_stats.discard(item.seq)
+
+    def _held_from(self, item: TransitionBatch) -> int:
+        """The oldest row this collector still holds to send again when ``item`` goes (the batch's ``base``):
+        rows below it were acknowledged or given up (counted here), so a trainer lacking them need not wait.
+        The backlog is in row order and sent from its front, and what is in flight was sent before it."""
+        firsts = [i.first for i in self._inflight if isinstance(i, TransitionBatch) and i.sequenced]
+        head = next((i for i in self._backlog if isinstance(i, TransitionBatch) and i.sequenced), None)
+        return min(firsts + ([head.first] if head is not None else []) + [item.first])
 
     def _window_open(self, item: TransitionBatch | _Marked) -> bool:
         """Fewer than ``send_window`` messages of ``item``'s kind sent and unacknowledged (none are tracked

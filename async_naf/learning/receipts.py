@@ -4,8 +4,19 @@ Every collector process numbers the rows it sends (``session``: random per proce
 batch's first row among all the rows of that session; :class:`~async_naf.wire.layouts.TransitionBatch`).
 The trainer keeps, per ``(robot, session)``, ``received``: the end of the rows it has taken. A batch (or the
 part of it) below that mark is a copy it already holds (a collector re-sending what it could not know
-arrived) and is dropped, counted as ``duplicate_transitions``; a batch beyond it leaves a gap (rows the
-collector never delivered: it counts those as lost itself), counted as ``gap_transitions``. The ledger is
+arrived) and is dropped, counted as ``duplicate_transitions``. Each batch also says from which row on its
+collector still holds its rows (``base``): rows below it that the trainer lacks will never come (acknowledged
+to a trainer before this one, or given up by the collector, which counts them itself) and are counted as
+``gap_transitions``. A batch beyond the mark with rows still held before it is taken, leaving a gap, once
+this trainer holds rows of that session. Before that (a trainer just started or restarted, to which the
+collector sends new rows while rows sent to the previous one are in flight) it is held back
+(``out_of_order_transitions``): the collector sends everything in flight again, in order, on this trainer's
+first acknowledgement, and :meth:`ReceiptLedger.release` hands the held batch over once the rows before it
+are in. (Taken at once, it would put the mark past those rows, and they would be dropped as copies.) If they
+have not come :data:`OUT_OF_ORDER_WAIT_S` after it was held back (lost again on the way: a queue overrun),
+it is handed over with the gap, as in steady state. The trainer calls ``release`` after every batch and before
+every acknowledgement, so a collector that sends nothing more still gets its rows acknowledged.
+The ledger is
 written into every checkpoint together with the replay buffer (the same moment), and a trainer resuming
 from that checkpoint starts from it (``restored``), so the collectors learn from the acknowledgement which of
 their rows died with the previous trainer.
@@ -18,14 +29,16 @@ writes what it has received to metrics.csv before it takes the acknowledgement
 (:meth:`async_naf.learning.trainer.Trainer.ack`), so an acknowledged statistic is on disk::
 
     ledger = ReceiptLedger(trainer_id, restored={(0, 123): 5000})
-    part = ledger.admit(batch)       # None (all copies) or the rows to add
+    part = ledger.admit(batch, now)  # None (all copies, or held back) or the rows to add
     ledger.commit(part)              # once they are in the buffer
+    part = ledger.release(now)       # a batch held back that is due now (None: none), added and committed alike
     ledger.stats_received(stats)     # an episode's statistics (EpisodeStats), queued for metrics.csv
     ack = ledger.ack()               # TransitionAck to publish
     table = ledger.table()           # [[robot, session, received], ...] for the checkpoint
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 from async_naf.wire.layouts import (
@@ -38,6 +51,11 @@ from async_naf.wire.layouts import (
 )
 
 MAX_STATS_AHEAD = 10_000  # statistics of a session held above a gap (more: the oldest of them forgotten)
+# how long a trainer that holds no rows of a session of its own yet holds back a batch that came out of order, s:
+# the collector sends its rows in flight again once it has this trainer's first acknowledgement (published
+# within ack_period_s, at least once a second)
+OUT_OF_ORDER_WAIT_S = 5.0
+MAX_HELD_ROWS = 100_000  # rows held back over all sessions (beyond it the oldest held batch goes at once, gap and all)
 
 
 class ReceiptLedger:
@@ -61,7 +79,12 @@ class ReceiptLedger:
         self._restored = {k: int(v) for k, v in (restored or {}).items()}
         self._received: OrderedDict[tuple[int, int], int] = OrderedDict(
             (k, int(v)) for k, v in (restored or {}).items())
-        self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "unsequenced_transitions": 0}
+        self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "out_of_order_transitions": 0,
+                       "unsequenced_transitions": 0}
+        self._live: set[tuple[int, int]] = set()  # sessions of which this trainer has taken rows itself
+        # batches held back per session (in row order), each with the time it was held back (s)
+        self._held: dict[tuple[int, int], list[tuple[float, TransitionBatch]]] = {}
+        self._held_rows = 0
         # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap); the
         # highest base the collector sent (numbers up to it count as held without having been received)
         self._stats: OrderedDict[tuple[int, int], tuple[int, set[int], int]] = OrderedDict()
@@ -88,9 +111,11 @@ class ReceiptLedger:
                 restored[(robot, session)] = received
         return ReceiptLedger(trainer, restored)
 
-    def admit(self, batch: TransitionBatch) -> TransitionBatch | None:
-        """The part of ``batch`` not held yet (None when it is all a copy); counts copies and gaps. Call
-        :meth:`commit` with the result once it is in the buffer (a refused batch changes nothing)."""
+    def admit(self, batch: TransitionBatch, now: float | None = None) -> TransitionBatch | None:
+        """The part of ``batch`` to take (None: all of it a copy, or out of order); counts copies, gaps and
+        batches out of order. Rows below the batch's ``base`` that this ledger lacks are a gap whatever becomes
+        of the batch: the mark moves past them. Call :meth:`commit` with the result once it is in the buffer.
+        ``now``: the trainer's clock (s; default ``time.monotonic()``), for :data:`OUT_OF_ORDER_WAIT_S`."""
         if not batch.sequenced:
             return batch
         key = (int(batch.robot_id[0]), int(batch.session))
@@ -102,7 +127,46 @@ class ReceiptLedger:
         if batch.first < received:
             self.counts["duplicate_transitions"] += received - batch.first
             return batch.tail(received - batch.first)
+        if batch.held_from > received:  # the collector holds none of these any more: they never come
+            self.counts["gap_transitions"] += batch.held_from - received
+            received = self._mark(key, batch.held_from)
+        held = self._held.get(key)
+        if batch.first > received and (key not in self._live or held):  # rows before it come again: module doc
+            if held and any(b.first < batch.first + batch.rows and batch.first < b.first + b.rows for _, b in held):
+                self.counts["duplicate_transitions"] += batch.rows  # held back already (its re-send)
+                return None
+            held = self._held.setdefault(key, [])
+            held.append((time.monotonic() if now is None else float(now), batch))
+            held.sort(key=lambda entry: entry[1].first)
+            self._held_rows += batch.rows
+            self.counts["out_of_order_transitions"] += batch.rows
+            return None
         return batch
+
+    def release(self, now: float | None = None) -> TransitionBatch | None:
+        """A batch held back (see the module doc) that is due: the rows before it are in, or it has waited
+        :data:`OUT_OF_ORDER_WAIT_S` (or more than :data:`MAX_HELD_ROWS` rows are held): the part of it not
+        held yet, to add and :meth:`commit` like :meth:`admit`'s. None when none is due. Call it until None."""
+        t = time.monotonic() if now is None else float(now)
+        oldest = min(((entry[0], key) for key, held in self._held.items() for entry in held[:1]), default=None)
+        for key, held in self._held.items():
+            waited, batch = held[0]
+            received = self._received.get(key, 0)
+            overfull = self._held_rows > MAX_HELD_ROWS and oldest is not None and oldest[1] == key
+            if batch.first <= received or t - waited >= OUT_OF_ORDER_WAIT_S or overfull:
+                held.pop(0)
+                self._held_rows -= batch.rows
+                if not held:
+                    del self._held[key]
+                end = batch.first + batch.rows
+                if end <= received:
+                    self.counts["duplicate_transitions"] += batch.rows
+                    return self.release(t)
+                if batch.first < received:
+                    self.counts["duplicate_transitions"] += received - batch.first
+                    return batch.tail(received - batch.first)
+                return batch
+        return None
 
     def commit(self, batch: TransitionBatch) -> None:
         """``batch`` (as :meth:`admit` returned it) is in the buffer: move the session's mark past it."""
@@ -111,13 +175,22 @@ class ReceiptLedger:
             return
         key = (int(batch.robot_id[0]), int(batch.session))
         received = self._received.get(key, 0)
-        if batch.first > received:
+        if batch.first > received:  # rows the collector still held but this trainer missed (a queue overrun)
             self.counts["gap_transitions"] += batch.first - received
-        self._received[key] = max(received, batch.first + batch.rows)
+        self._live.add(key)
+        self._mark(key, max(received, batch.first + batch.rows))
+
+    def _mark(self, key: tuple[int, int], received: int) -> int:
+        """Set a session's mark (the most recently active last; the least recently active beyond
+        ``max_entries`` forgotten); returns it."""
+        self._received[key] = received
         self._received.move_to_end(key)
         while len(self._received) > self.max_entries:
             old, _ = self._received.popitem(last=False)
             self._restored.pop(old, None)
+            self._live.discard(old)
+            self._held_rows -= sum(b.rows for _, b in self._held.pop(old, []))
+        return received
 
     def stats_received(self, stats: EpisodeStats) -> None:
         """A numbered episode statistic (``seq`` > 0) is held (queued for metrics.csv, or a copy of one held):

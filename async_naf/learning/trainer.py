@@ -248,21 +248,39 @@ class Trainer:
             ValueError: wrong dims or invalid values (nothing is added; counted in ``rejected_batches``).
         """
         with self._buffer_lock:
-            part = self.ledger.admit(batch) if hasattr(batch, "sequenced") else batch
-            if part is None:  # every row a copy of rows already held (a collector re-sending)
-                return 0
-            rows: Any = part.to_batch() if hasattr(part, "to_batch") else part
-            try:
-                n = self.buffer.add_batch(rows)
-            except ValueError:
-                self.rejected_batches += 1
-                raise
-            if hasattr(part, "sequenced"):
-                self.ledger.commit(part)
-            self.env_steps += n
+            if not hasattr(batch, "sequenced"):
+                n = self._add_rows(batch)
+            else:  # None: every row a copy of rows already held (a collector re-sending), or held back
+                part = self.ledger.admit(batch, time.monotonic())
+                n = self._add_rows(part) if part is not None else 0
+                n += self._add_released()
         if n:
             with self._wake:
                 self._wake.notify()
+        return n
+
+    def _add_rows(self, part: Any) -> int:
+        """``part`` into the buffer and, if sequenced, the ledger; the caller holds the buffer lock."""
+        rows: Any = part.to_batch() if hasattr(part, "to_batch") else part
+        try:
+            n = self.buffer.add_batch(rows)
+        except ValueError:
+            self.rejected_batches += 1
+            raise
+        if hasattr(part, "sequenced"):
+            self.ledger.commit(part)
+        self.env_steps += n
+        return n
+
+    def _add_released(self) -> int:
+        """The batches the ledger held back that are due now (ReceiptLedger.release), into the buffer; the caller
+        holds the buffer lock. A held batch the buffer refuses is dropped (counted in ``rejected_batches``)."""
+        n = 0
+        while (part := self.ledger.release(time.monotonic())) is not None:
+            try:
+                n += self._add_rows(part)
+            except ValueError:
+                continue  # checked when it came (decode_transitions): a buffer of other dimensions since
         return n
 
     def ack(self) -> Any:
@@ -276,7 +294,11 @@ class Trainer:
         said it no longer waits for: its ``base``.)
         """
         with self._buffer_lock:
+            released = self._add_released()  # batches held back that are due, so an idle collector's rows go too
             ack = self.ledger.ack()
+        if released:
+            with self._wake:
+                self._wake.notify()
         if self.metrics.queued:
             self.metrics.write_queued()  # the update thread sees rows_written move: an episode boundary
         return ack

@@ -10,7 +10,7 @@ Topics (relative to the robot namespace unless absolute):
   sub policy/step                std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.policy_step.v1)
   sub ground_truth/door_state    sensor_msgs/JointState      sensor QoS (door tasks, use_ground_truth)
   pub task/goal                  std_msgs/Float64MultiArray  reliable + transient local (async_naf.goal.v1)
-  pub /trainer/transitions       std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
+  pub /trainer/transitions       std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v2)
   pub /trainer/episode_stats     std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v2)
   sub /trainer/acks              std_msgs/Float64MultiArray  reliable + transient local (async_naf.transition_ack.v2)
   sub <recorder_ready_topic>     std_msgs/String             reliable + transient local (async_naf.recorder_ready.v1)

@@ -4,7 +4,7 @@ The learning runs in the :class:`async_naf.learning.trainer.Trainer` update thre
 subscriptions only validate (``async_naf.wire.layouts``) and hand rows to the thread-safe buffer.
 
 Topics and services:
-  sub ~/transitions        std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v1)
+  sub ~/transitions        std_msgs/Float32MultiArray  reliable, depth 100 (async_naf.transitions.v2)
   sub ~/episode_stats      std_msgs/Float64MultiArray  reliable, depth 100 (async_naf.episode_stats.v2)
   pub ~/weights            std_msgs/UInt8MultiArray    reliable + transient local, depth 1 (async_naf.weights.v1)
   pub ~/acks               std_msgs/Float64MultiArray  reliable + transient local, depth 1

@@ -11,13 +11,15 @@ Layouts (``N`` rows; all counts are integers stored in the array's dtype):
 ==========================  ===========================  ===========================================
 layout (label prefix)       message                      contents
 ==========================  ===========================  ===========================================
-async_naf.transitions.v1    std_msgs/Float32MultiArray   2-D, ``N`` x cols. dim0 label
-                                                         ``async_naf.transitions.v1:rows``, dim1 label
+async_naf.transitions.v2    std_msgs/Float32MultiArray   2-D, ``N`` x cols. dim0 label
+                                                         ``async_naf.transitions.v2:rows``, dim1 label
                                                          ``cols:obs=<obs_dim>,act=<act_dim>``. Columns:
                                                          obs | action | reward | next_obs | terminal |
                                                          robot_id | episode | step. A collector's
-                                                         batch labels dim0 ``rows,session=<s>,first=<f>``
-                                                         (its sequence: de-duplication, acknowledgements)
+                                                         batch labels dim0
+                                                         ``rows,session=<s>,first=<f>,base=<b>`` (its
+                                                         sequence: de-duplication, acknowledgements;
+                                                         ``base``: it holds no row below it any more)
 async_naf.weights.v1        std_msgs/UInt8MultiArray     1-D safetensors bytes (policy weights),
                                                          dim0 label ``async_naf.weights.v1``
 async_naf.episode_stats.v2  std_msgs/Float64MultiArray   1-D: robot, episode, return, length, success,
@@ -57,7 +59,7 @@ from async_naf.wire.batch import Batch
 from async_naf.wire.cdr import F8, f8_bytes
 from async_naf.wire.checkpoint import safetensors_header
 
-TRANSITIONS = "async_naf.transitions.v1"
+TRANSITIONS = "async_naf.transitions.v2"
 WEIGHTS = "async_naf.weights.v1"
 EPISODE_STATS = "async_naf.episode_stats.v2"
 POLICY_STEP = "async_naf.policy_step.v1"
@@ -199,9 +201,13 @@ class TransitionBatch(NamedTuple):
     obs (N, obs_dim) float32; action (N, act_dim) float32 rad/s; reward (N,) float32; next_obs (N, obs_dim)
     float32; terminal (N,) float32 in {0, 1} (1 = true terminal state, no bootstrap; a time-limit cut-off is 0);
     robot_id, episode, step (N,) int64 (>= 0; step = index of the transition in its episode).
-    session, first: the sender's sequence (:data:`TRANSITIONS` label ``rows,session=<s>,first=<f>``): the
-    collector's session id (random per collector process, >= 1) and the index of the first row among all the
-    rows that session has sent (so rows ``first .. first+N-1``); ``session`` 0 / ``first`` -1: unsequenced.
+    session, first, base: the sender's sequence (:data:`TRANSITIONS` label
+    ``rows,session=<s>,first=<f>,base=<b>``): the collector's session id (random per collector process, >= 1),
+    the index of the first row among all the rows that session has sent (so rows ``first .. first+N-1``), and
+    the oldest row it still holds to send again (``base <= first``): a receiver lacking rows below ``base`` will
+    never get them, rows from ``base`` up to ``first`` it lacks are still to come. ``session`` 0 / ``first`` -1:
+    unsequenced; ``base`` -1 (a batch not sent yet): taken as ``first``. (v1, before 2026-12-06, had no
+    ``base``: a receiver could not tell rows gone for good from rows that would be sent again.)
     """
 
     obs: np.ndarray
@@ -214,6 +220,7 @@ class TransitionBatch(NamedTuple):
     step: np.ndarray
     session: int = 0
     first: int = -1
+    base: int = -1
 
     def to_batch(self) -> Batch:
         """The replay-buffer part (drops robot_id/episode/step)."""
@@ -229,11 +236,17 @@ class TransitionBatch(NamedTuple):
         """The batch carries its sender's session and row index."""
         return self.session > 0 and self.first >= 0
 
+    @property
+    def held_from(self) -> int:
+        """``base`` where it is set (0 .. ``first``), else ``first``: the sender holds no row below it."""
+        return int(self.base) if 0 <= self.base <= self.first else int(self.first)
+
     def tail(self, start: int) -> TransitionBatch:
         """Rows ``start ..`` of this batch (``first`` moved along)."""
         return TransitionBatch(self.obs[start:], self.action[start:], self.reward[start:], self.next_obs[start:],
                                self.terminal[start:], self.robot_id[start:], self.episode[start:],
-                               self.step[start:], self.session, self.first + start if self.first >= 0 else -1)
+                               self.step[start:], self.session, self.first + start if self.first >= 0 else -1,
+                               self.base)
 
 
 MAX_SESSION = 2**31 - 1
@@ -243,20 +256,21 @@ MAX_SEQUENCE = 2**53  # row indices stay exact in float64 (the acknowledgements)
 def _sequence_label(batch: TransitionBatch) -> str:
     if not batch.sequenced:
         return f"{TRANSITIONS}:rows"
-    return f"{TRANSITIONS}:rows,session={int(batch.session)},first={int(batch.first)}"
+    return f"{TRANSITIONS}:rows,session={int(batch.session)},first={int(batch.first)},base={batch.held_from}"
 
 
-def _parse_sequence(rest: str, what: str) -> tuple[int, int]:
-    """``rows`` -> (0, -1); ``rows,session=<s>,first=<f>`` -> (s, f)."""
+def _parse_sequence(rest: str, what: str) -> tuple[int, int, int]:
+    """``rows`` -> (0, -1, -1); ``rows,session=<s>,first=<f>,base=<b>`` -> (s, f, b)."""
     if rest == "rows":
-        return 0, -1
-    match = re.fullmatch(r"rows,session=(\d{1,10}),first=(\d{1,16})", rest)
+        return 0, -1, -1
+    match = re.fullmatch(r"rows,session=(\d{1,10}),first=(\d{1,16}),base=(\d{1,16})", rest)
     if match is None:
-        raise LayoutError(f"{what}: dim0 label must be '{TRANSITIONS}:rows[,session=<s>,first=<f>]', got {rest!r}")
-    session, first = int(match.group(1)), int(match.group(2))
-    if not 1 <= session <= MAX_SESSION or first >= MAX_SEQUENCE:
-        raise LayoutError(f"{what}: session {session} / first {first} out of range")
-    return session, first
+        raise LayoutError(f"{what}: dim0 label must be '{TRANSITIONS}:rows[,session=<s>,first=<f>,base=<b>]', "
+                          f"got {rest!r}")
+    session, first, base = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    if not 1 <= session <= MAX_SESSION or first >= MAX_SEQUENCE or base > first:
+        raise LayoutError(f"{what}: session {session} / first {first} / base {base} out of range (base <= first)")
+    return session, first, base
 
 
 def transition_columns(obs_dim: int, act_dim: int) -> int:
@@ -312,7 +326,7 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
     """
     what = TRANSITIONS
     _check_dims(msg, 2, what)
-    session, first = _parse_sequence(_split_label(msg.labels[0], TRANSITIONS, what), what)
+    session, first, base = _parse_sequence(_split_label(msg.labels[0], TRANSITIONS, what), what)
     if not msg.labels[1].startswith("cols:"):
         raise LayoutError(f"{what}: dim1 label must be 'cols:obs=..,act=..', got {msg.labels[1]!r}")
     dims = _parse_kv(msg.labels[1][len("cols:"):], ("obs", "act"), what)
@@ -347,7 +361,7 @@ def decode_transitions(msg: ArrayMsg, obs_dim: int | None = None, act_dim: int |
     if session and (robot_id != robot_id[0]).any():
         raise LayoutError(f"{what}: a sequenced batch holds the rows of one robot")
     return TransitionBatch(obs, action, reward, next_obs, terminal, robot_id.astype(np.int64),
-                           episode.astype(np.int64), step.astype(np.int64), session, first)
+                           episode.astype(np.int64), step.astype(np.int64), session, first, base)
 
 
 # ------------------------------------------------------------------------------- acknowledgements
