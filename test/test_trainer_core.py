@@ -576,9 +576,15 @@ def test_a_batch_held_back_goes_into_the_buffer_once_due_even_if_nothing_more_co
         # the rows in front of it come: both in, in order
         assert resumed.add_transitions(_batch(20, seed=4)._replace(session=5, first=20, base=20)) == 30
         assert resumed.ack().entries == {(0, 5): (20, 50)} and resumed.env_steps == 50
-        # another collector's rows, 0..60 acknowledged by the trainer before (gone for good), 60..70 held
+        # another collector's rows, 0..60 acknowledged by the trainer before (gone for good), 60..70 missing
         assert resumed.add_transitions(_batch(10, seed=5)._replace(session=6, first=70, base=60)) == 0
-        assert resumed.ack().entries == {(0, 5): (20, 50), (0, 6): (0, 60)}
+        assert resumed.ack().entries == {(0, 5): (20, 50)}
+        # what the buffer would refuse is refused before it is held back: nothing held, nothing counted
+        bad = _batch(10, seed=6)._replace(session=7, first=40, base=30)
+        bad.reward[3] = np.nan
+        with pytest.raises(ValueError):
+            resumed.add_transitions(bad)
+        assert resumed.rejected_batches == 1 and resumed.stats()["out_of_order_transitions"] == 20
         original = receipts.OUT_OF_ORDER_WAIT_S
         receipts.OUT_OF_ORDER_WAIT_S = 0.0  # the wait over, and nothing more comes
         try:

@@ -53,8 +53,9 @@ def test_ledger_drops_copies_cuts_overlaps_and_counts_gaps() -> None:
 def test_a_trainer_holds_back_a_batch_that_comes_before_the_rows_still_held_in_front_of_it() -> None:
     """A restarted trainer (restored to row 10) gets the collector's new rows (40..) before the rows 10..40
     it sent the dead one: with ``base`` 10 (rows from 10 on still held) the batch is held back, not taken
-    past them; once they come it follows. Rows below ``base`` it lacks never come: a gap at once."""
-    from async_naf.learning.receipts import MAX_HELD_ROWS, OUT_OF_ORDER_WAIT_S
+    past them; once they come it follows. Rows below ``base`` it lacks never come: a gap, counted when the
+    batch after them is taken."""
+    from async_naf.learning.receipts import OUT_OF_ORDER_WAIT_S
 
     ledger = ReceiptLedger.from_table(2, [[1, SESSION, 10]])
     newer = _rows(1, SESSION, 40, 10)._replace(base=10)
@@ -71,13 +72,13 @@ def test_a_trainer_holds_back_a_batch_that_comes_before_the_rows_still_held_in_f
     assert ledger.table() == [[1, SESSION, 50]]
     assert ledger.counts == {"duplicate_transitions": 10, "gap_transitions": 0, "out_of_order_transitions": 10,
                              "unsequenced_transitions": 0}
-    # now it holds rows of that session itself: a later batch beyond its mark is taken, the gap counted
+    # now it holds rows of that session itself and none held back: a later batch beyond its mark is taken
     assert ledger.admit(_rows(1, SESSION, 60, 5)._replace(base=50), 0.5) is not None
 
-    # rows below base are gone for good: counted at once, the batch held back only for 50..60
+    # rows 10..50 are below base: they never come; 50..60 may, so the batch waits for them
     ledger = ReceiptLedger.from_table(3, [[1, SESSION, 10]])
     assert ledger.admit(_rows(1, SESSION, 60, 5)._replace(base=50), 1.0) is None
-    assert ledger.counts["gap_transitions"] == 40 and ledger.ack().entries[(1, SESSION)] == (10, 50)
+    assert ledger.ack().entries[(1, SESSION)] == (10, 10) and ledger.counts["gap_transitions"] == 0
     # what never comes: after OUT_OF_ORDER_WAIT_S the held batch goes with its gap, as in steady state
     assert ledger.release(1.0 + OUT_OF_ORDER_WAIT_S - 0.01) is None
     late = ledger.release(1.0 + OUT_OF_ORDER_WAIT_S)
@@ -86,14 +87,59 @@ def test_a_trainer_holds_back_a_batch_that_comes_before_the_rows_still_held_in_f
     assert ledger.counts["gap_transitions"] == 50 and ledger.table() == [[1, SESSION, 65]]
     # base = first (a batch sent with nothing held before it) and a fresh session: taken as before
     assert ledger.admit(_rows(1, SESSION + 1, 7, 5), 2.0) is not None
-    # more than MAX_HELD_ROWS held: the oldest goes at once
-    ledger = ReceiptLedger(4)
-    big = MAX_HELD_ROWS // 2 + 1
-    assert ledger.admit(_rows(1, 5, 100, big)._replace(base=0), 0.0) is None
+
+
+def test_a_base_that_passes_held_batches_hands_them_over() -> None:
+    """A reviewer's case: rows 10..20 held back (base 0), then rows 30..40 come with base 20 (the collector
+    gave 0..20 up). The mark moved to base over the held rows, which were then dropped as copies and counted
+    twice (gap and copy). Now the held rows go in (the gap is 0..10), and 30..40 waits for 20..30."""
+    ledger = ReceiptLedger(5)
+    assert ledger.admit(_rows(1, SESSION, 10, 10)._replace(base=0), 0.0) is None
+    assert ledger.admit(_rows(1, SESSION, 30, 10)._replace(base=20), 0.1) is None
+    taken = ledger.release(0.2)
+    assert taken is not None and (taken.first, taken.rows) == (10, 10) and ledger.release(0.2) is None
+    ledger.commit(taken)
+    part = ledger.admit(_rows(1, SESSION, 20, 10)._replace(base=20), 0.3)
+    assert part is not None
+    ledger.commit(part)
+    taken = ledger.release(0.3)
+    assert taken is not None and taken.first == 30
+    ledger.commit(taken)
+    assert ledger.table() == [[1, SESSION, 40]]
+    assert ledger.counts == {"duplicate_transitions": 0, "gap_transitions": 10, "out_of_order_transitions": 20,
+                             "unsequenced_transitions": 0}
+
+
+def test_held_batches_are_bounded_and_released_without_recursion() -> None:
+    """A peer that makes the trainer hold many batches: at most MAX_HELD_BATCHES are held (beyond, the
+    session held longest goes), and copies among them are skipped in a loop (the first version recursed once
+    per copy: RecursionError, the trainer process gone, with about 1,000 of them)."""
+    from async_naf.learning.receipts import MAX_HELD_BATCHES, OUT_OF_ORDER_WAIT_S
+
+    ledger = ReceiptLedger(6)
+    for k in range(MAX_HELD_BATCHES):  # one-row batches at 2, 4, 6, ...: each with a row missing before it
+        assert ledger.admit(_rows(1, SESSION, 2 + 2 * k, 1)._replace(base=0), 0.0) is None
     assert ledger.release(0.0) is None
-    assert ledger.admit(_rows(1, 6, 100, big)._replace(base=0), 0.0) is None
-    first_out = ledger.release(0.0)
-    assert first_out is not None and first_out.session == 5 and ledger.release(0.0) is None
+    assert ledger.admit(_rows(1, SESSION + 1, 5, 1)._replace(base=0), 1.0) is None  # one more: over the bound
+    first_out = ledger.release(1.0)
+    assert first_out is not None and first_out.session == SESSION and first_out.first == 2  # held longest
+    part = ledger.admit(_rows(1, SESSION, 0, 3000)._replace(base=0), 1.0)  # covers every held row
+    assert part is not None
+    ledger.commit(part)
+    assert ledger.release(1.0) is None  # all the rest copies now: skipped, no recursion
+    assert ledger.counts["duplicate_transitions"] == MAX_HELD_BATCHES - 1
+    assert ledger.release(1.0 + OUT_OF_ORDER_WAIT_S) is not None  # the other session's batch, waited out
+
+
+def test_the_session_held_longest_waits_no_longer_than_out_of_order_wait_s() -> None:
+    """A reviewer's case: a later batch with a lower first restarted the wait of the one behind it."""
+    from async_naf.learning.receipts import OUT_OF_ORDER_WAIT_S
+
+    ledger = ReceiptLedger(7)
+    assert ledger.admit(_rows(1, SESSION, 40, 10)._replace(base=0), 0.0) is None
+    assert ledger.admit(_rows(1, SESSION, 20, 10)._replace(base=0), 4.0) is None
+    out = [ledger.release(OUT_OF_ORDER_WAIT_S), ledger.release(OUT_OF_ORDER_WAIT_S)]
+    assert [(b.first if b is not None else None) for b in out] == [20, 40]
 
 
 def test_ledger_restored_from_a_checkpoint_table() -> None:

@@ -686,10 +686,10 @@ class CollectorLoop:
     def _held_from(self, item: TransitionBatch) -> int:
         """The oldest row this collector still holds to send again when ``item`` goes (the batch's ``base``):
         rows below it were acknowledged or given up (counted here), so a trainer lacking them need not wait.
-        The backlog is in row order and sent from its front, and what is in flight was sent before it."""
-        firsts = [i.first for i in self._inflight if isinstance(i, TransitionBatch) and i.sequenced]
-        head = next((i for i in self._backlog if isinstance(i, TransitionBatch) and i.sequenced), None)
-        return min(firsts + ([head.first] if head is not None else []) + [item.first])
+        What is in flight was sent in row order and before the backlog, which is in row order too."""
+        oldest = next((i for queue in (self._inflight, self._backlog) for i in queue
+                       if isinstance(i, TransitionBatch) and i.sequenced), item)
+        return min(oldest.first, item.first)
 
     def _window_open(self, item: TransitionBatch | _Marked) -> bool:
         """Fewer than ``send_window`` messages of ``item``'s kind sent and unacknowledged (none are tracked

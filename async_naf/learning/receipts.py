@@ -6,16 +6,20 @@ The trainer keeps, per ``(robot, session)``, ``received``: the end of the rows i
 part of it) below that mark is a copy it already holds (a collector re-sending what it could not know
 arrived) and is dropped, counted as ``duplicate_transitions``. Each batch also says from which row on its
 collector still holds its rows (``base``): rows below it that the trainer lacks will never come (acknowledged
-to a trainer before this one, or given up by the collector, which counts them itself) and are counted as
-``gap_transitions``. A batch beyond the mark with rows still held before it is taken, leaving a gap, once
-this trainer holds rows of that session. Before that (a trainer just started or restarted, to which the
-collector sends new rows while rows sent to the previous one are in flight) it is held back
-(``out_of_order_transitions``): the collector sends everything in flight again, in order, on this trainer's
-first acknowledgement, and :meth:`ReceiptLedger.release` hands the held batch over once the rows before it
-are in. (Taken at once, it would put the mark past those rows, and they would be dropped as copies.) If they
-have not come :data:`OUT_OF_ORDER_WAIT_S` after it was held back (lost again on the way: a queue overrun),
-it is handed over with the gap, as in steady state. The trainer calls ``release`` after every batch and before
-every acknowledgement, so a collector that sends nothing more still gets its rows acknowledged.
+to a trainer before this one, or given up by the collector, which counts them itself). A batch beyond the mark
+leaves a gap (``gap_transitions``, counted when it is taken) once this trainer holds rows of that session and
+holds none of its batches back. Before that (a trainer just started or restarted, to which the collector sends
+new rows while rows sent to the previous one are in flight), a batch with rows from ``base`` up to it missing
+is held back (``out_of_order_transitions``): the collector sends everything in flight again, in order, on this
+trainer's first acknowledgement, and :meth:`ReceiptLedger.release` hands the held batches over, in order, as
+the rows in front of each come in (or lie below the highest ``base`` seen: they never come). (Taken at once, it
+would put the mark past those rows, and they would be dropped as copies.) If they have not all come
+:data:`OUT_OF_ORDER_WAIT_S` after the session's oldest held batch was held back (lost again on the way: a
+queue overrun), its held batches go, with their gaps, as in steady state. At most :data:`MAX_HELD_BATCHES`
+batches and :data:`MAX_HELD_ROWS` rows are held (beyond either, the session held longest goes at once). The
+trainer calls ``release`` after every batch and before every acknowledgement, so a collector that sends
+nothing more still gets its rows acknowledged. Nothing is held that the buffer would refuse: the trainer checks
+a batch before :meth:`ReceiptLedger.admit`, which changes nothing but the counters and the held batches.
 The ledger is
 written into every checkpoint together with the replay buffer (the same moment), and a trainer resuming
 from that checkpoint starts from it (``restored``), so the collectors learn from the acknowledgement which of
@@ -38,8 +42,10 @@ writes what it has received to metrics.csv before it takes the acknowledgement
 """
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from async_naf.wire.layouts import (
     MAX_ACK_ENTRIES,
@@ -55,7 +61,19 @@ MAX_STATS_AHEAD = 10_000  # statistics of a session held above a gap (more: the 
 # the collector sends its rows in flight again once it has this trainer's first acknowledgement (published
 # within ack_period_s, at least once a second)
 OUT_OF_ORDER_WAIT_S = 5.0
-MAX_HELD_ROWS = 100_000  # rows held back over all sessions (beyond it the oldest held batch goes at once, gap and all)
+MAX_HELD_ROWS = 100_000  # rows held back over all sessions
+MAX_HELD_BATCHES = 1024  # batches held back over all sessions (a send window of 32 for each of 32 collectors)
+
+
+@dataclass
+class _Held:
+    """A session's batches held back: when the oldest was held back (s), the highest ``base`` seen, the batches
+    in row order and their ``first`` (for bisect)."""
+
+    since: float
+    base: int = 0
+    firsts: list[int] = field(default_factory=list)
+    batches: list[TransitionBatch] = field(default_factory=list)
 
 
 class ReceiptLedger:
@@ -82,9 +100,10 @@ class ReceiptLedger:
         self.counts = {"duplicate_transitions": 0, "gap_transitions": 0, "out_of_order_transitions": 0,
                        "unsequenced_transitions": 0}
         self._live: set[tuple[int, int]] = set()  # sessions of which this trainer has taken rows itself
-        # batches held back per session (in row order), each with the time it was held back (s)
-        self._held: dict[tuple[int, int], list[tuple[float, TransitionBatch]]] = {}
-        self._held_rows = 0
+        # per session with batches held back: when the oldest of them was held back (s), the highest base seen
+        # (rows below it never come), the batches in row order (each batch's first; no two overlap)
+        self._held: dict[tuple[int, int], _Held] = {}
+        self._held_rows = self._held_batches = 0
         # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap); the
         # highest base the collector sent (numbers up to it count as held without having been received)
         self._stats: OrderedDict[tuple[int, int], tuple[int, set[int], int]] = OrderedDict()
@@ -112,10 +131,10 @@ class ReceiptLedger:
         return ReceiptLedger(trainer, restored)
 
     def admit(self, batch: TransitionBatch, now: float | None = None) -> TransitionBatch | None:
-        """The part of ``batch`` to take (None: all of it a copy, or out of order); counts copies, gaps and
-        batches out of order. Rows below the batch's ``base`` that this ledger lacks are a gap whatever becomes
-        of the batch: the mark moves past them. Call :meth:`commit` with the result once it is in the buffer.
-        ``now``: the trainer's clock (s; default ``time.monotonic()``), for :data:`OUT_OF_ORDER_WAIT_S`."""
+        """The part of ``batch`` to take (None: all of it a copy, or held back); counts copies and batches held
+        back. Changes nothing else (the mark moves in :meth:`commit`, which counts a gap). Call :meth:`commit`
+        with the result once it is in the buffer, then :meth:`release` until None. ``now``: the trainer's clock
+        (s; default ``time.monotonic()``), for :data:`OUT_OF_ORDER_WAIT_S`."""
         if not batch.sequenced:
             return batch
         key = (int(batch.robot_id[0]), int(batch.session))
@@ -127,45 +146,55 @@ class ReceiptLedger:
         if batch.first < received:
             self.counts["duplicate_transitions"] += received - batch.first
             return batch.tail(received - batch.first)
-        if batch.held_from > received:  # the collector holds none of these any more: they never come
-            self.counts["gap_transitions"] += batch.held_from - received
-            received = self._mark(key, batch.held_from)
         held = self._held.get(key)
-        if batch.first > received and (key not in self._live or held):  # rows before it come again: module doc
-            if held and any(b.first < batch.first + batch.rows and batch.first < b.first + b.rows for _, b in held):
-                self.counts["duplicate_transitions"] += batch.rows  # held back already (its re-send)
-                return None
-            held = self._held.setdefault(key, [])
-            held.append((time.monotonic() if now is None else float(now), batch))
-            held.sort(key=lambda entry: entry[1].first)
-            self._held_rows += batch.rows
-            self.counts["out_of_order_transitions"] += batch.rows
+        floor = max(received, batch.held_from, held.base if held is not None else 0)  # rows below it never come
+        if batch.first <= floor or (key in self._live and held is None):
+            return batch  # in order, or steady state: taken, the gap (if any) counted by commit
+        if held is None:
+            held = self._held[key] = _Held(time.monotonic() if now is None else float(now))
+        held.base = max(held.base, batch.held_from)
+        i = bisect.bisect_left(held.firsts, batch.first)
+        neighbours = held.batches[max(i - 1, 0):i + 1]
+        if any(b.first < end and batch.first < b.first + b.rows for b in neighbours):
+            self.counts["duplicate_transitions"] += batch.rows  # held back already (its re-send)
             return None
-        return batch
+        held.firsts.insert(i, batch.first)
+        held.batches.insert(i, batch)
+        self._held_rows += batch.rows
+        self._held_batches += 1
+        self.counts["out_of_order_transitions"] += batch.rows
+        return None
 
     def release(self, now: float | None = None) -> TransitionBatch | None:
-        """A batch held back (see the module doc) that is due: the rows before it are in, or it has waited
-        :data:`OUT_OF_ORDER_WAIT_S` (or more than :data:`MAX_HELD_ROWS` rows are held): the part of it not
-        held yet, to add and :meth:`commit` like :meth:`admit`'s. None when none is due. Call it until None."""
+        """A batch held back (see the module doc) that is due: the first of its session's, once the rows
+        before it are in or lie below the highest ``base`` seen; every one of a session whose oldest held batch
+        has waited :data:`OUT_OF_ORDER_WAIT_S`, or of the session held longest while more than
+        :data:`MAX_HELD_BATCHES` / :data:`MAX_HELD_ROWS` are held. Returns the part of it not held yet, to add
+        and :meth:`commit` like :meth:`admit`'s; None when none is due. Call it until None."""
         t = time.monotonic() if now is None else float(now)
-        oldest = min(((entry[0], key) for key, held in self._held.items() for entry in held[:1]), default=None)
-        for key, held in self._held.items():
-            waited, batch = held[0]
+        while self._held:
+            over = self._held_rows > MAX_HELD_ROWS or self._held_batches > MAX_HELD_BATCHES
+            longest = min(self._held, key=lambda k: self._held[k].since) if over else None
+            key = next((k for k, h in self._held.items()
+                        if k == longest or t - h.since >= OUT_OF_ORDER_WAIT_S
+                        or h.firsts[0] <= max(self._received.get(k, 0), h.base)), None)
+            if key is None:
+                return None
+            held = self._held[key]
+            held.firsts.pop(0)
+            batch = held.batches.pop(0)
+            self._held_rows -= batch.rows
+            self._held_batches -= 1
+            if not held.batches:
+                del self._held[key]
             received = self._received.get(key, 0)
-            overfull = self._held_rows > MAX_HELD_ROWS and oldest is not None and oldest[1] == key
-            if batch.first <= received or t - waited >= OUT_OF_ORDER_WAIT_S or overfull:
-                held.pop(0)
-                self._held_rows -= batch.rows
-                if not held:
-                    del self._held[key]
-                end = batch.first + batch.rows
-                if end <= received:
-                    self.counts["duplicate_transitions"] += batch.rows
-                    return self.release(t)
-                if batch.first < received:
-                    self.counts["duplicate_transitions"] += received - batch.first
-                    return batch.tail(received - batch.first)
-                return batch
+            if batch.first + batch.rows <= received:  # a copy of rows taken meanwhile: the next one
+                self.counts["duplicate_transitions"] += batch.rows
+                continue
+            if batch.first < received:
+                self.counts["duplicate_transitions"] += received - batch.first
+                return batch.tail(received - batch.first)
+            return batch
         return None
 
     def commit(self, batch: TransitionBatch) -> None:
@@ -175,7 +204,7 @@ class ReceiptLedger:
             return
         key = (int(batch.robot_id[0]), int(batch.session))
         received = self._received.get(key, 0)
-        if batch.first > received:  # rows the collector still held but this trainer missed (a queue overrun)
+        if batch.first > received:  # rows below the collector's base, or missed on the way (a queue overrun)
             self.counts["gap_transitions"] += batch.first - received
         self._live.add(key)
         self._mark(key, max(received, batch.first + batch.rows))
@@ -189,7 +218,10 @@ class ReceiptLedger:
             old, _ = self._received.popitem(last=False)
             self._restored.pop(old, None)
             self._live.discard(old)
-            self._held_rows -= sum(b.rows for _, b in self._held.pop(old, []))
+            gone = self._held.pop(old, None)
+            if gone is not None:
+                self._held_rows -= sum(b.rows for b in gone.batches)
+                self._held_batches -= len(gone.batches)
         return received
 
     def stats_received(self, stats: EpisodeStats) -> None:

@@ -41,6 +41,7 @@ from async_naf.learning.checkpoints import (
 from async_naf.learning.config import TrainerConfig
 from async_naf.learning.metrics import CLOSED, QUEUED, MetricsLog
 from async_naf.learning.receipts import ReceiptLedger
+from async_naf.wire.batch import validate_batch
 
 __all__ = ["CheckpointInfo", "Trainer", "TrainerConfig", "read_latest_checkpoint"]
 
@@ -251,6 +252,11 @@ class Trainer:
             if not hasattr(batch, "sequenced"):
                 n = self._add_rows(batch)
             else:  # None: every row a copy of rows already held (a collector re-sending), or held back
+                try:  # what the buffer would refuse is refused before the ledger holds it back
+                    validate_batch(batch.to_batch(), self.buffer.obs_dim, self.buffer.act_dim)
+                except ValueError:
+                    self.rejected_batches += 1
+                    raise
                 part = self.ledger.admit(batch, time.monotonic())
                 n = self._add_rows(part) if part is not None else 0
                 n += self._add_released()
@@ -274,13 +280,10 @@ class Trainer:
 
     def _add_released(self) -> int:
         """The batches the ledger held back that are due now (ReceiptLedger.release), into the buffer; the caller
-        holds the buffer lock. A held batch the buffer refuses is dropped (counted in ``rejected_batches``)."""
+        holds the buffer lock. (Each was checked against this buffer before it was held back.)"""
         n = 0
         while (part := self.ledger.release(time.monotonic())) is not None:
-            try:
-                n += self._add_rows(part)
-            except ValueError:
-                continue  # checked when it came (decode_transitions): a buffer of other dimensions since
+            n += self._add_rows(part)
         return n
 
     def ack(self) -> Any:
