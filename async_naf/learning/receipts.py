@@ -68,11 +68,10 @@ MAX_HELD_BATCHES = 1024  # batches held back over all sessions (a send window of
 @dataclass
 class _Held:
     """A session's batches held back: when the oldest was held back (s), the highest ``base`` seen, the batches
-    in row order and their ``first`` (for bisect)."""
+    in row order (no two overlap)."""
 
     since: float
     base: int = 0
-    firsts: list[int] = field(default_factory=list)
     batches: list[TransitionBatch] = field(default_factory=list)
 
 
@@ -101,7 +100,7 @@ class ReceiptLedger:
                        "unsequenced_transitions": 0}
         self._live: set[tuple[int, int]] = set()  # sessions of which this trainer has taken rows itself
         # per session with batches held back: when the oldest of them was held back (s), the highest base seen
-        # (rows below it never come), the batches in row order (each batch's first; no two overlap)
+        # (rows below it never come), the batches
         self._held: dict[tuple[int, int], _Held] = {}
         self._held_rows = self._held_batches = 0
         # per session: statistics held, every one numbered <= it; those above it held (waiting for a gap); the
@@ -153,12 +152,11 @@ class ReceiptLedger:
         if held is None:
             held = self._held[key] = _Held(time.monotonic() if now is None else float(now))
         held.base = max(held.base, batch.held_from)
-        i = bisect.bisect_left(held.firsts, batch.first)
+        i = bisect.bisect_left(held.batches, batch.first, key=lambda b: b.first)
         neighbours = held.batches[max(i - 1, 0):i + 1]
         if any(b.first < end and batch.first < b.first + b.rows for b in neighbours):
             self.counts["duplicate_transitions"] += batch.rows  # held back already (its re-send)
             return None
-        held.firsts.insert(i, batch.first)
         held.batches.insert(i, batch)
         self._held_rows += batch.rows
         self._held_batches += 1
@@ -177,11 +175,10 @@ class ReceiptLedger:
             longest = min(self._held, key=lambda k: self._held[k].since) if over else None
             key = next((k for k, h in self._held.items()
                         if k == longest or t - h.since >= OUT_OF_ORDER_WAIT_S
-                        or h.firsts[0] <= max(self._received.get(k, 0), h.base)), None)
+                        or h.batches[0].first <= max(self._received.get(k, 0), h.base)), None)
             if key is None:
                 return None
             held = self._held[key]
-            held.firsts.pop(0)
             batch = held.batches.pop(0)
             self._held_rows -= batch.rows
             self._held_batches -= 1
@@ -207,12 +204,7 @@ class ReceiptLedger:
         if batch.first > received:  # rows below the collector's base, or missed on the way (a queue overrun)
             self.counts["gap_transitions"] += batch.first - received
         self._live.add(key)
-        self._mark(key, max(received, batch.first + batch.rows))
-
-    def _mark(self, key: tuple[int, int], received: int) -> int:
-        """Set a session's mark (the most recently active last; the least recently active beyond
-        ``max_entries`` forgotten); returns it."""
-        self._received[key] = received
+        self._received[key] = max(received, batch.first + batch.rows)
         self._received.move_to_end(key)
         while len(self._received) > self.max_entries:
             old, _ = self._received.popitem(last=False)
@@ -222,7 +214,6 @@ class ReceiptLedger:
             if gone is not None:
                 self._held_rows -= sum(b.rows for b in gone.batches)
                 self._held_batches -= len(gone.batches)
-        return received
 
     def stats_received(self, stats: EpisodeStats) -> None:
         """A numbered episode statistic (``seq`` > 0) is held (queued for metrics.csv, or a copy of one held):
