@@ -110,6 +110,26 @@ def test_a_base_that_passes_held_batches_hands_them_over() -> None:
                              "unsequenced_transitions": 0}
 
 
+def test_a_batch_whose_first_is_its_base_does_not_pass_held_rows() -> None:
+    """A second reviewer's case: rows 10..20 held back (base 0), then 30..40 with base 30 (the collector gave
+    up everything before it: its backlog bound). It was taken at once; the mark passed the held rows, which
+    were counted as gap and then dropped as copies. Now it joins the held batches and both go in order."""
+    ledger, taken = ReceiptLedger(8), []
+    for t, batch in ((0.0, _rows(1, SESSION, 10, 10)._replace(base=0)),
+                     (0.1, _rows(1, SESSION, 30, 10)._replace(base=30))):
+        part = ledger.admit(batch, t)  # then, as the trainer: every held batch that is due
+        while True:
+            if part is not None:
+                taken += range(part.first, part.first + part.rows)
+                ledger.commit(part)
+            part = ledger.release(t)
+            if part is None:
+                break
+        assert taken or t == 0.0  # 10..20 waits for 0..10 until the second batch's base says they never come
+    assert taken == [*range(10, 20), *range(30, 40)] and ledger.table() == [[1, SESSION, 40]]
+    assert ledger.counts["gap_transitions"] == 20 and ledger.counts["duplicate_transitions"] == 0
+
+
 def test_held_batches_are_bounded_and_released_without_recursion() -> None:
     """A peer that makes the trainer hold many batches: at most MAX_HELD_BATCHES are held (beyond, the
     session held longest goes), and copies among them are skipped in a loop (the first version recursed once

@@ -16,7 +16,8 @@ the rows in front of each come in (or lie below the highest ``base`` seen: they 
 would put the mark past those rows, and they would be dropped as copies.) If they have not all come
 :data:`OUT_OF_ORDER_WAIT_S` after the session's oldest held batch was held back (lost again on the way: a
 queue overrun), its held batches go, with their gaps, as in steady state. At most :data:`MAX_HELD_BATCHES`
-batches and :data:`MAX_HELD_ROWS` rows are held (beyond either, the session held longest goes at once). The
+batches and :data:`MAX_HELD_ROWS` rows are held (beyond either, the oldest batches of the session held longest
+go, with their gaps, until within the bound). The
 trainer calls ``release`` after every batch and before every acknowledgement, so a collector that sends
 nothing more still gets its rows acknowledged. Nothing is held that the buffer would refuse: the trainer checks
 a batch before :meth:`ReceiptLedger.admit`, which changes nothing but the counters and the held batches.
@@ -147,7 +148,8 @@ class ReceiptLedger:
             return batch.tail(received - batch.first)
         held = self._held.get(key)
         floor = max(received, batch.held_from, held.base if held is not None else 0)  # rows below it never come
-        if batch.first <= floor or (key in self._live and held is None):
+        below_held = held is None or batch.first < held.batches[0].first  # a base must not pass held rows
+        if (batch.first <= floor and below_held) or (key in self._live and held is None):
             return batch  # in order, or steady state: taken, the gap (if any) counted by commit
         if held is None:
             held = self._held[key] = _Held(time.monotonic() if now is None else float(now))
