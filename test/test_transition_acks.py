@@ -30,6 +30,19 @@ def _rows(robot: int, session: int, first: int, n: int) -> TransitionBatch:
                            np.zeros(n, np.int64), np.arange(n), session, first)
 
 
+def _take(ledger: ReceiptLedger, part: TransitionBatch | None, now: float) -> list[tuple[int, int]]:
+    """As Trainer.add_transitions: the rows admitted (if any), then every batch the ledger held back that is due,
+    each committed; returns their (session, row) ids in the order taken."""
+    taken: list[tuple[int, int]] = []
+    while True:
+        if part is not None:
+            taken += [(part.session, part.first + i) for i in range(part.rows)]
+            ledger.commit(part)
+        part = ledger.release(now)
+        if part is None:
+            return taken
+
+
 # ---------------------------------------------------------------------------------------------- ledger
 def test_ledger_drops_copies_cuts_overlaps_and_counts_gaps() -> None:
     ledger = ReceiptLedger(5)
@@ -117,14 +130,7 @@ def test_a_batch_whose_first_is_its_base_does_not_pass_held_rows() -> None:
     ledger, taken = ReceiptLedger(8), []
     for t, batch in ((0.0, _rows(1, SESSION, 10, 10)._replace(base=0)),
                      (0.1, _rows(1, SESSION, 30, 10)._replace(base=30))):
-        part = ledger.admit(batch, t)  # then, as the trainer: every held batch that is due
-        while True:
-            if part is not None:
-                taken += range(part.first, part.first + part.rows)
-                ledger.commit(part)
-            part = ledger.release(t)
-            if part is None:
-                break
+        taken += [row for _, row in _take(ledger, ledger.admit(batch, t), t)]
         assert taken or t == 0.0  # 10..20 waits for 0..10 until the second batch's base says they never come
     assert taken == [*range(10, 20), *range(30, 40)] and ledger.table() == [[1, SESSION, 40]]
     assert ledger.counts["gap_transitions"] == 20 and ledger.counts["duplicate_transitions"] == 0
@@ -298,16 +304,8 @@ class World:
         self.stats_wire.clear()
 
     def _take(self, part: layouts.TransitionBatch | None) -> None:
-        """As Trainer.add_transitions: the rows admitted (if any), then every batch the ledger held back that is
-        due."""
         assert self.ledger is not None
-        while True:
-            if part is not None:
-                self.buffer += [(part.session, part.first + i) for i in range(part.rows)]
-                self.ledger.commit(part)
-            part = self.ledger.release(self.t)
-            if part is None:
-                return
+        self.buffer += _take(self.ledger, part, self.t)
 
     def ack(self, late: float = 0.0) -> None:
         """The trainer's acknowledgement (as Trainer.ack: the held batches due taken, the ledger read, then the
